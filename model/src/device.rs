@@ -1,0 +1,43 @@
+//! What the registry says about a device, in the form the pipeline needs.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::reading::Binding;
+
+/// Everything ingest and rules need to know about one enabled device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceContext {
+    pub binding: Binding,
+    /// `device` kind in the registry: `elevator`, `ride`, `video`, `filling`.
+    pub kind: String,
+    /// Seconds between idle reports; `device.offline` fires after 3 × this.
+    pub report_interval_s: u32,
+    /// The equipment's `params` from the registry (`rated_speed_mps`,
+    /// `floors`, `wind_limit_mps`, …), read by rules by those names.
+    pub params: Map<String, Value>,
+}
+
+impl DeviceContext {
+    pub fn param_f64(&self, name: &str) -> Option<f64> {
+        self.params.get(name).and_then(Value::as_f64)
+    }
+
+    /// `floors: [lowest, highest]`.
+    pub fn floor_range(&self) -> Option<(i16, i16)> {
+        let range = self.params.get("floors")?.as_array()?;
+        let lo = i16::try_from(range.first()?.as_i64()?).ok()?;
+        let hi = i16::try_from(range.get(1)?.as_i64()?).ok()?;
+        (lo <= hi).then_some((lo, hi))
+    }
+}
+
+/// The registry's answer for a device id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    Unknown,
+    Disabled,
+    Active(Arc<DeviceContext>),
+}

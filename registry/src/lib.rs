@@ -1,0 +1,1 @@
+//! Vigil's registry: equipment, owners, maintainers and devices, their persistence and HTTP API.

@@ -1,0 +1,1 @@
+//! Vigil's rule engine: pure evaluation of readings into alarm changes, with injected time.

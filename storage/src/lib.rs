@@ -1,0 +1,87 @@
+//! Where readings, alarms and dead letters go to stay, and where SQL reads
+//! them back.
+//!
+//! ```text
+//!  ingest ──Write{record, ack token}──▶ Store::write (bounded: back-pressure)
+//!                                          │ group commit (one fsync per batch)
+//!                                          ├──▶ durable tokens ──▶ ingest (ack watermarks)
+//!                                          ▼
+//!                               tables: elevator_readings, ride_readings, video_events,
+//!                                       filling_records, device_events, alarm_changes
+//!                                       (+ the `alarms` view), dead_letters,
+//!                                       and reference tables set by the registry
+//!  Store::query(sql) ──▶ one answer over what is in memory and on disk
+//! ```
+//!
+//! The [`Store`] trait is the whole surface the engine uses; [`embedded`]
+//! is the default backend (write-ahead log, Arrow in memory, Parquet on
+//! disk, DataFusion for SQL).
+
+pub mod embedded;
+mod error;
+mod record;
+
+pub use error::StoreError;
+pub use record::{AckToken, ColumnType, Recovery, RefColumn, RefTable, Record, StoredReading, Write};
+
+use arrow::record_batch::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+/// The reading and event tables by stream, as analysts see them.
+pub const TABLES: &[&str] = &[
+    "elevator_readings",
+    "ride_readings",
+    "video_events",
+    "filling_records",
+    "device_events",
+    "alarm_changes",
+    "dead_letters",
+];
+
+/// Limits on one SQL query from the API or the CLI.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// The query is cancelled after this long.
+    pub timeout: std::time::Duration,
+    /// At most this many rows are returned; `truncated` says when more existed.
+    pub max_rows: usize,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        Self { timeout: std::time::Duration::from_secs(30), max_rows: 100_000 }
+    }
+}
+
+/// The answer to one query.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub truncated: bool,
+}
+
+/// The storage stage. One instance is shared by every task of the engine.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Queues records for the next group commit. Returns once they are
+    /// queued; waits (back-pressure) while the queue is full. Each record
+    /// with an [`AckToken`] is reported on the durable channel given at open
+    /// once it is durable.
+    async fn write(&self, batch: Vec<Write>) -> Result<(), StoreError>;
+
+    /// Runs one read-only SQL statement over every table.
+    async fn query(&self, sql: &str, opts: &QueryOptions) -> Result<QueryOutput, StoreError>;
+
+    /// What the engine needs back after a restart.
+    async fn recover(&self) -> Result<Recovery, StoreError>;
+
+    /// Replaces a reference table (registry data) visible to SQL.
+    async fn set_reference_table(&self, table: RefTable) -> Result<(), StoreError>;
+
+    /// Makes everything queued durable and visible, e.g. before shutdown.
+    async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Ready to accept writes (for `/readyz`); the reason when not.
+    fn health(&self) -> Result<(), String>;
+}

@@ -1,0 +1,77 @@
+//! What goes into the store and what comes back after a restart.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use vigil_model::{Alarm, Binding, DeadLetter, DeviceId, EpochMs, Reading};
+
+/// A reading with the registry binding it was accepted under; stored
+/// denormalised so that analysts filter by equipment and region without a join.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredReading {
+    pub reading: Reading,
+    pub binding: Binding,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Record {
+    /// Goes to the table of its stream (`elevator_readings`, …, `device_events`).
+    Reading(StoredReading),
+    /// One change of one alarm (`alarm_changes`; `alarms` shows the latest).
+    Alarm(Alarm),
+    DeadLetter(DeadLetter),
+}
+
+/// Names a device message whose durability ingest wants to hear about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AckToken {
+    pub device_id: DeviceId,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    pub record: Record,
+    pub ack: Option<AckToken>,
+}
+
+/// State rebuilt from storage when the engine starts.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// Highest stored `seq` per device, over every stream.
+    pub last_seq: HashMap<DeviceId, u64>,
+    /// Latest `received_at` per device.
+    pub last_seen: HashMap<DeviceId, EpochMs>,
+    /// The latest version of every alarm that is still open, plus every alarm
+    /// raised in the last 24 hours (rules count repeat faults over that window).
+    pub alarms: Vec<Alarm>,
+}
+
+/// Column types of reference tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Text,
+    Int,
+    Float,
+    Bool,
+    /// `YYYY-MM-DD` text in the rows, a SQL date in the table.
+    Date,
+    /// Epoch milliseconds in the rows, a SQL timestamp in the table.
+    Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefColumn {
+    pub name: String,
+    pub ty: ColumnType,
+    pub nullable: bool,
+}
+
+/// A small table owned by someone else (the registry), replaced whole.
+/// Rows are JSON values in column order; `null` where absent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefTable {
+    pub name: String,
+    pub columns: Vec<RefColumn>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
