@@ -1,0 +1,5 @@
+//! One test binary for the crate (keeps link times down).
+
+mod api;
+mod common;
+mod registry;
