@@ -1,1 +1,79 @@
-//! Vigil's rule engine: pure evaluation of readings into alarm changes, with injected time.
+//! Vigil's rule engine: pure evaluation of readings into alarm changes, with
+//! injected time.
+//!
+//! Accepted readings (with their registry [`DeviceContext`]) and clock
+//! ticks come in; new versions of [`Alarm`]s come out. Nothing here does
+//! I/O or reads a clock: the caller passes `now`, shards engines by
+//! equipment, publishes and stores what comes back.
+//!
+//! ```text
+//!  Reading + DeviceContext ──▶ on_reading ─┐            ┌─▶ Vec<Alarm> (raised, repeated,
+//!  wall clock ───────────────▶ tick ───────┤            │    updated, cleared: new versions)
+//!  person ───────────────────▶ acknowledge ┼─▶ engine ──┤
+//!                              resolve ────┘   │        └─▶ open_alarms()
+//!  stored alarms ────────────▶ restore ────────┘
+//!
+//!  engine: config (RuleConfig → per-category/equipment params, cached)
+//!          devices   (clock, last sample, one tracker per sample rule)
+//!          equipment (open alarm per rule, controller codes, fault history)
+//! ```
+//! Modules: [`catalogue`](catalogue()) holds the built-in rules and their
+//! defaults, `config` the TOML overrides, `engine` the evaluation
+//! (`engine/elevator.rs` for status-sample rules, `engine/equipment.rs` for
+//! controller faults, repeat faults and liveness, `engine/restore.rs`).
+//!
+//! # Semantics
+//! - **Time.** A rule's `for` and clear periods run on device time
+//!   (`reading.ts`), so replaying stored history raises the same alarms, at
+//!   the same `raised_at`, as live evaluation: `raised_at` is the moment
+//!   the condition qualified (start + `for`), `cleared_at` the moment its
+//!   clear period ended, not when the engine noticed. `tick(now)` advances
+//!   a silent device's clock to `last_ts + (now − last_received)` and
+//!   re-evaluates its last sample, so a pending `for` fires on time.
+//! - **Order.** A reading older than the latest `ts` already evaluated on
+//!   its stream (elevator samples, events) is not evaluated: its moment has
+//!   passed and evaluating it would rewind the rules' state. It still proves
+//!   the device alive. Exception: a reading with a *newer* `seq` whose `ts`
+//!   is more than 1 s behind the device's latest is a device clock that
+//!   stepped back (reboot, NTP): it is evaluated and running periods are
+//!   re-based onto the new clock.
+//! - **One alarm per (equipment, rule).** A rule *fires* when its
+//!   condition has held for `for`. The first firing raises (`count` 1,
+//!   `version` 1). Firing again while the alarm is open — a new true run
+//!   after the condition went false for less than the clear period — is a
+//!   repeat: `count` + 1, `updated_at`, `details`, `version` + 1, same
+//!   `alarm_id`. A condition that stays true is one occurrence. The alarm
+//!   clears when the condition has been false for `clear_s` (10 s).
+//!   Several devices of one equipment share the alarm; it clears when none
+//!   of them holds it.
+//! - **People.** `acknowledge`: active → acknowledged; acknowledging again
+//!   returns the alarm unchanged (same version). A repeat keeps the state
+//!   acknowledged (count and `updated_at` show the recurrence). `resolve`:
+//!   cleared with a note (and acknowledged if nobody had). A condition still
+//!   true after a resolve raises a *fresh* alarm (new id) once it qualifies
+//!   again from the next reading — a person cannot make a live hazard
+//!   disappear; `frequent_faults` waits for a new fault occurrence,
+//!   `device.offline` for the device to be heard from and fall silent again,
+//!   `controller_fault` for the next active code.
+//! - **Restore.** Restored open alarms are the open alarms again. The first
+//!   evaluation of that equipment adopts each one: a condition still true
+//!   continues it (no repeat, no duplicate), a false one starts its clear
+//!   period. Later repeats keep counting from the restored `count`.
+//! - **Config changes.** Take effect at the next evaluation; open alarms
+//!   keep their severity until their next change; a disabled rule's open
+//!   alarm clears at the next tick.
+//!
+//! `docs/rules.md` describes every rule, default and parameter.
+
+mod catalogue;
+mod config;
+mod engine;
+mod error;
+
+pub use catalogue::{ParamInfo, RuleInfo, catalogue};
+pub use config::RuleConfig;
+pub use engine::RuleEngine;
+pub use error::{AlarmOpError, ConfigError};
+
+// Re-exported so callers need not name the model crate for these.
+pub use vigil_model::{Alarm, DeviceContext, EpochMs, Reading};

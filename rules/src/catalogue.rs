@@ -1,0 +1,673 @@
+//! The built-in rules: stable ids, default severities, parameters and their
+//! defaults. [`Params::default_for`] is the single source of every default;
+//! the catalogue, the configuration checks and the docs read it from here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use vigil_model::{RuleId, Severity};
+
+/// One built-in rule. The discriminant indexes per-rule arrays; the first
+/// [`Rule::SAMPLE`] entries are evaluated on elevator status samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Rule {
+    Trapped,
+    StoppedOutsideZone,
+    DoorOpenMoving,
+    Overspeed,
+    OvertravelTop,
+    OvertravelBottom,
+    SafetyCircuitOpen,
+    DoorLockOpenMoving,
+    DoorWontClose,
+    DoorCycling,
+    PowerLoss,
+    FloorOutOfRange,
+    ControllerFault,
+    FrequentFaults,
+    DeviceOffline,
+}
+
+impl Rule {
+    pub const COUNT: usize = 15;
+    pub const ALL: [Rule; Rule::COUNT] = [
+        Rule::Trapped,
+        Rule::StoppedOutsideZone,
+        Rule::DoorOpenMoving,
+        Rule::Overspeed,
+        Rule::OvertravelTop,
+        Rule::OvertravelBottom,
+        Rule::SafetyCircuitOpen,
+        Rule::DoorLockOpenMoving,
+        Rule::DoorWontClose,
+        Rule::DoorCycling,
+        Rule::PowerLoss,
+        Rule::FloorOutOfRange,
+        Rule::ControllerFault,
+        Rule::FrequentFaults,
+        Rule::DeviceOffline,
+    ];
+    /// Rules whose condition is a function of one elevator status sample.
+    pub const SAMPLE: [Rule; 12] = [
+        Rule::Trapped,
+        Rule::StoppedOutsideZone,
+        Rule::DoorOpenMoving,
+        Rule::Overspeed,
+        Rule::OvertravelTop,
+        Rule::OvertravelBottom,
+        Rule::SafetyCircuitOpen,
+        Rule::DoorLockOpenMoving,
+        Rule::DoorWontClose,
+        Rule::DoorCycling,
+        Rule::PowerLoss,
+        Rule::FloorOutOfRange,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Rule::Trapped => "elevator.trapped",
+            Rule::StoppedOutsideZone => "elevator.stopped_outside_zone",
+            Rule::DoorOpenMoving => "elevator.door_open_moving",
+            Rule::Overspeed => "elevator.overspeed",
+            Rule::OvertravelTop => "elevator.overtravel_top",
+            Rule::OvertravelBottom => "elevator.overtravel_bottom",
+            Rule::SafetyCircuitOpen => "elevator.safety_circuit_open",
+            Rule::DoorLockOpenMoving => "elevator.door_lock_open_moving",
+            Rule::DoorWontClose => "elevator.door_wont_close",
+            Rule::DoorCycling => "elevator.door_cycling",
+            Rule::PowerLoss => "elevator.power_loss",
+            Rule::FloorOutOfRange => "elevator.floor_out_of_range",
+            Rule::ControllerFault => "elevator.controller_fault",
+            Rule::FrequentFaults => "elevator.frequent_faults",
+            Rule::DeviceOffline => "device.offline",
+        }
+    }
+
+    pub fn parse(id: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.id() == id)
+    }
+
+    /// Whether an occurrence of this rule counts towards
+    /// `elevator.frequent_faults` (when its severity is major or critical).
+    pub fn counts_as_fault(self) -> bool {
+        !matches!(self, Rule::FrequentFaults | Rule::DeviceOffline)
+    }
+
+    /// Whether the top-level `clear_s` of the configuration sets this rule's
+    /// clear period (controller faults clear on the controller's word, and a
+    /// device is back online with its first message).
+    pub fn uses_global_clear(self) -> bool {
+        !matches!(self, Rule::ControllerFault | Rule::DeviceOffline)
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Rule::Trapped => {
+                "Passenger trapped: door closed, car occupied, speed 0, normal mode (shorter when the alarm button is pressed)."
+            }
+            Rule::StoppedOutsideZone => {
+                "Car stopped outside the door zone (not leveled) in normal mode."
+            }
+            Rule::DoorOpenMoving => "Door not closed while the car moves outside the door zone.",
+            Rule::Overspeed => {
+                "Car speed above factor × the registered rated speed (governor trip point)."
+            }
+            Rule::OvertravelTop => {
+                "Top final limit switch tripped, or still moving up at the top floor."
+            }
+            Rule::OvertravelBottom => {
+                "Bottom final limit switch tripped, or still moving down at the bottom floor."
+            }
+            Rule::SafetyCircuitOpen => "Safety circuit open while moving or in normal mode.",
+            Rule::DoorLockOpenMoving => "Door-lock circuit open while the car moves.",
+            Rule::DoorWontClose => "Door not closed at a floor (leveled) in normal mode.",
+            Rule::DoorCycling => {
+                "More than max_changes door state changes at one floor within window_s."
+            }
+            Rule::PowerLoss => "Supply is not mains (battery or off).",
+            Rule::FloorOutOfRange => {
+                "Reported floor outside the registered floors (position lost)."
+            }
+            Rule::ControllerFault => {
+                "A fault code the controller reports itself; one alarm lists every active code."
+            }
+            Rule::FrequentFaults => {
+                "At least `count` critical or major alarm occurrences on one elevator within window_h."
+            }
+            Rule::DeviceOffline => {
+                "No message from a device for intervals × its reporting interval (wall time)."
+            }
+        }
+    }
+
+    fn basis(self) -> &'static str {
+        match self {
+            Rule::Trapped => "困人; practice: terminals use 3 min",
+            Rule::StoppedOutsideZone => "非平层停梯 (GB/T 24476 code 04)",
+            Rule::DoorOpenMoving => "开门走梯",
+            Rule::Overspeed => "governor trip point 115 %",
+            Rule::OvertravelTop => "冲顶 (code 09)",
+            Rule::OvertravelBottom => "蹲底 (code 10)",
+            Rule::SafetyCircuitOpen => "code 01",
+            Rule::DoorLockOpenMoving => "门锁回路断路",
+            Rule::DoorWontClose => "code 02",
+            Rule::DoorCycling => "code 03 practice",
+            Rule::PowerLoss => "event 41",
+            Rule::FloorOutOfRange => "code 07 (position lost)",
+            Rule::ControllerFault => "controller's own code",
+            Rule::FrequentFaults => "practice (repeat-fault elevators)",
+            Rule::DeviceOffline => "liveness",
+        }
+    }
+
+    /// The parameter names a configuration may set for this rule.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Rule::Trapped => &[
+                "enabled",
+                "severity",
+                "for_s",
+                "clear_s",
+                "alarm_button_for_s",
+            ],
+            Rule::DoorOpenMoving => &["enabled", "severity", "for_s", "clear_s", "speed_mps"],
+            Rule::Overspeed => &["enabled", "severity", "for_s", "clear_s", "factor"],
+            Rule::OvertravelTop | Rule::OvertravelBottom => {
+                &["enabled", "severity", "for_s", "clear_s", "moving_for_s"]
+            }
+            Rule::DoorCycling => &[
+                "enabled",
+                "severity",
+                "for_s",
+                "clear_s",
+                "max_changes",
+                "window_s",
+            ],
+            Rule::FrequentFaults => &[
+                "enabled", "severity", "for_s", "clear_s", "count", "window_h",
+            ],
+            Rule::ControllerFault => &["enabled", "severity", "clear_s", "codes"],
+            Rule::DeviceOffline => &["enabled", "severity", "intervals"],
+            Rule::StoppedOutsideZone
+            | Rule::SafetyCircuitOpen
+            | Rule::DoorLockOpenMoving
+            | Rule::DoorWontClose
+            | Rule::PowerLoss
+            | Rule::FloorOutOfRange => &["enabled", "severity", "for_s", "clear_s"],
+        }
+    }
+}
+
+/// What each parameter means (for the catalogue and `vigil rules list`).
+fn key_meaning(rule: Rule, key: &str) -> &'static str {
+    match key {
+        "enabled" => "evaluate this rule at all",
+        "severity" => match rule {
+            Rule::ControllerFault => "severity of codes missing from `codes`",
+            _ => "severity of the alarm",
+        },
+        "for_s" => match rule {
+            Rule::OvertravelTop | Rule::OvertravelBottom => {
+                "seconds the limit switch must be tripped (device time)"
+            }
+            _ => "seconds the condition must hold before the alarm fires (device time)",
+        },
+        "clear_s" => match rule {
+            Rule::ControllerFault => "seconds without any active code before the alarm clears",
+            _ => "seconds the condition must have been false before the alarm clears",
+        },
+        "alarm_button_for_s" => "shorter `for` once the car alarm button has been pressed",
+        "speed_mps" => "car speed above which the car counts as moving, m/s",
+        "factor" => "multiple of the registry's rated_speed_mps that is overspeed",
+        "moving_for_s" => "seconds still moving beyond the end floor of the registry's floors",
+        "max_changes" => "door state changes at one floor tolerated within the window",
+        "window_s" => "trailing window for door changes, seconds",
+        "count" => "critical/major occurrences within the window that raise the alarm",
+        "window_h" => "trailing window, hours",
+        "intervals" => "multiples of the device's report_interval_s of silence",
+        "codes" => "controller code → severity table",
+        _ => "",
+    }
+}
+
+/// The default controller code table: the fault and event numbers of the
+/// GB/T 24476 lists that rules.md cites, with the severity of the matching
+/// built-in rule. Codes not listed get the rule's `severity` (major).
+pub(crate) const DEFAULT_CODES: &[(&str, Severity, &str)] = &[
+    (
+        "01",
+        Severity::Critical,
+        "safety circuit open (安全回路断路)",
+    ),
+    ("02", Severity::Minor, "door fails to close (关门故障)"),
+    ("03", Severity::Minor, "door fails to open (开门故障)"),
+    (
+        "04",
+        Severity::Major,
+        "car stopped outside the unlocking zone (非平层停梯)",
+    ),
+    (
+        "05",
+        Severity::Critical,
+        "unintended car movement (轿厢意外移动)",
+    ),
+    ("06", Severity::Major, "motor run-time limiter tripped"),
+    ("07", Severity::Minor, "floor position lost"),
+    ("08", Severity::Major, "other fault preventing restart"),
+    ("09", Severity::Critical, "overtravel at the top (冲顶)"),
+    ("10", Severity::Critical, "overtravel at the bottom (蹲底)"),
+    ("41", Severity::Major, "power failure (停电)"),
+];
+
+/// Resolved parameters of one rule for one piece of equipment. Durations
+/// are kept in milliseconds, the unit of device time.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Params {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub for_ms: i64,
+    pub clear_ms: i64,
+    pub alarm_button_for_ms: i64,
+    pub speed_mps: f64,
+    pub factor: f64,
+    pub moving_for_ms: i64,
+    pub max_changes: u32,
+    /// `window_s` (door cycling) or `window_h` (frequent faults).
+    pub window_ms: i64,
+    pub count: u32,
+    pub intervals: f64,
+    pub codes: BTreeMap<String, Severity>,
+}
+
+pub(crate) const DEFAULT_CLEAR_S: f64 = 10.0;
+
+impl Params {
+    /// The shipped defaults of rules.md.
+    pub fn default_for(rule: Rule) -> Params {
+        let base = Params {
+            enabled: true,
+            severity: Severity::Critical,
+            for_ms: 0,
+            clear_ms: secs_to_ms(DEFAULT_CLEAR_S),
+            alarm_button_for_ms: 0,
+            speed_mps: 0.0,
+            factor: 0.0,
+            moving_for_ms: 0,
+            max_changes: 0,
+            window_ms: 0,
+            count: 0,
+            intervals: 0.0,
+            codes: BTreeMap::new(),
+        };
+        match rule {
+            Rule::Trapped => Params {
+                for_ms: 180_000,
+                alarm_button_for_ms: 60_000,
+                ..base
+            },
+            Rule::StoppedOutsideZone => Params {
+                severity: Severity::Major,
+                for_ms: 180_000,
+                ..base
+            },
+            Rule::DoorOpenMoving => Params {
+                for_ms: 600,
+                speed_mps: 0.1,
+                ..base
+            },
+            Rule::Overspeed => Params {
+                factor: 1.15,
+                ..base
+            },
+            Rule::OvertravelTop | Rule::OvertravelBottom => Params {
+                moving_for_ms: 8_000,
+                ..base
+            },
+            Rule::SafetyCircuitOpen | Rule::DoorLockOpenMoving => base,
+            Rule::DoorWontClose => Params {
+                severity: Severity::Minor,
+                for_ms: 180_000,
+                ..base
+            },
+            Rule::DoorCycling => Params {
+                severity: Severity::Minor,
+                max_changes: 11,
+                window_ms: 120_000,
+                ..base
+            },
+            Rule::PowerLoss => Params {
+                severity: Severity::Major,
+                for_ms: 5_000,
+                ..base
+            },
+            Rule::FloorOutOfRange => Params {
+                severity: Severity::Minor,
+                ..base
+            },
+            Rule::ControllerFault => Params {
+                severity: Severity::Major,
+                clear_ms: 0,
+                codes: DEFAULT_CODES
+                    .iter()
+                    .map(|(code, sev, _)| ((*code).to_owned(), *sev))
+                    .collect(),
+                ..base
+            },
+            Rule::FrequentFaults => Params {
+                severity: Severity::Major,
+                count: 3,
+                window_ms: 24 * 3_600_000,
+                ..base
+            },
+            Rule::DeviceOffline => Params {
+                severity: Severity::Minor,
+                clear_ms: 0,
+                intervals: 3.0,
+                ..base
+            },
+        }
+    }
+
+    /// Sets one parameter from its configuration value. The error names
+    /// what the value should have been.
+    pub fn set(&mut self, key: &str, value: &Value) -> Result<(), &'static str> {
+        let seconds = |v: &Value| {
+            v.as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+                .ok_or("a number of seconds ≥ 0")
+        };
+        let positive = |v: &Value| {
+            v.as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0 && *x < 1e9)
+                .ok_or("a number > 0")
+        };
+        let whole = |v: &Value| {
+            v.as_u64()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .map(|n| n as u32)
+                .ok_or("a whole number ≥ 1")
+        };
+        match key {
+            "enabled" => self.enabled = value.as_bool().ok_or("true or false")?,
+            "severity" => self.severity = severity_of(value)?,
+            "for_s" => self.for_ms = secs_to_ms(seconds(value)?),
+            "clear_s" => self.clear_ms = secs_to_ms(seconds(value)?),
+            "alarm_button_for_s" => self.alarm_button_for_ms = secs_to_ms(seconds(value)?),
+            "moving_for_s" => self.moving_for_ms = secs_to_ms(seconds(value)?),
+            "speed_mps" => {
+                self.speed_mps = value
+                    .as_f64()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or("a speed in m/s ≥ 0")?
+            }
+            "factor" => self.factor = positive(value)?,
+            "intervals" => self.intervals = positive(value)?,
+            "window_s" => self.window_ms = secs_to_ms(positive(value)?),
+            "window_h" => self.window_ms = secs_to_ms(positive(value)? * 3600.0),
+            "max_changes" => self.max_changes = whole(value)?,
+            "count" => self.count = whole(value)?,
+            "codes" => {
+                const EXPECTED: &str = "a table of controller code = severity (\"critical\", \"major\", \"minor\", \"warning\")";
+                let table = value.as_object().ok_or(EXPECTED)?;
+                let mut codes = Vec::with_capacity(table.len());
+                for (code, sev) in table {
+                    codes.push((code.clone(), severity_of(sev).map_err(|_| EXPECTED)?));
+                }
+                // A table adds to (or changes) the codes already known
+                // rather than replacing the whole default list.
+                self.codes.extend(codes);
+            }
+            _ => return Err("a known parameter"),
+        }
+        Ok(())
+    }
+
+    /// The value of one parameter as a configuration would spell it.
+    pub fn get(&self, key: &str) -> Value {
+        let s = |ms: i64| json!(ms as f64 / 1000.0);
+        match key {
+            "enabled" => json!(self.enabled),
+            "severity" => json!(self.severity.as_str()),
+            "for_s" => s(self.for_ms),
+            "clear_s" => s(self.clear_ms),
+            "alarm_button_for_s" => s(self.alarm_button_for_ms),
+            "moving_for_s" => s(self.moving_for_ms),
+            "speed_mps" => json!(self.speed_mps),
+            "factor" => json!(self.factor),
+            "intervals" => json!(self.intervals),
+            "window_s" => s(self.window_ms),
+            "window_h" => json!(self.window_ms as f64 / 3_600_000.0),
+            "max_changes" => json!(self.max_changes),
+            "count" => json!(self.count),
+            "codes" => Value::Object(
+                self.codes
+                    .iter()
+                    .map(|(c, s)| (c.clone(), json!(s.as_str())))
+                    .collect(),
+            ),
+            _ => Value::Null,
+        }
+    }
+
+    /// Severity of a controller code: exact match first, then the same
+    /// number (`"1"` and `"01"` are one code), else the rule's severity.
+    pub fn code_severity(&self, code: &str) -> Severity {
+        if let Some(sev) = self.codes.get(code) {
+            return *sev;
+        }
+        let number = |c: &str| c.trim_start_matches('0').to_owned();
+        if !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()) {
+            let wanted = number(code);
+            if let Some((_, sev)) = self
+                .codes
+                .iter()
+                .find(|(c, _)| c.bytes().all(|b| b.is_ascii_digit()) && number(c) == wanted)
+            {
+                return *sev;
+            }
+        }
+        self.severity
+    }
+}
+
+fn severity_of(value: &Value) -> Result<Severity, &'static str> {
+    value
+        .as_str()
+        .and_then(Severity::parse)
+        .ok_or("one of \"critical\", \"major\", \"minor\", \"warning\"")
+}
+
+pub(crate) fn secs_to_ms(s: f64) -> i64 {
+    (s * 1000.0).round() as i64
+}
+
+/// One built-in rule as the docs and `vigil rules list` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleInfo {
+    pub id: RuleId,
+    /// The default severity.
+    pub severity: Severity,
+    pub description: &'static str,
+    /// Where the default comes from (rules.md's "basis").
+    pub basis: &'static str,
+    /// Every parameter a configuration may set, with its shipped default.
+    pub params: Vec<ParamInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParamInfo {
+    pub name: &'static str,
+    pub default: Value,
+    pub meaning: &'static str,
+}
+
+impl fmt::Display for RuleInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<32} {:<8} {}",
+            self.id.as_str(),
+            self.severity.as_str(),
+            self.description
+        )?;
+        let shown: Vec<String> = self
+            .params
+            .iter()
+            .filter(|p| p.name != "enabled" && p.name != "severity")
+            .map(|p| match &p.default {
+                Value::Object(m) => format!("{}=({} codes)", p.name, m.len()),
+                v => format!("{}={v}", p.name),
+            })
+            .collect();
+        if !shown.is_empty() {
+            write!(f, " [{}]", shown.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every built-in rule with its default severity and parameters.
+pub fn catalogue() -> Vec<RuleInfo> {
+    Rule::ALL
+        .into_iter()
+        .map(|rule| {
+            let defaults = Params::default_for(rule);
+            RuleInfo {
+                id: rule_id(rule),
+                severity: defaults.severity,
+                description: rule.description(),
+                basis: rule.basis(),
+                params: rule
+                    .keys()
+                    .iter()
+                    .map(|&name| ParamInfo {
+                        name,
+                        default: defaults.get(name),
+                        meaning: key_meaning(rule, name),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn rule_id(rule: Rule) -> RuleId {
+    // Built-in ids are lower-case words joined by '.' and '_' (checked by a test).
+    RuleId::new(rule.id()).expect("built-in rule ids are valid RuleIds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_is_listed_once_with_a_valid_id() {
+        let list = catalogue();
+        assert_eq!(list.len(), Rule::COUNT);
+        for (i, rule) in Rule::ALL.into_iter().enumerate() {
+            assert_eq!(rule.index(), i);
+            assert_eq!(Rule::parse(rule.id()), Some(rule));
+            assert_eq!(list[i].id.as_str(), rule.id());
+        }
+        for (i, rule) in Rule::SAMPLE.into_iter().enumerate() {
+            assert_eq!(rule.index(), i, "sample rules come first");
+        }
+    }
+
+    #[test]
+    fn shipped_defaults_match_rules_md() {
+        let p = Params::default_for;
+        assert_eq!(
+            (
+                p(Rule::Trapped).for_ms,
+                p(Rule::Trapped).alarm_button_for_ms,
+                p(Rule::Trapped).severity
+            ),
+            (180_000, 60_000, Severity::Critical)
+        );
+        assert_eq!(
+            (
+                p(Rule::StoppedOutsideZone).for_ms,
+                p(Rule::StoppedOutsideZone).severity
+            ),
+            (180_000, Severity::Major)
+        );
+        assert_eq!(
+            (
+                p(Rule::DoorOpenMoving).for_ms,
+                p(Rule::DoorOpenMoving).speed_mps
+            ),
+            (600, 0.1)
+        );
+        assert_eq!(
+            (p(Rule::Overspeed).for_ms, p(Rule::Overspeed).factor),
+            (0, 1.15)
+        );
+        assert_eq!(
+            (
+                p(Rule::OvertravelTop).for_ms,
+                p(Rule::OvertravelTop).moving_for_ms
+            ),
+            (0, 8_000)
+        );
+        assert_eq!(
+            (
+                p(Rule::DoorWontClose).for_ms,
+                p(Rule::DoorWontClose).severity
+            ),
+            (180_000, Severity::Minor)
+        );
+        assert_eq!(
+            (
+                p(Rule::DoorCycling).max_changes,
+                p(Rule::DoorCycling).window_ms
+            ),
+            (11, 120_000)
+        );
+        assert_eq!(
+            (p(Rule::PowerLoss).for_ms, p(Rule::PowerLoss).severity),
+            (5_000, Severity::Major)
+        );
+        assert_eq!(
+            (
+                p(Rule::FrequentFaults).count,
+                p(Rule::FrequentFaults).window_ms
+            ),
+            (3, 86_400_000)
+        );
+        assert_eq!(
+            (
+                p(Rule::DeviceOffline).intervals,
+                p(Rule::DeviceOffline).severity
+            ),
+            (3.0, Severity::Minor)
+        );
+        assert_eq!(p(Rule::SafetyCircuitOpen).clear_ms, 10_000);
+    }
+
+    #[test]
+    fn controller_codes_match_by_number() {
+        let p = Params::default_for(Rule::ControllerFault);
+        assert_eq!(p.code_severity("01"), Severity::Critical);
+        assert_eq!(p.code_severity("1"), Severity::Critical);
+        assert_eq!(p.code_severity("E99"), Severity::Major);
+        assert_eq!(p.code_severity(""), Severity::Major);
+    }
+
+    #[test]
+    fn display_is_one_line_with_defaults() {
+        let line = catalogue()[0].to_string();
+        assert!(line.starts_with("elevator.trapped"), "{line}");
+        assert!(
+            line.contains("for_s=180") && line.contains("alarm_button_for_s=60"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
+}

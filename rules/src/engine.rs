@@ -1,0 +1,372 @@
+//! The rule engine: readings and clock ticks in, alarm changes out.
+
+mod elevator;
+mod equipment;
+mod restore;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tracing::{debug, info, warn};
+use vigil_model::{
+    Alarm, AlarmId, AlarmState, DeviceContext, DeviceId, EpochMs, EquipmentId, Payload, Reading,
+};
+
+use crate::catalogue::Rule;
+use crate::config::{ParamSet, RuleConfig};
+use crate::error::AlarmOpError;
+use state::{Book, DeviceState, EquipmentState, STALE};
+
+/// A reading this much older than the device's latest `ts`, but with a
+/// newer `seq`, means the device clock stepped back rather than a late
+/// delivery (seq is strictly increasing per device, across reboots).
+const CLOCK_STEP_MS: EpochMs = 1_000;
+
+/// Evaluates the built-in rules for the equipment of one shard. Pure: no
+/// I/O, no wall clock; the caller passes `now` and publishes what comes out.
+pub struct RuleEngine {
+    resolver: Resolver,
+    book: Book,
+    devices: HashMap<DeviceId, DeviceState>,
+    equipment: HashMap<EquipmentId, EquipmentState>,
+    /// The configuration changed: the next `tick` looks at every device.
+    retick_all: bool,
+}
+
+impl RuleEngine {
+    /// An engine whose alarm ids are random UUID v4 strings.
+    pub fn new(config: RuleConfig) -> Self {
+        Self::with_id_source(
+            config,
+            Box::new(|| {
+                // A hyphenated UUID is 36 printable ASCII characters: always a valid id.
+                AlarmId::new(uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid alarm id")
+            }),
+        )
+    }
+
+    /// An engine that takes alarm ids from `ids` (deterministic ids in tests).
+    pub fn with_id_source(config: RuleConfig, ids: Box<dyn FnMut() -> AlarmId + Send>) -> Self {
+        RuleEngine {
+            resolver: Resolver::new(config),
+            book: Book::new(ids),
+            devices: HashMap::new(),
+            equipment: HashMap::new(),
+            retick_all: false,
+        }
+    }
+
+    /// After a restart: the latest version (or several versions) of every
+    /// open alarm and of every alarm raised within the last 24 h. Open ones
+    /// become this engine's open alarms again, so the same condition after
+    /// the restart continues them instead of raising a duplicate; the raises
+    /// and repeats feed `elevator.frequent_faults`' trailing window.
+    pub fn restore(&mut self, alarms: Vec<Alarm>, now: EpochMs) {
+        restore::restore(self, alarms, now);
+    }
+
+    /// Evaluates one accepted reading, in arrival order. `now` is the engine
+    /// clock at receipt (liveness); rules measure durations on `reading.ts`.
+    /// Returns every alarm change (raised, repeated, updated, cleared).
+    pub fn on_reading(
+        &mut self,
+        reading: &Reading,
+        ctx: &DeviceContext,
+        now: EpochMs,
+    ) -> Vec<Alarm> {
+        let mut out = Vec::new();
+        let dev_id = &reading.device_id;
+        let eq_id = &ctx.binding.equipment_id;
+        if self
+            .devices
+            .get(dev_id)
+            .is_some_and(|d| d.equipment_id != *eq_id)
+        {
+            self.unbind(dev_id, reading.ts, &mut out);
+        }
+        let eq = self.equipment.entry(eq_id.clone()).or_insert_with(|| {
+            EquipmentState::new(ctx.binding.clone(), self.resolver.defaults.clone())
+        });
+        if eq.binding != ctx.binding {
+            eq.binding = ctx.binding.clone();
+            eq.params_gen = STALE;
+        }
+        self.resolver.refresh(eq);
+        let dev = self
+            .devices
+            .entry(dev_id.clone())
+            .or_insert_with(|| DeviceState::new(eq_id.clone(), reading, now));
+        dev.report_interval_s = ctx.report_interval_s;
+        dev.last_received = dev.last_received.max(now);
+        equipment::back_online(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
+
+        let stream_latest = match reading.payload {
+            Payload::Elevator(_) => dev.sample_ts,
+            Payload::Event(_) => dev.event_ts,
+            _ => None,
+        };
+        let newer_seq = dev.max_seq.is_none_or(|m| reading.seq > m);
+        dev.max_seq = Some(dev.max_seq.map_or(reading.seq, |m| m.max(reading.seq)));
+        if newer_seq && reading.ts.saturating_add(CLOCK_STEP_MS) < dev.last_ts {
+            info!(device = %dev_id, seq = reading.seq, ts = reading.ts, last_ts = dev.last_ts, "Device clock stepped back; rule periods now run on the new clock.");
+            dev.rebase(reading.ts);
+        } else if stream_latest.is_some_and(|latest| reading.ts < latest) {
+            // A late message (a spool emptied out of order): its moment has
+            // passed and evaluating it would rewind the rules' state.
+            debug!(device = %dev_id, seq = reading.seq, ts = reading.ts, "Reading older than the device's latest; not evaluated by rules.");
+            return out;
+        }
+        dev.last_ts = dev.last_ts.max(reading.ts);
+        eq.advance_clock(reading.ts);
+        match &reading.payload {
+            Payload::Elevator(sample) => {
+                // The previous sample held until now: let its running periods
+                // reach this moment first, as ticks would have done live.
+                // Replay and live then agree even without ticks.
+                if dev.busy {
+                    elevator::evaluate(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
+                }
+                dev.geo = state::Geometry::of(ctx);
+                dev.aux.observe(sample, &dev.geo, reading.ts);
+                dev.sample = Some(sample.clone());
+                dev.sample_ts = Some(reading.ts);
+                elevator::evaluate(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
+            }
+            Payload::Event(event) => {
+                dev.event_ts = Some(reading.ts);
+                equipment::controller_timer(&mut self.book, eq, reading.ts, &mut out);
+                equipment::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
+            }
+            // Ride, video and filling readings only prove the device is alive.
+            Payload::Ride(_) | Payload::Video(_) | Payload::Filling(_) => {}
+        }
+        if let Some(clock) = eq.clock {
+            equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
+        }
+        out
+    }
+
+    /// Advances time to the wall clock `now` (call it about once a second).
+    /// A silent device's clock runs on from its last `ts` by the wall time
+    /// since its last message, so pending `for` durations fire and clear
+    /// periods end on time; devices silent too long go offline; the
+    /// frequent-faults window slides.
+    pub fn tick(&mut self, now: EpochMs) -> Vec<Alarm> {
+        let mut out = Vec::new();
+        let everything = std::mem::take(&mut self.retick_all);
+        for (dev_id, dev) in &mut self.devices {
+            let Some(eq) = self.equipment.get_mut(&dev.equipment_id) else {
+                continue;
+            };
+            self.resolver.refresh(eq);
+            let silent = now.saturating_sub(dev.last_received).max(0);
+            let device_now = dev.last_ts.saturating_add(silent);
+            eq.advance_clock(device_now);
+            equipment::check_offline(
+                &mut self.book,
+                dev_id,
+                dev,
+                eq,
+                silent,
+                device_now,
+                &mut out,
+            );
+            if dev.busy || everything {
+                elevator::evaluate(&mut self.book, dev_id, dev, eq, device_now, &mut out);
+            }
+            equipment::controller_timer(&mut self.book, eq, device_now, &mut out);
+        }
+        for eq in self.equipment.values_mut() {
+            if let Some(clock) = eq.clock {
+                self.resolver.refresh(eq);
+                equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
+            }
+        }
+        out
+    }
+
+    /// A person acknowledges an open alarm: `active` → `acknowledged`, with
+    /// `acknowledged_at = now`. Acknowledging an acknowledged alarm changes
+    /// nothing and returns it as it is (same `version`).
+    pub fn acknowledge(
+        &mut self,
+        id: &AlarmId,
+        by: &str,
+        now: EpochMs,
+    ) -> Result<Alarm, AlarmOpError> {
+        let slot = self.open_slot(id)?;
+        let a = &mut slot.alarm;
+        if a.state == AlarmState::Acknowledged {
+            return Ok(a.clone());
+        }
+        a.state = AlarmState::Acknowledged;
+        a.acknowledged_at = Some(now);
+        a.acknowledged_by = Some(by.to_owned());
+        a.updated_at = now;
+        a.version += 1;
+        info!(alarm = %a.alarm_id, rule = %a.rule, by, "Alarm acknowledged.");
+        Ok(a.clone())
+    }
+
+    /// A person closes an open alarm with a note: state `cleared`,
+    /// `cleared_at = now`. Resolving also acknowledges (`acknowledged_by`)
+    /// when nobody had. A condition that still holds afterwards raises a
+    /// fresh alarm once it qualifies again from the next reading.
+    pub fn resolve(
+        &mut self,
+        id: &AlarmId,
+        by: &str,
+        note: &str,
+        now: EpochMs,
+    ) -> Result<Alarm, AlarmOpError> {
+        let (eq_id, rule) = self
+            .book
+            .by_alarm
+            .get(id)
+            .cloned()
+            .ok_or_else(|| self.missing(id))?;
+        let eq = self
+            .equipment
+            .get_mut(&eq_id)
+            .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?;
+        let slot = eq.slots[rule.index()]
+            .take()
+            .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?;
+        let mut a = slot.alarm;
+        a.state = AlarmState::Cleared;
+        a.cleared_at = Some(now);
+        a.updated_at = now;
+        a.note = Some(note.to_owned());
+        if a.acknowledged_by.is_none() {
+            a.acknowledged_by = Some(by.to_owned());
+            a.acknowledged_at = Some(now);
+        }
+        a.version += 1;
+        // What "handled" means for the equipment-level rules; sample rules'
+        // trackers notice the missing alarm at their next evaluation.
+        match rule {
+            Rule::ControllerFault => {
+                eq.codes.clear();
+                eq.codes_clear_since = None;
+            }
+            Rule::FrequentFaults => eq.ff_quiet = true,
+            Rule::DeviceOffline => eq.offline.clear(),
+            _ => {}
+        }
+        self.book.by_alarm.remove(id);
+        self.book.cleared.insert(id.clone());
+        info!(alarm = %a.alarm_id, rule = %a.rule, by, "Alarm resolved.");
+        Ok(a)
+    }
+
+    /// The current version of every open alarm of this engine.
+    pub fn open_alarms(&self) -> impl Iterator<Item = &Alarm> {
+        self.equipment
+            .values()
+            .flat_map(|eq| eq.slots.iter().flatten().map(|slot| &slot.alarm))
+    }
+
+    /// Takes a new configuration. Open alarms keep their severity until
+    /// their next change; alarms of rules it disables clear at the next
+    /// `tick` or reading.
+    pub fn replace_config(&mut self, config: RuleConfig) {
+        self.resolver.replace(config);
+        self.retick_all = true;
+    }
+
+    fn open_slot(&mut self, id: &AlarmId) -> Result<&mut state::Slot, AlarmOpError> {
+        let (eq_id, rule) = self
+            .book
+            .by_alarm
+            .get(id)
+            .cloned()
+            .ok_or_else(|| self.missing(id))?;
+        self.equipment
+            .get_mut(&eq_id)
+            .and_then(|eq| eq.slots[rule.index()].as_mut())
+            .ok_or_else(|| AlarmOpError::NotFound(id.clone()))
+    }
+
+    fn missing(&self, id: &AlarmId) -> AlarmOpError {
+        if self.book.cleared.contains(id) {
+            AlarmOpError::AlreadyCleared(id.clone())
+        } else {
+            AlarmOpError::NotFound(id.clone())
+        }
+    }
+
+    /// The registry moved a device to other equipment: it lets go of the
+    /// alarms it held there and starts afresh.
+    fn unbind(&mut self, dev_id: &DeviceId, ts: EpochMs, out: &mut Vec<Alarm>) {
+        let Some(dev) = self.devices.remove(dev_id) else {
+            return;
+        };
+        info!(device = %dev_id, from = %dev.equipment_id, "Device bound to other equipment; its rule state starts afresh.");
+        let Some(old) = self.equipment.get_mut(&dev.equipment_id) else {
+            return;
+        };
+        for rule in Rule::SAMPLE {
+            if old.slot(rule).is_some_and(|s| s.holders.contains(dev_id)) {
+                self.book.release(old, rule, dev_id, ts, out);
+            }
+        }
+        if old.offline.remove(dev_id) && old.offline.is_empty() {
+            self.book.clear(old, Rule::DeviceOffline, ts, out);
+        }
+    }
+}
+
+/// Turns the configuration into per-equipment parameters, shared per
+/// category unless an equipment has overrides of its own.
+struct Resolver {
+    config: RuleConfig,
+    generation: u64,
+    defaults: Arc<ParamSet>,
+    by_category: HashMap<String, Arc<ParamSet>>,
+}
+
+impl Resolver {
+    fn new(config: RuleConfig) -> Resolver {
+        if let Err(e) = config.validate() {
+            warn!(error = %e, "Rule configuration has errors; the engine ignores what is invalid.");
+        }
+        let defaults = Arc::new(RuleConfig::default().resolve("elevator", None));
+        Resolver {
+            config,
+            generation: 0,
+            defaults,
+            by_category: HashMap::new(),
+        }
+    }
+
+    fn replace(&mut self, config: RuleConfig) {
+        if let Err(e) = config.validate() {
+            warn!(error = %e, "Rule configuration has errors; the engine ignores what is invalid.");
+        }
+        self.config = config;
+        self.generation += 1;
+        self.by_category.clear();
+    }
+
+    fn refresh(&mut self, eq: &mut EquipmentState) {
+        if eq.params_gen == self.generation {
+            return;
+        }
+        let category = eq.binding.category.as_str();
+        let equipment = eq.binding.equipment_id.as_str();
+        eq.params = if self.config.has_equipment_overrides(equipment) {
+            Arc::new(self.config.resolve(category, Some(equipment)))
+        } else {
+            match self.by_category.get(category) {
+                Some(p) => Arc::clone(p),
+                None => {
+                    let p = Arc::new(self.config.resolve(category, None));
+                    self.by_category.insert(category.to_owned(), Arc::clone(&p));
+                    p
+                }
+            }
+        };
+        eq.params_gen = self.generation;
+    }
+}

@@ -1,0 +1,534 @@
+//! Per-device and per-equipment state, the condition tracker every rule
+//! shares, and the alarm book (ids, open alarms, recently cleared ones).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tracing::info;
+use vigil_model::reading::{Door, ElevatorSample};
+use vigil_model::{
+    Alarm, AlarmId, AlarmState, Binding, DeviceContext, DeviceId, EpochMs, EquipmentId, Reading,
+    RuleId, Severity,
+};
+
+use crate::catalogue::{Rule, rule_id};
+use crate::config::ParamSet;
+
+/// One rule's condition over time, for one device (or one equipment for
+/// equipment-level rules). Times are device time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tracker {
+    /// Start of the current run of "condition true".
+    pub true_since: Option<EpochMs>,
+    /// The current true run has already fired (one occurrence per run).
+    pub fired: bool,
+    /// Start of the current run of "condition false" while holding an alarm.
+    pub false_since: Option<EpochMs>,
+    /// This tracker keeps its alarm open.
+    pub held: bool,
+}
+
+pub(crate) enum Step {
+    Idle,
+    /// The condition qualified: raise, or repeat an open alarm, at this time.
+    Fire(EpochMs),
+    /// The condition has been false for the clear period, ending at this time.
+    Release(EpochMs),
+}
+
+impl Tracker {
+    /// Advances to device time `t`. `due` is `None` when the condition is
+    /// false, else the device time at which it qualifies (start + `for`).
+    pub fn step(&mut self, due: Option<EpochMs>, t: EpochMs, clear_ms: i64) -> Step {
+        match due {
+            Some(due) => {
+                self.false_since = None;
+                let start = *self.true_since.get_or_insert(t);
+                if !self.fired && t >= due {
+                    self.fired = true;
+                    self.held = true;
+                    // When it qualified, not when we noticed: replay equals live.
+                    return Step::Fire(due.min(t).max(start));
+                }
+            }
+            None => {
+                self.true_since = None;
+                self.fired = false;
+                if self.held {
+                    let since = *self.false_since.get_or_insert(t);
+                    if t.saturating_sub(since) >= clear_ms {
+                        self.held = false;
+                        self.false_since = None;
+                        return Step::Release(since + clear_ms);
+                    }
+                }
+            }
+        }
+        Step::Idle
+    }
+
+    /// Whether a later clock alone can change the outcome (a `for` or a
+    /// clear period is running), so `tick` must look at it.
+    pub fn pending(&self) -> bool {
+        (self.true_since.is_some() && !self.fired) || (self.held && self.false_since.is_some())
+    }
+
+    /// The device clock stepped back to `t`: measure running periods from `t`.
+    pub fn rebase(&mut self, t: EpochMs) {
+        for since in [&mut self.true_since, &mut self.false_since]
+            .into_iter()
+            .flatten()
+        {
+            *since = (*since).min(t);
+        }
+    }
+
+    /// Adopts a restored open alarm that no tracker holds yet. A condition
+    /// that holds now continues that alarm's occurrence rather than
+    /// repeating it; a false one starts its clear period.
+    pub fn adopt(&mut self, condition_holds: bool, t: EpochMs) {
+        self.held = true;
+        if condition_holds {
+            self.true_since = Some(t);
+            self.fired = true;
+        }
+    }
+}
+
+/// What the registry says about the car's shaft, read once per sample.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Geometry {
+    pub floors: Option<(i16, i16)>,
+    pub rated_mps: Option<f64>,
+}
+
+impl Geometry {
+    pub fn of(ctx: &DeviceContext) -> Geometry {
+        Geometry {
+            floors: ctx.floor_range(),
+            rated_mps: ctx
+                .param_f64("rated_speed_mps")
+                .filter(|v| v.is_finite() && *v > 0.0),
+        }
+    }
+}
+
+pub(crate) const TOP: usize = 0;
+pub(crate) const BOTTOM: usize = 1;
+
+/// Sub-conditions that need their own start time or history, updated once
+/// per accepted sample (never by `tick`, which re-evaluates the last one).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ElevatorAux {
+    /// When the alarm button was first pressed during the current trapped run.
+    pub button_at: Option<EpochMs>,
+    /// Since when the final limit switch (top, bottom) is tripped.
+    pub limit_since: [Option<EpochMs>; 2],
+    /// Since when the car is moving on past the top (bottom) floor.
+    pub beyond_since: [Option<EpochMs>; 2],
+    pub door_floor: Option<i16>,
+    pub last_door: Option<Door>,
+    /// Door state changes at `door_floor`, device time, oldest first.
+    pub door_changes: VecDeque<EpochMs>,
+}
+
+impl ElevatorAux {
+    pub fn observe(&mut self, s: &ElevatorSample, geo: &Geometry, ts: EpochMs) {
+        use vigil_model::reading::{Direction, ElevatorMode, Limit};
+        let since =
+            |holds: bool, was: Option<EpochMs>| if holds { Some(was.unwrap_or(ts)) } else { None };
+        let moving = s.speed_mps > 0.0;
+        let trapped =
+            s.door == Door::Closed && s.occupied && !moving && s.mode == ElevatorMode::Normal;
+        self.button_at = if trapped && s.alarm_button {
+            Some(self.button_at.unwrap_or(ts))
+        } else if trapped {
+            self.button_at
+        } else {
+            None
+        };
+        self.limit_since[TOP] = since(s.limit == Limit::Top, self.limit_since[TOP]);
+        self.limit_since[BOTTOM] = since(s.limit == Limit::Bottom, self.limit_since[BOTTOM]);
+        let (at_top, at_bottom) = geo
+            .floors
+            .map_or((false, false), |(lo, hi)| (s.floor >= hi, s.floor <= lo));
+        self.beyond_since[TOP] = since(
+            at_top && moving && s.direction == Direction::Up,
+            self.beyond_since[TOP],
+        );
+        self.beyond_since[BOTTOM] = since(
+            at_bottom && moving && s.direction == Direction::Down,
+            self.beyond_since[BOTTOM],
+        );
+        if self.door_floor != Some(s.floor) {
+            // Door changes count "at one floor": a new floor starts afresh.
+            self.door_floor = Some(s.floor);
+            self.door_changes.clear();
+        } else if self.last_door.is_some_and(|d| d != s.door) {
+            self.door_changes.push_back(ts);
+        }
+        self.last_door = Some(s.door);
+    }
+
+    pub fn prune_door_changes(&mut self, older_than_or_at: EpochMs) {
+        while self
+            .door_changes
+            .front()
+            .is_some_and(|t| *t <= older_than_or_at)
+        {
+            self.door_changes.pop_front();
+        }
+    }
+
+    pub fn rebase(&mut self, t: EpochMs) {
+        for since in self
+            .limit_since
+            .iter_mut()
+            .chain(self.beyond_since.iter_mut())
+            .chain([&mut self.button_at])
+            .flatten()
+        {
+            *since = (*since).min(t);
+        }
+        self.door_changes.clear();
+    }
+}
+
+/// What the engine remembers about one device.
+#[derive(Debug)]
+pub(crate) struct DeviceState {
+    pub equipment_id: EquipmentId,
+    pub report_interval_s: u32,
+    pub geo: Geometry,
+    /// Latest device time seen on any stream: the base of the device clock.
+    pub last_ts: EpochMs,
+    /// Engine time when the latest message arrived.
+    pub last_received: EpochMs,
+    pub max_seq: Option<u64>,
+    /// The latest elevator sample, re-evaluated by `tick` while silent.
+    pub sample: Option<ElevatorSample>,
+    pub sample_ts: Option<EpochMs>,
+    pub event_ts: Option<EpochMs>,
+    pub trackers: [Tracker; Rule::SAMPLE.len()],
+    pub aux: ElevatorAux,
+    /// Counted as offline (set by `tick`, reset by any message).
+    pub offline: bool,
+    /// Some period is running: `tick` must re-evaluate the last sample.
+    pub busy: bool,
+}
+
+impl DeviceState {
+    pub fn new(equipment_id: EquipmentId, reading: &Reading, now: EpochMs) -> DeviceState {
+        DeviceState {
+            equipment_id,
+            report_interval_s: 0,
+            geo: Geometry::default(),
+            last_ts: reading.ts,
+            last_received: now,
+            max_seq: None,
+            sample: None,
+            sample_ts: None,
+            event_ts: None,
+            trackers: Default::default(),
+            aux: ElevatorAux::default(),
+            offline: false,
+            busy: false,
+        }
+    }
+
+    /// The device clock stepped back to `t` (a reboot with a wrong clock, an
+    /// NTP correction): keep every state, measure running periods from `t`.
+    pub fn rebase(&mut self, t: EpochMs) {
+        self.last_ts = t;
+        for ts in [&mut self.sample_ts, &mut self.event_ts]
+            .into_iter()
+            .flatten()
+        {
+            *ts = (*ts).min(t);
+        }
+        self.trackers.iter_mut().for_each(|tr| tr.rebase(t));
+        self.aux.rebase(t);
+    }
+}
+
+/// A critical or major alarm occurrence, for `elevator.frequent_faults`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Occurrence {
+    pub at: EpochMs,
+    pub rule: Rule,
+}
+
+/// A controller code that is active.
+#[derive(Debug, Clone)]
+pub(crate) struct ActiveCode {
+    pub text: Option<String>,
+    pub severity: Severity,
+    pub since: EpochMs,
+}
+
+/// The open alarm of one `(equipment, rule)` and who keeps it open.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub alarm: Alarm,
+    /// Devices whose condition holds this alarm open (sample rules). Empty
+    /// for a restored alarm until a device's tracker adopts it.
+    pub holders: Vec<DeviceId>,
+}
+
+/// Marks parameters as never resolved.
+pub(crate) const STALE: u64 = u64::MAX;
+
+/// What the engine remembers about one piece of equipment: its open alarms
+/// (at most one per rule) and the equipment-level rules' state.
+#[derive(Debug)]
+pub(crate) struct EquipmentState {
+    pub binding: Binding,
+    pub params: Arc<ParamSet>,
+    pub params_gen: u64,
+    pub slots: [Option<Slot>; Rule::COUNT],
+    /// Latest device time of any of its devices (advanced by `tick`).
+    pub clock: Option<EpochMs>,
+    pub history: Vec<Occurrence>,
+    pub ff: Tracker,
+    /// Resolved by a person: wait for a new occurrence before re-raising.
+    pub ff_quiet: bool,
+    pub ff_device: Option<DeviceId>,
+    pub codes: BTreeMap<String, ActiveCode>,
+    /// Since when no controller code is active while the alarm is open.
+    pub codes_clear_since: Option<EpochMs>,
+    /// Devices counted in the open `device.offline` alarm.
+    pub offline: BTreeSet<DeviceId>,
+}
+
+impl EquipmentState {
+    pub fn new(binding: Binding, params: Arc<ParamSet>) -> EquipmentState {
+        EquipmentState {
+            binding,
+            params,
+            params_gen: STALE,
+            slots: Default::default(),
+            clock: None,
+            history: Vec::new(),
+            ff: Tracker::default(),
+            ff_quiet: false,
+            ff_device: None,
+            codes: BTreeMap::new(),
+            codes_clear_since: None,
+            offline: BTreeSet::new(),
+        }
+    }
+
+    pub fn slot(&self, rule: Rule) -> Option<&Slot> {
+        self.slots[rule.index()].as_ref()
+    }
+
+    pub fn advance_clock(&mut self, t: EpochMs) {
+        self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
+    }
+
+    /// Counts a raise or repeat towards `elevator.frequent_faults`.
+    pub fn record(&mut self, rule: Rule, severity: Severity, at: EpochMs, device: &DeviceId) {
+        if rule.counts_as_fault() && severity >= Severity::Major {
+            self.history.push(Occurrence { at, rule });
+            self.ff_quiet = false;
+            self.ff_device = Some(device.clone());
+        }
+    }
+}
+
+/// Remembers ids of cleared alarms so a late acknowledge says "already
+/// cleared" rather than "not found"; bounded, oldest forgotten first.
+#[derive(Default)]
+pub(crate) struct RecentlyCleared {
+    order: VecDeque<AlarmId>,
+    ids: HashSet<AlarmId>,
+}
+
+const REMEMBER_CLEARED: usize = 65_536;
+
+impl RecentlyCleared {
+    pub fn insert(&mut self, id: AlarmId) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > REMEMBER_CLEARED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    pub fn contains(&self, id: &AlarmId) -> bool {
+        self.ids.contains(id)
+    }
+}
+
+/// The alarm lifecycle: ids, versions, the index by alarm id.
+pub(crate) struct Book {
+    pub next_id: Box<dyn FnMut() -> AlarmId + Send>,
+    pub rule_ids: Vec<RuleId>,
+    pub by_alarm: HashMap<AlarmId, (EquipmentId, Rule)>,
+    pub cleared: RecentlyCleared,
+}
+
+impl Book {
+    pub fn new(next_id: Box<dyn FnMut() -> AlarmId + Send>) -> Book {
+        Book {
+            next_id,
+            rule_ids: Rule::ALL.into_iter().map(rule_id).collect(),
+            by_alarm: HashMap::new(),
+            cleared: RecentlyCleared::default(),
+        }
+    }
+
+    /// The rule qualified: raise a new alarm, or repeat the open one
+    /// (count + 1). `holder` is the device whose condition keeps it open.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fire(
+        &mut self,
+        eq: &mut EquipmentState,
+        rule: Rule,
+        severity: Severity,
+        device: &DeviceId,
+        at: EpochMs,
+        details: Value,
+        holder: bool,
+        out: &mut Vec<Alarm>,
+    ) {
+        match &mut eq.slots[rule.index()] {
+            Some(slot) => {
+                let a = &mut slot.alarm;
+                a.count += 1;
+                a.updated_at = a.updated_at.max(at);
+                a.severity = severity;
+                a.details = details;
+                a.version += 1;
+                if holder && !slot.holders.contains(device) {
+                    slot.holders.push(device.clone());
+                }
+                info!(equipment = %a.equipment_id, device = %device, rule = rule.id(), alarm = %a.alarm_id, count = a.count, "Alarm repeated.");
+                out.push(a.clone());
+            }
+            None => {
+                let alarm = Alarm {
+                    alarm_id: (self.next_id)(),
+                    rule: self.rule_ids[rule.index()].clone(),
+                    severity,
+                    state: AlarmState::Active,
+                    equipment_id: eq.binding.equipment_id.clone(),
+                    device_id: Some(device.clone()),
+                    category: eq.binding.category.clone(),
+                    owner_id: eq.binding.owner_id.clone(),
+                    region: eq.binding.region,
+                    raised_at: at,
+                    updated_at: at,
+                    cleared_at: None,
+                    count: 1,
+                    details,
+                    version: 1,
+                    acknowledged_at: None,
+                    acknowledged_by: None,
+                    note: None,
+                };
+                info!(equipment = %alarm.equipment_id, device = %device, rule = rule.id(), alarm = %alarm.alarm_id, severity = severity.as_str(), "Alarm raised.");
+                self.by_alarm
+                    .insert(alarm.alarm_id.clone(), (alarm.equipment_id.clone(), rule));
+                out.push(alarm.clone());
+                eq.slots[rule.index()] = Some(Slot {
+                    alarm,
+                    holders: if holder {
+                        vec![device.clone()]
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+        }
+    }
+
+    /// A new version of the open alarm without a new occurrence (the set of
+    /// active codes or offline devices changed).
+    pub fn update(
+        &mut self,
+        eq: &mut EquipmentState,
+        rule: Rule,
+        severity: Severity,
+        at: EpochMs,
+        details: Value,
+        out: &mut Vec<Alarm>,
+    ) {
+        if let Some(slot) = &mut eq.slots[rule.index()] {
+            let a = &mut slot.alarm;
+            a.updated_at = a.updated_at.max(at);
+            a.severity = severity;
+            a.details = details;
+            a.version += 1;
+            out.push(a.clone());
+        }
+    }
+
+    /// `device` no longer holds the alarm; the last holder clears it.
+    pub fn release(
+        &mut self,
+        eq: &mut EquipmentState,
+        rule: Rule,
+        device: &DeviceId,
+        at: EpochMs,
+        out: &mut Vec<Alarm>,
+    ) {
+        if let Some(slot) = &mut eq.slots[rule.index()] {
+            slot.holders.retain(|d| d != device);
+            if slot.holders.is_empty() {
+                self.clear(eq, rule, at, out);
+            }
+        }
+    }
+
+    /// The rule clears its open alarm at device time `at`.
+    pub fn clear(
+        &mut self,
+        eq: &mut EquipmentState,
+        rule: Rule,
+        at: EpochMs,
+        out: &mut Vec<Alarm>,
+    ) {
+        if let Some(slot) = eq.slots[rule.index()].take() {
+            let mut a = slot.alarm;
+            let at = at.max(a.raised_at);
+            a.state = AlarmState::Cleared;
+            a.cleared_at = Some(at);
+            a.updated_at = at;
+            a.version += 1;
+            info!(equipment = %a.equipment_id, rule = rule.id(), alarm = %a.alarm_id, count = a.count, "Alarm cleared.");
+            self.by_alarm.remove(&a.alarm_id);
+            self.cleared.insert(a.alarm_id.clone());
+            out.push(a);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracker_fires_once_per_run_and_releases_after_the_clear_period() {
+        let mut tr = Tracker::default();
+        assert!(matches!(tr.step(Some(1_000), 0, 500), Step::Idle));
+        assert!(tr.pending());
+        assert!(matches!(
+            tr.step(Some(1_000), 1_200, 500),
+            Step::Fire(1_000)
+        ));
+        assert!(
+            matches!(tr.step(Some(1_000), 2_000, 500), Step::Idle),
+            "a condition that stays true is one occurrence"
+        );
+        assert!(!tr.pending());
+        assert!(matches!(tr.step(None, 3_000, 500), Step::Idle));
+        assert!(matches!(tr.step(None, 3_499, 500), Step::Idle));
+        assert!(matches!(tr.step(None, 3_600, 500), Step::Release(3_500)));
+        assert!(!tr.held && !tr.pending());
+    }
+}
