@@ -5,15 +5,25 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("I/O error on {path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("write-ahead log {path} is corrupt at byte {offset}: {why}")]
-    CorruptWal { path: PathBuf, offset: u64, why: String },
+    CorruptWal {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
     #[error("invalid SQL: {0}")]
     InvalidQuery(String),
     #[error("query took longer than {0:?} and was cancelled")]
     QueryTimeout(std::time::Duration),
     #[error("query failed: {0}")]
     Query(String),
+    #[error("reference table {table:?} is invalid: {why}")]
+    InvalidReferenceTable { table: String, why: String },
     #[error("the store is shutting down")]
     Closed,
     #[error("{0}")]

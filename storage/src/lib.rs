@@ -22,10 +22,12 @@ mod error;
 mod record;
 
 pub use error::StoreError;
-pub use record::{AckToken, ColumnType, Recovery, RefColumn, RefTable, Record, StoredReading, Write};
+pub use record::{
+    AckToken, ColumnType, Record, Recovery, RefColumn, RefTable, StoredReading, Write,
+};
 
-use arrow::record_batch::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 
 /// The reading and event tables by stream, as analysts see them.
 pub const TABLES: &[&str] = &[
@@ -49,7 +51,10 @@ pub struct QueryOptions {
 
 impl Default for QueryOptions {
     fn default() -> Self {
-        Self { timeout: std::time::Duration::from_secs(30), max_rows: 100_000 }
+        Self {
+            timeout: std::time::Duration::from_secs(30),
+            max_rows: 100_000,
+        }
     }
 }
 

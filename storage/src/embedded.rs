@@ -1,0 +1,279 @@
+//! The default backend: a write-ahead log fsynced in group commits, Arrow in
+//! memory, Parquet on disk, one DataFusion query over both.
+//!
+//! ```text
+//!  write ─▶ queue (bounded) ─▶ writer thread: WAL frame + sync_data ─▶ tokens on `durable`
+//!                                   │ apply
+//!                                   ▼
+//!           Tables (one lock): active chunks + tail │ frozen generations │ Parquet files
+//!                                   ▲                      │ flusher thread
+//!  query ─▶ snapshot under the lock ┘                      └─▶ dir/tables/{table}/*.parquet
+//!        ─▶ DataFusion (per-query context: tables, `alarms` view, reference tables)
+//! ```
+//!
+//! Files: `dir/wal/*.log` ([`wal`]), `dir/tables/{table}/{first_ts}-{n}.parquet`
+//! ([`parquet`]). Opening replays the WAL into memory, skipping what Parquet
+//! files already hold.
+//!
+//! Small-file compaction is not done: each flush writes one file per table
+//! with rows, so a store flushed every few minutes grows many files a day.
+
+mod batch;
+mod config;
+mod parquet;
+mod query;
+mod recover;
+mod reference;
+mod schema;
+mod table;
+mod wal;
+mod writer;
+
+#[cfg(test)]
+mod testdata;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Sender};
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Semaphore, oneshot};
+use tracing::info;
+
+pub use config::EmbeddedConfig;
+
+use self::query::QueryEngine;
+use self::schema::Table;
+use self::table::{Tables, seal_due};
+use self::wal::WalWriter;
+use self::writer::{Msg, Writer};
+use crate::{AckToken, QueryOptions, QueryOutput, Recovery, RefTable, Store, StoreError, Write};
+
+/// State the store's handle, the writer thread and the flusher thread share.
+pub(crate) struct Shared {
+    /// Canonical root directory.
+    pub(crate) root: PathBuf,
+    pub(crate) tables: RwLock<Tables>,
+    /// Records queued and not yet committed (`queue_capacity` permits).
+    pub(crate) queue: Semaphore,
+    /// Why writes cannot proceed right now; `None` when healthy.
+    health: Mutex<Option<String>>,
+    /// When the last Parquet flush failed, if the last one did.
+    flush_failure: Mutex<Option<Instant>>,
+    #[cfg(test)]
+    inject_faults: std::sync::atomic::AtomicU32,
+}
+
+impl Shared {
+    pub(crate) fn set_health(&self, reason: Option<String>) {
+        *self.health.lock() = reason;
+    }
+
+    pub(crate) fn set_flush_failure(&self, at: Option<Instant>) {
+        *self.flush_failure.lock() = at;
+    }
+
+    pub(crate) fn last_flush_failure(&self) -> Option<Instant> {
+        *self.flush_failure.lock()
+    }
+
+    /// Whether the next WAL append should fail (tests of the retry path).
+    #[cfg(test)]
+    pub(crate) fn take_injected_fault(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.inject_faults
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// The embedded store. Cheap to share (`Arc`); every method takes `&self`.
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    /// `None` once closed. The lock orders sends against `close`, so no
+    /// write can be accepted after the writer's last message.
+    sender: Mutex<Option<Sender<Msg>>>,
+    queue_capacity: usize,
+    engine: QueryEngine,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("root", &self.shared.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store, replays the WAL into memory, starts the writer.
+    /// `durable`: receives, in commit order, the ack tokens of each group commit after its fsync.
+    pub async fn open(
+        config: EmbeddedConfig,
+        durable: tokio::sync::mpsc::Sender<Vec<AckToken>>,
+    ) -> Result<Arc<EmbeddedStore>, StoreError> {
+        let config = config.normalized();
+        let prepare_config = config.clone();
+        let (shared, wal, next_frame) =
+            tokio::task::spawn_blocking(move || prepare(&prepare_config))
+                .await
+                .map_err(|e| StoreError::Other(format!("opening the store panicked: {e}")))??;
+        let shared = Arc::new(shared);
+        let (tx, rx) = mpsc::channel();
+        let queue_capacity = config.queue_capacity;
+        Writer::spawn(shared.clone(), config, wal, next_frame, rx, durable)?;
+        Ok(Arc::new(EmbeddedStore {
+            shared,
+            sender: Mutex::new(Some(tx)),
+            queue_capacity,
+            engine: QueryEngine::new(),
+        }))
+    }
+
+    /// Flush memory to Parquet, fsync, stop the writer. Everything written before is durable after.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut sender = self.sender.lock();
+            let Some(s) = sender.take() else {
+                return Err(StoreError::Closed);
+            };
+            self.shared.queue.close();
+            s.send(Msg::Close(tx)).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Writes everything committed so far to Parquet and removes the WAL
+    /// segments that held it (`close` does this too). For tests, backups and
+    /// operators; the store also flushes by itself (`flush_rows`, `flush_interval`).
+    pub async fn flush_parquet(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::FlushParquet(tx))?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        let sender = self.sender.lock();
+        let s = sender.as_ref().ok_or(StoreError::Closed)?;
+        s.send(msg).map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs SQL for the store itself (no row limit).
+    pub(crate) async fn query_all(&self, sql: &str) -> Result<QueryOutput, StoreError> {
+        let opts = QueryOptions {
+            timeout: std::time::Duration::from_secs(600),
+            max_rows: usize::MAX,
+        };
+        self.query(sql, &opts).await
+    }
+
+    #[cfg(test)]
+    pub(crate) fn inject_wal_faults(&self, n: u32) {
+        self.shared
+            .inject_faults
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Blocking part of `open`: directories, Parquet files, WAL replay.
+fn prepare(config: &EmbeddedConfig) -> Result<(Shared, WalWriter, u64), StoreError> {
+    let io_err = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| StoreError::Io { path, source }
+    };
+    std::fs::create_dir_all(&config.dir).map_err(io_err(&config.dir))?;
+    let root = std::fs::canonicalize(&config.dir).map_err(io_err(&config.dir))?;
+    let wal_dir = root.join("wal");
+    std::fs::create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
+
+    let (files, covered) = parquet::open_files(&root)?;
+    let shared = Shared {
+        root: root.clone(),
+        tables: RwLock::new(Tables::new(files)),
+        queue: Semaphore::new(config.queue_capacity),
+        health: Mutex::new(None),
+        flush_failure: Mutex::new(None),
+        #[cfg(test)]
+        inject_faults: std::sync::atomic::AtomicU32::new(0),
+    };
+    let mut skipped = 0u64;
+    let replayed = wal::replay(&wal_dir, |segment, records| {
+        let before = records.len();
+        let fresh: Vec<_> = records
+            .into_iter()
+            .filter(|r| segment > covered[Table::of_record(r).index()])
+            .map(Arc::new)
+            .collect();
+        skipped += (before - fresh.len()) as u64;
+        let due = shared.tables.write().apply(fresh);
+        seal_due(&shared.tables, &due);
+    })?;
+    info!(
+        dir = %root.display(),
+        frames = replayed.frames,
+        records = replayed.records,
+        already_in_parquet = skipped,
+        "Embedded store opened; WAL replayed."
+    );
+    let wal =
+        WalWriter::open(wal_dir.clone(), replayed.last_segment + 1).map_err(io_err(&wal_dir))?;
+    Ok((shared, wal, replayed.last_frame + 1))
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    async fn write(&self, batch: Vec<Write>) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // A batch larger than the whole queue takes all of it.
+        let permits = batch.len().min(self.queue_capacity) as u32;
+        let held = self
+            .shared
+            .queue
+            .acquire_many(permits)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        held.forget();
+        self.send(Msg::Write {
+            writes: batch,
+            permits,
+        })
+        .inspect_err(|_| self.shared.queue.add_permits(permits as usize))
+    }
+
+    async fn query(&self, sql: &str, opts: &QueryOptions) -> Result<QueryOutput, StoreError> {
+        let snapshot = self.shared.tables.read().snapshot();
+        self.engine.run(snapshot, sql, opts).await
+    }
+
+    async fn recover(&self) -> Result<Recovery, StoreError> {
+        recover::recover(self).await
+    }
+
+    async fn set_reference_table(&self, table: RefTable) -> Result<(), StoreError> {
+        let (name, data) = reference::convert(table)?;
+        self.shared.tables.write().set_ref(name, data);
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Flush(tx))?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    fn health(&self) -> Result<(), String> {
+        if self.sender.lock().is_none() {
+            return Err("the store is closed".into());
+        }
+        match &*self.shared.health.lock() {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(()),
+        }
+    }
+}

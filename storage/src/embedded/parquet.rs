@@ -1,0 +1,200 @@
+//! Parquet files: `dir/tables/{table}/{first_ts}-{n}.parquet`, where
+//! `first_ts` is the file's earliest time (ms) and `n` the last WAL segment
+//! whose rows of that table the file (with the files before it) holds. At
+//! open, `n` tells replay which WAL records are already on disk, so a crash
+//! between writing a file and removing the WAL never stores a row twice.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::TimestampMillisecondType;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use tracing::{info, warn};
+
+use super::Shared;
+use super::schema::Table;
+use super::table::ParquetFile;
+use super::wal::{remove_segments_upto, sync_dir};
+use crate::StoreError;
+
+pub(crate) fn table_dir(root: &Path, table: Table) -> PathBuf {
+    root.join("tables").join(table.name())
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn parquet_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("writing Parquet file {}: {e}", path.display()))
+}
+
+/// `n` of `{first_ts}-{n}.parquet`.
+fn covered_segment(file_name: &str) -> Option<u64> {
+    let stem = file_name.strip_suffix(".parquet")?;
+    let (first_ts, n) = stem.rsplit_once('-')?;
+    first_ts.parse::<i64>().ok()?;
+    n.parse().ok()
+}
+
+/// Existing files per table, and per table the WAL segment up to which its
+/// rows are in those files. Leftovers of an interrupted flush (`*.tmp`) are removed.
+pub(crate) fn open_files(root: &Path) -> Result<([Vec<ParquetFile>; 7], [u64; 7]), StoreError> {
+    let mut files: [Vec<(u64, ParquetFile)>; 7] = Default::default();
+    let mut covered = [0u64; 7];
+    for table in Table::ALL {
+        let dir = table_dir(root, table);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                info!(path = %path.display(), "Removing a Parquet file left unfinished by a crash.");
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
+            let Some(n) = covered_segment(&name) else {
+                if name.ends_with(".parquet") {
+                    warn!(path = %path.display(), "Ignoring a Parquet file whose name is not {{first_ts}}-{{n}}.parquet.");
+                }
+                continue;
+            };
+            let size = entry.metadata().map_err(io_err(&path))?.len();
+            covered[table.index()] = covered[table.index()].max(n);
+            files[table.index()].push((n, ParquetFile::new(path, size)?));
+        }
+    }
+    let files = files.map(|mut v| {
+        v.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
+        v.into_iter().map(|(_, f)| f).collect()
+    });
+    Ok((files, covered))
+}
+
+/// Writes one table's rows, sorted, as `{first_ts}-{wal_upto}.parquet`:
+/// temporary name, fsync, rename, fsync of the directory.
+fn write_file(
+    root: &Path,
+    table: Table,
+    batches: &[RecordBatch],
+    wal_upto: u64,
+) -> Result<ParquetFile, StoreError> {
+    let dir = table_dir(root, table);
+    let schema = table.schema();
+    let all = concat_batches(&schema, batches).map_err(|e| parquet_err(&dir, e))?;
+    let sort: Vec<SortColumn> = table
+        .sort_columns()
+        .iter()
+        .filter_map(|c| all.column_by_name(c))
+        .map(|values| SortColumn {
+            values: values.clone(),
+            options: None,
+        })
+        .collect();
+    let indices = lexsort_to_indices(&sort, None).map_err(|e| parquet_err(&dir, e))?;
+    let sorted = take_record_batch(&all, &indices).map_err(|e| parquet_err(&dir, e))?;
+    let first_ts = sorted
+        .column_by_name(table.time_column())
+        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+        .and_then(arrow::compute::min)
+        .unwrap_or(0);
+
+    let path = dir.join(format!("{first_ts}-{wal_upto}.parquet"));
+    let tmp = dir.join(format!("{first_ts}-{wal_upto}.parquet.tmp"));
+    let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let result = (|| {
+        let mut writer =
+            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| parquet_err(&tmp, e))?;
+        writer.write(&sorted).map_err(|e| parquet_err(&tmp, e))?;
+        let file = writer.into_inner().map_err(|e| parquet_err(&tmp, e))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(&dir).map_err(io_err(&dir))?;
+        let size = fs::metadata(&path).map_err(io_err(&path))?.len();
+        ParquetFile::new(path.clone(), size)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes every frozen generation to Parquet, publishes the files while
+/// dropping those generations, then removes the WAL segments they covered.
+pub(crate) fn flush_frozen(shared: &Shared) -> Result<(), StoreError> {
+    let generations = shared.tables.read().frozen();
+    let Some(wal_upto) = generations.iter().map(|g| g.wal_upto).max() else {
+        return Ok(());
+    };
+    let ids: Vec<u64> = generations.iter().map(|g| g.id).collect();
+    let mut written = Vec::new();
+    let mut rows = 0usize;
+    for table in Table::ALL {
+        let mut batches = Vec::new();
+        for g in &generations {
+            let converted = g.tables[table.index()]
+                .batches(table)
+                .map_err(|e| parquet_err(&table_dir(&shared.root, table), e))?;
+            batches.extend(converted);
+        }
+        let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if n == 0 {
+            continue;
+        }
+        match write_file(&shared.root, table, &batches, wal_upto) {
+            Ok(file) => {
+                rows += n;
+                written.push((table, file));
+            }
+            Err(e) => {
+                // These rows stay in memory and in the WAL; their next file
+                // must not meet this one at open, or they would count twice.
+                for (_, f) in &written {
+                    if let Err(rm) = fs::remove_file(&f.path) {
+                        warn!(path = %f.path.display(), error = %rm, "Could not remove a Parquet file of a failed flush.");
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    let files = written.len();
+    shared.tables.write().publish(&ids, written);
+    let wal_dir = shared.root.join("wal");
+    match remove_segments_upto(&wal_dir, wal_upto) {
+        Ok(segments) => info!(
+            rows,
+            files, wal_upto, segments, "Flushed memory to Parquet."
+        ),
+        // Harmless: replay skips what the files already hold, and the next flush retries.
+        Err(e) => {
+            warn!(error = %e, wal_upto, "Flushed to Parquet but could not remove old WAL segments.")
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covered_segment;
+
+    #[test]
+    fn file_names_carry_the_covered_segment() {
+        assert_eq!(covered_segment("1732300000000-17.parquet"), Some(17));
+        assert_eq!(covered_segment("-5-3.parquet"), Some(3));
+        assert_eq!(covered_segment("17.parquet"), None);
+        assert_eq!(covered_segment("a-1.parquet"), None);
+        assert_eq!(covered_segment("1-2.parquet.tmp"), None);
+    }
+}

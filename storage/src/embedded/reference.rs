@@ -1,0 +1,237 @@
+//! Reference tables (registry data) to Arrow, checked once when set.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use chrono::{Datelike, NaiveDate};
+use serde_json::Value;
+
+use super::schema::ts_type;
+use super::table::RefData;
+use crate::{ColumnType, RefTable, StoreError};
+
+fn bad(table: &str, why: String) -> StoreError {
+    StoreError::InvalidReferenceTable {
+        table: table.to_owned(),
+        why,
+    }
+}
+
+/// Days from 0001-01-01 (CE day 1) to 1970-01-01.
+const UNIX_EPOCH_CE_DAYS: i32 = 719_163;
+
+fn data_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::Text => DataType::Utf8,
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Float => DataType::Float64,
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Timestamp => ts_type(),
+    }
+}
+
+/// Checks names and cell types and builds the batch.
+pub(crate) fn convert(table: RefTable) -> Result<(String, RefData), StoreError> {
+    let name = table.name;
+    if name.is_empty() || crate::TABLES.contains(&name.as_str()) || name == "alarms" {
+        return Err(bad(
+            &name,
+            "the name is empty or belongs to a stored table".into(),
+        ));
+    }
+    if table.columns.is_empty() {
+        return Err(bad(&name, "a table needs at least one column".into()));
+    }
+    for (i, row) in table.rows.iter().enumerate() {
+        if row.len() != table.columns.len() {
+            return Err(bad(
+                &name,
+                format!(
+                    "row {i} has {} values for {} columns",
+                    row.len(),
+                    table.columns.len()
+                ),
+            ));
+        }
+    }
+    let mut fields = Vec::with_capacity(table.columns.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(table.columns.len());
+    for (c, col) in table.columns.iter().enumerate() {
+        if fields.iter().any(|f: &Field| f.name() == &col.name) {
+            return Err(bad(&name, format!("column {:?} appears twice", col.name)));
+        }
+        let cells = table.rows.iter().map(|row| &row[c]);
+        let cell_err = |row: usize, v: &Value, want: &str| {
+            bad(
+                &name,
+                format!("row {row}, column {:?}: {v} is not {want}", col.name),
+            )
+        };
+        let array: ArrayRef = match col.ty {
+            ColumnType::Text => Arc::new(
+                cells
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::Null => Ok(None),
+                        Value::String(s) => Ok(Some(s.as_str())),
+                        other => Err(cell_err(i, other, "text")),
+                    })
+                    .collect::<Result<StringArray, _>>()?,
+            ),
+            ColumnType::Int => Arc::new(
+                cells
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::Null => Ok(None),
+                        other => other
+                            .as_i64()
+                            .map(Some)
+                            .ok_or_else(|| cell_err(i, other, "an integer")),
+                    })
+                    .collect::<Result<Int64Array, _>>()?,
+            ),
+            ColumnType::Float => Arc::new(
+                cells
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::Null => Ok(None),
+                        other => other
+                            .as_f64()
+                            .map(Some)
+                            .ok_or_else(|| cell_err(i, other, "a number")),
+                    })
+                    .collect::<Result<Float64Array, _>>()?,
+            ),
+            ColumnType::Bool => Arc::new(
+                cells
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::Null => Ok(None),
+                        other => other
+                            .as_bool()
+                            .map(Some)
+                            .ok_or_else(|| cell_err(i, other, "true or false")),
+                    })
+                    .collect::<Result<BooleanArray, _>>()?,
+            ),
+            ColumnType::Date => Arc::new(
+                cells
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::Null => Ok(None),
+                        other => other
+                            .as_str()
+                            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                            .map(|d| Some(d.num_days_from_ce() - UNIX_EPOCH_CE_DAYS))
+                            .ok_or_else(|| cell_err(i, other, "a YYYY-MM-DD date")),
+                    })
+                    .collect::<Result<Date32Array, _>>()?,
+            ),
+            ColumnType::Timestamp => Arc::new(
+                cells
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::Null => Ok(None),
+                        other => other
+                            .as_i64()
+                            .map(Some)
+                            .ok_or_else(|| cell_err(i, other, "epoch milliseconds")),
+                    })
+                    .collect::<Result<TimestampMillisecondArray, _>>()?
+                    .with_timezone("UTC"),
+            ),
+        };
+        if !col.nullable && array.null_count() > 0 {
+            return Err(bad(
+                &name,
+                format!("column {:?} is not nullable but has nulls", col.name),
+            ));
+        }
+        fields.push(Field::new(&col.name, data_type(col.ty), col.nullable));
+        arrays.push(array);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch =
+        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(&name, e.to_string()))?;
+    Ok((name, RefData { schema, batch }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RefColumn;
+    use arrow::array::Array;
+    use serde_json::json;
+
+    fn col(name: &str, ty: ColumnType, nullable: bool) -> RefColumn {
+        RefColumn {
+            name: name.into(),
+            ty,
+            nullable,
+        }
+    }
+
+    #[test]
+    fn converts_every_column_type_and_refuses_bad_cells() {
+        let table = RefTable {
+            name: "equipment".into(),
+            columns: vec![
+                col("id", ColumnType::Text, false),
+                col("floors", ColumnType::Int, true),
+                col("speed", ColumnType::Float, true),
+                col("enabled", ColumnType::Bool, false),
+                col("inspected", ColumnType::Date, true),
+                col("created_at", ColumnType::Timestamp, true),
+            ],
+            rows: vec![
+                vec![
+                    json!("EQ1"),
+                    json!(12),
+                    json!(1.5),
+                    json!(true),
+                    json!("1970-01-02"),
+                    json!(1000),
+                ],
+                vec![
+                    json!("EQ2"),
+                    json!(null),
+                    json!(2),
+                    json!(false),
+                    json!(null),
+                    json!(null),
+                ],
+            ],
+        };
+        let (name, data) = convert(table.clone()).unwrap();
+        assert_eq!(name, "equipment");
+        assert_eq!(data.batch.num_rows(), 2);
+        let dates = data
+            .batch
+            .column(4)
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .unwrap();
+        assert_eq!(dates.value(0), 1);
+        assert!(dates.is_null(1));
+
+        let mut wrong = table.clone();
+        wrong.rows[1][3] = json!(null);
+        assert!(matches!(
+            convert(wrong),
+            Err(StoreError::InvalidReferenceTable { .. })
+        ));
+        let mut wrong = table.clone();
+        wrong.rows[0][1] = json!("twelve");
+        let err = convert(wrong).unwrap_err().to_string();
+        assert!(err.contains("floors") && err.contains("row 0"), "{err}");
+        let mut wrong = table;
+        wrong.name = "elevator_readings".into();
+        assert!(convert(wrong).is_err());
+    }
+}

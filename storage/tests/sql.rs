@@ -1,0 +1,168 @@
+//! The SQL surface: read-only, limits, the `alarms` view.
+
+use std::time::Duration;
+
+use vigil_model::AlarmState;
+use vigil_storage::{QueryOptions, Record, Store, StoreError};
+
+use crate::fixtures::*;
+
+#[tokio::test]
+async fn only_read_only_single_statements_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _tokens) = open(dir.path()).await;
+    store.write(ws([elevator("EL1", 1)])).await.unwrap();
+    store.flush().await.unwrap();
+    let refused = [
+        "CREATE TABLE t (x INT)",
+        "CREATE VIEW v AS SELECT 1",
+        "INSERT INTO elevator_readings SELECT * FROM elevator_readings",
+        "DROP TABLE elevator_readings",
+        "DELETE FROM elevator_readings",
+        "COPY elevator_readings TO '/tmp/vigil-copy-test.csv'",
+        "SET datafusion.execution.batch_size = 1",
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+        "SELECT 1; SELECT 2",
+        "SELEC 1",
+        "SELECT * FROM no_such_table",
+    ];
+    for sql in refused {
+        match store.query(sql, &QueryOptions::default()).await {
+            Err(StoreError::InvalidQuery(msg)) => assert!(!msg.is_empty()),
+            other => panic!("{sql}: expected InvalidQuery, got {other:?}"),
+        }
+    }
+    assert!(!std::path::Path::new("/tmp/vigil-copy-test.csv").exists());
+    // Still there, still one row.
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM elevator_readings").await,
+        1
+    );
+    // Reading the catalogue is fine.
+    let tables = rows(&store, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name").await;
+    let names: Vec<&str> = tables
+        .iter()
+        .filter_map(|r| r["table_name"].as_str())
+        .collect();
+    for t in vigil_storage::TABLES.iter().chain(&["alarms"]) {
+        assert!(names.contains(t), "{t} missing from {names:?}");
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn max_rows_truncates_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _tokens) = open(dir.path()).await;
+    store
+        .write(ws((1..=25).map(|s| elevator("EL1", s))))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    let opts = |max_rows| QueryOptions {
+        max_rows,
+        ..QueryOptions::default()
+    };
+    let sql = "SELECT seq FROM elevator_readings ORDER BY seq";
+    let out = store.query(sql, &opts(10)).await.unwrap();
+    assert!(out.truncated);
+    assert_eq!(out.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 10);
+    assert_eq!(json_rows(&out.batches).last().unwrap()["seq"], 10);
+    let out = store.query(sql, &opts(25)).await.unwrap();
+    assert!(!out.truncated, "exactly max_rows rows is not truncated");
+    assert_eq!(out.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 25);
+    // The schema is there even without rows.
+    let out = store
+        .query(
+            "SELECT seq, ts FROM elevator_readings WHERE seq > 1000",
+            &opts(10),
+        )
+        .await
+        .unwrap();
+    assert!(!out.truncated);
+    assert_eq!(out.schema.fields().len(), 2);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_query_is_cancelled_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _tokens) = open(dir.path()).await;
+    store
+        .write(ws((1..=2000).map(|s| elevator("EL1", s))))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    // 8·10⁹ combinations: far longer than the timeout.
+    let sql = "SELECT count(*) FROM elevator_readings a, elevator_readings b, elevator_readings c WHERE a.seq + b.seq + c.seq = 0";
+    let opts = QueryOptions {
+        timeout: Duration::from_millis(300),
+        max_rows: 10,
+    };
+    match store.query(sql, &opts).await {
+        Err(StoreError::QueryTimeout(t)) => assert_eq!(t, Duration::from_millis(300)),
+        other => panic!("expected QueryTimeout, got {other:?}"),
+    }
+    // The store answers the next query as usual.
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM elevator_readings").await,
+        2000
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_alarms_view_shows_the_latest_version_of_each_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _tokens) = open(dir.path()).await;
+    let changes = [
+        alarm("a1", 1, AlarmState::Active, T0),
+        alarm("a2", 1, AlarmState::Active, T0 + 10),
+        alarm("a1", 2, AlarmState::Acknowledged, T0),
+        alarm("a1", 3, AlarmState::Cleared, T0),
+    ];
+    store
+        .write(ws(changes[..2].iter().cloned().map(Record::Alarm)))
+        .await
+        .unwrap();
+    // Half of the history in Parquet, half in memory.
+    store.flush_parquet().await.unwrap();
+    store
+        .write(ws(changes[2..].iter().cloned().map(Record::Alarm)))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM alarm_changes").await, 4);
+    let r = rows(
+        &store,
+        "SELECT alarm_id, version, state, cleared_at FROM alarms ORDER BY alarm_id",
+    )
+    .await;
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (
+            r[0]["alarm_id"].as_str(),
+            r[0]["version"].as_u64(),
+            r[0]["state"].as_str()
+        ),
+        (Some("a1"), Some(3), Some("cleared"))
+    );
+    assert!(r[0]["cleared_at"].is_string());
+    assert_eq!(
+        (
+            r[1]["alarm_id"].as_str(),
+            r[1]["version"].as_u64(),
+            r[1]["state"].as_str()
+        ),
+        (Some("a2"), Some(1), Some("active"))
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM alarms WHERE state <> 'cleared'"
+        )
+        .await,
+        1
+    );
+    store.close().await.unwrap();
+}
