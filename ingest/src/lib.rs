@@ -1,1 +1,347 @@
-//! Vigil's ingest: the embedded MQTT broker, device auth, decoding, de-duplication and ack watermarks.
+//! Vigil's ingest: the embedded MQTT broker, device authentication,
+//! decoding, de-duplication, and the ack watermarks that tell each device
+//! what is durably stored.
+//!
+//! ```text
+//!  devices ──MQTT v4, plain TCP (user = device_id, pass = secret)──▶ rumqttd (broker.rs: router + listener threads)
+//!      │ CONNECT ─▶ Directory::verify                 │ in-process link subscribed to /tenants/#
+//!      ▼                                              ▼
+//!  ingest thread (pipeline.rs): parse_topic → size → Directory::resolve → codec::decode → de-dup (seqs.rs)
+//!      │  bad  → Record::DeadLetter ─┐
+//!      │  good → Record::Reading ────┴─▶ Store::write (one call per batch) ─▶ then `rules(Accepted)`
+//!      ▼
+//!  store's durable channel ─▶ ack task (acks.rs): per-device watermark ─▶ {"seq": N} on /tenants/{id}/v1/ack
+//! ```
+//!
+//! The broker acknowledges a QoS 1 publish as soon as it sits in its
+//! in-memory log, so that PUBACK promises nothing. The ack watermark does:
+//! every message of a device with `seq ≤ N` is durable. See `docs/ingest.md`.
+
+mod acks;
+mod broker;
+mod error;
+mod metrics;
+mod pipeline;
+mod seqs;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use vigil_model::{DeviceContext, DeviceId, EpochMs, Reading, RejectReason, Resolution};
+use vigil_storage::{AckToken, Recovery, Store};
+
+pub use error::IngestError;
+
+use acks::{AckPublisher, AckTask};
+use broker::ServerHandle;
+use metrics::Metrics;
+use pipeline::Pipeline;
+use seqs::SeqBook;
+
+/// The engine's clock (epoch milliseconds), injected so tests control time.
+pub type Clock = Arc<dyn Fn() -> EpochMs + Send + Sync>;
+
+/// Where accepted readings go: called on the ingest thread, in order, once
+/// per reading that passed de-duplication. Blocking in it is back-pressure.
+pub type RulesSink = Box<dyn Fn(Accepted) + Send + Sync>;
+
+/// What ingest asks the registry. `verify` runs on a blocking thread at
+/// CONNECT; `resolve` runs on the ingest thread for every message, so it
+/// should be a cache lookup.
+pub trait Directory: Send + Sync + 'static {
+    /// Whether `device_id` is registered, enabled and `secret` is its secret.
+    fn verify(&self, device_id: &str, secret: &str) -> bool;
+    fn resolve(&self, device_id: &DeviceId) -> Resolution;
+}
+
+/// A reading that passed validation and de-duplication, with the registry
+/// context it was accepted under.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub reading: Reading,
+    pub context: Arc<DeviceContext>,
+}
+
+/// Plain data; see `docs/ingest.md` for what each setting does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Plain MQTT listener; port 0 picks a free port (see [`Ingest::mqtt_addr`]).
+    pub mqtt_addr: SocketAddr,
+    /// A plain listener on a non-loopback address is refused unless true.
+    pub allow_public_plain: bool,
+    /// Most device connections the broker holds at once.
+    pub max_connections: usize,
+    /// How long a device's ack waits below a missing seq for the device to
+    /// re-send it before the hole is counted as a gap and passed.
+    pub gap_grace_s: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            mqtt_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)),
+            allow_public_plain: false,
+            max_connections: 10_000,
+            gap_grace_s: 30,
+        }
+    }
+}
+
+/// Counters since start (the same numbers as the Prometheus metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestStats {
+    /// Device messages received on `/tenants/…` topics.
+    pub messages: u64,
+    pub bytes: u64,
+    /// Readings handed to the store and the rules.
+    pub accepted: u64,
+    /// Dead letters by reason (every reason is present).
+    pub rejected: HashMap<RejectReason, u64>,
+    pub duplicates: u64,
+    pub seq_gaps: u64,
+    pub acks_published: u64,
+    /// Messages the broker dropped before ingest read them.
+    pub broker_skipped: u64,
+    pub store_errors: u64,
+    /// MQTT CONNECTs let in and refused. rumqttd reports no disconnects, so
+    /// the number of devices connected right now is not known.
+    pub connects_accepted: u64,
+    pub connects_refused: u64,
+}
+
+impl IngestStats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected.get(&reason).copied().unwrap_or(0)
+    }
+}
+
+/// The running ingest stage. Stop it with [`Ingest::shutdown`]; dropping it
+/// stops the threads without draining.
+pub struct Ingest {
+    addr: SocketAddr,
+    metrics: Metrics,
+    store: Arc<dyn Store>,
+    seqs: Arc<SeqBook>,
+    publisher: Arc<AckPublisher>,
+    stop_ingest: Arc<AtomicBool>,
+    ingest_thread: Option<std::thread::JoinHandle<()>>,
+    stop_acks: watch::Sender<bool>,
+    ack_task: Option<JoinHandle<()>>,
+    server: Option<ServerHandle>,
+}
+
+/// How long shutdown waits for the store to report what ingest handed it.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the listener stays open after the last acks were published.
+const ACK_LINGER: Duration = Duration::from_millis(250);
+
+impl Ingest {
+    /// Starts the broker, the ingest thread and the ack task. Must be called
+    /// inside a (multi-threaded) tokio runtime; returns once the listener
+    /// accepts connections.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        config: IngestConfig,
+        directory: Arc<dyn Directory>,
+        store: Arc<dyn Store>,
+        recovery: &Recovery,
+        durable: mpsc::Receiver<Vec<AckToken>>,
+        rules: RulesSink,
+        metrics: &prometheus::Registry,
+        clock: Clock,
+    ) -> Result<Ingest, IngestError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| IngestError::NoRuntime)?;
+        let metrics = Metrics::register(metrics)?;
+        let seqs = Arc::new(SeqBook::new(&recovery.last_seq, config.gap_grace_s));
+
+        let broker = broker::start(&config, directory.clone(), metrics.connects.clone())?;
+        let publisher = Arc::new(AckPublisher::new(
+            broker.link_tx,
+            metrics.acks_published.clone(),
+        ));
+
+        let (stop_acks, stop_acks_rx) = watch::channel(false);
+        let ack_task = runtime.spawn(
+            AckTask {
+                seqs: seqs.clone(),
+                publisher: publisher.clone(),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+            }
+            .run(durable, stop_acks_rx),
+        );
+
+        let stop_ingest = Arc::new(AtomicBool::new(false));
+        let pipeline = Pipeline {
+            link: broker.link_rx,
+            directory,
+            store: store.clone(),
+            rules,
+            seqs: seqs.clone(),
+            acks: publisher.clone(),
+            metrics: metrics.clone(),
+            clock,
+            runtime,
+            stop: stop_ingest.clone(),
+        };
+        let ingest_thread = std::thread::Builder::new()
+            .name("vigil-ingest".to_owned())
+            .spawn(move || pipeline::run(pipeline))
+            .map_err(|source| IngestError::Thread {
+                name: "vigil-ingest",
+                source,
+            })?;
+
+        info!(addr = %broker.addr, gap_grace_s = config.gap_grace_s, devices_with_history = recovery.last_seq.len(), "Ingest started.");
+        Ok(Ingest {
+            addr: broker.addr,
+            metrics,
+            store,
+            seqs,
+            publisher,
+            stop_ingest,
+            ingest_thread: Some(ingest_thread),
+            stop_acks,
+            ack_task: Some(ack_task),
+            server: Some(broker.server),
+        })
+    }
+
+    /// The address the listener is bound to (port 0 resolved).
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Publishes on any topic through the broker (the alarm feed). rumqttd
+    /// sends in-process publishes at QoS 0, upgraded to the subscriber's QoS.
+    pub fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), IngestError> {
+        self.publisher.publish(topic, payload)
+    }
+
+    pub fn stats(&self) -> IngestStats {
+        stats(&self.metrics)
+    }
+
+    /// `stats` as a closure that outlives `self` (for the HTTP API).
+    pub fn stats_handle(&self) -> Arc<dyn Fn() -> IngestStats + Send + Sync> {
+        let metrics = self.metrics.clone();
+        Arc::new(move || stats(&metrics))
+    }
+
+    /// Ordered stop: take no more messages, hand the last batch to the
+    /// store, flush it, publish the acks it earns, then close the listener
+    /// and every device connection. Messages devices sent meanwhile are not
+    /// acked; devices re-send them to the next engine.
+    pub async fn shutdown(mut self) -> Result<(), IngestError> {
+        let mut first_error = None;
+        let acks_before = self.metrics.acks_published.get();
+
+        self.stop_ingest.store(true, Ordering::Release);
+        if let Some(thread) = self.ingest_thread.take() {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                first_error.get_or_insert(IngestError::Shutdown {
+                    stage: "ingest thread",
+                    why: "it panicked".into(),
+                });
+            }
+        }
+
+        if let Err(e) = self.store.flush().await {
+            warn!(error = %e, "Store flush failed at ingest shutdown; some acks will not go out.");
+            first_error.get_or_insert(IngestError::Shutdown {
+                stage: "store flush",
+                why: e.to_string(),
+            });
+        }
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            let waiting = self.seqs.undurable();
+            if waiting == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!(
+                    waiting,
+                    "Store did not report every taken message durable; those stay unacked."
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = self.stop_acks.send(true);
+        if let Some(task) = self.ack_task.take() {
+            if task.await.is_err() {
+                first_error.get_or_insert(IngestError::Shutdown {
+                    stage: "ack task",
+                    why: "it panicked".into(),
+                });
+            }
+        }
+        // The router and the connection tasks forward the last acks
+        // asynchronously and report nothing back; give them a moment before
+        // the sockets close.
+        if self.metrics.acks_published.get() != acks_before {
+            tokio::time::sleep(ACK_LINGER).await;
+        }
+
+        if let Some(server) = self.server.take() {
+            match tokio::task::spawn_blocking(move || server.stop_and_join()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(IngestError::Shutdown {
+                        stage: "mqtt listener",
+                        why: e.to_string(),
+                    });
+                }
+            }
+        }
+        info!(stats = ?self.stats(), "Ingest stopped.");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.stop_ingest.store(true, Ordering::Release);
+        let _ = self.stop_acks.send(true);
+        if let Some(server) = self.server.as_mut() {
+            server.signal_stop();
+        }
+    }
+}
+
+fn stats(m: &Metrics) -> IngestStats {
+    IngestStats {
+        messages: m.messages.get(),
+        bytes: m.bytes.get(),
+        accepted: m.accepted.get(),
+        rejected: RejectReason::ALL
+            .into_iter()
+            .map(|r| (r, m.rejected(r).get()))
+            .collect(),
+        duplicates: m.duplicates.get(),
+        seq_gaps: m.seq_gaps.get(),
+        acks_published: m.acks_published.get(),
+        broker_skipped: m.broker_skipped.get(),
+        store_errors: m.store_errors.get(),
+        connects_accepted: m.connects.with_label_values(&["accepted"]).get(),
+        connects_refused: m.connects.with_label_values(&["refused"]).get(),
+    }
+}

@@ -1,0 +1,123 @@
+//! Engine → device: the ack task turns the store's durable reports into
+//! per-device watermarks and publishes them on `/tenants/{id}/v1/ack`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use prometheus::IntCounter;
+use rumqttd::local::LinkTx;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+use vigil_model::DeviceId;
+use vigil_model::codec::ack_topic;
+use vigil_storage::AckToken;
+
+use crate::metrics::Metrics;
+use crate::seqs::{Progress, SeqBook};
+use crate::{Clock, IngestError};
+
+/// How often devices held below a seq hole are looked at again.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Publishes through the in-process link. rumqttd sends these at QoS 0
+/// (upgraded to the subscriber's QoS on the way out); a lost ack is covered
+/// by the next one.
+pub(crate) struct AckPublisher {
+    /// The link's sender is not shareable; the lock is held for one
+    /// hand-off into the router's queue.
+    link: Mutex<LinkTx>,
+    acks_published: IntCounter,
+}
+
+impl AckPublisher {
+    pub fn new(link: LinkTx, acks_published: IntCounter) -> AckPublisher {
+        AckPublisher {
+            link: Mutex::new(link),
+            acks_published,
+        }
+    }
+
+    pub fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), IngestError> {
+        self.link
+            .lock()
+            .publish(topic.clone(), payload)
+            .map(|_| ())
+            .map_err(|e| IngestError::Publish {
+                topic,
+                why: e.to_string(),
+            })
+    }
+
+    pub fn ack(&self, device: &DeviceId, seq: u64) {
+        let payload = serde_json::json!({ "seq": seq }).to_string().into_bytes();
+        match self.publish(ack_topic(device), payload) {
+            Ok(()) => {
+                self.acks_published.inc();
+                debug!(device = %device, seq, "Ack published.");
+            }
+            Err(e) => warn!(device = %device, seq, error = %e, "Cannot publish ack."),
+        }
+    }
+}
+
+pub(crate) struct AckTask {
+    pub seqs: Arc<SeqBook>,
+    pub publisher: Arc<AckPublisher>,
+    pub metrics: Metrics,
+    pub clock: Clock,
+}
+
+impl AckTask {
+    pub async fn run(
+        self,
+        mut durable: mpsc::Receiver<Vec<AckToken>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut durable_open = true;
+        loop {
+            tokio::select! {
+                tokens = durable.recv(), if durable_open => match tokens {
+                    Some(tokens) => self.durable(tokens),
+                    None => {
+                        info!("The store closed its durable channel; no more acks.");
+                        durable_open = false;
+                    }
+                },
+                _ = tick.tick() => {
+                    let progress = self.seqs.tick((self.clock)());
+                    self.apply(progress);
+                }
+                _ = stop.wait_for(|stop| *stop) => break,
+            }
+        }
+        // Whatever the store reported before we were told to stop.
+        while let Ok(tokens) = durable.try_recv() {
+            self.durable(tokens);
+        }
+    }
+
+    fn durable(&self, tokens: Vec<AckToken>) {
+        let progress = self.seqs.durable(
+            tokens.into_iter().map(|t| (t.device_id, t.seq)),
+            (self.clock)(),
+        );
+        self.apply(progress);
+    }
+
+    fn apply(&self, progress: Progress) {
+        for latency in &progress.latencies {
+            self.metrics.commit_latency.observe(latency.as_secs_f64());
+        }
+        for (device, first, last) in &progress.gaps {
+            self.metrics.seq_gaps.inc();
+            info!(device = %device, first_missing = first, last_missing = last,
+                "Seq gap not filled within the grace period; the ack moves past it.");
+        }
+        for (device, seq) in &progress.acks {
+            self.publisher.ack(device, *seq);
+        }
+    }
+}

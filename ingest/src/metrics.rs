@@ -1,0 +1,121 @@
+//! Ingest's Prometheus metrics, registered in the registry the engine gives.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use vigil_model::RejectReason;
+
+use crate::IngestError;
+
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    pub messages: IntCounter,
+    pub bytes: IntCounter,
+    pub accepted: IntCounter,
+    pub rejected: IntCounterVec,
+    pub duplicates: IntCounter,
+    pub seq_gaps: IntCounter,
+    pub acks_published: IntCounter,
+    pub broker_skipped: IntCounter,
+    pub store_errors: IntCounter,
+    pub connects: IntCounterVec,
+    pub commit_latency: Histogram,
+}
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> Result<Metrics, IngestError> {
+        let counter = |name: &'static str, help: &str| -> Result<IntCounter, IngestError> {
+            let c = IntCounter::with_opts(Opts::new(name, help))
+                .map_err(|source| IngestError::Metrics { name, source })?;
+            registry
+                .register(Box::new(c.clone()))
+                .map_err(|source| IngestError::Metrics { name, source })?;
+            Ok(c)
+        };
+        let counter_vec =
+            |name: &'static str, help: &str, label: &str| -> Result<IntCounterVec, IngestError> {
+                let c = IntCounterVec::new(Opts::new(name, help), &[label])
+                    .map_err(|source| IngestError::Metrics { name, source })?;
+                registry
+                    .register(Box::new(c.clone()))
+                    .map_err(|source| IngestError::Metrics { name, source })?;
+                Ok(c)
+            };
+        let latency_name = "vigil_ingest_commit_latency_seconds";
+        let commit_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                latency_name,
+                "Time from receiving a device message to the store reporting it durable.",
+            )
+            .buckets(vec![
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+            ]),
+        )
+        .map_err(|source| IngestError::Metrics {
+            name: latency_name,
+            source,
+        })?;
+        registry
+            .register(Box::new(commit_latency.clone()))
+            .map_err(|source| IngestError::Metrics {
+                name: latency_name,
+                source,
+            })?;
+
+        let metrics = Metrics {
+            messages: counter(
+                "vigil_ingest_messages_total",
+                "Device messages received on /tenants/… topics.",
+            )?,
+            bytes: counter(
+                "vigil_ingest_bytes_total",
+                "Payload bytes of received device messages.",
+            )?,
+            accepted: counter(
+                "vigil_ingest_accepted_total",
+                "Readings accepted and handed to the store and the rules.",
+            )?,
+            rejected: counter_vec(
+                "vigil_ingest_rejected_total",
+                "Messages kept as dead letters instead of readings, by reason.",
+                "reason",
+            )?,
+            duplicates: counter(
+                "vigil_ingest_duplicates_total",
+                "Messages whose (device_id, seq) was already taken; acked, not stored again.",
+            )?,
+            seq_gaps: counter(
+                "vigil_ingest_seq_gaps_total",
+                "Holes in a device's seq that stayed unfilled for the grace period; the ack moved past them.",
+            )?,
+            acks_published: counter(
+                "vigil_ingest_acks_published_total",
+                "Ack watermarks published to devices.",
+            )?,
+            broker_skipped: counter(
+                "vigil_ingest_broker_skipped_total",
+                "Messages the embedded broker dropped before ingest read them (its in-memory log overflowed).",
+            )?,
+            store_errors: counter(
+                "vigil_ingest_store_errors_total",
+                "Batches the store refused; their messages stay unacked.",
+            )?,
+            connects: counter_vec(
+                "vigil_ingest_connects_total",
+                "MQTT CONNECT attempts on the plain listener, by result.",
+                "result",
+            )?,
+            commit_latency,
+        };
+        // Every label exists from the start, so dashboards and rate() see zeros.
+        for reason in RejectReason::ALL {
+            metrics.rejected.with_label_values(&[reason.as_str()]);
+        }
+        for result in ["accepted", "refused"] {
+            metrics.connects.with_label_values(&[result]);
+        }
+        Ok(metrics)
+    }
+
+    pub fn rejected(&self, reason: RejectReason) -> IntCounter {
+        self.rejected.with_label_values(&[reason.as_str()])
+    }
+}

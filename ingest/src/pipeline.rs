@@ -1,0 +1,445 @@
+//! The ingest thread: broker link → classify → one store write per batch →
+//! rules.
+//!
+//! Each message goes parse_topic → size check → resolve → decode → de-dup.
+//! A batch is whatever the link already holds (up to [`MAX_BATCH`]); it is
+//! written to the store in one call, and only then are its readings handed
+//! to the rules, so a write the store refuses leaves nothing half-done: the
+//! seqs are released and the device's re-send is accepted.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rumqttd::local::{LinkError, LinkRx};
+use rumqttd::{Forward, Notification};
+use tracing::{debug, error, info, warn};
+use vigil_model::codec::{self, Rejection};
+use vigil_model::{DeadLetter, DeviceId, EpochMs, MAX_PAYLOAD_BYTES, RejectReason, Resolution};
+use vigil_storage::{AckToken, Record, Store, StoredReading, Write};
+
+use crate::acks::AckPublisher;
+use crate::metrics::Metrics;
+use crate::seqs::SeqBook;
+use crate::{Accepted, Clock, Directory, RulesSink};
+
+/// Most notifications taken into one store write.
+const MAX_BATCH: usize = 512;
+
+/// How often an idle ingest thread looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+pub(crate) struct Pipeline {
+    pub link: LinkRx,
+    pub directory: Arc<dyn Directory>,
+    pub store: Arc<dyn Store>,
+    pub rules: RulesSink,
+    pub seqs: Arc<SeqBook>,
+    pub acks: Arc<AckPublisher>,
+    pub metrics: Metrics,
+    pub clock: Clock,
+    pub runtime: tokio::runtime::Handle,
+    pub stop: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Batch {
+    writes: Vec<Write>,
+    /// Seqs this batch took, released again if the write fails.
+    taken: Vec<(DeviceId, u64)>,
+    accepted: Vec<Accepted>,
+    rejected: Vec<RejectReason>,
+    /// Devices that sent a duplicate: they get the current watermark again.
+    reack: HashSet<DeviceId>,
+    notifications: usize,
+}
+
+/// Runs until the stop flag is set or the router goes away.
+pub(crate) fn run(mut p: Pipeline) {
+    let mut state = LoopState::default();
+    loop {
+        let mut batch = Batch::default();
+        // Block for the first notification, but wake up to see the stop flag.
+        match p.link.recv_deadline(Instant::now() + STOP_POLL) {
+            Ok(Some(n)) => p.notification(n, &mut batch, &mut state),
+            Ok(None) => {}
+            Err(LinkError::RecvTimeout(_)) => {}
+            Err(e) => {
+                error!(error = %e, "Broker link closed; ingest stops taking messages.");
+                break;
+            }
+        }
+        // Then take what is already there, never waiting for more.
+        while batch.notifications < MAX_BATCH {
+            match p.link.recv_deadline(Instant::now()) {
+                Ok(Some(n)) => p.notification(n, &mut batch, &mut state),
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        p.commit(batch);
+        if p.stop.load(Ordering::Acquire) {
+            break;
+        }
+    }
+    info!("Ingest thread stopped taking messages.");
+}
+
+#[derive(Default)]
+struct LoopState {
+    /// Absolute offset of the last message read from the ingest filter's log.
+    last_offset: Option<u64>,
+    warn_limit: WarnLimit,
+}
+
+impl Pipeline {
+    fn notification(&mut self, n: Notification, batch: &mut Batch, state: &mut LoopState) {
+        batch.notifications += 1;
+        match n {
+            Notification::Forward(forward) => {
+                self.count_skipped(&forward, state);
+                self.message(forward, batch, state);
+            }
+            // rumqttd parks a link whose buffer filled up until it says it
+            // is ready again; recv has already drained that buffer.
+            Notification::Unschedule => {
+                if let Err(e) = self.link.ready() {
+                    error!(error = %e, "Cannot reschedule the ingest link.");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// rumqttd numbers a filter's log entries consecutively; a jump means it
+    /// dropped messages before we read them (its log wrapped under load).
+    fn count_skipped(&self, forward: &Forward, state: &mut LoopState) {
+        let Some((_, offset)) = forward.cursor else {
+            return;
+        };
+        if let Some(last) = state.last_offset {
+            if offset > last + 1 {
+                let skipped = offset - last - 1;
+                self.metrics.broker_skipped.inc_by(skipped);
+                warn!(
+                    skipped,
+                    "The broker dropped messages before ingest read them; devices will re-send them."
+                );
+            }
+        }
+        state.last_offset = Some(offset);
+    }
+
+    fn message(&mut self, forward: Forward, batch: &mut Batch, state: &mut LoopState) {
+        let topic_bytes = &forward.publish.topic;
+        let payload = &forward.publish.payload;
+        let topic = String::from_utf8_lossy(topic_bytes);
+        if is_engine_output(&topic) {
+            return;
+        }
+        self.metrics.messages.inc();
+        self.metrics.bytes.inc_by(payload.len() as u64);
+        let now = (self.clock)();
+
+        let (device_id, stream) = match codec::parse_topic(&topic) {
+            Ok(parsed) => parsed,
+            Err(rejection) => {
+                return self.reject(
+                    batch,
+                    state,
+                    &topic,
+                    topic_device(&topic),
+                    rejection,
+                    payload,
+                    now,
+                    None,
+                );
+            }
+        };
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            let rejection = Rejection::new(
+                RejectReason::Oversize,
+                format!(
+                    "payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+                    payload.len()
+                ),
+            );
+            return self.reject(
+                batch,
+                state,
+                &topic,
+                Some(device_id),
+                rejection,
+                payload,
+                now,
+                None,
+            );
+        }
+        let context = match self.directory.resolve(&device_id) {
+            Resolution::Active(context) => context,
+            Resolution::Unknown => {
+                let rejection = Rejection::new(
+                    RejectReason::UnknownDevice,
+                    format!("device {device_id} is not registered"),
+                );
+                return self.reject(
+                    batch,
+                    state,
+                    &topic,
+                    Some(device_id),
+                    rejection,
+                    payload,
+                    now,
+                    None,
+                );
+            }
+            Resolution::Disabled => {
+                let rejection = Rejection::new(
+                    RejectReason::DisabledDevice,
+                    format!("device {device_id} is disabled"),
+                );
+                return self.reject(
+                    batch,
+                    state,
+                    &topic,
+                    Some(device_id),
+                    rejection,
+                    payload,
+                    now,
+                    None,
+                );
+            }
+        };
+        match codec::decode(device_id.clone(), stream, payload, now) {
+            Ok(reading) => {
+                let seq = reading.seq;
+                if !self.seqs.take(&device_id, seq, now) {
+                    self.duplicate(batch, device_id, seq);
+                    return;
+                }
+                batch.taken.push((device_id.clone(), seq));
+                batch.writes.push(Write {
+                    record: Record::Reading(StoredReading {
+                        reading: reading.clone(),
+                        binding: context.binding.clone(),
+                    }),
+                    ack: Some(AckToken { device_id, seq }),
+                });
+                batch.accepted.push(Accepted { reading, context });
+            }
+            Err(rejection) => {
+                // A registered device's bad message is acked once its dead
+                // letter is durable: re-sending it cannot make it valid.
+                let seq = envelope_seq(rejection.reason, payload);
+                if let Some(seq) = seq {
+                    if !self.seqs.take(&device_id, seq, now) {
+                        self.duplicate(batch, device_id, seq);
+                        return;
+                    }
+                    batch.taken.push((device_id.clone(), seq));
+                }
+                self.reject(
+                    batch,
+                    state,
+                    &topic,
+                    Some(device_id),
+                    rejection,
+                    payload,
+                    now,
+                    seq,
+                )
+            }
+        }
+    }
+
+    fn duplicate(&self, batch: &mut Batch, device_id: DeviceId, seq: u64) {
+        self.metrics.duplicates.inc();
+        debug!(device = %device_id, seq, "Duplicate message: acked again, not stored.");
+        batch.reack.insert(device_id);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reject(
+        &self,
+        batch: &mut Batch,
+        state: &mut LoopState,
+        topic: &str,
+        device_id: Option<DeviceId>,
+        rejection: Rejection,
+        payload: &[u8],
+        now: EpochMs,
+        seq: Option<u64>,
+    ) {
+        let reason = rejection.reason;
+        let device = device_id
+            .as_ref()
+            .map(DeviceId::to_string)
+            .unwrap_or_default();
+        if state.warn_limit.allow() {
+            warn!(%device, %topic, %reason, detail = %rejection.detail, "Message rejected.");
+        } else {
+            debug!(%device, %topic, %reason, detail = %rejection.detail, "Message rejected.");
+        }
+        let ack = match (&device_id, seq) {
+            (Some(device_id), Some(seq)) => Some(AckToken {
+                device_id: device_id.clone(),
+                seq,
+            }),
+            _ => None,
+        };
+        batch.rejected.push(reason);
+        batch.writes.push(Write {
+            record: Record::DeadLetter(DeadLetter {
+                received_at: now,
+                topic: topic.to_owned(),
+                device_id: device_id.map(|d| d.to_string()),
+                reason,
+                detail: rejection.detail,
+                payload: payload[..payload.len().min(MAX_PAYLOAD_BYTES)].to_vec(),
+                payload_size: payload.len() as u64,
+            }),
+            ack,
+        });
+    }
+
+    fn commit(&self, batch: Batch) {
+        let Batch {
+            writes,
+            taken,
+            accepted,
+            rejected,
+            reack,
+            ..
+        } = batch;
+        for reason in &rejected {
+            self.metrics.rejected(*reason).inc();
+        }
+        if !writes.is_empty() {
+            let records = writes.len();
+            match self.runtime.block_on(self.store.write(writes)) {
+                Ok(()) => {
+                    self.metrics.accepted.inc_by(accepted.len() as u64);
+                    for reading in accepted {
+                        (self.rules)(reading);
+                    }
+                }
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    self.seqs.release(&taken);
+                    error!(error = %e, records, retryable = e.is_retryable(),
+                        "Store refused a batch; its messages stay unacked and devices will re-send them.");
+                }
+            }
+        }
+        for device in reack {
+            if let Some(seq) = self.seqs.reack(&device) {
+                self.acks.ack(&device, seq);
+            }
+        }
+    }
+}
+
+/// The engine's own publications under `/tenants/` (acks, the alarm feed)
+/// that come back on the ingest filter.
+fn is_engine_output(topic: &str) -> bool {
+    let mut parts = topic.split('/');
+    let (Some(""), Some("tenants"), Some(_), Some("v1"), Some(leaf)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    match leaf {
+        "ack" => parts.next().is_none(),
+        "alarms" => true,
+        _ => false,
+    }
+}
+
+/// The device named by a topic that failed to parse, when it names one.
+fn topic_device(topic: &str) -> Option<DeviceId> {
+    let rest = topic.strip_prefix("/tenants/")?;
+    DeviceId::new(rest.split('/').next()?).ok()
+}
+
+/// The `seq` of a payload that decoded as JSON but failed validation
+/// elsewhere; `None` when the envelope itself is unusable.
+fn envelope_seq(reason: RejectReason, payload: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        seq: u64,
+    }
+    match reason {
+        RejectReason::MissingField | RejectReason::WrongType | RejectReason::OutOfRange => {
+            serde_json::from_slice::<Envelope>(payload)
+                .ok()
+                .map(|e| e.seq)
+        }
+        _ => None,
+    }
+}
+
+/// At most one rejection warning per second: a device stuck sending bad
+/// messages must not flood the log (the counter has every one).
+#[derive(Default)]
+struct WarnLimit {
+    last: Option<Instant>,
+}
+
+impl WarnLimit {
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_only_the_engines_own_output() {
+        assert!(is_engine_output("/tenants/EL1/v1/ack"));
+        assert!(is_engine_output("/tenants/r440700/v1/alarms/elevator/EQ1"));
+        assert!(!is_engine_output("/tenants/EL1/v1/ack/x"));
+        assert!(!is_engine_output("/tenants/EL1/v1/elevator"));
+        assert!(!is_engine_output("/tenants/EL1/v2/ack"));
+    }
+
+    #[test]
+    fn finds_the_device_of_a_bad_topic_when_it_names_one() {
+        assert_eq!(
+            topic_device("/tenants/EL1/v1/weather"),
+            Some(DeviceId::new("EL1").unwrap())
+        );
+        assert_eq!(topic_device("/tenants/E-1/v1/event"), None);
+        assert_eq!(topic_device("elsewhere"), None);
+    }
+
+    #[test]
+    fn reads_the_seq_of_an_invalid_but_parseable_payload() {
+        assert_eq!(
+            envelope_seq(RejectReason::WrongType, br#"{"seq": 9, "floor": "x"}"#),
+            Some(9)
+        );
+        assert_eq!(
+            envelope_seq(RejectReason::MissingField, br#"{"ts": 1}"#),
+            None
+        );
+        assert_eq!(
+            envelope_seq(RejectReason::MalformedJson, br#"{"seq": 9"#),
+            None
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! Accepted readings, de-duplication and the ack watermark.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use vigil_model::{Payload, Stream};
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_reach_rules_and_store_and_are_acked() {
+    let rig = Rig::start(RigOptions::default());
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    for seq in 1..=3 {
+        device
+            .send("elevator", elevator(seq).to_string().into_bytes())
+            .await;
+    }
+    device.expect_ack(3).await;
+
+    let accepted = rig.accepted.lock().clone();
+    assert_eq!(
+        accepted.iter().map(|a| a.reading.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let first = &accepted[0];
+    assert_eq!(first.reading.device_id.as_str(), "EL1");
+    assert_eq!(
+        (first.reading.ts, first.reading.received_at),
+        (T0 - 1000, T0)
+    );
+    assert!(matches!(&first.reading.payload, Payload::Elevator(s) if s.floor == 3));
+    assert_eq!(
+        first.reading.extra.as_deref(),
+        Some(r#"{"firmware":"2.1"}"#)
+    );
+    assert_eq!(first.context.binding.equipment_id.as_str(), "EQ-EL1");
+
+    let stored = rig.store.readings();
+    assert_eq!(seqs_of(&stored, "EL1"), vec![1, 2, 3]);
+    assert_eq!(stored[0].binding.equipment_id.as_str(), "EQ-EL1");
+    assert_eq!(stored[0].reading.stream(), Stream::Elevator);
+    // Every stored reading carries the token the store reports back.
+    let tokens: Vec<u64> = rig
+        .store
+        .writes
+        .lock()
+        .iter()
+        .filter_map(|w| w.ack.as_ref().map(|t| t.seq))
+        .collect();
+    assert_eq!(tokens, vec![1, 2, 3]);
+
+    let stats = rig.ingest.stats();
+    assert_eq!(
+        (
+            stats.messages,
+            stats.accepted,
+            stats.duplicates,
+            stats.rejected_total()
+        ),
+        (3, 3, 0, 0)
+    );
+    assert!(stats.acks_published >= 1);
+    assert_eq!(rig.metric("vigil_ingest_accepted_total"), 3.0);
+    assert!(rig.metric("vigil_ingest_commit_latency_seconds_count") >= 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ack_waits_until_the_store_reports_durable() {
+    let rig = Rig::start(RigOptions::default());
+    rig.store.hold.store(true, Ordering::SeqCst);
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    device.event(1).await;
+    device.event(2).await;
+    rig.until("both are written", |r| r.store.readings().len() == 2)
+        .await;
+    device
+        .expect_no_ack_above(0, Duration::from_millis(300))
+        .await;
+    rig.store.release().await;
+    device.expect_ack(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_stored_once_and_acked_again() {
+    let rig = Rig::start(RigOptions::default());
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    for seq in 1..=3 {
+        device.event(seq).await;
+    }
+    device.expect_ack(3).await;
+    // A device that missed the ack re-sends; it must hear the ack again.
+    device.event(2).await;
+    device.event(3).await;
+    device.expect_ack(3).await;
+    rig.until("both duplicates are counted", |r| {
+        r.ingest.stats().duplicates == 2
+    })
+    .await;
+    device.event(4).await;
+    device.expect_ack(4).await;
+
+    assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![1, 2, 3, 4]);
+    assert_eq!(rig.accepted.lock().len(), 4, "rules see each reading once");
+    assert_eq!(rig.metric("vigil_ingest_duplicates_total"), 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_from_the_store_counts_for_de_duplication() {
+    let rig = Rig::start(RigOptions {
+        last_seq: HashMap::from([("EL1".into(), 10)]),
+        ..RigOptions::default()
+    });
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    device.event(9).await;
+    device.event(10).await;
+    device.expect_ack(10).await;
+    device.event(11).await;
+    device.expect_ack(11).await;
+    assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![11]);
+    assert_eq!(rig.ingest.stats().duplicates, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_seq_holds_the_ack_until_the_device_fills_it() {
+    let rig = Rig::start(RigOptions::default());
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    for seq in [1, 2, 4, 5] {
+        device.event(seq).await;
+    }
+    device.expect_ack(2).await;
+    rig.until("4 and 5 are written", |r| r.store.readings().len() == 4)
+        .await;
+    device
+        .expect_no_ack_above(2, Duration::from_millis(300))
+        .await;
+    device.event(3).await;
+    device.expect_ack(5).await;
+    assert_eq!(rig.ingest.stats().seq_gaps, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfilled_gap_is_counted_and_passed_after_the_grace() {
+    let rig = Rig::start(RigOptions {
+        gap_grace_s: 30,
+        ..RigOptions::default()
+    });
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    device.event(1).await;
+    device.event(3).await;
+    device.expect_ack(1).await;
+    rig.until("3 is written", |r| r.store.readings().len() == 2)
+        .await;
+    rig.advance_clock(29_000);
+    device
+        .expect_no_ack_above(1, Duration::from_millis(300))
+        .await;
+    rig.advance_clock(1_000);
+    device.expect_ack(3).await;
+    assert_eq!(rig.ingest.stats().seq_gaps, 1);
+    assert_eq!(rig.metric("vigil_ingest_seq_gaps_total"), 1.0);
+    // The late 2 is now covered by the ack: a duplicate, acked, not stored.
+    device.event(2).await;
+    device.expect_ack(3).await;
+    assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![1, 3]);
+}

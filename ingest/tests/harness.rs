@@ -1,0 +1,446 @@
+//! Shared test harness: a registry double, a recording store, a manual
+//! clock, and MQTT device clients.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rumqttc::{
+    AsyncClient, ConnAck, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use vigil_ingest::{Accepted, Directory, Ingest, IngestConfig};
+use vigil_model::{
+    Binding, DeadLetter, DeviceContext, DeviceId, EpochMs, EquipmentId, OwnerId, Region, Resolution,
+};
+use vigil_storage::{
+    AckToken, QueryOptions, QueryOutput, Record, Recovery, RefTable, Store, StoreError,
+    StoredReading, Write,
+};
+
+pub const T0: EpochMs = 1_732_300_000_000;
+pub const SECRET: &str = "s3cret";
+
+/// How long a test waits for something that should happen within
+/// milliseconds; only reached when the test is failing.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The registry as ingest sees it.
+#[derive(Default)]
+pub struct TestDirectory {
+    devices: Mutex<HashMap<String, (String, bool)>>,
+}
+
+impl TestDirectory {
+    pub fn with(devices: &[&str]) -> Arc<TestDirectory> {
+        let dir = TestDirectory::default();
+        for d in devices {
+            dir.add(d, SECRET, true);
+        }
+        Arc::new(dir)
+    }
+
+    pub fn add(&self, device: &str, secret: &str, enabled: bool) {
+        self.devices
+            .lock()
+            .insert(device.to_owned(), (secret.to_owned(), enabled));
+    }
+
+    pub fn context(device: &str) -> Arc<DeviceContext> {
+        Arc::new(DeviceContext {
+            binding: Binding {
+                equipment_id: EquipmentId::new(format!("EQ-{device}")).unwrap(),
+                category: "elevator".into(),
+                owner_id: OwnerId::new("OWN1").unwrap(),
+                region: Region::new("440703").unwrap(),
+            },
+            kind: "elevator".into(),
+            report_interval_s: 30,
+            params: Default::default(),
+        })
+    }
+}
+
+impl Directory for TestDirectory {
+    fn verify(&self, device_id: &str, secret: &str) -> bool {
+        self.devices
+            .lock()
+            .get(device_id)
+            .is_some_and(|(s, enabled)| *enabled && s == secret)
+    }
+
+    fn resolve(&self, device_id: &DeviceId) -> Resolution {
+        match self.devices.lock().get(device_id.as_str()) {
+            None => Resolution::Unknown,
+            Some((_, false)) => Resolution::Disabled,
+            Some((_, true)) => Resolution::Active(TestDirectory::context(device_id.as_str())),
+        }
+    }
+}
+
+/// Records every write. Reports ack tokens durable right away, or holds
+/// them while `hold` is set (to see that acks wait for durability).
+pub struct RecordingStore {
+    pub writes: Mutex<Vec<Write>>,
+    pub calls: Mutex<usize>,
+    durable: mpsc::Sender<Vec<AckToken>>,
+    held: Mutex<Vec<AckToken>>,
+    pub hold: AtomicBool,
+    pub fail: AtomicBool,
+}
+
+impl RecordingStore {
+    pub fn new() -> (Arc<RecordingStore>, mpsc::Receiver<Vec<AckToken>>) {
+        let (durable, rx) = mpsc::channel(1024);
+        let store = RecordingStore {
+            writes: Mutex::new(Vec::new()),
+            calls: Mutex::new(0),
+            durable,
+            held: Mutex::new(Vec::new()),
+            hold: AtomicBool::new(false),
+            fail: AtomicBool::new(false),
+        };
+        (Arc::new(store), rx)
+    }
+
+    pub fn readings(&self) -> Vec<StoredReading> {
+        self.writes
+            .lock()
+            .iter()
+            .filter_map(|w| match &w.record {
+                Record::Reading(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn dead_letters(&self) -> Vec<(DeadLetter, Option<AckToken>)> {
+        self.writes
+            .lock()
+            .iter()
+            .filter_map(|w| match &w.record {
+                Record::DeadLetter(d) => Some((d.clone(), w.ack.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Reports what was held as durable.
+    pub async fn release(&self) {
+        self.hold.store(false, Ordering::SeqCst);
+        let held = std::mem::take(&mut *self.held.lock());
+        if !held.is_empty() {
+            self.durable.send(held).await.unwrap();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RecordingStore {
+    async fn write(&self, batch: Vec<Write>) -> Result<(), StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Other("disk full (test)".into()));
+        }
+        *self.calls.lock() += 1;
+        let tokens: Vec<AckToken> = batch.iter().filter_map(|w| w.ack.clone()).collect();
+        self.writes.lock().extend(batch);
+        if self.hold.load(Ordering::SeqCst) {
+            self.held.lock().extend(tokens);
+        } else if !tokens.is_empty() {
+            self.durable
+                .send(tokens)
+                .await
+                .map_err(|_| StoreError::Closed)?;
+        }
+        Ok(())
+    }
+
+    async fn query(&self, _sql: &str, _opts: &QueryOptions) -> Result<QueryOutput, StoreError> {
+        Err(StoreError::InvalidQuery("not in the test store".into()))
+    }
+
+    async fn recover(&self) -> Result<Recovery, StoreError> {
+        Ok(Recovery::default())
+    }
+
+    async fn set_reference_table(&self, _table: RefTable) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.release().await;
+        Ok(())
+    }
+
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A running ingest with everything a test looks at.
+pub struct Rig {
+    pub ingest: Ingest,
+    pub store: Arc<RecordingStore>,
+    pub directory: Arc<TestDirectory>,
+    pub accepted: Arc<Mutex<Vec<Accepted>>>,
+    pub metrics: prometheus::Registry,
+    pub now: Arc<AtomicI64>,
+}
+
+pub struct RigOptions {
+    pub devices: Vec<String>,
+    pub gap_grace_s: u64,
+    pub last_seq: HashMap<String, u64>,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        RigOptions {
+            devices: vec!["EL1".into()],
+            gap_grace_s: 30,
+            last_seq: HashMap::new(),
+        }
+    }
+}
+
+impl Rig {
+    pub fn start(opts: RigOptions) -> Rig {
+        let directory =
+            TestDirectory::with(&opts.devices.iter().map(String::as_str).collect::<Vec<_>>());
+        let (store, durable) = RecordingStore::new();
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let sink = accepted.clone();
+        let metrics = prometheus::Registry::new();
+        let now = Arc::new(AtomicI64::new(T0));
+        let clock_now = now.clone();
+        let recovery = Recovery {
+            last_seq: opts
+                .last_seq
+                .iter()
+                .map(|(d, s)| (DeviceId::new(d).unwrap(), *s))
+                .collect(),
+            ..Recovery::default()
+        };
+        let config = IngestConfig {
+            mqtt_addr: "127.0.0.1:0".parse().unwrap(),
+            gap_grace_s: opts.gap_grace_s,
+            ..IngestConfig::default()
+        };
+        let ingest = Ingest::start(
+            config,
+            directory.clone(),
+            store.clone(),
+            &recovery,
+            durable,
+            Box::new(move |a| sink.lock().push(a)),
+            &metrics,
+            Arc::new(move || clock_now.load(Ordering::SeqCst)),
+        )
+        .expect("ingest starts");
+        Rig {
+            ingest,
+            store,
+            directory,
+            accepted,
+            metrics,
+            now,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.ingest.mqtt_addr()
+    }
+
+    pub fn advance_clock(&self, ms: i64) {
+        self.now.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// One sample of a Prometheus metric, e.g. `vigil_ingest_rejected_total{reason="oversize"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        use prometheus::Encoder;
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.metrics.gather(), &mut text)
+            .unwrap();
+        let text = String::from_utf8(text).unwrap();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .unwrap_or_else(|| panic!("metric {sample} not found in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Waits until `check` holds; panics with `what` after [`PATIENCE`].
+    pub async fn until(&self, what: &str, mut check: impl FnMut(&Rig) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !check(self) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting until {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A device: a real MQTT client whose event loop runs in a task, reporting
+/// acks it receives.
+pub struct Device {
+    pub id: String,
+    pub client: AsyncClient,
+    pub acks: mpsc::UnboundedReceiver<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Device {
+    /// Connects with the standard secret, subscribes to its ack topic and
+    /// waits for the SUBACK.
+    pub async fn connect(addr: SocketAddr, id: &str) -> Device {
+        Device::connect_with(addr, id, id, SECRET)
+            .await
+            .expect("device connects")
+    }
+
+    pub async fn connect_with(
+        addr: SocketAddr,
+        client_id: &str,
+        user: &str,
+        secret: &str,
+    ) -> Result<Device, String> {
+        let mut opts = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        opts.set_credentials(user, secret);
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_max_packet_size(2 << 20, 2 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        match first_event(&mut eventloop).await? {
+            ConnAck {
+                code: ConnectReturnCode::Success,
+                ..
+            } => {}
+            other => return Err(format!("connection refused: {other:?}")),
+        }
+        client
+            .subscribe(format!("/tenants/{user}/v1/ack"), QoS::AtLeastOnce)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (ack_tx, acks) = mpsc::unbounded_channel();
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut subscribed_tx = Some(subscribed_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let v: Value = serde_json::from_slice(&p.payload).expect("ack is JSON");
+                        let _ = ack_tx.send(v["seq"].as_u64().expect("ack has a seq"));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        tokio::time::timeout(PATIENCE, subscribed)
+            .await
+            .map_err(|_| "no SUBACK".to_owned())?
+            .map_err(|_| "event loop ended".to_owned())?;
+        Ok(Device {
+            id: user.to_owned(),
+            client,
+            acks,
+            task,
+        })
+    }
+
+    pub async fn send(&self, stream: &str, payload: Vec<u8>) {
+        self.send_on(&format!("/tenants/{}/v1/{stream}", self.id), payload)
+            .await;
+    }
+
+    pub async fn send_on(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish queued");
+    }
+
+    pub async fn event(&self, seq: u64) {
+        self.send("event", event(seq)).await;
+    }
+
+    /// Waits for an ack of exactly `seq`, skipping lower ones; panics on a
+    /// higher one (acks must never run ahead).
+    pub async fn expect_ack(&mut self, seq: u64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let got = tokio::time::timeout_at(deadline, self.acks.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{}: no ack {seq} within {PATIENCE:?}", self.id))
+                .expect("device connection open");
+            assert!(
+                got <= seq,
+                "{}: ack {got} ran ahead of the expected {seq}",
+                self.id
+            );
+            if got == seq {
+                return;
+            }
+        }
+    }
+
+    /// Asserts no ack arrives above `seq` within a short while.
+    pub async fn expect_no_ack_above(&mut self, seq: u64, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(got)) = tokio::time::timeout_at(deadline, self.acks.recv()).await {
+            assert!(got <= seq, "{}: ack {got} above {seq}", self.id);
+        }
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn first_event(eventloop: &mut EventLoop) -> Result<ConnAck, String> {
+    match tokio::time::timeout(PATIENCE, eventloop.poll()).await {
+        Err(_) => Err("no answer to CONNECT".into()),
+        Ok(Err(e)) => Err(format!("connection failed: {e}")),
+        Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => Ok(ack),
+        Ok(Ok(other)) => Err(format!("expected CONNACK, got {other:?}")),
+    }
+}
+
+pub fn event(seq: u64) -> Vec<u8> {
+    json!({"seq": seq, "ts": T0 - 1000, "code": "E01", "active": true})
+        .to_string()
+        .into_bytes()
+}
+
+pub fn elevator(seq: u64) -> Value {
+    json!({
+        "seq": seq, "ts": T0 - 1000, "floor": 3, "direction": "up", "speed_mps": 1.5,
+        "door": "closed", "leveled": false, "occupied": true, "mode": "normal",
+        "safety_circuit": true, "door_lock": true, "alarm_button": false,
+        "power": "mains", "limit": "none", "firmware": "2.1"
+    })
+}
+
+pub fn seqs_of(readings: &[StoredReading], device: &str) -> Vec<u64> {
+    readings
+        .iter()
+        .filter(|r| r.reading.device_id.as_str() == device)
+        .map(|r| r.reading.seq)
+        .collect()
+}
