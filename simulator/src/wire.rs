@@ -1,0 +1,197 @@
+//! protocol.md JSON for what the simulated devices publish.
+
+use serde::Serialize;
+use vigil_model::reading::ElevatorSample;
+use vigil_model::{EpochMs, Payload, Stream};
+
+/// An elevator sample on the wire; optional fields are left out, not null.
+#[derive(Serialize)]
+struct ElevatorWire<'a> {
+    seq: u64,
+    ts: EpochMs,
+    floor: i16,
+    direction: &'a str,
+    speed_mps: f32,
+    door: &'a str,
+    leveled: bool,
+    occupied: bool,
+    mode: &'a str,
+    safety_circuit: bool,
+    door_lock: bool,
+    alarm_button: bool,
+    power: &'a str,
+    limit: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load_pct: Option<f32>,
+}
+
+#[derive(Serialize)]
+struct EventWire<'a> {
+    seq: u64,
+    ts: EpochMs,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    active: bool,
+}
+
+/// Any other payload: the model's own field names beside the envelope.
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    seq: u64,
+    ts: EpochMs,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// The payload bytes for `seq`; the topic suffix is `payload.stream()`.
+pub(crate) fn encode(
+    seq: u64,
+    ts: EpochMs,
+    payload: &Payload,
+) -> Result<Vec<u8>, serde_json::Error> {
+    match payload {
+        Payload::Elevator(s) => serde_json::to_vec(&elevator(seq, ts, s)),
+        Payload::Event(e) => serde_json::to_vec(&EventWire {
+            seq,
+            ts,
+            code: &e.code,
+            text: e.text.as_deref(),
+            active: e.active,
+        }),
+        Payload::Ride(r) => serde_json::to_vec(&Envelope { seq, ts, body: r }),
+        Payload::Video(v) => serde_json::to_vec(&Envelope { seq, ts, body: v }),
+        Payload::Filling(f) => serde_json::to_vec(&Envelope { seq, ts, body: f }),
+    }
+}
+
+fn elevator(seq: u64, ts: EpochMs, s: &ElevatorSample) -> ElevatorWire<'static> {
+    ElevatorWire {
+        seq,
+        ts,
+        floor: s.floor,
+        direction: s.direction.as_str(),
+        speed_mps: s.speed_mps,
+        door: s.door.as_str(),
+        leveled: s.leveled,
+        occupied: s.occupied,
+        mode: s.mode.as_str(),
+        safety_circuit: s.safety_circuit,
+        door_lock: s.door_lock,
+        alarm_button: s.alarm_button,
+        power: s.power.as_str(),
+        limit: s.limit.as_str(),
+        run_count: s.run_count,
+        load_pct: s.load_pct,
+    }
+}
+
+/// `/tenants/{device_id}/v1/{stream}`.
+pub(crate) fn topic(device_id: &str, stream: Stream) -> String {
+    format!("/tenants/{device_id}/v1/{}", stream.as_str())
+}
+
+pub(crate) fn ack_topic(device_id: &str) -> String {
+    format!("/tenants/{device_id}/v1/ack")
+}
+
+/// The `seq` of an ack payload `{"seq": N}`.
+pub(crate) fn parse_ack(payload: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Ack {
+        seq: u64,
+    }
+    serde_json::from_slice::<Ack>(payload).ok().map(|a| a.seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use vigil_model::DeviceId;
+    use vigil_model::codec::decode;
+    use vigil_model::reading::*;
+
+    use super::*;
+
+    const TS: EpochMs = 1_732_300_000_000;
+
+    #[test]
+    fn samples_decode_back_to_themselves() {
+        let sample = ElevatorSample {
+            floor: -2,
+            direction: Direction::Up,
+            speed_mps: 1.23,
+            door: Door::Closed,
+            leveled: false,
+            occupied: true,
+            mode: ElevatorMode::Normal,
+            safety_circuit: true,
+            door_lock: true,
+            alarm_button: false,
+            power: Power::Mains,
+            limit: Limit::None,
+            run_count: Some(10_234),
+            load_pct: Some(35.0),
+        };
+        let dev = DeviceId::new("EL000001").unwrap();
+        for p in [
+            Payload::Elevator(sample.clone()),
+            Payload::Elevator(ElevatorSample {
+                run_count: None,
+                load_pct: None,
+                ..sample
+            }),
+            Payload::Event(ControllerEvent {
+                code: "E30".into(),
+                text: Some("x".into()),
+                active: true,
+            }),
+            Payload::Event(ControllerEvent {
+                code: "E30".into(),
+                text: None,
+                active: false,
+            }),
+        ] {
+            let bytes = encode(42, TS, &p).unwrap();
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            assert!(!text.contains("null"), "{text}");
+            let r = decode(dev.clone(), p.stream(), &bytes, TS).unwrap();
+            assert_eq!((r.seq, r.ts, r.extra.as_deref()), (42, TS, None));
+            assert_eq!(r.payload, p);
+        }
+        assert!(
+            String::from_utf8(encode(1, TS, &Payload::Elevator(sample_with_speed(1.23))).unwrap())
+                .unwrap()
+                .contains("\"speed_mps\":1.23")
+        );
+    }
+
+    fn sample_with_speed(v: f32) -> ElevatorSample {
+        ElevatorSample {
+            floor: 1,
+            direction: Direction::Up,
+            speed_mps: v,
+            door: Door::Closed,
+            leveled: false,
+            occupied: false,
+            mode: ElevatorMode::Normal,
+            safety_circuit: true,
+            door_lock: true,
+            alarm_button: false,
+            power: Power::Mains,
+            limit: Limit::None,
+            run_count: None,
+            load_pct: None,
+        }
+    }
+
+    #[test]
+    fn acks_parse() {
+        assert_eq!(parse_ack(br#"{"seq": 17}"#), Some(17));
+        assert_eq!(parse_ack(br#"{"seq": -1}"#), None);
+        assert_eq!(parse_ack(b"garbage"), None);
+        assert_eq!(topic("EL1", Stream::Elevator), "/tenants/EL1/v1/elevator");
+        assert_eq!(ack_topic("EL1"), "/tenants/EL1/v1/ack");
+    }
+}
