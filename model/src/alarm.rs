@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::{AlarmId, DeviceId, EquipmentId, OwnerId, Region, RuleId};
 use crate::EpochMs;
+use crate::ids::{AlarmId, DeviceId, EquipmentId, OwnerId, Region, RuleId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,7 +26,14 @@ impl Severity {
     }
 
     pub fn parse(s: &str) -> Option<Severity> {
-        [Severity::Warning, Severity::Minor, Severity::Major, Severity::Critical].into_iter().find(|v| v.as_str() == s)
+        [
+            Severity::Warning,
+            Severity::Minor,
+            Severity::Major,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -50,7 +57,13 @@ impl AlarmState {
     }
 
     pub fn parse(s: &str) -> Option<AlarmState> {
-        [AlarmState::Active, AlarmState::Acknowledged, AlarmState::Cleared].into_iter().find(|v| v.as_str() == s)
+        [
+            AlarmState::Active,
+            AlarmState::Acknowledged,
+            AlarmState::Cleared,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 
     pub fn is_open(self) -> bool {
@@ -113,7 +126,22 @@ mod tests {
             note: None,
         };
         let v = serde_json::to_value(&alarm).unwrap();
-        for key in ["alarm_id", "rule", "severity", "state", "equipment_id", "device_id", "category", "owner_id", "region", "raised_at", "updated_at", "cleared_at", "count", "details"] {
+        for key in [
+            "alarm_id",
+            "rule",
+            "severity",
+            "state",
+            "equipment_id",
+            "device_id",
+            "category",
+            "owner_id",
+            "region",
+            "raised_at",
+            "updated_at",
+            "cleared_at",
+            "count",
+            "details",
+        ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["severity"], "critical");

@@ -80,23 +80,31 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Self { reason, detail: detail.into() }
+        Self {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
 /// Splits `/tenants/{device_id}/v1/{stream}`.
 pub fn parse_topic(topic: &str) -> Result<(DeviceId, Stream), Rejection> {
     let bad = |why: &str| Rejection::new(RejectReason::BadTopic, format!("topic {topic:?}: {why}"));
-    let rest = topic.strip_prefix("/tenants/").ok_or_else(|| bad("expected /tenants/{device_id}/v1/{stream}"))?;
+    let rest = topic
+        .strip_prefix("/tenants/")
+        .ok_or_else(|| bad("expected /tenants/{device_id}/v1/{stream}"))?;
     let mut parts = rest.split('/');
-    let (Some(device), Some(version), Some(stream), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(device), Some(version), Some(stream), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad("expected /tenants/{device_id}/v1/{stream}"));
     };
     let device_id = DeviceId::new(device).map_err(|e| bad(&e.to_string()))?;
     if version != "v1" {
         return Err(bad("only protocol version v1 is supported"));
     }
-    let stream = Stream::parse(stream).ok_or_else(|| bad("unknown stream; expected elevator, ride, video, filling or event"))?;
+    let stream = Stream::parse(stream)
+        .ok_or_else(|| bad("unknown stream; expected elevator, ride, video, filling or event"))?;
     Ok((device_id, stream))
 }
 
@@ -117,17 +125,28 @@ const MAX_CLOCK_AHEAD_MS: EpochMs = 24 * 3600 * 1000;
 
 /// Decodes and validates one payload. `now` is the engine's clock, used only
 /// to refuse device timestamps far in the future.
-pub fn decode(device_id: DeviceId, stream: Stream, payload: &[u8], now: EpochMs) -> Result<Reading, Rejection> {
+pub fn decode(
+    device_id: DeviceId,
+    stream: Stream,
+    payload: &[u8],
+    now: EpochMs,
+) -> Result<Reading, Rejection> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(Rejection::new(
             RejectReason::Oversize,
-            format!("payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}", payload.len()),
+            format!(
+                "payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+                payload.len()
+            ),
         ));
     }
     let value: Value = serde_json::from_slice(payload)
         .map_err(|e| Rejection::new(RejectReason::MalformedJson, format!("not valid JSON: {e}")))?;
     let Value::Object(map) = value else {
-        return Err(Rejection::new(RejectReason::MalformedJson, "payload must be a JSON object"));
+        return Err(Rejection::new(
+            RejectReason::MalformedJson,
+            "payload must be a JSON object",
+        ));
     };
     let mut f = Fields { map, stream };
     let seq = f.u64("seq")?;
@@ -135,7 +154,9 @@ pub fn decode(device_id: DeviceId, stream: Stream, payload: &[u8], now: EpochMs)
     if !(EARLIEST_TS..=now + MAX_CLOCK_AHEAD_MS).contains(&ts) {
         return Err(Rejection::new(
             RejectReason::OutOfRange,
-            format!("field `ts` = {ts} is not a plausible device time (epoch milliseconds, UTC, from 2000 up to a day ahead of the engine)"),
+            format!(
+                "field `ts` = {ts} is not a plausible device time (epoch milliseconds, UTC, from 2000 up to a day ahead of the engine)"
+            ),
         ));
     }
     let payload = match stream {
@@ -160,9 +181,15 @@ pub fn decode(device_id: DeviceId, stream: Stream, payload: &[u8], now: EpochMs)
             speed_mps: f.f32_in("speed_mps", 0.0, 200.0)?,
             wind_mps: f.opt(|f| f.f32_in("wind_mps", 0.0, 100.0), "wind_mps")?,
             restraints_locked: f.bool("restraints_locked")?,
-            vibration_mm_s: f.opt(|f| f.f32_in("vibration_mm_s", 0.0, 1000.0), "vibration_mm_s")?,
+            vibration_mm_s: f.opt(
+                |f| f.f32_in("vibration_mm_s", 0.0, 1000.0),
+                "vibration_mm_s",
+            )?,
             brake: f.word("brake", Brake::parse, Brake::WORDS)?,
-            passengers: f.opt(|f| f.int_in("passengers", 0, u16::MAX as i64).map(|v| v as u16), "passengers")?,
+            passengers: f.opt(
+                |f| f.int_in("passengers", 0, u16::MAX as i64).map(|v| v as u16),
+                "passengers",
+            )?,
         }),
         Stream::Video => Payload::Video(VideoEvent {
             camera_id: f.string("camera_id")?,
@@ -196,8 +223,19 @@ pub fn decode(device_id: DeviceId, stream: Stream, payload: &[u8], now: EpochMs)
             active: f.bool("active")?,
         }),
     };
-    let extra = if f.map.is_empty() { None } else { Some(Value::Object(f.map).to_string()) };
-    Ok(Reading { device_id, seq, ts, received_at: now, payload, extra })
+    let extra = if f.map.is_empty() {
+        None
+    } else {
+        Some(Value::Object(f.map).to_string())
+    };
+    Ok(Reading {
+        device_id,
+        seq,
+        ts,
+        received_at: now,
+        payload,
+        extra,
+    })
 }
 
 /// The object being decoded; each getter removes its field so that what is
@@ -212,13 +250,20 @@ impl Fields {
         match self.map.remove(name) {
             None | Some(Value::Null) => Err(Rejection::new(
                 RejectReason::MissingField,
-                format!("{} message lacks required field `{name}`", self.stream.as_str()),
+                format!(
+                    "{} message lacks required field `{name}`",
+                    self.stream.as_str()
+                ),
             )),
             Some(v) => Ok(v),
         }
     }
 
-    fn opt<T>(&mut self, get: impl FnOnce(&mut Self) -> Result<T, Rejection>, name: &str) -> Result<Option<T>, Rejection> {
+    fn opt<T>(
+        &mut self,
+        get: impl FnOnce(&mut Self) -> Result<T, Rejection>,
+        name: &str,
+    ) -> Result<Option<T>, Rejection> {
         match self.map.get(name) {
             None | Some(Value::Null) => {
                 self.map.remove(name);
@@ -235,11 +280,17 @@ impl Fields {
             Value::Object(_) => "an object".to_owned(),
             other => other.to_string(),
         };
-        Rejection::new(RejectReason::WrongType, format!("field `{name}` must be {expected}, got {shown}"))
+        Rejection::new(
+            RejectReason::WrongType,
+            format!("field `{name}` must be {expected}, got {shown}"),
+        )
     }
 
     fn range(name: &str, value: impl std::fmt::Display, range: &str) -> Rejection {
-        Rejection::new(RejectReason::OutOfRange, format!("field `{name}` = {value} is outside {range}"))
+        Rejection::new(
+            RejectReason::OutOfRange,
+            format!("field `{name}` = {value} is outside {range}"),
+        )
     }
 
     fn u64(&mut self, name: &str) -> Result<u64, Rejection> {
@@ -262,37 +313,72 @@ impl Fields {
 
     fn int_in(&mut self, name: &str, lo: i64, hi: i64) -> Result<i64, Rejection> {
         let v = self.take(name)?;
-        let Value::Number(n) = &v else { return Err(Self::wrong(name, "an integer", &v)) };
-        let Some(i) = n.as_i64() else {
-            return if n.is_u64() { Err(Self::range(name, n, &format!("{lo} ..= {hi}"))) } else { Err(Self::wrong(name, "an integer", &v)) };
+        let Value::Number(n) = &v else {
+            return Err(Self::wrong(name, "an integer", &v));
         };
-        if (lo..=hi).contains(&i) { Ok(i) } else { Err(Self::range(name, i, &format!("{lo} ..= {hi}"))) }
+        let Some(i) = n.as_i64() else {
+            return if n.is_u64() {
+                Err(Self::range(name, n, &format!("{lo} ..= {hi}")))
+            } else {
+                Err(Self::wrong(name, "an integer", &v))
+            };
+        };
+        if (lo..=hi).contains(&i) {
+            Ok(i)
+        } else {
+            Err(Self::range(name, i, &format!("{lo} ..= {hi}")))
+        }
     }
 
     fn f32_in(&mut self, name: &str, lo: f32, hi: f32) -> Result<f32, Rejection> {
         let v = self.take(name)?;
-        let Some(x) = v.as_f64() else { return Err(Self::wrong(name, "a number", &v)) };
+        let Some(x) = v.as_f64() else {
+            return Err(Self::wrong(name, "a number", &v));
+        };
         let x = x as f32;
-        if x.is_finite() && (lo..=hi).contains(&x) { Ok(x) } else { Err(Self::range(name, x, &format!("{lo} ..= {hi}"))) }
+        if x.is_finite() && (lo..=hi).contains(&x) {
+            Ok(x)
+        } else {
+            Err(Self::range(name, x, &format!("{lo} ..= {hi}")))
+        }
     }
 
     fn bool(&mut self, name: &str) -> Result<bool, Rejection> {
         let v = self.take(name)?;
-        v.as_bool().ok_or_else(|| Self::wrong(name, "true or false", &v))
+        v.as_bool()
+            .ok_or_else(|| Self::wrong(name, "true or false", &v))
     }
 
     fn string(&mut self, name: &str) -> Result<String, Rejection> {
         let v = self.take(name)?;
         match v {
             Value::String(s) if s.len() <= 256 => Ok(s),
-            Value::String(s) => Err(Self::range(name, format!("a {}-byte string", s.len()), "at most 256 bytes")),
+            Value::String(s) => Err(Self::range(
+                name,
+                format!("a {}-byte string", s.len()),
+                "at most 256 bytes",
+            )),
             other => Err(Self::wrong(name, "a string", &other)),
         }
     }
 
-    fn word<T>(&mut self, name: &str, parse: fn(&str) -> Option<T>, words: &[&str]) -> Result<T, Rejection> {
+    fn word<T>(
+        &mut self,
+        name: &str,
+        parse: fn(&str) -> Option<T>,
+        words: &[&str],
+    ) -> Result<T, Rejection> {
         let v = self.take(name)?;
-        let expected = || format!("one of {}", words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(", "));
+        let expected = || {
+            format!(
+                "one of {}",
+                words
+                    .iter()
+                    .map(|w| format!("\"{w}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         match &v {
             Value::String(s) => parse(s).ok_or_else(|| Self::wrong(name, &expected(), &v)),
             _ => Err(Self::wrong(name, &expected(), &v)),
@@ -327,60 +413,165 @@ mod tests {
     fn decodes_an_elevator_sample_and_keeps_extras() {
         let r = decode_value(Stream::Elevator, &elevator_json()).unwrap();
         assert_eq!((r.seq, r.ts, r.received_at), (7, NOW - 1000, NOW));
-        let Payload::Elevator(s) = &r.payload else { panic!("wrong payload {r:?}") };
-        assert_eq!((s.floor, s.direction, s.door, s.run_count, s.load_pct), (3, Direction::Up, Door::Closed, Some(1200), None));
+        let Payload::Elevator(s) = &r.payload else {
+            panic!("wrong payload {r:?}")
+        };
+        assert_eq!(
+            (s.floor, s.direction, s.door, s.run_count, s.load_pct),
+            (3, Direction::Up, Door::Closed, Some(1200), None)
+        );
         assert_eq!(r.extra.as_deref(), Some(r#"{"firmware":"2.1"}"#));
     }
 
     #[test]
     fn names_the_reason_and_the_field() {
         let cases: Vec<(Box<dyn Fn(&mut Map<String, Value>)>, RejectReason, &str)> = vec![
-            (Box::new(|m| { m.remove("door"); }), RejectReason::MissingField, "`door`"),
-            (Box::new(|m| { m.insert("seq".into(), Value::Null); }), RejectReason::MissingField, "`seq`"),
-            (Box::new(|m| { m.insert("floor".into(), "3".into()); }), RejectReason::WrongType, "`floor`"),
-            (Box::new(|m| { m.insert("door".into(), "ajar".into()); }), RejectReason::WrongType, "\"closing\""),
-            (Box::new(|m| { m.insert("speed_mps".into(), (-1.0).into()); }), RejectReason::OutOfRange, "`speed_mps`"),
-            (Box::new(|m| { m.insert("floor".into(), 40000.into()); }), RejectReason::OutOfRange, "`floor`"),
-            (Box::new(|m| { m.insert("seq".into(), (-5).into()); }), RejectReason::OutOfRange, "`seq`"),
-            (Box::new(|m| { m.insert("ts".into(), (NOW + 2 * 86_400_000).into()); }), RejectReason::OutOfRange, "`ts`"),
-            (Box::new(|m| { m.insert("ts".into(), 1732300000.into()); }), RejectReason::OutOfRange, "`ts`"),
+            (
+                Box::new(|m| {
+                    m.remove("door");
+                }),
+                RejectReason::MissingField,
+                "`door`",
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("seq".into(), Value::Null);
+                }),
+                RejectReason::MissingField,
+                "`seq`",
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("floor".into(), "3".into());
+                }),
+                RejectReason::WrongType,
+                "`floor`",
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("door".into(), "ajar".into());
+                }),
+                RejectReason::WrongType,
+                "\"closing\"",
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("speed_mps".into(), (-1.0).into());
+                }),
+                RejectReason::OutOfRange,
+                "`speed_mps`",
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("floor".into(), 40000.into());
+                }),
+                RejectReason::OutOfRange,
+                "`floor`",
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("seq".into(), (-5).into());
+                }),
+                RejectReason::OutOfRange,
+                "`seq`",
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("ts".into(), (NOW + 2 * 86_400_000).into());
+                }),
+                RejectReason::OutOfRange,
+                "`ts`",
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("ts".into(), 1732300000.into());
+                }),
+                RejectReason::OutOfRange,
+                "`ts`",
+            ),
         ];
         for (mutate, reason, mention) in cases {
             let mut v = elevator_json();
             mutate(v.as_object_mut().unwrap());
             let err = decode_value(Stream::Elevator, &v).unwrap_err();
             assert_eq!(err.reason, reason, "{err}");
-            assert!(err.detail.contains(mention), "{err} should mention {mention}");
+            assert!(
+                err.detail.contains(mention),
+                "{err} should mention {mention}"
+            );
         }
     }
 
     #[test]
     fn refuses_non_json_non_objects_and_oversize() {
-        assert_eq!(decode(dev(), Stream::Event, b"{\"seq\":", NOW).unwrap_err().reason, RejectReason::MalformedJson);
-        assert_eq!(decode(dev(), Stream::Event, b"[1,2]", NOW).unwrap_err().reason, RejectReason::MalformedJson);
-        assert_eq!(decode(dev(), Stream::Event, &[0xff, 0xfe], NOW).unwrap_err().reason, RejectReason::MalformedJson);
+        assert_eq!(
+            decode(dev(), Stream::Event, b"{\"seq\":", NOW)
+                .unwrap_err()
+                .reason,
+            RejectReason::MalformedJson
+        );
+        assert_eq!(
+            decode(dev(), Stream::Event, b"[1,2]", NOW)
+                .unwrap_err()
+                .reason,
+            RejectReason::MalformedJson
+        );
+        assert_eq!(
+            decode(dev(), Stream::Event, &[0xff, 0xfe], NOW)
+                .unwrap_err()
+                .reason,
+            RejectReason::MalformedJson
+        );
         let big = vec![b' '; MAX_PAYLOAD_BYTES + 1];
-        assert_eq!(decode(dev(), Stream::Event, &big, NOW).unwrap_err().reason, RejectReason::Oversize);
+        assert_eq!(
+            decode(dev(), Stream::Event, &big, NOW).unwrap_err().reason,
+            RejectReason::Oversize
+        );
     }
 
     #[test]
     fn decodes_every_stream() {
         let ev = serde_json::json!({"seq": 1, "ts": NOW, "code": "E01", "active": true});
-        assert!(matches!(decode_value(Stream::Event, &ev).unwrap().payload, Payload::Event(ControllerEvent { active: true, .. })));
+        assert!(matches!(
+            decode_value(Stream::Event, &ev).unwrap().payload,
+            Payload::Event(ControllerEvent { active: true, .. })
+        ));
         let ride = serde_json::json!({"seq": 1, "ts": NOW, "state": "running", "speed_mps": 3.0, "restraints_locked": true, "brake": "ok"});
-        assert!(matches!(decode_value(Stream::Ride, &ride).unwrap().payload, Payload::Ride(_)));
+        assert!(matches!(
+            decode_value(Stream::Ride, &ride).unwrap().payload,
+            Payload::Ride(_)
+        ));
         let video = serde_json::json!({"seq": 1, "ts": NOW, "camera_id": "c1", "event": "electric_bike", "confidence": 0.9});
-        assert!(matches!(decode_value(Stream::Video, &video).unwrap().payload, Payload::Video(_)));
+        assert!(matches!(
+            decode_value(Stream::Video, &video).unwrap().payload,
+            Payload::Video(_)
+        ));
         let fill = serde_json::json!({"seq": 1, "ts": NOW, "cylinder_code": "C1", "operator_id": "P1", "medium": "LPG",
             "tare_kg": 15.0, "net_kg": 14.5, "started_ms": NOW - 60_000, "result": "ok"});
-        assert!(matches!(decode_value(Stream::Filling, &fill).unwrap().payload, Payload::Filling(_)));
+        assert!(matches!(
+            decode_value(Stream::Filling, &fill).unwrap().payload,
+            Payload::Filling(_)
+        ));
     }
 
     #[test]
     fn parses_topics() {
-        assert_eq!(parse_topic("/tenants/EL1/v1/elevator").unwrap(), (dev(), Stream::Elevator));
-        for bad in ["tenants/EL1/v1/elevator", "/tenants/EL1/v2/elevator", "/tenants/EL1/v1/weather", "/tenants/E-1/v1/event", "/tenants/EL1/v1/event/x"] {
-            assert_eq!(parse_topic(bad).unwrap_err().reason, RejectReason::BadTopic, "{bad}");
+        assert_eq!(
+            parse_topic("/tenants/EL1/v1/elevator").unwrap(),
+            (dev(), Stream::Elevator)
+        );
+        for bad in [
+            "tenants/EL1/v1/elevator",
+            "/tenants/EL1/v2/elevator",
+            "/tenants/EL1/v1/weather",
+            "/tenants/E-1/v1/event",
+            "/tenants/EL1/v1/event/x",
+        ] {
+            assert_eq!(
+                parse_topic(bad).unwrap_err().reason,
+                RejectReason::BadTopic,
+                "{bad}"
+            );
         }
     }
 }

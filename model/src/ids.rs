@@ -79,7 +79,8 @@ fn alnum_1_64(s: &str) -> bool {
 /// URL paths), at most 64 bytes.
 fn registry_key(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?' && b != b'#' && b != b'+')
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?' && b != b'#' && b != b'+')
 }
 
 string_id!(
@@ -124,7 +125,11 @@ impl Region {
             code.copy_from_slice(bytes);
             Ok(Self(code))
         } else {
-            Err(IdError { what: "region", value: v.to_owned(), expected: "a 6-digit administrative division code such as 440703" })
+            Err(IdError {
+                what: "region",
+                value: v.to_owned(),
+                expected: "a 6-digit administrative division code such as 440703",
+            })
         }
     }
 

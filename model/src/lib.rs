@@ -20,7 +20,7 @@ pub mod ids;
 pub mod reading;
 
 pub use alarm::{Alarm, AlarmState, Severity};
-pub use codec::{Rejection, RejectReason};
+pub use codec::{RejectReason, Rejection};
 pub use device::{DeviceContext, Resolution};
 pub use ids::{AlarmId, DeviceId, EquipmentId, MaintainerId, OwnerId, Region, RuleId};
 pub use reading::{Binding, DeadLetter, Payload, Reading, Stream};

@@ -18,7 +18,13 @@ pub enum Stream {
 }
 
 impl Stream {
-    pub const ALL: [Stream; 5] = [Stream::Elevator, Stream::Ride, Stream::Video, Stream::Filling, Stream::Event];
+    pub const ALL: [Stream; 5] = [
+        Stream::Elevator,
+        Stream::Ride,
+        Stream::Video,
+        Stream::Filling,
+        Stream::Event,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

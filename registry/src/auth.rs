@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use vigil_model::{OwnerId, Region};
 
 use crate::api::ApiError;
-use crate::store::{ct_eq, Registry};
+use crate::store::{Registry, ct_eq};
 use crate::types::Role;
 
 /// Who is asking, and so what they may see.
@@ -23,11 +23,17 @@ use crate::types::Role;
 pub enum Principal {
     Admin,
     /// Reads equipment, devices and owners inside its regions.
-    Supervisor { regions: Vec<Region> },
+    Supervisor {
+        regions: Vec<Region>,
+    },
     /// Reads its own equipment; records maintenance for it.
-    Owner { owner_id: OwnerId },
+    Owner {
+        owner_id: OwnerId,
+    },
     /// Reads (and queries SQL) inside its regions.
-    Analyst { regions: Vec<Region> },
+    Analyst {
+        regions: Vec<Region>,
+    },
 }
 
 impl Principal {
@@ -37,7 +43,9 @@ impl Principal {
     pub fn sees_region(&self, r: &Region) -> bool {
         match self {
             Principal::Admin => true,
-            Principal::Supervisor { regions } | Principal::Analyst { regions } => regions.iter().any(|g| g.covers(r)),
+            Principal::Supervisor { regions } | Principal::Analyst { regions } => {
+                regions.iter().any(|g| g.covers(r))
+            }
             Principal::Owner { .. } => false,
         }
     }
@@ -112,7 +120,10 @@ impl Authenticator {
     /// `admin_token` is the operator's configured token (an empty one is
     /// ignored); every other token comes from the registry.
     pub fn new(admin_token: Option<String>, registry: Arc<Registry>) -> Self {
-        Self { admin_token: admin_token.filter(|t| !t.is_empty()), registry }
+        Self {
+            admin_token: admin_token.filter(|t| !t.is_empty()),
+            registry,
+        }
     }
 
     pub fn authenticate(&self, bearer: &str) -> Option<Principal> {
@@ -131,17 +142,24 @@ impl Authenticator {
 /// axum middleware: reads `Authorization: Bearer …`, answers 401 JSON if it
 /// is missing or unknown, else inserts the [`Principal`] into the request's
 /// extensions.
-pub async fn require_auth(State(auth): State<Arc<Authenticator>>, mut req: Request, next: Next) -> Response {
+pub async fn require_auth(
+    State(auth): State<Arc<Authenticator>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let bearer = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
         });
     let Some(bearer) = bearer else {
-        return ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token>").into_response();
+        return ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token>")
+            .into_response();
     };
     match auth.authenticate(&bearer) {
         Some(principal) => {

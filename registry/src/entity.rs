@@ -69,7 +69,11 @@ pub struct Equipment {
     #[serde(with = "date")]
     pub next_inspection: NaiveDate,
     /// Advanced by maintenance records: never older than the newest record.
-    #[serde(default, with = "date::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "date::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_maintenance: Option<NaiveDate>,
     /// Read by rules by name: `rated_speed_mps`, `floors`, `wind_limit_mps`, …
     #[serde(default)]
@@ -160,7 +164,11 @@ pub struct MaintenanceRecord {
 impl MaintenanceRecord {
     /// The day the job was done (a timestamp's own local date).
     pub fn done_on(&self) -> Option<NaiveDate> {
-        date::parse(&self.done_at).or_else(|| DateTime::parse_from_rfc3339(&self.done_at).ok().map(|t| t.date_naive()))
+        date::parse(&self.done_at).or_else(|| {
+            DateTime::parse_from_rfc3339(&self.done_at)
+                .ok()
+                .map(|t| t.date_naive())
+        })
     }
 
     pub(crate) fn key(&self) -> MaintenanceKey {
@@ -196,7 +204,9 @@ impl ImportDoc {
     /// Parses an import document; a mistake names its path
     /// (`equipment[3].category: unknown variant …`).
     pub fn from_json(bytes: &[u8]) -> Result<ImportDoc, RegistryError> {
-        crate::api::parse_json(bytes).map_err(|e| RegistryError::BadDocument { message: e.message().to_owned() })
+        crate::api::parse_json(bytes).map_err(|e| RegistryError::BadDocument {
+            message: e.message().to_owned(),
+        })
     }
 }
 
@@ -222,7 +232,10 @@ pub(crate) struct FieldError {
 }
 
 pub(crate) fn field_err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-    FieldError { field: field.into(), message: message.into() }
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 fn non_empty(field: &str, value: &str, max_chars: usize) -> Result<(), FieldError> {
@@ -230,7 +243,10 @@ fn non_empty(field: &str, value: &str, max_chars: usize) -> Result<(), FieldErro
     if n == 0 {
         Err(field_err(field, "must not be empty"))
     } else if value.chars().count() > max_chars {
-        Err(field_err(field, format!("is longer than {max_chars} characters")))
+        Err(field_err(
+            field,
+            format!("is longer than {max_chars} characters"),
+        ))
     } else {
         Ok(())
     }
@@ -240,7 +256,10 @@ fn positive(field: &str, value: f64) -> Result<(), FieldError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(field_err(field, format!("must be a positive number, got {value}")))
+        Err(field_err(
+            field,
+            format!("must be a positive number, got {value}"),
+        ))
     }
 }
 
@@ -248,8 +267,12 @@ fn hh_mm(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 5
         && b[2] == b':'
-        && s[..2].parse::<u8>().is_ok_and(|h| h < 24 && b[0].is_ascii_digit() && b[1].is_ascii_digit())
-        && s[3..].parse::<u8>().is_ok_and(|m| m < 60 && b[3].is_ascii_digit() && b[4].is_ascii_digit())
+        && s[..2]
+            .parse::<u8>()
+            .is_ok_and(|h| h < 24 && b[0].is_ascii_digit() && b[1].is_ascii_digit())
+        && s[3..]
+            .parse::<u8>()
+            .is_ok_and(|m| m < 60 && b[3].is_ascii_digit() && b[4].is_ascii_digit())
 }
 
 /// `"08:00-18:00"`; an end before the start wraps midnight.
@@ -269,9 +292,16 @@ impl Owner {
         if let Some(phone) = &self.phone {
             let ok = (3..=32).contains(&phone.len())
                 && phone.bytes().any(|b| b.is_ascii_digit())
-                && phone.bytes().all(|b| b.is_ascii_digit() || b" +-()".contains(&b));
+                && phone
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b" +-()".contains(&b));
             if !ok {
-                return Err(field_err("phone", format!("{phone:?} is not a phone number (digits, spaces, + - ( ), 3 to 32 characters)")));
+                return Err(field_err(
+                    "phone",
+                    format!(
+                        "{phone:?} is not a phone number (digits, spaces, + - ( ), 3 to 32 characters)"
+                    ),
+                ));
             }
         }
         Ok(())
@@ -290,7 +320,10 @@ impl Station {
         if let Some(hours) = &self.working_hours
             && !valid_working_hours(hours)
         {
-            return Err(field_err("working_hours", format!("{hours:?} is not HH:MM-HH:MM")));
+            return Err(field_err(
+                "working_hours",
+                format!("{hours:?} is not HH:MM-HH:MM"),
+            ));
         }
         Ok(())
     }
@@ -317,7 +350,12 @@ impl Equipment {
             if let Some(v) = self.params.get(name) {
                 match v.as_f64() {
                     Some(x) => positive(&format!("params.{name}"), x)?,
-                    None => return Err(field_err(format!("params.{name}"), format!("must be a number, got {v}"))),
+                    None => {
+                        return Err(field_err(
+                            format!("params.{name}"),
+                            format!("must be a number, got {v}"),
+                        ));
+                    }
                 }
             }
         }
@@ -329,7 +367,12 @@ impl Equipment {
             });
             match range {
                 Some((lo, hi)) if lo <= hi => {}
-                _ => return Err(field_err("params.floors", format!("must be [lowest, highest] floor numbers, got {v}"))),
+                _ => {
+                    return Err(field_err(
+                        "params.floors",
+                        format!("must be [lowest, highest] floor numbers, got {v}"),
+                    ));
+                }
             }
         }
         Ok(())
@@ -338,30 +381,60 @@ impl Equipment {
     /// Params a rule of this category reads and cannot do without.
     pub(crate) fn missing_params(&self) -> Vec<(&'static str, &'static str)> {
         let needed: &[(&str, &str)] = match self.category {
-            Category::Elevator => &[("rated_speed_mps", "elevator.overspeed"), ("floors", "elevator.floor_out_of_range")],
-            Category::AmusementRide | Category::PassengerRopeway => &[("rated_speed_mps", "ride.overspeed")],
+            Category::Elevator => &[
+                ("rated_speed_mps", "elevator.overspeed"),
+                ("floors", "elevator.floor_out_of_range"),
+            ],
+            Category::AmusementRide | Category::PassengerRopeway => {
+                &[("rated_speed_mps", "ride.overspeed")]
+            }
             _ => &[],
         };
-        needed.iter().copied().filter(|(p, _)| !self.params.contains_key(*p)).collect()
+        needed
+            .iter()
+            .copied()
+            .filter(|(p, _)| !self.params.contains_key(*p))
+            .collect()
     }
 }
 
 impl Device {
     pub(crate) fn check(&self) -> Result<(), FieldError> {
         match (&self.equipment_id, &self.station_id, self.kind) {
-            (Some(_), Some(_), _) => return Err(field_err("station_id", "give either equipment_id or station_id, not both")),
-            (None, None, DeviceKind::Filling) => return Err(field_err("station_id", "a filling device must name its station_id")),
+            (Some(_), Some(_), _) => {
+                return Err(field_err(
+                    "station_id",
+                    "give either equipment_id or station_id, not both",
+                ));
+            }
+            (None, None, DeviceKind::Filling) => {
+                return Err(field_err(
+                    "station_id",
+                    "a filling device must name its station_id",
+                ));
+            }
             (None, None, _) => return Err(field_err("equipment_id", "is required")),
             (Some(_), None, DeviceKind::Filling) => {
-                return Err(field_err("equipment_id", "a filling device is bound to a station: give station_id instead"));
+                return Err(field_err(
+                    "equipment_id",
+                    "a filling device is bound to a station: give station_id instead",
+                ));
             }
             (None, Some(_), kind) if kind != DeviceKind::Filling => {
-                return Err(field_err("station_id", format!("only filling devices are bound to stations; a {kind} device needs equipment_id")));
+                return Err(field_err(
+                    "station_id",
+                    format!(
+                        "only filling devices are bound to stations; a {kind} device needs equipment_id"
+                    ),
+                ));
             }
             _ => {}
         }
         if !(1..=86_400).contains(&self.report_interval_s) {
-            return Err(field_err("report_interval_s", format!("must be 1 to 86400 seconds, got {}", self.report_interval_s)));
+            return Err(field_err(
+                "report_interval_s",
+                format!("must be 1 to 86400 seconds, got {}", self.report_interval_s),
+            ));
         }
         Ok(())
     }
@@ -373,9 +446,14 @@ impl Person {
         for (i, c) in self.certificates.iter().enumerate() {
             let word = !c.kind.is_empty()
                 && c.kind.len() <= 64
-                && c.kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                && c.kind
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             if !word {
-                return Err(field_err(format!("certificates[{i}].kind"), format!("{:?} is not a lower-case word such as filling", c.kind)));
+                return Err(field_err(
+                    format!("certificates[{i}].kind"),
+                    format!("{:?} is not a lower-case word such as filling", c.kind),
+                ));
             }
             non_empty(&format!("certificates[{i}].number"), &c.number, 64)?;
         }
@@ -391,7 +469,10 @@ impl Cylinder {
         positive("max_fill_kg", self.max_fill_kg)?;
         positive("working_pressure_mpa", self.working_pressure_mpa)?;
         if !(1..=100).contains(&self.design_life_years) {
-            return Err(field_err("design_life_years", format!("must be 1 to 100, got {}", self.design_life_years)));
+            return Err(field_err(
+                "design_life_years",
+                format!("must be 1 to 100, got {}", self.design_life_years),
+            ));
         }
         Ok(())
     }
@@ -400,7 +481,13 @@ impl Cylinder {
 impl MaintenanceRecord {
     pub(crate) fn check(&self) -> Result<(), FieldError> {
         if self.done_on().is_none() {
-            return Err(field_err("done_at", format!("{:?} is neither a date YYYY-MM-DD nor an RFC 3339 timestamp", self.done_at)));
+            return Err(field_err(
+                "done_at",
+                format!(
+                    "{:?} is neither a date YYYY-MM-DD nor an RFC 3339 timestamp",
+                    self.done_at
+                ),
+            ));
         }
         Ok(())
     }

@@ -21,13 +21,23 @@ pub enum RegistryError {
     #[error("{entity} {id:?} not found")]
     NotFound { entity: &'static str, id: String },
     #[error("{entity} {id:?} is still referenced by {by}")]
-    InUse { entity: &'static str, id: String, by: String },
+    InUse {
+        entity: &'static str,
+        id: String,
+        by: String,
+    },
     #[error("cannot read the registry file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the registry file {path} is corrupt: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error("cannot save the registry to {path}: {source} (nothing was changed)")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn where_(entity: &str, index: Option<usize>, id_field: &str, id: &str) -> String {

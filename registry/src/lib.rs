@@ -34,7 +34,8 @@ pub mod types;
 
 pub use auth::{IssuedToken, TokenRequest};
 pub use entity::{
-    Certificate, Cylinder, Device, Equipment, Export, ImportDoc, Maintainer, MaintenanceRecord, Owner, Person, Station,
+    Certificate, Cylinder, Device, Equipment, Export, ImportDoc, Maintainer, MaintenanceRecord,
+    Owner, Person, Station,
 };
 pub use error::RegistryError;
 pub use store::{Counts, ImportCounts, ImportReport, NewDeviceSecret, Registry};

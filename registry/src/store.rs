@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::info;
-use vigil_model::{Binding, DeviceContext, DeviceId, EquipmentId, MaintainerId, OwnerId, Region, Resolution};
+use vigil_model::{
+    Binding, DeviceContext, DeviceId, EquipmentId, MaintainerId, OwnerId, Region, Resolution,
+};
 
 use crate::auth::{IssuedToken, Principal, TokenRequest};
 use crate::entity::*;
@@ -62,17 +64,29 @@ impl Snapshot {
         }
         let mut owner_regions: HashMap<OwnerId, Vec<Region>> = HashMap::new();
         for o in data.owners.values() {
-            owner_regions.entry(o.owner_id.clone()).or_default().push(o.region);
+            owner_regions
+                .entry(o.owner_id.clone())
+                .or_default()
+                .push(o.region);
         }
         let mut maintainer_scope: HashMap<MaintainerId, Vec<(OwnerId, Region)>> = HashMap::new();
         for e in data.equipment.values() {
-            owner_regions.entry(e.owner_id.clone()).or_default().push(e.region);
+            owner_regions
+                .entry(e.owner_id.clone())
+                .or_default()
+                .push(e.region);
             if let Some(m) = &e.maintainer_id {
-                maintainer_scope.entry(m.clone()).or_default().push((e.owner_id.clone(), e.region));
+                maintainer_scope
+                    .entry(m.clone())
+                    .or_default()
+                    .push((e.owner_id.clone(), e.region));
             }
         }
         for s in data.stations.values() {
-            owner_regions.entry(s.owner_id.clone()).or_default().push(s.region);
+            owner_regions
+                .entry(s.owner_id.clone())
+                .or_default()
+                .push(s.region);
         }
         for regions in owner_regions.values_mut() {
             regions.sort();
@@ -82,8 +96,18 @@ impl Snapshot {
             scope.sort();
             scope.dedup();
         }
-        let tokens = data.tokens.iter().map(|t| (t.sha256.clone(), t.principal())).collect();
-        Snapshot { data, contexts, owner_regions, maintainer_scope, tokens }
+        let tokens = data
+            .tokens
+            .iter()
+            .map(|t| (t.sha256.clone(), t.principal()))
+            .collect();
+        Snapshot {
+            data,
+            contexts,
+            owner_regions,
+            maintainer_scope,
+            tokens,
+        }
     }
 }
 
@@ -91,7 +115,11 @@ fn resolution(device: &Device, data: &Data) -> Resolution {
     if !device.enabled {
         return Resolution::Disabled;
     }
-    let (binding, params) = if let Some(e) = device.equipment_id.as_ref().and_then(|id| data.equipment.get(id)) {
+    let (binding, params) = if let Some(e) = device
+        .equipment_id
+        .as_ref()
+        .and_then(|id| data.equipment.get(id))
+    {
         let binding = Binding {
             equipment_id: e.equipment_id.clone(),
             category: e.category.as_str().to_owned(),
@@ -99,7 +127,11 @@ fn resolution(device: &Device, data: &Data) -> Resolution {
             region: e.region,
         };
         (binding, e.params.clone())
-    } else if let Some(s) = device.station_id.as_ref().and_then(|id| data.stations.get(id)) {
+    } else if let Some(s) = device
+        .station_id
+        .as_ref()
+        .and_then(|id| data.stations.get(id))
+    {
         let binding = Binding {
             equipment_id: s.station_id.as_equipment_id().clone(),
             category: FILLING_STATION_CATEGORY.to_owned(),
@@ -135,7 +167,10 @@ pub(crate) struct SecretHash {
 impl SecretHash {
     fn new(secret: &str) -> SecretHash {
         let salt = random_bytes::<16>();
-        SecretHash { salt: hex::encode(salt), sha256: hex::encode(salted(&salt, secret)) }
+        SecretHash {
+            salt: hex::encode(salt),
+            sha256: hex::encode(salted(&salt, secret)),
+        }
     }
 
     fn verify(&self, secret: &str) -> bool {
@@ -182,11 +217,19 @@ impl StoredToken {
     fn principal(&self) -> Principal {
         match (self.role, &self.owner_id) {
             (Role::Admin, _) => Principal::Admin,
-            (Role::Supervisor, _) => Principal::Supervisor { regions: self.regions.clone() },
-            (Role::Analyst, _) => Principal::Analyst { regions: self.regions.clone() },
-            (Role::Owner, Some(owner_id)) => Principal::Owner { owner_id: owner_id.clone() },
+            (Role::Supervisor, _) => Principal::Supervisor {
+                regions: self.regions.clone(),
+            },
+            (Role::Analyst, _) => Principal::Analyst {
+                regions: self.regions.clone(),
+            },
+            (Role::Owner, Some(owner_id)) => Principal::Owner {
+                owner_id: owner_id.clone(),
+            },
             // Refused on creation; a hand-edited file gets an empty grant.
-            (Role::Owner, None) => Principal::Supervisor { regions: Vec::new() },
+            (Role::Owner, None) => Principal::Supervisor {
+                regions: Vec::new(),
+            },
         }
     }
 }
@@ -258,9 +301,16 @@ pub(crate) struct Filters {
 
 impl Filters {
     fn matches(&self, a: &Attrs) -> bool {
-        self.region.is_none_or(|r| a.region.is_some_and(|x| r.covers(&x)))
-            && self.category.as_deref().is_none_or(|c| a.category == Some(c))
-            && self.owner_id.as_ref().is_none_or(|o| a.owner_id.as_ref() == Some(o))
+        self.region
+            .is_none_or(|r| a.region.is_some_and(|x| r.covers(&x)))
+            && self
+                .category
+                .as_deref()
+                .is_none_or(|c| a.category == Some(c))
+            && self
+                .owner_id
+                .as_ref()
+                .is_none_or(|o| a.owner_id.as_ref() == Some(o))
             && self.status.as_deref().is_none_or(|s| a.status == Some(s))
     }
 }
@@ -283,7 +333,10 @@ impl Registry {
     /// Opens the registry kept in `dir` (created if missing), loading
     /// `dir/registry.json` if present.
     pub fn open(dir: &Path) -> Result<Registry, RegistryError> {
-        std::fs::create_dir_all(dir).map_err(|source| RegistryError::Read { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| RegistryError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
         let file = dir.join(persist::FILE_NAME);
         let data = persist::load(&file)?.unwrap_or_default();
         info!(
@@ -302,7 +355,11 @@ impl Registry {
     }
 
     fn with(data: Data, file: Option<PathBuf>) -> Registry {
-        Registry { state: RwLock::new(Arc::new(Snapshot::build(data))), writer: Mutex::new(()), file }
+        Registry {
+            state: RwLock::new(Arc::new(Snapshot::build(data))),
+            writer: Mutex::new(()),
+            file,
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
@@ -311,7 +368,10 @@ impl Registry {
 
     /// Applies `change` to a copy of the tables, saves the copy and swaps it
     /// in; on any error nothing changes. `change` sees the new version.
-    fn mutate<R>(&self, change: impl FnOnce(&mut Data) -> Result<R, RegistryError>) -> Result<R, RegistryError> {
+    fn mutate<R>(
+        &self,
+        change: impl FnOnce(&mut Data) -> Result<R, RegistryError>,
+    ) -> Result<R, RegistryError> {
         let _writer = self.writer.lock();
         let mut data = self.snapshot().data.clone();
         data.version += 1;
@@ -340,7 +400,12 @@ impl Registry {
 
     /// Where a device's readings belong. A hash lookup under a read lock.
     pub fn resolve(&self, device: &DeviceId) -> Resolution {
-        self.state.read().contexts.get(device).cloned().unwrap_or(Resolution::Unknown)
+        self.state
+            .read()
+            .contexts
+            .get(device)
+            .cloned()
+            .unwrap_or(Resolution::Unknown)
     }
 
     /// Whether `secret` is the secret of an enabled device `device_id`.
@@ -419,16 +484,26 @@ impl Registry {
         }
         match req.role {
             Role::Supervisor | Role::Analyst if req.regions.is_empty() => {
-                return Err(bad("regions", "a supervisor or analyst token needs at least one region"));
+                return Err(bad(
+                    "regions",
+                    "a supervisor or analyst token needs at least one region",
+                ));
             }
             Role::Supervisor | Role::Analyst if req.owner_id.is_some() => {
                 return Err(bad("owner_id", "only owner tokens name an owner_id"));
             }
-            Role::Owner if req.owner_id.is_none() => return Err(bad("owner_id", "an owner token needs owner_id")),
-            Role::Owner | Role::Admin if !req.regions.is_empty() => {
-                return Err(bad("regions", "only supervisor and analyst tokens are granted regions"));
+            Role::Owner if req.owner_id.is_none() => {
+                return Err(bad("owner_id", "an owner token needs owner_id"));
             }
-            Role::Admin if req.owner_id.is_some() => return Err(bad("owner_id", "only owner tokens name an owner_id")),
+            Role::Owner | Role::Admin if !req.regions.is_empty() => {
+                return Err(bad(
+                    "regions",
+                    "only supervisor and analyst tokens are granted regions",
+                ));
+            }
+            Role::Admin if req.owner_id.is_some() => {
+                return Err(bad("owner_id", "only owner tokens name an owner_id"));
+            }
             _ => {}
         }
         let token = format!("vgl_{}", hex::encode(random_bytes::<32>()));
@@ -444,13 +519,22 @@ impl Registry {
             if let Some(o) = &stored.owner_id
                 && !data.owners.contains_key(o)
             {
-                return Err(bad("owner_id", &format!("owner {:?} is not in the registry", o.as_str())));
+                return Err(bad(
+                    "owner_id",
+                    &format!("owner {:?} is not in the registry", o.as_str()),
+                ));
             }
             data.tokens.push(stored);
             Ok(())
         })?;
         info!(name = %req.name, role = %req.role, "API token issued.");
-        Ok(IssuedToken { token, name: req.name, role: req.role, regions: req.regions, owner_id: req.owner_id })
+        Ok(IssuedToken {
+            token,
+            name: req.name,
+            role: req.role,
+            regions: req.regions,
+            owner_id: req.owner_id,
+        })
     }
 
     pub(crate) fn principal_for_token(&self, token: &str) -> Option<Principal> {
@@ -465,7 +549,10 @@ impl Registry {
         let id = entity.id().clone();
         let report = self.mutate(|data| {
             if E::table(data).contains_key(&id) {
-                return Err(RegistryError::AlreadyExists { entity: E::NAME, id: id.to_string() });
+                return Err(RegistryError::AlreadyExists {
+                    entity: E::NAME,
+                    id: id.to_string(),
+                });
             }
             let mut doc = ImportDoc::default();
             E::doc_list(&mut doc).push(entity);
@@ -484,12 +571,18 @@ impl Registry {
                 id_field: E::ID_FIELD,
                 id: id.to_string(),
                 field: E::ID_FIELD.to_owned(),
-                message: format!("{:?} does not match the id in the path", entity.id().to_string()),
+                message: format!(
+                    "{:?} does not match the id in the path",
+                    entity.id().to_string()
+                ),
             });
         }
         self.mutate(|data| {
             if !E::table(data).contains_key(id) {
-                return Err(RegistryError::NotFound { entity: E::NAME, id: id.to_string() });
+                return Err(RegistryError::NotFound {
+                    entity: E::NAME,
+                    id: id.to_string(),
+                });
             }
             let mut doc = ImportDoc::default();
             E::doc_list(&mut doc).push(entity);
@@ -502,10 +595,17 @@ impl Registry {
     pub(crate) fn delete<E: Entity>(&self, id: &E::Id) -> Result<(), RegistryError> {
         self.mutate(|data| {
             if !E::table(data).contains_key(id) {
-                return Err(RegistryError::NotFound { entity: E::NAME, id: id.to_string() });
+                return Err(RegistryError::NotFound {
+                    entity: E::NAME,
+                    id: id.to_string(),
+                });
             }
             if let Some(by) = E::referenced_by(id, data) {
-                return Err(RegistryError::InUse { entity: E::NAME, id: id.to_string(), by });
+                return Err(RegistryError::InUse {
+                    entity: E::NAME,
+                    id: id.to_string(),
+                    by,
+                });
             }
             E::table_mut(data).remove(id);
             data.secrets.retain(|d, _| data.devices.contains_key(d));
@@ -515,7 +615,13 @@ impl Registry {
         Ok(())
     }
 
-    pub(crate) fn list<E: Entity>(&self, who: &Principal, filters: &Filters, after: Option<&E::Id>, limit: usize) -> Page<E> {
+    pub(crate) fn list<E: Entity>(
+        &self,
+        who: &Principal,
+        filters: &Filters,
+        after: Option<&E::Id>,
+        limit: usize,
+    ) -> Page<E> {
         let snap = self.snapshot();
         let table = E::table(&snap.data);
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
@@ -531,21 +637,39 @@ impl Registry {
             }
             items.push(e.clone());
         }
-        let next_after = if more { items.last().map(|e: &E| e.id().to_string()) } else { None };
+        let next_after = if more {
+            items.last().map(|e: &E| e.id().to_string())
+        } else {
+            None
+        };
         Page { items, next_after }
     }
 
     /// One entity if it exists and `who` may see it.
     pub(crate) fn get<E: Entity>(&self, who: &Principal, id: &E::Id) -> Option<E> {
         let snap = self.snapshot();
-        E::table(&snap.data).get(id).filter(|e| e.visible(who, &snap)).cloned()
+        E::table(&snap.data)
+            .get(id)
+            .filter(|e| e.visible(who, &snap))
+            .cloned()
     }
 
     /// Upserts a maintenance record; true when it is new.
-    pub(crate) fn record_maintenance(&self, record: MaintenanceRecord) -> Result<bool, RegistryError> {
+    pub(crate) fn record_maintenance(
+        &self,
+        record: MaintenanceRecord,
+    ) -> Result<bool, RegistryError> {
         let key = record.key();
         let report = self.mutate(|data| {
-            apply(data, ImportDoc { maintenance: vec![record], ..ImportDoc::default() }, false, true)
+            apply(
+                data,
+                ImportDoc {
+                    maintenance: vec![record],
+                    ..ImportDoc::default()
+                },
+                false,
+                true,
+            )
         })?;
         let created = report.counts.maintenance.created == 1;
         info!(equipment = %key.0, kind = %key.1, done_at = %key.2, created, "Maintenance recorded.");
@@ -555,7 +679,12 @@ impl Registry {
     /// The maintenance records of one piece of equipment, oldest key first.
     pub(crate) fn maintenance_of(&self, equipment: &EquipmentId) -> Vec<MaintenanceRecord> {
         let snap = self.snapshot();
-        snap.data.maintenance.values().filter(|m| &m.equipment_id == equipment).cloned().collect()
+        snap.data
+            .maintenance
+            .values()
+            .filter(|m| &m.equipment_id == equipment)
+            .cloned()
+            .collect()
     }
 }
 
@@ -577,7 +706,10 @@ fn stage<E: Entity>(list: &[E], indexed: bool) -> Result<(), RegistryError> {
         let at = indexed.then_some(i);
         e.check().map_err(|fe| invalid::<E>(at, e.id(), fe))?;
         if let Some(first) = seen.insert(e.id(), i) {
-            let fe = field_err(E::ID_FIELD, format!("duplicate id, already at {}[{first}]", E::KEY));
+            let fe = field_err(
+                E::ID_FIELD,
+                format!("duplicate id, already at {}[{first}]", E::KEY),
+            );
             return Err(invalid::<E>(at, e.id(), fe));
         }
     }
@@ -605,7 +737,8 @@ fn merge<E: Entity>(data: &mut Data, list: Vec<E>, counts: &mut Counts) -> Vec<(
 fn refs<E: Entity>(data: &Data, ids: &[(E::Id, bool)], indexed: bool) -> Result<(), RegistryError> {
     for (i, (id, _)) in ids.iter().enumerate() {
         if let Some(e) = E::table(data).get(id) {
-            e.check_refs(data).map_err(|fe| invalid::<E>(indexed.then_some(i), id, fe))?;
+            e.check_refs(data)
+                .map_err(|fe| invalid::<E>(indexed.then_some(i), id, fe))?;
         }
     }
     Ok(())
@@ -616,8 +749,22 @@ fn refs<E: Entity>(data: &Data, ids: &[(E::Id, bool)], indexed: bool) -> Result<
 /// result, so the order of lists and entries does not matter. `indexed`
 /// names entries by their index (an import) rather than alone (one CRUD
 /// call); `fresh_secrets` is off when loading from disk.
-pub(crate) fn apply(data: &mut Data, doc: ImportDoc, indexed: bool, fresh_secrets: bool) -> Result<ImportReport, RegistryError> {
-    let ImportDoc { owners, maintainers, stations, equipment, devices, persons, cylinders, maintenance } = doc;
+pub(crate) fn apply(
+    data: &mut Data,
+    doc: ImportDoc,
+    indexed: bool,
+    fresh_secrets: bool,
+) -> Result<ImportReport, RegistryError> {
+    let ImportDoc {
+        owners,
+        maintainers,
+        stations,
+        equipment,
+        devices,
+        persons,
+        cylinders,
+        maintenance,
+    } = doc;
     stage(&owners, indexed)?;
     stage(&maintainers, indexed)?;
     stage(&stations, indexed)?;
@@ -630,15 +777,28 @@ pub(crate) fn apply(data: &mut Data, doc: ImportDoc, indexed: bool, fresh_secret
         let bad = |fe: FieldError| maintenance_invalid(indexed.then_some(i), m, fe);
         m.check().map_err(bad)?;
         if let Some(first) = seen.insert(m.key(), i) {
-            return Err(bad(field_err("done_at", format!("same equipment_id, kind and done_at as maintenance[{first}]"))));
+            return Err(bad(field_err(
+                "done_at",
+                format!("same equipment_id, kind and done_at as maintenance[{first}]"),
+            )));
         }
     }
 
-    let mut report = ImportReport { note: IMPORT_NOTE.to_owned(), version: data.version, ..ImportReport::default() };
+    let mut report = ImportReport {
+        note: IMPORT_NOTE.to_owned(),
+        version: data.version,
+        ..ImportReport::default()
+    };
     for (i, e) in equipment.iter().enumerate() {
         for (param, rule) in e.missing_params() {
-            let at = if indexed { format!("equipment[{i}] ({:?})", e.equipment_id.as_str()) } else { format!("equipment {:?}", e.equipment_id.as_str()) };
-            report.warnings.push(format!("{at}: params.{param} is missing, so {rule} cannot be evaluated"));
+            let at = if indexed {
+                format!("equipment[{i}] ({:?})", e.equipment_id.as_str())
+            } else {
+                format!("equipment {:?}", e.equipment_id.as_str())
+            };
+            report.warnings.push(format!(
+                "{at}: params.{param} is missing, so {rule} cannot be evaluated"
+            ));
         }
     }
     let c = &mut report.counts;
@@ -661,10 +821,30 @@ pub(crate) fn apply(data: &mut Data, doc: ImportDoc, indexed: bool, fresh_secret
     for (i, m) in maintenance.into_iter().enumerate() {
         let at = indexed.then_some(i);
         let Some(eq) = data.equipment.get_mut(&m.equipment_id) else {
-            return Err(maintenance_invalid(at, &m, field_err("equipment_id", format!("equipment {:?} is neither in this document nor in the registry", m.equipment_id.as_str()))));
+            return Err(maintenance_invalid(
+                at,
+                &m,
+                field_err(
+                    "equipment_id",
+                    format!(
+                        "equipment {:?} is neither in this document nor in the registry",
+                        m.equipment_id.as_str()
+                    ),
+                ),
+            ));
         };
         if !data.persons.contains_key(&m.person_id) {
-            return Err(maintenance_invalid(at, &m, field_err("person_id", format!("person {:?} is neither in this document nor in the registry", m.person_id.as_str()))));
+            return Err(maintenance_invalid(
+                at,
+                &m,
+                field_err(
+                    "person_id",
+                    format!(
+                        "person {:?} is neither in this document nor in the registry",
+                        m.person_id.as_str()
+                    ),
+                ),
+            ));
         }
         if let Some(day) = m.done_on()
             && eq.last_maintenance.is_none_or(|last| last < day)
@@ -684,15 +864,26 @@ pub(crate) fn apply(data: &mut Data, doc: ImportDoc, indexed: bool, fresh_secret
         } else if fresh_secrets {
             let secret = hex::encode(random_bytes::<32>());
             data.secrets.insert(id.clone(), SecretHash::new(&secret));
-            report.devices.push(NewDeviceSecret { device_id: id, secret });
+            report.devices.push(NewDeviceSecret {
+                device_id: id,
+                secret,
+            });
         }
     }
     Ok(report)
 }
 
-fn maintenance_invalid(index: Option<usize>, m: &MaintenanceRecord, e: FieldError) -> RegistryError {
+fn maintenance_invalid(
+    index: Option<usize>,
+    m: &MaintenanceRecord,
+    e: FieldError,
+) -> RegistryError {
     RegistryError::Invalid {
-        entity: if index.is_some() { "maintenance" } else { "maintenance record of equipment" },
+        entity: if index.is_some() {
+            "maintenance"
+        } else {
+            "maintenance record of equipment"
+        },
         index,
         id_field: "equipment_id",
         id: m.equipment_id.to_string(),
@@ -726,9 +917,18 @@ mod tests {
 
     #[test]
     fn filters_match_sub_regions() {
-        let f = Filters { region: Region::new("440700").ok(), ..Filters::default() };
-        let inside = Attrs { region: Region::new("440703").ok(), ..Attrs::default() };
-        let outside = Attrs { region: Region::new("440100").ok(), ..Attrs::default() };
+        let f = Filters {
+            region: Region::new("440700").ok(),
+            ..Filters::default()
+        };
+        let inside = Attrs {
+            region: Region::new("440703").ok(),
+            ..Attrs::default()
+        };
+        let outside = Attrs {
+            region: Region::new("440100").ok(),
+            ..Attrs::default()
+        };
         assert!(f.matches(&inside));
         assert!(!f.matches(&outside));
         assert!(!f.matches(&Attrs::default()));

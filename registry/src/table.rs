@@ -27,7 +27,9 @@ pub(crate) struct Attrs {
     pub status: Option<&'static str>,
 }
 
-pub(crate) trait Entity: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub(crate) trait Entity:
+    Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     type Id: Clone + Ord + Hash + fmt::Display + fmt::Debug + FromStr<Err = IdError> + Send + Sync;
     /// Import-document key and URL segment: `owners`.
     const KEY: &'static str;
@@ -54,10 +56,19 @@ pub(crate) trait Entity: Clone + Serialize + DeserializeOwned + Send + Sync + 's
 }
 
 fn missing(field: &str, what: &str, id: &dyn fmt::Display) -> FieldError {
-    field_err(field, format!("{what} {:?} is neither in this document nor in the registry", id.to_string()))
+    field_err(
+        field,
+        format!(
+            "{what} {:?} is neither in this document nor in the registry",
+            id.to_string()
+        ),
+    )
 }
 
-fn first<'a, T: 'a>(mut it: impl Iterator<Item = &'a T>, describe: impl Fn(&T) -> String) -> Option<String> {
+fn first<'a, T: 'a>(
+    mut it: impl Iterator<Item = &'a T>,
+    describe: impl Fn(&T) -> String,
+) -> Option<String> {
     it.next().map(describe)
 }
 
@@ -65,16 +76,25 @@ fn owner_visible(id: &OwnerId, p: &Principal, s: &Snapshot) -> bool {
     match p {
         Principal::Admin => true,
         Principal::Owner { owner_id } => owner_id == id,
-        _ => s.owner_regions.get(id).is_some_and(|rs| rs.iter().any(|r| p.sees_region(r))),
+        _ => s
+            .owner_regions
+            .get(id)
+            .is_some_and(|rs| rs.iter().any(|r| p.sees_region(r))),
     }
 }
 
 fn maintainer_visible(id: &MaintainerId, p: &Principal, s: &Snapshot) -> bool {
-    p.is_admin() || s.maintainer_scope.get(id).is_some_and(|scope| scope.iter().any(|(o, r)| p.sees_equipment(o, r)))
+    p.is_admin()
+        || s.maintainer_scope
+            .get(id)
+            .is_some_and(|scope| scope.iter().any(|(o, r)| p.sees_equipment(o, r)))
 }
 
 fn station_visible(id: &StationId, p: &Principal, s: &Snapshot) -> bool {
-    s.data.stations.get(id).is_some_and(|st| p.sees_equipment(&st.owner_id, &st.region))
+    s.data
+        .stations
+        .get(id)
+        .is_some_and(|st| p.sees_equipment(&st.owner_id, &st.region))
 }
 
 impl Entity for Owner {
@@ -103,15 +123,29 @@ impl Entity for Owner {
         Ok(())
     }
     fn referenced_by(id: &OwnerId, d: &Data) -> Option<String> {
-        first(d.equipment.values().filter(|e| &e.owner_id == id), |e| format!("equipment {:?}", e.equipment_id.as_str()))
-            .or_else(|| first(d.stations.values().filter(|s| &s.owner_id == id), |s| format!("station {:?}", s.station_id.as_str())))
-            .or_else(|| employer_reference(id.as_str(), d, |e| d.maintainers.keys().any(|m| m.as_str() == e)))
+        first(d.equipment.values().filter(|e| &e.owner_id == id), |e| {
+            format!("equipment {:?}", e.equipment_id.as_str())
+        })
+        .or_else(|| {
+            first(d.stations.values().filter(|s| &s.owner_id == id), |s| {
+                format!("station {:?}", s.station_id.as_str())
+            })
+        })
+        .or_else(|| {
+            employer_reference(id.as_str(), d, |e| {
+                d.maintainers.keys().any(|m| m.as_str() == e)
+            })
+        })
     }
     fn visible(&self, p: &Principal, s: &Snapshot) -> bool {
         owner_visible(&self.owner_id, p, s)
     }
     fn attrs(&self, _: &Snapshot) -> Attrs {
-        Attrs { region: Some(self.region), owner_id: Some(self.owner_id.clone()), ..Attrs::default() }
+        Attrs {
+            region: Some(self.region),
+            owner_id: Some(self.owner_id.clone()),
+            ..Attrs::default()
+        }
     }
 }
 
@@ -121,7 +155,10 @@ fn employer_reference(id: &str, d: &Data, other_kind_has: impl Fn(&str) -> bool)
     if other_kind_has(id) {
         return None;
     }
-    first(d.persons.values().filter(|p| p.employer_id.as_str() == id), |p| format!("person {:?}", p.person_id.as_str()))
+    first(
+        d.persons.values().filter(|p| p.employer_id.as_str() == id),
+        |p| format!("person {:?}", p.person_id.as_str()),
+    )
 }
 
 impl Entity for Maintainer {
@@ -150,10 +187,15 @@ impl Entity for Maintainer {
         Ok(())
     }
     fn referenced_by(id: &MaintainerId, d: &Data) -> Option<String> {
-        first(d.equipment.values().filter(|e| e.maintainer_id.as_ref() == Some(id)), |e| {
-            format!("equipment {:?}", e.equipment_id.as_str())
+        first(
+            d.equipment
+                .values()
+                .filter(|e| e.maintainer_id.as_ref() == Some(id)),
+            |e| format!("equipment {:?}", e.equipment_id.as_str()),
+        )
+        .or_else(|| {
+            employer_reference(id.as_str(), d, |e| d.owners.keys().any(|o| o.as_str() == e))
         })
-        .or_else(|| employer_reference(id.as_str(), d, |e| d.owners.keys().any(|o| o.as_str() == e)))
     }
     fn visible(&self, p: &Principal, s: &Snapshot) -> bool {
         maintainer_visible(&self.maintainer_id, p, s)
@@ -190,19 +232,35 @@ impl Entity for Station {
             return Err(missing("owner_id", "owner", &self.owner_id));
         }
         if d.equipment.contains_key(self.station_id.as_equipment_id()) {
-            return Err(field_err("station_id", "is already an equipment_id (a station stands in for equipment in device bindings, so the two share one namespace)"));
+            return Err(field_err(
+                "station_id",
+                "is already an equipment_id (a station stands in for equipment in device bindings, so the two share one namespace)",
+            ));
         }
         Ok(())
     }
     fn referenced_by(id: &StationId, d: &Data) -> Option<String> {
-        first(d.devices.values().filter(|v| v.station_id.as_ref() == Some(id)), |v| format!("device {:?}", v.device_id.as_str()))
-            .or_else(|| first(d.cylinders.values().filter(|c| &c.station_id == id), |c| format!("cylinder {:?}", c.cylinder_code.as_str())))
+        first(
+            d.devices
+                .values()
+                .filter(|v| v.station_id.as_ref() == Some(id)),
+            |v| format!("device {:?}", v.device_id.as_str()),
+        )
+        .or_else(|| {
+            first(d.cylinders.values().filter(|c| &c.station_id == id), |c| {
+                format!("cylinder {:?}", c.cylinder_code.as_str())
+            })
+        })
     }
     fn visible(&self, p: &Principal, _: &Snapshot) -> bool {
         p.sees_equipment(&self.owner_id, &self.region)
     }
     fn attrs(&self, _: &Snapshot) -> Attrs {
-        Attrs { region: Some(self.region), owner_id: Some(self.owner_id.clone()), ..Attrs::default() }
+        Attrs {
+            region: Some(self.region),
+            owner_id: Some(self.owner_id.clone()),
+            ..Attrs::default()
+        }
     }
 }
 
@@ -240,17 +298,26 @@ impl Entity for Equipment {
             return Err(missing("maintainer_id", "maintainer", m));
         }
         if StationId::new(self.equipment_id.as_str()).is_ok_and(|s| d.stations.contains_key(&s)) {
-            return Err(field_err("equipment_id", "is already a station_id (a station stands in for equipment in device bindings, so the two share one namespace)"));
+            return Err(field_err(
+                "equipment_id",
+                "is already a station_id (a station stands in for equipment in device bindings, so the two share one namespace)",
+            ));
         }
         Ok(())
     }
     fn referenced_by(id: &EquipmentId, d: &Data) -> Option<String> {
-        first(d.devices.values().filter(|v| v.equipment_id.as_ref() == Some(id)), |v| format!("device {:?}", v.device_id.as_str()))
-            .or_else(|| {
-                first(d.maintenance.values().filter(|m| &m.equipment_id == id), |m| {
-                    format!("maintenance record {} of {}", m.kind, m.done_at)
-                })
-            })
+        first(
+            d.devices
+                .values()
+                .filter(|v| v.equipment_id.as_ref() == Some(id)),
+            |v| format!("device {:?}", v.device_id.as_str()),
+        )
+        .or_else(|| {
+            first(
+                d.maintenance.values().filter(|m| &m.equipment_id == id),
+                |m| format!("maintenance record {} of {}", m.kind, m.done_at),
+            )
+        })
     }
     fn visible(&self, p: &Principal, _: &Snapshot) -> bool {
         p.sees_equipment(&self.owner_id, &self.region)
@@ -331,9 +398,12 @@ impl Entity for Device {
     }
     fn attrs(&self, s: &Snapshot) -> Attrs {
         match device_place(self, &s.data) {
-            Some((owner, region, category)) => {
-                Attrs { region: Some(region), category: Some(category), owner_id: Some(owner), status: None }
-            }
+            Some((owner, region, category)) => Attrs {
+                region: Some(region),
+                category: Some(category),
+                owner_id: Some(owner),
+                status: None,
+            },
             None => Attrs::default(),
         }
     }
@@ -365,17 +435,31 @@ impl Entity for Person {
         let e = self.employer_id.as_str();
         let known = OwnerId::new(e).is_ok_and(|o| d.owners.contains_key(&o))
             || MaintainerId::new(e).is_ok_and(|m| d.maintainers.contains_key(&m));
-        if known { Ok(()) } else { Err(missing("employer_id", "owner or maintainer", &self.employer_id)) }
+        if known {
+            Ok(())
+        } else {
+            Err(missing(
+                "employer_id",
+                "owner or maintainer",
+                &self.employer_id,
+            ))
+        }
     }
     fn referenced_by(id: &PersonId, d: &Data) -> Option<String> {
         first(d.maintenance.values().filter(|m| &m.person_id == id), |m| {
-            format!("maintenance record {} of {} on equipment {:?}", m.kind, m.done_at, m.equipment_id.as_str())
+            format!(
+                "maintenance record {} of {} on equipment {:?}",
+                m.kind,
+                m.done_at,
+                m.equipment_id.as_str()
+            )
         })
     }
     fn visible(&self, p: &Principal, s: &Snapshot) -> bool {
         let e = self.employer_id.as_str();
         OwnerId::new(e).is_ok_and(|o| s.data.owners.contains_key(&o) && owner_visible(&o, p, s))
-            || MaintainerId::new(e).is_ok_and(|m| s.data.maintainers.contains_key(&m) && maintainer_visible(&m, p, s))
+            || MaintainerId::new(e)
+                .is_ok_and(|m| s.data.maintainers.contains_key(&m) && maintainer_visible(&m, p, s))
     }
     fn attrs(&self, _: &Snapshot) -> Attrs {
         Attrs::default()
@@ -406,7 +490,11 @@ impl Entity for Cylinder {
         Cylinder::check(self)
     }
     fn check_refs(&self, d: &Data) -> Result<(), FieldError> {
-        if d.stations.contains_key(&self.station_id) { Ok(()) } else { Err(missing("station_id", "station", &self.station_id)) }
+        if d.stations.contains_key(&self.station_id) {
+            Ok(())
+        } else {
+            Err(missing("station_id", "station", &self.station_id))
+        }
     }
     fn referenced_by(_: &CylinderCode, _: &Data) -> Option<String> {
         None

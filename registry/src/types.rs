@@ -6,8 +6,8 @@ use std::fmt;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use vigil_model::ids::IdError;
 use vigil_model::EquipmentId;
+use vigil_model::ids::IdError;
 
 /// Ids of the registry's own entities. They share the shape of
 /// `EquipmentId` (printable ASCII without `/ ? # +`, at most 64 bytes):
@@ -142,7 +142,13 @@ pub(crate) mod date {
     pub fn parse(s: &str) -> Option<NaiveDate> {
         let b = s.as_bytes();
         let shape = b.len() == 10
-            && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+            && b.iter().enumerate().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            });
         if !shape {
             return None;
         }
@@ -175,9 +181,9 @@ pub(crate) mod date {
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
             match Option::<String>::deserialize(d)? {
                 None => Ok(None),
-                Some(s) => parse(&s)
-                    .map(Some)
-                    .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a date YYYY-MM-DD"))),
+                Some(s) => parse(&s).map(Some).ok_or_else(|| {
+                    serde::de::Error::custom(format!("{s:?} is not a date YYYY-MM-DD"))
+                }),
             }
         }
     }
@@ -243,8 +249,14 @@ mod tests {
     #[test]
     fn credit_codes_use_the_official_alphabet() {
         assert!(CreditCode::new("91440703MA4UJ8XK2Q").is_ok());
-        assert!(CreditCode::new("91440703MA4UJ8XK2").is_err(), "17 characters");
-        assert!(CreditCode::new("91440703MA4UJ8XKIQ").is_err(), "I is not in the alphabet");
+        assert!(
+            CreditCode::new("91440703MA4UJ8XK2").is_err(),
+            "17 characters"
+        );
+        assert!(
+            CreditCode::new("91440703MA4UJ8XKIQ").is_err(),
+            "I is not in the alphabet"
+        );
         assert!(CreditCode::new("91440703ma4uj8xk2q").is_err(), "lower case");
         let err = CreditCode::new("x").unwrap_err();
         assert!(err.to_string().contains("credit_code"), "{err}");
@@ -252,7 +264,10 @@ mod tests {
 
     #[test]
     fn dates_are_strict() {
-        assert_eq!(date::parse("2025-02-28"), NaiveDate::from_ymd_opt(2025, 2, 28));
+        assert_eq!(
+            date::parse("2025-02-28"),
+            NaiveDate::from_ymd_opt(2025, 2, 28)
+        );
         assert_eq!(date::parse("2025-02-30"), None);
         assert_eq!(date::parse("2025-2-28"), None);
         assert_eq!(date::parse("2025/02/28"), None);

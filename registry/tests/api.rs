@@ -27,7 +27,10 @@ fn app_with(registry: Registry) -> App {
     let registry = Arc::new(registry);
     let auth = Arc::new(Authenticator::new(Some(ADMIN.to_owned()), registry.clone()));
     let api = api::router(registry.clone()).layer(from_fn_with_state(auth, require_auth));
-    App { router: Router::new().nest("/api/v1", api), registry }
+    App {
+        router: Router::new().nest("/api/v1", api),
+        registry,
+    }
 }
 
 fn app() -> App {
@@ -35,8 +38,16 @@ fn app() -> App {
 }
 
 impl App {
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(format!("/api/v1{path}"));
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"));
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -44,10 +55,20 @@ impl App {
             Some(v) => Body::from(v.to_string()),
             None => Body::empty(),
         };
-        let res = self.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let res = self
+            .router
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
         let status = res.status();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)})) };
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}))
+        };
         (status, json)
     }
 
@@ -75,15 +96,24 @@ impl App {
 }
 
 fn ids(v: &Value, field: &str) -> Vec<String> {
-    v["items"].as_array().unwrap().iter().map(|i| i[field].as_str().unwrap().to_owned()).collect()
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i[field].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn error_code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {v}"))
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {v}"))
 }
 
 fn error_message(v: &Value) -> &str {
-    v["error"]["message"].as_str().unwrap_or_else(|| panic!("no error message in {v}"))
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {v}"))
 }
 
 #[tokio::test]
@@ -104,17 +134,26 @@ async fn import_over_http() {
     let app = app_with(Registry::in_memory());
     let (status, v) = app.post("/registry/import", ADMIN, example_json()).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    assert_eq!(v["counts"]["equipment"], json!({"created": 3, "updated": 0}));
+    assert_eq!(
+        v["counts"]["equipment"],
+        json!({"created": 3, "updated": 0})
+    );
     assert_eq!(v["devices"].as_array().unwrap().len(), 5);
     let first = &v["devices"][0];
     let secret = first["secret"].as_str().unwrap();
-    assert!(app.registry.verify_device_secret(first["device_id"].as_str().unwrap(), secret));
+    assert!(
+        app.registry
+            .verify_device_secret(first["device_id"].as_str().unwrap(), secret)
+    );
 
     let (status, v) = app.post("/registry/import", ADMIN, example_json()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["devices"], json!([]), "no secrets on re-import");
     assert_eq!(v["secrets_kept"].as_array().unwrap().len(), 5);
-    assert_eq!(v["counts"]["equipment"], json!({"created": 0, "updated": 3}));
+    assert_eq!(
+        v["counts"]["equipment"],
+        json!({"created": 0, "updated": 3})
+    );
 }
 
 #[tokio::test]
@@ -132,9 +171,14 @@ async fn bad_imports_answer_400_naming_the_field_and_change_nothing() {
     let (status, v) = app.post("/registry/import", ADMIN, d).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let msg = error_message(&v);
-    assert!(msg.contains("devices[1]") && msg.contains("D002") && msg.contains("equipment_id"), "{msg}");
+    assert!(
+        msg.contains("devices[1]") && msg.contains("D002") && msg.contains("equipment_id"),
+        "{msg}"
+    );
 
-    let (status, v) = app.call(Method::POST, "/registry/import", Some(ADMIN), None).await;
+    let (status, v) = app
+        .call(Method::POST, "/registry/import", Some(ADMIN), None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&v), "invalid_json");
     assert_eq!(app.registry.version(), 0);
@@ -162,7 +206,11 @@ async fn owner_crud_with_conflicts() {
     assert_eq!((status, &v), (StatusCode::OK, &renamed));
 
     let (status, v) = app.put("/owners/OWN001", ADMIN, renamed.clone()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "id in body differs from path");
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "id in body differs from path"
+    );
     assert!(error_message(&v).contains("owner_id"), "{v}");
 
     let (status, v) = app.put("/owners/OWN404", ADMIN, json!({"owner_id": "OWN404", "name": "x", "credit_code": "91440705MA4X0Q3B5P", "region": "440705"})).await;
@@ -175,7 +223,11 @@ async fn owner_crud_with_conflicts() {
     assert!(error_message(&v).contains("region"), "{v}");
 
     let (status, v) = app.delete("/owners/OWN001", ADMIN).await;
-    assert_eq!(status, StatusCode::CONFLICT, "equipment still references OWN001");
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "equipment still references OWN001"
+    );
     assert_eq!(error_code(&v), "in_use");
     assert!(error_message(&v).contains("equipment"), "{v}");
 
@@ -191,7 +243,13 @@ async fn owner_crud_with_conflicts() {
 #[tokio::test]
 async fn devices_show_their_secret_once_and_never_again() {
     let app = app();
-    let (status, v) = app.post("/devices", ADMIN, json!({"device_id": "D100", "equipment_id": "EL002", "kind": "elevator"})).await;
+    let (status, v) = app
+        .post(
+            "/devices",
+            ADMIN,
+            json!({"device_id": "D100", "equipment_id": "EL002", "kind": "elevator"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     assert_eq!(v["device"]["device_id"], "D100");
     assert_eq!(v["device"]["enabled"], true);
@@ -201,17 +259,29 @@ async fn devices_show_their_secret_once_and_never_again() {
 
     let (status, v) = app.get("/devices/D100", ADMIN).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(v, json!({"device_id": "D100", "equipment_id": "EL002", "kind": "elevator", "enabled": true, "report_interval_s": 30}));
+    assert_eq!(
+        v,
+        json!({"device_id": "D100", "equipment_id": "EL002", "kind": "elevator", "enabled": true, "report_interval_s": 30})
+    );
     let (_, list) = app.get("/devices", ADMIN).await;
     let text = list.to_string();
-    assert!(!text.contains(&secret) && !text.contains("secret") && !text.contains("sha256"), "{text}");
+    assert!(
+        !text.contains(&secret) && !text.contains("secret") && !text.contains("sha256"),
+        "{text}"
+    );
 
     // Disabling over PUT keeps the secret but refuses it.
     let (status, _) = app.put("/devices/D100", ADMIN, json!({"device_id": "D100", "equipment_id": "EL002", "kind": "elevator", "enabled": false})).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!app.registry.verify_device_secret("D100", &secret));
 
-    let (status, v) = app.post("/devices", ADMIN, json!({"device_id": "D101", "equipment_id": "EL404", "kind": "elevator"})).await;
+    let (status, v) = app
+        .post(
+            "/devices",
+            ADMIN,
+            json!({"device_id": "D101", "equipment_id": "EL404", "kind": "elevator"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_message(&v).contains("equipment_id"), "{v}");
 
@@ -230,7 +300,9 @@ async fn add_elevators(app: &App, n: usize) {
                    "next_inspection": "2026-01-01", "params": {"rated_speed_mps": 1.0, "floors": [1, 6]}})
         })
         .collect();
-    let (status, v) = app.post("/registry/import", ADMIN, json!({"equipment": equipment})).await;
+    let (status, v) = app
+        .post("/registry/import", ADMIN, json!({"equipment": equipment}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{v}");
 }
 
@@ -264,7 +336,13 @@ async fn lists_page_by_id() {
     assert_eq!(ids(&v, "equipment_id").len(), 10);
     assert_eq!(v["next_after"], Value::Null);
 
-    for bad in ["limit=0", "limit=1001", "limit=ten", "after=a%2Fb", "limit=5&limit=6"] {
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=ten",
+        "after=a%2Fb",
+        "limit=5&limit=6",
+    ] {
         let (status, v) = app.get(&format!("/equipment?{bad}"), ADMIN).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(error_code(&v), "invalid_query");
@@ -278,8 +356,14 @@ async fn lists_filter() {
     let app = app();
     add_elevators(&app, 4).await;
     let (_, v) = app.get("/equipment?region=440700", ADMIN).await;
-    assert_eq!(ids(&v, "equipment_id"), ["EL001", "LIFT00", "LIFT02", "RIDE001"], "a city covers its districts");
-    let (_, v) = app.get("/equipment?region=440106&status=stopped", ADMIN).await;
+    assert_eq!(
+        ids(&v, "equipment_id"),
+        ["EL001", "LIFT00", "LIFT02", "RIDE001"],
+        "a city covers its districts"
+    );
+    let (_, v) = app
+        .get("/equipment?region=440106&status=stopped", ADMIN)
+        .await;
     assert_eq!(ids(&v, "equipment_id"), ["LIFT03"]);
     let (_, v) = app.get("/equipment?category=amusement_ride", ADMIN).await;
     assert_eq!(ids(&v, "equipment_id"), ["RIDE001"]);
@@ -290,8 +374,14 @@ async fn lists_filter() {
     let (_, v) = app.get("/devices?region=440106", ADMIN).await;
     assert_eq!(ids(&v, "device_id"), ["D002"]);
     let (_, v) = app.get("/owners?region=440000", ADMIN).await;
-    assert_eq!(ids(&v, "owner_id"), ["OWN001", "OWN002"], "a province covers everything in it");
-    let (_, v) = app.get("/cylinders?status=in_use&region=440703", ADMIN).await;
+    assert_eq!(
+        ids(&v, "owner_id"),
+        ["OWN001", "OWN002"],
+        "a province covers everything in it"
+    );
+    let (_, v) = app
+        .get("/cylinders?status=in_use&region=440703", ADMIN)
+        .await;
     assert_eq!(ids(&v, "cylinder_code"), ["LPG4407030001"]);
 
     for (bad, needle) in [
@@ -311,18 +401,35 @@ async fn lists_filter() {
 #[tokio::test]
 async fn a_supervisor_sees_only_its_regions() {
     let app = app();
-    let sup = app.token(json!({"name": "江门市监局", "role": "supervisor", "regions": ["440700"]})).await;
+    let sup = app
+        .token(json!({"name": "江门市监局", "role": "supervisor", "regions": ["440700"]}))
+        .await;
 
     let (status, v) = app.get("/equipment", &sup).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(ids(&v, "equipment_id"), ["EL001", "RIDE001"], "440703 and 440704, not 440106");
+    assert_eq!(
+        ids(&v, "equipment_id"),
+        ["EL001", "RIDE001"],
+        "440703 and 440704, not 440106"
+    );
     let (status, _) = app.get("/equipment/EL001", &sup).await;
     assert_eq!(status, StatusCode::OK);
     let (status, v) = app.get("/equipment/EL002", &sup).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "a foreign resource is not found");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a foreign resource is not found"
+    );
     let (_, missing) = app.get("/equipment/EL404", &sup).await;
-    assert_eq!(v, json!({"error": {"code": "not_found", "message": "equipment \"EL002\" not found"}}));
-    assert_eq!(error_code(&missing), "not_found", "foreign and missing look alike");
+    assert_eq!(
+        v,
+        json!({"error": {"code": "not_found", "message": "equipment \"EL002\" not found"}})
+    );
+    assert_eq!(
+        error_code(&missing),
+        "not_found",
+        "foreign and missing look alike"
+    );
 
     let (_, v) = app.get("/devices", &sup).await;
     assert_eq!(ids(&v, "device_id"), ["CAM001", "D001", "D003", "FS001"]);
@@ -331,7 +438,11 @@ async fn a_supervisor_sees_only_its_regions() {
     let (status, _) = app.get("/owners/OWN002", &sup).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, v) = app.get("/maintainers", &sup).await;
-    assert_eq!(ids(&v, "maintainer_id"), ["MNT001"], "maintains EL001 in its region");
+    assert_eq!(
+        ids(&v, "maintainer_id"),
+        ["MNT001"],
+        "maintains EL001 in its region"
+    );
     let (_, v) = app.get("/equipment?region=440106", &sup).await;
     assert_eq!(v["items"], json!([]), "a filter cannot widen the grant");
     let (_, v) = app.get("/maintenance?equipment_id=EL001", &sup).await;
@@ -347,7 +458,9 @@ async fn a_supervisor_sees_only_its_regions() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = app.post("/registry/import", &sup, json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = app.post("/tokens", &sup, json!({"name": "me too", "role": "admin"})).await;
+    let (status, _) = app
+        .post("/tokens", &sup, json!({"name": "me too", "role": "admin"}))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = app.post("/maintenance", &sup, json!({"equipment_id": "EL001", "kind": "half_month", "done_at": "2025-07-01", "person_id": "P001"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -356,7 +469,9 @@ async fn a_supervisor_sees_only_its_regions() {
 #[tokio::test]
 async fn an_analyst_reads_inside_its_regions() {
     let app = app();
-    let analyst = app.token(json!({"name": "广州数据组", "role": "analyst", "regions": ["440100"]})).await;
+    let analyst = app
+        .token(json!({"name": "广州数据组", "role": "analyst", "regions": ["440100"]}))
+        .await;
     let (_, v) = app.get("/equipment", &analyst).await;
     assert_eq!(ids(&v, "equipment_id"), ["EL002"]);
     let (_, v) = app.get("/stations", &analyst).await;
@@ -368,7 +483,9 @@ async fn an_analyst_reads_inside_its_regions() {
 #[tokio::test]
 async fn an_owner_sees_its_own_and_confirms_maintenance() {
     let app = app();
-    let owner = app.token(json!({"name": "万达物业", "role": "owner", "owner_id": "OWN001"})).await;
+    let owner = app
+        .token(json!({"name": "万达物业", "role": "owner", "owner_id": "OWN001"}))
+        .await;
 
     let (_, v) = app.get("/equipment", &owner).await;
     assert_eq!(ids(&v, "equipment_id"), ["EL001", "RIDE001"]);
@@ -379,7 +496,11 @@ async fn an_owner_sees_its_own_and_confirms_maintenance() {
     let (_, v) = app.get("/cylinders", &owner).await;
     assert_eq!(ids(&v, "cylinder_code"), ["LPG4407030001"]);
     let (_, v) = app.get("/persons", &owner).await;
-    assert_eq!(ids(&v, "person_id"), ["P001", "P002"], "its own operator and its maintainer's worker");
+    assert_eq!(
+        ids(&v, "person_id"),
+        ["P001", "P002"],
+        "its own operator and its maintainer's worker"
+    );
 
     // Confirming the maintainer's record: same key, so an update (200).
     let record = json!({"equipment_id": "EL001", "kind": "half_month", "done_at": "2025-06-16T09:30:00+08:00", "person_id": "P001", "confirmed_by_owner": true});
@@ -412,17 +533,29 @@ async fn an_owner_sees_its_own_and_confirms_maintenance() {
 #[tokio::test]
 async fn tokens_are_admin_only_and_validated() {
     let app = app();
-    let (status, v) = app.post("/tokens", ADMIN, json!({"name": "x", "role": "supervisor"})).await;
+    let (status, v) = app
+        .post("/tokens", ADMIN, json!({"name": "x", "role": "supervisor"}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_message(&v).contains("regions"), "{v}");
-    let (status, v) = app.post("/tokens", ADMIN, json!({"name": "x", "role": "owner", "owner_id": "OWN404"})).await;
+    let (status, v) = app
+        .post(
+            "/tokens",
+            ADMIN,
+            json!({"name": "x", "role": "owner", "owner_id": "OWN404"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_message(&v).contains("owner_id"), "{v}");
-    let (status, v) = app.post("/tokens", ADMIN, json!({"name": "x", "role": "root"})).await;
+    let (status, v) = app
+        .post("/tokens", ADMIN, json!({"name": "x", "role": "root"}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_message(&v).contains("role"), "{v}");
 
-    let admin2 = app.token(json!({"name": "second admin", "role": "admin"})).await;
+    let admin2 = app
+        .token(json!({"name": "second admin", "role": "admin"}))
+        .await;
     let (status, _) = app.post("/owners", &admin2, json!({"owner_id": "OWN009", "name": "n", "credit_code": "91440705MA4X0Q3B5P", "region": "440705"})).await;
     assert_eq!(status, StatusCode::CREATED, "an issued admin token writes");
 }
@@ -431,11 +564,31 @@ async fn tokens_are_admin_only_and_validated() {
 async fn every_entity_has_crud() {
     let app = app();
     let cases = [
-        ("maintainers", "MNT002", json!({"maintainer_id": "MNT002", "name": "m", "credit_code": "91440700MA4W2A6E1X", "licence_expires": "2026-01-01"})),
-        ("stations", "ST002", json!({"station_id": "ST002", "owner_id": "OWN002", "region": "440106", "address": "a"})),
-        ("equipment", "BOILER1", json!({"equipment_id": "BOILER1", "reg_code": "锅1", "category": "boiler", "owner_id": "OWN002", "region": "440106", "address": "a", "status": "in_use", "next_inspection": "2026-01-01"})),
-        ("persons", "P009", json!({"person_id": "P009", "name": "p", "employer_id": "OWN002"})),
-        ("cylinders", "C9", json!({"cylinder_code": "C9", "station_id": "ST001", "medium": "LPG", "model": "YSP12", "capacity_l": 12.0, "max_fill_kg": 5.0, "working_pressure_mpa": 2.1, "next_inspection": "2027-01-01", "status": "in_use", "made_on": "2020-01-01", "design_life_years": 8})),
+        (
+            "maintainers",
+            "MNT002",
+            json!({"maintainer_id": "MNT002", "name": "m", "credit_code": "91440700MA4W2A6E1X", "licence_expires": "2026-01-01"}),
+        ),
+        (
+            "stations",
+            "ST002",
+            json!({"station_id": "ST002", "owner_id": "OWN002", "region": "440106", "address": "a"}),
+        ),
+        (
+            "equipment",
+            "BOILER1",
+            json!({"equipment_id": "BOILER1", "reg_code": "锅1", "category": "boiler", "owner_id": "OWN002", "region": "440106", "address": "a", "status": "in_use", "next_inspection": "2026-01-01"}),
+        ),
+        (
+            "persons",
+            "P009",
+            json!({"person_id": "P009", "name": "p", "employer_id": "OWN002"}),
+        ),
+        (
+            "cylinders",
+            "C9",
+            json!({"cylinder_code": "C9", "station_id": "ST001", "medium": "LPG", "model": "YSP12", "capacity_l": 12.0, "max_fill_kg": 5.0, "working_pressure_mpa": 2.1, "next_inspection": "2027-01-01", "status": "in_use", "made_on": "2020-01-01", "design_life_years": 8}),
+        ),
     ];
     for (key, id, body) in cases {
         let (status, v) = app.post(&format!("/{key}"), ADMIN, body.clone()).await;
@@ -451,21 +604,35 @@ async fn every_entity_has_crud() {
         assert_eq!(status, StatusCode::CONFLICT, "{key}");
     }
     // Deletes, in reference order.
-    for (key, id) in [("cylinders", "C9"), ("persons", "P009"), ("equipment", "BOILER1"), ("stations", "ST002"), ("maintainers", "MNT002")] {
+    for (key, id) in [
+        ("cylinders", "C9"),
+        ("persons", "P009"),
+        ("equipment", "BOILER1"),
+        ("stations", "ST002"),
+        ("maintainers", "MNT002"),
+    ] {
         let (status, v) = app.delete(&format!("/{key}/{id}"), ADMIN).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{key}: {v}");
     }
     let (status, _) = app.delete("/stations/ST001", ADMIN).await;
-    assert_eq!(status, StatusCode::CONFLICT, "devices and cylinders use ST001");
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "devices and cylinders use ST001"
+    );
     let (status, _) = app.delete("/persons/P001", ADMIN).await;
-    assert_eq!(status, StatusCode::CONFLICT, "a maintenance record names P001");
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a maintenance record names P001"
+    );
 }
 
 #[tokio::test]
 async fn api_json_rejections_name_the_field() {
     use axum::routing::post;
-    use vigil_registry::api::{ApiError, ApiJson};
     use vigil_registry::Owner;
+    use vigil_registry::api::{ApiError, ApiJson};
 
     // As another crate would use it for its own endpoints.
     async fn echo(ApiJson(o): ApiJson<Owner>) -> Result<ApiJson<Owner>, ApiError> {
@@ -475,13 +642,19 @@ async fn api_json_rejections_name_the_field() {
     let call = |body: &'static str| {
         let router = router.clone();
         async move {
-            let res = router.oneshot(Request::post("/echo").body(Body::from(body)).unwrap()).await.unwrap();
+            let res = router
+                .oneshot(Request::post("/echo").body(Body::from(body)).unwrap())
+                .await
+                .unwrap();
             let status = res.status();
             let bytes = res.into_body().collect().await.unwrap().to_bytes();
             (status, serde_json::from_slice::<Value>(&bytes).unwrap())
         }
     };
-    let (status, v) = call(r#"{"owner_id": "O1", "name": "n", "credit_code": "91440703MA4UJ8XK2Q", "region": 440703}"#).await;
+    let (status, v) = call(
+        r#"{"owner_id": "O1", "name": "n", "credit_code": "91440703MA4UJ8XK2Q", "region": 440703}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&v), "invalid_field");
     assert!(error_message(&v).starts_with("region: "), "{v}");

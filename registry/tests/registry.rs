@@ -41,7 +41,9 @@ fn import_answers_counts_and_secrets_of_new_devices() {
 #[test]
 fn resolve_binds_devices_to_equipment_and_stations() {
     let reg = example_registry();
-    let Resolution::Active(ctx) = reg.resolve(&DeviceId::new("D001").unwrap()) else { panic!("D001 is active") };
+    let Resolution::Active(ctx) = reg.resolve(&DeviceId::new("D001").unwrap()) else {
+        panic!("D001 is active")
+    };
     assert_eq!(ctx.binding.equipment_id.as_str(), "EL001");
     assert_eq!(ctx.binding.category, "elevator");
     assert_eq!(ctx.binding.owner_id.as_str(), "OWN001");
@@ -51,57 +53,212 @@ fn resolve_binds_devices_to_equipment_and_stations() {
     assert_eq!(ctx.param_f64("rated_speed_mps"), Some(1.75));
     assert_eq!(ctx.floor_range(), Some((-2, 18)));
 
-    let Resolution::Active(ctx) = reg.resolve(&DeviceId::new("D002").unwrap()) else { panic!("D002 is active") };
+    let Resolution::Active(ctx) = reg.resolve(&DeviceId::new("D002").unwrap()) else {
+        panic!("D002 is active")
+    };
     assert_eq!(ctx.report_interval_s, 60);
 
-    let Resolution::Active(scale) = reg.resolve(&DeviceId::new("FS001").unwrap()) else { panic!("FS001 is active") };
-    assert_eq!(scale.binding.equipment_id.as_str(), "ST001", "a station stands in for equipment");
+    let Resolution::Active(scale) = reg.resolve(&DeviceId::new("FS001").unwrap()) else {
+        panic!("FS001 is active")
+    };
+    assert_eq!(
+        scale.binding.equipment_id.as_str(),
+        "ST001",
+        "a station stands in for equipment"
+    );
     assert_eq!(scale.binding.category, "filling_station");
     assert_eq!(scale.binding.owner_id.as_str(), "OWN001");
     assert_eq!(scale.binding.region.as_str(), "440703");
     assert_eq!(scale.kind, "filling");
-    assert_eq!(scale.params.get("working_hours"), Some(&json!("08:00-18:00")));
+    assert_eq!(
+        scale.params.get("working_hours"),
+        Some(&json!("08:00-18:00"))
+    );
 
-    assert_eq!(reg.resolve(&DeviceId::new("CAM001").unwrap()), Resolution::Disabled);
-    assert_eq!(reg.resolve(&DeviceId::new("NOPE").unwrap()), Resolution::Unknown);
+    assert_eq!(
+        reg.resolve(&DeviceId::new("CAM001").unwrap()),
+        Resolution::Disabled
+    );
+    assert_eq!(
+        reg.resolve(&DeviceId::new("NOPE").unwrap()),
+        Resolution::Unknown
+    );
 }
 
 #[test]
 fn each_kind_of_mistake_names_the_entity_and_field() {
     type Edit = fn(&mut Value);
     let cases: Vec<(&str, Edit, &[&str])> = vec![
-        ("bad credit code", |d| d["owners"][1]["credit_code"] = json!("91440106MA59C1LQ8"), &["owners[1]", "credit_code"]),
-        ("credit code letter outside the alphabet", |d| d["owners"][0]["credit_code"] = json!("91440703MA4UJ8XKZQ"), &["owners[0]", "credit_code"]),
-        ("bad region", |d| d["equipment"][2]["region"] = json!("4407"), &["equipment[2]", "region"]),
-        ("bad date", |d| d["equipment"][0]["next_inspection"] = json!("2026-5-20"), &["equipment[0]", "next_inspection", "YYYY-MM-DD"]),
-        ("impossible date", |d| d["maintainers"][0]["licence_expires"] = json!("2027-02-30"), &["maintainers[0]", "licence_expires"]),
-        ("unknown category", |d| d["equipment"][1]["category"] = json!("lift"), &["equipment[1]", "category", "lift"]),
-        ("unknown status", |d| d["cylinders"][0]["status"] = json!("retired"), &["cylinders[0]", "status"]),
-        ("unknown device kind", |d| d["devices"][3]["kind"] = json!("camera"), &["devices[3]", "kind"]),
-        ("bad device id", |d| d["devices"][0]["device_id"] = json!("D-001"), &["devices[0]", "device_id"]),
-        ("missing field", |d| { d["stations"][0].as_object_mut().unwrap().remove("address"); }, &["stations[0]", "address"]),
-        ("unknown field", |d| d["owners"][0]["adress"] = json!("x"), &["owners[0]", "adress"]),
-        ("unknown list", |d| d["equipments"] = json!([]), &["equipments"]),
-        ("missing owner", |d| d["equipment"][1]["owner_id"] = json!("OWN404"), &["equipment[1]", "\"EL002\"", "owner_id", "OWN404"]),
-        ("missing maintainer", |d| d["equipment"][0]["maintainer_id"] = json!("MNT404"), &["equipment[0]", "maintainer_id", "MNT404"]),
-        ("missing equipment", |d| d["devices"][2]["equipment_id"] = json!("RIDE404"), &["devices[2]", "\"D003\"", "equipment_id"]),
-        ("missing station", |d| d["cylinders"][0]["station_id"] = json!("ST404"), &["cylinders[0]", "station_id"]),
-        ("missing employer", |d| d["persons"][1]["employer_id"] = json!("NOBODY"), &["persons[1]", "employer_id"]),
-        ("missing person", |d| d["maintenance"][0]["person_id"] = json!("P404"), &["maintenance[0]", "person_id"]),
-        ("duplicate id", |d| d["devices"][4]["device_id"] = json!("D001"), &["devices[4]", "device_id", "duplicate", "devices[0]"]),
-        ("device bound twice", |d| d["devices"][0]["station_id"] = json!("ST001"), &["devices[0]", "station_id"]),
-        ("device bound nowhere", |d| { d["devices"][1].as_object_mut().unwrap().remove("equipment_id"); }, &["devices[1]", "equipment_id"]),
-        ("filling device on equipment", |d| d["devices"][4] = json!({"device_id": "FS001", "equipment_id": "EL001", "kind": "filling"}), &["devices[4]", "equipment_id"]),
-        ("zero report interval", |d| d["devices"][0]["report_interval_s"] = json!(0), &["devices[0]", "report_interval_s"]),
-        ("latitude out of range", |d| d["equipment"][0]["lat"] = json!(122.5), &["equipment[0]", "lat"]),
-        ("floors reversed", |d| d["equipment"][0]["params"]["floors"] = json!([18, -2]), &["equipment[0]", "params.floors"]),
-        ("speed not a number", |d| d["equipment"][0]["params"]["rated_speed_mps"] = json!("fast"), &["equipment[0]", "params.rated_speed_mps"]),
-        ("bad working hours", |d| d["stations"][0]["working_hours"] = json!("8-18"), &["stations[0]", "working_hours"]),
-        ("bad done_at", |d| d["maintenance"][0]["done_at"] = json!("yesterday"), &["maintenance[0]", "done_at"]),
-        ("empty name", |d| d["owners"][0]["name"] = json!("  "), &["owners[0]", "name"]),
-        ("bad certificate kind", |d| d["persons"][0]["certificates"][0]["kind"] = json!("Elevator Maintenance"), &["persons[0]", "certificates[0].kind"]),
-        ("negative capacity", |d| d["cylinders"][0]["capacity_l"] = json!(-1.0), &["cylinders[0]", "capacity_l"]),
-        ("station id taken by equipment", |d| d["stations"][0]["station_id"] = json!("EL001"), &["stations[0]", "station_id"]),
+        (
+            "bad credit code",
+            |d| d["owners"][1]["credit_code"] = json!("91440106MA59C1LQ8"),
+            &["owners[1]", "credit_code"],
+        ),
+        (
+            "credit code letter outside the alphabet",
+            |d| d["owners"][0]["credit_code"] = json!("91440703MA4UJ8XKZQ"),
+            &["owners[0]", "credit_code"],
+        ),
+        (
+            "bad region",
+            |d| d["equipment"][2]["region"] = json!("4407"),
+            &["equipment[2]", "region"],
+        ),
+        (
+            "bad date",
+            |d| d["equipment"][0]["next_inspection"] = json!("2026-5-20"),
+            &["equipment[0]", "next_inspection", "YYYY-MM-DD"],
+        ),
+        (
+            "impossible date",
+            |d| d["maintainers"][0]["licence_expires"] = json!("2027-02-30"),
+            &["maintainers[0]", "licence_expires"],
+        ),
+        (
+            "unknown category",
+            |d| d["equipment"][1]["category"] = json!("lift"),
+            &["equipment[1]", "category", "lift"],
+        ),
+        (
+            "unknown status",
+            |d| d["cylinders"][0]["status"] = json!("retired"),
+            &["cylinders[0]", "status"],
+        ),
+        (
+            "unknown device kind",
+            |d| d["devices"][3]["kind"] = json!("camera"),
+            &["devices[3]", "kind"],
+        ),
+        (
+            "bad device id",
+            |d| d["devices"][0]["device_id"] = json!("D-001"),
+            &["devices[0]", "device_id"],
+        ),
+        (
+            "missing field",
+            |d| {
+                d["stations"][0].as_object_mut().unwrap().remove("address");
+            },
+            &["stations[0]", "address"],
+        ),
+        (
+            "unknown field",
+            |d| d["owners"][0]["adress"] = json!("x"),
+            &["owners[0]", "adress"],
+        ),
+        (
+            "unknown list",
+            |d| d["equipments"] = json!([]),
+            &["equipments"],
+        ),
+        (
+            "missing owner",
+            |d| d["equipment"][1]["owner_id"] = json!("OWN404"),
+            &["equipment[1]", "\"EL002\"", "owner_id", "OWN404"],
+        ),
+        (
+            "missing maintainer",
+            |d| d["equipment"][0]["maintainer_id"] = json!("MNT404"),
+            &["equipment[0]", "maintainer_id", "MNT404"],
+        ),
+        (
+            "missing equipment",
+            |d| d["devices"][2]["equipment_id"] = json!("RIDE404"),
+            &["devices[2]", "\"D003\"", "equipment_id"],
+        ),
+        (
+            "missing station",
+            |d| d["cylinders"][0]["station_id"] = json!("ST404"),
+            &["cylinders[0]", "station_id"],
+        ),
+        (
+            "missing employer",
+            |d| d["persons"][1]["employer_id"] = json!("NOBODY"),
+            &["persons[1]", "employer_id"],
+        ),
+        (
+            "missing person",
+            |d| d["maintenance"][0]["person_id"] = json!("P404"),
+            &["maintenance[0]", "person_id"],
+        ),
+        (
+            "duplicate id",
+            |d| d["devices"][4]["device_id"] = json!("D001"),
+            &["devices[4]", "device_id", "duplicate", "devices[0]"],
+        ),
+        (
+            "device bound twice",
+            |d| d["devices"][0]["station_id"] = json!("ST001"),
+            &["devices[0]", "station_id"],
+        ),
+        (
+            "device bound nowhere",
+            |d| {
+                d["devices"][1]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("equipment_id");
+            },
+            &["devices[1]", "equipment_id"],
+        ),
+        (
+            "filling device on equipment",
+            |d| {
+                d["devices"][4] =
+                    json!({"device_id": "FS001", "equipment_id": "EL001", "kind": "filling"})
+            },
+            &["devices[4]", "equipment_id"],
+        ),
+        (
+            "zero report interval",
+            |d| d["devices"][0]["report_interval_s"] = json!(0),
+            &["devices[0]", "report_interval_s"],
+        ),
+        (
+            "latitude out of range",
+            |d| d["equipment"][0]["lat"] = json!(122.5),
+            &["equipment[0]", "lat"],
+        ),
+        (
+            "floors reversed",
+            |d| d["equipment"][0]["params"]["floors"] = json!([18, -2]),
+            &["equipment[0]", "params.floors"],
+        ),
+        (
+            "speed not a number",
+            |d| d["equipment"][0]["params"]["rated_speed_mps"] = json!("fast"),
+            &["equipment[0]", "params.rated_speed_mps"],
+        ),
+        (
+            "bad working hours",
+            |d| d["stations"][0]["working_hours"] = json!("8-18"),
+            &["stations[0]", "working_hours"],
+        ),
+        (
+            "bad done_at",
+            |d| d["maintenance"][0]["done_at"] = json!("yesterday"),
+            &["maintenance[0]", "done_at"],
+        ),
+        (
+            "empty name",
+            |d| d["owners"][0]["name"] = json!("  "),
+            &["owners[0]", "name"],
+        ),
+        (
+            "bad certificate kind",
+            |d| d["persons"][0]["certificates"][0]["kind"] = json!("Elevator Maintenance"),
+            &["persons[0]", "certificates[0].kind"],
+        ),
+        (
+            "negative capacity",
+            |d| d["cylinders"][0]["capacity_l"] = json!(-1.0),
+            &["cylinders[0]", "capacity_l"],
+        ),
+        (
+            "station id taken by equipment",
+            |d| d["stations"][0]["station_id"] = json!("EL001"),
+            &["stations[0]", "station_id"],
+        ),
     ];
     for (what, edit, needles) in cases {
         let reg = Registry::in_memory();
@@ -109,7 +266,10 @@ fn each_kind_of_mistake_names_the_entity_and_field() {
         edit(&mut d);
         let msg = import_error(&reg, &d);
         for needle in needles {
-            assert!(msg.contains(needle), "{what}: {msg:?} should mention {needle:?}");
+            assert!(
+                msg.contains(needle),
+                "{what}: {msg:?} should mention {needle:?}"
+            );
         }
         assert_eq!(reg.version(), 0, "{what}: nothing changed");
         assert!(reg.export().owners.is_empty(), "{what}: nothing changed");
@@ -132,11 +292,20 @@ fn a_failed_import_changes_nothing() {
         "devices": [{"device_id": "D009", "equipment_id": "EL003", "kind": "elevator"}]
     });
     let msg = import_error(&reg, &bad);
-    assert!(msg.contains("equipment[1]") && msg.contains("owner_id"), "{msg}");
+    assert!(
+        msg.contains("equipment[1]") && msg.contains("owner_id"),
+        "{msg}"
+    );
     assert_eq!(reg.version(), version);
     assert_eq!(reg.export(), before);
-    assert_eq!(reg.resolve(&DeviceId::new("D009").unwrap()), Resolution::Unknown);
-    assert!(!reg.verify_device_secret("D009", ""), "no device was half-created");
+    assert_eq!(
+        reg.resolve(&DeviceId::new("D009").unwrap()),
+        Resolution::Unknown
+    );
+    assert!(
+        !reg.verify_device_secret("D009", ""),
+        "no device was half-created"
+    );
 }
 
 #[test]
@@ -151,7 +320,10 @@ fn references_may_point_forward_within_a_document() {
     let reg = Registry::in_memory();
     let report = reg.import(doc(&d)).unwrap();
     assert_eq!(report.counts.devices.created, 1);
-    assert!(matches!(reg.resolve(&DeviceId::new("D1").unwrap()), Resolution::Active(_)));
+    assert!(matches!(
+        reg.resolve(&DeviceId::new("D1").unwrap()),
+        Resolution::Active(_)
+    ));
 }
 
 #[test]
@@ -164,25 +336,36 @@ fn reimport_updates_and_keeps_secrets() {
     let mut d = example_json();
     d["equipment"][0]["status"] = json!("stopped");
     d["devices"][0]["report_interval_s"] = json!(10);
-    d["devices"].as_array_mut().unwrap().push(json!({"device_id": "D004", "equipment_id": "EL002", "kind": "video"}));
+    d["devices"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"device_id": "D004", "equipment_id": "EL002", "kind": "video"}));
     let second = reg.import(doc(&d)).unwrap();
 
     assert_eq!(second.counts.equipment.updated, 3);
     assert_eq!(second.counts.equipment.created, 0);
     assert_eq!(second.counts.devices.created, 1);
     assert_eq!(second.counts.devices.updated, 5);
-    assert_eq!(second.counts.maintenance.updated, 1, "same key: updated, not duplicated");
+    assert_eq!(
+        second.counts.maintenance.updated, 1,
+        "same key: updated, not duplicated"
+    );
     assert_eq!(second.devices.len(), 1, "only the new device gets a secret");
     assert_eq!(second.devices[0].device_id.as_str(), "D004");
     assert_eq!(second.secrets_kept.len(), 5);
     assert!(second.note.contains("keep their secret"), "{}", second.note);
     assert!(second.version > v1);
 
-    assert!(reg.verify_device_secret("D001", &secret), "old secret still valid");
+    assert!(
+        reg.verify_device_secret("D001", &secret),
+        "old secret still valid"
+    );
     assert!(reg.verify_device_secret("D004", &second.devices[0].secret));
     let eq = reg.equipment(&EquipmentId::new("EL001").unwrap()).unwrap();
     assert_eq!(eq.status, vigil_registry::EquipmentStatus::Stopped);
-    let Resolution::Active(ctx) = reg.resolve(&DeviceId::new("D001").unwrap()) else { panic!() };
+    let Resolution::Active(ctx) = reg.resolve(&DeviceId::new("D001").unwrap()) else {
+        panic!()
+    };
     assert_eq!(ctx.report_interval_s, 10);
     assert_eq!(reg.export().maintenance.len(), 1);
 }
@@ -194,7 +377,10 @@ fn device_secrets_verify_right_wrong_disabled_unknown() {
     let d001 = secret_of(&report, "D001");
     let cam = secret_of(&report, "CAM001");
     assert!(reg.verify_device_secret("D001", &d001));
-    assert!(!reg.verify_device_secret("D001", &secret_of(&report, "D002")), "another device's secret");
+    assert!(
+        !reg.verify_device_secret("D001", &secret_of(&report, "D002")),
+        "another device's secret"
+    );
     assert!(!reg.verify_device_secret("D001", ""));
     assert!(!reg.verify_device_secret("D001", &d001[..63]));
     assert!(!reg.verify_device_secret("CAM001", &cam), "disabled device");
@@ -206,7 +392,10 @@ fn device_secrets_verify_right_wrong_disabled_unknown() {
     d["devices"][0]["enabled"] = json!(true);
     reg.import(doc(&d)).unwrap();
     assert!(reg.verify_device_secret("CAM001", &cam));
-    assert!(matches!(reg.resolve(&DeviceId::new("CAM001").unwrap()), Resolution::Active(_)));
+    assert!(matches!(
+        reg.resolve(&DeviceId::new("CAM001").unwrap()),
+        Resolution::Active(_)
+    ));
 }
 
 #[test]
@@ -215,11 +404,20 @@ fn maintenance_advances_last_maintenance() {
     let el001 = EquipmentId::new("EL001").unwrap();
     // The example's record (2025-06-16) is newer than its last_maintenance (2025-06-01).
     let eq = reg.equipment(&el001).unwrap();
-    assert_eq!(eq.last_maintenance.map(|d| d.to_string()), Some("2025-06-16".to_owned()));
+    assert_eq!(
+        eq.last_maintenance.map(|d| d.to_string()),
+        Some("2025-06-16".to_owned())
+    );
     // An older record does not move it back.
     let older = json!({"maintenance": [{"equipment_id": "EL001", "kind": "quarter", "done_at": "2025-04-01", "person_id": "P001"}]});
     reg.import(doc(&older)).unwrap();
-    assert_eq!(reg.equipment(&el001).unwrap().last_maintenance.map(|d| d.to_string()), Some("2025-06-16".to_owned()));
+    assert_eq!(
+        reg.equipment(&el001)
+            .unwrap()
+            .last_maintenance
+            .map(|d| d.to_string()),
+        Some("2025-06-16".to_owned())
+    );
     assert_eq!(reg.export().maintenance.len(), 2);
 }
 
@@ -230,7 +428,13 @@ fn version_bumps_on_every_change() {
     reg.import(doc(&example_json())).unwrap();
     let v1 = reg.version();
     assert!(v1 > 0);
-    reg.create_token(TokenRequest { name: "ops".into(), role: Role::Admin, regions: vec![], owner_id: None }).unwrap();
+    reg.create_token(TokenRequest {
+        name: "ops".into(),
+        role: Role::Admin,
+        regions: vec![],
+        owner_id: None,
+    })
+    .unwrap();
     assert!(reg.version() > v1);
 }
 
@@ -244,11 +448,17 @@ fn lookups_for_rules() {
     assert!(reg.cylinder("not a code").is_none());
     let p = reg.person("P002").unwrap();
     assert_eq!(p.certificates[0].kind, "filling");
-    assert_eq!(reg.station("ST001").unwrap().working_hours.as_deref(), Some("08:00-18:00"));
+    assert_eq!(
+        reg.station("ST001").unwrap().working_hours.as_deref(),
+        Some("08:00-18:00")
+    );
     let export = reg.export();
     assert_eq!(export.devices.len(), 5);
     let json = serde_json::to_string(&export).unwrap();
-    assert!(!json.contains("secret") && !json.contains("sha256") && !json.contains("salt"), "no secrets in the export");
+    assert!(
+        !json.contains("secret") && !json.contains("sha256") && !json.contains("salt"),
+        "no secrets in the export"
+    );
 }
 
 #[test]
@@ -256,39 +466,99 @@ fn tokens_carry_their_grant() {
     let reg = Arc::new(example_registry());
     let auth = Authenticator::new(Some("root-token".into()), reg.clone());
     let sup = reg
-        .create_token(TokenRequest { name: "jm".into(), role: Role::Supervisor, regions: vec![Region::new("440700").unwrap()], owner_id: None })
+        .create_token(TokenRequest {
+            name: "jm".into(),
+            role: Role::Supervisor,
+            regions: vec![Region::new("440700").unwrap()],
+            owner_id: None,
+        })
         .unwrap();
     let own = reg
-        .create_token(TokenRequest { name: "wanda".into(), role: Role::Owner, regions: vec![], owner_id: Some(OwnerId::new("OWN001").unwrap()) })
+        .create_token(TokenRequest {
+            name: "wanda".into(),
+            role: Role::Owner,
+            regions: vec![],
+            owner_id: Some(OwnerId::new("OWN001").unwrap()),
+        })
         .unwrap();
     assert!(sup.token.starts_with("vgl_") && sup.token.len() > 60);
     assert_eq!(auth.authenticate("root-token"), Some(Principal::Admin));
-    assert_eq!(auth.authenticate(&sup.token), Some(Principal::Supervisor { regions: vec![Region::new("440700").unwrap()] }));
-    assert_eq!(auth.authenticate(&own.token), Some(Principal::Owner { owner_id: OwnerId::new("OWN001").unwrap() }));
+    assert_eq!(
+        auth.authenticate(&sup.token),
+        Some(Principal::Supervisor {
+            regions: vec![Region::new("440700").unwrap()]
+        })
+    );
+    assert_eq!(
+        auth.authenticate(&own.token),
+        Some(Principal::Owner {
+            owner_id: OwnerId::new("OWN001").unwrap()
+        })
+    );
     assert_eq!(auth.authenticate("vgl_0000"), None);
     assert_eq!(auth.authenticate(""), None);
-    assert_eq!(Authenticator::new(Some(String::new()), reg.clone()).authenticate(""), None, "an empty admin token is no token");
+    assert_eq!(
+        Authenticator::new(Some(String::new()), reg.clone()).authenticate(""),
+        None,
+        "an empty admin token is no token"
+    );
 
     let bad = |req: TokenRequest, field: &str| {
         let msg = reg.create_token(req).unwrap_err().to_string();
         assert!(msg.contains(field), "{msg} should name {field}");
     };
-    bad(TokenRequest { name: "x".into(), role: Role::Supervisor, regions: vec![], owner_id: None }, "regions");
-    bad(TokenRequest { name: "x".into(), role: Role::Owner, regions: vec![], owner_id: None }, "owner_id");
-    bad(TokenRequest { name: "x".into(), role: Role::Owner, regions: vec![], owner_id: Some(OwnerId::new("OWN404").unwrap()) }, "owner_id");
-    bad(TokenRequest { name: " ".into(), role: Role::Admin, regions: vec![], owner_id: None }, "name");
+    bad(
+        TokenRequest {
+            name: "x".into(),
+            role: Role::Supervisor,
+            regions: vec![],
+            owner_id: None,
+        },
+        "regions",
+    );
+    bad(
+        TokenRequest {
+            name: "x".into(),
+            role: Role::Owner,
+            regions: vec![],
+            owner_id: None,
+        },
+        "owner_id",
+    );
+    bad(
+        TokenRequest {
+            name: "x".into(),
+            role: Role::Owner,
+            regions: vec![],
+            owner_id: Some(OwnerId::new("OWN404").unwrap()),
+        },
+        "owner_id",
+    );
+    bad(
+        TokenRequest {
+            name: " ".into(),
+            role: Role::Admin,
+            regions: vec![],
+            owner_id: None,
+        },
+        "name",
+    );
 }
 
 #[test]
 fn principals_see_by_region_and_owner() {
-    let jm = Principal::Supervisor { regions: vec![Region::new("440700").unwrap()] };
+    let jm = Principal::Supervisor {
+        regions: vec![Region::new("440700").unwrap()],
+    };
     let own = OwnerId::new("OWN001").unwrap();
     let other = OwnerId::new("OWN002").unwrap();
     let r703 = Region::new("440703").unwrap();
     let r106 = Region::new("440106").unwrap();
     assert!(jm.sees_region(&r703) && !jm.sees_region(&r106));
     assert!(jm.sees_equipment(&other, &r703) && !jm.sees_equipment(&own, &r106));
-    let owner = Principal::Owner { owner_id: own.clone() };
+    let owner = Principal::Owner {
+        owner_id: own.clone(),
+    };
     assert!(owner.sees_equipment(&own, &r106) && !owner.sees_equipment(&other, &r703));
     assert!(!owner.sees_region(&r703));
     assert!(Principal::Admin.sees_equipment(&other, &r106));
@@ -304,7 +574,12 @@ fn persistence_round_trip() {
         assert_eq!(reg.version(), 0, "a fresh folder is an empty registry");
         let report = reg.import(doc(&example_json())).unwrap();
         let issued = reg
-            .create_token(TokenRequest { name: "jm".into(), role: Role::Analyst, regions: vec![Region::new("440700").unwrap()], owner_id: None })
+            .create_token(TokenRequest {
+                name: "jm".into(),
+                role: Role::Analyst,
+                regions: vec![Region::new("440700").unwrap()],
+                owner_id: None,
+            })
             .unwrap();
         (secret_of(&report, "D001"), issued.token, reg.export())
     };
@@ -317,9 +592,17 @@ fn persistence_round_trip() {
     assert_eq!(reg.version(), before.version);
     assert!(reg.verify_device_secret("D001", &secret));
     assert!(!reg.verify_device_secret("D001", "wrong"));
-    assert!(matches!(reg.resolve(&DeviceId::new("FS001").unwrap()), Resolution::Active(_)));
+    assert!(matches!(
+        reg.resolve(&DeviceId::new("FS001").unwrap()),
+        Resolution::Active(_)
+    ));
     let auth = Authenticator::new(None, reg.clone());
-    assert_eq!(auth.authenticate(&token), Some(Principal::Analyst { regions: vec![Region::new("440700").unwrap()] }));
+    assert_eq!(
+        auth.authenticate(&token),
+        Some(Principal::Analyst {
+            regions: vec![Region::new("440700").unwrap()]
+        })
+    );
     assert!(!dir.path().join("registry.json.tmp").exists());
 }
 
@@ -328,9 +611,14 @@ fn a_corrupt_file_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.json");
     std::fs::write(&path, b"{\"format\": 1, \"version\": 3, \"owners\": [").unwrap();
-    let err = Registry::open(dir.path()).err().expect("corrupt file refused");
+    let err = Registry::open(dir.path())
+        .err()
+        .expect("corrupt file refused");
     assert!(matches!(err, RegistryError::Corrupt { .. }), "{err:?}");
-    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
 
     // Well-formed JSON with a dangling reference is corrupt too.
     let mut d = example_json();
@@ -338,16 +626,25 @@ fn a_corrupt_file_is_an_error_naming_it() {
     d["version"] = json!(1);
     d["equipment"][0]["owner_id"] = json!("OWN404");
     std::fs::write(&path, d.to_string()).unwrap();
-    let err = Registry::open(dir.path()).err().expect("dangling reference refused");
+    let err = Registry::open(dir.path())
+        .err()
+        .expect("dangling reference refused");
     let msg = err.to_string();
-    assert!(msg.contains("registry.json") && msg.contains("owner_id"), "{msg}");
+    assert!(
+        msg.contains("registry.json") && msg.contains("owner_id"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn import_doc_parses_from_json_with_paths() {
-    let err = ImportDoc::from_json(b"{\"owners\": [{\"owner_id\": 5}]}").unwrap_err().to_string();
+    let err = ImportDoc::from_json(b"{\"owners\": [{\"owner_id\": 5}]}")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("owners[0].owner_id"), "{err}");
-    let err = ImportDoc::from_json(b"{\"owners\": [").unwrap_err().to_string();
+    let err = ImportDoc::from_json(b"{\"owners\": [")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("JSON"), "{err}");
     assert_eq!(ImportDoc::from_json(b"{}").unwrap(), ImportDoc::default());
 }

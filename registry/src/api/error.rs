@@ -24,7 +24,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// 400 with a specific code (`invalid_field`, `invalid_json`, `invalid_query`, …).
@@ -68,7 +72,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -79,7 +89,8 @@ impl IntoResponse for ApiError {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut res = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }
@@ -89,13 +100,23 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match &e {
             RegistryError::Invalid { .. } => ApiError::bad_request("invalid_field", e.to_string()),
-            RegistryError::BadDocument { .. } => ApiError::bad_request("invalid_json", e.to_string()),
-            RegistryError::AlreadyExists { .. } => ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string()),
-            RegistryError::InUse { .. } => ApiError::new(StatusCode::CONFLICT, "in_use", e.to_string()),
+            RegistryError::BadDocument { .. } => {
+                ApiError::bad_request("invalid_json", e.to_string())
+            }
+            RegistryError::AlreadyExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string())
+            }
+            RegistryError::InUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "in_use", e.to_string())
+            }
             RegistryError::NotFound { .. } => ApiError::not_found(e.to_string()),
-            RegistryError::Read { .. } | RegistryError::Corrupt { .. } | RegistryError::Write { .. } => {
+            RegistryError::Read { .. }
+            | RegistryError::Corrupt { .. }
+            | RegistryError::Write { .. } => {
                 tracing::error!(error = %e, "Registry storage failed.");
-                ApiError::internal("the registry could not be saved; nothing was changed (see the server log)")
+                ApiError::internal(
+                    "the registry could not be saved; nothing was changed (see the server log)",
+                )
             }
         }
     }
@@ -126,10 +147,17 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
-            let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_body" };
-            ApiError::new(e.status(), code, e.body_text())
-        })
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    "payload_too_large"
+                } else {
+                    "bad_body"
+                };
+                ApiError::new(e.status(), code, e.body_text())
+            })
     }
 }
 
@@ -141,12 +169,16 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
 
 /// Parses JSON, naming the path of a bad field.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    Json::<T>::from_bytes(bytes).map(|Json(v)| v).map_err(|rejection| {
-        // The rejection's source is serde_path_to_error's "path: message".
-        let detail = rejection.source().map_or_else(|| rejection.body_text(), |s| s.to_string());
-        match rejection {
-            JsonRejection::JsonDataError(_) => ApiError::bad_request("invalid_field", detail),
-            _ => ApiError::bad_request("invalid_json", format!("not valid JSON: {detail}")),
-        }
-    })
+    Json::<T>::from_bytes(bytes)
+        .map(|Json(v)| v)
+        .map_err(|rejection| {
+            // The rejection's source is serde_path_to_error's "path: message".
+            let detail = rejection
+                .source()
+                .map_or_else(|| rejection.body_text(), |s| s.to_string());
+            match rejection {
+                JsonRejection::JsonDataError(_) => ApiError::bad_request("invalid_field", detail),
+                _ => ApiError::bad_request("invalid_json", format!("not valid JSON: {detail}")),
+            }
+        })
 }

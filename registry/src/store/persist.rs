@@ -69,12 +69,24 @@ pub(super) fn load(path: &Path) -> Result<Option<Data>, RegistryError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(RegistryError::Read { path: path.to_owned(), source }),
+        Err(source) => {
+            return Err(RegistryError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
     };
-    let corrupt = |message: String| RegistryError::Corrupt { path: path.to_owned(), message };
-    let file: FileIn = crate::api::parse_json(&bytes).map_err(|e| corrupt(e.message().to_owned()))?;
+    let corrupt = |message: String| RegistryError::Corrupt {
+        path: path.to_owned(),
+        message,
+    };
+    let file: FileIn =
+        crate::api::parse_json(&bytes).map_err(|e| corrupt(e.message().to_owned()))?;
     if file.format != FORMAT {
-        return Err(corrupt(format!("format {} is not the supported format {FORMAT}", file.format)));
+        return Err(corrupt(format!(
+            "format {} is not the supported format {FORMAT}",
+            file.format
+        )));
     }
     let doc = ImportDoc {
         owners: file.owners,
@@ -88,11 +100,25 @@ pub(super) fn load(path: &Path) -> Result<Option<Data>, RegistryError> {
     };
     let mut data = Data::default();
     apply(&mut data, doc, true, false).map_err(|e| corrupt(e.to_string()))?;
-    if let Some(id) = data.devices.keys().find(|id| !file.device_secrets.contains_key(*id)) {
-        return Err(corrupt(format!("device {:?} has no secret in device_secrets", id.as_str())));
+    if let Some(id) = data
+        .devices
+        .keys()
+        .find(|id| !file.device_secrets.contains_key(*id))
+    {
+        return Err(corrupt(format!(
+            "device {:?} has no secret in device_secrets",
+            id.as_str()
+        )));
     }
-    if let Some(id) = file.device_secrets.keys().find(|id| !data.devices.contains_key(*id)) {
-        return Err(corrupt(format!("device_secrets names device {:?}, which is not in devices", id.as_str())));
+    if let Some(id) = file
+        .device_secrets
+        .keys()
+        .find(|id| !data.devices.contains_key(*id))
+    {
+        return Err(corrupt(format!(
+            "device_secrets names device {:?}, which is not in devices",
+            id.as_str()
+        )));
     }
     data.secrets = file.device_secrets.into_iter().collect();
     data.tokens = file.tokens;
@@ -115,7 +141,10 @@ pub(super) fn save(path: &Path, data: &Data) -> Result<(), RegistryError> {
         device_secrets: data.secrets.iter().collect(),
         tokens: &data.tokens,
     };
-    let err = |source: std::io::Error| RegistryError::Write { path: path.to_owned(), source };
+    let err = |source: std::io::Error| RegistryError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let bytes = serde_json::to_vec(&out).map_err(|e| err(std::io::Error::other(e)))?;
     let tmp = path.with_extension("json.tmp");
     let mut f = File::create(&tmp).map_err(err)?;
