@@ -167,6 +167,7 @@ impl EmbeddedStore {
         let opts = QueryOptions {
             timeout: std::time::Duration::from_secs(600),
             max_rows: usize::MAX,
+            regions: None,
         };
         self.query(sql, &opts).await
     }

@@ -47,6 +47,10 @@ pub struct QueryOptions {
     pub timeout: std::time::Duration,
     /// At most this many rows are returned; `truncated` says when more existed.
     pub max_rows: usize,
+    /// `Some` limits the query to these regions (an analyst's grant): tables
+    /// with a `region` column show only rows inside it, the others are not
+    /// visible at all. `None` sees everything.
+    pub regions: Option<Vec<vigil_model::Region>>,
 }
 
 impl Default for QueryOptions {
@@ -54,6 +58,7 @@ impl Default for QueryOptions {
         Self {
             timeout: std::time::Duration::from_secs(30),
             max_rows: 100_000,
+            regions: None,
         }
     }
 }

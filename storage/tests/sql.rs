@@ -98,6 +98,7 @@ async fn a_slow_query_is_cancelled_at_its_timeout() {
     let opts = QueryOptions {
         timeout: Duration::from_millis(300),
         max_rows: 10,
+        regions: None,
     };
     match store.query(sql, &opts).await {
         Err(StoreError::QueryTimeout(t)) => assert_eq!(t, Duration::from_millis(300)),
@@ -163,6 +164,73 @@ async fn the_alarms_view_shows_the_latest_version_of_each_alarm() {
         )
         .await,
         1
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_region_grant_sees_only_rows_inside_it() {
+    use vigil_model::Region;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _tokens) = open(dir.path()).await;
+    let in_region = |device: &str, region: &str, seq| {
+        let Record::Reading(mut r) = elevator(device, seq) else {
+            unreachable!()
+        };
+        r.binding.region = Region::new(region).unwrap();
+        Record::Reading(r)
+    };
+    store
+        .write(ws([
+            in_region("JM1", "440703", 1),
+            in_region("JM2", "440704", 1),
+            in_region("GZ1", "440106", 1),
+            dead_letter(b"{"),
+        ]))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    let scoped = |regions: &[&str]| QueryOptions {
+        regions: Some(regions.iter().map(|r| Region::new(r).unwrap()).collect()),
+        ..QueryOptions::default()
+    };
+    let devices = |out: vigil_storage::QueryOutput| {
+        json_rows(&out.batches)
+            .iter()
+            .map(|r| r["device_id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let sql = "SELECT device_id FROM elevator_readings ORDER BY device_id";
+    // A city grant covers its counties; a county grant only itself.
+    let out = store.query(sql, &scoped(&["440700"])).await.unwrap();
+    assert_eq!(devices(out), ["JM1", "JM2"]);
+    let out = store
+        .query(sql, &scoped(&["440703", "440106"]))
+        .await
+        .unwrap();
+    assert_eq!(devices(out), ["GZ1", "JM1"]);
+    // The filter cannot be escaped with OR in the user's own WHERE.
+    let out = store
+        .query(
+            "SELECT device_id FROM elevator_readings WHERE region = '440106' OR true",
+            &scoped(&["440703"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(devices(out), ["JM1"]);
+    // Dead letters carry no region: not visible to a grant, visible to admin.
+    match store
+        .query("SELECT count(*) FROM dead_letters", &scoped(&["440700"]))
+        .await
+    {
+        Err(StoreError::InvalidQuery(msg)) => assert!(msg.contains("dead_letters"), "{msg}"),
+        other => panic!("expected InvalidQuery, got {other:?}"),
+    }
+    assert_eq!(count(&store, "SELECT count(*) FROM dead_letters").await, 1);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM elevator_readings").await,
+        3
     );
     store.close().await.unwrap();
 }

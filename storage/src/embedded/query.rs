@@ -18,12 +18,15 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::functions::string::expr_fn::starts_with;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::object_store::ObjectMeta;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{col, lit};
 use futures::StreamExt;
+use vigil_model::Region;
 
 use super::schema::Table;
 use super::table::{ParquetFile, Snapshot};
@@ -49,7 +52,7 @@ impl QueryEngine {
         opts: &QueryOptions,
     ) -> Result<QueryOutput, StoreError> {
         let work = async {
-            let ctx = self.context(snapshot).await?;
+            let ctx = self.context(snapshot, opts.regions.as_deref()).await?;
             // Planning errors are the user's: bad SQL, unknown table, DDL/DML/SET refused.
             let df = ctx
                 .sql_with_options(sql, read_only())
@@ -88,9 +91,14 @@ impl QueryEngine {
             .map_err(|_| StoreError::QueryTimeout(opts.timeout))?
     }
 
-    async fn context(&self, snapshot: Snapshot) -> Result<SessionContext, StoreError> {
+    async fn context(
+        &self,
+        snapshot: Snapshot,
+        regions: Option<&[Region]>,
+    ) -> Result<SessionContext, StoreError> {
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        let scope = Scope { ctx: &ctx, regions };
         for (table, snap) in Table::ALL.into_iter().zip(snapshot.tables) {
             let mut memory = Vec::new();
             for rows in &snap.memory {
@@ -104,8 +112,7 @@ impl QueryEngine {
                 memory,
                 files: snap.files,
             };
-            ctx.register_table(TableReference::bare(table.name()), Arc::new(provider))
-                .map_err(query_err)?;
+            scope.register(table.name(), Arc::new(provider))?;
         }
         let alarms = ctx
             .sql(&alarms_view_sql())
@@ -117,10 +124,42 @@ impl QueryEngine {
         for (name, data) in snapshot.refs {
             let table =
                 MemTable::try_new(data.schema, vec![vec![data.batch]]).map_err(query_err)?;
-            ctx.register_table(TableReference::bare(name), Arc::new(table))
-                .map_err(query_err)?;
+            scope.register(&name, Arc::new(table))?;
         }
         Ok(ctx)
+    }
+}
+
+/// Registers tables as a principal may see them.
+struct Scope<'a> {
+    ctx: &'a SessionContext,
+    regions: Option<&'a [Region]>,
+}
+
+impl Scope<'_> {
+    fn register(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<(), StoreError> {
+        let table = match self.regions {
+            None => table,
+            // Without a region column nothing says whose rows these are: hidden.
+            Some(_) if table.schema().column_with_name("region").is_none() => return Ok(()),
+            Some(regions) => {
+                // A grant of `440700` covers every region starting with `4407`.
+                let inside = regions
+                    .iter()
+                    .map(|r| starts_with(col("region"), lit(r.prefix())))
+                    .reduce(Expr::or)
+                    .unwrap_or(lit(false));
+                self.ctx
+                    .read_table(table)
+                    .and_then(|df| df.filter(inside))
+                    .map_err(query_err)?
+                    .into_view()
+            }
+        };
+        self.ctx
+            .register_table(TableReference::bare(name), table)
+            .map_err(query_err)?;
+        Ok(())
     }
 }
 
