@@ -145,16 +145,13 @@ impl Pipeline {
         let (device_id, stream) = match codec::parse_topic(&topic) {
             Ok(parsed) => parsed,
             Err(rejection) => {
-                return self.reject(
-                    batch,
-                    state,
-                    &topic,
-                    topic_device(&topic),
-                    rejection,
-                    payload,
-                    now,
-                    None,
-                );
+                let device = topic_device(&topic);
+                let Ok(seq) =
+                    self.take_rejected_seq(batch, device.as_ref(), rejection.reason, payload, now)
+                else {
+                    return;
+                };
+                return self.reject(batch, state, &topic, device, rejection, payload, now, seq);
             }
         };
         if payload.len() > MAX_PAYLOAD_BYTES {
@@ -165,6 +162,11 @@ impl Pipeline {
                     payload.len()
                 ),
             );
+            let Ok(seq) =
+                self.take_rejected_seq(batch, Some(&device_id), rejection.reason, payload, now)
+            else {
+                return;
+            };
             return self.reject(
                 batch,
                 state,
@@ -173,7 +175,7 @@ impl Pipeline {
                 rejection,
                 payload,
                 now,
-                None,
+                seq,
             );
         }
         let context = match self.directory.resolve(&device_id) {
@@ -231,14 +233,11 @@ impl Pipeline {
             Err(rejection) => {
                 // A registered device's bad message is acked once its dead
                 // letter is durable: re-sending it cannot make it valid.
-                let seq = envelope_seq(rejection.reason, payload);
-                if let Some(seq) = seq {
-                    if !self.seqs.take(&device_id, seq, now) {
-                        self.duplicate(batch, device_id, seq);
-                        return;
-                    }
-                    batch.taken.push((device_id.clone(), seq));
-                }
+                let Ok(seq) =
+                    self.take_rejected_seq(batch, Some(&device_id), rejection.reason, payload, now)
+                else {
+                    return;
+                };
                 self.reject(
                     batch,
                     state,
@@ -251,6 +250,35 @@ impl Pipeline {
                 )
             }
         }
+    }
+
+    /// Takes the seq of an active device's rejected message, so that its
+    /// watermark moves past it once the dead letter is durable: re-sending
+    /// cannot make the message valid. `Err` when the seq was taken before
+    /// (a duplicate: acked again, nothing stored).
+    fn take_rejected_seq(
+        &self,
+        batch: &mut Batch,
+        device_id: Option<&DeviceId>,
+        reason: RejectReason,
+        payload: &[u8],
+        now: EpochMs,
+    ) -> Result<Option<u64>, ()> {
+        let Some(device_id) = device_id else {
+            return Ok(None);
+        };
+        let Some(seq) = envelope_seq(reason, payload) else {
+            return Ok(None);
+        };
+        if !matches!(self.directory.resolve(device_id), Resolution::Active(_)) {
+            return Ok(None);
+        }
+        if !self.seqs.take(device_id, seq, now) {
+            self.duplicate(batch, device_id.clone(), seq);
+            return Err(());
+        }
+        batch.taken.push((device_id.clone(), seq));
+        Ok(Some(seq))
     }
 
     fn duplicate(&self, batch: &mut Batch, device_id: DeviceId, seq: u64) {
@@ -374,11 +402,15 @@ fn envelope_seq(reason: RejectReason, payload: &[u8]) -> Option<u64> {
         seq: u64,
     }
     match reason {
-        RejectReason::MissingField | RejectReason::WrongType | RejectReason::OutOfRange => {
-            serde_json::from_slice::<Envelope>(payload)
-                .ok()
-                .map(|e| e.seq)
-        }
+        // Oversize payloads are at most the broker's packet limit (1 MiB):
+        // parsing one for its seq is cheap, and spares the device a stall.
+        RejectReason::MissingField
+        | RejectReason::WrongType
+        | RejectReason::OutOfRange
+        | RejectReason::Oversize
+        | RejectReason::BadTopic => serde_json::from_slice::<Envelope>(payload)
+            .ok()
+            .map(|e| e.seq),
         _ => None,
     }
 }
