@@ -1,1 +1,10 @@
+//! End-to-end tests of the real `vigil` binary: registry import over HTTP,
+//! devices over MQTT (rumqttc on TCP), alarms over HTTP and SSE, readings
+//! over SQL, crashes with SIGKILL.
 
+mod harness;
+
+mod bad_input;
+mod crash;
+mod elevator_rules;
+mod roles;

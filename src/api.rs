@@ -1,0 +1,437 @@
+//! The HTTP API: the registry's routes plus alarms, the live feed, SQL,
+//! equipment status, metrics and health. Every `/api/v1` route needs a
+//! bearer token; what a principal sees is cut to its grant before anything
+//! is counted or returned.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router, middleware};
+use futures::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_stream::wrappers::BroadcastStream;
+use vigil_model::{Alarm, AlarmId, AlarmState, EquipmentId, OwnerId, Region};
+use vigil_registry::api::{ApiError, ApiJson};
+use vigil_registry::auth::{Authenticator, Principal, require_auth};
+use vigil_rules::AlarmOpError;
+
+use crate::alarms::AlarmFilter;
+use crate::engine::{AlarmOpFailure, AppState};
+use crate::sql;
+
+pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
+    let engine_routes = Router::new()
+        .route("/alarms", get(list_alarms))
+        .route("/alarms/stream", get(alarm_stream))
+        .route("/alarms/:id", get(get_alarm))
+        .route("/alarms/:id/ack", post(acknowledge))
+        .route("/alarms/:id/resolve", post(resolve))
+        .route("/sql", post(run_sql))
+        .route("/equipment/:id/status", get(equipment_status))
+        .with_state(state.clone());
+    let api = vigil_registry::api::router(state.registry.clone())
+        .merge(engine_routes)
+        .layer(middleware::from_fn_with_state(auth, require_auth));
+    let ops = Router::new()
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(ops)
+}
+
+/// What a principal may see of alarms and readings.
+struct Scope {
+    regions: Option<Vec<Region>>,
+    owner: Option<OwnerId>,
+}
+
+impl Scope {
+    fn of(principal: &Principal) -> Scope {
+        match principal {
+            Principal::Admin => Scope {
+                regions: None,
+                owner: None,
+            },
+            Principal::Supervisor { regions } | Principal::Analyst { regions } => Scope {
+                regions: Some(regions.clone()),
+                owner: None,
+            },
+            Principal::Owner { owner_id } => Scope {
+                regions: None,
+                owner: Some(owner_id.clone()),
+            },
+        }
+    }
+
+    fn sees(&self, alarm: &Alarm) -> bool {
+        self.regions
+            .as_ref()
+            .is_none_or(|rs| rs.iter().any(|r| r.covers(&alarm.region)))
+            && self.owner.as_ref().is_none_or(|o| *o == alarm.owner_id)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AlarmQuery {
+    state: Option<String>,
+    region: Option<String>,
+    category: Option<String>,
+    equipment_id: Option<String>,
+    since: Option<i64>,
+    limit: Option<usize>,
+}
+
+impl AlarmQuery {
+    fn filter(&self) -> Result<AlarmFilter, ApiError> {
+        let states = match self.state.as_deref() {
+            None | Some("") => None,
+            Some("open") => Some(vec![AlarmState::Active, AlarmState::Acknowledged]),
+            Some(list) => Some(
+                list.split(',')
+                    .map(|s| {
+                        AlarmState::parse(s.trim()).ok_or_else(|| {
+                            ApiError::bad_request(
+                                "invalid_state",
+                                format!(
+                                    "state {s:?} is not one of active, acknowledged, cleared, open"
+                                ),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let regions = match self.region.as_deref() {
+            None | Some("") => None,
+            Some(r) => {
+                Some(vec![Region::new(r).map_err(|e| {
+                    ApiError::bad_request("invalid_region", e.to_string())
+                })?])
+            }
+        };
+        if let Some(c) = &self.category {
+            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                return Err(ApiError::bad_request(
+                    "invalid_category",
+                    format!("category {c:?} is not a category word"),
+                ));
+            }
+        }
+        if let Some(e) = &self.equipment_id {
+            EquipmentId::new(e)
+                .map_err(|e| ApiError::bad_request("invalid_equipment_id", e.to_string()))?;
+        }
+        Ok(AlarmFilter {
+            states,
+            regions,
+            category: self.category.clone(),
+            equipment_id: self.equipment_id.clone(),
+            since: self.since,
+        })
+    }
+}
+
+/// `GET /alarms`: open alarms come from the board (exactly current); any
+/// other state comes from the store's `alarms` view.
+async fn list_alarms(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<AlarmQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = q.filter()?;
+    let scope = Scope::of(&principal);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let only_open = filter
+        .states
+        .as_ref()
+        .is_some_and(|s| s.iter().all(|s| s.is_open()));
+    let alarms: Vec<Alarm> = if only_open {
+        state
+            .board
+            .open_alarms(&filter)
+            .into_iter()
+            .filter(|a| scope.sees(a))
+            .take(limit)
+            .collect()
+    } else {
+        sql::stored_alarms(
+            &state,
+            &filter,
+            scope.regions.as_deref(),
+            scope.owner.as_ref(),
+            limit,
+        )
+        .await?
+    };
+    Ok(Json(json!({ "alarms": alarms })))
+}
+
+async fn find_alarm(state: &AppState, id: &AlarmId, scope: &Scope) -> Result<Alarm, ApiError> {
+    let found = match state.board.get(id) {
+        Some(a) => Some(a),
+        None => sql::stored_alarm(state, id).await?,
+    };
+    match found {
+        Some(a) if scope.sees(&a) => Ok(a),
+        // Someone else's alarm is as absent as a missing one.
+        _ => Err(ApiError::not_found(format!("no alarm {id}"))),
+    }
+}
+
+fn alarm_id(raw: &str) -> Result<AlarmId, ApiError> {
+    AlarmId::new(raw).map_err(|e| ApiError::bad_request("invalid_alarm_id", e.to_string()))
+}
+
+async fn get_alarm(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Alarm>, ApiError> {
+    let id = alarm_id(&id)?;
+    Ok(Json(find_alarm(&state, &id, &Scope::of(&principal)).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlarmAction {
+    note: Option<String>,
+}
+
+fn may_handle_alarms(principal: &Principal) -> Result<(), ApiError> {
+    match principal {
+        Principal::Admin | Principal::Supervisor { .. } => Ok(()),
+        _ => Err(ApiError::forbidden(
+            "only admins and supervisors acknowledge or resolve alarms",
+        )),
+    }
+}
+
+fn op_error(e: AlarmOpFailure) -> ApiError {
+    match e {
+        AlarmOpFailure::Rule(AlarmOpError::NotFound(id)) => {
+            ApiError::not_found(format!("no open alarm {id}"))
+        }
+        AlarmOpFailure::Rule(AlarmOpError::AlreadyCleared(id)) => {
+            ApiError::conflict(format!("alarm {id} is already cleared"))
+        }
+        AlarmOpFailure::Stopping => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the engine is shutting down",
+        ),
+    }
+}
+
+async fn acknowledge(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Alarm>, ApiError> {
+    let id = alarm_id(&id)?;
+    let alarm = find_alarm(&state, &id, &Scope::of(&principal)).await?;
+    may_handle_alarms(&principal)?;
+    if !alarm.state.is_open() {
+        return Err(ApiError::conflict(format!("alarm {id} is already cleared")));
+    }
+    let changed = state
+        .shards
+        .acknowledge(&alarm.equipment_id, id, principal.name())
+        .await
+        .map_err(op_error)?;
+    Ok(Json(changed))
+}
+
+async fn resolve(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Option<ApiJson<AlarmAction>>,
+) -> Result<Json<Alarm>, ApiError> {
+    let id = alarm_id(&id)?;
+    let alarm = find_alarm(&state, &id, &Scope::of(&principal)).await?;
+    may_handle_alarms(&principal)?;
+    let note = body
+        .and_then(|ApiJson(b)| b.note)
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_default();
+    if note.is_empty() {
+        return Err(ApiError::bad_request(
+            "missing_note",
+            "field `note` is required: say how the alarm was handled",
+        ));
+    }
+    if note.len() > 4096 {
+        return Err(ApiError::bad_request(
+            "note_too_long",
+            "field `note` is longer than 4096 bytes",
+        ));
+    }
+    if !alarm.state.is_open() {
+        return Err(ApiError::conflict(format!("alarm {id} is already cleared")));
+    }
+    let changed = state
+        .shards
+        .resolve(&alarm.equipment_id, id, principal.name(), note)
+        .await
+        .map_err(op_error)?;
+    Ok(Json(changed))
+}
+
+/// `GET /alarms/stream`: first every open alarm the reader may see, then
+/// every change as it happens. Event name `alarm`, id `{alarm_id}:{version}`.
+async fn alarm_stream(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<AlarmQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let filter = q.filter()?;
+    let scope = Scope::of(&principal);
+    // Subscribe before taking the snapshot so nothing falls between them.
+    let live = BroadcastStream::new(state.board.subscribe());
+    let mut snapshot_filter = filter.clone();
+    snapshot_filter.states = Some(vec![AlarmState::Active, AlarmState::Acknowledged]);
+    let snapshot: Vec<Alarm> = state
+        .board
+        .open_alarms(&snapshot_filter)
+        .into_iter()
+        .filter(|a| scope.sees(a))
+        .collect();
+    let gauge = state.engine_metrics.sse_clients.clone();
+    gauge.inc();
+    let guard = GaugeGuard(gauge);
+    let mut stopping = state.stopping.clone();
+    let live = live.filter_map(move |item| {
+        let _keep = &guard;
+        let event = match item {
+            Ok(alarm) if filter.matches(&alarm) && scope.sees(&alarm) => Some(alarm_event(&alarm)),
+            Ok(_) => None,
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => Some(
+                Event::default()
+                    .event("lagged")
+                    .data(json!({"missed": n}).to_string()),
+            ),
+        };
+        async move { event.map(Ok) }
+    });
+    let stream = stream::iter(snapshot.into_iter().map(|a| Ok(alarm_event(&a))))
+        .chain(live)
+        .take_until(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+struct GaugeGuard(prometheus::IntGauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn alarm_event(alarm: &Alarm) -> Event {
+    Event::default()
+        .event("alarm")
+        .id(format!("{}:{}", alarm.alarm_id, alarm.version))
+        .data(serde_json::to_string(alarm).unwrap_or_default())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+}
+
+async fn run_sql(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<SqlRequest>,
+) -> Result<Response, ApiError> {
+    let regions = match &principal {
+        Principal::Admin => None,
+        Principal::Analyst { regions } => Some(regions.clone()),
+        _ => {
+            return Err(ApiError::forbidden(
+                "SQL is for the admin and analyst roles",
+            ));
+        }
+    };
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let format = sql::Format::from_accept(accept);
+    let result = sql::run(&state, &req.sql, regions).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    state
+        .engine_metrics
+        .sql_queries
+        .with_label_values(&[outcome])
+        .inc();
+    let output = result?;
+    sql::render(&output, format)
+}
+
+async fn equipment_status(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = EquipmentId::new(&id)
+        .map_err(|e| ApiError::bad_request("invalid_equipment_id", e.to_string()))?;
+    let not_found = || ApiError::not_found(format!("no equipment {id}"));
+    let equipment = state.registry.equipment(&id).ok_or_else(not_found)?;
+    if !principal.sees_equipment(&equipment.owner_id, &equipment.region) {
+        return Err(not_found());
+    }
+    let filter = AlarmFilter {
+        equipment_id: Some(id.to_string()),
+        ..AlarmFilter::default()
+    };
+    let open = state.board.open_alarms(&filter);
+    let latest = sql::latest_reading(&state, &id).await?;
+    let today = chrono::Utc::now().date_naive();
+    let days_left = (equipment.next_inspection - today).num_days();
+    Ok(Json(json!({
+        "equipment": equipment,
+        "latest_reading": latest,
+        "open_alarms": open,
+        "inspection": {
+            "next_inspection": equipment.next_inspection,
+            "days_left": days_left,
+            "overdue": days_left < 0,
+        },
+        "maintenance": { "last_maintenance": equipment.last_maintenance },
+    })))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.health() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let families = state.metrics.gather();
+    let mut body = String::new();
+    match prometheus::TextEncoder::new().encode_utf8(&families, &mut body) {
+        Ok(()) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}

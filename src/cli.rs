@@ -1,0 +1,143 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tracing::info;
+
+use crate::config::{Config, Overrides};
+use crate::engine::{Engine, system_clock};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Watches special equipment: MQTT telemetry in, alarms out, every reading queryable by SQL."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine for real devices.
+    Run(RunArgs),
+    /// Run the engine with a simulated elevator fleet and print alarms live.
+    Demo(crate::demo::DemoArgs),
+    /// Work with the registry of a running engine.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Run a read-only SQL query on a running engine.
+    Sql(SqlArgs),
+    /// The built-in rule catalogue.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML config file (see config/vigil.example.toml).
+    #[arg(long, env = "VIGIL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the registry, write-ahead log and Parquet files live [default: vigil-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Plain MQTT listener for devices [default: 127.0.0.1:1883].
+    #[arg(long)]
+    pub mqtt_addr: Option<SocketAddr>,
+    /// HTTP API [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub http_addr: Option<SocketAddr>,
+    /// Bearer token of the admin role (also VIGIL_ADMIN_TOKEN).
+    #[arg(long)]
+    pub admin_token: Option<String>,
+}
+
+/// Where a running engine is and how to log in to it.
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// The engine's HTTP address.
+    #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token (the admin token, or one issued by POST /api/v1/tokens).
+    #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Bulk upsert from a JSON file in the format of POST /api/v1/registry/import;
+    /// prints the counts and the secrets of new devices.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// One SELECT statement.
+    pub sql: String,
+    /// Output: a table for people, or json / csv for programs.
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+    pub format: String,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// List the built-in rules with their defaults.
+    List,
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Registry(RegistryCommand::Import { file, remote }) => {
+            crate::client::import(&file, &remote).await
+        }
+        Command::Sql(args) => crate::client::sql(&args).await,
+        Command::Rules(RulesCommand::List) => {
+            for rule in vigil_rules::catalogue() {
+                println!("{rule}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        mqtt_addr: args.mqtt_addr,
+        http_addr: args.http_addr,
+        admin_token: args.admin_token,
+    };
+    let config = Config::load(args.config.as_deref(), overrides)?;
+    if config.admin_token.as_deref().is_none_or(str::is_empty) {
+        tracing::warn!(
+            "No admin token configured (--admin-token or VIGIL_ADMIN_TOKEN): only registry-issued tokens can use the API."
+        );
+    }
+    let engine = Engine::start(config, system_clock()).await?;
+    info!(mqtt = %engine.mqtt_addr, http = %engine.http_addr, "Listening. Ctrl-C or SIGTERM stops the engine cleanly.");
+    wait_for_stop_signal().await?;
+    engine.shutdown().await
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot watch Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

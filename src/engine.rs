@@ -1,0 +1,502 @@
+//! Wires the stages into one running engine and takes them down in order.
+//!
+//! ```text
+//!  ingest ──Accepted──▶ rule shard (by equipment) ──Alarm──▶ hub ──▶ board (open alarms) ─▶ SSE
+//!     │                      ▲ tick                            └──▶ store (alarm_changes)
+//!     └──Write──▶ store ──durable──▶ ingest (acks)
+//!  registry ──(on change)──▶ store reference tables (SQL)
+//! ```
+//! Shutdown: HTTP stops (SSE streams end), ingest hands everything it took
+//! to the store and drains acks, shards drain, the hub drains, the store
+//! flushes to Parquet.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use vigil_ingest::{Accepted, Directory, Ingest, IngestConfig};
+use vigil_model::{Alarm, AlarmId, DeviceId, EpochMs, EquipmentId, Resolution};
+use vigil_registry::Registry;
+use vigil_registry::auth::Authenticator;
+use vigil_rules::{AlarmOpError, RuleConfig, RuleEngine};
+use vigil_storage::embedded::{EmbeddedConfig, EmbeddedStore};
+use vigil_storage::{QueryOptions, Record, Store, Write};
+
+use crate::alarms::AlarmBoard;
+use crate::config::Config;
+use crate::metrics::EngineMetrics;
+use crate::registry_tables::RegistrySync;
+
+/// The engine's notion of now: wall-clock epoch milliseconds.
+pub type Clock = Arc<dyn Fn() -> EpochMs + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.as_millis() as EpochMs
+    })
+}
+
+/// Parses and validates the `[rules]` section.
+pub fn rule_config(table: &toml::Table) -> anyhow::Result<RuleConfig> {
+    let config: RuleConfig = toml::Value::Table(table.clone())
+        .try_into()
+        .context("invalid [rules] configuration")?;
+    config.validate().context("invalid [rules] configuration")?;
+    Ok(config)
+}
+
+/// What the HTTP API and the demo share with the running engine.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn Store>,
+    pub board: Arc<AlarmBoard>,
+    pub shards: Shards,
+    pub metrics: prometheus::Registry,
+    pub engine_metrics: EngineMetrics,
+    pub sql: QueryOptions,
+    pub clock: Clock,
+    pub liveness: Arc<Liveness>,
+    pub registry_sync: Arc<RegistrySync>,
+    pub ingest_stats: Arc<dyn Fn() -> vigil_ingest::IngestStats + Send + Sync>,
+    /// Flips to true when the engine stops; long-lived responses (SSE) end.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// Last time each device was heard from, for "devices online".
+#[derive(Default)]
+pub struct Liveness {
+    seen: Mutex<HashMap<DeviceId, EpochMs>>,
+}
+
+impl Liveness {
+    fn saw(&self, device: &DeviceId, at: EpochMs) {
+        let mut seen = self.seen.lock();
+        match seen.get_mut(device) {
+            Some(t) => *t = at,
+            None => {
+                seen.insert(device.clone(), at);
+            }
+        }
+    }
+
+    /// Devices heard from since `since`.
+    pub fn online_since(&self, since: EpochMs) -> usize {
+        self.seen.lock().values().filter(|t| **t >= since).count()
+    }
+}
+
+enum ShardMsg {
+    Reading(Accepted),
+    Tick(EpochMs),
+    Acknowledge {
+        id: AlarmId,
+        by: String,
+        reply: oneshot::Sender<Result<Alarm, AlarmOpError>>,
+    },
+    Resolve {
+        id: AlarmId,
+        by: String,
+        note: String,
+        reply: oneshot::Sender<Result<Alarm, AlarmOpError>>,
+    },
+}
+
+/// Senders into the rule shards, routed by equipment.
+#[derive(Clone)]
+pub struct Shards {
+    senders: Arc<Vec<mpsc::Sender<ShardMsg>>>,
+}
+
+fn shard_of(equipment: &EquipmentId, shards: usize) -> usize {
+    // SipHash with fixed keys: stable across runs, so restored alarms land
+    // in the shard that will see their equipment's readings.
+    let mut h = std::hash::DefaultHasher::new();
+    equipment.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+/// Why an alarm operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AlarmOpFailure {
+    #[error(transparent)]
+    Rule(#[from] AlarmOpError),
+    #[error("the engine is shutting down")]
+    Stopping,
+}
+
+impl Shards {
+    fn sender(&self, equipment: &EquipmentId) -> &mpsc::Sender<ShardMsg> {
+        &self.senders[shard_of(equipment, self.senders.len())]
+    }
+
+    pub async fn acknowledge(
+        &self,
+        equipment: &EquipmentId,
+        id: AlarmId,
+        by: String,
+    ) -> Result<Alarm, AlarmOpFailure> {
+        let (reply, rx) = oneshot::channel();
+        self.sender(equipment)
+            .send(ShardMsg::Acknowledge { id, by, reply })
+            .await
+            .map_err(|_| AlarmOpFailure::Stopping)?;
+        Ok(rx.await.map_err(|_| AlarmOpFailure::Stopping)??)
+    }
+
+    pub async fn resolve(
+        &self,
+        equipment: &EquipmentId,
+        id: AlarmId,
+        by: String,
+        note: String,
+    ) -> Result<Alarm, AlarmOpFailure> {
+        let (reply, rx) = oneshot::channel();
+        self.sender(equipment)
+            .send(ShardMsg::Resolve {
+                id,
+                by,
+                note,
+                reply,
+            })
+            .await
+            .map_err(|_| AlarmOpFailure::Stopping)?;
+        Ok(rx.await.map_err(|_| AlarmOpFailure::Stopping)??)
+    }
+}
+
+struct RegistryDirectory(Arc<Registry>);
+
+impl Directory for RegistryDirectory {
+    fn verify(&self, device_id: &str, secret: &str) -> bool {
+        self.0.verify_device_secret(device_id, secret)
+    }
+
+    fn resolve(&self, device_id: &DeviceId) -> Resolution {
+        self.0.resolve(device_id)
+    }
+}
+
+pub struct Engine {
+    pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    store: Arc<EmbeddedStore>,
+    ingest: Ingest,
+    http: JoinHandle<()>,
+    ticker: JoinHandle<()>,
+    sync: JoinHandle<()>,
+    shard_tasks: Vec<JoinHandle<()>>,
+    hub: JoinHandle<()>,
+}
+
+impl Engine {
+    pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Engine> {
+        let rules = rule_config(&config.rules)?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let registry =
+            Arc::new(Registry::open(&config.data_dir).context("cannot open the registry")?);
+
+        let (durable_tx, durable_rx) = mpsc::channel(1024);
+        let embedded = EmbeddedConfig {
+            dir: config.data_dir.join("store"),
+            queue_capacity: config.embedded.queue_capacity,
+            group_commit_max: config.embedded.group_commit_max,
+            flush_rows: config.embedded.flush_rows,
+            flush_interval: Duration::from_secs(config.embedded.flush_interval_s),
+        };
+        let store = EmbeddedStore::open(embedded, durable_tx)
+            .await
+            .context("cannot open the embedded store")?;
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let mut recovery = dyn_store
+            .recover()
+            .await
+            .context("cannot recover state from the store")?;
+        let open_restored = recovery.alarms.iter().filter(|a| a.state.is_open()).count();
+        info!(
+            devices = recovery.last_seq.len(),
+            open_alarms = open_restored,
+            "Recovered state from the store."
+        );
+
+        let metrics = prometheus::Registry::new();
+        let engine_metrics = EngineMetrics::register(&metrics)?;
+        let (stop, stopping) = watch::channel(false);
+
+        // Alarm hub: one consumer so the board, the feed and the store see
+        // alarm changes in one order.
+        let board = Arc::new(AlarmBoard::new(4096));
+        for alarm in recovery.alarms.iter().filter(|a| a.state.is_open()) {
+            board.apply(alarm);
+        }
+        let (alarm_tx, alarm_rx) = mpsc::channel::<Alarm>(16_384);
+        let hub = tokio::spawn(run_hub(
+            alarm_rx,
+            board.clone(),
+            dyn_store.clone(),
+            engine_metrics.clone(),
+        ));
+
+        // Rule shards.
+        let shard_count = config.engine.rule_shards.max(1);
+        let mut restored: Vec<Vec<Alarm>> = vec![Vec::new(); shard_count];
+        for alarm in std::mem::take(&mut recovery.alarms) {
+            restored[shard_of(&alarm.equipment_id, shard_count)].push(alarm);
+        }
+        let mut senders = Vec::with_capacity(shard_count);
+        let mut shard_tasks = Vec::with_capacity(shard_count);
+        for (index, alarms) in restored.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel(config.engine.shard_queue);
+            let mut engine = RuleEngine::new(rules.clone());
+            engine.restore(alarms, clock());
+            senders.push(tx);
+            shard_tasks.push(tokio::spawn(run_shard(
+                index,
+                engine,
+                rx,
+                alarm_tx.clone(),
+                clock.clone(),
+                engine_metrics.clone(),
+            )));
+        }
+        drop(alarm_tx);
+        let shards = Shards {
+            senders: Arc::new(senders),
+        };
+
+        let tick_every = Duration::from_millis(config.engine.tick_ms.max(50));
+        let ticker = tokio::spawn(run_ticker(
+            shards.clone(),
+            clock.clone(),
+            tick_every,
+            stopping.clone(),
+        ));
+
+        let registry_sync = Arc::new(RegistrySync::new(registry.clone(), dyn_store.clone()));
+        registry_sync.ensure().await;
+        let sync = tokio::spawn(registry_sync.clone().run(stopping.clone()));
+
+        let liveness = Arc::new(Liveness::default());
+        let route = shards.clone();
+        let seen = liveness.clone();
+        let to_rules: Box<dyn Fn(Accepted) + Send + Sync> = Box::new(move |accepted: Accepted| {
+            seen.saw(&accepted.reading.device_id, accepted.reading.received_at);
+            let tx = route.sender(&accepted.context.binding.equipment_id);
+            // Blocking on a full shard queue is the back-pressure we want:
+            // the ingest thread slows down instead of memory growing.
+            if tx.blocking_send(ShardMsg::Reading(accepted)).is_err() {
+                warn!("Rule shard is gone; reading not evaluated.");
+            }
+        });
+        let ingest_config = IngestConfig {
+            mqtt_addr: config.mqtt_addr,
+            allow_public_plain: config.ingest.allow_public_plain,
+            max_connections: config.ingest.max_connections,
+            gap_grace_s: config.ingest.gap_grace_s,
+        };
+        let ingest = Ingest::start(
+            ingest_config,
+            Arc::new(RegistryDirectory(registry.clone())),
+            dyn_store.clone(),
+            &recovery,
+            durable_rx,
+            to_rules,
+            &metrics,
+            clock.clone(),
+        )
+        .context("cannot start MQTT ingest")?;
+        let mqtt_addr = ingest.mqtt_addr();
+        let ingest_stats = ingest.stats_handle();
+
+        let auth = Arc::new(Authenticator::new(
+            config.admin_token.clone(),
+            registry.clone(),
+        ));
+        let state = Arc::new(AppState {
+            registry,
+            store: dyn_store,
+            board,
+            shards,
+            metrics,
+            engine_metrics,
+            sql: QueryOptions {
+                timeout: Duration::from_secs(config.engine.sql_timeout_s),
+                max_rows: config.engine.sql_max_rows,
+                ..QueryOptions::default()
+            },
+            clock,
+            liveness,
+            registry_sync,
+            ingest_stats,
+            stopping: stopping.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
+        let http_addr = listener.local_addr()?;
+        let app = crate::api::router(state.clone(), auth);
+        let mut http_stop = stopping.clone();
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                warn!(error = %e, "HTTP server failed.");
+            }
+        });
+        info!(%mqtt_addr, %http_addr, data_dir = %config.data_dir.display(), "Vigil is running.");
+        Ok(Engine {
+            http_addr,
+            mqtt_addr,
+            state,
+            stop,
+            store,
+            ingest,
+            http,
+            ticker,
+            sync,
+            shard_tasks,
+            hub,
+        })
+    }
+
+    /// Ordered stop: HTTP, ingest (its taken messages reach the store and
+    /// acks go out), rules, alarm hub, then the store flushes to Parquet.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        info!("Stopping: no new connections; draining.");
+        let _ = self.stop.send(true);
+        let _ = self.http.await;
+        self.ingest
+            .shutdown()
+            .await
+            .context("ingest did not drain cleanly")?;
+        let _ = self.ticker.await;
+        let _ = self.sync.await;
+        // The API state holds shard senders too; drop ours so the shards
+        // see their queues close once the last request is gone.
+        let Engine {
+            state,
+            store,
+            shard_tasks,
+            hub,
+            ..
+        } = self;
+        drop(state);
+        for task in shard_tasks {
+            let _ = task.await;
+        }
+        let _ = hub.await;
+        store.close().await.context("store did not flush cleanly")?;
+        info!("Stopped; everything is on disk.");
+        Ok(())
+    }
+}
+
+async fn run_shard(
+    index: usize,
+    mut engine: RuleEngine,
+    mut rx: mpsc::Receiver<ShardMsg>,
+    out: mpsc::Sender<Alarm>,
+    clock: Clock,
+    metrics: EngineMetrics,
+) {
+    while let Some(msg) = rx.recv().await {
+        let changes = match msg {
+            ShardMsg::Reading(a) => {
+                let now = clock();
+                let changes = engine.on_reading(&a.reading, &a.context, now);
+                if !changes.is_empty() {
+                    metrics
+                        .rule_latency
+                        .observe((now - a.reading.received_at).max(0) as f64 / 1000.0);
+                }
+                changes
+            }
+            ShardMsg::Tick(now) => engine.tick(now),
+            ShardMsg::Acknowledge { id, by, reply } => {
+                let result = engine.acknowledge(&id, &by, clock());
+                let change = result.as_ref().ok().cloned();
+                let _ = reply.send(result);
+                change.into_iter().collect()
+            }
+            ShardMsg::Resolve {
+                id,
+                by,
+                note,
+                reply,
+            } => {
+                let result = engine.resolve(&id, &by, &note, clock());
+                let change = result.as_ref().ok().cloned();
+                let _ = reply.send(result);
+                change.into_iter().collect()
+            }
+        };
+        for alarm in changes {
+            if out.send(alarm).await.is_err() {
+                warn!(shard = index, "Alarm hub is gone; alarm change dropped.");
+            }
+        }
+    }
+}
+
+async fn run_ticker(
+    shards: Shards,
+    clock: Clock,
+    every: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        let now = clock();
+        for tx in shards.senders.iter() {
+            // A full shard is busy with readings; the next tick catches up.
+            let _ = tx.try_send(ShardMsg::Tick(now));
+        }
+    }
+}
+
+async fn run_hub(
+    mut rx: mpsc::Receiver<Alarm>,
+    board: Arc<AlarmBoard>,
+    store: Arc<dyn Store>,
+    metrics: EngineMetrics,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let mut writes = Vec::with_capacity(batch.len());
+        for alarm in batch.drain(..) {
+            metrics
+                .alarm_changes
+                .with_label_values(&[alarm.severity.as_str(), alarm.state.as_str()])
+                .inc();
+            board.apply(&alarm);
+            board.publish(alarm.clone());
+            writes.push(Write {
+                record: Record::Alarm(alarm),
+                ack: None,
+            });
+        }
+        metrics.open_alarms.set(board.open_count() as i64);
+        // The store only refuses when closing, which happens after the hub.
+        if let Err(e) = store.write(writes).await {
+            warn!(error = %e, "Alarm changes could not be stored.");
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! SQL for people: running a statement for a principal, rendering the
+//! answer as JSON, CSV or Arrow IPC, and the engine's own reads of alarms
+//! and readings.
+
+use arrow::array::RecordBatch;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+use vigil_model::{Alarm, AlarmId, EquipmentId, OwnerId, Region};
+use vigil_registry::api::ApiError;
+use vigil_storage::{QueryOptions, QueryOutput, StoreError};
+
+use crate::alarms::AlarmFilter;
+use crate::engine::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    ArrowStream,
+}
+
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+impl Format {
+    pub fn from_accept(accept: &str) -> Format {
+        if accept.contains("text/csv") {
+            Format::Csv
+        } else if accept.contains(ARROW_STREAM) {
+            Format::ArrowStream
+        } else {
+            Format::Json
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::InvalidQuery(m) => ApiError::bad_request("invalid_sql", m),
+        StoreError::QueryTimeout(d) => ApiError::bad_request(
+            "sql_timeout",
+            format!("the query ran longer than {d:?} and was cancelled"),
+        ),
+        StoreError::Query(m) => ApiError::bad_request("sql_failed", m),
+        other if other.is_retryable() => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            other.to_string(),
+        ),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// Runs `sql` for a principal; `regions` limits an analyst to its grant.
+pub async fn run(
+    state: &AppState,
+    sql: &str,
+    regions: Option<Vec<Region>>,
+) -> Result<QueryOutput, ApiError> {
+    state.registry_sync.ensure().await;
+    let opts = QueryOptions {
+        regions,
+        ..state.sql.clone()
+    };
+    state.store.query(sql, &opts).await.map_err(store_error)
+}
+
+/// Rows as JSON objects, one per row.
+pub fn rows_as_json(batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = arrow::json::ArrayWriter::new(&mut buf);
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        writer
+            .write_batches(&refs)
+            .map_err(|e| ApiError::internal(format!("cannot render rows as JSON: {e}")))?;
+        writer
+            .finish()
+            .map_err(|e| ApiError::internal(format!("cannot render rows as JSON: {e}")))?;
+    }
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buf)
+        .map_err(|e| ApiError::internal(format!("cannot render rows as JSON: {e}")))
+}
+
+pub fn render(output: &QueryOutput, format: Format) -> Result<Response, ApiError> {
+    let fail =
+        |e: arrow::error::ArrowError| ApiError::internal(format!("cannot render the result: {e}"));
+    match format {
+        Format::Json => {
+            let columns: Vec<Value> = output
+                .schema
+                .fields()
+                .iter()
+                .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+                .collect();
+            let rows = rows_as_json(&output.batches)?;
+            let body = serde_json::json!({
+                "columns": columns,
+                "rows": rows,
+                "row_count": rows.len(),
+                "truncated": output.truncated,
+            });
+            Ok(axum::Json(body).into_response())
+        }
+        Format::Csv => {
+            let mut buf = Vec::new();
+            {
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut buf);
+                for batch in &output.batches {
+                    writer.write(batch).map_err(fail)?;
+                }
+            }
+            if output.batches.is_empty() {
+                let names: Vec<&str> = output
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                buf = format!("{}\n", names.join(",")).into_bytes();
+            }
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], buf).into_response())
+        }
+        Format::ArrowStream => {
+            let mut buf = Vec::new();
+            {
+                let mut writer =
+                    arrow::ipc::writer::StreamWriter::try_new(&mut buf, &output.schema)
+                        .map_err(fail)?;
+                for batch in &output.batches {
+                    writer.write(batch).map_err(fail)?;
+                }
+                writer.finish().map_err(fail)?;
+            }
+            Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], buf).into_response())
+        }
+    }
+}
+
+/// A SQL string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+const ALARM_COLUMNS: &str = "alarm_id, rule, severity, state, equipment_id, device_id, category, owner_id, region, \
+    CAST(raised_at AS BIGINT) AS raised_at, CAST(updated_at AS BIGINT) AS updated_at, \
+    CAST(cleared_at AS BIGINT) AS cleared_at, count, details, version, \
+    CAST(acknowledged_at AS BIGINT) AS acknowledged_at, acknowledged_by, note";
+
+fn alarms_from(output: &QueryOutput) -> Result<Vec<Alarm>, ApiError> {
+    rows_as_json(&output.batches)?
+        .into_iter()
+        .map(|mut row| {
+            // `details` is stored as JSON text.
+            if let Some(Value::String(text)) = row.get("details") {
+                let parsed = serde_json::from_str(text).unwrap_or(Value::Null);
+                row.insert("details".into(), parsed);
+            }
+            serde_json::from_value(Value::Object(row))
+                .map_err(|e| ApiError::internal(format!("stored alarm is unreadable: {e}")))
+        })
+        .collect()
+}
+
+/// Alarms from the store's `alarms` view (latest version of each).
+pub async fn stored_alarms(
+    state: &AppState,
+    filter: &AlarmFilter,
+    scope_regions: Option<&[Region]>,
+    scope_owner: Option<&OwnerId>,
+    limit: usize,
+) -> Result<Vec<Alarm>, ApiError> {
+    let mut conditions = Vec::new();
+    let region_condition = |regions: &[Region]| {
+        let any: Vec<String> = regions
+            .iter()
+            .map(|r| format!("region LIKE {}", lit(&format!("{}%", r.prefix()))))
+            .collect();
+        if any.is_empty() {
+            "FALSE".to_owned()
+        } else {
+            format!("({})", any.join(" OR "))
+        }
+    };
+    if let Some(regions) = scope_regions {
+        conditions.push(region_condition(regions));
+    }
+    if let Some(owner) = scope_owner {
+        conditions.push(format!("owner_id = {}", lit(owner.as_str())));
+    }
+    if let Some(regions) = &filter.regions {
+        conditions.push(region_condition(regions));
+    }
+    if let Some(states) = &filter.states {
+        let words: Vec<String> = states.iter().map(|s| lit(s.as_str())).collect();
+        conditions.push(format!("state IN ({})", words.join(", ")));
+    }
+    if let Some(category) = &filter.category {
+        conditions.push(format!("category = {}", lit(category)));
+    }
+    if let Some(equipment) = &filter.equipment_id {
+        conditions.push(format!("equipment_id = {}", lit(equipment)));
+    }
+    if let Some(since) = filter.since {
+        conditions.push(format!("CAST(updated_at AS BIGINT) >= {since}"));
+    }
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {ALARM_COLUMNS} FROM alarms {where_clause} ORDER BY updated_at DESC, alarm_id LIMIT {limit}"
+    );
+    let output = state
+        .store
+        .query(&sql, &state.sql)
+        .await
+        .map_err(store_error)?;
+    alarms_from(&output)
+}
+
+pub async fn stored_alarm(state: &AppState, id: &AlarmId) -> Result<Option<Alarm>, ApiError> {
+    let sql = format!(
+        "SELECT {ALARM_COLUMNS} FROM alarms WHERE alarm_id = {}",
+        lit(id.as_str())
+    );
+    let output = state
+        .store
+        .query(&sql, &state.sql)
+        .await
+        .map_err(store_error)?;
+    Ok(alarms_from(&output)?.into_iter().next())
+}
+
+/// The newest elevator or ride sample of an equipment, as JSON.
+pub async fn latest_reading(state: &AppState, id: &EquipmentId) -> Result<Option<Value>, ApiError> {
+    for table in ["elevator_readings", "ride_readings"] {
+        let sql = format!(
+            "SELECT * FROM {table} WHERE equipment_id = {} ORDER BY ts DESC LIMIT 1",
+            lit(id.as_str())
+        );
+        let output = state
+            .store
+            .query(&sql, &state.sql)
+            .await
+            .map_err(store_error)?;
+        if let Some(row) = rows_as_json(&output.batches)?.into_iter().next() {
+            let mut row = row;
+            row.insert("table".into(), Value::String(table.into()));
+            return Ok(Some(Value::Object(row)));
+        }
+    }
+    Ok(None)
+}

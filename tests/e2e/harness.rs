@@ -1,0 +1,506 @@
+//! Drives the real `vigil` binary over real sockets, as devices and
+//! supervisors would: a child process, HTTP with reqwest, MQTT with rumqttc.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+pub const TOKEN: &str = "e2e-admin-token";
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `vigil run` process with its own data dir and ports.
+pub struct Vigil {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    pub client: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Vigil {
+    pub async fn start() -> Vigil {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let mut vigil = Vigil::start_in(&data_dir, None).await;
+        vigil._dir = Some(dir);
+        vigil
+    }
+
+    /// Starts on `data_dir`, reusing the ports of a previous run if given.
+    pub async fn start_in(data_dir: &Path, ports: Option<(SocketAddr, SocketAddr)>) -> Vigil {
+        let (mqtt, http) = ports.unwrap_or_else(|| {
+            (
+                format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+                format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+            )
+        });
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("vigil.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["run", "--data-dir"])
+            .arg(data_dir)
+            .args([
+                "--mqtt-addr",
+                &mqtt.to_string(),
+                "--http-addr",
+                &http.to_string(),
+                "--admin-token",
+                TOKEN,
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("vigil binary starts");
+        let vigil = Vigil {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            mqtt,
+            http,
+            client: reqwest::Client::new(),
+            _dir: None,
+        };
+        vigil.wait_ready().await;
+        vigil
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self
+                .client
+                .get(format!("http://{}/readyz", self.http))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vigil did not become ready; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("vigil.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/api/v1{path}", self.http)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_as(TOKEN, path, body).await
+    }
+
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Rows of a SQL query, as JSON objects.
+    pub async fn sql(&self, sql: &str) -> Vec<Value> {
+        let (status, body) = self.post("/sql", &json!({ "sql": sql })).await;
+        assert_eq!(status, 200, "SQL {sql:?} failed: {body}");
+        body["rows"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A single number from a SQL query such as `SELECT count(*) AS n …`.
+    pub async fn sql_count(&self, sql: &str) -> i64 {
+        let rows = self.sql(sql).await;
+        rows[0]["n"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no `n` in {rows:?}"))
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("http://{}/metrics", self.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Value of one metric sample line (e.g. `vigil_ingest_rejected_total{reason="oversize"}`).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    pub async fn import(&self, doc: &Value) -> Value {
+        let (status, body) = self.post("/registry/import", doc).await;
+        assert_eq!(status, 200, "import refused: {body}");
+        body
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vigil did not stop on SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `check` gives `Some`, or panics with `what` after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A registry with one owner, one maintainer, and `n` elevators in region
+/// 440703 (plus one in 440100 and one disabled device), each with a device.
+pub fn registry_doc(n: usize) -> Value {
+    let mut equipment = Vec::new();
+    let mut devices = Vec::new();
+    for i in 0..n {
+        equipment.push(json!({
+            "equipment_id": format!("EQ{i:04}"), "reg_code": format!("31104407{i:06}"), "category": "elevator",
+            "owner_id": "OW1", "maintainer_id": "MT1", "region": "440703", "address": format!("{i} Harbour Road"),
+            "status": "in_use", "next_inspection": "2027-06-30",
+            "params": {"rated_speed_mps": 1.75, "floors": [-2, 18]}
+        }));
+        devices.push(json!({"device_id": format!("DEV{i:04}"), "equipment_id": format!("EQ{i:04}"), "kind": "elevator"}));
+    }
+    equipment.push(json!({
+        "equipment_id": "EQGZ", "reg_code": "3110440100000001", "category": "elevator", "owner_id": "OW2",
+        "region": "440106", "address": "1 Tianhe Road", "status": "in_use", "next_inspection": "2027-06-30",
+        "params": {"rated_speed_mps": 2.5, "floors": [1, 30]}
+    }));
+    devices.push(json!({"device_id": "DEVGZ", "equipment_id": "EQGZ", "kind": "elevator"}));
+    devices.push(json!({"device_id": "DEVOFF", "equipment_id": "EQ0000", "kind": "elevator", "enabled": false}));
+    json!({
+        "owners": [
+            {"owner_id": "OW1", "name": "Jiangmen Harbour Property Management Co.", "credit_code": "91440703MA4UABCD1X", "region": "440703", "contact": "Li Wei", "phone": "0750-1234567"},
+            {"owner_id": "OW2", "name": "Tianhe Towers Ltd.", "credit_code": "91440106MA5UEFGH2Y", "region": "440106", "contact": "Chen Jie", "phone": "020-7654321"}
+        ],
+        "maintainers": [{"maintainer_id": "MT1", "name": "South China Lift Service", "credit_code": "91440700MA6UJKLM3X", "licence_expires": "2028-01-31"}],
+        "equipment": equipment,
+        "devices": devices,
+    })
+}
+
+/// Secrets of new devices from an import answer.
+pub fn secrets(report: &Value) -> std::collections::HashMap<String, String> {
+    report["devices"]
+        .as_array()
+        .or_else(|| report["secrets"].as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|d| {
+                    Some((
+                        d["device_id"].as_str()?.to_owned(),
+                        d["secret"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A healthy idle elevator sample at floor 3.
+pub fn idle(seq: u64, ts: i64) -> Value {
+    json!({
+        "seq": seq, "ts": ts, "floor": 3, "direction": "stop", "speed_mps": 0.0, "door": "closed",
+        "leveled": true, "occupied": false, "mode": "normal", "safety_circuit": true, "door_lock": true,
+        "alarm_button": false, "power": "mains", "limit": "none", "run_count": 1000 + seq, "load_pct": 0.0
+    })
+}
+
+/// `idle` with some fields replaced.
+pub fn sample(seq: u64, ts: i64, changes: Value) -> Value {
+    let mut v = idle(seq, ts);
+    for (k, val) in changes.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    v
+}
+
+/// One device's MQTT session, with the highest ack it has seen.
+pub struct Device {
+    pub id: String,
+    pub client: AsyncClient,
+    pub acked: watch::Receiver<u64>,
+    pub seq: u64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+pub enum ConnectError {
+    /// A CONNACK with a failure code, or (rumqttd's way of refusing a
+    /// login) the connection closed before any CONNACK: `None`.
+    Refused(#[allow(dead_code)] Option<ConnectReturnCode>),
+    Other(#[allow(dead_code)] String),
+}
+
+impl Device {
+    pub async fn connect(mqtt: SocketAddr, id: &str, secret: &str) -> Result<Device, ConnectError> {
+        let mut opts = MqttOptions::new(id, mqtt.ip().to_string(), mqtt.port());
+        opts.set_credentials(id, secret);
+        opts.set_keep_alive(Duration::from_secs(10));
+        opts.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
+        let (client, mut events) = AsyncClient::new(opts, 1000);
+        // Wait for the CONNACK before handing the session out.
+        let first = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => return Ok(ack.code),
+                    Ok(_) => continue,
+                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) => return Ok(code),
+                    Err(rumqttc::ConnectionError::MqttState(
+                        rumqttc::StateError::ConnectionAborted,
+                    )) => {
+                        return Err(ConnectError::Refused(None));
+                    }
+                    Err(e) => return Err(ConnectError::Other(e.to_string())),
+                }
+            }
+        })
+        .await
+        .map_err(|_| ConnectError::Other("no CONNACK within 10 s".into()))??;
+        if first != ConnectReturnCode::Success {
+            return Err(ConnectError::Refused(Some(first)));
+        }
+        let (ack_tx, acked) = watch::channel(0u64);
+        let task = tokio::spawn(pump(events, ack_tx));
+        client
+            .subscribe(format!("/tenants/{id}/v1/ack"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        Ok(Device {
+            id: id.to_owned(),
+            client,
+            acked,
+            seq: 0,
+            task,
+        })
+    }
+
+    pub fn topic(&self, stream: &str) -> String {
+        format!("/tenants/{}/v1/{stream}", self.id)
+    }
+
+    pub async fn publish(&self, stream: &str, payload: &Value) {
+        self.publish_raw(&self.topic(stream), payload.to_string().into_bytes())
+            .await;
+    }
+
+    pub async fn publish_raw(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+
+    /// Publishes an elevator sample with the next seq.
+    pub async fn send(&mut self, ts: i64, changes: Value) -> u64 {
+        self.seq += 1;
+        self.publish("elevator", &sample(self.seq, ts, changes))
+            .await;
+        self.seq
+    }
+
+    pub async fn wait_ack(&mut self, seq: u64, secs: u64) {
+        let deadline = tokio::time::sleep(Duration::from_secs(secs));
+        tokio::pin!(deadline);
+        loop {
+            if *self.acked.borrow() >= seq {
+                return;
+            }
+            tokio::select! {
+                r = self.acked.changed() => assert!(r.is_ok(), "device {} lost its session", self.id),
+                _ = &mut deadline => panic!("device {}: no ack for seq {seq} within {secs} s (acked {})", self.id, *self.acked.borrow()),
+            }
+        }
+    }
+
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.task.abort();
+    }
+}
+
+async fn pump(mut events: EventLoop, acks: watch::Sender<u64>) {
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/v1/ack") => {
+                if let Some(seq) = serde_json::from_slice::<Value>(&p.payload)
+                    .ok()
+                    .and_then(|v| v["seq"].as_u64())
+                {
+                    acks.send_modify(|a| *a = (*a).max(seq));
+                }
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Collects the live SSE feed in the background.
+pub struct Feed {
+    pub events: Arc<Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Feed {
+    pub async fn open(vigil: &Vigil, token: &str, query: &str) -> Feed {
+        let response = vigil
+            .client
+            .get(vigil.url(&format!("/alarms/stream{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let task = tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut body = response.bytes_stream();
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    let mut name = "message";
+                    let mut data = String::new();
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            name = if v.trim() == "alarm" {
+                                "alarm"
+                            } else {
+                                "other"
+                            };
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim_start());
+                        }
+                    }
+                    if name == "alarm" {
+                        if let Ok(v) = serde_json::from_str(&data) {
+                            sink.lock().unwrap().push(v);
+                        }
+                    }
+                }
+            }
+        });
+        Feed { events, task }
+    }
+
+    pub fn alarms(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Waits for an event matching `pred`.
+    pub async fn wait_for(&self, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        eventually(secs, what, || {
+            let found = self.alarms().into_iter().find(|a| pred(a));
+            async move { found }
+        })
+        .await
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
