@@ -23,10 +23,10 @@ mod config;
 mod parquet;
 mod query;
 mod recover;
-mod reference;
-mod schema;
+pub(crate) mod reference;
+pub(crate) mod schema;
 mod table;
-mod wal;
+pub(crate) mod wal;
 mod writer;
 
 #[cfg(test)]

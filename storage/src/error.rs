@@ -26,12 +26,45 @@ pub enum StoreError {
     InvalidReferenceTable { table: String, why: String },
     #[error("the store is shutting down")]
     Closed,
+    #[error("PostgreSQL: {what}: {source}")]
+    Database {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("schema migration: {0}")]
+    Migration(String),
     #[error("{0}")]
     Other(String),
 }
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Io { .. } | StoreError::Closed)
+        match self {
+            StoreError::Io { .. } | StoreError::Closed => true,
+            StoreError::Database { source, .. } => db_retryable(source),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn db(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+        let what = what.into();
+        move |source| StoreError::Database { what, source }
+    }
+}
+
+/// Connection trouble, a server shutting down or out of resources (disk
+/// full is class 53) can pass; a statement PostgreSQL refuses will not.
+fn db_retryable(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || c == "40001"
+                || c == "40P01"
+        }
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod embedded;
 mod error;
+pub mod postgres;
 mod record;
 
 pub use error::StoreError;

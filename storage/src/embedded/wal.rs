@@ -458,6 +458,24 @@ pub(crate) fn replay(
     Ok(out)
 }
 
+/// Every record of one segment that was written whole (renamed into place
+/// after its fsync, as the PostgreSQL backend does): any damage is an error.
+pub(crate) fn read_segment(no: u64, path: PathBuf) -> Result<Vec<Record>, StoreError> {
+    let scan = scan_segment(no, path)?;
+    if let Some(bad) = scan.bad {
+        return Err(StoreError::CorruptWal {
+            path: scan.path,
+            offset: bad.offset,
+            why: bad.why,
+        });
+    }
+    Ok(scan
+        .frames
+        .into_iter()
+        .flat_map(|(_, records)| records)
+        .collect())
+}
+
 /// Removes segments `<= upto` (their records are in Parquet now).
 pub(crate) fn remove_segments_upto(wal_dir: &Path, upto: u64) -> Result<usize, StoreError> {
     let mut removed = 0;

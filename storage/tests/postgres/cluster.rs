@@ -1,0 +1,230 @@
+//! A real PostgreSQL for tests: `VIGIL_TEST_DATABASE_URL` when set, else a
+//! throw-away cluster (initdb + pg_ctl in a temp dir, a free port) started
+//! once per test binary and stopped when it exits. No PostgreSQL means the
+//! tests fail with a message saying how to get one; they never skip.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+const BIN_DIRS: &[&str] = &[
+    "/usr/lib/postgresql/17/bin",
+    "/usr/lib/postgresql/16/bin",
+    "/usr/lib/postgresql/15/bin",
+];
+
+/// A running server the tests may stop and start again (the outage test).
+pub struct Cluster {
+    pub url: String,
+    /// `None` for an external server given by URL.
+    local: Option<Local>,
+}
+
+struct Local {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+/// Tests that stop the server hold this exclusively; others share it.
+pub static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+static SCHEMA_NO: Mutex<u32> = Mutex::new(0);
+
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        if let Ok(url) = std::env::var("VIGIL_TEST_DATABASE_URL") {
+            return Cluster { url, local: None };
+        }
+        start_local()
+    })
+}
+
+/// A fresh name for a schema (and role prefix) no other test uses.
+pub fn unique_name(what: &str) -> String {
+    let mut n = SCHEMA_NO.lock().unwrap();
+    *n += 1;
+    format!("t{}_{}_{}", std::process::id(), what, *n)
+}
+
+fn find_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("VIGIL_TEST_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    for d in BIN_DIRS {
+        if Path::new(d).join("initdb").exists() {
+            return PathBuf::from(d);
+        }
+    }
+    panic!(
+        "No PostgreSQL for the storage tests: set VIGIL_TEST_DATABASE_URL to a server \
+         (the user needs CREATEROLE), or install PostgreSQL (apt-get install -y postgresql) \
+         so that initdb and pg_ctl are in /usr/lib/postgresql/<version>/bin \
+         (or set VIGIL_TEST_PG_BIN)."
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn run(local_as_postgres: bool, program: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = if local_as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    cmd.args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+}
+
+fn start_local() -> Cluster {
+    let bin = find_bin();
+    let as_postgres = is_root();
+    let dir = tempfile::Builder::new()
+        .prefix("vigil-pg-")
+        .tempdir()
+        .expect("temp dir");
+    if as_postgres {
+        // initdb refuses to run as root; the cluster belongs to `postgres`.
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot chown the test cluster's dir to postgres");
+    }
+    let data = dir.path().join("data");
+    let out = run(
+        as_postgres,
+        &bin.join("initdb"),
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let local = Local {
+        bin,
+        data,
+        port,
+        as_postgres,
+    };
+    // Removed by the watchdog after the test process exits.
+    let _ = dir.keep();
+    local.start();
+    local.watchdog();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    Cluster {
+        url,
+        local: Some(local),
+    }
+}
+
+impl Local {
+    fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["-D", self.data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run(self.as_postgres, &self.bin.join("pg_ctl"), &all)
+    }
+
+    fn start(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.data.parent().unwrap().display()
+        );
+        let log = self.data.parent().unwrap().join("log");
+        let out = self.pg_ctl(&["-w", "-o", &opts, "-l", log.to_str().unwrap(), "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {} {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+}
+
+impl Local {
+    /// Statics are never dropped: a small shell process stops the cluster and
+    /// removes its directory once this test process has exited.
+    fn watchdog(&self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = format!(
+            "{}{} -D {} -m immediate stop",
+            if self.as_postgres {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            },
+            pg_ctl.display(),
+            self.data.display()
+        );
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            dir = self.data.parent().unwrap().display()
+        );
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+}
+
+impl Cluster {
+    /// `pg_ctl stop -m immediate`: like a crash or a cut cable.
+    pub fn stop(&self) {
+        let local = self
+            .local
+            .as_ref()
+            .expect("only a local test cluster can be stopped");
+        let out = local.pg_ctl(&["-w", "-m", "immediate", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn start(&self) {
+        self.local
+            .as_ref()
+            .expect("only a local test cluster can be started")
+            .start();
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+}
