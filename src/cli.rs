@@ -32,9 +32,15 @@ pub enum Command {
     Registry(RegistryCommand),
     /// Run a read-only SQL query on a running engine.
     Sql(SqlArgs),
+    /// Apply the PostgreSQL schema migrations (and roles, grants, policies)
+    /// of the configured `postgres://` store, then exit.
+    Migrate(RunArgs),
     /// The built-in rule catalogue.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Measure readings/s through the whole path and alarm latency to SSE,
+    /// against a bare MQTT broker in the same run (see docs/benchmarks.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +60,9 @@ pub struct RunArgs {
     /// Bearer token of the admin role (also VIGIL_ADMIN_TOKEN).
     #[arg(long)]
     pub admin_token: Option<String>,
+    /// `embedded` or a `postgres://…` URL (also VIGIL_STORE) [default: embedded].
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 /// Where a running engine is and how to log in to it.
@@ -99,10 +108,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
         Command::Registry(RegistryCommand::Import { file, remote }) => {
             crate::client::import(&file, &remote).await
         }
         Command::Sql(args) => crate::client::sql(&args).await,
+        Command::Migrate(args) => migrate(args).await,
         Command::Rules(RulesCommand::List) => {
             for rule in vigil_rules::catalogue() {
                 println!("{rule}");
@@ -112,14 +123,37 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
+fn load(args: RunArgs) -> anyhow::Result<Config> {
     let overrides = Overrides {
         data_dir: args.data_dir,
         mqtt_addr: args.mqtt_addr,
         http_addr: args.http_addr,
         admin_token: args.admin_token,
+        store: args.store,
     };
-    let config = Config::load(args.config.as_deref(), overrides)?;
+    Config::load(args.config.as_deref(), overrides)
+}
+
+async fn migrate(args: RunArgs) -> anyhow::Result<()> {
+    let config = load(args)?;
+    let pg = config.postgres()?.context(
+        "`vigil migrate` needs a postgres:// store (--store, VIGIL_STORE or `store` in the config)",
+    )?;
+    let done = vigil_storage::postgres::migrate_only(&pg)
+        .await
+        .context("migration failed")?;
+    println!(
+        "schema {} at version {} ({} mode); applied now: {:?}",
+        pg.schema,
+        done.version,
+        done.mode.as_str(),
+        done.applied
+    );
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = load(args)?;
     if config.admin_token.as_deref().is_none_or(str::is_empty) {
         tracing::warn!(
             "No admin token configured (--admin-token or VIGIL_ADMIN_TOKEN): only registry-issued tokens can use the API."

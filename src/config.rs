@@ -23,9 +23,13 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Bearer token of the `admin` role; without one only registry-issued tokens work.
     pub admin_token: Option<String>,
+    /// Where readings, alarms and dead letters are stored: `embedded` (files
+    /// under `data_dir`) or a `postgres://…` URL (docs/postgres.md).
+    pub store: String,
     pub engine: EngineConfig,
     pub ingest: IngestTuning,
     pub embedded: EmbeddedTuning,
+    pub postgres: PostgresTuning,
     /// Rule thresholds and overrides (docs/rules.md).
     pub rules: toml::Table,
 }
@@ -98,6 +102,81 @@ impl Default for EmbeddedTuning {
     }
 }
 
+/// The PostgreSQL backend, used when `store` is a `postgres://` URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresTuning {
+    /// Schema of Vigil's tables (created when missing).
+    pub schema: String,
+    /// Read-only login roles are `{role_prefix}_reader` and `{role_prefix}_analyst`.
+    pub role_prefix: String,
+    /// `auto` (TimescaleDB when available), `on` (required) or `off`.
+    pub timescale: String,
+    pub queue_capacity: usize,
+    /// A COPY batch closes at this many records or this age, whichever first.
+    pub batch_rows: usize,
+    pub batch_age_ms: u64,
+    /// Batches waiting for PostgreSQL (while it is up) before writes wait.
+    pub max_backlog_batches: usize,
+    /// TimescaleDB: compress chunks older than this; drop readings older than
+    /// `retention_days` (0 keeps everything).
+    pub compress_after_days: u32,
+    pub retention_days: u32,
+}
+
+impl Default for PostgresTuning {
+    fn default() -> Self {
+        let d = vigil_storage::postgres::PostgresConfig::default();
+        Self {
+            schema: d.schema,
+            role_prefix: d.role_prefix,
+            timescale: "auto".into(),
+            queue_capacity: d.queue_capacity,
+            batch_rows: d.batch_rows,
+            batch_age_ms: d.batch_age.as_millis() as u64,
+            max_backlog_batches: d.max_backlog_batches,
+            compress_after_days: d.compress_after_days,
+            retention_days: d.retention_days,
+        }
+    }
+}
+
+impl Config {
+    /// The PostgreSQL settings when `store` is a `postgres://` URL.
+    pub fn postgres(&self) -> anyhow::Result<Option<vigil_storage::postgres::PostgresConfig>> {
+        use vigil_storage::postgres::{PostgresConfig, TimescaleMode};
+        let url = self.store.trim();
+        if url == "embedded" || url.is_empty() {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            url.starts_with("postgres://") || url.starts_with("postgresql://"),
+            "store must be \"embedded\" or a postgres:// URL, not {url:?}"
+        );
+        let p = &self.postgres;
+        let timescale = match p.timescale.as_str() {
+            "auto" => TimescaleMode::Auto,
+            "on" => TimescaleMode::On,
+            "off" => TimescaleMode::Off,
+            other => anyhow::bail!("postgres.timescale must be auto, on or off, not {other:?}"),
+        };
+        Ok(Some(PostgresConfig {
+            url: url.to_owned(),
+            schema: p.schema.clone(),
+            role_prefix: p.role_prefix.clone(),
+            wal_dir: self.data_dir.join("pg-wal"),
+            queue_capacity: p.queue_capacity,
+            batch_rows: p.batch_rows,
+            batch_age: std::time::Duration::from_millis(p.batch_age_ms),
+            max_backlog_batches: p.max_backlog_batches,
+            timescale,
+            compress_after_days: p.compress_after_days,
+            retention_days: p.retention_days,
+            ..PostgresConfig::default()
+        }))
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -105,9 +184,11 @@ impl Default for Config {
             mqtt_addr: "127.0.0.1:1883".parse().expect("valid literal"),
             http_addr: "127.0.0.1:8080".parse().expect("valid literal"),
             admin_token: None,
+            store: "embedded".into(),
             engine: EngineConfig::default(),
             ingest: IngestTuning::default(),
             embedded: EmbeddedTuning::default(),
+            postgres: PostgresTuning::default(),
             rules: toml::Table::new(),
         }
     }
@@ -124,6 +205,8 @@ pub struct Overrides {
     pub http_addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -131,9 +214,11 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "mqtt_addr",
     "http_addr",
     "admin_token",
+    "store",
     "engine",
     "ingest",
     "embedded",
+    "postgres",
     "rules",
 ];
 
@@ -150,9 +235,10 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         // Other VIGIL_* variables (the test harness's, say) are not config.
+        // Keys keep the case they were written in (`ADMIN_TOKEN`).
         let env = Env::prefixed("VIGIL_").split("__").filter(|key| {
             let top = key.as_str().split('.').next().unwrap_or_default();
-            TOP_LEVEL_KEYS.contains(&top)
+            TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
         });
         let config: Config = figment
             .merge(env)
@@ -175,7 +261,32 @@ mod tests {
         assert_eq!(config.mqtt_addr, defaults.mqtt_addr);
         assert_eq!(config.engine.rule_shards, defaults.engine.rule_shards);
         assert_eq!(config.embedded.flush_rows, defaults.embedded.flush_rows);
+        assert_eq!(config.store, "embedded");
+        assert_eq!(config.postgres.batch_rows, defaults.postgres.batch_rows);
+        assert!(config.postgres().unwrap().is_none());
         crate::engine::rule_config(&config.rules).expect("example rules are valid");
+    }
+
+    #[test]
+    fn vigil_environment_variables_set_top_level_and_nested_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VIGIL_ADMIN_TOKEN", "from-env");
+            jail.set_env("VIGIL_POSTGRES__SCHEMA", "e2e_1");
+            jail.set_env("VIGIL_ENGINE__RULE_SHARDS", "3");
+            // Not config: must not make loading fail.
+            jail.set_env("VIGIL_TEST_DATABASE_URL", "postgres://elsewhere");
+            let config = Config::load(None, Overrides::default()).expect("loads");
+            assert_eq!(config.admin_token.as_deref(), Some("from-env"));
+            assert_eq!(config.postgres.schema, "e2e_1");
+            assert_eq!(config.engine.rule_shards, 3);
+            let over = Overrides {
+                admin_token: Some("from-flag".into()),
+                ..Overrides::default()
+            };
+            let config = Config::load(None, over).expect("loads");
+            assert_eq!(config.admin_token.as_deref(), Some("from-flag"));
+            Ok(())
+        });
     }
 
     #[test]
@@ -191,6 +302,34 @@ mod tests {
         assert_eq!(config.http_addr.port(), 9100);
         assert_eq!(config.mqtt_addr.port(), 9001);
         assert_eq!(config.engine.rule_shards, 3);
+    }
+
+    #[test]
+    fn a_postgres_url_selects_the_postgres_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("v.toml");
+        std::fs::write(&file, "store = \"postgres://vigil@db/vigil\"\n[postgres]\nbatch_rows = 100\ntimescale = \"off\"\n").unwrap();
+        let config = Config::load(Some(&file), Overrides::default()).unwrap();
+        let pg = config.postgres().unwrap().expect("postgres");
+        assert_eq!(pg.url, "postgres://vigil@db/vigil");
+        assert_eq!(pg.batch_rows, 100);
+        assert_eq!(pg.wal_dir, config.data_dir.join("pg-wal"));
+        let over = Overrides {
+            store: Some("embedded".into()),
+            ..Overrides::default()
+        };
+        assert!(
+            Config::load(Some(&file), over)
+                .unwrap()
+                .postgres()
+                .unwrap()
+                .is_none()
+        );
+        let bad = Config {
+            store: "mysql://x".into(),
+            ..Config::default()
+        };
+        assert!(bad.postgres().is_err());
     }
 
     #[test]

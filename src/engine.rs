@@ -27,6 +27,7 @@ use vigil_registry::Registry;
 use vigil_registry::auth::Authenticator;
 use vigil_rules::{AlarmOpError, RuleConfig, RuleEngine};
 use vigil_storage::embedded::{EmbeddedConfig, EmbeddedStore};
+use vigil_storage::postgres::PostgresStore;
 use vigil_storage::{QueryOptions, Record, Store, Write};
 
 use crate::alarms::AlarmBoard;
@@ -186,12 +187,57 @@ impl Directory for RegistryDirectory {
     }
 }
 
+/// The store behind `Arc<dyn Store>`, kept concrete for its `close`.
+enum Backend {
+    Embedded(Arc<EmbeddedStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Backend {
+    async fn open(
+        config: &Config,
+        durable: mpsc::Sender<Vec<vigil_storage::AckToken>>,
+    ) -> anyhow::Result<Backend> {
+        if let Some(pg) = config.postgres()? {
+            let store = PostgresStore::open(pg, durable)
+                .await
+                .context("cannot open the PostgreSQL store")?;
+            return Ok(Backend::Postgres(store));
+        }
+        let embedded = EmbeddedConfig {
+            dir: config.data_dir.join("store"),
+            queue_capacity: config.embedded.queue_capacity,
+            group_commit_max: config.embedded.group_commit_max,
+            flush_rows: config.embedded.flush_rows,
+            flush_interval: Duration::from_secs(config.embedded.flush_interval_s),
+        };
+        let store = EmbeddedStore::open(embedded, durable)
+            .await
+            .context("cannot open the embedded store")?;
+        Ok(Backend::Embedded(store))
+    }
+
+    fn as_dyn(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Embedded(s) => s.clone(),
+            Backend::Postgres(s) => s.clone(),
+        }
+    }
+
+    async fn close(&self) -> Result<(), vigil_storage::StoreError> {
+        match self {
+            Backend::Embedded(s) => s.close().await,
+            Backend::Postgres(s) => s.close().await,
+        }
+    }
+}
+
 pub struct Engine {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub state: Arc<AppState>,
     stop: watch::Sender<bool>,
-    store: Arc<EmbeddedStore>,
+    store: Backend,
     ingest: Ingest,
     http: JoinHandle<()>,
     ticker: JoinHandle<()>,
@@ -209,17 +255,8 @@ impl Engine {
             Arc::new(Registry::open(&config.data_dir).context("cannot open the registry")?);
 
         let (durable_tx, durable_rx) = mpsc::channel(1024);
-        let embedded = EmbeddedConfig {
-            dir: config.data_dir.join("store"),
-            queue_capacity: config.embedded.queue_capacity,
-            group_commit_max: config.embedded.group_commit_max,
-            flush_rows: config.embedded.flush_rows,
-            flush_interval: Duration::from_secs(config.embedded.flush_interval_s),
-        };
-        let store = EmbeddedStore::open(embedded, durable_tx)
-            .await
-            .context("cannot open the embedded store")?;
-        let dyn_store: Arc<dyn Store> = store.clone();
+        let store = Backend::open(&config, durable_tx).await?;
+        let dyn_store: Arc<dyn Store> = store.as_dyn();
         let mut recovery = dyn_store
             .recover()
             .await
@@ -399,7 +436,7 @@ impl Engine {
         }
         let _ = hub.await;
         store.close().await.context("store did not flush cleanly")?;
-        info!("Stopped; everything is on disk.");
+        info!("Stopped; everything is stored.");
         Ok(())
     }
 }

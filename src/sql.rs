@@ -147,13 +147,45 @@ fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+// Plain columns: the SQL stays the same on DataFusion and PostgreSQL, and
+// timestamps become epoch milliseconds in Arrow (`epoch_ms`).
 const ALARM_COLUMNS: &str = "alarm_id, rule, severity, state, equipment_id, device_id, category, owner_id, region, \
-    CAST(raised_at AS BIGINT) AS raised_at, CAST(updated_at AS BIGINT) AS updated_at, \
-    CAST(cleared_at AS BIGINT) AS cleared_at, count, details, version, \
-    CAST(acknowledged_at AS BIGINT) AS acknowledged_at, acknowledged_by, note";
+    raised_at, updated_at, cleared_at, count, details, version, \
+    acknowledged_at, acknowledged_by, note";
+
+/// The batches with every timestamp column as Int64 epoch milliseconds, the
+/// form of the alarm JSON.
+fn epoch_ms(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, ApiError> {
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let fail =
+        |e: arrow::error::ArrowError| ApiError::internal(format!("cannot convert times: {e}"));
+    batches
+        .iter()
+        .map(|batch| {
+            let mut fields = Vec::new();
+            let mut columns = Vec::new();
+            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                if let DataType::Timestamp(_, _) = field.data_type() {
+                    let ms = arrow::compute::cast(
+                        column,
+                        &DataType::Timestamp(TimeUnit::Millisecond, None),
+                    )
+                    .and_then(|c| arrow::compute::cast(&c, &DataType::Int64))
+                    .map_err(fail)?;
+                    fields.push(Field::new(field.name(), DataType::Int64, true));
+                    columns.push(ms);
+                } else {
+                    fields.push(field.as_ref().clone());
+                    columns.push(column.clone());
+                }
+            }
+            RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).map_err(fail)
+        })
+        .collect()
+}
 
 fn alarms_from(output: &QueryOutput) -> Result<Vec<Alarm>, ApiError> {
-    rows_as_json(&output.batches)?
+    rows_as_json(&epoch_ms(&output.batches)?)?
         .into_iter()
         .map(|mut row| {
             // `details` is stored as JSON text.
@@ -207,7 +239,17 @@ pub async fn stored_alarms(
         conditions.push(format!("equipment_id = {}", lit(equipment)));
     }
     if let Some(since) = filter.since {
-        conditions.push(format!("CAST(updated_at AS BIGINT) >= {since}"));
+        // An RFC 3339 literal compares with a timestamp column on both backends.
+        let since = chrono::DateTime::from_timestamp_millis(since).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("since={since} is not a time in epoch ms"),
+            )
+        })?;
+        conditions.push(format!(
+            "updated_at >= {}",
+            lit(&since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        ));
     }
     let where_clause = if conditions.is_empty() {
         String::new()

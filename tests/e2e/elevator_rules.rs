@@ -308,15 +308,34 @@ async fn trapped_with_the_alarm_button_fires_after_60_s_and_is_handled_over_http
     let (status, _) = vigil.post("/alarms/nosuchalarm/ack", &json!({})).await;
     assert_eq!(status, 404);
 
-    let (_, cleared) = vigil.get("/alarms?state=cleared&region=440703").await;
-    assert!(
+    // The history is the store's: on PostgreSQL a change shows once its COPY
+    // batch has committed (batch_age_ms, 100 ms by default).
+    eventually(10, "the cleared alarm in the region's history", || async {
+        let (_, cleared) = vigil.get("/alarms?state=cleared&region=440703").await;
         cleared["alarms"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["alarm_id"] == id.as_str()),
-        "{cleared}"
-    );
+            .any(|a| a["alarm_id"] == id.as_str())
+            .then_some(())
+    })
+    .await;
+    // `since` filters the history by the time of the last change.
+    let updated = resolved["updated_at"].as_i64().unwrap();
+    let (_, recent) = vigil
+        .get(&format!("/alarms?state=cleared&since={updated}"))
+        .await;
+    let ids: Vec<&str> = recent["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alarm_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()], "{recent}");
+    let (_, later) = vigil
+        .get(&format!("/alarms?state=cleared&since={}", updated + 1))
+        .await;
+    assert_eq!(later["alarms"], json!([]), "{later}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A stable 64-bit hash (FNV-1a).
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
 /// A running `vigil run` process with its own data dir and ports.
 pub struct Vigil {
     pub child: Child,
@@ -60,8 +67,19 @@ impl Vigil {
             .append(true)
             .open(data_dir.join("vigil.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["run", "--data-dir"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        command.arg("run");
+        if let Some(url) = crate::store_url() {
+            // The PostgreSQL run: one schema (and role prefix) per data dir,
+            // so a restart on the same dir finds its tables again.
+            let name = format!("e2e_{:x}", fnv(data_dir.to_string_lossy().as_bytes()));
+            command
+                .args(["--store", &url])
+                .env("VIGIL_POSTGRES__SCHEMA", &name)
+                .env("VIGIL_POSTGRES__ROLE_PREFIX", &name);
+        }
+        let child = command
+            .arg("--data-dir")
             .arg(data_dir)
             .args([
                 "--mqtt-addr",

@@ -4,6 +4,11 @@
 
 mod harness;
 
+/// This target runs on the embedded store (tests/e2e/postgres.rs: PostgreSQL).
+pub fn store_url() -> Option<String> {
+    None
+}
+
 mod bad_input;
 mod crash;
 mod elevator_rules;

@@ -1,0 +1,23 @@
+//! The end-to-end suite again, with the engine on PostgreSQL (`--store
+//! postgres://…`): the same modules, the harness gives every data dir its
+//! own schema. The server is `VIGIL_TEST_DATABASE_URL` or a throw-away
+//! cluster started by the storage tests' harness.
+
+#[path = "../../storage/tests/postgres/cluster.rs"]
+#[allow(dead_code)]
+mod cluster;
+#[path = "harness.rs"]
+mod harness;
+
+pub fn store_url() -> Option<String> {
+    Some(cluster::cluster().url.clone())
+}
+
+#[path = "bad_input.rs"]
+mod bad_input;
+#[path = "crash.rs"]
+mod crash;
+#[path = "elevator_rules.rs"]
+mod elevator_rules;
+#[path = "roles.rs"]
+mod roles;
