@@ -3,6 +3,7 @@
 
 mod alarms;
 mod api;
+mod bench;
 mod cli;
 mod client;
 mod config;
@@ -17,10 +18,13 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
+    // rumqttd logs every ordinary client disconnect as an ERROR; ingest logs
+    // connects, refusals and listener failures itself, so rumqttd stays
+    // quiet unless RUST_LOG asks for it (e.g. `RUST_LOG=info,rumqttd=info`).
     let default_filter = match cli.command {
-        // The demo prints alarms itself; keep the log to warnings.
-        cli::Command::Demo(_) => "warn",
-        _ => "info",
+        // The demo and the bench print what matters themselves.
+        cli::Command::Demo(_) | cli::Command::Bench(_) => "warn,rumqttd=off",
+        _ => "info,rumqttd=off",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

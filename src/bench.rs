@@ -1,0 +1,448 @@
+//! `vigil bench`: readings per second through the whole path (MQTT in,
+//! decode, de-duplication, rules, WAL group commit, ack out) and alarm
+//! latency from publish to the SSE feed, each reported against a baseline
+//! measured in the same run on the same machine:
+//!
+//! - throughput: the same paced load against a bare rumqttd that answers
+//!   every message with an ack at once (no auth, no decode, no disk), i.e.
+//!   what the broker and the load generator manage by themselves;
+//! - alarm latency: the publish→ack round trip of that bare broker.
+//!
+//! The load generator runs in this process, so on a small machine it takes
+//! its share of the cores from whichever side it measures: both sides pay
+//! it alike, which is why the ratios matter more than the absolute figures.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use futures::StreamExt;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttd::local::LinkBuilder;
+use rumqttd::protocol::v4::V4;
+use rumqttd::{
+    ConnectionSettings, LinkType, Notification, Router, RouterConfig, Server, ServerSettings,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use vigil_simulator::{Fleet, FleetConfig, LoadConfig, LoadReport};
+
+use crate::config::Config;
+use crate::engine::{Engine, system_clock};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Load clients (simulated devices publishing at a steady rate).
+    #[arg(long, default_value_t = 1000)]
+    pub devices: usize,
+    /// Offered loads to try, in readings per second over all clients.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2500,5000,10000")]
+    pub rates: Vec<u32>,
+    /// Seconds of load per step.
+    #[arg(long, default_value_t = 15)]
+    pub step_s: u64,
+    /// Alarms to time from publish to SSE.
+    #[arg(long, default_value_t = 40)]
+    pub probes: usize,
+    /// Background load (readings/s) while alarms are timed.
+    #[arg(long, default_value_t = 2500)]
+    pub probe_load: u32,
+}
+
+/// One load step on one side.
+struct Step {
+    offered: u32,
+    report: LoadReport,
+}
+
+impl Step {
+    fn acked_per_s(&self) -> f64 {
+        self.report.acked as f64 / self.report.elapsed.as_secs_f64()
+    }
+
+    fn acked_share(&self) -> f64 {
+        if self.report.sent == 0 {
+            return 0.0;
+        }
+        self.report.acked as f64 / self.report.sent as f64
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.devices > 0 && !args.rates.is_empty(),
+        "need devices and at least one rate"
+    );
+    let fleet = Fleet::generate(&FleetConfig {
+        devices: args.devices + args.probes,
+        seed: 11,
+        fault_fraction: 0.0,
+        ..FleetConfig::default()
+    });
+    let mut ids = fleet.device_ids();
+    ids.sort();
+    // The load takes the first ids in sorted order; the probes the rest.
+    let probe_ids: Vec<String> = ids.split_off(args.devices);
+
+    eprintln!("Baseline: bare rumqttd acking every message at once …");
+    let echo = EchoBroker::start()?;
+    let open: HashMap<String, String> = ids.iter().map(|id| (id.clone(), String::new())).collect();
+    let mut baseline = Vec::new();
+    for &rate in &args.rates {
+        baseline.push(step(&args, echo.addr, &open, rate).await?);
+    }
+    let echo_rtt = step(&args, echo.addr, &open, args.probe_load).await?;
+    echo.stop();
+
+    eprintln!("Vigil: the whole engine on the embedded store …");
+    let data = tempfile::Builder::new().prefix("vigil-bench-").tempdir()?;
+    let token = "bench-admin-token".to_owned();
+    let config = Config {
+        data_dir: data.path().to_path_buf(),
+        mqtt_addr: "127.0.0.1:0".parse()?,
+        http_addr: "127.0.0.1:0".parse()?,
+        admin_token: Some(token.clone()),
+        ..Config::default()
+    };
+    let engine = Engine::start(config, system_clock()).await?;
+    let doc = serde_json::from_value(fleet.import_doc())?;
+    let report = engine.state.registry.import(doc)?;
+    let secrets: HashMap<String, String> = report
+        .devices
+        .into_iter()
+        .map(|d| (d.device_id.to_string(), d.secret))
+        .collect();
+    let load_secrets: HashMap<String, String> = ids
+        .iter()
+        .map(|id| (id.clone(), secrets[id].clone()))
+        .collect();
+    let mut vigil = Vec::new();
+    for &rate in &args.rates {
+        vigil.push(step(&args, engine.mqtt_addr, &load_secrets, rate).await?);
+    }
+
+    eprintln!(
+        "Alarm latency: {} overspeed alarms under {} readings/s …",
+        args.probes, args.probe_load
+    );
+    let background = tokio::spawn(vigil_simulator::load(
+        LoadConfig {
+            devices: args.devices,
+            rate_hz: f64::from(args.probe_load) / args.devices as f64,
+            duration: Duration::from_secs(args.step_s.max(5) + args.probes as u64),
+            drain: Duration::from_secs(5),
+        },
+        engine.mqtt_addr,
+        load_secrets.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let latencies = alarm_latencies(&engine, &token, &probe_ids, &secrets).await?;
+    let under_load = background.await??;
+    engine.shutdown().await?;
+
+    print_report(&args, &baseline, &vigil, &echo_rtt, &under_load, &latencies);
+    Ok(())
+}
+
+async fn step(
+    args: &BenchArgs,
+    mqtt: SocketAddr,
+    secrets: &HashMap<String, String>,
+    rate: u32,
+) -> anyhow::Result<Step> {
+    let cfg = LoadConfig {
+        devices: args.devices,
+        rate_hz: f64::from(rate) / args.devices as f64,
+        duration: Duration::from_secs(args.step_s),
+        drain: Duration::from_secs(5),
+    };
+    let report = vigil_simulator::load(cfg, mqtt, secrets.clone())
+        .await
+        .with_context(|| format!("load step at {rate}/s"))?;
+    let s = Step {
+        offered: rate,
+        report,
+    };
+    eprintln!(
+        "  {:>6}/s offered: {:>8.0}/s acked ({:.1}% of sent), ack p50 {:.1} ms p99 {:.1} ms",
+        rate,
+        s.acked_per_s(),
+        100.0 * s.acked_share(),
+        s.report.ack_latency_ms_p50,
+        s.report.ack_latency_ms_p99
+    );
+    Ok(s)
+}
+
+/// Publishes one overspeed sample per probe device and times it until its
+/// alarm arrives on the SSE feed, one probe at a time.
+async fn alarm_latencies(
+    engine: &Engine,
+    token: &str,
+    probes: &[String],
+    secrets: &HashMap<String, String>,
+) -> anyhow::Result<Vec<Duration>> {
+    let (events_tx, mut events) = mpsc::unbounded_channel::<(Instant, Value)>();
+    let url = format!("http://{}/api/v1/alarms/stream", engine.http_addr);
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?;
+    let feed = tokio::spawn(async move {
+        let mut body = response.bytes_stream();
+        let mut buf = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            let at = Instant::now();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                for line in event.lines() {
+                    if let Some(data) = line.strip_prefix("data:")
+                        && let Ok(v) = serde_json::from_str::<Value>(data.trim())
+                    {
+                        let _ = events_tx.send((at, v));
+                    }
+                }
+            }
+        }
+    });
+
+    let mut latencies = Vec::new();
+    for id in probes {
+        let mut opts = MqttOptions::new(
+            id,
+            engine.mqtt_addr.ip().to_string(),
+            engine.mqtt_addr.port(),
+        );
+        opts.set_credentials(id, &secrets[id]);
+        let (client, mut eventloop) = AsyncClient::new(opts, 10);
+        // Drive the connection until CONNACK.
+        loop {
+            if let Event::Incoming(Packet::ConnAck(_)) = eventloop.poll().await? {
+                break;
+            }
+        }
+        let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+        let sample = json!({
+            "seq": 1, "ts": chrono::Utc::now().timestamp_millis(), "floor": 1, "direction": "up",
+            "speed_mps": 9.0, "door": "closed", "leveled": false, "occupied": true, "mode": "normal",
+            "safety_circuit": true, "door_lock": true, "alarm_button": false, "power": "mains",
+            "limit": "none"
+        });
+        let sent = Instant::now();
+        client
+            .publish(
+                format!("/tenants/{id}/v1/elevator"),
+                QoS::AtLeastOnce,
+                false,
+                sample.to_string(),
+            )
+            .await?;
+        let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some((at, alarm)) = events.recv().await {
+                if alarm["device_id"] == id.as_str() && alarm["rule"] == "elevator.overspeed" {
+                    return Some(at);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .with_context(|| format!("no overspeed alarm for {id} on the feed within 10 s"))?;
+        latencies.push(arrived.saturating_duration_since(sent));
+        let _ = client.disconnect().await;
+        pump.abort();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    feed.abort();
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
+
+fn print_report(
+    args: &BenchArgs,
+    baseline: &[Step],
+    vigil: &[Step],
+    echo_rtt: &Step,
+    under_load: &LoadReport,
+    latencies: &[Duration],
+) {
+    println!(
+        "\n### Throughput ({} clients, {} s per step)\n",
+        args.devices, args.step_s
+    );
+    println!(
+        "| offered/s | baseline acked/s | vigil acked/s | ratio | vigil acked of sent | vigil ack p50 ms | vigil ack p99 ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for (b, v) in baseline.iter().zip(vigil) {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.1}% | {:.1} | {:.1} |",
+            v.offered,
+            b.acked_per_s(),
+            v.acked_per_s(),
+            v.acked_per_s() / b.acked_per_s(),
+            100.0 * v.acked_share(),
+            v.report.ack_latency_ms_p50,
+            v.report.ack_latency_ms_p99,
+        );
+    }
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    let base = echo_rtt.report.ack_latency_ms_p50;
+    println!(
+        "\n### Alarm latency, publish → SSE ({} alarms under {} readings/s)\n",
+        sorted.len(),
+        args.probe_load
+    );
+    println!("| | p50 ms | p90 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| publish → alarm on SSE | {:.1} | {:.1} | {:.1} | {:.1} |",
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 0.9),
+        percentile(&sorted, 0.99),
+        percentile(&sorted, 1.0)
+    );
+    println!(
+        "| publish → ack, vigil (WAL fsync) | {:.1} | {:.1} | {:.1} | {:.1} |",
+        under_load.ack_latency_ms_p50,
+        under_load.ack_latency_ms_p90,
+        under_load.ack_latency_ms_p99,
+        under_load.ack_latency_ms_max
+    );
+    println!(
+        "| publish → ack, baseline broker | {:.1} | {:.1} | {:.1} | {:.1} |",
+        echo_rtt.report.ack_latency_ms_p50,
+        echo_rtt.report.ack_latency_ms_p90,
+        echo_rtt.report.ack_latency_ms_p99,
+        echo_rtt.report.ack_latency_ms_max
+    );
+    println!(
+        "\nAlarm p50 / bare broker round-trip p50 = {:.2}",
+        percentile(&sorted, 0.5) / base
+    );
+}
+
+/// A bare rumqttd that answers each `/tenants/{id}/v1/{stream}` message
+/// with `{"seq": N}` on the device's ack topic: the ceiling the engine is
+/// measured against.
+struct EchoBroker {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl EchoBroker {
+    fn start() -> anyhow::Result<EchoBroker> {
+        let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let router = Router::new(
+            0,
+            RouterConfig {
+                max_connections: 20_000,
+                max_outgoing_packet_count: 200,
+                max_segment_size: 4 << 20,
+                max_segment_count: 4,
+                custom_segment: None,
+                initialized_filters: None,
+                shared_subscriptions_strategy: Default::default(),
+            },
+        )
+        .spawn();
+        let (mut tx, mut rx, _) = LinkBuilder::new("echo", router.clone()).build()?;
+        tx.subscribe("/tenants/#")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        std::thread::Builder::new()
+            .name("bench-echo".into())
+            .spawn(move || {
+                #[derive(serde::Deserialize)]
+                struct Seq {
+                    seq: u64,
+                }
+                while !stopping.load(Ordering::Relaxed) {
+                    let deadline = std::time::Instant::now() + Duration::from_millis(100);
+                    match rx.recv_deadline(deadline) {
+                        Ok(Some(Notification::Forward(f))) => {
+                            let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
+                            if topic.ends_with("/ack") {
+                                continue;
+                            }
+                            let Some(device) = topic.split('/').nth(2) else {
+                                continue;
+                            };
+                            if let Ok(Seq { seq }) = serde_json::from_slice(&f.publish.payload) {
+                                let _ = tx.publish(
+                                    format!("/tenants/{device}/v1/ack"),
+                                    format!("{{\"seq\":{seq}}}"),
+                                );
+                            }
+                        }
+                        Ok(Some(Notification::Unschedule)) => {
+                            let _ = rx.ready();
+                        }
+                        Ok(_) => {}
+                        Err(rumqttd::local::LinkError::RecvTimeout(_)) => {}
+                        Err(_) => break,
+                    }
+                }
+            })?;
+        let settings = ServerSettings {
+            name: "bench-echo".into(),
+            listen: addr,
+            tls: None,
+            next_connection_delay_ms: 0,
+            connections: ConnectionSettings {
+                connection_timeout_ms: 5_000,
+                max_payload_size: 1 << 20,
+                max_inflight_count: 100,
+                auth: None,
+                external_auth: None,
+                dynamic_filters: false,
+            },
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let mut server = Server::new(settings, router, V4);
+        runtime.spawn(async move {
+            if let Err(e) = server.start(LinkType::Remote).await {
+                tracing::error!(error = %e, "Baseline broker stopped.");
+            }
+        });
+        // Wait until it listens.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(addr).is_err() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the baseline broker did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(EchoBroker {
+            addr,
+            stop,
+            runtime,
+        })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.runtime.shutdown_background();
+    }
+}
