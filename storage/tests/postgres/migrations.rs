@@ -14,7 +14,7 @@ async fn migrations_from_empty_create_every_table_once() {
     assert_eq!(first.version, LATEST);
     assert_eq!(first.applied, (1..=LATEST).collect::<Vec<_>>());
     // Debian's PostgreSQL has no TimescaleDB: plain mode (the TimescaleDB
-    // variant is tested by tests/timescaledb.sh against PGlite).
+    // variant is tested by tests/timescaledb.rs against PGlite).
     let c = client(&db.config).await;
     let timescale = count(
         &c,
