@@ -292,12 +292,24 @@ impl Engine {
         for alarm in std::mem::take(&mut recovery.alarms) {
             restored[shard_of(&alarm.equipment_id, shard_count)].push(alarm);
         }
+        // When each registered device was last heard, so that one silent
+        // since before the restart still goes offline on schedule.
+        let mut heard: Vec<Vec<_>> = vec![Vec::new(); shard_count];
+        for (device, last_seen) in std::mem::take(&mut recovery.last_seen) {
+            if let Resolution::Active(ctx) = registry.resolve(&device) {
+                heard[shard_of(&ctx.binding.equipment_id, shard_count)]
+                    .push((device, ctx, last_seen));
+            }
+        }
         let mut senders = Vec::with_capacity(shard_count);
         let mut shard_tasks = Vec::with_capacity(shard_count);
-        for (index, alarms) in restored.into_iter().enumerate() {
+        for ((index, alarms), heard) in restored.into_iter().enumerate().zip(heard) {
             let (tx, rx) = mpsc::channel(config.engine.shard_queue);
             let mut engine = RuleEngine::new(rules.clone());
             engine.restore(alarms, clock());
+            for (device, ctx, last_seen) in heard {
+                engine.last_heard(&device, &ctx, last_seen);
+            }
             senders.push(tx);
             shard_tasks.push(tokio::spawn(run_shard(
                 index,

@@ -66,6 +66,27 @@ impl RuleEngine {
         restore::restore(self, alarms, now);
     }
 
+    /// After a restart: `device` was last heard at `last_seen` (engine time).
+    /// A device that stays silent then goes offline on schedule, as if the
+    /// engine had never stopped; nothing else is evaluated until it speaks.
+    /// A device this engine has already heard from since is left alone.
+    pub fn last_heard(&mut self, device: &DeviceId, ctx: &DeviceContext, last_seen: EpochMs) {
+        if self.devices.contains_key(device) {
+            return;
+        }
+        let eq_id = &ctx.binding.equipment_id;
+        let eq = self.equipment.entry(eq_id.clone()).or_insert_with(|| {
+            EquipmentState::new(ctx.binding.clone(), self.resolver.defaults.clone())
+        });
+        if eq.binding != ctx.binding {
+            eq.binding = ctx.binding.clone();
+            eq.params_gen = STALE;
+        }
+        let mut dev = DeviceState::silent(eq_id.clone(), last_seen);
+        dev.report_interval_s = ctx.report_interval_s;
+        self.devices.insert(device.clone(), dev);
+    }
+
     /// Evaluates one accepted reading, in arrival order. `now` is the engine
     /// clock at receipt (liveness); rules measure durations on `reading.ts`.
     /// Returns every alarm change (raised, repeated, updated, cleared).

@@ -59,6 +59,8 @@
 //!   evaluation of that equipment adopts each one: a condition still true
 //!   continues it (no repeat, no duplicate), a false one starts its clear
 //!   period. Later repeats keep counting from the restored `count`.
+//!   `last_heard` tells when each device was last heard, so liveness too
+//!   carries on across the restart.
 //! - **Config changes.** Take effect at the next evaluation; open alarms
 //!   keep their severity until their next change; a disabled rule's open
 //!   alarm clears at the next tick.

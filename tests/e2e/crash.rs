@@ -113,3 +113,32 @@ async fn open_alarms_survive_a_restart_without_duplicates() {
     assert_eq!(body["alarms"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(body["alarms"][0]["alarm_id"], first["alarm_id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_silent_across_a_restart_still_goes_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vigil = Vigil::start_in(dir.path(), None).await;
+    let mut doc = registry_doc(1);
+    // Reports every 2 s: offline after 6 s of silence.
+    doc["devices"][0]["report_interval_s"] = json!(2);
+    let secrets = secrets(&vigil.import(&doc).await);
+    let mut dev = Device::connect(vigil.mqtt, "DEV0000", &secrets["DEV0000"])
+        .await
+        .unwrap();
+    let seq = dev.send(now_ms(), json!({})).await;
+    dev.wait_ack(seq, 20).await;
+    dev.disconnect().await;
+    let ports = (vigil.mqtt, vigil.http);
+    vigil.kill();
+
+    // The device never comes back; the restarted engine must notice.
+    let vigil = Vigil::start_in(dir.path(), Some(ports)).await;
+    let feed = Feed::open(&vigil, TOKEN, "").await;
+    let alarm = feed
+        .wait_for(30, "device.offline after the restart", |a| {
+            a["rule"] == "device.offline" && a["state"] == "active"
+        })
+        .await;
+    assert_eq!(alarm["equipment_id"], "EQ0000");
+    assert_eq!(alarm["details"]["devices"], json!(["DEV0000"]));
+}

@@ -220,12 +220,19 @@ pub(crate) struct DeviceState {
 
 impl DeviceState {
     pub fn new(equipment_id: EquipmentId, reading: &Reading, now: EpochMs) -> DeviceState {
+        let mut dev = DeviceState::silent(equipment_id, now);
+        dev.last_ts = reading.ts;
+        dev
+    }
+
+    /// A device known only to have been heard at `last_seen` (engine time).
+    pub fn silent(equipment_id: EquipmentId, last_seen: EpochMs) -> DeviceState {
         DeviceState {
             equipment_id,
             report_interval_s: 0,
             geo: Geometry::default(),
-            last_ts: reading.ts,
-            last_received: now,
+            last_ts: last_seen,
+            last_received: last_seen,
             max_seq: None,
             sample: None,
             sample_ts: None,

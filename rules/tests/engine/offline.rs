@@ -1,7 +1,8 @@
 //! `device.offline`: liveness on the engine's wall clock.
 
 use serde_json::json;
-use vigil_model::{AlarmState, DeviceId, Severity};
+use vigil_model::{AlarmId, AlarmState, DeviceId, Severity};
+use vigil_rules::{RuleConfig, RuleEngine};
 
 use crate::harness::*;
 
@@ -79,4 +80,59 @@ fn disabled_for_a_category() {
     let mut h = H::with_toml("[category.elevator.\"device.offline\"]\nenabled = false");
     h.send(0, healthy());
     none(&h.tick(1_000_000), RULE);
+}
+
+#[test]
+fn a_device_silent_since_before_a_restart_goes_offline_on_schedule() {
+    // Heard 60 s before the restart (at 0), never again: offline at 90 s,
+    // as if the engine had not stopped.
+    let mut h = H::new();
+    let ctx = h.ctx.clone();
+    h.engine.last_heard(&h.device, &ctx, T0);
+    none(&h.tick(60_000), RULE);
+    none(&h.tick(89_999), RULE);
+    let a = one(&h.tick(90_000), RULE);
+    assert_raised(&a, RULE, 90_000);
+    assert_eq!(a.details["last_ts"], json!(T0));
+    // Other rules have nothing to go on: no sample was evaluated.
+    assert_eq!(h.engine.open_alarms().count(), 1);
+    // It speaks: back online.
+    let c = one(&h.ride(120_000), RULE);
+    assert_eq!(c.state, AlarmState::Cleared);
+}
+
+#[test]
+fn a_device_heard_after_the_restart_keeps_its_live_state() {
+    let mut h = H::new();
+    h.send(50_000, healthy());
+    let ctx = h.ctx.clone();
+    // Recovery arrives late with an older time: it must not rewind liveness.
+    h.engine.last_heard(&h.device, &ctx, T0);
+    none(&h.tick(100_000), RULE);
+    one(&h.tick(140_000), RULE);
+}
+
+#[test]
+fn a_restored_offline_alarm_continues_when_the_device_is_still_silent() {
+    let mut h = H::new();
+    h.send(0, healthy());
+    let raised = one(&h.tick(90_000), RULE);
+    // Restart: a fresh engine gets the open alarm and the last-heard time.
+    let mut h2 = H::new();
+    // Ids a new alarm would get differ from the restored one's.
+    h2.engine = RuleEngine::with_id_source(
+        RuleConfig::default(),
+        Box::new(|| AlarmId::new("NEW").unwrap()),
+    );
+    let ctx = h2.ctx.clone();
+    h2.engine.restore(vec![raised.clone()], T0 + 100_000);
+    h2.engine.last_heard(&h2.device, &ctx, T0);
+    let changes = h2.tick(110_000);
+    assert!(
+        of(&changes, RULE)
+            .iter()
+            .all(|a| a.alarm_id == raised.alarm_id),
+        "no second offline alarm: {changes:?}"
+    );
+    assert_eq!(h2.open(RULE).map(|a| a.alarm_id), Some(raised.alarm_id));
 }
