@@ -159,7 +159,12 @@ impl Device {
             id: spec.device_id.clone(),
             model: Elevator::new(&spec),
             buffer: Unacked::new(UNACKED_CAP),
-            next_seq: 1,
+            // Seqs must keep increasing across reboots (protocol.md). Like
+            // firmware without flash for a counter, start at the boot time in
+            // epoch ms: a car sends far fewer than one message per ms, so a
+            // later boot always starts above everything sent before. The
+            // engine holds its first ack after the jump for the gap grace.
+            next_seq: now_ms().max(1) as u64,
             mqtt,
             secret,
             stats,
