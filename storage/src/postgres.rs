@@ -5,7 +5,8 @@
 //!  write ─▶ queue (bounded) ─▶ writer thread ─▶ local log file per batch (fsync)
 //!                                                  │ shipper task (one connection)
 //!                                                  ▼
-//!            COPY binary ─▶ temp staging ─▶ INSERT … ON CONFLICT DO NOTHING ─▶ commit ─▶ tokens on `durable`
+//!            COPY binary into the tables ─▶ commit ─▶ tokens on `durable`
+//!            (a duplicate key: the batch again via temp staging and INSERT … ON CONFLICT DO NOTHING)
 //!  query ─▶ fresh connection as {prefix}_reader (or _analyst: scoped views) ─▶ READ ONLY, statement_timeout ─▶ Arrow
 //!  recover / reference tables ─▶ the engine's own connection
 //! ```

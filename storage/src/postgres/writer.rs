@@ -5,8 +5,9 @@
 //!     batch closes at batch_rows or batch_age ─▶ wal/NNNN.log (write, fsync, rename, fsync dir)
 //!     ─▶ queue permits back ─▶ Ship::Batch (records kept in memory for the
 //!        first max_backlog_batches, read back from disk beyond) ─▶ shipper task
-//!  shipper: one transaction per batch: COPY (binary) into a temp staging table,
-//!     INSERT … SELECT … ON CONFLICT DO NOTHING, move vigil_wal_position ─▶ commit
+//!  shipper: one transaction per batch: COPY (binary) into the tables (on a
+//!     duplicate key: again, into temp staging tables, then INSERT … SELECT …
+//!     ON CONFLICT DO NOTHING), move vigil_wal_position ─▶ commit
 //!     ─▶ tokens on `durable` ─▶ remove the log file
 //! ```
 //!
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use futures::SinkExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Shared;
 use super::config::PostgresConfig;
@@ -332,6 +333,16 @@ pub(crate) async fn create_staging(client: &Client) -> Result<(), StoreError> {
         .map_err(StoreError::db("creating staging tables"))
 }
 
+/// How a batch's rows reach their tables.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// COPY straight into the tables: the common case, as fast as a plain COPY.
+    Direct,
+    /// COPY into temp staging, then `INSERT … ON CONFLICT DO NOTHING`: for a
+    /// batch holding rows PostgreSQL already has (a device re-sent them).
+    Staging,
+}
+
 /// One batch in one transaction; `Ok` also when it was shipped before.
 pub(crate) async fn ship_batch(
     client: &mut Client,
@@ -344,6 +355,36 @@ pub(crate) async fn ship_batch(
         let t = Table::of_record(r);
         buffers.entry(t).or_insert_with(CopyBuffer::new).push(r);
     }
+    let data: Vec<(Table, bytes::Bytes)> = Table::ALL
+        .into_iter()
+        .filter_map(|t| buffers.remove(&t).map(|b| (t, b.finish())))
+        .collect();
+    // A duplicate breaks a unique key and rolls the direct attempt back
+    // whole; the batch then goes again through staging, which skips it.
+    match ship_route(client, wal_id, no, &data, Route::Direct).await {
+        Err(e) if is_unique_violation(&e) => {
+            debug!(
+                batch = no,
+                "Batch holds rows PostgreSQL already has; shipping it through staging."
+            );
+            ship_route(client, wal_id, no, &data, Route::Staging).await
+        }
+        other => other,
+    }
+}
+
+fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database { source, .. }
+        if source.code().is_some_and(|c| c.code() == "23505"))
+}
+
+async fn ship_route(
+    client: &mut Client,
+    wal_id: &str,
+    no: u64,
+    data: &[(Table, bytes::Bytes)],
+    route: Route,
+) -> Result<(), StoreError> {
     let tx = client
         .transaction()
         .await
@@ -363,34 +404,37 @@ pub(crate) async fn ship_batch(
         );
         return Ok(());
     }
-    for t in Table::ALL {
-        let Some(buf) = buffers.remove(&t) else {
-            continue;
-        };
+    for (t, bytes) in data {
         let name = t.name();
-        let cols = columns(t);
+        let cols = columns(*t);
+        let target = match route {
+            Route::Direct => name.to_owned(),
+            Route::Staging => format!("pg_temp.vigil_stage_{name}"),
+        };
         let sink = tx
             .copy_in(&format!(
-                "COPY pg_temp.vigil_stage_{name} ({cols}) FROM STDIN (FORMAT binary)"
+                "COPY {target} ({cols}) FROM STDIN (FORMAT binary)"
             ))
             .await
             .map_err(StoreError::db(format!("starting COPY into {name}")))?;
         let mut sink = std::pin::pin!(sink);
-        sink.send(buf.finish())
+        sink.send(bytes.clone())
             .await
             .map_err(StoreError::db(format!("COPY into {name}")))?;
         sink.as_mut()
             .finish()
             .await
             .map_err(StoreError::db(format!("finishing COPY into {name}")))?;
-        tx.execute(
-            &format!(
-                "INSERT INTO {name} ({cols}) SELECT {cols} FROM pg_temp.vigil_stage_{name} ON CONFLICT DO NOTHING"
-            ),
-            &[],
-        )
-        .await
-        .map_err(StoreError::db(format!("inserting into {name}")))?;
+        if route == Route::Staging {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {name} ({cols}) SELECT {cols} FROM pg_temp.vigil_stage_{name} ON CONFLICT DO NOTHING"
+                ),
+                &[],
+            )
+            .await
+            .map_err(StoreError::db(format!("inserting into {name}")))?;
+        }
     }
     tx.execute(
         "INSERT INTO vigil_wal_position (wal_id, segment) VALUES ($1, $2)

@@ -85,6 +85,14 @@ async fn tokens_come_after_the_rows_are_committed_and_duplicates_are_stored_once
         count(&c, "SELECT count(*) FROM elevator_readings").await,
         1000
     );
+    // Old and new rows in one batch, and a row twice in it: the new ones go in once.
+    let mixed = (991..=1010).chain([1005]).map(|i| elevator("EL1", i));
+    store.write(ws(mixed)).await.unwrap();
+    take_tokens(&mut tokens, 21).await;
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM elevator_readings").await,
+        1010
+    );
     store.close().await.unwrap();
 }
 
