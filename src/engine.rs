@@ -98,6 +98,8 @@ impl Liveness {
 
 enum ShardMsg {
     Reading(Accepted),
+    /// Shutdown: everything queued before it has been evaluated.
+    Stop,
     Tick(EpochMs),
     Acknowledge {
         id: AlarmId,
@@ -433,8 +435,9 @@ impl Engine {
             .context("ingest did not drain cleanly")?;
         let _ = self.ticker.await;
         let _ = self.sync.await;
-        // The API state holds shard senders too; drop ours so the shards
-        // see their queues close once the last request is gone.
+        // Ingest and the API are stopped, so nothing new reaches the shards;
+        // a Stop behind what is queued ends each one. (Waiting for the queues
+        // to close would hang on any `AppState` a caller still holds.)
         let Engine {
             state,
             store,
@@ -442,6 +445,9 @@ impl Engine {
             hub,
             ..
         } = self;
+        for tx in state.shards.senders.iter() {
+            let _ = tx.send(ShardMsg::Stop).await;
+        }
         drop(state);
         for task in shard_tasks {
             let _ = task.await;
@@ -474,6 +480,7 @@ async fn run_shard(
                 changes
             }
             ShardMsg::Tick(now) => engine.tick(now),
+            ShardMsg::Stop => break,
             ShardMsg::Acknowledge { id, by, reply } => {
                 let result = engine.acknowledge(&id, &by, clock());
                 let change = result.as_ref().ok().cloned();

@@ -11,5 +11,6 @@ pub fn store_url() -> Option<String> {
 
 mod bad_input;
 mod crash;
+mod demo;
 mod elevator_rules;
 mod roles;
