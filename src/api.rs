@@ -428,6 +428,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.engine_metrics.observe_store(state.store.as_ref());
     let families = state.metrics.gather();
     let mut body = String::new();
     match prometheus::TextEncoder::new().encode_utf8(&families, &mut body) {

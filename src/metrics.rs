@@ -1,6 +1,7 @@
 //! The engine's own Prometheus metrics (ingest registers its own).
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use vigil_storage::Store;
 
 #[derive(Clone)]
 pub struct EngineMetrics {
@@ -10,6 +11,11 @@ pub struct EngineMetrics {
     pub open_alarms: IntGauge,
     pub sse_clients: IntGauge,
     pub sql_queries: IntCounterVec,
+    /// The store's outage and backlog, read from it at every scrape.
+    pub store_outage: IntGauge,
+    pub store_outages: IntCounter,
+    pub store_backlog_batches: IntGauge,
+    pub store_backlog_records: IntGauge,
 }
 
 impl EngineMetrics {
@@ -39,17 +45,53 @@ impl EngineMetrics {
             Opts::new("vigil_sql_queries_total", "SQL queries by outcome."),
             &["outcome"],
         )?;
+        let store_outage = IntGauge::new(
+            "vigil_store_outage",
+            "1 while the store cannot make writes durable where they belong (e.g. PostgreSQL unreachable; accepted readings wait in the local log).",
+        )?;
+        let store_outages = IntCounter::new(
+            "vigil_store_outages_total",
+            "Outages of the store's database since the engine started.",
+        )?;
+        let store_backlog_batches = IntGauge::new(
+            "vigil_store_backlog_batches",
+            "Batches in the local log that the store's database does not have yet.",
+        )?;
+        let store_backlog_records = IntGauge::new(
+            "vigil_store_backlog_records",
+            "Records (readings, alarm changes, dead letters) in the local log that the store's database does not have yet.",
+        )?;
         registry.register(Box::new(rule_latency.clone()))?;
         registry.register(Box::new(alarm_changes.clone()))?;
         registry.register(Box::new(open_alarms.clone()))?;
         registry.register(Box::new(sse_clients.clone()))?;
         registry.register(Box::new(sql_queries.clone()))?;
+        registry.register(Box::new(store_outage.clone()))?;
+        registry.register(Box::new(store_outages.clone()))?;
+        registry.register(Box::new(store_backlog_batches.clone()))?;
+        registry.register(Box::new(store_backlog_records.clone()))?;
         Ok(Self {
             rule_latency,
             alarm_changes,
             open_alarms,
             sse_clients,
             sql_queries,
+            store_outage,
+            store_outages,
+            store_backlog_batches,
+            store_backlog_records,
         })
+    }
+
+    /// Reads the store's state into the gauges (before a scrape).
+    pub fn observe_store(&self, store: &dyn Store) {
+        let stats = store.stats();
+        self.store_outage
+            .set(i64::from(stats.outage || store.health().is_err()));
+        // The store counts; the counter catches up with it.
+        self.store_outages
+            .inc_by(stats.outages.saturating_sub(self.store_outages.get()));
+        self.store_backlog_batches.set(stats.backlog_batches as i64);
+        self.store_backlog_records.set(stats.backlog_records as i64);
     }
 }

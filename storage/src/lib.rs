@@ -95,4 +95,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ready to accept writes (for `/readyz`); the reason when not.
     fn health(&self) -> Result<(), String>;
+
+    /// Outages and backlog, for metrics. A backend that never waits on a
+    /// remote database has nothing to report.
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
+}
+
+/// What a store with a remote database reports for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// The database cannot be reached now; writes go to the local log only.
+    pub outage: bool,
+    /// Outages begun since the store opened.
+    pub outages: u64,
+    /// Batches (and their records) in the local log that the database does not have yet.
+    pub backlog_batches: u64,
+    pub backlog_records: u64,
 }

@@ -25,7 +25,7 @@ mod reference;
 mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 
 use parking_lot::{Condvar, Mutex};
@@ -37,7 +37,9 @@ pub use config::{PostgresConfig, TimescaleMode};
 pub use migrate::{Migrated, Mode};
 
 use self::writer::{Batch, Msg, Ship, Shipper, Writer};
-use crate::{AckToken, QueryOptions, QueryOutput, Recovery, RefTable, Store, StoreError, Write};
+use crate::{
+    AckToken, QueryOptions, QueryOutput, Recovery, RefTable, Store, StoreError, StoreStats, Write,
+};
 
 /// What the store's handle, the writer thread and the shipper share.
 pub(crate) struct Shared {
@@ -48,6 +50,10 @@ pub(crate) struct Shared {
     backlog: Mutex<usize>,
     room: Condvar,
     backlog_now: AtomicUsize,
+    /// Records in those batches (for metrics).
+    backlog_records: AtomicU64,
+    /// Outages begun since open (for metrics).
+    outages: AtomicU64,
     /// PostgreSQL's trouble, if any (an outage: the local log takes over).
     db_health: Mutex<Option<String>>,
     /// The local log's trouble, if any (writes are stuck).
@@ -57,7 +63,10 @@ pub(crate) struct Shared {
 impl Shared {
     fn set_db_health(&self, reason: Option<String>) {
         let up = reason.is_none();
-        *self.db_health.lock() = reason;
+        let was_up = std::mem::replace(&mut *self.db_health.lock(), reason).is_none();
+        if was_up && !up {
+            self.outages.fetch_add(1, Ordering::Relaxed);
+        }
         if !up {
             // An outage lifts the back-pressure: the local log takes over.
             self.room.notify_all();
@@ -73,14 +82,21 @@ impl Shared {
     }
 
     /// Counts a new batch; returns the backlog including it.
-    fn add_backlog(&self) -> usize {
+    fn add_backlog(&self, records: u64) -> usize {
+        self.backlog_records.fetch_add(records, Ordering::Relaxed);
         let mut n = self.backlog.lock();
         *n += 1;
         self.backlog_now.store(*n, Ordering::Relaxed);
         *n
     }
 
-    fn remove_backlog(&self) {
+    fn remove_backlog(&self, records: u64) {
+        // Saturating: a batch whose count could not be read counts as 0.
+        let _ = self
+            .backlog_records
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                Some(r.saturating_sub(records))
+            });
         let mut n = self.backlog.lock();
         *n = n.saturating_sub(1);
         self.backlog_now.store(*n, Ordering::Relaxed);
@@ -186,6 +202,8 @@ impl PostgresStore {
             backlog: Mutex::new(0),
             room: Condvar::new(),
             backlog_now: AtomicUsize::new(0),
+            backlog_records: AtomicU64::new(0),
+            outages: AtomicU64::new(0),
             db_health: Mutex::new(None),
             local_health: Mutex::new(None),
         });
@@ -198,10 +216,12 @@ impl PostgresStore {
                 "Shipping what the local log holds from an earlier run."
             );
         }
-        for (no, _) in &left {
-            shared.add_backlog();
+        for (no, path) in &left {
+            let rows = writer::count_records(path);
+            shared.add_backlog(rows);
             let _ = ship_tx.send(Ship::Batch(Batch {
                 no: *no,
+                rows,
                 records: None,
                 tokens: Vec::new(),
             }));
@@ -381,6 +401,15 @@ impl Store for PostgresStore {
         match &*self.shared.db_health.lock() {
             Some(reason) => Err(reason.clone()),
             None => Ok(()),
+        }
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            outage: !self.shared.db_up(),
+            outages: self.shared.outages.load(Ordering::Relaxed),
+            backlog_batches: self.shared.backlog() as u64,
+            backlog_records: self.shared.backlog_records.load(Ordering::Relaxed),
         }
     }
 }

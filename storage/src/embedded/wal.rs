@@ -144,6 +144,15 @@ pub(crate) fn encode_frame<'a>(
     Ok(buf)
 }
 
+/// How many records a frame holds, from the first bytes of its body alone
+/// (postcard: `no`, then the records' length, both varints), so a backlog can
+/// be counted without reading it.
+pub(crate) fn frame_record_count(body_head: &[u8]) -> Option<u64> {
+    postcard::take_from_bytes::<(u64, u64)>(body_head)
+        .ok()
+        .map(|((_, n), _)| n)
+}
+
 fn decode_frame(body: &[u8]) -> Result<(u64, Vec<Record>), String> {
     let frame: Frame = postcard::from_bytes(body).map_err(|e| format!("undecodable frame: {e}"))?;
     let mut records = Vec::with_capacity(frame.records.len());
@@ -536,6 +545,14 @@ mod tests {
             .map(|(_, r)| r)
             .collect();
         assert_eq!(back, records);
+    }
+
+    #[test]
+    fn a_frames_record_count_reads_from_its_head() {
+        let records = testdata::one_of_each(1);
+        let f = frame(u64::MAX, &records);
+        let head = &f[HEADER_LEN..(HEADER_LEN + 20).min(f.len())];
+        assert_eq!(frame_record_count(head), Some(records.len() as u64));
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub(crate) enum Msg {
 /// One closed batch on its way to PostgreSQL.
 pub(crate) struct Batch {
     pub(crate) no: u64,
+    /// Records in it (0 when unknown), for the backlog metric.
+    pub(crate) rows: u64,
     /// `None`: read it back from the log file (backlog beyond what memory holds).
     pub(crate) records: Option<Vec<Record>>,
     pub(crate) tokens: Vec<AckToken>,
@@ -65,6 +67,9 @@ pub(crate) enum Ship {
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const IDLE_WAKE: Duration = Duration::from_secs(60);
+/// How often an idle shipper checks that PostgreSQL is there, and how long it waits.
+const IDLE_PING: Duration = Duration::from_secs(2);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The writer thread's state.
 pub(crate) struct Writer {
@@ -165,9 +170,11 @@ impl Writer {
             tokens.extend(w.ack);
             records.push(w.record);
         }
-        let in_memory = self.shared.add_backlog() <= self.config.max_backlog_batches;
+        let rows = records.len() as u64;
+        let in_memory = self.shared.add_backlog(rows) <= self.config.max_backlog_batches;
         let batch = Batch {
             no,
+            rows,
             records: in_memory.then_some(records),
             tokens,
         };
@@ -210,7 +217,15 @@ pub(crate) struct Shipper {
 
 impl Shipper {
     pub(crate) async fn run(mut self) {
-        while let Some(msg) = self.rx.recv().await {
+        loop {
+            let msg = match tokio::time::timeout(IDLE_PING, self.rx.recv()).await {
+                Ok(Some(msg)) => msg,
+                Ok(None) => return,
+                Err(_) => {
+                    self.ping().await;
+                    continue;
+                }
+            };
             match msg {
                 Ship::Batch(batch) => self.ship(batch).await,
                 Ship::Flush(reply) => {
@@ -220,6 +235,51 @@ impl Shipper {
                     let _ = reply.send(Ok(()));
                     return;
                 }
+            }
+        }
+    }
+
+    /// The shipper's connection, made again (with its staging tables) when lost.
+    async fn connection(&mut self) -> Result<Client, StoreError> {
+        match self.client.take() {
+            Some(c) if !c.is_closed() => Ok(c),
+            _ => {
+                let c = super::connect_owner(&self.config).await?;
+                create_staging(&c).await?;
+                Ok(c)
+            }
+        }
+    }
+
+    /// While no batch comes, a trivial query now and then: an outage shows
+    /// in health and metrics before the next write runs into it.
+    async fn ping(&mut self) {
+        let result = tokio::time::timeout(PING_TIMEOUT, async {
+            let client = self.connection().await?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(StoreError::db("checking the connection"))?;
+            Ok::<_, StoreError>(client)
+        })
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Other("no answer in time".into())));
+        match result {
+            Ok(client) => {
+                if !self.shared.db_up() {
+                    info!("PostgreSQL is back.");
+                }
+                self.shared.set_db_health(None);
+                self.client = Some(client);
+            }
+            Err(e) => {
+                if self.shared.db_up() {
+                    error!(error = %e, "PostgreSQL is unavailable; readings are kept in the local log until it is back.");
+                }
+                self.shared.set_db_health(Some(format!(
+                    "PostgreSQL unavailable ({e}); {} batch(es) waiting in the local log",
+                    self.shared.backlog()
+                )));
             }
         }
     }
@@ -234,12 +294,12 @@ impl Shipper {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => {
                         error!(path = %path.display(), error = %e, "Cannot read a batch back from the local log; it is left there.");
-                        self.shared.remove_backlog();
+                        self.shared.remove_backlog(batch.rows);
                         return;
                     }
                     Err(e) => {
                         error!(error = %e, "Reading the local log panicked.");
-                        self.shared.remove_backlog();
+                        self.shared.remove_backlog(batch.rows);
                         return;
                     }
                 }
@@ -248,14 +308,7 @@ impl Shipper {
         let mut backoff = FIRST_BACKOFF;
         let mut outage_since: Option<Instant> = None;
         loop {
-            let result = match self.client.take() {
-                Some(c) if !c.is_closed() => Ok(c),
-                _ => match super::connect_owner(&self.config).await {
-                    Ok(c) => create_staging(&c).await.map(|()| c),
-                    Err(e) => Err(e),
-                },
-            };
-            let outcome = match result {
+            let outcome = match self.connection().await {
                 Ok(mut client) => {
                     let r = ship_batch(&mut client, &self.wal_id, batch.no, &records).await;
                     if r.is_ok() || !client.is_closed() {
@@ -272,14 +325,15 @@ impl Shipper {
                     let aside = path.with_extension("rejected");
                     error!(batch = batch.no, error = %e, path = %aside.display(), "PostgreSQL refuses this batch; it is kept aside in the local log directory.");
                     let _ = std::fs::rename(&path, &aside);
-                    self.shared.remove_backlog();
+                    self.shared.remove_backlog(batch.rows);
                     return;
                 }
                 Err(e) => {
-                    if outage_since.is_none() {
+                    // Logged once per outage (an idle ping may have seen it first).
+                    if self.shared.db_up() {
                         error!(batch = batch.no, error = %e, "PostgreSQL is unavailable; readings are kept in the local log until it is back.");
-                        outage_since = Some(Instant::now());
                     }
+                    outage_since.get_or_insert_with(Instant::now);
                     self.shared.set_db_health(Some(format!(
                         "PostgreSQL unavailable ({e}); {} batch(es) waiting in the local log",
                         self.shared.backlog()
@@ -290,9 +344,9 @@ impl Shipper {
                 }
             }
         }
-        if let Some(since) = outage_since {
+        if !self.shared.db_up() {
             info!(
-                outage_s = since.elapsed().as_secs_f64(),
+                retried_s = outage_since.map_or(0.0, |t| t.elapsed().as_secs_f64()),
                 backlog = self.shared.backlog(),
                 "PostgreSQL is back; draining the local log."
             );
@@ -304,7 +358,7 @@ impl Shipper {
         if let Err(e) = std::fs::remove_file(&path) {
             warn!(path = %path.display(), error = %e, "Cannot remove a shipped batch from the local log; it will be skipped on replay.");
         }
-        self.shared.remove_backlog();
+        self.shared.remove_backlog(batch.rows);
     }
 }
 
@@ -446,6 +500,19 @@ async fn ship_route(
     tx.commit()
         .await
         .map_err(StoreError::db("committing a batch"))
+}
+
+/// Records in a log file, from its first bytes (0 when unreadable).
+pub(crate) fn count_records(path: &Path) -> u64 {
+    use crate::embedded::wal::{HEADER_LEN, frame_record_count};
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    match std::fs::File::open(path)
+        .and_then(|f| f.take(HEADER_LEN as u64 + 20).read_to_end(&mut head))
+    {
+        Ok(n) if n > HEADER_LEN => frame_record_count(&head[HEADER_LEN..]).unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Log files left by an earlier run, in order; stray temporary files removed.

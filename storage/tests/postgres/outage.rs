@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use vigil_storage::Store;
+use vigil_storage::{Store, StoreStats};
 
 use crate::cluster::{SERVER, cluster};
 use crate::fixtures::{elevator, take_tokens, ws};
@@ -54,6 +54,15 @@ async fn postgres_going_away_mid_stream_loses_nothing_and_duplicates_nothing() {
     );
     let reason = store.health().unwrap_err();
     assert!(reason.contains("PostgreSQL unavailable"), "{reason}");
+    // The metrics: one outage, every record accepted since waits in the log.
+    eventually("all 1000 records are counted in the backlog", || {
+        store.stats().backlog_records == 1000
+    })
+    .await;
+    let stats = store.stats();
+    assert!(stats.outage);
+    assert_eq!(stats.outages, 1);
+    assert!(stats.backlog_batches > 0);
 
     pg.start();
     for _ in 0..5 {
@@ -64,6 +73,15 @@ async fn postgres_going_away_mid_stream_loses_nothing_and_duplicates_nothing() {
     assert_eq!(acked.len(), 1500);
     eventually("health is back", || store.health().is_ok()).await;
     assert_eq!(store.backlog_batches(), 0);
+    assert_eq!(
+        store.stats(),
+        StoreStats {
+            outage: false,
+            outages: 1,
+            backlog_batches: 0,
+            backlog_records: 0
+        }
+    );
 
     let c = client(&db.config).await;
     assert_eq!(
@@ -82,5 +100,14 @@ async fn postgres_going_away_mid_stream_loses_nothing_and_duplicates_nothing() {
         count(&c, "SELECT max(seq) FROM elevator_readings").await,
         2500
     );
+
+    // With nothing to write, the outage still shows (an idle check).
+    drop(c);
+    pg.stop();
+    eventually("an idle outage is reported", || store.stats().outage).await;
+    assert!(store.health().is_err());
+    assert_eq!(store.stats().outages, 2);
+    pg.start();
+    eventually("health is back while idle", || store.health().is_ok()).await;
     store.close().await.unwrap();
 }
