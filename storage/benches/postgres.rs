@@ -5,8 +5,10 @@
 //! COPY into a staging table, `INSERT … ON CONFLICT DO NOTHING`, log
 //! position, commit) and the clock stops when the last ack token arrives. The
 //! ceiling is the very rows the store stored, exported to CSV and loaded with
-//! `psql \copy` into a freshly migrated schema (same indexes). Rounds
-//! alternate so both see the same server state; the median ratio is printed.
+//! `psql \copy` into a freshly migrated schema (same indexes); the same in
+//! binary format is printed beside it, as that is what the store sends.
+//! Rounds alternate so all see the same server state; the median ratio to
+//! the CSV ceiling is printed last.
 //!
 //! `cargo bench -p vigil-storage --bench postgres` (a throw-away cluster as
 //! in the tests, or `VIGIL_TEST_DATABASE_URL`; `VIGIL_BENCH_ROWS`,
@@ -165,6 +167,8 @@ fn main() {
         .unwrap();
     let csv = tempfile::NamedTempFile::new().unwrap();
     let csv_path = csv.path().display().to_string();
+    let bin = tempfile::NamedTempFile::new().unwrap();
+    let bin_path = bin.path().display().to_string();
     println!(
         "PostgreSQL COPY writer: {rows} elevator_readings rows, batch_rows {batch_rows}, {rounds} round(s)"
     );
@@ -175,35 +179,39 @@ fn main() {
         let took = rt.block_on(store_run(&url, &store_schema, rows, batch_rows));
         let store_rate = rate(rows, took);
 
-        // The same rows, the same freshly migrated table, loaded by psql.
-        psql(
-            &url,
-            &format!("\\copy {store_schema}.elevator_readings TO '{csv_path}' (FORMAT csv)"),
-        );
-        let dir = tempfile::tempdir().unwrap();
-        rt.block_on(migrate_only(&config(
-            &url,
-            &copy_schema,
-            dir.path(),
-            batch_rows,
-        )))
-        .expect("migrates");
-        let took = psql(
-            &url,
-            &format!("\\copy {copy_schema}.elevator_readings FROM '{csv_path}' (FORMAT csv)"),
-        );
-        let copy_rate = rate(rows, took);
-        let ratio = store_rate / copy_rate;
+        // The same rows, the same freshly migrated table, loaded by psql:
+        // CSV (the plain ceiling) and binary (what the store sends).
+        let mut copy_rates = Vec::new();
+        for (format, file) in [("csv", &csv_path), ("binary", &bin_path)] {
+            let schema = format!("{copy_schema}_{format}");
+            psql(
+                &url,
+                &format!("\\copy {store_schema}.elevator_readings TO '{file}' (FORMAT {format})"),
+            );
+            let dir = tempfile::tempdir().unwrap();
+            rt.block_on(migrate_only(&config(&url, &schema, dir.path(), batch_rows)))
+                .expect("migrates");
+            let took = psql(
+                &url,
+                &format!("\\copy {schema}.elevator_readings FROM '{file}' (FORMAT {format})"),
+            );
+            copy_rates.push(rate(rows, took));
+        }
+        let ratio = store_rate / copy_rates[0];
         ratios.push(ratio);
         println!(
-            "round {round}: store {store_rate:>9.0} rows/s   psql \\copy {copy_rate:>9.0} rows/s   ratio {:.0}%",
-            ratio * 100.0
+            "round {round}: store {store_rate:>7.0} rows/s   psql \\copy csv {:>7.0} rows/s ({:.0}%)   binary {:>7.0} rows/s ({:.0}%)",
+            copy_rates[0],
+            ratio * 100.0,
+            copy_rates[1],
+            store_rate / copy_rates[1] * 100.0
         );
         psql(
             &url,
             &format!(
-                "DROP SCHEMA {store_schema} CASCADE; DROP SCHEMA {copy_schema} CASCADE; \
-                 DROP SCHEMA {store_schema}_scoped CASCADE; DROP SCHEMA {copy_schema}_scoped CASCADE"
+                "DROP SCHEMA {store_schema} CASCADE; DROP SCHEMA {store_schema}_scoped CASCADE; \
+                 DROP SCHEMA {copy_schema}_csv CASCADE; DROP SCHEMA {copy_schema}_csv_scoped CASCADE; \
+                 DROP SCHEMA {copy_schema}_binary CASCADE; DROP SCHEMA {copy_schema}_binary_scoped CASCADE"
             ),
         );
     }
