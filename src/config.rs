@@ -253,18 +253,31 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Runs `f` under figment's jail lock, so no other test's `VIGIL_*`
+    /// variables are set meanwhile.
+    fn jailed(f: impl FnOnce()) {
+        figment::Jail::expect_with(|_| {
+            f();
+            Ok(())
+        });
+    }
+
     #[test]
     fn the_example_config_loads_and_says_what_the_defaults_say() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/vigil.example.toml");
-        let config = Config::load(Some(&path), Overrides::default()).expect("example config loads");
-        let defaults = Config::default();
-        assert_eq!(config.mqtt_addr, defaults.mqtt_addr);
-        assert_eq!(config.engine.rule_shards, defaults.engine.rule_shards);
-        assert_eq!(config.embedded.flush_rows, defaults.embedded.flush_rows);
-        assert_eq!(config.store, "embedded");
-        assert_eq!(config.postgres.batch_rows, defaults.postgres.batch_rows);
-        assert!(config.postgres().unwrap().is_none());
-        crate::engine::rule_config(&config.rules).expect("example rules are valid");
+        // Serialised with the environment test, whose variables are process-wide.
+        jailed(|| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/vigil.example.toml");
+            let config =
+                Config::load(Some(&path), Overrides::default()).expect("example config loads");
+            let defaults = Config::default();
+            assert_eq!(config.mqtt_addr, defaults.mqtt_addr);
+            assert_eq!(config.engine.rule_shards, defaults.engine.rule_shards);
+            assert_eq!(config.embedded.flush_rows, defaults.embedded.flush_rows);
+            assert_eq!(config.store, "embedded");
+            assert_eq!(config.postgres.batch_rows, defaults.postgres.batch_rows);
+            assert!(config.postgres().unwrap().is_none());
+            crate::engine::rule_config(&config.rules).expect("example rules are valid");
+        });
     }
 
     #[test]
@@ -291,53 +304,62 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("v.toml");
-        std::fs::write(&file, "http_addr = \"127.0.0.1:9000\"\nmqtt_addr = \"127.0.0.1:9001\"\n[engine]\nrule_shards = 3\n").unwrap();
-        let over = Overrides {
-            http_addr: Some("127.0.0.1:9100".parse().unwrap()),
-            ..Overrides::default()
-        };
-        let config = Config::load(Some(&file), over).unwrap();
-        assert_eq!(config.http_addr.port(), 9100);
-        assert_eq!(config.mqtt_addr.port(), 9001);
-        assert_eq!(config.engine.rule_shards, 3);
+        // Serialised with the environment test, whose variables are process-wide.
+        jailed(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("v.toml");
+            std::fs::write(&file, "http_addr = \"127.0.0.1:9000\"\nmqtt_addr = \"127.0.0.1:9001\"\n[engine]\nrule_shards = 3\n").unwrap();
+            let over = Overrides {
+                http_addr: Some("127.0.0.1:9100".parse().unwrap()),
+                ..Overrides::default()
+            };
+            let config = Config::load(Some(&file), over).unwrap();
+            assert_eq!(config.http_addr.port(), 9100);
+            assert_eq!(config.mqtt_addr.port(), 9001);
+            assert_eq!(config.engine.rule_shards, 3);
+        });
     }
 
     #[test]
     fn a_postgres_url_selects_the_postgres_backend() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("v.toml");
-        std::fs::write(&file, "store = \"postgres://vigil@db/vigil\"\n[postgres]\nbatch_rows = 100\ntimescale = \"off\"\n").unwrap();
-        let config = Config::load(Some(&file), Overrides::default()).unwrap();
-        let pg = config.postgres().unwrap().expect("postgres");
-        assert_eq!(pg.url, "postgres://vigil@db/vigil");
-        assert_eq!(pg.batch_rows, 100);
-        assert_eq!(pg.wal_dir, config.data_dir.join("pg-wal"));
-        let over = Overrides {
-            store: Some("embedded".into()),
-            ..Overrides::default()
-        };
-        assert!(
-            Config::load(Some(&file), over)
-                .unwrap()
-                .postgres()
-                .unwrap()
-                .is_none()
-        );
-        let bad = Config {
-            store: "mysql://x".into(),
-            ..Config::default()
-        };
-        assert!(bad.postgres().is_err());
+        // Serialised with the environment test, whose variables are process-wide.
+        jailed(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("v.toml");
+            std::fs::write(&file, "store = \"postgres://vigil@db/vigil\"\n[postgres]\nbatch_rows = 100\ntimescale = \"off\"\n").unwrap();
+            let config = Config::load(Some(&file), Overrides::default()).unwrap();
+            let pg = config.postgres().unwrap().expect("postgres");
+            assert_eq!(pg.url, "postgres://vigil@db/vigil");
+            assert_eq!(pg.batch_rows, 100);
+            assert_eq!(pg.wal_dir, config.data_dir.join("pg-wal"));
+            let over = Overrides {
+                store: Some("embedded".into()),
+                ..Overrides::default()
+            };
+            assert!(
+                Config::load(Some(&file), over)
+                    .unwrap()
+                    .postgres()
+                    .unwrap()
+                    .is_none()
+            );
+            let bad = Config {
+                store: "mysql://x".into(),
+                ..Config::default()
+            };
+            assert!(bad.postgres().is_err());
+        });
     }
 
     #[test]
     fn a_misspelt_key_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("v.toml");
-        std::fs::write(&file, "[engine]\nrule_shard = 3\n").unwrap();
-        let err = Config::load(Some(&file), Overrides::default()).unwrap_err();
-        assert!(format!("{err:#}").contains("rule_shard"), "{err:#}");
+        // Serialised with the environment test, whose variables are process-wide.
+        jailed(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("v.toml");
+            std::fs::write(&file, "[engine]\nrule_shard = 3\n").unwrap();
+            let err = Config::load(Some(&file), Overrides::default()).unwrap_err();
+            assert!(format!("{err:#}").contains("rule_shard"), "{err:#}");
+        });
     }
 }
