@@ -27,11 +27,22 @@ pub(crate) enum Rule {
     FloorOutOfRange,
     ControllerFault,
     FrequentFaults,
+    RideRunningUnrestrained,
+    RideWindLimit,
+    RideOverspeed,
+    RideBrakeFault,
+    RideVibrationHigh,
+    VideoElectricBike,
+    VideoPersonFall,
+    VideoRestraintUnlocked,
+    VideoDangerZone,
+    VideoSmokeFire,
+    VideoCameraOccluded,
     DeviceOffline,
 }
 
 impl Rule {
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 26;
     pub const ALL: [Rule; Rule::COUNT] = [
         Rule::Trapped,
         Rule::StoppedOutsideZone,
@@ -47,6 +58,17 @@ impl Rule {
         Rule::FloorOutOfRange,
         Rule::ControllerFault,
         Rule::FrequentFaults,
+        Rule::RideRunningUnrestrained,
+        Rule::RideWindLimit,
+        Rule::RideOverspeed,
+        Rule::RideBrakeFault,
+        Rule::RideVibrationHigh,
+        Rule::VideoElectricBike,
+        Rule::VideoPersonFall,
+        Rule::VideoRestraintUnlocked,
+        Rule::VideoDangerZone,
+        Rule::VideoSmokeFire,
+        Rule::VideoCameraOccluded,
         Rule::DeviceOffline,
     ];
     /// Rules whose condition is a function of one elevator status sample.
@@ -63,6 +85,24 @@ impl Rule {
         Rule::DoorCycling,
         Rule::PowerLoss,
         Rule::FloorOutOfRange,
+    ];
+    /// Rules whose condition is a function of one ride / ropeway sample
+    /// (contiguous in [`Rule::ALL`]).
+    pub const RIDE: [Rule; 5] = [
+        Rule::RideRunningUnrestrained,
+        Rule::RideWindLimit,
+        Rule::RideOverspeed,
+        Rule::RideBrakeFault,
+        Rule::RideVibrationHigh,
+    ];
+    /// Rules raised by video-analytics events (contiguous in [`Rule::ALL`]).
+    pub const VIDEO: [Rule; 6] = [
+        Rule::VideoElectricBike,
+        Rule::VideoPersonFall,
+        Rule::VideoRestraintUnlocked,
+        Rule::VideoDangerZone,
+        Rule::VideoSmokeFire,
+        Rule::VideoCameraOccluded,
     ];
 
     pub fn index(self) -> usize {
@@ -85,6 +125,17 @@ impl Rule {
             Rule::FloorOutOfRange => "elevator.floor_out_of_range",
             Rule::ControllerFault => "elevator.controller_fault",
             Rule::FrequentFaults => "elevator.frequent_faults",
+            Rule::RideRunningUnrestrained => "ride.running_unrestrained",
+            Rule::RideWindLimit => "ride.wind_limit",
+            Rule::RideOverspeed => "ride.overspeed",
+            Rule::RideBrakeFault => "ride.brake_fault",
+            Rule::RideVibrationHigh => "ride.vibration_high",
+            Rule::VideoElectricBike => "video.electric_bike",
+            Rule::VideoPersonFall => "video.person_fall",
+            Rule::VideoRestraintUnlocked => "video.restraint_unlocked",
+            Rule::VideoDangerZone => "video.danger_zone",
+            Rule::VideoSmokeFire => "video.smoke_fire",
+            Rule::VideoCameraOccluded => "video.camera_occluded",
             Rule::DeviceOffline => "device.offline",
         }
     }
@@ -93,17 +144,29 @@ impl Rule {
         Rule::ALL.into_iter().find(|r| r.id() == id)
     }
 
+    pub fn is_ride(self) -> bool {
+        Rule::RIDE.contains(&self)
+    }
+
+    pub fn is_video(self) -> bool {
+        Rule::VIDEO.contains(&self)
+    }
+
     /// Whether an occurrence of this rule counts towards
-    /// `elevator.frequent_faults` (when its severity is major or critical).
+    /// `elevator.frequent_faults` (when its severity is major or critical):
+    /// the elevator's own faults, not what a camera sees nor a ride's rules.
     pub fn counts_as_fault(self) -> bool {
         !matches!(self, Rule::FrequentFaults | Rule::DeviceOffline)
+            && !self.is_ride()
+            && !self.is_video()
     }
 
     /// Whether the top-level `clear_s` of the configuration sets this rule's
-    /// clear period (controller faults clear on the controller's word, and a
-    /// device is back online with its first message).
+    /// clear period (controller faults clear on the controller's word, a
+    /// device is back online with its first message, and a video rule's
+    /// `clear_s` is a quiet period with a default of its own).
     pub fn uses_global_clear(self) -> bool {
-        !matches!(self, Rule::ControllerFault | Rule::DeviceOffline)
+        !matches!(self, Rule::ControllerFault | Rule::DeviceOffline) && !self.is_video()
     }
 
     fn description(self) -> &'static str {
@@ -140,6 +203,29 @@ impl Rule {
             Rule::FrequentFaults => {
                 "At least `count` critical or major alarm occurrences on one elevator within window_h."
             }
+            Rule::RideRunningUnrestrained => {
+                "Ride running while not every passenger restraint is locked."
+            }
+            Rule::RideWindLimit => {
+                "Wind at or above the limit while running (registry wind_limit_mps, else limit_mps; ropeways 13.9 m/s)."
+            }
+            Rule::RideOverspeed => {
+                "Ride speed above factor × the registered rated speed (no rated speed: not evaluated)."
+            }
+            Rule::RideBrakeFault => "Brake system reports a fault.",
+            Rule::RideVibrationHigh => "Drive vibration (RMS velocity) above limit_mm_s.",
+            Rule::VideoElectricBike => {
+                "Camera sees an electric bike in the elevator car (elevators only by default)."
+            }
+            Rule::VideoPersonFall => "Camera sees a person fall.",
+            Rule::VideoRestraintUnlocked => {
+                "Camera sees an unlocked restraint while the ride runs (rides and ropeways only by default)."
+            }
+            Rule::VideoDangerZone => "Camera sees someone in a danger zone.",
+            Rule::VideoSmokeFire => "Camera sees smoke or fire.",
+            Rule::VideoCameraOccluded => {
+                "A camera reports itself occluded for for_s without a gap longer than clear_s."
+            }
             Rule::DeviceOffline => {
                 "No message from a device for intervals × its reporting interval (wall time)."
             }
@@ -162,6 +248,17 @@ impl Rule {
             Rule::FloorOutOfRange => "code 07 (position lost)",
             Rule::ControllerFault => "controller's own code",
             Rule::FrequentFaults => "practice (repeat-fault elevators)",
+            Rule::RideRunningUnrestrained => "restraint interlock",
+            Rule::RideWindLimit => "practice; stop rides at force 6",
+            Rule::RideOverspeed => "practice",
+            Rule::RideBrakeFault => "brake system",
+            Rule::RideVibrationHigh => "ISO 10816 zone D boundary for large machines",
+            Rule::VideoElectricBike => "e-bikes banned from elevator cars (fire risk)",
+            Rule::VideoPersonFall => "video analytics",
+            Rule::VideoRestraintUnlocked => "video analytics; restraint interlock",
+            Rule::VideoDangerZone => "video analytics",
+            Rule::VideoSmokeFire => "video analytics",
+            Rule::VideoCameraOccluded => "video analytics; camera tampering",
             Rule::DeviceOffline => "liveness",
         }
     }
@@ -194,12 +291,25 @@ impl Rule {
             ],
             Rule::ControllerFault => &["enabled", "severity", "clear_s", "codes"],
             Rule::DeviceOffline => &["enabled", "severity", "intervals"],
+            Rule::RideWindLimit => &["enabled", "severity", "for_s", "clear_s", "limit_mps"],
+            Rule::RideOverspeed => &["enabled", "severity", "for_s", "clear_s", "factor"],
+            Rule::RideVibrationHigh => &["enabled", "severity", "for_s", "clear_s", "limit_mm_s"],
+            Rule::VideoCameraOccluded => {
+                &["enabled", "severity", "for_s", "clear_s", "min_confidence"]
+            }
+            Rule::VideoElectricBike
+            | Rule::VideoPersonFall
+            | Rule::VideoRestraintUnlocked
+            | Rule::VideoDangerZone
+            | Rule::VideoSmokeFire => &["enabled", "severity", "clear_s", "min_confidence"],
             Rule::StoppedOutsideZone
             | Rule::SafetyCircuitOpen
             | Rule::DoorLockOpenMoving
             | Rule::DoorWontClose
             | Rule::PowerLoss
-            | Rule::FloorOutOfRange => &["enabled", "severity", "for_s", "clear_s"],
+            | Rule::FloorOutOfRange
+            | Rule::RideRunningUnrestrained
+            | Rule::RideBrakeFault => &["enabled", "severity", "for_s", "clear_s"],
         }
     }
 }
@@ -216,15 +326,27 @@ fn key_meaning(rule: Rule, key: &str) -> &'static str {
             Rule::OvertravelTop | Rule::OvertravelBottom => {
                 "seconds the limit switch must be tripped (device time)"
             }
+            Rule::VideoCameraOccluded => {
+                "seconds a camera must keep reporting occlusion before the alarm fires (device time)"
+            }
             _ => "seconds the condition must hold before the alarm fires (device time)",
         },
         "clear_s" => match rule {
             Rule::ControllerFault => "seconds without any active code before the alarm clears",
+            Rule::VideoCameraOccluded => {
+                "longest gap between occlusion reports of one occlusion; the alarm clears this long after the last"
+            }
+            r if r.is_video() => {
+                "seconds without a qualifying event before the alarm clears (events within it repeat the alarm)"
+            }
             _ => "seconds the condition must have been false before the alarm clears",
         },
         "alarm_button_for_s" => "shorter `for` once the car alarm button has been pressed",
         "speed_mps" => "car speed above which the car counts as moving, m/s",
         "factor" => "multiple of the registry's rated_speed_mps that is overspeed",
+        "limit_mps" => "wind speed limit, m/s, when the registry gives no wind_limit_mps",
+        "limit_mm_s" => "vibration velocity limit, mm/s RMS",
+        "min_confidence" => "lowest detector confidence that counts, 0 to 1",
         "moving_for_s" => "seconds still moving beyond the end floor of the registry's floors",
         "max_changes" => "door state changes at one floor tolerated within the window",
         "window_s" => "trailing window for door changes, seconds",
@@ -283,9 +405,17 @@ pub(crate) struct Params {
     pub count: u32,
     pub intervals: f64,
     pub codes: BTreeMap<String, Severity>,
+    /// `limit_mps` (wind) or `limit_mm_s` (vibration).
+    pub limit: f64,
+    pub min_confidence: f64,
 }
 
 pub(crate) const DEFAULT_CLEAR_S: f64 = 10.0;
+/// Beaufort 6 (rides) and 7 (passenger ropeways), rules.md.
+pub(crate) const RIDE_WIND_LIMIT_MPS: f64 = 10.8;
+pub(crate) const ROPEWAY_WIND_LIMIT_MPS: f64 = 13.9;
+/// The registry categories a ride sample or ride camera belongs to.
+pub(crate) const RIDE_CATEGORIES: &[&str] = &["amusement_ride", "passenger_ropeway"];
 
 impl Params {
     /// The shipped defaults of rules.md.
@@ -304,6 +434,8 @@ impl Params {
             count: 0,
             intervals: 0.0,
             codes: BTreeMap::new(),
+            limit: 0.0,
+            min_confidence: 0.0,
         };
         match rule {
             Rule::Trapped => Params {
@@ -371,7 +503,76 @@ impl Params {
                 intervals: 3.0,
                 ..base
             },
+            Rule::RideRunningUnrestrained | Rule::RideBrakeFault => base,
+            Rule::RideWindLimit => Params {
+                severity: Severity::Major,
+                for_ms: 10_000,
+                limit: RIDE_WIND_LIMIT_MPS,
+                ..base
+            },
+            Rule::RideOverspeed => Params {
+                for_ms: 2_000,
+                factor: 1.1,
+                ..base
+            },
+            Rule::RideVibrationHigh => Params {
+                severity: Severity::Minor,
+                for_ms: 30_000,
+                limit: 11.2,
+                ..base
+            },
+            // Video alarms clear after a quiet period. The critical ones stay
+            // open longer than the 5 min after which an unacknowledged
+            // critical alarm escalates, so an unseen fall is escalated first.
+            Rule::VideoElectricBike => Params {
+                severity: Severity::Major,
+                clear_ms: 300_000,
+                min_confidence: 0.8,
+                ..base
+            },
+            Rule::VideoPersonFall => Params {
+                clear_ms: 600_000,
+                min_confidence: 0.7,
+                ..base
+            },
+            Rule::VideoRestraintUnlocked => Params {
+                clear_ms: 600_000,
+                ..base
+            },
+            Rule::VideoDangerZone => Params {
+                severity: Severity::Major,
+                clear_ms: 60_000,
+                min_confidence: 0.7,
+                ..base
+            },
+            Rule::VideoSmokeFire => Params {
+                clear_ms: 600_000,
+                min_confidence: 0.6,
+                ..base
+            },
+            Rule::VideoCameraOccluded => Params {
+                severity: Severity::Minor,
+                for_ms: 300_000,
+                clear_ms: 120_000,
+                ..base
+            },
         }
+    }
+
+    /// The shipped defaults for equipment of `category`: ropeways have a
+    /// higher wind limit; the e-bike rule watches elevator cars and the
+    /// restraint rule rides and ropeways, unless configured otherwise.
+    pub fn default_for_category(rule: Rule, category: &str) -> Params {
+        let mut p = Params::default_for(rule);
+        match rule {
+            Rule::RideWindLimit if category == "passenger_ropeway" => {
+                p.limit = ROPEWAY_WIND_LIMIT_MPS;
+            }
+            Rule::VideoElectricBike => p.enabled = category == "elevator",
+            Rule::VideoRestraintUnlocked => p.enabled = RIDE_CATEGORIES.contains(&category),
+            _ => {}
+        }
+        p
     }
 
     /// Sets one parameter from its configuration value. The error names
@@ -407,6 +608,13 @@ impl Params {
                     .ok_or("a speed in m/s ≥ 0")?
             }
             "factor" => self.factor = positive(value)?,
+            "limit_mps" | "limit_mm_s" => self.limit = positive(value)?,
+            "min_confidence" => {
+                self.min_confidence = value
+                    .as_f64()
+                    .filter(|x| (0.0..=1.0).contains(x))
+                    .ok_or("a confidence from 0 to 1")?
+            }
             "intervals" => self.intervals = positive(value)?,
             "window_s" => self.window_ms = secs_to_ms(positive(value)?),
             "window_h" => self.window_ms = secs_to_ms(positive(value)? * 3600.0),
@@ -440,6 +648,8 @@ impl Params {
             "moving_for_s" => s(self.moving_for_ms),
             "speed_mps" => json!(self.speed_mps),
             "factor" => json!(self.factor),
+            "limit_mps" | "limit_mm_s" => json!(self.limit),
+            "min_confidence" => json!(self.min_confidence),
             "intervals" => json!(self.intervals),
             "window_s" => s(self.window_ms),
             "window_h" => json!(self.window_ms as f64 / 3_600_000.0),
@@ -578,6 +788,11 @@ mod tests {
         for (i, rule) in Rule::SAMPLE.into_iter().enumerate() {
             assert_eq!(rule.index(), i, "sample rules come first");
         }
+        for group in [&Rule::RIDE[..], &Rule::VIDEO[..]] {
+            for (k, rule) in group.iter().enumerate() {
+                assert_eq!(rule.index(), group[0].index() + k, "groups are contiguous");
+            }
+        }
     }
 
     #[test]
@@ -649,6 +864,53 @@ mod tests {
             (3.0, Severity::Minor)
         );
         assert_eq!(p(Rule::SafetyCircuitOpen).clear_ms, 10_000);
+    }
+
+    #[test]
+    fn ride_and_video_defaults_match_rules_md() {
+        let p = Params::default_for;
+        let r = p(Rule::RideRunningUnrestrained);
+        assert_eq!((r.for_ms, r.severity), (0, Severity::Critical));
+        let r = p(Rule::RideWindLimit);
+        assert_eq!(
+            (r.for_ms, r.limit, r.severity),
+            (10_000, 10.8, Severity::Major)
+        );
+        let r = Params::default_for_category(Rule::RideWindLimit, "passenger_ropeway");
+        assert_eq!(r.limit, 13.9);
+        let r = p(Rule::RideOverspeed);
+        assert_eq!(
+            (r.for_ms, r.factor, r.severity),
+            (2_000, 1.1, Severity::Critical)
+        );
+        assert_eq!(p(Rule::RideBrakeFault).severity, Severity::Critical);
+        let r = p(Rule::RideVibrationHigh);
+        assert_eq!(
+            (r.for_ms, r.limit, r.severity),
+            (30_000, 11.2, Severity::Minor)
+        );
+        let v = |rule| {
+            let p = p(rule);
+            (p.min_confidence, p.clear_ms, p.severity)
+        };
+        assert_eq!(v(Rule::VideoElectricBike), (0.8, 300_000, Severity::Major));
+        assert_eq!(v(Rule::VideoPersonFall).0, 0.7);
+        assert_eq!(v(Rule::VideoPersonFall).2, Severity::Critical);
+        assert_eq!(v(Rule::VideoRestraintUnlocked).2, Severity::Critical);
+        assert_eq!(v(Rule::VideoDangerZone), (0.7, 60_000, Severity::Major));
+        assert_eq!(v(Rule::VideoSmokeFire).0, 0.6);
+        assert_eq!(v(Rule::VideoSmokeFire).2, Severity::Critical);
+        let occluded = p(Rule::VideoCameraOccluded);
+        assert_eq!(
+            (occluded.for_ms, occluded.severity),
+            (300_000, Severity::Minor)
+        );
+        let on = |rule, category| Params::default_for_category(rule, category).enabled;
+        assert!(on(Rule::VideoElectricBike, "elevator"));
+        assert!(!on(Rule::VideoElectricBike, "amusement_ride"));
+        assert!(on(Rule::VideoRestraintUnlocked, "amusement_ride"));
+        assert!(on(Rule::VideoRestraintUnlocked, "passenger_ropeway"));
+        assert!(!on(Rule::VideoRestraintUnlocked, "elevator"));
     }
 
     #[test]

@@ -39,8 +39,8 @@ type Overrides = BTreeMap<String, Value>;
 /// factor = 1.2
 /// severity = "major"
 /// ```
-/// A parameter resolves as built-in default ← `rule` ← `category` ←
-/// `equipment`. Deserialising accepts any rule and key so that
+/// A parameter resolves as built-in default (for the category) ← `rule` ←
+/// `category` ← `equipment`. Deserialising accepts any rule and key so that
 /// [`RuleConfig::validate`] can name the offending one; the engine ignores
 /// what validation would refuse.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -126,7 +126,7 @@ impl RuleConfig {
     pub(crate) fn resolve(&self, category: &str, equipment: Option<&str>) -> ParamSet {
         ParamSet(std::array::from_fn(|i| {
             let rule = Rule::ALL[i];
-            let mut p = Params::default_for(rule);
+            let mut p = Params::default_for_category(rule, category);
             if rule.uses_global_clear()
                 && let Some(clear) = self.clear_s.filter(|c| c.is_finite() && *c >= 0.0)
             {

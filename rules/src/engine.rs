@@ -3,7 +3,9 @@
 mod elevator;
 mod equipment;
 mod restore;
+mod rides;
 mod state;
+mod video;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -125,13 +127,16 @@ impl RuleEngine {
         let stream_latest = match reading.payload {
             Payload::Elevator(_) => dev.sample_ts,
             Payload::Event(_) => dev.event_ts,
-            _ => None,
+            Payload::Ride(_) => dev.ride.ts,
+            Payload::Video(_) => dev.video_ts,
+            Payload::Filling(_) => None,
         };
         let newer_seq = dev.max_seq.is_none_or(|m| reading.seq > m);
         dev.max_seq = Some(dev.max_seq.map_or(reading.seq, |m| m.max(reading.seq)));
         if newer_seq && reading.ts.saturating_add(CLOCK_STEP_MS) < dev.last_ts {
             info!(device = %dev_id, seq = reading.seq, ts = reading.ts, last_ts = dev.last_ts, "Device clock stepped back; rule periods now run on the new clock.");
             dev.rebase(reading.ts);
+            video::rebase(eq, dev_id, reading.ts);
         } else if stream_latest.is_some_and(|latest| reading.ts < latest) {
             // A late message (a spool emptied out of order): its moment has
             // passed and evaluating it would rewind the rules' state.
@@ -159,9 +164,26 @@ impl RuleEngine {
                 equipment::controller_timer(&mut self.book, eq, reading.ts, &mut out);
                 equipment::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
             }
-            // Ride, video and filling readings only prove the device is alive.
-            Payload::Ride(_) | Payload::Video(_) | Payload::Filling(_) => {}
+            Payload::Ride(sample) => {
+                rides::on_sample(
+                    &mut self.book,
+                    dev_id,
+                    dev,
+                    eq,
+                    ctx,
+                    sample,
+                    reading.ts,
+                    &mut out,
+                );
+            }
+            Payload::Video(event) => {
+                dev.video_ts = Some(reading.ts);
+                video::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
+            }
+            // Filling records only prove the device is alive.
+            Payload::Filling(_) => {}
         }
+        video::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
         if let Some(clock) = eq.clock {
             equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
         }
@@ -196,7 +218,11 @@ impl RuleEngine {
             if dev.busy || everything {
                 elevator::evaluate(&mut self.book, dev_id, dev, eq, device_now, &mut out);
             }
+            if dev.ride.busy || everything {
+                rides::evaluate(&mut self.book, dev_id, dev, eq, device_now, &mut out);
+            }
             equipment::controller_timer(&mut self.book, eq, device_now, &mut out);
+            video::timer(&mut self.book, eq, dev_id, device_now, &mut out);
         }
         for eq in self.equipment.values_mut() {
             if let Some(clock) = eq.clock {
@@ -273,6 +299,7 @@ impl RuleEngine {
             }
             Rule::FrequentFaults => eq.ff_quiet = true,
             Rule::DeviceOffline => eq.offline.clear(),
+            _ if rule.is_video() => video::resolved(eq, rule),
             _ => {}
         }
         self.book.by_alarm.remove(id);
@@ -327,11 +354,12 @@ impl RuleEngine {
         let Some(old) = self.equipment.get_mut(&dev.equipment_id) else {
             return;
         };
-        for rule in Rule::SAMPLE {
+        for rule in Rule::SAMPLE.into_iter().chain(Rule::RIDE) {
             if old.slot(rule).is_some_and(|s| s.holders.contains(dev_id)) {
                 self.book.release(old, rule, dev_id, ts, out);
             }
         }
+        video::release_device(&mut self.book, old, dev_id, ts, out);
         if old.offline.remove(dev_id) && old.offline.is_empty() {
             self.book.clear(old, Rule::DeviceOffline, ts, out);
         }

@@ -111,7 +111,8 @@ fn due_time(
             let (lo, hi) = geo.floors?;
             after_for(s.floor < lo || s.floor > hi)
         }
-        Rule::ControllerFault | Rule::FrequentFaults | Rule::DeviceOffline => None,
+        // Not sample rules: evaluated elsewhere.
+        _ => None,
     }
 }
 
@@ -181,7 +182,7 @@ fn details(
             let (lo, hi) = geo.floors.unwrap_or_default();
             json!({"floor": s.floor, "floors": [lo, hi]})
         }
-        Rule::ControllerFault | Rule::FrequentFaults | Rule::DeviceOffline => Value::Null,
+        _ => Value::Null,
     }
 }
 

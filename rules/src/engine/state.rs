@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tracing::info;
-use vigil_model::reading::{Door, ElevatorSample};
+use vigil_model::reading::{Door, ElevatorSample, RideState};
 use vigil_model::{
     Alarm, AlarmId, AlarmState, Binding, DeviceContext, DeviceId, EpochMs, EquipmentId, Reading,
     RuleId, Severity,
 };
 
+use super::rides::RideDevice;
+use super::video::VideoEquipment;
 use crate::catalogue::{Rule, rule_id};
 use crate::config::ParamSet;
 
@@ -212,6 +214,9 @@ pub(crate) struct DeviceState {
     pub event_ts: Option<EpochMs>,
     pub trackers: [Tracker; Rule::SAMPLE.len()],
     pub aux: ElevatorAux,
+    pub ride: RideDevice,
+    /// Latest video event evaluated.
+    pub video_ts: Option<EpochMs>,
     /// Counted as offline (set by `tick`, reset by any message).
     pub offline: bool,
     /// Some period is running: `tick` must re-evaluate the last sample.
@@ -239,6 +244,8 @@ impl DeviceState {
             event_ts: None,
             trackers: Default::default(),
             aux: ElevatorAux::default(),
+            ride: RideDevice::default(),
+            video_ts: None,
             offline: false,
             busy: false,
         }
@@ -248,13 +255,19 @@ impl DeviceState {
     /// NTP correction): keep every state, measure running periods from `t`.
     pub fn rebase(&mut self, t: EpochMs) {
         self.last_ts = t;
-        for ts in [&mut self.sample_ts, &mut self.event_ts]
-            .into_iter()
-            .flatten()
+        for ts in [
+            &mut self.sample_ts,
+            &mut self.event_ts,
+            &mut self.ride.ts,
+            &mut self.video_ts,
+        ]
+        .into_iter()
+        .flatten()
         {
             *ts = (*ts).min(t);
         }
         self.trackers.iter_mut().for_each(|tr| tr.rebase(t));
+        self.ride.trackers.iter_mut().for_each(|tr| tr.rebase(t));
         self.aux.rebase(t);
     }
 }
@@ -306,6 +319,10 @@ pub(crate) struct EquipmentState {
     pub codes_clear_since: Option<EpochMs>,
     /// Devices counted in the open `device.offline` alarm.
     pub offline: BTreeSet<DeviceId>,
+    /// The latest ride sample's `state` from any of its devices (a ride
+    /// camera's restraint events count only while it is running).
+    pub ride_state: Option<RideState>,
+    pub video: VideoEquipment,
 }
 
 impl EquipmentState {
@@ -323,6 +340,8 @@ impl EquipmentState {
             codes: BTreeMap::new(),
             codes_clear_since: None,
             offline: BTreeSet::new(),
+            ride_state: None,
+            video: VideoEquipment::default(),
         }
     }
 

@@ -6,5 +6,7 @@ mod controller;
 mod frequent;
 mod lifecycle;
 mod offline;
+mod rides;
 mod sample_rules;
 mod time;
+mod video;
