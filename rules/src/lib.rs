@@ -67,6 +67,7 @@
 //!
 //! `docs/rules.md` describes every rule, default and parameter.
 
+pub mod anomaly;
 mod catalogue;
 mod config;
 mod engine;
