@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use prometheus::IntCounterVec;
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
-use rumqttd::protocol::v4::V4;
 use rumqttd::{
     ConnectionSettings, LinkType, Router, RouterConfig, SegmentConfig, Server, ServerSettings,
 };
@@ -22,6 +21,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 use vigil_model::DeviceId;
 
+use crate::guard::{FEED_USER_PREFIX, TopicGuard};
 use crate::{Directory, IngestConfig, IngestError};
 
 /// What the ingest link subscribes to. Wider than the five streams so that
@@ -111,6 +111,7 @@ pub(crate) fn start(
     config: &IngestConfig,
     directory: Arc<dyn Directory>,
     connects: IntCounterVec,
+    refusals: IntCounterVec,
 ) -> Result<Broker, IngestError> {
     let addr = listen_addr(config)?;
 
@@ -156,6 +157,7 @@ pub(crate) fn start(
             dynamic_filters: false,
         },
     };
+    let guard = TopicGuard::new(directory.clone(), refusals);
     settings.set_auth_handler(
         move |client_id: String, username: String, password: String| {
             let directory = directory.clone();
@@ -172,7 +174,7 @@ pub(crate) fn start(
 
     let (stop_tx, stop_rx) = oneshot::channel();
     let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
-    let server = Server::new(settings, router_tx, V4);
+    let server = Server::new(settings, router_tx, guard);
     let thread = std::thread::Builder::new()
         .name("vigil-mqtt".to_owned())
         .spawn(move || serve(server, addr, stop_rx, failed_tx))
@@ -218,13 +220,17 @@ fn listen_addr(config: &IngestConfig) -> Result<SocketAddr, IngestError> {
     Ok(addr)
 }
 
-/// A device logs in with `client_id = username = device_id` and its secret.
+/// A device logs in with `client_id = username = device_id` and its secret;
+/// an alarm-feed reader with `username = token:…` and a bearer token.
 async fn authenticate(
     directory: Arc<dyn Directory>,
     client_id: String,
     username: String,
     password: String,
 ) -> bool {
+    if username.starts_with(FEED_USER_PREFIX) {
+        return authenticate_feed(directory, client_id, username, password).await;
+    }
     if client_id != username {
         info!(client_id = %client_id, username = %username, "MQTT CONNECT refused: client id must equal the device id.");
         return false;
@@ -248,10 +254,33 @@ async fn authenticate(
     verified
 }
 
+/// A feed reader's client id must not be a device id, so that it can never
+/// take over a device's session.
+async fn authenticate_feed(
+    directory: Arc<dyn Directory>,
+    client_id: String,
+    username: String,
+    token: String,
+) -> bool {
+    if DeviceId::new(&client_id).is_ok() {
+        info!(client_id = %client_id, username = %username, "MQTT CONNECT refused: a feed reader's client id must not look like a device id (use one with a '-', e.g. sup-alice).");
+        return false;
+    }
+    let granted = tokio::task::spawn_blocking(move || directory.feed_grant(&token).is_some())
+        .await
+        .unwrap_or(false);
+    if granted {
+        debug!(client_id = %client_id, username = %username, "MQTT CONNECT accepted (alarm feed).");
+    } else {
+        info!(client_id = %client_id, username = %username, "MQTT CONNECT refused: the token is unknown or grants no alarm feed.");
+    }
+    granted
+}
+
 /// Body of the listener thread: a runtime we own, so dropping it closes the
 /// listener and every connection task.
 fn serve(
-    mut server: Server<V4>,
+    mut server: Server<TopicGuard>,
     addr: SocketAddr,
     stop: oneshot::Receiver<()>,
     failed: std::sync::mpsc::Sender<String>,

@@ -11,7 +11,13 @@
 //!      │  good → Record::Reading ────┴─▶ Store::write (one call per batch) ─▶ then `rules(Accepted)`
 //!      ▼
 //!  store's durable channel ─▶ ack task (acks.rs): per-device watermark ─▶ {"seq": N} on /tenants/{id}/v1/ack
+//!  alarm hub ─▶ AlarmPublisher (feed.rs) ─▶ /tenants/r{region}/v1/alarms/{category}/{equipment_id}
 //! ```
+//!
+//! Every connection's packets pass the topic guard (guard.rs): a device may
+//! subscribe only to its acks, an alarm-feed reader (`token:…` login) only to
+//! the alarm topics of its granted regions; nobody but the engine writes acks
+//! or alarms.
 //!
 //! The broker acknowledges a QoS 1 publish as soon as it sits in its
 //! in-memory log, so that PUBACK promises nothing. The ack watermark does:
@@ -20,6 +26,8 @@
 mod acks;
 mod broker;
 mod error;
+mod feed;
+mod guard;
 mod metrics;
 mod pipeline;
 mod seqs;
@@ -38,6 +46,8 @@ use vigil_model::{DeviceContext, DeviceId, EpochMs, Reading, RejectReason, Resol
 use vigil_storage::{AckToken, Recovery, Store};
 
 pub use error::IngestError;
+pub use feed::AlarmPublisher;
+pub use guard::{FEED_USER_PREFIX, FeedGrant};
 
 use acks::{AckPublisher, AckTask};
 use broker::ServerHandle;
@@ -59,6 +69,11 @@ pub trait Directory: Send + Sync + 'static {
     /// Whether `device_id` is registered, enabled and `secret` is its secret.
     fn verify(&self, device_id: &str, secret: &str) -> bool;
     fn resolve(&self, device_id: &DeviceId) -> Resolution;
+    /// What an alarm-feed login's bearer token may read; `None` refuses
+    /// it. Runs at CONNECT. The default grants nothing.
+    fn feed_grant(&self, _token: &str) -> Option<FeedGrant> {
+        None
+    }
 }
 
 /// A reading that passed validation and de-duplication, with the registry
@@ -167,7 +182,12 @@ impl Ingest {
         let metrics = Metrics::register(metrics)?;
         let seqs = Arc::new(SeqBook::new(&recovery.last_seq, config.gap_grace_s));
 
-        let broker = broker::start(&config, directory.clone(), metrics.connects.clone())?;
+        let broker = broker::start(
+            &config,
+            directory.clone(),
+            metrics.connects.clone(),
+            metrics.topic_refusals.clone(),
+        )?;
         let publisher = Arc::new(AckPublisher::new(
             broker.link_tx,
             metrics.acks_published.clone(),
@@ -225,10 +245,16 @@ impl Ingest {
         self.addr
     }
 
-    /// Publishes on any topic through the broker (the alarm feed). rumqttd
-    /// sends in-process publishes at QoS 0, upgraded to the subscriber's QoS.
+    /// Publishes on any topic through the broker. rumqttd sends in-process
+    /// publishes at QoS 0, upgraded to the subscriber's QoS.
     pub fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), IngestError> {
         self.publisher.publish(topic, payload)
+    }
+
+    /// The MQTT alarm feed, as a handle that outlives `self` (the alarm hub
+    /// keeps one).
+    pub fn alarm_publisher(&self) -> AlarmPublisher {
+        AlarmPublisher::new(self.publisher.clone(), self.metrics.feed_publishes.clone())
     }
 
     pub fn stats(&self) -> IngestStats {

@@ -17,6 +17,8 @@ pub(crate) struct Metrics {
     pub broker_skipped: IntCounter,
     pub store_errors: IntCounter,
     pub connects: IntCounterVec,
+    pub feed_publishes: IntCounterVec,
+    pub topic_refusals: IntCounterVec,
     pub commit_latency: Histogram,
 }
 
@@ -103,6 +105,16 @@ impl Metrics {
                 "MQTT CONNECT attempts on the plain listener, by result.",
                 "result",
             )?,
+            feed_publishes: counter_vec(
+                "vigil_alarm_feed_publishes_total",
+                "Alarm changes handed to the broker for the MQTT alarm feed, one per topic, by result.",
+                "result",
+            )?,
+            topic_refusals: counter_vec(
+                "vigil_mqtt_refused_total",
+                "SUBSCRIBE or PUBLISH packets outside the login's topics; each closed its connection.",
+                "packet",
+            )?,
             commit_latency,
         };
         // Every label exists from the start, so dashboards and rate() see zeros.
@@ -111,6 +123,12 @@ impl Metrics {
         }
         for result in ["accepted", "refused"] {
             metrics.connects.with_label_values(&[result]);
+        }
+        for result in ["published", "failed"] {
+            metrics.feed_publishes.with_label_values(&[result]);
+        }
+        for packet in ["subscribe", "publish"] {
+            metrics.topic_refusals.with_label_values(&[packet]);
         }
         Ok(metrics)
     }

@@ -20,6 +20,7 @@ use vigil_model::{DeadLetter, DeviceId, EpochMs, MAX_PAYLOAD_BYTES, RejectReason
 use vigil_storage::{AckToken, Record, Store, StoredReading, Write};
 
 use crate::acks::AckPublisher;
+use crate::guard::is_engine_output;
 use crate::metrics::Metrics;
 use crate::seqs::SeqBook;
 use crate::{Accepted, Clock, Directory, RulesSink};
@@ -368,26 +369,6 @@ impl Pipeline {
     }
 }
 
-/// The engine's own publications under `/tenants/` (acks, the alarm feed)
-/// that come back on the ingest filter.
-fn is_engine_output(topic: &str) -> bool {
-    let mut parts = topic.split('/');
-    let (Some(""), Some("tenants"), Some(_), Some("v1"), Some(leaf)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return false;
-    };
-    match leaf {
-        "ack" => parts.next().is_none(),
-        "alarms" => true,
-        _ => false,
-    }
-}
-
 /// The device named by a topic that failed to parse, when it names one.
 fn topic_device(topic: &str) -> Option<DeviceId> {
     let rest = topic.strip_prefix("/tenants/")?;
@@ -439,15 +420,6 @@ impl WarnLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recognises_only_the_engines_own_output() {
-        assert!(is_engine_output("/tenants/EL1/v1/ack"));
-        assert!(is_engine_output("/tenants/r440700/v1/alarms/elevator/EQ1"));
-        assert!(!is_engine_output("/tenants/EL1/v1/ack/x"));
-        assert!(!is_engine_output("/tenants/EL1/v1/elevator"));
-        assert!(!is_engine_output("/tenants/EL1/v2/ack"));
-    }
 
     #[test]
     fn finds_the_device_of_a_bad_topic_when_it_names_one() {

@@ -13,9 +13,10 @@ use rumqttc::{
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use vigil_ingest::{Accepted, Directory, Ingest, IngestConfig};
+use vigil_ingest::{Accepted, Directory, FeedGrant, Ingest, IngestConfig};
 use vigil_model::{
-    Binding, DeadLetter, DeviceContext, DeviceId, EpochMs, EquipmentId, OwnerId, Region, Resolution,
+    Alarm, AlarmId, AlarmState, Binding, DeadLetter, DeviceContext, DeviceId, EpochMs, EquipmentId,
+    OwnerId, Region, Resolution, RuleId, Severity,
 };
 use vigil_storage::{
     AckToken, QueryOptions, QueryOutput, Record, Recovery, RefTable, Store, StoreError,
@@ -33,6 +34,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub struct TestDirectory {
     devices: Mutex<HashMap<String, (String, bool)>>,
+    feeds: Mutex<HashMap<String, FeedGrant>>,
 }
 
 impl TestDirectory {
@@ -48,6 +50,11 @@ impl TestDirectory {
         self.devices
             .lock()
             .insert(device.to_owned(), (secret.to_owned(), enabled));
+    }
+
+    /// A bearer token that may read the alarm feed of `grant`.
+    pub fn add_feed_token(&self, token: &str, grant: FeedGrant) {
+        self.feeds.lock().insert(token.to_owned(), grant);
     }
 
     pub fn context(device: &str) -> Arc<DeviceContext> {
@@ -79,6 +86,10 @@ impl Directory for TestDirectory {
             Some((_, false)) => Resolution::Disabled,
             Some((_, true)) => Resolution::Active(TestDirectory::context(device_id.as_str())),
         }
+    }
+
+    fn feed_grant(&self, token: &str) -> Option<FeedGrant> {
+        self.feeds.lock().get(token).cloned()
     }
 }
 
@@ -443,4 +454,28 @@ pub fn seqs_of(readings: &[StoredReading], device: &str) -> Vec<u64> {
         .filter(|r| r.reading.device_id.as_str() == device)
         .map(|r| r.reading.seq)
         .collect()
+}
+
+/// A critical alarm of EL1's equipment in `region`.
+pub fn alarm_in(region: &str) -> Alarm {
+    Alarm {
+        alarm_id: AlarmId::new("A1").unwrap(),
+        rule: RuleId::new("elevator.trapped").unwrap(),
+        severity: Severity::Critical,
+        state: AlarmState::Active,
+        equipment_id: EquipmentId::new("EQ-EL1").unwrap(),
+        device_id: Some(DeviceId::new("EL1").unwrap()),
+        category: "elevator".into(),
+        owner_id: OwnerId::new("OWN1").unwrap(),
+        region: Region::new(region).unwrap(),
+        raised_at: T0,
+        updated_at: T0,
+        cleared_at: None,
+        count: 1,
+        details: json!({"floor": 3, "stopped_for_s": 62}),
+        version: 1,
+        acknowledged_at: None,
+        acknowledged_by: None,
+        note: None,
+    }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
-use vigil_ingest::{Ingest, IngestConfig, IngestError};
+use vigil_ingest::{AlarmPublisher, FeedGrant, Ingest, IngestConfig, IngestError};
+use vigil_model::{Alarm, Region};
 use vigil_storage::Recovery;
 
 use crate::harness::*;
@@ -73,10 +74,14 @@ async fn config_defaults_and_partial_toml_like_input() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_publications_reach_subscribers_and_are_not_taken_as_device_data() {
+async fn alarm_feed_reaches_a_granted_reader_and_is_not_taken_as_device_data() {
     let rig = Rig::start(RigOptions::default());
-    let mut opts = MqttOptions::new("EL1", rig.addr().ip().to_string(), rig.addr().port());
-    opts.set_credentials("EL1", SECRET);
+    rig.directory.add_feed_token(
+        "city-token",
+        FeedGrant::Regions(vec![Region::new("440700").unwrap()]),
+    );
+    let mut opts = MqttOptions::new("sup-1", rig.addr().ip().to_string(), rig.addr().port());
+    opts.set_credentials("token:city", "city-token");
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
     client
         .subscribe("/tenants/r440700/v1/alarms/#", QoS::AtLeastOnce)
@@ -94,7 +99,7 @@ async fn engine_publications_reach_subscribers_and_are_not_taken_as_device_data(
                     }
                 }
                 Event::Incoming(Packet::Publish(p)) => {
-                    let _ = got_tx.send((p.topic, p.payload.to_vec()));
+                    let _ = got_tx.send((p.topic, p.qos, p.payload.to_vec()));
                 }
                 _ => {}
             }
@@ -105,23 +110,33 @@ async fn engine_publications_reach_subscribers_and_are_not_taken_as_device_data(
         .unwrap()
         .unwrap();
 
-    let topic = "/tenants/r440700/v1/alarms/elevator/EQ-EL1".to_owned();
-    rig.ingest
-        .publish(topic.clone(), br#"{"rule":"elevator.trapped"}"#.to_vec())
-        .unwrap();
-    let (t, payload) = tokio::time::timeout(PATIENCE, got.recv())
+    let alarm = alarm_in("440703");
+    assert_eq!(
+        AlarmPublisher::topics(&alarm),
+        vec![
+            "/tenants/r440703/v1/alarms/elevator/EQ-EL1",
+            "/tenants/r440700/v1/alarms/elevator/EQ-EL1",
+            "/tenants/r440000/v1/alarms/elevator/EQ-EL1",
+        ]
+    );
+    rig.ingest.alarm_publisher().publish(&alarm);
+    let (topic, qos, payload) = tokio::time::timeout(PATIENCE, got.recv())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        (t, payload),
-        (topic, br#"{"rule":"elevator.trapped"}"#.to_vec())
-    );
+    assert_eq!(topic, "/tenants/r440700/v1/alarms/elevator/EQ-EL1");
+    assert_eq!(qos, QoS::AtLeastOnce);
+    let received: Alarm = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(received, alarm);
 
     // Neither a message nor a dead letter: the engine's own output.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(rig.ingest.stats().messages, 0);
     assert!(rig.store.writes.lock().is_empty());
+    assert_eq!(
+        rig.metric(r#"vigil_alarm_feed_publishes_total{result="published"}"#),
+        3.0
+    );
     task.abort();
 }
 

@@ -6,6 +6,7 @@ mod harness;
 
 mod acks;
 mod auth;
+mod feed;
 mod fleet;
 mod lifecycle;
 mod rejections;
