@@ -224,7 +224,7 @@ impl Rule {
             Rule::VideoDangerZone => "Camera sees someone in a danger zone.",
             Rule::VideoSmokeFire => "Camera sees smoke or fire.",
             Rule::VideoCameraOccluded => {
-                "A camera reports itself occluded for for_s without a gap longer than clear_s."
+                "A camera keeps reporting itself occluded for for_s, each report within clear_s of the last."
             }
             Rule::DeviceOffline => {
                 "No message from a device for intervals × its reporting interval (wall time)."

@@ -14,3 +14,4 @@ mod crash;
 mod demo;
 mod elevator_rules;
 mod roles;
+mod streams;

@@ -21,3 +21,5 @@ mod crash;
 mod elevator_rules;
 #[path = "roles.rs"]
 mod roles;
+#[path = "streams.rs"]
+mod streams;
