@@ -8,6 +8,7 @@ use serde_json::Value;
 use vigil_model::EquipmentId;
 
 use crate::catalogue::{Params, Rule, secs_to_ms};
+use crate::engine::Escalation;
 use crate::error::ConfigError;
 
 /// The registry's equipment categories (registry.md); a category override
@@ -54,9 +55,16 @@ pub struct RuleConfig {
     category: BTreeMap<String, BTreeMap<String, Overrides>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     equipment: BTreeMap<String, BTreeMap<String, Overrides>>,
+    /// `[escalation]`: how long an alarm may stay unacknowledged.
+    #[serde(default, skip_serializing_if = "Escalation::is_default")]
+    escalation: Escalation,
 }
 
 impl RuleConfig {
+    pub(crate) fn escalation(&self) -> &Escalation {
+        &self.escalation
+    }
+
     /// Parses a TOML document (the `[rules]` table's content) and validates it.
     pub fn from_toml(text: &str) -> Result<RuleConfig, ConfigError> {
         let config: RuleConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -70,6 +78,7 @@ impl RuleConfig {
     /// wrong type or range, unknown categories and invalid equipment ids,
     /// naming the table and key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.escalation.validate()?;
         if let Some(clear) = self.clear_s
             && !(clear.is_finite() && clear >= 0.0)
         {

@@ -2,6 +2,7 @@
 
 mod elevator;
 mod equipment;
+mod escalation;
 mod restore;
 mod rides;
 mod state;
@@ -18,6 +19,7 @@ use vigil_model::{
 use crate::catalogue::Rule;
 use crate::config::{ParamSet, RuleConfig};
 use crate::error::AlarmOpError;
+pub(crate) use escalation::Escalation;
 use state::{Book, DeviceState, EquipmentState, STALE};
 
 /// A reading this much older than the device's latest `ts`, but with a
@@ -230,6 +232,12 @@ impl RuleEngine {
                 equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
             }
         }
+        escalation::escalate(
+            &mut self.equipment,
+            self.resolver.config.escalation(),
+            now,
+            &mut out,
+        );
         out
     }
 

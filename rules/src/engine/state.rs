@@ -428,7 +428,7 @@ impl Book {
                 a.count += 1;
                 a.updated_at = a.updated_at.max(at);
                 a.severity = severity;
-                a.details = details;
+                a.details = super::escalation::carried(&a.details, details);
                 a.version += 1;
                 if holder && !slot.holders.contains(device) {
                     slot.holders.push(device.clone());
@@ -488,7 +488,7 @@ impl Book {
             let a = &mut slot.alarm;
             a.updated_at = a.updated_at.max(at);
             a.severity = severity;
-            a.details = details;
+            a.details = super::escalation::carried(&a.details, details);
             a.version += 1;
             out.push(a.clone());
         }

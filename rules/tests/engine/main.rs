@@ -3,6 +3,7 @@
 mod harness;
 
 mod controller;
+mod escalation;
 mod frequent;
 mod lifecycle;
 mod offline;

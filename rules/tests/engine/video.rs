@@ -82,8 +82,15 @@ fn lifecycle(
     assert_eq!((r.count, r.version, r.updated_at), (2, 2, T0 + repeat_at));
     assert_eq!(r.details["confidence"], 0.99);
 
-    // Quiet: clears clear_ms after the last event, not a millisecond sooner.
-    none(&h.tick(repeat_at + clear_ms - 1), rule);
+    // Quiet: clears clear_ms after the last event, not a millisecond sooner
+    // (an unacknowledged critical alarm escalates meanwhile; not a clear).
+    let quiet = h.tick(repeat_at + clear_ms - 1);
+    assert!(
+        of(&quiet, rule)
+            .iter()
+            .all(|a| a.state == AlarmState::Active && a.details.get("escalated_at").is_some()),
+        "{quiet:#?}"
+    );
     let c = one(&h.tick(repeat_at + clear_ms + 300), rule);
     assert_eq!(c.alarm_id, a.alarm_id);
     assert_eq!(
