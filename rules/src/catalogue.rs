@@ -39,10 +39,13 @@ pub(crate) enum Rule {
     VideoSmokeFire,
     VideoCameraOccluded,
     DeviceOffline,
+    InspectionDue,
+    InspectionOverdue,
+    MaintenanceOverdue,
 }
 
 impl Rule {
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 29;
     pub const ALL: [Rule; Rule::COUNT] = [
         Rule::Trapped,
         Rule::StoppedOutsideZone,
@@ -70,6 +73,9 @@ impl Rule {
         Rule::VideoSmokeFire,
         Rule::VideoCameraOccluded,
         Rule::DeviceOffline,
+        Rule::InspectionDue,
+        Rule::InspectionOverdue,
+        Rule::MaintenanceOverdue,
     ];
     /// Rules whose condition is a function of one elevator status sample.
     pub const SAMPLE: [Rule; 12] = [
@@ -105,6 +111,13 @@ impl Rule {
         Rule::VideoCameraOccluded,
     ];
 
+    /// Rules evaluated on a schedule against the registry, not per reading.
+    pub const REGISTRY: [Rule; 3] = [
+        Rule::InspectionDue,
+        Rule::InspectionOverdue,
+        Rule::MaintenanceOverdue,
+    ];
+
     pub fn index(self) -> usize {
         self as usize
     }
@@ -137,6 +150,9 @@ impl Rule {
             Rule::VideoSmokeFire => "video.smoke_fire",
             Rule::VideoCameraOccluded => "video.camera_occluded",
             Rule::DeviceOffline => "device.offline",
+            Rule::InspectionDue => "registry.inspection_due",
+            Rule::InspectionOverdue => "registry.inspection_overdue",
+            Rule::MaintenanceOverdue => "registry.maintenance_overdue",
         }
     }
 
@@ -152,6 +168,10 @@ impl Rule {
         Rule::VIDEO.contains(&self)
     }
 
+    pub fn is_registry(self) -> bool {
+        Rule::REGISTRY.contains(&self)
+    }
+
     /// Whether an occurrence of this rule counts towards
     /// `elevator.frequent_faults` (when its severity is major or critical):
     /// the elevator's own faults, not what a camera sees nor a ride's rules.
@@ -159,6 +179,7 @@ impl Rule {
         !matches!(self, Rule::FrequentFaults | Rule::DeviceOffline)
             && !self.is_ride()
             && !self.is_video()
+            && !self.is_registry()
     }
 
     /// Whether the top-level `clear_s` of the configuration sets this rule's
@@ -166,7 +187,9 @@ impl Rule {
     /// device is back online with its first message, and a video rule's
     /// `clear_s` is a quiet period with a default of its own).
     pub fn uses_global_clear(self) -> bool {
-        !matches!(self, Rule::ControllerFault | Rule::DeviceOffline) && !self.is_video()
+        !matches!(self, Rule::ControllerFault | Rule::DeviceOffline)
+            && !self.is_video()
+            && !self.is_registry()
     }
 
     fn description(self) -> &'static str {
@@ -229,6 +252,15 @@ impl Rule {
             Rule::DeviceOffline => {
                 "No message from a device for intervals × its reporting interval (wall time)."
             }
+            Rule::InspectionDue => {
+                "Equipment in use whose next periodic inspection is within `days` (registry, on a schedule)."
+            }
+            Rule::InspectionOverdue => {
+                "Next periodic inspection date passed while the equipment is in use and its devices were heard within flowing_h."
+            }
+            Rule::MaintenanceOverdue => {
+                "More than `days` days since the last maintenance of an elevator or escalator in use (registry)."
+            }
         }
     }
 
@@ -260,6 +292,9 @@ impl Rule {
             Rule::VideoSmokeFire => "video analytics",
             Rule::VideoCameraOccluded => "video analytics; camera tampering",
             Rule::DeviceOffline => "liveness",
+            Rule::InspectionDue => "Safety Law Art. 40: request inspection 1 month before",
+            Rule::InspectionOverdue => "Safety Law Art. 40: uninspected equipment must stop",
+            Rule::MaintenanceOverdue => "Regulation Art. 31; TSG T5002 half-monthly maintenance",
         }
     }
 
@@ -291,6 +326,8 @@ impl Rule {
             ],
             Rule::ControllerFault => &["enabled", "severity", "clear_s", "codes"],
             Rule::DeviceOffline => &["enabled", "severity", "intervals"],
+            Rule::InspectionDue | Rule::MaintenanceOverdue => &["enabled", "severity", "days"],
+            Rule::InspectionOverdue => &["enabled", "severity", "flowing_h"],
             Rule::RideWindLimit => &["enabled", "severity", "for_s", "clear_s", "limit_mps"],
             Rule::RideOverspeed => &["enabled", "severity", "for_s", "clear_s", "factor"],
             Rule::RideVibrationHigh => &["enabled", "severity", "for_s", "clear_s", "limit_mm_s"],
@@ -353,6 +390,11 @@ fn key_meaning(rule: Rule, key: &str) -> &'static str {
         "count" => "critical/major occurrences within the window that raise the alarm",
         "window_h" => "trailing window, hours",
         "intervals" => "multiples of the device's report_interval_s of silence",
+        "days" => match rule {
+            Rule::InspectionDue => "days before the inspection date the warning starts",
+            _ => "days since the last maintenance that are tolerated",
+        },
+        "flowing_h" => "hours within which a device of the equipment must have been heard (in use)",
         "codes" => "controller code → severity table",
         _ => "",
     }
@@ -408,12 +450,18 @@ pub(crate) struct Params {
     /// `limit_mps` (wind) or `limit_mm_s` (vibration).
     pub limit: f64,
     pub min_confidence: f64,
+    /// Registry-time rules: `days` ahead (inspection due) or since (maintenance).
+    pub days: u32,
+    /// `flowing_h`: how recently a device must have been heard.
+    pub flowing_ms: i64,
 }
 
 pub(crate) const DEFAULT_CLEAR_S: f64 = 10.0;
 /// Beaufort 6 (rides) and 7 (passenger ropeways), rules.md.
 pub(crate) const RIDE_WIND_LIMIT_MPS: f64 = 10.8;
 pub(crate) const ROPEWAY_WIND_LIMIT_MPS: f64 = 13.9;
+/// The categories `registry.maintenance_overdue` watches by default.
+pub(crate) const MAINTAINED_CATEGORIES: &[&str] = &["elevator", "escalator"];
 /// The registry categories a ride sample or ride camera belongs to.
 pub(crate) const RIDE_CATEGORIES: &[&str] = &["amusement_ride", "passenger_ropeway"];
 
@@ -436,6 +484,8 @@ impl Params {
             codes: BTreeMap::new(),
             limit: 0.0,
             min_confidence: 0.0,
+            days: 0,
+            flowing_ms: 0,
         };
         match rule {
             Rule::Trapped => Params {
@@ -556,6 +606,23 @@ impl Params {
                 clear_ms: 120_000,
                 ..base
             },
+            Rule::InspectionDue => Params {
+                severity: Severity::Warning,
+                clear_ms: 0,
+                days: 30,
+                ..base
+            },
+            Rule::InspectionOverdue => Params {
+                clear_ms: 0,
+                flowing_ms: 24 * 3_600_000,
+                ..base
+            },
+            Rule::MaintenanceOverdue => Params {
+                severity: Severity::Major,
+                clear_ms: 0,
+                days: 15,
+                ..base
+            },
         }
     }
 
@@ -570,6 +637,8 @@ impl Params {
             }
             Rule::VideoElectricBike => p.enabled = category == "elevator",
             Rule::VideoRestraintUnlocked => p.enabled = RIDE_CATEGORIES.contains(&category),
+            // Half-monthly maintenance is the elevator regulation's.
+            Rule::MaintenanceOverdue => p.enabled = MAINTAINED_CATEGORIES.contains(&category),
             _ => {}
         }
         p
@@ -616,6 +685,8 @@ impl Params {
                     .ok_or("a confidence from 0 to 1")?
             }
             "intervals" => self.intervals = positive(value)?,
+            "days" => self.days = whole(value)?,
+            "flowing_h" => self.flowing_ms = secs_to_ms(positive(value)? * 3600.0),
             "window_s" => self.window_ms = secs_to_ms(positive(value)?),
             "window_h" => self.window_ms = secs_to_ms(positive(value)? * 3600.0),
             "max_changes" => self.max_changes = whole(value)?,
@@ -651,6 +722,8 @@ impl Params {
             "limit_mps" | "limit_mm_s" => json!(self.limit),
             "min_confidence" => json!(self.min_confidence),
             "intervals" => json!(self.intervals),
+            "days" => json!(self.days),
+            "flowing_h" => json!(self.flowing_ms as f64 / 3_600_000.0),
             "window_s" => s(self.window_ms),
             "window_h" => json!(self.window_ms as f64 / 3_600_000.0),
             "max_changes" => json!(self.max_changes),

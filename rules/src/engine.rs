@@ -5,6 +5,7 @@ mod equipment;
 mod escalation;
 mod restore;
 mod rides;
+mod schedule;
 mod state;
 mod video;
 
@@ -20,6 +21,7 @@ use crate::catalogue::Rule;
 use crate::config::{ParamSet, RuleConfig};
 use crate::error::AlarmOpError;
 pub(crate) use escalation::Escalation;
+pub use schedule::RegistryFacts;
 use state::{Book, DeviceState, EquipmentState, STALE};
 
 /// A reading this much older than the device's latest `ts`, but with a
@@ -34,6 +36,7 @@ pub struct RuleEngine {
     book: Book,
     devices: HashMap<DeviceId, DeviceState>,
     equipment: HashMap<EquipmentId, EquipmentState>,
+    schedule: schedule::ScheduleState,
     /// The configuration changed: the next `tick` looks at every device.
     retick_all: bool,
 }
@@ -57,6 +60,7 @@ impl RuleEngine {
             book: Book::new(ids),
             devices: HashMap::new(),
             equipment: HashMap::new(),
+            schedule: schedule::ScheduleState::default(),
             retick_all: false,
         }
     }
@@ -192,6 +196,14 @@ impl RuleEngine {
         out
     }
 
+    /// The registry-time rules (inspection due and overdue, maintenance
+    /// overdue) over the registry's `facts` of every equipment of this
+    /// engine, at wall time `now`; call it on a schedule (about a minute).
+    /// Equipment missing from `facts` has its registry-time alarms cleared.
+    pub fn registry_check(&mut self, facts: &[RegistryFacts], now: EpochMs) -> Vec<Alarm> {
+        schedule::check(self, facts, now)
+    }
+
     /// Advances time to the wall clock `now` (call it about once a second).
     /// A silent device's clock runs on from its last `ts` by the wall time
     /// since its last message, so pending `for` durations fire and clear
@@ -308,6 +320,7 @@ impl RuleEngine {
             Rule::FrequentFaults => eq.ff_quiet = true,
             Rule::DeviceOffline => eq.offline.clear(),
             _ if rule.is_video() => video::resolved(eq, rule),
+            _ if rule.is_registry() => self.schedule.resolved(&eq.binding.equipment_id, rule),
             _ => {}
         }
         self.book.by_alarm.remove(id);

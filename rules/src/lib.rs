@@ -75,7 +75,7 @@ mod error;
 
 pub use catalogue::{ParamInfo, RuleInfo, catalogue};
 pub use config::RuleConfig;
-pub use engine::RuleEngine;
+pub use engine::{RegistryFacts, RuleEngine};
 pub use error::{AlarmOpError, ConfigError};
 
 // Re-exported so callers need not name the model crate for these.

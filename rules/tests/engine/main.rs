@@ -9,5 +9,6 @@ mod lifecycle;
 mod offline;
 mod rides;
 mod sample_rules;
+mod schedule;
 mod time;
 mod video;
