@@ -32,6 +32,26 @@ pub struct Config {
     pub postgres: PostgresTuning,
     /// Rule thresholds and overrides (docs/rules.md).
     pub rules: toml::Table,
+    /// Webhooks (docs/delivery.md).
+    pub delivery: DeliveryConfig,
+}
+
+/// `[delivery]`: where alarm changes go besides SSE and MQTT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// Seconds webhooks get at shutdown to deliver what is queued.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            shutdown_grace_s: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +210,7 @@ impl Default for Config {
             embedded: EmbeddedTuning::default(),
             postgres: PostgresTuning::default(),
             rules: toml::Table::new(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -220,6 +241,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "embedded",
     "postgres",
     "rules",
+    "delivery",
 ];
 
 impl Config {

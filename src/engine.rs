@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  ingest ──Accepted──▶ rule shard (by equipment) ──Alarm──▶ hub ──▶ board (open alarms) ─▶ SSE
-//!     │                      ▲ tick                            └──▶ store (alarm_changes)
+//!     │                      ▲ tick                            ├──▶ delivery: MQTT alarm topics, webhooks
+//!     │                                                        └──▶ store (alarm_changes)
 //!     └──Write──▶ store ──durable──▶ ingest (acks)
 //!  registry ──(on change)──▶ store reference tables (SQL)
 //! ```
@@ -21,10 +22,10 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use vigil_ingest::{Accepted, Directory, Ingest, IngestConfig};
+use vigil_ingest::{Accepted, Directory, FeedGrant, Ingest, IngestConfig};
 use vigil_model::{Alarm, AlarmId, DeviceId, EpochMs, EquipmentId, Resolution};
 use vigil_registry::Registry;
-use vigil_registry::auth::Authenticator;
+use vigil_registry::auth::{Authenticator, Principal};
 use vigil_rules::{AlarmOpError, RuleConfig, RuleEngine};
 use vigil_storage::embedded::{EmbeddedConfig, EmbeddedStore};
 use vigil_storage::postgres::PostgresStore;
@@ -32,6 +33,7 @@ use vigil_storage::{QueryOptions, Record, Store, Write};
 
 use crate::alarms::AlarmBoard;
 use crate::config::Config;
+use crate::delivery::Delivery;
 use crate::metrics::EngineMetrics;
 use crate::registry_tables::RegistrySync;
 
@@ -177,7 +179,7 @@ impl Shards {
     }
 }
 
-struct RegistryDirectory(Arc<Registry>);
+struct RegistryDirectory(Arc<Registry>, Arc<Authenticator>);
 
 impl Directory for RegistryDirectory {
     fn verify(&self, device_id: &str, secret: &str) -> bool {
@@ -186,6 +188,18 @@ impl Directory for RegistryDirectory {
 
     fn resolve(&self, device_id: &DeviceId) -> Resolution {
         self.0.resolve(device_id)
+    }
+
+    /// The MQTT alarm feed follows the SSE feed's grants, except owners:
+    /// region topics would show them other owners' alarms.
+    fn feed_grant(&self, token: &str) -> Option<FeedGrant> {
+        match self.1.authenticate(token)? {
+            Principal::Admin => Some(FeedGrant::All),
+            Principal::Supervisor { regions } | Principal::Analyst { regions } => {
+                Some(FeedGrant::Regions(regions))
+            }
+            Principal::Owner { .. } => None,
+        }
     }
 }
 
@@ -246,6 +260,8 @@ pub struct Engine {
     sync: JoinHandle<()>,
     shard_tasks: Vec<JoinHandle<()>>,
     hub: JoinHandle<()>,
+    delivery: Arc<Delivery>,
+    delivery_grace: Duration,
 }
 
 impl Engine {
@@ -280,12 +296,19 @@ impl Engine {
         for alarm in recovery.alarms.iter().filter(|a| a.state.is_open()) {
             board.apply(alarm);
         }
+        let webhooks = crate::webhooks::Webhooks::start(
+            &config.delivery.webhooks,
+            engine_metrics.webhooks.clone(),
+        )
+        .context("invalid [delivery] configuration")?;
+        let delivery = Arc::new(Delivery::new(webhooks));
         let (alarm_tx, alarm_rx) = mpsc::channel::<Alarm>(16_384);
         let hub = tokio::spawn(run_hub(
             alarm_rx,
             board.clone(),
             dyn_store.clone(),
             engine_metrics.clone(),
+            delivery.clone(),
         ));
 
         // Rule shards.
@@ -351,6 +374,10 @@ impl Engine {
                 warn!("Rule shard is gone; reading not evaluated.");
             }
         });
+        let auth = Arc::new(Authenticator::new(
+            config.admin_token.clone(),
+            registry.clone(),
+        ));
         let ingest_config = IngestConfig {
             mqtt_addr: config.mqtt_addr,
             allow_public_plain: config.ingest.allow_public_plain,
@@ -359,7 +386,7 @@ impl Engine {
         };
         let ingest = Ingest::start(
             ingest_config,
-            Arc::new(RegistryDirectory(registry.clone())),
+            Arc::new(RegistryDirectory(registry.clone(), auth.clone())),
             dyn_store.clone(),
             &recovery,
             durable_rx,
@@ -369,12 +396,9 @@ impl Engine {
         )
         .context("cannot start MQTT ingest")?;
         let mqtt_addr = ingest.mqtt_addr();
+        delivery.set_mqtt(ingest.alarm_publisher());
         let ingest_stats = ingest.stats_handle();
 
-        let auth = Arc::new(Authenticator::new(
-            config.admin_token.clone(),
-            registry.clone(),
-        ));
         let state = Arc::new(AppState {
             registry,
             store: dyn_store,
@@ -420,6 +444,8 @@ impl Engine {
             sync,
             shard_tasks,
             hub,
+            delivery,
+            delivery_grace: Duration::from_secs(config.delivery.shutdown_grace_s),
         })
     }
 
@@ -443,6 +469,8 @@ impl Engine {
             store,
             shard_tasks,
             hub,
+            delivery,
+            delivery_grace,
             ..
         } = self;
         for tx in state.shards.senders.iter() {
@@ -453,6 +481,10 @@ impl Engine {
             let _ = task.await;
         }
         let _ = hub.await;
+        // The hub held the only other handle.
+        if let Ok(delivery) = Arc::try_unwrap(delivery) {
+            delivery.shutdown(delivery_grace).await;
+        }
         store.close().await.context("store did not flush cleanly")?;
         info!("Stopped; everything is stored.");
         Ok(())
@@ -533,6 +565,7 @@ async fn run_hub(
     board: Arc<AlarmBoard>,
     store: Arc<dyn Store>,
     metrics: EngineMetrics,
+    delivery: Arc<Delivery>,
 ) {
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
@@ -544,6 +577,8 @@ async fn run_hub(
                 .inc();
             board.apply(&alarm);
             board.publish(alarm.clone());
+            // Never waits: MQTT is a hand-off to the router, webhooks queue.
+            delivery.deliver(&Arc::new(alarm.clone()));
             writes.push(Write {
                 record: Record::Alarm(alarm),
                 ack: None,

@@ -7,11 +7,13 @@ mod bench;
 mod cli;
 mod client;
 mod config;
+mod delivery;
 mod demo;
 mod engine;
 mod metrics;
 mod registry_tables;
 mod sql;
+mod webhooks;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

@@ -1,6 +1,8 @@
 //! The engine's own Prometheus metrics (ingest registers its own).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use vigil_storage::Store;
 
 #[derive(Clone)]
@@ -16,6 +18,7 @@ pub struct EngineMetrics {
     pub store_outages: IntCounter,
     pub store_backlog_batches: IntGauge,
     pub store_backlog_records: IntGauge,
+    pub webhooks: crate::webhooks::WebhookMetrics,
 }
 
 impl EngineMetrics {
@@ -61,6 +64,24 @@ impl EngineMetrics {
             "vigil_store_backlog_records",
             "Records (readings, alarm changes, dead letters) in the local log that the store's database does not have yet.",
         )?;
+        let webhooks = crate::webhooks::WebhookMetrics {
+            deliveries: IntCounterVec::new(
+                Opts::new(
+                    "vigil_webhook_deliveries_total",
+                    "Alarm changes per webhook by result: delivered, retried (one per extra try), failed (gave up), dropped (queue full).",
+                ),
+                &["webhook", "result"],
+            )?,
+            queue_depth: IntGaugeVec::new(
+                Opts::new(
+                    "vigil_webhook_queue_depth",
+                    "Alarm changes waiting for a webhook.",
+                ),
+                &["webhook"],
+            )?,
+        };
+        registry.register(Box::new(webhooks.deliveries.clone()))?;
+        registry.register(Box::new(webhooks.queue_depth.clone()))?;
         registry.register(Box::new(rule_latency.clone()))?;
         registry.register(Box::new(alarm_changes.clone()))?;
         registry.register(Box::new(open_alarms.clone()))?;
@@ -80,6 +101,7 @@ impl EngineMetrics {
             store_outages,
             store_backlog_batches,
             store_backlog_records,
+            webhooks,
         })
     }
 

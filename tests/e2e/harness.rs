@@ -54,7 +54,18 @@ impl Vigil {
         vigil
     }
 
-    /// Starts on `data_dir`, reusing the ports of a previous run if given.
+    /// Starts with `config` as its TOML config file.
+    pub async fn start_with_config(config: &str) -> Vigil {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vigil.toml"), config).unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let mut vigil = Vigil::start_in(&data_dir, None).await;
+        vigil._dir = Some(dir);
+        vigil
+    }
+
+    /// Starts on `data_dir` (with its `vigil.toml` if there is one), reusing
+    /// the ports of a previous run if given.
     pub async fn start_in(data_dir: &Path, ports: Option<(SocketAddr, SocketAddr)>) -> Vigil {
         let (mqtt, http) = ports.unwrap_or_else(|| {
             (
@@ -69,6 +80,9 @@ impl Vigil {
             .unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
         command.arg("run");
+        if data_dir.join("vigil.toml").exists() {
+            command.arg("--config").arg(data_dir.join("vigil.toml"));
+        }
         if let Some(url) = crate::store_url() {
             // The PostgreSQL run: one schema (and role prefix) per data dir,
             // so a restart on the same dir finds its tables again.
