@@ -68,6 +68,22 @@ pub struct EngineConfig {
     pub sql_timeout_s: u64,
     /// Rows returned by one SQL query at most.
     pub sql_max_rows: usize,
+    /// Registry-time rules run this often (and within a second of any
+    /// registry change).
+    pub registry_check_s: u64,
+    /// UTC offset of the registry's dates, hours (China Standard Time: 8).
+    pub registry_utc_offset_h: i32,
+}
+
+impl EngineConfig {
+    pub fn registry_offset(&self) -> anyhow::Result<chrono::FixedOffset> {
+        chrono::FixedOffset::east_opt(self.registry_utc_offset_h * 3600).ok_or_else(|| {
+            anyhow::anyhow!(
+                "engine.registry_utc_offset_h must be from -23 to 23, not {}",
+                self.registry_utc_offset_h
+            )
+        })
+    }
 }
 
 impl Default for EngineConfig {
@@ -78,6 +94,8 @@ impl Default for EngineConfig {
             shard_queue: 8192,
             sql_timeout_s: 30,
             sql_max_rows: 100_000,
+            registry_check_s: 60,
+            registry_utc_offset_h: 8,
         }
     }
 }

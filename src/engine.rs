@@ -102,6 +102,8 @@ enum ShardMsg {
     Reading(Accepted),
     /// Shutdown: everything queued before it has been evaluated.
     Stop,
+    /// The registry's facts of this shard's equipment (registry-time rules).
+    Registry(Vec<vigil_rules::RegistryFacts>),
     Tick(EpochMs),
     Acknowledge {
         id: AlarmId,
@@ -351,12 +353,27 @@ impl Engine {
         };
 
         let tick_every = Duration::from_millis(config.engine.tick_ms.max(50));
-        let ticker = tokio::spawn(run_ticker(
-            shards.clone(),
-            clock.clone(),
-            tick_every,
+        let offset = config.engine.registry_offset()?;
+        let shard_total = shards.senders.len();
+        let registry_checks = crate::schedule::run(
+            registry.clone(),
+            Duration::from_secs(config.engine.registry_check_s.max(1)),
             stopping.clone(),
-        ));
+            move |r: &Registry| {
+                crate::schedule::facts_by_shard(
+                    r,
+                    offset,
+                    |e| shard_of(e, shard_total),
+                    shard_total,
+                )
+            },
+            shards.senders.to_vec(),
+            ShardMsg::Registry,
+        );
+        let ticks = run_ticker(shards.clone(), clock.clone(), tick_every, stopping.clone());
+        let ticker = tokio::spawn(async move {
+            tokio::join!(ticks, registry_checks);
+        });
 
         let registry_sync = Arc::new(RegistrySync::new(registry.clone(), dyn_store.clone()));
         registry_sync.ensure().await;
@@ -512,6 +529,7 @@ async fn run_shard(
                 changes
             }
             ShardMsg::Tick(now) => engine.tick(now),
+            ShardMsg::Registry(facts) => engine.registry_check(&facts, clock()),
             ShardMsg::Stop => break,
             ShardMsg::Acknowledge { id, by, reply } => {
                 let result = engine.acknowledge(&id, &by, clock());

@@ -273,21 +273,35 @@ where
 
 /// A registry with one owner, one maintainer, and `n` elevators in region
 /// 440703 (plus one in 440100 and one disabled device), each with a device.
+/// A day relative to today in China Standard Time (the registry's dates).
+pub fn cst_day(offset_days: i64) -> String {
+    let cst = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    chrono::Utc::now()
+        .with_timezone(&cst)
+        .date_naive()
+        .checked_add_signed(chrono::TimeDelta::days(offset_days))
+        .unwrap()
+        .to_string()
+}
+
 pub fn registry_doc(n: usize) -> Value {
+    // Maintained today and inspected next year: no registry-time alarms
+    // unless a test asks for them.
+    let (maintained, inspection) = (cst_day(0), cst_day(365));
     let mut equipment = Vec::new();
     let mut devices = Vec::new();
     for i in 0..n {
         equipment.push(json!({
             "equipment_id": format!("EQ{i:04}"), "reg_code": format!("31104407{i:06}"), "category": "elevator",
             "owner_id": "OW1", "maintainer_id": "MT1", "region": "440703", "address": format!("{i} Harbour Road"),
-            "status": "in_use", "next_inspection": "2027-06-30",
+            "status": "in_use", "next_inspection": inspection, "last_maintenance": maintained,
             "params": {"rated_speed_mps": 1.75, "floors": [-2, 18]}
         }));
         devices.push(json!({"device_id": format!("DEV{i:04}"), "equipment_id": format!("EQ{i:04}"), "kind": "elevator"}));
     }
     equipment.push(json!({
         "equipment_id": "EQGZ", "reg_code": "3110440100000001", "category": "elevator", "owner_id": "OW2",
-        "region": "440106", "address": "1 Tianhe Road", "status": "in_use", "next_inspection": "2027-06-30",
+        "region": "440106", "address": "1 Tianhe Road", "status": "in_use", "next_inspection": inspection, "last_maintenance": maintained,
         "params": {"rated_speed_mps": 2.5, "floors": [1, 30]}
     }));
     devices.push(json!({"device_id": "DEVGZ", "equipment_id": "EQGZ", "kind": "elevator"}));

@@ -15,4 +15,5 @@ mod delivery;
 mod demo;
 mod elevator_rules;
 mod roles;
+mod schedule;
 mod streams;

@@ -21,5 +21,7 @@ mod crash;
 mod elevator_rules;
 #[path = "roles.rs"]
 mod roles;
+#[path = "schedule.rs"]
+mod schedule;
 #[path = "streams.rs"]
 mod streams;

@@ -15,7 +15,7 @@ fn registry() -> Value {
         "equipment": [{
             "equipment_id": "EQCOASTER", "reg_code": "6110440703000001", "category": "amusement_ride",
             "owner_id": "OWPARK", "region": "440703", "address": "Harbour Bay Park, ride 3",
-            "status": "in_use", "next_inspection": "2027-04-30",
+            "status": "in_use", "next_inspection": cst_day(365),
             "params": {"rated_speed_mps": 22.0}
         }],
         "devices": [

@@ -128,7 +128,8 @@ pub(crate) fn check(engine: &mut RuleEngine, facts: &[RegistryFacts], now: Epoch
             let details = match rule {
                 Rule::InspectionDue => json!({
                     "next_inspection": f.next_inspection_date,
-                    "days_left": (f.next_inspection - now).div_euclid(DAY_MS),
+                    // Calendar days: the inspection day itself is 0 days left.
+                    "days_left": (f.next_inspection - now + DAY_MS - 1).div_euclid(DAY_MS),
                 }),
                 Rule::InspectionOverdue => json!({
                     "next_inspection": f.next_inspection_date,
