@@ -343,7 +343,9 @@ fn print_report(
             percentile(&sorted, 0.5) / base
         );
     } else {
-        println!("\nThe bare broker acked nothing at the probe load: no round-trip to compare with.");
+        println!(
+            "\nThe bare broker acked nothing at the probe load: no round-trip to compare with."
+        );
     }
 }
 
@@ -443,11 +445,7 @@ impl EchoBroker {
 
 /// Answers every device message with its seq until the link fails or
 /// `stopping` is set.
-fn echo(
-    tx: &mut rumqttd::local::LinkTx,
-    rx: &mut rumqttd::local::LinkRx,
-    stopping: &AtomicBool,
-) {
+fn echo(tx: &mut rumqttd::local::LinkTx, rx: &mut rumqttd::local::LinkRx, stopping: &AtomicBool) {
     #[derive(serde::Deserialize)]
     struct Seq {
         seq: u64,
