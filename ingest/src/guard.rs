@@ -11,6 +11,9 @@
 //!
 //! - A device (`username = device_id`) may subscribe only to its ack topic
 //!   and may not publish on the engine's output topics (acks, alarm feed).
+//!   What it publishes outside `/tenants/{its id}/` is moved under its own
+//!   name (`codec::foreign_topic`): no device can forge another's readings,
+//!   and nothing it sends is dropped unseen.
 //! - A feed reader (`username = token:…`, password = bearer token) may only
 //!   subscribe under `/tenants/r{region}/v1/alarms/` of the regions its
 //!   token grants (any region for an admin token) and may not publish.
@@ -117,16 +120,27 @@ impl TopicGuard {
                 Ok(())
             }
             Packet::Publish(publish, _) => {
-                let topic = String::from_utf8_lossy(&publish.topic);
-                let allowed = match &self.login {
-                    Login::Device(_) => !is_engine_output(&topic),
-                    _ => false,
+                let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+                let Login::Device(id) = &self.login else {
+                    return Err(Refusal::Publish(topic));
                 };
-                if allowed {
-                    Ok(())
-                } else {
-                    Err(Refusal::Publish(topic.into_owned()))
+                if is_engine_output(&topic) {
+                    return Err(Refusal::Publish(topic));
                 }
+                // Outside its own topics (another device's, or none the
+                // engine listens to): the message stays this device's, as a
+                // `foreign_topic` dead letter, instead of being taken as a
+                // reading of the device it names or dropped unseen. Kept,
+                // not refused, so the mistake is counted and the session
+                // goes on.
+                let own = topic
+                    .strip_prefix("/tenants/")
+                    .and_then(|rest| rest.strip_prefix(id.as_str()))
+                    .is_some_and(|after| after.starts_with('/'));
+                if !own {
+                    publish.topic = vigil_model::codec::foreign_topic(id, &topic).into();
+                }
+                Ok(())
             }
             _ => Ok(()),
         }

@@ -52,6 +52,11 @@ impl TestDirectory {
             .insert(device.to_owned(), (secret.to_owned(), enabled));
     }
 
+    /// The device leaves the registry (its sessions stay connected).
+    pub fn remove(&self, device: &str) {
+        self.devices.lock().remove(device);
+    }
+
     /// A bearer token that may read the alarm feed of `grant`.
     pub fn add_feed_token(&self, token: &str, grant: FeedGrant) {
         self.feeds.lock().insert(token.to_owned(), grant);

@@ -33,10 +33,10 @@ async fn every_rejection_becomes_a_dead_letter_and_the_device_carries_on() {
             Some("EL1"),
         ),
         (
-            "/tenants/E-1/v1/event",
+            "no/tenants/at/all",
             event(102),
-            RejectReason::BadTopic,
-            None,
+            RejectReason::ForeignTopic,
+            Some("EL1"),
         ),
         (
             "/tenants/EL1/v1/event",
@@ -72,18 +72,19 @@ async fn every_rejection_becomes_a_dead_letter_and_the_device_carries_on() {
             RejectReason::OutOfRange,
             Some("EL1"),
         ),
-        // The plain listener cannot stop a device writing under another id.
+        // Under another device's name, registered or not: moved under EL1's
+        // own by the broker's guard, never a reading of the device it names.
         (
             "/tenants/NOPE1/v1/event",
             event(1),
-            RejectReason::UnknownDevice,
-            Some("NOPE1"),
+            RejectReason::ForeignTopic,
+            Some("EL1"),
         ),
         (
             "/tenants/EL9/v1/event",
             event(1),
-            RejectReason::DisabledDevice,
-            Some("EL9"),
+            RejectReason::ForeignTopic,
+            Some("EL1"),
         ),
     ];
     for (topic, payload, ..) in &cases {
@@ -99,7 +100,13 @@ async fn every_rejection_becomes_a_dead_letter_and_the_device_carries_on() {
     assert_eq!(letters.len(), cases.len(), "{letters:#?}");
     for ((topic, payload, reason, device_id), (letter, token)) in cases.iter().zip(&letters) {
         assert_eq!(letter.reason, *reason, "{topic}: {}", letter.detail);
-        assert_eq!(letter.topic, *topic);
+        if *reason == RejectReason::ForeignTopic {
+            // Kept under the publisher's name; the detail names the topic.
+            assert_eq!(letter.topic, format!("/tenants/EL1/v1/foreign:{topic}"));
+            assert!(letter.detail.contains(topic), "{}", letter.detail);
+        } else {
+            assert_eq!(letter.topic, *topic);
+        }
         assert_eq!(letter.device_id.as_deref(), *device_id, "{reason}");
         assert_eq!(letter.received_at, T0);
         assert_eq!(letter.payload_size, payload.len() as u64);
@@ -109,8 +116,13 @@ async fn every_rejection_becomes_a_dead_letter_and_the_device_carries_on() {
             "{reason}: raw payload kept (cut to 64 KiB)"
         );
         assert!(!letter.detail.is_empty());
-        // Every message of a registered device whose seq can be read.
-        let acked = device_id == &Some("EL1") && !matches!(reason, RejectReason::MalformedJson);
+        // Every message of a registered device whose seq can be read; a
+        // message under another name carries someone else's seq, not EL1's.
+        let acked = device_id == &Some("EL1")
+            && !matches!(
+                reason,
+                RejectReason::MalformedJson | RejectReason::ForeignTopic
+            );
         assert_eq!(token.is_some(), acked, "{reason}: token {token:?}");
     }
     let oversize_letter = &letters[3].0;
@@ -140,4 +152,35 @@ async fn every_rejection_becomes_a_dead_letter_and_the_device_carries_on() {
     device.event(8).await;
     device.expect_ack(8).await;
     assert_eq!(rig.store.dead_letters().len(), cases.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_disabled_or_removed_while_connected_is_dead_lettered() {
+    let rig = Rig::start(RigOptions::default());
+    rig.directory.add("EL2", SECRET, true);
+    rig.directory.add("EL3", SECRET, true);
+    let el2 = Device::connect(rig.addr(), "EL2").await;
+    let el3 = Device::connect(rig.addr(), "EL3").await;
+    // The registry changes under live sessions.
+    rig.directory.add("EL2", SECRET, false);
+    rig.directory.remove("EL3");
+    el2.event(1).await;
+    el3.event(1).await;
+    rig.until("two dead letters", |r| r.store.dead_letters().len() == 2)
+        .await;
+    let mut letters: Vec<_> = rig
+        .store
+        .dead_letters()
+        .into_iter()
+        .map(|(l, _)| (l.device_id, l.reason))
+        .collect();
+    letters.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        letters,
+        vec![
+            (Some("EL2".into()), RejectReason::DisabledDevice),
+            (Some("EL3".into()), RejectReason::UnknownDevice),
+        ]
+    );
+    assert!(rig.store.readings().is_empty());
 }

@@ -32,10 +32,12 @@ pub enum RejectReason {
     UnknownDevice,
     /// The device is registered but disabled.
     DisabledDevice,
+    /// A logged-in device published under another device's topic.
+    ForeignTopic,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::BadTopic,
         RejectReason::Oversize,
         RejectReason::MalformedJson,
@@ -44,6 +46,7 @@ impl RejectReason {
         RejectReason::OutOfRange,
         RejectReason::UnknownDevice,
         RejectReason::DisabledDevice,
+        RejectReason::ForeignTopic,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl RejectReason {
             RejectReason::OutOfRange => "out_of_range",
             RejectReason::UnknownDevice => "unknown_device",
             RejectReason::DisabledDevice => "disabled_device",
+            RejectReason::ForeignTopic => "foreign_topic",
         }
     }
 
@@ -87,12 +91,29 @@ impl Rejection {
     }
 }
 
+/// Where the broker puts what `device` published outside its own topics
+/// (another device's, or no device's): still under the publisher's name,
+/// so the message is judged and dead-lettered as the publisher's, never as a
+/// reading of the device it names. The original topic follows verbatim.
+pub fn foreign_topic(device: &str, topic: &str) -> String {
+    format!("/tenants/{device}/v1/foreign:{topic}")
+}
+
 /// Splits `/tenants/{device_id}/v1/{stream}`.
 pub fn parse_topic(topic: &str) -> Result<(DeviceId, Stream), Rejection> {
     let bad = |why: &str| Rejection::new(RejectReason::BadTopic, format!("topic {topic:?}: {why}"));
     let rest = topic
         .strip_prefix("/tenants/")
         .ok_or_else(|| bad("expected /tenants/{device_id}/v1/{stream}"))?;
+    if let Some((device, original)) = rest
+        .split_once('/')
+        .and_then(|(d, after)| Some((d, after.strip_prefix("v1/foreign:")?)))
+    {
+        return Err(Rejection::new(
+            RejectReason::ForeignTopic,
+            format!("device {device} published outside its own topics, on {original:?}"),
+        ));
+    }
     let mut parts = rest.split('/');
     let (Some(device), Some(version), Some(stream), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

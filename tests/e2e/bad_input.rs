@@ -62,15 +62,28 @@ async fn bad_messages_become_counted_dead_letters_and_nothing_stalls() {
             big.extend(format!(",\"padding\":\"{}\"}}", "x".repeat(70 * 1024)).into_bytes());
             big
         }),
+        // Under another device's name (unknown, disabled, or a real one
+        // being forged): kept as DEV0000's own mistake, never a reading.
         (
-            "unknown_device",
+            "foreign_topic",
             "/tenants/NOBODY/v1/elevator".into(),
             idle(1, ts).to_string().into_bytes(),
         ),
         (
-            "disabled_device",
+            "foreign_topic",
             "/tenants/DEVOFF/v1/elevator".into(),
             idle(1, ts).to_string().into_bytes(),
+        ),
+        (
+            "foreign_topic",
+            "/tenants/DEV0001/v1/elevator".into(),
+            sample(
+                1,
+                ts,
+                json!({"speed_mps": 9.0, "direction": "up", "leveled": false}),
+            )
+            .to_string()
+            .into_bytes(),
         ),
         (
             "bad_topic",
@@ -102,8 +115,7 @@ async fn bad_messages_become_counted_dead_letters_and_nothing_stalls() {
         "wrong_type",
         "out_of_range",
         "oversize",
-        "unknown_device",
-        "disabled_device",
+        "foreign_topic",
         "bad_topic",
     ] {
         let want = cases.iter().filter(|(r, _, _)| *r == reason).count() as i64;
@@ -212,5 +224,108 @@ async fn duplicates_are_stored_once_and_still_acked() {
     assert_eq!(
         vigil.metric("vigil_ingest_duplicates_total").await as i64,
         3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_reading_is_nobody_s_and_raises_nothing() {
+    let vigil = Vigil::start().await;
+    let secrets = secrets(&vigil.import(&registry_doc(2)).await);
+    let dev = Device::connect(vigil.mqtt, "DEV0000", &secrets["DEV0000"])
+        .await
+        .unwrap();
+    // DEV0000 tries to report an overspeed in DEV0001's name.
+    let forged = sample(
+        1,
+        now_ms(),
+        json!({"speed_mps": 9.0, "direction": "up", "leveled": false}),
+    );
+    dev.publish_raw(
+        "/tenants/DEV0001/v1/elevator",
+        forged.to_string().into_bytes(),
+    )
+    .await;
+    let row = eventually(20, "the forged message as a dead letter", || async {
+        vigil
+            .sql("SELECT device_id, topic, detail FROM dead_letters WHERE reason = 'foreign_topic'")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(row["device_id"], "DEV0000", "{row}");
+    assert!(
+        row["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/tenants/DEV0001/v1/elevator"),
+        "{row}"
+    );
+    assert_eq!(
+        vigil
+            .sql_count("SELECT count(*) AS n FROM elevator_readings WHERE device_id = 'DEV0001'")
+            .await,
+        0
+    );
+    let (_, alarms) = vigil.get("/alarms?state=active").await;
+    assert_eq!(
+        alarms["alarms"],
+        json!([]),
+        "no alarm from a forged reading"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_disabled_or_deleted_while_connected_are_dead_lettered() {
+    let vigil = Vigil::start().await;
+    let secrets = secrets(&vigil.import(&registry_doc(2)).await);
+    let mut d1 = Device::connect(vigil.mqtt, "DEV0001", &secrets["DEV0001"])
+        .await
+        .unwrap();
+    let mut gz = Device::connect(vigil.mqtt, "DEVGZ", &secrets["DEVGZ"])
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let put = client
+        .put(vigil.url("/devices/DEV0001"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"device_id": "DEV0001", "equipment_id": "EQ0001", "kind": "elevator", "enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text().await);
+    let delete = client
+        .delete(vigil.url("/devices/DEVGZ"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(delete.status().is_success(), "{:?}", delete.text().await);
+
+    d1.send(now_ms(), json!({})).await;
+    gz.send(now_ms(), json!({})).await;
+    for (reason, device) in [("disabled_device", "DEV0001"), ("unknown_device", "DEVGZ")] {
+        let n = eventually(20, reason, || async {
+            let n = vigil
+                .sql_count(&format!(
+                    "SELECT count(*) AS n FROM dead_letters WHERE reason = '{reason}' AND device_id = '{device}'"
+                ))
+                .await;
+            (n > 0).then_some(n)
+        })
+        .await;
+        assert_eq!(n, 1, "{reason}");
+        let counted = vigil
+            .metric(&format!(
+                "vigil_ingest_rejected_total{{reason=\"{reason}\"}}"
+            ))
+            .await;
+        assert_eq!(counted, 1.0, "{reason}");
+    }
+    assert_eq!(
+        vigil
+            .sql_count("SELECT count(*) AS n FROM elevator_readings")
+            .await,
+        0
     );
 }

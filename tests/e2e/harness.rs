@@ -54,7 +54,9 @@ impl Vigil {
         vigil
     }
 
-    /// Starts with `config` as its TOML config file.
+    /// Starts with `config` as its TOML config file. (Only the embedded
+    /// target's delivery tests use it.)
+    #[allow(dead_code)]
     pub async fn start_with_config(config: &str) -> Vigil {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("vigil.toml"), config).unwrap();
