@@ -6,7 +6,9 @@
 //! slowly (`baseline_alpha`) what is normal for this device, together with
 //! its mean absolute deviation; the *recent* mean follows quickly
 //! (`recent_alpha`). A reading is anomalous when the recent mean has moved
-//! more than `threshold` baseline deviations away from the baseline: a drift
+//! more than `threshold` baseline deviations away from the baseline (the
+//! baseline learns from values clipped to that distance, so a fault does not
+//! widen its own normal): a drift
 //! that builds up over a few dozen samples (a door motor getting slower, a
 //! drive starting to vibrate) gets through, while single noisy samples are
 //! averaged away. While anomalous the baseline learns ten times slower, so a
@@ -111,9 +113,13 @@ impl Detector {
         } else {
             p.baseline_alpha
         };
-        let distance = (value - self.baseline).abs();
-        self.baseline += alpha * (value - self.baseline);
-        self.deviation += alpha * (distance - self.deviation);
+        // Huber-style: the baseline and its deviation learn from the value
+        // clipped to `threshold` deviations, so a fault's large values do
+        // not widen what counts as normal (and blunt the detector).
+        let bound = p.threshold.max(1.0) * self.deviation.max(p.min_deviation).max(f64::EPSILON);
+        let step = (value - self.baseline).clamp(-bound, bound);
+        self.baseline += alpha * step;
+        self.deviation += alpha * (step.abs() - self.deviation);
         let verdict = self.verdict(p);
         self.anomalous = verdict.is_anomalous();
         verdict

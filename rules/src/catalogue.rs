@@ -42,10 +42,12 @@ pub(crate) enum Rule {
     InspectionDue,
     InspectionOverdue,
     MaintenanceOverdue,
+    AnomalyDoorClose,
+    AnomalyVibration,
 }
 
 impl Rule {
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 31;
     pub const ALL: [Rule; Rule::COUNT] = [
         Rule::Trapped,
         Rule::StoppedOutsideZone,
@@ -76,6 +78,8 @@ impl Rule {
         Rule::InspectionDue,
         Rule::InspectionOverdue,
         Rule::MaintenanceOverdue,
+        Rule::AnomalyDoorClose,
+        Rule::AnomalyVibration,
     ];
     /// Rules whose condition is a function of one elevator status sample.
     pub const SAMPLE: [Rule; 12] = [
@@ -118,6 +122,9 @@ impl Rule {
         Rule::MaintenanceOverdue,
     ];
 
+    /// Rules that compare a device with its own learned normal.
+    pub const ANOMALY: [Rule; 2] = [Rule::AnomalyDoorClose, Rule::AnomalyVibration];
+
     pub fn index(self) -> usize {
         self as usize
     }
@@ -153,6 +160,8 @@ impl Rule {
             Rule::InspectionDue => "registry.inspection_due",
             Rule::InspectionOverdue => "registry.inspection_overdue",
             Rule::MaintenanceOverdue => "registry.maintenance_overdue",
+            Rule::AnomalyDoorClose => "anomaly.door_close_s",
+            Rule::AnomalyVibration => "anomaly.vibration_mm_s",
         }
     }
 
@@ -172,6 +181,10 @@ impl Rule {
         Rule::REGISTRY.contains(&self)
     }
 
+    pub fn is_anomaly(self) -> bool {
+        Rule::ANOMALY.contains(&self)
+    }
+
     /// Whether an occurrence of this rule counts towards
     /// `elevator.frequent_faults` (when its severity is major or critical):
     /// the elevator's own faults, not what a camera sees nor a ride's rules.
@@ -180,6 +193,8 @@ impl Rule {
             && !self.is_ride()
             && !self.is_video()
             && !self.is_registry()
+            && !self.is_anomaly()
+            && !self.is_anomaly()
     }
 
     /// Whether the top-level `clear_s` of the configuration sets this rule's
@@ -261,6 +276,12 @@ impl Rule {
             Rule::MaintenanceOverdue => {
                 "More than `days` days since the last maintenance of an elevator or escalator in use (registry)."
             }
+            Rule::AnomalyDoorClose => {
+                "The car door's closing time drifts from this elevator's own learned normal (a wearing door motor)."
+            }
+            Rule::AnomalyVibration => {
+                "Drive vibration drifts above or below this ride's own learned normal."
+            }
         }
     }
 
@@ -295,6 +316,9 @@ impl Rule {
             Rule::InspectionDue => "Safety Law Art. 40: request inspection 1 month before",
             Rule::InspectionOverdue => "Safety Law Art. 40: uninspected equipment must stop",
             Rule::MaintenanceOverdue => "Regulation Art. 31; TSG T5002 half-monthly maintenance",
+            Rule::AnomalyDoorClose | Rule::AnomalyVibration => {
+                "rules.md anomaly detection (EWMA baseline and deviation)"
+            }
         }
     }
 
@@ -328,6 +352,9 @@ impl Rule {
             Rule::DeviceOffline => &["enabled", "severity", "intervals"],
             Rule::InspectionDue | Rule::MaintenanceOverdue => &["enabled", "severity", "days"],
             Rule::InspectionOverdue => &["enabled", "severity", "flowing_h"],
+            Rule::AnomalyDoorClose | Rule::AnomalyVibration => {
+                &["enabled", "severity", "threshold", "warmup"]
+            }
             Rule::RideWindLimit => &["enabled", "severity", "for_s", "clear_s", "limit_mps"],
             Rule::RideOverspeed => &["enabled", "severity", "for_s", "clear_s", "factor"],
             Rule::RideVibrationHigh => &["enabled", "severity", "for_s", "clear_s", "limit_mm_s"],
@@ -395,6 +422,8 @@ fn key_meaning(rule: Rule, key: &str) -> &'static str {
             _ => "days since the last maintenance that are tolerated",
         },
         "flowing_h" => "hours within which a device of the equipment must have been heard (in use)",
+        "threshold" => "baseline deviations the recent mean may move before the alarm",
+        "warmup" => "values learned before any verdict (no alarm while warming up)",
         "codes" => "controller code → severity table",
         _ => "",
     }
@@ -454,6 +483,9 @@ pub(crate) struct Params {
     pub days: u32,
     /// `flowing_h`: how recently a device must have been heard.
     pub flowing_ms: i64,
+    /// Anomaly rules: distance in baseline deviations, and warm-up values.
+    pub threshold: f64,
+    pub warmup: u32,
 }
 
 pub(crate) const DEFAULT_CLEAR_S: f64 = 10.0;
@@ -486,6 +518,8 @@ impl Params {
             min_confidence: 0.0,
             days: 0,
             flowing_ms: 0,
+            threshold: 0.0,
+            warmup: 0,
         };
         match rule {
             Rule::Trapped => Params {
@@ -623,6 +657,16 @@ impl Params {
                 days: 15,
                 ..base
             },
+            Rule::AnomalyDoorClose | Rule::AnomalyVibration => {
+                let d = crate::anomaly::AnomalyParams::default();
+                Params {
+                    severity: Severity::Minor,
+                    clear_ms: 0,
+                    threshold: d.threshold,
+                    warmup: d.warmup,
+                    ..base
+                }
+            }
         }
     }
 
@@ -639,6 +683,9 @@ impl Params {
             Rule::VideoRestraintUnlocked => p.enabled = RIDE_CATEGORIES.contains(&category),
             // Half-monthly maintenance is the elevator regulation's.
             Rule::MaintenanceOverdue => p.enabled = MAINTAINED_CATEGORIES.contains(&category),
+            // Car doors are elevators'; drive vibration is measured on rides.
+            Rule::AnomalyDoorClose => p.enabled = category == "elevator",
+            Rule::AnomalyVibration => p.enabled = RIDE_CATEGORIES.contains(&category),
             _ => {}
         }
         p
@@ -686,6 +733,8 @@ impl Params {
             }
             "intervals" => self.intervals = positive(value)?,
             "days" => self.days = whole(value)?,
+            "threshold" => self.threshold = positive(value)?,
+            "warmup" => self.warmup = whole(value)?,
             "flowing_h" => self.flowing_ms = secs_to_ms(positive(value)? * 3600.0),
             "window_s" => self.window_ms = secs_to_ms(positive(value)?),
             "window_h" => self.window_ms = secs_to_ms(positive(value)? * 3600.0),
@@ -723,6 +772,8 @@ impl Params {
             "min_confidence" => json!(self.min_confidence),
             "intervals" => json!(self.intervals),
             "days" => json!(self.days),
+            "threshold" => json!(self.threshold),
+            "warmup" => json!(self.warmup),
             "flowing_h" => json!(self.flowing_ms as f64 / 3_600_000.0),
             "window_s" => s(self.window_ms),
             "window_h" => json!(self.window_ms as f64 / 3_600_000.0),

@@ -1,5 +1,6 @@
 //! The rule engine: readings and clock ticks in, alarm changes out.
 
+mod anomaly;
 mod elevator;
 mod equipment;
 mod escalation;
@@ -164,6 +165,15 @@ impl RuleEngine {
                 dev.sample = Some(sample.clone());
                 dev.sample_ts = Some(reading.ts);
                 elevator::evaluate(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
+                anomaly::on_elevator(
+                    &mut self.book,
+                    dev_id,
+                    dev,
+                    eq,
+                    sample,
+                    reading.ts,
+                    &mut out,
+                );
             }
             Payload::Event(event) => {
                 dev.event_ts = Some(reading.ts);
@@ -177,6 +187,15 @@ impl RuleEngine {
                     dev,
                     eq,
                     ctx,
+                    sample,
+                    reading.ts,
+                    &mut out,
+                );
+                anomaly::on_ride(
+                    &mut self.book,
+                    dev_id,
+                    dev,
+                    eq,
                     sample,
                     reading.ts,
                     &mut out,

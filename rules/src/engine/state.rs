@@ -215,6 +215,7 @@ pub(crate) struct DeviceState {
     pub trackers: [Tracker; Rule::SAMPLE.len()],
     pub aux: ElevatorAux,
     pub ride: RideDevice,
+    pub anomaly: super::anomaly::AnomalyDevice,
     /// Latest video event evaluated.
     pub video_ts: Option<EpochMs>,
     /// Counted as offline (set by `tick`, reset by any message).
@@ -245,6 +246,7 @@ impl DeviceState {
             trackers: Default::default(),
             aux: ElevatorAux::default(),
             ride: RideDevice::default(),
+            anomaly: Default::default(),
             video_ts: None,
             offline: false,
             busy: false,

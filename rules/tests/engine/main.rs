@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod anomaly;
 mod controller;
 mod escalation;
 mod frequent;

@@ -1,0 +1,205 @@
+//! Anomaly rules: a device against its own learned normal, on synthetic
+//! but realistic streams (noisy door closings, a wearing motor, a vibrating
+//! drive), with an injected clock.
+
+use vigil_model::reading::{Brake, Door, RideSample, RideState};
+use vigil_model::{Alarm, AlarmState, Payload, Severity};
+
+use crate::harness::*;
+
+const DOOR: &str = "anomaly.door_close_s";
+const VIB: &str = "anomaly.vibration_mm_s";
+
+/// Deterministic noise in [-1, 1).
+struct Noise(u64);
+impl Noise {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+}
+
+/// One door closing of `close_ms`, starting at `t` ms after T0; returns
+/// the changes and the time after it.
+fn closing(h: &mut H, t: i64, close_ms: i64) -> (Vec<Alarm>, i64) {
+    let mut s = healthy();
+    s.door = Door::Closing;
+    let mut out = h.send(t, s.clone());
+    s.door = Door::Closed;
+    out.extend(h.send(t + close_ms, s));
+    (out, t + close_ms + 30_000)
+}
+
+/// `n` closings of about `ms(i)` ± 300 ms of noise.
+fn closings(
+    h: &mut H,
+    t: &mut i64,
+    n: usize,
+    noise: &mut Noise,
+    ms: impl Fn(usize) -> f64,
+) -> Vec<Alarm> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let (c, next) = closing(h, *t, (ms(i) + 300.0 * noise.next()) as i64);
+        out.extend(c);
+        *t = next;
+    }
+    out
+}
+
+#[test]
+fn normal_door_variation_never_alarms_nor_does_the_warm_up() {
+    let mut h = H::new();
+    let mut noise = Noise(5);
+    let mut t = 0;
+    // Warm-up with wild values: a door held, a slow first morning.
+    let wild = closings(&mut h, &mut t, 200, &mut noise, |i| {
+        if i % 7 == 0 { 12_000.0 } else { 3_000.0 }
+    });
+    none(&wild, DOOR);
+    let normal = closings(&mut h, &mut t, 3_000, &mut noise, |_| 3_000.0);
+    none(&normal, DOOR);
+}
+
+#[test]
+fn a_wearing_door_motor_is_caught_and_cleared_after_the_repair() {
+    let mut h = H::new();
+    let mut noise = Noise(9);
+    let mut t = 0;
+    none(
+        &closings(&mut h, &mut t, 600, &mut noise, |_| 3_000.0),
+        DOOR,
+    );
+    // The motor wears: +2 s spread over 300 closings.
+    let drift = closings(&mut h, &mut t, 300, &mut noise, |i| {
+        3_000.0 + 2_000.0 * i as f64 / 300.0
+    });
+    let a = one(&drift, DOOR);
+    assert_eq!((a.severity, a.state), (Severity::Minor, AlarmState::Active));
+    assert_eq!(a.details["metric"], "door_close_s");
+    let normal = a.details["normal"].as_f64().unwrap();
+    let recent = a.details["recent"].as_f64().unwrap();
+    assert!(
+        (normal - 3.0).abs() < 0.2,
+        "normal stays near 3 s: {}",
+        a.details
+    );
+    assert!(recent > normal + 0.3, "{}", a.details);
+    // Caught before the drift reached +1 s.
+    assert!(
+        a.raised_at < T0 + (t - 150 * 33_000),
+        "raised late: {}",
+        a.raised_at - T0
+    );
+    // Still worn: no repeats, no second alarm.
+    none(
+        &closings(&mut h, &mut t, 100, &mut noise, |_| 5_000.0),
+        DOOR,
+    );
+    // The motor is replaced: back to 3 s, the alarm clears.
+    let repaired = closings(&mut h, &mut t, 200, &mut noise, |_| 3_000.0);
+    let c = one(&repaired, DOOR);
+    assert_eq!((c.alarm_id, c.state), (a.alarm_id, AlarmState::Cleared));
+}
+
+#[test]
+fn an_interrupted_closing_is_not_measured() {
+    let mut h = H::new();
+    let mut noise = Noise(1);
+    let mut t = 0;
+    closings(&mut h, &mut t, 400, &mut noise, |_| 3_000.0);
+    // Someone blocks the door 100 times: closing, opening, then closed
+    // much later. None of these is a slow motor.
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        let mut s = healthy();
+        s.door = Door::Closing;
+        out.extend(h.send(t, s.clone()));
+        s.door = Door::Opening;
+        out.extend(h.send(t + 1_000, s.clone()));
+        s.door = Door::Open;
+        out.extend(h.send(t + 3_000, s.clone()));
+        s.door = Door::Closed;
+        out.extend(h.send(t + 9_000, s));
+        t += 40_000;
+    }
+    none(&out, DOOR);
+}
+
+fn vibration(h: &mut H, at: i64, mm_s: f32) -> Vec<Alarm> {
+    let sample = RideSample {
+        state: RideState::Running,
+        speed_mps: 5.0,
+        wind_mps: None,
+        restraints_locked: true,
+        vibration_mm_s: Some(mm_s),
+        brake: Brake::Ok,
+        passengers: None,
+    };
+    let r = h.reading(at, Payload::Ride(sample));
+    h.engine.on_reading(&r, &h.ctx.clone(), T0 + at)
+}
+
+#[test]
+fn a_vibrating_drive_is_caught_long_before_the_fixed_limit() {
+    let mut h = H::new();
+    h.ctx = ctx_for("RIDE1", "amusement_ride");
+    let mut noise = Noise(3);
+    let mut out = Vec::new();
+    for i in 0..1_000 {
+        out.extend(vibration(
+            &mut h,
+            i * 1_000,
+            2.0 + 0.2 * noise.next() as f32,
+        ));
+    }
+    none(&out, VIB);
+    // A bearing starts to go: 4 mm/s, far below ride.vibration_high's 11.2.
+    let mut fault = Vec::new();
+    for i in 1_000..1_100 {
+        fault.extend(vibration(
+            &mut h,
+            i * 1_000,
+            4.0 + 0.4 * noise.next() as f32,
+        ));
+    }
+    let a = one(&fault, VIB);
+    assert!(
+        a.raised_at < T0 + 1_030_000,
+        "caught in {} s",
+        (a.raised_at - T0) / 1000 - 1000
+    );
+    none(&fault, "ride.vibration_high");
+}
+
+#[test]
+fn detectors_watch_their_own_categories_and_can_be_tuned() {
+    // Escalators have no car door; elevators no ride vibration.
+    let mut h = H::new();
+    h.ctx = ctx_for("ESC1", "escalator");
+    let mut noise = Noise(2);
+    let mut t = 0;
+    closings(&mut h, &mut t, 300, &mut noise, |_| 3_000.0);
+    none(
+        &closings(&mut h, &mut t, 300, &mut noise, |_| 9_000.0),
+        DOOR,
+    );
+
+    // A shorter warm-up and a wider threshold for one elevator.
+    let mut h =
+        H::with_toml("[equipment.EQ1.\"anomaly.door_close_s\"]\nwarmup = 50\nthreshold = 6.0");
+    let mut t = 0;
+    closings(&mut h, &mut t, 60, &mut noise, |_| 3_000.0);
+    // +1 s is within 6 deviations of this door's normal.
+    none(
+        &closings(&mut h, &mut t, 200, &mut noise, |_| 3_600.0),
+        DOOR,
+    );
+    one(
+        &closings(&mut h, &mut t, 200, &mut noise, |_| 6_000.0),
+        DOOR,
+    );
+}
