@@ -50,6 +50,10 @@ const DOOR_WINDOW_MS: EpochMs = 120_000;
 const MAX_DOOR_CHANGES: usize = 11;
 /// Share of door closings that someone interrupts (the door re-opens).
 const REOPEN_CHANCE: f64 = 0.08;
+/// A `door_wear` fault adds this much to every closing, reached after
+/// `DOOR_WEAR_MS` of wear.
+const DOOR_WEAR_EXTRA_MS: EpochMs = 2_000;
+const DOOR_WEAR_MS: EpochMs = 3 * 3_600_000;
 /// Queued legs (two per passenger call) a car accepts.
 const MAX_LEGS: usize = 4;
 const RESCUE_SPEED_MPS: f64 = 0.3;
@@ -69,6 +73,10 @@ pub enum FaultKind {
     PowerLoss,
     /// The controller reports code `E30` and clears it 30–60 s later.
     ControllerFault,
+    /// Chronic, not in [`FaultKind::ALL`]: the door motor wears, and every
+    /// closing takes a little longer, up to +2 s after `DOOR_WEAR_MS`.
+    /// Nothing breaks; only `anomaly.door_close_s` can tell.
+    DoorWear,
 }
 
 impl FaultKind {
@@ -87,6 +95,7 @@ impl FaultKind {
             FaultKind::Overspeed => "overspeed",
             FaultKind::PowerLoss => "power_loss",
             FaultKind::ControllerFault => "controller_fault",
+            FaultKind::DoorWear => "door_wear",
         }
     }
 
@@ -98,6 +107,7 @@ impl FaultKind {
             FaultKind::Overspeed => "elevator.overspeed",
             FaultKind::PowerLoss => "elevator.power_loss",
             FaultKind::ControllerFault => "elevator.controller_fault",
+            FaultKind::DoorWear => "anomaly.door_close_s",
         }
     }
 }
@@ -192,6 +202,8 @@ enum FaultState {
     Active,
     /// Controller fault: the event to clear at this time.
     EventUntil(EpochMs),
+    /// Door wear since this time.
+    Wearing(EpochMs),
     Done,
 }
 
@@ -367,7 +379,7 @@ impl Elevator {
                     self.set_door(Door::Closing, t);
                     let reopen_at = self.rng.gen_bool(self.reopen_chance).then_some(t + 1000);
                     self.phase = Phase::Closing {
-                        until: t + self.door_close_ms,
+                        until: t + self.closing_ms(t),
                         reopen_at,
                     };
                 }
@@ -447,7 +459,10 @@ impl Elevator {
         match self.fault {
             FaultState::Planned(ref plan) if t >= plan.after_ms => {
                 let kind = plan.kind;
-                if kind == FaultKind::ControllerFault {
+                if kind == FaultKind::DoorWear {
+                    self.edge(t, kind, true);
+                    self.fault = FaultState::Wearing(t);
+                } else if kind == FaultKind::ControllerFault {
                     let until = t + self.rng.gen_range(30_000..=60_000);
                     self.event(t, true);
                     self.edge(t, kind, true);
@@ -463,6 +478,20 @@ impl Elevator {
             }
             _ => {}
         }
+    }
+
+    /// How long this closing takes: the car's own time, a tick more or less
+    /// (friction, wind in the shaft; from the clock, so the model's random
+    /// stream is untouched), plus the wear of a `door_wear` fault.
+    fn closing_ms(&self, t: EpochMs) -> EpochMs {
+        let jitter = ((t / TICK_MS) % 3 - 1) * TICK_MS;
+        let wear = match self.fault {
+            FaultState::Wearing(since) => {
+                ((t - since) * DOOR_WEAR_EXTRA_MS / DOOR_WEAR_MS).min(DOOR_WEAR_EXTRA_MS)
+            }
+            _ => 0,
+        };
+        self.door_close_ms + jitter + wear
     }
 
     fn event(&mut self, ts: EpochMs, active: bool) {
