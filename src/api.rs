@@ -35,6 +35,8 @@ pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
         .route("/alarms/:id/resolve", post(resolve))
         .route("/sql", post(run_sql))
         .route("/equipment/:id/status", get(equipment_status))
+        .route("/equipment/:id/risk", get(equipment_risk))
+        .route("/owners/:id/risk", get(owner_risk))
         .with_state(state.clone());
     let api = vigil_registry::api::router(state.registry.clone())
         .merge(engine_routes)
@@ -414,6 +416,85 @@ async fn equipment_status(
         },
         "maintenance": { "last_maintenance": equipment.last_maintenance },
     })))
+}
+
+/// `GET /equipment/{id}/risk`: its row of the `risk` view.
+async fn equipment_risk(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = EquipmentId::new(&id)
+        .map_err(|e| ApiError::bad_request("invalid_equipment_id", e.to_string()))?;
+    let not_found = || ApiError::not_found(format!("no equipment {id}"));
+    let equipment = state.registry.equipment(&id).ok_or_else(not_found)?;
+    if !principal.sees_equipment(&equipment.owner_id, &equipment.region) {
+        return Err(not_found());
+    }
+    let rows = sql::view_rows(
+        &state,
+        &format!(
+            "SELECT * FROM risk WHERE equipment_id = {}",
+            sql::lit(id.as_str())
+        ),
+    )
+    .await?;
+    // The registry syncs to SQL within a moment; until then it has no row.
+    let row = rows.into_iter().next().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("equipment {id} is not graded yet; try again in a second"),
+        )
+    })?;
+    Ok(Json(Value::Object(row)))
+}
+
+/// `GET /owners/{id}/risk`: the owner's class and its equipment's colours.
+async fn owner_risk(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id =
+        OwnerId::new(&id).map_err(|e| ApiError::bad_request("invalid_owner_id", e.to_string()))?;
+    let not_found = || ApiError::not_found(format!("no owner {id}"));
+    let owner = state.registry.owner(&id).ok_or_else(not_found)?;
+    let visible = match &principal {
+        Principal::Owner { owner_id } => *owner_id == id,
+        other => other.sees_region(&owner.region),
+    };
+    if !visible {
+        return Err(not_found());
+    }
+    let owner_sql = format!(
+        "SELECT * FROM owner_risk WHERE owner_id = {}",
+        sql::lit(id.as_str())
+    );
+    let mut row = sql::view_rows(&state, &owner_sql)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                format!("owner {id} is not graded yet; try again in a second"),
+            )
+        })?;
+    let equipment = sql::view_rows(
+        &state,
+        &format!(
+            "SELECT equipment_id, region, category, score, colour FROM risk WHERE owner_id = {} ORDER BY score DESC, equipment_id",
+            sql::lit(id.as_str())
+        ),
+    )
+    .await?;
+    row.insert(
+        "equipment_risk".into(),
+        Value::Array(equipment.into_iter().map(Value::Object).collect()),
+    );
+    Ok(Json(Value::Object(row)))
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

@@ -34,6 +34,8 @@ pub struct Config {
     pub rules: toml::Table,
     /// Webhooks (docs/delivery.md).
     pub delivery: DeliveryConfig,
+    /// Risk grading weights and thresholds (docs/risk.md).
+    pub risk: crate::risk::RiskConfig,
 }
 
 /// `[delivery]`: where alarm changes go besides SSE and MQTT.
@@ -229,6 +231,7 @@ impl Default for Config {
             postgres: PostgresTuning::default(),
             rules: toml::Table::new(),
             delivery: DeliveryConfig::default(),
+            risk: crate::risk::RiskConfig::default(),
         }
     }
 }
@@ -260,6 +263,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "postgres",
     "rules",
     "delivery",
+    "risk",
 ];
 
 impl Config {

@@ -377,6 +377,14 @@ impl Engine {
 
         let registry_sync = Arc::new(RegistrySync::new(registry.clone(), dyn_store.clone()));
         registry_sync.ensure().await;
+        // Risk grading as views over alarms and the registry's tables.
+        config.risk.check()?;
+        for (name, select) in config.risk.views() {
+            dyn_store
+                .set_view(name, &select)
+                .await
+                .with_context(|| format!("cannot define the {name} view"))?;
+        }
         let sync = tokio::spawn(registry_sync.clone().run(stopping.clone()));
 
         let liveness = Arc::new(Liveness::default());

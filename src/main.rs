@@ -12,6 +12,7 @@ mod demo;
 mod engine;
 mod metrics;
 mod registry_tables;
+mod risk;
 mod schedule;
 mod sql;
 mod webhooks;

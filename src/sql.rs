@@ -143,7 +143,7 @@ pub fn render(output: &QueryOutput, format: Format) -> Result<Response, ApiError
 }
 
 /// A SQL string literal.
-fn lit(s: &str) -> String {
+pub fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -299,4 +299,14 @@ pub async fn latest_reading(state: &AppState, id: &EquipmentId) -> Result<Option
         }
     }
     Ok(None)
+}
+
+/// Rows of a query the engine runs for the API itself (risk views).
+pub async fn view_rows(state: &AppState, sql: &str) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let output = state
+        .store
+        .query(sql, &state.sql)
+        .await
+        .map_err(store_error)?;
+    rows_as_json(&output.batches)
 }

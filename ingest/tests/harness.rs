@@ -187,6 +187,10 @@ impl Store for RecordingStore {
         Ok(())
     }
 
+    async fn set_view(&self, _name: &str, _select: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         self.release().await;
         Ok(())

@@ -452,6 +452,10 @@ impl Registry {
         self.state.read().data.equipment.get(id).cloned()
     }
 
+    pub fn owner(&self, id: &OwnerId) -> Option<Owner> {
+        self.state.read().data.owners.get(id).cloned()
+    }
+
     /// A cylinder by the code a filling record carries.
     pub fn cylinder(&self, code: &str) -> Option<Cylinder> {
         let code = CylinderCode::new(code).ok()?;

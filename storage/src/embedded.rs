@@ -262,6 +262,20 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
+    async fn set_view(&self, name: &str, select: &str) -> Result<(), StoreError> {
+        let previous = self
+            .shared
+            .tables
+            .write()
+            .set_view(name.to_owned(), select.to_owned());
+        let check = format!("SELECT * FROM {name} LIMIT 0");
+        if let Err(e) = self.query(&check, &QueryOptions::default()).await {
+            self.shared.tables.write().remove_view(name, previous);
+            return Err(StoreError::InvalidQuery(format!("view {name}: {e}")));
+        }
+        Ok(())
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Msg::Flush(tx))?;

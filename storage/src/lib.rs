@@ -90,6 +90,12 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a reference table (registry data) visible to SQL.
     async fn set_reference_table(&self, table: RefTable) -> Result<(), StoreError>;
 
+    /// Defines (or replaces) the read-only view `name` as `select`, a query
+    /// over the tables, reference tables and earlier views. It is checked at
+    /// once: a view that does not plan is refused and the old one kept.
+    /// Analysts see it through their regions like any table with a `region`.
+    async fn set_view(&self, name: &str, select: &str) -> Result<(), StoreError>;
+
     /// Makes everything queued durable and visible, e.g. before shutdown.
     async fn flush(&self) -> Result<(), StoreError>;
 

@@ -385,6 +385,11 @@ impl Store for PostgresStore {
         reference::set(owner.client()?, &self.config, &table).await
     }
 
+    async fn set_view(&self, name: &str, select: &str) -> Result<(), StoreError> {
+        let mut owner = self.owner().await?;
+        reference::set_view(owner.client()?, &self.config, name, select).await
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Msg::Flush(tx))?;

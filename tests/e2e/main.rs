@@ -14,6 +14,7 @@ mod crash;
 mod delivery;
 mod demo;
 mod elevator_rules;
+mod risk;
 mod roles;
 mod schedule;
 mod streams;

@@ -126,6 +126,17 @@ impl QueryEngine {
                 MemTable::try_new(data.schema, vec![vec![data.batch]]).map_err(query_err)?;
             scope.register(&name, Arc::new(table))?;
         }
+        // Views read the tables as this principal sees them; an analyst's
+        // view of rows outside its regions is empty, not an error.
+        for (name, sql) in snapshot.views {
+            let view = match ctx.sql(&sql).await {
+                Ok(df) => df.into_view(),
+                // A view over a table hidden from this principal is hidden too.
+                Err(_) if regions.is_some() => continue,
+                Err(e) => return Err(StoreError::Query(format!("view {name}: {e}"))),
+            };
+            scope.register(&name, view)?;
+        }
         Ok(ctx)
     }
 }

@@ -120,6 +120,9 @@ pub(crate) struct Tables {
     next_frozen_id: u64,
     files: [Vec<ParquetFile>; 7],
     refs: BTreeMap<String, RefData>,
+    /// Views over the tables, in the order they were defined (a view may
+    /// read an earlier one): name and SELECT.
+    views: Vec<(String, String)>,
 }
 
 /// What one query reads: taken under the lock, converted outside it.
@@ -127,6 +130,7 @@ pub(crate) struct Tables {
 pub(crate) struct Snapshot {
     pub(crate) tables: [TableSnapshot; 7],
     pub(crate) refs: Vec<(String, RefData)>,
+    pub(crate) views: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +148,7 @@ impl Tables {
             next_frozen_id: 1,
             files,
             refs: BTreeMap::new(),
+            views: Vec::new(),
         }
     }
 
@@ -216,6 +221,26 @@ impl Tables {
         self.refs.insert(name, data);
     }
 
+    /// Defines or replaces a view (a replaced one keeps its place).
+    pub(crate) fn set_view(&mut self, name: String, sql: String) -> Option<String> {
+        match self.views.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, old)) => Some(std::mem::replace(old, sql)),
+            None => {
+                self.views.push((name, sql));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn remove_view(&mut self, name: &str, previous: Option<String>) {
+        match previous {
+            Some(sql) => {
+                self.set_view(name.to_owned(), sql);
+            }
+            None => self.views.retain(|(n, _)| n != name),
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         let tables = per_table(|i| {
             let mut memory = Vec::with_capacity(self.frozen.len() + 1);
@@ -231,6 +256,10 @@ impl Tables {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Snapshot { tables, refs }
+        Snapshot {
+            tables,
+            refs,
+            views: self.views.clone(),
+        }
     }
 }

@@ -105,7 +105,9 @@ pub(crate) async fn set(
     if recreated {
         let scoped = ident(&config.scoped_schema());
         tx.batch_execute(&format!(
-            "DROP VIEW IF EXISTS {scoped}.{t}; DROP TABLE IF EXISTS {t}; CREATE TABLE {t} ({}); GRANT SELECT ON {t} TO {reader};",
+            // CASCADE: views over it (`Store::set_view`) go too; the engine
+            // defines them after the registry's tables at every start.
+            "DROP VIEW IF EXISTS {scoped}.{t}; DROP TABLE IF EXISTS {t} CASCADE; CREATE TABLE {t} ({}); GRANT SELECT ON {t} TO {reader};",
             defs.join(", ")
         ))
         .await
@@ -145,4 +147,52 @@ pub(crate) async fn set(
         super::migrate::refresh_scoped_views(client, config).await?;
     }
     Ok(())
+}
+
+/// A view of the schema: replaced whole (with the views built on it, which
+/// the caller defines again), readable by the reader role, and by analysts
+/// through a scoped view when it has a `region` column.
+pub(crate) async fn set_view(
+    client: &mut Client,
+    config: &PostgresConfig,
+    name: &str,
+    select: &str,
+) -> Result<(), StoreError> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.starts_with("vigil_")
+        && !INTERNAL_TABLES.contains(&name)
+        && !ROLLUPS.iter().any(|(r, _, _)| *r == name)
+        && !["alarms", "equipment_hourly", "region_daily"].contains(&name);
+    if !valid {
+        return Err(StoreError::InvalidQuery(format!(
+            "view name {name:?}: lower-case letters, digits and _ only, and not a name of the store"
+        )));
+    }
+    let v = ident(name);
+    let scoped = ident(&config.scoped_schema());
+    let reader = ident(&config.reader_role());
+    let tx = client
+        .transaction()
+        .await
+        .map_err(StoreError::db("starting a view"))?;
+    tx.batch_execute(&format!(
+        "DROP VIEW IF EXISTS {scoped}.{v}; DROP VIEW IF EXISTS {v} CASCADE;
+         CREATE VIEW {v} AS {select};
+         GRANT SELECT ON {v} TO {reader};"
+    ))
+    .await
+    .map_err(|e| {
+        StoreError::InvalidQuery(format!(
+            "view {name}: {}",
+            e.as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_owned())
+        ))
+    })?;
+    tx.commit()
+        .await
+        .map_err(StoreError::db(format!("committing view {name}")))?;
+    super::migrate::refresh_scoped_views(client, config).await
 }
