@@ -234,3 +234,37 @@ async fn a_region_grant_sees_only_rows_inside_it() {
     );
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn views_see_new_rows_and_a_broken_one_is_refused_keeping_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _tokens) = open(dir.path()).await;
+    store
+        .set_view(
+            "per_device",
+            "SELECT device_id, count(*) AS n FROM elevator_readings GROUP BY device_id",
+        )
+        .await
+        .unwrap();
+    store
+        .write(ws([elevator("EL1", 1), elevator("EL1", 2)]))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(
+        count(&store, "SELECT n FROM per_device WHERE device_id = 'EL1'").await,
+        2
+    );
+    match store
+        .set_view("per_device", "SELECT nonsense FROM nowhere")
+        .await
+    {
+        Err(StoreError::InvalidQuery(msg)) => assert!(msg.contains("per_device"), "{msg}"),
+        other => panic!("expected InvalidQuery, got {other:?}"),
+    }
+    assert_eq!(
+        count(&store, "SELECT n FROM per_device WHERE device_id = 'EL1'").await,
+        2,
+        "the old definition stays"
+    );
+}
