@@ -34,6 +34,7 @@ pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
         .route("/alarms/:id/ack", post(acknowledge))
         .route("/alarms/:id/resolve", post(resolve))
         .route("/sql", post(run_sql))
+        .route("/rules/replay", post(replay_rules))
         .route("/equipment/:id/status", get(equipment_status))
         .route("/equipment/:id/risk", get(equipment_risk))
         .route("/owners/:id/risk", get(owner_risk))
@@ -495,6 +496,28 @@ async fn owner_risk(
         Value::Array(equipment.into_iter().map(Value::Object).collect()),
     );
     Ok(Json(Value::Object(row)))
+}
+
+/// `POST /rules/replay` (admin): what the rules would have raised on the
+/// stored readings of a time range, with the running or a given `[rules]`.
+async fn replay_rules(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    ApiJson(req): ApiJson<crate::replay::ReplayRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if !matches!(principal, Principal::Admin) {
+        return Err(ApiError::forbidden(
+            "rule replay reads every region's readings: admin only",
+        ));
+    }
+    let config = crate::replay::config_of(&req, &state.rules)?;
+    let done = crate::replay::replay(&state, &req, config).await?;
+    Ok(Json(json!({
+        "from": req.from,
+        "to": req.to,
+        "readings": done.readings,
+        "alarms": done.alarms,
+    })))
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

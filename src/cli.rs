@@ -102,6 +102,25 @@ pub struct SqlArgs {
 pub enum RulesCommand {
     /// List the built-in rules with their defaults.
     List,
+    /// Re-run the rules over stored readings of a time range on a running
+    /// engine and print the alarm changes they would make (nothing is
+    /// stored): try a threshold on history before it goes live.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Start, RFC 3339 (`2026-11-24T08:00:00+08:00`) or epoch ms.
+    #[arg(long)]
+    pub from: String,
+    /// End (exclusive), RFC 3339 or epoch ms [default: now].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// A TOML file whose `[rules]` section replaces the running one.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -114,6 +133,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sql(args) => crate::client::sql(&args).await,
         Command::Migrate(args) => migrate(args).await,
+        Command::Rules(RulesCommand::Replay(args)) => crate::client::replay(&args).await,
         Command::Rules(RulesCommand::List) => {
             for rule in vigil_rules::catalogue() {
                 println!("{rule}");

@@ -71,6 +71,8 @@ pub struct AppState {
     pub liveness: Arc<Liveness>,
     pub registry_sync: Arc<RegistrySync>,
     pub ingest_stats: Arc<dyn Fn() -> vigil_ingest::IngestStats + Send + Sync>,
+    /// The running rule configuration (rule replay starts from it).
+    pub rules: RuleConfig,
     /// Flips to true when the engine stops; long-lived responses (SSE) end.
     pub stopping: watch::Receiver<bool>,
 }
@@ -440,6 +442,7 @@ impl Engine {
             liveness,
             registry_sync,
             ingest_stats,
+            rules: rules.clone(),
             stopping: stopping.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.http_addr)

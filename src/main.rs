@@ -12,6 +12,7 @@ mod demo;
 mod engine;
 mod metrics;
 mod registry_tables;
+mod replay;
 mod risk;
 mod schedule;
 mod sql;

@@ -6,7 +6,7 @@ use arrow::array::RecordBatch;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use vigil_model::{Alarm, AlarmId, EquipmentId, OwnerId, Region};
+use vigil_model::{Alarm, AlarmId, EpochMs, EquipmentId, OwnerId, Region};
 use vigil_registry::api::ApiError;
 use vigil_storage::{QueryOptions, QueryOutput, StoreError};
 
@@ -239,17 +239,7 @@ pub async fn stored_alarms(
         conditions.push(format!("equipment_id = {}", lit(equipment)));
     }
     if let Some(since) = filter.since {
-        // An RFC 3339 literal compares with a timestamp column on both backends.
-        let since = chrono::DateTime::from_timestamp_millis(since).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_query",
-                format!("since={since} is not a time in epoch ms"),
-            )
-        })?;
-        conditions.push(format!(
-            "updated_at >= {}",
-            lit(&since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        ));
+        conditions.push(format!("updated_at >= {}", time_literal(since)?));
     }
     let where_clause = if conditions.is_empty() {
         String::new()
@@ -309,4 +299,21 @@ pub async fn view_rows(state: &AppState, sql: &str) -> Result<Vec<Map<String, Va
         .await
         .map_err(store_error)?;
     rows_as_json(&output.batches)
+}
+
+/// An epoch-ms time as a SQL literal that compares with a timestamp column
+/// on both backends (RFC 3339 text).
+pub fn time_literal(ms: EpochMs) -> Result<String, ApiError> {
+    let t = chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+        ApiError::bad_request("invalid_time", format!("{ms} is not a time in epoch ms"))
+    })?;
+    Ok(lit(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+}
+
+/// Rows of an internal query with every timestamp as epoch ms.
+pub async fn epoch_rows(state: &AppState, sql: &str) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let mut opts = state.sql.clone();
+    opts.max_rows = crate::replay::MAX_READINGS + 1;
+    let output = state.store.query(sql, &opts).await.map_err(store_error)?;
+    rows_as_json(&epoch_ms(&output.batches)?)
 }

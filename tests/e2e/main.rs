@@ -14,6 +14,7 @@ mod crash;
 mod delivery;
 mod demo;
 mod elevator_rules;
+mod replay;
 mod risk;
 mod roles;
 mod schedule;

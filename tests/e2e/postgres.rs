@@ -19,6 +19,8 @@ mod bad_input;
 mod crash;
 #[path = "elevator_rules.rs"]
 mod elevator_rules;
+#[path = "replay.rs"]
+mod replay;
 #[path = "risk.rs"]
 mod risk;
 #[path = "roles.rs"]
