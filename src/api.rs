@@ -122,13 +122,13 @@ impl AlarmQuery {
                 })?])
             }
         };
-        if let Some(c) = &self.category {
-            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                return Err(ApiError::bad_request(
-                    "invalid_category",
-                    format!("category {c:?} is not a category word"),
-                ));
-            }
+        if let Some(c) = &self.category
+            && (c.is_empty() || !c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_category",
+                format!("category {c:?} is not a category word"),
+            ));
         }
         if let Some(e) = &self.equipment_id {
             EquipmentId::new(e)

@@ -300,6 +300,8 @@ mod tests {
     /// Runs `f` under figment's jail lock, so no other test's `VIGIL_*`
     /// variables are set meanwhile.
     fn jailed(f: impl FnOnce()) {
+        // figment's own error type, in a test helper: its size does not matter.
+        #[allow(clippy::result_large_err)]
         figment::Jail::expect_with(|_| {
             f();
             Ok(())
@@ -325,6 +327,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's error type, in a test
     fn vigil_environment_variables_set_top_level_and_nested_keys() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("VIGIL_ADMIN_TOKEN", "from-env");

@@ -13,8 +13,11 @@ use vigil_storage::{ColumnType, RefColumn, RefTable, Store};
 
 use ColumnType::{Bool, Date, Float, Int, Text};
 
+/// A table's columns: name and type.
+type Columns = &'static [(&'static str, ColumnType)];
+
 /// Table name, the key of the entity list in the registry export, columns.
-const TABLES: &[(&str, &str, &[(&str, ColumnType)])] = &[
+const TABLES: &[(&str, &str, Columns)] = &[
     (
         "owners",
         "owners",

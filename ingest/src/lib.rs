@@ -309,13 +309,13 @@ impl Ingest {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let _ = self.stop_acks.send(true);
-        if let Some(task) = self.ack_task.take() {
-            if task.await.is_err() {
-                first_error.get_or_insert(IngestError::Shutdown {
-                    stage: "ack task",
-                    why: "it panicked".into(),
-                });
-            }
+        if let Some(task) = self.ack_task.take()
+            && task.await.is_err()
+        {
+            first_error.get_or_insert(IngestError::Shutdown {
+                stage: "ack task",
+                why: "it panicked".into(),
+            });
         }
         // The router and the connection tasks forward the last acks
         // asynchronously and report nothing back; give them a moment before

@@ -119,15 +119,15 @@ impl Pipeline {
         let Some((_, offset)) = forward.cursor else {
             return;
         };
-        if let Some(last) = state.last_offset {
-            if offset > last + 1 {
-                let skipped = offset - last - 1;
-                self.metrics.broker_skipped.inc_by(skipped);
-                warn!(
-                    skipped,
-                    "The broker dropped messages before ingest read them; devices will re-send them."
-                );
-            }
+        if let Some(last) = state.last_offset
+            && offset > last + 1
+        {
+            let skipped = offset - last - 1;
+            self.metrics.broker_skipped.inc_by(skipped);
+            warn!(
+                skipped,
+                "The broker dropped messages before ingest read them; devices will re-send them."
+            );
         }
         state.last_offset = Some(offset);
     }

@@ -446,7 +446,8 @@ mod tests {
 
     #[test]
     fn names_the_reason_and_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut Map<String, Value>)>, RejectReason, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Map<String, Value>)>;
+        let cases: Vec<(Edit, RejectReason, &str)> = vec![
             (
                 Box::new(|m| {
                     m.remove("door");

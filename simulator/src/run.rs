@@ -269,7 +269,7 @@ impl Device {
                     if let Some(old) = self.buffer.push(pending, now) {
                         SimStats::add(&self.stats.dropped, 1);
                         let dropped = self.buffer.dropped();
-                        if dropped == 1 || dropped % 1000 == 0 {
+                        if dropped == 1 || dropped.is_multiple_of(1000) {
                             warn!(device = %self.id, seq = old, dropped, "Unacked buffer full: dropped the oldest message.");
                         }
                     }
@@ -368,7 +368,7 @@ async fn poll(
                     break;
                 }
                 failures += 1;
-                if failures == 1 || failures % 30 == 0 {
+                if failures == 1 || failures.is_multiple_of(30) {
                     warn!(device = %device, error = %e, failures, "MQTT connection lost or refused; retrying.");
                 } else {
                     debug!(device = %device, error = %e, failures, "MQTT connection still failing.");

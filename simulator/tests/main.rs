@@ -137,7 +137,7 @@ fn import_doc_is_a_valid_registry_document() {
         assert!((1.0..=2.5).contains(&speed), "rated speed {speed}");
         let floors = e["params"]["floors"].as_array().unwrap();
         let (lo, hi) = (floors[0].as_i64().unwrap(), floors[1].as_i64().unwrap());
-        assert!(lo <= 1 && lo >= -5 && hi > lo + 5, "floors {lo}..{hi}");
+        assert!((-5..=1).contains(&lo) && hi > lo + 5, "floors {lo}..{hi}");
     }
     assert!(
         counties.len() >= 5,

@@ -130,10 +130,9 @@ impl Vigil {
                 .get(format!("http://{}/readyz", self.http))
                 .send()
                 .await
+                && r.status().is_success()
             {
-                if r.status().is_success() {
-                    return;
-                }
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -522,10 +521,10 @@ impl Feed {
                             data.push_str(v.trim_start());
                         }
                     }
-                    if name == "alarm" {
-                        if let Ok(v) = serde_json::from_str(&data) {
-                            sink.lock().unwrap().push(v);
-                        }
+                    if name == "alarm"
+                        && let Ok(v) = serde_json::from_str(&data)
+                    {
+                        sink.lock().unwrap().push(v);
                     }
                 }
             }

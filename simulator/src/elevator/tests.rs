@@ -440,10 +440,9 @@ fn door_opens_while_leaving_the_landing() {
 
 #[test]
 fn overspeed_trip_exceeds_the_governor_point() {
-    for b in 0..BUILDINGS.len() {
+    for (b, &(_, rated)) in BUILDINGS.iter().enumerate() {
         for seed in 0..3 {
             let (run, label) = fault_run(FaultKind::Overspeed, b, seed);
-            let rated = BUILDINGS[b].1;
             let st = only_stretch(&run, &label, |s| f64::from(s.speed_mps) > 1.15 * rated);
             assert!(
                 st.held_ms >= 1_000,

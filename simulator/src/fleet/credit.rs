@@ -56,8 +56,8 @@ pub(crate) fn is_valid(code: &str) -> bool {
     code.len() == 18
         && code.bytes().all(|b| ALPHABET.contains(&b))
         && code[8..16].bytes().all(|b| b.is_ascii_digit())
-        && code[16..17].chars().next() == Some(org_check(&code[8..16]))
-        && code[17..].chars().next() == Some(check_char(&code[..17]))
+        && code[16..17].starts_with(org_check(&code[8..16]))
+        && code[17..].starts_with(check_char(&code[..17]))
 }
 
 #[cfg(test)]

@@ -94,14 +94,13 @@ pub(crate) async fn run(
     }
     .await;
     drop(client);
-    if let Some(pid) = scoped_pid {
-        if let Ok(mut owner) = store.owner().await
-            && let Ok(c) = owner.client()
-        {
-            let _ = c
-                .execute("DELETE FROM vigil_query_scope WHERE pid = $1", &[&pid])
-                .await;
-        }
+    if let Some(pid) = scoped_pid
+        && let Ok(mut owner) = store.owner().await
+        && let Ok(c) = owner.client()
+    {
+        let _ = c
+            .execute("DELETE FROM vigil_query_scope WHERE pid = $1", &[&pid])
+            .await;
     }
     result.map_err(|e| user_error(e, opts))
 }

@@ -1,6 +1,11 @@
 //! Integration tests of the PostgreSQL backend against a real server (see
 //! `cluster`): migrations, the COPY writer, acks after commit, an outage,
 //! analyst scoping, SQL and recovery.
+//!
+//! Every test holds `cluster::SERVER` for reading across its awaits on
+//! purpose: the outage test takes it for writing to stop the server while
+//! no other test is using it. Each test runs on its own runtime.
+#![allow(clippy::await_holding_lock)]
 
 mod cluster;
 #[path = "../fixtures.rs"]
