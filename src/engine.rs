@@ -102,6 +102,8 @@ impl Liveness {
 
 enum ShardMsg {
     Reading(Accepted),
+    /// A filling record with the registry's facts of its cylinder and operator.
+    Filling(Accepted, vigil_rules::FillingFacts),
     /// Shutdown: everything queued before it has been evaluated.
     Stop,
     /// The registry's facts of this shard's equipment (registry-time rules).
@@ -392,12 +394,20 @@ impl Engine {
         let liveness = Arc::new(Liveness::default());
         let route = shards.clone();
         let seen = liveness.clone();
+        let lookups = registry.clone();
         let to_rules: Box<dyn Fn(Accepted) + Send + Sync> = Box::new(move |accepted: Accepted| {
             seen.saw(&accepted.reading.device_id, accepted.reading.received_at);
             let tx = route.sender(&accepted.context.binding.equipment_id);
+            let msg = match &accepted.reading.payload {
+                vigil_model::Payload::Filling(record) => {
+                    let facts = crate::filling::facts(&lookups, record, offset);
+                    ShardMsg::Filling(accepted, facts)
+                }
+                _ => ShardMsg::Reading(accepted),
+            };
             // Blocking on a full shard queue is the back-pressure we want:
             // the ingest thread slows down instead of memory growing.
-            if tx.blocking_send(ShardMsg::Reading(accepted)).is_err() {
+            if tx.blocking_send(msg).is_err() {
                 warn!("Rule shard is gone; reading not evaluated.");
             }
         });
@@ -532,6 +542,16 @@ async fn run_shard(
             ShardMsg::Reading(a) => {
                 let now = clock();
                 let changes = engine.on_reading(&a.reading, &a.context, now);
+                if !changes.is_empty() {
+                    metrics
+                        .rule_latency
+                        .observe((now - a.reading.received_at).max(0) as f64 / 1000.0);
+                }
+                changes
+            }
+            ShardMsg::Filling(a, facts) => {
+                let now = clock();
+                let changes = engine.on_filling(&a.reading, &a.context, &facts, now);
                 if !changes.is_empty() {
                     metrics
                         .rule_latency

@@ -10,6 +10,7 @@ mod config;
 mod delivery;
 mod demo;
 mod engine;
+mod filling;
 mod metrics;
 mod registry_tables;
 mod replay;

@@ -44,10 +44,18 @@ pub(crate) enum Rule {
     MaintenanceOverdue,
     AnomalyDoorClose,
     AnomalyVibration,
+    FillingCylinderUnregistered,
+    FillingCylinderOverdue,
+    FillingCylinderScrapped,
+    FillingForeignCylinder,
+    FillingOverfill,
+    FillingOverpressure,
+    FillingOperatorUncertified,
+    CertificateExpired,
 }
 
 impl Rule {
-    pub const COUNT: usize = 31;
+    pub const COUNT: usize = 39;
     pub const ALL: [Rule; Rule::COUNT] = [
         Rule::Trapped,
         Rule::StoppedOutsideZone,
@@ -80,6 +88,14 @@ impl Rule {
         Rule::MaintenanceOverdue,
         Rule::AnomalyDoorClose,
         Rule::AnomalyVibration,
+        Rule::FillingCylinderUnregistered,
+        Rule::FillingCylinderOverdue,
+        Rule::FillingCylinderScrapped,
+        Rule::FillingForeignCylinder,
+        Rule::FillingOverfill,
+        Rule::FillingOverpressure,
+        Rule::FillingOperatorUncertified,
+        Rule::CertificateExpired,
     ];
     /// Rules whose condition is a function of one elevator status sample.
     pub const SAMPLE: [Rule; 12] = [
@@ -124,6 +140,17 @@ impl Rule {
 
     /// Rules that compare a device with its own learned normal.
     pub const ANOMALY: [Rule; 2] = [Rule::AnomalyDoorClose, Rule::AnomalyVibration];
+    /// Rules a gas-cylinder filling record breaks or not, one record at a
+    /// time (contiguous in [`Rule::ALL`]).
+    pub const FILLING: [Rule; 7] = [
+        Rule::FillingCylinderUnregistered,
+        Rule::FillingCylinderOverdue,
+        Rule::FillingCylinderScrapped,
+        Rule::FillingForeignCylinder,
+        Rule::FillingOverfill,
+        Rule::FillingOverpressure,
+        Rule::FillingOperatorUncertified,
+    ];
 
     pub fn index(self) -> usize {
         self as usize
@@ -162,6 +189,14 @@ impl Rule {
             Rule::MaintenanceOverdue => "registry.maintenance_overdue",
             Rule::AnomalyDoorClose => "anomaly.door_close_s",
             Rule::AnomalyVibration => "anomaly.vibration_mm_s",
+            Rule::FillingCylinderUnregistered => "filling.cylinder_unregistered",
+            Rule::FillingCylinderOverdue => "filling.cylinder_overdue",
+            Rule::FillingCylinderScrapped => "filling.cylinder_scrapped",
+            Rule::FillingForeignCylinder => "filling.foreign_cylinder",
+            Rule::FillingOverfill => "filling.overfill",
+            Rule::FillingOverpressure => "filling.overpressure",
+            Rule::FillingOperatorUncertified => "filling.operator_uncertified",
+            Rule::CertificateExpired => "registry.certificate_expired",
         }
     }
 
@@ -185,6 +220,10 @@ impl Rule {
         Rule::ANOMALY.contains(&self)
     }
 
+    pub fn is_filling(self) -> bool {
+        Rule::FILLING.contains(&self)
+    }
+
     /// Whether an occurrence of this rule counts towards
     /// `elevator.frequent_faults` (when its severity is major or critical):
     /// the elevator's own faults, not what a camera sees nor a ride's rules.
@@ -194,7 +233,8 @@ impl Rule {
             && !self.is_video()
             && !self.is_registry()
             && !self.is_anomaly()
-            && !self.is_anomaly()
+            && !self.is_filling()
+            && self != Rule::CertificateExpired
     }
 
     /// Whether the top-level `clear_s` of the configuration sets this rule's
@@ -202,9 +242,13 @@ impl Rule {
     /// device is back online with its first message, and a video rule's
     /// `clear_s` is a quiet period with a default of its own).
     pub fn uses_global_clear(self) -> bool {
-        !matches!(self, Rule::ControllerFault | Rule::DeviceOffline)
-            && !self.is_video()
+        !matches!(
+            self,
+            Rule::ControllerFault | Rule::DeviceOffline | Rule::CertificateExpired
+        ) && !self.is_video()
             && !self.is_registry()
+            && !self.is_anomaly()
+            && !self.is_filling()
     }
 
     fn description(self) -> &'static str {
@@ -282,6 +326,28 @@ impl Rule {
             Rule::AnomalyVibration => {
                 "Drive vibration drifts above or below this ride's own learned normal."
             }
+            Rule::FillingCylinderUnregistered => {
+                "A filling record names a cylinder_code the registry does not know."
+            }
+            Rule::FillingCylinderOverdue => {
+                "A cylinder filled after its next periodic inspection date."
+            }
+            Rule::FillingCylinderScrapped => {
+                "A cylinder filled while scrapped or past made_on + design_life_years."
+            }
+            Rule::FillingForeignCylinder => "A cylinder registered to another station filled here.",
+            Rule::FillingOverfill => {
+                "net_kg above the cylinder's max_fill_kg (else the LPG model table: YSP12 5.0, YSP35.5 14.9, YSP118 49.5 kg)."
+            }
+            Rule::FillingOverpressure => {
+                "pressure_mpa, corrected to 20 °C as an ideal gas, above the cylinder's working_pressure_mpa."
+            }
+            Rule::FillingOperatorUncertified => {
+                "The operator is unknown, or holds no `filling` certificate valid on the day of the record."
+            }
+            Rule::CertificateExpired => {
+                "A filling certificate an operator used within window_h (valid then) has expired since."
+            }
         }
     }
 
@@ -319,6 +385,14 @@ impl Rule {
             Rule::AnomalyDoorClose | Rule::AnomalyVibration => {
                 "rules.md anomaly detection (EWMA baseline and deviation)"
             }
+            Rule::FillingCylinderUnregistered => "TSG 23 no-fill rule: unregistered cylinder",
+            Rule::FillingCylinderOverdue => "TSG 23 no-fill rule: inspection expired",
+            Rule::FillingCylinderScrapped => "TSG 23 no-fill rule: scrapped or past design life",
+            Rule::FillingForeignCylinder => "stations fill only their own cylinders",
+            Rule::FillingOverfill => "TSG 23 filling limits",
+            Rule::FillingOverpressure => "TSG 23 compressed gases: settled pressure at 20 °C",
+            Rule::FillingOperatorUncertified => "Safety Law Art. 14: certified operators",
+            Rule::CertificateExpired => "Safety Law Art. 14",
         }
     }
 
@@ -355,6 +429,14 @@ impl Rule {
             Rule::AnomalyDoorClose | Rule::AnomalyVibration => {
                 &["enabled", "severity", "threshold", "warmup"]
             }
+            Rule::FillingCylinderUnregistered
+            | Rule::FillingCylinderOverdue
+            | Rule::FillingCylinderScrapped
+            | Rule::FillingForeignCylinder
+            | Rule::FillingOverfill
+            | Rule::FillingOverpressure
+            | Rule::FillingOperatorUncertified => &["enabled", "severity", "clear_s"],
+            Rule::CertificateExpired => &["enabled", "severity", "window_h"],
             Rule::RideWindLimit => &["enabled", "severity", "for_s", "clear_s", "limit_mps"],
             Rule::RideOverspeed => &["enabled", "severity", "for_s", "clear_s", "factor"],
             Rule::RideVibrationHigh => &["enabled", "severity", "for_s", "clear_s", "limit_mm_s"],
@@ -400,6 +482,9 @@ fn key_meaning(rule: Rule, key: &str) -> &'static str {
             Rule::VideoCameraOccluded => {
                 "longest gap between occlusion reports of one occlusion; the alarm clears this long after the last"
             }
+            r if r.is_filling() => {
+                "seconds without a record breaking the rule before the alarm clears (breaking records within it repeat the alarm)"
+            }
             r if r.is_video() => {
                 "seconds without a qualifying event before the alarm clears (events within it repeat the alarm)"
             }
@@ -415,7 +500,12 @@ fn key_meaning(rule: Rule, key: &str) -> &'static str {
         "max_changes" => "door state changes at one floor tolerated within the window",
         "window_s" => "trailing window for door changes, seconds",
         "count" => "critical/major occurrences within the window that raise the alarm",
-        "window_h" => "trailing window, hours",
+        "window_h" => match rule {
+            Rule::CertificateExpired => {
+                "hours since an operator's last filling record that count as use"
+            }
+            _ => "trailing window, hours",
+        },
         "intervals" => "multiples of the device's report_interval_s of silence",
         "days" => match rule {
             Rule::InspectionDue => "days before the inspection date the warning starts",
@@ -489,6 +579,8 @@ pub(crate) struct Params {
 }
 
 pub(crate) const DEFAULT_CLEAR_S: f64 = 10.0;
+/// Quiet period after a station's last record breaking a filling rule.
+pub(crate) const FILLING_CLEAR_MS: i64 = 3_600_000;
 /// Beaufort 6 (rides) and 7 (passenger ropeways), rules.md.
 pub(crate) const RIDE_WIND_LIMIT_MPS: f64 = 10.8;
 pub(crate) const ROPEWAY_WIND_LIMIT_MPS: f64 = 13.9;
@@ -667,6 +759,28 @@ impl Params {
                     ..base
                 }
             }
+            // One bad record is one occurrence; a station that keeps
+            // breaking the rule keeps one alarm open, counted, for an hour
+            // past its last bad record.
+            Rule::FillingCylinderUnregistered
+            | Rule::FillingCylinderOverdue
+            | Rule::FillingCylinderScrapped
+            | Rule::FillingOverfill
+            | Rule::FillingOverpressure => Params {
+                clear_ms: FILLING_CLEAR_MS,
+                ..base
+            },
+            Rule::FillingForeignCylinder | Rule::FillingOperatorUncertified => Params {
+                severity: Severity::Major,
+                clear_ms: FILLING_CLEAR_MS,
+                ..base
+            },
+            Rule::CertificateExpired => Params {
+                severity: Severity::Major,
+                clear_ms: 0,
+                window_ms: 24 * 3_600_000,
+                ..base
+            },
         }
     }
 
@@ -912,7 +1026,7 @@ mod tests {
         for (i, rule) in Rule::SAMPLE.into_iter().enumerate() {
             assert_eq!(rule.index(), i, "sample rules come first");
         }
-        for group in [&Rule::RIDE[..], &Rule::VIDEO[..]] {
+        for group in [&Rule::RIDE[..], &Rule::VIDEO[..], &Rule::FILLING[..]] {
             for (k, rule) in group.iter().enumerate() {
                 assert_eq!(rule.index(), group[0].index() + k, "groups are contiguous");
             }

@@ -23,6 +23,8 @@ const CATEGORIES: &[&str] = &[
     "pressure_piping",
     "lifting_machinery",
     "in_plant_vehicle",
+    // Filling scales are bound to stations (registry `station_id`).
+    "filling_station",
 ];
 
 /// Parameter overrides of one rule: `key = value` as written in TOML.

@@ -4,6 +4,7 @@ mod anomaly;
 mod elevator;
 mod equipment;
 mod escalation;
+mod filling;
 mod restore;
 mod rides;
 mod schedule;
@@ -22,6 +23,7 @@ use crate::catalogue::Rule;
 use crate::config::{ParamSet, RuleConfig};
 use crate::error::AlarmOpError;
 pub(crate) use escalation::Escalation;
+pub use filling::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts};
 pub use schedule::RegistryFacts;
 use state::{Book, DeviceState, EquipmentState, STALE};
 
@@ -144,6 +146,7 @@ impl RuleEngine {
             info!(device = %dev_id, seq = reading.seq, ts = reading.ts, last_ts = dev.last_ts, "Device clock stepped back; rule periods now run on the new clock.");
             dev.rebase(reading.ts);
             video::rebase(eq, dev_id, reading.ts);
+            filling::rebase(eq, dev_id, reading.ts);
         } else if stream_latest.is_some_and(|latest| reading.ts < latest) {
             // A late message (a spool emptied out of order): its moment has
             // passed and evaluating it would rewind the rules' state.
@@ -205,12 +208,43 @@ impl RuleEngine {
                 dev.video_ts = Some(reading.ts);
                 video::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
             }
-            // Filling records only prove the device is alive.
+            // Evaluated by `on_filling`, which knows the registry's facts.
             Payload::Filling(_) => {}
         }
         video::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
+        filling::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
         if let Some(clock) = eq.clock {
             equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
+        }
+        out
+    }
+
+    /// Evaluates one accepted filling record with what the registry says of
+    /// its cylinder and operator (`facts`), as `on_reading` does any
+    /// reading, then the filling rules on it. Any other reading is just
+    /// `on_reading`.
+    pub fn on_filling(
+        &mut self,
+        reading: &Reading,
+        ctx: &DeviceContext,
+        facts: &FillingFacts,
+        now: EpochMs,
+    ) -> Vec<Alarm> {
+        let mut out = self.on_reading(reading, ctx, now);
+        let Payload::Filling(record) = &reading.payload else {
+            return out;
+        };
+        if let Some(eq) = self.equipment.get_mut(&ctx.binding.equipment_id) {
+            filling::on_record(
+                &mut self.book,
+                &reading.device_id,
+                eq,
+                record,
+                facts,
+                reading.ts,
+                now,
+                &mut out,
+            );
         }
         out
     }
@@ -256,10 +290,12 @@ impl RuleEngine {
             }
             equipment::controller_timer(&mut self.book, eq, device_now, &mut out);
             video::timer(&mut self.book, eq, dev_id, device_now, &mut out);
+            filling::timer(&mut self.book, eq, dev_id, device_now, &mut out);
         }
         for eq in self.equipment.values_mut() {
+            self.resolver.refresh(eq);
+            filling::certificates(&mut self.book, eq, now, &mut out);
             if let Some(clock) = eq.clock {
-                self.resolver.refresh(eq);
                 equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
             }
         }
@@ -339,6 +375,9 @@ impl RuleEngine {
             Rule::FrequentFaults => eq.ff_quiet = true,
             Rule::DeviceOffline => eq.offline.clear(),
             _ if rule.is_video() => video::resolved(eq, rule),
+            _ if rule.is_filling() || rule == Rule::CertificateExpired => {
+                filling::resolved(eq, rule, &a)
+            }
             _ if rule.is_registry() => self.schedule.resolved(&eq.binding.equipment_id, rule),
             _ => {}
         }
@@ -400,6 +439,7 @@ impl RuleEngine {
             }
         }
         video::release_device(&mut self.book, old, dev_id, ts, out);
+        filling::release_device(&mut self.book, old, dev_id, ts, out);
         if old.offline.remove(dev_id) && old.offline.is_empty() {
             self.book.clear(old, Rule::DeviceOffline, ts, out);
         }

@@ -75,7 +75,9 @@ mod error;
 
 pub use catalogue::{ParamInfo, RuleInfo, catalogue};
 pub use config::RuleConfig;
-pub use engine::{RegistryFacts, RuleEngine};
+pub use engine::{
+    CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RegistryFacts, RuleEngine,
+};
 pub use error::{AlarmOpError, ConfigError};
 
 // Re-exported so callers need not name the model crate for these.

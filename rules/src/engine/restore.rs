@@ -28,7 +28,7 @@ pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs)
             continue;
         };
         let Some(rule) = Rule::parse(latest.rule.as_str()) else {
-            // Another evaluator's rule (filling, registry-time rules): not ours to keep.
+            // Another evaluator's rule: not ours to keep.
             foreign += 1;
             continue;
         };
@@ -107,6 +107,9 @@ pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs)
                 eq.offline.extend(latest.device_id.clone());
             }
             _ if rule.is_video() => super::video::restored(eq, rule, latest),
+            _ if rule.is_filling() || rule == Rule::CertificateExpired => {
+                super::filling::restored(eq, rule, latest)
+            }
             _ => {}
         }
         engine

@@ -12,6 +12,7 @@ use vigil_model::{
     RuleId, Severity,
 };
 
+use super::filling::FillingEquipment;
 use super::rides::RideDevice;
 use super::video::VideoEquipment;
 use crate::catalogue::{Rule, rule_id};
@@ -325,6 +326,7 @@ pub(crate) struct EquipmentState {
     /// camera's restraint events count only while it is running).
     pub ride_state: Option<RideState>,
     pub video: VideoEquipment,
+    pub filling: FillingEquipment,
 }
 
 impl EquipmentState {
@@ -333,7 +335,7 @@ impl EquipmentState {
             binding,
             params,
             params_gen: STALE,
-            slots: Default::default(),
+            slots: std::array::from_fn(|_| None),
             clock: None,
             history: Vec::new(),
             ff: Tracker::default(),
@@ -344,6 +346,7 @@ impl EquipmentState {
             offline: BTreeSet::new(),
             ride_state: None,
             video: VideoEquipment::default(),
+            filling: FillingEquipment::default(),
         }
     }
 

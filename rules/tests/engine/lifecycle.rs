@@ -286,7 +286,7 @@ fn restored_history_feeds_frequent_faults() {
 fn restore_skips_rules_it_does_not_evaluate() {
     let mut before = H::new();
     let mut a = one(&before.send(0, overspeed()), OVERSPEED);
-    a.rule = vigil_model::RuleId::new("filling.overfill").unwrap();
+    a.rule = vigil_model::RuleId::new("anomaly.trip_duration").unwrap();
     let h = restarted(vec![a], 1_000);
     assert_eq!(h.engine.open_alarms().count(), 0);
 }
