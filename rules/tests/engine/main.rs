@@ -5,6 +5,7 @@ mod harness;
 mod anomaly;
 mod controller;
 mod escalation;
+mod filling;
 mod frequent;
 mod lifecycle;
 mod offline;
