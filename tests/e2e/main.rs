@@ -16,6 +16,7 @@ mod demo;
 mod elevator_rules;
 mod replay;
 mod risk;
+mod filling;
 mod roles;
 mod schedule;
 mod streams;

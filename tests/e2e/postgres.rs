@@ -23,6 +23,8 @@ mod elevator_rules;
 mod replay;
 #[path = "risk.rs"]
 mod risk;
+#[path = "filling.rs"]
+mod filling;
 #[path = "roles.rs"]
 mod roles;
 #[path = "schedule.rs"]
