@@ -337,6 +337,8 @@ impl Engine {
         for ((index, alarms), heard) in restored.into_iter().enumerate().zip(heard) {
             let (tx, rx) = mpsc::channel(config.engine.shard_queue);
             let mut engine = RuleEngine::new(rules.clone());
+            // Stations' working hours are in the registry's local time.
+            engine.set_local_offset(config.engine.registry_offset()?.local_minus_utc());
             engine.restore(alarms, clock());
             for (device, ctx, last_seen) in heard {
                 engine.last_heard(&device, &ctx, last_seen);

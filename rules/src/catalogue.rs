@@ -52,10 +52,11 @@ pub(crate) enum Rule {
     FillingOverpressure,
     FillingOperatorUncertified,
     CertificateExpired,
+    FillingRecordsMissing,
 }
 
 impl Rule {
-    pub const COUNT: usize = 39;
+    pub const COUNT: usize = 40;
     pub const ALL: [Rule; Rule::COUNT] = [
         Rule::Trapped,
         Rule::StoppedOutsideZone,
@@ -96,6 +97,7 @@ impl Rule {
         Rule::FillingOverpressure,
         Rule::FillingOperatorUncertified,
         Rule::CertificateExpired,
+        Rule::FillingRecordsMissing,
     ];
     /// Rules whose condition is a function of one elevator status sample.
     pub const SAMPLE: [Rule; 12] = [
@@ -197,6 +199,7 @@ impl Rule {
             Rule::FillingOverpressure => "filling.overpressure",
             Rule::FillingOperatorUncertified => "filling.operator_uncertified",
             Rule::CertificateExpired => "registry.certificate_expired",
+            Rule::FillingRecordsMissing => "filling.records_missing",
         }
     }
 
@@ -234,7 +237,7 @@ impl Rule {
             && !self.is_registry()
             && !self.is_anomaly()
             && !self.is_filling()
-            && self != Rule::CertificateExpired
+            && !matches!(self, Rule::CertificateExpired | Rule::FillingRecordsMissing)
     }
 
     /// Whether the top-level `clear_s` of the configuration sets this rule's
@@ -244,7 +247,10 @@ impl Rule {
     pub fn uses_global_clear(self) -> bool {
         !matches!(
             self,
-            Rule::ControllerFault | Rule::DeviceOffline | Rule::CertificateExpired
+            Rule::ControllerFault
+                | Rule::DeviceOffline
+                | Rule::CertificateExpired
+                | Rule::FillingRecordsMissing
         ) && !self.is_video()
             && !self.is_registry()
             && !self.is_anomaly()
@@ -348,6 +354,9 @@ impl Rule {
             Rule::CertificateExpired => {
                 "A filling certificate an operator used within window_h (valid then) has expired since."
             }
+            Rule::FillingRecordsMissing => {
+                "A station whose scale is online sends no filling record for for_s of its working hours."
+            }
         }
     }
 
@@ -393,6 +402,7 @@ impl Rule {
             Rule::FillingOverpressure => "TSG 23 compressed gases: settled pressure at 20 °C",
             Rule::FillingOperatorUncertified => "Safety Law Art. 14: certified operators",
             Rule::CertificateExpired => "Safety Law Art. 14",
+            Rule::FillingRecordsMissing => "filling records must be uploaded",
         }
     }
 
@@ -437,6 +447,7 @@ impl Rule {
             | Rule::FillingOverpressure
             | Rule::FillingOperatorUncertified => &["enabled", "severity", "clear_s"],
             Rule::CertificateExpired => &["enabled", "severity", "window_h"],
+            Rule::FillingRecordsMissing => &["enabled", "severity", "for_s"],
             Rule::RideWindLimit => &["enabled", "severity", "for_s", "clear_s", "limit_mps"],
             Rule::RideOverspeed => &["enabled", "severity", "for_s", "clear_s", "factor"],
             Rule::RideVibrationHigh => &["enabled", "severity", "for_s", "clear_s", "limit_mm_s"],
@@ -474,6 +485,9 @@ fn key_meaning(rule: Rule, key: &str) -> &'static str {
             }
             Rule::VideoCameraOccluded => {
                 "seconds a camera must keep reporting occlusion before the alarm fires (device time)"
+            }
+            Rule::FillingRecordsMissing => {
+                "seconds of the station's working hours without a filling record (wall time)"
             }
             _ => "seconds the condition must hold before the alarm fires (device time)",
         },
@@ -779,6 +793,12 @@ impl Params {
                 severity: Severity::Major,
                 clear_ms: 0,
                 window_ms: 24 * 3_600_000,
+                ..base
+            },
+            Rule::FillingRecordsMissing => Params {
+                severity: Severity::Warning,
+                for_ms: 4 * 3_600_000,
+                clear_ms: 0,
                 ..base
             },
         }

@@ -42,6 +42,8 @@ pub struct RuleEngine {
     schedule: schedule::ScheduleState,
     /// The configuration changed: the next `tick` looks at every device.
     retick_all: bool,
+    /// Local time minus UTC (stations' working hours).
+    local_offset_ms: i64,
 }
 
 impl RuleEngine {
@@ -65,7 +67,14 @@ impl RuleEngine {
             equipment: HashMap::new(),
             schedule: schedule::ScheduleState::default(),
             retick_all: false,
+            local_offset_ms: 0,
         }
+    }
+
+    /// Local time is `offset_s` ahead of UTC (default 0): the time zone of
+    /// the stations' `working_hours`.
+    pub fn set_local_offset(&mut self, offset_s: i32) {
+        self.local_offset_ms = i64::from(offset_s) * 1000;
     }
 
     /// After a restart: the latest version (or several versions) of every
@@ -131,6 +140,7 @@ impl RuleEngine {
             .or_insert_with(|| DeviceState::new(eq_id.clone(), reading, now));
         dev.report_interval_s = ctx.report_interval_s;
         dev.last_received = dev.last_received.max(now);
+        filling::heard(eq, ctx, now);
         equipment::back_online(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
 
         let stream_latest = match reading.payload {
@@ -291,6 +301,15 @@ impl RuleEngine {
             equipment::controller_timer(&mut self.book, eq, device_now, &mut out);
             video::timer(&mut self.book, eq, dev_id, device_now, &mut out);
             filling::timer(&mut self.book, eq, dev_id, device_now, &mut out);
+            filling::records_missing(
+                &mut self.book,
+                dev_id,
+                !dev.offline,
+                eq,
+                now,
+                self.local_offset_ms,
+                &mut out,
+            );
         }
         for eq in self.equipment.values_mut() {
             self.resolver.refresh(eq);

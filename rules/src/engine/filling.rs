@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use vigil_model::reading::FillingRecord;
-use vigil_model::{Alarm, DeviceId, EpochMs};
+use vigil_model::{Alarm, DeviceContext, DeviceId, EpochMs};
 
 use super::state::{Book, EquipmentState};
 use crate::catalogue::Rule;
@@ -89,6 +89,121 @@ pub(crate) struct FillingEquipment {
     pub last: [Option<(EpochMs, DeviceId)>; Rule::FILLING.len()],
     /// By operator id: the latest use of a valid filling certificate.
     pub used: BTreeMap<String, Use>,
+    /// Engine time of the latest record (or of the first message heard).
+    pub quiet_since: Option<EpochMs>,
+    /// `filling.records_missing` fired for this silence.
+    pub missing_fired: bool,
+    /// Working hours as local minutes since midnight `(open, close)`;
+    /// `None`: always open.
+    pub hours: Option<(i64, i64)>,
+}
+
+/// The category filling scales are bound to (their station).
+pub(crate) const STATION: &str = "filling_station";
+
+/// A message of a station's device at engine time `now`: the station's
+/// working hours, and the start of its silence if nothing started it yet.
+pub(crate) fn heard(eq: &mut EquipmentState, ctx: &DeviceContext, now: EpochMs) {
+    if eq.binding.category != STATION {
+        return;
+    }
+    eq.filling.hours = ctx
+        .params
+        .get("working_hours")
+        .and_then(Value::as_str)
+        .and_then(parse_hours);
+    eq.filling.quiet_since.get_or_insert(now);
+}
+
+/// `"HH:MM-HH:MM"` (may wrap midnight) as minutes; anything else, or a
+/// zero-length span, is taken as always open.
+fn parse_hours(text: &str) -> Option<(i64, i64)> {
+    let minutes = |hm: &str| -> Option<i64> {
+        let (h, m) = hm.trim().split_once(':')?;
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        ((0..=24).contains(&h) && (0..60).contains(&m) && h * 60 + m <= 1440).then_some(h * 60 + m)
+    };
+    let (open, close) = text.split_once('-')?;
+    let (open, close) = (minutes(open)?, minutes(close)?);
+    (open % 1440 != close % 1440).then_some((open, close))
+}
+
+/// Milliseconds of working hours between `from` and `to` (engine time),
+/// with local time `offset_ms` ahead of UTC. Looks back at most 31 days.
+pub(crate) fn working_ms(
+    from: EpochMs,
+    to: EpochMs,
+    hours: Option<(i64, i64)>,
+    offset_ms: i64,
+) -> i64 {
+    let from = from.max(to.saturating_sub(31 * DAY_MS));
+    if to <= from {
+        return 0;
+    }
+    let Some((open, close)) = hours else {
+        return to - from;
+    };
+    let (open, mut close) = (open * 60_000, close * 60_000);
+    if close <= open {
+        close += DAY_MS;
+    }
+    let mut total = 0;
+    // From the local day before `from` (a span wrapping midnight) to `to`'s.
+    let mut day = (from + offset_ms).div_euclid(DAY_MS) - 1;
+    let last = (to + offset_ms).div_euclid(DAY_MS);
+    while day <= last {
+        let midnight = day * DAY_MS - offset_ms;
+        let (a, b) = ((midnight + open).max(from), (midnight + close).min(to));
+        total += (b - a).max(0);
+        day += 1;
+    }
+    total
+}
+
+/// `filling.records_missing` for `dev_id`'s station at engine time `now`:
+/// the device is online (`online`) and `for_s` of working hours passed
+/// since the station's latest record. One alarm per silence; the next
+/// record clears it.
+pub(crate) fn records_missing(
+    book: &mut Book,
+    dev_id: &DeviceId,
+    online: bool,
+    eq: &mut EquipmentState,
+    now: EpochMs,
+    offset_ms: i64,
+    out: &mut Vec<Alarm>,
+) {
+    let rule = Rule::FillingRecordsMissing;
+    let Some(since) = eq.filling.quiet_since else {
+        return;
+    };
+    let params = Arc::clone(&eq.params);
+    let p = params.get(rule);
+    if !p.enabled {
+        book.clear(eq, rule, now, out);
+        return;
+    }
+    if !online || eq.filling.missing_fired {
+        return;
+    }
+    let silent = working_ms(since, now, eq.filling.hours, offset_ms);
+    if silent < p.for_ms {
+        return;
+    }
+    eq.filling.missing_fired = true;
+    let details = json!({
+        "since": since,
+        "working_hours_silent_s": silent / 1000,
+        "for_s": p.for_ms / 1000,
+        "working_hours": eq.filling.hours.map(|(o, c)| format!(
+            "{:02}:{:02}-{:02}:{:02}",
+            o / 60,
+            o % 60,
+            c / 60,
+            c % 60
+        )),
+    });
+    book.fire(eq, rule, p.severity, dev_id, now, details, false, out);
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +233,9 @@ pub(crate) fn on_record(
     out: &mut Vec<Alarm>,
 ) {
     timer(book, eq, dev_id, t, out);
+    eq.filling.quiet_since = Some(now);
+    eq.filling.missing_fired = false;
+    book.clear(eq, Rule::FillingRecordsMissing, now, out);
     let station = eq.binding.equipment_id.as_str().to_owned();
     let valid_cert = facts.operator.as_ref().and_then(|op| {
         op.certificates
@@ -458,6 +576,34 @@ pub(crate) fn release_device(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn working_hours_count_only_open_time() {
+        const H: i64 = 3_600_000;
+        let cst = 8 * H;
+        // 2024-11-23 00:00 CST.
+        let midnight = 1_732_291_200_000;
+        let day = Some((7 * 60, 19 * 60));
+        assert_eq!(parse_hours("07:00-19:00"), day);
+        assert_eq!(parse_hours("22:00-06:00"), Some((22 * 60, 6 * 60)));
+        assert_eq!(parse_hours("00:00-24:00"), None);
+        assert_eq!(parse_hours("7-19"), None);
+        // 18:00 to 10:00 the next day: 1 h + 3 h.
+        let (a, b) = (midnight + 18 * H, midnight + 34 * H);
+        assert_eq!(working_ms(a, b, day, cst), 4 * H);
+        assert_eq!(working_ms(a, b, None, cst), 16 * H);
+        // A night shift: 20:00 to 04:00 of 22:00-06:00 is 6 h.
+        let night = Some((22 * 60, 6 * 60));
+        assert_eq!(
+            working_ms(midnight + 20 * H, midnight + 28 * H, night, cst),
+            6 * H
+        );
+        // Closed the whole time.
+        assert_eq!(
+            working_ms(midnight + 20 * H, midnight + 30 * H, day, cst),
+            0
+        );
+    }
 
     #[test]
     fn pressure_settles_to_20c_as_an_ideal_gas() {

@@ -107,6 +107,8 @@ pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs)
                 eq.offline.extend(latest.device_id.clone());
             }
             _ if rule.is_video() => super::video::restored(eq, rule, latest),
+            // Raised for a silence that goes on: not again until a record.
+            Rule::FillingRecordsMissing => eq.filling.missing_fired = true,
             _ if rule.is_filling() || rule == Rule::CertificateExpired => {
                 super::filling::restored(eq, rule, latest)
             }

@@ -23,6 +23,7 @@ const OVERFILL: &str = "filling.overfill";
 const OVERPRESSURE: &str = "filling.overpressure";
 const UNCERTIFIED: &str = "filling.operator_uncertified";
 const EXPIRED: &str = "registry.certificate_expired";
+const MISSING: &str = "filling.records_missing";
 const ALL: [&str; 7] = [
     UNREGISTERED,
     OVERDUE,
@@ -139,7 +140,11 @@ fn a_good_record_breaks_no_rule() {
     let mut h = station("");
     let changes = fill(&mut h, 1_000, record(), &facts());
     assert!(changes.is_empty(), "{changes:#?}");
-    assert!(h.tick(2 * DAY).is_empty());
+    let later = h.tick(2 * DAY);
+    assert!(
+        later.iter().all(|a| a.rule.as_str() == MISSING),
+        "only the silence afterwards: {later:#?}"
+    );
 }
 
 /// Every per-record rule: raise with the record's details, repeat on the
@@ -472,7 +477,7 @@ fn one_alarm_per_station_lists_every_operator_and_follows_window_h() {
     let mut f2 = facts();
     f2.operator = Some(operator(T0 + TODAY + DAY));
     let later = TODAY + DAY + HOUR;
-    assert!(fill(&mut h, later, second, &f2).is_empty());
+    none(&fill(&mut h, later, second, &f2), EXPIRED);
     none(&h.tick(TODAY + 2 * DAY - 1), EXPIRED);
     let u = one(&h.tick(TODAY + 2 * DAY), EXPIRED);
     assert_eq!((u.alarm_id.clone(), u.count), (a.alarm_id.clone(), 1));
@@ -524,4 +529,93 @@ fn a_disabled_certificate_rule_raises_nothing() {
     f.operator = Some(operator(T0 + TODAY));
     fill(&mut h, TODAY + HOUR, record(), &f);
     none(&h.tick(TODAY + DAY), EXPIRED);
+}
+
+/// A scale that keeps reporting (an hourly controller event) while its
+/// station sends no filling record.
+fn heartbeat(h: &mut H, from: EpochMs, to: EpochMs) {
+    let mut t = from;
+    while t <= to {
+        h.event(t, "HB", false);
+        t += HOUR;
+    }
+}
+
+/// Local (CST) midnight of the day of `T0`, relative to `T0`.
+fn cst_day0() -> EpochMs {
+    (T0 + 8 * HOUR).div_euclid(DAY) * DAY - 8 * HOUR - T0
+}
+
+#[test]
+fn records_missing_counts_only_working_hours_and_clears_on_the_next_record() {
+    let mut h = station("");
+    h.engine.set_local_offset(8 * 3600);
+    h.ctx.report_interval_s = 3600;
+    h.ctx
+        .params
+        .insert("working_hours".into(), "07:00-19:00".into());
+    let day0 = cst_day0();
+    // Last record at 18:00; the station closes at 19:00 and opens at 07:00:
+    // 4 h of working hours have passed at 10:00 the next day.
+    fill(&mut h, day0 + 18 * HOUR, record(), &facts());
+    heartbeat(&mut h, day0 + 19 * HOUR, day0 + DAY + 10 * HOUR);
+    none(&h.tick(day0 + DAY + 10 * HOUR - 1), MISSING);
+    let a = one(&h.tick(day0 + DAY + 10 * HOUR), MISSING);
+    assert_eq!(
+        (a.severity, a.state),
+        (Severity::Warning, AlarmState::Active)
+    );
+    assert_eq!(a.raised_at, T0 + day0 + DAY + 10 * HOUR);
+    assert_eq!(a.equipment_id.as_str(), "ST1");
+    assert_eq!(a.details["since"], T0 + day0 + 18 * HOUR);
+    assert_eq!(a.details["working_hours"], "07:00-19:00");
+    assert_eq!(a.details["working_hours_silent_s"], 4 * 3600);
+    // One occurrence per silence: no repeats while it goes on.
+    heartbeat(&mut h, day0 + DAY + 11 * HOUR, day0 + DAY + 15 * HOUR);
+    none(&h.tick(day0 + DAY + 15 * HOUR), MISSING);
+    // The next record clears it at its arrival.
+    let c = one(
+        &fill(&mut h, day0 + DAY + 16 * HOUR, record(), &facts()),
+        MISSING,
+    );
+    assert_eq!(
+        (c.alarm_id, c.state, c.cleared_at),
+        (
+            a.alarm_id,
+            AlarmState::Cleared,
+            Some(T0 + day0 + DAY + 16 * HOUR)
+        )
+    );
+}
+
+#[test]
+fn records_missing_needs_an_online_scale_and_follows_per_station_for_s() {
+    // No working hours: always open. The scale falls silent too (offline
+    // after 3 × 1 h): nothing shows the station is active.
+    let mut h = station("");
+    h.ctx.report_interval_s = 3600;
+    fill(&mut h, 0, record(), &facts());
+    let changes = h.tick(5 * HOUR);
+    one(&changes, "device.offline");
+    none(&changes, MISSING);
+
+    // Online, with for_s = 1 h for this station only.
+    let mut h =
+        station("[equipment.ST1.\"filling.records_missing\"]\nfor_s = 3600\nseverity = \"minor\"");
+    h.ctx.report_interval_s = 3600;
+    fill(&mut h, 0, record(), &facts());
+    heartbeat(&mut h, HOUR / 2, HOUR);
+    none(&h.tick(HOUR - 1), MISSING);
+    let a = one(&h.tick(HOUR), MISSING);
+    assert_eq!(a.severity, Severity::Minor);
+    // Resolved: not again until a record starts a new silence.
+    h.engine
+        .resolve(&a.alarm_id, "sup", "station closed for the day", T0 + HOUR)
+        .unwrap();
+    heartbeat(&mut h, 2 * HOUR, 3 * HOUR);
+    none(&h.tick(3 * HOUR), MISSING);
+    fill(&mut h, 3 * HOUR, record(), &facts());
+    heartbeat(&mut h, 3 * HOUR + 1, 4 * HOUR);
+    let n = one(&h.tick(4 * HOUR), MISSING);
+    assert_ne!(n.alarm_id, a.alarm_id);
 }
