@@ -19,12 +19,12 @@ mod bad_input;
 mod crash;
 #[path = "elevator_rules.rs"]
 mod elevator_rules;
+#[path = "filling.rs"]
+mod filling;
 #[path = "replay.rs"]
 mod replay;
 #[path = "risk.rs"]
 mod risk;
-#[path = "filling.rs"]
-mod filling;
 #[path = "roles.rs"]
 mod roles;
 #[path = "schedule.rs"]
