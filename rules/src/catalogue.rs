@@ -433,7 +433,7 @@ impl Rule {
                 "enabled", "severity", "for_s", "clear_s", "count", "window_h",
             ],
             Rule::ControllerFault => &["enabled", "severity", "clear_s", "codes"],
-            Rule::DeviceOffline => &["enabled", "severity", "intervals"],
+            Rule::DeviceOffline => &["enabled", "severity", "intervals", "operating_severity"],
             Rule::InspectionDue | Rule::MaintenanceOverdue => &["enabled", "severity", "days"],
             Rule::InspectionOverdue => &["enabled", "severity", "flowing_h"],
             Rule::AnomalyDoorClose | Rule::AnomalyVibration => {
@@ -527,6 +527,9 @@ fn key_meaning(rule: Rule, key: &str) -> &'static str {
         },
         "flowing_h" => "hours within which a device of the equipment must have been heard (in use)",
         "threshold" => "baseline deviations the recent mean may move before the alarm",
+        "operating_severity" => {
+            "severity while the equipment is inside its registry operating_hours (rides: major)"
+        }
         "warmup" => "values learned before any verdict (no alarm while warming up)",
         "codes" => "controller code → severity table",
         _ => "",
@@ -590,6 +593,9 @@ pub(crate) struct Params {
     /// Anomaly rules: distance in baseline deviations, and warm-up values.
     pub threshold: f64,
     pub warmup: u32,
+    /// `device.offline`: the severity inside the equipment's registry
+    /// `operating_hours` (rides), when it differs.
+    pub operating_severity: Option<Severity>,
 }
 
 pub(crate) const DEFAULT_CLEAR_S: f64 = 10.0;
@@ -626,6 +632,7 @@ impl Params {
             flowing_ms: 0,
             threshold: 0.0,
             warmup: 0,
+            operating_severity: None,
         };
         match rule {
             Rule::Trapped => Params {
@@ -815,6 +822,10 @@ impl Params {
             }
             Rule::VideoElectricBike => p.enabled = category == "elevator",
             Rule::VideoRestraintUnlocked => p.enabled = RIDE_CATEGORIES.contains(&category),
+            // rules.md: a silent ride is major while it operates.
+            Rule::DeviceOffline if RIDE_CATEGORIES.contains(&category) => {
+                p.operating_severity = Some(Severity::Major);
+            }
             // Half-monthly maintenance is the elevator regulation's.
             Rule::MaintenanceOverdue => p.enabled = MAINTAINED_CATEGORIES.contains(&category),
             // Car doors are elevators'; drive vibration is measured on rides.
@@ -868,6 +879,7 @@ impl Params {
             "intervals" => self.intervals = positive(value)?,
             "days" => self.days = whole(value)?,
             "threshold" => self.threshold = positive(value)?,
+            "operating_severity" => self.operating_severity = Some(severity_of(value)?),
             "warmup" => self.warmup = whole(value)?,
             "flowing_h" => self.flowing_ms = secs_to_ms(positive(value)? * 3600.0),
             "window_s" => self.window_ms = secs_to_ms(positive(value)?),
@@ -907,6 +919,7 @@ impl Params {
             "intervals" => json!(self.intervals),
             "days" => json!(self.days),
             "threshold" => json!(self.threshold),
+            "operating_severity" => json!(self.operating_severity.map(Severity::as_str)),
             "warmup" => json!(self.warmup),
             "flowing_h" => json!(self.flowing_ms as f64 / 3_600_000.0),
             "window_s" => s(self.window_ms),

@@ -102,6 +102,7 @@ impl RuleEngine {
             eq.binding = ctx.binding.clone();
             eq.params_gen = STALE;
         }
+        equipment::operating_hours(eq, ctx);
         let mut dev = DeviceState::silent(eq_id.clone(), last_seen);
         dev.report_interval_s = ctx.report_interval_s;
         self.devices.insert(device.clone(), dev);
@@ -141,6 +142,7 @@ impl RuleEngine {
         dev.report_interval_s = ctx.report_interval_s;
         dev.last_received = dev.last_received.max(now);
         filling::heard(eq, ctx, now);
+        equipment::operating_hours(eq, ctx);
         equipment::back_online(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
 
         let stream_latest = match reading.payload {
@@ -290,6 +292,7 @@ impl RuleEngine {
                 eq,
                 silent,
                 device_now,
+                self.local_offset_ms,
                 &mut out,
             );
             if dev.busy || everything {

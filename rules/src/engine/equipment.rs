@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use vigil_model::reading::ControllerEvent;
-use vigil_model::{Alarm, DeviceId, EpochMs, Severity};
+use vigil_model::{Alarm, DeviceContext, DeviceId, EpochMs, Severity};
 
 use super::state::{ActiveCode, Book, DeviceState, EquipmentState, Step};
 use crate::catalogue::Rule;
@@ -208,6 +208,7 @@ pub(crate) fn check_offline(
     eq: &mut EquipmentState,
     silent_ms: i64,
     device_now: EpochMs,
+    local_offset_ms: EpochMs,
     out: &mut Vec<Alarm>,
 ) {
     let rule = Rule::DeviceOffline;
@@ -231,6 +232,11 @@ pub(crate) fn check_offline(
         return;
     }
     dev.offline = true;
+    // rules.md: minor, but major for a ride in its operating hours.
+    let severity = match p.operating_severity {
+        Some(s) if in_operating_hours(eq.operating_hours, device_now, local_offset_ms) => s,
+        _ => p.severity,
+    };
     eq.offline.insert(dev_id.clone());
     let details = json!({
         "devices": eq.offline.iter().map(DeviceId::as_str).collect::<Vec<_>>(),
@@ -241,7 +247,7 @@ pub(crate) fn check_offline(
     book.fire(
         eq,
         rule,
-        p.severity,
+        severity,
         dev_id,
         dev.last_ts + threshold,
         details,
@@ -281,5 +287,32 @@ pub(crate) fn back_online(
             );
         }
         book.update(eq, rule, severity, ts, details, out);
+    }
+}
+
+/// Reads a ride's `operating_hours` (`"HH:MM-HH:MM"`, may wrap midnight)
+/// from the registry parameters its devices carry.
+pub(crate) fn operating_hours(eq: &mut EquipmentState, ctx: &DeviceContext) {
+    eq.operating_hours = ctx
+        .params
+        .get("operating_hours")
+        .and_then(serde_json::Value::as_str)
+        .and_then(super::filling::parse_hours);
+}
+
+/// Whether `t` falls in the local-time span `hours` (none given: always).
+pub(crate) fn in_operating_hours(
+    hours: Option<(i64, i64)>,
+    t: EpochMs,
+    offset_ms: EpochMs,
+) -> bool {
+    let Some((open, close)) = hours else {
+        return true;
+    };
+    let minute = (t + offset_ms).rem_euclid(86_400_000) / 60_000;
+    if open < close {
+        (open..close).contains(&minute)
+    } else {
+        minute >= open || minute < close % 1440
     }
 }

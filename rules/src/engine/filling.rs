@@ -117,7 +117,7 @@ pub(crate) fn heard(eq: &mut EquipmentState, ctx: &DeviceContext, now: EpochMs) 
 
 /// `"HH:MM-HH:MM"` (may wrap midnight) as minutes; anything else, or a
 /// zero-length span, is taken as always open.
-fn parse_hours(text: &str) -> Option<(i64, i64)> {
+pub(crate) fn parse_hours(text: &str) -> Option<(i64, i64)> {
     let minutes = |hm: &str| -> Option<i64> {
         let (h, m) = hm.trim().split_once(':')?;
         let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);

@@ -325,6 +325,9 @@ pub(crate) struct EquipmentState {
     /// The latest ride sample's `state` from any of its devices (a ride
     /// camera's restraint events count only while it is running).
     pub ride_state: Option<RideState>,
+    /// A ride's registry `operating_hours` as minutes of the local day
+    /// (`None`: not given, taken as always operating).
+    pub operating_hours: Option<(i64, i64)>,
     pub video: VideoEquipment,
     pub filling: FillingEquipment,
 }
@@ -345,6 +348,7 @@ impl EquipmentState {
             codes_clear_since: None,
             offline: BTreeSet::new(),
             ride_state: None,
+            operating_hours: None,
             video: VideoEquipment::default(),
             filling: FillingEquipment::default(),
         }

@@ -136,3 +136,45 @@ fn a_restored_offline_alarm_continues_when_the_device_is_still_silent() {
     );
     assert_eq!(h2.open(RULE).map(|a| a.alarm_id), Some(raised.alarm_id));
 }
+
+/// T0 is 18:26:40 UTC: inside 09:00–22:00 and outside 20:00–23:00.
+fn ride_with_hours(hours: Option<&str>) -> H {
+    let mut h = H::new();
+    h.ctx = ctx_for("RIDE1", "amusement_ride");
+    if let Some(hours) = hours {
+        h.ctx.params.insert("operating_hours".into(), json!(hours));
+    }
+    h
+}
+
+#[test]
+fn a_silent_ride_is_major_in_its_operating_hours_and_minor_outside() {
+    let mut h = ride_with_hours(Some("09:00-22:00"));
+    h.ride(0);
+    assert_eq!(one(&h.tick(90_000), RULE).severity, Severity::Major);
+
+    let mut h = ride_with_hours(Some("20:00-23:00"));
+    h.ride(0);
+    assert_eq!(one(&h.tick(90_000), RULE).severity, Severity::Minor);
+
+    // A span across midnight, and local time ahead of UTC: 18:26 UTC is
+    // 02:26 at UTC+8, inside 18:00–03:00.
+    let mut h = ride_with_hours(Some("18:00-03:00"));
+    h.engine.set_local_offset(8 * 3600);
+    h.ride(0);
+    assert_eq!(one(&h.tick(90_000), RULE).severity, Severity::Major);
+
+    // No hours in the registry: taken as always operating.
+    let mut h = ride_with_hours(None);
+    h.ride(0);
+    assert_eq!(one(&h.tick(90_000), RULE).severity, Severity::Major);
+
+    // Elevators stay minor; a configured operating severity applies to any category.
+    let mut h = H::new();
+    h.send(0, healthy());
+    assert_eq!(one(&h.tick(90_000), RULE).severity, Severity::Minor);
+    let mut h =
+        H::with_toml("[category.elevator.\"device.offline\"]\noperating_severity = \"critical\"");
+    h.send(0, healthy());
+    assert_eq!(one(&h.tick(90_000), RULE).severity, Severity::Critical);
+}
