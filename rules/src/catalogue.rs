@@ -53,10 +53,11 @@ pub(crate) enum Rule {
     FillingOperatorUncertified,
     CertificateExpired,
     FillingRecordsMissing,
+    RideNoDailyCheck,
 }
 
 impl Rule {
-    pub const COUNT: usize = 40;
+    pub const COUNT: usize = 41;
     pub const ALL: [Rule; Rule::COUNT] = [
         Rule::Trapped,
         Rule::StoppedOutsideZone,
@@ -98,6 +99,7 @@ impl Rule {
         Rule::FillingOperatorUncertified,
         Rule::CertificateExpired,
         Rule::FillingRecordsMissing,
+        Rule::RideNoDailyCheck,
     ];
     /// Rules whose condition is a function of one elevator status sample.
     pub const SAMPLE: [Rule; 12] = [
@@ -200,6 +202,7 @@ impl Rule {
             Rule::FillingOperatorUncertified => "filling.operator_uncertified",
             Rule::CertificateExpired => "registry.certificate_expired",
             Rule::FillingRecordsMissing => "filling.records_missing",
+            Rule::RideNoDailyCheck => "ride.no_daily_check",
         }
     }
 
@@ -237,7 +240,10 @@ impl Rule {
             && !self.is_registry()
             && !self.is_anomaly()
             && !self.is_filling()
-            && !matches!(self, Rule::CertificateExpired | Rule::FillingRecordsMissing)
+            && !matches!(
+                self,
+                Rule::CertificateExpired | Rule::FillingRecordsMissing | Rule::RideNoDailyCheck
+            )
     }
 
     /// Whether the top-level `clear_s` of the configuration sets this rule's
@@ -357,6 +363,9 @@ impl Rule {
             Rule::FillingRecordsMissing => {
                 "A station whose scale is online sends no filling record for for_s of its working hours."
             }
+            Rule::RideNoDailyCheck => {
+                "A ride runs with passengers on a local day before any trial run (a run reporting 0 passengers)."
+            }
         }
     }
 
@@ -403,6 +412,9 @@ impl Rule {
             Rule::FillingOperatorUncertified => "Safety Law Art. 14: certified operators",
             Rule::CertificateExpired => "Safety Law Art. 14",
             Rule::FillingRecordsMissing => "filling records must be uploaded",
+            Rule::RideNoDailyCheck => {
+                "Special Equipment Safety Law Art. 43: trial run and check before daily use"
+            }
         }
     }
 
@@ -448,6 +460,7 @@ impl Rule {
             | Rule::FillingOperatorUncertified => &["enabled", "severity", "clear_s"],
             Rule::CertificateExpired => &["enabled", "severity", "window_h"],
             Rule::FillingRecordsMissing => &["enabled", "severity", "for_s"],
+            Rule::RideNoDailyCheck => &["enabled", "severity"],
             Rule::RideWindLimit => &["enabled", "severity", "for_s", "clear_s", "limit_mps"],
             Rule::RideOverspeed => &["enabled", "severity", "for_s", "clear_s", "factor"],
             Rule::RideVibrationHigh => &["enabled", "severity", "for_s", "clear_s", "limit_mm_s"],
@@ -808,6 +821,11 @@ impl Params {
                 clear_ms: 0,
                 ..base
             },
+            Rule::RideNoDailyCheck => Params {
+                severity: Severity::Major,
+                clear_ms: 0,
+                ..base
+            },
         }
     }
 
@@ -822,6 +840,7 @@ impl Params {
             }
             Rule::VideoElectricBike => p.enabled = category == "elevator",
             Rule::VideoRestraintUnlocked => p.enabled = RIDE_CATEGORIES.contains(&category),
+            Rule::RideNoDailyCheck => p.enabled = RIDE_CATEGORIES.contains(&category),
             // rules.md: a silent ride is major while it operates.
             Rule::DeviceOffline if RIDE_CATEGORIES.contains(&category) => {
                 p.operating_severity = Some(Severity::Major);

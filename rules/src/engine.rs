@@ -1,6 +1,7 @@
 //! The rule engine: readings and clock ticks in, alarm changes out.
 
 mod anomaly;
+mod daily;
 mod elevator;
 mod equipment;
 mod escalation;
@@ -215,6 +216,15 @@ impl RuleEngine {
                     reading.ts,
                     &mut out,
                 );
+                daily::on_sample(
+                    &mut self.book,
+                    dev_id,
+                    eq,
+                    sample,
+                    reading.ts,
+                    self.local_offset_ms,
+                    &mut out,
+                );
             }
             Payload::Video(event) => {
                 dev.video_ts = Some(reading.ts);
@@ -317,6 +327,7 @@ impl RuleEngine {
         for eq in self.equipment.values_mut() {
             self.resolver.refresh(eq);
             filling::certificates(&mut self.book, eq, now, &mut out);
+            daily::tick(&mut self.book, eq, now, self.local_offset_ms, &mut out);
             if let Some(clock) = eq.clock {
                 equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
             }

@@ -328,6 +328,8 @@ pub(crate) struct EquipmentState {
     /// A ride's registry `operating_hours` as minutes of the local day
     /// (`None`: not given, taken as always operating).
     pub operating_hours: Option<(i64, i64)>,
+    /// `ride.no_daily_check`: today's trial run.
+    pub daily: Option<super::daily::DailyCheck>,
     pub video: VideoEquipment,
     pub filling: FillingEquipment,
 }
@@ -349,6 +351,7 @@ impl EquipmentState {
             offline: BTreeSet::new(),
             ride_state: None,
             operating_hours: None,
+            daily: None,
             video: VideoEquipment::default(),
             filling: FillingEquipment::default(),
         }

@@ -392,8 +392,9 @@ fn ride_rules_accept_their_parameters_and_refuse_others() {
     assert!(err.to_string().contains("limit_mps"), "{err}");
     let err = RuleConfig::from_toml("[rule.\"ride.vibration_high\"]\nlimit_mm_s = 0").unwrap_err();
     assert!(err.to_string().contains("limit_mm_s"), "{err}");
-    let err = RuleConfig::from_toml("[rule.\"ride.no_daily_check\"]\nenabled = true").unwrap_err();
-    assert!(err.to_string().contains("ride.no_daily_check"), "{err}");
+    assert!(RuleConfig::from_toml("[rule.\"ride.no_daily_check\"]\nenabled = false").is_ok());
+    let err = RuleConfig::from_toml("[rule.\"ride.no_daily_check\"]\nfor_s = 60").unwrap_err();
+    assert!(err.to_string().contains("for_s"), "{err}");
 }
 
 #[test]
@@ -455,4 +456,79 @@ fn a_restored_ride_alarm_continues() {
         (c.alarm_id, c.state, c.cleared_at),
         (a.alarm_id, AlarmState::Cleared, Some(T0 + 17_000))
     );
+}
+
+mod daily_check {
+    use vigil_model::reading::{Brake, RideSample, RideState};
+    use vigil_model::{Alarm, AlarmState, Payload, Severity};
+
+    use crate::harness::*;
+
+    const RULE: &str = "ride.no_daily_check";
+    /// T0 is 18:26:40 UTC; the next UTC midnight is this much later.
+    const MIDNIGHT: i64 = 20_000_000;
+
+    fn run(h: &mut H, at: i64, passengers: Option<u16>) -> Vec<Alarm> {
+        let sample = RideSample {
+            state: RideState::Running,
+            speed_mps: 5.0,
+            wind_mps: None,
+            restraints_locked: true,
+            vibration_mm_s: None,
+            brake: Brake::Ok,
+            passengers,
+        };
+        let r = h.reading(at, Payload::Ride(sample));
+        h.engine.on_reading(&r, &h.ctx.clone(), T0 + at)
+    }
+
+    fn ride() -> H {
+        let mut h = H::new();
+        h.ctx = ctx_for("RIDE1", "amusement_ride");
+        h
+    }
+
+    #[test]
+    fn passengers_before_a_trial_run_raise_it_once_a_day_and_it_ends_at_midnight() {
+        let mut h = ride();
+        let a = one(&run(&mut h, 0, Some(12)), RULE);
+        assert_eq!((a.severity, a.state), (Severity::Major, AlarmState::Active));
+        assert_eq!(a.details["passengers"], 12);
+        // More runs that day: no repeats, even after a late trial run.
+        none(&run(&mut h, 60_000, Some(20)), RULE);
+        none(&run(&mut h, 120_000, Some(0)), RULE);
+        none(&run(&mut h, 180_000, Some(20)), RULE);
+        // Midnight passes while the ride is closed: the alarm ends then.
+        let c = one(&h.tick(MIDNIGHT + 1_000), RULE);
+        assert_eq!(
+            (c.state, c.cleared_at),
+            (AlarmState::Cleared, Some(T0 + MIDNIGHT))
+        );
+        // Next morning: trial run first, then passengers. Nothing to say.
+        none(&run(&mut h, MIDNIGHT + 30_000_000, Some(0)), RULE);
+        none(&run(&mut h, MIDNIGHT + 30_060_000, Some(24)), RULE);
+    }
+
+    #[test]
+    fn a_trial_run_first_or_no_passenger_count_raises_nothing() {
+        let mut h = ride();
+        none(&run(&mut h, 0, Some(0)), RULE);
+        none(&run(&mut h, 60_000, Some(30)), RULE);
+        let mut h = ride();
+        none(&run(&mut h, 0, None), RULE);
+        none(&run(&mut h, 60_000, None), RULE);
+        // Elevators have no daily trial run.
+        let mut h = H::new();
+        none(&run(&mut h, 0, Some(3)), RULE);
+    }
+
+    #[test]
+    fn the_day_is_the_local_day() {
+        // At UTC+8, T0 (18:26 UTC) is already 02:26 the next local day,
+        // whose midnight was 2 h 26 min 40 s ago.
+        let mut h = ride();
+        h.engine.set_local_offset(8 * 3600);
+        let a = one(&run(&mut h, 0, Some(5)), RULE);
+        assert_eq!(a.details["day_start"], T0 - 8_800_000);
+    }
 }
