@@ -54,10 +54,12 @@ pub(crate) enum Rule {
     CertificateExpired,
     FillingRecordsMissing,
     RideNoDailyCheck,
+    AnomalyTrip,
+    AnomalyFill,
 }
 
 impl Rule {
-    pub const COUNT: usize = 41;
+    pub const COUNT: usize = 43;
     pub const ALL: [Rule; Rule::COUNT] = [
         Rule::Trapped,
         Rule::StoppedOutsideZone,
@@ -100,6 +102,8 @@ impl Rule {
         Rule::CertificateExpired,
         Rule::FillingRecordsMissing,
         Rule::RideNoDailyCheck,
+        Rule::AnomalyTrip,
+        Rule::AnomalyFill,
     ];
     /// Rules whose condition is a function of one elevator status sample.
     pub const SAMPLE: [Rule; 12] = [
@@ -143,7 +147,12 @@ impl Rule {
     ];
 
     /// Rules that compare a device with its own learned normal.
-    pub const ANOMALY: [Rule; 2] = [Rule::AnomalyDoorClose, Rule::AnomalyVibration];
+    pub const ANOMALY: [Rule; 4] = [
+        Rule::AnomalyDoorClose,
+        Rule::AnomalyVibration,
+        Rule::AnomalyTrip,
+        Rule::AnomalyFill,
+    ];
     /// Rules a gas-cylinder filling record breaks or not, one record at a
     /// time (contiguous in [`Rule::ALL`]).
     pub const FILLING: [Rule; 7] = [
@@ -203,6 +212,8 @@ impl Rule {
             Rule::CertificateExpired => "registry.certificate_expired",
             Rule::FillingRecordsMissing => "filling.records_missing",
             Rule::RideNoDailyCheck => "ride.no_daily_check",
+            Rule::AnomalyTrip => "anomaly.trip_s_per_floor",
+            Rule::AnomalyFill => "anomaly.fill_s_per_kg",
         }
     }
 
@@ -366,6 +377,12 @@ impl Rule {
             Rule::RideNoDailyCheck => {
                 "A ride runs with passengers on a local day before any trial run (a run reporting 0 passengers)."
             }
+            Rule::AnomalyTrip => {
+                "An elevator's trip time per floor drifts from its own learned normal (drive, brake or load trouble)."
+            }
+            Rule::AnomalyFill => {
+                "A filling scale's seconds per kg filled drift from the station's own learned normal."
+            }
         }
     }
 
@@ -400,9 +417,10 @@ impl Rule {
             Rule::InspectionDue => "Safety Law Art. 40: request inspection 1 month before",
             Rule::InspectionOverdue => "Safety Law Art. 40: uninspected equipment must stop",
             Rule::MaintenanceOverdue => "Regulation Art. 31; TSG T5002 half-monthly maintenance",
-            Rule::AnomalyDoorClose | Rule::AnomalyVibration => {
-                "rules.md anomaly detection (EWMA baseline and deviation)"
-            }
+            Rule::AnomalyDoorClose
+            | Rule::AnomalyVibration
+            | Rule::AnomalyTrip
+            | Rule::AnomalyFill => "rules.md anomaly detection (EWMA baseline and deviation)",
             Rule::FillingCylinderUnregistered => "TSG 23 no-fill rule: unregistered cylinder",
             Rule::FillingCylinderOverdue => "TSG 23 no-fill rule: inspection expired",
             Rule::FillingCylinderScrapped => "TSG 23 no-fill rule: scrapped or past design life",
@@ -448,9 +466,10 @@ impl Rule {
             Rule::DeviceOffline => &["enabled", "severity", "intervals", "operating_severity"],
             Rule::InspectionDue | Rule::MaintenanceOverdue => &["enabled", "severity", "days"],
             Rule::InspectionOverdue => &["enabled", "severity", "flowing_h"],
-            Rule::AnomalyDoorClose | Rule::AnomalyVibration => {
-                &["enabled", "severity", "threshold", "warmup"]
-            }
+            Rule::AnomalyDoorClose
+            | Rule::AnomalyVibration
+            | Rule::AnomalyTrip
+            | Rule::AnomalyFill => &["enabled", "severity", "threshold", "warmup"],
             Rule::FillingCylinderUnregistered
             | Rule::FillingCylinderOverdue
             | Rule::FillingCylinderScrapped
@@ -783,7 +802,10 @@ impl Params {
                 days: 15,
                 ..base
             },
-            Rule::AnomalyDoorClose | Rule::AnomalyVibration => {
+            Rule::AnomalyDoorClose
+            | Rule::AnomalyVibration
+            | Rule::AnomalyTrip
+            | Rule::AnomalyFill => {
                 let d = crate::anomaly::AnomalyParams::default();
                 Params {
                     severity: Severity::Minor,
@@ -850,6 +872,8 @@ impl Params {
             // Car doors are elevators'; drive vibration is measured on rides.
             Rule::AnomalyDoorClose => p.enabled = category == "elevator",
             Rule::AnomalyVibration => p.enabled = RIDE_CATEGORIES.contains(&category),
+            Rule::AnomalyTrip => p.enabled = category == "elevator",
+            Rule::AnomalyFill => p.enabled = category == "filling_station",
             _ => {}
         }
         p

@@ -230,8 +230,19 @@ impl RuleEngine {
                 dev.video_ts = Some(reading.ts);
                 video::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
             }
-            // Evaluated by `on_filling`, which knows the registry's facts.
-            Payload::Filling(_) => {}
+            // The registry-fact rules run in `on_filling`; the fill-rate
+            // anomaly needs only the record.
+            Payload::Filling(record) => {
+                anomaly::on_filling(
+                    &mut self.book,
+                    dev_id,
+                    dev,
+                    eq,
+                    record,
+                    reading.ts,
+                    &mut out,
+                );
+            }
         }
         video::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
         filling::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);

@@ -5,6 +5,12 @@
 //!   `closed` (a re-opening interrupts the measurement). A wearing door
 //!   motor closes slower and slower.
 //! - `anomaly.vibration_mm_s`: every ride sample's `vibration_mm_s`.
+//! - `anomaly.trip_s_per_floor`: an elevator trip's time, from the first
+//!   sample that leaves a floor to the next standing at a floor, per floor
+//!   travelled. A tiring drive or a dragging brake makes every trip slower.
+//! - `anomaly.fill_s_per_kg`: a filling record's `ts - started_ms` per kg
+//!   of `net_kg` (completed fillings of at least 1 kg only): a failing pump
+//!   or a leaking line fills slower.
 //!
 //! The alarm is raised when the detector says anomalous (never while it
 //! warms up), and clears once the recent mean is back within three quarters
@@ -16,7 +22,9 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use vigil_model::reading::{Door, ElevatorSample, RideSample};
+use vigil_model::reading::{
+    Direction, Door, ElevatorSample, FillResult, FillingRecord, RideSample,
+};
 use vigil_model::{Alarm, DeviceId, EpochMs};
 
 use super::state::{Book, DeviceState, EquipmentState};
@@ -42,7 +50,15 @@ pub(crate) struct AnomalyDevice {
     /// When the door began its current closing, if it is closing.
     closing_since: Option<EpochMs>,
     vibration: Watch,
+    trip: Watch,
+    /// When and where the current trip began, if the car is travelling.
+    trip_start: Option<(EpochMs, i16)>,
+    fill: Watch,
 }
+
+/// Trips outside this time per floor are not a drive's work (a stop
+/// between floors, a lost sample) and are not learned.
+const TRIP_MS_PER_FLOOR: std::ops::RangeInclusive<EpochMs> = 500..=60_000;
 
 /// An elevator sample: measures a finished door closing.
 pub(crate) fn on_elevator(
@@ -66,6 +82,32 @@ pub(crate) fn on_elevator(
             None
         }
     };
+    // A trip: from leaving a floor to standing at one again.
+    let moving = sample.direction != Direction::Stop;
+    let trip = match (a.trip_start, moving) {
+        (None, true) => {
+            a.trip_start = Some((ts, sample.floor));
+            None
+        }
+        (Some((start, from)), false) if sample.leveled => {
+            a.trip_start = None;
+            let floors = i64::from((sample.floor - from).unsigned_abs()).max(1);
+            Some((ts - start) / floors)
+        }
+        _ => None,
+    };
+    if let Some(ms) = trip.filter(|ms| TRIP_MS_PER_FLOOR.contains(ms)) {
+        observe(
+            book,
+            dev_id,
+            eq,
+            &mut a.trip,
+            Rule::AnomalyTrip,
+            ms as f64 / 1000.0,
+            ts,
+            out,
+        );
+    }
     if let Some(ms) = finished.filter(|ms| DOOR_CLOSE_MS.contains(ms)) {
         observe(
             book,
@@ -102,6 +144,34 @@ pub(crate) fn on_ride(
             out,
         );
     }
+}
+
+/// A filling record: its seconds per kg, when complete and at least 1 kg.
+pub(crate) fn on_filling(
+    book: &mut Book,
+    dev_id: &DeviceId,
+    dev: &mut DeviceState,
+    eq: &mut EquipmentState,
+    record: &FillingRecord,
+    ts: EpochMs,
+    out: &mut Vec<Alarm>,
+) {
+    let ms = ts - record.started_ms;
+    if record.result != FillResult::Ok || record.net_kg < 1.0 || !(1_000..=3_600_000).contains(&ms)
+    {
+        return;
+    }
+    let per_kg = ms as f64 / 1000.0 / f64::from(record.net_kg);
+    observe(
+        book,
+        dev_id,
+        eq,
+        &mut dev.anomaly.fill,
+        Rule::AnomalyFill,
+        per_kg,
+        ts,
+        out,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]

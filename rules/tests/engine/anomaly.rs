@@ -203,3 +203,119 @@ fn detectors_watch_their_own_categories_and_can_be_tuned() {
         DOOR,
     );
 }
+
+/// One trip of `floors` floors taking `ms`, starting at `t`; returns the
+/// changes and the time after it.
+fn trip(h: &mut H, t: i64, floors: i16, ms: i64) -> (Vec<Alarm>, i64) {
+    let mut s = healthy();
+    s.floor = 1;
+    s.direction = vigil_model::reading::Direction::Up;
+    s.speed_mps = 1.0;
+    s.leveled = false;
+    let mut out = h.send(t, s.clone());
+    s.floor = 1 + floors;
+    s.direction = vigil_model::reading::Direction::Stop;
+    s.speed_mps = 0.0;
+    s.leveled = true;
+    out.extend(h.send(t + ms, s.clone()));
+    // Back down to floor 1 at the normal pace, unmeasured noise aside.
+    s.floor = 1;
+    out.extend(h.send(t + ms + 20_000, s));
+    (out, t + ms + 60_000)
+}
+
+#[test]
+fn a_slowing_drive_shows_in_the_time_per_floor() {
+    const TRIP: &str = "anomaly.trip_s_per_floor";
+    let mut h = H::new();
+    let mut noise = Noise(17);
+    let mut t = 0;
+    let mut out = Vec::new();
+    // Trips of 1 to 5 floors at about 3 s per floor.
+    for i in 0..600 {
+        let floors = (i % 5 + 1) as i16;
+        let (c, next) = trip(
+            &mut h,
+            t,
+            floors,
+            (3_000.0 * f64::from(floors) + 400.0 * noise.next()) as i64,
+        );
+        out.extend(c);
+        t = next;
+    }
+    none(&out, TRIP);
+    // The drive tires: 4 s per floor.
+    let mut slow = Vec::new();
+    for i in 0..100 {
+        let floors = (i % 5 + 1) as i16;
+        let (c, next) = trip(
+            &mut h,
+            t,
+            floors,
+            (4_000.0 * f64::from(floors) + 400.0 * noise.next()) as i64,
+        );
+        slow.extend(c);
+        t = next;
+    }
+    let a = one(&slow, TRIP);
+    assert_eq!(a.details["metric"], "trip_s_per_floor");
+}
+
+fn fill(h: &mut H, at: i64, seconds: f64, kg: f32, ok: bool) -> Vec<Alarm> {
+    use vigil_model::reading::{FillResult, FillingRecord};
+    let record = FillingRecord {
+        cylinder_code: "C1".into(),
+        operator_id: "P1".into(),
+        medium: "LPG".into(),
+        tare_kg: 15.0,
+        net_kg: kg,
+        pressure_mpa: None,
+        temp_c: None,
+        started_ms: T0 + at - (seconds * 1000.0) as i64,
+        result: if ok {
+            FillResult::Ok
+        } else {
+            FillResult::Aborted
+        },
+    };
+    let r = h.reading(at, Payload::Filling(record));
+    h.engine.on_reading(&r, &h.ctx.clone(), T0 + at)
+}
+
+#[test]
+fn a_failing_pump_shows_in_the_seconds_per_kg() {
+    const FILL: &str = "anomaly.fill_s_per_kg";
+    let mut h = H::new();
+    h.ctx = ctx_for("ST1", "filling_station");
+    let mut noise = Noise(23);
+    let mut out = Vec::new();
+    // 14.9 kg in about 180 s; aborted fillings say nothing about the pump.
+    for i in 0..600 {
+        out.extend(fill(
+            &mut h,
+            i * 300_000,
+            180.0 + 10.0 * noise.next(),
+            14.9,
+            true,
+        ));
+        out.extend(fill(&mut h, i * 300_000 + 1_000, 20.0, 2.0, false));
+    }
+    none(&out, FILL);
+    let mut slow = Vec::new();
+    for i in 600..650 {
+        slow.extend(fill(
+            &mut h,
+            i * 300_000,
+            250.0 + 10.0 * noise.next(),
+            14.9,
+            true,
+        ));
+    }
+    let a = one(&slow, FILL);
+    let (recent, normal) = (
+        a.details["recent"].as_f64().unwrap(),
+        a.details["normal"].as_f64().unwrap(),
+    );
+    assert!((normal - 180.0 / 14.9).abs() < 0.3, "{}", a.details);
+    assert!(recent > normal + 0.5, "{}", a.details);
+}

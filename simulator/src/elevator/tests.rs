@@ -572,11 +572,13 @@ fn a_wearing_door_motor_is_caught_by_its_anomaly_rule_and_healthy_doors_never_ar
     for (i, (floors, rated)) in BUILDINGS.into_iter().take(3).enumerate() {
         let seed = 40 + i as u64;
         let healthy = simulate(&spec(floors, rated, seed, None), 16 * HOUR_MS, || TICK_MS);
-        assert_eq!(
-            alarms_of(&healthy, "anomaly.door_close_s"),
-            vec![],
-            "a healthy door in building {i} raised an anomaly"
-        );
+        for rule in ["anomaly.door_close_s", "anomaly.trip_s_per_floor"] {
+            assert_eq!(
+                alarms_of(&healthy, rule),
+                vec![],
+                "a healthy car in building {i} raised {rule}"
+            );
+        }
 
         let mut worn = spec(floors, rated, seed, Some(FaultKind::DoorWear));
         worn.fault.as_mut().unwrap().after_ms = WEAR_AFTER_MS;
