@@ -201,6 +201,7 @@ pub(crate) fn frequent_faults(
 
 /// `tick`: a device silent for `intervals` × its reporting interval (wall
 /// time) goes offline. `device_now` is its advanced clock.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn check_offline(
     book: &mut Book,
     dev_id: &DeviceId,
