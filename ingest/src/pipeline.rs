@@ -179,29 +179,20 @@ impl Pipeline {
                 seq,
             );
         }
-        let context = match self.directory.resolve(&device_id) {
-            Resolution::Active(context) => context,
-            Resolution::Unknown => {
-                let rejection = Rejection::new(
-                    RejectReason::UnknownDevice,
-                    format!("device {device_id} is not registered"),
-                );
-                return self.reject(
-                    batch,
-                    state,
-                    &topic,
-                    Some(device_id),
-                    rejection,
-                    payload,
-                    now,
-                    None,
-                );
-            }
-            Resolution::Disabled => {
-                let rejection = Rejection::new(
-                    RejectReason::DisabledDevice,
-                    format!("device {device_id} is disabled"),
-                );
+        let refused = match self.directory.resolve(&device_id) {
+            Resolution::Active(context) => Ok(context),
+            Resolution::Unknown => Err(Rejection::new(
+                RejectReason::UnknownDevice,
+                format!("device {device_id} is not registered"),
+            )),
+            Resolution::Disabled => Err(Rejection::new(
+                RejectReason::DisabledDevice,
+                format!("device {device_id} is disabled"),
+            )),
+        };
+        let context = match refused {
+            Ok(context) => context,
+            Err(rejection) => {
                 return self.reject(
                     batch,
                     state,

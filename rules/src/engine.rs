@@ -26,7 +26,7 @@ use crate::error::AlarmOpError;
 pub(crate) use escalation::Escalation;
 pub use filling::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts};
 pub use schedule::RegistryFacts;
-use state::{Book, DeviceState, EquipmentState, STALE};
+use state::{Book, DeviceState, EquipmentState};
 
 /// A reading this much older than the device's latest `ts`, but with a
 /// newer `seq`, means the device clock stepped back rather than a late
@@ -99,10 +99,7 @@ impl RuleEngine {
         let eq = self.equipment.entry(eq_id.clone()).or_insert_with(|| {
             EquipmentState::new(ctx.binding.clone(), self.resolver.defaults.clone())
         });
-        if eq.binding != ctx.binding {
-            eq.binding = ctx.binding.clone();
-            eq.params_gen = STALE;
-        }
+        eq.rebind(&ctx.binding);
         equipment::operating_hours(eq, ctx);
         let mut dev = DeviceState::silent(eq_id.clone(), last_seen);
         dev.report_interval_s = ctx.report_interval_s;
@@ -131,10 +128,7 @@ impl RuleEngine {
         let eq = self.equipment.entry(eq_id.clone()).or_insert_with(|| {
             EquipmentState::new(ctx.binding.clone(), self.resolver.defaults.clone())
         });
-        if eq.binding != ctx.binding {
-            eq.binding = ctx.binding.clone();
-            eq.params_gen = STALE;
-        }
+        eq.rebind(&ctx.binding);
         self.resolver.refresh(eq);
         let dev = self
             .devices

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use vigil_model::reading::{Door, ElevatorMode, ElevatorSample, Power};
 use vigil_model::{Alarm, DeviceId, EpochMs};
 
-use super::state::{BOTTOM, Book, DeviceState, ElevatorAux, EquipmentState, Geometry, Step, TOP};
+use super::state::{
+    BOTTOM, Book, DeviceState, ElevatorAux, EquipmentState, Geometry, TOP, step_tracker, sync_tracker,
+};
 use crate::catalogue::{Params, Rule};
 
 /// Evaluates every sample rule on the device's latest sample at device
@@ -30,41 +32,19 @@ pub(crate) fn evaluate(
         .prune_door_changes(t - params.get(Rule::DoorCycling).window_ms);
     let mut busy = !dev.aux.door_changes.is_empty();
     for rule in Rule::SAMPLE {
-        let i = rule.index();
         let p = params.get(rule);
-        let tr = &mut dev.trackers[i];
-        // Closed elsewhere (resolved by a person, rule disabled, restored
-        // over): this device starts over, so a condition that still holds
-        // must qualify again from here.
-        if tr.held
-            && !eq.slots[i]
-                .as_ref()
-                .is_some_and(|s| s.holders.contains(dev_id))
-        {
-            *tr = Default::default();
-        }
-        if !p.enabled {
-            *tr = Default::default();
-            book.clear(eq, rule, t, out);
+        let tr = &mut dev.trackers[rule.index()];
+        if !sync_tracker(book, eq, rule, tr, dev_id, p.enabled, t, out) {
             continue;
         }
         let run_start = tr.true_since.unwrap_or(t);
         let due = due_time(rule, sample, &dev.geo, p, &dev.aux, run_start);
-        if !tr.held
-            && let Some(slot) = eq.slots[i].as_mut()
-            && slot.holders.is_empty()
-        {
-            tr.adopt(due.is_some(), t);
-            slot.holders.push(dev_id.clone());
-        }
-        match tr.step(due, t, p.clear_ms) {
-            Step::Fire(at) => {
-                let details = details(rule, sample, &dev.geo, p, &dev.aux, run_start, at);
-                book.fire(eq, rule, p.severity, dev_id, at, details, true, out);
-                eq.record(rule, p.severity, at, dev_id);
-            }
-            Step::Release(at) => book.release(eq, rule, dev_id, at, out),
-            Step::Idle => {}
+        let (geo, aux) = (&dev.geo, &dev.aux);
+        let fired = step_tracker(book, eq, rule, tr, dev_id, p, due, t, |at| {
+            details(rule, sample, geo, p, aux, run_start, at)
+        }, out);
+        if let Some(at) = fired {
+            eq.record(rule, p.severity, at, dev_id);
         }
         busy |= tr.pending();
     }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use vigil_model::reading::FillingRecord;
 use vigil_model::{Alarm, DeviceContext, DeviceId, EpochMs};
 
-use super::state::{Book, EquipmentState};
+use super::state::{Book, EquipmentState, quiet_period};
 use crate::catalogue::Rule;
 
 const DAY_MS: EpochMs = 86_400_000;
@@ -412,26 +412,9 @@ pub(crate) fn timer(
     t: EpochMs,
     out: &mut Vec<Alarm>,
 ) {
-    let params = Arc::clone(&eq.params);
     for (k, rule) in Rule::FILLING.into_iter().enumerate() {
-        let p = params.get(rule);
-        if !p.enabled {
-            eq.filling.last[k] = None;
-            book.clear(eq, rule, t, out);
-            continue;
-        }
-        if eq.slot(rule).is_none() {
-            eq.filling.last[k] = None;
-            continue;
-        }
-        if let Some((last, by)) = &eq.filling.last[k]
-            && by == dev_id
-            && t.saturating_sub(*last) >= p.clear_ms
-        {
-            let at = last + p.clear_ms;
-            eq.filling.last[k] = None;
-            book.clear(eq, rule, at, out);
-        }
+        let last = eq.filling.last[k].take();
+        eq.filling.last[k] = quiet_period(book, eq, rule, last, dev_id, t, out);
     }
 }
 

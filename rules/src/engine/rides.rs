@@ -9,7 +9,7 @@ use vigil_model::reading::{Brake, RideSample, RideState};
 use vigil_model::{Alarm, DeviceContext, DeviceId, EpochMs};
 
 use super::elevator::round3;
-use super::state::{Book, DeviceState, EquipmentState, Step, Tracker};
+use super::state::{Book, DeviceState, EquipmentState, Tracker, step_tracker, sync_tracker};
 use crate::catalogue::{Params, Rule};
 
 /// What the engine keeps about one device's ride samples.
@@ -87,39 +87,17 @@ pub(crate) fn evaluate(
     };
     let mut busy = false;
     for (k, rule) in Rule::RIDE.into_iter().enumerate() {
-        let i = rule.index();
         let p = params.get(rule);
         let tr = &mut ride.trackers[k];
-        // Closed elsewhere (resolved, disabled, restored over): start over.
-        if tr.held
-            && !eq.slots[i]
-                .as_ref()
-                .is_some_and(|s| s.holders.contains(dev_id))
-        {
-            *tr = Tracker::default();
-        }
-        if !p.enabled {
-            *tr = Tracker::default();
-            book.clear(eq, rule, t, out);
+        if !sync_tracker(book, eq, rule, tr, dev_id, p.enabled, t, out) {
             continue;
         }
         let run_start = tr.true_since.unwrap_or(t);
         let due = holds(rule, sample, &ride.registry, p).then_some(run_start + p.for_ms);
-        if !tr.held
-            && let Some(slot) = eq.slots[i].as_mut()
-            && slot.holders.is_empty()
-        {
-            tr.adopt(due.is_some(), t);
-            slot.holders.push(dev_id.clone());
-        }
-        match tr.step(due, t, p.clear_ms) {
-            Step::Fire(at) => {
-                let details = details(rule, sample, &ride.registry, p, run_start, at);
-                book.fire(eq, rule, p.severity, dev_id, at, details, true, out);
-            }
-            Step::Release(at) => book.release(eq, rule, dev_id, at, out),
-            Step::Idle => {}
-        }
+        let registry = &ride.registry;
+        step_tracker(book, eq, rule, tr, dev_id, p, due, t, |at| {
+            details(rule, sample, registry, p, run_start, at)
+        }, out);
         busy |= tr.pending();
     }
     ride.busy = busy;

@@ -14,12 +14,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use tracing::info;
-use vigil_model::{Alarm, AlarmState, Binding, EpochMs, EquipmentId, Severity};
+use serde_json::json;
+use vigil_model::{Alarm, Binding, EpochMs, EquipmentId};
 
 use super::RuleEngine;
-use super::state::{Book, EquipmentState, STALE, Slot};
+use super::state::EquipmentState;
 use crate::catalogue::Rule;
 
 const DAY_MS: i64 = 86_400_000;
@@ -85,10 +84,7 @@ pub(crate) fn check(engine: &mut RuleEngine, facts: &[RegistryFacts], now: Epoch
                 resolver.defaults.clone(),
             )),
         };
-        if eq.binding != f.binding {
-            eq.binding = f.binding.clone();
-            eq.params_gen = STALE;
-        }
+        eq.rebind(&f.binding);
         resolver.refresh(eq);
         let mut changes = Vec::new();
         for rule in Rule::REGISTRY {
@@ -141,7 +137,8 @@ pub(crate) fn check(engine: &mut RuleEngine, facts: &[RegistryFacts], now: Epoch
                     "max_days": p.days,
                 }),
             };
-            raise(book, eq, rule, p.severity, now, details, &mut changes);
+            // No device: the registry raised it.
+            changes.push(book.raise(eq, rule, p.severity, None, now, details, Vec::new()));
         }
         if let Some(eq) = fresh
             && !changes.is_empty()
@@ -161,44 +158,4 @@ pub(crate) fn check(engine: &mut RuleEngine, facts: &[RegistryFacts], now: Epoch
     }
     schedule.quiet.retain(|(id, _)| seen.contains(id));
     out
-}
-
-/// A new alarm with no device: the registry raised it.
-fn raise(
-    book: &mut Book,
-    eq: &mut EquipmentState,
-    rule: Rule,
-    severity: Severity,
-    now: EpochMs,
-    details: Value,
-    out: &mut Vec<Alarm>,
-) {
-    let alarm = Alarm {
-        alarm_id: (book.next_id)(),
-        rule: book.rule_ids[rule.index()].clone(),
-        severity,
-        state: AlarmState::Active,
-        equipment_id: eq.binding.equipment_id.clone(),
-        device_id: None,
-        category: eq.binding.category.clone(),
-        owner_id: eq.binding.owner_id.clone(),
-        region: eq.binding.region,
-        raised_at: now,
-        updated_at: now,
-        cleared_at: None,
-        count: 1,
-        details,
-        version: 1,
-        acknowledged_at: None,
-        acknowledged_by: None,
-        note: None,
-    };
-    info!(equipment = %alarm.equipment_id, rule = rule.id(), alarm = %alarm.alarm_id, severity = severity.as_str(), "Alarm raised from the registry.");
-    book.by_alarm
-        .insert(alarm.alarm_id.clone(), (alarm.equipment_id.clone(), rule));
-    out.push(alarm.clone());
-    eq.slots[rule.index()] = Some(Slot {
-        alarm,
-        holders: Vec::new(),
-    });
 }

@@ -16,6 +16,7 @@ use super::filling::FillingEquipment;
 use super::rides::RideDevice;
 use super::video::VideoEquipment;
 use crate::catalogue::{Rule, rule_id};
+use crate::catalogue::Params;
 use crate::config::ParamSet;
 
 /// One rule's condition over time, for one device (or one equipment for
@@ -357,6 +358,15 @@ impl EquipmentState {
         }
     }
 
+    /// The registry changed the equipment's owner, region or category:
+    /// its parameters resolve again.
+    pub fn rebind(&mut self, binding: &Binding) {
+        if self.binding != *binding {
+            self.binding = binding.clone();
+            self.params_gen = STALE;
+        }
+    }
+
     pub fn slot(&self, rule: Rule) -> Option<&Slot> {
         self.slots[rule.index()].as_ref()
     }
@@ -372,6 +382,100 @@ impl EquipmentState {
             self.ff_quiet = false;
             self.ff_device = Some(device.clone());
         }
+    }
+}
+
+/// The first half of a per-device sample rule's turn: a tracker whose run
+/// the equipment's alarm no longer follows (resolved by a person, rule
+/// disabled, restored over) starts over, so a condition that still holds
+/// must qualify again from here; a disabled rule clears its alarm. Returns
+/// whether the rule is to be evaluated.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sync_tracker(
+    book: &mut Book,
+    eq: &mut EquipmentState,
+    rule: Rule,
+    tr: &mut Tracker,
+    dev_id: &DeviceId,
+    enabled: bool,
+    t: EpochMs,
+    out: &mut Vec<Alarm>,
+) -> bool {
+    let followed = eq.slots[rule.index()]
+        .as_ref()
+        .is_some_and(|s| s.holders.contains(dev_id));
+    if (tr.held && !followed) || !enabled {
+        *tr = Tracker::default();
+    }
+    if !enabled {
+        book.clear(eq, rule, t, out);
+    }
+    enabled
+}
+
+/// The second half: a restored alarm nobody holds is adopted, then the
+/// tracker steps to `t` with the condition's `due` time, firing (with the
+/// details `details` gives for the firing time) or releasing. Returns the
+/// firing time, if it fired.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn step_tracker(
+    book: &mut Book,
+    eq: &mut EquipmentState,
+    rule: Rule,
+    tr: &mut Tracker,
+    dev_id: &DeviceId,
+    p: &Params,
+    due: Option<EpochMs>,
+    t: EpochMs,
+    details: impl FnOnce(EpochMs) -> Value,
+    out: &mut Vec<Alarm>,
+) -> Option<EpochMs> {
+    if !tr.held
+        && let Some(slot) = eq.slots[rule.index()].as_mut()
+        && slot.holders.is_empty()
+    {
+        tr.adopt(due.is_some(), t);
+        slot.holders.push(dev_id.clone());
+    }
+    match tr.step(due, t, p.clear_ms) {
+        Step::Fire(at) => {
+            book.fire(eq, rule, p.severity, dev_id, at, details(at), true, out);
+            Some(at)
+        }
+        Step::Release(at) => {
+            book.release(eq, rule, dev_id, at, out);
+            None
+        }
+        Step::Idle => None,
+    }
+}
+
+/// An alarm that ends `clear_s` after its rule's last qualifying event
+/// (video, filling): `last` is that event's time and device. Clears it
+/// when the rule is disabled, or once `dev_id`'s clock `t` has passed the
+/// quiet period of an event of `dev_id`; returns what `last` becomes.
+pub(crate) fn quiet_period(
+    book: &mut Book,
+    eq: &mut EquipmentState,
+    rule: Rule,
+    last: Option<(EpochMs, DeviceId)>,
+    dev_id: &DeviceId,
+    t: EpochMs,
+    out: &mut Vec<Alarm>,
+) -> Option<(EpochMs, DeviceId)> {
+    let params = Arc::clone(&eq.params);
+    let p = params.get(rule);
+    if !p.enabled {
+        book.clear(eq, rule, t, out);
+        return None;
+    }
+    eq.slot(rule)?;
+    match last {
+        Some((at, by)) if by == *dev_id && t.saturating_sub(at) >= p.clear_ms => {
+            book.clear(eq, rule, at + p.clear_ms, out);
+            None
+        }
+        other => other,
     }
 }
 
@@ -449,40 +553,57 @@ impl Book {
                 out.push(a.clone());
             }
             None => {
-                let alarm = Alarm {
-                    alarm_id: (self.next_id)(),
-                    rule: self.rule_ids[rule.index()].clone(),
-                    severity,
-                    state: AlarmState::Active,
-                    equipment_id: eq.binding.equipment_id.clone(),
-                    device_id: Some(device.clone()),
-                    category: eq.binding.category.clone(),
-                    owner_id: eq.binding.owner_id.clone(),
-                    region: eq.binding.region,
-                    raised_at: at,
-                    updated_at: at,
-                    cleared_at: None,
-                    count: 1,
-                    details,
-                    version: 1,
-                    acknowledged_at: None,
-                    acknowledged_by: None,
-                    note: None,
+                let holders = if holder {
+                    vec![device.clone()]
+                } else {
+                    Vec::new()
                 };
-                info!(equipment = %alarm.equipment_id, device = %device, rule = rule.id(), alarm = %alarm.alarm_id, severity = severity.as_str(), "Alarm raised.");
-                self.by_alarm
-                    .insert(alarm.alarm_id.clone(), (alarm.equipment_id.clone(), rule));
-                out.push(alarm.clone());
-                eq.slots[rule.index()] = Some(Slot {
-                    alarm,
-                    holders: if holder {
-                        vec![device.clone()]
-                    } else {
-                        Vec::new()
-                    },
-                });
+                out.push(self.raise(eq, rule, severity, Some(device), at, details, holders));
             }
         }
+    }
+
+    /// A new alarm of `rule` on `eq`, raised at `at` by `device` (none for
+    /// the registry-time rules), now its open alarm; returns its first version.
+    #[allow(clippy::too_many_arguments)]
+    pub fn raise(
+        &mut self,
+        eq: &mut EquipmentState,
+        rule: Rule,
+        severity: Severity,
+        device: Option<&DeviceId>,
+        at: EpochMs,
+        details: Value,
+        holders: Vec<DeviceId>,
+    ) -> Alarm {
+        let alarm = Alarm {
+            alarm_id: (self.next_id)(),
+            rule: self.rule_ids[rule.index()].clone(),
+            severity,
+            state: AlarmState::Active,
+            equipment_id: eq.binding.equipment_id.clone(),
+            device_id: device.cloned(),
+            category: eq.binding.category.clone(),
+            owner_id: eq.binding.owner_id.clone(),
+            region: eq.binding.region,
+            raised_at: at,
+            updated_at: at,
+            cleared_at: None,
+            count: 1,
+            details,
+            version: 1,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            note: None,
+        };
+        info!(equipment = %alarm.equipment_id, device = ?device.map(DeviceId::as_str), rule = rule.id(), alarm = %alarm.alarm_id, severity = severity.as_str(), "Alarm raised.");
+        self.by_alarm
+            .insert(alarm.alarm_id.clone(), (alarm.equipment_id.clone(), rule));
+        eq.slots[rule.index()] = Some(Slot {
+            alarm: alarm.clone(),
+            holders,
+        });
+        alarm
     }
 
     /// A new version of the open alarm without a new occurrence (the set of

@@ -15,7 +15,7 @@ use vigil_model::reading::{RideState, VideoEvent, VideoKind};
 use vigil_model::{Alarm, DeviceId, EpochMs};
 
 use super::elevator::round3;
-use super::state::{Book, EquipmentState};
+use super::state::{Book, EquipmentState, quiet_period};
 use crate::catalogue::Rule;
 
 /// Occlusion runs one equipment tracks at once; more cameras than this
@@ -171,29 +171,12 @@ pub(crate) fn timer(
     t: EpochMs,
     out: &mut Vec<Alarm>,
 ) {
-    let params = Arc::clone(&eq.params);
     for (k, rule) in Rule::VIDEO.into_iter().enumerate() {
-        let p = params.get(rule);
-        if !p.enabled {
-            eq.video.last[k] = None;
-            if rule == Rule::VideoCameraOccluded {
-                eq.video.occluded.clear();
-            }
-            book.clear(eq, rule, t, out);
-            continue;
+        if rule == Rule::VideoCameraOccluded && !eq.params.get(rule).enabled {
+            eq.video.occluded.clear();
         }
-        if eq.slot(rule).is_none() {
-            eq.video.last[k] = None;
-            continue;
-        }
-        if let Some((last, by)) = &eq.video.last[k]
-            && by == dev_id
-            && t.saturating_sub(*last) >= p.clear_ms
-        {
-            let at = last + p.clear_ms;
-            eq.video.last[k] = None;
-            book.clear(eq, rule, at, out);
-        }
+        let last = eq.video.last[k].take();
+        eq.video.last[k] = quiet_period(book, eq, rule, last, dev_id, t, out);
     }
 }
 
