@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router, middleware};
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio_stream::wrappers::BroadcastStream;
 use vigil_model::{Alarm, AlarmId, AlarmState, EquipmentId, OwnerId, Region};
 use vigil_registry::api::{ApiError, ApiJson};
@@ -419,6 +419,26 @@ async fn equipment_status(
     })))
 }
 
+/// The one row of a risk view `sql` selects. The registry reaches SQL a
+/// moment after an import; until then `what` has no row.
+async fn graded_row(
+    state: &AppState,
+    sql: &str,
+    what: &str,
+) -> Result<Map<String, Value>, ApiError> {
+    sql::epoch_rows(state, sql, 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                format!("{what} is not graded yet; try again in a second"),
+            )
+        })
+}
+
 /// `GET /equipment/{id}/risk`: its row of the `risk` view.
 async fn equipment_risk(
     State(state): State<Arc<AppState>>,
@@ -432,22 +452,11 @@ async fn equipment_risk(
     if !principal.sees_equipment(&equipment.owner_id, &equipment.region) {
         return Err(not_found());
     }
-    let rows = sql::view_rows(
-        &state,
-        &format!(
-            "SELECT * FROM risk WHERE equipment_id = {}",
-            sql::lit(id.as_str())
-        ),
-    )
-    .await?;
-    // The registry syncs to SQL within a moment; until then it has no row.
-    let row = rows.into_iter().next().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("equipment {id} is not graded yet; try again in a second"),
-        )
-    })?;
+    let sql = format!(
+        "SELECT * FROM risk WHERE equipment_id = {}",
+        sql::lit(id.as_str())
+    );
+    let row = graded_row(&state, &sql, &format!("equipment {id}")).await?;
     Ok(Json(Value::Object(row)))
 }
 
@@ -472,23 +481,14 @@ async fn owner_risk(
         "SELECT * FROM owner_risk WHERE owner_id = {}",
         sql::lit(id.as_str())
     );
-    let mut row = sql::view_rows(&state, &owner_sql)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                format!("owner {id} is not graded yet; try again in a second"),
-            )
-        })?;
-    let equipment = sql::view_rows(
+    let mut row = graded_row(&state, &owner_sql, &format!("owner {id}")).await?;
+    let equipment = sql::epoch_rows(
         &state,
         &format!(
             "SELECT equipment_id, region, category, score, colour FROM risk WHERE owner_id = {} ORDER BY score DESC, equipment_id",
             sql::lit(id.as_str())
         ),
+        state.sql.max_rows,
     )
     .await?;
     row.insert(

@@ -70,11 +70,11 @@ pub async fn replay(
     ] {
         let sql = format!(
             "SELECT * FROM {} WHERE ts >= {} AND ts < {}",
-            table_of(stream),
+            vigil_storage::readings_table(stream),
             crate::sql::time_literal(req.from)?,
             crate::sql::time_literal(req.to)?
         );
-        for row in crate::sql::epoch_rows(state, &sql).await? {
+        for row in crate::sql::epoch_rows(state, &sql, MAX_READINGS + 1).await? {
             readings.push(reading_of(stream, row)?);
             if readings.len() > MAX_READINGS {
                 return Err(ApiError::bad_request(
@@ -130,16 +130,6 @@ pub async fn replay(
         readings: readings.len(),
         alarms,
     })
-}
-
-fn table_of(stream: Stream) -> &'static str {
-    match stream {
-        Stream::Elevator => "elevator_readings",
-        Stream::Ride => "ride_readings",
-        Stream::Video => "video_events",
-        Stream::Filling => "filling_records",
-        Stream::Event => "device_events",
-    }
 }
 
 /// A stored row back into the reading the device sent: the payload's

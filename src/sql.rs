@@ -291,16 +291,6 @@ pub async fn latest_reading(state: &AppState, id: &EquipmentId) -> Result<Option
     Ok(None)
 }
 
-/// Rows of a query the engine runs for the API itself (risk views).
-pub async fn view_rows(state: &AppState, sql: &str) -> Result<Vec<Map<String, Value>>, ApiError> {
-    let output = state
-        .store
-        .query(sql, &state.sql)
-        .await
-        .map_err(store_error)?;
-    rows_as_json(&output.batches)
-}
-
 /// An epoch-ms time as a SQL literal that compares with a timestamp column
 /// on both backends (RFC 3339 text).
 pub fn time_literal(ms: EpochMs) -> Result<String, ApiError> {
@@ -310,10 +300,15 @@ pub fn time_literal(ms: EpochMs) -> Result<String, ApiError> {
     Ok(lit(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
 }
 
-/// Rows of an internal query with every timestamp as epoch ms.
-pub async fn epoch_rows(state: &AppState, sql: &str) -> Result<Vec<Map<String, Value>>, ApiError> {
+/// Rows of a query the engine runs itself (risk, replay), at most
+/// `max_rows`, with every timestamp as epoch ms.
+pub async fn epoch_rows(
+    state: &AppState,
+    sql: &str,
+    max_rows: usize,
+) -> Result<Vec<Map<String, Value>>, ApiError> {
     let mut opts = state.sql.clone();
-    opts.max_rows = crate::replay::MAX_READINGS + 1;
+    opts.max_rows = max_rows;
     let output = state.store.query(sql, &opts).await.map_err(store_error)?;
     rows_as_json(&epoch_ms(&output.batches)?)
 }

@@ -231,15 +231,7 @@ impl Store for EmbeddedStore {
         if batch.is_empty() {
             return Ok(());
         }
-        // A batch larger than the whole queue takes all of it.
-        let permits = batch.len().min(self.queue_capacity) as u32;
-        let held = self
-            .shared
-            .queue
-            .acquire_many(permits)
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        held.forget();
+        let permits = crate::reserve(&self.shared.queue, batch.len(), self.queue_capacity).await?;
         self.send(Msg::Write {
             writes: batch,
             permits,

@@ -41,6 +41,28 @@ pub const TABLES: &[&str] = &[
     "dead_letters",
 ];
 
+/// Takes room for `n` records in a store's bounded write queue (all of it
+/// for a batch larger than the queue), waiting while it is full: the
+/// back-pressure writers feel. The writer thread gives the permits back.
+pub(crate) async fn reserve(
+    queue: &tokio::sync::Semaphore,
+    n: usize,
+    capacity: usize,
+) -> Result<u32, StoreError> {
+    let permits = n.min(capacity) as u32;
+    queue
+        .acquire_many(permits)
+        .await
+        .map_err(|_| StoreError::Closed)?
+        .forget();
+    Ok(permits)
+}
+
+/// The table a stream's readings are stored in.
+pub fn readings_table(stream: vigil_model::Stream) -> &'static str {
+    embedded::schema::Table::of_stream(stream).name()
+}
+
 /// Limits on one SQL query from the API or the CLI.
 #[derive(Debug, Clone)]
 pub struct QueryOptions {

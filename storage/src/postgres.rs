@@ -356,14 +356,8 @@ impl Store for PostgresStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let permits = batch.len().min(self.config.queue_capacity) as u32;
-        let held = self
-            .shared
-            .queue
-            .acquire_many(permits)
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        held.forget();
+        let permits =
+            crate::reserve(&self.shared.queue, batch.len(), self.config.queue_capacity).await?;
         self.send(Msg::Write {
             writes: batch,
             permits,

@@ -9,7 +9,8 @@ use vigil_model::reading::{Door, ElevatorMode, ElevatorSample, Power};
 use vigil_model::{Alarm, DeviceId, EpochMs};
 
 use super::state::{
-    BOTTOM, Book, DeviceState, ElevatorAux, EquipmentState, Geometry, TOP, step_tracker, sync_tracker,
+    BOTTOM, Book, DeviceState, ElevatorAux, EquipmentState, Geometry, TOP, step_tracker,
+    sync_tracker,
 };
 use crate::catalogue::{Params, Rule};
 
@@ -40,9 +41,18 @@ pub(crate) fn evaluate(
         let run_start = tr.true_since.unwrap_or(t);
         let due = due_time(rule, sample, &dev.geo, p, &dev.aux, run_start);
         let (geo, aux) = (&dev.geo, &dev.aux);
-        let fired = step_tracker(book, eq, rule, tr, dev_id, p, due, t, |at| {
-            details(rule, sample, geo, p, aux, run_start, at)
-        }, out);
+        let fired = step_tracker(
+            book,
+            eq,
+            rule,
+            tr,
+            dev_id,
+            p,
+            due,
+            t,
+            |at| details(rule, sample, geo, p, aux, run_start, at),
+            out,
+        );
         if let Some(at) = fired {
             eq.record(rule, p.severity, at, dev_id);
         }

@@ -95,9 +95,18 @@ pub(crate) fn evaluate(
         let run_start = tr.true_since.unwrap_or(t);
         let due = holds(rule, sample, &ride.registry, p).then_some(run_start + p.for_ms);
         let registry = &ride.registry;
-        step_tracker(book, eq, rule, tr, dev_id, p, due, t, |at| {
-            details(rule, sample, registry, p, run_start, at)
-        }, out);
+        step_tracker(
+            book,
+            eq,
+            rule,
+            tr,
+            dev_id,
+            p,
+            due,
+            t,
+            |at| details(rule, sample, registry, p, run_start, at),
+            out,
+        );
         busy |= tr.pending();
     }
     ride.busy = busy;

@@ -15,8 +15,8 @@ use vigil_model::{
 use super::filling::FillingEquipment;
 use super::rides::RideDevice;
 use super::video::VideoEquipment;
-use crate::catalogue::{Rule, rule_id};
 use crate::catalogue::Params;
+use crate::catalogue::{Rule, rule_id};
 use crate::config::ParamSet;
 
 /// One rule's condition over time, for one device (or one equipment for
