@@ -72,6 +72,8 @@ mod catalogue;
 mod config;
 mod engine;
 mod error;
+#[allow(dead_code)] // wired into rule files next
+mod expr;
 
 pub use catalogue::{ParamInfo, RuleInfo, catalogue};
 pub use config::RuleConfig;
