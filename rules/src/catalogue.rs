@@ -58,6 +58,45 @@ pub(crate) enum Rule {
     AnomalyFill,
 }
 
+/// An alarm slot of the engine: the built-in rules first (their [`Rule`]
+/// index), then the rules a configuration defines, in the order the engine
+/// first met them. A defined rule keeps its key for the engine's lifetime,
+/// even when a reload drops it (it is then disabled), so per-equipment and
+/// per-device state never has to be renumbered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Key(u16);
+
+impl Key {
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// The built-in rule of this slot, if it is one.
+    pub fn builtin(self) -> Option<Rule> {
+        Rule::ALL.get(self.index()).copied()
+    }
+
+    pub fn from_index(index: usize) -> Key {
+        Key(u16::try_from(index).unwrap_or(u16::MAX))
+    }
+
+    /// The slot of the `n`-th defined rule.
+    pub fn defined(n: usize) -> Key {
+        Key(u16::try_from(Rule::COUNT + n).unwrap_or(u16::MAX))
+    }
+
+    /// Which defined rule this is (`None` for a built-in).
+    pub fn defined_index(self) -> Option<usize> {
+        self.index().checked_sub(Rule::COUNT)
+    }
+}
+
+impl From<Rule> for Key {
+    fn from(rule: Rule) -> Key {
+        rule.key()
+    }
+}
+
 impl Rule {
     pub const COUNT: usize = 43;
     pub const ALL: [Rule; Rule::COUNT] = [
@@ -167,6 +206,10 @@ impl Rule {
 
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    pub fn key(self) -> Key {
+        Key(self as u16)
     }
 
     pub fn id(self) -> &'static str {
@@ -628,6 +671,10 @@ pub(crate) struct Params {
     /// `device.offline`: the severity inside the equipment's registry
     /// `operating_hours` (rides), when it differs.
     pub operating_severity: Option<Severity>,
+    /// Defined rules: after an alarm clears, a new one waits this long.
+    pub cooldown_ms: i64,
+    /// Defined rules: their own thresholds (`rule.NAME`), in definition order.
+    pub settings: Vec<f64>,
 }
 
 pub(crate) const DEFAULT_CLEAR_S: f64 = 10.0;
@@ -642,6 +689,32 @@ pub(crate) const MAINTAINED_CATEGORIES: &[&str] = &["elevator", "escalator"];
 pub(crate) const RIDE_CATEGORIES: &[&str] = &["amusement_ride", "passenger_ropeway"];
 
 impl Params {
+    /// A rule that is not evaluated (a defined rule a reload dropped).
+    pub const DISABLED: Params = Params {
+        enabled: false,
+        severity: Severity::Minor,
+        for_ms: 0,
+        clear_ms: 0,
+        alarm_button_for_ms: 0,
+        speed_mps: 0.0,
+        factor: 0.0,
+        moving_for_ms: 0,
+        max_changes: 0,
+        window_ms: 0,
+        count: 0,
+        intervals: 0.0,
+        codes: BTreeMap::new(),
+        limit: 0.0,
+        min_confidence: 0.0,
+        days: 0,
+        flowing_ms: 0,
+        threshold: 0.0,
+        warmup: 0,
+        operating_severity: None,
+        cooldown_ms: 0,
+        settings: Vec::new(),
+    };
+
     /// The shipped defaults of rules.md.
     pub fn default_for(rule: Rule) -> Params {
         let base = Params {
@@ -665,6 +738,8 @@ impl Params {
             threshold: 0.0,
             warmup: 0,
             operating_severity: None,
+            cooldown_ms: 0,
+            settings: Vec::new(),
         };
         match rule {
             Rule::Trapped => Params {
@@ -1000,7 +1075,7 @@ impl Params {
     }
 }
 
-fn severity_of(value: &Value) -> Result<Severity, &'static str> {
+pub(crate) fn severity_of(value: &Value) -> Result<Severity, &'static str> {
     value
         .as_str()
         .and_then(Severity::parse)
@@ -1020,6 +1095,9 @@ pub struct RuleInfo {
     pub description: &'static str,
     /// Where the default comes from (rules.md's "basis").
     pub basis: &'static str,
+    /// The condition as `catalogue.toml` writes it (`None`: evaluated in
+    /// code, as it needs earlier samples or the registry).
+    pub when: Option<&'static str>,
     /// Every parameter a configuration may set, with its shipped default.
     pub params: Vec<ParamInfo>,
 }
@@ -1067,6 +1145,7 @@ pub fn catalogue() -> Vec<RuleInfo> {
                 severity: defaults.severity,
                 description: rule.description(),
                 basis: rule.basis(),
+                when: crate::builtin::text(rule),
                 params: rule
                     .keys()
                     .iter()

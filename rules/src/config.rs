@@ -7,13 +7,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vigil_model::EquipmentId;
 
-use crate::catalogue::{Params, Rule, secs_to_ms};
+use crate::catalogue::{Key, Params, Rule, secs_to_ms};
+use crate::define::Definition;
 use crate::engine::Escalation;
 use crate::error::ConfigError;
 
 /// The registry's equipment categories (registry.md); a category override
 /// naming anything else is a typo that would silently do nothing.
-const CATEGORIES: &[&str] = &[
+pub(crate) const CATEGORIES: &[&str] = &[
     "elevator",
     "escalator",
     "amusement_ride",
@@ -76,54 +77,180 @@ impl RuleConfig {
         Ok(config)
     }
 
+    /// A rule file (the same format as the `[rules]` table) laid over
+    /// `base` (the application configuration's `[rules]`): tables merge,
+    /// the file's values win. A mistake is reported with the file, line and
+    /// column of the key or the very token that is wrong.
+    pub fn load(
+        base: &toml::Table,
+        file: Option<(&str, &str)>,
+    ) -> Result<RuleConfig, RuleFileError> {
+        let mut merged = base.clone();
+        if let Some((name, text)) = file {
+            let table: toml::Table = toml::from_str(text).map_err(|e| {
+                let at = e
+                    .span()
+                    .map_or((1, 1), |span| line_column(text, span.start));
+                RuleFileError {
+                    file: name.to_owned(),
+                    at: Some(at),
+                    error: ConfigError::Parse {
+                        message: e.message().to_owned(),
+                    },
+                }
+            })?;
+            merge(&mut merged, table);
+        }
+        let located = |mistake: Located| {
+            let in_file = file.and_then(|(name, text)| {
+                crate::locate::find(text, &mistake.path, mistake.offset).map(|at| (name, at))
+            });
+            match in_file {
+                Some((name, at)) => RuleFileError {
+                    file: name.to_owned(),
+                    at: Some(at),
+                    error: mistake.error,
+                },
+                None => RuleFileError {
+                    file: BASE.to_owned(),
+                    at: None,
+                    error: mistake.error,
+                },
+            }
+        };
+        let config: RuleConfig = toml::Value::Table(merged).try_into().map_err(|e| {
+            located(Located {
+                path: Vec::new(),
+                offset: None,
+                error: ConfigError::Parse {
+                    message: e.to_string(),
+                },
+            })
+        })?;
+        config.check().map_err(located)?;
+        Ok(config)
+    }
+
     /// Refuses unknown rule ids, unknown parameter names, values of the
-    /// wrong type or range, unknown categories and invalid equipment ids,
-    /// naming the table and key.
+    /// wrong type or range, unknown categories, invalid equipment ids and
+    /// defined rules that do not check, naming the table and key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.escalation.validate()?;
+        self.check().map(|_| ()).map_err(|m| m.error)
+    }
+
+    /// The rules this configuration defines that check (the engine ignores
+    /// the others, as `validate` would refuse them).
+    pub(crate) fn definitions(&self) -> Vec<Definition> {
+        let clear = self.default_clear_ms();
+        self.rule
+            .iter()
+            .filter(|(id, table)| Rule::parse(id).is_none() && is_definition(table))
+            .filter_map(|(id, table)| Definition::parse(id, table, clear).ok())
+            .collect()
+    }
+
+    fn default_clear_ms(&self) -> i64 {
+        secs_to_ms(
+            self.clear_s
+                .filter(|c| c.is_finite() && *c >= 0.0)
+                .unwrap_or(crate::catalogue::DEFAULT_CLEAR_S),
+        )
+    }
+
+    /// Everything `validate` checks, with where each mistake is; returns
+    /// the definitions.
+    fn check(&self) -> Result<Vec<Definition>, Located> {
+        if let Err(error) = self.escalation.validate() {
+            let key = match &error {
+                ConfigError::BadValue { key, .. } => key.clone(),
+                _ => String::new(),
+            };
+            return Err(Located::at(["escalation", key.as_str()], error));
+        }
         if let Some(clear) = self.clear_s
             && !(clear.is_finite() && clear >= 0.0)
         {
-            return Err(ConfigError::BadValue {
-                scope: "top level".into(),
-                rule: "(all rules)".into(),
-                key: "clear_s".into(),
-                expected: "a number of seconds ≥ 0",
-                got: clear.to_string(),
-            });
+            return Err(Located::at(
+                ["clear_s"],
+                ConfigError::BadValue {
+                    scope: "top level".into(),
+                    rule: "(all rules)".into(),
+                    key: "clear_s".into(),
+                    expected: "a number of seconds ≥ 0",
+                    got: clear.to_string(),
+                },
+            ));
         }
-        for (rule, overrides) in &self.rule {
-            check_rule(&format!("rule.{}", quoted(rule)), rule, overrides)?;
+        let mut defined = BTreeMap::new();
+        for (id, table) in &self.rule {
+            if !is_definition(table) || Rule::parse(id).is_some() {
+                continue;
+            }
+            let scope = format!("rule.{}", quoted(id));
+            let def = Definition::parse(id, table, self.default_clear_ms()).map_err(|e| {
+                let key = e.key.clone();
+                Located {
+                    path: vec!["rule".into(), id.clone(), key.clone()],
+                    offset: e.offset,
+                    error: ConfigError::BadDefinition {
+                        scope,
+                        key,
+                        message: e.message,
+                    },
+                }
+            })?;
+            defined.insert(id.clone(), def);
+        }
+        let check = |path: Vec<String>, scope: String, id: &str, overrides: &Overrides| {
+            check_rule(&scope, id, overrides, defined.get(id), &defined).map_err(|(key, error)| {
+                let mut path = path;
+                path.extend(key);
+                Located {
+                    path,
+                    offset: None,
+                    error,
+                }
+            })
+        };
+        for (id, overrides) in &self.rule {
+            if !defined.contains_key(id) {
+                let path = vec!["rule".to_owned(), id.clone()];
+                check(path, format!("rule.{}", quoted(id)), id, overrides)?;
+            }
         }
         for (category, rules) in &self.category {
             if !CATEGORIES.contains(&category.as_str()) {
-                return Err(ConfigError::UnknownCategory {
-                    category: category.clone(),
-                    known: CATEGORIES.join(", "),
-                });
+                return Err(Located::at(
+                    ["category", category.as_str()],
+                    ConfigError::UnknownCategory {
+                        category: category.clone(),
+                        known: CATEGORIES.join(", "),
+                    },
+                ));
             }
-            for (rule, overrides) in rules {
-                check_rule(
-                    &format!("category.{category}.{}", quoted(rule)),
-                    rule,
-                    overrides,
-                )?;
+            for (id, overrides) in rules {
+                let path = vec!["category".to_owned(), category.clone(), id.clone()];
+                let scope = format!("category.{category}.{}", quoted(id));
+                check(path, scope, id, overrides)?;
             }
         }
         for (equipment, rules) in &self.equipment {
-            EquipmentId::new(equipment).map_err(|e| ConfigError::BadEquipment {
-                equipment: equipment.clone(),
-                reason: e.to_string(),
+            EquipmentId::new(equipment).map_err(|e| {
+                Located::at(
+                    ["equipment", equipment.as_str()],
+                    ConfigError::BadEquipment {
+                        equipment: equipment.clone(),
+                        reason: e.to_string(),
+                    },
+                )
             })?;
-            for (rule, overrides) in rules {
-                check_rule(
-                    &format!("equipment.{}.{}", quoted(equipment), quoted(rule)),
-                    rule,
-                    overrides,
-                )?;
+            for (id, overrides) in rules {
+                let path = vec!["equipment".to_owned(), equipment.clone(), id.clone()];
+                let scope = format!("equipment.{}.{}", quoted(equipment), quoted(id));
+                check(path, scope, id, overrides)?;
             }
         }
-        Ok(())
+        Ok(defined.into_values().collect())
     }
 
     /// Whether some parameter is set for this one piece of equipment (its
@@ -133,24 +260,31 @@ impl RuleConfig {
     }
 
     /// Every rule's parameters for equipment of `category` (and, when
-    /// given, this one piece of equipment).
-    pub(crate) fn resolve(&self, category: &str, equipment: Option<&str>) -> ParamSet {
-        ParamSet(std::array::from_fn(|i| {
-            let rule = Rule::ALL[i];
+    /// given, this one piece of equipment): the built-in rules, then the
+    /// engine's defined-rule slots (`None`: a rule a reload dropped).
+    pub(crate) fn resolve(
+        &self,
+        category: &str,
+        equipment: Option<&str>,
+        defined: &[Option<std::sync::Arc<Definition>>],
+    ) -> ParamSet {
+        let layers = |id: &str| {
+            [
+                self.rule.get(id),
+                self.category.get(category).and_then(|c| c.get(id)),
+                equipment
+                    .and_then(|e| self.equipment.get(e))
+                    .and_then(|e| e.get(id)),
+            ]
+        };
+        let builtin = Rule::ALL.into_iter().map(|rule| {
             let mut p = Params::default_for_category(rule, category);
             if rule.uses_global_clear()
                 && let Some(clear) = self.clear_s.filter(|c| c.is_finite() && *c >= 0.0)
             {
                 p.clear_ms = secs_to_ms(clear);
             }
-            let layers = [
-                self.rule.get(rule.id()),
-                self.category.get(category).and_then(|c| c.get(rule.id())),
-                equipment
-                    .and_then(|e| self.equipment.get(e))
-                    .and_then(|e| e.get(rule.id())),
-            ];
-            for overrides in layers.into_iter().flatten() {
+            for overrides in layers(rule.id()).into_iter().flatten() {
                 for (key, value) in overrides {
                     // Refused by `validate`; the engine keeps the value it had.
                     if rule.keys().contains(&key.as_str()) {
@@ -159,38 +293,184 @@ impl RuleConfig {
                 }
             }
             p
-        }))
+        });
+        let custom = defined.iter().map(|def| {
+            let Some(def) = def else {
+                return Params::DISABLED;
+            };
+            let mut p = def.defaults.clone();
+            let [_, by_category, by_equipment] = layers(def.id.as_str());
+            for overrides in [by_category, by_equipment].into_iter().flatten() {
+                for (key, value) in overrides {
+                    let _ = def.set(&mut p, key, value);
+                }
+            }
+            if def
+                .categories
+                .as_ref()
+                .is_some_and(|list| !list.iter().any(|c| c == category))
+            {
+                p.enabled = false;
+            }
+            p
+        });
+        ParamSet(builtin.chain(custom).collect())
     }
 }
 
-fn check_rule(scope: &str, rule_id: &str, overrides: &Overrides) -> Result<(), ConfigError> {
+/// A mistake and where it is: the table path and key, and for a condition
+/// the byte offset inside its text.
+pub(crate) struct Located {
+    pub path: Vec<String>,
+    pub offset: Option<usize>,
+    pub error: ConfigError,
+}
+
+impl Located {
+    fn at<const N: usize>(path: [&str; N], error: ConfigError) -> Located {
+        Located {
+            path: path.iter().map(|s| (*s).to_owned()).collect(),
+            offset: None,
+            error,
+        }
+    }
+}
+
+/// What a rule file's mistakes are reported against when they are not in
+/// the file but in the application configuration.
+const BASE: &str = "the configuration's [rules]";
+
+/// A rule configuration refused at load, with where the mistake is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}{}: {error}", at.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct RuleFileError {
+    pub file: String,
+    /// Line and column, from 1.
+    pub at: Option<(usize, usize)>,
+    pub error: ConfigError,
+}
+
+/// Line and column (from 1, in characters) of byte `offset` of `text`.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Lays `top` over `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// A `[rule."ID"]` table with a condition defines a rule.
+fn is_definition(table: &Overrides) -> bool {
+    table.contains_key("when") || table.contains_key("stream")
+}
+
+/// Checks one rule's overrides; on a mistake returns the key (if it is in
+/// a key) and the error.
+fn check_rule(
+    scope: &str,
+    rule_id: &str,
+    overrides: &Overrides,
+    def: Option<&Definition>,
+    defined: &BTreeMap<String, Definition>,
+) -> Result<(), (Option<String>, ConfigError)> {
+    if let Some(def) = def {
+        let allowed = def.override_keys();
+        let mut scratch = def.defaults.clone();
+        for (key, value) in overrides {
+            if !allowed.contains(&key.as_str()) {
+                let hint = if crate::define::DEFINITION_KEYS.contains(&key.as_str()) {
+                    " (a condition belongs in the rule's own [rule] table)"
+                } else {
+                    ""
+                };
+                return Err((
+                    Some(key.clone()),
+                    ConfigError::UnknownParam {
+                        scope: scope.to_owned(),
+                        rule: rule_id.to_owned(),
+                        key: key.clone(),
+                        allowed: format!("{}{hint}", allowed.join(", ")),
+                    },
+                ));
+            }
+            def.set(&mut scratch, key, value).map_err(|expected| {
+                (
+                    Some(key.clone()),
+                    ConfigError::BadValue {
+                        scope: scope.to_owned(),
+                        rule: rule_id.to_owned(),
+                        key: key.clone(),
+                        expected,
+                        got: value.to_string(),
+                    },
+                )
+            })?;
+        }
+        return Ok(());
+    }
     let Some(rule) = Rule::parse(rule_id) else {
-        let known: Vec<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
-        return Err(ConfigError::UnknownRule {
-            scope: scope.to_owned(),
-            rule: rule_id.to_owned(),
-            known: known.join(", "),
-        });
+        let known: Vec<&str> = Rule::ALL
+            .iter()
+            .map(|r| r.id())
+            .chain(defined.keys().map(String::as_str))
+            .collect();
+        return Err((
+            None,
+            ConfigError::UnknownRule {
+                scope: scope.to_owned(),
+                rule: rule_id.to_owned(),
+                known: known.join(", "),
+            },
+        ));
     };
+    if is_definition(overrides) {
+        return Err((
+            overrides
+                .keys()
+                .find(|k| *k == "when" || *k == "stream")
+                .cloned(),
+            ConfigError::RedefinedBuiltin {
+                rule: rule_id.to_owned(),
+            },
+        ));
+    }
     let mut scratch = Params::default_for(rule);
     for (key, value) in overrides {
         if !rule.keys().contains(&key.as_str()) {
-            return Err(ConfigError::UnknownParam {
-                scope: scope.to_owned(),
-                rule: rule_id.to_owned(),
-                key: key.clone(),
-                allowed: rule.keys().join(", "),
-            });
+            return Err((
+                Some(key.clone()),
+                ConfigError::UnknownParam {
+                    scope: scope.to_owned(),
+                    rule: rule_id.to_owned(),
+                    key: key.clone(),
+                    allowed: rule.keys().join(", "),
+                },
+            ));
         }
-        scratch
-            .set(key, value)
-            .map_err(|expected| ConfigError::BadValue {
-                scope: scope.to_owned(),
-                rule: rule_id.to_owned(),
-                key: key.clone(),
-                expected,
-                got: value.to_string(),
-            })?;
+        scratch.set(key, value).map_err(|expected| {
+            (
+                Some(key.clone()),
+                ConfigError::BadValue {
+                    scope: scope.to_owned(),
+                    rule: rule_id.to_owned(),
+                    key: key.clone(),
+                    expected,
+                    got: value.to_string(),
+                },
+            )
+        })?;
     }
     Ok(())
 }
@@ -208,13 +488,22 @@ fn quoted(key: &str) -> String {
     }
 }
 
+/// What a key outside a parameter set reads as.
+static DISABLED: Params = Params::DISABLED;
+
 /// Every rule's resolved parameters for one piece of equipment.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ParamSet([Params; Rule::COUNT]);
+pub(crate) struct ParamSet(Vec<Params>);
 
 impl ParamSet {
-    pub fn get(&self, rule: Rule) -> &Params {
-        &self.0[rule.index()]
+    /// A key this set does not know (a rule defined after it was resolved)
+    /// reads as disabled.
+    pub fn get(&self, rule: impl Into<Key>) -> &Params {
+        self.0.get(rule.into().index()).unwrap_or(&DISABLED)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -239,7 +528,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let elevator = config.resolve("elevator", None);
+        let elevator = config.resolve("elevator", None, &[]);
         assert_eq!(elevator.get(Rule::Trapped).for_ms, 120_000);
         assert!(elevator.get(Rule::Trapped).enabled);
         assert_eq!(elevator.get(Rule::Trapped).clear_ms, 12_000);
@@ -248,10 +537,10 @@ mod tests {
             0,
             "the global clear_s leaves controller faults alone"
         );
-        let escalator = config.resolve("escalator", None);
+        let escalator = config.resolve("escalator", None, &[]);
         assert!(!escalator.get(Rule::Trapped).enabled);
         assert_eq!(escalator.get(Rule::Trapped).for_ms, 120_000);
-        let one = config.resolve("elevator", Some("EQ-0042"));
+        let one = config.resolve("elevator", Some("EQ-0042"), &[]);
         assert_eq!(
             (
                 one.get(Rule::Overspeed).factor,
@@ -341,7 +630,7 @@ mod tests {
             "[rule.\"elevator.controller_fault\".codes]\nE77 = \"critical\"\n\"01\" = \"major\"\n[equipment.EQ1.\"elevator.controller_fault\".codes]\nE78 = \"minor\"",
         )
         .unwrap();
-        let p = config.resolve("elevator", Some("EQ1"));
+        let p = config.resolve("elevator", Some("EQ1"), &[]);
         let codes = &p.get(Rule::ControllerFault).codes;
         use vigil_model::Severity::*;
         assert_eq!(
@@ -361,7 +650,7 @@ mod tests {
         .unwrap();
         let config: RuleConfig = toml::Value::Table(table).try_into().unwrap();
         assert_eq!(config.validate(), Ok(()));
-        let p = config.resolve("elevator", None);
+        let p = config.resolve("elevator", None, &[]);
         assert_eq!(
             (
                 p.get(Rule::Trapped).for_ms,

@@ -2,6 +2,7 @@
 
 mod anomaly;
 mod daily;
+mod defined;
 mod elevator;
 mod equipment;
 mod escalation;
@@ -20,8 +21,9 @@ use vigil_model::{
     Alarm, AlarmId, AlarmState, DeviceContext, DeviceId, EpochMs, EquipmentId, Payload, Reading,
 };
 
-use crate::catalogue::Rule;
+use crate::catalogue::{Key, Rule};
 use crate::config::{ParamSet, RuleConfig};
+use crate::define::{Definition, Sample, Source};
 use crate::error::AlarmOpError;
 pub(crate) use escalation::Escalation;
 pub use filling::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts};
@@ -61,15 +63,18 @@ impl RuleEngine {
 
     /// An engine that takes alarm ids from `ids` (deterministic ids in tests).
     pub fn with_id_source(config: RuleConfig, ids: Box<dyn FnMut() -> AlarmId + Send>) -> Self {
-        RuleEngine {
-            resolver: Resolver::new(config),
+        let mut engine = RuleEngine {
+            resolver: Resolver::new(RuleConfig::default()),
             book: Book::new(ids),
             devices: HashMap::new(),
             equipment: HashMap::new(),
             schedule: schedule::ScheduleState::default(),
             retick_all: false,
             local_offset_ms: 0,
-        }
+        };
+        engine.replace_config(config);
+        engine.retick_all = false;
+        engine
     }
 
     /// Local time is `offset_s` ahead of UTC (default 0): the time zone of
@@ -138,6 +143,9 @@ impl RuleEngine {
         dev.last_received = dev.last_received.max(now);
         filling::heard(eq, ctx, now);
         equipment::operating_hours(eq, ctx);
+        if *eq.registry != ctx.params {
+            eq.registry = Arc::new(ctx.params.clone());
+        }
         equipment::back_online(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
 
         let stream_latest = match reading.payload {
@@ -170,11 +178,33 @@ impl RuleEngine {
                 if dev.busy {
                     elevator::evaluate(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
                 }
+                if dev.defined_busy {
+                    defined::evaluate(
+                        &mut self.book,
+                        &self.resolver.defined,
+                        dev_id,
+                        dev,
+                        eq,
+                        Source::Elevator,
+                        reading.ts,
+                        &mut out,
+                    );
+                }
                 dev.geo = state::Geometry::of(ctx);
                 dev.aux.observe(sample, &dev.geo, reading.ts);
                 dev.sample = Some(sample.clone());
                 dev.sample_ts = Some(reading.ts);
                 elevator::evaluate(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
+                defined::evaluate(
+                    &mut self.book,
+                    &self.resolver.defined,
+                    dev_id,
+                    dev,
+                    eq,
+                    Source::Elevator,
+                    reading.ts,
+                    &mut out,
+                );
                 anomaly::on_elevator(
                     &mut self.book,
                     dev_id,
@@ -191,6 +221,18 @@ impl RuleEngine {
                 equipment::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
             }
             Payload::Ride(sample) => {
+                if dev.defined_busy {
+                    defined::evaluate(
+                        &mut self.book,
+                        &self.resolver.defined,
+                        dev_id,
+                        dev,
+                        eq,
+                        Source::Ride,
+                        reading.ts,
+                        &mut out,
+                    );
+                }
                 rides::on_sample(
                     &mut self.book,
                     dev_id,
@@ -198,6 +240,16 @@ impl RuleEngine {
                     eq,
                     ctx,
                     sample,
+                    reading.ts,
+                    &mut out,
+                );
+                defined::evaluate(
+                    &mut self.book,
+                    &self.resolver.defined,
+                    dev_id,
+                    dev,
+                    eq,
+                    Source::Ride,
                     reading.ts,
                     &mut out,
                 );
@@ -223,10 +275,34 @@ impl RuleEngine {
             Payload::Video(event) => {
                 dev.video_ts = Some(reading.ts);
                 video::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
+                let sample = Sample::Video(event);
+                let defined = &self.resolver.defined;
+                defined::on_event(
+                    &mut self.book,
+                    defined,
+                    dev_id,
+                    dev,
+                    eq,
+                    sample,
+                    reading.ts,
+                    &mut out,
+                );
             }
             // The registry-fact rules run in `on_filling`; the fill-rate
             // anomaly needs only the record.
             Payload::Filling(record) => {
+                let sample = Sample::Filling(record, reading.ts);
+                let defined = &self.resolver.defined;
+                defined::on_event(
+                    &mut self.book,
+                    defined,
+                    dev_id,
+                    dev,
+                    eq,
+                    sample,
+                    reading.ts,
+                    &mut out,
+                );
                 anomaly::on_filling(
                     &mut self.book,
                     dev_id,
@@ -240,6 +316,16 @@ impl RuleEngine {
         }
         video::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
         filling::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
+        let defined = &self.resolver.defined;
+        defined::timer(
+            &mut self.book,
+            defined,
+            dev_id,
+            dev,
+            eq,
+            dev.last_ts,
+            &mut out,
+        );
         if let Some(clock) = eq.clock {
             equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
         }
@@ -316,6 +402,30 @@ impl RuleEngine {
             if dev.ride.busy || everything {
                 rides::evaluate(&mut self.book, dev_id, dev, eq, device_now, &mut out);
             }
+            let defined = &self.resolver.defined;
+            if dev.defined_busy || everything {
+                for source in [Source::Elevator, Source::Ride] {
+                    defined::evaluate(
+                        &mut self.book,
+                        defined,
+                        dev_id,
+                        dev,
+                        eq,
+                        source,
+                        device_now,
+                        &mut out,
+                    );
+                }
+            }
+            defined::timer(
+                &mut self.book,
+                defined,
+                dev_id,
+                dev,
+                eq,
+                device_now,
+                &mut out,
+            );
             equipment::controller_timer(&mut self.book, eq, device_now, &mut out);
             video::timer(&mut self.book, eq, dev_id, device_now, &mut out);
             filling::timer(&mut self.book, eq, dev_id, device_now, &mut out);
@@ -331,6 +441,8 @@ impl RuleEngine {
         }
         for eq in self.equipment.values_mut() {
             self.resolver.refresh(eq);
+            let t = eq.clock.unwrap_or(now);
+            defined::retire(&mut self.book, &self.resolver.defined, eq, t, &mut out);
             filling::certificates(&mut self.book, eq, now, &mut out);
             daily::tick(&mut self.book, eq, now, self.local_offset_ms, &mut out);
             if let Some(clock) = eq.clock {
@@ -390,6 +502,7 @@ impl RuleEngine {
             .equipment
             .get_mut(&eq_id)
             .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?;
+        eq.cleared_at[rule.index()] = Some(now);
         let slot = eq.slots[rule.index()]
             .take()
             .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?;
@@ -405,19 +518,22 @@ impl RuleEngine {
         a.version += 1;
         // What "handled" means for the equipment-level rules; sample rules'
         // trackers notice the missing alarm at their next evaluation.
-        match rule {
-            Rule::ControllerFault => {
+        match rule.builtin() {
+            None => {}
+            Some(Rule::ControllerFault) => {
                 eq.codes.clear();
                 eq.codes_clear_since = None;
             }
-            Rule::FrequentFaults => eq.ff_quiet = true,
-            Rule::DeviceOffline => eq.offline.clear(),
-            _ if rule.is_video() => video::resolved(eq, rule),
-            _ if rule.is_filling() || rule == Rule::CertificateExpired => {
+            Some(Rule::FrequentFaults) => eq.ff_quiet = true,
+            Some(Rule::DeviceOffline) => eq.offline.clear(),
+            Some(rule) if rule.is_video() => video::resolved(eq, rule),
+            Some(rule) if rule.is_filling() || rule == Rule::CertificateExpired => {
                 filling::resolved(eq, rule, &a)
             }
-            _ if rule.is_registry() => self.schedule.resolved(&eq.binding.equipment_id, rule),
-            _ => {}
+            Some(rule) if rule.is_registry() => {
+                self.schedule.resolved(&eq.binding.equipment_id, rule)
+            }
+            Some(_) => {}
         }
         self.book.by_alarm.remove(id);
         self.book.cleared.insert(id.clone());
@@ -436,7 +552,26 @@ impl RuleEngine {
     /// their next change; alarms of rules it disables clear at the next
     /// `tick` or reading.
     pub fn replace_config(&mut self, config: RuleConfig) {
+        let definitions = config.definitions();
         self.resolver.replace(config);
+        // A defined rule keeps its slot across reloads; one the new
+        // configuration drops becomes an empty slot and its alarms clear.
+        let mut slots: Vec<Option<Arc<Definition>>> = vec![None; self.resolver.defined.len()];
+        for def in definitions {
+            let n = match self.book.rule_ids[Rule::COUNT..]
+                .iter()
+                .position(|id| *id == def.id)
+            {
+                Some(n) => n,
+                None => {
+                    self.book.rule_ids.push(def.id.clone());
+                    slots.push(None);
+                    slots.len() - 1
+                }
+            };
+            slots[n] = Some(Arc::new(def));
+        }
+        self.resolver.defined = slots;
         self.retick_all = true;
     }
 
@@ -471,10 +606,14 @@ impl RuleEngine {
         let Some(old) = self.equipment.get_mut(&dev.equipment_id) else {
             return;
         };
-        for rule in Rule::SAMPLE.into_iter().chain(Rule::RIDE) {
-            if old.slot(rule).is_some_and(|s| s.holders.contains(dev_id)) {
-                self.book.release(old, rule, dev_id, ts, out);
-            }
+        // Sample rules, built in and defined, hold alarms per device.
+        let held: Vec<usize> = (old.slots.iter().enumerate())
+            .filter(|(_, slot)| slot.as_ref().is_some_and(|s| s.holders.contains(dev_id)))
+            .map(|(i, _)| i)
+            .collect();
+        for index in held {
+            let key = Key::from_index(index);
+            self.book.release(old, key, dev_id, ts, out);
         }
         video::release_device(&mut self.book, old, dev_id, ts, out);
         filling::release_device(&mut self.book, old, dev_id, ts, out);
@@ -488,6 +627,8 @@ impl RuleEngine {
 /// category unless an equipment has overrides of its own.
 struct Resolver {
     config: RuleConfig,
+    /// The defined rules' slots (see [`Key::defined`]).
+    defined: Vec<Option<Arc<Definition>>>,
     generation: u64,
     defaults: Arc<ParamSet>,
     by_category: HashMap<String, Arc<ParamSet>>,
@@ -498,9 +639,10 @@ impl Resolver {
         if let Err(e) = config.validate() {
             warn!(error = %e, "Rule configuration has errors; the engine ignores what is invalid.");
         }
-        let defaults = Arc::new(RuleConfig::default().resolve("elevator", None));
+        let defaults = Arc::new(RuleConfig::default().resolve("elevator", None, &[]));
         Resolver {
             config,
+            defined: Vec::new(),
             generation: 0,
             defaults,
             by_category: HashMap::new(),
@@ -523,17 +665,21 @@ impl Resolver {
         let category = eq.binding.category.as_str();
         let equipment = eq.binding.equipment_id.as_str();
         eq.params = if self.config.has_equipment_overrides(equipment) {
-            Arc::new(self.config.resolve(category, Some(equipment)))
+            Arc::new(
+                self.config
+                    .resolve(category, Some(equipment), &self.defined),
+            )
         } else {
             match self.by_category.get(category) {
                 Some(p) => Arc::clone(p),
                 None => {
-                    let p = Arc::new(self.config.resolve(category, None));
+                    let p = Arc::new(self.config.resolve(category, None, &self.defined));
                     self.by_category.insert(category.to_owned(), Arc::clone(&p));
                     p
                 }
             }
         };
         eq.params_gen = self.generation;
+        eq.grow(eq.params.len());
     }
 }

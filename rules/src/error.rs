@@ -44,4 +44,14 @@ pub enum ConfigError {
     UnknownCategory { category: String, known: String },
     #[error("[equipment.{equipment:?}]: {reason}")]
     BadEquipment { equipment: String, reason: String },
+    #[error("[{scope}]{}: {message}", if key.is_empty() { String::new() } else { format!(" {key}") })]
+    BadDefinition {
+        scope: String,
+        key: String,
+        message: String,
+    },
+    #[error(
+        "[rule.\"{rule}\"]: {rule} is built in and its condition cannot be replaced; tune its parameters, or set `enabled = false` and define a rule of your own under another id"
+    )]
+    RedefinedBuiltin { rule: String },
 }

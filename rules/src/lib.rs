@@ -68,15 +68,17 @@
 //! `docs/rules.md` describes every rule, default and parameter.
 
 pub mod anomaly;
+mod builtin;
 mod catalogue;
 mod config;
+mod define;
 mod engine;
 mod error;
-#[allow(dead_code)] // wired into rule files next
 mod expr;
+mod locate;
 
 pub use catalogue::{ParamInfo, RuleInfo, catalogue};
-pub use config::RuleConfig;
+pub use config::{RuleConfig, RuleFileError};
 pub use engine::{
     CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RegistryFacts, RuleEngine,
 };

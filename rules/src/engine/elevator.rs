@@ -4,15 +4,17 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use vigil_model::reading::{Door, ElevatorMode, ElevatorSample, Power};
+use serde_json::{Map, Value, json};
+use vigil_model::reading::ElevatorSample;
 use vigil_model::{Alarm, DeviceId, EpochMs};
 
 use super::state::{
     BOTTOM, Book, DeviceState, ElevatorAux, EquipmentState, Geometry, TOP, step_tracker,
     sync_tracker,
 };
+use crate::builtin;
 use crate::catalogue::{Params, Rule};
+use crate::define::Sample;
 
 /// Evaluates every sample rule on the device's latest sample at device
 /// time `t` (the sample's own `ts`, or the advanced clock when `tick`
@@ -26,6 +28,7 @@ pub(crate) fn evaluate(
     out: &mut Vec<Alarm>,
 ) {
     let params = Arc::clone(&eq.params);
+    let registry = Arc::clone(&eq.registry);
     let Some(sample) = dev.sample.as_ref() else {
         return;
     };
@@ -39,7 +42,7 @@ pub(crate) fn evaluate(
             continue;
         }
         let run_start = tr.true_since.unwrap_or(t);
-        let due = due_time(rule, sample, &dev.geo, p, &dev.aux, run_start);
+        let due = due_time(rule, sample, &registry, p, &dev.aux, run_start);
         let (geo, aux) = (&dev.geo, &dev.aux);
         let fired = step_tracker(
             book,
@@ -63,44 +66,31 @@ pub(crate) fn evaluate(
 
 /// `None` when the rule's condition is false; else the device time at
 /// which it qualifies, given that it has held since `run_start`.
+/// The conditions written in `catalogue.toml` are evaluated from there;
+/// the ones that need earlier samples are here.
 fn due_time(
     rule: Rule,
     s: &ElevatorSample,
-    geo: &Geometry,
+    registry: &Map<String, Value>,
     p: &Params,
     aux: &ElevatorAux,
     run_start: EpochMs,
 ) -> Option<EpochMs> {
-    let speed = f64::from(s.speed_mps);
-    let moving = speed > 0.0;
-    let normal = s.mode == ElevatorMode::Normal;
     let after_for = |holds: bool| holds.then_some(run_start + p.for_ms);
+    if let Some(holds) = builtin::holds(rule, Sample::Elevator(s), registry, p) {
+        let due = after_for(holds)?;
+        return Some(match (rule, aux.button_at) {
+            // The button shortens the wait, but never to before it was pressed.
+            (Rule::Trapped, Some(pressed)) => {
+                due.min((run_start + p.alarm_button_for_ms).max(pressed))
+            }
+            _ => due,
+        });
+    }
     match rule {
-        Rule::Trapped => {
-            after_for(s.door == Door::Closed && s.occupied && !moving && normal).map(|plain| {
-                match aux.button_at {
-                    // The button shortens the wait, but never to before it was pressed.
-                    Some(pressed) => plain.min((run_start + p.alarm_button_for_ms).max(pressed)),
-                    None => plain,
-                }
-            })
-        }
-        Rule::StoppedOutsideZone => after_for(!moving && !s.leveled && normal),
-        Rule::DoorOpenMoving => {
-            after_for(s.door != Door::Closed && speed > p.speed_mps && !s.leveled)
-        }
-        Rule::Overspeed => after_for(speed > p.factor * geo.rated_mps?),
         Rule::OvertravelTop => overtravel(aux, TOP, p, run_start),
         Rule::OvertravelBottom => overtravel(aux, BOTTOM, p, run_start),
-        Rule::SafetyCircuitOpen => after_for(!s.safety_circuit && (moving || normal)),
-        Rule::DoorLockOpenMoving => after_for(!s.door_lock && moving),
-        Rule::DoorWontClose => after_for(s.door != Door::Closed && s.leveled && normal),
         Rule::DoorCycling => after_for(aux.door_changes.len() > p.max_changes as usize),
-        Rule::PowerLoss => after_for(s.power != Power::Mains),
-        Rule::FloorOutOfRange => {
-            let (lo, hi) = geo.floors?;
-            after_for(s.floor < lo || s.floor > hi)
-        }
         // Not sample rules: evaluated elsewhere.
         _ => None,
     }

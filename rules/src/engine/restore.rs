@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use vigil_model::{Alarm, AlarmId, Binding, DeviceId, EpochMs, Severity};
 
 use super::RuleEngine;
 use super::state::{ActiveCode, EquipmentState, Occurrence, Slot};
-use crate::catalogue::Rule;
+use crate::catalogue::{Key, Rule};
 
 pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs) {
     let mut by_id: HashMap<AlarmId, Vec<Alarm>> = HashMap::new();
@@ -22,14 +22,13 @@ pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs)
     // Oldest first, so that when two open alarms claim one (equipment,
     // rule) the later one wins deterministically.
     groups.sort_by_key(|v| v.last().map(|a| (a.raised_at, a.alarm_id.clone())));
-    let (mut open, mut cleared, mut foreign) = (0usize, 0usize, 0usize);
+    let (mut open, mut cleared, mut defined) = (0usize, 0usize, 0usize);
     for versions in groups {
         let Some(latest) = versions.last() else {
             continue;
         };
         let Some(rule) = Rule::parse(latest.rule.as_str()) else {
-            // Another evaluator's rule: not ours to keep.
-            foreign += 1;
+            defined += usize::from(restore_defined(engine, latest));
             continue;
         };
         let eq = engine
@@ -114,23 +113,72 @@ pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs)
             }
             _ => {}
         }
-        engine
-            .book
-            .by_alarm
-            .insert(latest.alarm_id.clone(), (latest.equipment_id.clone(), rule));
+        engine.book.by_alarm.insert(
+            latest.alarm_id.clone(),
+            (latest.equipment_id.clone(), rule.key()),
+        );
         eq.slots[rule.index()] = Some(Slot {
             alarm: latest.clone(),
             holders: Vec::new(),
         });
         open += 1;
     }
-    if foreign > 0 {
-        debug!(
-            foreign,
-            "Restore skipped alarms of rules this engine does not evaluate."
-        );
+    info!(open, cleared, defined, "Rule engine restored its alarms.");
+}
+
+/// The latest version of an alarm of a rule the configuration defines (or
+/// defined: a rule dropped while the engine was down is an empty slot, and
+/// its open alarm clears at the next tick). Returns whether it was open.
+fn restore_defined(engine: &mut RuleEngine, latest: &Alarm) -> bool {
+    if !latest.state.is_open() {
+        engine.book.cleared.insert(latest.alarm_id.clone());
+        return false;
     }
-    info!(open, cleared, "Rule engine restored its alarms.");
+    let n = match engine.book.rule_ids[Rule::COUNT..]
+        .iter()
+        .position(|id| *id == latest.rule)
+    {
+        Some(n) => n,
+        None => {
+            info!(rule = %latest.rule, alarm = %latest.alarm_id, "Open alarm of a rule no longer configured; it clears at the next tick.");
+            engine.book.rule_ids.push(latest.rule.clone());
+            engine.resolver.defined.push(None);
+            engine.retick_all = true;
+            engine.book.rule_ids.len() - Rule::COUNT - 1
+        }
+    };
+    let key = Key::defined(n);
+    let eq = engine
+        .equipment
+        .entry(latest.equipment_id.clone())
+        .or_insert_with(|| {
+            EquipmentState::new(binding_of(latest), engine.resolver.defaults.clone())
+        });
+    eq.params_gen = super::state::STALE;
+    engine.resolver.refresh(eq);
+    eq.grow(key.index() + 1);
+    if let Some(existing) = eq.slots[key.index()].take() {
+        engine.book.by_alarm.remove(&existing.alarm.alarm_id);
+    }
+    // Event rules clear a quiet period after the last matching event.
+    let event_rule = engine.resolver.defined[n]
+        .as_ref()
+        .is_some_and(|d| !d.source.is_state());
+    if event_rule && let Some(device) = &latest.device_id {
+        if eq.defined_last.len() <= n {
+            eq.defined_last.resize(n + 1, None);
+        }
+        eq.defined_last[n] = Some((latest.updated_at, device.clone()));
+    }
+    engine
+        .book
+        .by_alarm
+        .insert(latest.alarm_id.clone(), (latest.equipment_id.clone(), key));
+    eq.slots[key.index()] = Some(Slot {
+        alarm: latest.clone(),
+        holders: Vec::new(),
+    });
+    true
 }
 
 const MAX_REPEATS_PER_VERSION: usize = 1_000;

@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use vigil_model::reading::{Brake, RideSample, RideState};
+use vigil_model::reading::RideSample;
 use vigil_model::{Alarm, DeviceContext, DeviceId, EpochMs};
 
 use super::elevator::round3;
 use super::state::{Book, DeviceState, EquipmentState, Tracker, step_tracker, sync_tracker};
+use crate::builtin;
 use crate::catalogue::{Params, Rule};
+use crate::define::Sample;
 
 /// What the engine keeps about one device's ride samples.
 #[derive(Debug, Default)]
@@ -81,6 +83,7 @@ pub(crate) fn evaluate(
     out: &mut Vec<Alarm>,
 ) {
     let params = Arc::clone(&eq.params);
+    let registry_params = Arc::clone(&eq.registry);
     let ride = &mut dev.ride;
     let Some(sample) = ride.sample.as_ref() else {
         return;
@@ -93,7 +96,8 @@ pub(crate) fn evaluate(
             continue;
         }
         let run_start = tr.true_since.unwrap_or(t);
-        let due = holds(rule, sample, &ride.registry, p).then_some(run_start + p.for_ms);
+        let holds = builtin::holds(rule, Sample::Ride(sample), &registry_params, p);
+        let due = holds.unwrap_or(false).then_some(run_start + p.for_ms);
         let registry = &ride.registry;
         step_tracker(
             book,
@@ -115,25 +119,6 @@ pub(crate) fn evaluate(
 /// The wind limit that applies: the registry's, else the configured one.
 fn wind_limit(reg: &RideRegistry, p: &Params) -> f64 {
     reg.wind_limit_mps.unwrap_or(p.limit)
-}
-
-/// Whether the rule's condition holds for this sample. Device values are
-/// f32: limits are compared as f32 too, so a reading of exactly 13.9 m/s
-/// is at a 13.9 m/s limit, not below it.
-fn holds(rule: Rule, s: &RideSample, reg: &RideRegistry, p: &Params) -> bool {
-    let running = s.state == RideState::Running;
-    match rule {
-        Rule::RideRunningUnrestrained => running && !s.restraints_locked,
-        Rule::RideWindLimit => {
-            running && s.wind_mps.is_some_and(|w| w >= wind_limit(reg, p) as f32)
-        }
-        Rule::RideOverspeed => reg
-            .rated_mps
-            .is_some_and(|rated| s.speed_mps > (p.factor * rated) as f32),
-        Rule::RideBrakeFault => s.brake == Brake::Fault,
-        Rule::RideVibrationHigh => s.vibration_mm_s.is_some_and(|v| v > p.limit as f32),
-        _ => false,
-    }
 }
 
 fn details(

@@ -16,7 +16,7 @@ use super::filling::FillingEquipment;
 use super::rides::RideDevice;
 use super::video::VideoEquipment;
 use crate::catalogue::Params;
-use crate::catalogue::{Rule, rule_id};
+use crate::catalogue::{Key, Rule, rule_id};
 use crate::config::ParamSet;
 
 /// One rule's condition over time, for one device (or one equipment for
@@ -76,6 +76,14 @@ impl Tracker {
     /// clear period is running), so `tick` must look at it.
     pub fn pending(&self) -> bool {
         (self.true_since.is_some() && !self.fired) || (self.held && self.false_since.is_some())
+    }
+
+    /// Neither the condition nor its clear condition holds: the open alarm
+    /// stays, the current run (if any) ends without a new occurrence.
+    pub fn pause(&mut self) {
+        self.true_since = None;
+        self.fired = false;
+        self.false_since = None;
     }
 
     /// The device clock stepped back to `t`: measure running periods from `t`.
@@ -224,6 +232,10 @@ pub(crate) struct DeviceState {
     pub offline: bool,
     /// Some period is running: `tick` must re-evaluate the last sample.
     pub busy: bool,
+    /// One per defined rule (state rules use theirs), by defined index.
+    pub defined: Vec<Tracker>,
+    /// Some defined rule's period is running.
+    pub defined_busy: bool,
 }
 
 impl DeviceState {
@@ -252,6 +264,8 @@ impl DeviceState {
             video_ts: None,
             offline: false,
             busy: false,
+            defined: Vec::new(),
+            defined_busy: false,
         }
     }
 
@@ -272,6 +286,7 @@ impl DeviceState {
         }
         self.trackers.iter_mut().for_each(|tr| tr.rebase(t));
         self.ride.trackers.iter_mut().for_each(|tr| tr.rebase(t));
+        self.defined.iter_mut().for_each(|tr| tr.rebase(t));
         self.aux.rebase(t);
     }
 }
@@ -310,7 +325,11 @@ pub(crate) struct EquipmentState {
     pub binding: Binding,
     pub params: Arc<ParamSet>,
     pub params_gen: u64,
-    pub slots: [Option<Slot>; Rule::COUNT],
+    /// Indexed by [`Key`]: built-in rules, then defined ones (grown by
+    /// `Resolver::refresh` when a configuration defines more).
+    pub slots: Vec<Option<Slot>>,
+    /// When each rule's last alarm here cleared (cool-down of defined rules).
+    pub cleared_at: Vec<Option<EpochMs>>,
     /// Latest device time of any of its devices (advanced by `tick`).
     pub clock: Option<EpochMs>,
     pub history: Vec<Occurrence>,
@@ -333,6 +352,11 @@ pub(crate) struct EquipmentState {
     pub daily: Option<super::daily::DailyCheck>,
     pub video: VideoEquipment,
     pub filling: FillingEquipment,
+    /// The registry's `params` of the equipment, as its latest reading
+    /// came with them (`param.x` in defined rules).
+    pub registry: Arc<serde_json::Map<String, Value>>,
+    /// Event rules (defined): the last matching event's time and device.
+    pub defined_last: Vec<Option<(EpochMs, DeviceId)>>,
 }
 
 impl EquipmentState {
@@ -341,7 +365,8 @@ impl EquipmentState {
             binding,
             params,
             params_gen: STALE,
-            slots: std::array::from_fn(|_| None),
+            slots: (0..Rule::COUNT).map(|_| None).collect(),
+            cleared_at: vec![None; Rule::COUNT],
             clock: None,
             history: Vec::new(),
             ff: Tracker::default(),
@@ -355,6 +380,8 @@ impl EquipmentState {
             daily: None,
             video: VideoEquipment::default(),
             filling: FillingEquipment::default(),
+            registry: Arc::default(),
+            defined_last: Vec::new(),
         }
     }
 
@@ -367,8 +394,16 @@ impl EquipmentState {
         }
     }
 
-    pub fn slot(&self, rule: Rule) -> Option<&Slot> {
-        self.slots[rule.index()].as_ref()
+    pub fn slot(&self, rule: impl Into<Key>) -> Option<&Slot> {
+        self.slots.get(rule.into().index())?.as_ref()
+    }
+
+    /// Makes room for every rule slot up to `count` (defined rules added).
+    pub fn grow(&mut self, count: usize) {
+        if self.slots.len() < count {
+            self.slots.resize_with(count, || None);
+            self.cleared_at.resize(count, None);
+        }
     }
 
     pub fn advance_clock(&mut self, t: EpochMs) {
@@ -394,13 +429,14 @@ impl EquipmentState {
 pub(crate) fn sync_tracker(
     book: &mut Book,
     eq: &mut EquipmentState,
-    rule: Rule,
+    rule: impl Into<Key>,
     tr: &mut Tracker,
     dev_id: &DeviceId,
     enabled: bool,
     t: EpochMs,
     out: &mut Vec<Alarm>,
 ) -> bool {
+    let rule = rule.into();
     let followed = eq.slots[rule.index()]
         .as_ref()
         .is_some_and(|s| s.holders.contains(dev_id));
@@ -421,7 +457,7 @@ pub(crate) fn sync_tracker(
 pub(crate) fn step_tracker(
     book: &mut Book,
     eq: &mut EquipmentState,
-    rule: Rule,
+    rule: impl Into<Key>,
     tr: &mut Tracker,
     dev_id: &DeviceId,
     p: &Params,
@@ -430,6 +466,7 @@ pub(crate) fn step_tracker(
     details: impl FnOnce(EpochMs) -> Value,
     out: &mut Vec<Alarm>,
 ) -> Option<EpochMs> {
+    let rule = rule.into();
     if !tr.held
         && let Some(slot) = eq.slots[rule.index()].as_mut()
         && slot.holders.is_empty()
@@ -457,12 +494,13 @@ pub(crate) fn step_tracker(
 pub(crate) fn quiet_period(
     book: &mut Book,
     eq: &mut EquipmentState,
-    rule: Rule,
+    rule: impl Into<Key>,
     last: Option<(EpochMs, DeviceId)>,
     dev_id: &DeviceId,
     t: EpochMs,
     out: &mut Vec<Alarm>,
 ) -> Option<(EpochMs, DeviceId)> {
+    let rule = rule.into();
     let params = Arc::clone(&eq.params);
     let p = params.get(rule);
     if !p.enabled {
@@ -510,7 +548,7 @@ impl RecentlyCleared {
 pub(crate) struct Book {
     pub next_id: Box<dyn FnMut() -> AlarmId + Send>,
     pub rule_ids: Vec<RuleId>,
-    pub by_alarm: HashMap<AlarmId, (EquipmentId, Rule)>,
+    pub by_alarm: HashMap<AlarmId, (EquipmentId, Key)>,
     pub cleared: RecentlyCleared,
 }
 
@@ -530,7 +568,7 @@ impl Book {
     pub fn fire(
         &mut self,
         eq: &mut EquipmentState,
-        rule: Rule,
+        rule: impl Into<Key>,
         severity: Severity,
         device: &DeviceId,
         at: EpochMs,
@@ -538,6 +576,7 @@ impl Book {
         holder: bool,
         out: &mut Vec<Alarm>,
     ) {
+        let rule = rule.into();
         match &mut eq.slots[rule.index()] {
             Some(slot) => {
                 let a = &mut slot.alarm;
@@ -549,7 +588,7 @@ impl Book {
                 if holder && !slot.holders.contains(device) {
                     slot.holders.push(device.clone());
                 }
-                info!(equipment = %a.equipment_id, device = %device, rule = rule.id(), alarm = %a.alarm_id, count = a.count, "Alarm repeated.");
+                info!(equipment = %a.equipment_id, device = %device, rule = %self.rule_ids[rule.index()], alarm = %a.alarm_id, count = a.count, "Alarm repeated.");
                 out.push(a.clone());
             }
             None => {
@@ -569,13 +608,14 @@ impl Book {
     pub fn raise(
         &mut self,
         eq: &mut EquipmentState,
-        rule: Rule,
+        rule: impl Into<Key>,
         severity: Severity,
         device: Option<&DeviceId>,
         at: EpochMs,
         details: Value,
         holders: Vec<DeviceId>,
     ) -> Alarm {
+        let rule = rule.into();
         let alarm = Alarm {
             alarm_id: (self.next_id)(),
             rule: self.rule_ids[rule.index()].clone(),
@@ -596,7 +636,7 @@ impl Book {
             acknowledged_by: None,
             note: None,
         };
-        info!(equipment = %alarm.equipment_id, device = ?device.map(DeviceId::as_str), rule = rule.id(), alarm = %alarm.alarm_id, severity = severity.as_str(), "Alarm raised.");
+        info!(equipment = %alarm.equipment_id, device = ?device.map(DeviceId::as_str), rule = %self.rule_ids[rule.index()], alarm = %alarm.alarm_id, severity = severity.as_str(), "Alarm raised.");
         self.by_alarm
             .insert(alarm.alarm_id.clone(), (alarm.equipment_id.clone(), rule));
         eq.slots[rule.index()] = Some(Slot {
@@ -611,12 +651,13 @@ impl Book {
     pub fn update(
         &mut self,
         eq: &mut EquipmentState,
-        rule: Rule,
+        rule: impl Into<Key>,
         severity: Severity,
         at: EpochMs,
         details: Value,
         out: &mut Vec<Alarm>,
     ) {
+        let rule = rule.into();
         if let Some(slot) = &mut eq.slots[rule.index()] {
             let a = &mut slot.alarm;
             a.updated_at = a.updated_at.max(at);
@@ -631,11 +672,12 @@ impl Book {
     pub fn release(
         &mut self,
         eq: &mut EquipmentState,
-        rule: Rule,
+        rule: impl Into<Key>,
         device: &DeviceId,
         at: EpochMs,
         out: &mut Vec<Alarm>,
     ) {
+        let rule = rule.into();
         if let Some(slot) = &mut eq.slots[rule.index()] {
             slot.holders.retain(|d| d != device);
             if slot.holders.is_empty() {
@@ -648,10 +690,11 @@ impl Book {
     pub fn clear(
         &mut self,
         eq: &mut EquipmentState,
-        rule: Rule,
+        rule: impl Into<Key>,
         at: EpochMs,
         out: &mut Vec<Alarm>,
     ) {
+        let rule = rule.into();
         if let Some(slot) = eq.slots[rule.index()].take() {
             let mut a = slot.alarm;
             let at = at.max(a.raised_at);
@@ -659,7 +702,8 @@ impl Book {
             a.cleared_at = Some(at);
             a.updated_at = at;
             a.version += 1;
-            info!(equipment = %a.equipment_id, rule = rule.id(), alarm = %a.alarm_id, count = a.count, "Alarm cleared.");
+            eq.cleared_at[rule.index()] = Some(at);
+            info!(equipment = %a.equipment_id, rule = %self.rule_ids[rule.index()], alarm = %a.alarm_id, count = a.count, "Alarm cleared.");
             self.by_alarm.remove(&a.alarm_id);
             self.cleared.insert(a.alarm_id.clone());
             out.push(a);

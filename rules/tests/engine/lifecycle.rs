@@ -283,11 +283,18 @@ fn restored_history_feeds_frequent_faults() {
 }
 
 #[test]
-fn restore_skips_rules_it_does_not_evaluate() {
+fn restore_clears_open_alarms_of_rules_no_longer_configured() {
+    // A rule file defined `site.door_slow` before the restart and no longer
+    // does: its open alarm must not stay open for ever.
     let mut before = H::new();
     let mut a = one(&before.send(0, overspeed()), OVERSPEED);
-    a.rule = vigil_model::RuleId::new("anomaly.trip_duration").unwrap();
-    let h = restarted(vec![a], 1_000);
+    a.rule = vigil_model::RuleId::new("site.door_slow").unwrap();
+    let mut h = restarted(vec![a.clone()], 1_000);
+    let cleared = one(&h.tick(2_000), "site.door_slow");
+    assert_eq!(
+        (cleared.alarm_id, cleared.state, cleared.version),
+        (a.alarm_id, AlarmState::Cleared, a.version + 1)
+    );
     assert_eq!(h.engine.open_alarms().count(), 0);
 }
 

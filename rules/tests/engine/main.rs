@@ -4,6 +4,7 @@ mod harness;
 
 mod anomaly;
 mod controller;
+mod defined;
 mod escalation;
 mod filling;
 mod frequent;
