@@ -35,6 +35,7 @@ pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
         .route("/alarms/:id/resolve", post(resolve))
         .route("/sql", post(run_sql))
         .route("/rules/replay", post(replay_rules))
+        .route("/rules/reload", post(reload_rules))
         .route("/equipment/:id/status", get(equipment_status))
         .route("/equipment/:id/risk", get(equipment_risk))
         .route("/owners/:id/risk", get(owner_risk))
@@ -510,13 +511,40 @@ async fn replay_rules(
             "rule replay reads every region's readings: admin only",
         ));
     }
-    let config = crate::replay::config_of(&req, &state.rules)?;
+    let config = crate::replay::config_of(&req, &state.rules.current())?;
     let done = crate::replay::replay(&state, &req, config).await?;
     Ok(Json(json!({
         "from": req.from,
         "to": req.to,
         "readings": done.readings,
         "alarms": done.alarms,
+    })))
+}
+
+/// `POST /rules/reload` (admin): re-reads the rule file, as SIGHUP does.
+/// A file that does not check is refused (422, with file, line and what is
+/// wrong) and the running rules stay.
+async fn reload_rules(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    if !matches!(principal, Principal::Admin) {
+        return Err(ApiError::forbidden("reloading rules is for admins"));
+    }
+    let config = state
+        .rules
+        .reload(&state.shards, &state.engine_metrics)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_rules",
+                format!("{e:#}; the running rules stay"),
+            )
+        })?;
+    Ok(Json(json!({
+        "file": state.rules.file().map(|p| p.display().to_string()),
+        "defined": config.defined_rules().into_iter().map(|r| r.id).collect::<Vec<_>>(),
     })))
 }
 

@@ -35,7 +35,7 @@ pub enum Command {
     /// Apply the PostgreSQL schema migrations (and roles, grants, policies)
     /// of the configured `postgres://` store, then exit.
     Migrate(RunArgs),
-    /// The built-in rule catalogue.
+    /// The rule catalogue, rule files, reload and replay.
     #[command(subcommand)]
     Rules(RulesCommand),
     /// Measure readings/s through the whole path and alarm latency to SSE,
@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// `embedded` or a `postgres://…` URL (also VIGIL_STORE) [default: embedded].
     #[arg(long)]
     pub store: Option<String>,
+    /// A rule file laid over the config's `[rules]` (also VIGIL_RULES_FILE);
+    /// SIGHUP or `vigil rules reload` re-reads it (docs/rules.md).
+    #[arg(long)]
+    pub rules_file: Option<PathBuf>,
 }
 
 /// Where a running engine is and how to log in to it.
@@ -100,8 +104,19 @@ pub struct SqlArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// List the built-in rules with their defaults.
+    /// List the built-in rules with their conditions and defaults.
     List,
+    /// Check a rule file without starting anything: prints the rules it
+    /// defines, or the file, line and column of the first mistake (exit 1).
+    Check {
+        file: PathBuf,
+        /// An engine config whose `[rules]` the file is laid over.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Make a running engine re-read its rule file (as SIGHUP does); a file
+    /// with a mistake is refused and the running rules stay.
+    Reload(Remote),
     /// Re-run the rules over stored readings of a time range on a running
     /// engine and print the alarm changes they would make (nothing is
     /// stored): try a threshold on history before it goes live.
@@ -116,7 +131,7 @@ pub struct ReplayArgs {
     /// End (exclusive), RFC 3339 or epoch ms [default: now].
     #[arg(long)]
     pub to: Option<String>,
-    /// A TOML file whose `[rules]` section replaces the running one.
+    /// A rule file (or an engine config's `[rules]`) to try instead of the running rules.
     #[arg(long)]
     pub rules: Option<PathBuf>,
     #[command(flatten)]
@@ -135,11 +150,18 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate(args).await,
         Command::Rules(RulesCommand::Replay(args)) => crate::client::replay(&args).await,
         Command::Rules(RulesCommand::List) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
             for rule in vigil_rules::catalogue() {
-                println!("{rule}");
+                // A closed pipe (`| head`) ends the listing, not in a panic.
+                if writeln!(out, "{rule}").is_err() {
+                    break;
+                }
             }
             Ok(())
         }
+        Command::Rules(RulesCommand::Check { file, config }) => check_rules(&file, config),
+        Command::Rules(RulesCommand::Reload(remote)) => crate::client::reload(&remote).await,
     }
 }
 
@@ -150,8 +172,29 @@ fn load(args: RunArgs) -> anyhow::Result<Config> {
         http_addr: args.http_addr,
         admin_token: args.admin_token,
         store: args.store,
+        rules_file: args.rules_file,
     };
     Config::load(args.config.as_deref(), overrides)
+}
+
+fn check_rules(file: &std::path::Path, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let base = match config {
+        Some(path) => Config::load(Some(&path), Overrides::default())?.rules,
+        None => toml::Table::new(),
+    };
+    let rules = crate::engine::load_rules(&base, Some(file))?;
+    let defined = rules.defined_rules();
+    println!("{}: ok, {} rule(s) defined", file.display(), defined.len());
+    for r in defined {
+        println!(
+            "  {:<32} {:<8} {:<9} when {}",
+            r.id,
+            r.stream,
+            r.severity.as_str(),
+            r.when.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+    Ok(())
 }
 
 async fn migrate(args: RunArgs) -> anyhow::Result<()> {

@@ -83,13 +83,29 @@ fn parse_time(s: &str) -> anyhow::Result<i64> {
         })
 }
 
+/// `vigil rules reload`: the engine re-reads its rule file.
+pub async fn reload(remote: &Remote) -> anyhow::Result<()> {
+    let response = request(remote, "/rules/reload")?
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", remote.url))?;
+    let body: Value = answer(response).await?.json().await?;
+    println!(
+        "reloaded {}; defined rules: {}",
+        body["file"].as_str().unwrap_or("(no rule file)"),
+        body["defined"]
+    );
+    Ok(())
+}
+
 pub async fn replay(args: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
     let from = parse_time(&args.from)?;
     let to = match &args.to {
         Some(t) => parse_time(t)?,
         None => chrono::Utc::now().timestamp_millis(),
     };
-    // The `[rules]` section of the file, as TOML text.
+    // A rule file as it is (line numbers in errors match it), or the
+    // `[rules]` section of an engine configuration file.
     let rules = match &args.rules {
         None => None,
         Some(path) => {
@@ -97,12 +113,10 @@ pub async fn replay(args: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let doc: toml::Table =
                 toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
-            let section = doc
-                .get("rules")
-                .and_then(toml::Value::as_table)
-                .cloned()
-                .with_context(|| format!("{} has no [rules] section", path.display()))?;
-            Some(toml::to_string(&section)?)
+            match doc.get("rules").and_then(toml::Value::as_table) {
+                Some(section) => Some(toml::to_string(section)?),
+                None => Some(text),
+            }
         }
     };
     let response = request(&args.remote, "/rules/replay")?

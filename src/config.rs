@@ -32,6 +32,10 @@ pub struct Config {
     pub postgres: PostgresTuning,
     /// Rule thresholds and overrides (docs/rules.md).
     pub rules: toml::Table,
+    /// A rule file laid over `[rules]`: rules defined without recompiling,
+    /// re-read on SIGHUP and `POST /api/v1/rules/reload` (docs/rules.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_file: Option<PathBuf>,
     /// Webhooks (docs/delivery.md).
     pub delivery: DeliveryConfig,
     /// Risk grading weights and thresholds (docs/risk.md).
@@ -230,6 +234,7 @@ impl Default for Config {
             embedded: EmbeddedTuning::default(),
             postgres: PostgresTuning::default(),
             rules: toml::Table::new(),
+            rules_file: None,
             delivery: DeliveryConfig::default(),
             risk: crate::risk::RiskConfig::default(),
         }
@@ -249,6 +254,8 @@ pub struct Overrides {
     pub admin_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_file: Option<PathBuf>,
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -262,6 +269,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "embedded",
     "postgres",
     "rules",
+    "rules_file",
     "delivery",
     "risk",
 ];
@@ -322,7 +330,7 @@ mod tests {
             assert_eq!(config.store, "embedded");
             assert_eq!(config.postgres.batch_rows, defaults.postgres.batch_rows);
             assert!(config.postgres().unwrap().is_none());
-            crate::engine::rule_config(&config.rules).expect("example rules are valid");
+            crate::engine::load_rules(&config.rules, None).expect("example rules are valid");
         });
     }
 

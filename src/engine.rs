@@ -14,11 +14,12 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -49,13 +50,66 @@ pub fn system_clock() -> Clock {
     })
 }
 
-/// Parses and validates the `[rules]` section.
-pub fn rule_config(table: &toml::Table) -> anyhow::Result<RuleConfig> {
-    let config: RuleConfig = toml::Value::Table(table.clone())
-        .try_into()
-        .context("invalid [rules] configuration")?;
-    config.validate().context("invalid [rules] configuration")?;
-    Ok(config)
+/// The rule configuration: the `[rules]` section with the rule file (if
+/// any) laid over it, checked. The error names the file, line and column.
+pub fn load_rules(base: &toml::Table, file: Option<&Path>) -> anyhow::Result<RuleConfig> {
+    let text = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read rule file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let name = file.map(|p| p.display().to_string()).unwrap_or_default();
+    let file = text.as_deref().map(|t| (name.as_str(), t));
+    RuleConfig::load(base, file).map_err(|e| anyhow::anyhow!("invalid rules: {e}"))
+}
+
+/// Where the running rules come from, and what they are now.
+pub struct RuleSource {
+    base: toml::Table,
+    file: Option<PathBuf>,
+    current: RwLock<RuleConfig>,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl RuleSource {
+    pub fn current(&self) -> RuleConfig {
+        self.current.read().clone()
+    }
+
+    /// Re-reads the rule file and hands the result to every shard; a file
+    /// that does not check is refused and the running rules stay.
+    pub async fn reload(
+        &self,
+        shards: &Shards,
+        metrics: &EngineMetrics,
+    ) -> anyhow::Result<RuleConfig> {
+        let loaded = load_rules(&self.base, self.file.as_deref());
+        let config = match loaded {
+            Ok(config) => config,
+            Err(e) => {
+                metrics.rule_reloads.with_label_values(&["refused"]).inc();
+                warn!(error = %e, "Rule reload refused; the running rules stay.");
+                return Err(e);
+            }
+        };
+        // One reload at a time, so every shard ends with the same rules.
+        let _one = self.reloading.lock().await;
+        for tx in shards.senders.iter() {
+            tx.send(ShardMsg::Rules(Box::new(config.clone())))
+                .await
+                .map_err(|_| anyhow::anyhow!("the engine is stopping"))?;
+        }
+        *self.current.write() = config.clone();
+        metrics.rule_reloads.with_label_values(&["ok"]).inc();
+        info!(file = ?self.file, "Rules reloaded.");
+        Ok(config)
+    }
+
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
 }
 
 /// What the HTTP API and the demo share with the running engine.
@@ -71,8 +125,9 @@ pub struct AppState {
     pub liveness: Arc<Liveness>,
     pub registry_sync: Arc<RegistrySync>,
     pub ingest_stats: Arc<dyn Fn() -> vigil_ingest::IngestStats + Send + Sync>,
-    /// The running rule configuration (rule replay starts from it).
-    pub rules: RuleConfig,
+    /// The running rule configuration (rule replay starts from it) and
+    /// where it is re-read from.
+    pub rules: RuleSource,
     /// Flips to true when the engine stops; long-lived responses (SSE) end.
     pub stopping: watch::Receiver<bool>,
 }
@@ -109,6 +164,8 @@ enum ShardMsg {
     /// The registry's facts of this shard's equipment (registry-time rules).
     Registry(Vec<vigil_rules::RegistryFacts>),
     Tick(EpochMs),
+    /// A reloaded rule configuration.
+    Rules(Box<RuleConfig>),
     Acknowledge {
         id: AlarmId,
         by: String,
@@ -272,7 +329,7 @@ pub struct Engine {
 
 impl Engine {
     pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Engine> {
-        let rules = rule_config(&config.rules)?;
+        let rules = load_rules(&config.rules, config.rules_file.as_deref())?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let registry =
@@ -454,7 +511,12 @@ impl Engine {
             liveness,
             registry_sync,
             ingest_stats,
-            rules: rules.clone(),
+            rules: RuleSource {
+                base: config.rules.clone(),
+                file: config.rules_file.clone(),
+                current: RwLock::new(rules.clone()),
+                reloading: tokio::sync::Mutex::new(()),
+            },
             stopping: stopping.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -471,6 +533,7 @@ impl Engine {
                 warn!(error = %e, "HTTP server failed.");
             }
         });
+        spawn_reload_on_hangup(state.clone(), stopping.clone())?;
         info!(%mqtt_addr, %http_addr, data_dir = %config.data_dir.display(), "Vigil is running.");
         Ok(Engine {
             http_addr,
@@ -562,6 +625,10 @@ async fn run_shard(
                 changes
             }
             ShardMsg::Tick(now) => engine.tick(now),
+            ShardMsg::Rules(config) => {
+                engine.replace_config(*config);
+                Vec::new()
+            }
             ShardMsg::Registry(facts) => engine.registry_check(&facts, clock()),
             ShardMsg::Stop => break,
             ShardMsg::Acknowledge { id, by, reply } => {
@@ -588,6 +655,31 @@ async fn run_shard(
             }
         }
     }
+}
+
+/// SIGHUP re-reads the rule file (a refused file is logged and counted;
+/// the running rules stay).
+fn spawn_reload_on_hangup(
+    state: Arc<AppState>,
+    mut stopping: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot watch SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {}
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+            info!("SIGHUP: reloading rules.");
+            // Success and refusal are both logged by `reload`.
+            let _ = state
+                .rules
+                .reload(&state.shards, &state.engine_metrics)
+                .await;
+        }
+    });
+    Ok(())
 }
 
 async fn run_ticker(

@@ -19,6 +19,8 @@ pub struct EngineMetrics {
     pub store_backlog_batches: IntGauge,
     pub store_backlog_records: IntGauge,
     pub webhooks: crate::webhooks::WebhookMetrics,
+    /// Rule reloads by result (`ok`, `refused`).
+    pub rule_reloads: IntCounterVec,
 }
 
 impl EngineMetrics {
@@ -64,6 +66,13 @@ impl EngineMetrics {
             "vigil_store_backlog_records",
             "Records (readings, alarm changes, dead letters) in the local log that the store's database does not have yet.",
         )?;
+        let rule_reloads = IntCounterVec::new(
+            Opts::new(
+                "vigil_rule_reloads_total",
+                "Rule reloads (SIGHUP, POST /api/v1/rules/reload) by result: ok, or refused (the old rules stay).",
+            ),
+            &["result"],
+        )?;
         let webhooks = crate::webhooks::WebhookMetrics {
             deliveries: IntCounterVec::new(
                 Opts::new(
@@ -89,6 +98,7 @@ impl EngineMetrics {
         registry.register(Box::new(sql_queries.clone()))?;
         registry.register(Box::new(store_outage.clone()))?;
         registry.register(Box::new(store_outages.clone()))?;
+        registry.register(Box::new(rule_reloads.clone()))?;
         registry.register(Box::new(store_backlog_batches.clone()))?;
         registry.register(Box::new(store_backlog_records.clone()))?;
         Ok(Self {
@@ -99,6 +109,7 @@ impl EngineMetrics {
             sql_queries,
             store_outage,
             store_outages,
+            rule_reloads,
             store_backlog_batches,
             store_backlog_records,
             webhooks,

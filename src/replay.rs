@@ -27,7 +27,8 @@ pub struct ReplayRequest {
     /// Epoch ms, inclusive: readings with `ts` in `[from, to)`.
     pub from: EpochMs,
     pub to: EpochMs,
-    /// A `[rules]` section in TOML to try instead of the running one.
+    /// A rule file (the `[rules]` format, rules defined or tuned) to try
+    /// instead of the running rules.
     #[serde(default)]
     pub rules: Option<String>,
 }
@@ -43,10 +44,8 @@ pub fn config_of(req: &ReplayRequest, running: &RuleConfig) -> Result<RuleConfig
     let Some(text) = &req.rules else {
         return Ok(running.clone());
     };
-    let table: toml::Table = toml::from_str(text)
-        .map_err(|e| ApiError::bad_request("invalid_rules", format!("rules: {e}")))?;
-    crate::engine::rule_config(&table)
-        .map_err(|e| ApiError::bad_request("invalid_rules", format!("{e:#}")))
+    RuleConfig::load(&toml::Table::new(), Some(("rules", text)))
+        .map_err(|e| ApiError::bad_request("invalid_rules", e.to_string()))
 }
 
 pub async fn replay(

@@ -84,11 +84,6 @@ impl Key {
     pub fn defined(n: usize) -> Key {
         Key(u16::try_from(Rule::COUNT + n).unwrap_or(u16::MAX))
     }
-
-    /// Which defined rule this is (`None` for a built-in).
-    pub fn defined_index(self) -> Option<usize> {
-        self.index().checked_sub(Rule::COUNT)
-    }
 }
 
 impl From<Rule> for Key {
@@ -1129,6 +1124,10 @@ impl fmt::Display for RuleInfo {
             .collect();
         if !shown.is_empty() {
             write!(f, " [{}]", shown.join(", "))?;
+        }
+        if let Some(when) = self.when {
+            let when: Vec<&str> = when.split_whitespace().collect();
+            write!(f, "\n{:<32} when {}", "", when.join(" "))?;
         }
         Ok(())
     }

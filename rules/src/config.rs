@@ -138,6 +138,21 @@ impl RuleConfig {
         self.check().map(|_| ()).map_err(|m| m.error)
     }
 
+    /// The rules this configuration defines, as `vigil rules check` and
+    /// the reload answer list them.
+    pub fn defined_rules(&self) -> Vec<DefinedRule> {
+        self.definitions()
+            .into_iter()
+            .map(|d| DefinedRule {
+                id: d.id.as_str().to_owned(),
+                stream: d.source.name(),
+                severity: d.defaults.severity,
+                when: d.when.text().to_owned(),
+                description: d.description,
+            })
+            .collect()
+    }
+
     /// The rules this configuration defines that check (the engine ignores
     /// the others, as `validate` would refuse them).
     pub(crate) fn definitions(&self) -> Vec<Definition> {
@@ -316,6 +331,16 @@ impl RuleConfig {
         });
         ParamSet(builtin.chain(custom).collect())
     }
+}
+
+/// One rule a configuration defines.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DefinedRule {
+    pub id: String,
+    pub stream: &'static str,
+    pub severity: vigil_model::Severity,
+    pub when: String,
+    pub description: String,
 }
 
 /// A mistake and where it is: the table path and key, and for a condition

@@ -96,7 +96,9 @@ fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, ExprError> {
 #[derive(Debug, Clone)]
 pub(crate) struct Expr {
     text: String,
-    root: Node,
+    /// The tree, children before parents; `root` is the whole condition.
+    nodes: Vec<Node>,
+    root: Id,
     fields: Vec<usize>,
     params: Vec<Box<str>>,
     settings: Vec<usize>,
@@ -124,6 +126,7 @@ impl Expr {
             depth: 0,
             fields,
             settings,
+            nodes: Vec::new(),
             read_fields: Vec::new(),
             read_params: Vec::new(),
             read_settings: Vec::new(),
@@ -163,7 +166,8 @@ impl Expr {
         }
         Ok(Expr {
             text: text.to_owned(),
-            root: root.node,
+            nodes: p.nodes,
+            root: root.id,
             fields: p.read_fields,
             params: p.read_params,
             settings: p.read_settings,
@@ -172,7 +176,7 @@ impl Expr {
 
     /// The condition's value for one sample.
     pub fn eval<'a>(&'a self, env: &'a dyn Env) -> Val<'a> {
-        eval(&self.root, env)
+        eval(&self.nodes, self.root, env)
     }
 
     /// Whether the condition is true (`Bool(true)`; null and false are not).
@@ -204,6 +208,9 @@ impl Expr {
 
 // ---------------------------------------------------------------- tree
 
+/// A node's index in `Expr::nodes`.
+type Id = usize;
+
 #[derive(Debug, Clone)]
 enum Node {
     Num(f64),
@@ -215,15 +222,15 @@ enum Node {
         index: Option<usize>,
     },
     Setting(usize),
-    Neg(Box<Node>),
-    Not(Box<Node>),
+    Neg(Id),
+    Not(Id),
     /// `first (op operand)*`, evaluated left to right. Chains are flat so
     /// that `1 + 1 + … + 1` is one level of recursion, not thousands.
-    Arith(Box<Node>, Vec<(ArithOp, Node)>),
-    Cmp(CmpOp, Box<Node>, Box<Node>),
-    And(Vec<Node>),
-    Or(Vec<Node>),
-    Call(Func, Vec<Node>),
+    Arith(Id, Vec<(ArithOp, Id)>),
+    Cmp(CmpOp, Id, Id),
+    And(Vec<Id>),
+    Or(Vec<Id>),
+    Call(Func, Vec<Id>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,7 +313,11 @@ impl Func {
 
 // ---------------------------------------------------------------- evaluation
 
-fn eval<'a>(node: &'a Node, env: &'a dyn Env) -> Val<'a> {
+fn eval<'a>(nodes: &'a [Node], id: Id, env: &'a dyn Env) -> Val<'a> {
+    let Some(node) = nodes.get(id) else {
+        return Val::Null;
+    };
+    let eval = |id: &Id| eval(nodes, *id, env);
     match node {
         Node::Num(n) => Val::Num(*n),
         Node::Bool(b) => Val::Bool(*b),
@@ -326,20 +337,20 @@ fn eval<'a>(node: &'a Node, env: &'a dyn Env) -> Val<'a> {
             }
         }
         Node::Setting(i) => num(env.setting(*i)),
-        Node::Neg(x) => match eval(x, env) {
+        Node::Neg(x) => match eval(x) {
             Val::Num(n) => Val::Num(-n),
             _ => Val::Null,
         },
-        Node::Not(x) => match eval(x, env) {
+        Node::Not(x) => match eval(x) {
             Val::Bool(b) => Val::Bool(!b),
             _ => Val::Null,
         },
         Node::Arith(first, rest) => {
-            let Val::Num(mut acc) = eval(first, env) else {
+            let Val::Num(mut acc) = eval(first) else {
                 return Val::Null;
             };
             for (op, x) in rest {
-                let Val::Num(y) = eval(x, env) else {
+                let Val::Num(y) = eval(x) else {
                     return Val::Null;
                 };
                 acc = match op {
@@ -352,12 +363,12 @@ fn eval<'a>(node: &'a Node, env: &'a dyn Env) -> Val<'a> {
             }
             num(acc)
         }
-        Node::Cmp(op, a, b) => compare(*op, eval(a, env), eval(b, env)),
+        Node::Cmp(op, a, b) => compare(*op, eval(a), eval(b)),
         Node::And(items) => {
             // false wins over null: `null and false` is false.
             let mut unknown = false;
             for x in items {
-                match eval(x, env) {
+                match eval(x) {
                     Val::Bool(false) => return Val::Bool(false),
                     Val::Bool(true) => {}
                     _ => unknown = true,
@@ -368,7 +379,7 @@ fn eval<'a>(node: &'a Node, env: &'a dyn Env) -> Val<'a> {
         Node::Or(items) => {
             let mut unknown = false;
             for x in items {
-                match eval(x, env) {
+                match eval(x) {
                     Val::Bool(true) => return Val::Bool(true),
                     Val::Bool(false) => {}
                     _ => unknown = true,
@@ -377,7 +388,7 @@ fn eval<'a>(node: &'a Node, env: &'a dyn Env) -> Val<'a> {
             if unknown { Val::Null } else { Val::Bool(false) }
         }
         Node::Call(f, args) => match f {
-            Func::Abs => match args.first().map(|x| eval(x, env)) {
+            Func::Abs => match args.first().map(eval) {
                 Some(Val::Num(n)) => Val::Num(n.abs()),
                 _ => Val::Null,
             },
@@ -386,7 +397,7 @@ fn eval<'a>(node: &'a Node, env: &'a dyn Env) -> Val<'a> {
                 // missing is unknown, not `b`. `coalesce` chooses defaults.
                 let mut acc: Option<f64> = None;
                 for x in args {
-                    let Val::Num(v) = eval(x, env) else {
+                    let Val::Num(v) = eval(x) else {
                         return Val::Null;
                     };
                     acc = Some(match acc {
@@ -399,10 +410,10 @@ fn eval<'a>(node: &'a Node, env: &'a dyn Env) -> Val<'a> {
             }
             Func::Coalesce => args
                 .iter()
-                .map(|x| eval(x, env))
+                .map(eval)
                 .find(|v| *v != Val::Null)
                 .unwrap_or(Val::Null),
-            Func::Present => match args.first().map(|x| eval(x, env)) {
+            Func::Present => match args.first().map(eval) {
                 Some(Val::Null) | None => Val::Bool(false),
                 Some(_) => Val::Bool(true),
             },
@@ -629,7 +640,7 @@ fn lex_number(text: &str, start: usize) -> Result<(Kind, usize), ExprError> {
 /// A checked sub-expression: its tree, static type (`None`: known only at
 /// run time, i.e. it involves a registry parameter) and source span.
 struct Sub {
-    node: Node,
+    id: Id,
     ty: Option<Type>,
     start: usize,
     end: usize,
@@ -643,6 +654,7 @@ struct Parser<'t> {
     depth: usize,
     fields: &'t [Field],
     settings: &'t [&'t str],
+    nodes: Vec<Node>,
     read_fields: Vec<usize>,
     read_params: Vec<Box<str>>,
     read_settings: Vec<usize>,
@@ -651,6 +663,11 @@ struct Parser<'t> {
 type Parsed = Result<Sub, ExprError>;
 
 impl<'t> Parser<'t> {
+    fn add(&mut self, node: Node) -> Id {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
     fn peek(&self) -> &Tok {
         &self.toks[self.pos]
     }
@@ -744,7 +761,7 @@ impl<'t> Parser<'t> {
         &mut self,
         word: &'static str,
         next: fn(&mut Self) -> Parsed,
-        make: fn(Vec<Node>) -> Node,
+        make: fn(Vec<Id>) -> Node,
     ) -> Parsed {
         let first = next(self)?;
         if self.word() != Some(word) {
@@ -752,16 +769,16 @@ impl<'t> Parser<'t> {
         }
         self.need(&first, Type::Bool, word)?;
         let (start, mut end) = (first.start, first.end);
-        let mut items = vec![first.node];
+        let mut items = vec![first.id];
         while self.word() == Some(word) {
             self.bump();
             let rhs = next(self)?;
             self.need(&rhs, Type::Bool, word)?;
             end = rhs.end;
-            items.push(rhs.node);
+            items.push(rhs.id);
         }
         Ok(Sub {
-            node: make(items),
+            id: self.add(make(items)),
             ty: Some(Type::Bool),
             start,
             end,
@@ -780,7 +797,7 @@ impl<'t> Parser<'t> {
         self.leave();
         Ok(Sub {
             end: inner.end,
-            node: Node::Not(Box::new(inner.node)),
+            id: self.add(Node::Not(inner.id)),
             ty: Some(Type::Bool),
             start,
         })
@@ -793,6 +810,19 @@ impl<'t> Parser<'t> {
         };
         self.bump();
         let rhs = self.sum()?;
+        self.check_cmp(op, &lhs, &rhs)?;
+        Ok(Sub {
+            ty: Some(Type::Bool),
+            start: lhs.start,
+            end: rhs.end,
+            id: self.add(Node::Cmp(op, lhs.id, rhs.id)),
+        })
+    }
+
+    // Checks live outside the recursive descent so that its stack frames
+    // stay small (debug builds keep every `format!` temporary in the frame).
+
+    fn check_cmp(&self, op: CmpOp, lhs: &Sub, rhs: &Sub) -> Result<(), ExprError> {
         if let Kind::Cmp(next) = self.peek().kind {
             return err(
                 self.peek().start,
@@ -803,38 +833,33 @@ impl<'t> Parser<'t> {
                 ),
             );
         }
-        if op.is_equality() {
-            if let (Some(a), Some(b)) = (lhs.ty, rhs.ty)
-                && a != b
-            {
-                return err(
-                    rhs.start,
-                    format!(
-                        "cannot compare {} ({}) with {} ({})",
-                        self.snippet(&lhs),
-                        a.describe(),
-                        self.snippet(&rhs),
-                        b.describe()
-                    ),
-                );
-            }
-            self.check_values(&lhs, &rhs)?;
-            self.check_values(&rhs, &lhs)?;
-        } else {
-            self.need(&lhs, Type::Num, op.symbol())?;
-            self.need(&rhs, Type::Num, op.symbol())?;
+        if !op.is_equality() {
+            self.need(lhs, Type::Num, op.symbol())?;
+            return self.need(rhs, Type::Num, op.symbol());
         }
-        Ok(Sub {
-            ty: Some(Type::Bool),
-            start: lhs.start,
-            end: rhs.end,
-            node: Node::Cmp(op, Box::new(lhs.node), Box::new(rhs.node)),
-        })
+        if let (Some(a), Some(b)) = (lhs.ty, rhs.ty)
+            && a != b
+        {
+            return err(
+                rhs.start,
+                format!(
+                    "cannot compare {} ({}) with {} ({})",
+                    self.snippet(lhs),
+                    a.describe(),
+                    self.snippet(rhs),
+                    b.describe()
+                ),
+            );
+        }
+        self.check_values(lhs, rhs)?;
+        self.check_values(rhs, lhs)
     }
 
     /// `door == "clsoed"` can never hold; refusing it catches the typo.
     fn check_values(&self, field: &Sub, literal: &Sub) -> Result<(), ExprError> {
-        let (Node::Field(i), Node::Str(s)) = (&field.node, &literal.node) else {
+        let (Some(Node::Field(i)), Some(Node::Str(s))) =
+            (self.nodes.get(field.id), self.nodes.get(literal.id))
+        else {
             return Ok(());
         };
         let Some(f) = self.fields.get(*i) else {
@@ -887,10 +912,10 @@ impl<'t> Parser<'t> {
             let rhs = next(self)?;
             self.need(&rhs, Type::Num, op.symbol())?;
             end = rhs.end;
-            rest.push((op, rhs.node));
+            rest.push((op, rhs.id));
         }
         Ok(Sub {
-            node: Node::Arith(Box::new(first.node), rest),
+            id: self.add(Node::Arith(first.id, rest)),
             ty: Some(Type::Num),
             start,
             end,
@@ -907,12 +932,16 @@ impl<'t> Parser<'t> {
         let inner = self.unary()?;
         self.need(&inner, Type::Num, "-")?;
         self.leave();
-        let node = match inner.node {
-            Node::Num(n) => Node::Num(-n),
-            other => Node::Neg(Box::new(other)),
+        // `-2` is a literal, not an operation.
+        let id = match self.nodes.get_mut(inner.id) {
+            Some(Node::Num(n)) => {
+                *n = -*n;
+                inner.id
+            }
+            _ => self.add(Node::Neg(inner.id)),
         };
         Ok(Sub {
-            node,
+            id,
             ty: Some(Type::Num),
             start,
             end: inner.end,
@@ -921,8 +950,8 @@ impl<'t> Parser<'t> {
 
     fn atom(&mut self) -> Parsed {
         let tok = self.peek().clone();
-        let leaf = |node, ty| Sub {
-            node,
+        let leaf = |id, ty| Sub {
+            id,
             ty,
             start: tok.start,
             end: tok.end,
@@ -930,11 +959,11 @@ impl<'t> Parser<'t> {
         match tok.kind {
             Kind::Num(n) => {
                 self.bump();
-                Ok(leaf(Node::Num(n), Some(Type::Num)))
+                Ok(leaf(self.add(Node::Num(n)), Some(Type::Num)))
             }
             Kind::Str(s) => {
                 self.bump();
-                Ok(leaf(Node::Str(s), Some(Type::Str)))
+                Ok(leaf(self.add(Node::Str(s)), Some(Type::Str)))
             }
             Kind::LParen => {
                 self.enter(tok.start)?;
@@ -949,18 +978,24 @@ impl<'t> Parser<'t> {
                 })
             }
             Kind::Word => self.word_atom(&tok),
-            Kind::End => match self.pos.checked_sub(1) {
-                Some(prev) => err(
-                    self.toks[prev].start,
-                    format!("missing a value after {}", self.show(prev)),
-                ),
-                None => err(0, "the condition is empty"),
-            },
-            _ => err(
-                tok.start,
+            _ => Err(self.no_value()),
+        }
+    }
+
+    /// The current token is not a value (or there is none).
+    fn no_value(&self) -> ExprError {
+        let (offset, message) = match (self.peek().kind == Kind::End, self.pos.checked_sub(1)) {
+            (true, Some(prev)) => (
+                self.toks[prev].start,
+                format!("missing a value after {}", self.show(prev)),
+            ),
+            (true, None) => (0, "the condition is empty".to_owned()),
+            (false, _) => (
+                self.peek().start,
                 format!("expected a value, found {}", self.show(self.pos)),
             ),
-        }
+        };
+        ExprError { offset, message }
     }
 
     /// Consumes the `)` closing the `(` at `open`; returns its end.
@@ -982,8 +1017,8 @@ impl<'t> Parser<'t> {
 
     fn word_atom(&mut self, tok: &Tok) -> Parsed {
         let name = self.text.get(tok.start..tok.end).unwrap_or("");
-        let leaf = |node, ty| Sub {
-            node,
+        let leaf = |id, ty| Sub {
+            id,
             ty,
             start: tok.start,
             end: tok.end,
@@ -991,7 +1026,8 @@ impl<'t> Parser<'t> {
         match name {
             "true" | "false" => {
                 self.bump();
-                return Ok(leaf(Node::Bool(name == "true"), Some(Type::Bool)));
+                let id = self.add(Node::Bool(name == "true"));
+                return Ok(leaf(id, Some(Type::Bool)));
             }
             "not" => {
                 return err(
@@ -1013,7 +1049,8 @@ impl<'t> Parser<'t> {
             if !self.read_fields.contains(&i) {
                 self.read_fields.push(i);
             }
-            return Ok(leaf(Node::Field(i), Some(self.fields[i].ty)));
+            let ty = self.fields[i].ty;
+            return Ok(leaf(self.add(Node::Field(i)), Some(ty)));
         }
         if Func::lookup(name).is_some() {
             return err(
@@ -1077,7 +1114,7 @@ impl<'t> Parser<'t> {
                 self.read_settings.push(i);
             }
             return Ok(Sub {
-                node: Node::Setting(i),
+                id: self.add(Node::Setting(i)),
                 ty: Some(Type::Num),
                 start: tok.start,
                 end,
@@ -1120,10 +1157,10 @@ impl<'t> Parser<'t> {
             self.read_params.push(name.into());
         }
         Ok(Sub {
-            node: Node::Param {
+            id: self.add(Node::Param {
                 name: name.into(),
                 index,
-            },
+            }),
             ty: None,
             start: tok.start,
             end,
@@ -1209,7 +1246,7 @@ impl<'t> Parser<'t> {
             }
         };
         Ok(Sub {
-            node: Node::Call(func, args.into_iter().map(|a| a.node).collect()),
+            id: self.add(Node::Call(func, args.iter().map(|a| a.id).collect())),
             ty,
             start: tok.start,
             end,
@@ -1821,7 +1858,7 @@ mod tests {
 
     #[test]
     fn deepest_conditions_fit_a_small_stack() {
-        // Tokio workers get 2 MiB; a quarter of that is plenty (debug build).
+        // Tokio workers get 2 MiB; half of that is plenty, even unoptimised.
         let run = || {
             let s = moving();
             let parens = format!("{}floor{} > 0", "(".repeat(64), ")".repeat(64));
@@ -1833,7 +1870,7 @@ mod tests {
             }
         };
         let thread = std::thread::Builder::new()
-            .stack_size(2 * 1024 * 1024)
+            .stack_size(1024 * 1024)
             .spawn(run);
         assert!(thread.unwrap().join().is_ok());
     }

@@ -78,7 +78,7 @@ mod expr;
 mod locate;
 
 pub use catalogue::{ParamInfo, RuleInfo, catalogue};
-pub use config::{RuleConfig, RuleFileError};
+pub use config::{DefinedRule, RuleConfig, RuleFileError};
 pub use engine::{
     CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RegistryFacts, RuleEngine,
 };

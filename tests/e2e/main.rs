@@ -18,5 +18,6 @@ mod filling;
 mod replay;
 mod risk;
 mod roles;
+mod rule_files;
 mod schedule;
 mod streams;

@@ -27,6 +27,8 @@ mod replay;
 mod risk;
 #[path = "roles.rs"]
 mod roles;
+#[path = "rule_files.rs"]
+mod rule_files;
 #[path = "schedule.rs"]
 mod schedule;
 #[path = "streams.rs"]
