@@ -1315,13 +1315,23 @@ mod tests {
     }
 
     #[test]
-    fn display_is_one_line_with_defaults() {
-        let line = catalogue()[0].to_string();
-        assert!(line.starts_with("elevator.trapped"), "{line}");
+    fn display_gives_defaults_then_the_condition_where_it_is_written() {
+        let text = catalogue()[0].to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("elevator.trapped"), "{text}");
         assert!(
-            line.contains("for_s=180") && line.contains("alarm_button_for_s=60"),
-            "{line}"
+            lines[0].contains("for_s=180") && lines[0].contains("alarm_button_for_s=60"),
+            "{text}"
         );
-        assert!(!line.contains('\n'));
+        assert_eq!(
+            lines[1].trim(),
+            "when door == \"closed\" and occupied and speed_mps == 0 and mode == \"normal\""
+        );
+        let cycling = catalogue()
+            .into_iter()
+            .find(|r| r.id.as_str() == "elevator.door_cycling")
+            .unwrap()
+            .to_string();
+        assert_eq!(cycling.lines().count(), 1, "evaluated in code: no condition line");
     }
 }

@@ -94,9 +94,9 @@ impl RuleConfig {
                 RuleFileError {
                     file: name.to_owned(),
                     at: Some(at),
-                    error: ConfigError::Parse {
+                    error: Box::new(ConfigError::Parse {
                         message: e.message().to_owned(),
-                    },
+                    }),
                 }
             })?;
             merge(&mut merged, table);
@@ -122,9 +122,9 @@ impl RuleConfig {
             located(Located {
                 path: Vec::new(),
                 offset: None,
-                error: ConfigError::Parse {
+                error: Box::new(ConfigError::Parse {
                     message: e.to_string(),
-                },
+                }),
             })
         })?;
         config.check().map_err(located)?;
@@ -135,7 +135,7 @@ impl RuleConfig {
     /// wrong type or range, unknown categories, invalid equipment ids and
     /// defined rules that do not check, naming the table and key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.check().map(|_| ()).map_err(|m| m.error)
+        self.check().map(|_| ()).map_err(|m| *m.error)
     }
 
     /// The rules this configuration defines, as `vigil rules check` and
@@ -207,11 +207,11 @@ impl RuleConfig {
                 Located {
                     path: vec!["rule".into(), id.clone(), key.clone()],
                     offset: e.offset,
-                    error: ConfigError::BadDefinition {
+                    error: Box::new(ConfigError::BadDefinition {
                         scope,
                         key,
                         message: e.message,
-                    },
+                    }),
                 }
             })?;
             defined.insert(id.clone(), def);
@@ -348,7 +348,7 @@ pub struct DefinedRule {
 pub(crate) struct Located {
     pub path: Vec<String>,
     pub offset: Option<usize>,
-    pub error: ConfigError,
+    pub error: Box<ConfigError>,
 }
 
 impl Located {
@@ -356,7 +356,7 @@ impl Located {
         Located {
             path: path.iter().map(|s| (*s).to_owned()).collect(),
             offset: None,
-            error,
+            error: Box::new(error),
         }
     }
 }
@@ -372,7 +372,7 @@ pub struct RuleFileError {
     pub file: String,
     /// Line and column, from 1.
     pub at: Option<(usize, usize)>,
-    pub error: ConfigError,
+    pub error: Box<ConfigError>,
 }
 
 /// Line and column (from 1, in characters) of byte `offset` of `text`.
@@ -409,7 +409,7 @@ fn check_rule(
     overrides: &Overrides,
     def: Option<&Definition>,
     defined: &BTreeMap<String, Definition>,
-) -> Result<(), (Option<String>, ConfigError)> {
+) -> Result<(), (Option<String>, Box<ConfigError>)> {
     if let Some(def) = def {
         let allowed = def.override_keys();
         let mut scratch = def.defaults.clone();
@@ -422,24 +422,24 @@ fn check_rule(
                 };
                 return Err((
                     Some(key.clone()),
-                    ConfigError::UnknownParam {
+                    Box::new(ConfigError::UnknownParam {
                         scope: scope.to_owned(),
                         rule: rule_id.to_owned(),
                         key: key.clone(),
                         allowed: format!("{}{hint}", allowed.join(", ")),
-                    },
+                    }),
                 ));
             }
             def.set(&mut scratch, key, value).map_err(|expected| {
                 (
                     Some(key.clone()),
-                    ConfigError::BadValue {
+                    Box::new(ConfigError::BadValue {
                         scope: scope.to_owned(),
                         rule: rule_id.to_owned(),
                         key: key.clone(),
                         expected,
                         got: value.to_string(),
-                    },
+                    }),
                 )
             })?;
         }
@@ -453,11 +453,11 @@ fn check_rule(
             .collect();
         return Err((
             None,
-            ConfigError::UnknownRule {
+            Box::new(ConfigError::UnknownRule {
                 scope: scope.to_owned(),
                 rule: rule_id.to_owned(),
                 known: known.join(", "),
-            },
+            }),
         ));
     };
     if is_definition(overrides) {
@@ -466,9 +466,9 @@ fn check_rule(
                 .keys()
                 .find(|k| *k == "when" || *k == "stream")
                 .cloned(),
-            ConfigError::RedefinedBuiltin {
+            Box::new(ConfigError::RedefinedBuiltin {
                 rule: rule_id.to_owned(),
-            },
+            }),
         ));
     }
     let mut scratch = Params::default_for(rule);
@@ -476,24 +476,24 @@ fn check_rule(
         if !rule.keys().contains(&key.as_str()) {
             return Err((
                 Some(key.clone()),
-                ConfigError::UnknownParam {
+                Box::new(ConfigError::UnknownParam {
                     scope: scope.to_owned(),
                     rule: rule_id.to_owned(),
                     key: key.clone(),
                     allowed: rule.keys().join(", "),
-                },
+                }),
             ));
         }
         scratch.set(key, value).map_err(|expected| {
             (
                 Some(key.clone()),
-                ConfigError::BadValue {
+                Box::new(ConfigError::BadValue {
                     scope: scope.to_owned(),
                     rule: rule_id.to_owned(),
                     key: key.clone(),
                     expected,
                     got: value.to_string(),
-                },
+                }),
             )
         })?;
     }

@@ -201,6 +201,7 @@ impl Expr {
         self.settings.clone()
     }
 
+    /// The condition as written.
     pub fn text(&self) -> &str {
         &self.text
     }

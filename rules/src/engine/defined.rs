@@ -32,6 +32,7 @@ fn grow(dev: &mut DeviceState, eq: &mut EquipmentState, n: usize) {
 /// Evaluates the state rules of `source` (elevator or ride) on the device's
 /// latest sample of it at device time `t` (the sample's own `ts`, or the
 /// advanced clock when `tick` re-evaluates a silent device).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate(
     book: &mut Book,
     defined: &Defined,
@@ -109,6 +110,7 @@ pub(crate) fn evaluate(
 
 /// A video event or filling record at device time `t`: each event rule of
 /// its stream whose condition holds raises its alarm or repeats it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn on_event(
     book: &mut Book,
     defined: &Defined,
