@@ -387,18 +387,29 @@ async fn run_sql(
     sql::render(&output, format)
 }
 
-async fn equipment_status(
-    State(state): State<Arc<AppState>>,
-    Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = EquipmentId::new(&id)
+/// The equipment `id` names, if `principal` may see it; equipment outside
+/// their regions is "not found", as equipment that does not exist.
+fn visible_equipment(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<(EquipmentId, vigil_registry::Equipment), ApiError> {
+    let id = EquipmentId::new(id)
         .map_err(|e| ApiError::bad_request("invalid_equipment_id", e.to_string()))?;
     let not_found = || ApiError::not_found(format!("no equipment {id}"));
     let equipment = state.registry.equipment(&id).ok_or_else(not_found)?;
     if !principal.sees_equipment(&equipment.owner_id, &equipment.region) {
         return Err(not_found());
     }
+    Ok((id, equipment))
+}
+
+async fn equipment_status(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (id, equipment) = visible_equipment(&state, &principal, &id)?;
     let filter = AlarmFilter {
         equipment_id: Some(id.to_string()),
         ..AlarmFilter::default()
@@ -446,13 +457,7 @@ async fn equipment_risk(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = EquipmentId::new(&id)
-        .map_err(|e| ApiError::bad_request("invalid_equipment_id", e.to_string()))?;
-    let not_found = || ApiError::not_found(format!("no equipment {id}"));
-    let equipment = state.registry.equipment(&id).ok_or_else(not_found)?;
-    if !principal.sees_equipment(&equipment.owner_id, &equipment.region) {
-        return Err(not_found());
-    }
+    let (id, _) = visible_equipment(&state, &principal, &id)?;
     let sql = format!(
         "SELECT * FROM risk WHERE equipment_id = {}",
         sql::lit(id.as_str())

@@ -715,26 +715,8 @@ impl Params {
         let base = Params {
             enabled: true,
             severity: Severity::Critical,
-            for_ms: 0,
             clear_ms: secs_to_ms(DEFAULT_CLEAR_S),
-            alarm_button_for_ms: 0,
-            speed_mps: 0.0,
-            factor: 0.0,
-            moving_for_ms: 0,
-            max_changes: 0,
-            window_ms: 0,
-            count: 0,
-            intervals: 0.0,
-            codes: BTreeMap::new(),
-            limit: 0.0,
-            min_confidence: 0.0,
-            days: 0,
-            flowing_ms: 0,
-            threshold: 0.0,
-            warmup: 0,
-            operating_severity: None,
-            cooldown_ms: 0,
-            settings: Vec::new(),
+            ..Params::DISABLED
         };
         match rule {
             Rule::Trapped => Params {
@@ -973,6 +955,8 @@ impl Params {
             "severity" => self.severity = severity_of(value)?,
             "for_s" => self.for_ms = secs_to_ms(seconds(value)?),
             "clear_s" => self.clear_ms = secs_to_ms(seconds(value)?),
+            // Defined rules only (no built-in rule lists it among its keys).
+            "cooldown_s" => self.cooldown_ms = secs_to_ms(seconds(value)?),
             "alarm_button_for_s" => self.alarm_button_for_ms = secs_to_ms(seconds(value)?),
             "moving_for_s" => self.moving_for_ms = secs_to_ms(seconds(value)?),
             "speed_mps" => {
@@ -1332,6 +1316,10 @@ mod tests {
             .find(|r| r.id.as_str() == "elevator.door_cycling")
             .unwrap()
             .to_string();
-        assert_eq!(cycling.lines().count(), 1, "evaluated in code: no condition line");
+        assert_eq!(
+            cycling.lines().count(),
+            1,
+            "evaluated in code: no condition line"
+        );
     }
 }

@@ -22,9 +22,9 @@ use vigil_model::reading::{
     Brake, Direction, Door, ElevatorMode, ElevatorSample, FillResult, FillingRecord, Limit, Power,
     RideSample, RideState, VideoEvent, VideoKind,
 };
-use vigil_model::{EpochMs, RuleId, Severity};
+use vigil_model::{EpochMs, Payload, RuleId, Severity};
 
-use crate::catalogue::{Params, secs_to_ms, severity_of};
+use crate::catalogue::Params;
 use crate::expr::{Env, Expr, Field, Type, Val};
 
 /// Keys of a definition that are not thresholds.
@@ -177,7 +177,19 @@ pub(crate) enum Sample<'a> {
     Filling(&'a FillingRecord, EpochMs),
 }
 
-impl Sample<'_> {
+impl<'a> Sample<'a> {
+    /// The message as a condition reads it (`None`: a stream no defined
+    /// rule watches, such as controller events). `ts` is its device time.
+    pub fn of(payload: &'a Payload, ts: EpochMs) -> Option<Sample<'a>> {
+        match payload {
+            Payload::Elevator(s) => Some(Sample::Elevator(s)),
+            Payload::Ride(s) => Some(Sample::Ride(s)),
+            Payload::Video(e) => Some(Sample::Video(e)),
+            Payload::Filling(r) => Some(Sample::Filling(r, ts)),
+            Payload::Event(_) => None,
+        }
+    }
+
     pub fn source(self) -> Source {
         match self {
             Sample::Elevator(_) => Source::Elevator,
@@ -553,30 +565,18 @@ fn is_name(key: &str) -> bool {
         && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// One key of a defined rule: a threshold by name, or one of the
+/// parameters every rule has ([`OVERRIDE_KEYS`], set as a built-in's are).
 fn set(p: &mut Params, settings: &[&str], key: &str, value: &Value) -> Result<(), &'static str> {
-    let seconds = || {
-        value
-            .as_f64()
-            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
-            .map(secs_to_ms)
-            .ok_or("a number of seconds ≥ 0")
-    };
-    match key {
-        "enabled" => p.enabled = value.as_bool().ok_or("true or false")?,
-        "severity" => p.severity = severity_of(value)?,
-        "for_s" => p.for_ms = seconds()?,
-        "clear_s" => p.clear_ms = seconds()?,
-        "cooldown_s" => p.cooldown_ms = seconds()?,
-        _ => {
-            let i = settings
-                .iter()
-                .position(|s| *s == key)
-                .ok_or("a known parameter")?;
+    match settings.iter().position(|s| *s == key) {
+        Some(i) => {
             let x = value.as_f64().filter(|x| x.is_finite()).ok_or("a number")?;
             if let Some(slot) = p.settings.get_mut(i) {
                 *slot = x;
             }
+            Ok(())
         }
+        None if OVERRIDE_KEYS.contains(&key) => p.set(key, value),
+        None => Err("a known parameter"),
     }
-    Ok(())
 }

@@ -19,11 +19,12 @@ use std::sync::Arc;
 use tracing::{debug, info, warn};
 use vigil_model::{
     Alarm, AlarmId, AlarmState, DeviceContext, DeviceId, EpochMs, EquipmentId, Payload, Reading,
+    RuleId,
 };
 
 use crate::catalogue::{Key, Rule};
 use crate::config::{ParamSet, RuleConfig};
-use crate::define::{Definition, Sample, Source};
+use crate::define::Definition;
 use crate::error::AlarmOpError;
 pub(crate) use escalation::Escalation;
 pub use filling::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts};
@@ -170,6 +171,19 @@ impl RuleEngine {
         }
         dev.last_ts = dev.last_ts.max(reading.ts);
         eq.advance_clock(reading.ts);
+        let defined = &self.resolver.defined;
+        let (payload, ts) = (&reading.payload, reading.ts);
+        defined::on_message(
+            &mut self.book,
+            defined,
+            dev_id,
+            dev,
+            eq,
+            payload,
+            false,
+            ts,
+            &mut out,
+        );
         match &reading.payload {
             Payload::Elevator(sample) => {
                 // The previous sample held until now: let its running periods
@@ -178,33 +192,11 @@ impl RuleEngine {
                 if dev.busy {
                     elevator::evaluate(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
                 }
-                if dev.defined_busy {
-                    defined::evaluate(
-                        &mut self.book,
-                        &self.resolver.defined,
-                        dev_id,
-                        dev,
-                        eq,
-                        Source::Elevator,
-                        reading.ts,
-                        &mut out,
-                    );
-                }
                 dev.geo = state::Geometry::of(ctx);
                 dev.aux.observe(sample, &dev.geo, reading.ts);
                 dev.sample = Some(sample.clone());
                 dev.sample_ts = Some(reading.ts);
                 elevator::evaluate(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
-                defined::evaluate(
-                    &mut self.book,
-                    &self.resolver.defined,
-                    dev_id,
-                    dev,
-                    eq,
-                    Source::Elevator,
-                    reading.ts,
-                    &mut out,
-                );
                 anomaly::on_elevator(
                     &mut self.book,
                     dev_id,
@@ -221,18 +213,6 @@ impl RuleEngine {
                 equipment::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
             }
             Payload::Ride(sample) => {
-                if dev.defined_busy {
-                    defined::evaluate(
-                        &mut self.book,
-                        &self.resolver.defined,
-                        dev_id,
-                        dev,
-                        eq,
-                        Source::Ride,
-                        reading.ts,
-                        &mut out,
-                    );
-                }
                 rides::on_sample(
                     &mut self.book,
                     dev_id,
@@ -240,16 +220,6 @@ impl RuleEngine {
                     eq,
                     ctx,
                     sample,
-                    reading.ts,
-                    &mut out,
-                );
-                defined::evaluate(
-                    &mut self.book,
-                    &self.resolver.defined,
-                    dev_id,
-                    dev,
-                    eq,
-                    Source::Ride,
                     reading.ts,
                     &mut out,
                 );
@@ -275,34 +245,10 @@ impl RuleEngine {
             Payload::Video(event) => {
                 dev.video_ts = Some(reading.ts);
                 video::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
-                let sample = Sample::Video(event);
-                let defined = &self.resolver.defined;
-                defined::on_event(
-                    &mut self.book,
-                    defined,
-                    dev_id,
-                    dev,
-                    eq,
-                    sample,
-                    reading.ts,
-                    &mut out,
-                );
             }
             // The registry-fact rules run in `on_filling`; the fill-rate
             // anomaly needs only the record.
             Payload::Filling(record) => {
-                let sample = Sample::Filling(record, reading.ts);
-                let defined = &self.resolver.defined;
-                defined::on_event(
-                    &mut self.book,
-                    defined,
-                    dev_id,
-                    dev,
-                    eq,
-                    sample,
-                    reading.ts,
-                    &mut out,
-                );
                 anomaly::on_filling(
                     &mut self.book,
                     dev_id,
@@ -314,18 +260,20 @@ impl RuleEngine {
                 );
             }
         }
-        video::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
-        filling::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
-        let defined = &self.resolver.defined;
-        defined::timer(
+        defined::on_message(
             &mut self.book,
             defined,
             dev_id,
             dev,
             eq,
-            dev.last_ts,
+            payload,
+            true,
+            ts,
             &mut out,
         );
+        video::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
+        filling::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
+        defined::timer(&mut self.book, defined, dev_id, eq, dev.last_ts, &mut out);
         if let Some(clock) = eq.clock {
             equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
         }
@@ -404,28 +352,17 @@ impl RuleEngine {
             }
             let defined = &self.resolver.defined;
             if dev.defined_busy || everything {
-                for source in [Source::Elevator, Source::Ride] {
-                    defined::evaluate(
-                        &mut self.book,
-                        defined,
-                        dev_id,
-                        dev,
-                        eq,
-                        source,
-                        device_now,
-                        &mut out,
-                    );
-                }
+                defined::evaluate(
+                    &mut self.book,
+                    defined,
+                    dev_id,
+                    dev,
+                    eq,
+                    device_now,
+                    &mut out,
+                );
             }
-            defined::timer(
-                &mut self.book,
-                defined,
-                dev_id,
-                dev,
-                eq,
-                device_now,
-                &mut out,
-            );
+            defined::timer(&mut self.book, defined, dev_id, eq, device_now, &mut out);
             equipment::controller_timer(&mut self.book, eq, device_now, &mut out);
             video::timer(&mut self.book, eq, dev_id, device_now, &mut out);
             filling::timer(&mut self.book, eq, dev_id, device_now, &mut out);
@@ -556,23 +493,24 @@ impl RuleEngine {
         self.resolver.replace(config);
         // A defined rule keeps its slot across reloads; one the new
         // configuration drops becomes an empty slot and its alarms clear.
-        let mut slots: Vec<Option<Arc<Definition>>> = vec![None; self.resolver.defined.len()];
+        self.resolver.defined.fill(None);
         for def in definitions {
-            let n = match self.book.rule_ids[Rule::COUNT..]
-                .iter()
-                .position(|id| *id == def.id)
-            {
-                Some(n) => n,
-                None => {
-                    self.book.rule_ids.push(def.id.clone());
-                    slots.push(None);
-                    slots.len() - 1
-                }
-            };
-            slots[n] = Some(Arc::new(def));
+            let n = self.defined_slot(&def.id);
+            self.resolver.defined[n] = Some(Arc::new(def));
         }
-        self.resolver.defined = slots;
         self.retick_all = true;
+    }
+
+    /// The slot of defined rule `id` (see [`Key::defined`]): the one it had,
+    /// or a new, empty one.
+    fn defined_slot(&mut self, id: &RuleId) -> usize {
+        let known = &self.book.rule_ids[Rule::COUNT..];
+        if let Some(n) = known.iter().position(|known| known == id) {
+            return n;
+        }
+        self.book.rule_ids.push(id.clone());
+        self.resolver.defined.push(None);
+        self.resolver.defined.len() - 1
     }
 
     fn open_slot(&mut self, id: &AlarmId) -> Result<&mut state::Slot, AlarmOpError> {

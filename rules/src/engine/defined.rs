@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use vigil_model::{Alarm, DeviceId, EpochMs};
+use vigil_model::{Alarm, DeviceId, EpochMs, Payload};
 
 use super::state::{
     Book, DeviceState, EquipmentState, Tracker, quiet_period, step_tracker, sync_tracker,
@@ -23,40 +23,71 @@ fn grow(dev: &mut DeviceState, eq: &mut EquipmentState, n: usize) {
     if dev.defined.len() < n {
         dev.defined.resize_with(n, Tracker::default);
     }
+    grow_equipment(eq, n);
+}
+
+fn grow_equipment(eq: &mut EquipmentState, n: usize) {
     if eq.defined_last.len() < n {
         eq.defined_last.resize(n, None);
     }
     eq.grow(Key::defined(n).index());
 }
 
-/// Evaluates the state rules of `source` (elevator or ride) on the device's
-/// latest sample of it at device time `t` (the sample's own `ts`, or the
-/// advanced clock when `tick` re-evaluates a silent device).
+/// A message at its device time `t`, before (`stored` false) and after
+/// the engine keeps it as the device's latest sample. Before: the previous
+/// sample held until now, so running periods reach this moment first, as
+/// ticks would have done live. After: the state rules judge the new sample,
+/// or the event rules the event.
 #[allow(clippy::too_many_arguments)]
+pub(crate) fn on_message(
+    book: &mut Book,
+    defined: &Defined,
+    dev_id: &DeviceId,
+    dev: &mut DeviceState,
+    eq: &mut EquipmentState,
+    payload: &Payload,
+    stored: bool,
+    t: EpochMs,
+    out: &mut Vec<Alarm>,
+) {
+    let Some(sample) = Sample::of(payload, t).filter(|_| !defined.is_empty()) else {
+        return;
+    };
+    match (sample.source().is_state(), stored) {
+        (true, false) if dev.defined_busy => evaluate(book, defined, dev_id, dev, eq, t, out),
+        (true, true) => evaluate(book, defined, dev_id, dev, eq, t, out),
+        (false, true) => on_event(book, defined, dev_id, dev, eq, sample, t, out),
+        _ => {}
+    }
+}
+
+/// Evaluates the state rules on the device's latest elevator and ride
+/// samples at device time `t` (the sample's own `ts`, or the advanced clock
+/// when `tick` re-evaluates a silent device).
 pub(crate) fn evaluate(
     book: &mut Book,
     defined: &Defined,
     dev_id: &DeviceId,
     dev: &mut DeviceState,
     eq: &mut EquipmentState,
-    source: Source,
     t: EpochMs,
     out: &mut Vec<Alarm>,
 ) {
+    if defined.is_empty() {
+        return;
+    }
     grow(dev, eq, defined.len());
     let params = Arc::clone(&eq.params);
     let registry = Arc::clone(&eq.registry);
-    let sample = match source {
-        Source::Elevator => dev.sample.as_ref().map(Sample::Elevator),
-        Source::Ride => dev.ride.sample.as_ref().map(Sample::Ride),
-        Source::Video | Source::Filling => None,
-    };
-    let Some(sample) = sample else {
-        return;
-    };
+    let (elevator, ride) = (dev.sample.as_ref(), dev.ride.sample.as_ref());
     let mut busy = false;
     for (n, def) in defined.iter().enumerate() {
-        let Some(def) = def.as_ref().filter(|d| d.source == source) else {
+        let sample = match def.as_ref().map(|d| d.source) {
+            Some(Source::Elevator) => elevator.map(Sample::Elevator),
+            Some(Source::Ride) => ride.map(Sample::Ride),
+            _ => None,
+        };
+        let (Some(def), Some(sample)) = (def, sample) else {
             continue;
         };
         let key = Key::defined(n);
@@ -111,7 +142,7 @@ pub(crate) fn evaluate(
 /// A video event or filling record at device time `t`: each event rule of
 /// its stream whose condition holds raises its alarm or repeats it.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn on_event(
+fn on_event(
     book: &mut Book,
     defined: &Defined,
     dev_id: &DeviceId,
@@ -162,31 +193,21 @@ pub(crate) fn on_event(
 }
 
 /// Clears event-rule alarms whose quiet period `dev_id`'s clock `t` has
-/// passed, and the alarms of defined rules that are disabled or dropped.
+/// passed (or whose rule is disabled). State rules clear at their
+/// evaluation, as built-in sample rules do.
 pub(crate) fn timer(
     book: &mut Book,
     defined: &Defined,
     dev_id: &DeviceId,
-    dev: &mut DeviceState,
     eq: &mut EquipmentState,
     t: EpochMs,
     out: &mut Vec<Alarm>,
 ) {
-    grow(dev, eq, defined.len());
+    grow_equipment(eq, defined.len());
     for (n, def) in defined.iter().enumerate() {
-        let key = Key::defined(n);
-        match def {
-            Some(def) if def.source.is_state() => {
-                if !eq.params.get(key).enabled {
-                    dev.defined[n] = Tracker::default();
-                    book.clear(eq, key, t, out);
-                }
-            }
-            Some(_) => {
-                let last = eq.defined_last[n].take();
-                eq.defined_last[n] = quiet_period(book, eq, key, last, dev_id, t, out);
-            }
-            None => dev.defined[n] = Tracker::default(),
+        if def.as_ref().is_some_and(|d| !d.source.is_state()) {
+            let last = eq.defined_last[n].take();
+            eq.defined_last[n] = quiet_period(book, eq, Key::defined(n), last, dev_id, t, out);
         }
     }
 }

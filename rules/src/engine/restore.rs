@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::info;
 use vigil_model::{Alarm, AlarmId, Binding, DeviceId, EpochMs, Severity};
 
 use super::RuleEngine;
-use super::state::{ActiveCode, EquipmentState, Occurrence, Slot};
+use super::state::{ActiveCode, EquipmentState, Occurrence};
 use crate::catalogue::{Key, Rule};
 
 pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs) {
@@ -54,10 +54,6 @@ pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs)
             engine.book.cleared.insert(latest.alarm_id.clone());
             cleared += 1;
             continue;
-        }
-        if let Some(existing) = eq.slot(rule) {
-            warn!(equipment = %latest.equipment_id, rule = rule.id(), kept = %latest.alarm_id, dropped = %existing.alarm.alarm_id, "Two open alarms for one equipment and rule; keeping the later one.");
-            engine.book.by_alarm.remove(&existing.alarm.alarm_id);
         }
         match rule {
             Rule::ControllerFault => {
@@ -113,14 +109,7 @@ pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs)
             }
             _ => {}
         }
-        engine.book.by_alarm.insert(
-            latest.alarm_id.clone(),
-            (latest.equipment_id.clone(), rule.key()),
-        );
-        eq.slots[rule.index()] = Some(Slot {
-            alarm: latest.clone(),
-            holders: Vec::new(),
-        });
+        engine.book.reopen(eq, rule.key(), latest);
         open += 1;
     }
     info!(open, cleared, defined, "Rule engine restored its alarms.");
@@ -134,19 +123,12 @@ fn restore_defined(engine: &mut RuleEngine, latest: &Alarm) -> bool {
         engine.book.cleared.insert(latest.alarm_id.clone());
         return false;
     }
-    let n = match engine.book.rule_ids[Rule::COUNT..]
-        .iter()
-        .position(|id| *id == latest.rule)
-    {
-        Some(n) => n,
-        None => {
-            info!(rule = %latest.rule, alarm = %latest.alarm_id, "Open alarm of a rule no longer configured; it clears at the next tick.");
-            engine.book.rule_ids.push(latest.rule.clone());
-            engine.resolver.defined.push(None);
-            engine.retick_all = true;
-            engine.book.rule_ids.len() - Rule::COUNT - 1
-        }
-    };
+    let known = engine.book.rule_ids[Rule::COUNT..].contains(&latest.rule);
+    if !known {
+        info!(rule = %latest.rule, alarm = %latest.alarm_id, "Open alarm of a rule no longer configured; it clears at the next tick.");
+        engine.retick_all = true;
+    }
+    let n = engine.defined_slot(&latest.rule);
     let key = Key::defined(n);
     let eq = engine
         .equipment
@@ -154,12 +136,8 @@ fn restore_defined(engine: &mut RuleEngine, latest: &Alarm) -> bool {
         .or_insert_with(|| {
             EquipmentState::new(binding_of(latest), engine.resolver.defaults.clone())
         });
-    eq.params_gen = super::state::STALE;
     engine.resolver.refresh(eq);
-    eq.grow(key.index() + 1);
-    if let Some(existing) = eq.slots[key.index()].take() {
-        engine.book.by_alarm.remove(&existing.alarm.alarm_id);
-    }
+    engine.book.reopen(eq, key, latest);
     // Event rules clear a quiet period after the last matching event.
     let event_rule = engine.resolver.defined[n]
         .as_ref()
@@ -170,14 +148,6 @@ fn restore_defined(engine: &mut RuleEngine, latest: &Alarm) -> bool {
         }
         eq.defined_last[n] = Some((latest.updated_at, device.clone()));
     }
-    engine
-        .book
-        .by_alarm
-        .insert(latest.alarm_id.clone(), (latest.equipment_id.clone(), key));
-    eq.slots[key.index()] = Some(Slot {
-        alarm: latest.clone(),
-        holders: Vec::new(),
-    });
     true
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::Value;
-use tracing::info;
+use tracing::{info, warn};
 use vigil_model::reading::{Door, ElevatorSample, RideState};
 use vigil_model::{
     Alarm, AlarmId, AlarmState, Binding, DeviceContext, DeviceId, EpochMs, EquipmentId, Reading,
@@ -644,6 +644,23 @@ impl Book {
             holders,
         });
         alarm
+    }
+
+    /// After a restart: the stored open `alarm` is `rule`'s open alarm on
+    /// `eq` again, held by no device until one adopts it. An open alarm
+    /// already there (two stored for one rule) gives way to it.
+    pub fn reopen(&mut self, eq: &mut EquipmentState, rule: Key, alarm: &Alarm) {
+        eq.grow(rule.index() + 1);
+        if let Some(existing) = eq.slots[rule.index()].take() {
+            warn!(equipment = %alarm.equipment_id, rule = %alarm.rule, kept = %alarm.alarm_id, dropped = %existing.alarm.alarm_id, "Two open alarms for one equipment and rule; keeping the later one.");
+            self.by_alarm.remove(&existing.alarm.alarm_id);
+        }
+        self.by_alarm
+            .insert(alarm.alarm_id.clone(), (alarm.equipment_id.clone(), rule));
+        eq.slots[rule.index()] = Some(Slot {
+            alarm: alarm.clone(),
+            holders: Vec::new(),
+        });
     }
 
     /// A new version of the open alarm without a new occurrence (the set of
