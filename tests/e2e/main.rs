@@ -10,6 +10,8 @@ pub fn store_url() -> Option<String> {
 }
 
 mod bad_input;
+mod browser;
+mod console;
 mod crash;
 mod delivery;
 mod demo;
