@@ -12,11 +12,11 @@
 
 use std::sync::{Arc, OnceLock};
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde::{Deserialize, Serialize};
 
 /// `[console]` in the configuration.
@@ -184,7 +184,12 @@ async fn file(
 
 fn serve(path: &str, served: &Served, headers: &HeaderMap) -> Response {
     let Some(index) = ASSETS.iter().position(|a| a.path == path) else {
-        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, TEXT)], "not found\n").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, TEXT)],
+            "not found\n",
+        )
+            .into_response();
     };
     let asset = &ASSETS[index];
     let etag = &etags()[index];
@@ -206,7 +211,10 @@ fn serve(path: &str, served: &Served, headers: &HeaderMap) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if asset.content_type.starts_with("text/html") {
         h.insert(header::CONTENT_SECURITY_POLICY, served.csp.clone());
     }

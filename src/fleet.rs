@@ -267,8 +267,7 @@ fn visible_units(
             continue;
         }
         let id = s.station_id.as_equipment_id().clone();
-        let (devices, last_heard, online) =
-            liveness.get(&id).copied().unwrap_or((0, None, false));
+        let (devices, last_heard, online) = liveness.get(&id).copied().unwrap_or((0, None, false));
         units.push(Unit {
             equipment_id: id,
             kind: "station",
@@ -298,7 +297,10 @@ fn visible_units(
 }
 
 /// Open alarms the caller may see, by equipment.
-fn open_alarms_by_unit(state: &AppState, principal: &Principal) -> HashMap<EquipmentId, Vec<Alarm>> {
+fn open_alarms_by_unit(
+    state: &AppState,
+    principal: &Principal,
+) -> HashMap<EquipmentId, Vec<Alarm>> {
     let mut by_unit: HashMap<EquipmentId, Vec<Alarm>> = HashMap::new();
     for a in state.board.open_alarms(&AlarmFilter::default()) {
         if sees_alarm(principal, &a) {
@@ -334,10 +336,7 @@ async fn graded_units(
         .filter_map(|row| {
             let id = row.get("equipment_id")?.as_str()?.to_owned();
             let score = row.get("score").and_then(Value::as_f64);
-            let colour = row
-                .get("colour")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            let colour = row.get("colour").and_then(Value::as_str).map(str::to_owned);
             Some((id, (score, colour)))
         })
         .collect();
@@ -419,7 +418,10 @@ fn ranking_level(units: &[Unit]) -> &'static str {
     };
     if units.iter().all(|u| u.region.city() == first.city()) {
         "county"
-    } else if units.iter().all(|u| u.region.province() == first.province()) {
+    } else if units
+        .iter()
+        .all(|u| u.region.province() == first.province())
+    {
         "city"
     } else {
         "province"
@@ -501,8 +503,10 @@ async fn stats(
     });
 
     let owners = owner_classes(&state, &principal, region.as_ref()).await?;
-    let mut classes: BTreeMap<String, usize> =
-        ["A", "B", "C", "D"].iter().map(|c| ((*c).to_owned(), 0)).collect();
+    let mut classes: BTreeMap<String, usize> = ["A", "B", "C", "D"]
+        .iter()
+        .map(|c| ((*c).to_owned(), 0))
+        .collect();
     for o in &owners {
         if let Some(c) = o.get("class").and_then(Value::as_str) {
             *classes.entry(c.to_owned()).or_default() += 1;

@@ -127,9 +127,7 @@ pub struct Page<'d> {
 
 impl Page<'_> {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let url = self
-            .driver
-            .url(&format!("/session/{}{path}", self.id));
+        let url = self.driver.url(&format!("/session/{}{path}", self.id));
         let mut request = self.driver.client.request(method, url);
         if let Some(body) = body {
             request = request.json(&body);
@@ -232,9 +230,7 @@ impl Page<'_> {
 
     /// A PNG of the viewport, saved to `path`.
     pub async fn screenshot(&self, path: &std::path::Path) {
-        let v = self
-            .call(reqwest::Method::GET, "/screenshot", None)
-            .await;
+        let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().expect("base64 screenshot"))
             .unwrap();

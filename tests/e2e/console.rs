@@ -29,19 +29,20 @@ async fn screenshot(page: &Page<'_>, name: &str, height: u32) {
 /// station; Guangzhou (4401xx): one elevator.
 fn fleet_doc() -> Value {
     let (maintained, inspection, overdue) = (cst_day(0), cst_day(365), cst_day(-3));
-    let elevator = |id: &str, owner: &str, region: &str, addr: &str, pos: Option<(f64, f64)>, next: &str| {
-        let mut e = json!({
-            "equipment_id": id, "reg_code": format!("3110{region}{id}"), "category": "elevator",
-            "owner_id": owner, "maintainer_id": "MT1", "region": region, "address": addr,
-            "status": "in_use", "next_inspection": next, "last_maintenance": maintained,
-            "params": {"rated_speed_mps": 1.75, "floors": [-1, 18]}
-        });
-        if let Some((lat, lon)) = pos {
-            e["lat"] = json!(lat);
-            e["lon"] = json!(lon);
-        }
-        e
-    };
+    let elevator =
+        |id: &str, owner: &str, region: &str, addr: &str, pos: Option<(f64, f64)>, next: &str| {
+            let mut e = json!({
+                "equipment_id": id, "reg_code": format!("3110{region}{id}"), "category": "elevator",
+                "owner_id": owner, "maintainer_id": "MT1", "region": region, "address": addr,
+                "status": "in_use", "next_inspection": next, "last_maintenance": maintained,
+                "params": {"rated_speed_mps": 1.75, "floors": [-1, 18]}
+            });
+            if let Some((lat, lon)) = pos {
+                e["lat"] = json!(lat);
+                e["lon"] = json!(lon);
+            }
+            e
+        };
     json!({
         "owners": [
             {"owner_id": "OW1", "name": "Jiangmen Harbour Property Management Co.", "credit_code": "91440703MA4UABCD1X", "region": "440703"},
@@ -99,9 +100,15 @@ async fn service_history(device: &mut Device, now: i64) {
         }
         // Stop, doors open for 4–9 s, close.
         let open_s = 4 + floor.rem_euclid(6);
-        samples.push((ts, json!({"floor": floor, "door": "open", "occupied": true, "load_pct": 20.0})));
+        samples.push((
+            ts,
+            json!({"floor": floor, "door": "open", "occupied": true, "load_pct": 20.0}),
+        ));
         ts += open_s * 1_000;
-        samples.push((ts, json!({"floor": floor, "occupied": false, "load_pct": 0.0})));
+        samples.push((
+            ts,
+            json!({"floor": floor, "occupied": false, "load_pct": 0.0}),
+        ));
         ts += 12_000;
         if floor >= 14 {
             up = false;
@@ -121,8 +128,12 @@ async fn service_history(device: &mut Device, now: i64) {
 
 async fn sign_in(page: &Page<'_>, base: &str, token: &str) {
     page.goto(base).await;
-    page.wait_for(20, "the sign-in form", "return !document.getElementById('login').hidden")
-        .await;
+    page.wait_for(
+        20,
+        "the sign-in form",
+        "return !document.getElementById('login').hidden",
+    )
+    .await;
     page.type_into("#token", token).await;
     page.click("#login-button").await;
 }
@@ -184,15 +195,30 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     // revalidation.
     let index = vigil.client.get(&base).send().await.unwrap();
     assert_eq!(index.status(), 200);
-    assert!(index.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(index.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    assert!(
+        index.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        index.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
     let app = vigil
         .client
         .get(format!("{base}console/app.js"))
         .send()
         .await
         .unwrap();
-    assert!(app.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(
+        app.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     let etag = app.headers()["etag"].clone();
     let again = vigil
         .client
@@ -206,17 +232,29 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     // Devices: EQJ1 with ten minutes of service, EQJ2, EQJ3, EQJ5 and the
     // ride heard from once; EQJ4, EQJ6 and the station silent.
     let now = now_ms();
-    let mut dj1 = Device::connect(vigil.mqtt, "DJ1", &secrets["DJ1"]).await.unwrap();
+    let mut dj1 = Device::connect(vigil.mqtt, "DJ1", &secrets["DJ1"])
+        .await
+        .unwrap();
     service_history(&mut dj1, now).await;
-    let mut dj2 = Device::connect(vigil.mqtt, "DJ2", &secrets["DJ2"]).await.unwrap();
-    let mut dj3 = Device::connect(vigil.mqtt, "DJ3", &secrets["DJ3"]).await.unwrap();
-    let mut dj5 = Device::connect(vigil.mqtt, "DJ5", &secrets["DJ5"]).await.unwrap();
-    let mut dg1 = Device::connect(vigil.mqtt, "DG1", &secrets["DG1"]).await.unwrap();
+    let mut dj2 = Device::connect(vigil.mqtt, "DJ2", &secrets["DJ2"])
+        .await
+        .unwrap();
+    let mut dj3 = Device::connect(vigil.mqtt, "DJ3", &secrets["DJ3"])
+        .await
+        .unwrap();
+    let mut dj5 = Device::connect(vigil.mqtt, "DJ5", &secrets["DJ5"])
+        .await
+        .unwrap();
+    let mut dg1 = Device::connect(vigil.mqtt, "DG1", &secrets["DG1"])
+        .await
+        .unwrap();
     let s2 = dj2.send(now_ms(), json!({})).await;
     let s5 = dj5.send(now_ms(), json!({})).await;
     let s3 = dj3.send(now_ms(), json!({})).await;
     let sg = dg1.send(now_ms(), json!({})).await;
-    let mut djr = Device::connect(vigil.mqtt, "DJR", &secrets["DJR"]).await.unwrap();
+    let mut djr = Device::connect(vigil.mqtt, "DJR", &secrets["DJR"])
+        .await
+        .unwrap();
     djr.seq += 1;
     djr.publish(
         "ride",
@@ -237,8 +275,12 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
 
     // A wrong token is refused with the API's own message.
     jm.goto(&base).await;
-    jm.wait_for(20, "the sign-in form", "return !document.getElementById('login').hidden")
-        .await;
+    jm.wait_for(
+        20,
+        "the sign-in form",
+        "return !document.getElementById('login').hidden",
+    )
+    .await;
     jm.type_into("#token", "not-a-token").await;
     jm.click("#login-button").await;
     let refused = jm
@@ -257,7 +299,12 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     sign_in(&gz, &base, &guangzhou).await;
     wait_live(&jm, "Jiangmen's feed").await;
     wait_live(&gz, "Guangzhou's feed").await;
-    let who = jm.js("return document.getElementById('whoami').textContent", json!([])).await;
+    let who = jm
+        .js(
+            "return document.getElementById('whoami').textContent",
+            json!([]),
+        )
+        .await;
     assert!(who.as_str().unwrap().contains("supervisor"), "{who}");
 
     // EQJ5's overdue inspection is on Jiangmen's board (a registry-time
@@ -275,7 +322,12 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
         .send(now_ms() - 1_000, json!({"door": "opening", "direction": "down", "speed_mps": 0.9, "leveled": false, "floor": 5}))
         .await;
     dj1.wait_ack(before, 20).await;
-    let gz_before = dg1.send(now_ms(), json!({"direction": "up", "speed_mps": 3.5, "leveled": false, "floor": 9})).await;
+    let gz_before = dg1
+        .send(
+            now_ms(),
+            json!({"direction": "up", "speed_mps": 3.5, "leveled": false, "floor": 9}),
+        )
+        .await;
     dg1.wait_ack(gz_before, 20).await;
     let published = now_ms();
     dj1.send(now_ms(), json!({"door": "opening", "direction": "down", "speed_mps": 0.9, "leveled": false, "floor": 4}))
@@ -300,7 +352,13 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
         )
         .await;
     assert!(cue["beeps"].as_u64().unwrap() >= 1, "{cue}");
-    assert!(cue["banner"].as_str().unwrap().contains("elevator.door_open_moving"), "{cue}");
+    assert!(
+        cue["banner"]
+            .as_str()
+            .unwrap()
+            .contains("elevator.door_open_moving"),
+        "{cue}"
+    );
     // Newest critical first: the door alarm sits above the overdue inspection.
     let rows = board_ids(&jm).await;
     assert_eq!(rows.first(), Some(&alarm_id), "{rows:?}");
@@ -315,7 +373,8 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     screenshot(&jm, "board", 720).await;
 
     // Acknowledge from the page; the API agrees.
-    jm.click(&format!("tr[data-alarm-id='{alarm_id}'] button.ack")).await;
+    jm.click(&format!("tr[data-alarm-id='{alarm_id}'] button.ack"))
+        .await;
     let acked = eventually(20, "the acknowledgement in the API", || {
         let vigil = &vigil;
         let id = alarm_id.clone();
@@ -340,18 +399,33 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
         )
         .await;
     assert!(
-        gz_view["ids"].as_array().unwrap().iter().all(|r| r.as_str().unwrap().starts_with("4401")),
+        gz_view["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.as_str().unwrap().starts_with("4401")),
         "{gz_view}"
     );
     assert!(
-        !gz_view["seen"].as_array().unwrap().iter().any(|s| s == &json!(alarm_id)),
+        !gz_view["seen"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == &json!(alarm_id)),
         "Guangzhou's page saw Jiangmen's alarm: {gz_view}"
     );
     let jm_regions = jm
-        .js("return [...window.vigilConsole.alarms.values()].map(a => a.region)", json!([]))
+        .js(
+            "return [...window.vigilConsole.alarms.values()].map(a => a.region)",
+            json!([]),
+        )
         .await;
     assert!(
-        jm_regions.as_array().unwrap().iter().all(|r| r.as_str().unwrap().starts_with("4407")),
+        jm_regions
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.as_str().unwrap().starts_with("4407")),
         "{jm_regions}"
     );
 
@@ -359,7 +433,9 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     // held offline meanwhile; behind its back the acknowledged alarm is
     // resolved and a new one raised. Back online, the board re-syncs: the
     // resolved alarm gone, the new one there once.
-    let connects = jm.js("return window.vigilConsole.feed.connects", json!([])).await;
+    let connects = jm
+        .js("return window.vigilConsole.feed.connects", json!([]))
+        .await;
     jm.set_offline(true).await;
     let dj2_seq = dj2.seq;
     for device in [dj1, dj2, dj3, dj5, djr, dg1] {
@@ -375,13 +451,21 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     .await;
     let vigil = Vigil::start_in(&old.data_dir, Some((old.mqtt, old.http))).await;
     let (status, body) = vigil
-        .post(&format!("/alarms/{alarm_id}/resolve"), &json!({"note": "door operator replaced"}))
+        .post(
+            &format!("/alarms/{alarm_id}/resolve"),
+            &json!({"note": "door operator replaced"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    let mut dj2 = Device::connect(vigil.mqtt, "DJ2", &secrets["DJ2"]).await.unwrap();
+    let mut dj2 = Device::connect(vigil.mqtt, "DJ2", &secrets["DJ2"])
+        .await
+        .unwrap();
     dj2.seq = dj2_seq;
     let overspeed = dj2
-        .send(now_ms(), json!({"direction": "up", "speed_mps": 3.5, "leveled": false, "floor": 9}))
+        .send(
+            now_ms(),
+            json!({"direction": "up", "speed_mps": 3.5, "leveled": false, "floor": 9}),
+        )
         .await;
     dj2.wait_ack(overspeed, 20).await;
     let new_id = eventually(20, "the overspeed in the API", || {
@@ -393,7 +477,8 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     })
     .await;
     assert_eq!(
-        jm.js("return window.vigilConsole.feed.connects", json!([])).await,
+        jm.js("return window.vigilConsole.feed.connects", json!([]))
+            .await,
         connects,
         "the page stayed away while offline"
     );
@@ -413,7 +498,10 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     let rows = board_ids(&jm).await;
     let unique: HashSet<&String> = rows.iter().collect();
     assert_eq!(unique.len(), rows.len(), "duplicate rows: {rows:?}");
-    assert!(!rows.contains(&alarm_id), "the resolved alarm is still shown: {rows:?}");
+    assert!(
+        !rows.contains(&alarm_id),
+        "the resolved alarm is still shown: {rows:?}"
+    );
     let open = get_as(&vigil, &jiangmen, "/alarms?state=open").await;
     let mut api_ids: Vec<String> = open["alarms"]
         .as_array()
@@ -427,10 +515,17 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     assert_eq!(page_ids, api_ids, "the board is the API's open set");
 
     // Resolve with a note from the page.
-    jm.click(&format!("tr[data-alarm-id='{new_id}'] button.resolve")).await;
-    jm.type_into(&format!("tr[data-alarm-id='{new_id}'] .resolve-form input"), "governor checked, speed sensor recalibrated")
+    jm.click(&format!("tr[data-alarm-id='{new_id}'] button.resolve"))
         .await;
-    jm.click(&format!("tr[data-alarm-id='{new_id}'] .resolve-form button[type=submit]")).await;
+    jm.type_into(
+        &format!("tr[data-alarm-id='{new_id}'] .resolve-form input"),
+        "governor checked, speed sensor recalibrated",
+    )
+    .await;
+    jm.click(&format!(
+        "tr[data-alarm-id='{new_id}'] .resolve-form button[type=submit]"
+    ))
+    .await;
     let resolved = eventually(20, "the resolve in the API", || {
         let vigil = &vigil;
         let id = new_id.clone();
@@ -440,7 +535,10 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
         }
     })
     .await;
-    assert_eq!(resolved["note"], "governor checked, speed sensor recalibrated");
+    assert_eq!(
+        resolved["note"],
+        "governor checked, speed sensor recalibrated"
+    );
     jm.wait_for(
         20,
         "the resolved row to leave",
@@ -452,7 +550,11 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     // the risk grading says.
     let fleet = get_as(&vigil, &jiangmen, "/fleet").await;
     let units = fleet["units"].as_array().unwrap();
-    assert!(units.iter().all(|u| u["region"].as_str().unwrap().starts_with("4407")));
+    assert!(
+        units
+            .iter()
+            .all(|u| u["region"].as_str().unwrap().starts_with("4407"))
+    );
     let placed: Vec<&Value> = units.iter().filter(|u| !u["lat"].is_null()).collect();
     assert_eq!(placed.len(), 6, "EQJ1–5 and the ride have positions");
     let mut colours: BTreeMap<String, usize> = BTreeMap::new();
@@ -462,7 +564,10 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
             .or_default() += 1;
     }
     let eqj5 = units.iter().find(|u| u["equipment_id"] == "EQJ5").unwrap();
-    assert_eq!(eqj5["risk_colour"], "red", "open critical + overdue + a critical alarm: {eqj5}");
+    assert_eq!(
+        eqj5["risk_colour"], "red",
+        "open critical + overdue + a critical alarm: {eqj5}"
+    );
     jm.goto(&format!("{base}#/map")).await;
     let legend = jm
         .wait_for(
@@ -478,11 +583,18 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
         .await;
     assert_eq!(legend["markers"], json!(placed.len()), "{legend}");
     assert_eq!(legend["counts"]["placed"], json!(placed.len()), "{legend}");
-    assert_eq!(legend["counts"]["unplaced"], json!(units.len() - placed.len()), "{legend}");
+    assert_eq!(
+        legend["counts"]["unplaced"],
+        json!(units.len() - placed.len()),
+        "{legend}"
+    );
     for (colour, n) in &colours {
         assert_eq!(legend["counts"][colour], json!(n), "{colour}: {legend}");
     }
-    assert!(legend["outline"].as_u64().unwrap() >= 7, "Jiangmen's counties are drawn: {legend}");
+    assert!(
+        legend["outline"].as_u64().unwrap() >= 7,
+        "Jiangmen's counties are drawn: {legend}"
+    );
     screenshot(&jm, "map", 860).await;
 
     // Statistics: the page shows what /stats says, and /stats what the
@@ -494,16 +606,34 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
     assert_eq!(t["online"], 5, "DJ1, DJ2, DJ3, DJ5, DJR were heard");
     assert_eq!(t["in_use"], 7);
     assert_eq!(t["inspection_overdue"], 1);
-    assert_eq!(stats["by_category"], json!({"amusement_ride": 1, "elevator": 6, "filling_station": 1}));
+    assert_eq!(
+        stats["by_category"],
+        json!({"amusement_ride": 1, "elevator": 6, "filling_station": 1})
+    );
     assert_eq!(stats["ranking"]["level"], "county");
     let ranked: BTreeMap<String, u64> = stats["ranking"]["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["region"].as_str().unwrap().to_owned(), r["units"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["region"].as_str().unwrap().to_owned(),
+                r["units"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(ranked, BTreeMap::from([("440703".into(), 6), ("440704".into(), 1), ("440705".into(), 1)]));
-    assert_eq!(stats["owner_classes"]["D"], 1, "OW3 has the red EQJ5: {stats}");
+    assert_eq!(
+        ranked,
+        BTreeMap::from([
+            ("440703".into(), 6),
+            ("440704".into(), 1),
+            ("440705".into(), 1)
+        ])
+    );
+    assert_eq!(
+        stats["owner_classes"]["D"], 1,
+        "OW3 has the red EQJ5: {stats}"
+    );
     jm.goto(&format!("{base}#/stats")).await;
     let shown = jm
         .wait_for(
@@ -549,7 +679,11 @@ async fn the_console_shows_a_region_live_and_only_that_region() {
         )
         .await;
     assert_eq!(page["charts"], 4, "speed, floor, door times, load: {page}");
-    assert_eq!(page["history"], json!(history["alarms"].as_array().unwrap().len()), "{page}");
+    assert_eq!(
+        page["history"],
+        json!(history["alarms"].as_array().unwrap().len()),
+        "{page}"
+    );
     assert!(page["history"].as_u64().unwrap() >= 1, "{page}");
     assert_eq!(page["colour"], risk["colour"], "{page}");
     assert_eq!(page["latest"], true, "{page}");
