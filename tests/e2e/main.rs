@@ -17,6 +17,7 @@ mod delivery;
 mod demo;
 mod elevator_rules;
 mod filling;
+mod fleet;
 mod replay;
 mod risk;
 mod roles;

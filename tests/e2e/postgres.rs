@@ -23,6 +23,8 @@ mod dashboards;
 mod elevator_rules;
 #[path = "filling.rs"]
 mod filling;
+#[path = "fleet.rs"]
+mod fleet;
 #[path = "replay.rs"]
 mod replay;
 #[path = "risk.rs"]
