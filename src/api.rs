@@ -27,6 +27,7 @@ use crate::engine::{AlarmOpFailure, AppState};
 use crate::sql;
 
 pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
+    let state_console = state.console.clone();
     let engine_routes = Router::new()
         .route("/alarms", get(list_alarms))
         .route("/alarms/stream", get(alarm_stream))
@@ -39,6 +40,7 @@ pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
         .route("/equipment/:id/status", get(equipment_status))
         .route("/equipment/:id/risk", get(equipment_risk))
         .route("/owners/:id/risk", get(owner_risk))
+        .merge(crate::fleet::routes())
         .with_state(state.clone());
     let api = vigil_registry::api::router(state.registry.clone())
         .merge(engine_routes)
@@ -51,6 +53,7 @@ pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(ops)
+        .merge(crate::console::router(&state_console))
 }
 
 /// What a principal may see of alarms and readings.
@@ -291,8 +294,10 @@ async fn resolve(
     Ok(Json(changed))
 }
 
-/// `GET /alarms/stream`: first every open alarm the reader may see, then
-/// every change as it happens. Event name `alarm`, id `{alarm_id}:{version}`.
+/// `GET /alarms/stream`: first every open alarm the reader may see, then an
+/// event `synced` (`{"open": n}`: the snapshot is complete, so a reader that
+/// reconnects can replace what it had), then every change as it happens.
+/// Event name `alarm`, id `{alarm_id}:{version}`.
 async fn alarm_stream(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
@@ -327,7 +332,11 @@ async fn alarm_stream(
         };
         async move { event.map(Ok) }
     });
+    let synced = Event::default()
+        .event("synced")
+        .data(json!({"open": snapshot.len()}).to_string());
     let stream = stream::iter(snapshot.into_iter().map(|a| Ok(alarm_event(&a))))
+        .chain(stream::once(async move { Ok(synced) }))
         .chain(live)
         .take_until(async move {
             let _ = stopping.wait_for(|s| *s).await;
@@ -566,6 +575,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.engine_metrics.observe_store(state.store.as_ref());
+    crate::fleet::observe_metrics(&state);
     let families = state.metrics.gather();
     let mut body = String::new();
     match prometheus::TextEncoder::new().encode_utf8(&families, &mut body) {

@@ -40,6 +40,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Risk grading weights and thresholds (docs/risk.md).
     pub risk: crate::risk::RiskConfig,
+    /// The browser console at `/` (docs/console.md).
+    pub console: crate::console::ConsoleConfig,
 }
 
 /// `[delivery]`: where alarm changes go besides SSE and MQTT.
@@ -237,6 +239,7 @@ impl Default for Config {
             rules_file: None,
             delivery: DeliveryConfig::default(),
             risk: crate::risk::RiskConfig::default(),
+            console: crate::console::ConsoleConfig::default(),
         }
     }
 }
@@ -272,6 +275,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "rules_file",
     "delivery",
     "risk",
+    "console",
 ];
 
 impl Config {

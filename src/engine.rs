@@ -130,6 +130,10 @@ pub struct AppState {
     pub rules: RuleSource,
     /// Flips to true when the engine stops; long-lived responses (SSE) end.
     pub stopping: watch::Receiver<bool>,
+    /// The registry's dates are days at this UTC offset.
+    pub registry_offset: chrono::FixedOffset,
+    /// The browser console at `/` (src/console.rs).
+    pub console: crate::console::ConsoleConfig,
 }
 
 /// Last time each device was heard from, for "devices online".
@@ -152,6 +156,12 @@ impl Liveness {
     /// Devices heard from since `since`.
     pub fn online_since(&self, since: EpochMs) -> usize {
         self.seen.lock().values().filter(|t| **t >= since).count()
+    }
+
+    /// When `device` was last heard (since this engine started, or as the
+    /// store remembered it at start).
+    pub fn heard(&self, device: &DeviceId) -> Option<EpochMs> {
+        self.seen.lock().get(device).copied()
     }
 }
 
@@ -203,6 +213,14 @@ pub enum AlarmOpFailure {
 }
 
 impl Shards {
+    /// Messages waiting in the shards' queues.
+    pub fn queued(&self) -> usize {
+        self.senders
+            .iter()
+            .map(|tx| tx.max_capacity() - tx.capacity())
+            .sum()
+    }
+
     fn sender(&self, equipment: &EquipmentId) -> &mpsc::Sender<ShardMsg> {
         &self.senders[shard_of(equipment, self.senders.len())]
     }
@@ -381,9 +399,12 @@ impl Engine {
             restored[shard_of(&alarm.equipment_id, shard_count)].push(alarm);
         }
         // When each registered device was last heard, so that one silent
-        // since before the restart still goes offline on schedule.
+        // since before the restart still goes offline on schedule (and
+        // counts as online until then).
+        let liveness = Arc::new(Liveness::default());
         let mut heard: Vec<Vec<_>> = vec![Vec::new(); shard_count];
         for (device, last_seen) in std::mem::take(&mut recovery.last_seen) {
+            liveness.saw(&device, last_seen);
             if let Resolution::Active(ctx) = registry.resolve(&device) {
                 heard[shard_of(&ctx.binding.equipment_id, shard_count)]
                     .push((device, ctx, last_seen));
@@ -442,6 +463,7 @@ impl Engine {
         registry_sync.ensure().await;
         // Risk grading as views over alarms and the registry's tables.
         config.risk.check()?;
+        config.console.check()?;
         for (name, select) in config.risk.views() {
             dyn_store
                 .set_view(name, &select)
@@ -450,7 +472,6 @@ impl Engine {
         }
         let sync = tokio::spawn(registry_sync.clone().run(stopping.clone()));
 
-        let liveness = Arc::new(Liveness::default());
         let route = shards.clone();
         let seen = liveness.clone();
         let lookups = registry.clone();
@@ -518,6 +539,8 @@ impl Engine {
                 reloading: tokio::sync::Mutex::new(()),
             },
             stopping: stopping.clone(),
+            registry_offset: offset,
+            console: config.console.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
@@ -606,7 +629,9 @@ async fn run_shard(
         let changes = match msg {
             ShardMsg::Reading(a) => {
                 let now = clock();
+                let timer = metrics.rule_evaluation.start_timer();
                 let changes = engine.on_reading(&a.reading, &a.context, now);
+                timer.observe_duration();
                 if !changes.is_empty() {
                     metrics
                         .rule_latency
@@ -616,7 +641,9 @@ async fn run_shard(
             }
             ShardMsg::Filling(a, facts) => {
                 let now = clock();
+                let timer = metrics.rule_evaluation.start_timer();
                 let changes = engine.on_filling(&a.reading, &a.context, &facts, now);
+                timer.observe_duration();
                 if !changes.is_empty() {
                     metrics
                         .rule_latency

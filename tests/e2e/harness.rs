@@ -35,6 +35,11 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The PostgreSQL schema (and role prefix) of an engine on `data_dir`.
+fn schema_of(data_dir: &Path) -> String {
+    format!("e2e_{:x}", fnv(data_dir.to_string_lossy().as_bytes()))
+}
+
 /// A running `vigil run` process with its own data dir and ports.
 pub struct Vigil {
     pub child: Child,
@@ -88,7 +93,7 @@ impl Vigil {
         if let Some(url) = crate::store_url() {
             // The PostgreSQL run: one schema (and role prefix) per data dir,
             // so a restart on the same dir finds its tables again.
-            let name = format!("e2e_{:x}", fnv(data_dir.to_string_lossy().as_bytes()));
+            let name = schema_of(data_dir);
             command
                 .args(["--store", &url])
                 .env("VIGIL_POSTGRES__SCHEMA", &name)
@@ -141,6 +146,12 @@ impl Vigil {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The PostgreSQL schema of this engine's tables (PostgreSQL runs only).
+    #[allow(dead_code)]
+    pub fn schema(&self) -> Option<String> {
+        crate::store_url().map(|_| schema_of(&self.data_dir))
     }
 
     pub fn log(&self) -> String {

@@ -10,11 +10,14 @@ pub fn store_url() -> Option<String> {
 }
 
 mod bad_input;
+mod browser;
+mod console;
 mod crash;
 mod delivery;
 mod demo;
 mod elevator_rules;
 mod filling;
+mod fleet;
 mod replay;
 mod risk;
 mod roles;

@@ -17,10 +17,14 @@ pub fn store_url() -> Option<String> {
 mod bad_input;
 #[path = "crash.rs"]
 mod crash;
+#[path = "dashboards.rs"]
+mod dashboards;
 #[path = "elevator_rules.rs"]
 mod elevator_rules;
 #[path = "filling.rs"]
 mod filling;
+#[path = "fleet.rs"]
+mod fleet;
 #[path = "replay.rs"]
 mod replay;
 #[path = "risk.rs"]
