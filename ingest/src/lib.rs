@@ -84,6 +84,9 @@ pub struct Accepted {
     pub context: Arc<DeviceContext>,
 }
 
+/// 2^32: more than a device sending 100 messages a second uses in a year.
+pub const DEFAULT_MAX_SEQ_JUMP: u64 = 1 << 32;
+
 /// Plain data; see `docs/ingest.md` for what each setting does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -97,6 +100,9 @@ pub struct IngestConfig {
     /// How long a device's ack waits below a missing seq for the device to
     /// re-send it before the hole is counted as a gap and passed.
     pub gap_grace_s: u64,
+    /// A seq further than this above the device's highest seq is refused
+    /// (`seq_jump` dead letter) instead of taken.
+    pub max_seq_jump: u64,
 }
 
 impl Default for IngestConfig {
@@ -106,6 +112,7 @@ impl Default for IngestConfig {
             allow_public_plain: false,
             max_connections: 10_000,
             gap_grace_s: 30,
+            max_seq_jump: DEFAULT_MAX_SEQ_JUMP,
         }
     }
 }
@@ -121,6 +128,10 @@ pub struct IngestStats {
     /// Dead letters by reason (every reason is present).
     pub rejected: HashMap<RejectReason, u64>,
     pub duplicates: u64,
+    /// Messages stored at or below their device's watermark (late re-sends).
+    pub late: u64,
+    /// Seqs looked up in the store (older than the history in memory).
+    pub seq_lookups: u64,
     pub seq_gaps: u64,
     pub acks_published: u64,
     /// Messages the broker dropped before ingest read them.
@@ -180,7 +191,14 @@ impl Ingest {
     ) -> Result<Ingest, IngestError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| IngestError::NoRuntime)?;
         let metrics = Metrics::register(metrics)?;
-        let seqs = Arc::new(SeqBook::new(&recovery.last_seq, config.gap_grace_s));
+        let rebuilt = std::time::Instant::now();
+        let seqs = Arc::new(SeqBook::new(
+            &recovery.seqs,
+            config.gap_grace_s,
+            config.max_seq_jump,
+            clock(),
+        ));
+        let rebuild_ms = rebuilt.elapsed().as_millis() as u64;
 
         let broker = broker::start(
             &config,
@@ -225,7 +243,8 @@ impl Ingest {
                 source,
             })?;
 
-        info!(addr = %broker.addr, gap_grace_s = config.gap_grace_s, devices_with_history = recovery.last_seq.len(), "Ingest started.");
+        info!(addr = %broker.addr, gap_grace_s = config.gap_grace_s, max_seq_jump = config.max_seq_jump,
+            devices_with_history = recovery.seqs.len(), rebuild_ms, "Ingest started.");
         Ok(Ingest {
             addr: broker.addr,
             metrics,
@@ -363,6 +382,8 @@ fn stats(m: &Metrics) -> IngestStats {
             .map(|r| (r, m.rejected(r).get()))
             .collect(),
         duplicates: m.duplicates.get(),
+        late: m.late.get(),
+        seq_lookups: m.seq_lookups.get(),
         seq_gaps: m.seq_gaps.get(),
         acks_published: m.acks_published.get(),
         broker_skipped: m.broker_skipped.get(),

@@ -11,6 +11,7 @@ pub fn store_url() -> Option<String> {
 
 mod bad_input;
 mod crash;
+mod dedup;
 mod delivery;
 mod demo;
 mod elevator_rules;

@@ -17,6 +17,8 @@ pub fn store_url() -> Option<String> {
 mod bad_input;
 #[path = "crash.rs"]
 mod crash;
+#[path = "dedup.rs"]
+mod dedup;
 #[path = "elevator_rules.rs"]
 mod elevator_rules;
 #[path = "filling.rs"]
