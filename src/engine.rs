@@ -479,7 +479,7 @@ impl Engine {
             allow_public_plain: config.ingest.allow_public_plain,
             max_connections: config.ingest.max_connections,
             gap_grace_s: config.ingest.gap_grace_s,
-            max_seq_jump: config.ingest.max_seq_jump,
+            max_seq_rate: config.ingest.max_seq_rate,
         };
         let ingest = Ingest::start(
             ingest_config,

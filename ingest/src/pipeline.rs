@@ -27,7 +27,7 @@ use vigil_storage::{AckToken, Record, SeqKey, Store, StoredReading, Write};
 use crate::acks::AckPublisher;
 use crate::guard::is_engine_output;
 use crate::metrics::Metrics;
-use crate::seqs::{MAX_SEQ, SeqBook, Take};
+use crate::seqs::{MAX_SEQ, SeqBook, Take, TooFar};
 use crate::{Accepted, Clock, Directory, RulesSink};
 
 /// Most notifications taken into one store write.
@@ -245,8 +245,8 @@ impl Pipeline {
                         received_at: now,
                         message: Taking::Reading(reading, context),
                     }),
-                    Take::Jump { highest } => {
-                        let rejection = jump_rejection(seq, highest, self.seqs.max_jump());
+                    Take::Jump(too_far) => {
+                        let rejection = jump_rejection(seq, too_far, self.seqs.max_rate());
                         let letter = Letter::new(&topic, Some(device_id), rejection, payload, now);
                         self.reject(batch, state, letter, None);
                     }
@@ -311,7 +311,7 @@ impl Pipeline {
                 received_at: letter.received_at,
                 message: Taking::Letter(letter),
             }),
-            Take::Jump { .. } => self.reject(batch, state, letter, None),
+            Take::Jump(_) => self.reject(batch, state, letter, None),
         }
     }
 
@@ -440,15 +440,18 @@ impl Pipeline {
 }
 
 /// Why an implausible seq is refused, for people.
-fn jump_rejection(seq: u64, highest: Option<u64>, max_jump: u64) -> Rejection {
-    let detail = match highest {
+fn jump_rejection(seq: u64, too_far: Option<TooFar>, max_rate: u64) -> Rejection {
+    let detail = match too_far {
         None => format!(
             "`seq` {seq} is above {MAX_SEQ}, the highest seq Vigil takes; the message is kept here and not acknowledged"
         ),
-        Some(h) => format!(
-            "`seq` {seq} jumps {} past this device's highest seq {h}, more than ingest.max_seq_jump ({max_jump}) allows; \
-             the message is kept here and not acknowledged, and the device's acks do not move to it",
-            seq - h
+        Some(f) => format!(
+            "`seq` {seq} jumps {} past this device's highest seq {}, received {} s ago: more than the {} that \
+             ingest.max_seq_rate ({max_rate} a second) allows; the message is kept here and not acknowledged",
+            seq - f.highest,
+            f.highest,
+            f.silent_s,
+            f.allowed
         ),
     };
     Rejection::new(RejectReason::SeqJump, detail)

@@ -42,22 +42,30 @@ pub(crate) enum Take {
     /// Older than this device's history in memory: ask the store, then
     /// [`SeqBook::take_looked_up`]. Nothing was recorded.
     Unknown,
-    /// Implausible: refuse it without taking the seq. `highest` is the
-    /// device's highest seq when the jump, not the ceiling, refused it.
-    Jump { highest: Option<u64> },
+    /// Implausible: refuse it without taking the seq. `None` when it is
+    /// above [`MAX_SEQ`], else why the jump was too far.
+    Jump(Option<TooFar>),
 }
 
-/// Seqs taken above the watermark: one taken seq, or a run recovered from
-/// the store at start.
+/// A jump further than the device's seq could have advanced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooFar {
+    /// The device's highest seq.
+    pub highest: u64,
+    /// Seconds since it was received (engine clock).
+    pub silent_s: u64,
+    /// The largest jump allowed after that silence.
+    pub allowed: u64,
+}
+
+/// A seq taken above the watermark.
 #[derive(Debug, Clone, Copy)]
-struct Span {
-    last: u64,
+struct Pending {
     durable: bool,
-    /// Engine clock at receipt (start time for a recovered run): the gap
-    /// grace is measured on it.
+    /// Engine clock at receipt: the gap grace is measured on it.
     received_ms: EpochMs,
     /// Wall time at receipt, for the commit-latency histogram only.
-    received: Option<Instant>,
+    received: Instant,
 }
 
 /// Rate limit of one device's gap log lines.
@@ -77,8 +85,15 @@ struct SeqState {
     /// Lowest seq taken while nothing was covered: a device with no history
     /// starts there rather than at 0.
     start: Option<u64>,
-    /// Keyed by first seq; all above the watermark.
-    above: BTreeMap<u64, Span>,
+    /// Engine clock when the highest seq was received: how far the next
+    /// one may jump grows with the silence since.
+    highest_ms: Option<EpochMs>,
+    /// Taken above the watermark, durable or not.
+    above: BTreeMap<u64, Pending>,
+    /// Runs stored before the start and above the watermark, highest first
+    /// (the next in line is popped from the end). Durable; their grace
+    /// runs from the start.
+    recovered: Vec<(u64, u64)>,
     /// Taken at or below the watermark, not durable yet.
     late: BTreeMap<u64, Instant>,
     /// Last watermark published, so an unchanged one is not sent again.
@@ -92,34 +107,30 @@ impl SeqState {
     /// From the store's history: the lowest known run is covered; the runs
     /// above it wait for their holes like fresh ones (the grace starts now),
     /// since a hole open at a crash looks like one passed long before it.
-    fn seeded(stored: StoredSeqs, now_ms: EpochMs) -> SeqState {
-        let mut state = SeqState::default();
+    fn seeded(stored: StoredSeqs, highest_ms: EpochMs) -> SeqState {
+        let mut state = SeqState {
+            highest_ms: Some(highest_ms),
+            ..SeqState::default()
+        };
         let runs = stored.runs();
         state.watermark = match runs.first() {
             Some(&(_, last)) => Some(last),
             None => stored.from().checked_sub(1),
         };
-        for &(first, last) in runs.iter().skip(1) {
-            state.above.insert(
-                first,
-                Span {
-                    last,
-                    durable: true,
-                    received_ms: now_ms,
-                    received: None,
-                },
-            );
-        }
+        state.recovered = runs.iter().skip(1).rev().copied().collect();
         state.published = state.watermark;
         state.stored = stored;
         state
     }
 
     fn in_flight(&self, seq: u64) -> bool {
-        self.late.contains_key(&seq) || self.above.get(&seq).is_some_and(|s| s.last == seq)
+        self.late.contains_key(&seq) || self.above.contains_key(&seq)
     }
 
     fn take(&mut self, seq: u64, now_ms: EpochMs) -> Take {
+        if self.stored.highest().is_none_or(|h| seq > h) {
+            self.highest_ms = Some(now_ms);
+        }
         self.stored.insert(seq);
         let now = Instant::now();
         if self.watermark.is_some_and(|w| seq <= w) {
@@ -128,11 +139,10 @@ impl SeqState {
         }
         self.above.insert(
             seq,
-            Span {
-                last: seq,
+            Pending {
                 durable: false,
                 received_ms: now_ms,
-                received: Some(now),
+                received: now,
             },
         );
         if self.watermark.is_none() {
@@ -141,12 +151,30 @@ impl SeqState {
         Take::New { late: false }
     }
 
+    /// The next durable-or-not seqs above the watermark, lowest first: a
+    /// taken seq, or a recovered run (durable, received at `started_ms`).
+    /// `(first, last, durable, received_ms, recovered)`.
+    fn next_up(&self, started_ms: EpochMs) -> Option<(u64, u64, bool, EpochMs, bool)> {
+        let taken = self
+            .above
+            .first_key_value()
+            .map(|(&s, p)| (s, s, p.durable, p.received_ms, false));
+        let recovered = self
+            .recovered
+            .last()
+            .map(|&(first, last)| (first, last, true, started_ms, true));
+        match (taken, recovered) {
+            (Some(t), Some(r)) => Some(if r.0 < t.0 { r } else { t }),
+            (t, r) => t.or(r),
+        }
+    }
+
     /// Walks the watermark up; returns the holes given up on, as the first
     /// and last missing seq.
-    fn advance(&mut self, now_ms: EpochMs, grace_ms: i64) -> Vec<(u64, u64)> {
+    fn advance(&mut self, now_ms: EpochMs, grace_ms: i64, started_ms: EpochMs) -> Vec<(u64, u64)> {
         let mut gaps = Vec::new();
-        while let Some((&first, span)) = self.above.first_key_value() {
-            if !span.durable {
+        while let Some((first, last, durable, received_ms, recovered)) = self.next_up(started_ms) {
+            if !durable {
                 break;
             }
             let expected = match self.watermark {
@@ -154,21 +182,24 @@ impl SeqState {
                 None => self.start.unwrap_or(first),
             };
             if first > expected {
-                if now_ms.saturating_sub(span.received_ms) < grace_ms {
+                if now_ms.saturating_sub(received_ms) < grace_ms {
                     break;
                 }
                 gaps.push((expected, first - 1));
             }
-            let last = span.last;
             self.watermark = Some(self.watermark.map_or(last, |w| w.max(last)));
-            self.above.pop_first();
+            if recovered {
+                self.recovered.pop();
+            } else {
+                self.above.pop_first();
+            }
         }
         gaps
     }
 
-    /// Held below a hole: the next span is durable but not next in line.
-    fn is_held(&self) -> bool {
-        self.above.first_key_value().is_some_and(|(_, s)| s.durable)
+    /// Held below a hole: the next in line is durable but not next.
+    fn is_held(&self, started_ms: EpochMs) -> bool {
+        self.next_up(started_ms).is_some_and(|n| n.2)
     }
 
     fn ack_due(&mut self) -> Option<u64> {
@@ -230,22 +261,28 @@ struct Book {
 pub(crate) struct SeqBook {
     inner: Mutex<Book>,
     grace_ms: i64,
-    max_jump: u64,
+    /// How fast a silent device's seq may advance, per second.
+    max_rate: u64,
+    /// Engine clock at start: when the recovered runs were "received".
+    started_ms: EpochMs,
 }
 
 impl SeqBook {
-    /// Seeded with each device's stored seqs; `now_ms` starts the grace of
-    /// the holes in that history.
+    /// Seeded with each device's stored seqs and when it was last heard;
+    /// `now_ms` starts the grace of the holes in that history.
     pub fn new(
         history: &HashMap<DeviceId, StoredSeqs>,
+        last_seen: &HashMap<DeviceId, EpochMs>,
         gap_grace_s: u64,
-        max_seq_jump: u64,
+        max_seq_rate: u64,
         now_ms: EpochMs,
     ) -> SeqBook {
         let mut book = Book::default();
+        book.devices.reserve(history.len());
         for (device, stored) in history {
-            let state = SeqState::seeded(stored.clone(), now_ms);
-            if state.is_held() {
+            let heard = last_seen.get(device).copied().unwrap_or(now_ms);
+            let state = SeqState::seeded(stored.clone(), heard);
+            if state.is_held(now_ms) {
                 book.held.insert(device.clone());
             }
             book.devices.insert(device.clone(), state);
@@ -253,20 +290,21 @@ impl SeqBook {
         SeqBook {
             inner: Mutex::new(book),
             grace_ms: i64::try_from(gap_grace_s.saturating_mul(1000)).unwrap_or(i64::MAX),
-            max_jump: max_seq_jump,
+            max_rate: max_seq_rate,
+            started_ms: now_ms,
         }
     }
 
-    /// The configured `ingest.max_seq_jump`.
-    pub fn max_jump(&self) -> u64 {
-        self.max_jump
+    /// The configured `ingest.max_seq_rate`.
+    pub fn max_rate(&self) -> u64 {
+        self.max_rate
     }
 
     /// Takes `seq` for `device` unless it is stored or taken already, is
     /// unknown here, or is implausible (see [`Take`]).
     pub fn take(&self, device: &DeviceId, seq: u64, now_ms: EpochMs) -> Take {
         if seq > MAX_SEQ {
-            return Take::Jump { highest: None };
+            return Take::Jump(None);
         }
         let mut book = self.inner.lock();
         let state = book.devices.entry(device.clone()).or_default();
@@ -277,7 +315,22 @@ impl SeqBook {
             Some(true) => Take::Duplicate,
             None => Take::Unknown,
             Some(false) => match state.stored.highest() {
-                Some(h) if seq > h && seq - h > self.max_jump => Take::Jump { highest: Some(h) },
+                Some(highest) if seq > highest => {
+                    // At most `max_rate` a second of silence, and one
+                    // second's worth right away.
+                    let silent_s = state.highest_ms.map_or(0, |t| {
+                        u64::try_from(now_ms.saturating_sub(t) / 1000).unwrap_or(0)
+                    });
+                    let allowed = self.max_rate.saturating_mul(silent_s.saturating_add(1));
+                    if seq - highest > allowed {
+                        return Take::Jump(Some(TooFar {
+                            highest,
+                            silent_s,
+                            allowed,
+                        }));
+                    }
+                    state.take(seq, now_ms)
+                }
                 _ => state.take(seq, now_ms),
             },
         }
@@ -308,10 +361,7 @@ impl SeqBook {
             let Some(state) = book.devices.get_mut(device) else {
                 continue;
             };
-            let pending = state
-                .above
-                .get(seq)
-                .is_some_and(|s| !s.durable && s.last == *seq);
+            let pending = state.above.get(seq).is_some_and(|p| !p.durable);
             if pending {
                 state.above.remove(seq);
             } else if state.late.remove(seq).is_none() {
@@ -345,15 +395,9 @@ impl SeqBook {
             let Some(state) = book.devices.get_mut(&device) else {
                 continue;
             };
-            if let Some(span) = state
-                .above
-                .get_mut(&seq)
-                .filter(|s| !s.durable && s.last == seq)
-            {
-                span.durable = true;
-                progress
-                    .latencies
-                    .extend(span.received.map(|r| r.elapsed()));
+            if let Some(p) = state.above.get_mut(&seq).filter(|p| !p.durable) {
+                p.durable = true;
+                progress.latencies.push(p.received.elapsed());
                 touched.insert(device);
             } else if let Some(received) = state.late.remove(&seq) {
                 progress.latencies.push(received.elapsed());
@@ -382,7 +426,7 @@ impl SeqBook {
         let Some(state) = book.devices.get_mut(&device) else {
             return;
         };
-        let gaps = state.advance(now_ms, self.grace_ms);
+        let gaps = state.advance(now_ms, self.grace_ms, self.started_ms);
         if !gaps.is_empty() {
             let mut log = state.log_gaps(gaps.len() as u64, now_ms);
             for (first, last) in gaps {
@@ -395,7 +439,7 @@ impl SeqBook {
                 });
             }
         }
-        let held = state.is_held();
+        let held = state.is_held(self.started_ms);
         if let Some(w) = state.ack_due() {
             progress.acks.push((device.clone(), w));
         }
@@ -421,7 +465,7 @@ mod tests {
     use super::*;
 
     const GRACE_S: u64 = 30;
-    const JUMP: u64 = 1_000_000;
+    const RATE: u64 = 1_000;
     const T0: EpochMs = 1_732_300_000_000;
     const NEW: Take = Take::New { late: false };
     const LATE: Take = Take::New { late: true };
@@ -431,7 +475,7 @@ mod tests {
     }
 
     fn empty_book() -> SeqBook {
-        SeqBook::new(&HashMap::new(), GRACE_S, JUMP, T0)
+        SeqBook::new(&HashMap::new(), &HashMap::new(), GRACE_S, RATE, T0)
     }
 
     /// A device whose store holds these runs (everything known).
@@ -440,7 +484,13 @@ mod tests {
         for &(a, b) in runs {
             stored.insert_run(a, b);
         }
-        SeqBook::new(&HashMap::from([(dev("EL1"), stored)]), GRACE_S, JUMP, T0)
+        SeqBook::new(
+            &HashMap::from([(dev("EL1"), stored)]),
+            &HashMap::from([(dev("EL1"), T0)]),
+            GRACE_S,
+            RATE,
+            T0,
+        )
     }
 
     fn durable(book: &SeqBook, id: &str, seqs: &[u64], now: EpochMs) -> Progress {
@@ -557,8 +607,9 @@ mod tests {
                 s.insert_run(100, 120);
                 s
             })]),
+            &HashMap::new(),
             GRACE_S,
-            JUMP,
+            RATE,
             T0,
         );
         assert_eq!(book.take(&dev("EL1"), 99, T0), Take::Unknown);
@@ -581,22 +632,35 @@ mod tests {
     #[test]
     fn implausible_seqs_are_refused_without_moving_anything() {
         let book = history(&[(1, 10)]);
+        assert_eq!(book.take(&dev("EL1"), u64::MAX, T0), Take::Jump(None));
+        // Heard at T0: one second's worth of seqs right away.
         assert_eq!(
-            book.take(&dev("EL1"), u64::MAX, T0),
-            Take::Jump { highest: None }
+            book.take(&dev("EL1"), 10 + RATE + 1, T0 + 999),
+            Take::Jump(Some(TooFar {
+                highest: 10,
+                silent_s: 0,
+                allowed: RATE
+            }))
         );
-        assert_eq!(
-            book.take(&dev("EL1"), 10 + JUMP + 1, T0),
-            Take::Jump { highest: Some(10) }
-        );
-        assert_eq!(book.take(&dev("EL1"), 10 + JUMP, T0), NEW);
         assert_eq!(book.take(&dev("EL1"), 11, T0), NEW, "not silenced");
+        // The allowance grows with the silence since the highest seq.
+        assert_eq!(
+            book.take(&dev("EL1"), 11 + 10 * RATE, T0 + 9_000),
+            NEW,
+            "ten seconds' worth after nine seconds of silence"
+        );
+        assert_eq!(
+            book.take(&dev("EL1"), 11 + 10 * RATE + RATE + 1, T0 + 9_000),
+            Take::Jump(Some(TooFar {
+                highest: 11 + 10 * RATE,
+                silent_s: 0,
+                allowed: RATE
+            })),
+            "measured from the new highest"
+        );
         // A device without history may start anywhere below the ceiling.
         assert_eq!(book.take(&dev("EL2"), MAX_SEQ, T0), NEW);
-        assert_eq!(
-            book.take(&dev("EL3"), MAX_SEQ + 1, T0),
-            Take::Jump { highest: None }
-        );
+        assert_eq!(book.take(&dev("EL3"), MAX_SEQ + 1, T0), Take::Jump(None));
     }
 
     #[test]

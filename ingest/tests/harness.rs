@@ -239,7 +239,7 @@ pub struct Rig {
 pub struct RigOptions {
     pub devices: Vec<String>,
     pub gap_grace_s: u64,
-    pub max_seq_jump: u64,
+    pub max_seq_rate: u64,
     /// Seqs the store holds from before this run, per device. Recovery
     /// hands ingest those at or above `floor` (all of them without one).
     pub history: HashMap<String, Vec<u64>>,
@@ -251,7 +251,7 @@ impl Default for RigOptions {
         RigOptions {
             devices: vec!["EL1".into()],
             gap_grace_s: 30,
-            max_seq_jump: vigil_ingest::DEFAULT_MAX_SEQ_JUMP,
+            max_seq_rate: vigil_ingest::DEFAULT_MAX_SEQ_RATE,
             history: HashMap::new(),
             floor: HashMap::new(),
         }
@@ -281,7 +281,7 @@ impl Rig {
         let config = IngestConfig {
             mqtt_addr: "127.0.0.1:0".parse().unwrap(),
             gap_grace_s: opts.gap_grace_s,
-            max_seq_jump: opts.max_seq_jump,
+            max_seq_rate: opts.max_seq_rate,
             ..IngestConfig::default()
         };
         let ingest = Ingest::start(

@@ -35,7 +35,7 @@ pub enum RejectReason {
     /// A logged-in device published under another device's topic.
     ForeignTopic,
     /// An implausible `seq`: above 2^63 − 1, or further above the device's
-    /// highest seq than `ingest.max_seq_jump`.
+    /// highest seq than `ingest.max_seq_rate` lets it advance.
     SeqJump,
 }
 

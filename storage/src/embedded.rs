@@ -12,8 +12,10 @@
 //! ```
 //!
 //! Files: `dir/wal/*.log` ([`wal`]), `dir/tables/{table}/{first_ts}-{n}.parquet`
-//! ([`parquet`]). Opening replays the WAL into memory, skipping what Parquet
-//! files already hold.
+//! ([`parquet`]), `dir/seq-index` (per device the seqs Parquet holds, for
+//! ingest's de-duplication at start: `seq_index`). Opening replays the WAL
+//! into memory, skipping what Parquet files already hold, and loads the seq
+//! index, reading only the Parquet files it does not cover yet.
 //!
 //! Small-file compaction is not done: each flush writes one file per table
 //! with rows, so a store flushed every few minutes grows many files a day.

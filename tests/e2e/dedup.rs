@@ -141,8 +141,10 @@ async fn a_seq_of_u64_max_does_not_silence_the_device_across_restarts() {
     let mut dev = device(&vigil, &secrets[DEV]).await;
     send_all(&dev, [1], ts).await;
     dev.publish("elevator", &with_seq(u64::MAX, ts)).await;
-    // Beyond max_seq_jump (2^32 by default) of the highest seq, 1.
-    dev.publish("elevator", &with_seq(2 + (1 << 32), ts)).await;
+    // Further than max_seq_rate (10^9 a second by default) lets a device
+    // jump a moment after its highest seq, 1.
+    dev.publish("elevator", &with_seq(2 + 1_000_000_000_000, ts))
+        .await;
     send_all(&dev, [2, 3], ts).await;
     dev.wait_ack(3, 20).await;
     assert_each_once(&vigil, &[1, 2, 3]).await;
@@ -158,7 +160,7 @@ async fn a_seq_of_u64_max_does_not_silence_the_device_across_restarts() {
             .any(|l| l["detail"].as_str().is_some_and(|d| d.contains(what)))
     };
     assert!(
-        said("18446744073709551615") && said("max_seq_jump"),
+        said("18446744073709551615") && said("max_seq_rate"),
         "{letters:?}"
     );
     assert!(
