@@ -133,11 +133,8 @@ async fn time_lookup(store: &dyn Store, rec: &Recovery) -> (usize, Duration) {
 }
 
 /// The look-up time and the size of the recovered history.
-fn report_history(backend: &str, rec: &Recovery, lookup: Duration) {
-    println!(
-        "{backend}  stored_seqs, {LOOKUP_KEYS} old keys: {}",
-        ms(lookup)
-    );
+fn report_history(backend: &str, rec: &Recovery, (keys, lookup): (usize, Duration)) {
+    println!("{backend}  stored_seqs, {keys} old keys: {}", ms(lookup));
     let first = &rec.seqs[&device(0)];
     println!(
         "{backend}  recovered history: {:.0} bytes per device ({} runs for EL00000, floor {})",
