@@ -116,6 +116,8 @@ pub struct IngestTuning {
     pub max_connections: usize,
     /// Seconds an ack watermark waits below a `seq` gap for the device to re-send.
     pub gap_grace_s: u64,
+    /// Seqs a second a device's `seq` may advance; further jumps are refused (docs/ingest.md).
+    pub max_seq_rate: u64,
 }
 
 impl Default for IngestTuning {
@@ -124,6 +126,7 @@ impl Default for IngestTuning {
             allow_public_plain: false,
             max_connections: 10_000,
             gap_grace_s: 30,
+            max_seq_rate: vigil_ingest::DEFAULT_MAX_SEQ_RATE,
         }
     }
 }

@@ -362,7 +362,7 @@ impl Engine {
             .context("cannot recover state from the store")?;
         let open_restored = recovery.alarms.iter().filter(|a| a.state.is_open()).count();
         info!(
-            devices = recovery.last_seq.len(),
+            devices = recovery.seqs.len(),
             open_alarms = open_restored,
             "Recovered state from the store."
         );
@@ -500,6 +500,7 @@ impl Engine {
             allow_public_plain: config.ingest.allow_public_plain,
             max_connections: config.ingest.max_connections,
             gap_grace_s: config.ingest.gap_grace_s,
+            max_seq_rate: config.ingest.max_seq_rate,
         };
         let ingest = Ingest::start(
             ingest_config,

@@ -111,10 +111,19 @@ impl AckTask {
         for latency in &progress.latencies {
             self.metrics.commit_latency.observe(latency.as_secs_f64());
         }
-        for (device, first, last) in &progress.gaps {
+        for gap in &progress.gaps {
             self.metrics.seq_gaps.inc();
-            info!(device = %device, first_missing = first, last_missing = last,
-                "Seq gap not filled within the grace period; the ack moves past it.");
+            // A device skipping seqs all the time would fill the log: one
+            // line per device a minute, saying how many went unlogged.
+            match gap.log {
+                Some(unlogged) => info!(device = %gap.device, first_missing = gap.first,
+                    last_missing = gap.last, gaps_not_logged_since_last_line = unlogged,
+                    "Seq gap not filled within the grace period; the ack moves past it (a late re-send is still stored)."),
+                None => {
+                    debug!(device = %gap.device, first_missing = gap.first, last_missing = gap.last,
+                    "Seq gap not filled within the grace period; the ack moves past it.")
+                }
+            }
         }
         for (device, seq) in &progress.acks {
             self.publisher.ack(device, *seq);

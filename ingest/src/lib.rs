@@ -6,7 +6,8 @@
 //!  devices ──MQTT v4, plain TCP (user = device_id, pass = secret)──▶ rumqttd (broker.rs: router + listener threads)
 //!      │ CONNECT ─▶ Directory::verify                 │ in-process link subscribed to /tenants/#
 //!      ▼                                              ▼
-//!  ingest thread (pipeline.rs): parse_topic → size → Directory::resolve → codec::decode → de-dup (seqs.rs)
+//!  ingest thread (pipeline.rs): parse_topic → size → Directory::resolve → codec::decode → de-dup (seqs.rs;
+//!      seqs older than a device's history in memory: one Store::stored_seqs look-up per batch)
 //!      │  bad  → Record::DeadLetter ─┐
 //!      │  good → Record::Reading ────┴─▶ Store::write (one call per batch) ─▶ then `rules(Accepted)`
 //!      ▼
@@ -21,7 +22,10 @@
 //!
 //! The broker acknowledges a QoS 1 publish as soon as it sits in its
 //! in-memory log, so that PUBACK promises nothing. The ack watermark does:
-//! every message of a device with `seq ≤ N` is durable. See `docs/ingest.md`.
+//! every message of a device with `seq ≤ N` is durable, or was given up on
+//! after the gap grace. A message is a duplicate only when that very
+//! `(device_id, seq)` is stored; the history that decides it is rebuilt from
+//! the store at start (`Recovery::seqs`). See `docs/ingest.md`.
 
 mod acks;
 mod broker;
@@ -84,6 +88,10 @@ pub struct Accepted {
     pub context: Arc<DeviceContext>,
 }
 
+/// 10^9 a second: no device sends that many messages, and a seq that is a
+/// timestamp advances that fast only in nanoseconds.
+pub const DEFAULT_MAX_SEQ_RATE: u64 = 1_000_000_000;
+
 /// Plain data; see `docs/ingest.md` for what each setting does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -97,6 +105,10 @@ pub struct IngestConfig {
     /// How long a device's ack waits below a missing seq for the device to
     /// re-send it before the hole is counted as a gap and passed.
     pub gap_grace_s: u64,
+    /// How fast a device's seq may advance, per second since its highest
+    /// was received (plus one second's worth); a seq further ahead is
+    /// refused (`seq_jump` dead letter) instead of taken.
+    pub max_seq_rate: u64,
 }
 
 impl Default for IngestConfig {
@@ -106,6 +118,7 @@ impl Default for IngestConfig {
             allow_public_plain: false,
             max_connections: 10_000,
             gap_grace_s: 30,
+            max_seq_rate: DEFAULT_MAX_SEQ_RATE,
         }
     }
 }
@@ -121,6 +134,10 @@ pub struct IngestStats {
     /// Dead letters by reason (every reason is present).
     pub rejected: HashMap<RejectReason, u64>,
     pub duplicates: u64,
+    /// Messages stored at or below their device's watermark (late re-sends).
+    pub late: u64,
+    /// Seqs looked up in the store (older than the history in memory).
+    pub seq_lookups: u64,
     pub seq_gaps: u64,
     pub acks_published: u64,
     /// Messages the broker dropped before ingest read them.
@@ -180,7 +197,15 @@ impl Ingest {
     ) -> Result<Ingest, IngestError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| IngestError::NoRuntime)?;
         let metrics = Metrics::register(metrics)?;
-        let seqs = Arc::new(SeqBook::new(&recovery.last_seq, config.gap_grace_s));
+        let rebuilt = std::time::Instant::now();
+        let seqs = Arc::new(SeqBook::new(
+            &recovery.seqs,
+            &recovery.last_seen,
+            config.gap_grace_s,
+            config.max_seq_rate,
+            clock(),
+        ));
+        let rebuild_ms = rebuilt.elapsed().as_millis() as u64;
 
         let broker = broker::start(
             &config,
@@ -225,7 +250,8 @@ impl Ingest {
                 source,
             })?;
 
-        info!(addr = %broker.addr, gap_grace_s = config.gap_grace_s, devices_with_history = recovery.last_seq.len(), "Ingest started.");
+        info!(addr = %broker.addr, gap_grace_s = config.gap_grace_s, max_seq_rate = config.max_seq_rate,
+            devices_with_history = recovery.seqs.len(), rebuild_ms, "Ingest started.");
         Ok(Ingest {
             addr: broker.addr,
             metrics,
@@ -363,6 +389,8 @@ fn stats(m: &Metrics) -> IngestStats {
             .map(|r| (r, m.rejected(r).get()))
             .collect(),
         duplicates: m.duplicates.get(),
+        late: m.late.get(),
+        seq_lookups: m.seq_lookups.get(),
         seq_gaps: m.seq_gaps.get(),
         acks_published: m.acks_published.get(),
         broker_skipped: m.broker_skipped.get(),

@@ -12,6 +12,8 @@ pub(crate) struct Metrics {
     pub accepted: IntCounter,
     pub rejected: IntCounterVec,
     pub duplicates: IntCounter,
+    pub late: IntCounter,
+    pub seq_lookups: IntCounter,
     pub seq_gaps: IntCounter,
     pub acks_published: IntCounter,
     pub broker_skipped: IntCounter,
@@ -82,7 +84,15 @@ impl Metrics {
             )?,
             duplicates: counter(
                 "vigil_ingest_duplicates_total",
-                "Messages whose (device_id, seq) was already taken; acked, not stored again.",
+                "Messages whose (device_id, seq) is stored already (or on its way); acked again, not stored again.",
+            )?,
+            late: counter(
+                "vigil_ingest_late_total",
+                "Messages stored at or below their device's ack watermark: a hole filled after its grace or after a restart.",
+            )?,
+            seq_lookups: counter(
+                "vigil_ingest_seq_lookups_total",
+                "Seqs older than a device's history in memory, looked up in the store to tell a re-send from a new message.",
             )?,
             seq_gaps: counter(
                 "vigil_ingest_seq_gaps_total",

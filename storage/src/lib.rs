@@ -11,6 +11,8 @@
 //!                                       (+ the `alarms` view), dead_letters,
 //!                                       and reference tables set by the registry
 //!  Store::query(sql) ──▶ one answer over what is in memory and on disk
+//!  Store::recover ──▶ per device: stored seqs (recent, bounded: StoredSeqs), last seen; alarms
+//!  Store::stored_seqs ──▶ exact answer for older (device_id, seq) ──▶ ingest's de-duplication
 //! ```
 //!
 //! The [`Store`] trait is the whole surface the engine uses; [`embedded`]
@@ -21,11 +23,18 @@ pub mod embedded;
 mod error;
 pub mod postgres;
 mod record;
+mod seqs;
 
 pub use error::StoreError;
 pub use record::{
     AckToken, ColumnType, Record, Recovery, RefColumn, RefTable, StoredReading, Write,
 };
+pub use seqs::{MAX_RUNS, StoredSeqs};
+
+/// A device message's identity: ingest de-duplicates on it.
+pub type SeqKey = (vigil_model::DeviceId, u64);
+
+use std::collections::HashSet;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -108,6 +117,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// What the engine needs back after a restart.
     async fn recover(&self) -> Result<Recovery, StoreError>;
+
+    /// Which of `keys` are stored, as a reading or as a dead letter that
+    /// took its seq: for seqs older than the history [`Recovery::seqs`]
+    /// holds. Sees every write reported durable before the call.
+    async fn stored_seqs(&self, keys: &[SeqKey]) -> Result<HashSet<SeqKey>, StoreError>;
 
     /// Replaces a reference table (registry data) visible to SQL.
     async fn set_reference_table(&self, table: RefTable) -> Result<(), StoreError>;

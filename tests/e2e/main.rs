@@ -13,6 +13,7 @@ mod bad_input;
 mod browser;
 mod console;
 mod crash;
+mod dedup;
 mod delivery;
 mod demo;
 mod elevator_rules;

@@ -19,6 +19,8 @@ mod bad_input;
 mod crash;
 #[path = "dashboards.rs"]
 mod dashboards;
+#[path = "dedup.rs"]
+mod dedup;
 #[path = "elevator_rules.rs"]
 mod elevator_rules;
 #[path = "filling.rs"]

@@ -63,10 +63,17 @@ const MIGRATIONS: &[Migration] = &[
         timescale: "",
         plain: "",
     },
+    Migration {
+        version: 4,
+        name: "dead_letter_seq",
+        common: include_str!("../../migrations/0004_dead_letter_seq.sql"),
+        timescale: "",
+        plain: "",
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i32 = 3;
+pub const LATEST: i32 = 4;
 
 /// The continuous aggregates (plain views without TimescaleDB) and how far
 /// back each refresh looks: (name, start_offset, end_offset).
