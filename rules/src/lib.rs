@@ -75,14 +75,14 @@ mod define;
 mod engine;
 mod error;
 mod expr;
+mod family;
 mod locate;
 
 pub use catalogue::{ParamInfo, RuleInfo, catalogue};
 pub use config::{DefinedRule, RuleConfig, RuleFileError};
-pub use engine::{
-    CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RegistryFacts, RuleEngine,
-};
+pub use engine::RuleEngine;
 pub use error::{AlarmOpError, ConfigError};
+pub use family::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RegistryFacts};
 
 // Re-exported so callers need not name the model crate for these.
 pub use vigil_model::{Alarm, DeviceContext, EpochMs, Reading};
