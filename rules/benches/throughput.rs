@@ -211,7 +211,7 @@ fn ride(i: usize, r: u64, rng: &mut Rng) -> RideSample {
         } else {
             Brake::Ok
         },
-        passengers: Some(if r % 10 == 0 { 0 } else { 12 }),
+        passengers: Some(if r.is_multiple_of(10) { 0 } else { 12 }),
     }
 }
 
@@ -246,7 +246,7 @@ fn filling(station: &str, ts: EpochMs, rng: &mut Rng) -> (FillingRecord, Filling
         result: FillResult::Ok,
     };
     let facts = FillingFacts {
-        cylinder: (cylinder % 100 != 0).then(|| CylinderFacts {
+        cylinder: (!cylinder.is_multiple_of(100)).then(|| CylinderFacts {
             station_id: station.to_owned(),
             model: "YSP35.5".into(),
             max_fill_kg: None,
@@ -279,11 +279,13 @@ fn round(engine: &mut RuleEngine, fleet: &mut [Device], r: u64, rng: &mut Rng) -
         let mut facts = None;
         let payload = match dev.kind {
             Kind::Elevator => Payload::Elevator(elevator(i, r, rng)),
-            Kind::Controller if r % 25 == 0 || r % 25 == 7 => Payload::Event(ControllerEvent {
-                code: format!("{:02}", 1 + (r / 25) % 10),
-                text: None,
-                active: r % 25 == 0,
-            }),
+            Kind::Controller if r.is_multiple_of(25) || r % 25 == 7 => {
+                Payload::Event(ControllerEvent {
+                    code: format!("{:02}", 1 + (r / 25) % 10),
+                    text: None,
+                    active: r.is_multiple_of(25),
+                })
+            }
             Kind::Controller => Payload::Elevator(elevator(i, r, rng)),
             Kind::Ride => Payload::Ride(ride(i, r, rng)),
             Kind::Camera => Payload::Video(video(rng)),

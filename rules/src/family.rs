@@ -250,7 +250,7 @@ impl Cx<'_> {
     /// This family's rule of `key`, if it is one of its rules.
     pub fn local(&self, key: Key, count: usize) -> Option<Local> {
         let i = key.index().checked_sub(self.base)?;
-        (i < count).then(|| Local(i as u16))
+        (i < count).then_some(Local(i as u16))
     }
 
     /// The equipment's resolved parameters of this family's rules (shared:

@@ -33,21 +33,21 @@ rules! {
     pub(crate) enum Rule {
         CylinderUnregistered = Decl {
             id: "filling.cylinder_unregistered",
-            description: "A filling record names a cylinder_code the registry does not know.",
+            description: "A filling record names a cylinder_code the registry does not know (nothing else is checked about that cylinder).",
             basis: "TSG 23 no-fill rule: unregistered cylinder",
             clear_s: Clear::own(HOUR, AFTER_LAST),
             ..Decl::BASE
         },
         CylinderOverdue = Decl {
             id: "filling.cylinder_overdue",
-            description: "A cylinder filled after its next periodic inspection date.",
+            description: "A cylinder filled after its next periodic inspection day (filling on that day is allowed).",
             basis: "TSG 23 no-fill rule: inspection expired",
             clear_s: Clear::own(HOUR, AFTER_LAST),
             ..Decl::BASE
         },
         CylinderScrapped = Decl {
             id: "filling.cylinder_scrapped",
-            description: "A cylinder filled while scrapped or past made_on + design_life_years.",
+            description: "A cylinder filled while scrapped, or from the day made_on + design_life_years (29 February → 28 February).",
             basis: "TSG 23 no-fill rule: scrapped or past design life",
             clear_s: Clear::own(HOUR, AFTER_LAST),
             ..Decl::BASE
@@ -62,14 +62,14 @@ rules! {
         },
         Overfill = Decl {
             id: "filling.overfill",
-            description: "net_kg above the cylinder's max_fill_kg (else the LPG model table: YSP12 5.0, YSP35.5 14.9, YSP118 49.5 kg).",
+            description: "net_kg (to the gram) above the cylinder's max_fill_kg, else the LPG model table (YSP12 5.0, YSP35.5 14.9, YSP118 49.5 kg); neither: not evaluated.",
             basis: "TSG 23 filling limits",
             clear_s: Clear::own(HOUR, AFTER_LAST),
             ..Decl::BASE
         },
         Overpressure = Decl {
             id: "filling.overpressure",
-            description: "pressure_mpa, corrected to 20 °C as an ideal gas, above the cylinder's working_pressure_mpa.",
+            description: "pressure_mpa, corrected to 20 °C as an ideal gas, above the cylinder's working_pressure_mpa (no pressure_mpa: not evaluated).",
             basis: "TSG 23 compressed gases: settled pressure at 20 °C",
             clear_s: Clear::own(HOUR, AFTER_LAST),
             ..Decl::BASE
@@ -77,7 +77,7 @@ rules! {
         OperatorUncertified = Decl {
             id: "filling.operator_uncertified",
             severity: Severity::Major,
-            description: "The operator is unknown, or holds no `filling` certificate valid on the day of the record.",
+            description: "The operator is unknown, or holds no `filling` certificate valid on the day of the record (valid through its expires day).",
             basis: "Safety Law Art. 14: certified operators",
             clear_s: Clear::own(HOUR, AFTER_LAST),
             ..Decl::BASE

@@ -24,7 +24,7 @@ rules! {
         InspectionDue = Decl {
             id: "registry.inspection_due",
             severity: Severity::Warning,
-            description: "Equipment in use whose next periodic inspection is within `days` (registry, on a schedule).",
+            description: "Equipment in use whose next periodic inspection is within `days`, the inspection day included (registry, on a schedule).",
             basis: "Safety Law Art. 40: request inspection 1 month before",
             clear_s: Clear::None,
             params: &[Param::new(
@@ -51,7 +51,7 @@ rules! {
         MaintenanceOverdue = Decl {
             id: "registry.maintenance_overdue",
             severity: Severity::Major,
-            description: "More than `days` days since the last maintenance of an elevator or escalator in use (registry).",
+            description: "More than `days` whole days since the last maintenance (or never maintained) of an elevator or escalator in use (registry).",
             basis: "Regulation Art. 31; TSG T5002 half-monthly maintenance",
             clear_s: Clear::None,
             params: &[Param::new(

@@ -29,7 +29,7 @@ rules! {
             id: "ride.wind_limit",
             severity: Severity::Major,
             description: "Wind at or above the limit while running (registry wind_limit_mps, else limit_mps; ropeways 13.9 m/s).",
-            basis: "practice; stop rides at force 6",
+            basis: "practice; stop rides at force 6 (ropeways 7)",
             for_s: Some(Period::of(10.0)),
             params: &[Param {
                 // Beaufort 6 (rides) and 7 (passenger ropeways), rules.md.
