@@ -154,14 +154,6 @@ rules! {
             counts_as_fault: true,
             ..Decl::BASE
         },
-        OutOfService = Decl {
-            id: "elevator.out_of_service",
-            severity: vigil_model::Severity::Warning,
-            description: "The car reports itself out of service for for_s.",
-            basis: "practice (availability)",
-            for_s: Some(Period::of(600.0)),
-            ..Decl::BASE
-        },
     }
 }
 
@@ -375,7 +367,6 @@ fn details(
             let (lo, hi) = geo.floors.unwrap_or_default();
             json!({"floor": s.floor, "floors": [lo, hi]})
         }
-        Rule::OutOfService => json!({"floor": s.floor, "mode": s.mode.as_str(), "for_s": held_s}),
     }
 }
 

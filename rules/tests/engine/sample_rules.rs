@@ -296,20 +296,6 @@ fn floor_out_of_range() {
     });
 }
 
-#[test]
-fn out_of_service() {
-    lifecycle(Case {
-        rule: "elevator.out_of_service",
-        severity: Severity::Warning,
-        bad: ElevatorSample {
-            mode: ElevatorMode::OutOfService,
-            ..healthy()
-        },
-        good: healthy(),
-        for_ms: 600_000,
-    });
-}
-
 /// Door states cycling at one floor: `n` changes, one a second from `from`.
 fn cycle_door(h: &mut H, from: EpochMs, n: usize) -> Vec<vigil_model::Alarm> {
     let mut out = Vec::new();
