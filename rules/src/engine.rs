@@ -470,13 +470,11 @@ impl RuleEngine {
 
     /// The index of the family whose rule `key` is.
     fn family_of(&self, key: Key) -> usize {
-        // Bases ascend; a family owns the keys from its base to the next.
+        // Bases ascend; a family owns the keys from its base to the next
+        // family's (the last one, defined rules, every key after it).
         self.families
             .iter()
-            .rposition(|(base, f)| {
-                key.index() >= *base
-                    && (f.rules().is_empty() || key.index() < base + f.rules().len())
-            })
+            .rposition(|(base, _)| key.index() >= *base)
             .unwrap_or(0)
     }
 
