@@ -8,10 +8,10 @@
 //! cargo bench -p vigil-rules --bench throughput -- 5000 10 # devices, rounds
 //! ```
 //!
-//! The fleet: of every 20 devices, 15 are elevators (one car each), one
+//! The fleet: of every 20 devices, 16 are elevators (one car each), one
 //! an elevator whose controller also reports fault codes, one a large
-//! amusement ride, one a camera in the first elevator's car, one a
-//! filling scale of its own station and one an elevator on a fast clock.
+//! amusement ride, one a camera in the first elevator's car and one a
+//! filling scale of its own station.
 //! Each device sends one reading per round (one simulated second); the
 //! samples follow a trip cycle with faults now and then (a door opening
 //! while moving, a power cut, a trapped car, an overfilled cylinder), so
