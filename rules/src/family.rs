@@ -280,14 +280,23 @@ impl Cx<'_> {
         at: EpochMs,
         details: Value,
     ) {
-        let key = self.key(rule);
-        let fire = Fire {
-            key,
+        let fire = self.firing(rule, severity, at, details);
+        self.book.fire(self.eq, fire, by, false, self.out);
+    }
+
+    fn firing(
+        &self,
+        rule: impl Into<Local>,
+        severity: Severity,
+        at: EpochMs,
+        details: Value,
+    ) -> Fire {
+        Fire {
+            key: self.key(rule),
             severity,
             at,
             details,
-        };
-        self.book.fire(self.eq, fire, by, false, self.out);
+        }
     }
 
     /// A new alarm no device raised (registry-time rules).
@@ -298,13 +307,7 @@ impl Cx<'_> {
         at: EpochMs,
         details: Value,
     ) {
-        let key = self.key(rule);
-        let fire = Fire {
-            key,
-            severity,
-            at,
-            details,
-        };
+        let fire = self.firing(rule, severity, at, details);
         let alarm = self.book.raise(self.eq, fire, None, Vec::new());
         self.out.push(alarm);
     }
@@ -358,6 +361,26 @@ impl Cx<'_> {
     }
 }
 
+impl Cx<'_> {
+    /// `dev_id` is bound to other equipment: the alarms of `rules` (each
+    /// open until a quiet period after its last event, `lasts`) that its
+    /// events were keeping open here clear at `at`.
+    pub fn let_go<R: Into<Local> + Copy>(
+        &mut self,
+        rules: &[R],
+        lasts: &mut [Option<(EpochMs, DeviceId)>],
+        dev_id: &DeviceId,
+        at: EpochMs,
+    ) {
+        for (&rule, last) in rules.iter().zip(lasts) {
+            if last.as_ref().is_some_and(|(_, by)| by == dev_id) {
+                *last = None;
+                self.clear(rule, at);
+            }
+        }
+    }
+}
+
 impl DevCx<'_> {
     /// The rule qualified on this device: raise or repeat.
     pub fn fire(
@@ -367,19 +390,12 @@ impl DevCx<'_> {
         at: EpochMs,
         details: Value,
     ) {
-        let key = self.cx.key(rule);
-        let fire = Fire {
-            key,
-            severity,
-            at,
-            details,
-        };
-        let cx = &mut self.cx;
-        cx.book.fire(cx.eq, fire, &self.dev.id, false, cx.out);
+        let fire = self.cx.firing(rule, severity, at, details);
+        self.fire_here(fire, false);
     }
 
     /// As [`DevCx::fire`], and this device's condition keeps the alarm
-    /// open until it [`Cx::release`]s it.
+    /// open until it lets go ([`DevCx::release_mine`]).
     pub fn hold(
         &mut self,
         rule: impl Into<Local>,
@@ -387,15 +403,26 @@ impl DevCx<'_> {
         at: EpochMs,
         details: Value,
     ) {
-        let key = self.cx.key(rule);
-        let fire = Fire {
-            key,
-            severity,
-            at,
-            details,
-        };
+        let fire = self.cx.firing(rule, severity, at, details);
+        self.fire_here(fire, true);
+    }
+
+    fn fire_here(&mut self, fire: Fire, holder: bool) {
         let cx = &mut self.cx;
-        cx.book.fire(cx.eq, fire, &self.dev.id, true, cx.out);
+        cx.book.fire(cx.eq, fire, &self.dev.id, holder, cx.out);
+    }
+
+    /// [`Cx::quiet_period`] of each of `rules`, whose last qualifying
+    /// events are `lasts`, on this device's clock `t`.
+    pub fn quiet_periods<R: Into<Local> + Copy>(
+        &mut self,
+        rules: &[R],
+        lasts: &mut [Option<(EpochMs, DeviceId)>],
+        t: EpochMs,
+    ) {
+        for (&rule, last) in rules.iter().zip(lasts) {
+            *last = self.cx.quiet_period(rule, last.take(), &self.dev.id, t);
+        }
     }
 
     /// This device's condition no longer holds the alarm open; the last
@@ -468,8 +495,7 @@ impl DevCx<'_> {
                     at,
                     details: details(at),
                 };
-                let cx = &mut self.cx;
-                cx.book.fire(cx.eq, fire, &self.dev.id, true, cx.out);
+                self.fire_here(fire, true);
                 Some(at)
             }
             Step::Release(at) => {

@@ -294,12 +294,7 @@ impl Family for Filling {
         let Some(station) = self.stations.get_mut(&cx.eq.ix) else {
             return;
         };
-        for (rule, last) in PER_RECORD.into_iter().zip(station.last.iter_mut()) {
-            if last.as_ref().is_some_and(|(_, by)| by == dev_id) {
-                *last = None;
-                cx.clear(rule, at);
-            }
-        }
+        cx.let_go(&PER_RECORD, &mut station.last, dev_id, at);
     }
 
     /// A restored open alarm: its latest version is the latest record (or
@@ -413,10 +408,7 @@ impl Filling {
             return;
         }
         let station = self.stations.entry(ix).or_default();
-        let dev_id = cx.dev.id.clone();
-        for (rule, last) in PER_RECORD.into_iter().zip(station.last.iter_mut()) {
-            *last = cx.quiet_period(rule, last.take(), &dev_id, t);
-        }
+        cx.quiet_periods(&PER_RECORD, &mut station.last, t);
     }
 
     /// `filling.records_missing` for the device's station at engine time

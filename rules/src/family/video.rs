@@ -202,12 +202,7 @@ impl Family for Video {
             return;
         };
         v.occluded.retain(|(by, _), _| by != dev_id);
-        for (&rule, last) in Rule::ALL.iter().zip(v.last.iter_mut()) {
-            if last.as_ref().is_some_and(|(_, by)| by == dev_id) {
-                *last = None;
-                cx.clear(rule, at);
-            }
-        }
+        cx.let_go(Rule::ALL, &mut v.last, dev_id, at);
     }
 
     /// A restored open alarm: its latest version is the latest event we know.
@@ -300,14 +295,10 @@ impl Video {
             return;
         }
         let v = self.equipment.entry(ix).or_default();
-        let tuning = cx.tuning();
-        let dev_id = cx.dev.id.clone();
-        for (&rule, last) in Rule::ALL.iter().zip(v.last.iter_mut()) {
-            if rule == Rule::CameraOccluded && !tuning.of(rule).enabled {
-                v.occluded.clear();
-            }
-            *last = cx.quiet_period(rule, last.take(), &dev_id, t);
+        if !cx.tuning().of(Rule::CameraOccluded).enabled {
+            v.occluded.clear();
         }
+        cx.quiet_periods(Rule::ALL, &mut v.last, t);
     }
 }
 
