@@ -573,3 +573,43 @@ pub(crate) fn in_hours(hours: Option<(i64, i64)>, t: EpochMs, offset_ms: EpochMs
         minute >= open || minute < close % 1440
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_run_in_the_order_their_rules_need() {
+        let names: Vec<&str> = all().iter().map(|f| f.name()).collect();
+        let at = |name| names.iter().position(|n| *n == name).unwrap();
+        assert!(
+            at("liveness") < at("filling"),
+            "records_missing asks whether the scale went offline in this tick"
+        );
+        assert!(
+            at("elevator") < at("frequent") && at("controller") < at("frequent"),
+            "frequent faults count what the others raised in the same call"
+        );
+        assert_eq!(
+            names.last(),
+            Some(&"defined"),
+            "defined rules' keys follow every built-in one"
+        );
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+
+    #[test]
+    fn hours_wrap_midnight() {
+        let night = parse_hours("22:00-06:00");
+        let minute = 60_000;
+        assert!(in_hours(night, 23 * 60 * minute, 0));
+        assert!(in_hours(night, 5 * 60 * minute, 0));
+        assert!(!in_hours(night, 12 * 60 * minute, 0));
+        assert!(in_hours(None, 12 * 60 * minute, 0), "none given: always");
+        // Local time 8 h ahead: 14:00 UTC is 22:00 there.
+        assert!(in_hours(night, 14 * 60 * minute, 8 * 60 * minute));
+    }
+}
