@@ -23,9 +23,9 @@
 //! ```
 //!
 //! # Modules
-//! - `family.rs`: the `Family` trait every group of rules
-//!   implements (on a message, on a tick, on resolve, on device release, …),
-//!   the context its hooks get, and the list of families in calling order.
+//! - `family.rs`: the `Family` trait every group of rules implements (on a
+//!   message, on a tick, on resolve, on device release, …), the context its
+//!   hooks get, and the list of families in calling order.
 //!   `family/*.rs`: one file per family, holding its rules' declarations,
 //!   their evaluation and the family's own state per device and equipment.
 //! - `catalogue.rs`: what a rule declaration is (id, severity, description,
@@ -49,9 +49,8 @@
 //!
 //! # Adding a built-in rule
 //! One place: its family's file, `family/<family>.rs`. Add a variant to the
-//! family's `rules!` declaration with its `Decl` (id,
-//! severity, description, basis, parameters) and evaluate it in the
-//! family's hooks; a sample rule without memory may instead write its
+//! family's `rules!` declaration with its `Decl` (id, severity, description,
+//! basis, parameters) and evaluate it in the family's hooks; a sample rule without memory may instead write its
 //! condition in `catalogue.toml`. The configuration checks, `vigil rules
 //! list` and docs/rules.md's tables (`VIGIL_UPDATE_DOCS=1 cargo test -p
 //! vigil-rules docs_rules_md`) follow from the declaration. A new family is
