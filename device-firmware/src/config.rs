@@ -185,7 +185,7 @@ impl GatewayConfig {
             }
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let msg = e.message().trim().to_owned();
+            let msg = e.message().trim().replace('\n', "; ");
             at(e.span().unwrap_or(0..0), msg)
         })?;
         let base = file.parent().unwrap_or(Path::new("."));

@@ -28,6 +28,11 @@ pub enum EdgeError {
     #[error("TLS: {0}")]
     Tls(String),
 
+    /// The engine's HTTP API refused or failed a request (the emulator's
+    /// registry import).
+    #[error("engine: {0}")]
+    Engine(String),
+
     /// A Modbus request failed: a transport error or timeout (`exception`
     /// is `None`) or the controller's exception response.
     #[error("Modbus {op} at {controller}: {message}")]

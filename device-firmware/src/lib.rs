@@ -26,6 +26,7 @@ pub mod gateway;
 pub mod map;
 mod modbus;
 mod sampler;
+mod tls;
 pub mod spool;
 mod uplink;
 

@@ -140,11 +140,12 @@ impl Register {
         }
     }
 
-    /// Decimal places worth keeping after scaling (0.01 → 2).
+    /// Decimal places worth keeping after scaling (0.01 → 2; a float
+    /// keeps 4 more).
     fn decimals(&self) -> i32 {
-        let mut d = 0;
+        let mut d = if self.ty == ValueType::F32 { 4 } else { 0 };
         let mut s = self.scale.abs();
-        while d < 6 && (s - s.round()).abs() > 1e-9 {
+        while d < 8 && (s - s.round()).abs() > 1e-9 {
             s *= 10.0;
             d += 1;
         }
@@ -379,7 +380,7 @@ impl RegisterMap {
             }
         };
         let raw: RawMap = toml::from_str(text).map_err(|e| {
-            let msg = e.message().trim().to_owned();
+            let msg = e.message().trim().replace('\n', "; ");
             at(e.span().unwrap_or(0..0), msg)
         })?;
         raw.check(&at)
