@@ -189,7 +189,13 @@ impl GatewayConfig {
             at(e.span().unwrap_or(0..0), msg)
         })?;
         let base = file.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         let mut devices: Vec<Device> = Vec::new();
         for d in &raw.devices {
             let id = d.id.get_ref().clone();
@@ -230,8 +236,8 @@ impl GatewayConfig {
                 resolve(Path::new(map_spec)).to_string_lossy().into_owned()
             };
             let map = RegisterMap::load(&map_spec)?;
-            let controller = parse_controller(d.controller.get_ref())
-                .map_err(|m| at(d.controller.span(), m))?;
+            let controller =
+                parse_controller(d.controller.get_ref()).map_err(|m| at(d.controller.span(), m))?;
             if d.poll_ms < 50 || d.timeout_ms < 50 {
                 return Err(at(
                     d.id.span(),
@@ -255,7 +261,10 @@ impl GatewayConfig {
         mqtt.ca = mqtt.ca.as_deref().map(resolve);
         let mut spool = raw.spool.clone();
         spool.dir = resolve(&spool.dir);
-        if spool.max_mb == 0 || spool.segment_kb < 16 || spool.segment_kb * 1024 * 4 > spool.max_mb * 1024 * 1024 {
+        if spool.max_mb == 0
+            || spool.segment_kb < 16
+            || spool.segment_kb * 1024 * 4 > spool.max_mb * 1024 * 1024
+        {
             return Err(at(
                 0..0,
                 "[spool]: max_mb ≥ 1 and segment_kb between 16 and a quarter of max_mb".to_owned(),
@@ -295,9 +304,13 @@ pub fn parse_controller(s: &str) -> Result<Controller, String> {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             match k {
                 "baud" => {
-                    serial.baud = v.parse().map_err(|_| format!("baud {v:?} is not a number"))?
+                    serial.baud = v
+                        .parse()
+                        .map_err(|_| format!("baud {v:?} is not a number"))?
                 }
-                "parity" if matches!(v, "N" | "E" | "O") => serial.parity = v.chars().next().unwrap_or('N'),
+                "parity" if matches!(v, "N" | "E" | "O") => {
+                    serial.parity = v.chars().next().unwrap_or('N')
+                }
                 "stop" if matches!(v, "1" | "2") => serial.stop_bits = if v == "2" { 2 } else { 1 },
                 _ => {
                     return Err(format!(

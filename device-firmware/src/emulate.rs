@@ -118,7 +118,13 @@ impl Unit {
 
     /// Writes `field` = `value` through the map (unmapped fields are skipped).
     fn put(&mut self, field: &str, value: &Value) {
-        let Some(reg) = self.map.registers.iter().find(|r| r.field == field).cloned() else {
+        let Some(reg) = self
+            .map
+            .registers
+            .iter()
+            .find(|r| r.field == field)
+            .cloned()
+        else {
             return;
         };
         let words = match reg.encode(value) {
@@ -135,8 +141,19 @@ impl Unit {
 
     fn step(&mut self, now: EpochMs) {
         for e in self.machine.step(now) {
-            if let Payload::Filling(record) = e.payload {
-                self.records.push_back(Pending { ts: e.ts, record });
+            match e.payload {
+                Payload::Filling(record) => self.records.push_back(Pending { ts: e.ts, record }),
+                // The car reports its counters with some samples only; the
+                // registers keep the last values.
+                Payload::Elevator(s) => {
+                    if let Some(n) = s.run_count {
+                        self.put("run_count", &Value::from(n));
+                    }
+                    if let Some(l) = s.load_pct {
+                        self.put("load_pct", &protocol_value(&json!(l)));
+                    }
+                }
+                _ => {}
             }
         }
         if let Some(s) = self.machine.elevator_state() {
@@ -254,15 +271,15 @@ impl tokio_modbus::server::Service for Service {
             Request::ReadCoils(a, n) if in_range(a, n) => {
                 Ok(Response::ReadCoils(bits(unit.read(Function::Coil, a, n))))
             }
-            Request::ReadDiscreteInputs(a, n) if in_range(a, n) => Ok(Response::ReadDiscreteInputs(
-                bits(unit.read(Function::Discrete, a, n)),
-            )),
+            Request::ReadDiscreteInputs(a, n) if in_range(a, n) => Ok(
+                Response::ReadDiscreteInputs(bits(unit.read(Function::Discrete, a, n))),
+            ),
             Request::ReadHoldingRegisters(a, n) if in_range(a, n) => Ok(
                 Response::ReadHoldingRegisters(unit.read(Function::Holding, a, n)),
             ),
-            Request::ReadInputRegisters(a, n) if in_range(a, n) => {
-                Ok(Response::ReadInputRegisters(unit.read(Function::Input, a, n)))
-            }
+            Request::ReadInputRegisters(a, n) if in_range(a, n) => Ok(
+                Response::ReadInputRegisters(unit.read(Function::Input, a, n)),
+            ),
             Request::WriteSingleCoil(a, v) if in_range(a, 1) => {
                 if Some(a) == self.ack && v {
                     unit.acknowledge();
@@ -411,7 +428,10 @@ pub async fn import(
     let err = |m: String| EdgeError::Engine(format!("registry import at {url}: {m}"));
     let body = fleet.import_doc();
     let resp = reqwest::Client::new()
-        .post(format!("{}/api/v1/registry/import", url.trim_end_matches('/')))
+        .post(format!(
+            "{}/api/v1/registry/import",
+            url.trim_end_matches('/')
+        ))
         .bearer_auth(token)
         .json(&body)
         .send()
@@ -426,6 +446,11 @@ pub async fn import(
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|d| Some((d["device_id"].as_str()?.to_owned(), d["secret"].as_str()?.to_owned())))
+        .filter_map(|d| {
+            Some((
+                d["device_id"].as_str()?.to_owned(),
+                d["secret"].as_str()?.to_owned(),
+            ))
+        })
         .collect())
 }

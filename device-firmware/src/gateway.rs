@@ -51,9 +51,22 @@ pub(crate) fn wall_ms() -> EpochMs {
         .map_or(0, |d| d.as_millis() as EpochMs)
 }
 
-/// Runs the gateway until `shutdown` turns true; then the pollers stop,
+/// What a gateway run did, reported when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Report {
+    pub polls: u64,
+    pub poll_errors: u64,
+    pub published: u64,
+    pub resent: u64,
+    pub spool: SpoolStats,
+}
+
+/// Runs the gateway until `shutdown` turns true; then every task stops,
 /// the spool is synced and its state saved, and the sessions close.
-pub async fn run(cfg: GatewayConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), EdgeError> {
+pub async fn run(
+    cfg: GatewayConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Report, EdgeError> {
     let ids: Vec<String> = cfg.devices.iter().map(|d| d.id.clone()).collect();
     let limits = SpoolLimits {
         max_bytes: cfg.spool.max_mb * 1024 * 1024,
@@ -81,7 +94,12 @@ pub async fn run(cfg: GatewayConfig, mut shutdown: watch::Receiver<bool>) -> Res
             durable_rx.clone(),
             shutdown.clone(),
         ));
-        tasks.spawn(poll_device(i, dev.clone(), shared.clone(), shutdown.clone()));
+        tasks.spawn(poll_device(
+            i,
+            dev.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        ));
         info!(device = %dev.id, controller = %dev.controller, map = %dev.map.name, "Device configured.");
     }
     let flusher = tokio::spawn(flush(
@@ -91,31 +109,31 @@ pub async fn run(cfg: GatewayConfig, mut shutdown: watch::Receiver<bool>) -> Res
         shutdown.clone(),
     ));
     let _ = shutdown.wait_for(|s| *s).await;
-    info!("Stopping: pollers, then the spool, then the MQTT sessions.");
+    info!("Stopping.");
     let _ = flusher.await;
     while tasks.join_next().await.is_some() {}
     let mut spool = shared.spool.lock();
     spool.sync_now()?;
     spool.save_state()?;
-    let stats = spool.stats();
+    let report = Report {
+        polls: shared.stats.polls.load(Ordering::Relaxed),
+        poll_errors: shared.stats.poll_errors.load(Ordering::Relaxed),
+        published: shared.stats.published.load(Ordering::Relaxed),
+        resent: shared.stats.resent.load(Ordering::Relaxed),
+        spool: spool.stats(),
+    };
     info!(
-        appended = stats.appended,
-        payload_bytes = stats.payload_bytes,
-        file_bytes = stats.file_bytes,
-        fsyncs = stats.fsyncs,
-        published = shared.stats.published.load(Ordering::Relaxed),
-        resent = shared.stats.resent.load(Ordering::Relaxed),
+        appended = report.spool.appended,
+        payload_bytes = report.spool.payload_bytes,
+        file_bytes = report.spool.file_bytes,
+        fsyncs = report.spool.fsyncs,
+        published = report.published,
+        resent = report.resent,
+        polls = report.polls,
+        poll_errors = report.poll_errors,
         "Gateway stopped."
     );
-    Ok(())
-}
-
-/// The spool's counters, for the benchmark's report.
-pub fn describe(stats: &SpoolStats) -> String {
-    format!(
-        "appended {} messages, {} payload bytes, {} file bytes, {} fsyncs",
-        stats.appended, stats.payload_bytes, stats.file_bytes, stats.fsyncs
-    )
+    Ok(report)
 }
 
 /// Groups fsyncs: at most one per `every`, only when something was written.
@@ -168,7 +186,10 @@ pub(crate) fn spool_message(shared: &Shared, d: usize, msg: &Message) -> Result<
     let (seq, dropped) = spool.append(d, msg.stream, msg.class, |seq| msg.json(seq))?;
     for (dev, Dropped { periodic, other }) in dropped {
         let mut full = shared.full.lock();
-        warn!(device = dev, periodic, other, "Spool full: dropped the oldest periodic samples.");
+        warn!(
+            device = dev,
+            periodic, other, "Spool full: dropped the oldest periodic samples."
+        );
         if !full[dev] {
             full[dev] = true;
             let text = format!(
@@ -183,7 +204,12 @@ pub(crate) fn spool_message(shared: &Shared, d: usize, msg: &Message) -> Result<
 
 /// Polls one controller forever: samples into the spool, a failing
 /// controller into an event and a growing pause (never a busy loop).
-async fn poll_device(d: usize, dev: Device, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn poll_device(
+    d: usize,
+    dev: Device,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut poller = Poller::new(dev.controller.clone(), dev.unit, dev.timeout, &dev.map);
     let mut sampler = Sampler::new(dev.map.clone());
     let mut failures: u32 = 0;
@@ -206,7 +232,9 @@ async fn poll_device(d: usize, dev: Device, shared: Arc<Shared>, mut shutdown: w
                 if let Some(rec) = sampler.ready_record(&image, ts) {
                     match take_record(d, &dev, &shared, &mut poller, rec).await {
                         Ok(()) => {}
-                        Err(e) => warn!(device = %dev.id, error = %e, "Filling record not taken yet."),
+                        Err(e) => {
+                            warn!(device = %dev.id, error = %e, "Filling record not taken yet.")
+                        }
                     }
                 }
                 std::mem::take(&mut out)
@@ -217,7 +245,10 @@ async fn poll_device(d: usize, dev: Device, shared: Arc<Shared>, mut shutdown: w
                 if failures == 1 || failures.is_multiple_of(20) {
                     warn!(device = %dev.id, error = %e, failures, "Controller poll failed.");
                 }
-                let out: Vec<Message> = sampler.on_error(wall_ms(), &e.to_string()).into_iter().collect();
+                let out: Vec<Message> = sampler
+                    .on_error(wall_ms(), &e.to_string())
+                    .into_iter()
+                    .collect();
                 for msg in &out {
                     if let Err(e) = spool_message(&shared, d, msg) {
                         warn!(device = %dev.id, error = %e, "Could not spool a message.");
@@ -295,9 +326,9 @@ fn mqtt_options(mqtt: &MqttConfig, dev: &Device) -> Result<MqttOptions, EdgeErro
                 .as_ref()
                 .ok_or_else(|| EdgeError::Tls("a certificate login needs [mqtt] ca".into()))?;
             let config = crate::tls::client_config(ca, cert, key)?;
-            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(
-                config,
-            ))));
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(config),
+            )));
             if let Some(name) = &mqtt.server_name {
                 // rumqttc takes the TLS server name from the broker host.
                 opts = rebuild_with_host(opts, dev, name, port);

@@ -26,8 +26,8 @@ pub mod gateway;
 pub mod map;
 mod modbus;
 mod sampler;
-mod tls;
 pub mod spool;
+mod tls;
 mod uplink;
 
 pub use error::EdgeError;

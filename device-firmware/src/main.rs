@@ -124,9 +124,10 @@ fn main() -> anyhow::Result<()> {
                     map.stream.as_str(),
                     map.name,
                     map.registers.len(),
-                    map.faults
-                        .as_ref()
-                        .map_or(String::new(), |f| format!(", {} fault code registers", f.count)),
+                    map.faults.as_ref().map_or(String::new(), |f| format!(
+                        ", {} fault code registers",
+                        f.count
+                    )),
                     if map.fault_bits.is_empty() {
                         String::new()
                     } else {
@@ -138,7 +139,13 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             let cfg = GatewayConfig::load(&config)?;
             for d in &cfg.devices {
-                println!("{}: {} via {} ({})", d.id, d.map.name, d.controller, d.map.stream.as_str());
+                println!(
+                    "{}: {} via {} ({})",
+                    d.id,
+                    d.map.name,
+                    d.controller,
+                    d.map.stream.as_str()
+                );
             }
         }
         Command::ShowMap { name } => {
@@ -176,8 +183,11 @@ async fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
     };
     let emulator = emulate::start(cfg).await?;
     if let Some(path) = &args.registry_out {
-        std::fs::write(path, serde_json::to_vec_pretty(&emulator.fleet.import_doc())?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&emulator.fleet.import_doc())?,
+        )
+        .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut secrets = BTreeMap::new();
     if let Some(url) = &args.import {
@@ -205,7 +215,13 @@ async fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
         println!("Gateway config written to {}.", path.display());
     }
     for s in &emulator.served {
-        println!("{:<10} {:<9} tcp://{}  map {}", s.device_id, s.kind.as_str(), s.addr, s.map);
+        println!(
+            "{:<10} {:<9} tcp://{}  map {}",
+            s.device_id,
+            s.kind.as_str(),
+            s.addr,
+            s.map
+        );
     }
     println!("Emulating; Ctrl-C stops.");
     let (stop, stopping) = watch::channel(false);

@@ -173,7 +173,9 @@ impl Register {
             } else {
                 ws.iter().rev().copied().collect()
             };
-            ordered.iter().fold(0u64, |acc, w| (acc << 16) | u64::from(*w))
+            ordered
+                .iter()
+                .fold(0u64, |acc, w| (acc << 16) | u64::from(*w))
         };
         let raw_bit = |w: u16| match self.bit {
             Some(b) => (w >> b) & 1,
@@ -520,7 +522,10 @@ fn bit(b: &Option<Spanned<i64>>, func: Function, at: &At) -> Result<Option<u8>, 
     if func.is_bit() {
         return Err(at(
             b.span(),
-            format!("`bit` is for registers; a {} is one bit already", func.as_str()),
+            format!(
+                "`bit` is for registers; a {} is one bit already",
+                func.as_str()
+            ),
         ));
     }
     if !(0..16).contains(b.get_ref()) {
@@ -565,7 +570,10 @@ impl RawRegister {
         let count = match (&self.count, ty) {
             (Some(c), ValueType::Str) if (1..=64).contains(c.get_ref()) => *c.get_ref() as u16,
             (Some(c), ValueType::Str) => {
-                return Err(at(c.span(), format!("count {} is outside 1–64", c.get_ref())));
+                return Err(at(
+                    c.span(),
+                    format!("count {} is outside 1–64", c.get_ref()),
+                ));
             }
             (None, ValueType::Str) => {
                 return Err(at(
@@ -580,7 +588,10 @@ impl RawRegister {
         };
         let scale = match &self.scale {
             Some(s) if !ty.numeric() => {
-                return Err(at(s.span(), format!("`scale` needs a number type, not {}", self.ty.get_ref())));
+                return Err(at(
+                    s.span(),
+                    format!("`scale` needs a number type, not {}", self.ty.get_ref()),
+                ));
             }
             Some(s) if *s.get_ref() == 0.0 || !s.get_ref().is_finite() => {
                 return Err(at(s.span(), "scale must be a non-zero number".to_owned()));
@@ -606,7 +617,10 @@ impl RawRegister {
             (Some(v), ValueType::Enum) => {
                 for (k, word) in v.get_ref() {
                     let raw: u16 = k.parse().map_err(|_| {
-                        at(v.span(), format!("values key {k:?} is not a number 0–65535"))
+                        at(
+                            v.span(),
+                            format!("values key {k:?} is not a number 0–65535"),
+                        )
                     })?;
                     values.insert(raw, word.clone());
                 }
@@ -628,7 +642,10 @@ impl RawRegister {
         let absent = match &self.absent {
             None => None,
             Some(a) if !matches!(ty, ValueType::U16 | ValueType::I16) => {
-                return Err(at(a.span(), "`absent` is for u16 and i16 registers".to_owned()));
+                return Err(at(
+                    a.span(),
+                    "`absent` is for u16 and i16 registers".to_owned(),
+                ));
             }
             Some(a) => {
                 let ok = match ty {
@@ -636,7 +653,10 @@ impl RawRegister {
                     _ => (0..=65535).contains(a.get_ref()),
                 };
                 if !ok {
-                    return Err(at(a.span(), format!("absent {} does not fit the type", a.get_ref())));
+                    return Err(at(
+                        a.span(),
+                        format!("absent {} does not fit the type", a.get_ref()),
+                    ));
                 }
                 Some(*a.get_ref())
             }
@@ -692,7 +712,9 @@ impl RawMap {
                 .iter()
                 .find(|d| d.name == reg.field)
                 .ok_or_else(|| at(r.span(), format!("unknown field {:?}", reg.field)))?;
-            def.kind.accepts(&reg).map_err(|m| at(r.get_ref().ty.span(), format!("{}: {m}", reg.field)))?;
+            def.kind
+                .accepts(&reg)
+                .map_err(|m| at(r.get_ref().ty.span(), format!("{}: {m}", reg.field)))?;
             if registers.iter().any(|o| o.field == reg.field) {
                 return Err(at(
                     r.get_ref().field.span(),
@@ -704,7 +726,9 @@ impl RawMap {
         let missing: Vec<&str> = defs
             .iter()
             .filter(|d| d.required && !registers.iter().any(|r| r.field == d.name))
-            .filter(|d| !(d.name == "started_ms" && registers.iter().any(|r| r.field == "duration_s")))
+            .filter(|d| {
+                !(d.name == "started_ms" && registers.iter().any(|r| r.field == "duration_s"))
+            })
             .map(|d| d.name)
             .collect();
         if !missing.is_empty() {
@@ -728,12 +752,18 @@ impl RawMap {
                 }
                 let count = *raw.count.get_ref();
                 if !(1..=32).contains(&count) {
-                    return Err(at(raw.count.span(), format!("count {count} is outside 1–32")));
+                    return Err(at(
+                        raw.count.span(),
+                        format!("count {count} is outside 1–32"),
+                    ));
                 }
                 let mut codes = BTreeMap::new();
                 for (k, c) in &raw.codes {
                     let n: u16 = k.parse().map_err(|_| {
-                        at(c.span(), format!("fault code key {k:?} is not a number 1–65535"))
+                        at(
+                            c.span(),
+                            format!("fault code key {k:?} is not a number 1–65535"),
+                        )
                     })?;
                     codes.insert(n, (c.get_ref().code.clone(), c.get_ref().text.clone()));
                 }
@@ -789,11 +819,17 @@ impl RawMap {
                 let ready = loc(&raw.ready)?;
                 let ack = loc(&raw.ack)?;
                 if ack.function != Function::Coil {
-                    return Err(at(raw.ack.span(), "the record ack is a coil the gateway writes".to_owned()));
+                    return Err(at(
+                        raw.ack.span(),
+                        "the record ack is a coil the gateway writes".to_owned(),
+                    ));
                 }
                 let id = raw.id.get_ref().check(at, &|f| f == "record_id")?;
                 if !id.ty.numeric() {
-                    return Err(at(raw.id.get_ref().ty.span(), "the record id is a number".to_owned()));
+                    return Err(at(
+                        raw.id.get_ref().ty.span(),
+                        "the record id is a number".to_owned(),
+                    ));
                 }
                 Some(RecordHandshake { ready, ack, id })
             }
@@ -811,7 +847,12 @@ impl RawMap {
                     ));
                 };
                 if reg.ty == ValueType::Enum && raw.is.is_empty() {
-                    return Err(at(a.span(), format!("active: a word field needs `is = [\"…\"]` (the words of {name} that mean active)")));
+                    return Err(at(
+                        a.span(),
+                        format!(
+                            "active: a word field needs `is = [\"…\"]` (the words of {name} that mean active)"
+                        ),
+                    ));
                 }
                 Some(Activity {
                     field: name.clone(),

@@ -186,7 +186,11 @@ impl Poller {
                 }
                 Err(_) => {
                     self.ctx = None;
-                    return Err(self.error(op, None, format!("no answer within {} ms", wait.as_millis())));
+                    return Err(self.error(
+                        op,
+                        None,
+                        format!("no answer within {} ms", wait.as_millis()),
+                    ));
                 }
             }
         }
@@ -200,14 +204,20 @@ impl Poller {
         let ctx = self.connect().await?;
         match timeout(wait, ctx.write_single_coil(address, value)).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(exception))) => Err(self.error(op, Some(exception), format!("exception {exception}"))),
+            Ok(Ok(Err(exception))) => {
+                Err(self.error(op, Some(exception), format!("exception {exception}")))
+            }
             Ok(Err(e)) => {
                 self.ctx = None;
                 Err(self.error(op, None, e.to_string()))
             }
             Err(_) => {
                 self.ctx = None;
-                Err(self.error(op, None, format!("no answer within {} ms", wait.as_millis())))
+                Err(self.error(
+                    op,
+                    None,
+                    format!("no answer within {} ms", wait.as_millis()),
+                ))
             }
         }
     }

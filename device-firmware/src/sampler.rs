@@ -123,7 +123,12 @@ impl Sampler {
     pub fn on_poll(&mut self, image: &Image, ts: EpochMs, mono: EpochMs) -> Vec<Message> {
         let mut out = Vec::new();
         if std::mem::take(&mut self.link_down) {
-            out.push(Message::event(ts, MODBUS_CODE, Some("Controller answers again".into()), false));
+            out.push(Message::event(
+                ts,
+                MODBUS_CODE,
+                Some("Controller answers again".into()),
+                false,
+            ));
         }
         self.fault_codes(image, ts, &mut out);
         if self.map.stream == Stream::Filling {
@@ -215,7 +220,12 @@ impl Sampler {
             return None;
         }
         self.link_down = true;
-        Some(Message::event(ts, MODBUS_CODE, Some(format!("Controller not answering: {error}")), true))
+        Some(Message::event(
+            ts,
+            MODBUS_CODE,
+            Some(format!("Controller not answering: {error}")),
+            true,
+        ))
     }
 
     /// A filling scale's record, when the scale shows one as ready.
@@ -225,13 +235,15 @@ impl Sampler {
         if !ready {
             return None;
         }
-        let id = h
-            .id
-            .decode(image.words(h.id.function, h.id.address, h.id.width())?)?
-            .as_u64()?;
+        let id =
+            h.id.decode(image.words(h.id.function, h.id.address, h.id.width())?)?
+                .as_u64()?;
         let mut fields = self.values(image);
         if let Some(d) = fields.remove("duration_s").and_then(|v| v.as_f64()) {
-            fields.insert("started_ms".into(), Value::from(ts - (d * 1000.0) as EpochMs));
+            fields.insert(
+                "started_ms".into(),
+                Value::from(ts - (d * 1000.0) as EpochMs),
+            );
         }
         // The scale's record number travels along (stored as an extra field).
         fields.insert("record_id".into(), Value::from(id));
@@ -279,7 +291,12 @@ mod tests {
         };
         for (field, v) in set {
             let r = map.registers.iter().find(|r| r.field == *field).unwrap();
-            put(r.function, r.address, &r.encode(v).unwrap(), r.bit.is_some());
+            put(
+                r.function,
+                r.address,
+                &r.encode(v).unwrap(),
+                r.bit.is_some(),
+            );
         }
         let f = map.faults.as_ref().unwrap();
         put(f.function, f.address, codes, false);
@@ -305,7 +322,11 @@ mod tests {
         ]
     }
 
-    fn with(mut base: Vec<(&'static str, Value)>, k: &'static str, v: Value) -> Vec<(&'static str, Value)> {
+    fn with(
+        mut base: Vec<(&'static str, Value)>,
+        k: &'static str,
+        v: Value,
+    ) -> Vec<(&'static str, Value)> {
         base.retain(|(f, _)| *f != k);
         base.push((k, v));
         base
@@ -330,7 +351,11 @@ mod tests {
         let out = s.on_poll(&opening, 10, 30_250);
         assert_eq!((out.len(), out[0].class), (1, Class::Change));
         // Moving: speed alone is no change, but 1 Hz applies.
-        let moving = with(with(idle(), "direction", json!("up")), "speed_mps", json!(1.2));
+        let moving = with(
+            with(idle(), "direction", json!("up")),
+            "speed_mps",
+            json!(1.2),
+        );
         let m1 = elevator_image(&map, &moving, &[]);
         assert_eq!(s.on_poll(&m1, 10, 31_000).len(), 1, "direction changed");
         let m2 = elevator_image(&map, &with(moving.clone(), "speed_mps", json!(1.5)), &[]);
@@ -352,13 +377,27 @@ mod tests {
         let events = |out: &[Message]| -> Vec<(String, bool)> {
             out.iter()
                 .filter(|m| m.stream == Stream::Event)
-                .map(|m| (m.fields["code"].as_str().unwrap().to_owned(), m.fields["active"].as_bool().unwrap()))
+                .map(|m| {
+                    (
+                        m.fields["code"].as_str().unwrap().to_owned(),
+                        m.fields["active"].as_bool().unwrap(),
+                    )
+                })
                 .collect()
         };
         let out = s.on_poll(&elevator_image(&map, &idle(), &[30, 1]), 1, 0);
-        assert_eq!(events(&out), vec![("01".to_owned(), true), ("E30".to_owned(), true)]);
-        let e30 = out.iter().find(|m| m.fields.get("code") == Some(&json!("E30"))).unwrap();
-        assert_eq!(e30.fields["text"], json!("Car position abnormal (电梯位置异常)"));
+        assert_eq!(
+            events(&out),
+            vec![("01".to_owned(), true), ("E30".to_owned(), true)]
+        );
+        let e30 = out
+            .iter()
+            .find(|m| m.fields.get("code") == Some(&json!("E30")))
+            .unwrap();
+        assert_eq!(
+            e30.fields["text"],
+            json!("Car position abnormal (电梯位置异常)")
+        );
         assert_eq!(e30.class, Class::Event);
         // Still active: nothing new. One goes: active false.
         assert!(events(&s.on_poll(&elevator_image(&map, &idle(), &[1, 30]), 1, 250)).is_empty());

@@ -249,7 +249,11 @@ impl Spool {
             dev.record_id = dev.record_id.or(saved.record_id);
             // Nothing known at all: the wall clock in ms is above any seq an
             // earlier installation can have used at ≤ 1 message per ms.
-            dev.next_seq = if top == 0 { now_ms.max(1) as u64 } else { top + 1 };
+            dev.next_seq = if top == 0 {
+                now_ms.max(1) as u64
+            } else {
+                top + 1
+            };
             dev.cursor_seq = dev.acked + 1;
             dev.max_sent = dev.acked;
         }
@@ -377,17 +381,19 @@ impl Spool {
         let seq = self.devices[d].next_seq;
         let payload = payload(seq);
         let bytes = encode(seq, stream, class, &self.devices[d].id, &payload);
-        let needs_roll = self
-            .segments
-            .last()
-            .is_some_and(|s| s.bytes > 0 && s.bytes + bytes.len() as u64 > self.limits.segment_bytes);
+        let needs_roll = self.segments.last().is_some_and(|s| {
+            s.bytes > 0 && s.bytes + bytes.len() as u64 > self.limits.segment_bytes
+        });
         if needs_roll {
             self.roll()?;
         }
-        let seg = self
-            .segments
-            .last_mut()
-            .ok_or_else(|| EdgeError::io("no spool segment", &self.dir, std::io::ErrorKind::NotFound.into()))?;
+        let seg = self.segments.last_mut().ok_or_else(|| {
+            EdgeError::io(
+                "no spool segment",
+                &self.dir,
+                std::io::ErrorKind::NotFound.into(),
+            )
+        })?;
         (&seg.file)
             .write_all(&bytes)
             .map_err(|e| EdgeError::io("cannot append to spool", &seg.path, e))?;
@@ -477,7 +483,10 @@ impl Spool {
                 break;
             }
             if seg.id != pos.seg {
-                pos = Pos { seg: seg.id, off: 0 };
+                pos = Pos {
+                    seg: seg.id,
+                    off: 0,
+                };
             }
             // Skip a segment that has nothing for this device.
             if seg.ranges[d].is_none_or(|(_, hi)| hi < want.max(acked + 1)) {
@@ -684,7 +693,9 @@ impl Spool {
         let mut off = 0;
         while let Some((rec, dev_id, size)) = read_at(&self.segments[i].file, off, true) {
             off += size;
-            let Some(d) = self.device_index(&dev_id) else { continue };
+            let Some(d) = self.device_index(&dev_id) else {
+                continue;
+            };
             if rec.seq <= self.devices[d].acked {
                 continue;
             }
@@ -693,7 +704,13 @@ impl Spool {
                 continue;
             }
             extend(&mut ranges[d], rec.seq);
-            kept.extend(encode(rec.seq, rec.stream, rec.class, &dev_id, &rec.payload));
+            kept.extend(encode(
+                rec.seq,
+                rec.stream,
+                rec.class,
+                &dev_id,
+                &rec.payload,
+            ));
         }
         let write = || -> std::io::Result<File> {
             let mut f = File::create(&tmp)?;

@@ -39,9 +39,10 @@ pub(crate) fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<Client
             .map_err(|e| EdgeError::Tls(format!("CA {}: {e}", ca.display())))?;
     }
     let chain = certs("cannot read device certificate", cert)?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut open("cannot read device key", key)?)
-        .map_err(|e| EdgeError::io("cannot read device key", key, e))?
-        .ok_or_else(|| EdgeError::Tls(format!("{} holds no PEM private key", key.display())))?;
+    let key: PrivateKeyDer<'static> =
+        rustls_pemfile::private_key(&mut open("cannot read device key", key)?)
+            .map_err(|e| EdgeError::io("cannot read device key", key, e))?
+            .ok_or_else(|| EdgeError::Tls(format!("{} holds no PEM private key", key.display())))?;
     // ring rather than aws-lc (no C toolchain beyond cc, a small binary);
     // rustls 0.23.48 deprecates it only for lacking post-quantum key
     // exchange, which a device talking to its own engine can do without.

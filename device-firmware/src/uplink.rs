@@ -98,7 +98,10 @@ pub(crate) async fn run(
     }
     let _ = client.try_disconnect();
     drop(client);
-    if tokio::time::timeout(Duration::from_secs(3), poller).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(3), poller)
+        .await
+        .is_err()
+    {
         debug!(device = %up.id, "Event loop did not stop in time.");
     }
 }
@@ -193,7 +196,9 @@ async fn poll(
                             newer
                         });
                     }
-                    Err(_) => debug!(device = %device, "Ignoring an ack that is not {{\"seq\": N}}."),
+                    Err(_) => {
+                        debug!(device = %device, "Ignoring an ack that is not {{\"seq\": N}}.")
+                    }
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break,

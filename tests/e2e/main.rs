@@ -13,6 +13,7 @@ mod bad_input;
 mod crash;
 mod delivery;
 mod demo;
+mod edge;
 mod elevator_rules;
 mod filling;
 mod replay;

@@ -66,38 +66,102 @@ fn the_shipped_maps_parse() {
 fn mistakes_are_refused_with_file_line_and_column() {
     let cases: &[(&str, &str, &str)] = &[
         // (what to replace, with what, expected in the message)
-        ("field = \"speed_mps\"", "field = \"sped_mps\"", "maps/test.toml:10:9: unknown field \"sped_mps\""),
-        ("address = 1\ntype = \"u16\"", "address = 70000\ntype = \"u16\"", "maps/test.toml:12:11: address 70000 is outside"),
-        ("values = { 0 = \"ok\", 1 = \"fault\" }", "values = { 0 = \"ok\", 1 = \"broken\" }", "\"broken\" is not a protocol.md word"),
-        ("function = \"input\"\naddress = 0", "function = \"inputs\"\naddress = 0", "maps/test.toml:5:12: unknown function \"inputs\""),
-        ("type = \"u16\"", "type = \"u17\"", "maps/test.toml:13:8: unknown type \"u17\""),
-        ("stream = \"ride\"", "stream = \"video\"", "maps/test.toml:2:10: stream \"video\""),
-        ("scale = 0.01", "scale = 0.0", "maps/test.toml:14:9: scale must be a non-zero number"),
-        ("scale = 0.01", "scael = 0.01", "maps/test.toml:14:1: unknown field `scael`"),
-        ("type = \"bool\"", "type = \"u16\"", "a discrete holds one bit"),
-        ("scale = 0.01", "scale = [1", "maps/test.toml:15:1: invalid array; expected `]`"),
+        (
+            "field = \"speed_mps\"",
+            "field = \"sped_mps\"",
+            "maps/test.toml:10:9: unknown field \"sped_mps\"",
+        ),
+        (
+            "address = 1\ntype = \"u16\"",
+            "address = 70000\ntype = \"u16\"",
+            "maps/test.toml:12:11: address 70000 is outside",
+        ),
+        (
+            "values = { 0 = \"ok\", 1 = \"fault\" }",
+            "values = { 0 = \"ok\", 1 = \"broken\" }",
+            "\"broken\" is not a protocol.md word",
+        ),
+        (
+            "function = \"input\"\naddress = 0",
+            "function = \"inputs\"\naddress = 0",
+            "maps/test.toml:5:12: unknown function \"inputs\"",
+        ),
+        (
+            "type = \"u16\"",
+            "type = \"u17\"",
+            "maps/test.toml:13:8: unknown type \"u17\"",
+        ),
+        (
+            "stream = \"ride\"",
+            "stream = \"video\"",
+            "maps/test.toml:2:10: stream \"video\"",
+        ),
+        (
+            "scale = 0.01",
+            "scale = 0.0",
+            "maps/test.toml:14:9: scale must be a non-zero number",
+        ),
+        (
+            "scale = 0.01",
+            "scael = 0.01",
+            "maps/test.toml:14:1: unknown field `scael`",
+        ),
+        (
+            "type = \"bool\"",
+            "type = \"u16\"",
+            "a discrete holds one bit",
+        ),
+        (
+            "scale = 0.01",
+            "scale = [1",
+            "maps/test.toml:15:1: invalid array; expected `]`",
+        ),
     ];
     for (from, to, want) in cases {
         assert!(MINI_RIDE.contains(from), "{from}");
         let text = MINI_RIDE.replacen(from, to, 1);
         let msg = refused(&text);
-        assert!(msg.contains(want), "{from} → {to}:\n  got  {msg}\n  want {want}");
+        assert!(
+            msg.contains(want),
+            "{from} → {to}:\n  got  {msg}\n  want {want}"
+        );
         assert!(msg.starts_with("maps/test.toml:"), "{msg}");
     }
     // A required field missing names them all, at the stream line.
-    let text = MINI_RIDE.split("[[register]]\nfield = \"brake\"").next().unwrap();
+    let text = MINI_RIDE
+        .split("[[register]]\nfield = \"brake\"")
+        .next()
+        .unwrap();
     let msg = refused(text);
-    assert!(msg.contains("maps/test.toml:2:10: a ride map must map brake"), "{msg}");
+    assert!(
+        msg.contains("maps/test.toml:2:10: a ride map must map brake"),
+        "{msg}"
+    );
     // The same field twice.
-    let twice = format!("{MINI_RIDE}\n[[register]]\nfield = \"speed_mps\"\nfunction = \"input\"\naddress = 9\ntype = \"u16\"\n");
-    assert!(refused(&twice).contains(":28:9: field \"speed_mps\" is mapped twice"), "{}", refused(&twice));
+    let twice = format!(
+        "{MINI_RIDE}\n[[register]]\nfield = \"speed_mps\"\nfunction = \"input\"\naddress = 9\ntype = \"u16\"\n"
+    );
+    assert!(
+        refused(&twice).contains(":28:9: field \"speed_mps\" is mapped twice"),
+        "{}",
+        refused(&twice)
+    );
     // A filling map without its handshake, a bit of a coil, an enum without values.
     let scale = BUILTIN[2].1;
     let no_record = scale.replace("[record]", "[ignored]");
     assert!(refused(&no_record).contains("unknown field `ignored`"));
     let cut = scale.split("[record]").next().unwrap().to_owned()
-        + scale.split_once("[[register]]").map(|(_, r)| r).map(|r| format!("[[register]]{r}")).unwrap().as_str();
-    assert!(refused(&cut).contains("needs a [record] handshake"), "{}", refused(&cut));
+        + scale
+            .split_once("[[register]]")
+            .map(|(_, r)| r)
+            .map(|r| format!("[[register]]{r}"))
+            .unwrap()
+            .as_str();
+    assert!(
+        refused(&cut).contains("needs a [record] handshake"),
+        "{}",
+        refused(&cut)
+    );
     let bad_bit = MINI_RIDE.replacen("type = \"bool\"", "type = \"bool\"\nbit = 3", 1);
     assert!(refused(&bad_bit).contains("`bit` is for registers"));
     let no_values = MINI_RIDE.replacen("values = { 0 = \"stopped\", 2 = \"running\" }\n", "", 1);
@@ -105,7 +169,11 @@ fn mistakes_are_refused_with_file_line_and_column() {
 }
 
 fn reg(map: &RegisterMap, field: &str) -> Register {
-    map.registers.iter().find(|r| r.field == field).unwrap().clone()
+    map.registers
+        .iter()
+        .find(|r| r.field == field)
+        .unwrap()
+        .clone()
 }
 
 #[test]

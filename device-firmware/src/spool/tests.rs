@@ -44,7 +44,10 @@ fn nothing_goes_out_before_it_is_durable_and_acks_release_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut spool = open(dir.path(), limits());
     let first = add(&mut spool, 0, Class::Change, "a");
-    assert_eq!(first, NOW as u64, "a fresh spool starts at the wall clock in ms");
+    assert_eq!(
+        first, NOW as u64,
+        "a fresh spool starts at the wall clock in ms"
+    );
     let second = add(&mut spool, 0, Class::Periodic, "b");
     add(&mut spool, 1, Class::Change, "other device");
     assert_eq!(second, first + 1);
@@ -59,7 +62,10 @@ fn nothing_goes_out_before_it_is_durable_and_acks_release_it() {
 
     // A re-send after the ack covers the first: only the second, flagged.
     assert!(spool.ack(0, first, NOW).unwrap());
-    assert!(!spool.ack(0, first, NOW).unwrap(), "a repeated ack changes nothing");
+    assert!(
+        !spool.ack(0, first, NOW).unwrap(),
+        "a repeated ack changes nothing"
+    );
     spool.rewind(0, NOW);
     let rec = spool.next_to_send(0).unwrap();
     assert_eq!(rec.seq, second);
@@ -93,7 +99,9 @@ fn a_restart_resends_what_is_not_acked_and_never_reuses_a_seq() {
         segment_bytes: 16 * 1024,
     };
     let mut spool = open(dir.path(), small);
-    let seqs: Vec<u64> = (0..400).map(|i| add(&mut spool, 0, Class::Change, &format!("m{i}"))).collect();
+    let seqs: Vec<u64> = (0..400)
+        .map(|i| add(&mut spool, 0, Class::Change, &format!("m{i}")))
+        .collect();
     spool.sync_now().unwrap();
     assert_eq!(drain(&mut spool, 0), seqs);
     // The engine acked the first 300: the segments holding only those go.
@@ -102,7 +110,11 @@ fn a_restart_resends_what_is_not_acked_and_never_reuses_a_seq() {
     drop(spool);
 
     let mut spool = open(dir.path(), small);
-    assert_eq!(drain(&mut spool, 0), seqs[300..].to_vec(), "exactly the unacked, in order");
+    assert_eq!(
+        drain(&mut spool, 0),
+        seqs[300..].to_vec(),
+        "exactly the unacked, in order"
+    );
     let next = add(&mut spool, 0, Class::Change, "after restart");
     assert_eq!(next, seqs[399] + 1);
 
@@ -129,7 +141,9 @@ fn a_restart_resends_what_is_not_acked_and_never_reuses_a_seq() {
 fn a_torn_tail_is_cut_off_and_what_was_whole_survives() {
     let dir = tempfile::tempdir().unwrap();
     let mut spool = open(dir.path(), limits());
-    let seqs: Vec<u64> = (0..5).map(|i| add(&mut spool, 0, Class::Change, &format!("m{i}"))).collect();
+    let seqs: Vec<u64> = (0..5)
+        .map(|i| add(&mut spool, 0, Class::Change, &format!("m{i}")))
+        .collect();
     spool.sync_now().unwrap();
     drop(spool);
     let seg = std::fs::read_dir(dir.path())
@@ -139,7 +153,13 @@ fn a_torn_tail_is_cut_off_and_what_was_whole_survives() {
         .find(|p| p.extension().is_some_and(|x| x == "seg"))
         .unwrap();
     // A crash in the middle of the next append: a header and half a body.
-    let whole = encode(seqs[4] + 1, Stream::Elevator, Class::Change, "EL1", &json(seqs[4] + 1, "torn"));
+    let whole = encode(
+        seqs[4] + 1,
+        Stream::Elevator,
+        Class::Change,
+        "EL1",
+        &json(seqs[4] + 1, "torn"),
+    );
     std::fs::OpenOptions::new()
         .append(true)
         .open(&seg)
@@ -177,9 +197,18 @@ fn a_full_spool_drops_periodic_samples_first_and_says_so() {
     let mut dropped = Dropped::default();
     // A long outage: nothing is acked. One change in ten samples.
     for i in 0..1500 {
-        let class = if i % 10 == 0 { Class::Change } else { Class::Periodic };
+        let class = if i % 10 == 0 {
+            Class::Change
+        } else {
+            Class::Periodic
+        };
         let (seq, drops) = spool
-            .append(0, Stream::Elevator, class, |seq| json(seq, "an elevator sample of about this size, padded out a little"))
+            .append(0, Stream::Elevator, class, |seq| {
+                json(
+                    seq,
+                    "an elevator sample of about this size, padded out a little",
+                )
+            })
             .unwrap();
         if class == Class::Change {
             changes.push(seq);
@@ -192,7 +221,10 @@ fn a_full_spool_drops_periodic_samples_first_and_says_so() {
         assert!(spool.usage().0 <= spool.usage().1, "over the bound");
     }
     assert!(dropped.periodic > 0, "{dropped:?}");
-    assert_eq!(dropped.other, 0, "state changes stay while periodic samples can go");
+    assert_eq!(
+        dropped.other, 0,
+        "state changes stay while periodic samples can go"
+    );
     spool.sync_now().unwrap();
     let kept = drain(&mut spool, 0);
     for seq in &changes {
@@ -204,7 +236,9 @@ fn a_full_spool_drops_periodic_samples_first_and_says_so() {
     // Nothing but changes: then the oldest go, and are counted as such.
     for _ in 0..2000 {
         let (_, drops) = spool
-            .append(0, Stream::Event, Class::Event, |seq| json(seq, "an event of roughly the same size as a sample, padded"))
+            .append(0, Stream::Event, Class::Event, |seq| {
+                json(seq, "an event of roughly the same size as a sample, padded")
+            })
             .unwrap();
         for (_, drop) in drops {
             dropped.other += drop.other;
@@ -217,4 +251,36 @@ fn a_full_spool_drops_periodic_samples_first_and_says_so() {
     let mut spool = open(dir.path(), tight);
     let before = spool.last_seq(0);
     assert!(add(&mut spool, 0, Class::Change, "z") > before);
+}
+
+#[test]
+fn the_last_filling_record_id_survives_restarts_and_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = SpoolLimits {
+        max_bytes: 64 * 1024 * 1024,
+        segment_bytes: 16 * 1024,
+    };
+    let mut spool = open(dir.path(), small);
+    assert_eq!(spool.record_id(0), None);
+    spool
+        .append(0, Stream::Filling, Class::Event, |seq| {
+            format!("{{\"seq\":{seq},\"ts\":{NOW},\"record_id\":7}}").into_bytes()
+        })
+        .unwrap();
+    assert_eq!(spool.record_id(0), Some(7));
+    drop(spool);
+    // Found again in the segment (a crash before the scale got its ack).
+    let mut spool = open(dir.path(), small);
+    assert_eq!(spool.record_id(0), Some(7));
+    // Acked and its segment deleted: the state file keeps it.
+    for i in 0..300 {
+        add(&mut spool, 0, Class::Change, &format!("m{i}"));
+    }
+    spool.sync_now().unwrap();
+    let last = spool.last_seq(0);
+    spool.ack(0, last, NOW).unwrap();
+    assert!(spool.stats().segments_deleted > 0);
+    drop(spool);
+    let spool = open(dir.path(), small);
+    assert_eq!(spool.record_id(0), Some(7));
 }
