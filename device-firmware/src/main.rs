@@ -34,7 +34,7 @@ enum Command {
     /// Serve simulated controllers over Modbus TCP through the shipped
     /// register maps, optionally importing them into a running engine and
     /// writing a gateway config for them.
-    Emulate(EmulateArgs),
+    Emulate(Box<EmulateArgs>),
     /// Check register maps (files or shipped names) without connecting
     /// anywhere: prints what each maps, or file:line:column of a mistake.
     CheckMap { maps: Vec<String> },
@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
                 vigil_edge::gateway::run(cfg, stopping).await
             })?;
         }
-        Command::Emulate(args) => rt.block_on(emulate(args))?,
+        Command::Emulate(args) => rt.block_on(emulate(*args))?,
         Command::CheckMap { maps } => {
             anyhow::ensure!(!maps.is_empty(), "name at least one map");
             for m in maps {

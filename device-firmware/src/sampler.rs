@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use vigil_model::{EpochMs, Stream};
 
-use crate::map::{FieldKind, RegisterMap, field_def};
+use crate::map::RegisterMap;
 use crate::modbus::Image;
 use crate::spool::Class;
 
@@ -247,7 +247,6 @@ impl Sampler {
         }
         // The scale's record number travels along (stored as an extra field).
         fields.insert("record_id".into(), Value::from(id));
-        debug_assert!(field_def("record_id").is_some_and(|d| d.kind == FieldKind::Int));
         Some(ReadyRecord {
             id,
             message: Message {

@@ -14,7 +14,6 @@ use vigil_model::EpochMs;
 
 use crate::gateway::{Shared, mono_ms, wall_ms};
 use crate::sampler::{Message, SPOOL_FULL_CODE};
-use crate::spool::Record;
 
 /// Requests between this task and its event loop; publishing never waits
 /// on it: what does not fit stays in the spool for the next round.
@@ -136,10 +135,7 @@ fn on_ack(up: &Uplink, shared: &Shared, seq: u64) {
 /// request channel is full.
 fn pump(up: &Uplink, shared: &Shared, client: &AsyncClient) {
     let mut spool = shared.spool.lock();
-    loop {
-        let Some(rec): Option<Record> = spool.next_to_send(up.index) else {
-            break;
-        };
+    while let Some(rec) = spool.next_to_send(up.index) {
         let topic = format!("/tenants/{}/v1/{}", up.id, rec.stream.as_str());
         if client
             .try_publish(topic, QoS::AtLeastOnce, false, rec.payload.clone())
