@@ -153,9 +153,9 @@ impl Liveness {
         }
     }
 
-    /// Devices heard from since `since`.
-    pub fn online_since(&self, since: EpochMs) -> usize {
-        self.seen.lock().values().filter(|t| **t >= since).count()
+    /// When `device` was last heard from.
+    pub fn last_heard(&self, device: &DeviceId) -> Option<EpochMs> {
+        self.seen.lock().get(device).copied()
     }
 
     /// When `device` was last heard (since this engine started, or as the

@@ -16,6 +16,7 @@ mod crash;
 mod dedup;
 mod delivery;
 mod demo;
+mod edge;
 mod elevator_rules;
 mod filling;
 mod fleet;
