@@ -8,6 +8,7 @@ mod defined;
 mod escalation;
 mod filling;
 mod frequent;
+mod late;
 mod lifecycle;
 mod offline;
 mod rides;
