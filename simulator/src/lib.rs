@@ -40,6 +40,7 @@ mod machine;
 mod ride;
 mod run;
 mod scale;
+pub mod scenario;
 mod wire;
 
 pub use elevator::FaultKind;
