@@ -137,8 +137,12 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         let report = api.post("/registry/import", &p.import).await.with_context(|| {
             format!("registry import of {}", p.scenario.path.display())
         })?;
-        for w in report["warnings"].as_array().into_iter().flatten() {
+        let warnings = report["warnings"].as_array().cloned().unwrap_or_default();
+        for w in warnings.iter().take(3) {
             eprintln!("{}: registry: {}", p.scenario.path.display(), w.as_str().unwrap_or_default());
+        }
+        if warnings.len() > 3 {
+            eprintln!("{}: registry: … and {} more warnings", p.scenario.path.display(), warnings.len() - 3);
         }
         for d in report["devices"].as_array().into_iter().flatten() {
             if let (Some(id), Some(secret)) = (d["device_id"].as_str(), d["secret"].as_str()) {

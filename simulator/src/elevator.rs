@@ -57,8 +57,8 @@ const DOOR_WEAR_EXTRA_MS: EpochMs = 2_000;
 const DOOR_WEAR_MS: EpochMs = 3 * 3_600_000;
 /// A `drive_wear` fault takes this share off the drive's speed and
 /// acceleration, reached after `DRIVE_WEAR_MS` of wear.
-const DRIVE_WEAR_LOSS: f64 = 0.35;
-const DRIVE_WEAR_MS: EpochMs = 3 * 3_600_000;
+const DRIVE_WEAR_LOSS: f64 = 0.5;
+const DRIVE_WEAR_MS: EpochMs = 2 * 3_600_000;
 /// Queued legs (two per passenger call) a car accepts.
 const MAX_LEGS: usize = 4;
 const RESCUE_SPEED_MPS: f64 = 0.3;

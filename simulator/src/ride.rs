@@ -363,7 +363,14 @@ impl Ride {
         };
         self.peak = self.rng.gen_range(0.82..0.93);
         let mut restraints = true;
-        match self.armed() {
+        // A check skipped from the start is due at the very first departure.
+        let due = match &self.fault {
+            FaultState::Planned(plan) if plan.kind == FaultKind::RideNoCheck && plan.after_ms <= t => {
+                Some(plan.kind)
+            }
+            _ => self.armed(),
+        };
+        match due {
             Some(FaultKind::RideNoCheck) if self.trial => {
                 // The operator skips the trial run and the check today.
                 self.trial = false;
@@ -458,6 +465,15 @@ impl Ride {
                 FaultKind::BearingWear => {
                     self.edge(t, FaultKind::BearingWear, true);
                     self.fault = FaultState::Wearing(t);
+                }
+                FaultKind::RideNoCheck
+                    if self.trial && matches!(self.phase, Phase::Running { .. }) =>
+                {
+                    // Mid-trial (a ropeway's empty line): riders board now,
+                    // and the check is never recorded.
+                    self.trial = false;
+                    self.passengers = self.rng.gen_range(5..=40);
+                    self.begin(t, FaultKind::RideNoCheck, 180_000);
                 }
                 FaultKind::RideBrake | FaultKind::RideVibration => {}
                 kind => self.fault = FaultState::Armed(kind),

@@ -109,6 +109,11 @@ pub struct DeviceDef {
     pub equipment: Map<String, Value>,
     /// Merged into the generated device record.
     pub record: Map<String, Value>,
+    /// Rule overrides for this device's equipment only.
+    pub rules: toml::Table,
+    /// A scale's station registers its cylinders with `max_fill_kg` times
+    /// this (a registry mistake the LPG table catches).
+    pub max_fill_factor: Option<f64>,
 }
 
 /// Something that happens at one moment of the scenario.
@@ -148,6 +153,9 @@ pub enum Action {
         fields: Map<String, Value>,
         count: u32,
         every_ms: EpochMs,
+        /// Added to the device time for each message's `ts` (negative: a
+        /// record the device kept and uploads late).
+        ts_offset_ms: EpochMs,
     },
     /// The device sends nothing for this long (switched off).
     Silence { for_ms: EpochMs },
@@ -281,12 +289,17 @@ impl Scenario {
                 }
                 (None, _) => None,
             };
+            if d.max_fill_factor.is_some() && kind != DeviceKind::Scale {
+                return Err(at(Some(d.kind.span()), "max_fill_factor is for scales".into()));
+            }
             devices.push(DeviceDef {
                 name: d.name.get_ref().clone(),
                 kind,
                 on,
                 equipment: json_table(d.equipment.as_ref()),
                 record: json_table(d.record.as_ref()),
+                rules: d.rules.clone().unwrap_or_default(),
+                max_fill_factor: d.max_fill_factor,
             });
         }
 
@@ -456,6 +469,7 @@ fn step_action(
             fields,
             count,
             every_ms: positive(s.every_s, 1.0, "every_s")?,
+            ts_offset_ms: secs(s.ts_offset_s.unwrap_or(0.0)),
         });
     }
     if let Some(silence) = &s.silence_s {
@@ -536,13 +550,29 @@ fn check_fields(stream: Stream, fields: &Map<String, Value>, overlay: bool) -> R
         if k == "seq" || k == "ts" {
             return Err(format!("`{k}` is set by the device, not the scenario"));
         }
-        msg.insert(k.clone(), v.clone());
+        // Macros stand for what the run fills in: a time, an id.
+        let v = match v.as_str() {
+            Some(t) if ts_macro(t, 1_700_000_000_000).is_some() => Value::from(1_699_999_000_000i64),
+            Some(t) if t.contains('{') => Value::String("X".into()),
+            _ => v.clone(),
+        };
+        msg.insert(k.clone(), v);
     }
     let id = vigil_model::DeviceId::new("CHECK").map_err(|e| e.to_string())?;
     let bytes = serde_json::to_vec(&Value::Object(msg)).map_err(|e| e.to_string())?;
     vigil_model::codec::decode(id, stream, &bytes, 1_700_000_000_000)
         .map(|_| ())
         .map_err(|r| format!("not a valid {} message: {}", stream.as_str(), r.detail))
+}
+
+/// `{ts}`, `{ts-300}`, `{ts+5}` (seconds): the message's own `ts` plus that.
+pub(crate) fn ts_macro(text: &str, ts: EpochMs) -> Option<EpochMs> {
+    let inner = text.strip_prefix("{ts")?.strip_suffix('}')?;
+    if inner.is_empty() {
+        return Some(ts);
+    }
+    let secs_off: f64 = inner.parse().ok()?;
+    Some(ts + secs(secs_off))
 }
 
 fn secs(s: f64) -> EpochMs {
@@ -597,6 +627,8 @@ struct DeviceFile {
     on: Option<Spanned<String>>,
     equipment: Option<toml::Table>,
     record: Option<toml::Table>,
+    rules: Option<toml::Table>,
+    max_fill_factor: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -614,6 +646,7 @@ struct StepFile {
     for_s: Option<f64>,
     every_s: Option<f64>,
     count: Option<u32>,
+    ts_offset_s: Option<f64>,
     #[serde(default)]
     expect: Vec<Spanned<String>>,
     clears: Option<bool>,

@@ -51,7 +51,10 @@ pub struct Outcome {
     pub raised_after_s: Option<f64>,
     /// Wall time from the step to the alarm on the feed: how late it came.
     pub seen_after_s: Option<f64>,
+    /// Every alarm it took has cleared.
     pub cleared: bool,
+    /// Further alarms of the rule the same fault raised after the first.
+    pub raised_again: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,8 +87,12 @@ impl Report {
                 _ => "no alarm".to_owned(),
             };
             let cleared = if o.cleared { ", cleared" } else { "" };
+            let again = match o.raised_again {
+                0 => String::new(),
+                n => format!(", raised {n} more time(s)"),
+            };
             println!(
-                "  {:<11} {:<32} {} ({}) line {}: {timing}{cleared}",
+                "  {:<11} {:<32} {} ({}) line {}: {timing}{cleared}{again}",
                 o.status.to_uppercase(),
                 o.rule,
                 o.equipment_id,
@@ -106,10 +113,14 @@ impl Report {
     }
 }
 
-/// Matches the alarms of one scenario's equipment to its expectations,
-/// in step order, each alarm to at most one expectation: the earliest of
-/// that rule and equipment raised no earlier than its step (device time,
-/// 1 s of slack).
+/// Matches the alarms of one scenario's equipment to its expectations.
+/// An expectation takes the alarms of its rule on its equipment raised
+/// from its step (device time, 1 s of slack; a step at 0 s: from the
+/// start) until the next step expecting the same: the first is the alarm
+/// it expected; later ones are the same fault raising the rule again (a
+/// coaster over the limit on each hill) and are listed with it. Alarms
+/// raised after the scenario's end (its devices are switched off then)
+/// are not counted.
 pub fn check(
     p: &Prepared,
     timeline: &Timeline,
@@ -117,21 +128,49 @@ pub fn check(
     drive: DriveStats,
     maintenance_posted: Vec<MaintenancePost>,
 ) -> Report {
+    let end = timeline.device_start + p.scenario.duration_ms + 1_000;
     let mut sorted: Vec<&Seen> = alarms.iter().collect();
     sorted.sort_by_key(|s| s.alarm["raised_at"].as_i64().unwrap_or(i64::MAX));
+    let earliest = |at_ms: EpochMs| {
+        // A step at 0 s expects what the registry import itself raises,
+        // before the device clock starts: any alarm of this run counts.
+        if at_ms == 0 {
+            i64::MIN
+        } else {
+            timeline.device_start + at_ms - 1_000
+        }
+    };
     let mut used: HashSet<String> = HashSet::new();
     let mut expected = Vec::new();
-    for e in &p.expectations {
+    for (i, e) in p.expectations.iter().enumerate() {
         let step_device = timeline.device_start + e.at_ms;
         let step_wall = timeline.wall_of(e.at_ms);
-        let found = sorted.iter().find(|s| {
-            let a = &s.alarm;
-            a["rule"] == e.rule.as_str()
-                && a["equipment_id"] == e.equipment_id.as_str()
-                && a["raised_at"].as_i64().is_some_and(|t| t >= step_device - 1_000)
-                && !used.contains(a["alarm_id"].as_str().unwrap_or_default())
-        });
-        let Some(s) = found else {
+        let from = earliest(e.at_ms);
+        let until = p.expectations[i + 1..]
+            .iter()
+            .filter(|n| n.rule == e.rule && n.equipment_id == e.equipment_id && n.at_ms > e.at_ms)
+            .map(|n| earliest(n.at_ms))
+            .min()
+            .unwrap_or(i64::MAX);
+        let mine: Vec<&&Seen> = sorted
+            .iter()
+            .filter(|s| {
+                let a = &s.alarm;
+                a["rule"] == e.rule.as_str()
+                    && a["equipment_id"] == e.equipment_id.as_str()
+                    && a["raised_at"].as_i64().is_some_and(|t| t >= from && t < until)
+                    && !used.contains(a["alarm_id"].as_str().unwrap_or_default())
+            })
+            .collect();
+        // The first may come in the settle time; later ones count only
+        // while the scenario ran.
+        let mine: Vec<&&Seen> = mine
+            .iter()
+            .enumerate()
+            .filter(|(k, s)| *k == 0 || s.alarm["raised_at"].as_i64().is_some_and(|t| t <= end))
+            .map(|(_, s)| *s)
+            .collect();
+        let Some(s) = mine.first() else {
             expected.push(Outcome {
                 rule: e.rule.to_string(),
                 device: e.device.clone(),
@@ -142,14 +181,17 @@ pub fn check(
                 raised_after_s: None,
                 seen_after_s: None,
                 cleared: false,
+                raised_again: 0,
             });
             continue;
         };
+        for m in &mine {
+            used.insert(m.alarm["alarm_id"].as_str().unwrap_or_default().to_owned());
+        }
         let id = s.alarm["alarm_id"].as_str().unwrap_or_default().to_owned();
-        used.insert(id.clone());
         let raised = s.alarm["raised_at"].as_i64().unwrap_or_default();
         let seen_after = (s.first_seen != i64::MAX).then(|| (s.first_seen - step_wall) as f64 / 1000.0);
-        let cleared = s.alarm["state"] == "cleared";
+        let cleared = mine.iter().all(|m| m.alarm["state"] == "cleared");
         let late = matches!((e.within_ms, seen_after), (Some(w), Some(after)) if after * 1000.0 > w as f64);
         let status = if late {
             "late"
@@ -168,11 +210,13 @@ pub fn check(
             raised_after_s: Some((raised - step_device) as f64 / 1000.0),
             seen_after_s: seen_after,
             cleared,
+            raised_again: mine.len() - 1,
         });
     }
     let unexpected = sorted
         .iter()
         .filter(|s| !used.contains(s.alarm["alarm_id"].as_str().unwrap_or_default()))
+        .filter(|s| s.alarm["raised_at"].as_i64().is_some_and(|t| t <= end))
         .map(|s| AlarmBrief {
             rule: s.alarm["rule"].as_str().unwrap_or_default().to_owned(),
             equipment_id: s.alarm["equipment_id"].as_str().unwrap_or_default().to_owned(),

@@ -154,7 +154,11 @@ pub async fn drive(
 enum Timed {
     /// Send the device's current state (with the overlay) now.
     OverlaySample,
-    Send { stream: Stream, fields: Map<String, Value> },
+    Send {
+        stream: Stream,
+        fields: Map<String, Value>,
+        ts_offset_ms: EpochMs,
+    },
     Maintenance(MaintenancePost),
 }
 
@@ -205,13 +209,16 @@ impl Script {
                     fields,
                     count,
                     every_ms,
+                    ts_offset_ms,
                 } => {
+                    let fields = p.expand_map(fields, today);
                     for k in 0..*count {
                         events.push((
                             at + i64::from(k) * every_ms,
                             Timed::Send {
                                 stream: *stream,
                                 fields: fields.clone(),
+                                ts_offset_ms: *ts_offset_ms,
                             },
                         ));
                     }
@@ -394,9 +401,19 @@ impl ScenarioDevice {
                     self.emit(at, &p, wall);
                 }
             }
-            Timed::Send { stream, fields } => {
+            Timed::Send {
+                stream,
+                fields,
+                ts_offset_ms,
+            } => {
+                let ts = at + ts_offset_ms;
                 let mut msg = fields;
-                msg.insert("ts".into(), at.into());
+                for v in msg.values_mut() {
+                    if let Some(t) = v.as_str().and_then(|t| super::ts_macro(t, ts)) {
+                        *v = t.into();
+                    }
+                }
+                msg.insert("ts".into(), ts.into());
                 self.push(stream, msg, at, wall);
             }
             Timed::Maintenance(post) => {

@@ -188,6 +188,18 @@ impl Scenario {
                     .map_err(|e| fail(1, format!("device {:?}: {e}", d.name)))?;
             }
         }
+        for (d, def) in devices.iter().zip(&self.devices) {
+            let Some(factor) = def.max_fill_factor else {
+                continue;
+            };
+            for c in import["cylinders"].as_array_mut().into_iter().flatten() {
+                if c["station_id"] == d.equipment_id.as_str()
+                    && let Some(kg) = c["max_fill_kg"].as_f64()
+                {
+                    c["max_fill_kg"] = json!((kg * factor * 100.0).round() / 100.0);
+                }
+            }
+        }
         for (key, records) in &self.registry {
             let expanded = macros.expand(records);
             let Value::Array(extra) = expanded else {
@@ -220,12 +232,29 @@ impl Scenario {
                 });
             }
         }
-        let mut rules_file = toml::Table::new();
-        if !self.rules.is_empty() {
-            let mut by_equipment = toml::Table::new();
-            for id in &equipment {
+        // The scenario's overrides for all its equipment, a device's own
+        // for its equipment.
+        let mut by_equipment = toml::Table::new();
+        for id in &equipment {
+            if !self.rules.is_empty() {
                 by_equipment.insert(id.clone(), toml::Value::Table(self.rules.clone()));
             }
+        }
+        for (d, def) in devices.iter().zip(&self.devices) {
+            if def.rules.is_empty() {
+                continue;
+            }
+            let entry = by_equipment
+                .entry(d.equipment_id.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                for (rule, keys) in &def.rules {
+                    t.insert(rule.clone(), keys.clone());
+                }
+            }
+        }
+        let mut rules_file = toml::Table::new();
+        if !by_equipment.is_empty() {
             rules_file.insert("equipment".into(), toml::Value::Table(by_equipment));
         }
         Ok(Prepared {
@@ -247,19 +276,27 @@ impl Prepared {
         self.devices.iter().find(|d| d.name == name)
     }
 
-    /// The person id, with macros expanded, that a maintenance step names.
+    /// `text` with the run's macros expanded.
     pub fn expand(&self, text: &str, today: NaiveDate) -> String {
-        let macros = Macros {
-            tag: &self.run_tag,
-            devices: &self.devices,
-            doc: self.import.clone(),
-            today,
-        };
-        macros
+        self.macros(today)
             .expand(&Value::String(text.to_owned()))
             .as_str()
             .unwrap_or(text)
             .to_owned()
+    }
+
+    /// Every string of `m` with the run's macros expanded.
+    pub fn expand_map(&self, m: &Map<String, Value>, today: NaiveDate) -> Map<String, Value> {
+        self.macros(today).expand_map(m)
+    }
+
+    fn macros(&self, today: NaiveDate) -> Macros<'_> {
+        Macros {
+            tag: &self.run_tag,
+            devices: &self.devices,
+            doc: self.import.clone(),
+            today,
+        }
     }
 }
 
@@ -288,8 +325,10 @@ fn merge_into(doc: &mut Value, list: &str, key: &str, id: &str, patch: &Map<Stri
 }
 
 /// `{tag}`, `{device:NAME}`, `{equipment:NAME}` (a scale: its station),
-/// `{owner:NAME}`, `{maintainer:NAME}` in strings, and a whole string
-/// `today`, `today+N`, `today-N` as a date.
+/// `{owner:NAME}`, `{maintainer:NAME}`, and for a scale `{cylinder:NAME}`
+/// (a good cylinder of its station) and `{operator:NAME}` (a certified
+/// operator) in strings, and a whole string `today`, `today+N`,
+/// `today-N` as a date.
 struct Macros<'a> {
     tag: &'a str,
     devices: &'a [PreparedDevice],
@@ -316,6 +355,16 @@ impl Macros<'_> {
             ),
             other => other.clone(),
         }
+    }
+
+    /// `field` of the first record of `list` whose `key` is `value`.
+    fn first(&self, list: &str, key: &str, value: &str, field: &str) -> String {
+        self.doc[list]
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r[key] == value))
+            .and_then(|r| r[field].as_str())
+            .unwrap_or_default()
+            .to_owned()
     }
 
     fn text(&self, s: &str) -> String {
@@ -353,11 +402,17 @@ impl Macros<'_> {
                 (format!("{{station:{}}}", d.name), Some(d.equipment_id.clone())),
                 (format!("{{owner:{}}}", d.name), None),
                 (format!("{{maintainer:{}}}", d.name), None),
+                (format!("{{cylinder:{}}}", d.name), None),
+                (format!("{{operator:{}}}", d.name), None),
             ] {
                 if out.contains(&name) {
                     let value = value.unwrap_or_else(|| {
                         if name.starts_with("{owner:") {
                             owner()
+                        } else if name.starts_with("{cylinder:") {
+                            self.first("cylinders", "station_id", &d.equipment_id, "cylinder_code")
+                        } else if name.starts_with("{operator:") {
+                            self.first("persons", "employer_id", &owner(), "person_id")
                         } else {
                             record("equipment", "equipment_id", "maintainer_id")
                         }
