@@ -24,5 +24,6 @@ mod replay;
 mod risk;
 mod roles;
 mod rule_files;
+mod scenarios;
 mod schedule;
 mod streams;
