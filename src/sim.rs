@@ -92,7 +92,9 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
     anyhow::ensure!(
-        !run_id.is_empty() && run_id.len() <= 8 && run_id.bytes().all(|b| b.is_ascii_alphanumeric()),
+        !run_id.is_empty()
+            && run_id.len() <= 8
+            && run_id.bytes().all(|b| b.is_ascii_alphanumeric()),
         "--run-id must be 1 to 8 letters and digits"
     );
     let today = registry_today();
@@ -134,15 +136,24 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
 
     let mut secrets = HashMap::new();
     for p in &prepared {
-        let report = api.post("/registry/import", &p.import).await.with_context(|| {
-            format!("registry import of {}", p.scenario.path.display())
-        })?;
+        let report = api
+            .post("/registry/import", &p.import)
+            .await
+            .with_context(|| format!("registry import of {}", p.scenario.path.display()))?;
         let warnings = report["warnings"].as_array().cloned().unwrap_or_default();
         for w in warnings.iter().take(3) {
-            eprintln!("{}: registry: {}", p.scenario.path.display(), w.as_str().unwrap_or_default());
+            eprintln!(
+                "{}: registry: {}",
+                p.scenario.path.display(),
+                w.as_str().unwrap_or_default()
+            );
         }
         if warnings.len() > 3 {
-            eprintln!("{}: registry: … and {} more warnings", p.scenario.path.display(), warnings.len() - 3);
+            eprintln!(
+                "{}: registry: … and {} more warnings",
+                p.scenario.path.display(),
+                warnings.len() - 3
+            );
         }
         for d in report["devices"].as_array().into_iter().flatten() {
             if let (Some(id), Some(secret)) = (d["device_id"].as_str(), d["secret"].as_str()) {
@@ -208,7 +219,8 @@ async fn run_one(
     seen: Arc<Mutex<HashMap<String, Seen>>>,
     today: chrono::NaiveDate,
 ) -> anyhow::Result<Report> {
-    let timeline = vigil_simulator::scenario::Timeline::new(start, p.scenario.duration_ms, p.scenario.speed);
+    let timeline =
+        vigil_simulator::scenario::Timeline::new(start, p.scenario.duration_ms, p.scenario.speed);
     let wait = (start - now_ms()).max(0) as u64;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -250,7 +262,8 @@ async fn run_one(
     for s in seen.lock().values() {
         let eq = s.alarm["equipment_id"].as_str().unwrap_or_default();
         let id = s.alarm["alarm_id"].as_str().unwrap_or_default();
-        if p.equipment.iter().any(|e| e == eq) && !alarms.iter().any(|a| a.alarm["alarm_id"] == id) {
+        if p.equipment.iter().any(|e| e == eq) && !alarms.iter().any(|a| a.alarm["alarm_id"] == id)
+        {
             alarms.push(s.clone());
         }
     }

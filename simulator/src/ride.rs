@@ -365,7 +365,9 @@ impl Ride {
         let mut restraints = true;
         // A check skipped from the start is due at the very first departure.
         let due = match &self.fault {
-            FaultState::Planned(plan) if plan.kind == FaultKind::RideNoCheck && plan.after_ms <= t => {
+            FaultState::Planned(plan)
+                if plan.kind == FaultKind::RideNoCheck && plan.after_ms <= t =>
+            {
                 Some(plan.kind)
             }
             _ => self.armed(),

@@ -209,11 +209,18 @@ impl Scenario {
         };
         let file: File = toml::from_str(text).map_err(|e| at(e.span(), e.message().to_owned()))?;
         let tag_ok = (1..=8).contains(&file.tag.get_ref().len())
-            && file.tag.get_ref().bytes().all(|b| b.is_ascii_alphanumeric());
+            && file
+                .tag
+                .get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric());
         if !tag_ok {
             return Err(at(
                 Some(file.tag.span()),
-                format!("tag {:?} must be 1 to 8 letters and digits", file.tag.get_ref()),
+                format!(
+                    "tag {:?} must be 1 to 8 letters and digits",
+                    file.tag.get_ref()
+                ),
             ));
         }
         let speed = *file.speed.get_ref();
@@ -290,7 +297,10 @@ impl Scenario {
                 (None, _) => None,
             };
             if d.max_fill_factor.is_some() && kind != DeviceKind::Scale {
-                return Err(at(Some(d.kind.span()), "max_fill_factor is for scales".into()));
+                return Err(at(
+                    Some(d.kind.span()),
+                    "max_fill_factor is for scales".into(),
+                ));
             }
             devices.push(DeviceDef {
                 name: d.name.get_ref().clone(),
@@ -319,8 +329,7 @@ impl Scenario {
             let action = step_action(s, kind, duration, &at)?;
             let mut expect = Vec::new();
             for r in &s.expect {
-                let id = RuleId::new(r.get_ref())
-                    .map_err(|e| at(Some(r.span()), e.to_string()))?;
+                let id = RuleId::new(r.get_ref()).map_err(|e| at(Some(r.span()), e.to_string()))?;
                 expect.push(id);
             }
             if s.clears.is_some() && expect.is_empty() {
@@ -410,7 +419,10 @@ fn step_action(
         if v.is_finite() && v > 0.0 && v <= duration.max(1.0) * 10.0 {
             Ok(secs(v))
         } else {
-            Err(at(first.cloned(), format!("{what} {v} must be a positive number of seconds")))
+            Err(at(
+                first.cloned(),
+                format!("{what} {v} must be a positive number of seconds"),
+            ))
         }
     };
     if let Some(f) = &s.fault {
@@ -424,7 +436,11 @@ fn step_action(
         if fault.machine() != kind.machine() {
             return Err(at(
                 Some(f.span()),
-                format!("fault {fault} is for a {}, not a {}", fault.machine().as_str(), kind.as_str()),
+                format!(
+                    "fault {fault} is for a {}, not a {}",
+                    fault.machine().as_str(),
+                    kind.as_str()
+                ),
             ));
         }
         return Ok(Action::Fault(fault));
@@ -462,7 +478,10 @@ fn step_action(
         check_fields(stream, &fields, false).map_err(|m| at(Some(send.span()), m))?;
         let count = s.count.unwrap_or(1);
         if count == 0 || count > 100_000 {
-            return Err(at(Some(send.span()), format!("count {count} must be 1 to 100000")));
+            return Err(at(
+                Some(send.span()),
+                format!("count {count} must be 1 to 100000"),
+            ));
         }
         return Ok(Action::Send {
             stream,
@@ -480,13 +499,19 @@ fn step_action(
     if let Some(hold) = &s.hold_s {
         let for_ms = positive(Some(*hold.get_ref()), 1.0, "hold_s")?;
         let release = s.release_at_s.ok_or_else(|| {
-            at(Some(hold.span()), "`hold_s` needs `release_at_s`: when the held messages go".into())
+            at(
+                Some(hold.span()),
+                "`hold_s` needs `release_at_s`: when the held messages go".into(),
+            )
         })?;
         let release_at_ms = secs(release);
-        if !(0.0..=duration).contains(&release) || release_at_ms < secs(*s.at_s.get_ref()) + for_ms {
+        if !(0.0..=duration).contains(&release) || release_at_ms < secs(*s.at_s.get_ref()) + for_ms
+        {
             return Err(at(
                 Some(hold.span()),
-                format!("release_at_s {release} must be after the hold ends and within the scenario"),
+                format!(
+                    "release_at_s {release} must be after the hold ends and within the scenario"
+                ),
             ));
         }
         return Ok(Action::Hold {
@@ -496,16 +521,25 @@ fn step_action(
     }
     if let Some(m) = &s.maintenance {
         if kind != DeviceKind::Elevator {
-            return Err(at(Some(m.span()), "maintenance records are for elevators".into()));
+            return Err(at(
+                Some(m.span()),
+                "maintenance records are for elevators".into(),
+            ));
         }
         let t = m.get_ref();
         let text = |k: &str| t.get(k).and_then(toml::Value::as_str).map(str::to_owned);
         let kind = text("kind").unwrap_or_else(|| "half_month".into());
         if !["half_month", "quarter", "half_year", "year"].contains(&kind.as_str()) {
-            return Err(at(Some(m.span()), format!("maintenance kind {kind:?} is not half_month, quarter, half_year or year")));
+            return Err(at(
+                Some(m.span()),
+                format!("maintenance kind {kind:?} is not half_month, quarter, half_year or year"),
+            ));
         }
         let person = text("person").ok_or_else(|| {
-            at(Some(m.span()), "maintenance needs person = \"…\" (a person id)".into())
+            at(
+                Some(m.span()),
+                "maintenance needs person = \"…\" (a person id)".into(),
+            )
         })?;
         let done_at = match (t.get("done_at_s"), text("done_at")) {
             (Some(v), None) => DoneAt::Offset(secs(
@@ -517,20 +551,27 @@ fn step_action(
             _ => {
                 return Err(at(
                     Some(m.span()),
-                    "maintenance needs done_at_s (device seconds) or done_at (a date) but not both".into(),
+                    "maintenance needs done_at_s (device seconds) or done_at (a date) but not both"
+                        .into(),
                 ));
             }
         };
         for key in t.keys() {
             if !["kind", "person", "done_at_s", "done_at", "confirmed"].contains(&key.as_str()) {
-                return Err(at(Some(m.span()), format!("unknown maintenance key {key:?}")));
+                return Err(at(
+                    Some(m.span()),
+                    format!("unknown maintenance key {key:?}"),
+                ));
             }
         }
         return Ok(Action::Maintenance(MaintenanceStep {
             kind,
             person,
             done_at,
-            confirmed: t.get("confirmed").and_then(toml::Value::as_bool).unwrap_or(true),
+            confirmed: t
+                .get("confirmed")
+                .and_then(toml::Value::as_bool)
+                .unwrap_or(true),
         }));
     }
     Ok(Action::None)
@@ -552,7 +593,9 @@ fn check_fields(stream: Stream, fields: &Map<String, Value>, overlay: bool) -> R
         }
         // Macros stand for what the run fills in: a time, an id.
         let v = match v.as_str() {
-            Some(t) if ts_macro(t, 1_700_000_000_000).is_some() => Value::from(1_699_999_000_000i64),
+            Some(t) if ts_macro(t, 1_700_000_000_000).is_some() => {
+                Value::from(1_699_999_000_000i64)
+            }
             Some(t) if t.contains('{') => Value::String("X".into()),
             _ => v.clone(),
         };
@@ -592,7 +635,10 @@ fn json_table(t: Option<&toml::Table>) -> Map<String, Value> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, column)
 }
 

@@ -30,7 +30,11 @@ fn raised(fleet: &Fleet, ms: i64) -> HashMap<String, Vec<Alarm>> {
                     .iter()
                     .find(|e| e["equipment_id"] == eq)
                     .unwrap();
-                (eq.to_owned(), e["category"].as_str().unwrap().to_owned(), e["params"].clone())
+                (
+                    eq.to_owned(),
+                    e["category"].as_str().unwrap().to_owned(),
+                    e["params"].clone(),
+                )
             }
             None => (
                 d["station_id"].as_str().unwrap().to_owned(),
@@ -139,16 +143,28 @@ fn a_weakening_drive_is_caught_by_the_trip_time_anomaly() {
             ..FleetConfig::default()
         };
         let healthy = raised(&fleet(cfg.clone()), 8 * HOUR);
-        assert!(healthy.is_empty(), "seed {seed}: healthy raised {:?}", healthy.keys());
+        assert!(
+            healthy.is_empty(),
+            "seed {seed}: healthy raised {:?}",
+            healthy.keys()
+        );
         let mut worn = fleet(cfg);
         let id = worn.device_ids()[0].clone();
-        worn.plan_fault(&id, FaultKind::DriveWear, 4 * HOUR).unwrap();
+        worn.plan_fault(&id, FaultKind::DriveWear, 4 * HOUR)
+            .unwrap();
         let alarms = raised(&worn, 8 * HOUR);
         let keys: Vec<&String> = alarms.keys().collect();
         assert_eq!(keys, ["anomaly.trip_s_per_floor"], "seed {seed}");
         let at = alarms["anomaly.trip_s_per_floor"][0].raised_at - T0;
-        eprintln!("seed {seed}: caught {} min after the wear began", at / 60_000 - 240);
-        assert!((4 * HOUR..6 * HOUR).contains(&at), "seed {seed}: caught at {} min", at / 60_000);
+        eprintln!(
+            "seed {seed}: caught {} min after the wear began",
+            at / 60_000 - 240
+        );
+        assert!(
+            (4 * HOUR..6 * HOUR).contains(&at),
+            "seed {seed}: caught at {} min",
+            at / 60_000
+        );
     }
 }
 
@@ -162,7 +178,11 @@ fn a_wearing_bearing_is_caught_by_the_vibration_anomaly_below_the_fixed_limit() 
             ..FleetConfig::default()
         };
         let healthy = raised(&fleet(cfg.clone()), 3 * HOUR);
-        assert!(healthy.is_empty(), "seed {seed}: healthy raised {:?}", healthy.keys());
+        assert!(
+            healthy.is_empty(),
+            "seed {seed}: healthy raised {:?}",
+            healthy.keys()
+        );
         let mut worn = fleet(cfg);
         let id = worn.device_ids()[0].clone();
         worn.plan_fault(&id, FaultKind::BearingWear, HOUR).unwrap();
@@ -170,7 +190,10 @@ fn a_wearing_bearing_is_caught_by_the_vibration_anomaly_below_the_fixed_limit() 
         let keys: Vec<&String> = alarms.keys().collect();
         assert_eq!(keys, ["anomaly.vibration_mm_s"], "seed {seed}");
         let after = alarms["anomaly.vibration_mm_s"][0].raised_at - T0 - HOUR;
-        eprintln!("seed {seed}: caught {} min after the wear began", after / 60_000);
+        eprintln!(
+            "seed {seed}: caught {} min after the wear began",
+            after / 60_000
+        );
         assert!((0..HOUR).contains(&after), "seed {seed}");
     }
 }
@@ -185,15 +208,23 @@ fn a_wearing_pump_is_caught_by_the_fill_time_anomaly() {
             ..FleetConfig::default()
         };
         let healthy = raised(&fleet(cfg.clone()), 20 * HOUR);
-        assert!(healthy.is_empty(), "seed {seed}: healthy raised {:?}", healthy.keys());
+        assert!(
+            healthy.is_empty(),
+            "seed {seed}: healthy raised {:?}",
+            healthy.keys()
+        );
         let mut worn = fleet(cfg);
         let id = worn.device_ids()[0].clone();
-        worn.plan_fault(&id, FaultKind::PumpWear, 14 * HOUR).unwrap();
+        worn.plan_fault(&id, FaultKind::PumpWear, 14 * HOUR)
+            .unwrap();
         let alarms = raised(&worn, 20 * HOUR);
         let keys: Vec<&String> = alarms.keys().collect();
         assert_eq!(keys, ["anomaly.fill_s_per_kg"], "seed {seed}");
         let after = alarms["anomaly.fill_s_per_kg"][0].raised_at - T0 - 14 * HOUR;
-        eprintln!("seed {seed}: caught {} min after the wear began", after / 60_000);
+        eprintln!(
+            "seed {seed}: caught {} min after the wear began",
+            after / 60_000
+        );
         assert!((0..3 * HOUR).contains(&after), "seed {seed}");
     }
 }
@@ -238,6 +269,8 @@ fn a_fault_must_fit_the_device() {
     assert!(err.contains("scale"), "{err}");
     assert!(f.plan_fault("NOPE", FaultKind::Trapped, 0).is_err());
     let scale = f.device_ids()[1].clone();
-    let err = f.plan_fault(&scale, FaultKind::FillingForeign, 0).unwrap_err();
+    let err = f
+        .plan_fault(&scale, FaultKind::FillingForeign, 0)
+        .unwrap_err();
     assert!(err.contains("second station"), "{err}");
 }

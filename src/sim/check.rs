@@ -79,11 +79,18 @@ impl Report {
             (true, true) => "  PASS",
             (true, false) => "  FAIL",
         };
-        println!("{} ({}, run {}){verdict}", self.name, self.file, self.run_tag);
+        println!(
+            "{} ({}, run {}){verdict}",
+            self.name, self.file, self.run_tag
+        );
         for o in &self.expected {
             let timing = match (o.raised_after_s, o.seen_after_s) {
-                (Some(r), Some(s)) => format!("raised {r:.1} s (device) after the step, on the feed {s:.1} s after it"),
-                (Some(r), None) => format!("raised {r:.1} s (device) after the step (not seen on the feed)"),
+                (Some(r), Some(s)) => format!(
+                    "raised {r:.1} s (device) after the step, on the feed {s:.1} s after it"
+                ),
+                (Some(r), None) => {
+                    format!("raised {r:.1} s (device) after the step (not seen on the feed)")
+                }
                 _ => "no alarm".to_owned(),
             };
             let cleared = if o.cleared { ", cleared" } else { "" };
@@ -158,7 +165,9 @@ pub fn check(
                 let a = &s.alarm;
                 a["rule"] == e.rule.as_str()
                     && a["equipment_id"] == e.equipment_id.as_str()
-                    && a["raised_at"].as_i64().is_some_and(|t| t >= from && t < until)
+                    && a["raised_at"]
+                        .as_i64()
+                        .is_some_and(|t| t >= from && t < until)
                     && !used.contains(a["alarm_id"].as_str().unwrap_or_default())
             })
             .collect();
@@ -190,7 +199,8 @@ pub fn check(
         }
         let id = s.alarm["alarm_id"].as_str().unwrap_or_default().to_owned();
         let raised = s.alarm["raised_at"].as_i64().unwrap_or_default();
-        let seen_after = (s.first_seen != i64::MAX).then(|| (s.first_seen - step_wall) as f64 / 1000.0);
+        let seen_after =
+            (s.first_seen != i64::MAX).then(|| (s.first_seen - step_wall) as f64 / 1000.0);
         let cleared = mine.iter().all(|m| m.alarm["state"] == "cleared");
         let late = matches!((e.within_ms, seen_after), (Some(w), Some(after)) if after * 1000.0 > w as f64);
         let status = if late {
@@ -219,7 +229,10 @@ pub fn check(
         .filter(|s| s.alarm["raised_at"].as_i64().is_some_and(|t| t <= end))
         .map(|s| AlarmBrief {
             rule: s.alarm["rule"].as_str().unwrap_or_default().to_owned(),
-            equipment_id: s.alarm["equipment_id"].as_str().unwrap_or_default().to_owned(),
+            equipment_id: s.alarm["equipment_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             device_id: s.alarm["device_id"].as_str().map(str::to_owned),
             alarm_id: s.alarm["alarm_id"].as_str().unwrap_or_default().to_owned(),
             raised_at: s.alarm["raised_at"].as_i64().unwrap_or_default(),

@@ -13,7 +13,8 @@ async fn maintenance_records_are_checked_against_the_stored_telemetry() {
     let engine = Vigil::start().await;
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/registry/maintenance_unverified.toml");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/registry/maintenance_unverified.toml");
     let args = vec![
         "sim".to_owned(),
         "--scenario".into(),
@@ -31,7 +32,10 @@ async fn maintenance_records_are_checked_against_the_stored_telemetry() {
         json.display().to_string(),
     ];
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_vigil")).args(&args).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(&args)
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();

@@ -86,7 +86,9 @@ async fn every_shipped_scenario_passes_against_a_live_engine_and_covers_every_ru
         &rules.display().to_string(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let engine = Vigil::start_with_config(&format!("rules_file = {:?}\n", rules.display().to_string())).await;
+    let engine =
+        Vigil::start_with_config(&format!("rules_file = {:?}\n", rules.display().to_string()))
+            .await;
 
     let json = dir.path().join("report.json");
     let (out, report) = check(&engine, &shipped(), &run, &json).await;
@@ -111,7 +113,10 @@ async fn every_shipped_scenario_passes_against_a_live_engine_and_covers_every_ru
         .map(|r| r.id.to_string())
         .collect();
     let missing: Vec<&String> = catalogue.difference(&covered).collect();
-    assert!(missing.is_empty(), "rules without a passing scenario: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "rules without a passing scenario: {missing:?}"
+    );
     // The new rule and the fixed ones are among them.
     for rule in [
         "registry.maintenance_unverified",
@@ -175,17 +180,31 @@ expect = ["elevator.safety_circuit_open"]
     assert_eq!(report["passed"], false);
     assert_eq!(s["expected"][0]["status"], "missing", "{s:#}");
     assert_eq!(s["expected"][0]["line"], 12, "the [[step]] line");
-    assert_eq!(s["unexpected"][0]["rule"], "elevator.overtravel_top", "{s:#}");
+    assert_eq!(
+        s["unexpected"][0]["rule"], "elevator.overtravel_top",
+        "{s:#}"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("MISSING") && stdout.contains("UNEXPECTED"), "{stdout}");
+    assert!(
+        stdout.contains("MISSING") && stdout.contains("UNEXPECTED"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn scenario_files_with_mistakes_are_refused_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     for (body, at, says) in [
-        ("tag = \"OK\"\nduration_s = 10\nspeed = 0.5\n[[device]]\nname = \"a\"\nkind = \"elevator\"\n", ":3:9:", "speed"),
-        ("tag = \"OK\"\nduration_s = 10\n[[device]]\nname = \"a\"\nkind = \"tram\"\n", ":5:8:", "kind \"tram\""),
+        (
+            "tag = \"OK\"\nduration_s = 10\nspeed = 0.5\n[[device]]\nname = \"a\"\nkind = \"elevator\"\n",
+            ":3:9:",
+            "speed",
+        ),
+        (
+            "tag = \"OK\"\nduration_s = 10\n[[device]]\nname = \"a\"\nkind = \"tram\"\n",
+            ":5:8:",
+            "kind \"tram\"",
+        ),
         (
             "tag = \"OK\"\nduration_s = 10\n[[device]]\nname = \"a\"\nkind = \"elevator\"\n[[step]]\nat_s = 1\ndevice = \"a\"\nfault = \"pump_wear\"\n",
             ":9:9:",
@@ -199,7 +218,12 @@ fn scenario_files_with_mistakes_are_refused_with_file_and_line() {
     ] {
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, body).unwrap();
-        let out = vigil(&["sim", "--scenario", &file.display().to_string(), "--dry-run"]);
+        let out = vigil(&[
+            "sim",
+            "--scenario",
+            &file.display().to_string(),
+            "--dry-run",
+        ]);
         assert!(!out.status.success(), "{}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

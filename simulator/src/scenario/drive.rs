@@ -30,7 +30,9 @@ use super::{Action, DoneAt, Step};
 use crate::buffer::{Pending, Unacked};
 use crate::error::SimError;
 use crate::machine::Machine;
-use crate::run::{ACK_STALL_MS, DISCONNECT_GRACE, KEEP_ALIVE, Link, SimStats, low_latency, now_ms, poll};
+use crate::run::{
+    ACK_STALL_MS, DISCONNECT_GRACE, KEEP_ALIVE, Link, SimStats, low_latency, now_ms, poll,
+};
 use crate::wire;
 
 /// How often a device task looks at the clock (wall time).
@@ -173,7 +175,13 @@ struct Script {
 }
 
 impl Script {
-    fn new(steps: &[Step], start: EpochMs, equipment: &str, p: &Prepared, today: NaiveDate) -> Script {
+    fn new(
+        steps: &[Step],
+        start: EpochMs,
+        equipment: &str,
+        p: &Prepared,
+        today: NaiveDate,
+    ) -> Script {
         let mut s = Script {
             silences: Vec::new(),
             overlays: Vec::new(),
@@ -260,7 +268,8 @@ impl Script {
 
 /// A time as RFC 3339 in the registry's local time.
 fn rfc3339_local(ms: EpochMs) -> String {
-    let offset = FixedOffset::east_opt(LOCAL_OFFSET_S).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+    let offset = FixedOffset::east_opt(LOCAL_OFFSET_S)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
     offset
         .timestamp_millis_opt(ms)
         .single()
@@ -286,7 +295,12 @@ struct ScenarioDevice {
 }
 
 impl ScenarioDevice {
-    async fn run(mut self, mqtt: SocketAddr, secret: String, happenings: mpsc::UnboundedSender<Happening>) {
+    async fn run(
+        mut self,
+        mqtt: SocketAddr,
+        secret: String,
+        happenings: mpsc::UnboundedSender<Happening>,
+    ) {
         let mut opts = MqttOptions::new(self.id.clone(), mqtt.ip().to_string(), mqtt.port());
         opts.set_credentials(self.id.clone(), secret)
             .set_keep_alive(KEEP_ALIVE)
@@ -364,7 +378,12 @@ impl ScenarioDevice {
     }
 
     /// Steps the machine and the script to device time `to`.
-    fn advance(&mut self, to: EpochMs, wall: EpochMs, happenings: &mpsc::UnboundedSender<Happening>) {
+    fn advance(
+        &mut self,
+        to: EpochMs,
+        wall: EpochMs,
+        happenings: &mpsc::UnboundedSender<Happening>,
+    ) {
         let Some(mut t) = self.stepped else {
             self.stepped = Some(to);
             for m in self.machine.step(to) {
@@ -373,7 +392,11 @@ impl ScenarioDevice {
             return;
         };
         while t < to {
-            let next_event = self.script.events.front().map_or(EpochMs::MAX, |(at, _)| *at);
+            let next_event = self
+                .script
+                .events
+                .front()
+                .map_or(EpochMs::MAX, |(at, _)| *at);
             let next = to.min(t + MAX_STEP_MS).min(next_event.max(t + 1));
             for m in self.machine.step(next) {
                 self.emit(m.ts, &m.payload, wall);
@@ -389,7 +412,13 @@ impl ScenarioDevice {
         self.stepped = Some(t);
     }
 
-    fn timed(&mut self, at: EpochMs, ev: Timed, wall: EpochMs, happenings: &mpsc::UnboundedSender<Happening>) {
+    fn timed(
+        &mut self,
+        at: EpochMs,
+        ev: Timed,
+        wall: EpochMs,
+        happenings: &mpsc::UnboundedSender<Happening>,
+    ) {
         match ev {
             Timed::OverlaySample => {
                 let state = self
@@ -453,7 +482,12 @@ impl ScenarioDevice {
             return;
         };
         let pending = Pending { seq, stream, bytes };
-        if let Some(&(_, _, release)) = self.script.holds.iter().find(|(a, b, _)| (*a..*b).contains(&ts)) {
+        if let Some(&(_, _, release)) = self
+            .script
+            .holds
+            .iter()
+            .find(|(a, b, _)| (*a..*b).contains(&ts))
+        {
             self.held.push((release, pending));
             return;
         }

@@ -134,10 +134,12 @@ impl Scenario {
                 DeviceKind::Camera => (&cameras, 0, 3),
                 DeviceKind::Scale => (&scales, 0, 4),
             };
-            let id = list
-                .get(offset + taken[slot])
-                .cloned()
-                .ok_or_else(|| fail(1, format!("the fleet has no {} for {:?}", d.kind.as_str(), d.name)))?;
+            let id = list.get(offset + taken[slot]).cloned().ok_or_else(|| {
+                fail(
+                    1,
+                    format!("the fleet has no {} for {:?}", d.kind.as_str(), d.name),
+                )
+            })?;
             taken[slot] += 1;
             let equipment_id = fleet.equipment_of(&id).unwrap_or_default().to_owned();
             devices.push(PreparedDevice {
@@ -180,12 +182,24 @@ impl Scenario {
                 ("equipment", "equipment_id")
             };
             if !def.equipment.is_empty() {
-                merge_into(&mut import, list, key, &d.equipment_id, &macros.expand_map(&def.equipment))
-                    .map_err(|e| fail(1, format!("device {:?}: {e}", d.name)))?;
+                merge_into(
+                    &mut import,
+                    list,
+                    key,
+                    &d.equipment_id,
+                    &macros.expand_map(&def.equipment),
+                )
+                .map_err(|e| fail(1, format!("device {:?}: {e}", d.name)))?;
             }
             if !def.record.is_empty() {
-                merge_into(&mut import, "devices", "device_id", &d.device_id, &macros.expand_map(&def.record))
-                    .map_err(|e| fail(1, format!("device {:?}: {e}", d.name)))?;
+                merge_into(
+                    &mut import,
+                    "devices",
+                    "device_id",
+                    &d.device_id,
+                    &macros.expand_map(&def.record),
+                )
+                .map_err(|e| fail(1, format!("device {:?}: {e}", d.name)))?;
             }
         }
         for (d, def) in devices.iter().zip(&self.devices) {
@@ -301,7 +315,13 @@ impl Prepared {
 }
 
 /// Merges `patch` into the record of `list` whose `key` is `id`.
-fn merge_into(doc: &mut Value, list: &str, key: &str, id: &str, patch: &Map<String, Value>) -> Result<(), String> {
+fn merge_into(
+    doc: &mut Value,
+    list: &str,
+    key: &str,
+    id: &str,
+    patch: &Map<String, Value>,
+) -> Result<(), String> {
     let record = doc
         .get_mut(list)
         .and_then(Value::as_array_mut)
@@ -348,11 +368,9 @@ impl Macros<'_> {
         match v {
             Value::String(s) => Value::String(self.text(s)),
             Value::Array(a) => Value::Array(a.iter().map(|x| self.expand(x)).collect()),
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, x)| (k.clone(), self.expand(x)))
-                    .collect(),
-            ),
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, x)| (k.clone(), self.expand(x))).collect())
+            }
             other => other.clone(),
         }
     }
@@ -375,7 +393,9 @@ impl Macros<'_> {
                 rest.parse::<i64>().ok()
             };
             if let Some(days) = days {
-                return (self.today + Days::days(days)).format("%Y-%m-%d").to_string();
+                return (self.today + Days::days(days))
+                    .format("%Y-%m-%d")
+                    .to_string();
             }
         }
         let mut out = s.replace("{tag}", self.tag);
@@ -398,8 +418,14 @@ impl Macros<'_> {
             };
             for (name, value) in [
                 (format!("{{device:{}}}", d.name), Some(d.device_id.clone())),
-                (format!("{{equipment:{}}}", d.name), Some(d.equipment_id.clone())),
-                (format!("{{station:{}}}", d.name), Some(d.equipment_id.clone())),
+                (
+                    format!("{{equipment:{}}}", d.name),
+                    Some(d.equipment_id.clone()),
+                ),
+                (
+                    format!("{{station:{}}}", d.name),
+                    Some(d.equipment_id.clone()),
+                ),
                 (format!("{{owner:{}}}", d.name), None),
                 (format!("{{maintainer:{}}}", d.name), None),
                 (format!("{{cylinder:{}}}", d.name), None),
