@@ -42,7 +42,8 @@ pub struct SimArgs {
     /// missing, late, uncleared or unexpected alarm.
     #[arg(long)]
     pub check: bool,
-    /// Write the report (scenarios or load) as JSON to this file.
+    /// Write the report (scenarios or load) as JSON to this file; with
+    /// `--load`, `-` puts it on stdout (and the summary on stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// The engine's MQTT listener (plain, device id + secret).
@@ -272,14 +273,14 @@ async fn run_one(
 
 /// The engine's HTTP API with the admin (or a given) token.
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     base: String,
     token: String,
     client: reqwest::Client,
 }
 
 impl Api {
-    fn new(remote: &Remote) -> anyhow::Result<Api> {
+    pub(crate) fn new(remote: &Remote) -> anyhow::Result<Api> {
         let Some(token) = remote.token.clone() else {
             bail!("no token: pass --token or set VIGIL_ADMIN_TOKEN");
         };
@@ -290,7 +291,7 @@ impl Api {
         })
     }
 
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let r = self
             .client
             .post(format!("{}{path}", self.base))
@@ -459,7 +460,7 @@ fn merge_tables(into: &mut toml::Table, from: &toml::Table) {
 
 /// Five base-36 characters of the clock (seconds): a new id every second,
 /// repeating after two years.
-fn default_run_id() -> String {
+pub(crate) fn default_run_id() -> String {
     let mut n = (now_ms() / 1000) as u64 % 36u64.pow(5);
     let mut s = Vec::new();
     for _ in 0..5 {

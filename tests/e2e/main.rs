@@ -20,6 +20,7 @@ mod edge;
 mod elevator_rules;
 mod filling;
 mod fleet;
+mod load;
 mod replay;
 mod risk;
 mod roles;

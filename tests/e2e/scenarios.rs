@@ -112,6 +112,17 @@ async fn every_shipped_scenario_passes_against_a_live_engine_and_covers_every_ru
         .into_iter()
         .map(|r| r.id.to_string())
         .collect();
+    // docs/rules.md lists the same rule ids (its tables are generated from
+    // the catalogue; this reads what a reader reads).
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
+        .unwrap();
+    let documented: BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |").map(|(id, _)| id.to_owned()))
+        .filter(|id| id.contains('.') && vigil_model::RuleId::new(id).is_ok())
+        .collect();
+    assert_eq!(documented, catalogue, "docs/rules.md against the catalogue");
     let missing: Vec<&String> = catalogue.difference(&covered).collect();
     assert!(
         missing.is_empty(),
