@@ -25,8 +25,8 @@ pub use self::error::{ApiError, ApiJson};
 use crate::auth::{Authenticator, Gate, Principal, TokenId, TokenRequest};
 use crate::entity::*;
 use crate::store::{Filters, Registry};
-use crate::types::Role;
 use crate::table::Entity;
+use crate::types::Role;
 
 /// Import documents can be large (a city's elevators); other bodies keep
 /// axum's 2 MiB default.
@@ -87,9 +87,8 @@ fn crud<E: Entity>(r: Router<Arc<Registry>>) -> Router<Arc<Registry>> {
     )
     .route(
         &format!("/{}/:id", E::KEY),
-        get(get_one::<E>).merge(
-            CHANGE_REGISTRY.around(put(replace::<E>).merge(delete_route(delete::<E>))),
-        ),
+        get(get_one::<E>)
+            .merge(CHANGE_REGISTRY.around(put(replace::<E>).merge(delete_route(delete::<E>)))),
     )
 }
 
@@ -221,10 +220,7 @@ async fn get_one<E: Entity>(
         .ok_or_else(|| ApiError::not_found(format!("{} {:?} not found", E::NAME, id.to_string())))
 }
 
-async fn create<E: Entity>(
-    State(reg): Reg,
-    RawBody(body): RawBody,
-) -> Result<Response, ApiError> {
+async fn create<E: Entity>(State(reg): Reg, RawBody(body): RawBody) -> Result<Response, ApiError> {
     let entity: E = parse_json(&body)?;
     let body = entity.clone();
     let secret = reg.create::<E>(entity)?;

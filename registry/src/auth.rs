@@ -467,7 +467,10 @@ impl Gate {
 
     /// `route` behind this gate: its handler and extractors run only for
     /// the gate's roles.
-    pub fn around<S: Clone + Send + Sync + 'static>(self, route: MethodRouter<S>) -> MethodRouter<S> {
+    pub fn around<S: Clone + Send + Sync + 'static>(
+        self,
+        route: MethodRouter<S>,
+    ) -> MethodRouter<S> {
         route.route_layer(middleware::from_fn_with_state(self, pass_gate))
     }
 }

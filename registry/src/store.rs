@@ -21,9 +21,7 @@ use vigil_model::{
     Resolution,
 };
 
-use crate::auth::{
-    IssuedToken, Principal, Refusal, TokenId, TokenInfo, TokenPolicy, TokenRequest,
-};
+use crate::auth::{IssuedToken, Principal, Refusal, TokenId, TokenInfo, TokenPolicy, TokenRequest};
 use crate::entity::*;
 use crate::error::RegistryError;
 use crate::table::{Attrs, Entity};
@@ -419,9 +417,9 @@ impl Registry {
             .mode(0o700)
             .create(dir)
             .map_err(|source| RegistryError::Read {
-            path: dir.to_owned(),
-            source,
-        })?;
+                path: dir.to_owned(),
+                source,
+            })?;
         let file = dir.join(persist::FILE_NAME);
         let data = persist::load(&file)?.unwrap_or_default();
         info!(
@@ -1016,6 +1014,7 @@ pub(crate) fn apply(
     let maintainer_ids = merge(data, maintainers, &mut c.maintainers);
     let station_ids = merge(data, stations, &mut c.stations);
     let equipment_ids = merge(data, equipment, &mut c.equipment);
+    keep_maintenance_dates(data, &equipment_ids);
     let device_ids = merge(data, devices, &mut c.devices);
     let person_ids = merge(data, persons, &mut c.persons);
     let cylinder_ids = merge(data, cylinders, &mut c.cylinders);
@@ -1081,6 +1080,33 @@ pub(crate) fn apply(
         }
     }
     Ok(report)
+}
+
+/// A replaced piece of equipment keeps what its recorded maintenance says:
+/// `last_maintenance` never goes back behind a record it already has (else
+/// the next start, whose load applies the records again, would move it
+/// forward: a restart would change the registry).
+fn keep_maintenance_dates(data: &mut Data, merged: &[(EquipmentId, bool)]) {
+    if merged.is_empty() || data.maintenance.is_empty() {
+        return;
+    }
+    let merged: std::collections::HashSet<&EquipmentId> = merged.iter().map(|(id, _)| id).collect();
+    let mut latest: HashMap<EquipmentId, chrono::NaiveDate> = HashMap::new();
+    for m in data.maintenance.values() {
+        if let Some(day) = m.done_on()
+            && merged.contains(&m.equipment_id)
+        {
+            let e = latest.entry(m.equipment_id.clone()).or_insert(day);
+            *e = (*e).max(day);
+        }
+    }
+    for (id, day) in latest {
+        if let Some(eq) = data.equipment.get_mut(&id)
+            && eq.last_maintenance.is_none_or(|last| last < day)
+        {
+            eq.last_maintenance = Some(day);
+        }
+    }
 }
 
 fn maintenance_invalid(

@@ -34,7 +34,8 @@ fn app_on(registry: Registry, clock: vigil_registry::auth::Clock) -> App {
         registry.clone(),
         clock,
     ));
-    let api = api::router(registry.clone(), auth.clone()).layer(from_fn_with_state(auth, require_auth));
+    let api =
+        api::router(registry.clone(), auth.clone()).layer(from_fn_with_state(auth, require_auth));
     App {
         router: Router::new().nest("/api/v1", api),
         registry,
@@ -713,7 +714,13 @@ fn writes() -> Vec<(Method, String)> {
     w
 }
 
-async fn raw(app: &App, method: Method, path: &str, token: &str, body: &'static str) -> (StatusCode, Value) {
+async fn raw(
+    app: &App,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: &'static str,
+) -> (StatusCode, Value) {
     let req = Request::builder()
         .method(method)
         .uri(format!("/api/v1{path}"))
@@ -723,7 +730,10 @@ async fn raw(app: &App, method: Method, path: &str, token: &str, body: &'static 
     let res = app.router.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -788,7 +798,10 @@ async fn tokens_expire_and_lists_show_no_secret() {
     assert_eq!(status, StatusCode::CREATED, "{issued}");
     let token = issued["token"].as_str().unwrap().to_owned();
     let id = issued["id"].as_str().unwrap().to_owned();
-    assert!(id.starts_with("tok_") && !token.contains(&id[4..]), "{issued}");
+    assert!(
+        id.starts_with("tok_") && !token.contains(&id[4..]),
+        "{issued}"
+    );
     assert_eq!(issued["expires_at"], "2024-11-22T18:27:40Z");
     let (_, default) = app
         .post("/tokens", ADMIN, json!({"name": "d", "role": "admin"}))
@@ -884,7 +897,10 @@ async fn a_streaming_answer_ends_when_its_token_is_revoked() {
     async fn endless() -> Body {
         let ticks = futures::stream::unfold(0u64, |n| async move {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            Some((Ok::<_, std::convert::Infallible>(format!("tick {n}\n")), n + 1))
+            Some((
+                Ok::<_, std::convert::Infallible>(format!("tick {n}\n")),
+                n + 1,
+            ))
         });
         Body::from_stream(ticks)
     }
@@ -912,7 +928,10 @@ async fn a_streaming_answer_ends_when_its_token_is_revoked() {
     assert_eq!(res.status(), StatusCode::OK);
     let reader = tokio::spawn(async move { res.into_body().collect().await.unwrap().to_bytes() });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert!(!reader.is_finished(), "the stream runs while the token is good");
+    assert!(
+        !reader.is_finished(),
+        "the stream runs while the token is good"
+    );
     registry.revoke_token(&issued.id, NOW).unwrap();
     let got = tokio::time::timeout(std::time::Duration::from_secs(10), reader)
         .await

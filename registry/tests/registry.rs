@@ -428,13 +428,17 @@ fn version_bumps_on_every_change() {
     reg.import(doc(&example_json())).unwrap();
     let v1 = reg.version();
     assert!(v1 > 0);
-    reg.create_token(TokenRequest {
-        name: "ops".into(),
-        role: Role::Admin,
-        regions: vec![],
-        owner_id: None,
-        expires_in_s: None,
-    }, NOW, &TokenPolicy::default())
+    reg.create_token(
+        TokenRequest {
+            name: "ops".into(),
+            role: Role::Admin,
+            regions: vec![],
+            owner_id: None,
+            expires_in_s: None,
+        },
+        NOW,
+        &TokenPolicy::default(),
+    )
     .unwrap();
     assert!(reg.version() > v1);
 }
@@ -467,22 +471,30 @@ fn tokens_carry_their_grant() {
     let reg = Arc::new(example_registry());
     let auth = Authenticator::new(Some("root-token".into()), reg.clone(), clock());
     let sup = reg
-        .create_token(TokenRequest {
-            name: "jm".into(),
-            role: Role::Supervisor,
-            regions: vec![Region::new("440700").unwrap()],
-            owner_id: None,
-            expires_in_s: None,
-        }, NOW, &TokenPolicy::default())
+        .create_token(
+            TokenRequest {
+                name: "jm".into(),
+                role: Role::Supervisor,
+                regions: vec![Region::new("440700").unwrap()],
+                owner_id: None,
+                expires_in_s: None,
+            },
+            NOW,
+            &TokenPolicy::default(),
+        )
         .unwrap();
     let own = reg
-        .create_token(TokenRequest {
-            name: "wanda".into(),
-            role: Role::Owner,
-            regions: vec![],
-            owner_id: Some(OwnerId::new("OWN001").unwrap()),
-            expires_in_s: None,
-        }, NOW, &TokenPolicy::default())
+        .create_token(
+            TokenRequest {
+                name: "wanda".into(),
+                role: Role::Owner,
+                regions: vec![],
+                owner_id: Some(OwnerId::new("OWN001").unwrap()),
+                expires_in_s: None,
+            },
+            NOW,
+            &TokenPolicy::default(),
+        )
         .unwrap();
     assert!(sup.token.starts_with("vgl_") && sup.token.len() > 60);
     assert_eq!(auth.authenticate("root-token"), Some(Principal::Admin));
@@ -507,7 +519,10 @@ fn tokens_carry_their_grant() {
     );
 
     let bad = |req: TokenRequest, field: &str| {
-        let msg = reg.create_token(req, NOW, &TokenPolicy::default()).unwrap_err().to_string();
+        let msg = reg
+            .create_token(req, NOW, &TokenPolicy::default())
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains(field), "{msg} should name {field}");
     };
     bad(
@@ -581,13 +596,17 @@ fn persistence_round_trip() {
         assert_eq!(reg.version(), 0, "a fresh folder is an empty registry");
         let report = reg.import(doc(&example_json())).unwrap();
         let issued = reg
-            .create_token(TokenRequest {
-                name: "jm".into(),
-                role: Role::Analyst,
-                regions: vec![Region::new("440700").unwrap()],
-                owner_id: None,
-                expires_in_s: None,
-            }, NOW, &TokenPolicy::default())
+            .create_token(
+                TokenRequest {
+                    name: "jm".into(),
+                    role: Role::Analyst,
+                    regions: vec![Region::new("440700").unwrap()],
+                    owner_id: None,
+                    expires_in_s: None,
+                },
+                NOW,
+                &TokenPolicy::default(),
+            )
             .unwrap();
         (secret_of(&report, "D001"), issued.token, reg.export())
     };
@@ -686,7 +705,11 @@ fn revocations_and_file_modes_survive_a_restart() {
     };
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700, "the registry's folder");
-    assert_eq!(mode(&data.join("registry.json")), 0o600, "token and secret hashes");
+    assert_eq!(
+        mode(&data.join("registry.json")),
+        0o600,
+        "token and secret hashes"
+    );
 
     let reg = Arc::new(Registry::open(&data).unwrap());
     let auth = Authenticator::new(None, reg.clone(), clock());
@@ -697,13 +720,17 @@ fn revocations_and_file_modes_survive_a_restart() {
     );
     let list = reg.tokens(NOW);
     assert_eq!(
-        list.iter().map(|t| (t.name.as_str(), t.status.as_str())).collect::<Vec<_>>(),
+        list.iter()
+            .map(|t| (t.name.as_str(), t.status.as_str()))
+            .collect::<Vec<_>>(),
         [("kept", "active"), ("revoked", "revoked")]
     );
     let later = Authenticator::new(None, reg.clone(), Arc::new(|| NOW + 3_600_000));
     assert_eq!(
         later.verify(&kept.token).unwrap_err(),
-        vigil_registry::auth::Refusal::Expired { at: NOW + 3_600_000 },
+        vigil_registry::auth::Refusal::Expired {
+            at: NOW + 3_600_000
+        },
         "an hour's token is expired after an hour"
     );
 }
@@ -734,4 +761,33 @@ fn tokens_from_before_expiry_get_a_stable_id_and_keep_working() {
     assert_eq!(again[0].id, first[0].id, "the same id on every start");
     reg.revoke_token(&first[0].id, NOW).unwrap();
     assert_eq!(auth.authenticate("vgl_legacy"), None);
+}
+
+/// Found by fuzzing (registry.import): re-importing equipment with an older
+/// `last_maintenance` than a record it already had moved the date back, and
+/// the next start (whose load applies the records again) moved it forward:
+/// a restart changed the registry.
+#[test]
+fn a_reimport_does_not_move_last_maintenance_behind_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    reg.import(doc(&example_json())).unwrap();
+    let mut again = example_json();
+    again.as_object_mut().unwrap().remove("maintenance");
+    reg.import(doc(&again)).unwrap();
+    let el001 = |r: &Registry| {
+        r.equipment(&EquipmentId::new("EL001").unwrap())
+            .unwrap()
+            .last_maintenance
+            .map(|d| d.to_string())
+    };
+    assert_eq!(
+        el001(&reg).as_deref(),
+        Some("2025-06-16"),
+        "the recorded half-monthly job of 2025-06-16 stands"
+    );
+    let before = reg.export();
+    drop(reg);
+    let reopened = Registry::open(dir.path()).unwrap();
+    assert_eq!(reopened.export(), before, "a restart changes nothing");
 }
