@@ -21,6 +21,8 @@ mod crash;
 mod elevator_rules;
 #[path = "filling.rs"]
 mod filling;
+#[path = "people.rs"]
+mod people;
 #[path = "replay.rs"]
 mod replay;
 #[path = "risk.rs"]
