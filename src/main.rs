@@ -12,6 +12,8 @@ mod delivery;
 mod demo;
 mod engine;
 mod filling;
+#[cfg(test)]
+mod fuzz_sql;
 mod metrics;
 mod registry_tables;
 mod replay;
