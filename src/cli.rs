@@ -87,7 +87,7 @@ pub struct Remote {
     #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// A file whose first line is the bearer token.
-    #[arg(long, env = "VIGIL_ADMIN_TOKEN_FILE", conflicts_with = "token")]
+    #[arg(long, env = "VIGIL_ADMIN_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 }
 
