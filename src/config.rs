@@ -414,7 +414,10 @@ mod tests {
             assert_eq!(config.embedded.flush_rows, defaults.embedded.flush_rows);
             assert_eq!(config.store, "embedded");
             assert_eq!(config.postgres.batch_rows, defaults.postgres.batch_rows);
-            assert_eq!(config.tokens.default_ttl_days, defaults.tokens.default_ttl_days);
+            assert_eq!(
+                config.tokens.default_ttl_days,
+                defaults.tokens.default_ttl_days
+            );
             assert_eq!(config.tokens.max_ttl_days, defaults.tokens.max_ttl_days);
             assert!(config.postgres().unwrap().is_none());
             crate::engine::load_rules(&config.rules, None).expect("example rules are valid");

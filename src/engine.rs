@@ -433,9 +433,8 @@ impl Engine {
             ShardMsg::Registry,
         );
         let ticks = run_ticker(shards.clone(), clock.clone(), tick_every, stopping.clone());
-        let revocations = watch_revocations(registry.token_changes(), stopping.clone());
         let ticker = tokio::spawn(async move {
-            tokio::join!(ticks, registry_checks, revocations);
+            tokio::join!(ticks, registry_checks);
         });
 
         let registry_sync = Arc::new(RegistrySync::new(registry.clone(), dyn_store.clone()));
@@ -492,6 +491,8 @@ impl Engine {
         )
         .context("cannot start MQTT ingest")?;
         let mqtt_addr = ingest.mqtt_addr();
+        // Ends by itself when the engine stops.
+        tokio::spawn(watch_revocations(auth.clone(), stopping.clone()));
         delivery.set_mqtt(ingest.alarm_publisher());
         let ingest_stats = ingest.stats_handle();
 
@@ -686,8 +687,11 @@ fn spawn_reload_on_hangup(
 /// here: `require_auth` ends a revoked token's requests and SSE streams
 /// itself, and the MQTT topic guard re-checks a feed login's token on every
 /// packet either way, so an open feed session of a revoked token is cut at
-/// its next delivery or ping.
-async fn watch_revocations(mut changes: watch::Receiver<u64>, mut stopping: watch::Receiver<bool>) {
+/// its next delivery or ping. Closing such sessions at once, here, needs
+/// the broker to close sessions by identity: every feed session whose
+/// token `auth.verify` now refuses.
+async fn watch_revocations(auth: Arc<Authenticator>, mut stopping: watch::Receiver<bool>) {
+    let mut changes = auth.registry().token_changes();
     loop {
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },

@@ -314,27 +314,7 @@ fn sqlish() -> BoxedStrategy<String> {
         )
         .prop_map(|t| t.join(" ")),
     ];
-    let cut = prop_oneof![
-        4 => Just(None),
-        1 => (0.0f64..1.0, prop::option::of(any::<char>())).prop_map(Some),
-    ];
-    (statement, cut)
-        .prop_map(|(s, cut)| match cut {
-            None => s,
-            Some((p, c)) => {
-                let mut chars: Vec<char> = s.chars().collect();
-                let i = ((p * chars.len() as f64) as usize).min(chars.len());
-                match c {
-                    Some(c) => chars.insert(i, c),
-                    None if i < chars.len() => {
-                        chars.remove(i);
-                    }
-                    None => {}
-                }
-                chars.into_iter().collect()
-            }
-        })
-        .boxed()
+    typo(statement.boxed())
 }
 
 #[derive(Debug, Clone)]

@@ -140,6 +140,32 @@ pub fn any_json(depth: u32) -> BoxedStrategy<Value> {
     .boxed()
 }
 
+/// `text`, one time in five with a character cut or a stray one put in:
+/// the typo that turns a good statement or condition into a bad one.
+pub fn typo(text: BoxedStrategy<String>) -> BoxedStrategy<String> {
+    let edit = prop_oneof![
+        4 => Just(None),
+        1 => (0.0f64..1.0, prop::option::of(any::<char>())).prop_map(Some),
+    ];
+    (text, edit)
+        .prop_map(|(text, edit)| match edit {
+            None => text,
+            Some((p, c)) => {
+                let mut chars: Vec<char> = text.chars().collect();
+                let i = ((p * chars.len() as f64) as usize).min(chars.len());
+                match c {
+                    Some(c) => chars.insert(i, c),
+                    None if i < chars.len() => {
+                        chars.remove(i);
+                    }
+                    None => {}
+                }
+                chars.into_iter().collect()
+            }
+        })
+        .boxed()
+}
+
 /// Text-level damage to serialized JSON: what a broken device or client
 /// sends. Applied after the structured mutations.
 #[derive(Debug, Clone)]

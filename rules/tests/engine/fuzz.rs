@@ -178,29 +178,7 @@ fn typed_rule() -> BoxedStrategy<String> {
 
 /// A condition with a character cut or a stray one put in.
 fn damaged_condition() -> BoxedStrategy<String> {
-    (
-        condition(),
-        prop_oneof![
-            4 => Just(None),
-            1 => (0.0f64..1.0, prop::option::of(any::<char>())).prop_map(Some),
-        ],
-    )
-        .prop_map(|(text, edit)| match edit {
-            None => text,
-            Some((p, c)) => {
-                let mut chars: Vec<char> = text.chars().collect();
-                let i = ((p * chars.len() as f64) as usize).min(chars.len());
-                match c {
-                    Some(c) => chars.insert(i, c),
-                    None if i < chars.len() => {
-                        chars.remove(i);
-                    }
-                    None => {}
-                }
-                chars.into_iter().collect()
-            }
-        })
-        .boxed()
+    typo(condition())
 }
 
 /// A TOML value: right, wrong type, or edge.
