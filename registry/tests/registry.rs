@@ -791,3 +791,20 @@ fn a_reimport_does_not_move_last_maintenance_behind_a_record() {
     let reopened = Registry::open(dir.path()).unwrap();
     assert_eq!(reopened.export(), before, "a restart changes nothing");
 }
+
+/// Found by fuzzing (registry.import): serde_json's default float parser
+/// read 1.1775808382603717632e19 back one ULP off, so a restart changed a
+/// cylinder's working pressure.
+#[test]
+fn floats_survive_a_restart_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = example_json();
+    v["cylinders"][0]["working_pressure_mpa"] = json!(11775808382603717632u64);
+    v["cylinders"][0]["capacity_l"] = json!(35.500000000000014);
+    let before = {
+        let reg = Registry::open(dir.path()).unwrap();
+        reg.import(doc(&v)).unwrap();
+        reg.export()
+    };
+    assert_eq!(Registry::open(dir.path()).unwrap().export(), before);
+}
