@@ -152,8 +152,8 @@ pub async fn token_list(remote: &Remote) -> anyhow::Result<()> {
     let body: Value = answer(response).await?.json().await?;
     let items = body["items"].as_array().cloned().unwrap_or_default();
     println!(
-        "{:<21} {:<8} {:<24} {:<20} {:<20} {:<20} {}",
-        "ID", "STATUS", "GRANT", "CREATED", "EXPIRES", "LAST USED", "NAME"
+        "{:<21} {:<8} {:<24} {:<20} {:<20} {:<20} NAME",
+        "ID", "STATUS", "GRANT", "CREATED", "EXPIRES", "LAST USED"
     );
     for t in &items {
         println!(

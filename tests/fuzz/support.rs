@@ -28,7 +28,9 @@ pub fn cases(default: u32) -> u32 {
 }
 
 /// Runs `check` on `cases(default)` inputs of `strategy`; panics with the
-/// shrunk failing input. Prints `fuzz <name>: <cases> cases in <s> s`.
+/// shrunk failing input. Prints `fuzz <name>: <cases> cases in <s> s`, and
+/// the same with `(running)` every minute of a long run, so that a run cut
+/// short still says how far it got.
 pub fn run<S: Strategy>(
     name: &str,
     default: u32,
@@ -37,6 +39,21 @@ pub fn run<S: Strategy>(
 ) where
     S::Value: std::fmt::Debug,
 {
+    let done = std::cell::Cell::new(0u64);
+    let last_report = std::cell::Cell::new(Instant::now());
+    let began = Instant::now();
+    let check = |value: S::Value| {
+        done.set(done.get() + 1);
+        if last_report.get().elapsed().as_secs() >= 60 {
+            last_report.set(Instant::now());
+            eprintln!(
+                "fuzz {name}: {} cases in {:.1} s (running)",
+                done.get(),
+                began.elapsed().as_secs_f64()
+            );
+        }
+        check(value)
+    };
     let cases = cases(default);
     let mut runner = TestRunner::new(Config {
         cases,
