@@ -100,9 +100,13 @@ fn condition() -> BoxedStrategy<String> {
 fn typed_number() -> BoxedStrategy<String> {
     let leaf = prop_oneof![
         3 => prop::sample::select(&["floor", "speed_mps", "run_count", "load_pct"][..]).prop_map(str::to_owned),
-        2 => number_text().prop_filter("well-formed", |n| {
-            !n.ends_with('e') && !n.ends_with('.') && !n.starts_with('.') && n != "1e309"
-        }),
+        2 => prop_oneof![
+            (-1000i64..1000).prop_map(|n| n.to_string()),
+            (0.0f64..100.0).prop_map(|f| format!("{f}")),
+            Just("1e308".to_owned()),
+            Just("1e-400".to_owned()),
+            Just("99999999999999999999999999".to_owned()),
+        ],
         1 => Just("rule.limit".to_owned()),
         1 => prop::sample::select(&["param.rated_speed_mps", "param.floors", "param.missing"][..]).prop_map(str::to_owned),
     ];
