@@ -21,8 +21,14 @@ pub struct Config {
     pub mqtt_addr: SocketAddr,
     /// HTTP API, SSE feed and metrics.
     pub http_addr: SocketAddr,
-    /// Bearer token of the `admin` role; without one only registry-issued tokens work.
+    /// Bearer token of the `admin` role; without one only registry-issued
+    /// tokens work. After [`Config::load`] it also holds what
+    /// `admin_token_file` named.
     pub admin_token: Option<String>,
+    /// A file holding the admin token (first line; read at start). Preferred
+    /// over `admin_token`, which shows in `ps` when given as a flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
     /// Where readings, alarms and dead letters are stored: `embedded` (files
     /// under `data_dir`) or a `postgres://…` URL (docs/postgres.md).
     pub store: String,
@@ -42,6 +48,48 @@ pub struct Config {
     pub risk: crate::risk::RiskConfig,
     /// The browser console at `/` (docs/console.md).
     pub console: crate::console::ConsoleConfig,
+    /// Lifetimes of issued API tokens.
+    pub tokens: TokenConfig,
+}
+
+/// `[tokens]`: how long API tokens issued by `POST /api/v1/tokens` live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Lifetime of a token whose request names none, days.
+    pub default_ttl_days: u64,
+    /// Longest lifetime a request may ask for (`expires_in_s`), days.
+    pub max_ttl_days: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl_days: 90,
+            max_ttl_days: 365,
+        }
+    }
+}
+
+impl TokenConfig {
+    pub fn policy(&self) -> anyhow::Result<vigil_registry::TokenPolicy> {
+        anyhow::ensure!(
+            (1..=36_500).contains(&self.max_ttl_days),
+            "tokens.max_ttl_days must be from 1 to 36500, not {}",
+            self.max_ttl_days
+        );
+        anyhow::ensure!(
+            (1..=self.max_ttl_days).contains(&self.default_ttl_days),
+            "tokens.default_ttl_days must be from 1 to tokens.max_ttl_days ({}), not {}",
+            self.max_ttl_days,
+            self.default_ttl_days
+        );
+        let days = |d: u64| std::time::Duration::from_secs(d * 86_400);
+        Ok(vigil_registry::TokenPolicy {
+            default_ttl: days(self.default_ttl_days),
+            max_ttl: days(self.max_ttl_days),
+        })
+    }
 }
 
 /// `[delivery]`: where alarm changes go besides SSE and MQTT.
@@ -233,6 +281,7 @@ impl Default for Config {
             mqtt_addr: "127.0.0.1:1883".parse().expect("valid literal"),
             http_addr: "127.0.0.1:8080".parse().expect("valid literal"),
             admin_token: None,
+            admin_token_file: None,
             store: "embedded".into(),
             engine: EngineConfig::default(),
             ingest: IngestTuning::default(),
@@ -243,6 +292,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             risk: crate::risk::RiskConfig::default(),
             console: crate::console::ConsoleConfig::default(),
+            tokens: TokenConfig::default(),
         }
     }
 }
@@ -259,6 +309,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules_file: Option<PathBuf>,
@@ -269,6 +321,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "mqtt_addr",
     "http_addr",
     "admin_token",
+    "admin_token_file",
     "store",
     "engine",
     "ingest",
@@ -279,6 +332,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "delivery",
     "risk",
     "console",
+    "tokens",
 ];
 
 impl Config {
@@ -299,12 +353,43 @@ impl Config {
             let top = key.as_str().split('.').next().unwrap_or_default();
             TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
         });
-        let config: Config = figment
+        let mut config: Config = figment
             .merge(env)
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")?;
+        config.read_admin_token_file()?;
+        config.tokens.policy()?;
         Ok(config)
+    }
+
+    /// Puts the content of `admin_token_file` into `admin_token`. Both set
+    /// at once is refused: which one counts would be a guess.
+    fn read_admin_token_file(&mut self) -> anyhow::Result<()> {
+        let Some(path) = &self.admin_token_file else {
+            return Ok(());
+        };
+        anyhow::ensure!(
+            self.admin_token.as_deref().is_none_or(str::is_empty),
+            "both admin_token and admin_token_file are set; keep one (the file, preferably)"
+        );
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read admin_token_file {}", path.display()))?;
+        let token = text.lines().next().unwrap_or_default().trim().to_owned();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "admin_token_file {} is empty",
+            path.display()
+        );
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "The admin token file can be read by other users; chmod 600 it.");
+            }
+        }
+        self.admin_token = Some(token);
+        Ok(())
     }
 }
 
@@ -336,6 +421,11 @@ mod tests {
             assert_eq!(config.embedded.flush_rows, defaults.embedded.flush_rows);
             assert_eq!(config.store, "embedded");
             assert_eq!(config.postgres.batch_rows, defaults.postgres.batch_rows);
+            assert_eq!(
+                config.tokens.default_ttl_days,
+                defaults.tokens.default_ttl_days
+            );
+            assert_eq!(config.tokens.max_ttl_days, defaults.tokens.max_ttl_days);
             assert!(config.postgres().unwrap().is_none());
             crate::engine::load_rules(&config.rules, None).expect("example rules are valid");
         });
@@ -411,6 +501,55 @@ mod tests {
             };
             assert!(bad.postgres().is_err());
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's error type, in a test
+    fn the_admin_token_comes_from_a_file_or_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("admin.token");
+            std::fs::write(&file, "from-file\n").unwrap();
+            let from_file = Overrides {
+                admin_token_file: Some(file.clone()),
+                ..Overrides::default()
+            };
+            let config = Config::load(None, from_file).expect("loads");
+            assert_eq!(config.admin_token.as_deref(), Some("from-file"));
+            jail.set_env("VIGIL_ADMIN_TOKEN_FILE", file.display().to_string());
+            let config = Config::load(None, Overrides::default()).expect("loads");
+            assert_eq!(config.admin_token.as_deref(), Some("from-file"));
+            jail.set_env("VIGIL_ADMIN_TOKEN", "from-env");
+            let err = Config::load(None, Overrides::default()).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("both admin_token and admin_token_file"),
+                "{err:#}"
+            );
+            jail.clear_env();
+            std::fs::write(&file, "\n").unwrap();
+            let err = Config::load(
+                None,
+                Overrides {
+                    admin_token_file: Some(file.clone()),
+                    ..Overrides::default()
+                },
+            )
+            .unwrap_err();
+            assert!(format!("{err:#}").contains("is empty"), "{err:#}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn token_lifetimes_are_checked() {
+        let bad = TokenConfig {
+            default_ttl_days: 400,
+            max_ttl_days: 365,
+        };
+        assert!(bad.policy().is_err());
+        let policy = TokenConfig::default().policy().unwrap();
+        assert_eq!(policy.default_ttl.as_secs(), 90 * 86_400);
+        assert_eq!(policy.max_ttl.as_secs(), 365 * 86_400);
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod edge;
 mod elevator_rules;
 mod filling;
 mod fleet;
+mod people;
 mod replay;
 mod risk;
 mod roles;

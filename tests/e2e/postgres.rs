@@ -27,6 +27,8 @@ mod elevator_rules;
 mod filling;
 #[path = "fleet.rs"]
 mod fleet;
+#[path = "people.rs"]
+mod people;
 #[path = "replay.rs"]
 mod replay;
 #[path = "risk.rs"]
