@@ -362,12 +362,13 @@ async fn run_sql(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
+    // Supervisors and analysts alike read only their regions.
     let regions = match &principal {
         Principal::Admin => None,
-        Principal::Analyst { regions } => Some(regions.clone()),
-        _ => {
+        Principal::Analyst { regions } | Principal::Supervisor { regions } => Some(regions.clone()),
+        Principal::Owner { .. } => {
             return Err(ApiError::forbidden(
-                "SQL is for the admin and analyst roles",
+                "SQL is for the admin, supervisor and analyst roles",
             ));
         }
     };
@@ -384,7 +385,7 @@ async fn run_sql(
         .with_label_values(&[outcome])
         .inc();
     let output = result?;
-    sql::render(&output, format)
+    sql::render(&output, format, state.sql.max_bytes)
 }
 
 /// The equipment `id` names, if `principal` may see it; equipment outside

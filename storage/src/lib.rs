@@ -19,10 +19,12 @@
 
 pub mod embedded;
 mod error;
+mod limits;
 pub mod postgres;
 mod record;
 
 pub use error::StoreError;
+pub use limits::SqlLimits;
 pub use record::{
     AckToken, ColumnType, Record, Recovery, RefColumn, RefTable, StoredReading, Write,
 };
@@ -70,10 +72,19 @@ pub struct QueryOptions {
     pub timeout: std::time::Duration,
     /// At most this many rows are returned; `truncated` says when more existed.
     pub max_rows: usize,
-    /// `Some` limits the query to these regions (an analyst's grant): tables
-    /// with a `region` column show only rows inside it, the others are not
-    /// visible at all. `None` sees everything.
+    /// At most this many bytes of rows (Arrow memory) are returned; like
+    /// `max_rows`, more sets `truncated`.
+    pub max_bytes: usize,
+    /// `Some` limits the query to these regions (an analyst's or a
+    /// supervisor's grant): tables with a `region` column show only rows
+    /// inside it, filtered below anything the query itself computes; the
+    /// others are not visible at all. `None` sees everything.
     pub regions: Option<Vec<vigil_model::Region>>,
+    /// A person's SQL (the API, the CLI): held to the store's
+    /// [`SqlLimits`] (concurrency, memory budget, expression depth and plan
+    /// size) and answered with errors that carry no row values. The engine's
+    /// own queries are not.
+    pub guarded: bool,
 }
 
 impl Default for QueryOptions {
@@ -81,7 +92,9 @@ impl Default for QueryOptions {
         Self {
             timeout: std::time::Duration::from_secs(30),
             max_rows: 100_000,
+            max_bytes: 64 << 20,
             regions: None,
+            guarded: false,
         }
     }
 }

@@ -15,6 +15,7 @@ mod delivery;
 mod demo;
 mod elevator_rules;
 mod filling;
+mod hostile_sql;
 mod replay;
 mod risk;
 mod roles;

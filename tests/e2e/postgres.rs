@@ -21,6 +21,8 @@ mod crash;
 mod elevator_rules;
 #[path = "filling.rs"]
 mod filling;
+#[path = "hostile_sql.rs"]
+mod hostile_sql;
 #[path = "replay.rs"]
 mod replay;
 #[path = "risk.rs"]
