@@ -104,6 +104,7 @@ pub(crate) fn shape(sql: &str, dialect: &dyn Dialect) -> Shape {
         in_from: false,
     }];
     for t in tokens {
+        let nested = levels.len() > 1;
         let top = levels.last_mut().expect("the outermost level stays");
         match &t.token {
             Token::Whitespace(_) | Token::EOF | Token::Period => {}
@@ -115,10 +116,8 @@ pub(crate) fn shape(sql: &str, dialect: &dyn Dialect) -> Shape {
                     in_from: false,
                 });
             }
-            Token::RParen | Token::RBracket | Token::RBrace => {
-                if levels.len() > 1 {
-                    levels.pop();
-                }
+            Token::RParen | Token::RBracket | Token::RBrace if nested => {
+                levels.pop();
             }
             Token::Comma | Token::SemiColon => {
                 top.chain = top.base;
@@ -136,10 +135,8 @@ pub(crate) fn shape(sql: &str, dialect: &dyn Dialect) -> Shape {
                         in_from: false,
                     });
                 }
-                Keyword::END => {
-                    if levels.len() > 1 {
-                        levels.pop();
-                    }
+                Keyword::END if nested => {
+                    levels.pop();
                 }
                 Keyword::WHEN | Keyword::THEN | Keyword::ELSE => top.chain = top.base,
                 Keyword::FROM => {

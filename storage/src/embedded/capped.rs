@@ -180,10 +180,10 @@ fn estimate(cost: Cost, args: &[ColumnarValue], rows: usize) -> Result<u128> {
             );
             (0..s.len().min(from.len()).min(to.len()))
                 .map(|i| {
-                    let grown = if from[i] == 0 {
-                        (s[i] + 1) * to[i] + s[i]
-                    } else {
-                        s[i] + (s[i] / from[i]) * to[i]
+                    let grown = match s[i].checked_div(from[i]) {
+                        Some(matches) => s[i] + matches * to[i],
+                        // An empty pattern matches between every two bytes.
+                        None => (s[i] + 1) * to[i] + s[i],
                     };
                     grown.max(s[i])
                 })

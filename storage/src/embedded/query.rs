@@ -130,10 +130,12 @@ impl QueryEngine {
         let left = opts.timeout.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, &mut running.handle).await {
             Ok(Ok(answer)) => answer,
+            // A panic inside DataFusion: this query's input found a bug; the
+            // engine and other queries are unaffected, so it is the query's error.
             Ok(Err(e)) => {
                 warn!(error = %e, "A SQL query stopped unexpectedly.");
-                Err(StoreError::Other(
-                    "the query stopped unexpectedly inside the SQL engine".into(),
+                Err(StoreError::Query(
+                    "the query stopped on an internal error of the SQL engine".into(),
                 ))
             }
             Err(_) => Err(StoreError::QueryTimeout(opts.timeout)),

@@ -141,7 +141,7 @@ impl TableProvider for SealedTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let Some(grant) = &self.grant else {
             let inner = self.inner.scan(state, projection, &[], limit).await?;
-            return StoreScanExec::new(&self.name, inner, None, None, limit);
+            return StoreScanExec::plan(&self.name, inner, None, None, limit);
         };
         // Read the region too, filter on it, then hand out only what was asked.
         let (read, region, keep) = match projection {
@@ -159,7 +159,7 @@ impl TableProvider for SealedTable {
             }
         };
         let inner = self.inner.scan(state, read.as_ref(), &[], None).await?;
-        StoreScanExec::new(
+        StoreScanExec::plan(
             &self.name,
             inner,
             Some((grant.clone(), region)),
@@ -185,7 +185,7 @@ pub(crate) struct StoreScanExec {
 }
 
 impl StoreScanExec {
-    fn new(
+    fn plan(
         table: &str,
         inner: Arc<dyn ExecutionPlan>,
         grant: Option<(Arc<Grant>, usize)>,
