@@ -87,6 +87,8 @@ pub struct EngineConfig {
     pub sql_max_expr_depth: usize,
     /// Relations and operators one SQL query may plan to.
     pub sql_max_plan_nodes: usize,
+    /// Length (KiB) of one SQL query's text.
+    pub sql_max_query_kib: usize,
     /// Registry-time rules run this often (and within a second of any
     /// registry change).
     pub registry_check_s: u64,
@@ -103,6 +105,7 @@ impl EngineConfig {
             max_concurrent: self.sql_max_concurrent,
             max_expr_depth: self.sql_max_expr_depth,
             max_plan_nodes: self.sql_max_plan_nodes,
+            max_query_bytes: self.sql_max_query_kib.saturating_mul(1024),
         }
     }
 
@@ -130,6 +133,7 @@ impl Default for EngineConfig {
             sql_max_concurrent: 4,
             sql_max_expr_depth: 256,
             sql_max_plan_nodes: 500,
+            sql_max_query_kib: 256,
             registry_check_s: 60,
             registry_utc_offset_h: 8,
         }

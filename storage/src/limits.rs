@@ -43,6 +43,9 @@ pub struct SqlLimits {
     pub max_expr_depth: usize,
     /// Relations and operators one query may plan to.
     pub max_plan_nodes: usize,
+    /// Bytes of query text at most: the shape check holds every token of
+    /// the text in memory at once (about 100 bytes each).
+    pub max_query_bytes: usize,
 }
 
 impl Default for SqlLimits {
@@ -53,6 +56,7 @@ impl Default for SqlLimits {
             max_concurrent: 4,
             max_expr_depth: 256,
             max_plan_nodes: 500,
+            max_query_bytes: 256 << 10,
         }
     }
 }
@@ -65,6 +69,7 @@ impl SqlLimits {
         self.max_concurrent = self.max_concurrent.max(1);
         self.max_expr_depth = self.max_expr_depth.max(8);
         self.max_plan_nodes = self.max_plan_nodes.max(8);
+        self.max_query_bytes = self.max_query_bytes.max(1 << 10);
         self
     }
 }
@@ -226,6 +231,13 @@ pub(crate) fn check_shape(
     dialect: &dyn Dialect,
     limits: &SqlLimits,
 ) -> Result<(), StoreError> {
+    if sql.len() > limits.max_query_bytes {
+        return Err(StoreError::QueryTooComplex(format!(
+            "the query text is {} KiB; at most {} KiB are allowed (engine.sql_max_query_kib)",
+            sql.len().div_ceil(1024),
+            limits.max_query_bytes / 1024
+        )));
+    }
     let s = shape(sql, dialect);
     if s.depth > limits.max_expr_depth {
         return Err(StoreError::QueryTooComplex(format!(
@@ -447,6 +459,16 @@ mod tests {
             check_shape(&unions, &GenericDialect {}, &limits),
             Err(StoreError::QueryTooComplex(m)) if m.contains("sql_max_plan_nodes")
         ));
+    }
+
+    #[test]
+    fn long_texts_are_refused_before_they_are_tokenized() {
+        let long = format!("SELECT '{}'", "x".repeat(300 << 10));
+        let err = check_shape(&long, &GenericDialect {}, &SqlLimits::default()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::QueryTooComplex(m) if m.contains("sql_max_query_kib")),
+            "{err:?}"
+        );
     }
 
     #[test]
