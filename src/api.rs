@@ -378,7 +378,8 @@ async fn run_sql(
         .unwrap_or("application/json");
     let format = sql::Format::from_accept(accept);
     let result = sql::run(&state, &req.sql, regions).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
+    // "ok" or the error's code (sql_timeout, sql_memory, sql_busy, …): a small, fixed set.
+    let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
     state
         .engine_metrics
         .sql_queries

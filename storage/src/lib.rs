@@ -11,11 +11,14 @@
 //!                                       (+ the `alarms` view), dead_letters,
 //!                                       and reference tables set by the registry
 //!  Store::query(sql) ──▶ one answer over what is in memory and on disk
+//!                       (a person's: shape check, slot, grant below the query,
+//!                        memory and time limits, capped answer, scrubbed errors)
 //! ```
 //!
 //! The [`Store`] trait is the whole surface the engine uses; [`embedded`]
 //! is the default backend (write-ahead log, Arrow in memory, Parquet on
-//! disk, DataFusion for SQL).
+//! disk, DataFusion for SQL on its own runtime). `limits` holds what both
+//! backends do to people's SQL ([`SqlLimits`]).
 
 pub mod embedded;
 mod error;

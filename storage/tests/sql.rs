@@ -296,6 +296,7 @@ async fn a_grant_filters_rows_before_any_expression_of_the_query_sees_them() {
         ]))
         .await
         .unwrap();
+    store.flush().await.unwrap();
     // Once from memory, once from Parquet files.
     for stage in ["memory", "parquet"] {
         if stage == "parquet" {

@@ -261,6 +261,12 @@ async fn hostile_queries_get_a_4xx_while_the_engine_keeps_serving() {
     assert_eq!(answer["truncated"], true);
     assert!(answer["row_count"].as_u64().unwrap() < 3000);
 
+    // Each refusal is counted by its code.
+    let complex = vigil
+        .metric("vigil_sql_queries_total{outcome=\"sql_too_complex\"}")
+        .await;
+    assert_eq!(complex, 2.0);
+
     watch.finish().await;
     let hwm = status_field(pid, "VmHWM:");
     let budget_kb = (MEMORY_MIB + ANSWER_MIB * 4) << 10;

@@ -2,6 +2,16 @@
 //! chunks and its Parquet files, the `alarms` view, the reference tables.
 //! Each query gets its own DataFusion context holding exactly the snapshot
 //! taken for it, so concurrent flushes cannot make it see a row twice.
+//!
+//! ```text
+//!  caller (engine runtime) ──▶ gate slot ──▶ spawn on the SQL runtime ──▶ shape check,
+//!        │ waits at most the timeout          context of sealed tables, plan, node count,
+//!        ▼                                    constants check, fences, stream ──▶ answer cut
+//!  timeout / dropped: cancel flag + abort        at the row and byte caps
+//! ```
+//!
+//! People's queries (`guarded`) draw on one memory pool and the capped
+//! string functions; the engine's own do not.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
