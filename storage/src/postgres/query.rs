@@ -45,8 +45,14 @@ pub(crate) async fn run(
     let started = std::time::Instant::now();
     let _slot = match opts.guarded {
         true => {
-            let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
-            limits::check_shape(sql, &dialect, &config.sql)?;
+            // Off the engine's worker threads: counting a long text takes milliseconds.
+            let (text, sql_limits) = (sql.to_owned(), config.sql.clone());
+            tokio::task::spawn_blocking(move || {
+                let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+                limits::check_shape(&text, &dialect, &sql_limits)
+            })
+            .await
+            .map_err(|e| StoreError::Other(format!("the SQL shape check failed: {e}")))??;
             Some(store.gate.enter(opts.timeout).await?)
         }
         false => None,
@@ -117,7 +123,9 @@ pub(crate) async fn run(
             .map_err(|_| StoreError::QueryTimeout(opts.timeout))?
     }
     .await;
-    if result.is_ok() {
+    // An answer, or PostgreSQL's own error, means the statement is over;
+    // only a network timeout leaves it possibly running.
+    if !matches!(result, Err(StoreError::QueryTimeout(_))) {
         cancel.0 = None;
     }
     drop(cancel);
