@@ -33,7 +33,7 @@ const HANDLE_ALARMS: Gate = Gate::new(
     &[Role::Admin, Role::Supervisor],
     "acknowledge or resolve alarms",
 );
-const QUERY_SQL: Gate = Gate::new(&[Role::Admin, Role::Analyst], "run SQL");
+const QUERY_SQL: Gate = Gate::new(&[Role::Admin, Role::Supervisor, Role::Analyst], "run SQL");
 /// Replay reads every region's readings.
 const REPLAY_RULES: Gate = Gate::admin("replay rules");
 const RELOAD_RULES: Gate = Gate::admin("reload rules");
@@ -372,12 +372,13 @@ async fn run_sql(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
+    // Supervisors and analysts alike read only their regions.
     let regions = match &principal {
         Principal::Admin => None,
-        Principal::Analyst { regions } => Some(regions.clone()),
-        _ => {
+        Principal::Analyst { regions } | Principal::Supervisor { regions } => Some(regions.clone()),
+        Principal::Owner { .. } => {
             return Err(ApiError::forbidden(
-                "SQL is for the admin and analyst roles",
+                "SQL is for the admin, supervisor and analyst roles",
             ));
         }
     };
@@ -387,14 +388,15 @@ async fn run_sql(
         .unwrap_or("application/json");
     let format = sql::Format::from_accept(accept);
     let result = sql::run(&state, &req.sql, regions).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
+    // "ok" or the error's code (sql_timeout, sql_memory, sql_busy, …): a small, fixed set.
+    let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
     state
         .engine_metrics
         .sql_queries
         .with_label_values(&[outcome])
         .inc();
     let output = result?;
-    sql::render(&output, format)
+    sql::render(&output, format, state.sql.max_bytes)
 }
 
 /// The equipment `id` names, if `principal` may see it; equipment outside

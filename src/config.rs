@@ -124,6 +124,21 @@ pub struct EngineConfig {
     pub sql_timeout_s: u64,
     /// Rows returned by one SQL query at most.
     pub sql_max_rows: usize,
+    /// Bytes (MiB) of rows one SQL answer holds at most; beyond, it is cut
+    /// like at `sql_max_rows` (docs/sql.md, "Limits").
+    pub sql_max_answer_mib: usize,
+    /// Memory (MiB) people's SQL may hold together (embedded store).
+    pub sql_memory_mib: usize,
+    /// Threads of the embedded store's SQL runtime.
+    pub sql_threads: usize,
+    /// People's SQL queries running at once; more wait within their timeout.
+    pub sql_max_concurrent: usize,
+    /// Operators one SQL expression may chain (`a + b + …`).
+    pub sql_max_expr_depth: usize,
+    /// Relations and operators one SQL query may plan to.
+    pub sql_max_plan_nodes: usize,
+    /// Length (KiB) of one SQL query's text.
+    pub sql_max_query_kib: usize,
     /// Registry-time rules run this often (and within a second of any
     /// registry change).
     pub registry_check_s: u64,
@@ -132,6 +147,18 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// What people's SQL may use, for either store.
+    pub fn sql_limits(&self) -> vigil_storage::SqlLimits {
+        vigil_storage::SqlLimits {
+            threads: self.sql_threads,
+            memory_bytes: self.sql_memory_mib.saturating_mul(1 << 20),
+            max_concurrent: self.sql_max_concurrent,
+            max_expr_depth: self.sql_max_expr_depth,
+            max_plan_nodes: self.sql_max_plan_nodes,
+            max_query_bytes: self.sql_max_query_kib.saturating_mul(1024),
+        }
+    }
+
     pub fn registry_offset(&self) -> anyhow::Result<chrono::FixedOffset> {
         chrono::FixedOffset::east_opt(self.registry_utc_offset_h * 3600).ok_or_else(|| {
             anyhow::anyhow!(
@@ -150,6 +177,13 @@ impl Default for EngineConfig {
             shard_queue: 8192,
             sql_timeout_s: 30,
             sql_max_rows: 100_000,
+            sql_max_answer_mib: 64,
+            sql_memory_mib: 1024,
+            sql_threads: 2,
+            sql_max_concurrent: 4,
+            sql_max_expr_depth: 256,
+            sql_max_plan_nodes: 500,
+            sql_max_query_kib: 256,
             registry_check_s: 60,
             registry_utc_offset_h: 8,
         }
@@ -219,6 +253,10 @@ pub struct PostgresTuning {
     /// `retention_days` (0 keeps everything).
     pub compress_after_days: u32,
     pub retention_days: u32,
+    /// `work_mem` (MiB) of each sort or hash step of people's SQL.
+    pub sql_work_mem_mib: u32,
+    /// `temp_file_limit` (MiB) of one SQL query's temporary files; -1: none.
+    pub sql_temp_file_limit_mib: i64,
 }
 
 impl Default for PostgresTuning {
@@ -234,6 +272,8 @@ impl Default for PostgresTuning {
             max_backlog_batches: d.max_backlog_batches,
             compress_after_days: d.compress_after_days,
             retention_days: d.retention_days,
+            sql_work_mem_mib: d.sql_work_mem_kb / 1024,
+            sql_temp_file_limit_mib: d.sql_temp_file_limit_kb / 1024,
         }
     }
 }
@@ -269,6 +309,12 @@ impl Config {
             timescale,
             compress_after_days: p.compress_after_days,
             retention_days: p.retention_days,
+            sql: self.engine.sql_limits(),
+            sql_work_mem_kb: p.sql_work_mem_mib.saturating_mul(1024),
+            sql_temp_file_limit_kb: match p.sql_temp_file_limit_mib {
+                n if n < 0 => -1,
+                n => n.saturating_mul(1024),
+            },
             ..PostgresConfig::default()
         }))
     }

@@ -307,6 +307,7 @@ impl Backend {
             group_commit_max: config.embedded.group_commit_max,
             flush_rows: config.embedded.flush_rows,
             flush_interval: Duration::from_secs(config.embedded.flush_interval_s),
+            sql: config.engine.sql_limits(),
         };
         let store = EmbeddedStore::open(embedded, durable)
             .await
@@ -528,6 +529,7 @@ impl Engine {
             sql: QueryOptions {
                 timeout: Duration::from_secs(config.engine.sql_timeout_s),
                 max_rows: config.engine.sql_max_rows,
+                max_bytes: config.engine.sql_max_answer_mib.saturating_mul(1 << 20),
                 ..QueryOptions::default()
             },
             clock,

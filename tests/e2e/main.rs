@@ -21,6 +21,7 @@ mod elevator_rules;
 mod filling;
 mod fleet;
 mod people;
+mod hostile_sql;
 mod replay;
 mod risk;
 mod roles;

@@ -29,6 +29,8 @@ mod filling;
 mod fleet;
 #[path = "people.rs"]
 mod people;
+#[path = "hostile_sql.rs"]
+mod hostile_sql;
 #[path = "replay.rs"]
 mod replay;
 #[path = "risk.rs"]
