@@ -307,6 +307,7 @@ impl Backend {
             group_commit_max: config.embedded.group_commit_max,
             flush_rows: config.embedded.flush_rows,
             flush_interval: Duration::from_secs(config.embedded.flush_interval_s),
+            sql: config.engine.sql_limits(),
         };
         let store = EmbeddedStore::open(embedded, durable)
             .await
@@ -348,8 +349,7 @@ pub struct Engine {
 impl Engine {
     pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Engine> {
         let rules = load_rules(&config.rules, config.rules_file.as_deref())?;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        crate::data_dir::secure(&config.data_dir)?;
         let registry =
             Arc::new(Registry::open(&config.data_dir).context("cannot open the registry")?);
 
@@ -493,10 +493,10 @@ impl Engine {
                 warn!("Rule shard is gone; reading not evaluated.");
             }
         });
-        let auth = Arc::new(Authenticator::new(
-            config.admin_token.clone(),
-            registry.clone(),
-        ));
+        let auth = Arc::new(
+            Authenticator::new(config.admin_token.clone(), registry.clone(), clock.clone())
+                .with_policy(config.tokens.policy()?),
+        );
         let ingest_config = IngestConfig {
             mqtt_addr: config.mqtt_addr,
             allow_public_plain: config.ingest.allow_public_plain,
@@ -516,6 +516,8 @@ impl Engine {
         )
         .context("cannot start MQTT ingest")?;
         let mqtt_addr = ingest.mqtt_addr();
+        // Ends by itself when the engine stops.
+        tokio::spawn(watch_revocations(auth.clone(), stopping.clone()));
         delivery.set_mqtt(ingest.alarm_publisher());
         let ingest_stats = ingest.stats_handle();
 
@@ -529,6 +531,7 @@ impl Engine {
             sql: QueryOptions {
                 timeout: Duration::from_secs(config.engine.sql_timeout_s),
                 max_rows: config.engine.sql_max_rows,
+                max_bytes: config.engine.sql_max_answer_mib.saturating_mul(1 << 20),
                 ..QueryOptions::default()
             },
             clock,
@@ -710,6 +713,26 @@ fn spawn_reload_on_hangup(
         }
     });
     Ok(())
+}
+
+/// Token revocations, as they happen. The HTTP side needs nothing from
+/// here: `require_auth` ends a revoked token's requests and SSE streams
+/// itself, and the MQTT topic guard re-checks a feed login's token on every
+/// packet either way, so an open feed session of a revoked token is cut at
+/// its next delivery or ping. Closing such sessions at once, here, needs
+/// the broker to close sessions by identity: every feed session whose
+/// token `auth.verify` now refuses.
+async fn watch_revocations(auth: Arc<Authenticator>, mut stopping: watch::Receiver<bool>) {
+    let mut changes = auth.registry().token_changes();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        info!(
+            "API token revoked: its HTTP requests and streams end now, its MQTT feed sessions at their next packet."
+        );
+    }
 }
 
 async fn run_ticker(

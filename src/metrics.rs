@@ -53,7 +53,10 @@ impl EngineMetrics {
         )?;
         let sse_clients = IntGauge::new("vigil_sse_clients", "Connected live alarm feed clients.")?;
         let sql_queries = IntCounterVec::new(
-            Opts::new("vigil_sql_queries_total", "SQL queries by outcome."),
+            Opts::new(
+                "vigil_sql_queries_total",
+                "SQL queries from the API by outcome: ok, or the error code (sql_timeout, sql_memory, sql_busy, sql_too_complex, …).",
+            ),
             &["outcome"],
         )?;
         let store_outage = IntGauge::new(

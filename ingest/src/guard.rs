@@ -16,7 +16,10 @@
 //!   and nothing it sends is dropped unseen.
 //! - A feed reader (`username = token:…`, password = bearer token) may only
 //!   subscribe under `/tenants/r{region}/v1/alarms/` of the regions its
-//!   token grants (any region for an admin token) and may not publish.
+//!   token grants (any region for an admin token) and may not publish. Its
+//!   token is checked again at every packet it sends and before every alarm
+//!   it is sent: once the token is revoked or expired, the connection is
+//!   closed at its next packet either way, and no alarm reaches it after.
 
 use std::sync::Arc;
 
@@ -61,7 +64,11 @@ enum Login {
     /// Before CONNECT.
     Unknown,
     Device(String),
-    Feed(FeedGrant),
+    /// The bearer token is kept to be checked again (revocation, expiry).
+    Feed {
+        grant: FeedGrant,
+        token: String,
+    },
     /// A feed login whose token grants nothing; CONNECT auth refuses it too.
     Nobody,
 }
@@ -98,7 +105,10 @@ impl TopicGuard {
                     connect.clean_session = true;
                     let token = login.as_ref().map_or("", |l| l.password.as_str());
                     match self.directory.feed_grant(token) {
-                        Some(grant) => Login::Feed(grant),
+                        Some(grant) => Login::Feed {
+                            grant,
+                            token: token.to_owned(),
+                        },
                         None => Login::Nobody,
                     }
                 } else {
@@ -106,11 +116,12 @@ impl TopicGuard {
                 };
                 Ok(())
             }
+            _ if !self.feed_token_valid() => Err(Refusal::TokenInvalid),
             Packet::Subscribe(subscribe, _) => {
                 for filter in &subscribe.filters {
                     let allowed = match &self.login {
                         Login::Device(id) => is_ack_topic(&filter.path, id),
-                        Login::Feed(grant) => feed_filter_allowed(&filter.path, grant),
+                        Login::Feed { grant, .. } => feed_filter_allowed(&filter.path, grant),
                         Login::Unknown | Login::Nobody => false,
                     };
                     if !allowed {
@@ -146,12 +157,27 @@ impl TopicGuard {
         }
     }
 
+    /// False once a feed login's token is revoked or expired (or no
+    /// longer grants an alarm feed); true for every other login.
+    fn feed_token_valid(&self) -> bool {
+        match &self.login {
+            Login::Feed { token, .. } => self.directory.feed_grant(token).is_some(),
+            _ => true,
+        }
+    }
+
     fn who(&self) -> String {
         match &self.login {
             Login::Unknown => "(before CONNECT)".to_owned(),
             Login::Device(id) => format!("device {id}"),
-            Login::Feed(FeedGrant::All) => "feed reader (all regions)".to_owned(),
-            Login::Feed(FeedGrant::Regions(rs)) => format!(
+            Login::Feed {
+                grant: FeedGrant::All,
+                ..
+            } => "feed reader (all regions)".to_owned(),
+            Login::Feed {
+                grant: FeedGrant::Regions(rs),
+                ..
+            } => format!(
                 "feed reader [{}]",
                 rs.iter().map(Region::as_str).collect::<Vec<_>>().join(",")
             ),
@@ -163,6 +189,8 @@ impl TopicGuard {
 enum Refusal {
     Subscribe(String),
     Publish(String),
+    /// A feed login whose token was revoked or expired.
+    TokenInvalid,
 }
 
 impl Protocol for TopicGuard {
@@ -181,6 +209,10 @@ impl Protocol for TopicGuard {
                         self.refusals.with_label_values(&["publish"]).inc();
                         info!(login = %who, topic = %topic, "MQTT PUBLISH refused: not a topic this login may write; closing the connection.");
                     }
+                    Refusal::TokenInvalid => {
+                        self.refusals.with_label_values(&["token"]).inc();
+                        info!(login = %who, "MQTT feed session closed: its token was revoked or expired.");
+                    }
                 }
                 // Any decode error makes rumqttd drop the connection.
                 Err(Error::InvalidProtocol)
@@ -189,6 +221,13 @@ impl Protocol for TopicGuard {
     }
 
     fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, Error> {
+        // No alarm goes out on a revoked token: the error ends the
+        // connection before anything of this batch is written.
+        if matches!(packet, Packet::Publish(..)) && !self.feed_token_valid() {
+            self.refusals.with_label_values(&["token"]).inc();
+            info!(login = %self.who(), "MQTT feed session closed before a delivery: its token was revoked or expired.");
+            return Err(Error::InvalidProtocol);
+        }
         self.codec.write(packet, write)
     }
 }

@@ -122,7 +122,7 @@ impl Metrics {
             )?,
             topic_refusals: counter_vec(
                 "vigil_mqtt_refused_total",
-                "SUBSCRIBE or PUBLISH packets outside the login's topics; each closed its connection.",
+                "SUBSCRIBE or PUBLISH packets outside the login's topics, or (packet=\"token\") a packet to or from a feed login whose token was revoked or expired; each closed its connection.",
                 "packet",
             )?,
             commit_latency,
@@ -137,7 +137,7 @@ impl Metrics {
         for result in ["published", "failed"] {
             metrics.feed_publishes.with_label_values(&[result]);
         }
-        for packet in ["subscribe", "publish"] {
+        for packet in ["subscribe", "publish", "token"] {
             metrics.topic_refusals.with_label_values(&[packet]);
         }
         Ok(metrics)

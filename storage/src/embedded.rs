@@ -8,7 +8,8 @@
 //!           Tables (one lock): active chunks + tail │ frozen generations │ Parquet files
 //!                                   ▲                      │ flusher thread
 //!  query ─▶ snapshot under the lock ┘                      └─▶ dir/tables/{table}/*.parquet
-//!        ─▶ DataFusion (per-query context: tables, `alarms` view, reference tables)
+//!        ─▶ SQL runtime (own threads): DataFusion, per-query context of sealed
+//!           tables (grant filtered inside the scan), `alarms` view, reference tables
 //! ```
 //!
 //! Files: `dir/wal/*.log` ([`wal`]), `dir/tables/{table}/{first_ts}-{n}.parquet`
@@ -21,6 +22,7 @@
 //! with rows, so a store flushed every few minutes grows many files a day.
 
 mod batch;
+mod capped;
 mod config;
 mod parquet;
 mod query;
@@ -28,6 +30,7 @@ mod recover;
 pub(crate) mod reference;
 pub(crate) mod schema;
 mod seq_index;
+mod sealed;
 mod table;
 pub(crate) mod wal;
 mod writer;
@@ -135,12 +138,13 @@ impl EmbeddedStore {
         let shared = Arc::new(shared);
         let (tx, rx) = mpsc::channel();
         let queue_capacity = config.queue_capacity;
+        let engine = QueryEngine::new(&shared.root, config.sql.clone())?;
         Writer::spawn(shared.clone(), config, wal, next_frame, rx, durable)?;
         Ok(Arc::new(EmbeddedStore {
             shared,
             sender: Mutex::new(Some(tx)),
             queue_capacity,
-            engine: QueryEngine::new(),
+            engine,
         }))
     }
 
@@ -178,7 +182,9 @@ impl EmbeddedStore {
         let opts = QueryOptions {
             timeout: std::time::Duration::from_secs(600),
             max_rows: usize::MAX,
+            max_bytes: usize::MAX,
             regions: None,
+            guarded: false,
         };
         self.query(sql, &opts).await
     }

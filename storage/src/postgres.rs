@@ -7,7 +7,8 @@
 //!                                                  ▼
 //!            COPY binary into the tables ─▶ commit ─▶ tokens on `durable`
 //!            (a duplicate key: the batch again via temp staging and INSERT … ON CONFLICT DO NOTHING)
-//!  query ─▶ fresh connection as {prefix}_reader (or _analyst: scoped views) ─▶ READ ONLY, statement_timeout ─▶ Arrow
+//!  query ─▶ fresh connection as {prefix}_reader (or _analyst: scoped views) ─▶ READ ONLY,
+//!          statement_timeout, work_mem ─▶ Arrow (streamed, cut at the row and byte caps)
 //!  recover / reference tables ─▶ the engine's own connection
 //! ```
 //!
@@ -129,6 +130,8 @@ pub struct PostgresStore {
     /// The engine's own connection for recovery, reference tables and query scopes.
     owner: tokio::sync::Mutex<Option<Client>>,
     shipper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Bounds how many of people's queries run at once (`sql.max_concurrent`).
+    gate: crate::limits::Gate,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -286,6 +289,7 @@ impl PostgresStore {
 
         let store = Arc::new(PostgresStore {
             shared,
+            gate: crate::limits::Gate::new(config.sql.max_concurrent),
             config,
             mode: migrated.mode,
             sender: Mutex::new(Some(tx)),

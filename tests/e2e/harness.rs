@@ -99,6 +99,14 @@ impl Vigil {
                 .env("VIGIL_POSTGRES__SCHEMA", &name)
                 .env("VIGIL_POSTGRES__ROLE_PREFIX", &name);
         }
+        // The admin token from a file when the data dir has one (as
+        // operators should), else on the command line.
+        let token_file = data_dir.join("admin.token");
+        if token_file.exists() {
+            command.arg("--admin-token-file").arg(&token_file);
+        } else {
+            command.args(["--admin-token", TOKEN]);
+        }
         let child = command
             .arg("--data-dir")
             .arg(data_dir)
@@ -107,8 +115,6 @@ impl Vigil {
                 &mqtt.to_string(),
                 "--http-addr",
                 &http.to_string(),
-                "--admin-token",
-                TOKEN,
             ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -545,6 +551,11 @@ impl Feed {
 
     pub fn alarms(&self) -> Vec<Value> {
         self.events.lock().unwrap().clone()
+    }
+
+    /// Whether the server ended the stream.
+    pub fn ended(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Waits for an event matching `pred`.

@@ -20,6 +20,8 @@ mod edge;
 mod elevator_rules;
 mod filling;
 mod fleet;
+mod people;
+mod hostile_sql;
 mod load;
 mod replay;
 mod risk;

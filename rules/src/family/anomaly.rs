@@ -154,7 +154,9 @@ impl Family for Anomaly {
                     }
                     (Some((start, from)), false) if sample.leveled => {
                         a.trip_start = None;
-                        let floors = i64::from((sample.floor - from).unsigned_abs()).max(1);
+                        // Widened first: floors are any i16 a device sends,
+                        // and 32767 - (-32768) does not fit one.
+                        let floors = (i64::from(sample.floor) - i64::from(from)).abs().max(1);
                         Some((ts - start) / floors)
                     }
                     _ => None,

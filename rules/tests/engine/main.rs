@@ -8,6 +8,7 @@ mod defined;
 mod escalation;
 mod filling;
 mod frequent;
+mod fuzz;
 mod late;
 mod lifecycle;
 mod offline;
