@@ -140,6 +140,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             rate_hz: f64::from(args.probe_load) / args.devices as f64,
             duration: Duration::from_secs(args.step_s.max(5) + args.probes as u64),
             drain: Duration::from_secs(5),
+            ..LoadConfig::default()
         },
         engine.mqtt_addr,
         load_secrets.clone(),
@@ -164,6 +165,7 @@ async fn step(
         rate_hz: f64::from(rate) / args.devices as f64,
         duration: Duration::from_secs(args.step_s),
         drain: Duration::from_secs(5),
+        ..LoadConfig::default()
     };
     let report = vigil_simulator::load(cfg, mqtt, secrets.clone())
         .await

@@ -44,6 +44,9 @@ pub enum Command {
     /// Measure readings/s through the whole path and alarm latency to SSE,
     /// against a bare MQTT broker in the same run (see docs/benchmarks.md).
     Bench(crate::bench::BenchArgs),
+    /// Simulate against a running engine: scenario files that inject faults
+    /// (`--check`: hold the engine to the alarms they expect), or `--load`.
+    Sim(crate::sim::SimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +217,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Sim(args) => crate::sim::run(args).await,
         Command::Registry(RegistryCommand::Import { file, remote }) => {
             crate::client::import(&file, &remote).await
         }

@@ -440,17 +440,19 @@ impl Engine {
         let offset = config.engine.registry_offset()?;
         let shard_total = shards.senders.len();
         let registry_checks = crate::schedule::run(
-            registry.clone(),
-            Duration::from_secs(config.engine.registry_check_s.max(1)),
-            stopping.clone(),
-            move |r: &Registry| {
-                crate::schedule::facts_by_shard(
-                    r,
-                    offset,
-                    |e| shard_of(e, shard_total),
-                    shard_total,
-                )
+            crate::schedule::Schedule {
+                registry: registry.clone(),
+                store: dyn_store.clone(),
+                sql: QueryOptions {
+                    timeout: Duration::from_secs(config.engine.sql_timeout_s),
+                    ..QueryOptions::default()
+                },
+                clock: clock.clone(),
+                offset,
+                every: Duration::from_secs(config.engine.registry_check_s.max(1)),
             },
+            stopping.clone(),
+            move |e| shard_of(e, shard_total),
             shards.senders.to_vec(),
             ShardMsg::Registry,
         );

@@ -21,6 +21,7 @@ mod registry_tables;
 mod replay;
 mod risk;
 mod schedule;
+mod sim;
 mod sql;
 mod webhooks;
 
@@ -37,7 +38,7 @@ fn main() -> anyhow::Result<()> {
     // quiet unless RUST_LOG asks for it (e.g. `RUST_LOG=info,rumqttd=info`).
     let default_filter = match cli.command {
         // The demo and the bench print what matters themselves.
-        cli::Command::Demo(_) | cli::Command::Bench(_) => "warn,rumqttd=off",
+        cli::Command::Demo(_) | cli::Command::Bench(_) | cli::Command::Sim(_) => "warn,rumqttd=off",
         _ => "info,rumqttd=off",
     };
     tracing_subscriber::fmt()

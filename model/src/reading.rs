@@ -194,6 +194,24 @@ pub struct FillingRecord {
     pub result: FillResult,
 }
 
+/// The maximum fill mass, kg, of an LPG cylinder model (GB 5842 YSP
+/// series): YSP12 5.0 kg, YSP35.5 14.9 kg, YSP118 49.5 kg. A registry
+/// `max_fill_kg` above it is a mistake the registry import warns about and
+/// `filling.overfill` does not follow.
+pub fn lpg_max_fill_kg(model: &str) -> Option<f64> {
+    const TABLE: &[(&str, f64)] = &[("YSP12", 5.0), ("YSP35.5", 14.9), ("YSP118", 49.5)];
+    TABLE
+        .iter()
+        .find(|(m, _)| m.eq_ignore_ascii_case(model.trim()))
+        .map(|(_, kg)| *kg)
+}
+
+/// The `event` code a ride's controller (or the operator's console) sends,
+/// `active: true`, when the day's trial run and safety check are done
+/// (`ride.no_daily_check`). It is a record, not a fault:
+/// `elevator.controller_fault` ignores it.
+pub const DAILY_CHECK_CODE: &str = "daily_check";
+
 /// A fault or event code the controller reports itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControllerEvent {

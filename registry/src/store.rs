@@ -1009,6 +1009,21 @@ pub(crate) fn apply(
             ));
         }
     }
+    for (i, c) in cylinders.iter().enumerate() {
+        if let Some(table) = vigil_model::reading::lpg_max_fill_kg(&c.model)
+            && c.max_fill_kg > table
+        {
+            let at = if indexed {
+                format!("cylinders[{i}] ({:?})", c.cylinder_code.as_str())
+            } else {
+                format!("cylinder {:?}", c.cylinder_code.as_str())
+            };
+            report.warnings.push(format!(
+                "{at}: max_fill_kg {} is above the {} limit of {table} kg (GB 5842); filling.overfill uses {table} kg",
+                c.max_fill_kg, c.model
+            ));
+        }
+    }
     let c = &mut report.counts;
     let owner_ids = merge(data, owners, &mut c.owners);
     let maintainer_ids = merge(data, maintainers, &mut c.maintainers);

@@ -677,6 +677,24 @@ fn import_doc_parses_from_json_with_paths() {
 }
 
 #[test]
+fn a_max_fill_above_the_lpg_model_table_is_imported_with_a_warning() {
+    let reg = Registry::in_memory();
+    let mut d = example_json();
+    d["cylinders"][0]["model"] = json!("YSP35.5");
+    d["cylinders"][0]["max_fill_kg"] = json!(15.5);
+    let report = reg.import(doc(&d)).unwrap();
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    let w = &report.warnings[0];
+    assert!(
+        w.contains("cylinders[0]") && w.contains("15.5") && w.contains("14.9"),
+        "{w}"
+    );
+    // The table's own value, or less, is fine.
+    d["cylinders"][0]["max_fill_kg"] = json!(14.9);
+    assert!(reg.import(doc(&d)).unwrap().warnings.is_empty());
+}
+
+#[test]
 fn revocations_and_file_modes_survive_a_restart() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

@@ -216,9 +216,11 @@ impl RuleEngine {
             dev.rebase(reading.ts);
             self.each_on_device(dix, time, &mut out, |f, cx| f.on_rebase(cx, reading.ts));
         } else if stream_latest.is_some_and(|latest| reading.ts < latest) {
-            // A late message (a spool emptied out of order): its moment has
-            // passed and evaluating it would rewind the rules' state.
-            debug!(device = %dev_id, seq = reading.seq, ts = reading.ts, "Reading older than the device's latest; not evaluated by rules.");
+            // A late message (overtaken by newer ones): it cannot become the
+            // latest, which would rewind the rules' state; what it decides
+            // on its own is judged at its own time.
+            debug!(device = %dev_id, seq = reading.seq, ts = reading.ts, "Reading older than the device's latest; judged on its own.");
+            self.each_on_device(dix, time, &mut out, |f, cx| f.on_late(cx, &msg));
             return out;
         }
         let dev = &mut self.world.devices[dix];
@@ -283,7 +285,8 @@ impl RuleEngine {
                     self.each_on_equipment(eix, time, &mut changes, |fam, cx| {
                         fam.on_registry(cx, Some(f), None)
                     });
-                    if changes.is_empty() {
+                    let kept = self.families.iter().any(|(_, fam)| fam.holds_state(eix));
+                    if changes.is_empty() && !kept {
                         self.world.equipment.pop();
                     } else {
                         self.world.equipment_ix.insert(id.clone(), eix);

@@ -40,7 +40,7 @@ pub(crate) mod rides;
 pub(crate) mod video;
 
 pub use filling::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts};
-pub use registry::RegistryFacts;
+pub use registry::{MaintenanceFacts, RegistryFacts, Telemetry, UNVERIFIED_WINDOW_MS};
 
 /// Every family, in the order the engine calls their hooks (and `vigil
 /// rules list` lists their rules). Order matters twice: liveness comes
@@ -91,6 +91,11 @@ pub(crate) trait Family: Send {
     /// A reading to evaluate, now the device's latest of its stream.
     fn on_message(&mut self, _cx: &mut DevCx<'_>, _msg: &Msg<'_>) {}
 
+    /// A late reading: older than the latest its stream evaluated, so it
+    /// cannot become the device's latest. Families judge what the reading
+    /// alone decides, at its own time ([`DevCx::fire_late`]).
+    fn on_late(&mut self, _cx: &mut DevCx<'_>, _msg: &Msg<'_>) {}
+
     /// The wall clock moved on; the device's clock is `tick.device_now`.
     fn on_device_tick(&mut self, _cx: &mut DevCx<'_>, _tick: &DeviceTick) {}
 
@@ -105,6 +110,12 @@ pub(crate) trait Family: Send {
         _facts: Option<&RegistryFacts>,
         _heard: Option<EpochMs>,
     ) {
+    }
+
+    /// Whether it keeps state of equipment `eq` (the engine keeps equipment
+    /// that a registry check gave state, even without an alarm).
+    fn holds_state(&self, _eq: EqIx) -> bool {
+        false
     }
 
     /// A person resolved this family's alarm `rule` (already cleared).
@@ -410,6 +421,41 @@ impl DevCx<'_> {
     fn fire_here(&mut self, fire: Fire, holder: bool) {
         let cx = &mut self.cx;
         cx.book.fire(cx.eq, fire, &self.dev.id, holder, cx.out);
+    }
+
+    /// A late reading at device time `at` satisfies `rule` on its own (a
+    /// point condition: no `for`, no earlier samples needed). `run` is the
+    /// time of the device's previous late reading that satisfied the rule:
+    /// one less than the clear period from it continues its occurrence. One that belongs to the open
+    /// alarm's episode (no earlier than its `raised_at` − clear period)
+    /// changes nothing; else the rule fires at `at`: a repeat of the open
+    /// alarm, or a new alarm stamped `at` that nobody holds, which the
+    /// device's live condition adopts at its next evaluation (and clears a
+    /// clear period after it is false), as after a restart.
+    pub fn fire_late(
+        &mut self,
+        rule: impl Into<Local>,
+        run: &mut Option<EpochMs>,
+        p: &Params,
+        at: EpochMs,
+        details: Value,
+    ) -> bool {
+        let rule = rule.into();
+        let gap = p.clear_ms.max(1_000);
+        let same_run = run.is_some_and(|last| (at - last).abs() < gap);
+        *run = Some(at);
+        if same_run {
+            return false;
+        }
+        if self
+            .slot(rule)
+            .is_some_and(|s| at >= s.alarm.raised_at - gap)
+        {
+            return false;
+        }
+        let fire = self.cx.firing(rule, p.severity, at, details);
+        self.fire_here(fire, false);
+        true
     }
 
     /// [`Cx::quiet_period`] of each of `rules`, whose last qualifying

@@ -40,11 +40,12 @@ mod machine;
 mod ride;
 mod run;
 mod scale;
+pub mod scenario;
 mod wire;
 
 pub use elevator::FaultKind;
 pub use error::SimError;
 pub use fleet::{Fleet, FleetConfig, PlannedFault};
-pub use load::{LoadConfig, LoadReport, load};
+pub use load::{LoadConfig, LoadErrors, LoadReport, load};
 pub use machine::{Emitted, Machine, MachineKind};
 pub use run::{SimSnapshot, SimStats, run};

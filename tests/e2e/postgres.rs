@@ -15,6 +15,8 @@ pub fn store_url() -> Option<String> {
 
 #[path = "bad_input.rs"]
 mod bad_input;
+#[path = "claims.rs"]
+mod claims;
 #[path = "crash.rs"]
 mod crash;
 #[path = "dashboards.rs"]
@@ -27,10 +29,10 @@ mod elevator_rules;
 mod filling;
 #[path = "fleet.rs"]
 mod fleet;
-#[path = "people.rs"]
-mod people;
 #[path = "hostile_sql.rs"]
 mod hostile_sql;
+#[path = "people.rs"]
+mod people;
 #[path = "replay.rs"]
 mod replay;
 #[path = "risk.rs"]

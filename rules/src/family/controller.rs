@@ -97,7 +97,10 @@ impl Family for Controller {
     fn on_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
         if let Payload::Event(ev) = msg.payload {
             self.timer(cx, msg.ts);
-            self.on_event(cx, ev, msg.ts);
+            // A ride's daily-check record is not a fault (ride.no_daily_check).
+            if ev.code != vigil_model::reading::DAILY_CHECK_CODE {
+                self.on_event(cx, ev, msg.ts);
+            }
         }
     }
 

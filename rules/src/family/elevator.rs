@@ -183,6 +183,8 @@ pub(crate) struct Elevator {
 #[derive(Debug, Default)]
 struct ElevatorDevice {
     trackers: [Tracker; Rule::ALL.len()],
+    /// Per rule, the latest late sample that satisfied it on its own.
+    late: [Option<EpochMs>; Rule::ALL.len()],
     aux: ElevatorAux,
     geo: Geometry,
     /// Some period is running: `tick` must re-evaluate the last sample.
@@ -230,6 +232,45 @@ impl Family for Elevator {
         if tick.everything || self.devices.get(cx.ix).is_some_and(|d| d.busy) {
             self.evaluate(cx, tick.device_now);
         }
+    }
+
+    /// A late sample: the point rules (a condition of this sample alone,
+    /// `for` 0, and the limit-switch clause of overtravel) at its time.
+    fn on_late(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
+        let Payload::Elevator(sample) = msg.payload else {
+            return;
+        };
+        let tuning = cx.tuning();
+        let registry = std::sync::Arc::clone(&cx.eq.registry);
+        let geo = Geometry::of(msg.ctx);
+        let d = self.devices.at(cx.ix);
+        let mut fired = false;
+        for (&rule, run) in Rule::ALL.iter().zip(d.late.iter_mut()) {
+            let p = tuning.of(rule);
+            if !p.enabled || p.for_ms != 0 {
+                continue;
+            }
+            let holds = match (&CONDITIONS[rule as usize], rule) {
+                (Some(c), _) => c.holds(Sample::Elevator(sample), &registry, p),
+                (None, Rule::OvertravelTop) => sample.limit == Limit::Top,
+                (None, Rule::OvertravelBottom) => sample.limit == Limit::Bottom,
+                _ => false,
+            };
+            if !holds {
+                continue;
+            }
+            // The sample alone: its own run starts and ends at its time.
+            let mut aux = ElevatorAux::default();
+            aux.observe(sample, &geo, msg.ts);
+            let details = details(rule, sample, &geo, p, &aux, msg.ts, msg.ts);
+            if cx.fire_late(rule, run, p, msg.ts, details) {
+                cx.count_fault(rule, p.severity, msg.ts);
+                fired = true;
+            }
+        }
+        // The live condition adopts a late alarm at its next evaluation;
+        // a silent device's tick must come by.
+        d.busy |= fired;
     }
 
     fn on_release(&mut self, _cx: &mut Cx<'_>, dev: DevIx, _id: &DeviceId, _at: EpochMs) {

@@ -184,6 +184,17 @@ impl Family for Video {
         self.timer(cx, tick.device_now);
     }
 
+    /// A late event is an incident like any other, at its own time; it
+    /// raises (or repeats) and its quiet period ends `clear_s` after it.
+    /// An occlusion report is not: a run of reports needs their order.
+    fn on_late(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
+        if let Payload::Video(ev) = msg.payload
+            && ev.event != VideoKind::CameraOccluded
+        {
+            self.on_event(cx, ev, msg.ts);
+        }
+    }
+
     /// Resolved by a person: the next qualifying event raises a new alarm;
     /// an occlusion must last `for_s` again from its next report.
     fn on_resolve(&mut self, cx: &mut Cx<'_>, rule: Local, _alarm: &Alarm) {
