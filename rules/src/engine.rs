@@ -381,9 +381,7 @@ impl RuleEngine {
         let (eix, key) = self.open_alarm(id)?;
         let eq = &mut self.world.equipment[eix];
         let slot = eq
-            .slots
-            .get_mut(key.index())
-            .and_then(Option::take)
+            .take_slot(key)
             .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?;
         eq.set_cleared_at(key, now);
         let mut a = slot.alarm;
@@ -401,9 +399,11 @@ impl RuleEngine {
         let owner = self.family_of(key);
         let (base, family) = &mut self.families[owner];
         let mut ignored = Vec::new();
+        let params = Arc::clone(&self.world.equipment[eix].params);
         let mut cx = Cx {
             book: &mut self.world.book,
             eq: &mut self.world.equipment[eix],
+            params: &params,
             out: &mut ignored,
             now,
             local_offset_ms: self.local_offset_ms,
@@ -421,7 +421,7 @@ impl RuleEngine {
         self.world
             .equipment
             .iter()
-            .flat_map(|eq| eq.slots.iter().flatten().map(|slot| &slot.alarm))
+            .flat_map(|eq| eq.slots.iter().map(|slot| &slot.alarm))
     }
 
     /// Takes a new configuration. Open alarms keep their severity until
@@ -510,14 +510,12 @@ impl RuleEngine {
         info!(device = %id, from = %self.world.equipment[old].binding.equipment_id, "Device bound to other equipment; its rule state starts afresh.");
         // Per-device conditions, built in and defined, hold alarms.
         let eq = &mut self.world.equipment[old];
-        let held: Vec<usize> = (eq.slots.iter().enumerate())
-            .filter(|(_, slot)| slot.as_ref().is_some_and(|s| s.holders.contains(&id)))
-            .map(|(i, _)| i)
+        let held: Vec<Key> = (eq.slots.iter())
+            .filter(|slot| slot.holders.contains(&dix))
+            .map(|slot| slot.key)
             .collect();
-        for index in held {
-            self.world
-                .book
-                .release(eq, Key::from_index(index), &id, ts, out);
+        for key in held {
+            self.world.book.release(eq, key, dix, ts, out);
         }
         let time = (ts, self.local_offset_ms);
         self.each_on_equipment(old, time, out, |f, cx| f.on_release(cx, dix, &id, ts));
@@ -533,11 +531,14 @@ impl RuleEngine {
     ) {
         let dev = &mut self.world.devices[dix];
         let eq = &mut self.world.equipment[dev.eq];
+        // Hooks do not resolve parameters again: one set for every family.
+        let params = Arc::clone(&eq.params);
         for (base, family) in &mut self.families {
             let mut cx = DevCx {
                 cx: Cx {
                     book: &mut self.world.book,
                     eq,
+                    params: &params,
                     out,
                     now,
                     local_offset_ms,
@@ -559,10 +560,12 @@ impl RuleEngine {
         mut hook: impl FnMut(&mut dyn Family, &mut Cx<'_>),
     ) {
         let eq = &mut self.world.equipment[eix];
+        let params = Arc::clone(&eq.params);
         for (base, family) in &mut self.families {
             let mut cx = Cx {
                 book: &mut self.world.book,
                 eq,
+                params: &params,
                 out,
                 now,
                 local_offset_ms,
@@ -634,6 +637,5 @@ impl Resolver {
             }
         };
         eq.params_gen = self.generation;
-        eq.grow(eq.params.len());
     }
 }

@@ -211,6 +211,9 @@ pub(crate) struct DeviceTick {
 pub(crate) struct Cx<'a> {
     pub book: &'a mut Book,
     pub eq: &'a mut EquipmentCore,
+    /// The equipment's resolved parameters (`eq.params`, held apart so
+    /// that reading them does not borrow the context).
+    pub params: &'a ParamSet,
     pub out: &'a mut Vec<Alarm>,
     /// Engine (wall) time of the call.
     pub now: EpochMs,
@@ -241,19 +244,20 @@ impl DerefMut for DevCx<'_> {
 }
 
 /// The parameters of one family's rules for one piece of equipment.
-pub(crate) struct Tuning {
-    set: Arc<ParamSet>,
+#[derive(Clone, Copy)]
+pub(crate) struct Tuning<'a> {
+    set: &'a ParamSet,
     base: usize,
 }
 
-impl Tuning {
-    pub fn of(&self, rule: impl Into<Local>) -> &Params {
+impl<'a> Tuning<'a> {
+    pub fn of(&self, rule: impl Into<Local>) -> &'a Params {
         self.set
             .get(Key::from_index(self.base + rule.into().index()))
     }
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
     pub fn key(&self, rule: impl Into<Local>) -> Key {
         Key::from_index(self.base + rule.into().index())
     }
@@ -266,9 +270,9 @@ impl Cx<'_> {
 
     /// The equipment's resolved parameters of this family's rules (shared:
     /// holding them does not borrow the context).
-    pub fn tuning(&self) -> Tuning {
+    pub fn tuning(&self) -> Tuning<'a> {
         Tuning {
-            set: Arc::clone(&self.eq.params),
+            set: self.params,
             base: self.base,
         }
     }
@@ -292,7 +296,7 @@ impl Cx<'_> {
         details: Value,
     ) {
         let fire = self.firing(rule, severity, at, details);
-        self.book.fire(self.eq, fire, by, false, self.out);
+        self.book.fire(self.eq, fire, by, None, self.out);
     }
 
     fn firing(
@@ -420,6 +424,7 @@ impl DevCx<'_> {
 
     fn fire_here(&mut self, fire: Fire, holder: bool) {
         let cx = &mut self.cx;
+        let holder = holder.then_some(self.ix);
         cx.book.fire(cx.eq, fire, &self.dev.id, holder, cx.out);
     }
 
@@ -476,7 +481,7 @@ impl DevCx<'_> {
     pub fn release_mine(&mut self, rule: impl Into<Local>, at: EpochMs) {
         let key = self.cx.key(rule);
         let cx = &mut self.cx;
-        cx.book.release(cx.eq, key, &self.dev.id, at, cx.out);
+        cx.book.release(cx.eq, key, self.ix, at, cx.out);
     }
 
     /// An occurrence of `rule` on this device at `at` with `severity`:
@@ -502,7 +507,7 @@ impl DevCx<'_> {
         let rule = rule.into();
         let followed = self
             .slot(rule)
-            .is_some_and(|s| s.holders.contains(&self.dev.id));
+            .is_some_and(|s| s.holders.contains(&self.ix));
         if (tr.held && !followed) || !enabled {
             *tr = Tracker::default();
         }
@@ -531,7 +536,7 @@ impl DevCx<'_> {
             && slot.holders.is_empty()
         {
             tr.adopt(due.is_some(), t);
-            slot.holders.push(self.dev.id.clone());
+            slot.holders.push(self.ix);
         }
         match tr.step(due, t, p.clear_ms) {
             Step::Fire(at) => {
@@ -546,7 +551,7 @@ impl DevCx<'_> {
             }
             Step::Release(at) => {
                 let cx = &mut self.cx;
-                cx.book.release(cx.eq, key, &self.dev.id, at, cx.out);
+                cx.book.release(cx.eq, key, self.ix, at, cx.out);
                 None
             }
             Step::Idle => None,

@@ -101,7 +101,7 @@ pub(super) fn escalate(
 ) {
     for eq in equipment.iter_mut() {
         let clock = eq.clock.unwrap_or(now);
-        for slot in eq.slots.iter_mut().flatten() {
+        for slot in &mut eq.slots {
             let a = &mut slot.alarm;
             if a.state != AlarmState::Active || is_escalated(&a.details) {
                 continue;

@@ -215,10 +215,10 @@ pub(crate) struct EquipmentCore {
     pub binding: Binding,
     pub params: Arc<ParamSet>,
     pub params_gen: u64,
-    /// The open alarm of each rule, by [`Key`]: built-in rules, then
-    /// defined ones (grown when a configuration defines more). Boxed: most
-    /// are empty.
-    pub slots: Vec<Option<Box<Slot>>>,
+    /// The open alarms, by [`Key`] ascending: built-in rules, then defined
+    /// ones. Most equipment has none or a few of its rules' alarms open, so
+    /// a short list beats a place for each rule.
+    pub slots: Vec<Slot>,
     /// When each defined rule's last alarm here cleared (cool-down), by
     /// defined index.
     pub defined_cleared_at: Vec<Option<EpochMs>>,
@@ -235,13 +235,12 @@ pub(crate) struct EquipmentCore {
 
 impl EquipmentCore {
     pub fn new(ix: EqIx, binding: Binding, params: Arc<ParamSet>) -> EquipmentCore {
-        let slots = (0..params.len()).map(|_| None).collect();
         EquipmentCore {
             ix,
             binding,
             params,
             params_gen: STALE,
-            slots,
+            slots: Vec::new(),
             defined_cleared_at: Vec::new(),
             clock: None,
             registry: Arc::default(),
@@ -260,17 +259,27 @@ impl EquipmentCore {
     }
 
     pub fn slot(&self, key: Key) -> Option<&Slot> {
-        self.slots.get(key.index())?.as_deref()
+        self.slots.iter().find(|s| s.key == key)
     }
 
     pub fn slot_mut(&mut self, key: Key) -> Option<&mut Slot> {
-        self.slots.get_mut(key.index())?.as_deref_mut()
+        self.slots.iter_mut().find(|s| s.key == key)
     }
 
-    /// Makes room for every rule slot up to `count` (defined rules added).
-    pub fn grow(&mut self, count: usize) {
-        if self.slots.len() < count {
-            self.slots.resize_with(count, || None);
+    /// Takes `key`'s open alarm out (it is no longer open here).
+    pub fn take_slot(&mut self, key: Key) -> Option<Slot> {
+        let i = self.slots.iter().position(|s| s.key == key)?;
+        Some(self.slots.remove(i))
+    }
+
+    /// `slot` is its rule's open alarm now; returns the one it replaces.
+    pub fn put_slot(&mut self, slot: Slot) -> Option<Slot> {
+        match self.slots.binary_search_by_key(&slot.key, |s| s.key) {
+            Ok(i) => Some(std::mem::replace(&mut self.slots[i], slot)),
+            Err(i) => {
+                self.slots.insert(i, slot);
+                None
+            }
         }
     }
 
