@@ -643,7 +643,16 @@ mod tests {
         for bits in (0..u32::MAX).step_by(4099) {
             check(f32::from_bits(bits));
         }
-        for x in [0.0, -0.0, 0.5, 0.1, 1e-3, 8_388_607.5, f32::MAX, f32::MIN_POSITIVE] {
+        for x in [
+            0.0,
+            -0.0,
+            0.5,
+            0.1,
+            1e-3,
+            8_388_607.5,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+        ] {
             check(x);
         }
     }

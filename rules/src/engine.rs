@@ -9,7 +9,10 @@ mod restore;
 pub(crate) mod state;
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use serde_json::{Map, Value};
 
 use tracing::{debug, info, warn};
 use vigil_model::{
@@ -53,6 +56,45 @@ struct World {
     devices: Vec<DeviceCore>,
     equipment_ix: HashMap<EquipmentId, EqIx>,
     equipment: Vec<EquipmentCore>,
+    registries: Registries,
+}
+
+/// The registry `params` of every equipment, one copy of each distinct
+/// set: equipment of one model share theirs (floors, rated speed, …), and
+/// a copy per equipment was most of its rule state.
+#[derive(Default)]
+struct Registries {
+    /// By a hash of the parameters' JSON text.
+    by_hash: HashMap<u64, Vec<Arc<Map<String, Value>>>>,
+    /// Sets kept when sets no equipment uses were last dropped.
+    kept: usize,
+}
+
+impl Registries {
+    /// The shared copy of `params` (made if none is equal). Called only
+    /// when an equipment's parameters change.
+    fn intern(&mut self, params: &Map<String, Value>) -> Arc<Map<String, Value>> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        serde_json::to_string(params)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        let same = self.by_hash.entry(hasher.finish()).or_default();
+        if let Some(found) = same.iter().find(|p| ***p == *params) {
+            return Arc::clone(found);
+        }
+        let made = Arc::new(params.clone());
+        same.push(Arc::clone(&made));
+        let count = self.by_hash.len();
+        if count > 2 * self.kept.max(512) {
+            // Sets only this table holds belong to no equipment any more.
+            for sets in self.by_hash.values_mut() {
+                sets.retain(|p| Arc::strong_count(p) > 1);
+            }
+            self.by_hash.retain(|_, sets| !sets.is_empty());
+            self.kept = self.by_hash.len();
+        }
+        made
+    }
 }
 
 impl RuleEngine {
@@ -87,6 +129,7 @@ impl RuleEngine {
                 devices: Vec::new(),
                 equipment_ix: HashMap::new(),
                 equipment: Vec::new(),
+                registries: Registries::default(),
             },
             retick_all: false,
             local_offset_ms: 0,
@@ -119,18 +162,18 @@ impl RuleEngine {
         if self.world.device_ix.contains_key(device) {
             return;
         }
-        let eix = self.equipment_of(&ctx.binding);
+        let eix = self.equipment_of(&ctx.binding, None);
         let eq = &mut self.world.equipment[eix];
         if *eq.registry != ctx.params {
             // Liveness reads the ride's operating hours from it.
-            eq.registry = Arc::new(ctx.params.clone());
+            eq.registry = self.world.registries.intern(&ctx.params);
         }
         let mut dev = DeviceCore::silent(device.clone(), eix, last_seen);
         dev.report_interval_s = ctx.report_interval_s;
         self.world
             .device_ix
             .insert(device.clone(), self.world.devices.len());
-        self.world.devices.push(dev);
+        crate::family::push_modestly(&mut self.world.devices, dev);
     }
 
     /// Evaluates one accepted reading, in arrival order. `now` is the engine
@@ -168,9 +211,10 @@ impl RuleEngine {
     ) -> Vec<Alarm> {
         let mut out = Vec::new();
         let dev_id = &reading.device_id;
-        let eix = self.equipment_of(&ctx.binding);
-        let dix = match self.world.device_ix.get(dev_id) {
-            Some(&dix) => {
+        let known = self.world.device_ix.get(dev_id).copied();
+        let eix = self.equipment_of(&ctx.binding, known.map(|dix| self.world.devices[dix].eq));
+        let dix = match known {
+            Some(dix) => {
                 if self.world.devices[dix].eq != eix {
                     self.unbind(dix, reading.ts, &mut out);
                     self.world.devices[dix] = DeviceCore::new(dev_id.clone(), eix, reading, now);
@@ -181,7 +225,7 @@ impl RuleEngine {
                 let dix = self.world.devices.len();
                 self.world.device_ix.insert(dev_id.clone(), dix);
                 let dev = DeviceCore::new(dev_id.clone(), eix, reading, now);
-                self.world.devices.push(dev);
+                crate::family::push_modestly(&mut self.world.devices, dev);
                 dix
             }
         };
@@ -190,7 +234,7 @@ impl RuleEngine {
         dev.last_received = dev.last_received.max(now);
         let eq = &mut self.world.equipment[eix];
         if *eq.registry != ctx.params {
-            eq.registry = Arc::new(ctx.params.clone());
+            eq.registry = self.world.registries.intern(&ctx.params);
         }
         let msg = Msg {
             payload: &reading.payload,
@@ -279,7 +323,7 @@ impl RuleEngine {
                     // Equipment without state gets some only if a rule raises.
                     let eix = self.world.equipment.len();
                     let eq = EquipmentCore::new(eix, f.binding.clone(), self.resolver.defaults());
-                    self.world.equipment.push(eq);
+                    crate::family::push_modestly(&mut self.world.equipment, eq);
                     self.resolver.refresh(&mut self.world.equipment[eix]);
                     let mut changes = Vec::new();
                     self.each_on_equipment(eix, time, &mut changes, |fam, cx| {
@@ -482,20 +526,24 @@ impl RuleEngine {
     }
 
     /// The equipment of `binding`, made (or rebound) and with its
-    /// parameters current.
-    fn equipment_of(&mut self, binding: &Binding) -> EqIx {
-        let eix = match self.world.equipment_ix.get(&binding.equipment_id) {
-            Some(&eix) => eix,
-            None => {
-                let eix = self.world.equipment.len();
-                let eq = EquipmentCore::new(eix, binding.clone(), self.resolver.defaults());
-                self.world.equipment.push(eq);
-                self.world
-                    .equipment_ix
-                    .insert(binding.equipment_id.clone(), eix);
-                eix
-            }
-        };
+    /// parameters current. `hint`: the equipment the device was bound to,
+    /// most likely the same one (no lookup by id then).
+    fn equipment_of(&mut self, binding: &Binding, hint: Option<EqIx>) -> EqIx {
+        let hinted = hint
+            .filter(|&eix| self.world.equipment[eix].binding.equipment_id == binding.equipment_id);
+        let eix =
+            match hinted.or_else(|| self.world.equipment_ix.get(&binding.equipment_id).copied()) {
+                Some(eix) => eix,
+                None => {
+                    let eix = self.world.equipment.len();
+                    let eq = EquipmentCore::new(eix, binding.clone(), self.resolver.defaults());
+                    crate::family::push_modestly(&mut self.world.equipment, eq);
+                    self.world
+                        .equipment_ix
+                        .insert(binding.equipment_id.clone(), eix);
+                    eix
+                }
+            };
         let eq = &mut self.world.equipment[eix];
         eq.rebind(binding);
         self.resolver.refresh(eq);

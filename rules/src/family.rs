@@ -16,6 +16,7 @@
 //! list it in [`all`].
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -577,6 +578,7 @@ impl<T: Default> Dense<T> {
 
     pub fn at(&mut self, ix: usize) -> &mut T {
         if self.0.len() <= ix {
+            reserve_modestly(&mut self.0, ix + 1);
             self.0.resize_with(ix + 1, T::default);
         }
         &mut self.0[ix]
@@ -594,9 +596,53 @@ impl<T: Default> Dense<T> {
     }
 }
 
+/// Makes room in `v` for `len` items, growing by an eighth rather than
+/// doubling: these vectors hold state for every device, and half of a
+/// doubled one would stay empty on average.
+pub(crate) fn reserve_modestly<T>(v: &mut Vec<T>, len: usize) {
+    if v.capacity() < len {
+        let more = (len - v.len()).max(v.len() / 8).max(16);
+        v.reserve_exact(more);
+    }
+}
+
+/// Pushes `item`, growing `v` as [`reserve_modestly`] does.
+pub(crate) fn push_modestly<T>(v: &mut Vec<T>, item: T) {
+    reserve_modestly(v, v.len() + 1);
+    v.push(item);
+}
+
 /// A family's state of the few devices or pieces of equipment that need
 /// any (cameras, stations, rides), by the engine's index.
-pub(crate) type Sparse<T> = HashMap<usize, T>;
+pub(crate) type Sparse<T> = HashMap<usize, T, BuildHasherDefault<IndexHasher>>;
+
+/// Hashes the engine's own dense indices (never a peer's input, so no
+/// seed is needed against collisions made on purpose): a multiply spreads
+/// consecutive indices over the table, where SipHash took longer than
+/// the family's work on most ticks.
+#[derive(Default)]
+pub(crate) struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        // Fibonacci hashing; the table uses the high bits too.
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// `"HH:MM-HH:MM"` in local time (may wrap midnight) as minutes since
 /// midnight; anything else, or a zero-length span, is taken as always

@@ -13,17 +13,29 @@ use crate::catalogue::{Key, ParamSet};
 use crate::family::EqIx;
 
 /// One rule's condition over time, for one device (or one equipment for
-/// equipment-level rules). Times are device time.
+/// equipment-level rules). Times are device time. Kept for every rule of
+/// every device, so it is small: a run of "condition true" and a run of
+/// "condition false while holding an alarm" never overlap, and share one
+/// start time.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tracker {
-    /// Start of the current run of "condition true".
-    pub true_since: Option<EpochMs>,
+    /// Start of the current run (of `run`).
+    since: EpochMs,
+    run: Run,
     /// The current true run has already fired (one occurrence per run).
     pub fired: bool,
-    /// Start of the current run of "condition false" while holding an alarm.
-    pub false_since: Option<EpochMs>,
     /// This tracker keeps its alarm open.
     pub held: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Run {
+    #[default]
+    None,
+    /// The condition is true since `since`.
+    True,
+    /// The condition is false since `since`, while holding an alarm.
+    False,
 }
 
 pub(crate) enum Step {
@@ -35,13 +47,21 @@ pub(crate) enum Step {
 }
 
 impl Tracker {
+    /// Start of the current run of "condition true".
+    pub fn true_since(&self) -> Option<EpochMs> {
+        (self.run == Run::True).then_some(self.since)
+    }
+
     /// Advances to device time `t`. `due` is `None` when the condition is
     /// false, else the device time at which it qualifies (start + `for`).
     pub fn step(&mut self, due: Option<EpochMs>, t: EpochMs, clear_ms: i64) -> Step {
         match due {
             Some(due) => {
-                self.false_since = None;
-                let start = *self.true_since.get_or_insert(t);
+                if self.run != Run::True {
+                    self.run = Run::True;
+                    self.since = t;
+                }
+                let start = self.since;
                 if !self.fired && t >= due {
                     self.fired = true;
                     self.held = true;
@@ -50,13 +70,19 @@ impl Tracker {
                 }
             }
             None => {
-                self.true_since = None;
+                if self.run == Run::True {
+                    self.run = Run::None;
+                }
                 self.fired = false;
                 if self.held {
-                    let since = *self.false_since.get_or_insert(t);
+                    if self.run != Run::False {
+                        self.run = Run::False;
+                        self.since = t;
+                    }
+                    let since = self.since;
                     if t.saturating_sub(since) >= clear_ms {
                         self.held = false;
-                        self.false_since = None;
+                        self.run = Run::None;
                         return Step::Release(since + clear_ms);
                     }
                 }
@@ -68,24 +94,24 @@ impl Tracker {
     /// Whether a later clock alone can change the outcome (a `for` or a
     /// clear period is running), so `tick` must look at it.
     pub fn pending(&self) -> bool {
-        (self.true_since.is_some() && !self.fired) || (self.held && self.false_since.is_some())
+        match self.run {
+            Run::True => !self.fired,
+            Run::False => self.held,
+            Run::None => false,
+        }
     }
 
     /// Neither the condition nor its clear condition holds: the open alarm
     /// stays, the current run (if any) ends without a new occurrence.
     pub fn pause(&mut self) {
-        self.true_since = None;
+        self.run = Run::None;
         self.fired = false;
-        self.false_since = None;
     }
 
     /// The device clock stepped back to `t`: measure running periods from `t`.
     pub fn rebase(&mut self, t: EpochMs) {
-        for since in [&mut self.true_since, &mut self.false_since]
-            .into_iter()
-            .flatten()
-        {
-            *since = (*since).min(t);
+        if self.run != Run::None {
+            self.since = self.since.min(t);
         }
     }
 
@@ -95,7 +121,8 @@ impl Tracker {
     pub fn adopt(&mut self, condition_holds: bool, t: EpochMs) {
         self.held = true;
         if condition_holds {
-            self.true_since = Some(t);
+            self.run = Run::True;
+            self.since = t;
             self.fired = true;
         }
     }

@@ -207,6 +207,12 @@ impl Controller {
     /// (only when `clear_s` > 0), or when the rule is disabled.
     fn timer(&mut self, cx: &mut Cx<'_>, t: EpochMs) {
         let rule = Rule::ControllerFault;
+        let idle = (self.equipment.get(cx.eq.ix))
+            .is_none_or(|a| a.codes.is_empty() && a.clear_since.is_none());
+        if idle && !cx.is_open(rule) {
+            // No code, no alarm: enabled or not, nothing to do.
+            return;
+        }
         let tuning = cx.tuning();
         let p = tuning.of(rule);
         if !p.enabled {

@@ -183,8 +183,9 @@ pub(crate) struct Elevator {
 #[derive(Debug, Default)]
 struct ElevatorDevice {
     trackers: [Tracker; Rule::ALL.len()],
-    /// Per rule, the latest late sample that satisfied it on its own.
-    late: [Option<EpochMs>; Rule::ALL.len()],
+    /// Per rule, the latest late sample that satisfied it on its own
+    /// (boxed: few devices ever send late samples).
+    late: Option<Box<[Option<EpochMs>; Rule::ALL.len()]>>,
     aux: ElevatorAux,
     geo: Geometry,
     /// Some period is running: `tick` must re-evaluate the last sample.
@@ -245,7 +246,8 @@ impl Family for Elevator {
         let geo = Geometry::of(msg.ctx);
         let d = self.devices.at(cx.ix);
         let mut fired = false;
-        for (&rule, run) in Rule::ALL.iter().zip(d.late.iter_mut()) {
+        let late = d.late.get_or_insert_with(Box::default);
+        for (&rule, run) in Rule::ALL.iter().zip(late.iter_mut()) {
             let p = tuning.of(rule);
             if !p.enabled || p.for_ms != 0 {
                 continue;
@@ -297,7 +299,7 @@ impl Elevator {
             if !cx.sync(rule, tr, p.enabled, t) {
                 continue;
             }
-            let run_start = tr.true_since.unwrap_or(t);
+            let run_start = tr.true_since().unwrap_or(t);
             let due = due_time(rule, &sample, &registry, p, &d.aux, run_start);
             let (geo, aux) = (&d.geo, &d.aux);
             let fired = cx.step(rule, tr, p, due, t, |at| {
