@@ -166,7 +166,7 @@ impl RuleEngine {
         let eq = &mut self.world.equipment[eix];
         if *eq.registry != ctx.params {
             // Liveness reads the ride's operating hours from it.
-            eq.registry = self.world.registries.intern(&ctx.params);
+            eq.set_registry(self.world.registries.intern(&ctx.params));
         }
         let mut dev = DeviceCore::silent(device.clone(), eix, last_seen);
         dev.report_interval_s = ctx.report_interval_s;
@@ -234,7 +234,7 @@ impl RuleEngine {
         dev.last_received = dev.last_received.max(now);
         let eq = &mut self.world.equipment[eix];
         if *eq.registry != ctx.params {
-            eq.registry = self.world.registries.intern(&ctx.params);
+            eq.set_registry(self.world.registries.intern(&ctx.params));
         }
         let msg = Msg {
             payload: &reading.payload,
@@ -685,5 +685,6 @@ impl Resolver {
             }
         };
         eq.params_gen = self.generation;
+        eq.inputs = eq.inputs.wrapping_add(1);
     }
 }

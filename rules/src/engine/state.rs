@@ -254,6 +254,10 @@ pub(crate) struct EquipmentCore {
     /// The registry's `params` of the equipment, as its latest reading
     /// came with them (`param.x` in conditions).
     pub registry: Arc<Map<String, Value>>,
+    /// Changes whenever `registry` or `params` is replaced: what a family
+    /// derives from both alone (a sample's conditions) stays valid while
+    /// it is the same.
+    pub inputs: u32,
     /// The latest ride sample's `state` from any of its devices (a ride
     /// camera's restraint events count only while it is running).
     pub ride_state: Option<RideState>,
@@ -271,6 +275,7 @@ impl EquipmentCore {
             defined_cleared_at: Vec::new(),
             clock: None,
             registry: Arc::default(),
+            inputs: 0,
             ride_state: None,
             faults: Faults::default(),
         }
@@ -278,6 +283,12 @@ impl EquipmentCore {
 
     /// The registry changed the equipment's owner, region or category:
     /// its parameters resolve again.
+    /// The registry's `params` of the equipment are now `registry`.
+    pub fn set_registry(&mut self, registry: Arc<Map<String, Value>>) {
+        self.registry = registry;
+        self.inputs = self.inputs.wrapping_add(1);
+    }
+
     pub fn rebind(&mut self, binding: &Binding) {
         if self.binding != *binding {
             self.binding = binding.clone();
