@@ -52,9 +52,10 @@ pub struct RuleEngine {
 /// Devices and equipment by dense index, and the alarm book.
 struct World {
     book: Book,
-    device_ix: HashMap<DeviceId, DevIx>,
+    /// Looked up on every reading: a fast hasher, seeded per process.
+    device_ix: HashMap<DeviceId, DevIx, foldhash::fast::RandomState>,
     devices: Vec<DeviceCore>,
-    equipment_ix: HashMap<EquipmentId, EqIx>,
+    equipment_ix: HashMap<EquipmentId, EqIx, foldhash::fast::RandomState>,
     equipment: Vec<EquipmentCore>,
     registries: Registries,
 }
@@ -125,9 +126,9 @@ impl RuleEngine {
             resolver: Resolver::new(RuleConfig::default()),
             world: World {
                 book: Book::new(ids),
-                device_ix: HashMap::new(),
+                device_ix: HashMap::default(),
                 devices: Vec::new(),
-                equipment_ix: HashMap::new(),
+                equipment_ix: HashMap::default(),
                 equipment: Vec::new(),
                 registries: Registries::default(),
             },

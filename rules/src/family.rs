@@ -596,6 +596,37 @@ impl<T: Default> Dense<T> {
     }
 }
 
+/// As [`Dense`], for state that few pieces of equipment or devices ever
+/// get (a controller's active codes, an offline list, an event rule's
+/// last event): a place for each index would cost every equipment.
+#[derive(Debug)]
+pub(crate) struct Few<T>(Sparse<T>);
+
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Few(Sparse::default())
+    }
+}
+
+impl<T: Default> Few<T> {
+    pub fn get(&self, ix: usize) -> Option<&T> {
+        self.0.get(&ix)
+    }
+
+    pub fn at(&mut self, ix: usize) -> &mut T {
+        self.0.entry(ix).or_default()
+    }
+
+    pub fn get_mut(&mut self, ix: usize) -> Option<&mut T> {
+        self.0.get_mut(&ix)
+    }
+
+    /// Forgets what was kept at `ix`.
+    pub fn reset(&mut self, ix: usize) {
+        self.0.remove(&ix);
+    }
+}
+
 /// Makes room in `v` for `len` items, growing by an eighth rather than
 /// doubling: these vectors hold state for every device, and half of a
 /// doubled one would stay empty on average.

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use vigil_model::reading::ControllerEvent;
 use vigil_model::{Alarm, EpochMs, Payload, Severity};
 
-use super::{Cx, Dense, DevCx, DeviceTick, Family, Local, Msg, rules};
+use super::{Cx, DevCx, DeviceTick, Family, Few, Local, Msg, rules};
 use crate::catalogue::{Clear, Codes, Decl, Key, Kind, Lit, Param, Params};
 
 rules! {
@@ -67,7 +67,7 @@ const DEFAULT_CODES: &[(&str, Severity, &str)] = &[
 /// The active codes of each equipment.
 #[derive(Default)]
 pub(crate) struct Controller {
-    equipment: Dense<Active>,
+    equipment: Few<Active>,
 }
 
 #[derive(Debug, Default)]

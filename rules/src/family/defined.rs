@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use vigil_model::{Alarm, DeviceId, EpochMs};
 
-use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Local, Msg};
+use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Local, Msg};
 use crate::catalogue::{Decl, Key};
 use crate::define::{Definition, Sample, Scope, Source};
 use crate::engine::state::Tracker;
@@ -23,7 +23,7 @@ pub(crate) struct Defined {
     rules: Vec<Option<Arc<Definition>>>,
     devices: Dense<DefinedDevice>,
     /// Event rules: the last matching event's time and device, by slot.
-    last: Dense<Vec<Option<(EpochMs, DeviceId)>>>,
+    last: Few<Vec<Option<(EpochMs, DeviceId)>>>,
 }
 
 #[derive(Debug, Default)]
