@@ -582,10 +582,6 @@ impl ParamSet {
     pub fn get(&self, key: Key) -> &Params {
         self.0.get(key.index()).unwrap_or(&DISABLED)
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 /// Every built-in rule in key order, found by id.

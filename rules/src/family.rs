@@ -16,6 +16,7 @@
 //! list it in [`all`].
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -211,6 +212,9 @@ pub(crate) struct DeviceTick {
 pub(crate) struct Cx<'a> {
     pub book: &'a mut Book,
     pub eq: &'a mut EquipmentCore,
+    /// The equipment's resolved parameters (`eq.params`, held apart so
+    /// that reading them does not borrow the context).
+    pub params: &'a ParamSet,
     pub out: &'a mut Vec<Alarm>,
     /// Engine (wall) time of the call.
     pub now: EpochMs,
@@ -241,19 +245,20 @@ impl DerefMut for DevCx<'_> {
 }
 
 /// The parameters of one family's rules for one piece of equipment.
-pub(crate) struct Tuning {
-    set: Arc<ParamSet>,
+#[derive(Clone, Copy)]
+pub(crate) struct Tuning<'a> {
+    set: &'a ParamSet,
     base: usize,
 }
 
-impl Tuning {
-    pub fn of(&self, rule: impl Into<Local>) -> &Params {
+impl<'a> Tuning<'a> {
+    pub fn of(&self, rule: impl Into<Local>) -> &'a Params {
         self.set
             .get(Key::from_index(self.base + rule.into().index()))
     }
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
     pub fn key(&self, rule: impl Into<Local>) -> Key {
         Key::from_index(self.base + rule.into().index())
     }
@@ -266,9 +271,9 @@ impl Cx<'_> {
 
     /// The equipment's resolved parameters of this family's rules (shared:
     /// holding them does not borrow the context).
-    pub fn tuning(&self) -> Tuning {
+    pub fn tuning(&self) -> Tuning<'a> {
         Tuning {
-            set: Arc::clone(&self.eq.params),
+            set: self.params,
             base: self.base,
         }
     }
@@ -292,7 +297,7 @@ impl Cx<'_> {
         details: Value,
     ) {
         let fire = self.firing(rule, severity, at, details);
-        self.book.fire(self.eq, fire, by, false, self.out);
+        self.book.fire(self.eq, fire, by, None, self.out);
     }
 
     fn firing(
@@ -420,6 +425,7 @@ impl DevCx<'_> {
 
     fn fire_here(&mut self, fire: Fire, holder: bool) {
         let cx = &mut self.cx;
+        let holder = holder.then_some(self.ix);
         cx.book.fire(cx.eq, fire, &self.dev.id, holder, cx.out);
     }
 
@@ -476,7 +482,7 @@ impl DevCx<'_> {
     pub fn release_mine(&mut self, rule: impl Into<Local>, at: EpochMs) {
         let key = self.cx.key(rule);
         let cx = &mut self.cx;
-        cx.book.release(cx.eq, key, &self.dev.id, at, cx.out);
+        cx.book.release(cx.eq, key, self.ix, at, cx.out);
     }
 
     /// An occurrence of `rule` on this device at `at` with `severity`:
@@ -502,7 +508,7 @@ impl DevCx<'_> {
         let rule = rule.into();
         let followed = self
             .slot(rule)
-            .is_some_and(|s| s.holders.contains(&self.dev.id));
+            .is_some_and(|s| s.holders.contains(&self.ix));
         if (tr.held && !followed) || !enabled {
             *tr = Tracker::default();
         }
@@ -531,7 +537,7 @@ impl DevCx<'_> {
             && slot.holders.is_empty()
         {
             tr.adopt(due.is_some(), t);
-            slot.holders.push(self.dev.id.clone());
+            slot.holders.push(self.ix);
         }
         match tr.step(due, t, p.clear_ms) {
             Step::Fire(at) => {
@@ -546,7 +552,7 @@ impl DevCx<'_> {
             }
             Step::Release(at) => {
                 let cx = &mut self.cx;
-                cx.book.release(cx.eq, key, &self.dev.id, at, cx.out);
+                cx.book.release(cx.eq, key, self.ix, at, cx.out);
                 None
             }
             Step::Idle => None,
@@ -572,6 +578,7 @@ impl<T: Default> Dense<T> {
 
     pub fn at(&mut self, ix: usize) -> &mut T {
         if self.0.len() <= ix {
+            reserve_modestly(&mut self.0, ix + 1);
             self.0.resize_with(ix + 1, T::default);
         }
         &mut self.0[ix]
@@ -589,9 +596,84 @@ impl<T: Default> Dense<T> {
     }
 }
 
+/// As [`Dense`], for state that few pieces of equipment or devices ever
+/// get (a controller's active codes, an offline list, an event rule's
+/// last event): a place for each index would cost every equipment.
+#[derive(Debug)]
+pub(crate) struct Few<T>(Sparse<T>);
+
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Few(Sparse::default())
+    }
+}
+
+impl<T: Default> Few<T> {
+    pub fn get(&self, ix: usize) -> Option<&T> {
+        self.0.get(&ix)
+    }
+
+    pub fn at(&mut self, ix: usize) -> &mut T {
+        self.0.entry(ix).or_default()
+    }
+
+    pub fn get_mut(&mut self, ix: usize) -> Option<&mut T> {
+        self.0.get_mut(&ix)
+    }
+
+    /// Forgets what was kept at `ix`.
+    pub fn reset(&mut self, ix: usize) {
+        self.0.remove(&ix);
+    }
+}
+
+/// Makes room in `v` for `len` items, growing by an eighth rather than
+/// doubling: these vectors hold state for every device, and half of a
+/// doubled one would stay empty on average.
+pub(crate) fn reserve_modestly<T>(v: &mut Vec<T>, len: usize) {
+    if v.capacity() < len {
+        let more = (len - v.len()).max(v.len() / 8).max(16);
+        v.reserve_exact(more);
+    }
+}
+
+/// Pushes `item`, growing `v` as [`reserve_modestly`] does.
+pub(crate) fn push_modestly<T>(v: &mut Vec<T>, item: T) {
+    reserve_modestly(v, v.len() + 1);
+    v.push(item);
+}
+
 /// A family's state of the few devices or pieces of equipment that need
 /// any (cameras, stations, rides), by the engine's index.
-pub(crate) type Sparse<T> = HashMap<usize, T>;
+pub(crate) type Sparse<T> = HashMap<usize, T, BuildHasherDefault<IndexHasher>>;
+
+/// Hashes the engine's own dense indices (never a peer's input, so no
+/// seed is needed against collisions made on purpose): a multiply spreads
+/// consecutive indices over the table, where SipHash took longer than
+/// the family's work on most ticks.
+#[derive(Default)]
+pub(crate) struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        // Fibonacci hashing; the table uses the high bits too.
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// `"HH:MM-HH:MM"` in local time (may wrap midnight) as minutes since
 /// midnight; anything else, or a zero-length span, is taken as always

@@ -508,8 +508,12 @@ impl Filling {
     /// device's clock `t`, and every filling alarm of a disabled rule.
     fn timer(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
         let ix = cx.eq.ix;
-        if !self.stations.contains_key(&ix) && !PER_RECORD.iter().any(|&r| cx.is_open(r)) {
-            // No record, no restored alarm: nothing to clear.
+        if !PER_RECORD.iter().any(|&r| cx.is_open(r)) {
+            // No alarm open: no quiet period to end; each forgets its last
+            // record (as `quiet_periods` does). No record: nothing at all.
+            if let Some(station) = self.stations.get_mut(&ix) {
+                station.last.iter_mut().for_each(|last| *last = None);
+            }
             return;
         }
         let station = self.stations.entry(ix).or_default();

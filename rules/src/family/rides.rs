@@ -210,7 +210,7 @@ impl Rides {
             if !cx.sync(rule, tr, p.enabled, t) {
                 continue;
             }
-            let run_start = tr.true_since.unwrap_or(t);
+            let run_start = tr.true_since().unwrap_or(t);
             let holds = CONDITIONS[rule as usize]
                 .as_ref()
                 .is_some_and(|c| c.holds(Sample::Ride(&sample), &registry_params, p));

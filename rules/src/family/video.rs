@@ -301,8 +301,15 @@ impl Video {
     /// video alarm of a rule the configuration disabled.
     fn timer(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
         let ix = cx.eq.ix;
-        if !self.equipment.contains_key(&ix) && !Rule::ALL.iter().any(|&r| cx.is_open(r)) {
-            // No event, no restored alarm: nothing to clear.
+        if !Rule::ALL.iter().any(|&r| cx.is_open(r)) {
+            // No alarm open: no quiet period to end; each forgets its last
+            // event (as `quiet_periods` does). No event: nothing at all.
+            if let Some(v) = self.equipment.get_mut(&ix) {
+                v.last.iter_mut().for_each(|last| *last = None);
+                if !cx.tuning().of(Rule::CameraOccluded).enabled {
+                    v.occluded.clear();
+                }
+            }
             return;
         }
         let v = self.equipment.entry(ix).or_default();
