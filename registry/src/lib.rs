@@ -30,15 +30,19 @@ pub mod api;
 pub mod auth;
 pub mod entity;
 mod error;
+pub mod json;
 mod store;
 mod table;
 pub mod types;
 
 pub use auth::{IssuedToken, TokenId, TokenInfo, TokenPolicy, TokenRequest};
 pub use entity::{
-    Certificate, Cylinder, Device, Equipment, Export, ImportDoc, Maintainer, MaintenanceRecord,
-    Owner, Person, Station,
+    Certificate, Cylinder, Device, Equipment, Export, ImportDoc, Maintainer, MaintenanceKey,
+    MaintenanceRecord, Owner, Person, Station,
 };
 pub use error::RegistryError;
-pub use store::{Counts, ImportCounts, ImportReport, NewDeviceSecret, Registry};
+pub use store::{
+    Change, Counts, DiskOptions, Entry, ImportCounts, ImportReport, NewDeviceSecret, Registry,
+    Sizes,
+};
 pub use types::{Category, CylinderStatus, DeviceKind, EquipmentStatus, MaintenanceKind, Role};
