@@ -215,8 +215,7 @@ fn damage_before_the_end_is_an_error_naming_the_file() {
 fn last_log(data: &Path) -> PathBuf {
     let name = files(data)
         .into_iter()
-        .filter(|n| n.starts_with("log-"))
-        .next_back()
+        .rfind(|n| n.starts_with("log-"))
         .unwrap();
     data.join("registry").join(name)
 }
@@ -399,7 +398,7 @@ fn change(i: u64) -> Value {
         1 => {
             let n = batch(i) as usize * 300 + (i as usize % 300);
             json!({"devices": [{"device_id": format!("DV{n:06}"), "equipment_id": format!("EQ{n:06}"),
-                               "kind": "elevator", "enabled": i % 2 == 0, "report_interval_s": 30 + i % 60}]})
+                               "kind": "elevator", "enabled": i.is_multiple_of(2), "report_interval_s": 30 + i % 60}]})
         }
         _ => {
             let n = batch(i) as usize * 300 + 1;

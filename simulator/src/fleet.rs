@@ -48,6 +48,11 @@ pub struct FleetConfig {
     /// Gas-cylinder filling stations, one scale each, with their cylinders
     /// and operators.
     pub stations: usize,
+    /// Elevators, their devices, owners and maintainers are numbered from
+    /// `first_number + 1`: fleets generated part by part (a province, each
+    /// part with its own seed) then share no id. Rides, ropeways, cameras
+    /// and stations are not renumbered.
+    pub first_number: usize,
 }
 
 impl Default for FleetConfig {
@@ -62,6 +67,7 @@ impl Default for FleetConfig {
             ropeways: 0,
             cameras: 0,
             stations: 0,
+            first_number: 0,
         }
     }
 }
@@ -201,7 +207,7 @@ impl Fleet {
                 let place = &places[rng.gen_range(0..places.len())];
                 let city = place.city;
                 Owner {
-                    owner_id: format!("OW{}{:03}", place.code, i + 1),
+                    owner_id: format!("OW{}{:03}", place.code, cfg.first_number + i + 1),
                     name: format!(
                         "{city}{}{}",
                         brands[i],
@@ -222,7 +228,11 @@ impl Fleet {
                 let place = &places[rng.gen_range(0..places.len())];
                 let city = place.city;
                 Maintainer {
-                    maintainer_id: format!("MT{}{:02}", city_code.as_str(), i + 1),
+                    maintainer_id: format!(
+                        "MT{}{:02}",
+                        city_code.as_str(),
+                        cfg.first_number + i + 1
+                    ),
                     name: format!("{city}{}电梯工程有限公司", MAINTAINER_BRANDS[i]),
                     credit_code: credit::enterprise_code(&mut rng, &place.code),
                     licence_expires: date(today + Days::days(rng.gen_range(200..=900))),
@@ -262,7 +272,7 @@ impl Fleet {
             let registered = rng.gen_range(10..=24);
             let rated_load = [630, 800, 1000, 1050, 1350][rng.gen_range(0..5)];
             for car in 1..=cars {
-                let n = equipment.len() + 1;
+                let n = cfg.first_number + equipment.len() + 1;
                 let equipment_id = format!("EQ{}{n:06}", place.code);
                 let device_id = format!("EL{n:06}");
                 equipment.push(Equipment {

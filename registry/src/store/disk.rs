@@ -75,7 +75,7 @@ struct Header {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum SnapshotRecord {
-    Chunk(Change),
+    Chunk(Box<Change>),
     /// The last record: how many entities came before it.
     End {
         entities: u64,
@@ -305,7 +305,7 @@ fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<u64, RegistryError>
                     ..Change::default()
                 },
             );
-            write(log::encode(&SnapshotRecord::Chunk(full)))?;
+            write(log::encode(&SnapshotRecord::Chunk(Box::new(full))))?;
         }
         Ok(())
     };
@@ -343,9 +343,7 @@ fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<u64, RegistryError>
         flush(&mut chunk, false)?;
     }
     flush(&mut chunk, true)?;
-    drop(flush);
     write(log::encode(&SnapshotRecord::End { entities }))?;
-    drop(write);
     let file = out.into_inner().map_err(|e| err(e.into_error()))?;
     file.sync_all().map_err(err)?;
     drop(file);

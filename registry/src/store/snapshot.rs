@@ -472,26 +472,59 @@ impl Txn {
 pub struct Change {
     /// The registry version this change produced.
     pub version: u64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "arc_list")]
     pub owners: Vec<(OwnerId, Option<Arc<Owner>>)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "arc_list")]
     pub maintainers: Vec<(MaintainerId, Option<Arc<Maintainer>>)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "arc_list")]
     pub stations: Vec<(StationId, Option<Arc<Station>>)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "arc_list")]
     pub equipment: Vec<(EquipmentId, Option<Arc<Equipment>>)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "arc_list")]
     pub devices: Vec<(DeviceId, Option<Arc<Device>>)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "arc_list")]
     pub persons: Vec<(PersonId, Option<Arc<Person>>)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "arc_list")]
     pub cylinders: Vec<(CylinderCode, Option<Arc<Cylinder>>)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "arc_list")]
     pub maintenance: Vec<(MaintenanceKey, Option<Arc<MaintenanceRecord>>)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) secrets: Vec<(DeviceId, Option<SecretHash>)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) tokens: Vec<StoredToken>,
+}
+
+/// Serde for a change's lists of shared entities, an `Arc<E>` written as
+/// `E` (what serde's `rc` feature would do, without turning it on for every
+/// crate in the build).
+mod arc_list {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S, K, E>(list: &[(K, Option<Arc<E>>)], s: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        K: Serialize,
+        E: Serialize,
+    {
+        s.collect_seq(list.iter().map(|(k, e)| (k, e.as_deref())))
+    }
+
+    type Entries<K, E> = Vec<(K, Option<Arc<E>>)>;
+
+    pub(super) fn deserialize<'de, D, K, E>(d: D) -> Result<Entries<K, E>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de>,
+        E: Deserialize<'de>,
+    {
+        let list = Vec::<(K, Option<E>)>::deserialize(d)?;
+        Ok(list
+            .into_iter()
+            .map(|(k, e)| (k, e.map(Arc::new)))
+            .collect())
+    }
 }
 
 impl Change {
