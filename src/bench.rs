@@ -8,6 +8,9 @@
 //!   what the broker and the load generator manage by themselves;
 //! - alarm latency: the publish→ack round trip of that bare broker.
 //!
+//! `vigil bench registry` ([`registry`]) measures the registry at a
+//! province's size instead.
+//!
 //! The load generator runs in this process, so on a small machine it takes
 //! its share of the cores from whichever side it measures: both sides pay
 //! it alike, which is why the ratios matter more than the absolute figures.
@@ -31,11 +34,16 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use vigil_simulator::{Fleet, FleetConfig, LoadConfig, LoadReport};
 
+mod registry;
+
 use crate::config::Config;
 use crate::engine::{Engine, system_clock};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: Option<Bench>,
     /// Load clients (simulated devices publishing at a steady rate).
     #[arg(long, default_value_t = 1000)]
     pub devices: usize,
@@ -51,6 +59,14 @@ pub struct BenchArgs {
     /// Background load (readings/s) while alarms are timed.
     #[arg(long, default_value_t = 2500)]
     pub probe_load: u32,
+}
+
+/// Benchmarks other than the default (ingest throughput and alarm latency).
+#[derive(Debug, clap::Subcommand)]
+pub enum Bench {
+    /// The registry at a province's size: import, memory, and the latency
+    /// of a device update and a CONNECT check, against a hundredth of it.
+    Registry(registry::RegistryArgs),
 }
 
 /// One load step on one side.
@@ -73,6 +89,9 @@ impl Step {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(Bench::Registry(args)) = args.what {
+        return registry::run(args).await;
+    }
     anyhow::ensure!(
         args.devices > 0 && !args.rates.is_empty(),
         "need devices and at least one rate"

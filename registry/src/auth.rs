@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 use vigil_model::{EpochMs, OwnerId, Region};
 
 use crate::api::ApiError;
-use crate::store::{Registry, ct_eq};
+use crate::store::Registry;
+use crate::store::secrets::ct_eq;
 use crate::types::Role;
 
 /// The engine's notion of now (epoch milliseconds), injected so tests
@@ -113,7 +114,7 @@ impl TokenId {
     pub(crate) fn random() -> TokenId {
         TokenId(format!(
             "tok_{}",
-            hex::encode(crate::store::random_bytes::<8>())
+            hex::encode(crate::store::secrets::random_bytes::<8>())
         ))
     }
 

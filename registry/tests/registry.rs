@@ -610,9 +610,19 @@ fn persistence_round_trip() {
             .unwrap();
         (secret_of(&report, "D001"), issued.token, reg.export())
     };
-    let file = std::fs::read_to_string(dir.path().join("registry.json")).unwrap();
-    assert!(!file.contains(&secret), "the secret itself is never stored");
-    assert!(!file.contains(&token), "the token itself is never stored");
+    let files = registry_files(dir.path());
+    assert!(!files.is_empty());
+    for (path, bytes) in &files {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains(&secret),
+            "{path:?}: the secret itself is never stored"
+        );
+        assert!(
+            !text.contains(&token),
+            "{path:?}: the token itself is never stored"
+        );
+    }
 
     let reg = Arc::new(Registry::open(dir.path()).unwrap());
     assert_eq!(reg.export(), before);
@@ -630,7 +640,23 @@ fn persistence_round_trip() {
             regions: vec![Region::new("440700").unwrap()]
         })
     );
-    assert!(!dir.path().join("registry.json.tmp").exists());
+    assert!(
+        files.iter().all(|(p, _)| p.extension().is_none()),
+        "no temporary files are left: {:?}",
+        files.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+}
+
+/// Every file of the registry's folder in `data`, with its content.
+fn registry_files(data: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    std::fs::read_dir(data.join("registry"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
 }
 
 #[test]
@@ -722,12 +748,11 @@ fn revocations_and_file_modes_survive_a_restart() {
         (kept, revoked)
     };
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&data), 0o700, "the registry's folder");
-    assert_eq!(
-        mode(&data.join("registry.json")),
-        0o600,
-        "token and secret hashes"
-    );
+    assert_eq!(mode(&data), 0o700, "the data folder");
+    assert_eq!(mode(&data.join("registry")), 0o700, "the registry's folder");
+    for (path, _) in registry_files(&data) {
+        assert_eq!(mode(&path), 0o600, "{path:?}: token and secret hashes");
+    }
 
     let reg = Arc::new(Registry::open(&data).unwrap());
     let auth = Authenticator::new(None, reg.clone(), clock());

@@ -51,6 +51,11 @@ pub struct FleetConfig {
     /// Letters and digits put into every generated id (`EL{tag}000001`,
     /// `EQ440703{tag}000001`, …), so several fleets share one registry.
     pub id_tag: String,
+    /// Elevators, their devices, owners and maintainers are numbered from
+    /// `first_number + 1`: fleets generated part by part (a province, each
+    /// part with its own seed) then share no id. Rides, ropeways, cameras
+    /// and stations are not renumbered.
+    pub first_number: usize,
 }
 
 impl Default for FleetConfig {
@@ -66,6 +71,7 @@ impl Default for FleetConfig {
             cameras: 0,
             stations: 0,
             id_tag: String::new(),
+            first_number: 0,
         }
     }
 }
@@ -212,7 +218,7 @@ impl Fleet {
                 let place = &places[rng.gen_range(0..places.len())];
                 let city = place.city;
                 Owner {
-                    owner_id: format!("OW{}{tag}{:03}", place.code, i + 1),
+                    owner_id: format!("OW{}{tag}{:03}", place.code, cfg.first_number + i + 1),
                     name: format!(
                         "{city}{}{}",
                         brands[i],
@@ -233,7 +239,11 @@ impl Fleet {
                 let place = &places[rng.gen_range(0..places.len())];
                 let city = place.city;
                 Maintainer {
-                    maintainer_id: format!("MT{}{tag}{:02}", city_code.as_str(), i + 1),
+                    maintainer_id: format!(
+                        "MT{}{tag}{:02}",
+                        city_code.as_str(),
+                        cfg.first_number + i + 1
+                    ),
                     name: format!("{city}{}电梯工程有限公司", MAINTAINER_BRANDS[i]),
                     credit_code: credit::enterprise_code(&mut rng, &place.code),
                     licence_expires: date(today + Days::days(rng.gen_range(200..=900))),
@@ -273,7 +283,7 @@ impl Fleet {
             let registered = rng.gen_range(10..=24);
             let rated_load = [630, 800, 1000, 1050, 1350][rng.gen_range(0..5)];
             for car in 1..=cars {
-                let n = equipment.len() + 1;
+                let n = cfg.first_number + equipment.len() + 1;
                 let equipment_id = format!("EQ{}{tag}{n:06}", place.code);
                 let device_id = format!("EL{tag}{n:06}");
                 equipment.push(Equipment {
