@@ -10,6 +10,7 @@ pub fn store_url() -> Option<String> {
 }
 
 mod bad_input;
+mod bench;
 mod browser;
 mod console;
 mod crash;
@@ -20,8 +21,8 @@ mod edge;
 mod elevator_rules;
 mod filling;
 mod fleet;
-mod people;
 mod hostile_sql;
+mod people;
 mod replay;
 mod risk;
 mod roles;
