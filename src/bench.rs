@@ -14,6 +14,14 @@
 //! The load generator runs in this process, so on a small machine it takes
 //! its share of the cores from whichever side it measures: both sides pay
 //! it alike, which is why the ratios matter more than the absolute figures.
+//!
+//! `vigil bench sql` ([`sql`]) and `vigil bench store` ([`store`]) measure
+//! analysts' SQL against DuckDB and the stores' writes against the disk and
+//! `psql \copy`, each with `--json FILE`.
+
+mod registry;
+mod sql;
+mod store;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -22,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use futures::StreamExt;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rumqttd::local::LinkBuilder;
@@ -34,7 +42,6 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use vigil_simulator::{Fleet, FleetConfig, LoadConfig, LoadReport};
 
-mod registry;
 
 use crate::config::Config;
 use crate::engine::{Engine, system_clock};
@@ -42,8 +49,9 @@ use crate::engine::{Engine, system_clock};
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Another bench than the whole path (readings/s, alarm latency).
     #[command(subcommand)]
-    pub what: Option<Bench>,
+    pub what: Option<BenchCommand>,
     /// Load clients (simulated devices publishing at a steady rate).
     #[arg(long, default_value_t = 1000)]
     pub devices: usize,
@@ -61,12 +69,41 @@ pub struct BenchArgs {
     pub probe_load: u32,
 }
 
-/// Benchmarks other than the default (ingest throughput and alarm latency).
-#[derive(Debug, clap::Subcommand)]
-pub enum Bench {
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
     /// The registry at a province's size: import, memory, and the latency
     /// of a device update and a CONNECT check, against a hundredth of it.
     Registry(registry::RegistryArgs),
+    /// Analyst SQL on a month of a fleet's readings in the embedded store,
+    /// against DuckDB on the same Parquet files (docs/benchmarks.md).
+    Sql(sql::SqlArgs),
+    /// Store writes: WAL group commit against raw fsync, PostgreSQL COPY
+    /// against `psql \copy` (docs/benchmarks.md).
+    Store(store::StoreArgs),
+}
+
+/// The machine a figure was taken on, for JSON reports.
+pub(crate) fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    });
+    let mem_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    });
+    json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu": cpu,
+        "memory_gib": mem_kib.map(|k| (k as f64 / 1048576.0 * 10.0).round() / 10.0),
+        "load_average": std::fs::read_to_string("/proc/loadavg").ok()
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
+        "os": std::env::consts::OS,
+        "vigil": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// One load step on one side.
@@ -89,8 +126,11 @@ impl Step {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(Bench::Registry(args)) = args.what {
-        return registry::run(args).await;
+    match args.what {
+        Some(BenchCommand::Sql(a)) => return sql::run(a).await,
+        Some(BenchCommand::Store(a)) => return store::run(a).await,
+        Some(BenchCommand::Registry(a)) => return registry::run(a).await,
+        None => {}
     }
     anyhow::ensure!(
         args.devices > 0 && !args.rates.is_empty(),

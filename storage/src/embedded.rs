@@ -18,12 +18,16 @@
 //! into memory, skipping what Parquet files already hold, and loads the seq
 //! index, reading only the Parquet files it does not cover yet.
 //!
+//! [`Importer`] writes bulk loads straight into Parquet files, as flushes
+//! would, for a store that is not open.
+//!
 //! Small-file compaction is not done: each flush writes one file per table
 //! with rows, so a store flushed every few minutes grows many files a day.
 
 mod batch;
 mod capped;
 mod config;
+mod import;
 mod parquet;
 mod query;
 mod recover;
@@ -51,6 +55,7 @@ use tokio::sync::{Semaphore, oneshot};
 use tracing::info;
 
 pub use config::EmbeddedConfig;
+pub use import::{Imported, Importer};
 
 use self::query::QueryEngine;
 use self::schema::Table;

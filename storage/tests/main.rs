@@ -4,6 +4,7 @@
 mod fixtures;
 
 mod durability;
+mod import;
 mod parquet;
 mod recover;
 mod reference;

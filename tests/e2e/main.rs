@@ -10,6 +10,7 @@ pub fn store_url() -> Option<String> {
 }
 
 mod bad_input;
+mod bench;
 mod bench_registry;
 mod browser;
 mod console;
