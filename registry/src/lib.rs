@@ -23,6 +23,9 @@
 //! - [`auth`]: roles, [`auth::Principal`], token expiry and revocation,
 //!   bearer-token middleware, role gates.
 //! - [`api`]: the axum router and its JSON errors.
+//! - [`sql`]: the registry's reference tables and their columns, for SQL.
+//! - `table`: per-entity validation against the whole registry.
+//! - `error`: [`RegistryError`].
 //!
 //! [`DeviceContext`]: vigil_model::DeviceContext
 
@@ -30,6 +33,7 @@ pub mod api;
 pub mod auth;
 pub mod entity;
 mod error;
+pub mod sql;
 mod store;
 mod table;
 pub mod types;

@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use vigil_model::reading::{Direction, Door, ElevatorMode, ElevatorSample, Limit, Power};
+use vigil_model::reading::{Direction, ElevatorSample};
 use vigil_model::{Binding, DeviceId, EquipmentId, OwnerId, Payload, Reading, Region};
 use vigil_storage::postgres::{PostgresConfig, PostgresStore, migrate_only};
 use vigil_storage::{AckToken, Record, Store, StoredReading, Write};
@@ -54,17 +54,11 @@ fn write(i: u64, devices: &[(DeviceId, Binding)]) -> Write {
                     floor: (seq % 30) as i16,
                     direction: Direction::Up,
                     speed_mps: 1.75,
-                    door: Door::Closed,
                     leveled: false,
                     occupied: true,
-                    mode: ElevatorMode::Normal,
-                    safety_circuit: true,
-                    door_lock: true,
-                    alarm_button: false,
-                    power: Power::Mains,
-                    limit: Limit::None,
                     run_count: Some(100_000 + seq),
                     load_pct: Some(40.0),
+                    ..ElevatorSample::idle()
                 }),
                 extra: None,
             },
