@@ -5,8 +5,10 @@ mod fixtures;
 
 mod durability;
 mod parquet;
+mod reads;
 mod recover;
 mod reference;
 mod roundtrip;
 mod seq_history;
 mod sql;
+mod typed_reads;
