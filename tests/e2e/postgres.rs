@@ -27,10 +27,10 @@ mod elevator_rules;
 mod filling;
 #[path = "fleet.rs"]
 mod fleet;
-#[path = "people.rs"]
-mod people;
 #[path = "hostile_sql.rs"]
 mod hostile_sql;
+#[path = "people.rs"]
+mod people;
 #[path = "replay.rs"]
 mod replay;
 #[path = "risk.rs"]
