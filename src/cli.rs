@@ -263,7 +263,7 @@ fn check_rules(file: &std::path::Path, config: Option<PathBuf>) -> anyhow::Resul
         Some(path) => Config::load(Some(&path), Overrides::default())?.rules,
         None => toml::Table::new(),
     };
-    let rules = crate::engine::load_rules(&base, Some(file))?;
+    let rules = crate::state::load_rules(&base, Some(file))?;
     let defined = rules.defined_rules();
     println!("{}: ok, {} rule(s) defined", file.display(), defined.len());
     for r in defined {

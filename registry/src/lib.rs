@@ -26,6 +26,9 @@
 //! - [`auth`]: roles, [`auth::Principal`], token expiry and revocation,
 //!   bearer-token middleware, role gates.
 //! - [`api`]: the axum router and its JSON errors.
+//! - [`sql`]: the registry's reference tables and their columns, for SQL.
+//! - `table`: per-entity validation against the whole registry.
+//! - `error`: [`RegistryError`].
 //!
 //! [`DeviceContext`]: vigil_model::DeviceContext
 
@@ -34,6 +37,7 @@ pub mod auth;
 pub mod entity;
 mod error;
 pub mod json;
+pub mod sql;
 mod store;
 mod table;
 pub mod types;

@@ -384,18 +384,7 @@ fn device_place(v: &Device, d: &Data) -> Option<(OwnerId, Region, &'static str)>
     Some((st.owner_id.clone(), st.region, FILLING_STATION_CATEGORY))
 }
 
-const DEVICE_CATEGORIES: &[&str] = &[
-    "elevator",
-    "escalator",
-    "amusement_ride",
-    "passenger_ropeway",
-    "boiler",
-    "pressure_vessel",
-    "pressure_piping",
-    "lifting_machinery",
-    "in_plant_vehicle",
-    FILLING_STATION_CATEGORY,
-];
+const DEVICE_CATEGORIES: &[&str] = &vigil_model::BINDING_CATEGORIES;
 
 impl Entity for Device {
     type Id = DeviceId;

@@ -28,7 +28,9 @@
 //!   ropeways: cycles, restraints, wind), `camera` (incidents with
 //!   confidences), `scale` (filling records).
 //! - `buffer`: unacked messages and re-sending from the watermark.
+//! - `wire`: samples and events as protocol.md JSON.
 //! - `run`, `load`: the MQTT clients.
+//! - `error`: [`SimError`].
 
 mod buffer;
 mod camera;

@@ -463,7 +463,7 @@ async fn open_store(
 ) -> anyhow::Result<Arc<EmbeddedStore>> {
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let store = EmbeddedStore::open(EmbeddedConfig::new(dir), tx).await?;
-    for table in crate::registry_tables::tables(registry) {
+    for table in vigil_registry::sql::tables(registry) {
         store.set_reference_table(table).await?;
     }
     Ok(store)

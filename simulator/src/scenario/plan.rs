@@ -114,6 +114,7 @@ impl Scenario {
                 cameras: count(DeviceKind::Camera),
                 stations: count(DeviceKind::Scale),
                 id_tag: run_tag.clone(),
+                first_number: 0,
             },
             today,
         );

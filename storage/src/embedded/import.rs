@@ -21,9 +21,9 @@ use parking_lot::Mutex;
 
 use super::batch::to_batch;
 use super::parquet::{open_files, table_dir, write_file};
-use super::schema::Table;
+use crate::schema::Table;
 use super::seq_index::{self, SeqIndex};
-use super::wal::{self, WalWriter};
+use crate::wal::{self, WalWriter};
 use crate::{Record, StoreError};
 
 /// Writes records into the Parquet files of a store that is not open. Each

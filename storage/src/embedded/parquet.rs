@@ -16,11 +16,11 @@ use parquet::file::properties::WriterProperties;
 use tracing::{info, warn};
 
 use super::Shared;
-use super::schema::Table;
 use super::seq_index::save as save_seq_index;
 use super::table::ParquetFile;
-use super::wal::{remove_segments_upto, sync_dir};
 use crate::StoreError;
+use crate::schema::Table;
+use crate::wal::{remove_segments_upto, sync_dir};
 
 pub(crate) fn table_dir(root: &Path, table: Table) -> PathBuf {
     root.join("tables").join(table.name())

@@ -49,10 +49,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::warn;
 
 use super::capped;
-use super::schema::Table;
 use super::sealed::{Cancel, Grant, SealedTable, fence, is_cancelled};
 use super::table::{ParquetFile, Snapshot};
 use crate::limits::{self, AnswerBudget, Gate, SqlLimits};
+use crate::schema::Table;
 use crate::{QueryOptions, QueryOutput, StoreError};
 
 /// Stack of each SQL thread. Planning, optimising and evaluating walk
