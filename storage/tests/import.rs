@@ -23,7 +23,9 @@ async fn imported_rows_are_the_stores_own_and_the_wal_still_counts() {
                     let mut records: Vec<_> = (first..first + 50)
                         .map(|seq| elevator("EL1", seq))
                         .collect();
-                    records.push(alarm_record(&format!("a{part}{chunk}")));
+                    // Alarms at distinct times: a file is named by its first row's time.
+                    let at = T0 + (part * 2 + chunk) as i64 * 1000;
+                    records.push(alarm_record(&format!("a{part}{chunk}"), at));
                     let done = importer.write(records).unwrap();
                     assert_eq!((done.rows, done.files), (51, 2));
                     assert!(done.bytes > 0);
@@ -95,6 +97,6 @@ async fn an_import_waits_for_the_wal_to_be_flushed() {
     store.close().await.unwrap();
 }
 
-fn alarm_record(id: &str) -> vigil_storage::Record {
-    vigil_storage::Record::Alarm(alarm(id, 1, AlarmState::Active, T0))
+fn alarm_record(id: &str, at: i64) -> vigil_storage::Record {
+    vigil_storage::Record::Alarm(alarm(id, 1, AlarmState::Active, at))
 }
