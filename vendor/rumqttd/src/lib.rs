@@ -198,6 +198,13 @@ pub struct RouterConfig {
     pub max_segment_size: usize,
     pub max_segment_count: usize,
     pub custom_segment: Option<HashMap<String, SegmentConfig>>,
+    /// Vigil patch: filters (matched exactly, not as wildcards) whose log
+    /// never drops an entry a subscriber has not read. While such a log is
+    /// full, the router takes no publish that would go there (so it sends no
+    /// PUBACK for it) and the connection stops reading its socket, until the
+    /// slowest subscriber catches up.
+    #[serde(default)]
+    pub lossless: HashMap<Filter, SegmentConfig>,
     pub initialized_filters: Option<Vec<Filter>>,
     // defaults to Round Robin
     #[serde(default)]

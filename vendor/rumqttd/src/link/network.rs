@@ -35,7 +35,7 @@ pub struct Network<P> {
     /// Maximum packet size
     max_incoming_size: usize,
     /// Maximum connection buffer count. TODO: Change this to use bytes for deterministicness
-    max_connection_buffer_len: usize,
+    pub(crate) max_connection_buffer_len: usize,
     /// Keep alive timeout
     keepalive: Duration,
     /// Protocol

@@ -131,8 +131,12 @@ impl<P: Protocol> RemoteLink<P> {
         // Note:
         // Shouldn't result in bounded queue deadlocks because of blocking n/w send
         loop {
+            // Vigil patch: while the router has not taken what was read (it
+            // holds publishes for a full lossless log), the socket is not
+            // read; the router wakes this link when it drains the buffer.
+            let room = self.link_tx.buffer().len() < self.network.max_connection_buffer_len;
             select! {
-                o = self.network.read() => {
+                o = self.network.read(), if room => {
                     let packet = o?;
                     let len = {
                         let mut buffer = self.link_tx.buffer();

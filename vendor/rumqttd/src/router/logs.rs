@@ -245,6 +245,42 @@ impl DataLog {
         data.waiters.register(id, request);
     }
 
+    /// Vigil patch: whether a publish on `topic` would go to a full
+    /// lossless log (and must wait).
+    pub fn is_full_for(&mut self, topic: &[u8]) -> bool {
+        // Cheap first: usually no lossless log is full.
+        if !self.any_full() {
+            return false;
+        }
+        let Ok(topic) = std::str::from_utf8(topic) else {
+            return false;
+        };
+        let Some(filter_idxs) = self.matches(topic) else {
+            return false;
+        };
+        filter_idxs
+            .into_iter()
+            .any(|idx| self.native.get(idx).is_some_and(Data::is_full))
+    }
+
+    /// Vigil patch: whether any lossless log is full.
+    pub fn any_full(&self) -> bool {
+        self.config
+            .lossless
+            .keys()
+            .filter_map(|filter| self.filter_indexes.get(filter))
+            .any(|&idx| self.native.get(idx).is_some_and(Data::is_full))
+    }
+
+    /// Vigil patch: `client_id` no longer reads the log of `filter`.
+    pub fn forget_reader(&mut self, filter: &str, client_id: &str) {
+        if let Some(&idx) = self.filter_indexes.get(filter) {
+            if let Some(data) = self.native.get_mut(idx) {
+                data.forget_reader(client_id);
+            }
+        }
+    }
+
     /// Cleanup a connection from all the waiters
     pub fn clean(&mut self, id: ConnectionId) -> Vec<DataRequest> {
         let mut inflight = Vec::new();
@@ -313,6 +349,9 @@ pub struct Data<T> {
     pub log: CommitLog<T>,
     pub waiters: Waiters<DataRequest>,
     meter: SubscriptionMeter,
+    /// Vigil patch: for a lossless log, each subscriber's next offset to
+    /// read, by client id (a persistent session keeps its place while away).
+    readers: Option<HashMap<String, u64>>,
 }
 
 impl<T> Data<T>
@@ -334,6 +373,12 @@ where
             }
         }
 
+        let lossless = router_config.lossless.get(filter);
+        if let Some(config) = lossless {
+            max_segment_size = config.max_segment_size;
+            max_mem_segments = config.max_segment_count;
+        }
+
         // max_segment_size: usize, max_mem_segments: usize
         let log = CommitLog::new(max_segment_size, max_mem_segments).unwrap();
 
@@ -344,6 +389,38 @@ where
             log,
             waiters,
             meter: metrics,
+            readers: lossless.map(|_| HashMap::new()),
+        }
+    }
+
+    /// Vigil patch: the oldest offset a subscriber of this lossless log has
+    /// not read (`None` for other logs).
+    fn oldest_unread(&self) -> Option<u64> {
+        self.readers.as_ref()?.values().min().copied()
+    }
+
+    /// Vigil patch: a lossless log with no room for the next entry.
+    pub fn is_full(&self) -> bool {
+        self.oldest_unread()
+            .is_some_and(|oldest| self.log.would_drop(oldest))
+    }
+
+    /// Vigil patch: where `client_id` reads next in this lossless log.
+    pub fn note_reader(&mut self, client_id: &str, cursor: Offset) {
+        if let Some(readers) = self.readers.as_mut() {
+            match readers.get_mut(client_id) {
+                Some(next) => *next = cursor.1,
+                None => {
+                    readers.insert(client_id.to_owned(), cursor.1);
+                }
+            }
+        }
+    }
+
+    /// Vigil patch: `client_id` no longer reads this log.
+    pub fn forget_reader(&mut self, client_id: &str) {
+        if let Some(readers) = self.readers.as_mut() {
+            readers.remove(client_id);
         }
     }
 
@@ -355,7 +432,7 @@ where
         notifications: &mut VecDeque<(ConnectionId, DataRequest)>,
     ) -> (Offset, &Filter) {
         let size = item.size();
-        let offset = self.log.append(item);
+        let offset = self.log.append_keeping(item, self.oldest_unread());
         if let Some(mut parked) = self.waiters.take() {
             notifications.append(&mut parked);
         }

@@ -102,6 +102,9 @@ pub struct Router {
     shared_subscriptions: HashMap<String, SharedGroup>,
     /// Will messages per client_id
     last_wills: HashMap<String, (LastWill, Option<LastWillProperties>)>,
+    /// Vigil patch: connections whose next publish waits for room in a
+    /// full lossless log. At most one entry per connection.
+    held: HashSet<ConnectionId>,
 }
 
 impl Router {
@@ -143,6 +146,7 @@ impl Router {
             cache: Some(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY)),
             shared_subscriptions: HashMap::new(),
             last_wills: HashMap::new(),
+            held: HashSet::new(),
         }
     }
 
@@ -225,6 +229,14 @@ impl Router {
         // Poll 100 connections which are ready in ready queue
         for _ in 0..100 {
             self.consume();
+        }
+
+        // Vigil patch: once subscribers made room in the lossless logs, the
+        // held publishers go on (each is held again if a log fills up).
+        if !self.held.is_empty() && !self.datalog.any_full() {
+            for id in std::mem::take(&mut self.held) {
+                self.handle_device_payload(id);
+            }
         }
 
         // self.send_all_alerts();
@@ -457,6 +469,14 @@ impl Router {
         let mut tracker = self.scheduler.remove(id);
         self.connection_map.remove(&client_id);
         self.ackslog.remove(id);
+        // Vigil patch: a gone connection waits for nothing; a clean session
+        // no longer holds a lossless log back (a persistent one keeps its place).
+        self.held.remove(&id);
+        if connection.clean {
+            for filter in connection.subscriptions.iter() {
+                self.datalog.forget_reader(filter, &client_id);
+            }
+        }
 
         // Don't remove connection id from readyqueue with index. This will
         // remove wrong connection from readyqueue. Instead just leave disconnected
@@ -545,8 +565,21 @@ impl Router {
         let span = tracing::error_span!("incoming_payload", client_id);
         let _guard = span.enter();
 
+        // Vigil patch: a held connection goes on only when released.
+        if self.held.contains(&id) {
+            return;
+        }
+
         // Instead of exchanging, we should just append new incoming packets inside cache
         let mut packets = incoming.exchange(self.cache.take().unwrap());
+        // Vigil patch: the connection stops reading its socket while its
+        // buffer is full; it has room again now.
+        if !packets.is_empty() {
+            if let Some(outgoing) = self.obufs.get(id) {
+                outgoing.handle.try_send(()).ok();
+            }
+        }
+        let mut held = false;
 
         let mut force_ack = false;
         let mut new_data = false;
@@ -555,8 +588,15 @@ impl Router {
 
         // info!("{:15.15}[I] {:20} count = {}", client_id, "packets", packets.len());
 
-        for packet in packets.drain(0..) {
+        while let Some(packet) = packets.pop_front() {
             match packet {
+                // Vigil patch: a publish for a full lossless log waits, with
+                // everything after it, and is neither appended nor acked.
+                Packet::Publish(publish, properties) if self.datalog.is_full_for(&publish.topic) => {
+                    packets.push_front(Packet::Publish(publish, properties));
+                    held = true;
+                    break;
+                }
                 Packet::Publish(publish, properties) => {
                     let span = tracing::error_span!("publish", topic = ?publish.topic, pkid = publish.pkid);
                     let _guard = span.enter();
@@ -756,6 +796,7 @@ impl Router {
                             ackslog.unsuback(unsuback);
                             self.scheduler.untrack(id, filter);
                             self.datalog.remove_waiters_for_id(id, filter);
+                            self.datalog.forget_reader(filter, &client_id);
                             force_ack = true;
                         }
                     }
@@ -880,6 +921,17 @@ impl Router {
             }
         }
 
+        if held {
+            // Vigil patch: what waits goes back in front of what arrived meanwhile.
+            let incoming = self.ibufs.get_mut(id).unwrap();
+            let mut buffer = incoming.buffer.lock();
+            packets.extend(buffer.drain(..));
+            std::mem::swap(&mut *buffer, &mut packets);
+            drop(buffer);
+            self.held.insert(id);
+        }
+        // Packets after a disconnecting one are not processed.
+        packets.clear();
         self.cache = Some(packets);
 
         // Prepare AcksRequest in tracker if router is operating in a
@@ -965,6 +1017,10 @@ impl Router {
         // call to `insert(_)` returns `true` if it didn't contain the filter_path already
         // i.e. its a new subscription
         if connection.subscriptions.insert(filter_path.clone()) {
+            // Vigil patch: a new subscriber of a lossless log reads from here.
+            if let Some(data) = self.datalog.native.get_mut(filter_idx) {
+                data.note_reader(&connection.client_id, cursor);
+            }
             let request = DataRequest {
                 filter: filter_path.clone(),
                 filter_idx,
@@ -1050,14 +1106,19 @@ impl Router {
                 .as_ref()
                 .and_then(|name| self.shared_subscriptions.get_mut(name));
 
-            match forward_device_data(
+            let status = forward_device_data(
                 &mut request,
                 datalog,
                 outgoing,
                 alertlog,
                 connection,
                 shared_group,
-            ) {
+            );
+            // Vigil patch: how far this subscriber read a lossless log.
+            if let Some(data) = datalog.native.get_mut(request.filter_idx) {
+                data.note_reader(&outgoing.client_id, request.cursor);
+            }
+            match status {
                 ConsumeStatus::BufferFull => {
                     requests.push_back(request);
                     self.scheduler.pause(id, PauseReason::Busy);

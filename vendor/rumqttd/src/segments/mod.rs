@@ -136,20 +136,45 @@ where
     /// Append a new [`T`] to the active segment.
     #[inline]
     pub fn append(&mut self, message: T) -> (u64, u64) {
-        self.apply_retention();
+        self.append_keeping(message, None)
+    }
+
+    /// Vigil patch: [`CommitLog::append`] that never drops the segment holding
+    /// absolute offset `keep_from` or anything after it: the log grows past
+    /// its segment count instead, and shrinks back once that is read.
+    pub fn append_keeping(&mut self, message: T, keep_from: Option<u64>) -> (u64, u64) {
+        self.apply_retention(keep_from);
         let active_segment = self.active_segment_mut();
         active_segment.push(message);
         let absolute_offset = self.active_segment().next_offset();
         (self.tail, absolute_offset)
     }
 
-    fn apply_retention(&mut self) {
+    /// Vigil patch: whether the next append would drop entries at or after
+    /// absolute offset `keep_from` under the plain retention policy.
+    pub fn would_drop(&self, keep_from: u64) -> bool {
+        self.active_segment().size() >= self.max_segment_size as u64
+            && self.memory_segments_count() >= self.max_mem_segments
+            && keep_from < self.front_segment_end()
+    }
+
+    /// Absolute offset just past the oldest segment.
+    fn front_segment_end(&self) -> u64 {
+        match self.segments.get(1) {
+            Some(second) => second.absolute_offset,
+            None => self.active_segment().next_offset(),
+        }
+    }
+
+    fn apply_retention(&mut self, keep_from: Option<u64>) {
         if self.active_segment().size() >= self.max_segment_size as u64 {
             // Read absolute_offset before applying memory retention, in case there is only 1
             // segment allowed.
             let absolute_offset = self.active_segment().next_offset();
             // If active segment is full and segments are full, apply retention policy.
-            if self.memory_segments_count() >= self.max_mem_segments {
+            while self.memory_segments_count() >= self.max_mem_segments
+                && keep_from.map_or(true, |keep| keep >= self.front_segment_end())
+            {
                 self.segments.pop_front();
                 self.head += 1;
             }

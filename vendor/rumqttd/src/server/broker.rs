@@ -435,6 +435,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                             stream,
                             protocol,
                             self.awaiting_will_handler.clone(),
+                            std::future::pending(),
                         )
                         .instrument(tracing::info_span!(
                             "websocket_link",
@@ -451,6 +452,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                         network,
                         protocol,
                         self.awaiting_will_handler.clone(),
+                        std::future::pending(),
                     )
                     .instrument(tracing::error_span!(
                         "remote_link",
@@ -463,6 +465,41 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
 
             time::sleep(delay).await;
         }
+    }
+}
+
+impl<P: Protocol + Clone + Send + 'static> Server<P> {
+    /// Vigil patch: serves one connection the embedder accepted (and, for
+    /// TLS, authenticated) itself, decoded by `protocol`, as `start` would.
+    /// The connection also ends when `close` resolves, and the router is
+    /// told as for any other disconnect.
+    pub fn connection<S, C>(
+        &self,
+        stream: S,
+        tenant_id: Option<String>,
+        protocol: P,
+        close: C,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+        C: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let span = tracing::error_span!(
+            "remote_link",
+            ?tenant_id,
+            client_id = field::Empty,
+            connection_id = field::Empty,
+        );
+        remote(
+            Arc::new(self.config.connections.clone()),
+            tenant_id,
+            self.router_tx.clone(),
+            Box::new(stream),
+            protocol,
+            self.awaiting_will_handler.clone(),
+            close,
+        )
+        .instrument(span)
     }
 }
 
@@ -489,13 +526,14 @@ impl Callback for WSCallback {
 /// waiting for mqtt connect packet. Also this honours connection wait time as per config to prevent
 /// denial of service attacks (rogue clients which only establish network connections without
 /// sending a mqtt connection packet to make the server reach its concurrent connection limit).
-async fn remote<P: Protocol>(
+async fn remote<P: Protocol, C: std::future::Future<Output = ()>>(
     config: Arc<ConnectionSettings>,
     tenant_id: Option<String>,
     router_tx: Sender<(ConnectionId, Event)>,
     stream: Box<dyn N>,
     protocol: P,
     will_handlers: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
+    close: C,
 ) {
     let mut network = Network::new(
         stream,
@@ -572,7 +610,19 @@ async fn remote<P: Protocol>(
     let will_delay_interval = link.will_delay_interval;
     let mut send_disconnect = true;
 
-    match link.start().await {
+    // Vigil patch: `close` ends the session like a network error would.
+    let closed = async {
+        close.await;
+        Err(remote::Error::Io(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "closed by the server",
+        )))
+    };
+    let result = tokio::select! {
+        result = link.start() => result,
+        result = closed => result,
+    };
+    match result {
         // Connection got closed. This shouldn't usually happen.
         Ok(_) => error!("connection-stop"),
         // No need to send a disconnect message when disconnection
