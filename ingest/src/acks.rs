@@ -11,11 +11,15 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 use vigil_model::DeviceId;
 use vigil_model::codec::ack_topic;
+use vigil_model::log_limit::LogLimit;
 use vigil_storage::AckToken;
 
 use crate::metrics::Metrics;
 use crate::seqs::{Progress, SeqBook};
 use crate::{Clock, IngestError};
+
+/// A device that skips seqs on purpose makes a gap line per hole.
+static GAP_LOG: LogLimit = LogLimit::per_second(5);
 
 /// How often devices held below a seq hole are looked at again.
 const TICK: Duration = Duration::from_millis(200);
@@ -36,6 +40,25 @@ impl AckPublisher {
             link: Mutex::new(link),
             acks_published,
         }
+    }
+
+    /// Has rumqttd drop the link: it disconnects a client that subscribes
+    /// to a `$` filter (`Ingest::sever_link`, a drill).
+    pub fn sever(&self) -> Result<(), IngestError> {
+        let filter = "$vigil-sever-drill";
+        self.link
+            .lock()
+            .subscribe(filter)
+            .map(|_| ())
+            .map_err(|e| IngestError::Publish {
+                topic: filter.to_owned(),
+                why: e.to_string(),
+            })
+    }
+
+    /// The broker link was made again (`pipeline`'s re-link).
+    pub fn replace_link(&self, link: LinkTx) {
+        *self.link.lock() = link;
     }
 
     pub fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), IngestError> {
@@ -113,8 +136,14 @@ impl AckTask {
         }
         for (device, first, last) in &progress.gaps {
             self.metrics.seq_gaps.inc();
-            info!(device = %device, first_missing = first, last_missing = last,
-                "Seq gap not filled within the grace period; the ack moves past it.");
+            match GAP_LOG.allow() {
+                Some(held_back) => {
+                    info!(device = %device, first_missing = first, last_missing = last, held_back,
+                    "Seq gap not filled within the grace period; the ack moves past it.")
+                }
+                None => debug!(device = %device, first_missing = first, last_missing = last,
+                    "Seq gap not filled within the grace period; the ack moves past it."),
+            }
         }
         for (device, seq) in &progress.acks {
             self.publisher.ack(device, *seq);

@@ -18,6 +18,11 @@ async fn readings_reach_rules_and_store_and_are_acked() {
             .await;
     }
     device.expect_ack(3).await;
+    // The ack can overtake the rules hand-off of the same batch.
+    rig.until("the readings reached the rules", |r| {
+        r.accepted.lock().len() == 3
+    })
+    .await;
 
     let accepted = rig.accepted.lock().clone();
     assert_eq!(
@@ -102,6 +107,8 @@ async fn duplicates_are_stored_once_and_acked_again() {
     device.expect_ack(4).await;
 
     assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![1, 2, 3, 4]);
+    rig.until("4 reached the rules", |r| r.accepted.lock().len() >= 4)
+        .await;
     assert_eq!(rig.accepted.lock().len(), 4, "rules see each reading once");
     assert_eq!(rig.metric("vigil_ingest_duplicates_total"), 2.0);
 }

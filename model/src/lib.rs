@@ -12,11 +12,13 @@
 //! - [`codec`]: topic parsing, JSON decoding and validation.
 //! - [`device`]: a device's registry context and the lookup result.
 //! - [`alarm`]: alarms, severities and their lifecycle states.
+//! - [`log_limit`]: a budget for log lines a device can multiply.
 
 pub mod alarm;
 pub mod codec;
 pub mod device;
 pub mod ids;
+pub mod log_limit;
 pub mod reading;
 
 pub use alarm::{Alarm, AlarmState, Severity};
