@@ -11,6 +11,14 @@
 //! The load generator runs in this process, so on a small machine it takes
 //! its share of the cores from whichever side it measures: both sides pay
 //! it alike, which is why the ratios matter more than the absolute figures.
+//!
+//! Two more modes: `vigil bench burst` (a QoS 1 burst from `mosquitto_pub
+//! -l` against a Mosquitto relay of the same burst, `bench/burst.rs`) and
+//! `vigil bench flood` (a neighbour's ack latency while a device floods,
+//! `bench/flood.rs`).
+
+mod burst;
+mod flood;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -19,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use futures::StreamExt;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rumqttd::local::LinkBuilder;
@@ -36,6 +44,9 @@ use crate::engine::{Engine, system_clock};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Without a mode: the paced whole-path run below.
+    #[command(subcommand)]
+    pub mode: Option<BenchMode>,
     /// Load clients (simulated devices publishing at a steady rate).
     #[arg(long, default_value_t = 1000)]
     pub devices: usize,
@@ -51,6 +62,17 @@ pub struct BenchArgs {
     /// Background load (readings/s) while alarms are timed.
     #[arg(long, default_value_t = 2500)]
     pub probe_load: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchMode {
+    /// A QoS 1 burst from `mosquitto_pub -l` clients (which never re-send)
+    /// into the engine, against a Mosquitto relay of the same burst:
+    /// stored/s, relayed/s, and how many PUBACKed messages were lost.
+    Burst(burst::BurstArgs),
+    /// A well-behaved device's ack latency alone and while another device
+    /// floods QoS 0 as fast as it can.
+    Flood(flood::FloodArgs),
 }
 
 /// One load step on one side.
@@ -73,6 +95,11 @@ impl Step {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.mode {
+        Some(BenchMode::Burst(burst)) => return burst::run(burst).await,
+        Some(BenchMode::Flood(flood)) => return flood::run(flood).await,
+        None => {}
+    }
     anyhow::ensure!(
         args.devices > 0 && !args.rates.is_empty(),
         "need devices and at least one rate"
@@ -351,7 +378,8 @@ fn print_report(
 
 /// A bare rumqttd that answers each `/tenants/{id}/v1/{stream}` message
 /// with `{"seq": N}` on the device's ack topic: the ceiling the engine is
-/// measured against.
+/// measured against. It runs rumqttd's own accept loop (`Server::start`),
+/// which does not set `TCP_NODELAY`: its round trip shows what Nagle costs.
 struct EchoBroker {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -369,6 +397,7 @@ impl EchoBroker {
                 max_segment_size: 4 << 20,
                 max_segment_count: 4,
                 custom_segment: None,
+                lossless: Default::default(),
                 initialized_filters: None,
                 shared_subscriptions_strategy: Default::default(),
             },

@@ -244,13 +244,14 @@ async fn print_summaries(state: Arc<AppState>, fleet_size: usize) {
         let rate = (stats.accepted - last.1) as f64 / elapsed;
         last = (Instant::now(), stats.accepted);
         let online = state.liveness.online_since((state.clock)() - 90_000);
+        let (connected, _) = state.mqtt_sessions.counts();
         let open = state.board.open_alarms(&Default::default());
         let critical = open
             .iter()
             .filter(|a| a.severity == Severity::Critical)
             .count();
         println!(
-            "-- devices online {online}/{fleet_size} | {rate:.0} readings/s | open alarms {} ({critical} critical) | stored {} | rejected {} | duplicates {}",
+            "-- devices online {online}/{fleet_size} ({connected} connected) | {rate:.0} readings/s | open alarms {} ({critical} critical) | stored {} | rejected {} | duplicates {}",
             open.len(),
             stats.accepted,
             stats.rejected_total(),

@@ -125,6 +125,12 @@ pub struct AppState {
     pub liveness: Arc<Liveness>,
     pub registry_sync: Arc<RegistrySync>,
     pub ingest_stats: Arc<dyn Fn() -> vigil_ingest::IngestStats + Send + Sync>,
+    /// `Err` while ingest cannot take messages (for `/readyz`).
+    pub ingest_health: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// Closes live MQTT sessions by identity.
+    pub mqtt_sessions: vigil_ingest::SessionControl,
+    /// The device CA (certificate endpoints).
+    pub pki: Arc<crate::certs::Pki>,
     /// The running rule configuration (rule replay starts from it) and
     /// where it is re-read from.
     pub rules: RuleSource,
@@ -314,6 +320,8 @@ impl Backend {
 pub struct Engine {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
+    /// The mutual-TLS listener, when `mqtts_addr` is set.
+    pub mqtts_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     stop: watch::Sender<bool>,
     store: Backend,
@@ -321,6 +329,7 @@ pub struct Engine {
     http: JoinHandle<()>,
     ticker: JoinHandle<()>,
     sync: JoinHandle<()>,
+    sessions_recheck: JoinHandle<()>,
     shard_tasks: Vec<JoinHandle<()>>,
     hub: JoinHandle<()>,
     delivery: Arc<Delivery>,
@@ -474,11 +483,14 @@ impl Engine {
             config.admin_token.clone(),
             registry.clone(),
         ));
+        let pki = Arc::new(crate::certs::Pki::open(&config)?);
         let ingest_config = IngestConfig {
             mqtt_addr: config.mqtt_addr,
             allow_public_plain: config.ingest.allow_public_plain,
+            mqtts: pki.listener(&config)?,
             max_connections: config.ingest.max_connections,
             gap_grace_s: config.ingest.gap_grace_s,
+            quota: config.ingest.quota.clone(),
         };
         let ingest = Ingest::start(
             ingest_config,
@@ -492,8 +504,15 @@ impl Engine {
         )
         .context("cannot start MQTT ingest")?;
         let mqtt_addr = ingest.mqtt_addr();
+        let mqtts_addr = ingest.mqtts_addr();
         delivery.set_mqtt(ingest.alarm_publisher());
         let ingest_stats = ingest.stats_handle();
+        let mqtt_sessions = ingest.sessions();
+        let sessions_recheck = tokio::spawn(recheck_sessions_on_change(
+            registry.changes(),
+            mqtt_sessions.clone(),
+            stopping.clone(),
+        ));
 
         let state = Arc::new(AppState {
             registry,
@@ -511,6 +530,9 @@ impl Engine {
             liveness,
             registry_sync,
             ingest_stats,
+            ingest_health: ingest.health_handle(),
+            mqtt_sessions,
+            pki,
             rules: RuleSource {
                 base: config.rules.clone(),
                 file: config.rules_file.clone(),
@@ -534,10 +556,11 @@ impl Engine {
             }
         });
         spawn_reload_on_hangup(state.clone(), stopping.clone())?;
-        info!(%mqtt_addr, %http_addr, data_dir = %config.data_dir.display(), "Vigil is running.");
+        info!(%mqtt_addr, mqtts_addr = ?mqtts_addr, %http_addr, data_dir = %config.data_dir.display(), "Vigil is running.");
         Ok(Engine {
             http_addr,
             mqtt_addr,
+            mqtts_addr,
             state,
             stop,
             store,
@@ -545,6 +568,7 @@ impl Engine {
             http,
             ticker,
             sync,
+            sessions_recheck,
             shard_tasks,
             hub,
             delivery,
@@ -564,6 +588,7 @@ impl Engine {
             .context("ingest did not drain cleanly")?;
         let _ = self.ticker.await;
         let _ = self.sync.await;
+        let _ = self.sessions_recheck.await;
         // Ingest and the API are stopped, so nothing new reaches the shards;
         // a Stop behind what is queued ends each one. (Waiting for the queues
         // to close would hang on any `AppState` a caller still holds.)
@@ -591,6 +616,36 @@ impl Engine {
         store.close().await.context("store did not flush cleanly")?;
         info!("Stopped; everything is stored.");
         Ok(())
+    }
+}
+
+/// After every registry change (a device disabled or deleted, a token
+/// revoked), the MQTT sessions it no longer lets in are closed at once.
+async fn recheck_sessions_on_change(
+    mut changes: watch::Receiver<u64>,
+    sessions: vigil_ingest::SessionControl,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        let sessions = sessions.clone();
+        // The directory lookups are quick, but not for an async worker to wait on.
+        let closed = tokio::task::spawn_blocking(move || sessions.recheck())
+            .await
+            .unwrap_or(0);
+        if closed > 0 {
+            info!(
+                closed,
+                "Registry change: MQTT sessions it no longer allows are closed."
+            );
+        }
     }
 }
 

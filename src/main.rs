@@ -4,6 +4,7 @@
 mod alarms;
 mod api;
 mod bench;
+mod certs;
 mod cli;
 mod client;
 mod config;

@@ -327,6 +327,9 @@ pub struct Registry {
     writer: Mutex<()>,
     /// `dir/registry.json`, or `None` in memory.
     file: Option<PathBuf>,
+    /// The version after each change, for whoever must act at once (the
+    /// engine closes a disabled device's MQTT session).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Registry {
@@ -355,11 +358,18 @@ impl Registry {
     }
 
     fn with(data: Data, file: Option<PathBuf>) -> Registry {
+        let version = data.version;
         Registry {
             state: RwLock::new(Arc::new(Snapshot::build(data))),
             writer: Mutex::new(()),
             file,
+            changes: tokio::sync::watch::channel(version).0,
         }
+    }
+
+    /// Sees the registry version after every change (tokens included).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
@@ -379,8 +389,10 @@ impl Registry {
         if let Some(file) = &self.file {
             persist::save(file, &data)?;
         }
+        let version = data.version;
         let next = Arc::new(Snapshot::build(data));
         *self.state.write() = next;
+        self.changes.send_replace(version);
         Ok(out)
     }
 

@@ -41,6 +41,9 @@ pub struct Vigil {
     pub data_dir: PathBuf,
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
+    /// The mutual-TLS listener, when started with one.
+    #[allow(dead_code)]
+    pub mqtts: Option<SocketAddr>,
     pub client: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
 }
@@ -66,9 +69,28 @@ impl Vigil {
         vigil
     }
 
+    /// Starts with the mutual-TLS listener on as well (a free port).
+    #[allow(dead_code)]
+    pub async fn start_tls() -> Vigil {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let mqtts = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut vigil = Vigil::launch(&data_dir, None, Some(mqtts)).await;
+        vigil._dir = Some(dir);
+        vigil
+    }
+
     /// Starts on `data_dir` (with its `vigil.toml` if there is one), reusing
     /// the ports of a previous run if given.
     pub async fn start_in(data_dir: &Path, ports: Option<(SocketAddr, SocketAddr)>) -> Vigil {
+        Vigil::launch(data_dir, ports, None).await
+    }
+
+    async fn launch(
+        data_dir: &Path,
+        ports: Option<(SocketAddr, SocketAddr)>,
+        mqtts: Option<SocketAddr>,
+    ) -> Vigil {
         let (mqtt, http) = ports.unwrap_or_else(|| {
             (
                 format!("127.0.0.1:{}", free_port()).parse().unwrap(),
@@ -94,6 +116,9 @@ impl Vigil {
                 .env("VIGIL_POSTGRES__SCHEMA", &name)
                 .env("VIGIL_POSTGRES__ROLE_PREFIX", &name);
         }
+        if let Some(mqtts) = mqtts {
+            command.args(["--mqtts-addr", &mqtts.to_string()]);
+        }
         let child = command
             .arg("--data-dir")
             .arg(data_dir)
@@ -115,6 +140,7 @@ impl Vigil {
             data_dir: data_dir.to_path_buf(),
             mqtt,
             http,
+            mqtts,
             client: reqwest::Client::new(),
             _dir: None,
         };
@@ -172,6 +198,20 @@ impl Vigil {
             .client
             .post(self.url(path))
             .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    #[allow(dead_code)]
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .put(self.url(path))
+            .bearer_auth(TOKEN)
             .json(body)
             .send()
             .await

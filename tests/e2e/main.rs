@@ -1,5 +1,5 @@
 //! End-to-end tests of the real `vigil` binary: registry import over HTTP,
-//! devices over MQTT (rumqttc on TCP), alarms over HTTP and SSE, readings
+//! devices over MQTT (rumqttc on TCP; Mosquitto's clients on TCP and TLS), alarms over HTTP and SSE, readings
 //! over SQL, crashes with SIGKILL.
 
 mod harness;
@@ -10,6 +10,7 @@ pub fn store_url() -> Option<String> {
 }
 
 mod bad_input;
+mod burst;
 mod crash;
 mod delivery;
 mod demo;
@@ -20,4 +21,5 @@ mod risk;
 mod roles;
 mod rule_files;
 mod schedule;
+mod security;
 mod streams;
