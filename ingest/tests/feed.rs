@@ -83,14 +83,7 @@ async fn readers_see_their_regions_and_are_cut_off_outside_them() {
     .await
     .unwrap();
     assert_eq!(next(&mut all_seen).await, Seen::Closed);
-    assert_eq!(
-        rig.metric(r#"vigil_mqtt_refused_total{packet="subscribe"}"#),
-        2.0
-    );
-    assert_eq!(
-        rig.metric(r#"vigil_mqtt_refused_total{packet="publish"}"#),
-        1.0
-    );
+    rig.assert_topic_refusals(2, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -352,6 +352,15 @@ impl Rig {
             .unwrap()
     }
 
+    /// Asserts how many SUBSCRIBEs and PUBLISHes were refused for being
+    /// outside their login's topics.
+    pub fn assert_topic_refusals(&self, subscribe: u32, publish: u32) {
+        for (packet, expected) in [("subscribe", subscribe), ("publish", publish)] {
+            let sample = format!(r#"vigil_mqtt_refused_total{{packet="{packet}"}}"#);
+            assert_eq!(self.metric(&sample), f64::from(expected), "{sample}");
+        }
+    }
+
     /// Waits until `check` holds; panics with `what` after [`PATIENCE`].
     pub async fn until(&self, what: &str, mut check: impl FnMut(&Rig) -> bool) {
         let deadline = tokio::time::Instant::now() + PATIENCE;

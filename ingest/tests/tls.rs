@@ -51,14 +51,7 @@ async fn a_device_certificate_keeps_to_its_own_topics() {
         .await
         .unwrap();
     assert_eq!(next(&mut seen).await, Seen::Closed);
-    assert_eq!(
-        rig.metric(r#"vigil_mqtt_refused_total{packet="publish"}"#),
-        1.0
-    );
-    assert_eq!(
-        rig.metric(r#"vigil_mqtt_refused_total{packet="subscribe"}"#),
-        1.0
-    );
+    rig.assert_topic_refusals(1, 1);
     assert!(seqs_of(&rig.store.readings(), "EL2").is_empty());
     assert!(rig.store.dead_letters().is_empty());
 
@@ -314,14 +307,7 @@ async fn a_supervisor_certificate_receives_its_citys_alarms_and_nothing_else() {
     .await
     .unwrap();
     assert_eq!(next(&mut s).await, Seen::Closed);
-    assert_eq!(
-        rig.metric(r#"vigil_mqtt_refused_total{packet="subscribe"}"#),
-        3.0
-    );
-    assert_eq!(
-        rig.metric(r#"vigil_mqtt_refused_total{packet="publish"}"#),
-        1.0
-    );
+    rig.assert_topic_refusals(3, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,11 +118,7 @@ pub async fn run(args: BurstArgs) -> anyhow::Result<()> {
         "\nVigil stored/s over Mosquitto relayed/s = {:.2}; broker skipped {}",
         report.ratio, report.vigil_broker_skipped
     );
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
+    super::write_json(args.json.as_deref(), &report)
 }
 
 /// One file of JSON lines per device: idle elevator samples, seq 1….

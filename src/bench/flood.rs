@@ -202,9 +202,5 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
         report.flood_throttled,
         report.flood_disconnects
     );
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
+    super::write_json(args.json.as_deref(), &report)
 }

@@ -194,9 +194,24 @@ impl Vigil {
     }
 
     pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, token, path, body).await
+    }
+
+    #[allow(dead_code)]
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, TOKEN, path, body).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Value) {
         let r = self
             .client
-            .post(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(token)
             .json(body)
             .send()
@@ -206,18 +221,19 @@ impl Vigil {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    #[allow(dead_code)]
-    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .client
-            .put(self.url(path))
-            .bearer_auth(TOKEN)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+    /// Waits up to `secs` until every metric sample of `expected` has its
+    /// value (samples as `vigil_x_total{reason="y"}`).
+    pub async fn wait_metrics(&self, secs: u64, expected: &[(&str, f64)]) {
+        let what = format!("metrics {expected:?}");
+        eventually(secs, &what, || async {
+            for (series, value) in expected {
+                if self.metric(series).await != *value {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await
     }
 
     /// Rows of a SQL query, as JSON objects.

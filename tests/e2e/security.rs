@@ -13,6 +13,16 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
+/// `vigil_cli` that must succeed.
+fn vigil_cli_ok(vigil: &Vigil, args: &[&str]) {
+    let out = vigil_cli(vigil, args);
+    assert!(
+        out.status.success(),
+        "vigil {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `vigil {args} --url … --token …` against `vigil`.
 fn vigil_cli(vigil: &Vigil, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -62,14 +72,9 @@ async fn device_certificates_log_in_on_the_tls_listener_and_keep_to_their_own_to
     vigil.import(&registry_doc(2)).await;
     let certs = tempfile::tempdir().unwrap();
     let dev0 = certs.path().join("DEV0000");
-    let out = vigil_cli(
+    vigil_cli_ok(
         &vigil,
         &["device", "cert", "DEV0000", "--out", dev0.to_str().unwrap()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dev0.join("key.pem"))
@@ -136,13 +141,12 @@ async fn device_certificates_log_in_on_the_tls_listener_and_keep_to_their_own_to
         "/tenants/DEV0001/v1/elevator",
         &idle(2, ts),
     );
-    eventually(20, "the refusal is counted", || async {
-        let n = vigil
-            .metric(r#"vigil_mqtt_refused_total{packet="publish"}"#)
-            .await;
-        (n == 1.0).then_some(())
-    })
-    .await;
+    vigil
+        .wait_metrics(
+            20,
+            &[(r#"vigil_mqtt_refused_total{packet="publish"}"#, 1.0)],
+        )
+        .await;
     // A TLS client without a certificate: refused and counted.
     let anonymous = certs.path().join("anonymous");
     std::fs::create_dir_all(&anonymous).unwrap();
@@ -155,13 +159,15 @@ async fn device_certificates_log_in_on_the_tls_listener_and_keep_to_their_own_to
         &idle(3, ts),
     );
     assert!(!out.status.success());
-    eventually(20, "the bad certificate is counted", || async {
-        let n = vigil
-            .metric(r#"vigil_ingest_rejected_total{reason="bad_certificate"}"#)
-            .await;
-        (n == 1.0).then_some(())
-    })
-    .await;
+    vigil
+        .wait_metrics(
+            20,
+            &[(
+                r#"vigil_ingest_rejected_total{reason="bad_certificate"}"#,
+                1.0,
+            )],
+        )
+        .await;
     assert_eq!(
         vigil
             .sql_count("SELECT count(*) AS n FROM elevator_readings WHERE device_id = 'DEV0001'")
@@ -175,7 +181,7 @@ async fn a_device_disabled_while_connected_is_cut_off_at_once() {
     let vigil = Vigil::start_tls().await;
     let secrets = secrets(&vigil.import(&registry_doc(2)).await);
     let certs = tempfile::tempdir().unwrap();
-    let out = vigil_cli(
+    vigil_cli_ok(
         &vigil,
         &[
             "device",
@@ -184,11 +190,6 @@ async fn a_device_disabled_while_connected_is_cut_off_at_once() {
             "--out",
             certs.path().to_str().unwrap(),
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     // One session per listener: Mosquitto's client on TLS, rumqttc plain.
     let mqtts = vigil.mqtts.unwrap();
@@ -210,13 +211,9 @@ async fn a_device_disabled_while_connected_is_cut_off_at_once() {
     let plain = Device::connect(vigil.mqtt, "DEV0001", &secrets["DEV0001"])
         .await
         .unwrap();
-    eventually(20, "both sessions are live", || async {
-        let n = vigil
-            .metric(r#"vigil_ingest_sessions{login="device"}"#)
-            .await;
-        (n == 2.0).then_some(())
-    })
-    .await;
+    vigil
+        .wait_metrics(20, &[(r#"vigil_ingest_sessions{login="device"}"#, 2.0)])
+        .await;
 
     let (status, body) = vigil
         .put(
@@ -225,16 +222,18 @@ async fn a_device_disabled_while_connected_is_cut_off_at_once() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    eventually(10, "both sessions are closed", || async {
-        let closed = vigil
-            .metric(r#"vigil_ingest_disconnects_total{reason="device_inactive"}"#)
-            .await;
-        let live = vigil
-            .metric(r#"vigil_ingest_sessions{login="device"}"#)
-            .await;
-        (closed == 2.0 && live == 0.0).then_some(())
-    })
-    .await;
+    vigil
+        .wait_metrics(
+            10,
+            &[
+                (
+                    r#"vigil_ingest_disconnects_total{reason="device_inactive"}"#,
+                    2.0,
+                ),
+                (r#"vigil_ingest_sessions{login="device"}"#, 0.0),
+            ],
+        )
+        .await;
     let _ = sub.kill();
     let _ = sub.wait();
     drop(plain);
@@ -250,7 +249,7 @@ async fn a_supervisor_certificate_reads_its_citys_alarms_and_nothing_else() {
     let vigil = Vigil::start_tls().await;
     let secrets = secrets(&vigil.import(&registry_doc(1)).await);
     let certs = tempfile::tempdir().unwrap();
-    let out = vigil_cli(
+    vigil_cli_ok(
         &vigil,
         &[
             "feed",
@@ -262,11 +261,6 @@ async fn a_supervisor_certificate_reads_its_citys_alarms_and_nothing_else() {
             "--out",
             certs.path().to_str().unwrap(),
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let mqtts = vigil.mqtts.unwrap();
     // Up to two messages within 15 s: with only one for its city, it waits
@@ -296,11 +290,9 @@ async fn a_supervisor_certificate_reads_its_citys_alarms_and_nothing_else() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("mosquitto_sub runs");
-    eventually(20, "the supervisor's session is live", || async {
-        let n = vigil.metric(r#"vigil_ingest_sessions{login="feed"}"#).await;
-        (n == 1.0).then_some(())
-    })
-    .await;
+    vigil
+        .wait_metrics(20, &[(r#"vigil_ingest_sessions{login="feed"}"#, 1.0)])
+        .await;
 
     let overspeed = json!({"direction": "up", "speed_mps": 3.5, "leveled": false, "floor": 9});
     let ts = now_ms();

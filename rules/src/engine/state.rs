@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
+use vigil_model::log_limit::LogLimit;
 use vigil_model::reading::{Door, ElevatorSample, RideState};
 use vigil_model::{
     Alarm, AlarmId, AlarmState, Binding, DeviceContext, DeviceId, EpochMs, EquipmentId, Reading,
@@ -18,6 +19,9 @@ use super::video::VideoEquipment;
 use crate::catalogue::Params;
 use crate::catalogue::{Key, Rule, rule_id};
 use crate::config::ParamSet;
+
+/// "Alarm repeated." lines across every shard.
+static REPEAT_LOG: LogLimit = LogLimit::per_second(5);
 
 /// One rule's condition over time, for one device (or one equipment for
 /// equipment-level rules). Times are device time.
@@ -588,7 +592,16 @@ impl Book {
                 if holder && !slot.holders.contains(device) {
                     slot.holders.push(device.clone());
                 }
-                info!(equipment = %a.equipment_id, device = %device, rule = %self.rule_ids[rule.index()], alarm = %a.alarm_id, count = a.count, "Alarm repeated.");
+                // A device stuck on a fault repeats its alarm with every
+                // message: the count has every repeat, the log a few a second.
+                match REPEAT_LOG.allow() {
+                    Some(held_back) => {
+                        info!(equipment = %a.equipment_id, device = %device, rule = %self.rule_ids[rule.index()], alarm = %a.alarm_id, count = a.count, held_back, "Alarm repeated.")
+                    }
+                    None => {
+                        debug!(equipment = %a.equipment_id, device = %device, rule = %self.rule_ids[rule.index()], alarm = %a.alarm_id, count = a.count, "Alarm repeated.")
+                    }
+                }
                 out.push(a.clone());
             }
             None => {
