@@ -1,7 +1,9 @@
 //! The HTTP API: the registry's routes plus alarms, the live feed, SQL,
 //! equipment status, metrics and health. Every `/api/v1` route needs a
-//! bearer token; what a principal sees is cut to its grant before anything
-//! is counted or returned.
+//! bearer token; a route that acts or reads a body sits behind a role
+//! [`Gate`], checked before the body is read; what a principal sees is cut
+//! to its grant before anything is counted or returned. A revoked token's
+//! running requests and open streams end at once (`require_auth`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,29 +20,41 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio_stream::wrappers::BroadcastStream;
 use vigil_model::{Alarm, AlarmId, AlarmState, EquipmentId, OwnerId, Region};
+use vigil_registry::Role;
 use vigil_registry::api::{ApiError, ApiJson};
-use vigil_registry::auth::{Authenticator, Principal, require_auth};
+use vigil_registry::auth::{Authenticator, Gate, Principal, require_auth};
 use vigil_rules::AlarmOpError;
 
 use crate::alarms::AlarmFilter;
 use crate::engine::{AlarmOpFailure, AppState};
 use crate::sql;
 
+const HANDLE_ALARMS: Gate = Gate::new(
+    &[Role::Admin, Role::Supervisor],
+    "acknowledge or resolve alarms",
+);
+const QUERY_SQL: Gate = Gate::new(&[Role::Admin, Role::Supervisor, Role::Analyst], "run SQL");
+/// Replay reads every region's readings.
+const REPLAY_RULES: Gate = Gate::admin("replay rules");
+const RELOAD_RULES: Gate = Gate::admin("reload rules");
+
 pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
+    let state_console = state.console.clone();
     let engine_routes = Router::new()
         .route("/alarms", get(list_alarms))
         .route("/alarms/stream", get(alarm_stream))
         .route("/alarms/:id", get(get_alarm))
-        .route("/alarms/:id/ack", post(acknowledge))
-        .route("/alarms/:id/resolve", post(resolve))
-        .route("/sql", post(run_sql))
-        .route("/rules/replay", post(replay_rules))
-        .route("/rules/reload", post(reload_rules))
+        .route("/alarms/:id/ack", HANDLE_ALARMS.around(post(acknowledge)))
+        .route("/alarms/:id/resolve", HANDLE_ALARMS.around(post(resolve)))
+        .route("/sql", QUERY_SQL.around(post(run_sql)))
+        .route("/rules/replay", REPLAY_RULES.around(post(replay_rules)))
+        .route("/rules/reload", RELOAD_RULES.around(post(reload_rules)))
         .route("/equipment/:id/status", get(equipment_status))
         .route("/equipment/:id/risk", get(equipment_risk))
         .route("/owners/:id/risk", get(owner_risk))
+        .merge(crate::fleet::routes())
         .with_state(state.clone());
-    let api = vigil_registry::api::router(state.registry.clone())
+    let api = vigil_registry::api::router(state.registry.clone(), auth.clone())
         .merge(engine_routes)
         .merge(crate::certs::routes(state.clone()))
         .layer(middleware::from_fn_with_state(auth, require_auth));
@@ -52,6 +66,7 @@ pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(ops)
+        .merge(crate::console::router(&state_console))
 }
 
 /// What a principal may see of alarms and readings.
@@ -212,15 +227,6 @@ struct AlarmAction {
     note: Option<String>,
 }
 
-fn may_handle_alarms(principal: &Principal) -> Result<(), ApiError> {
-    match principal {
-        Principal::Admin | Principal::Supervisor { .. } => Ok(()),
-        _ => Err(ApiError::forbidden(
-            "only admins and supervisors acknowledge or resolve alarms",
-        )),
-    }
-}
-
 fn op_error(e: AlarmOpFailure) -> ApiError {
     match e {
         AlarmOpFailure::Rule(AlarmOpError::NotFound(id)) => {
@@ -244,7 +250,6 @@ async fn acknowledge(
 ) -> Result<Json<Alarm>, ApiError> {
     let id = alarm_id(&id)?;
     let alarm = find_alarm(&state, &id, &Scope::of(&principal)).await?;
-    may_handle_alarms(&principal)?;
     if !alarm.state.is_open() {
         return Err(ApiError::conflict(format!("alarm {id} is already cleared")));
     }
@@ -264,7 +269,6 @@ async fn resolve(
 ) -> Result<Json<Alarm>, ApiError> {
     let id = alarm_id(&id)?;
     let alarm = find_alarm(&state, &id, &Scope::of(&principal)).await?;
-    may_handle_alarms(&principal)?;
     let note = body
         .and_then(|ApiJson(b)| b.note)
         .map(|n| n.trim().to_owned())
@@ -292,8 +296,10 @@ async fn resolve(
     Ok(Json(changed))
 }
 
-/// `GET /alarms/stream`: first every open alarm the reader may see, then
-/// every change as it happens. Event name `alarm`, id `{alarm_id}:{version}`.
+/// `GET /alarms/stream`: first every open alarm the reader may see, then an
+/// event `synced` (`{"open": n}`: the snapshot is complete, so a reader that
+/// reconnects can replace what it had), then every change as it happens.
+/// Event name `alarm`, id `{alarm_id}:{version}`.
 async fn alarm_stream(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
@@ -328,7 +334,11 @@ async fn alarm_stream(
         };
         async move { event.map(Ok) }
     });
+    let synced = Event::default()
+        .event("synced")
+        .data(json!({"open": snapshot.len()}).to_string());
     let stream = stream::iter(snapshot.into_iter().map(|a| Ok(alarm_event(&a))))
+        .chain(stream::once(async move { Ok(synced) }))
         .chain(live)
         .take_until(async move {
             let _ = stopping.wait_for(|s| *s).await;
@@ -363,12 +373,13 @@ async fn run_sql(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
+    // Supervisors and analysts alike read only their regions.
     let regions = match &principal {
         Principal::Admin => None,
-        Principal::Analyst { regions } => Some(regions.clone()),
-        _ => {
+        Principal::Analyst { regions } | Principal::Supervisor { regions } => Some(regions.clone()),
+        Principal::Owner { .. } => {
             return Err(ApiError::forbidden(
-                "SQL is for the admin and analyst roles",
+                "SQL is for the admin, supervisor and analyst roles",
             ));
         }
     };
@@ -378,14 +389,15 @@ async fn run_sql(
         .unwrap_or("application/json");
     let format = sql::Format::from_accept(accept);
     let result = sql::run(&state, &req.sql, regions).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
+    // "ok" or the error's code (sql_timeout, sql_memory, sql_busy, …): a small, fixed set.
+    let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
     state
         .engine_metrics
         .sql_queries
         .with_label_values(&[outcome])
         .inc();
     let output = result?;
-    sql::render(&output, format)
+    sql::render(&output, format, state.sql.max_bytes)
 }
 
 /// The equipment `id` names, if `principal` may see it; equipment outside
@@ -509,14 +521,8 @@ async fn owner_risk(
 /// stored readings of a time range, with the running or a given `[rules]`.
 async fn replay_rules(
     State(state): State<Arc<AppState>>,
-    Extension(principal): Extension<Principal>,
     ApiJson(req): ApiJson<crate::replay::ReplayRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    if !matches!(principal, Principal::Admin) {
-        return Err(ApiError::forbidden(
-            "rule replay reads every region's readings: admin only",
-        ));
-    }
     let config = crate::replay::config_of(&req, &state.rules.current())?;
     let done = crate::replay::replay(&state, &req, config).await?;
     Ok(Json(json!({
@@ -530,13 +536,7 @@ async fn replay_rules(
 /// `POST /rules/reload` (admin): re-reads the rule file, as SIGHUP does.
 /// A file that does not check is refused (422, with file, line and what is
 /// wrong) and the running rules stay.
-async fn reload_rules(
-    State(state): State<Arc<AppState>>,
-    Extension(principal): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
-    if !matches!(principal, Principal::Admin) {
-        return Err(ApiError::forbidden("reloading rules is for admins"));
-    }
+async fn reload_rules(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let config = state
         .rules
         .reload(&state.shards, &state.engine_metrics)
@@ -567,6 +567,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.engine_metrics.observe_store(state.store.as_ref());
+    crate::fleet::observe_metrics(&state);
     let families = state.metrics.gather();
     let mut body = String::new();
     match prometheus::TextEncoder::new().encode_utf8(&families, &mut body) {

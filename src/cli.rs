@@ -44,6 +44,9 @@ pub enum Command {
     /// The rule catalogue, rule files, reload and replay.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Issue, list and revoke API tokens on a running engine.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Measure readings/s through the whole path and alarm latency to SSE,
     /// against a bare MQTT broker in the same run (see docs/benchmarks.md).
     Bench(crate::bench::BenchArgs),
@@ -67,9 +70,13 @@ pub struct RunArgs {
     /// HTTP API [default: 127.0.0.1:8080].
     #[arg(long)]
     pub http_addr: Option<SocketAddr>,
-    /// Bearer token of the admin role (also VIGIL_ADMIN_TOKEN).
+    /// Bearer token of the admin role. Visible to every user in `ps`:
+    /// prefer --admin-token-file or VIGIL_ADMIN_TOKEN.
     #[arg(long)]
     pub admin_token: Option<String>,
+    /// A file whose first line is the admin token (also VIGIL_ADMIN_TOKEN_FILE).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
     /// `embedded` or a `postgres://…` URL (also VIGIL_STORE) [default: embedded].
     #[arg(long)]
     pub store: Option<String>,
@@ -86,8 +93,72 @@ pub struct Remote {
     #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Bearer token (the admin token, or one issued by POST /api/v1/tokens).
+    /// Visible in `ps`: prefer VIGIL_ADMIN_TOKEN or --token-file.
     #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A file whose first line is the bearer token.
+    #[arg(long, env = "VIGIL_ADMIN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Remote {
+    /// The bearer token: `--token` / VIGIL_ADMIN_TOKEN, or the first line
+    /// of `--token-file` / VIGIL_ADMIN_TOKEN_FILE.
+    pub fn bearer(&self) -> anyhow::Result<String> {
+        if let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) {
+            return Ok(token.to_owned());
+        }
+        let Some(path) = &self.token_file else {
+            anyhow::bail!(
+                "no token: set VIGIL_ADMIN_TOKEN or VIGIL_ADMIN_TOKEN_FILE (or pass --token-file)"
+            );
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read token file {}", path.display()))?;
+        let token = text.lines().next().unwrap_or_default().trim();
+        anyhow::ensure!(!token.is_empty(), "token file {} is empty", path.display());
+        Ok(token.to_owned())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; prints it once (it is stored only as a hash).
+    Create(TokenCreateArgs),
+    /// Every issued token: id, name, role, grant, created, expires, last
+    /// used, status. Never the token itself.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Revoke a token by its id (`tok_…`): refused from now on, on every
+    /// surface; its open feeds end.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// Who holds it (a label for people).
+    #[arg(long)]
+    pub name: String,
+    /// admin, supervisor, owner or analyst.
+    #[arg(long, value_parser = ["admin", "supervisor", "owner", "analyst"])]
+    pub role: String,
+    /// A granted region (supervisor, analyst); repeat for several.
+    #[arg(long = "region")]
+    pub regions: Vec<String>,
+    /// The owner an owner token speaks for.
+    #[arg(long)]
+    pub owner_id: Option<String>,
+    /// Lifetime: seconds, or with a unit: 90d, 12h, 30m [default: the engine's tokens.default_ttl_days].
+    #[arg(long)]
+    pub expires_in: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +282,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let body = serde_json::json!({"region": region, "name": name});
             crate::client::certificate("/alarm-feed/certificates", body, &cert).await
         }
+        Command::Token(TokenCommand::Create(args)) => crate::client::token_create(&args).await,
+        Command::Token(TokenCommand::List { remote }) => crate::client::token_list(&remote).await,
+        Command::Token(TokenCommand::Revoke { id, remote }) => {
+            crate::client::token_revoke(&id, &remote).await
+        }
         Command::Migrate(args) => migrate(args).await,
         Command::Rules(RulesCommand::Replay(args)) => crate::client::replay(&args).await,
         Command::Rules(RulesCommand::List) => {
@@ -236,6 +312,7 @@ fn load(args: RunArgs) -> anyhow::Result<Config> {
         mqtts_addr: args.mqtts_addr,
         http_addr: args.http_addr,
         admin_token: args.admin_token,
+        admin_token_file: args.admin_token_file,
         store: args.store,
         rules_file: args.rules_file,
     };
@@ -281,10 +358,15 @@ async fn migrate(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.admin_token.is_some() {
+        tracing::warn!(
+            "--admin-token is visible to every user of this machine (ps, /proc); use --admin-token-file or VIGIL_ADMIN_TOKEN instead."
+        );
+    }
     let config = load(args)?;
     if config.admin_token.as_deref().is_none_or(str::is_empty) {
         tracing::warn!(
-            "No admin token configured (--admin-token or VIGIL_ADMIN_TOKEN): only registry-issued tokens can use the API."
+            "No admin token configured (--admin-token-file, VIGIL_ADMIN_TOKEN_FILE or VIGIL_ADMIN_TOKEN): only registry-issued tokens can use the API."
         );
     }
     let engine = Engine::start(config, system_clock()).await?;

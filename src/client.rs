@@ -5,16 +5,21 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::cli::{CertArgs, Remote, SqlArgs};
+use crate::cli::{CertArgs, Remote, SqlArgs, TokenCreateArgs};
 
 fn request(remote: &Remote, path: &str) -> anyhow::Result<reqwest::RequestBuilder> {
+    request_with(reqwest::Method::POST, remote, path)
+}
+
+fn request_with(
+    method: reqwest::Method,
+    remote: &Remote,
+    path: &str,
+) -> anyhow::Result<reqwest::RequestBuilder> {
     let url = format!("{}/api/v1{path}", remote.url.trim_end_matches('/'));
-    let mut req = reqwest::Client::new().post(url);
-    match &remote.token {
-        Some(token) => req = req.bearer_auth(token),
-        None => bail!("no token: pass --token or set VIGIL_ADMIN_TOKEN"),
-    }
-    Ok(req)
+    Ok(reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(remote.bearer()?))
 }
 
 async fn answer(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
@@ -69,6 +74,125 @@ pub async fn sql(args: &SqlArgs) -> anyhow::Result<()> {
     println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
     println!("{rows} row{}", if rows == 1 { "" } else { "s" });
     Ok(())
+}
+
+/// `90d`, `12h`, `30m`, `45s` or plain seconds.
+fn parse_lifetime(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("{s:?} is not a lifetime such as 90d, 12h, 30m or 3600"))?;
+    let unit = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        other => bail!("{s:?}: unit {other:?} is not one of s, m, h, d"),
+    };
+    n.checked_mul(unit)
+        .with_context(|| format!("{s:?} is too long"))
+}
+
+/// `vigil token create`: prints the token once, then what it grants.
+pub async fn token_create(args: &TokenCreateArgs) -> anyhow::Result<()> {
+    let expires_in_s = args.expires_in.as_deref().map(parse_lifetime).transpose()?;
+    let mut body = serde_json::json!({"name": args.name, "role": args.role});
+    if !args.regions.is_empty() {
+        body["regions"] = serde_json::json!(args.regions);
+    }
+    if let Some(owner) = &args.owner_id {
+        body["owner_id"] = serde_json::json!(owner);
+    }
+    if let Some(s) = expires_in_s {
+        body["expires_in_s"] = serde_json::json!(s);
+    }
+    let response = request(&args.remote, "/tokens")?
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", args.remote.url))?;
+    let issued: Value = answer(response).await?.json().await?;
+    println!("{}", issued["token"].as_str().unwrap_or_default());
+    eprintln!(
+        "id {}  {}  expires {}  (the token is shown once; keep it secret)",
+        issued["id"].as_str().unwrap_or_default(),
+        grant(&issued),
+        issued["expires_at"].as_str().unwrap_or("never")
+    );
+    Ok(())
+}
+
+/// `role[regions]` or `owner[OWN1]`.
+fn grant(t: &Value) -> String {
+    let role = t["role"].as_str().unwrap_or("?");
+    if let Some(owner) = t["owner_id"].as_str() {
+        return format!("{role}[{owner}]");
+    }
+    match t["regions"].as_array() {
+        Some(rs) if !rs.is_empty() => format!(
+            "{role}[{}]",
+            rs.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        _ => role.to_owned(),
+    }
+}
+
+pub async fn token_list(remote: &Remote) -> anyhow::Result<()> {
+    let response = request_with(reqwest::Method::GET, remote, "/tokens")?
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", remote.url))?;
+    let body: Value = answer(response).await?.json().await?;
+    let items = body["items"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{:<21} {:<8} {:<24} {:<20} {:<20} {:<20} NAME",
+        "ID", "STATUS", "GRANT", "CREATED", "EXPIRES", "LAST USED"
+    );
+    for t in &items {
+        println!(
+            "{:<21} {:<8} {:<24} {:<20} {:<20} {:<20} {}",
+            text_of(&t["id"]),
+            text_of(&t["status"]),
+            grant(t),
+            text_of(&t["created_at"]),
+            text_of(&t["expires_at"]),
+            text_of(&t["last_used_at"]),
+            text_of(&t["name"])
+        );
+    }
+    println!(
+        "{} token{}",
+        items.len(),
+        if items.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+pub async fn token_revoke(id: &str, remote: &Remote) -> anyhow::Result<()> {
+    let response = request_with(reqwest::Method::DELETE, remote, &format!("/tokens/{id}"))?
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", remote.url))?;
+    let t: Value = answer(response).await?.json().await?;
+    println!(
+        "revoked {} ({}, {}) at {}",
+        text_of(&t["id"]),
+        text_of(&t["name"]),
+        grant(&t),
+        text_of(&t["revoked_at"])
+    );
+    Ok(())
+}
+
+fn text_of(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
 }
 
 /// An RFC 3339 time or epoch milliseconds.
@@ -206,4 +330,18 @@ pub async fn certificate(path: &str, mut body: Value, args: &CertArgs) -> anyhow
         args.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lifetimes_take_units() {
+        assert_eq!(super::parse_lifetime("90d").unwrap(), 90 * 86_400);
+        assert_eq!(super::parse_lifetime("12h").unwrap(), 12 * 3600);
+        assert_eq!(super::parse_lifetime("30m").unwrap(), 1800);
+        assert_eq!(super::parse_lifetime("45").unwrap(), 45);
+        assert!(super::parse_lifetime("3w").is_err());
+        assert!(super::parse_lifetime("d").is_err());
+        assert!(super::parse_lifetime("99999999999999999999d").is_err());
+    }
 }

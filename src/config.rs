@@ -29,8 +29,14 @@ pub struct Config {
     pub mqtts_addr: Option<SocketAddr>,
     /// HTTP API, SSE feed and metrics.
     pub http_addr: SocketAddr,
-    /// Bearer token of the `admin` role; without one only registry-issued tokens work.
+    /// Bearer token of the `admin` role; without one only registry-issued
+    /// tokens work. After [`Config::load`] it also holds what
+    /// `admin_token_file` named.
     pub admin_token: Option<String>,
+    /// A file holding the admin token (first line; read at start). Preferred
+    /// over `admin_token`, which shows in `ps` when given as a flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
     /// Where readings, alarms and dead letters are stored: `embedded` (files
     /// under `data_dir`) or a `postgres://…` URL (docs/postgres.md).
     pub store: String,
@@ -50,6 +56,50 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Risk grading weights and thresholds (docs/risk.md).
     pub risk: crate::risk::RiskConfig,
+    /// The browser console at `/` (docs/console.md).
+    pub console: crate::console::ConsoleConfig,
+    /// Lifetimes of issued API tokens.
+    pub tokens: TokenConfig,
+}
+
+/// `[tokens]`: how long API tokens issued by `POST /api/v1/tokens` live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Lifetime of a token whose request names none, days.
+    pub default_ttl_days: u64,
+    /// Longest lifetime a request may ask for (`expires_in_s`), days.
+    pub max_ttl_days: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl_days: 90,
+            max_ttl_days: 365,
+        }
+    }
+}
+
+impl TokenConfig {
+    pub fn policy(&self) -> anyhow::Result<vigil_registry::TokenPolicy> {
+        anyhow::ensure!(
+            (1..=36_500).contains(&self.max_ttl_days),
+            "tokens.max_ttl_days must be from 1 to 36500, not {}",
+            self.max_ttl_days
+        );
+        anyhow::ensure!(
+            (1..=self.max_ttl_days).contains(&self.default_ttl_days),
+            "tokens.default_ttl_days must be from 1 to tokens.max_ttl_days ({}), not {}",
+            self.max_ttl_days,
+            self.default_ttl_days
+        );
+        let days = |d: u64| std::time::Duration::from_secs(d * 86_400);
+        Ok(vigil_registry::TokenPolicy {
+            default_ttl: days(self.default_ttl_days),
+            max_ttl: days(self.max_ttl_days),
+        })
+    }
 }
 
 /// `[delivery]`: where alarm changes go besides SSE and MQTT.
@@ -84,6 +134,21 @@ pub struct EngineConfig {
     pub sql_timeout_s: u64,
     /// Rows returned by one SQL query at most.
     pub sql_max_rows: usize,
+    /// Bytes (MiB) of rows one SQL answer holds at most; beyond, it is cut
+    /// like at `sql_max_rows` (docs/sql.md, "Limits").
+    pub sql_max_answer_mib: usize,
+    /// Memory (MiB) people's SQL may hold together (embedded store).
+    pub sql_memory_mib: usize,
+    /// Threads of the embedded store's SQL runtime.
+    pub sql_threads: usize,
+    /// People's SQL queries running at once; more wait within their timeout.
+    pub sql_max_concurrent: usize,
+    /// Operators one SQL expression may chain (`a + b + …`).
+    pub sql_max_expr_depth: usize,
+    /// Relations and operators one SQL query may plan to.
+    pub sql_max_plan_nodes: usize,
+    /// Length (KiB) of one SQL query's text.
+    pub sql_max_query_kib: usize,
     /// Registry-time rules run this often (and within a second of any
     /// registry change).
     pub registry_check_s: u64,
@@ -92,6 +157,18 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// What people's SQL may use, for either store.
+    pub fn sql_limits(&self) -> vigil_storage::SqlLimits {
+        vigil_storage::SqlLimits {
+            threads: self.sql_threads,
+            memory_bytes: self.sql_memory_mib.saturating_mul(1 << 20),
+            max_concurrent: self.sql_max_concurrent,
+            max_expr_depth: self.sql_max_expr_depth,
+            max_plan_nodes: self.sql_max_plan_nodes,
+            max_query_bytes: self.sql_max_query_kib.saturating_mul(1024),
+        }
+    }
+
     pub fn registry_offset(&self) -> anyhow::Result<chrono::FixedOffset> {
         chrono::FixedOffset::east_opt(self.registry_utc_offset_h * 3600).ok_or_else(|| {
             anyhow::anyhow!(
@@ -110,6 +187,13 @@ impl Default for EngineConfig {
             shard_queue: 8192,
             sql_timeout_s: 30,
             sql_max_rows: 100_000,
+            sql_max_answer_mib: 64,
+            sql_memory_mib: 1024,
+            sql_threads: 2,
+            sql_max_concurrent: 4,
+            sql_max_expr_depth: 256,
+            sql_max_plan_nodes: 500,
+            sql_max_query_kib: 256,
             registry_check_s: 60,
             registry_utc_offset_h: 8,
         }
@@ -126,6 +210,8 @@ pub struct IngestTuning {
     pub gap_grace_s: u64,
     /// Per-connection message and byte quotas (docs/security.md).
     pub quota: vigil_ingest::QuotaConfig,
+    /// Seqs a second a device's `seq` may advance; further jumps are refused (docs/ingest.md).
+    pub max_seq_rate: u64,
 }
 
 impl Default for IngestTuning {
@@ -135,6 +221,7 @@ impl Default for IngestTuning {
             max_connections: 10_000,
             gap_grace_s: 30,
             quota: vigil_ingest::QuotaConfig::default(),
+            max_seq_rate: vigil_ingest::DEFAULT_MAX_SEQ_RATE,
         }
     }
 }
@@ -237,6 +324,10 @@ pub struct PostgresTuning {
     /// `retention_days` (0 keeps everything).
     pub compress_after_days: u32,
     pub retention_days: u32,
+    /// `work_mem` (MiB) of each sort or hash step of people's SQL.
+    pub sql_work_mem_mib: u32,
+    /// `temp_file_limit` (MiB) of one SQL query's temporary files; -1: none.
+    pub sql_temp_file_limit_mib: i64,
 }
 
 impl Default for PostgresTuning {
@@ -252,6 +343,8 @@ impl Default for PostgresTuning {
             max_backlog_batches: d.max_backlog_batches,
             compress_after_days: d.compress_after_days,
             retention_days: d.retention_days,
+            sql_work_mem_mib: d.sql_work_mem_kb / 1024,
+            sql_temp_file_limit_mib: d.sql_temp_file_limit_kb / 1024,
         }
     }
 }
@@ -287,6 +380,12 @@ impl Config {
             timescale,
             compress_after_days: p.compress_after_days,
             retention_days: p.retention_days,
+            sql: self.engine.sql_limits(),
+            sql_work_mem_kb: p.sql_work_mem_mib.saturating_mul(1024),
+            sql_temp_file_limit_kb: match p.sql_temp_file_limit_mib {
+                n if n < 0 => -1,
+                n => n.saturating_mul(1024),
+            },
             ..PostgresConfig::default()
         }))
     }
@@ -300,6 +399,7 @@ impl Default for Config {
             mqtts_addr: None,
             http_addr: "127.0.0.1:8080".parse().expect("valid literal"),
             admin_token: None,
+            admin_token_file: None,
             store: "embedded".into(),
             engine: EngineConfig::default(),
             ingest: IngestTuning::default(),
@@ -310,6 +410,8 @@ impl Default for Config {
             rules_file: None,
             delivery: DeliveryConfig::default(),
             risk: crate::risk::RiskConfig::default(),
+            console: crate::console::ConsoleConfig::default(),
+            tokens: TokenConfig::default(),
         }
     }
 }
@@ -328,6 +430,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules_file: Option<PathBuf>,
@@ -339,6 +443,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "mqtts_addr",
     "http_addr",
     "admin_token",
+    "admin_token_file",
     "store",
     "engine",
     "ingest",
@@ -349,6 +454,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "rules_file",
     "delivery",
     "risk",
+    "console",
+    "tokens",
 ];
 
 impl Config {
@@ -369,12 +476,43 @@ impl Config {
             let top = key.as_str().split('.').next().unwrap_or_default();
             TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
         });
-        let config: Config = figment
+        let mut config: Config = figment
             .merge(env)
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")?;
+        config.read_admin_token_file()?;
+        config.tokens.policy()?;
         Ok(config)
+    }
+
+    /// Puts the content of `admin_token_file` into `admin_token`. Both set
+    /// at once is refused: which one counts would be a guess.
+    fn read_admin_token_file(&mut self) -> anyhow::Result<()> {
+        let Some(path) = &self.admin_token_file else {
+            return Ok(());
+        };
+        anyhow::ensure!(
+            self.admin_token.as_deref().is_none_or(str::is_empty),
+            "both admin_token and admin_token_file are set; keep one (the file, preferably)"
+        );
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read admin_token_file {}", path.display()))?;
+        let token = text.lines().next().unwrap_or_default().trim().to_owned();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "admin_token_file {} is empty",
+            path.display()
+        );
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "The admin token file can be read by other users; chmod 600 it.");
+            }
+        }
+        self.admin_token = Some(token);
+        Ok(())
     }
 }
 
@@ -410,6 +548,11 @@ mod tests {
             assert_eq!(config.embedded.flush_rows, defaults.embedded.flush_rows);
             assert_eq!(config.store, "embedded");
             assert_eq!(config.postgres.batch_rows, defaults.postgres.batch_rows);
+            assert_eq!(
+                config.tokens.default_ttl_days,
+                defaults.tokens.default_ttl_days
+            );
+            assert_eq!(config.tokens.max_ttl_days, defaults.tokens.max_ttl_days);
             assert!(config.postgres().unwrap().is_none());
             crate::engine::load_rules(&config.rules, None).expect("example rules are valid");
         });
@@ -511,6 +654,55 @@ mod tests {
             };
             assert!(bad.postgres().is_err());
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's error type, in a test
+    fn the_admin_token_comes_from_a_file_or_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("admin.token");
+            std::fs::write(&file, "from-file\n").unwrap();
+            let from_file = Overrides {
+                admin_token_file: Some(file.clone()),
+                ..Overrides::default()
+            };
+            let config = Config::load(None, from_file).expect("loads");
+            assert_eq!(config.admin_token.as_deref(), Some("from-file"));
+            jail.set_env("VIGIL_ADMIN_TOKEN_FILE", file.display().to_string());
+            let config = Config::load(None, Overrides::default()).expect("loads");
+            assert_eq!(config.admin_token.as_deref(), Some("from-file"));
+            jail.set_env("VIGIL_ADMIN_TOKEN", "from-env");
+            let err = Config::load(None, Overrides::default()).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("both admin_token and admin_token_file"),
+                "{err:#}"
+            );
+            jail.clear_env();
+            std::fs::write(&file, "\n").unwrap();
+            let err = Config::load(
+                None,
+                Overrides {
+                    admin_token_file: Some(file.clone()),
+                    ..Overrides::default()
+                },
+            )
+            .unwrap_err();
+            assert!(format!("{err:#}").contains("is empty"), "{err:#}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn token_lifetimes_are_checked() {
+        let bad = TokenConfig {
+            default_ttl_days: 400,
+            max_ttl_days: 365,
+        };
+        assert!(bad.policy().is_err());
+        let policy = TokenConfig::default().policy().unwrap();
+        assert_eq!(policy.default_ttl.as_secs(), 90 * 86_400);
+        assert_eq!(policy.max_ttl.as_secs(), 365 * 86_400);
     }
 
     #[test]

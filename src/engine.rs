@@ -136,6 +136,10 @@ pub struct AppState {
     pub rules: RuleSource,
     /// Flips to true when the engine stops; long-lived responses (SSE) end.
     pub stopping: watch::Receiver<bool>,
+    /// The registry's dates are days at this UTC offset.
+    pub registry_offset: chrono::FixedOffset,
+    /// The browser console at `/` (src/console.rs).
+    pub console: crate::console::ConsoleConfig,
 }
 
 /// Last time each device was heard from, for "devices online".
@@ -155,9 +159,15 @@ impl Liveness {
         }
     }
 
-    /// Devices heard from since `since`.
-    pub fn online_since(&self, since: EpochMs) -> usize {
-        self.seen.lock().values().filter(|t| **t >= since).count()
+    /// When `device` was last heard from.
+    pub fn last_heard(&self, device: &DeviceId) -> Option<EpochMs> {
+        self.seen.lock().get(device).copied()
+    }
+
+    /// When `device` was last heard (since this engine started, or as the
+    /// store remembered it at start).
+    pub fn heard(&self, device: &DeviceId) -> Option<EpochMs> {
+        self.seen.lock().get(device).copied()
     }
 }
 
@@ -209,6 +219,14 @@ pub enum AlarmOpFailure {
 }
 
 impl Shards {
+    /// Messages waiting in the shards' queues.
+    pub fn queued(&self) -> usize {
+        self.senders
+            .iter()
+            .map(|tx| tx.max_capacity() - tx.capacity())
+            .sum()
+    }
+
     fn sender(&self, equipment: &EquipmentId) -> &mpsc::Sender<ShardMsg> {
         &self.senders[shard_of(equipment, self.senders.len())]
     }
@@ -295,6 +313,7 @@ impl Backend {
             group_commit_max: config.embedded.group_commit_max,
             flush_rows: config.embedded.flush_rows,
             flush_interval: Duration::from_secs(config.embedded.flush_interval_s),
+            sql: config.engine.sql_limits(),
         };
         let store = EmbeddedStore::open(embedded, durable)
             .await
@@ -339,8 +358,7 @@ pub struct Engine {
 impl Engine {
     pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Engine> {
         let rules = load_rules(&config.rules, config.rules_file.as_deref())?;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        crate::data_dir::secure(&config.data_dir)?;
         let registry =
             Arc::new(Registry::open(&config.data_dir).context("cannot open the registry")?);
 
@@ -353,7 +371,7 @@ impl Engine {
             .context("cannot recover state from the store")?;
         let open_restored = recovery.alarms.iter().filter(|a| a.state.is_open()).count();
         info!(
-            devices = recovery.last_seq.len(),
+            devices = recovery.seqs.len(),
             open_alarms = open_restored,
             "Recovered state from the store."
         );
@@ -390,9 +408,12 @@ impl Engine {
             restored[shard_of(&alarm.equipment_id, shard_count)].push(alarm);
         }
         // When each registered device was last heard, so that one silent
-        // since before the restart still goes offline on schedule.
+        // since before the restart still goes offline on schedule (and
+        // counts as online until then).
+        let liveness = Arc::new(Liveness::default());
         let mut heard: Vec<Vec<_>> = vec![Vec::new(); shard_count];
         for (device, last_seen) in std::mem::take(&mut recovery.last_seen) {
+            liveness.saw(&device, last_seen);
             if let Resolution::Active(ctx) = registry.resolve(&device) {
                 heard[shard_of(&ctx.binding.equipment_id, shard_count)]
                     .push((device, ctx, last_seen));
@@ -451,6 +472,7 @@ impl Engine {
         registry_sync.ensure().await;
         // Risk grading as views over alarms and the registry's tables.
         config.risk.check()?;
+        config.console.check()?;
         for (name, select) in config.risk.views() {
             dyn_store
                 .set_view(name, &select)
@@ -459,7 +481,6 @@ impl Engine {
         }
         let sync = tokio::spawn(registry_sync.clone().run(stopping.clone()));
 
-        let liveness = Arc::new(Liveness::default());
         let route = shards.clone();
         let seen = liveness.clone();
         let lookups = registry.clone();
@@ -479,10 +500,10 @@ impl Engine {
                 warn!("Rule shard is gone; reading not evaluated.");
             }
         });
-        let auth = Arc::new(Authenticator::new(
-            config.admin_token.clone(),
-            registry.clone(),
-        ));
+        let auth = Arc::new(
+            Authenticator::new(config.admin_token.clone(), registry.clone(), clock.clone())
+                .with_policy(config.tokens.policy()?),
+        );
         let pki = Arc::new(crate::certs::Pki::open(&config)?);
         let ingest_config = IngestConfig {
             mqtt_addr: config.mqtt_addr,
@@ -491,6 +512,7 @@ impl Engine {
             max_connections: config.ingest.max_connections,
             gap_grace_s: config.ingest.gap_grace_s,
             quota: config.ingest.quota.clone(),
+            max_seq_rate: config.ingest.max_seq_rate,
         };
         let ingest = Ingest::start(
             ingest_config,
@@ -508,8 +530,9 @@ impl Engine {
         delivery.set_mqtt(ingest.alarm_publisher());
         let ingest_stats = ingest.stats_handle();
         let mqtt_sessions = ingest.sessions();
-        let sessions_recheck = tokio::spawn(recheck_sessions_on_change(
+        let sessions_recheck = tokio::spawn(recheck_sessions(
             registry.changes(),
+            auth.registry().token_changes(),
             mqtt_sessions.clone(),
             stopping.clone(),
         ));
@@ -524,6 +547,7 @@ impl Engine {
             sql: QueryOptions {
                 timeout: Duration::from_secs(config.engine.sql_timeout_s),
                 max_rows: config.engine.sql_max_rows,
+                max_bytes: config.engine.sql_max_answer_mib.saturating_mul(1 << 20),
                 ..QueryOptions::default()
             },
             clock,
@@ -540,6 +564,8 @@ impl Engine {
                 reloading: tokio::sync::Mutex::new(()),
             },
             stopping: stopping.clone(),
+            registry_offset: offset,
+            console: config.console.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
@@ -619,22 +645,36 @@ impl Engine {
     }
 }
 
-/// After every registry change (a device disabled or deleted, a token
-/// revoked), the MQTT sessions it no longer lets in are closed at once.
-async fn recheck_sessions_on_change(
+/// How often live MQTT sessions are asked about again without a change: a
+/// feed token that reaches its expiry is closed within this.
+const SESSION_RECHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Closes the MQTT sessions the registry no longer lets in, at once: after
+/// every registry change (a device disabled or deleted), every token
+/// revocation, and every [`SESSION_RECHECK_EVERY`] (tokens expire without a
+/// change). HTTP needs nothing from here: `require_auth` ends a revoked
+/// token's requests and SSE streams itself.
+async fn recheck_sessions(
     mut changes: watch::Receiver<u64>,
+    mut revocations: watch::Receiver<u64>,
     sessions: vigil_ingest::SessionControl,
     mut stopping: watch::Receiver<bool>,
 ) {
+    let mut tick = tokio::time::interval(SESSION_RECHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
+        let why = tokio::select! {
+            changed = changes.changed() => match changed {
+                Ok(()) => "registry change",
+                Err(_) => return,
+            },
+            revoked = revocations.changed() => match revoked {
+                Ok(()) => "token revoked",
+                Err(_) => return,
+            },
+            _ = tick.tick() => "periodic",
             _ = stopping.wait_for(|s| *s) => return,
-        }
+        };
         let sessions = sessions.clone();
         // The directory lookups are quick, but not for an async worker to wait on.
         let closed = tokio::task::spawn_blocking(move || sessions.recheck())
@@ -643,7 +683,7 @@ async fn recheck_sessions_on_change(
         if closed > 0 {
             info!(
                 closed,
-                "Registry change: MQTT sessions it no longer allows are closed."
+                why, "MQTT sessions the registry no longer allows are closed."
             );
         }
     }
@@ -661,7 +701,9 @@ async fn run_shard(
         let changes = match msg {
             ShardMsg::Reading(a) => {
                 let now = clock();
+                let timer = metrics.rule_evaluation.start_timer();
                 let changes = engine.on_reading(&a.reading, &a.context, now);
+                timer.observe_duration();
                 if !changes.is_empty() {
                     metrics
                         .rule_latency
@@ -671,7 +713,9 @@ async fn run_shard(
             }
             ShardMsg::Filling(a, facts) => {
                 let now = clock();
+                let timer = metrics.rule_evaluation.start_timer();
                 let changes = engine.on_filling(&a.reading, &a.context, &facts, now);
+                timer.observe_duration();
                 if !changes.is_empty() {
                     metrics
                         .rule_latency

@@ -8,10 +8,15 @@ mod certs;
 mod cli;
 mod client;
 mod config;
+mod console;
+mod data_dir;
 mod delivery;
 mod demo;
 mod engine;
 mod filling;
+mod fleet;
+#[cfg(test)]
+mod fuzz_sql;
 mod metrics;
 mod registry_tables;
 mod replay;
@@ -25,6 +30,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
+    // Everything the engine writes (registry, WAL, Parquet) is for its own
+    // user only: files 0600, folders 0700 (see data_dir.rs).
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     // rumqttd logs every ordinary client disconnect as an ERROR; ingest logs
     // connects, refusals and listener failures itself, so rumqttd stays
     // quiet unless RUST_LOG asks for it (e.g. `RUST_LOG=info,rumqttd=info`).

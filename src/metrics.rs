@@ -21,6 +21,12 @@ pub struct EngineMetrics {
     pub webhooks: crate::webhooks::WebhookMetrics,
     /// Rule reloads by result (`ok`, `refused`).
     pub rule_reloads: IntCounterVec,
+    /// Time a rule shard spends evaluating one reading or filling record.
+    pub rule_evaluation: Histogram,
+    /// Messages waiting in the rule shards' queues (read at every scrape).
+    pub rule_queue_depth: IntGauge,
+    /// Enabled devices heard within 3 report intervals (read at every scrape).
+    pub devices_online: IntGauge,
 }
 
 impl EngineMetrics {
@@ -47,7 +53,10 @@ impl EngineMetrics {
         )?;
         let sse_clients = IntGauge::new("vigil_sse_clients", "Connected live alarm feed clients.")?;
         let sql_queries = IntCounterVec::new(
-            Opts::new("vigil_sql_queries_total", "SQL queries by outcome."),
+            Opts::new(
+                "vigil_sql_queries_total",
+                "SQL queries from the API by outcome: ok, or the error code (sql_timeout, sql_memory, sql_busy, sql_too_complex, …).",
+            ),
             &["outcome"],
         )?;
         let store_outage = IntGauge::new(
@@ -72,6 +81,24 @@ impl EngineMetrics {
                 "Rule reloads (SIGHUP, POST /api/v1/rules/reload) by result: ok, or refused (the old rules stay).",
             ),
             &["result"],
+        )?;
+        let rule_evaluation = Histogram::with_opts(
+            HistogramOpts::new(
+                "vigil_rule_evaluation_seconds",
+                "Time a rule shard spends evaluating one reading or filling record.",
+            )
+            .buckets(vec![
+                0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5,
+                0.001, 0.0025, 0.01,
+            ]),
+        )?;
+        let rule_queue_depth = IntGauge::new(
+            "vigil_rule_queue_depth",
+            "Readings and timer ticks waiting in the rule shards' queues.",
+        )?;
+        let devices_online = IntGauge::new(
+            "vigil_devices_online",
+            "Enabled registered devices heard within 3 report intervals (device.offline's notion of online).",
         )?;
         let webhooks = crate::webhooks::WebhookMetrics {
             deliveries: IntCounterVec::new(
@@ -101,6 +128,9 @@ impl EngineMetrics {
         registry.register(Box::new(rule_reloads.clone()))?;
         registry.register(Box::new(store_backlog_batches.clone()))?;
         registry.register(Box::new(store_backlog_records.clone()))?;
+        registry.register(Box::new(rule_evaluation.clone()))?;
+        registry.register(Box::new(rule_queue_depth.clone()))?;
+        registry.register(Box::new(devices_online.clone()))?;
         Ok(Self {
             rule_latency,
             alarm_changes,
@@ -113,6 +143,9 @@ impl EngineMetrics {
             store_backlog_batches,
             store_backlog_records,
             webhooks,
+            rule_evaluation,
+            rule_queue_depth,
+            devices_online,
         })
     }
 

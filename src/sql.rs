@@ -42,6 +42,19 @@ fn store_error(e: StoreError) -> ApiError {
             format!("the query ran longer than {d:?} and was cancelled"),
         ),
         StoreError::Query(m) => ApiError::bad_request("sql_failed", m),
+        StoreError::QueryTooComplex(m) => ApiError::bad_request("sql_too_complex", m),
+        StoreError::QueryMemory(m) => ApiError::bad_request(
+            "sql_memory",
+            format!(
+                "the query needs more memory than SQL may use (engine.sql_memory_mib); \
+                 aggregate or filter more, or add LIMIT: {m}"
+            ),
+        ),
+        StoreError::QueryBusy(n) => ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "sql_busy",
+            format!("{n} SQL queries are already running (engine.sql_max_concurrent); try again"),
+        ),
         other if other.is_retryable() => ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
@@ -51,7 +64,8 @@ fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-/// Runs `sql` for a principal; `regions` limits an analyst to its grant.
+/// Runs a person's `sql` within the SQL limits; `regions` limits it to a
+/// grant (analysts, supervisors). Stopping the engine cancels it.
 pub async fn run(
     state: &AppState,
     sql: &str,
@@ -60,9 +74,18 @@ pub async fn run(
     state.registry_sync.ensure().await;
     let opts = QueryOptions {
         regions,
+        guarded: true,
         ..state.sql.clone()
     };
-    state.store.query(sql, &opts).await.map_err(store_error)
+    let mut stopping = state.stopping.clone();
+    tokio::select! {
+        answer = state.store.query(sql, &opts) => answer.map_err(store_error),
+        _ = stopping.wait_for(|s| *s) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the engine is stopping; the query was cancelled",
+        )),
+    }
 }
 
 /// Rows as JSON objects, one per row.
@@ -85,7 +108,41 @@ pub fn rows_as_json(batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>, 
         .map_err(|e| ApiError::internal(format!("cannot render rows as JSON: {e}")))
 }
 
-pub fn render(output: &QueryOutput, format: Format) -> Result<Response, ApiError> {
+/// Rows as JSON objects while their text stays within `max_bytes`; true
+/// when rows were left out.
+fn rows_as_json_within(
+    batches: &[RecordBatch],
+    max_bytes: usize,
+) -> Result<(Vec<Value>, bool), ApiError> {
+    let fail =
+        |e: &dyn std::fmt::Display| ApiError::internal(format!("cannot render rows as JSON: {e}"));
+    let mut rows = Vec::new();
+    let mut left = max_bytes;
+    for batch in batches {
+        let mut buf = Vec::new();
+        {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
+            writer.write(batch).map_err(|e| fail(&e))?;
+            writer.finish().map_err(|e| fail(&e))?;
+        }
+        for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if line.len() > left {
+                return Ok((rows, true));
+            }
+            left -= line.len();
+            rows.push(serde_json::from_slice(line).map_err(|e| fail(&e))?);
+        }
+    }
+    Ok((rows, false))
+}
+
+/// The answer to a person's query in `format`; JSON text is cut at
+/// `max_bytes` too (it is larger than the rows it shows).
+pub fn render(
+    output: &QueryOutput,
+    format: Format,
+    max_bytes: usize,
+) -> Result<Response, ApiError> {
     let fail =
         |e: arrow::error::ArrowError| ApiError::internal(format!("cannot render the result: {e}"));
     match format {
@@ -96,12 +153,12 @@ pub fn render(output: &QueryOutput, format: Format) -> Result<Response, ApiError
                 .iter()
                 .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
                 .collect();
-            let rows = rows_as_json(&output.batches)?;
+            let (rows, cut) = rows_as_json_within(&output.batches, max_bytes)?;
             let body = serde_json::json!({
                 "columns": columns,
                 "rows": rows,
                 "row_count": rows.len(),
-                "truncated": output.truncated,
+                "truncated": output.truncated || cut,
             });
             Ok(axum::Json(body).into_response())
         }

@@ -11,15 +11,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 use vigil_model::DeviceId;
 use vigil_model::codec::ack_topic;
-use vigil_model::log_limit::LogLimit;
 use vigil_storage::AckToken;
 
 use crate::metrics::Metrics;
 use crate::seqs::{Progress, SeqBook};
 use crate::{Clock, IngestError};
-
-/// A device that skips seqs on purpose makes a gap line per hole.
-static GAP_LOG: LogLimit = LogLimit::per_second(5);
 
 /// How often devices held below a seq hole are looked at again.
 const TICK: Duration = Duration::from_millis(200);
@@ -134,15 +130,18 @@ impl AckTask {
         for latency in &progress.latencies {
             self.metrics.commit_latency.observe(latency.as_secs_f64());
         }
-        for (device, first, last) in &progress.gaps {
+        for gap in &progress.gaps {
             self.metrics.seq_gaps.inc();
-            match GAP_LOG.allow() {
-                Some(held_back) => {
-                    info!(device = %device, first_missing = first, last_missing = last, held_back,
+            // A device skipping seqs all the time would fill the log: one
+            // line per device a minute, saying how many went unlogged.
+            match gap.log {
+                Some(unlogged) => info!(device = %gap.device, first_missing = gap.first,
+                    last_missing = gap.last, gaps_not_logged_since_last_line = unlogged,
+                    "Seq gap not filled within the grace period; the ack moves past it (a late re-send is still stored)."),
+                None => {
+                    debug!(device = %gap.device, first_missing = gap.first, last_missing = gap.last,
                     "Seq gap not filled within the grace period; the ack moves past it.")
                 }
-                None => debug!(device = %device, first_missing = first, last_missing = last,
-                    "Seq gap not filled within the grace period; the ack moves past it."),
             }
         }
         for (device, seq) in &progress.acks {

@@ -29,7 +29,10 @@
 //!   refused (rumqttd's tenant rule, enforced here so it is counted);
 //! - a feed reader may only subscribe under `/tenants/r{region}/v1/alarms/`
 //!   of the regions it is granted (any region for an admin token) and may
-//!   not publish.
+//!   not publish. A token login's token is checked again at every packet it
+//!   sends and before every alarm it is sent, so a revoked or expired token
+//!   gets nothing more even between the engine's session re-checks
+//!   (`SessionControl::recheck`, which closes such sessions at once).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -89,10 +92,12 @@ enum Login {
     Unknown,
     /// `tenant`: a certificate login, kept under `/tenants/{id}/`.
     Device { id: DeviceId, tenant: bool },
-    /// `tenant`: a certificate login's `r{region}`.
+    /// `tenant`: a certificate login's `r{region}`; `token`: a token
+    /// login's bearer token, kept to be checked again (revocation, expiry).
     Feed {
         grant: FeedGrant,
         tenant: Option<String>,
+        token: Option<String>,
     },
 }
 
@@ -256,6 +261,7 @@ impl TopicGuard {
                     login: Login::Feed {
                         grant: FeedGrant::Regions(vec![*region]),
                         tenant: Some(tenant),
+                        token: None,
                     },
                     report_interval_s: None,
                 })
@@ -301,6 +307,7 @@ impl TopicGuard {
             login: Login::Feed {
                 grant,
                 tenant: None,
+                token: Some(token.to_owned()),
             },
             report_interval_s: None,
         })
@@ -397,11 +404,12 @@ impl TopicGuard {
     /// plain device's foreign publish under its own name.
     fn check(&mut self, packet: &mut Packet) -> Result<(), TopicRefusal> {
         match packet {
+            _ if !self.feed_token_valid() => Err(TopicRefusal::TokenInvalid),
             Packet::Subscribe(subscribe, _) => {
                 for filter in &subscribe.filters {
                     let allowed = match &self.login {
                         Login::Device { id, .. } => is_ack_topic(&filter.path, id.as_str()),
-                        Login::Feed { grant, tenant } => {
+                        Login::Feed { grant, tenant, .. } => {
                             feed_filter_allowed(&filter.path, grant)
                                 && tenant.as_ref().is_none_or(|t| {
                                     filter
@@ -450,6 +458,33 @@ impl TopicGuard {
         }
     }
 
+    /// False once a feed login's token is revoked or expired (or no
+    /// longer grants an alarm feed); true for every other login.
+    fn feed_token_valid(&self) -> bool {
+        match &self.login {
+            Login::Feed {
+                token: Some(token), ..
+            } => self.shared.directory.feed_grant(token).is_some(),
+            _ => true,
+        }
+    }
+
+    /// Counts and logs a feed session ended for its token, and frees its
+    /// client id at once.
+    fn token_refused(&self, when: &str) {
+        self.shared
+            .metrics
+            .topic_refusals
+            .with_label_values(&["token"])
+            .inc();
+        if let Some(held_back) = WIRE_LOG.allow() {
+            info!(login = %self.who(), when, held_back, "MQTT feed session closed: its token was revoked or expired.");
+        }
+        if let Some(conn) = &self.conn {
+            self.shared.sessions.release(conn);
+        }
+    }
+
     fn who(&self) -> String {
         match &self.login {
             Login::Unknown => "(before CONNECT)".to_owned(),
@@ -462,6 +497,7 @@ impl TopicGuard {
             Login::Feed {
                 grant: FeedGrant::Regions(rs),
                 tenant,
+                ..
             } => format!(
                 "feed reader [{}]{}",
                 rs.iter().map(Region::as_str).collect::<Vec<_>>().join(","),
@@ -478,6 +514,8 @@ impl TopicGuard {
 enum TopicRefusal {
     Subscribe(String),
     Publish(String),
+    /// A feed login whose token was revoked or expired.
+    TokenInvalid,
 }
 
 impl Protocol for TopicGuard {
@@ -512,6 +550,10 @@ impl Protocol for TopicGuard {
                 let (kind, what) = match &refusal {
                     TopicRefusal::Subscribe(filter) => ("subscribe", filter),
                     TopicRefusal::Publish(topic) => ("publish", topic),
+                    TopicRefusal::TokenInvalid => {
+                        self.token_refused("at a packet it sent");
+                        return Err(Error::InvalidProtocol);
+                    }
                 };
                 self.shared
                     .metrics
@@ -536,6 +578,12 @@ impl Protocol for TopicGuard {
     }
 
     fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, Error> {
+        // No alarm goes out on a revoked token: the error ends the
+        // connection before anything of this batch is written.
+        if matches!(packet, Packet::Publish(..)) && !self.feed_token_valid() {
+            self.token_refused("before a delivery");
+            return Err(Error::InvalidProtocol);
+        }
         self.codec.write(packet, write)
     }
 }

@@ -8,7 +8,8 @@
 //!  supervisors ──token:… login, or certificate O = r{region}───────┘  Metered stream: quota (quota.rs, sessions.rs)
 //!      │ CONNECT ─▶ guard.rs: login check, client id claim (sessions.rs)
 //!      ▼                    rumqttd router (vendored, lossless ingest log) ─▶ in-process link subscribed to /tenants/#
-//!  ingest thread (pipeline.rs): parse_topic → size → Directory::resolve → codec::decode → de-dup (seqs.rs)
+//!  ingest thread (pipeline.rs): parse_topic → size → Directory::resolve → codec::decode → de-dup (seqs.rs;
+//!      seqs older than a device's history in memory: one Store::stored_seqs look-up per batch)
 //!      │  bad  → Record::DeadLetter ─┐
 //!      │  good → Record::Reading ────┴─▶ Store::write (one call per batch) ─▶ then `rules(Accepted)`
 //!      ▼
@@ -26,7 +27,10 @@
 //! log; that log never drops what ingest has not read (the router stops
 //! taking publishes instead), so a PUBACKed message is stored or
 //! dead-lettered. The ack watermark says more: every message of a device
-//! with `seq ≤ N` is durable. See `docs/ingest.md` and `docs/security.md`.
+//! with `seq ≤ N` is durable, or was given up on after the gap grace. A
+//! message is a duplicate only when that very `(device_id, seq)` is stored;
+//! the history that decides it is rebuilt from the store at start
+//! (`Recovery::seqs`). See `docs/ingest.md` and `docs/security.md`.
 
 mod acks;
 mod broker;
@@ -105,6 +109,10 @@ pub struct Accepted {
     pub context: Arc<DeviceContext>,
 }
 
+/// 10^9 a second: no device sends that many messages, and a seq that is a
+/// timestamp advances that fast only in nanoseconds.
+pub const DEFAULT_MAX_SEQ_RATE: u64 = 1_000_000_000;
+
 /// Plain data; see `docs/ingest.md` for what each setting does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -124,6 +132,10 @@ pub struct IngestConfig {
     pub gap_grace_s: u64,
     /// Per-connection message and byte quotas.
     pub quota: QuotaConfig,
+    /// How fast a device's seq may advance, per second since its highest
+    /// was received (plus one second's worth); a seq further ahead is
+    /// refused (`seq_jump` dead letter) instead of taken.
+    pub max_seq_rate: u64,
 }
 
 /// Where the mutual-TLS listener listens and what it serves and trusts.
@@ -143,6 +155,7 @@ impl Default for IngestConfig {
             max_connections: 10_000,
             gap_grace_s: 30,
             quota: QuotaConfig::default(),
+            max_seq_rate: DEFAULT_MAX_SEQ_RATE,
         }
     }
 }
@@ -158,6 +171,10 @@ pub struct IngestStats {
     /// Dead letters by reason (every reason is present).
     pub rejected: HashMap<RejectReason, u64>,
     pub duplicates: u64,
+    /// Messages stored at or below their device's watermark (late re-sends).
+    pub late: u64,
+    /// Seqs looked up in the store (older than the history in memory).
+    pub seq_lookups: u64,
     pub seq_gaps: u64,
     pub acks_published: u64,
     /// Messages the broker dropped before ingest read them.
@@ -231,7 +248,15 @@ impl Ingest {
     ) -> Result<Ingest, IngestError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| IngestError::NoRuntime)?;
         let metrics = Metrics::register(metrics)?;
-        let seqs = Arc::new(SeqBook::new(&recovery.last_seq, config.gap_grace_s));
+        let rebuilt = std::time::Instant::now();
+        let seqs = Arc::new(SeqBook::new(
+            &recovery.seqs,
+            &recovery.last_seen,
+            config.gap_grace_s,
+            config.max_seq_rate,
+            clock(),
+        ));
+        let rebuild_ms = rebuilt.elapsed().as_millis() as u64;
 
         let sessions = Arc::new(Sessions::new(metrics.clone()));
         let shared = Arc::new(GuardShared {
@@ -281,7 +306,8 @@ impl Ingest {
                 source,
             })?;
 
-        info!(addr = %broker.addr, tls_addr = ?broker.tls_addr, gap_grace_s = config.gap_grace_s, devices_with_history = recovery.last_seq.len(), "Ingest started.");
+        info!(addr = %broker.addr, tls_addr = ?broker.tls_addr, gap_grace_s = config.gap_grace_s, max_seq_rate = config.max_seq_rate,
+            devices_with_history = recovery.seqs.len(), rebuild_ms, "Ingest started.");
         Ok(Ingest {
             addr: broker.addr,
             tls_addr: broker.tls_addr,
@@ -459,6 +485,8 @@ fn stats(m: &Metrics) -> IngestStats {
             .map(|r| (r, m.rejected(r).get()))
             .collect(),
         duplicates: m.duplicates.get(),
+        late: m.late.get(),
+        seq_lookups: m.seq_lookups.get(),
         seq_gaps: m.seq_gaps.get(),
         acks_published: m.acks_published.get(),
         broker_skipped: m.broker_skipped.get(),

@@ -16,6 +16,8 @@ pub(crate) struct Metrics {
     pub accepted: IntCounter,
     pub rejected: IntCounterVec,
     pub duplicates: IntCounter,
+    pub late: IntCounter,
+    pub seq_lookups: IntCounter,
     pub seq_gaps: IntCounter,
     pub acks_published: IntCounter,
     pub broker_skipped: IntCounter,
@@ -112,7 +114,15 @@ impl Metrics {
             )?,
             duplicates: counter(
                 "vigil_ingest_duplicates_total",
-                "Messages whose (device_id, seq) was already taken; acked, not stored again.",
+                "Messages whose (device_id, seq) is stored already (or on its way); acked again, not stored again.",
+            )?,
+            late: counter(
+                "vigil_ingest_late_total",
+                "Messages stored at or below their device's ack watermark: a hole filled after its grace or after a restart.",
+            )?,
+            seq_lookups: counter(
+                "vigil_ingest_seq_lookups_total",
+                "Seqs older than a device's history in memory, looked up in the store to tell a re-send from a new message.",
             )?,
             seq_gaps: counter(
                 "vigil_ingest_seq_gaps_total",
@@ -142,7 +152,7 @@ impl Metrics {
             )?,
             topic_refusals: counter_vec(
                 "vigil_mqtt_refused_total",
-                "SUBSCRIBE or PUBLISH packets outside the login's topics; each closed its connection.",
+                "SUBSCRIBE or PUBLISH packets outside the login's topics, or (packet=\"token\") a packet to or from a feed login whose token was revoked or expired; each closed its connection.",
                 "packet",
             )?,
             commit_latency,
@@ -184,7 +194,7 @@ impl Metrics {
         for result in ["published", "failed"] {
             metrics.feed_publishes.with_label_values(&[result]);
         }
-        for packet in ["subscribe", "publish"] {
+        for packet in ["subscribe", "publish", "token"] {
             metrics.topic_refusals.with_label_values(&[packet]);
         }
         Ok(metrics)

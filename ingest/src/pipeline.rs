@@ -5,7 +5,9 @@
 //! A batch is whatever the link already holds (up to [`MAX_BATCH`]); it is
 //! written to the store in one call, and only then are its readings handed
 //! to the rules, so a write the store refuses leaves nothing half-done: the
-//! seqs are released and the device's re-send is accepted.
+//! seqs are released and the device's re-send is accepted. Seqs older than
+//! a device's history in memory wait for one store look-up per batch
+//! (`Store::stored_seqs`) before the write.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,15 +19,18 @@ use rumqttd::{Forward, Notification};
 use tracing::{debug, error, info, warn};
 use vigil_model::codec::{self, Rejection};
 use vigil_model::log_limit::LogLimit;
-use vigil_model::{DeadLetter, DeviceId, EpochMs, MAX_PAYLOAD_BYTES, RejectReason, Resolution};
-use vigil_storage::{AckToken, Record, Store, StoredReading, Write};
+use vigil_model::{
+    DeadLetter, DeviceContext, DeviceId, EpochMs, MAX_PAYLOAD_BYTES, Reading, RejectReason,
+    Resolution,
+};
+use vigil_storage::{AckToken, Record, SeqKey, Store, StoredReading, Write};
 
 use crate::Health;
 use crate::acks::AckPublisher;
 use crate::broker::Relink;
 use crate::guard::is_engine_output;
 use crate::metrics::Metrics;
-use crate::seqs::SeqBook;
+use crate::seqs::{MAX_SEQ, SeqBook, Take, TooFar};
 use crate::{Accepted, Clock, Directory, RulesSink};
 
 /// Skips should never happen (the ingest log is lossless); if they do, a
@@ -59,11 +64,60 @@ struct Batch {
     writes: Vec<Write>,
     /// Seqs this batch took, released again if the write fails.
     taken: Vec<(DeviceId, u64)>,
+    /// How many of them were at or below their device's watermark.
+    late: u64,
     accepted: Vec<Accepted>,
     rejected: Vec<RejectReason>,
+    /// Messages whose seq only the store can place (older than the
+    /// device's history in memory), in arrival order.
+    deferred: Vec<Deferred>,
     /// Devices that sent a duplicate: they get the current watermark again.
     reack: HashSet<DeviceId>,
     notifications: usize,
+}
+
+/// A message waiting for the batch's store look-up.
+struct Deferred {
+    device: DeviceId,
+    seq: u64,
+    received_at: EpochMs,
+    message: Taking,
+}
+
+/// What a message becomes once its seq is taken.
+enum Taking {
+    Reading(Reading, Arc<DeviceContext>),
+    Letter(Letter),
+}
+
+/// A refused message on its way to `dead_letters`.
+struct Letter {
+    topic: String,
+    device: Option<DeviceId>,
+    rejection: Rejection,
+    /// Cut to [`MAX_PAYLOAD_BYTES`].
+    payload: Vec<u8>,
+    payload_size: u64,
+    received_at: EpochMs,
+}
+
+impl Letter {
+    fn new(
+        topic: &str,
+        device: Option<DeviceId>,
+        rejection: Rejection,
+        payload: &[u8],
+        now: EpochMs,
+    ) -> Letter {
+        Letter {
+            topic: topic.to_owned(),
+            device,
+            rejection,
+            payload: payload[..payload.len().min(MAX_PAYLOAD_BYTES)].to_vec(),
+            payload_size: payload.len() as u64,
+            received_at: now,
+        }
+    }
 }
 
 /// How long a stopping ingest thread keeps taking what the broker already
@@ -84,7 +138,7 @@ pub(crate) fn run(mut p: Pipeline) {
             Err(LinkError::RecvTimeout(flume::RecvTimeoutError::Timeout)) => {}
             // A dropped link shows up as a disconnected channel here.
             Err(e) => {
-                p.commit(batch);
+                p.commit(batch, &mut state);
                 if !p.relink(&e.to_string()) {
                     break;
                 }
@@ -100,7 +154,7 @@ pub(crate) fn run(mut p: Pipeline) {
             }
         }
         let idle = batch.notifications == 0;
-        p.commit(batch);
+        p.commit(batch, &mut state);
         // Stopping: devices are no longer read, so everything the broker
         // PUBACKed is in its log; take it all before stopping (a quiet
         // moment says the log is empty).
@@ -216,13 +270,8 @@ impl Pipeline {
         let (device_id, stream) = match codec::parse_topic(&topic) {
             Ok(parsed) => parsed,
             Err(rejection) => {
-                let device = topic_device(&topic);
-                let Ok(seq) =
-                    self.take_rejected_seq(batch, device.as_ref(), rejection.reason, payload, now)
-                else {
-                    return;
-                };
-                return self.reject(batch, state, &topic, device, rejection, payload, now, seq);
+                let letter = Letter::new(&topic, topic_device(&topic), rejection, payload, now);
+                return self.reject_taking_seq(batch, state, letter, payload);
             }
         };
         if payload.len() > MAX_PAYLOAD_BYTES {
@@ -233,21 +282,8 @@ impl Pipeline {
                     payload.len()
                 ),
             );
-            let Ok(seq) =
-                self.take_rejected_seq(batch, Some(&device_id), rejection.reason, payload, now)
-            else {
-                return;
-            };
-            return self.reject(
-                batch,
-                state,
-                &topic,
-                Some(device_id),
-                rejection,
-                payload,
-                now,
-                seq,
-            );
+            let letter = Letter::new(&topic, Some(device_id), rejection, payload, now);
+            return self.reject_taking_seq(batch, state, letter, payload);
         }
         let refused = match self.directory.resolve(&device_id) {
             Resolution::Active(context) => Ok(context),
@@ -263,84 +299,90 @@ impl Pipeline {
         let context = match refused {
             Ok(context) => context,
             Err(rejection) => {
-                return self.reject(
-                    batch,
-                    state,
-                    &topic,
-                    Some(device_id),
-                    rejection,
-                    payload,
-                    now,
-                    None,
-                );
+                let letter = Letter::new(&topic, Some(device_id), rejection, payload, now);
+                return self.reject(batch, state, letter, None);
             }
         };
         match codec::decode(device_id.clone(), stream, payload, now) {
             Ok(reading) => {
                 let seq = reading.seq;
-                if !self.seqs.take(&device_id, seq, now) {
-                    self.duplicate(batch, device_id, seq);
-                    return;
-                }
-                batch.taken.push((device_id.clone(), seq));
-                batch.writes.push(Write {
-                    record: Record::Reading(StoredReading {
-                        reading: reading.clone(),
-                        binding: context.binding.clone(),
+                match self.seqs.take(&device_id, seq, now) {
+                    Take::New { late } => self.accept(batch, reading, context, late),
+                    Take::Duplicate => self.duplicate(batch, device_id, seq),
+                    Take::Unknown => batch.deferred.push(Deferred {
+                        device: device_id,
+                        seq,
+                        received_at: now,
+                        message: Taking::Reading(reading, context),
                     }),
-                    ack: Some(AckToken { device_id, seq }),
-                });
-                batch.accepted.push(Accepted { reading, context });
+                    Take::Jump(too_far) => {
+                        let rejection = jump_rejection(seq, too_far, self.seqs.max_rate());
+                        let letter = Letter::new(&topic, Some(device_id), rejection, payload, now);
+                        self.reject(batch, state, letter, None);
+                    }
+                }
             }
+            // A registered device's bad message is acked once its dead
+            // letter is durable: re-sending it cannot make it valid.
             Err(rejection) => {
-                // A registered device's bad message is acked once its dead
-                // letter is durable: re-sending it cannot make it valid.
-                let Ok(seq) =
-                    self.take_rejected_seq(batch, Some(&device_id), rejection.reason, payload, now)
-                else {
-                    return;
-                };
-                self.reject(
-                    batch,
-                    state,
-                    &topic,
-                    Some(device_id),
-                    rejection,
-                    payload,
-                    now,
-                    seq,
-                )
+                let letter = Letter::new(&topic, Some(device_id), rejection, payload, now);
+                self.reject_taking_seq(batch, state, letter, payload);
             }
         }
     }
 
-    /// Takes the seq of an active device's rejected message, so that its
-    /// watermark moves past it once the dead letter is durable: re-sending
-    /// cannot make the message valid. `Err` when the seq was taken before
-    /// (a duplicate: acked again, nothing stored).
-    fn take_rejected_seq(
+    fn accept(&self, batch: &mut Batch, reading: Reading, context: Arc<DeviceContext>, late: bool) {
+        let (device_id, seq) = (reading.device_id.clone(), reading.seq);
+        self.taken(batch, &device_id, seq, late);
+        batch.writes.push(Write {
+            record: Record::Reading(StoredReading {
+                reading: reading.clone(),
+                binding: context.binding.clone(),
+            }),
+            ack: Some(AckToken { device_id, seq }),
+        });
+        batch.accepted.push(Accepted { reading, context });
+    }
+
+    fn taken(&self, batch: &mut Batch, device_id: &DeviceId, seq: u64, late: bool) {
+        batch.taken.push((device_id.clone(), seq));
+        batch.late += u64::from(late);
+    }
+
+    /// Dead-letters a message, taking its seq when it has one to take: an
+    /// active device's message whose payload still says its `seq`. Its
+    /// watermark then moves past it once the dead letter is durable, since
+    /// re-sending cannot make the message valid; a copy of it is a
+    /// duplicate. An implausible seq is not taken.
+    fn reject_taking_seq(
         &self,
         batch: &mut Batch,
-        device_id: Option<&DeviceId>,
-        reason: RejectReason,
+        state: &mut LoopState,
+        letter: Letter,
         payload: &[u8],
-        now: EpochMs,
-    ) -> Result<Option<u64>, ()> {
-        let Some(device_id) = device_id else {
-            return Ok(None);
+    ) {
+        let seq = letter.device.as_ref().and_then(|device| {
+            let seq = envelope_seq(letter.rejection.reason, payload)?;
+            matches!(self.directory.resolve(device), Resolution::Active(_))
+                .then(|| (device.clone(), seq))
+        });
+        let Some((device, seq)) = seq else {
+            return self.reject(batch, state, letter, None);
         };
-        let Some(seq) = envelope_seq(reason, payload) else {
-            return Ok(None);
-        };
-        if !matches!(self.directory.resolve(device_id), Resolution::Active(_)) {
-            return Ok(None);
+        match self.seqs.take(&device, seq, letter.received_at) {
+            Take::New { late } => {
+                self.taken(batch, &device, seq, late);
+                self.reject(batch, state, letter, Some(seq));
+            }
+            Take::Duplicate => self.duplicate(batch, device, seq),
+            Take::Unknown => batch.deferred.push(Deferred {
+                device,
+                seq,
+                received_at: letter.received_at,
+                message: Taking::Letter(letter),
+            }),
+            Take::Jump(_) => self.reject(batch, state, letter, None),
         }
-        if !self.seqs.take(device_id, seq, now) {
-            self.duplicate(batch, device_id.clone(), seq);
-            return Err(());
-        }
-        batch.taken.push((device_id.clone(), seq));
-        Ok(Some(seq))
     }
 
     fn duplicate(&self, batch: &mut Batch, device_id: DeviceId, seq: u64) {
@@ -349,29 +391,25 @@ impl Pipeline {
         batch.reack.insert(device_id);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn reject(
-        &self,
-        batch: &mut Batch,
-        state: &mut LoopState,
-        topic: &str,
-        device_id: Option<DeviceId>,
-        rejection: Rejection,
-        payload: &[u8],
-        now: EpochMs,
-        seq: Option<u64>,
-    ) {
+    /// Dead-letters a message; with `seq` when it took one (the seq is
+    /// already taken and in `batch.taken`).
+    fn reject(&self, batch: &mut Batch, state: &mut LoopState, letter: Letter, seq: Option<u64>) {
+        let Letter {
+            topic,
+            device,
+            rejection,
+            payload,
+            payload_size,
+            received_at,
+        } = letter;
         let reason = rejection.reason;
-        let device = device_id
-            .as_ref()
-            .map(DeviceId::to_string)
-            .unwrap_or_default();
+        let shown = device.as_ref().map(DeviceId::to_string).unwrap_or_default();
         if state.warn_limit.allow() {
-            warn!(%device, %topic, %reason, detail = %rejection.detail, "Message rejected.");
+            warn!(device = %shown, %topic, %reason, detail = %rejection.detail, "Message rejected.");
         } else {
-            debug!(%device, %topic, %reason, detail = %rejection.detail, "Message rejected.");
+            debug!(device = %shown, %topic, %reason, detail = %rejection.detail, "Message rejected.");
         }
-        let ack = match (&device_id, seq) {
+        let ack = match (&device, seq) {
             (Some(device_id), Some(seq)) => Some(AckToken {
                 device_id: device_id.clone(),
                 seq,
@@ -381,22 +419,62 @@ impl Pipeline {
         batch.rejected.push(reason);
         batch.writes.push(Write {
             record: Record::DeadLetter(DeadLetter {
-                received_at: now,
-                topic: topic.to_owned(),
-                device_id: device_id.map(|d| d.to_string()),
+                received_at,
+                topic,
+                device_id: device.map(|d| d.to_string()),
                 reason,
                 detail: rejection.detail,
-                payload: payload[..payload.len().min(MAX_PAYLOAD_BYTES)].to_vec(),
-                payload_size: payload.len() as u64,
+                payload,
+                payload_size,
+                seq: ack.as_ref().map(|a| a.seq),
             }),
             ack,
         });
     }
 
-    fn commit(&self, batch: Batch) {
+    /// Places the batch's deferred seqs with one store look-up. If the
+    /// store cannot answer, they are not taken: like a refused write, the
+    /// devices re-send them because their acks do not move.
+    fn resolve_deferred(&self, batch: &mut Batch, state: &mut LoopState) {
+        let deferred = std::mem::take(&mut batch.deferred);
+        if deferred.is_empty() {
+            return;
+        }
+        let keys: Vec<SeqKey> = deferred.iter().map(|d| (d.device.clone(), d.seq)).collect();
+        self.metrics.seq_lookups.inc_by(keys.len() as u64);
+        let found = match self.runtime.block_on(self.store.stored_seqs(&keys)) {
+            Ok(found) => found,
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                error!(error = %e, messages = keys.len(),
+                    "Store cannot say whether old seqs are stored; those messages stay unacked and devices will re-send them.");
+                return;
+            }
+        };
+        for d in deferred {
+            let in_store = found.contains(&(d.device.clone(), d.seq));
+            match self
+                .seqs
+                .take_looked_up(&d.device, d.seq, in_store, d.received_at)
+            {
+                Take::New { late } => match d.message {
+                    Taking::Reading(reading, context) => self.accept(batch, reading, context, late),
+                    Taking::Letter(letter) => {
+                        self.taken(batch, &d.device, d.seq, late);
+                        self.reject(batch, state, letter, Some(d.seq));
+                    }
+                },
+                _ => self.duplicate(batch, d.device, d.seq),
+            }
+        }
+    }
+
+    fn commit(&self, mut batch: Batch, state: &mut LoopState) {
+        self.resolve_deferred(&mut batch, state);
         let Batch {
             writes,
             taken,
+            late,
             accepted,
             rejected,
             reack,
@@ -410,6 +488,7 @@ impl Pipeline {
             match self.runtime.block_on(self.store.write(writes)) {
                 Ok(()) => {
                     self.metrics.accepted.inc_by(accepted.len() as u64);
+                    self.metrics.late.inc_by(late);
                     for reading in accepted {
                         (self.rules)(reading);
                     }
@@ -428,6 +507,24 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// Why an implausible seq is refused, for people.
+fn jump_rejection(seq: u64, too_far: Option<TooFar>, max_rate: u64) -> Rejection {
+    let detail = match too_far {
+        None => format!(
+            "`seq` {seq} is above {MAX_SEQ}, the highest seq Vigil takes; the message is kept here and not acknowledged"
+        ),
+        Some(f) => format!(
+            "`seq` {seq} jumps {} past this device's highest seq {}, received {} s ago: more than the {} that \
+             ingest.max_seq_rate ({max_rate} a second) allows; the message is kept here and not acknowledged",
+            seq - f.highest,
+            f.highest,
+            f.silent_s,
+            f.allowed
+        ),
+    };
+    Rejection::new(RejectReason::SeqJump, detail)
 }
 
 /// The device named by a topic that failed to parse, when it names one.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use vigil_model::{Payload, Stream};
+use vigil_model::{Payload, RejectReason, Stream};
 
 use crate::harness::*;
 
@@ -18,11 +18,10 @@ async fn readings_reach_rules_and_store_and_are_acked() {
             .await;
     }
     device.expect_ack(3).await;
-    // The ack can overtake the rules hand-off of the same batch.
-    rig.until("the readings reached the rules", |r| {
-        r.accepted.lock().len() == 3
-    })
-    .await;
+    // The ack may overtake the hand-over to the rules: it waits for the
+    // store, the rules wait for the store call to return.
+    rig.until("the rules saw all three", |r| r.accepted.lock().len() == 3)
+        .await;
 
     let accepted = rig.accepted.lock().clone();
     assert_eq!(
@@ -116,7 +115,7 @@ async fn duplicates_are_stored_once_and_acked_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_from_the_store_counts_for_de_duplication() {
     let rig = Rig::start(RigOptions {
-        last_seq: HashMap::from([("EL1".into(), 10)]),
+        history: HashMap::from([("EL1".into(), (1..=10).collect())]),
         ..RigOptions::default()
     });
     let mut device = Device::connect(rig.addr(), "EL1").await;
@@ -127,6 +126,113 @@ async fn history_from_the_store_counts_for_de_duplication() {
     device.expect_ack(11).await;
     assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![11]);
     assert_eq!(rig.ingest.stats().duplicates, 2);
+    assert!(rig.store.lookups.lock().is_empty(), "memory knew them all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hole_open_before_the_restart_is_stored_when_re_sent() {
+    // The store holds 1..=4 and 6..=8: 5 was missing when the last run ended.
+    let rig = Rig::start(RigOptions {
+        history: HashMap::from([("EL1".into(), vec![1, 2, 3, 4, 6, 7, 8])]),
+        ..RigOptions::default()
+    });
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    device.event(7).await;
+    device.expect_ack(4).await;
+    device
+        .expect_no_ack_above(4, Duration::from_millis(300))
+        .await;
+    device.event(5).await;
+    device.expect_ack(8).await;
+    device.event(5).await;
+    device.expect_ack(8).await;
+    assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![5]);
+    let stats = rig.ingest.stats();
+    assert_eq!((stats.duplicates, stats.seq_gaps, stats.late), (2, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seqs_older_than_the_history_in_memory_are_looked_up_in_the_store() {
+    // Recovery knows seqs from 100 up; the store also holds 40 (and not 41).
+    let rig = Rig::start(RigOptions {
+        history: HashMap::from([("EL1".into(), vec![40, 100, 101])]),
+        floor: HashMap::from([("EL1".into(), 100)]),
+        ..RigOptions::default()
+    });
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    device.event(40).await;
+    device.event(41).await;
+    device.event(41).await;
+    device.event(102).await;
+    device.expect_ack(102).await;
+    rig.until("41 is written", |r| r.store.readings().len() == 2)
+        .await;
+    let mut stored = seqs_of(&rig.store.readings(), "EL1");
+    stored.sort_unstable();
+    assert_eq!(stored, vec![41, 102]);
+    let looked_up: Vec<u64> = rig.store.lookups.lock().iter().map(|k| k.1).collect();
+    assert!(
+        looked_up.contains(&40) && looked_up.contains(&41) && !looked_up.contains(&102),
+        "{looked_up:?}"
+    );
+    let stats = rig.ingest.stats();
+    assert_eq!((stats.duplicates, stats.late), (2, 1));
+    assert_eq!(
+        rig.metric("vigil_ingest_seq_lookups_total"),
+        stats.seq_lookups as f64
+    );
+    // Durable now, 41 is the store's to know: a copy is found there.
+    device.event(41).await;
+    rig.until("the copy is counted", |r| r.ingest.stats().duplicates == 3)
+        .await;
+    assert_eq!(rig.store.readings().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_implausible_seq_is_dead_lettered_and_does_not_silence_the_device() {
+    let rig = Rig::start(RigOptions {
+        history: HashMap::from([("EL1".into(), (1..=5).collect())]),
+        max_seq_rate: 1000,
+        ..RigOptions::default()
+    });
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    device.event(u64::MAX).await;
+    device.event(5 + 2000).await;
+    device.event(6).await;
+    device.expect_ack(6).await;
+    device.event(5 + 2000).await;
+    device.event(7).await;
+    device.expect_ack(7).await;
+    assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![6, 7]);
+    let letters = rig.store.dead_letters();
+    assert_eq!(letters.len(), 3, "every copy of a refused message is kept");
+    for (letter, ack) in &letters {
+        assert_eq!(letter.reason, RejectReason::SeqJump);
+        assert_eq!((letter.seq, ack), (None, &None), "no seq taken, no ack");
+    }
+    assert!(
+        letters[0].0.detail.contains("18446744073709551615")
+            && letters[0].0.detail.contains("9223372036854775807"),
+        "{}",
+        letters[0].0.detail
+    );
+    assert!(
+        letters[1]
+            .0
+            .detail
+            .contains("jumps 2000 past this device's highest seq 5")
+            && letters[1].0.detail.contains("max_seq_rate (1000 a second)"),
+        "{}",
+        letters[1].0.detail
+    );
+    assert_eq!(
+        rig.metric(r#"vigil_ingest_rejected_total{reason="seq_jump"}"#),
+        3.0
+    );
+    // Never acked past the refused seq.
+    device
+        .expect_no_ack_above(7, Duration::from_millis(300))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,8 +273,21 @@ async fn an_unfilled_gap_is_counted_and_passed_after_the_grace() {
     device.expect_ack(3).await;
     assert_eq!(rig.ingest.stats().seq_gaps, 1);
     assert_eq!(rig.metric("vigil_ingest_seq_gaps_total"), 1.0);
-    // The late 2 is now covered by the ack: a duplicate, acked, not stored.
+    // A late 2 was never stored: it is stored now, and the device hears
+    // the watermark (unchanged) again once it is durable.
+    let acks_before = rig.ingest.stats().acks_published;
     device.event(2).await;
+    rig.until("the late 2 is acked", |r| {
+        r.ingest.stats().acks_published > acks_before
+    })
+    .await;
     device.expect_ack(3).await;
-    assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![1, 3]);
+    device.event(2).await;
+    rig.until("its copy is a duplicate", |r| {
+        r.ingest.stats().duplicates == 1
+    })
+    .await;
+    assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![1, 3, 2]);
+    assert_eq!(rig.ingest.stats().late, 1);
+    assert_eq!(rig.metric("vigil_ingest_late_total"), 1.0);
 }

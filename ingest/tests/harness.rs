@@ -1,7 +1,7 @@
 //! Shared test harness: a registry double, a recording store, a manual
 //! clock, and MQTT device clients.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -23,8 +23,8 @@ use vigil_model::{
     OwnerId, Region, Resolution, RuleId, Severity,
 };
 use vigil_storage::{
-    AckToken, QueryOptions, QueryOutput, Record, Recovery, RefTable, Store, StoreError,
-    StoredReading, Write,
+    AckToken, QueryOptions, QueryOutput, Record, Recovery, RefTable, SeqKey, Store, StoreError,
+    StoredReading, StoredSeqs, Write,
 };
 
 pub const T0: EpochMs = 1_732_300_000_000;
@@ -112,6 +112,10 @@ impl Directory for TestDirectory {
 /// `stall` is set, a write does not return (a store under back-pressure).
 pub struct RecordingStore {
     pub writes: Mutex<Vec<Write>>,
+    /// Seqs stored before this run (an earlier process's history).
+    pub stored_before: Mutex<HashSet<SeqKey>>,
+    /// Every key `stored_seqs` was asked about.
+    pub lookups: Mutex<Vec<SeqKey>>,
     pub calls: Mutex<usize>,
     durable: mpsc::Sender<Vec<AckToken>>,
     held: Mutex<Vec<AckToken>>,
@@ -125,6 +129,8 @@ impl RecordingStore {
         let (durable, rx) = mpsc::channel(1024);
         let store = RecordingStore {
             writes: Mutex::new(Vec::new()),
+            stored_before: Mutex::new(HashSet::new()),
+            lookups: Mutex::new(Vec::new()),
             calls: Mutex::new(0),
             durable,
             held: Mutex::new(Vec::new()),
@@ -198,6 +204,25 @@ impl Store for RecordingStore {
         Ok(Recovery::default())
     }
 
+    async fn stored_seqs(&self, keys: &[SeqKey]) -> Result<HashSet<SeqKey>, StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Other("disk full (test)".into()));
+        }
+        self.lookups.lock().extend(keys.iter().cloned());
+        let before = self.stored_before.lock();
+        let written: HashSet<SeqKey> = self
+            .writes
+            .lock()
+            .iter()
+            .filter_map(|w| w.ack.as_ref().map(|t| (t.device_id.clone(), t.seq)))
+            .collect();
+        Ok(keys
+            .iter()
+            .filter(|k| before.contains(*k) || written.contains(*k))
+            .cloned()
+            .collect())
+    }
+
     async fn set_reference_table(&self, _table: RefTable) -> Result<(), StoreError> {
         Ok(())
     }
@@ -231,10 +256,14 @@ pub struct Rig {
 pub struct RigOptions {
     pub devices: Vec<String>,
     pub gap_grace_s: u64,
-    pub last_seq: HashMap<String, u64>,
     /// Also start the mutual-TLS listener, with a fresh device CA.
     pub tls: bool,
     pub quota: QuotaConfig,
+    pub max_seq_rate: u64,
+    /// Seqs the store holds from before this run, per device. Recovery
+    /// hands ingest those at or above `floor` (all of them without one).
+    pub history: HashMap<String, Vec<u64>>,
+    pub floor: HashMap<String, u64>,
 }
 
 impl Default for RigOptions {
@@ -242,9 +271,11 @@ impl Default for RigOptions {
         RigOptions {
             devices: vec!["EL1".into()],
             gap_grace_s: 30,
-            last_seq: HashMap::new(),
             tls: false,
             quota: QuotaConfig::default(),
+            max_seq_rate: vigil_ingest::DEFAULT_MAX_SEQ_RATE,
+            history: HashMap::new(),
+            floor: HashMap::new(),
         }
     }
 }
@@ -259,14 +290,16 @@ impl Rig {
         let metrics = prometheus::Registry::new();
         let now = Arc::new(AtomicI64::new(T0));
         let clock_now = now.clone();
-        let recovery = Recovery {
-            last_seq: opts
-                .last_seq
-                .iter()
-                .map(|(d, s)| (DeviceId::new(d).unwrap(), *s))
-                .collect(),
-            ..Recovery::default()
-        };
+        let mut recovery = Recovery::default();
+        for (device, seqs) in &opts.history {
+            let id = DeviceId::new(device).unwrap();
+            let mut known = StoredSeqs::known_from(opts.floor.get(device).copied().unwrap_or(0));
+            for &seq in seqs {
+                known.insert(seq);
+                store.stored_before.lock().insert((id.clone(), seq));
+            }
+            recovery.seqs.insert(id, known);
+        }
         let ca = opts.tls.then(|| Arc::new(DeviceCa::generate().unwrap()));
         let mqtts = ca.as_ref().map(|ca| MqttsListener {
             addr: "127.0.0.1:0".parse().unwrap(),
@@ -279,6 +312,7 @@ impl Rig {
             mqtts,
             gap_grace_s: opts.gap_grace_s,
             quota: opts.quota,
+            max_seq_rate: opts.max_seq_rate,
             ..IngestConfig::default()
         };
         let ingest = Ingest::start(

@@ -34,10 +34,13 @@ pub enum RejectReason {
     DisabledDevice,
     /// A logged-in device published under another device's topic.
     ForeignTopic,
+    /// An implausible `seq`: above 2^63 − 1, or further above the device's
+    /// highest seq than `ingest.max_seq_rate` lets it advance.
+    SeqJump,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::BadTopic,
         RejectReason::Oversize,
         RejectReason::MalformedJson,
@@ -47,6 +50,7 @@ impl RejectReason {
         RejectReason::UnknownDevice,
         RejectReason::DisabledDevice,
         RejectReason::ForeignTopic,
+        RejectReason::SeqJump,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +64,7 @@ impl RejectReason {
             RejectReason::UnknownDevice => "unknown_device",
             RejectReason::DisabledDevice => "disabled_device",
             RejectReason::ForeignTopic => "foreign_topic",
+            RejectReason::SeqJump => "seq_jump",
         }
     }
 

@@ -216,4 +216,7 @@ pub struct DeadLetter {
     /// `payload_size` for the original length.
     pub payload: Vec<u8>,
     pub payload_size: u64,
+    /// The `seq` this message took (its device's ack covers it, and a
+    /// re-send is a duplicate); `None` when it took none.
+    pub seq: Option<u64>,
 }

@@ -1,5 +1,6 @@
 //! The registry's HTTP API (paths relative to `/api/v1`). Handlers take the
-//! caller as `Extension<Principal>`, put there by [`crate::auth::require_auth`].
+//! caller as `Extension<Principal>`, put there by [`crate::auth::require_auth`];
+//! every write sits behind a [`Gate`] naming the roles that may use it.
 //!
 //! The seven entity kinds share one set of generic handlers (list, get,
 //! create, replace, delete) over [`Entity`]; only import, maintenance and
@@ -13,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete as delete_route, get, post, put};
 use axum::{Extension, Json, Router, async_trait};
 use serde_json::json;
 use vigil_model::{EquipmentId, OwnerId, Region};
@@ -21,10 +22,11 @@ use vigil_model::{EquipmentId, OwnerId, Region};
 use self::error::RawBody;
 pub(crate) use self::error::parse_json;
 pub use self::error::{ApiError, ApiJson};
-use crate::auth::{Principal, TokenRequest};
+use crate::auth::{Authenticator, Gate, Principal, TokenId, TokenRequest};
 use crate::entity::*;
 use crate::store::{Filters, Registry};
 use crate::table::Entity;
+use crate::types::Role;
 
 /// Import documents can be large (a city's elevators); other bodies keep
 /// axum's 2 MiB default.
@@ -32,17 +34,30 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
+/// Writes of registry entities.
+const CHANGE_REGISTRY: Gate = Gate::admin("change the registry");
+const MANAGE_TOKENS: Gate = Gate::admin("issue, list or revoke tokens");
+/// Owners confirm maintenance of their own equipment (checked once the
+/// record is read).
+const RECORD_MAINTENANCE: Gate = Gate::new(&[Role::Admin, Role::Owner], "record maintenance");
+
 /// The registry routes, state applied. Wrap them in
-/// `middleware::from_fn_with_state(auth, require_auth)` and nest under
-/// `/api/v1`.
-pub fn router(registry: Arc<Registry>) -> Router {
+/// `middleware::from_fn_with_state(auth, require_auth)` (the same `auth`)
+/// and nest under `/api/v1`.
+pub fn router(registry: Arc<Registry>, auth: Arc<Authenticator>) -> Router {
     let r = Router::new()
         .route(
             "/registry/import",
-            post(import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+            CHANGE_REGISTRY
+                .around(post(import))
+                .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
         )
-        .route("/tokens", post(create_token))
-        .route("/maintenance", post(post_maintenance).get(list_maintenance));
+        .route(
+            "/maintenance",
+            RECORD_MAINTENANCE
+                .around(post(post_maintenance))
+                .merge(get(list_maintenance)),
+        );
     let r = crud::<Owner>(r);
     let r = crud::<Maintainer>(r);
     let r = crud::<Equipment>(r);
@@ -50,28 +65,31 @@ pub fn router(registry: Arc<Registry>) -> Router {
     let r = crud::<Station>(r);
     let r = crud::<Person>(r);
     let r = crud::<Cylinder>(r);
-    r.with_state(registry)
+    let tokens = Router::new()
+        .route(
+            "/tokens",
+            MANAGE_TOKENS.around(post(create_token).get(list_tokens)),
+        )
+        .route(
+            "/tokens/:id",
+            MANAGE_TOKENS.around(get(get_token).delete(revoke_token)),
+        )
+        .with_state(auth);
+    r.with_state(registry).merge(tokens)
 }
 
 type Reg = State<Arc<Registry>>;
 
 fn crud<E: Entity>(r: Router<Arc<Registry>>) -> Router<Arc<Registry>> {
-    r.route(&format!("/{}", E::KEY), get(list::<E>).post(create::<E>))
-        .route(
-            &format!("/{}/:id", E::KEY),
-            get(get_one::<E>).put(replace::<E>).delete(delete::<E>),
-        )
-}
-
-fn admin_only(who: &Principal) -> Result<(), ApiError> {
-    if who.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "{} may not change the registry; only admin may",
-            who.name()
-        )))
-    }
+    r.route(
+        &format!("/{}", E::KEY),
+        get(list::<E>).merge(CHANGE_REGISTRY.around(post(create::<E>))),
+    )
+    .route(
+        &format!("/{}/:id", E::KEY),
+        get(get_one::<E>)
+            .merge(CHANGE_REGISTRY.around(put(replace::<E>).merge(delete_route(delete::<E>)))),
+    )
 }
 
 /// A path id that cannot be an id cannot name anything: 404, like any
@@ -202,12 +220,7 @@ async fn get_one<E: Entity>(
         .ok_or_else(|| ApiError::not_found(format!("{} {:?} not found", E::NAME, id.to_string())))
 }
 
-async fn create<E: Entity>(
-    State(reg): Reg,
-    Extension(who): Extension<Principal>,
-    RawBody(body): RawBody,
-) -> Result<Response, ApiError> {
-    admin_only(&who)?;
+async fn create<E: Entity>(State(reg): Reg, RawBody(body): RawBody) -> Result<Response, ApiError> {
     let entity: E = parse_json(&body)?;
     let body = entity.clone();
     let secret = reg.create::<E>(entity)?;
@@ -225,7 +238,6 @@ async fn replace<E: Entity>(
     Path(id): Path<String>,
     RawBody(body): RawBody,
 ) -> Result<Json<E>, ApiError> {
-    admin_only(&who)?;
     let entity: E = parse_json(&body)?;
     let id = path_id::<E>(&id)?;
     reg.update::<E>(&id, entity)?;
@@ -236,37 +248,56 @@ async fn replace<E: Entity>(
 
 async fn delete<E: Entity>(
     State(reg): Reg,
-    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    admin_only(&who)?;
     let id = path_id::<E>(&id)?;
     reg.delete::<E>(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn import(
-    State(reg): Reg,
-    Extension(who): Extension<Principal>,
-    RawBody(body): RawBody,
-) -> Result<Response, ApiError> {
-    admin_only(&who)?;
+async fn import(State(reg): Reg, RawBody(body): RawBody) -> Result<Response, ApiError> {
     let doc: ImportDoc = parse_json(&body)?;
     let report = reg.import(doc)?;
     Ok(Json(report).into_response())
 }
 
 async fn create_token(
-    State(reg): Reg,
-    Extension(who): Extension<Principal>,
+    State(auth): State<Arc<Authenticator>>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    if !who.is_admin() {
-        return Err(ApiError::forbidden("only admin may issue tokens"));
-    }
     let req: TokenRequest = parse_json(&body)?;
-    let issued = reg.create_token(req)?;
+    let issued = auth.issue(req)?;
     Ok((StatusCode::CREATED, Json(issued)).into_response())
+}
+
+/// `GET /tokens`: every issued token, oldest first; never a token or a hash.
+async fn list_tokens(State(auth): State<Arc<Authenticator>>) -> Response {
+    Json(json!({ "items": auth.registry().tokens(auth.now()) })).into_response()
+}
+
+fn token_id(raw: &str) -> Result<TokenId, ApiError> {
+    TokenId::parse(raw).ok_or_else(|| ApiError::not_found(format!("token {raw:?} not found")))
+}
+
+async fn get_token(
+    State(auth): State<Arc<Authenticator>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = token_id(&id)?;
+    auth.registry()
+        .token(&id, auth.now())
+        .map(|t| Json(t).into_response())
+        .ok_or_else(|| ApiError::not_found(format!("token {id} not found")))
+}
+
+/// `DELETE /tokens/{id}`: revokes at once (answers the token as it now is).
+async fn revoke_token(
+    State(auth): State<Arc<Authenticator>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = token_id(&id)?;
+    let info = auth.registry().revoke_token(&id, auth.now())?;
+    Ok(Json(info).into_response())
 }
 
 /// Admin, or the owner of the equipment (an owner's confirmation).
@@ -275,12 +306,6 @@ async fn post_maintenance(
     Extension(who): Extension<Principal>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    if !matches!(who, Principal::Admin | Principal::Owner { .. }) {
-        return Err(ApiError::forbidden(format!(
-            "{} may not record maintenance; admin and owners may",
-            who.name()
-        )));
-    }
     let record: MaintenanceRecord = parse_json(&body)?;
     if let Principal::Owner { owner_id } = &who {
         // Missing and foreign equipment answer alike, so nothing leaks.

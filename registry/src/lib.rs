@@ -13,13 +13,15 @@
 //!  CRUD /owners, … ───────┼─▶ validate ─▶ save ─▶ swap ─▶ verify_device_secret      (MQTT login)
 //!  POST /maintenance ─────┘   (a copy)   (atomic)  ├─▶ export() / version()           (SQL tables)
 //!                                                  └─▶ equipment(), cylinder(), person() (rules)
-//!  Authorization: Bearer … ─▶ auth::require_auth ─▶ Principal ─▶ what a list or get may show
+//!  Authorization: Bearer … ─▶ auth::require_auth ─▶ Principal ─▶ Gate (role, before the body) ─▶ handler
+//!  DELETE /tokens/{id} ─▶ revoke ─▶ token_changes() ─▶ open requests and streams of that token end
 //! ```
 //!
 //! - [`entity`]: the entities with registry.md's JSON names, [`ImportDoc`], [`Export`].
 //! - [`types`]: local ids, the credit code, dates and the fixed words.
 //! - `store`: [`Registry`], the write path, secrets, tokens and `registry.json`.
-//! - [`auth`]: roles, [`auth::Principal`], bearer-token middleware.
+//! - [`auth`]: roles, [`auth::Principal`], token expiry and revocation,
+//!   bearer-token middleware, role gates.
 //! - [`api`]: the axum router and its JSON errors.
 //!
 //! [`DeviceContext`]: vigil_model::DeviceContext
@@ -32,7 +34,7 @@ mod store;
 mod table;
 pub mod types;
 
-pub use auth::{IssuedToken, TokenRequest};
+pub use auth::{IssuedToken, TokenId, TokenInfo, TokenPolicy, TokenRequest};
 pub use entity::{
     Certificate, Cylinder, Device, Equipment, Export, ImportDoc, Maintainer, MaintenanceRecord,
     Owner, Person, Station,

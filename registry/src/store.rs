@@ -9,6 +9,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -16,10 +17,11 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::info;
 use vigil_model::{
-    Binding, DeviceContext, DeviceId, EquipmentId, MaintainerId, OwnerId, Region, Resolution,
+    Binding, DeviceContext, DeviceId, EpochMs, EquipmentId, MaintainerId, OwnerId, Region,
+    Resolution,
 };
 
-use crate::auth::{IssuedToken, Principal, TokenRequest};
+use crate::auth::{IssuedToken, Principal, Refusal, TokenId, TokenInfo, TokenPolicy, TokenRequest};
 use crate::entity::*;
 use crate::error::RegistryError;
 use crate::table::{Attrs, Entity};
@@ -52,8 +54,32 @@ pub(crate) struct Snapshot {
     pub owner_regions: HashMap<OwnerId, Vec<Region>>,
     /// (owner, region) of the equipment each maintainer looks after.
     pub maintainer_scope: HashMap<MaintainerId, Vec<(OwnerId, Region)>>,
-    /// SHA-256 (hex) of a token → its principal.
-    pub tokens: HashMap<String, Principal>,
+    /// SHA-256 (hex) of a token → what it grants and until when.
+    pub tokens: HashMap<String, TokenEntry>,
+    /// Token id → SHA-256 (hex), for revocation and validity checks.
+    pub token_ids: HashMap<TokenId, String>,
+}
+
+/// A token as the hot path checks it.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenEntry {
+    pub id: TokenId,
+    pub principal: Principal,
+    pub expires_ms: Option<EpochMs>,
+    pub revoked_ms: Option<EpochMs>,
+}
+
+impl TokenEntry {
+    /// `Ok(expiry)` while the token is good.
+    fn validity(&self, now: EpochMs) -> Result<Option<EpochMs>, Refusal> {
+        if let Some(at) = self.revoked_ms {
+            return Err(Refusal::Revoked { at });
+        }
+        match self.expires_ms {
+            Some(at) if at <= now => Err(Refusal::Expired { at }),
+            other => Ok(other),
+        }
+    }
 }
 
 impl Snapshot {
@@ -99,7 +125,20 @@ impl Snapshot {
         let tokens = data
             .tokens
             .iter()
-            .map(|t| (t.sha256.clone(), t.principal()))
+            .map(|t| {
+                let entry = TokenEntry {
+                    id: t.id.clone(),
+                    principal: t.principal(),
+                    expires_ms: t.expires_at.map(|d| d.timestamp_millis()),
+                    revoked_ms: t.revoked_at.map(|d| d.timestamp_millis()),
+                };
+                (t.sha256.clone(), entry)
+            })
+            .collect();
+        let token_ids = data
+            .tokens
+            .iter()
+            .map(|t| (t.id.clone(), t.sha256.clone()))
             .collect();
         Snapshot {
             data,
@@ -107,6 +146,7 @@ impl Snapshot {
             owner_regions,
             maintainer_scope,
             tokens,
+            token_ids,
         }
     }
 }
@@ -188,7 +228,7 @@ fn salted(salt: &[u8], secret: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     rand::rngs::OsRng.fill_bytes(&mut b);
     b
@@ -199,10 +239,15 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// An API token as stored: its hash, never the token.
+/// An API token as stored: its hash, never the token. A revoked token is
+/// kept (with `revoked_at`) so that lists show what happened to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoredToken {
+    /// Empty in files written before tokens had ids; `persist::load`
+    /// derives one.
+    #[serde(default)]
+    pub id: TokenId,
     pub name: String,
     pub role: Role,
     #[serde(default)]
@@ -210,10 +255,37 @@ pub(crate) struct StoredToken {
     #[serde(default)]
     pub owner_id: Option<OwnerId>,
     pub sha256: String,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
+    /// `None` only for tokens issued before tokens expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl StoredToken {
+    fn info(&self, now: EpochMs, last_used: Option<EpochMs>) -> TokenInfo {
+        let status = if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|t| t.timestamp_millis() <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        TokenInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            role: self.role,
+            regions: self.regions.clone(),
+            owner_id: self.owner_id.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            last_used_at: last_used.and_then(DateTime::from_timestamp_millis),
+            status: status.to_owned(),
+        }
+    }
+
     fn principal(&self) -> Principal {
         match (self.role, &self.owner_id) {
             (Role::Admin, _) => Principal::Admin,
@@ -330,16 +402,27 @@ pub struct Registry {
     /// The version after each change, for whoever must act at once (the
     /// engine closes a disabled device's MQTT session).
     changes: tokio::sync::watch::Sender<u64>,
+    /// Bumped after every token revocation, so that whatever a token
+    /// opened (an SSE stream, a running query) can end at once.
+    token_changes: tokio::sync::watch::Sender<u64>,
+    /// When each issued token was last used, since start (not persisted:
+    /// a save per request would be too dear). One short lock per request.
+    last_used: Mutex<HashMap<TokenId, EpochMs>>,
 }
 
 impl Registry {
-    /// Opens the registry kept in `dir` (created if missing), loading
+    /// Opens the registry kept in `dir` (created 0700 if missing), loading
     /// `dir/registry.json` if present.
     pub fn open(dir: &Path) -> Result<Registry, RegistryError> {
-        std::fs::create_dir_all(dir).map_err(|source| RegistryError::Read {
-            path: dir.to_owned(),
-            source,
-        })?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| RegistryError::Read {
+                path: dir.to_owned(),
+                source,
+            })?;
         let file = dir.join(persist::FILE_NAME);
         let data = persist::load(&file)?.unwrap_or_default();
         info!(
@@ -364,6 +447,8 @@ impl Registry {
             writer: Mutex::new(()),
             file,
             changes: tokio::sync::watch::channel(version).0,
+            token_changes: tokio::sync::watch::Sender::new(0),
+            last_used: Mutex::new(HashMap::new()),
         }
     }
 
@@ -485,8 +570,13 @@ impl Registry {
         self.state.read().data.stations.get(&id).cloned()
     }
 
-    /// Issues an API token; only its hash is kept.
-    pub fn create_token(&self, req: TokenRequest) -> Result<IssuedToken, RegistryError> {
+    /// Issues an API token expiring under `policy`; only its hash is kept.
+    pub fn create_token(
+        &self,
+        req: TokenRequest,
+        now: EpochMs,
+        policy: &TokenPolicy,
+    ) -> Result<IssuedToken, RegistryError> {
         let bad = |field: &str, message: &str| RegistryError::Invalid {
             entity: "token",
             index: None,
@@ -522,15 +612,35 @@ impl Registry {
             }
             _ => {}
         }
+        let max_s = policy.max_ttl.as_secs().max(1);
+        let ttl_s = match req.expires_in_s {
+            Some(s) if s == 0 || s > max_s => {
+                return Err(bad(
+                    "expires_in_s",
+                    &format!("must be from 1 to {max_s} seconds (the configured maximum)"),
+                ));
+            }
+            Some(s) => s,
+            None => policy.default_ttl.as_secs().clamp(1, max_s),
+        };
+        let created_at = DateTime::from_timestamp_millis(now)
+            .ok_or_else(|| bad("created_at", "the clock is outside the calendar"))?;
+        let expires_at = created_at
+            .checked_add_signed(chrono::TimeDelta::seconds(ttl_s as i64))
+            .ok_or_else(|| bad("expires_in_s", "too far in the future"))?;
         let token = format!("vgl_{}", hex::encode(random_bytes::<32>()));
         let stored = StoredToken {
+            id: TokenId::random(),
             name: req.name.clone(),
             role: req.role,
             regions: req.regions.clone(),
             owner_id: req.owner_id.clone(),
             sha256: token_hash(&token),
-            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created_at,
+            expires_at: Some(expires_at),
+            revoked_at: None,
         };
+        let id = stored.id.clone();
         self.mutate(|data| {
             if let Some(o) = &stored.owner_id
                 && !data.owners.contains_key(o)
@@ -543,19 +653,113 @@ impl Registry {
             data.tokens.push(stored);
             Ok(())
         })?;
-        info!(name = %req.name, role = %req.role, "API token issued.");
+        info!(token = %id, name = %req.name, role = %req.role, expires_at = %expires_at, "API token issued.");
         Ok(IssuedToken {
             token,
+            id,
             name: req.name,
             role: req.role,
             regions: req.regions,
             owner_id: req.owner_id,
+            created_at,
+            expires_at: Some(expires_at),
         })
     }
 
-    pub(crate) fn principal_for_token(&self, token: &str) -> Option<Principal> {
+    /// The token's id and principal if it is known, unexpired and not
+    /// revoked; notes its use.
+    pub(crate) fn check_token(
+        &self,
+        token: &str,
+        now: EpochMs,
+    ) -> Result<(TokenId, Principal), Refusal> {
         let hash = token_hash(token);
-        self.state.read().tokens.get(&hash).cloned()
+        let entry = self
+            .state
+            .read()
+            .tokens
+            .get(&hash)
+            .cloned()
+            .ok_or(Refusal::Unknown)?;
+        entry.validity(now)?;
+        self.last_used.lock().insert(entry.id.clone(), now);
+        Ok((entry.id, entry.principal))
+    }
+
+    /// `Ok(expiry)` while token `id` is good, else why not.
+    pub(crate) fn token_validity(
+        &self,
+        id: &TokenId,
+        now: EpochMs,
+    ) -> Result<Option<EpochMs>, Refusal> {
+        let snap = self.snapshot();
+        snap.token_ids
+            .get(id)
+            .and_then(|hash| snap.tokens.get(hash))
+            .ok_or(Refusal::Unknown)?
+            .validity(now)
+    }
+
+    /// Bumps after every revocation (see [`Registry::revoke_token`]).
+    pub fn token_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.token_changes.subscribe()
+    }
+
+    /// Every issued token (never the token or its hash), oldest first.
+    pub fn tokens(&self, now: EpochMs) -> Vec<TokenInfo> {
+        let snap = self.snapshot();
+        let used = self.last_used.lock();
+        snap.data
+            .tokens
+            .iter()
+            .map(|t| t.info(now, used.get(&t.id).copied()))
+            .collect()
+    }
+
+    pub fn token(&self, id: &TokenId, now: EpochMs) -> Option<TokenInfo> {
+        let snap = self.snapshot();
+        let used = self.last_used.lock().get(id).copied();
+        snap.data
+            .tokens
+            .iter()
+            .find(|t| &t.id == id)
+            .map(|t| t.info(now, used))
+    }
+
+    /// Revokes a token: from now on it is refused everywhere, and whatever
+    /// it holds open ends (watchers of [`Registry::token_changes`]).
+    /// Revoking a revoked token changes nothing and answers the same.
+    pub fn revoke_token(&self, id: &TokenId, now: EpochMs) -> Result<TokenInfo, RegistryError> {
+        match self.token(id, now) {
+            None => {
+                return Err(RegistryError::NotFound {
+                    entity: "token",
+                    id: id.to_string(),
+                });
+            }
+            Some(info) if info.revoked_at.is_some() => return Ok(info),
+            Some(_) => {}
+        }
+        let at = DateTime::from_timestamp_millis(now).unwrap_or_default();
+        let changed = self.mutate(|data| {
+            // Found above; a concurrent revocation may have come first.
+            let t = data.tokens.iter_mut().find(|t| &t.id == id);
+            match t {
+                Some(t) if t.revoked_at.is_none() => {
+                    t.revoked_at = Some(at);
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })?;
+        if changed {
+            self.token_changes.send_modify(|n| *n += 1);
+            info!(token = %id, "API token revoked.");
+        }
+        self.token(id, now).ok_or_else(|| RegistryError::NotFound {
+            entity: "token",
+            id: id.to_string(),
+        })
     }
 
     // Generic CRUD behind the HTTP API.
@@ -822,6 +1026,7 @@ pub(crate) fn apply(
     let maintainer_ids = merge(data, maintainers, &mut c.maintainers);
     let station_ids = merge(data, stations, &mut c.stations);
     let equipment_ids = merge(data, equipment, &mut c.equipment);
+    keep_maintenance_dates(data, &equipment_ids);
     let device_ids = merge(data, devices, &mut c.devices);
     let person_ids = merge(data, persons, &mut c.persons);
     let cylinder_ids = merge(data, cylinders, &mut c.cylinders);
@@ -887,6 +1092,33 @@ pub(crate) fn apply(
         }
     }
     Ok(report)
+}
+
+/// A replaced piece of equipment keeps what its recorded maintenance says:
+/// `last_maintenance` never goes back behind a record it already has (else
+/// the next start, whose load applies the records again, would move it
+/// forward: a restart would change the registry).
+fn keep_maintenance_dates(data: &mut Data, merged: &[(EquipmentId, bool)]) {
+    if merged.is_empty() || data.maintenance.is_empty() {
+        return;
+    }
+    let merged: std::collections::HashSet<&EquipmentId> = merged.iter().map(|(id, _)| id).collect();
+    let mut latest: HashMap<EquipmentId, chrono::NaiveDate> = HashMap::new();
+    for m in data.maintenance.values() {
+        if let Some(day) = m.done_on()
+            && merged.contains(&m.equipment_id)
+        {
+            let e = latest.entry(m.equipment_id.clone()).or_insert(day);
+            *e = (*e).max(day);
+        }
+    }
+    for (id, day) in latest {
+        if let Some(eq) = data.equipment.get_mut(&id)
+            && eq.last_maintenance.is_none_or(|last| last < day)
+        {
+            eq.last_maintenance = Some(day);
+        }
+    }
 }
 
 fn maintenance_invalid(

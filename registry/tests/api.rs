@@ -24,9 +24,18 @@ struct App {
 }
 
 fn app_with(registry: Registry) -> App {
+    app_on(registry, clock())
+}
+
+fn app_on(registry: Registry, clock: vigil_registry::auth::Clock) -> App {
     let registry = Arc::new(registry);
-    let auth = Arc::new(Authenticator::new(Some(ADMIN.to_owned()), registry.clone()));
-    let api = api::router(registry.clone()).layer(from_fn_with_state(auth, require_auth));
+    let auth = Arc::new(Authenticator::new(
+        Some(ADMIN.to_owned()),
+        registry.clone(),
+        clock,
+    ));
+    let api =
+        api::router(registry.clone(), auth.clone()).layer(from_fn_with_state(auth, require_auth));
     App {
         router: Router::new().nest("/api/v1", api),
         registry,
@@ -630,15 +639,31 @@ async fn every_entity_has_crud() {
 
 #[tokio::test]
 async fn api_json_rejections_name_the_field() {
+    use axum::Extension;
     use axum::routing::post;
     use vigil_registry::Owner;
     use vigil_registry::api::{ApiError, ApiJson};
+    use vigil_registry::auth::{Gate, Principal};
 
-    // As another crate would use it for its own endpoints.
+    // As another crate would use it for its own endpoints: behind a gate.
     async fn echo(ApiJson(o): ApiJson<Owner>) -> Result<ApiJson<Owner>, ApiError> {
         Ok(ApiJson(o))
     }
-    let router: Router = Router::new().route("/echo", post(echo));
+    let ungated: Router = Router::new()
+        .route("/echo", post(echo))
+        .layer(Extension(Principal::Admin));
+    let res = ungated
+        .oneshot(Request::post("/echo").body(Body::from("{")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "a body read without a role gate is a bug, refused"
+    );
+    let router: Router = Router::new()
+        .route("/echo", Gate::any("echo owners").around(post(echo)))
+        .layer(Extension(Principal::Admin));
     let call = |body: &'static str| {
         let router = router.clone();
         async move {
@@ -664,4 +689,253 @@ async fn api_json_rejections_name_the_field() {
     let (status, v) = call(r#"{"owner_id": "O1", "name": "n", "credit_code": "91440703MA4UJ8XK2Q", "region": "440703"}"#).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["region"], "440703");
+}
+
+/// Every route that changes something, with a body a parser would refuse.
+fn writes() -> Vec<(Method, String)> {
+    let mut w = vec![
+        (Method::POST, "/registry/import".to_owned()),
+        (Method::POST, "/tokens".to_owned()),
+        (Method::POST, "/maintenance".to_owned()),
+    ];
+    for kind in [
+        "owners",
+        "maintainers",
+        "equipment",
+        "devices",
+        "stations",
+        "persons",
+        "cylinders",
+    ] {
+        w.push((Method::POST, format!("/{kind}")));
+        w.push((Method::PUT, format!("/{kind}/X1")));
+        w.push((Method::DELETE, format!("/{kind}/X1")));
+    }
+    w
+}
+
+async fn raw(
+    app: &App,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: &'static str,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("/api/v1{path}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::from(body))
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn every_write_checks_the_role_before_the_body() {
+    let app = app();
+    let tokens = [
+        app.token(json!({"name": "s", "role": "supervisor", "regions": ["440700"]}))
+            .await,
+        app.token(json!({"name": "a", "role": "analyst", "regions": ["440700"]}))
+            .await,
+        app.token(json!({"name": "o", "role": "owner", "owner_id": "OWN001"}))
+            .await,
+    ];
+    for (i, token) in tokens.iter().enumerate() {
+        for (method, path) in writes() {
+            if i == 2 && path == "/maintenance" {
+                // Owners may record maintenance: their bad body is a 400.
+                let (status, v) = raw(&app, method, &path, token, "{\"equipment_id\":").await;
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+                continue;
+            }
+            for body in ["{\"equipment_id\":", "[]", "", "null"] {
+                let (status, v) = raw(&app, method.clone(), &path, token, body).await;
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{method} {path} with {body:?} as role #{i}: {v}"
+                );
+                assert_eq!(error_code(&v), "forbidden");
+            }
+        }
+        for (method, path) in [
+            (Method::GET, "/tokens"),
+            (Method::GET, "/tokens/tok_0123456789abcdef"),
+            (Method::DELETE, "/tokens/tok_0123456789abcdef"),
+        ] {
+            let (status, v) = raw(&app, method.clone(), path, token, "").await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {v}");
+        }
+    }
+    // The admin with the same bodies gets the parser's answer.
+    for (method, path) in writes() {
+        if method == Method::DELETE {
+            continue;
+        }
+        let (status, v) = raw(&app, method.clone(), &path, ADMIN, "{\"equipment_id\":").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn tokens_expire_and_lists_show_no_secret() {
+    let clock = ManualClock::new();
+    let app = app_on(example_registry(), clock.clock());
+    let (status, issued) = app
+        .post(
+            "/tokens",
+            ADMIN,
+            json!({"name": "night shift", "role": "supervisor", "regions": ["440700"], "expires_in_s": 60}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let id = issued["id"].as_str().unwrap().to_owned();
+    assert!(
+        id.starts_with("tok_") && !token.contains(&id[4..]),
+        "{issued}"
+    );
+    assert_eq!(issued["expires_at"], "2024-11-22T18:27:40Z");
+    let (_, default) = app
+        .post("/tokens", ADMIN, json!({"name": "d", "role": "admin"}))
+        .await;
+    assert_eq!(
+        default["expires_at"], "2025-02-20T18:26:40Z",
+        "90 days by default"
+    );
+    let (status, v) = app
+        .post(
+            "/tokens",
+            ADMIN,
+            json!({"name": "x", "role": "admin", "expires_in_s": 400 * 86_400}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_message(&v).contains("expires_in_s"), "{v}");
+
+    let (status, _) = app.get("/equipment", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    clock.advance_s(61);
+    let (status, v) = app.get("/equipment", &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        error_message(&v),
+        "bearer token expired at 2024-11-22T18:27:40Z; ask an admin for a new one"
+    );
+
+    let (status, list) = app.get("/tokens", ADMIN).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = list.to_string();
+    assert!(!text.contains(&token[4..]), "no token in the list: {text}");
+    assert!(!text.contains("sha256") && !text.contains("hash"), "{text}");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["id"], id.as_str());
+    assert_eq!(items[0]["status"], "expired");
+    assert_eq!(items[0]["regions"], json!(["440700"]));
+    assert_eq!(items[0]["last_used_at"], "2024-11-22T18:26:40Z");
+    assert_eq!(items[1]["status"], "active");
+    let (status, one) = app.get(&format!("/tokens/{id}"), ADMIN).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one, items[0]);
+    let (status, _) = app.get("/tokens/tok_0123456789abcdef", ADMIN).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get("/tokens/nope", ADMIN).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_at_once() {
+    let app = app();
+    let (_, issued) = app
+        .post(
+            "/tokens",
+            ADMIN,
+            json!({"name": "leaver", "role": "analyst", "regions": ["440100"]}),
+        )
+        .await;
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let id = issued["id"].as_str().unwrap().to_owned();
+    let (status, _) = app.get("/equipment", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = app.delete(&format!("/tokens/{id}"), ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "revoked");
+    assert_eq!(v["revoked_at"], "2024-11-22T18:26:40Z");
+    let (status, v) = app.get("/equipment", &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        error_message(&v),
+        "bearer token was revoked at 2024-11-22T18:26:40Z"
+    );
+    let (status, again) = app.delete(&format!("/tokens/{id}"), ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "revoking twice changes nothing");
+    assert_eq!(again["revoked_at"], "2024-11-22T18:26:40Z");
+    let (status, _) = app.delete("/tokens/tok_0123456789abcdef", ADMIN).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_streaming_answer_ends_when_its_token_is_revoked() {
+    use axum::routing::get;
+    use vigil_registry::auth::{Gate, Principal};
+
+    let registry = Arc::new(example_registry());
+    let auth = Arc::new(Authenticator::new(
+        Some(ADMIN.to_owned()),
+        registry.clone(),
+        clock(),
+    ));
+    // An endless body, as the SSE feed is.
+    async fn endless() -> Body {
+        let ticks = futures::stream::unfold(0u64, |n| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Some((
+                Ok::<_, std::convert::Infallible>(format!("tick {n}\n")),
+                n + 1,
+            ))
+        });
+        Body::from_stream(ticks)
+    }
+    let router: Router = Router::new()
+        .route("/stream", Gate::any("watch").around(get(endless)))
+        .layer(from_fn_with_state(auth.clone(), require_auth));
+    let issued = auth
+        .issue(vigil_registry::TokenRequest {
+            name: "watcher".into(),
+            role: vigil_registry::Role::Supervisor,
+            regions: vec![vigil_model::Region::new("440700").unwrap()],
+            owner_id: None,
+            expires_in_s: None,
+        })
+        .unwrap();
+    assert!(matches!(
+        auth.authenticate(&issued.token),
+        Some(Principal::Supervisor { .. })
+    ));
+    let req = Request::get("/stream")
+        .header(header::AUTHORIZATION, format!("Bearer {}", issued.token))
+        .body(Body::empty())
+        .unwrap();
+    let res = router.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let reader = tokio::spawn(async move { res.into_body().collect().await.unwrap().to_bytes() });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !reader.is_finished(),
+        "the stream runs while the token is good"
+    );
+    registry.revoke_token(&issued.id, NOW).unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+        .await
+        .expect("the stream ends once its token is revoked")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&got).starts_with("tick 0\n"));
 }

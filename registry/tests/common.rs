@@ -1,5 +1,36 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use serde_json::Value;
+use vigil_registry::auth::Clock;
 use vigil_registry::{ImportDoc, Registry};
+
+/// 2024-11-22T18:26:40Z: the tests' now.
+pub const NOW: i64 = 1_732_300_000_000;
+
+/// A clock standing at [`NOW`].
+pub fn clock() -> Clock {
+    Arc::new(|| NOW)
+}
+
+/// A clock the test moves.
+#[derive(Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    pub fn new() -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(NOW)))
+    }
+
+    pub fn advance_s(&self, s: i64) {
+        self.0.fetch_add(s * 1000, Ordering::SeqCst);
+    }
+
+    pub fn clock(&self) -> Clock {
+        let at = self.0.clone();
+        Arc::new(move || at.load(Ordering::SeqCst))
+    }
+}
 
 pub const EXAMPLE: &str = include_str!("data/example_import.json");
 

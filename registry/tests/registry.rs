@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use vigil_model::{DeviceId, EquipmentId, OwnerId, Region, Resolution};
 use vigil_registry::auth::{Authenticator, Principal};
-use vigil_registry::{ImportDoc, Registry, RegistryError, Role, TokenRequest};
+use vigil_registry::{ImportDoc, Registry, RegistryError, Role, TokenPolicy, TokenRequest};
 
 use crate::common::*;
 
@@ -428,12 +428,17 @@ fn version_bumps_on_every_change() {
     reg.import(doc(&example_json())).unwrap();
     let v1 = reg.version();
     assert!(v1 > 0);
-    reg.create_token(TokenRequest {
-        name: "ops".into(),
-        role: Role::Admin,
-        regions: vec![],
-        owner_id: None,
-    })
+    reg.create_token(
+        TokenRequest {
+            name: "ops".into(),
+            role: Role::Admin,
+            regions: vec![],
+            owner_id: None,
+            expires_in_s: None,
+        },
+        NOW,
+        &TokenPolicy::default(),
+    )
     .unwrap();
     assert!(reg.version() > v1);
 }
@@ -464,22 +469,32 @@ fn lookups_for_rules() {
 #[test]
 fn tokens_carry_their_grant() {
     let reg = Arc::new(example_registry());
-    let auth = Authenticator::new(Some("root-token".into()), reg.clone());
+    let auth = Authenticator::new(Some("root-token".into()), reg.clone(), clock());
     let sup = reg
-        .create_token(TokenRequest {
-            name: "jm".into(),
-            role: Role::Supervisor,
-            regions: vec![Region::new("440700").unwrap()],
-            owner_id: None,
-        })
+        .create_token(
+            TokenRequest {
+                name: "jm".into(),
+                role: Role::Supervisor,
+                regions: vec![Region::new("440700").unwrap()],
+                owner_id: None,
+                expires_in_s: None,
+            },
+            NOW,
+            &TokenPolicy::default(),
+        )
         .unwrap();
     let own = reg
-        .create_token(TokenRequest {
-            name: "wanda".into(),
-            role: Role::Owner,
-            regions: vec![],
-            owner_id: Some(OwnerId::new("OWN001").unwrap()),
-        })
+        .create_token(
+            TokenRequest {
+                name: "wanda".into(),
+                role: Role::Owner,
+                regions: vec![],
+                owner_id: Some(OwnerId::new("OWN001").unwrap()),
+                expires_in_s: None,
+            },
+            NOW,
+            &TokenPolicy::default(),
+        )
         .unwrap();
     assert!(sup.token.starts_with("vgl_") && sup.token.len() > 60);
     assert_eq!(auth.authenticate("root-token"), Some(Principal::Admin));
@@ -498,13 +513,16 @@ fn tokens_carry_their_grant() {
     assert_eq!(auth.authenticate("vgl_0000"), None);
     assert_eq!(auth.authenticate(""), None);
     assert_eq!(
-        Authenticator::new(Some(String::new()), reg.clone()).authenticate(""),
+        Authenticator::new(Some(String::new()), reg.clone(), clock()).authenticate(""),
         None,
         "an empty admin token is no token"
     );
 
     let bad = |req: TokenRequest, field: &str| {
-        let msg = reg.create_token(req).unwrap_err().to_string();
+        let msg = reg
+            .create_token(req, NOW, &TokenPolicy::default())
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains(field), "{msg} should name {field}");
     };
     bad(
@@ -513,6 +531,7 @@ fn tokens_carry_their_grant() {
             role: Role::Supervisor,
             regions: vec![],
             owner_id: None,
+            expires_in_s: None,
         },
         "regions",
     );
@@ -522,6 +541,7 @@ fn tokens_carry_their_grant() {
             role: Role::Owner,
             regions: vec![],
             owner_id: None,
+            expires_in_s: None,
         },
         "owner_id",
     );
@@ -531,6 +551,7 @@ fn tokens_carry_their_grant() {
             role: Role::Owner,
             regions: vec![],
             owner_id: Some(OwnerId::new("OWN404").unwrap()),
+            expires_in_s: None,
         },
         "owner_id",
     );
@@ -540,6 +561,7 @@ fn tokens_carry_their_grant() {
             role: Role::Admin,
             regions: vec![],
             owner_id: None,
+            expires_in_s: None,
         },
         "name",
     );
@@ -574,12 +596,17 @@ fn persistence_round_trip() {
         assert_eq!(reg.version(), 0, "a fresh folder is an empty registry");
         let report = reg.import(doc(&example_json())).unwrap();
         let issued = reg
-            .create_token(TokenRequest {
-                name: "jm".into(),
-                role: Role::Analyst,
-                regions: vec![Region::new("440700").unwrap()],
-                owner_id: None,
-            })
+            .create_token(
+                TokenRequest {
+                    name: "jm".into(),
+                    role: Role::Analyst,
+                    regions: vec![Region::new("440700").unwrap()],
+                    owner_id: None,
+                    expires_in_s: None,
+                },
+                NOW,
+                &TokenPolicy::default(),
+            )
             .unwrap();
         (secret_of(&report, "D001"), issued.token, reg.export())
     };
@@ -596,7 +623,7 @@ fn persistence_round_trip() {
         reg.resolve(&DeviceId::new("FS001").unwrap()),
         Resolution::Active(_)
     ));
-    let auth = Authenticator::new(None, reg.clone());
+    let auth = Authenticator::new(None, reg.clone(), clock());
     assert_eq!(
         auth.authenticate(&token),
         Some(Principal::Analyst {
@@ -647,4 +674,137 @@ fn import_doc_parses_from_json_with_paths() {
         .to_string();
     assert!(err.contains("JSON"), "{err}");
     assert_eq!(ImportDoc::from_json(b"{}").unwrap(), ImportDoc::default());
+}
+
+#[test]
+fn revocations_and_file_modes_survive_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (kept, revoked) = {
+        let reg = Registry::open(&data).unwrap();
+        reg.import(doc(&example_json())).unwrap();
+        let issue = |name: &str| {
+            reg.create_token(
+                TokenRequest {
+                    name: name.into(),
+                    role: Role::Analyst,
+                    regions: vec![Region::new("440700").unwrap()],
+                    owner_id: None,
+                    expires_in_s: Some(3600),
+                },
+                NOW,
+                &TokenPolicy::default(),
+            )
+            .unwrap()
+        };
+        let kept = issue("kept");
+        let revoked = issue("revoked");
+        reg.revoke_token(&revoked.id, NOW + 1000).unwrap();
+        (kept, revoked)
+    };
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the registry's folder");
+    assert_eq!(
+        mode(&data.join("registry.json")),
+        0o600,
+        "token and secret hashes"
+    );
+
+    let reg = Arc::new(Registry::open(&data).unwrap());
+    let auth = Authenticator::new(None, reg.clone(), clock());
+    assert!(auth.authenticate(&kept.token).is_some());
+    assert_eq!(
+        auth.verify(&revoked.token).unwrap_err(),
+        vigil_registry::auth::Refusal::Revoked { at: NOW + 1000 }
+    );
+    let list = reg.tokens(NOW);
+    assert_eq!(
+        list.iter()
+            .map(|t| (t.name.as_str(), t.status.as_str()))
+            .collect::<Vec<_>>(),
+        [("kept", "active"), ("revoked", "revoked")]
+    );
+    let later = Authenticator::new(None, reg.clone(), Arc::new(|| NOW + 3_600_000));
+    assert_eq!(
+        later.verify(&kept.token).unwrap_err(),
+        vigil_registry::auth::Refusal::Expired {
+            at: NOW + 3_600_000
+        },
+        "an hour's token is expired after an hour"
+    );
+}
+
+#[test]
+fn tokens_from_before_expiry_get_a_stable_id_and_keep_working() {
+    // SHA-256 hex of the token, as the registry stores it.
+    let hash = |t: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(t.as_bytes()))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = serde_json::json!({
+        "format": 1, "version": 4,
+        "tokens": [{"name": "old", "role": "admin", "regions": [], "owner_id": null,
+                    "sha256": hash("vgl_legacy"), "created_at": "2024-01-01T00:00:00Z"}]
+    });
+    std::fs::write(dir.path().join("registry.json"), legacy.to_string()).unwrap();
+    let reg = Arc::new(Registry::open(dir.path()).unwrap());
+    let auth = Authenticator::new(None, reg.clone(), clock());
+    assert_eq!(auth.authenticate("vgl_legacy"), Some(Principal::Admin));
+    let first = reg.tokens(NOW);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].expires_at, None);
+    assert_eq!(first[0].status, "active");
+    assert!(first[0].id.as_str().starts_with("tok_"));
+    let again = Registry::open(dir.path()).unwrap().tokens(NOW);
+    assert_eq!(again[0].id, first[0].id, "the same id on every start");
+    reg.revoke_token(&first[0].id, NOW).unwrap();
+    assert_eq!(auth.authenticate("vgl_legacy"), None);
+}
+
+/// Found by fuzzing (registry.import): re-importing equipment with an older
+/// `last_maintenance` than a record it already had moved the date back, and
+/// the next start (whose load applies the records again) moved it forward:
+/// a restart changed the registry.
+#[test]
+fn a_reimport_does_not_move_last_maintenance_behind_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    reg.import(doc(&example_json())).unwrap();
+    let mut again = example_json();
+    again.as_object_mut().unwrap().remove("maintenance");
+    reg.import(doc(&again)).unwrap();
+    let el001 = |r: &Registry| {
+        r.equipment(&EquipmentId::new("EL001").unwrap())
+            .unwrap()
+            .last_maintenance
+            .map(|d| d.to_string())
+    };
+    assert_eq!(
+        el001(&reg).as_deref(),
+        Some("2025-06-16"),
+        "the recorded half-monthly job of 2025-06-16 stands"
+    );
+    let before = reg.export();
+    drop(reg);
+    let reopened = Registry::open(dir.path()).unwrap();
+    assert_eq!(reopened.export(), before, "a restart changes nothing");
+}
+
+/// Found by fuzzing (registry.import): serde_json's default float parser
+/// read 1.1775808382603717632e19 back one ULP off, so a restart changed a
+/// cylinder's working pressure.
+#[test]
+fn floats_survive_a_restart_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = example_json();
+    v["cylinders"][0]["working_pressure_mpa"] = json!(11775808382603717632u64);
+    v["cylinders"][0]["capacity_l"] = json!(35.500000000000014);
+    let before = {
+        let reg = Registry::open(dir.path()).unwrap();
+        reg.import(doc(&v)).unwrap();
+        reg.export()
+    };
+    assert_eq!(Registry::open(dir.path()).unwrap().export(), before);
 }

@@ -38,15 +38,20 @@ pub struct AnomalyParams {
     pub min_deviation: f64,
 }
 
+impl AnomalyParams {
+    /// The shipped tuning (the anomaly rules' defaults).
+    pub const DEFAULT: AnomalyParams = AnomalyParams {
+        warmup: 200,
+        baseline_alpha: 1.0 / 500.0,
+        recent_alpha: 1.0 / 20.0,
+        threshold: 2.0,
+        min_deviation: 0.0,
+    };
+}
+
 impl Default for AnomalyParams {
     fn default() -> Self {
-        AnomalyParams {
-            warmup: 200,
-            baseline_alpha: 1.0 / 500.0,
-            recent_alpha: 1.0 / 20.0,
-            threshold: 2.0,
-            min_deviation: 0.0,
-        }
+        AnomalyParams::DEFAULT
     }
 }
 

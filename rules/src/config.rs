@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vigil_model::EquipmentId;
 
-use crate::catalogue::{Key, Params, Rule, secs_to_ms};
+use crate::catalogue::{DEFAULT_CLEAR_S, ParamSet, Params, lookup, rules, secs_to_ms};
 use crate::define::Definition;
 use crate::engine::Escalation;
 use crate::error::ConfigError;
@@ -159,17 +159,21 @@ impl RuleConfig {
         let clear = self.default_clear_ms();
         self.rule
             .iter()
-            .filter(|(id, table)| Rule::parse(id).is_none() && is_definition(table))
+            .filter(|(id, table)| lookup(id).is_none() && is_definition(table))
             .filter_map(|(id, table)| Definition::parse(id, table, clear).ok())
             .collect()
     }
 
     fn default_clear_ms(&self) -> i64 {
-        secs_to_ms(
-            self.clear_s
-                .filter(|c| c.is_finite() && *c >= 0.0)
-                .unwrap_or(crate::catalogue::DEFAULT_CLEAR_S),
-        )
+        self.global_clear_ms()
+            .unwrap_or_else(|| secs_to_ms(DEFAULT_CLEAR_S))
+    }
+
+    /// The top-level `clear_s`, if it sets a valid one.
+    fn global_clear_ms(&self) -> Option<i64> {
+        self.clear_s
+            .filter(|c| c.is_finite() && *c >= 0.0)
+            .map(secs_to_ms)
     }
 
     /// Everything `validate` checks, with where each mistake is; returns
@@ -198,7 +202,7 @@ impl RuleConfig {
         }
         let mut defined = BTreeMap::new();
         for (id, table) in &self.rule {
-            if !is_definition(table) || Rule::parse(id).is_some() {
+            if !is_definition(table) || lookup(id).is_some() {
                 continue;
             }
             let scope = format!("rule.{}", quoted(id));
@@ -292,18 +296,14 @@ impl RuleConfig {
                     .and_then(|e| e.get(id)),
             ]
         };
-        let builtin = Rule::ALL.into_iter().map(|rule| {
-            let mut p = Params::default_for_category(rule, category);
-            if rule.uses_global_clear()
-                && let Some(clear) = self.clear_s.filter(|c| c.is_finite() && *c >= 0.0)
-            {
-                p.clear_ms = secs_to_ms(clear);
-            }
-            for overrides in layers(rule.id()).into_iter().flatten() {
+        let global_clear_ms = self.global_clear_ms();
+        let builtin = rules().iter().map(|decl| {
+            let mut p = decl.defaults(category, global_clear_ms);
+            for overrides in layers(decl.id).into_iter().flatten() {
                 for (key, value) in overrides {
                     // Refused by `validate`; the engine keeps the value it had.
-                    if rule.keys().contains(&key.as_str()) {
-                        let _ = p.set(key, value);
+                    if decl.has_key(key) {
+                        let _ = p.set(decl, key, value);
                     }
                 }
             }
@@ -445,10 +445,10 @@ fn check_rule(
         }
         return Ok(());
     }
-    let Some(rule) = Rule::parse(rule_id) else {
-        let known: Vec<&str> = Rule::ALL
+    let Some(decl) = lookup(rule_id).and_then(crate::catalogue::decl) else {
+        let known: Vec<&str> = rules()
             .iter()
-            .map(|r| r.id())
+            .map(|d| d.id)
             .chain(defined.keys().map(String::as_str))
             .collect();
         return Err((
@@ -471,20 +471,20 @@ fn check_rule(
             }),
         ));
     }
-    let mut scratch = Params::default_for(rule);
+    let mut scratch = decl.defaults("", None);
     for (key, value) in overrides {
-        if !rule.keys().contains(&key.as_str()) {
+        if !decl.has_key(key) {
             return Err((
                 Some(key.clone()),
                 Box::new(ConfigError::UnknownParam {
                     scope: scope.to_owned(),
                     rule: rule_id.to_owned(),
                     key: key.clone(),
-                    allowed: rule.keys().join(", "),
+                    allowed: decl.keys().collect::<Vec<_>>().join(", "),
                 }),
             ));
         }
-        scratch.set(key, value).map_err(|expected| {
+        scratch.set(decl, key, value).map_err(|expected| {
             (
                 Some(key.clone()),
                 Box::new(ConfigError::BadValue {
@@ -513,28 +513,22 @@ fn quoted(key: &str) -> String {
     }
 }
 
-/// What a key outside a parameter set reads as.
-static DISABLED: Params = Params::DISABLED;
-
-/// Every rule's resolved parameters for one piece of equipment.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ParamSet(Vec<Params>);
-
-impl ParamSet {
-    /// A key this set does not know (a rule defined after it was resolved)
-    /// reads as disabled.
-    pub fn get(&self, rule: impl Into<Key>) -> &Params {
-        self.0.get(rule.into().index()).unwrap_or(&DISABLED)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// Rule `id`'s parameters in `set`.
+    fn get<'a>(set: &'a ParamSet, id: &str) -> &'a Params {
+        set.get(lookup(id).unwrap())
+    }
+
+    /// Rule `id`'s parameter `key` in `set`, as a configuration spells it.
+    fn show(set: &ParamSet, id: &str, key: &str) -> Value {
+        let key_of = lookup(id).unwrap();
+        set.get(key_of)
+            .show(crate::catalogue::decl(key_of).unwrap(), key)
+    }
 
     #[test]
     fn the_brief_example_parses_and_resolves_in_order() {
@@ -554,26 +548,27 @@ mod tests {
         )
         .unwrap();
         let elevator = config.resolve("elevator", None, &[]);
-        assert_eq!(elevator.get(Rule::Trapped).for_ms, 120_000);
-        assert!(elevator.get(Rule::Trapped).enabled);
-        assert_eq!(elevator.get(Rule::Trapped).clear_ms, 12_000);
+        let trapped = "elevator.trapped";
+        assert_eq!(get(&elevator, trapped).for_ms, 120_000);
+        assert!(get(&elevator, trapped).enabled);
+        assert_eq!(get(&elevator, trapped).clear_ms, 12_000);
         assert_eq!(
-            elevator.get(Rule::ControllerFault).clear_ms,
+            get(&elevator, "elevator.controller_fault").clear_ms,
             0,
             "the global clear_s leaves controller faults alone"
         );
         let escalator = config.resolve("escalator", None, &[]);
-        assert!(!escalator.get(Rule::Trapped).enabled);
-        assert_eq!(escalator.get(Rule::Trapped).for_ms, 120_000);
+        assert!(!get(&escalator, trapped).enabled);
+        assert_eq!(get(&escalator, trapped).for_ms, 120_000);
         let one = config.resolve("elevator", Some("EQ-0042"), &[]);
         assert_eq!(
             (
-                one.get(Rule::Overspeed).factor,
-                one.get(Rule::Overspeed).severity
+                show(&one, "elevator.overspeed", "factor"),
+                get(&one, "elevator.overspeed").severity
             ),
-            (1.2, vigil_model::Severity::Major)
+            (json!(1.2), vigil_model::Severity::Major)
         );
-        assert_eq!(one.get(Rule::Trapped).for_ms, 30_000);
+        assert_eq!(get(&one, trapped).for_ms, 30_000);
         assert!(
             config.has_equipment_overrides("EQ-0042") && !config.has_equipment_overrides("EQ-1")
         );
@@ -656,11 +651,15 @@ mod tests {
         )
         .unwrap();
         let p = config.resolve("elevator", Some("EQ1"), &[]);
-        let codes = &p.get(Rule::ControllerFault).codes;
-        use vigil_model::Severity::*;
+        let codes = show(&p, "elevator.controller_fault", "codes");
         assert_eq!(
-            (codes["E77"], codes["01"], codes["E78"], codes["09"]),
-            (Critical, Major, Minor, Critical)
+            (&codes["E77"], &codes["01"], &codes["E78"], &codes["09"]),
+            (
+                &json!("critical"),
+                &json!("major"),
+                &json!("minor"),
+                &json!("critical")
+            )
         );
         let err = RuleConfig::from_toml("[rule.\"elevator.controller_fault\".codes]\nE1 = 3")
             .unwrap_err();
@@ -678,10 +677,10 @@ mod tests {
         let p = config.resolve("elevator", None, &[]);
         assert_eq!(
             (
-                p.get(Rule::Trapped).for_ms,
-                p.get(Rule::Trapped).alarm_button_for_ms
+                get(&p, "elevator.trapped").for_ms,
+                show(&p, "elevator.trapped", "alarm_button_for_s")
             ),
-            (120_000, 45_500)
+            (120_000, json!(45.5))
         );
     }
 

@@ -22,7 +22,7 @@ use vigil_model::reading::{
     Brake, Direction, Door, ElevatorMode, ElevatorSample, FillResult, FillingRecord, Limit, Power,
     RideSample, RideState, VideoEvent, VideoKind,
 };
-use vigil_model::{EpochMs, Payload, RuleId, Severity};
+use vigil_model::{EpochMs, Payload, RuleId};
 
 use crate::catalogue::Params;
 use crate::expr::{Env, Expr, Field, Type, Val};
@@ -419,11 +419,7 @@ impl Definition {
                 ),
             ));
         }
-        let mut defaults = Params::DISABLED;
-        defaults.enabled = true;
-        defaults.severity = Severity::Major;
-        defaults.clear_ms = default_clear_ms;
-        defaults.settings = values;
+        let mut defaults = Params::defined(default_clear_ms, values);
         for key in OVERRIDE_KEYS {
             if let Some(value) = table.get(*key) {
                 set(&mut defaults, &names, key, value).map_err(|expected| {
@@ -576,7 +572,7 @@ fn set(p: &mut Params, settings: &[&str], key: &str, value: &Value) -> Result<()
             }
             Ok(())
         }
-        None if OVERRIDE_KEYS.contains(&key) => p.set(key, value),
+        None if OVERRIDE_KEYS.contains(&key) => p.set_common(key, value).map(|_| ()),
         None => Err("a known parameter"),
     }
 }

@@ -1,53 +1,58 @@
-//! The rule engine: readings and clock ticks in, alarm changes out.
+//! The rule engine: readings, clock ticks and people's actions in, alarm
+//! changes out. It keeps what every rule needs (devices, equipment, the
+//! alarm book, the resolved parameters) and hands each moment to every
+//! rule family in turn (`crate::family`).
 
-mod anomaly;
-mod daily;
-mod defined;
-mod elevator;
-mod equipment;
+pub(crate) mod book;
 mod escalation;
-mod filling;
 mod restore;
-mod rides;
-mod schedule;
-mod state;
-mod video;
+pub(crate) mod state;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 use vigil_model::{
-    Alarm, AlarmId, AlarmState, DeviceContext, DeviceId, EpochMs, EquipmentId, Payload, Reading,
-    RuleId,
+    Alarm, AlarmId, AlarmState, Binding, DeviceContext, DeviceId, EpochMs, EquipmentId, Payload,
+    Reading, RuleId,
 };
 
-use crate::catalogue::{Key, Rule};
-use crate::config::{ParamSet, RuleConfig};
+use crate::catalogue::{Key, ParamSet, rules};
+use crate::config::RuleConfig;
 use crate::define::Definition;
 use crate::error::AlarmOpError;
+use crate::family::{
+    Cx, DevCx, DevIx, DeviceTick, EqIx, Family, FillingFacts, Local, Msg, RegistryFacts,
+};
+use book::Book;
 pub(crate) use escalation::Escalation;
-pub use filling::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts};
-pub use schedule::RegistryFacts;
-use state::{Book, DeviceState, EquipmentState};
+use state::{DeviceCore, EquipmentCore};
 
 /// A reading this much older than the device's latest `ts`, but with a
 /// newer `seq`, means the device clock stepped back rather than a late
 /// delivery (seq is strictly increasing per device, across reboots).
 const CLOCK_STEP_MS: EpochMs = 1_000;
 
-/// Evaluates the built-in rules for the equipment of one shard. Pure: no
-/// I/O, no wall clock; the caller passes `now` and publishes what comes out.
+/// Evaluates the rules for the equipment of one shard. Pure: no I/O, no
+/// wall clock; the caller passes `now` and publishes what comes out.
 pub struct RuleEngine {
+    /// Every family with the key of its first rule, in calling order.
+    families: Vec<(usize, Box<dyn Family>)>,
     resolver: Resolver,
-    book: Book,
-    devices: HashMap<DeviceId, DeviceState>,
-    equipment: HashMap<EquipmentId, EquipmentState>,
-    schedule: schedule::ScheduleState,
+    world: World,
     /// The configuration changed: the next `tick` looks at every device.
     retick_all: bool,
-    /// Local time minus UTC (stations' working hours).
+    /// Local time minus UTC (working hours, operating hours, local days).
     local_offset_ms: i64,
+}
+
+/// Devices and equipment by dense index, and the alarm book.
+struct World {
+    book: Book,
+    device_ix: HashMap<DeviceId, DevIx>,
+    devices: Vec<DeviceCore>,
+    equipment_ix: HashMap<EquipmentId, EqIx>,
+    equipment: Vec<EquipmentCore>,
 }
 
 impl RuleEngine {
@@ -64,12 +69,25 @@ impl RuleEngine {
 
     /// An engine that takes alarm ids from `ids` (deterministic ids in tests).
     pub fn with_id_source(config: RuleConfig, ids: Box<dyn FnMut() -> AlarmId + Send>) -> Self {
+        let mut base = 0;
+        let families = crate::family::all()
+            .into_iter()
+            .map(|f| {
+                let first = base;
+                base += f.rules().len();
+                (first, f)
+            })
+            .collect();
         let mut engine = RuleEngine {
+            families,
             resolver: Resolver::new(RuleConfig::default()),
-            book: Book::new(ids),
-            devices: HashMap::new(),
-            equipment: HashMap::new(),
-            schedule: schedule::ScheduleState::default(),
+            world: World {
+                book: Book::new(ids),
+                device_ix: HashMap::new(),
+                devices: Vec::new(),
+                equipment_ix: HashMap::new(),
+                equipment: Vec::new(),
+            },
             retick_all: false,
             local_offset_ms: 0,
         };
@@ -98,18 +116,21 @@ impl RuleEngine {
     /// engine had never stopped; nothing else is evaluated until it speaks.
     /// A device this engine has already heard from since is left alone.
     pub fn last_heard(&mut self, device: &DeviceId, ctx: &DeviceContext, last_seen: EpochMs) {
-        if self.devices.contains_key(device) {
+        if self.world.device_ix.contains_key(device) {
             return;
         }
-        let eq_id = &ctx.binding.equipment_id;
-        let eq = self.equipment.entry(eq_id.clone()).or_insert_with(|| {
-            EquipmentState::new(ctx.binding.clone(), self.resolver.defaults.clone())
-        });
-        eq.rebind(&ctx.binding);
-        equipment::operating_hours(eq, ctx);
-        let mut dev = DeviceState::silent(eq_id.clone(), last_seen);
+        let eix = self.equipment_of(&ctx.binding);
+        let eq = &mut self.world.equipment[eix];
+        if *eq.registry != ctx.params {
+            // Liveness reads the ride's operating hours from it.
+            eq.registry = Arc::new(ctx.params.clone());
+        }
+        let mut dev = DeviceCore::silent(device.clone(), eix, last_seen);
         dev.report_interval_s = ctx.report_interval_s;
-        self.devices.insert(device.clone(), dev);
+        self.world
+            .device_ix
+            .insert(device.clone(), self.world.devices.len());
+        self.world.devices.push(dev);
     }
 
     /// Evaluates one accepted reading, in arrival order. `now` is the engine
@@ -121,163 +142,7 @@ impl RuleEngine {
         ctx: &DeviceContext,
         now: EpochMs,
     ) -> Vec<Alarm> {
-        let mut out = Vec::new();
-        let dev_id = &reading.device_id;
-        let eq_id = &ctx.binding.equipment_id;
-        if self
-            .devices
-            .get(dev_id)
-            .is_some_and(|d| d.equipment_id != *eq_id)
-        {
-            self.unbind(dev_id, reading.ts, &mut out);
-        }
-        let eq = self.equipment.entry(eq_id.clone()).or_insert_with(|| {
-            EquipmentState::new(ctx.binding.clone(), self.resolver.defaults.clone())
-        });
-        eq.rebind(&ctx.binding);
-        self.resolver.refresh(eq);
-        let dev = self
-            .devices
-            .entry(dev_id.clone())
-            .or_insert_with(|| DeviceState::new(eq_id.clone(), reading, now));
-        dev.report_interval_s = ctx.report_interval_s;
-        dev.last_received = dev.last_received.max(now);
-        filling::heard(eq, ctx, now);
-        equipment::operating_hours(eq, ctx);
-        if *eq.registry != ctx.params {
-            eq.registry = Arc::new(ctx.params.clone());
-        }
-        equipment::back_online(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
-
-        let stream_latest = match reading.payload {
-            Payload::Elevator(_) => dev.sample_ts,
-            Payload::Event(_) => dev.event_ts,
-            Payload::Ride(_) => dev.ride.ts,
-            Payload::Video(_) => dev.video_ts,
-            Payload::Filling(_) => None,
-        };
-        let newer_seq = dev.max_seq.is_none_or(|m| reading.seq > m);
-        dev.max_seq = Some(dev.max_seq.map_or(reading.seq, |m| m.max(reading.seq)));
-        if newer_seq && reading.ts.saturating_add(CLOCK_STEP_MS) < dev.last_ts {
-            info!(device = %dev_id, seq = reading.seq, ts = reading.ts, last_ts = dev.last_ts, "Device clock stepped back; rule periods now run on the new clock.");
-            dev.rebase(reading.ts);
-            video::rebase(eq, dev_id, reading.ts);
-            filling::rebase(eq, dev_id, reading.ts);
-        } else if stream_latest.is_some_and(|latest| reading.ts < latest) {
-            // A late message (a spool emptied out of order): its moment has
-            // passed and evaluating it would rewind the rules' state.
-            debug!(device = %dev_id, seq = reading.seq, ts = reading.ts, "Reading older than the device's latest; not evaluated by rules.");
-            return out;
-        }
-        dev.last_ts = dev.last_ts.max(reading.ts);
-        eq.advance_clock(reading.ts);
-        let defined = &self.resolver.defined;
-        let (payload, ts) = (&reading.payload, reading.ts);
-        defined::on_message(
-            &mut self.book,
-            defined,
-            dev_id,
-            dev,
-            eq,
-            payload,
-            false,
-            ts,
-            &mut out,
-        );
-        match &reading.payload {
-            Payload::Elevator(sample) => {
-                // The previous sample held until now: let its running periods
-                // reach this moment first, as ticks would have done live.
-                // Replay and live then agree even without ticks.
-                if dev.busy {
-                    elevator::evaluate(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
-                }
-                dev.geo = state::Geometry::of(ctx);
-                dev.aux.observe(sample, &dev.geo, reading.ts);
-                dev.sample = Some(sample.clone());
-                dev.sample_ts = Some(reading.ts);
-                elevator::evaluate(&mut self.book, dev_id, dev, eq, reading.ts, &mut out);
-                anomaly::on_elevator(
-                    &mut self.book,
-                    dev_id,
-                    dev,
-                    eq,
-                    sample,
-                    reading.ts,
-                    &mut out,
-                );
-            }
-            Payload::Event(event) => {
-                dev.event_ts = Some(reading.ts);
-                equipment::controller_timer(&mut self.book, eq, reading.ts, &mut out);
-                equipment::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
-            }
-            Payload::Ride(sample) => {
-                rides::on_sample(
-                    &mut self.book,
-                    dev_id,
-                    dev,
-                    eq,
-                    ctx,
-                    sample,
-                    reading.ts,
-                    &mut out,
-                );
-                anomaly::on_ride(
-                    &mut self.book,
-                    dev_id,
-                    dev,
-                    eq,
-                    sample,
-                    reading.ts,
-                    &mut out,
-                );
-                daily::on_sample(
-                    &mut self.book,
-                    dev_id,
-                    eq,
-                    sample,
-                    reading.ts,
-                    self.local_offset_ms,
-                    &mut out,
-                );
-            }
-            Payload::Video(event) => {
-                dev.video_ts = Some(reading.ts);
-                video::on_event(&mut self.book, dev_id, eq, event, reading.ts, &mut out);
-            }
-            // The registry-fact rules run in `on_filling`; the fill-rate
-            // anomaly needs only the record.
-            Payload::Filling(record) => {
-                anomaly::on_filling(
-                    &mut self.book,
-                    dev_id,
-                    dev,
-                    eq,
-                    record,
-                    reading.ts,
-                    &mut out,
-                );
-            }
-        }
-        defined::on_message(
-            &mut self.book,
-            defined,
-            dev_id,
-            dev,
-            eq,
-            payload,
-            true,
-            ts,
-            &mut out,
-        );
-        video::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
-        filling::timer(&mut self.book, eq, dev_id, dev.last_ts, &mut out);
-        defined::timer(&mut self.book, defined, dev_id, eq, dev.last_ts, &mut out);
-        if let Some(clock) = eq.clock {
-            equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
-        }
-        out
+        self.evaluate(reading, ctx, None, now)
     }
 
     /// Evaluates one accepted filling record with what the registry says of
@@ -291,22 +156,93 @@ impl RuleEngine {
         facts: &FillingFacts,
         now: EpochMs,
     ) -> Vec<Alarm> {
-        let mut out = self.on_reading(reading, ctx, now);
-        let Payload::Filling(record) = &reading.payload else {
-            return out;
+        self.evaluate(reading, ctx, Some(facts), now)
+    }
+
+    fn evaluate(
+        &mut self,
+        reading: &Reading,
+        ctx: &DeviceContext,
+        facts: Option<&FillingFacts>,
+        now: EpochMs,
+    ) -> Vec<Alarm> {
+        let mut out = Vec::new();
+        let dev_id = &reading.device_id;
+        let eix = self.equipment_of(&ctx.binding);
+        let dix = match self.world.device_ix.get(dev_id) {
+            Some(&dix) => {
+                if self.world.devices[dix].eq != eix {
+                    self.unbind(dix, reading.ts, &mut out);
+                    self.world.devices[dix] = DeviceCore::new(dev_id.clone(), eix, reading, now);
+                }
+                dix
+            }
+            None => {
+                let dix = self.world.devices.len();
+                self.world.device_ix.insert(dev_id.clone(), dix);
+                let dev = DeviceCore::new(dev_id.clone(), eix, reading, now);
+                self.world.devices.push(dev);
+                dix
+            }
         };
-        if let Some(eq) = self.equipment.get_mut(&ctx.binding.equipment_id) {
-            filling::on_record(
-                &mut self.book,
-                &reading.device_id,
-                eq,
-                record,
-                facts,
-                reading.ts,
-                now,
-                &mut out,
-            );
+        let dev = &mut self.world.devices[dix];
+        dev.report_interval_s = ctx.report_interval_s;
+        dev.last_received = dev.last_received.max(now);
+        let eq = &mut self.world.equipment[eix];
+        if *eq.registry != ctx.params {
+            eq.registry = Arc::new(ctx.params.clone());
         }
+        let msg = Msg {
+            payload: &reading.payload,
+            ts: reading.ts,
+            ctx,
+            facts,
+        };
+        let time = (now, self.local_offset_ms);
+        self.each_on_device(dix, time, &mut out, |f, cx| f.on_heard(cx, &msg));
+
+        let dev = &mut self.world.devices[dix];
+        let stream_latest = match reading.payload {
+            Payload::Elevator(_) => dev.sample_ts,
+            Payload::Event(_) => dev.event_ts,
+            Payload::Ride(_) => dev.ride_ts,
+            Payload::Video(_) => dev.video_ts,
+            Payload::Filling(_) => None,
+        };
+        let newer_seq = dev.max_seq.is_none_or(|m| reading.seq > m);
+        dev.max_seq = Some(dev.max_seq.map_or(reading.seq, |m| m.max(reading.seq)));
+        if newer_seq && reading.ts.saturating_add(CLOCK_STEP_MS) < dev.last_ts {
+            info!(device = %dev_id, seq = reading.seq, ts = reading.ts, last_ts = dev.last_ts, "Device clock stepped back; rule periods now run on the new clock.");
+            dev.rebase(reading.ts);
+            self.each_on_device(dix, time, &mut out, |f, cx| f.on_rebase(cx, reading.ts));
+        } else if stream_latest.is_some_and(|latest| reading.ts < latest) {
+            // A late message (a spool emptied out of order): its moment has
+            // passed and evaluating it would rewind the rules' state.
+            debug!(device = %dev_id, seq = reading.seq, ts = reading.ts, "Reading older than the device's latest; not evaluated by rules.");
+            return out;
+        }
+        let dev = &mut self.world.devices[dix];
+        dev.last_ts = dev.last_ts.max(reading.ts);
+        self.world.equipment[eix].advance_clock(reading.ts);
+        self.each_on_device(dix, time, &mut out, |f, cx| f.before_message(cx, &msg));
+
+        // The reading becomes the device's latest of its stream.
+        let dev = &mut self.world.devices[dix];
+        match &reading.payload {
+            Payload::Elevator(sample) => {
+                dev.elevator = Some(sample.clone());
+                dev.sample_ts = Some(reading.ts);
+            }
+            Payload::Event(_) => dev.event_ts = Some(reading.ts),
+            Payload::Ride(sample) => {
+                dev.ride = Some(sample.clone());
+                dev.ride_ts = Some(reading.ts);
+                self.world.equipment[eix].ride_state = Some(sample.state);
+            }
+            Payload::Video(_) => dev.video_ts = Some(reading.ts),
+            Payload::Filling(_) => {}
+        }
+        self.each_on_device(dix, time, &mut out, |f, cx| f.on_message(cx, &msg));
         out
     }
 
@@ -315,7 +251,55 @@ impl RuleEngine {
     /// engine, at wall time `now`; call it on a schedule (about a minute).
     /// Equipment missing from `facts` has its registry-time alarms cleared.
     pub fn registry_check(&mut self, facts: &[RegistryFacts], now: EpochMs) -> Vec<Alarm> {
-        schedule::check(self, facts, now)
+        let mut out = Vec::new();
+        // When each equipment's devices were last heard: "in use" for the
+        // overdue-inspection rule means readings are flowing.
+        let mut heard: Vec<Option<EpochMs>> = vec![None; self.world.equipment.len()];
+        for dev in &self.world.devices {
+            let t = &mut heard[dev.eq];
+            *t = Some(t.map_or(dev.last_received, |t| t.max(dev.last_received)));
+        }
+        let mut seen = vec![false; self.world.equipment.len()];
+        let time = (now, self.local_offset_ms);
+        for f in facts {
+            let id = &f.binding.equipment_id;
+            match self.world.equipment_ix.get(id) {
+                Some(&eix) => {
+                    seen[eix] = true;
+                    self.world.equipment[eix].rebind(&f.binding);
+                    self.resolver.refresh(&mut self.world.equipment[eix]);
+                    let heard = heard[eix];
+                    self.each_on_equipment(eix, time, &mut out, |fam, cx| {
+                        fam.on_registry(cx, Some(f), heard)
+                    });
+                }
+                None => {
+                    // Equipment without state gets some only if a rule raises.
+                    let eix = self.world.equipment.len();
+                    let eq = EquipmentCore::new(eix, f.binding.clone(), self.resolver.defaults());
+                    self.world.equipment.push(eq);
+                    self.resolver.refresh(&mut self.world.equipment[eix]);
+                    let mut changes = Vec::new();
+                    self.each_on_equipment(eix, time, &mut changes, |fam, cx| {
+                        fam.on_registry(cx, Some(f), None)
+                    });
+                    if changes.is_empty() {
+                        self.world.equipment.pop();
+                    } else {
+                        self.world.equipment_ix.insert(id.clone(), eix);
+                        out.extend(changes);
+                    }
+                }
+            }
+        }
+        // Equipment gone from the registry (or moved to another shard): its
+        // registry-time alarms end.
+        for (eix, seen) in seen.into_iter().enumerate() {
+            if !seen {
+                self.each_on_equipment(eix, time, &mut out, |f, cx| f.on_registry(cx, None, None));
+            }
+        }
+        out
     }
 
     /// Advances time to the wall clock `now` (call it about once a second).
@@ -326,68 +310,27 @@ impl RuleEngine {
     pub fn tick(&mut self, now: EpochMs) -> Vec<Alarm> {
         let mut out = Vec::new();
         let everything = std::mem::take(&mut self.retick_all);
-        for (dev_id, dev) in &mut self.devices {
-            let Some(eq) = self.equipment.get_mut(&dev.equipment_id) else {
-                continue;
+        let time = (now, self.local_offset_ms);
+        for dix in 0..self.world.devices.len() {
+            let dev = &self.world.devices[dix];
+            let eix = dev.eq;
+            let silent_ms = now.saturating_sub(dev.last_received).max(0);
+            let tick = DeviceTick {
+                device_now: dev.last_ts.saturating_add(silent_ms),
+                silent_ms,
+                everything,
             };
+            let eq = &mut self.world.equipment[eix];
             self.resolver.refresh(eq);
-            let silent = now.saturating_sub(dev.last_received).max(0);
-            let device_now = dev.last_ts.saturating_add(silent);
-            eq.advance_clock(device_now);
-            equipment::check_offline(
-                &mut self.book,
-                dev_id,
-                dev,
-                eq,
-                silent,
-                device_now,
-                self.local_offset_ms,
-                &mut out,
-            );
-            if dev.busy || everything {
-                elevator::evaluate(&mut self.book, dev_id, dev, eq, device_now, &mut out);
-            }
-            if dev.ride.busy || everything {
-                rides::evaluate(&mut self.book, dev_id, dev, eq, device_now, &mut out);
-            }
-            let defined = &self.resolver.defined;
-            if dev.defined_busy || everything {
-                defined::evaluate(
-                    &mut self.book,
-                    defined,
-                    dev_id,
-                    dev,
-                    eq,
-                    device_now,
-                    &mut out,
-                );
-            }
-            defined::timer(&mut self.book, defined, dev_id, eq, device_now, &mut out);
-            equipment::controller_timer(&mut self.book, eq, device_now, &mut out);
-            video::timer(&mut self.book, eq, dev_id, device_now, &mut out);
-            filling::timer(&mut self.book, eq, dev_id, device_now, &mut out);
-            filling::records_missing(
-                &mut self.book,
-                dev_id,
-                !dev.offline,
-                eq,
-                now,
-                self.local_offset_ms,
-                &mut out,
-            );
+            eq.advance_clock(tick.device_now);
+            self.each_on_device(dix, time, &mut out, |f, cx| f.on_device_tick(cx, &tick));
         }
-        for eq in self.equipment.values_mut() {
-            self.resolver.refresh(eq);
-            let t = eq.clock.unwrap_or(now);
-            defined::retire(&mut self.book, &self.resolver.defined, eq, t, &mut out);
-            filling::certificates(&mut self.book, eq, now, &mut out);
-            daily::tick(&mut self.book, eq, now, self.local_offset_ms, &mut out);
-            if let Some(clock) = eq.clock {
-                equipment::frequent_faults(&mut self.book, eq, clock, &mut out);
-            }
+        for eix in 0..self.world.equipment.len() {
+            self.resolver.refresh(&mut self.world.equipment[eix]);
+            self.each_on_equipment(eix, time, &mut out, |f, cx| f.on_equipment_tick(cx));
         }
         escalation::escalate(
-            &mut self.equipment,
+            &mut self.world.equipment,
             self.resolver.config.escalation(),
             now,
             &mut out,
@@ -404,8 +347,11 @@ impl RuleEngine {
         by: &str,
         now: EpochMs,
     ) -> Result<Alarm, AlarmOpError> {
-        let slot = self.open_slot(id)?;
-        let a = &mut slot.alarm;
+        let (eix, key) = self.open_alarm(id)?;
+        let a = &mut self.world.equipment[eix]
+            .slot_mut(key)
+            .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?
+            .alarm;
         if a.state == AlarmState::Acknowledged {
             return Ok(a.clone());
         }
@@ -429,20 +375,14 @@ impl RuleEngine {
         note: &str,
         now: EpochMs,
     ) -> Result<Alarm, AlarmOpError> {
-        let (eq_id, rule) = self
-            .book
-            .by_alarm
-            .get(id)
-            .cloned()
-            .ok_or_else(|| self.missing(id))?;
-        let eq = self
-            .equipment
-            .get_mut(&eq_id)
+        let (eix, key) = self.open_alarm(id)?;
+        let eq = &mut self.world.equipment[eix];
+        let slot = eq
+            .slots
+            .get_mut(key.index())
+            .and_then(Option::take)
             .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?;
-        eq.cleared_at[rule.index()] = Some(now);
-        let slot = eq.slots[rule.index()]
-            .take()
-            .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?;
+        eq.set_cleared_at(key, now);
         let mut a = slot.alarm;
         a.state = AlarmState::Cleared;
         a.cleared_at = Some(now);
@@ -453,35 +393,31 @@ impl RuleEngine {
             a.acknowledged_at = Some(now);
         }
         a.version += 1;
-        // What "handled" means for the equipment-level rules; sample rules'
-        // trackers notice the missing alarm at their next evaluation.
-        match rule.builtin() {
-            None => {}
-            Some(Rule::ControllerFault) => {
-                eq.codes.clear();
-                eq.codes_clear_since = None;
-            }
-            Some(Rule::FrequentFaults) => eq.ff_quiet = true,
-            Some(Rule::DeviceOffline) => eq.offline.clear(),
-            Some(rule) if rule.is_video() => video::resolved(eq, rule),
-            Some(rule) if rule.is_filling() || rule == Rule::CertificateExpired => {
-                filling::resolved(eq, rule, &a)
-            }
-            Some(rule) if rule.is_registry() => {
-                self.schedule.resolved(&eq.binding.equipment_id, rule)
-            }
-            Some(_) => {}
-        }
-        self.book.by_alarm.remove(id);
-        self.book.cleared.insert(id.clone());
+        // What "handled" means is the rule's family's to say; per-device
+        // conditions notice the missing alarm at their next evaluation.
+        let owner = self.family_of(key);
+        let (base, family) = &mut self.families[owner];
+        let mut ignored = Vec::new();
+        let mut cx = Cx {
+            book: &mut self.world.book,
+            eq: &mut self.world.equipment[eix],
+            out: &mut ignored,
+            now,
+            local_offset_ms: self.local_offset_ms,
+            base: *base,
+        };
+        family.on_resolve(&mut cx, Local((key.index() - *base) as u16), &a);
+        self.world.book.by_alarm.remove(id);
+        self.world.book.cleared.insert(id.clone());
         info!(alarm = %a.alarm_id, rule = %a.rule, by, "Alarm resolved.");
         Ok(a)
     }
 
     /// The current version of every open alarm of this engine.
     pub fn open_alarms(&self) -> impl Iterator<Item = &Alarm> {
-        self.equipment
-            .values()
+        self.world
+            .equipment
+            .iter()
             .flat_map(|eq| eq.slots.iter().flatten().map(|slot| &slot.alarm))
     }
 
@@ -498,65 +434,138 @@ impl RuleEngine {
             let n = self.defined_slot(&def.id);
             self.resolver.defined[n] = Some(Arc::new(def));
         }
+        self.announce_defined();
         self.retick_all = true;
+    }
+
+    /// Tells the families which rules are defined, by slot.
+    fn announce_defined(&mut self) {
+        for (_, f) in &mut self.families {
+            f.on_config(&self.resolver.defined);
+        }
     }
 
     /// The slot of defined rule `id` (see [`Key::defined`]): the one it had,
     /// or a new, empty one.
     fn defined_slot(&mut self, id: &RuleId) -> usize {
-        let known = &self.book.rule_ids[Rule::COUNT..];
+        let known = &self.world.book.rule_ids[rules().len()..];
         if let Some(n) = known.iter().position(|known| known == id) {
             return n;
         }
-        self.book.rule_ids.push(id.clone());
+        self.world.book.rule_ids.push(id.clone());
         self.resolver.defined.push(None);
         self.resolver.defined.len() - 1
     }
 
-    fn open_slot(&mut self, id: &AlarmId) -> Result<&mut state::Slot, AlarmOpError> {
-        let (eq_id, rule) = self
-            .book
-            .by_alarm
-            .get(id)
-            .cloned()
-            .ok_or_else(|| self.missing(id))?;
-        self.equipment
-            .get_mut(&eq_id)
-            .and_then(|eq| eq.slots[rule.index()].as_mut())
-            .ok_or_else(|| AlarmOpError::NotFound(id.clone()))
+    /// The equipment of an alarm this engine has open.
+    fn open_alarm(&self, id: &AlarmId) -> Result<(EqIx, Key), AlarmOpError> {
+        match self.world.book.by_alarm.get(id) {
+            Some(&found) => Ok(found),
+            None if self.world.book.cleared.contains(id) => {
+                Err(AlarmOpError::AlreadyCleared(id.clone()))
+            }
+            None => Err(AlarmOpError::NotFound(id.clone())),
+        }
     }
 
-    fn missing(&self, id: &AlarmId) -> AlarmOpError {
-        if self.book.cleared.contains(id) {
-            AlarmOpError::AlreadyCleared(id.clone())
-        } else {
-            AlarmOpError::NotFound(id.clone())
-        }
+    /// The index of the family whose rule `key` is.
+    fn family_of(&self, key: Key) -> usize {
+        // Bases ascend; a family owns the keys from its base to the next
+        // family's (the last one, defined rules, every key after it).
+        self.families
+            .iter()
+            .rposition(|(base, _)| key.index() >= *base)
+            .unwrap_or(0)
+    }
+
+    /// The equipment of `binding`, made (or rebound) and with its
+    /// parameters current.
+    fn equipment_of(&mut self, binding: &Binding) -> EqIx {
+        let eix = match self.world.equipment_ix.get(&binding.equipment_id) {
+            Some(&eix) => eix,
+            None => {
+                let eix = self.world.equipment.len();
+                let eq = EquipmentCore::new(eix, binding.clone(), self.resolver.defaults());
+                self.world.equipment.push(eq);
+                self.world
+                    .equipment_ix
+                    .insert(binding.equipment_id.clone(), eix);
+                eix
+            }
+        };
+        let eq = &mut self.world.equipment[eix];
+        eq.rebind(binding);
+        self.resolver.refresh(eq);
+        eix
     }
 
     /// The registry moved a device to other equipment: it lets go of the
-    /// alarms it held there and starts afresh.
-    fn unbind(&mut self, dev_id: &DeviceId, ts: EpochMs, out: &mut Vec<Alarm>) {
-        let Some(dev) = self.devices.remove(dev_id) else {
-            return;
-        };
-        info!(device = %dev_id, from = %dev.equipment_id, "Device bound to other equipment; its rule state starts afresh.");
-        let Some(old) = self.equipment.get_mut(&dev.equipment_id) else {
-            return;
-        };
-        // Sample rules, built in and defined, hold alarms per device.
-        let held: Vec<usize> = (old.slots.iter().enumerate())
-            .filter(|(_, slot)| slot.as_ref().is_some_and(|s| s.holders.contains(dev_id)))
+    /// alarms it held there; its state starts afresh.
+    fn unbind(&mut self, dix: DevIx, ts: EpochMs, out: &mut Vec<Alarm>) {
+        let dev = &self.world.devices[dix];
+        let (id, old) = (dev.id.clone(), dev.eq);
+        info!(device = %id, from = %self.world.equipment[old].binding.equipment_id, "Device bound to other equipment; its rule state starts afresh.");
+        // Per-device conditions, built in and defined, hold alarms.
+        let eq = &mut self.world.equipment[old];
+        let held: Vec<usize> = (eq.slots.iter().enumerate())
+            .filter(|(_, slot)| slot.as_ref().is_some_and(|s| s.holders.contains(&id)))
             .map(|(i, _)| i)
             .collect();
         for index in held {
-            let key = Key::from_index(index);
-            self.book.release(old, key, dev_id, ts, out);
+            self.world
+                .book
+                .release(eq, Key::from_index(index), &id, ts, out);
         }
-        video::release_device(&mut self.book, old, dev_id, ts, out);
-        filling::release_device(&mut self.book, old, dev_id, ts, out);
-        if old.offline.remove(dev_id) && old.offline.is_empty() {
-            self.book.clear(old, Rule::DeviceOffline, ts, out);
+        let time = (ts, self.local_offset_ms);
+        self.each_on_equipment(old, time, out, |f, cx| f.on_release(cx, dix, &id, ts));
+    }
+
+    /// Runs `hook` of every family, in order, for device `dix`.
+    fn each_on_device(
+        &mut self,
+        dix: DevIx,
+        (now, local_offset_ms): (EpochMs, i64),
+        out: &mut Vec<Alarm>,
+        mut hook: impl FnMut(&mut dyn Family, &mut DevCx<'_>),
+    ) {
+        let dev = &mut self.world.devices[dix];
+        let eq = &mut self.world.equipment[dev.eq];
+        for (base, family) in &mut self.families {
+            let mut cx = DevCx {
+                cx: Cx {
+                    book: &mut self.world.book,
+                    eq,
+                    out,
+                    now,
+                    local_offset_ms,
+                    base: *base,
+                },
+                dev,
+                ix: dix,
+            };
+            hook(family.as_mut(), &mut cx);
+        }
+    }
+
+    /// Runs `hook` of every family, in order, for equipment `eix`.
+    fn each_on_equipment(
+        &mut self,
+        eix: EqIx,
+        (now, local_offset_ms): (EpochMs, i64),
+        out: &mut Vec<Alarm>,
+        mut hook: impl FnMut(&mut dyn Family, &mut Cx<'_>),
+    ) {
+        let eq = &mut self.world.equipment[eix];
+        for (base, family) in &mut self.families {
+            let mut cx = Cx {
+                book: &mut self.world.book,
+                eq,
+                out,
+                now,
+                local_offset_ms,
+                base: *base,
+            };
+            hook(family.as_mut(), &mut cx);
         }
     }
 }
@@ -587,6 +596,10 @@ impl Resolver {
         }
     }
 
+    fn defaults(&self) -> Arc<ParamSet> {
+        Arc::clone(&self.defaults)
+    }
+
     fn replace(&mut self, config: RuleConfig) {
         if let Err(e) = config.validate() {
             warn!(error = %e, "Rule configuration has errors; the engine ignores what is invalid.");
@@ -596,7 +609,7 @@ impl Resolver {
         self.by_category.clear();
     }
 
-    fn refresh(&mut self, eq: &mut EquipmentState) {
+    fn refresh(&mut self, eq: &mut EquipmentCore) {
         if eq.params_gen == self.generation {
             return;
         }

@@ -1,26 +1,60 @@
 //! Vigil's rule engine: pure evaluation of readings into alarm changes, with
 //! injected time.
 //!
-//! Accepted readings (with their registry [`DeviceContext`]) and clock
-//! ticks come in; new versions of [`Alarm`]s come out. Nothing here does
-//! I/O or reads a clock: the caller passes `now`, shards engines by
-//! equipment, publishes and stores what comes back.
+//! Accepted readings (with their registry [`DeviceContext`]), clock ticks,
+//! the registry's facts and people's actions come in; new versions of
+//! [`Alarm`]s come out. Nothing here does I/O or reads a clock: the caller
+//! passes `now`, shards engines by equipment, publishes and stores what
+//! comes back.
 //!
 //! ```text
-//!  Reading + DeviceContext ──▶ on_reading ─┐            ┌─▶ Vec<Alarm> (raised, repeated,
-//!  wall clock ───────────────▶ tick ───────┤            │    updated, cleared: new versions)
-//!  person ───────────────────▶ acknowledge ┼─▶ engine ──┤
-//!                              resolve ────┘   │        └─▶ open_alarms()
-//!  stored alarms ────────────▶ restore ────────┘
-//!
-//!  engine: config (RuleConfig → per-category/equipment params, cached)
-//!          devices   (clock, last sample, one tracker per sample rule)
-//!          equipment (open alarm per rule, controller codes, fault history)
+//!  Reading + DeviceContext ─▶ on_reading, on_filling ─┐
+//!  wall clock ──────────────▶ tick ───────────────────┤  RuleEngine (engine.rs): devices and
+//!  RegistryFacts ───────────▶ registry_check ─────────┤  equipment by index, the alarm book,
+//!  person ──────────────────▶ acknowledge, resolve ───┤  parameters resolved per category
+//!  stored alarms, last seen ▶ restore, last_heard ────┘  (RuleConfig ─▶ Params, typed)
+//!                                                          │ every hook to each family in turn,
+//!                                                          ▼ with a Cx (book, equipment, device, time)
+//!    family/: elevator · controller · frequent · rides · daily · video · liveness
+//!             filling · registry · anomaly · defined (rule files)
+//!                                                          │ fire, update, release, clear
+//!                                                          ▼
+//!                    Vec<Alarm>: raised, repeated, updated, cleared; open_alarms()
 //! ```
-//! Modules: [`catalogue`](catalogue()) holds the built-in rules and their
-//! defaults, `config` the TOML overrides, `engine` the evaluation
-//! (`engine/elevator.rs` for status-sample rules, `engine/equipment.rs` for
-//! controller faults, repeat faults and liveness, `engine/restore.rs`).
+//!
+//! # Modules
+//! - `family.rs`: the `Family` trait every group of rules implements (on a
+//!   message, on a tick, on resolve, on device release, …), the context its
+//!   hooks get, and the list of families in calling order.
+//!   `family/*.rs`: one file per family, holding its rules' declarations,
+//!   their evaluation and the family's own state per device and equipment.
+//! - `catalogue.rs`: what a rule declaration is (id, severity, description,
+//!   basis, parameters with kind, meaning and defaults per category), the
+//!   catalogue of every built-in rule ([`catalogue()`], `vigil rules list`)
+//!   and the resolved, typed parameters the engine reads.
+//!   `catalogue/docs.rs`: the test that generates docs/rules.md's tables.
+//! - `config.rs`: [`RuleConfig`], the overrides per rule, category and
+//!   equipment, and rule files laid over it, checked with file:line:column
+//!   (`locate.rs`).
+//! - `define.rs`: rules a configuration defines (`[rule."site.x"]` with a
+//!   `when`), and the stream fields conditions read; `expr.rs` + `expr/`:
+//!   the condition language (lex, parse, eval); `builtin.rs`: the built-in
+//!   sample rules' conditions, compiled from `catalogue.toml`.
+//! - `engine.rs`: [`RuleEngine`]; `engine/book.rs` the alarm lifecycle,
+//!   `engine/state.rs` what every family shares of a device and a piece of
+//!   equipment, `engine/restore.rs` the restart, `engine/escalation.rs`
+//!   unacknowledged alarms.
+//! - [`anomaly`]: the detector the anomaly rules feed; `error.rs` the
+//!   errors.
+//!
+//! # Adding a built-in rule
+//! One place: its family's file, `family/<family>.rs`. Add a variant to the
+//! family's `rules!` declaration with its `Decl` (id, severity, description,
+//! basis, parameters) and evaluate it in the family's hooks; a sample rule without memory may instead write its
+//! condition in `catalogue.toml`. The configuration checks, `vigil rules
+//! list` and docs/rules.md's tables (`VIGIL_UPDATE_DOCS=1 cargo test -p
+//! vigil-rules docs_rules_md`) follow from the declaration. A new family is
+//! a new file in `family/` and a line in `family::all`.
 //!
 //! # Semantics
 //! - **Time.** A rule's `for` and clear periods run on device time
@@ -31,7 +65,8 @@
 //!   a silent device's clock to `last_ts + (now − last_received)` and
 //!   re-evaluates its last sample, so a pending `for` fires on time.
 //! - **Order.** A reading older than the latest `ts` already evaluated on
-//!   its stream (elevator samples, events) is not evaluated: its moment has
+//!   its stream (elevator samples, events, ride samples, video events) is
+//!   not evaluated: its moment has
 //!   passed and evaluating it would rewind the rules' state. It still proves
 //!   the device alive. Exception: a reading with a *newer* `seq` whose `ts`
 //!   is more than 1 s behind the device's latest is a device clock that
@@ -65,7 +100,8 @@
 //!   keep their severity until their next change; a disabled rule's open
 //!   alarm clears at the next tick.
 //!
-//! `docs/rules.md` describes every rule, default and parameter.
+//! `docs/rules.md` describes every rule, default and parameter; its rule
+//! tables are generated from the declarations.
 
 pub mod anomaly;
 mod builtin;
@@ -75,14 +111,14 @@ mod define;
 mod engine;
 mod error;
 mod expr;
+mod family;
 mod locate;
 
 pub use catalogue::{ParamInfo, RuleInfo, catalogue};
 pub use config::{DefinedRule, RuleConfig, RuleFileError};
-pub use engine::{
-    CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RegistryFacts, RuleEngine,
-};
+pub use engine::RuleEngine;
 pub use error::{AlarmOpError, ConfigError};
+pub use family::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RegistryFacts};
 
 // Re-exported so callers need not name the model crate for these.
 pub use vigil_model::{Alarm, DeviceContext, EpochMs, Reading};

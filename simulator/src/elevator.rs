@@ -28,6 +28,7 @@ use vigil_model::reading::{
 };
 use vigil_model::{EpochMs, Payload};
 
+use crate::machine::{Emitted, FaultEdge};
 use trip::Trip;
 
 /// The model's time step.
@@ -59,7 +60,7 @@ const MAX_LEGS: usize = 4;
 const RESCUE_SPEED_MPS: f64 = 0.3;
 const OVERSPEED_FACTOR: f64 = 1.25;
 
-/// A fault an elevator of the fleet develops during a run.
+/// A fault a piece of equipment of the fleet develops during a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultKind {
     /// Stuck between floors with a passenger, who presses the alarm button;
@@ -77,6 +78,40 @@ pub enum FaultKind {
     /// closing takes a little longer, up to +2 s after `DOOR_WEAR_MS`.
     /// Nothing breaks; only `anomaly.door_close_s` can tell.
     DoorWear,
+    /// A ride departs with a restraint unlocked; stopped 3–5 s later.
+    RideUnrestrained,
+    /// A squall past the ride's wind limit that the operator misses for 45 s.
+    RideWind,
+    /// One cycle (a ropeway: 40 s) at 130 % of the rated speed.
+    RideOverspeed,
+    /// The brake reports a fault at the station for 20–30 s.
+    RideBrake,
+    /// The main drive vibrates at 13.5–16 mm/s for 45 s.
+    RideVibration,
+    /// An e-bike in the car: three detections at confidence ≥ 0.82.
+    CameraEbike,
+    /// A person falls: two detections at ≥ 0.75.
+    CameraFall,
+    /// Smoke: two detections at ≥ 0.66.
+    CameraSmoke,
+    /// Someone in a ride's danger zone: two detections at ≥ 0.75.
+    CameraIntrusion,
+    /// A lens covered: reported every 60 s for 7 minutes.
+    CameraOccluded,
+    /// A filling of a cylinder past its inspection date.
+    FillingOverdue,
+    /// A filling of a scrapped cylinder.
+    FillingScrapped,
+    /// A filling of another station's cylinder.
+    FillingForeign,
+    /// A filling of a cylinder the registry does not know.
+    FillingUnregistered,
+    /// A filling 6 % over the cylinder's `max_fill_kg`.
+    FillingOverfill,
+    /// A compressed-gas filling 12 % over the working pressure at 20 °C.
+    FillingOverpressure,
+    /// A filling by an operator whose certificate has expired.
+    FillingUncertified,
 }
 
 impl FaultKind {
@@ -88,6 +123,35 @@ impl FaultKind {
         FaultKind::ControllerFault,
     ];
 
+    /// Ride faults the fleet deals to amusement rides (a ropeway gets all
+    /// but the first: its cabins have no restraints to forget).
+    pub const RIDE: [FaultKind; 5] = [
+        FaultKind::RideUnrestrained,
+        FaultKind::RideWind,
+        FaultKind::RideOverspeed,
+        FaultKind::RideBrake,
+        FaultKind::RideVibration,
+    ];
+    /// Camera faults; an intrusion only at a ride's platform.
+    pub const CAMERA: [FaultKind; 5] = [
+        FaultKind::CameraEbike,
+        FaultKind::CameraFall,
+        FaultKind::CameraSmoke,
+        FaultKind::CameraIntrusion,
+        FaultKind::CameraOccluded,
+    ];
+    /// Filling faults; a foreign cylinder needs a second station, an
+    /// overpressure a compressed-gas station.
+    pub const FILLING: [FaultKind; 7] = [
+        FaultKind::FillingOverdue,
+        FaultKind::FillingScrapped,
+        FaultKind::FillingForeign,
+        FaultKind::FillingUnregistered,
+        FaultKind::FillingOverfill,
+        FaultKind::FillingOverpressure,
+        FaultKind::FillingUncertified,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Trapped => "trapped",
@@ -96,6 +160,23 @@ impl FaultKind {
             FaultKind::PowerLoss => "power_loss",
             FaultKind::ControllerFault => "controller_fault",
             FaultKind::DoorWear => "door_wear",
+            FaultKind::RideUnrestrained => "ride_unrestrained",
+            FaultKind::RideWind => "ride_wind",
+            FaultKind::RideOverspeed => "ride_overspeed",
+            FaultKind::RideBrake => "ride_brake",
+            FaultKind::RideVibration => "ride_vibration",
+            FaultKind::CameraEbike => "camera_ebike",
+            FaultKind::CameraFall => "camera_fall",
+            FaultKind::CameraSmoke => "camera_smoke",
+            FaultKind::CameraIntrusion => "camera_intrusion",
+            FaultKind::CameraOccluded => "camera_occluded",
+            FaultKind::FillingOverdue => "filling_overdue",
+            FaultKind::FillingScrapped => "filling_scrapped",
+            FaultKind::FillingForeign => "filling_foreign",
+            FaultKind::FillingUnregistered => "filling_unregistered",
+            FaultKind::FillingOverfill => "filling_overfill",
+            FaultKind::FillingOverpressure => "filling_overpressure",
+            FaultKind::FillingUncertified => "filling_uncertified",
         }
     }
 
@@ -108,6 +189,23 @@ impl FaultKind {
             FaultKind::PowerLoss => "elevator.power_loss",
             FaultKind::ControllerFault => "elevator.controller_fault",
             FaultKind::DoorWear => "anomaly.door_close_s",
+            FaultKind::RideUnrestrained => "ride.running_unrestrained",
+            FaultKind::RideWind => "ride.wind_limit",
+            FaultKind::RideOverspeed => "ride.overspeed",
+            FaultKind::RideBrake => "ride.brake_fault",
+            FaultKind::RideVibration => "ride.vibration_high",
+            FaultKind::CameraEbike => "video.electric_bike",
+            FaultKind::CameraFall => "video.person_fall",
+            FaultKind::CameraSmoke => "video.smoke_fire",
+            FaultKind::CameraIntrusion => "video.danger_zone",
+            FaultKind::CameraOccluded => "video.camera_occluded",
+            FaultKind::FillingOverdue => "filling.cylinder_overdue",
+            FaultKind::FillingScrapped => "filling.cylinder_scrapped",
+            FaultKind::FillingForeign => "filling.foreign_cylinder",
+            FaultKind::FillingUnregistered => "filling.cylinder_unregistered",
+            FaultKind::FillingOverfill => "filling.overfill",
+            FaultKind::FillingOverpressure => "filling.overpressure",
+            FaultKind::FillingUncertified => "filling.operator_uncertified",
         }
     }
 }
@@ -134,21 +232,6 @@ pub(crate) struct ElevatorSpec {
     pub rated_speed_mps: f64,
     pub seed: u64,
     pub fault: Option<FaultPlan>,
-}
-
-/// One message to publish, with its device time.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Emitted {
-    pub ts: EpochMs,
-    pub payload: Payload,
-}
-
-/// A fault starting or ending, for the runner's log and counters.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FaultEdge {
-    pub ts: EpochMs,
-    pub kind: FaultKind,
-    pub started: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -772,7 +855,8 @@ impl Elevator {
         matches!(self.phase, Phase::Travel(_) | Phase::Rescue(_))
     }
 
-    fn observe(&self) -> ElevatorSample {
+    /// What the car's controller shows right now.
+    pub fn observe(&self) -> ElevatorSample {
         let off_level =
             (self.z / FLOOR_HEIGHT_M - (self.z / FLOOR_HEIGHT_M).round()).abs() * FLOOR_HEIGHT_M;
         let speed = if self.moving() {

@@ -3,7 +3,9 @@
 //! from the seed (and the generation day, for inspection dates).
 
 mod credit;
+mod parks;
 mod regions;
+mod stations;
 
 use chrono::{Duration as Days, NaiveDate};
 use rand::rngs::StdRng;
@@ -15,6 +17,7 @@ use tracing::warn;
 use vigil_model::Region;
 
 use crate::elevator::{ElevatorSpec, FaultKind, FaultPlan};
+use crate::machine::MachineSpec;
 use regions::Place;
 
 /// Faults start at a random time in this window after `first_fault_after_s`.
@@ -35,6 +38,16 @@ pub struct FleetConfig {
     /// A 6-digit division code; a city (`440700`) spreads the fleet over
     /// its counties, a county keeps it there, a province over a few cities.
     pub region: String,
+    /// Large amusement rides (coaster-like trains), one device each.
+    pub rides: usize,
+    /// Passenger ropeways, one device each.
+    pub ropeways: usize,
+    /// Video-analytics boxes, on elevator cars (and, with rides, at a
+    /// quarter of the rides' platforms).
+    pub cameras: usize,
+    /// Gas-cylinder filling stations, one scale each, with their cylinders
+    /// and operators.
+    pub stations: usize,
 }
 
 impl Default for FleetConfig {
@@ -45,6 +58,10 @@ impl Default for FleetConfig {
             fault_fraction: 0.1,
             first_fault_after_s: 60.0,
             region: DEFAULT_REGION.to_owned(),
+            rides: 0,
+            ropeways: 0,
+            cameras: 0,
+            stations: 0,
         }
     }
 }
@@ -53,6 +70,7 @@ impl Default for FleetConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedFault {
     pub device_id: String,
+    /// The equipment, or for a filling scale its station.
     pub equipment_id: String,
     pub kind: FaultKind,
     /// Seconds after the start of `run` when the fault is due; it starts at
@@ -84,7 +102,8 @@ struct Equipment {
     reg_code: String,
     category: &'static str,
     owner_id: String,
-    maintainer_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maintainer_id: Option<String>,
     region: String,
     address: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,20 +119,29 @@ struct Equipment {
 #[derive(Debug, Clone, Serialize)]
 struct Device {
     device_id: String,
-    equipment_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    equipment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    station_id: Option<String>,
     kind: &'static str,
     enabled: bool,
     report_interval_s: u32,
 }
 
-/// A generated fleet: registry records plus one simulated car per device.
+/// A generated fleet: registry records plus one simulated machine per
+/// device.
 #[derive(Debug, Clone)]
 pub struct Fleet {
     owners: Vec<Owner>,
     maintainers: Vec<Maintainer>,
     equipment: Vec<Equipment>,
     devices: Vec<Device>,
-    pub(crate) elevators: Vec<ElevatorSpec>,
+    stations: Vec<stations::Station>,
+    persons: Vec<stations::Person>,
+    cylinders: Vec<stations::Cylinder>,
+    /// Each device's machine with its equipment (or station) id, in the
+    /// order of `devices`.
+    pub(crate) machines: Vec<(MachineSpec, String)>,
 }
 
 const BRANDS: &[&str] = &[
@@ -242,7 +270,7 @@ impl Fleet {
                     reg_code: format!("梯11{}{n:05}({registered:02})", place.code),
                     category: "elevator",
                     owner_id: owner.owner_id.clone(),
-                    maintainer_id: maintainer.maintainer_id.clone(),
+                    maintainer_id: Some(maintainer.maintainer_id.clone()),
                     region: place.code.clone(),
                     address: format!("{address}{car}号梯"),
                     lat: position.map(|p| round6(p.0)),
@@ -258,7 +286,8 @@ impl Fleet {
                 });
                 devices.push(Device {
                     device_id: device_id.clone(),
-                    equipment_id,
+                    equipment_id: Some(equipment_id),
+                    station_id: None,
                     kind: "elevator",
                     enabled: true,
                     report_interval_s: 30,
@@ -290,24 +319,71 @@ impl Fleet {
             });
         }
 
-        Fleet {
+        let machines = elevators
+            .into_iter()
+            .zip(&equipment)
+            .map(|(spec, eq)| (MachineSpec::Elevator(spec), eq.equipment_id.clone()))
+            .collect();
+        let mut fleet = Fleet {
             owners,
             maintainers,
             equipment,
             devices,
-            elevators,
-        }
+            stations: Vec::new(),
+            persons: Vec::new(),
+            cylinders: Vec::new(),
+            machines,
+        };
+        // The other kinds draw from their own random stream, so an elevator
+        // fleet is the same whatever else comes with it.
+        let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5eed_0f07_4e5c_e11e);
+        let ctx = Context {
+            places: &places,
+            today,
+            first_fault_ms: (first * 1000.0) as i64,
+            fault_fraction: cfg.fault_fraction.clamp(0.0, 1.0),
+        };
+        parks::add(&mut fleet, cfg, &ctx, &mut rng);
+        stations::add(&mut fleet, cfg, &ctx, &mut rng);
+        fleet
     }
 
     /// The registry import document (registry.md): owners, maintainers,
     /// equipment and devices, for `POST /api/v1/registry/import`.
     pub fn import_doc(&self) -> Value {
-        json!({
+        let mut doc = json!({
             "owners": self.owners,
             "maintainers": self.maintainers,
             "equipment": self.equipment,
             "devices": self.devices,
-        })
+        });
+        // Only fleets with filling stations have these lists, so an
+        // elevator fleet's document stays as it was.
+        if !self.stations.is_empty() {
+            doc["stations"] = json!(self.stations);
+            doc["persons"] = json!(self.persons);
+            doc["cylinders"] = json!(self.cylinders);
+        }
+        doc
+    }
+
+    /// One simulated machine per device, in the order of `device_ids`:
+    /// what the MQTT runner publishes from, and what `vigil-edge emulate`
+    /// serves over Modbus.
+    pub fn machines(&self) -> Vec<crate::Machine> {
+        self.machines
+            .iter()
+            .map(|(spec, _)| crate::Machine::new(spec))
+            .collect()
+    }
+
+    /// Device ids of one kind, in order.
+    pub fn device_ids_of(&self, kind: crate::MachineKind) -> Vec<String> {
+        self.machines
+            .iter()
+            .filter(|(spec, _)| machine_kind(spec) == kind)
+            .map(|(spec, _)| spec.device_id().to_owned())
+            .collect()
     }
 
     pub fn device_ids(&self) -> Vec<String> {
@@ -316,15 +392,14 @@ impl Fleet {
 
     /// The faults `run` will inject, in no particular order.
     pub fn planned_faults(&self) -> Vec<PlannedFault> {
-        self.elevators
+        self.machines
             .iter()
-            .zip(&self.equipment)
-            .filter_map(|(e, eq)| {
-                e.fault.as_ref().map(|f| PlannedFault {
-                    device_id: e.device_id.clone(),
-                    equipment_id: eq.equipment_id.clone(),
-                    kind: f.kind,
-                    after_s: f.after_ms as f64 / 1000.0,
+            .filter_map(|(spec, equipment_id)| {
+                spec.fault().map(|(kind, after_ms)| PlannedFault {
+                    device_id: spec.device_id().to_owned(),
+                    equipment_id: equipment_id.clone(),
+                    kind,
+                    after_s: after_ms as f64 / 1000.0,
                 })
             })
             .collect()
@@ -337,6 +412,42 @@ impl Fleet {
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
     }
+}
+
+fn machine_kind(spec: &MachineSpec) -> crate::MachineKind {
+    match spec {
+        MachineSpec::Elevator(_) => crate::MachineKind::Elevator,
+        MachineSpec::Ride(_) => crate::MachineKind::Ride,
+        MachineSpec::Camera(_) => crate::MachineKind::Camera,
+        MachineSpec::Scale(_) => crate::MachineKind::Scale,
+    }
+}
+
+/// What the generators of the other kinds share with the elevators'.
+struct Context<'a> {
+    places: &'a [Place],
+    today: NaiveDate,
+    first_fault_ms: i64,
+    fault_fraction: f64,
+}
+
+impl Context<'_> {
+    /// How many of `n` devices develop a fault.
+    fn faulty(&self, n: usize) -> usize {
+        ((n as f64 * self.fault_fraction).round() as usize).min(n)
+    }
+
+    /// A fault plan due in the usual window.
+    fn plan(&self, rng: &mut impl Rng, kind: FaultKind) -> FaultPlan {
+        FaultPlan {
+            kind,
+            after_ms: self.first_fault_ms + (rng.gen_range(0.0..FAULT_WINDOW_S) * 1000.0) as i64,
+        }
+    }
+}
+
+fn date(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
 }
 
 fn person(rng: &mut impl Rng) -> String {

@@ -1,4 +1,4 @@
-//! Runs a fleet: one MQTT client per elevator, each a device task (model,
+//! Runs a fleet: one MQTT client per device, each a device task (model,
 //! unacked buffer, publishing) beside a task that polls its rumqttc event
 //! loop (connection, acks).
 
@@ -20,9 +20,10 @@ use tracing::{debug, info, warn};
 use vigil_model::EpochMs;
 
 use crate::buffer::{Pending, Unacked};
-use crate::elevator::{Elevator, ElevatorSpec, TICK_MS};
+use crate::elevator::TICK_MS;
 use crate::error::SimError;
 use crate::fleet::Fleet;
+use crate::machine::{Machine, MachineSpec};
 use crate::wire;
 
 /// Messages a device keeps unacknowledged before dropping the oldest
@@ -88,7 +89,7 @@ impl SimStats {
     }
 }
 
-/// Runs every elevator of `fleet` as an MQTT client of the broker at `mqtt`
+/// Runs every device of `fleet` as an MQTT client of the broker at `mqtt`
 /// (plain TCP, username = device id, password = `secrets[device id]`) until
 /// `shutdown` turns true; then each client disconnects and `run` returns.
 pub async fn run(
@@ -98,11 +99,11 @@ pub async fn run(
     stats: Arc<SimStats>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SimError> {
-    let mut devices = Vec::with_capacity(fleet.elevators.len());
-    for spec in fleet.elevators {
-        let Some(secret) = secrets.get(&spec.device_id) else {
+    let mut devices = Vec::with_capacity(fleet.machines.len());
+    for (spec, _) in fleet.machines {
+        let Some(secret) = secrets.get(spec.device_id()) else {
             return Err(SimError::MissingSecret {
-                device: spec.device_id,
+                device: spec.device_id().to_owned(),
             });
         };
         devices.push((spec, secret.clone()));
@@ -138,7 +139,7 @@ struct Link {
 
 struct Device {
     id: String,
-    model: Elevator,
+    model: Machine,
     buffer: Unacked,
     next_seq: u64,
     mqtt: SocketAddr,
@@ -149,15 +150,15 @@ struct Device {
 
 impl Device {
     fn new(
-        spec: ElevatorSpec,
+        spec: MachineSpec,
         mqtt: SocketAddr,
         secret: String,
         stats: Arc<SimStats>,
         shutdown: watch::Receiver<bool>,
     ) -> Device {
         Device {
-            id: spec.device_id.clone(),
-            model: Elevator::new(&spec),
+            id: spec.device_id().to_owned(),
+            model: Machine::new(&spec),
             buffer: Unacked::new(UNACKED_CAP),
             // Seqs must keep increasing across reboots (protocol.md). Like
             // firmware without flash for a counter, start at the boot time in

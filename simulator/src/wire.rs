@@ -37,13 +37,48 @@ struct EventWire<'a> {
     active: bool,
 }
 
-/// Any other payload: the model's own field names beside the envelope.
 #[derive(Serialize)]
-struct Envelope<'a, T: Serialize> {
+struct RideWire<'a> {
     seq: u64,
     ts: EpochMs,
-    #[serde(flatten)]
-    body: &'a T,
+    state: &'a str,
+    speed_mps: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wind_mps: Option<f32>,
+    restraints_locked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vibration_mm_s: Option<f32>,
+    brake: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    passengers: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct VideoWire<'a> {
+    seq: u64,
+    ts: EpochMs,
+    camera_id: &'a str,
+    event: &'a str,
+    confidence: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct FillingWire<'a> {
+    seq: u64,
+    ts: EpochMs,
+    cylinder_code: &'a str,
+    operator_id: &'a str,
+    medium: &'a str,
+    tare_kg: f32,
+    net_kg: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pressure_mpa: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temp_c: Option<f32>,
+    started_ms: EpochMs,
+    result: &'a str,
 }
 
 /// The payload bytes for `seq`; the topic suffix is `payload.stream()`.
@@ -61,9 +96,38 @@ pub(crate) fn encode(
             text: e.text.as_deref(),
             active: e.active,
         }),
-        Payload::Ride(r) => serde_json::to_vec(&Envelope { seq, ts, body: r }),
-        Payload::Video(v) => serde_json::to_vec(&Envelope { seq, ts, body: v }),
-        Payload::Filling(f) => serde_json::to_vec(&Envelope { seq, ts, body: f }),
+        Payload::Ride(r) => serde_json::to_vec(&RideWire {
+            seq,
+            ts,
+            state: r.state.as_str(),
+            speed_mps: r.speed_mps,
+            wind_mps: r.wind_mps,
+            restraints_locked: r.restraints_locked,
+            vibration_mm_s: r.vibration_mm_s,
+            brake: r.brake.as_str(),
+            passengers: r.passengers,
+        }),
+        Payload::Video(v) => serde_json::to_vec(&VideoWire {
+            seq,
+            ts,
+            camera_id: &v.camera_id,
+            event: v.event.as_str(),
+            confidence: v.confidence,
+            snapshot: v.snapshot.as_deref(),
+        }),
+        Payload::Filling(f) => serde_json::to_vec(&FillingWire {
+            seq,
+            ts,
+            cylinder_code: &f.cylinder_code,
+            operator_id: &f.operator_id,
+            medium: &f.medium,
+            tare_kg: f.tare_kg,
+            net_kg: f.net_kg,
+            pressure_mpa: f.pressure_mpa,
+            temp_c: f.temp_c,
+            started_ms: f.started_ms,
+            result: f.result.as_str(),
+        }),
     }
 }
 
@@ -151,6 +215,32 @@ mod tests {
                 code: "E30".into(),
                 text: None,
                 active: false,
+            }),
+            Payload::Ride(RideSample {
+                state: RideState::Running,
+                speed_mps: 21.5,
+                wind_mps: Some(4.2),
+                restraints_locked: true,
+                vibration_mm_s: None,
+                brake: Brake::Ok,
+                passengers: Some(0),
+            }),
+            Payload::Video(VideoEvent {
+                camera_id: "car".into(),
+                event: VideoKind::ElectricBike,
+                confidence: 0.91,
+                snapshot: None,
+            }),
+            Payload::Filling(FillingRecord {
+                cylinder_code: "LPG44070301".into(),
+                operator_id: "P1".into(),
+                medium: "LPG".into(),
+                tare_kg: 16.5,
+                net_kg: 14.2,
+                pressure_mpa: None,
+                temp_c: None,
+                started_ms: TS - 180_000,
+                result: FillResult::Ok,
             }),
         ] {
             let bytes = encode(42, TS, &p).unwrap();

@@ -299,3 +299,90 @@ async fn load_checks_its_arguments() {
         "{err}"
     );
 }
+
+#[test]
+fn a_whole_fleet_has_every_kind_bound_to_its_registry_records() {
+    let all = FleetConfig {
+        rides: 5,
+        ropeways: 2,
+        cameras: 12,
+        stations: 4,
+        fault_fraction: 1.0,
+        ..cfg(40, 9)
+    };
+    let fleet = Fleet::generate(&all);
+    let doc = fleet.import_doc();
+    let ids = |key: &str, field: &str| -> HashSet<String> {
+        list(&doc, key)
+            .iter()
+            .map(|v| text(v, field).to_owned())
+            .collect()
+    };
+    let owners = ids("owners", "owner_id");
+    let equipment = ids("equipment", "equipment_id");
+    let stations = ids("stations", "station_id");
+    assert_eq!(stations.len(), 4);
+    for s in list(&doc, "stations") {
+        assert!(owners.contains(text(s, "owner_id")));
+    }
+    for p in list(&doc, "persons") {
+        assert!(owners.contains(text(p, "employer_id")));
+        assert_eq!(p["certificates"][0]["kind"], "filling");
+    }
+    let cylinders = list(&doc, "cylinders");
+    assert!(cylinders.len() >= 4 * 32);
+    assert!(
+        cylinders
+            .iter()
+            .all(|c| stations.contains(text(c, "station_id")))
+    );
+    assert!(cylinders.iter().any(|c| text(c, "status") == "scrapped"));
+    let categories: BTreeSet<&str> = list(&doc, "equipment")
+        .iter()
+        .map(|e| text(e, "category"))
+        .collect();
+    assert_eq!(
+        categories,
+        BTreeSet::from(["amusement_ride", "elevator", "passenger_ropeway"])
+    );
+    let mut kinds = BTreeSet::new();
+    for d in list(&doc, "devices") {
+        let bound = match (d.get("equipment_id"), d.get("station_id")) {
+            (Some(e), None) => equipment.contains(e.as_str().unwrap()),
+            (None, Some(s)) => stations.contains(s.as_str().unwrap()),
+            _ => false,
+        };
+        assert!(bound, "{d}");
+        kinds.insert(text(d, "kind"));
+    }
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["elevator", "filling", "ride", "video"])
+    );
+    assert_eq!(fleet.len(), 40 + 7 + 12 + 4);
+    assert_eq!(fleet.machines().len(), fleet.len());
+
+    // Every device faulty (fraction 1): each kind's faults, each for a rule.
+    let faults = fleet.planned_faults();
+    assert_eq!(faults.len(), fleet.len());
+    let rules: BTreeSet<&str> = faults.iter().map(|f| f.kind.rule()).collect();
+    for prefix in ["elevator.", "ride.", "video.", "filling."] {
+        assert!(rules.iter().any(|r| r.starts_with(prefix)), "{rules:?}");
+    }
+    // Scale faults name the station, not an equipment.
+    assert!(faults.iter().any(|f| stations.contains(&f.equipment_id)));
+
+    // Adding the other kinds leaves the elevators as they were.
+    let alone = Fleet::generate(&FleetConfig {
+        fault_fraction: 1.0,
+        ..cfg(40, 9)
+    });
+    let elevators = |doc: &Value| -> Vec<Value> {
+        list(doc, "equipment")
+            .iter()
+            .filter(|e| e["category"] == "elevator")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(elevators(&alone.import_doc()), elevators(&doc));
+}

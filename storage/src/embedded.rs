@@ -8,23 +8,29 @@
 //!           Tables (one lock): active chunks + tail │ frozen generations │ Parquet files
 //!                                   ▲                      │ flusher thread
 //!  query ─▶ snapshot under the lock ┘                      └─▶ dir/tables/{table}/*.parquet
-//!        ─▶ DataFusion (per-query context: tables, `alarms` view, reference tables)
+//!        ─▶ SQL runtime (own threads): DataFusion, per-query context of sealed
+//!           tables (grant filtered inside the scan), `alarms` view, reference tables
 //! ```
 //!
 //! Files: `dir/wal/*.log` ([`wal`]), `dir/tables/{table}/{first_ts}-{n}.parquet`
-//! ([`parquet`]). Opening replays the WAL into memory, skipping what Parquet
-//! files already hold.
+//! ([`parquet`]), `dir/seq-index` (per device the seqs Parquet holds, for
+//! ingest's de-duplication at start: `seq_index`). Opening replays the WAL
+//! into memory, skipping what Parquet files already hold, and loads the seq
+//! index, reading only the Parquet files it does not cover yet.
 //!
 //! Small-file compaction is not done: each flush writes one file per table
 //! with rows, so a store flushed every few minutes grows many files a day.
 
 mod batch;
+mod capped;
 mod config;
 mod parquet;
 mod query;
 mod recover;
 pub(crate) mod reference;
 pub(crate) mod schema;
+mod sealed;
+mod seq_index;
 mod table;
 pub(crate) mod wal;
 mod writer;
@@ -34,6 +40,7 @@ mod testdata;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Sender};
@@ -47,16 +54,23 @@ pub use config::EmbeddedConfig;
 
 use self::query::QueryEngine;
 use self::schema::Table;
+use self::seq_index::SeqIndex;
 use self::table::{Tables, seal_due};
 use self::wal::WalWriter;
 use self::writer::{Msg, Writer};
-use crate::{AckToken, QueryOptions, QueryOutput, Recovery, RefTable, Store, StoreError, Write};
+use crate::{
+    AckToken, QueryOptions, QueryOutput, Recovery, RefTable, SeqKey, Store, StoreError, Write,
+};
 
 /// State the store's handle, the writer thread and the flusher thread share.
 pub(crate) struct Shared {
     /// Canonical root directory.
     pub(crate) root: PathBuf,
     pub(crate) tables: RwLock<Tables>,
+    /// Per device, the seqs the Parquet files hold (see `seq_index`). Lock
+    /// order: this, then `tables`, so that a flush publishing files and
+    /// folding their rows in looks like one step to `recover`.
+    pub(crate) seq_index: Mutex<SeqIndex>,
     /// Records queued and not yet committed (`queue_capacity` permits).
     pub(crate) queue: Semaphore,
     /// Why writes cannot proceed right now; `None` when healthy.
@@ -124,12 +138,13 @@ impl EmbeddedStore {
         let shared = Arc::new(shared);
         let (tx, rx) = mpsc::channel();
         let queue_capacity = config.queue_capacity;
+        let engine = QueryEngine::new(&shared.root, config.sql.clone())?;
         Writer::spawn(shared.clone(), config, wal, next_frame, rx, durable)?;
         Ok(Arc::new(EmbeddedStore {
             shared,
             sender: Mutex::new(Some(tx)),
             queue_capacity,
-            engine: QueryEngine::new(),
+            engine,
         }))
     }
 
@@ -167,7 +182,9 @@ impl EmbeddedStore {
         let opts = QueryOptions {
             timeout: std::time::Duration::from_secs(600),
             max_rows: usize::MAX,
+            max_bytes: usize::MAX,
             regions: None,
+            guarded: false,
         };
         self.query(sql, &opts).await
     }
@@ -192,9 +209,11 @@ fn prepare(config: &EmbeddedConfig) -> Result<(Shared, WalWriter, u64), StoreErr
     std::fs::create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
 
     let (files, covered) = parquet::open_files(&root)?;
+    let seq_index = open_seq_index(&root, &files)?;
     let shared = Shared {
         root: root.clone(),
         tables: RwLock::new(Tables::new(files)),
+        seq_index: Mutex::new(seq_index),
         queue: Semaphore::new(config.queue_capacity),
         health: Mutex::new(None),
         flush_failure: Mutex::new(None),
@@ -225,6 +244,46 @@ fn prepare(config: &EmbeddedConfig) -> Result<(Shared, WalWriter, u64), StoreErr
     Ok((shared, wal, replayed.last_frame + 1))
 }
 
+/// The seq index with every Parquet file folded in: files it does not cover
+/// yet (written after it, or all of them when it is missing) are read now,
+/// and the index is saved again so the next start need not.
+fn open_seq_index(
+    root: &std::path::Path,
+    files: &[Vec<table::ParquetFile>; 7],
+) -> Result<SeqIndex, StoreError> {
+    let started = Instant::now();
+    let mut index = SeqIndex::load(root);
+    let mut newest = index.covered;
+    let (mut read, mut rows) = (0usize, 0usize);
+    for table in Table::ALL {
+        for file in &files[table.index()] {
+            let n = file
+                .path
+                .file_name()
+                .and_then(|n| parquet::covered_segment(&n.to_string_lossy()))
+                .unwrap_or(0);
+            if n <= index.covered {
+                continue;
+            }
+            newest = newest.max(n);
+            rows += index.fold_file(table, &file.path)?;
+            read += 1;
+        }
+    }
+    index.covered = newest;
+    if read > 0 {
+        seq_index::save(root, &index.encode()?)?;
+    }
+    info!(
+        devices = index.devices.len(),
+        parquet_files_read = read,
+        rows,
+        ms = started.elapsed().as_millis() as u64,
+        "Seq index loaded."
+    );
+    Ok(index)
+}
+
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
     async fn write(&self, batch: Vec<Write>) -> Result<(), StoreError> {
@@ -246,6 +305,10 @@ impl Store for EmbeddedStore {
 
     async fn recover(&self) -> Result<Recovery, StoreError> {
         recover::recover(self).await
+    }
+
+    async fn stored_seqs(&self, keys: &[SeqKey]) -> Result<HashSet<SeqKey>, StoreError> {
+        recover::stored_seqs(self, keys).await
     }
 
     async fn set_reference_table(&self, table: RefTable) -> Result<(), StoreError> {

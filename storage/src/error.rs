@@ -22,6 +22,15 @@ pub enum StoreError {
     QueryTimeout(std::time::Duration),
     #[error("query failed: {0}")]
     Query(String),
+    /// Deeper or larger than the SQL limits allow; refused before it ran.
+    #[error("query too complex: {0}")]
+    QueryTooComplex(String),
+    /// Needed more memory than the SQL budget.
+    #[error("query needs too much memory: {0}")]
+    QueryMemory(String),
+    /// Every query slot stayed taken for as long as the query may run.
+    #[error("all {0} query slots are busy")]
+    QueryBusy(usize),
     #[error("reference table {table:?} is invalid: {why}")]
     InvalidReferenceTable { table: String, why: String },
     #[error("the store is shutting down")]

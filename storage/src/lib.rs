@@ -11,21 +11,35 @@
 //!                                       (+ the `alarms` view), dead_letters,
 //!                                       and reference tables set by the registry
 //!  Store::query(sql) ──▶ one answer over what is in memory and on disk
+//!                       (a person's: shape check, slot, grant below the query,
+//!                        memory and time limits, capped answer, scrubbed errors)
+//!  Store::recover ──▶ per device: stored seqs (recent, bounded: StoredSeqs), last seen; alarms
+//!  Store::stored_seqs ──▶ exact answer for older (device_id, seq) ──▶ ingest's de-duplication
 //! ```
 //!
 //! The [`Store`] trait is the whole surface the engine uses; [`embedded`]
 //! is the default backend (write-ahead log, Arrow in memory, Parquet on
-//! disk, DataFusion for SQL).
+//! disk, DataFusion for SQL on its own runtime). `limits` holds what both
+//! backends do to people's SQL ([`SqlLimits`]).
 
 pub mod embedded;
 mod error;
+mod limits;
 pub mod postgres;
 mod record;
+mod seqs;
 
 pub use error::StoreError;
+pub use limits::SqlLimits;
 pub use record::{
     AckToken, ColumnType, Record, Recovery, RefColumn, RefTable, StoredReading, Write,
 };
+pub use seqs::{MAX_RUNS, StoredSeqs};
+
+/// A device message's identity: ingest de-duplicates on it.
+pub type SeqKey = (vigil_model::DeviceId, u64);
+
+use std::collections::HashSet;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -70,10 +84,19 @@ pub struct QueryOptions {
     pub timeout: std::time::Duration,
     /// At most this many rows are returned; `truncated` says when more existed.
     pub max_rows: usize,
-    /// `Some` limits the query to these regions (an analyst's grant): tables
-    /// with a `region` column show only rows inside it, the others are not
-    /// visible at all. `None` sees everything.
+    /// At most this many bytes of rows (Arrow memory) are returned; like
+    /// `max_rows`, more sets `truncated`.
+    pub max_bytes: usize,
+    /// `Some` limits the query to these regions (an analyst's or a
+    /// supervisor's grant): tables with a `region` column show only rows
+    /// inside it, filtered below anything the query itself computes; the
+    /// others are not visible at all. `None` sees everything.
     pub regions: Option<Vec<vigil_model::Region>>,
+    /// A person's SQL (the API, the CLI): held to the store's
+    /// [`SqlLimits`] (concurrency, memory budget, expression depth and plan
+    /// size) and answered with errors that carry no row values. The engine's
+    /// own queries are not.
+    pub guarded: bool,
 }
 
 impl Default for QueryOptions {
@@ -81,7 +104,9 @@ impl Default for QueryOptions {
         Self {
             timeout: std::time::Duration::from_secs(30),
             max_rows: 100_000,
+            max_bytes: 64 << 20,
             regions: None,
+            guarded: false,
         }
     }
 }
@@ -108,6 +133,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// What the engine needs back after a restart.
     async fn recover(&self) -> Result<Recovery, StoreError>;
+
+    /// Which of `keys` are stored, as a reading or as a dead letter that
+    /// took its seq: for seqs older than the history [`Recovery::seqs`]
+    /// holds. Sees every write reported durable before the call.
+    async fn stored_seqs(&self, keys: &[SeqKey]) -> Result<HashSet<SeqKey>, StoreError>;
 
     /// Replaces a reference table (registry data) visible to SQL.
     async fn set_reference_table(&self, table: RefTable) -> Result<(), StoreError>;

@@ -7,7 +7,8 @@
 //!                                                  ▼
 //!            COPY binary into the tables ─▶ commit ─▶ tokens on `durable`
 //!            (a duplicate key: the batch again via temp staging and INSERT … ON CONFLICT DO NOTHING)
-//!  query ─▶ fresh connection as {prefix}_reader (or _analyst: scoped views) ─▶ READ ONLY, statement_timeout ─▶ Arrow
+//!  query ─▶ fresh connection as {prefix}_reader (or _analyst: scoped views) ─▶ READ ONLY,
+//!          statement_timeout, work_mem ─▶ Arrow (streamed, cut at the row and byte caps)
 //!  recover / reference tables ─▶ the engine's own connection
 //! ```
 //!
@@ -24,6 +25,7 @@ mod recover;
 mod reference;
 mod writer;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -38,7 +40,8 @@ pub use migrate::{Migrated, Mode};
 
 use self::writer::{Batch, Msg, Ship, Shipper, Writer};
 use crate::{
-    AckToken, QueryOptions, QueryOutput, Recovery, RefTable, Store, StoreError, StoreStats, Write,
+    AckToken, QueryOptions, QueryOutput, Recovery, RefTable, SeqKey, Store, StoreError, StoreStats,
+    Write,
 };
 
 /// What the store's handle, the writer thread and the shipper share.
@@ -127,6 +130,8 @@ pub struct PostgresStore {
     /// The engine's own connection for recovery, reference tables and query scopes.
     owner: tokio::sync::Mutex<Option<Client>>,
     shipper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Bounds how many of people's queries run at once (`sql.max_concurrent`).
+    gate: crate::limits::Gate,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -159,6 +164,21 @@ pub(crate) async fn connect(pg: &tokio_postgres::Config) -> Result<Client, Store
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// What [`PostgresStore`]'s `recover` reads, on a connection of the
+/// caller's whose search path is the schema (tools and tests).
+pub async fn recover_with(client: &mut Client) -> Result<Recovery, StoreError> {
+    recover::recover(client).await
+}
+
+/// What [`PostgresStore`]'s `stored_seqs` asks, on a connection of the
+/// caller's whose search path is the schema (tools and tests).
+pub async fn stored_seqs_with(
+    client: &mut Client,
+    keys: &[SeqKey],
+) -> Result<HashSet<SeqKey>, StoreError> {
+    recover::stored_seqs(client, keys).await
 }
 
 /// Applies the migrations and access rules, as `vigil migrate` does.
@@ -209,7 +229,22 @@ impl PostgresStore {
         });
         let (ship_tx, ship_rx) = tokio::sync::mpsc::unbounded_channel();
         let left = writer::backlog(&config.wal_dir)?;
-        let next_no = left.last().map_or(1, |(no, _)| no + 1);
+        // Numbers go on from the last batch PostgreSQL took from this log,
+        // even when the log is empty now: the shipper skips a batch numbered
+        // at or below that position as one shipped before, so numbering
+        // from 1 again would ack new batches without storing them.
+        let shipped: Option<i64> = owner
+            .query_opt(
+                "SELECT segment FROM vigil_wal_position WHERE wal_id = $1",
+                &[&wal_id],
+            )
+            .await
+            .map_err(StoreError::db("reading the log position"))?
+            .map(|row| row.get(0));
+        let next_no = left
+            .last()
+            .map_or(1, |(no, _)| no + 1)
+            .max(shipped.map_or(1, |n| n as u64 + 1));
         if !left.is_empty() {
             info!(
                 batches = left.len(),
@@ -254,6 +289,7 @@ impl PostgresStore {
 
         let store = Arc::new(PostgresStore {
             shared,
+            gate: crate::limits::Gate::new(config.sql.max_concurrent),
             config,
             mode: migrated.mode,
             sender: Mutex::new(Some(tx)),
@@ -372,6 +408,11 @@ impl Store for PostgresStore {
     async fn recover(&self) -> Result<Recovery, StoreError> {
         let mut owner = self.owner().await?;
         recover::recover(owner.client()?).await
+    }
+
+    async fn stored_seqs(&self, keys: &[SeqKey]) -> Result<HashSet<SeqKey>, StoreError> {
+        let mut owner = self.owner().await?;
+        recover::stored_seqs(owner.client()?, keys).await
     }
 
     async fn set_reference_table(&self, table: RefTable) -> Result<(), StoreError> {

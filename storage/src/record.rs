@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use vigil_model::{Alarm, Binding, DeadLetter, DeviceId, EpochMs, Reading};
 
+use crate::StoredSeqs;
+
 /// A reading with the registry binding it was accepted under; stored
 /// denormalised so that analysts filter by equipment and region without a join.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,9 +40,13 @@ pub struct Write {
 /// State rebuilt from storage when the engine starts.
 #[derive(Debug, Clone, Default)]
 pub struct Recovery {
-    /// Highest stored `seq` per device, over every stream.
-    pub last_seq: HashMap<DeviceId, u64>,
-    /// Latest `received_at` per device.
+    /// Per device with history, the seqs it has stored, over every stream:
+    /// as readings, or as dead letters that took their seq. Exact from each
+    /// set's floor upwards (the recent history, bounded); below it ask
+    /// [`crate::Store::stored_seqs`].
+    pub seqs: HashMap<DeviceId, StoredSeqs>,
+    /// Latest `received_at` of a reading per device (a backend may read it
+    /// from the device's most recent seqs only; see its `recover`).
     pub last_seen: HashMap<DeviceId, EpochMs>,
     /// The latest version of every alarm that is still open, plus every alarm
     /// raised in the last 24 hours (rules count repeat faults over that window).

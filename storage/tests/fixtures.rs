@@ -117,6 +117,7 @@ pub fn dead_letter(payload: &[u8]) -> Record {
         detail: "expected value at line 1 column 1".into(),
         payload: payload.to_vec(),
         payload_size: payload.len() as u64,
+        seq: None,
     })
 }
 

@@ -8,4 +8,5 @@ mod parquet;
 mod recover;
 mod reference;
 mod roundtrip;
+mod seq_history;
 mod sql;

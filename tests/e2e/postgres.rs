@@ -19,10 +19,20 @@ mod bad_input;
 mod burst;
 #[path = "crash.rs"]
 mod crash;
+#[path = "dashboards.rs"]
+mod dashboards;
+#[path = "dedup.rs"]
+mod dedup;
 #[path = "elevator_rules.rs"]
 mod elevator_rules;
 #[path = "filling.rs"]
 mod filling;
+#[path = "fleet.rs"]
+mod fleet;
+#[path = "hostile_sql.rs"]
+mod hostile_sql;
+#[path = "people.rs"]
+mod people;
 #[path = "replay.rs"]
 mod replay;
 #[path = "risk.rs"]

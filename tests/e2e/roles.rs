@@ -95,11 +95,16 @@ async fn a_supervisor_sees_only_its_region() {
         .post_as(&jiangmen, &format!("/alarms/{id}/ack"), &json!({}))
         .await;
     assert_eq!(status, 200, "{body}");
-    // Supervisors do not run SQL.
+    // Supervisors' SQL sees their regions only.
     let (status, body) = vigil
-        .post_as(&jiangmen, "/sql", &json!({"sql": "SELECT 1"}))
+        .post_as(
+            &jiangmen,
+            "/sql",
+            &json!({"sql": "SELECT DISTINCT equipment_id FROM alarms"}),
+        )
         .await;
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([{"equipment_id": "EQ0000"}]), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,25 +13,6 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-/// `vigil_cli` that must succeed.
-fn vigil_cli_ok(vigil: &Vigil, args: &[&str]) {
-    let out = vigil_cli(vigil, args);
-    assert!(
-        out.status.success(),
-        "vigil {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs `vigil {args} --url … --token …` against `vigil`.
-fn vigil_cli(vigil: &Vigil, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .args(["--url", &format!("http://{}", vigil.http), "--token", TOKEN])
-        .output()
-        .expect("vigil runs")
-}
-
 /// `mosquitto_pub` over TLS with the certificate in `dir`, as `client_id`.
 fn tls_publish(vigil: &Vigil, dir: &Path, client_id: &str, topic: &str, payload: &Value) -> Output {
     let mqtts = vigil.mqtts.unwrap();

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::auth::RoleChecked;
 use crate::error::RegistryError;
 
 /// An error answer: the status and `{"error": {"code": "…", "message": "…"}}`.
@@ -138,8 +139,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// The body as bytes, for handlers that check who is asking before they
-/// look at what was sent (a 403 must not depend on the body).
+/// The body as bytes. It is read only behind a passed
+/// [`crate::auth::Gate`]: who is asking is checked before anything that was
+/// sent is looked at, so a 403 never depends on the body. A route that
+/// reads a body without a gate answers 500 (a mistake in the route table,
+/// which the tests of every body route catch).
 pub(crate) struct RawBody(pub Bytes);
 
 #[async_trait]
@@ -147,6 +151,12 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if req.extensions().get::<RoleChecked>().is_none() {
+            tracing::error!(path = %req.uri().path(), "A route reads its body without a role gate; refused.");
+            return Err(ApiError::internal(
+                "this endpoint reads a body before checking the caller's role (a bug); refused",
+            ));
+        }
         Bytes::from_request(req, state)
             .await
             .map(RawBody)

@@ -1,16 +1,19 @@
 //! `registry.json`: the whole registry in one file, rewritten atomically on
 //! every change (write a temporary file, fsync, rename, fsync the folder),
 //! so a crash leaves either the old or the new registry, never half of one.
+//! It holds device-secret and token hashes: it is created 0600.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use vigil_model::DeviceId;
 
 use super::{Data, SecretHash, StoredToken, apply};
+use crate::auth::TokenId;
 use crate::entity::*;
 use crate::error::RegistryError;
 
@@ -122,6 +125,26 @@ pub(super) fn load(path: &Path) -> Result<Option<Data>, RegistryError> {
     }
     data.secrets = file.device_secrets.into_iter().collect();
     data.tokens = file.tokens;
+    for t in &mut data.tokens {
+        if t.id.is_empty() {
+            t.id = TokenId::derived(&t.sha256);
+        }
+    }
+    let mut ids = std::collections::HashSet::new();
+    if let Some(t) = data.tokens.iter().find(|t| !ids.insert(t.id.clone())) {
+        return Err(corrupt(format!("token id {} appears twice", t.id)));
+    }
+    let forever = data
+        .tokens
+        .iter()
+        .filter(|t| t.expires_at.is_none() && t.revoked_at.is_none())
+        .count();
+    if forever > 0 {
+        tracing::warn!(
+            tokens = forever,
+            "API tokens without an expiry (issued before tokens expired): list them with `vigil token list`, revoke and re-issue."
+        );
+    }
     data.version = file.version;
     Ok(Some(data))
 }
@@ -147,7 +170,16 @@ pub(super) fn save(path: &Path, data: &Data) -> Result<(), RegistryError> {
     };
     let bytes = serde_json::to_vec(&out).map_err(|e| err(std::io::Error::other(e)))?;
     let tmp = path.with_extension("json.tmp");
-    let mut f = File::create(&tmp).map_err(err)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    // A temporary file left by a crash keeps its old mode unless told.
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(err)?;
     f.write_all(&bytes).map_err(err)?;
     f.sync_all().map_err(err)?;
     drop(f);

@@ -7,14 +7,12 @@
 //! `raised_at` is device time, so a device whose clock is off does not
 //! escalate early or late, and replay escalates as live evaluation did.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::info;
-use vigil_model::{Alarm, AlarmState, EpochMs, EquipmentId, Severity};
+use vigil_model::{Alarm, AlarmState, EpochMs, Severity};
 
-use super::state::EquipmentState;
+use super::state::EquipmentCore;
 use crate::catalogue::secs_to_ms;
 use crate::error::ConfigError;
 
@@ -96,12 +94,12 @@ impl Escalation {
 /// Escalates every open alarm past its limit. `now` (engine time) stands in
 /// for equipment that has no device clock yet (restored, never heard).
 pub(super) fn escalate(
-    equipment: &mut HashMap<EquipmentId, EquipmentState>,
+    equipment: &mut [EquipmentCore],
     config: &Escalation,
     now: EpochMs,
     out: &mut Vec<Alarm>,
 ) {
-    for eq in equipment.values_mut() {
+    for eq in equipment.iter_mut() {
         let clock = eq.clock.unwrap_or(now);
         for slot in eq.slots.iter_mut().flatten() {
             let a = &mut slot.alarm;

@@ -319,3 +319,26 @@ fn a_failing_pump_shows_in_the_seconds_per_kg() {
     assert!((normal - 180.0 / 14.9).abs() < 0.3, "{}", a.details);
     assert!(recent > normal + 0.5, "{}", a.details);
 }
+
+/// Found by fuzzing (rules.load+evaluate): a trip from floor 32767 to
+/// -32768, both floors a device may send, overflowed an i16 subtraction
+/// and took the rule shard down.
+#[test]
+fn a_trip_across_the_whole_floor_range_is_measured_without_overflow() {
+    let mut h = H::new();
+    let mut s = moving();
+    s.floor = i16::MAX;
+    h.send(0, s.clone());
+    s.floor = i16::MIN;
+    s.direction = vigil_model::reading::Direction::Stop;
+    s.speed_mps = 0.0;
+    s.leveled = true;
+    // 65535 floors in 10 s: far outside a plausible trip, so not learned.
+    let changes = h.send(10_000, s);
+    assert!(
+        changes
+            .iter()
+            .all(|a| !a.rule.as_str().starts_with("anomaly.")),
+        "{changes:?}"
+    );
+}

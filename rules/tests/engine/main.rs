@@ -8,6 +8,7 @@ mod defined;
 mod escalation;
 mod filling;
 mod frequent;
+mod fuzz;
 mod lifecycle;
 mod offline;
 mod rides;

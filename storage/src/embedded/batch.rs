@@ -262,6 +262,7 @@ fn dead_letters(rows: &[&DeadLetter]) -> Result<RecordBatch, ArrowError> {
             )),
             text(lossy.iter().map(String::as_str)),
             Arc::new(UInt64Array::from_iter_values(d().map(|d| d.payload_size))),
+            Arc::new(UInt64Array::from_iter(d().map(|d| d.seq))),
         ],
     )
 }

@@ -20,6 +20,8 @@ pub struct EmbeddedConfig {
     /// Age of the oldest row in memory before it is written to Parquet.
     #[serde(rename = "flush_interval_s", deserialize_with = "seconds")]
     pub flush_interval: Duration,
+    /// What people's SQL may use (threads, memory, concurrency, shape).
+    pub sql: crate::SqlLimits,
 }
 
 impl Default for EmbeddedConfig {
@@ -30,6 +32,7 @@ impl Default for EmbeddedConfig {
             group_commit_max: 4_096,
             flush_rows: 250_000,
             flush_interval: Duration::from_secs(300),
+            sql: crate::SqlLimits::default(),
         }
     }
 }

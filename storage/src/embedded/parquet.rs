@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use super::Shared;
 use super::schema::Table;
+use super::seq_index::save as save_seq_index;
 use super::table::ParquetFile;
 use super::wal::{remove_segments_upto, sync_dir};
 use crate::StoreError;
@@ -37,7 +38,7 @@ fn parquet_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
 }
 
 /// `n` of `{first_ts}-{n}.parquet`.
-fn covered_segment(file_name: &str) -> Option<u64> {
+pub(crate) fn covered_segment(file_name: &str) -> Option<u64> {
     let stem = file_name.strip_suffix(".parquet")?;
     let (first_ts, n) = stem.rsplit_once('-')?;
     first_ts.parse::<i64>().ok()?;
@@ -139,6 +140,7 @@ pub(crate) fn flush_frozen(shared: &Shared) -> Result<(), StoreError> {
     };
     let ids: Vec<u64> = generations.iter().map(|g| g.id).collect();
     let mut written = Vec::new();
+    let mut converted = Vec::new();
     let mut rows = 0usize;
     for table in Table::ALL {
         let mut batches = Vec::new();
@@ -156,6 +158,7 @@ pub(crate) fn flush_frozen(shared: &Shared) -> Result<(), StoreError> {
             Ok(file) => {
                 rows += n;
                 written.push((table, file));
+                converted.push((table, batches));
             }
             Err(e) => {
                 // These rows stay in memory and in the WAL; their next file
@@ -170,7 +173,22 @@ pub(crate) fn flush_frozen(shared: &Shared) -> Result<(), StoreError> {
         }
     }
     let files = written.len();
-    shared.tables.write().publish(&ids, written);
+    let index = {
+        // One step for `recover`: these rows leave memory and enter the index.
+        let mut index = shared.seq_index.lock();
+        shared.tables.write().publish(&ids, written);
+        for (table, batches) in &converted {
+            for batch in batches {
+                index.fold(*table, batch);
+            }
+        }
+        index.covered = index.covered.max(wal_upto);
+        index.encode()
+    };
+    // Harmless if it fails: the next open reads the files the index misses.
+    if let Err(e) = index.and_then(|bytes| save_seq_index(&shared.root, &bytes)) {
+        warn!(error = %e, "Cannot write the seq index; the next start reads the newer Parquet files instead.");
+    }
     let wal_dir = shared.root.join("wal");
     match remove_segments_upto(&wal_dir, wal_upto) {
         Ok(segments) => info!(

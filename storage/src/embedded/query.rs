@@ -2,14 +2,28 @@
 //! chunks and its Parquet files, the `alarms` view, the reference tables.
 //! Each query gets its own DataFusion context holding exactly the snapshot
 //! taken for it, so concurrent flushes cannot make it see a row twice.
+//!
+//! ```text
+//!  caller (engine runtime) ──▶ gate slot ──▶ spawn on the SQL runtime ──▶ shape check,
+//!        │ waits at most the timeout          context of sealed tables, plan, node count,
+//!        ▼                                    constants check, fences, stream ──▶ answer cut
+//!  timeout / dropped: cancel flag + abort        at the row and byte caps
+//! ```
+//!
+//! People's queries (`guarded`) draw on one memory pool and the capped
+//! string functions; the engine's own do not.
 
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::TableReference;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -17,165 +31,348 @@ use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
-use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::functions::string::expr_fn::starts_with;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::object_store::ObjectMeta;
+use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::prelude::{col, lit};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
-use vigil_model::Region;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::warn;
 
+use super::capped;
 use super::schema::Table;
+use super::sealed::{Cancel, Grant, SealedTable, fence, is_cancelled};
 use super::table::{ParquetFile, Snapshot};
+use crate::limits::{self, AnswerBudget, Gate, SqlLimits};
 use crate::{QueryOptions, QueryOutput, StoreError};
 
-/// Shared by every query: object stores, memory pool, disk manager.
+/// Stack of each SQL thread. Planning, optimising and evaluating walk
+/// expressions recursively; the shape check bounds how deep they are, this
+/// leaves ample room for that bound (only touched pages take memory).
+const SQL_STACK_BYTES: usize = 64 << 20;
+
+/// The SQL compartment: its own runtime, the memory pool of people's
+/// queries and the gate in front of them. Shared by every query.
 pub(crate) struct QueryEngine {
-    runtime: Arc<RuntimeEnv>,
+    /// `Some` until dropped; dropped without waiting for its threads, which
+    /// stop at their next cancellation check.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// The engine's own queries: no memory limit.
+    trusted: Arc<RuntimeEnv>,
+    /// People's queries: one pool of `limits.memory_bytes`, no spilling to disk.
+    people: Arc<RuntimeEnv>,
+    gate: Gate,
+    limits: SqlLimits,
+    /// Named in no message: file errors show `<store>` instead.
+    root: PathBuf,
 }
 
 impl QueryEngine {
-    pub(crate) fn new() -> Self {
-        Self {
-            runtime: Arc::new(RuntimeEnv::default()),
-        }
+    pub(crate) fn new(root: &Path, limits: SqlLimits) -> Result<Self, StoreError> {
+        let limits = limits.normalized();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(limits.threads)
+            .thread_name("vigil-sql")
+            .thread_stack_size(SQL_STACK_BYTES)
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Other(format!("cannot start the SQL runtime: {e}")))?;
+        let pool: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(limits.memory_bytes),
+            NonZeroUsize::new(3).expect("non-zero"),
+        ));
+        let people = RuntimeEnvBuilder::new()
+            .with_memory_pool(pool)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .map_err(|e| StoreError::Other(format!("cannot set up SQL memory: {e}")))?;
+        Ok(Self {
+            runtime: Some(runtime),
+            trusted: Arc::new(RuntimeEnv::default()),
+            people,
+            gate: Gate::new(limits.max_concurrent),
+            limits,
+            root: root.to_path_buf(),
+        })
     }
 
-    /// Runs one read-only statement over `snapshot` within `opts`.
+    /// Runs one read-only statement over `snapshot` within `opts`, on the
+    /// SQL runtime. The answer comes by the timeout at the latest; the work
+    /// stops at its next batch after that.
     pub(crate) async fn run(
         &self,
         snapshot: Snapshot,
         sql: &str,
         opts: &QueryOptions,
     ) -> Result<QueryOutput, StoreError> {
-        let work = async {
-            let ctx = self.context(snapshot, opts.regions.as_deref()).await?;
-            // Planning errors are the user's: bad SQL, unknown table, DDL/DML/SET refused.
-            let df = ctx
-                .sql_with_options(sql, read_only())
-                .await
-                .map_err(|e| StoreError::InvalidQuery(e.to_string()))?;
-            let mut stream = df.execute_stream().await.map_err(query_err)?;
-            let schema = stream.schema();
-            let mut batches = Vec::new();
-            let mut rows = 0usize;
-            let mut truncated = false;
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(query_err)?;
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                let room = opts.max_rows - rows;
-                if batch.num_rows() > room {
-                    truncated = true;
-                    if room > 0 {
-                        batches.push(batch.slice(0, room));
-                    }
-                    break;
-                }
-                rows += batch.num_rows();
-                batches.push(batch);
+        let started = Instant::now();
+        let permit = match opts.guarded {
+            true => Some(self.gate.enter(opts.timeout).await?),
+            false => None,
+        };
+        let cancel = Arc::new(Cancel::default());
+        let job = Job {
+            snapshot,
+            sql: sql.to_owned(),
+            opts: opts.clone(),
+            env: if opts.guarded {
+                self.people.clone()
+            } else {
+                self.trusted.clone()
+            },
+            limits: self.limits.clone(),
+            cancel: cancel.clone(),
+            root: self.root.clone(),
+        };
+        let runtime = self.runtime.as_ref().ok_or(StoreError::Closed)?;
+        let mut running = Running {
+            handle: runtime.spawn(job.run(permit)),
+            cancel,
+        };
+        let left = opts.timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, &mut running.handle).await {
+            Ok(Ok(answer)) => answer,
+            // A panic inside DataFusion: this query's input found a bug; the
+            // engine and other queries are unaffected, so it is the query's error.
+            Ok(Err(e)) => {
+                warn!(error = %e, "A SQL query stopped unexpectedly.");
+                Err(StoreError::Query(
+                    "the query stopped on an internal error of the SQL engine".into(),
+                ))
             }
-            Ok(QueryOutput {
-                schema,
-                batches,
-                truncated,
+            Err(_) => Err(StoreError::QueryTimeout(opts.timeout)),
+        }
+    }
+}
+
+impl Drop for QueryEngine {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A query on the SQL runtime. Dropped (answered, timed out, or its caller
+/// gone): its work is cancelled.
+struct Running {
+    handle: tokio::task::JoinHandle<Result<QueryOutput, StoreError>>,
+    cancel: Arc<Cancel>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.cancel.set();
+        self.handle.abort();
+    }
+}
+
+/// Everything one query needs on the SQL runtime.
+struct Job {
+    snapshot: Snapshot,
+    sql: String,
+    opts: QueryOptions,
+    env: Arc<RuntimeEnv>,
+    limits: SqlLimits,
+    cancel: Arc<Cancel>,
+    root: PathBuf,
+}
+
+impl Job {
+    /// `permit` (a gate slot) is held until the work has really ended.
+    async fn run(self, permit: Option<OwnedSemaphorePermit>) -> Result<QueryOutput, StoreError> {
+        let _slot = permit;
+        let guarded = self.opts.guarded;
+        if guarded {
+            limits::check_shape(&self.sql, &GenericDialect {}, &self.limits)?;
+        }
+        let grant = self.opts.regions.as_deref().map(Grant::new);
+        let ctx = context(self.snapshot, grant, self.env, guarded).await?;
+        // Planning errors are the user's: bad SQL, unknown table, DDL/DML/SET refused.
+        let df = ctx
+            .sql_with_options(&self.sql, read_only())
+            .await
+            .map_err(plan_error)?;
+        if guarded {
+            let mut nodes = 0usize;
+            df.logical_plan()
+                .apply_with_subqueries(|_| {
+                    nodes += 1;
+                    Ok(TreeNodeRecursion::Continue)
+                })
+                .map_err(plan_error)?;
+            if nodes > self.limits.max_plan_nodes {
+                return Err(limits::plan_too_large(nodes, &self.limits));
+            }
+        }
+        let task = Arc::new(df.task_ctx());
+        let plan = df.create_physical_plan().await.map_err(plan_error)?;
+        if guarded {
+            let rows = task.session_config().batch_size();
+            check_literals(&plan, rows, self.limits.memory_bytes)?;
+        }
+        let plan = fence(plan, &self.cancel).map_err(plan_error)?;
+        let failed = |e| run_error(e, guarded, &self.root, &self.opts);
+        let mut stream = datafusion::physical_plan::execute_stream(plan, task).map_err(failed)?;
+        let schema = stream.schema();
+        let mut budget = AnswerBudget::new(self.opts.max_rows, self.opts.max_bytes);
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(failed)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            match budget.take(batch) {
+                Some(kept) => batches.push(kept),
+                None => break,
+            }
+            if budget.truncated {
+                break;
+            }
+        }
+        Ok(QueryOutput {
+            schema,
+            batches,
+            truncated: budget.truncated,
+        })
+    }
+}
+
+/// Refuses a plan whose constants, each repeated over a batch of `rows`
+/// (as a projection does), would take more than `budget` bytes: such
+/// copies are made outside the memory pool. Constants include what
+/// planning computed from constants (`concat('…', '…')`).
+fn check_literals(
+    plan: &Arc<dyn ExecutionPlan>,
+    rows: usize,
+    budget: usize,
+) -> Result<(), StoreError> {
+    let mut bytes = 0usize;
+    plan.apply(|node| {
+        node.apply_expressions(&mut |root| {
+            root.apply(|e| {
+                if let Some(l) = e.downcast_ref::<Literal>() {
+                    bytes = bytes.saturating_add(l.value().size());
+                }
+                Ok(TreeNodeRecursion::Continue)
             })
-        };
-        // Dropping the future on timeout cancels the plan and its tasks.
-        tokio::time::timeout(opts.timeout, work)
-            .await
-            .map_err(|_| StoreError::QueryTimeout(opts.timeout))?
+        })
+    })
+    .map_err(plan_error)?;
+    if bytes.saturating_mul(rows) > budget {
+        return Err(StoreError::QueryMemory(format!(
+            "the query's constants ({bytes} bytes), repeated over a batch of {rows} rows, \
+             would take more than {budget} bytes"
+        )));
     }
-
-    async fn context(
-        &self,
-        snapshot: Snapshot,
-        regions: Option<&[Region]>,
-    ) -> Result<SessionContext, StoreError> {
-        let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
-        let scope = Scope { ctx: &ctx, regions };
-        for (table, snap) in Table::ALL.into_iter().zip(snapshot.tables) {
-            let mut memory = Vec::new();
-            for rows in &snap.memory {
-                memory.extend(
-                    rows.batches(table)
-                        .map_err(|e| StoreError::Query(format!("{}: {e}", table.name())))?,
-                );
-            }
-            let provider = SnapshotTable {
-                schema: table.schema(),
-                memory,
-                files: snap.files,
-            };
-            scope.register(table.name(), Arc::new(provider))?;
-        }
-        let alarms = ctx
-            .sql(&alarms_view_sql())
-            .await
-            .map_err(query_err)?
-            .into_view();
-        ctx.register_table(TableReference::bare("alarms"), alarms)
-            .map_err(query_err)?;
-        for (name, data) in snapshot.refs {
-            let table =
-                MemTable::try_new(data.schema, vec![vec![data.batch]]).map_err(query_err)?;
-            scope.register(&name, Arc::new(table))?;
-        }
-        // Views read the tables as this principal sees them; an analyst's
-        // view of rows outside its regions is empty, not an error.
-        for (name, sql) in snapshot.views {
-            let view = match ctx.sql(&sql).await {
-                Ok(df) => df.into_view(),
-                // A view over a table hidden from this principal is hidden too.
-                Err(_) if regions.is_some() => continue,
-                Err(e) => return Err(StoreError::Query(format!("view {name}: {e}"))),
-            };
-            scope.register(&name, view)?;
-        }
-        Ok(ctx)
-    }
+    Ok(())
 }
 
-/// Registers tables as a principal may see them.
-struct Scope<'a> {
-    ctx: &'a SessionContext,
-    regions: Option<&'a [Region]>,
-}
-
-impl Scope<'_> {
-    fn register(&self, name: &str, table: Arc<dyn TableProvider>) -> Result<(), StoreError> {
-        let table = match self.regions {
-            None => table,
-            // Without a region column nothing says whose rows these are: hidden.
-            Some(_) if table.schema().column_with_name("region").is_none() => return Ok(()),
-            Some(regions) => {
-                // A grant of `440700` covers every region starting with `4407`.
-                let inside = regions
-                    .iter()
-                    .map(|r| starts_with(col("region"), lit(r.prefix())))
-                    .reduce(Expr::or)
-                    .unwrap_or(lit(false));
-                self.ctx
-                    .read_table(table)
-                    .and_then(|df| df.filter(inside))
-                    .map_err(query_err)?
-                    .into_view()
-            }
-        };
-        self.ctx
-            .register_table(TableReference::bare(name), table)
-            .map_err(query_err)?;
-        Ok(())
+/// The context of one query: every table as the principal may read it.
+async fn context(
+    snapshot: Snapshot,
+    grant: Option<Arc<Grant>>,
+    env: Arc<RuntimeEnv>,
+    guarded: bool,
+) -> Result<SessionContext, StoreError> {
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config_rt(config, env.clone());
+    if guarded {
+        capped::register(&ctx, &env.memory_pool);
     }
+    let register = |name: &str, table: Arc<dyn TableProvider>| -> Result<(), StoreError> {
+        ctx.register_table(TableReference::bare(name), table)
+            .map(|_| ())
+            .map_err(query_err)
+    };
+    for (table, snap) in Table::ALL.into_iter().zip(snapshot.tables) {
+        let mut memory = Vec::new();
+        for rows in &snap.memory {
+            memory.extend(
+                rows.batches(table)
+                    .map_err(|e| StoreError::Query(format!("{}: {e}", table.name())))?,
+            );
+        }
+        let stored = Arc::new(SnapshotTable {
+            schema: table.schema(),
+            memory,
+            files: snap.files,
+        });
+        // Every stored table has a region column, or none at all.
+        if let Some(sealed) = SealedTable::new(table.name(), stored, grant.clone()) {
+            register(table.name(), Arc::new(sealed))?;
+        }
+    }
+    let alarms = ctx
+        .sql(&alarms_view_sql())
+        .await
+        .map_err(query_err)?
+        .into_view();
+    register("alarms", alarms)?;
+    // Reference tables and views of the engine are sealed only for a grant:
+    // they show no files, and the engine's own queries keep view inlining.
+    let seal = |name: &str, table: Arc<dyn TableProvider>| match &grant {
+        None => Some(table),
+        Some(_) => SealedTable::new(name, table, grant.clone())
+            .map(|t| Arc::new(t) as Arc<dyn TableProvider>),
+    };
+    for (name, data) in snapshot.refs {
+        let table = MemTable::try_new(data.schema, vec![vec![data.batch]]).map_err(query_err)?;
+        if let Some(t) = seal(&name, Arc::new(table)) {
+            register(&name, t)?;
+        }
+    }
+    // Views read the tables as this principal sees them; an analyst's
+    // view of rows outside its regions is empty, not an error.
+    for (name, sql) in snapshot.views {
+        let view = match ctx.sql(&sql).await {
+            Ok(df) => df.into_view(),
+            // A view over a table hidden from this principal is hidden too.
+            Err(_) if grant.is_some() => continue,
+            Err(e) => return Err(StoreError::Query(format!("view {name}: {e}"))),
+        };
+        if let Some(t) = seal(&name, view) {
+            register(&name, t)?;
+        }
+    }
+    Ok(ctx)
 }
 
 fn query_err(e: DataFusionError) -> StoreError {
     StoreError::Query(e.to_string())
+}
+
+/// An error before the query read anything: it can only quote the query
+/// and the schema, so it is shown as it is.
+fn plan_error(e: DataFusionError) -> StoreError {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(m) => StoreError::QueryMemory(m.clone()),
+        _ => StoreError::InvalidQuery(e.to_string()),
+    }
+}
+
+/// An error while the query ran: for people, with values and paths taken out.
+fn run_error(e: DataFusionError, guarded: bool, root: &Path, opts: &QueryOptions) -> StoreError {
+    if is_cancelled(&e) {
+        return StoreError::QueryTimeout(opts.timeout);
+    }
+    if let DataFusionError::ResourcesExhausted(m) = e.find_root() {
+        return StoreError::QueryMemory(m.clone());
+    }
+    let message = e.to_string().replace(&*root.to_string_lossy(), "<store>");
+    StoreError::Query(if guarded {
+        limits::scrub(&message)
+    } else {
+        message
+    })
 }
 
 /// Queries only: no DDL, no DML or `COPY`, no `SET` or transactions.

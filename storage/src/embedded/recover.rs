@@ -1,5 +1,6 @@
-//! What the engine needs back after a restart, read through our own SQL so
-//! that memory and Parquet count alike.
+//! What the engine needs back after a restart: per device the seqs of the
+//! seq index plus those still in memory; alarms through our own SQL, so
+//! that memory and Parquet count alike. And the exact look-up of older seqs.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{TimestampMillisecondType, UInt32Type, UInt64Type};
@@ -7,9 +8,11 @@ use vigil_model::{
     Alarm, AlarmId, AlarmState, DeviceId, EpochMs, EquipmentId, OwnerId, Region, RuleId, Severity,
 };
 
+use std::collections::{BTreeSet, HashSet};
+
 use super::EmbeddedStore;
 use super::schema::Table;
-use crate::{Recovery, StoreError};
+use crate::{Recovery, SeqKey, StoreError};
 
 /// Alarms raised this long before the newest alarm change (or the wall
 /// clock, whichever is earlier) come back even when cleared.
@@ -22,32 +25,29 @@ fn bad(why: String) -> StoreError {
 pub(crate) async fn recover(store: &EmbeddedStore) -> Result<Recovery, StoreError> {
     let mut out = Recovery::default();
 
-    let union: Vec<String> = Table::READINGS
-        .iter()
-        .map(|t| format!("SELECT device_id, seq, received_at FROM {}", t.name()))
-        .collect();
-    let sql = format!(
-        "SELECT device_id, max(seq) AS last_seq, max(received_at) AS last_seen FROM ({}) GROUP BY device_id",
-        union.join(" UNION ALL ")
-    );
-    for batch in store.query_all(&sql).await?.batches {
-        let ids = batch
-            .column(0)
-            .as_string_opt::<i32>()
-            .ok_or_else(|| bad("device_id is not text".into()))?;
-        let seqs = batch
-            .column(1)
-            .as_primitive_opt::<UInt64Type>()
-            .ok_or_else(|| bad("seq is not u64".into()))?;
-        let seen = batch
-            .column(2)
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or_else(|| bad("received_at is not a timestamp".into()))?;
-        for i in 0..batch.num_rows() {
-            let id = DeviceId::new(ids.value(i)).map_err(|e| bad(e.to_string()))?;
-            out.last_seq.insert(id.clone(), seqs.value(i));
-            out.last_seen.insert(id, seen.value(i));
+    // The index holds what Parquet holds; memory (the WAL replayed, and
+    // anything written since) comes on top. Taken together under the index
+    // lock, so a flush moving rows from one to the other is seen whole.
+    let (mut index, memory) = {
+        let index = store.shared.seq_index.lock();
+        let snapshot = store.shared.tables.read().snapshot();
+        (index.clone(), snapshot)
+    };
+    for (table, snap) in Table::ALL.into_iter().zip(memory.tables) {
+        for rows in &snap.memory {
+            for batch in rows
+                .batches(table)
+                .map_err(|e| bad(format!("{}: {e}", table.name())))?
+            {
+                index.fold(table, &batch);
+            }
         }
+    }
+    for (id, entry) in index.devices {
+        if let Some(seen) = entry.last_seen {
+            out.last_seen.insert(id.clone(), seen);
+        }
+        out.seqs.insert(id, entry.seqs);
     }
 
     // Rules use wall-clock or reading time; the earlier of the two keeps
@@ -70,6 +70,52 @@ pub(crate) async fn recover(store: &EmbeddedStore) -> Result<Recovery, StoreErro
         alarms_from(&batch, &mut out.alarms)?;
     }
     Ok(out)
+}
+
+/// Which keys are stored. A scan of the `device_id` and `seq` columns of
+/// every table: ingest asks only for seqs older than the index keeps.
+pub(crate) async fn stored_seqs(
+    store: &EmbeddedStore,
+    keys: &[SeqKey],
+) -> Result<HashSet<SeqKey>, StoreError> {
+    let mut found = HashSet::new();
+    if keys.is_empty() {
+        return Ok(found);
+    }
+    let wanted: HashSet<&SeqKey> = keys.iter().collect();
+    // Device ids are letters and digits only: safe inside quotes.
+    let ids: BTreeSet<String> = keys.iter().map(|(d, _)| format!("'{d}'")).collect();
+    let seqs: BTreeSet<String> = keys.iter().map(|(_, s)| s.to_string()).collect();
+    let filter = format!(
+        "device_id IN ({}) AND seq IN ({})",
+        ids.into_iter().collect::<Vec<_>>().join(", "),
+        seqs.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    let selects: Vec<String> = Table::READINGS
+        .iter()
+        .chain([&Table::DeadLetters])
+        .map(|t| format!("SELECT device_id, seq FROM {} WHERE {filter}", t.name()))
+        .collect();
+    for batch in store.query_all(&selects.join(" UNION ALL ")).await?.batches {
+        let ids = batch
+            .column(0)
+            .as_string_opt::<i32>()
+            .ok_or_else(|| bad("device_id is not text".into()))?;
+        let seqs = batch
+            .column(1)
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| bad("seq is not u64".into()))?;
+        for i in 0..batch.num_rows() {
+            let Ok(id) = DeviceId::new(ids.value(i)) else {
+                continue;
+            };
+            let key = (id, seqs.value(i));
+            if wanted.contains(&key) {
+                found.insert(key);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Rows of the `alarm_changes` shape back to alarms.

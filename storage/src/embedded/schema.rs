@@ -206,6 +206,8 @@ static SCHEMAS: LazyLock<[SchemaRef; 7]> = LazyLock::new(|| {
         Field::new("payload", DataType::Binary, false),
         text("payload_text"),
         Field::new("payload_size", DataType::UInt64, false),
+        // Added later than the others, hence last: null in older Parquet files.
+        Field::new("seq", DataType::UInt64, true),
     ]);
     [
         elevator,

@@ -138,6 +138,7 @@ pub(crate) fn one_of_each(seq: u64) -> Vec<Record> {
             detail: "expected value at line 1".into(),
             payload: vec![0xff, b'{', b'x'],
             payload_size: 3,
+            seq: None,
         }),
     ]
 }

@@ -29,6 +29,9 @@ const MAX_FRAME_LEN: usize = 256 << 20;
 enum RecordRef<'a> {
     Reading(&'a StoredReading),
     Alarm(Box<WalAlarm>),
+    /// Read from older logs, never written: keeps the variant's number.
+    #[allow(dead_code)]
+    DeadLetterV1(&'a DeadLetterV1),
     DeadLetter(&'a DeadLetter),
 }
 
@@ -37,7 +40,37 @@ enum RecordRef<'a> {
 enum WalRecord {
     Reading(StoredReading),
     Alarm(WalAlarm),
+    DeadLetterV1(DeadLetterV1),
     DeadLetter(DeadLetter),
+}
+
+/// A dead letter as logs wrote it before dead letters carried the `seq`
+/// they took. Postcard is not self-describing, so a new field needs a new
+/// variant; these come back with `seq: None`.
+#[derive(Serialize, Deserialize)]
+struct DeadLetterV1 {
+    received_at: EpochMs,
+    topic: String,
+    device_id: Option<String>,
+    reason: vigil_model::RejectReason,
+    detail: String,
+    payload: Vec<u8>,
+    payload_size: u64,
+}
+
+impl From<DeadLetterV1> for DeadLetter {
+    fn from(d: DeadLetterV1) -> Self {
+        DeadLetter {
+            received_at: d.received_at,
+            topic: d.topic,
+            device_id: d.device_id,
+            reason: d.reason,
+            detail: d.detail,
+            payload: d.payload,
+            payload_size: d.payload_size,
+            seq: None,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -163,6 +196,7 @@ fn decode_frame(body: &[u8]) -> Result<(u64, Vec<Record>), String> {
                 a.into_alarm()
                     .map_err(|e| format!("alarm details are not JSON: {e}"))?,
             ),
+            WalRecord::DeadLetterV1(d) => Record::DeadLetter(d.into()),
             WalRecord::DeadLetter(d) => Record::DeadLetter(d),
         });
     }
@@ -545,6 +579,47 @@ mod tests {
             .map(|(_, r)| r)
             .collect();
         assert_eq!(back, records);
+    }
+
+    #[test]
+    fn dead_letters_of_older_logs_come_back_without_a_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = DeadLetterV1 {
+            received_at: 1_732_300_000_000,
+            topic: "/tenants/EL9/v1/elevator".into(),
+            device_id: Some("EL9".into()),
+            reason: vigil_model::RejectReason::MalformedJson,
+            detail: "expected value".into(),
+            payload: b"{x".to_vec(),
+            payload_size: 2,
+        };
+        let old_frame = FrameRef {
+            no: 1,
+            records: vec![RecordRef::DeadLetterV1(&old)],
+        };
+        let mut buf = postcard::to_extend(&old_frame, vec![0u8; HEADER_LEN]).unwrap();
+        let body_len = buf.len() - HEADER_LEN;
+        let crc = crc32fast::hash(&buf[HEADER_LEN..]);
+        buf[..4].copy_from_slice(&(body_len as u32).to_le_bytes());
+        buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        let mut with_seq = testdata::one_of_each(1);
+        with_seq.retain(|r| matches!(r, Record::DeadLetter(_)));
+        if let Some(Record::DeadLetter(d)) = with_seq.first_mut() {
+            d.seq = Some(77);
+        }
+        write_segment(dir.path(), 1, &[buf, frame(2, &with_seq)]);
+        let back = replay_all(dir.path()).unwrap();
+        let seqs: Vec<Option<u64>> = back
+            .iter()
+            .map(|(_, r)| match r {
+                Record::DeadLetter(d) => d.seq,
+                _ => panic!("only dead letters were written"),
+            })
+            .collect();
+        assert_eq!(seqs, [None, Some(77)]);
+        assert!(
+            matches!(&back[0].1, Record::DeadLetter(d) if d.payload_size == 2 && d.detail == "expected value")
+        );
     }
 
     #[test]

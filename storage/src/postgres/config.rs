@@ -53,6 +53,17 @@ pub struct PostgresConfig {
     /// leaves the rest in the local log for the next start.
     #[serde(rename = "close_timeout_s", deserialize_with = "seconds")]
     pub close_timeout: Duration,
+    /// What people's SQL may use (concurrency and shape; `threads` and
+    /// `memory_bytes` are the embedded store's).
+    pub sql: crate::SqlLimits,
+    /// `work_mem` of people's queries (kB): what each sort or hash step may
+    /// use before it spills to temporary files.
+    pub sql_work_mem_kb: u32,
+    /// `temp_file_limit` of the query roles (kB; -1: none): one query's
+    /// temporary files together. Setting it needs a superuser (or, from
+    /// PostgreSQL 15, the SET privilege on it); otherwise a warning is
+    /// logged and the server's setting holds.
+    pub sql_temp_file_limit_kb: i64,
 }
 
 impl Default for PostgresConfig {
@@ -70,6 +81,9 @@ impl Default for PostgresConfig {
             compress_after_days: 7,
             retention_days: 0,
             close_timeout: Duration::from_secs(30),
+            sql: crate::SqlLimits::default(),
+            sql_work_mem_kb: 16 * 1024,
+            sql_temp_file_limit_kb: 1024 * 1024,
         }
     }
 }
@@ -92,6 +106,8 @@ impl PostgresConfig {
             self.batch_age = Duration::from_millis(1);
         }
         self.compress_after_days = self.compress_after_days.max(1);
+        self.sql = self.sql.normalized();
+        self.sql_work_mem_kb = self.sql_work_mem_kb.max(64);
         self
     }
 

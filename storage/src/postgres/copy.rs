@@ -230,7 +230,7 @@ impl CopyBuffer {
     }
 
     fn dead_letter(&mut self, d: &DeadLetter) {
-        self.row(8);
+        self.row(9);
         self.ts(d.received_at);
         self.text(&d.topic);
         self.text_opt(d.device_id.as_deref());
@@ -239,6 +239,7 @@ impl CopyBuffer {
         self.bytes(&d.payload);
         self.text(&String::from_utf8_lossy(&d.payload));
         self.i64(d.payload_size as i64);
+        self.i64_opt(d.seq.map(|s| s as i64));
     }
 }
 

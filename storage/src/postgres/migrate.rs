@@ -63,10 +63,17 @@ const MIGRATIONS: &[Migration] = &[
         timescale: "",
         plain: "",
     },
+    Migration {
+        version: 4,
+        name: "dead_letter_seq",
+        common: include_str!("../../migrations/0004_dead_letter_seq.sql"),
+        timescale: "",
+        plain: "",
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i32 = 3;
+pub const LATEST: i32 = 4;
 
 /// The continuous aggregates (plain views without TimescaleDB) and how far
 /// back each refresh looks: (name, start_offset, end_offset).
@@ -277,9 +284,34 @@ pub(crate) async fn prepare_access(
         .batch_execute(&sql)
         .await
         .map_err(StoreError::db("granting read access"))?;
+    limit_temp_files(client, config).await?;
     refresh_scoped_views(client, config).await?;
     if mode == Mode::Timescale {
         apply_policies(client, config).await?;
+    }
+    Ok(())
+}
+
+/// `temp_file_limit` on the query roles. Only a superuser (or a role with
+/// the SET privilege on it) may set it: without, a warning, and the
+/// server's own limit holds.
+async fn limit_temp_files(client: &Client, config: &PostgresConfig) -> Result<(), StoreError> {
+    let limit = config.sql_temp_file_limit_kb.max(-1);
+    for role in [config.reader_role(), config.analyst_role()] {
+        // A plain number is in kB, the setting's unit.
+        let set = format!("ALTER ROLE {} SET temp_file_limit = {limit}", ident(&role));
+        match client.batch_execute(&set).await {
+            Ok(()) => {}
+            Err(e) if e.code().map(|c| c.code()) == Some("42501") => {
+                warn!(role = %role, "Cannot set temp_file_limit on the query role (not a superuser); PostgreSQL's own limit holds.");
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(StoreError::db(format!(
+                    "limiting temporary files of {role}"
+                ))(e));
+            }
+        }
     }
     Ok(())
 }

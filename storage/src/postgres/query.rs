@@ -2,10 +2,15 @@
 //! answers.
 //!
 //! Each query gets a fresh connection as a read-only login role: the reader
-//! (every table of the schema) or, for an analyst, the analyst role whose
-//! search path is the scoped schema (views that show only rows of the
-//! grant; tables without a region are not there). The connection runs one
-//! statement in a READ ONLY transaction under `statement_timeout`. Result
+//! (every table of the schema) or, for a grant of regions (analysts,
+//! supervisors), the analyst role whose search path is the scoped schema
+//! (`security_barrier` views that show only rows of the grant, filtered
+//! before any expression of the query sees a row; tables without a region
+//! are not there). The connection runs one statement in a READ ONLY
+//! transaction under `statement_timeout` and, for people's queries,
+//! `work_mem` (the roles carry `temp_file_limit`). Rows are streamed and
+//! the answer is cut at the row and byte caps, so the engine holds no more
+//! than that; a query given up on is cancelled on the server. Result
 //! types Arrow has a natural form for are decoded from the binary protocol;
 //! any other column (numeric, interval, json, arrays, …) is cast to
 //! `double precision` (numeric) or `text` by wrapping the statement.
@@ -25,6 +30,7 @@ use tokio_postgres::types::{FromSql, ToSql, Type};
 use super::PostgresStore;
 use super::config::ident;
 use super::copy::PG_EPOCH_MS;
+use crate::limits::{self, AnswerBudget};
 use crate::{QueryOptions, QueryOutput, StoreError};
 
 /// Rows per Arrow batch of the answer.
@@ -36,6 +42,21 @@ pub(crate) async fn run(
     opts: &QueryOptions,
 ) -> Result<QueryOutput, StoreError> {
     let config = &store.config;
+    let started = std::time::Instant::now();
+    let _slot = match opts.guarded {
+        true => {
+            // Off the engine's worker threads: counting a long text takes milliseconds.
+            let (text, sql_limits) = (sql.to_owned(), config.sql.clone());
+            tokio::task::spawn_blocking(move || {
+                let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+                limits::check_shape(&text, &dialect, &sql_limits)
+            })
+            .await
+            .map_err(|e| StoreError::Other(format!("the SQL shape check failed: {e}")))??;
+            Some(store.gate.enter(opts.timeout).await?)
+        }
+        false => None,
+    };
     let (role, search_path) = match &opts.regions {
         None => (
             config.reader_role(),
@@ -78,21 +99,36 @@ pub(crate) async fn run(
             Some(pid)
         }
     };
-    let timeout_ms = opts.timeout.as_millis().clamp(1, i32::MAX as u128);
+    let left = opts.timeout.saturating_sub(started.elapsed());
+    let timeout_ms = left.as_millis().clamp(1, i32::MAX as u128);
+    let work_mem = match opts.guarded {
+        true => format!(" SET work_mem = {};", config.sql_work_mem_kb),
+        false => String::new(),
+    };
+    // Cancels the statement on the server if this future is dropped before
+    // the answer is in (timed out, caller gone, engine stopping).
+    let mut cancel = CancelOnDrop(Some(client.cancel_token()));
     let result = async {
         client
             .batch_execute(&format!(
-                "SET search_path TO {search_path}; SET statement_timeout = {timeout_ms}; BEGIN READ ONLY"
+                "SET search_path TO {search_path}; SET statement_timeout = {timeout_ms};{work_mem} BEGIN READ ONLY"
             ))
             .await
             .map_err(StoreError::db("preparing the query session"))?;
         // The database cancels at statement_timeout; this only guards the network.
-        let limit = opts.timeout + std::time::Duration::from_secs(5);
-        tokio::time::timeout(limit, execute(&mut client, sql, opts.max_rows))
+        let limit = left + std::time::Duration::from_secs(5);
+        let budget = AnswerBudget::new(opts.max_rows, opts.max_bytes);
+        tokio::time::timeout(limit, execute(&mut client, sql, budget))
             .await
             .map_err(|_| StoreError::QueryTimeout(opts.timeout))?
     }
     .await;
+    // An answer, or PostgreSQL's own error, means the statement is over;
+    // only a network timeout leaves it possibly running.
+    if !matches!(result, Err(StoreError::QueryTimeout(_))) {
+        cancel.0 = None;
+    }
+    drop(cancel);
     drop(client);
     if let Some(pid) = scoped_pid
         && let Ok(mut owner) = store.owner().await
@@ -105,7 +141,26 @@ pub(crate) async fn run(
     result.map_err(|e| user_error(e, opts))
 }
 
-/// Errors caused by the statement are the user's (400), a cancel is a timeout.
+/// Asks the server to cancel the running statement when dropped armed.
+struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = token.cancel_query(tokio_postgres::NoTls).await;
+            });
+        }
+    }
+}
+
+/// Errors caused by the statement are the user's (400), a cancel is a
+/// timeout, running out of memory or temporary file space is the memory
+/// limit. For people's queries, only errors about the statement's text
+/// (syntax, names: class 42, 0A) keep their message; the others may quote
+/// a value and are scrubbed.
 fn user_error(e: StoreError, opts: &QueryOptions) -> StoreError {
     let StoreError::Database { source, what } = e else {
         return e;
@@ -114,9 +169,20 @@ fn user_error(e: StoreError, opts: &QueryOptions) -> StoreError {
         return StoreError::Database { what, source };
     };
     let code = db.code().code();
-    let message = db.message().to_owned();
+    let about_text = code.starts_with("42") || code.starts_with("0A");
+    let mut message = db.message().to_owned();
+    if about_text && let Some(tokio_postgres::error::ErrorPosition::Original(at)) = db.position() {
+        message.push_str(&format!(" (at character {at})"));
+    }
+    if opts.guarded && !about_text {
+        message = limits::scrub(&message);
+    }
     if code == "57014" {
         StoreError::QueryTimeout(opts.timeout)
+    } else if code == "53200" || code == "53400" || code == "53100" {
+        StoreError::QueryMemory(message)
+    } else if code.starts_with("54") {
+        StoreError::QueryTooComplex(message)
     } else if ["42", "22", "0A", "25", "21", "2F", "3F"]
         .iter()
         .any(|class| code.starts_with(class))
@@ -130,7 +196,7 @@ fn user_error(e: StoreError, opts: &QueryOptions) -> StoreError {
 async fn execute(
     client: &mut Client,
     sql: &str,
-    max_rows: usize,
+    mut budget: AnswerBudget,
 ) -> Result<QueryOutput, StoreError> {
     let sql = sql.trim().trim_end_matches(';').trim_end();
     // A prepared statement holds exactly one statement: several are refused here.
@@ -189,20 +255,21 @@ async fn execute(
     let mut rows = std::pin::pin!(rows);
     let mut builders: Vec<Builder> = kinds.iter().map(|k| Builder::new(*k)).collect();
     let mut batches = Vec::new();
-    let mut count = 0usize;
     let mut in_batch = 0usize;
-    let mut truncated = false;
     while let Some(row) = rows.next().await {
         let row = row.map_err(StoreError::db("reading the answer"))?;
-        if count == max_rows {
-            truncated = true;
+        let raws = (0..kinds.len())
+            .map(|i| row.try_get::<_, Raw>(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::db("decoding a value"))?;
+        // Arrow keeps each value plus about 8 bytes of offsets and validity.
+        let bytes = raws.iter().map(|r| r.0.map_or(0, <[u8]>::len) + 8).sum();
+        if !budget.take_row(bytes) {
             break;
         }
-        for (i, b) in builders.iter_mut().enumerate() {
-            let raw: Raw = row.try_get(i).map_err(StoreError::db("decoding a value"))?;
+        for (b, raw) in builders.iter_mut().zip(&raws) {
             b.push(raw.0).map_err(StoreError::Query)?;
         }
-        count += 1;
         in_batch += 1;
         if in_batch == BATCH_ROWS {
             batches.push(finish(&schema, &mut builders)?);
@@ -215,7 +282,7 @@ async fn execute(
     Ok(QueryOutput {
         schema,
         batches,
-        truncated,
+        truncated: budget.truncated,
     })
 }
 

@@ -11,6 +11,8 @@ mod cluster;
 #[path = "../fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
+#[path = "../seq_history.rs"]
+mod seq_history;
 mod support;
 
 mod migrations;

@@ -3,7 +3,7 @@ use vigil_storage::postgres::migrate::{LATEST, Mode, migrate};
 use vigil_storage::postgres::migrate_only;
 
 use crate::cluster::SERVER;
-use crate::fixtures::{self, T0};
+use crate::fixtures::{self, T0, take_tokens};
 use crate::support::{client, count, db, open};
 
 #[tokio::test]
@@ -89,12 +89,12 @@ async fn the_stored_columns_match_the_embedded_schema() {
 }
 
 #[tokio::test]
-async fn migrating_from_the_previous_version_keeps_the_data_and_adds_the_views() {
+async fn migrating_from_before_the_rollup_views_keeps_the_data_and_adds_the_views() {
     let _server = SERVER.read().unwrap();
     let db = db("mig_prev");
     let mut c = client(&db.config).await;
-    let old = migrate(&mut c, &db.config, Some(LATEST - 1)).await.unwrap();
-    assert_eq!(old.version, LATEST - 1);
+    let old = migrate(&mut c, &db.config, Some(2)).await.unwrap();
+    assert_eq!(old.version, 2);
     assert!(
         c.query("SELECT * FROM equipment_hourly", &[])
             .await
@@ -132,5 +132,38 @@ async fn migrating_from_the_previous_version_keeps_the_data_and_adds_the_views()
         .await as i32,
         LATEST
     );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn dead_letters_of_the_previous_version_get_a_null_seq() {
+    let _server = SERVER.read().unwrap();
+    let db = db("mig_seq");
+    let mut c = client(&db.config).await;
+    migrate(&mut c, &db.config, Some(3)).await.unwrap();
+    c.batch_execute(
+        "INSERT INTO dead_letters (received_at, topic, device_id, reason, detail, payload, payload_text, payload_size)
+         VALUES (now(), '/tenants/EL1/v1/elevator', 'EL1', 'wrong_type', 'x', '\\x7b7d', '{}', 2)",
+    )
+    .await
+    .unwrap();
+    let (store, mut tokens) = open(&db.config).await;
+    store
+        .write(vec![crate::seq_history::letter_with_seq("EL1", 9)])
+        .await
+        .unwrap();
+    take_tokens(&mut tokens, 1).await;
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM dead_letters WHERE seq IS NULL").await,
+        1
+    );
+    let found = store
+        .stored_seqs(&[
+            (vigil_model::DeviceId::new("EL1").unwrap(), 9),
+            (vigil_model::DeviceId::new("EL1").unwrap(), 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
     store.close().await.unwrap();
 }

@@ -222,3 +222,85 @@ async fn reference_tables_are_replaced_whole() {
     let _ = binding("EQ");
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn people_queries_are_capped_scrubbed_and_scoped_below_their_expressions() {
+    let _server = SERVER.read().unwrap();
+    let db = db("people");
+    let (store, mut tokens) = open(&db.config).await;
+    store
+        .write(ws([
+            in_region(elevator("JM1", 1), "440703"),
+            in_region(elevator("GZSECRET", 1), "440106"),
+        ]))
+        .await
+        .unwrap();
+    take_tokens(&mut tokens, 2).await;
+    let person = |regions: Option<&[&str]>| QueryOptions {
+        regions: regions.map(|rs| rs.iter().map(|r| Region::new(r).unwrap()).collect()),
+        guarded: true,
+        ..QueryOptions::default()
+    };
+    let jiangmen = person(Some(&["440700"]));
+    // The cast would fail on the Guangzhou row if it ever reached it.
+    let side_door = "SELECT device_id FROM elevator_readings WHERE CASE WHEN region <> '440703' \
+                     THEN CAST(concat_ws('|', device_id, region) AS INT) ELSE 0 END = 1";
+    let out = store.query(side_door, &jiangmen).await.unwrap();
+    assert_eq!(json_rows(&out.batches).len(), 0);
+    // On the grant's own rows it fails, naming no value.
+    let err = store
+        .query(
+            "SELECT CAST(device_id AS INT) FROM elevator_readings",
+            &jiangmen,
+        )
+        .await
+        .unwrap_err();
+    let StoreError::InvalidQuery(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(m.contains("integer") && !m.contains("JM1"), "{m}");
+    // Mistakes in the text keep their position.
+    let err = store
+        .query("SELECT nope FROM elevator_readings", &jiangmen)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InvalidQuery(m) if m.contains("nope") && m.contains("at character 8")),
+        "{err:?}"
+    );
+    // Too deep, refused before PostgreSQL sees it.
+    let sum = format!("SELECT {}", vec!["1"; 1000].join(" + "));
+    let err = store.query(&sum, &person(None)).await.unwrap_err();
+    assert!(matches!(err, StoreError::QueryTooComplex(_)), "{err:?}");
+    // The byte cap cuts the streamed answer.
+    let small = QueryOptions {
+        max_bytes: 1 << 20,
+        ..person(None)
+    };
+    let out = store
+        .query(
+            "SELECT repeat('x', 1000) AS v FROM generate_series(1, 10000)",
+            &small,
+        )
+        .await
+        .unwrap();
+    assert!(out.truncated);
+    let rows: usize = out.batches.iter().map(|b| b.num_rows()).sum();
+    assert!((900..1100).contains(&rows), "{rows} rows of 1 kB in 1 MiB");
+    // The query roles carry the temporary file limit, sessions the work_mem.
+    let out = store
+        .query(
+            "SELECT current_setting('temp_file_limit') AS t, current_setting('work_mem') AS w",
+            &jiangmen,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        json_rows(&out.batches),
+        [json!({"t": "1GB", "w": "16MB"})
+            .as_object()
+            .unwrap()
+            .clone()]
+    );
+    store.close().await.unwrap();
+}

@@ -117,8 +117,11 @@ async fn recovery_reads_devices_and_alarms_back() {
 
     let (store, _tokens) = open(&db.config).await;
     let r = store.recover().await.unwrap();
-    assert_eq!(r.last_seq.len(), 2);
-    assert_eq!(r.last_seq[&vigil_model::DeviceId::new("EL1").unwrap()], 7);
+    assert_eq!(r.seqs.len(), 2);
+    assert_eq!(
+        r.seqs[&vigil_model::DeviceId::new("EL1").unwrap()].runs(),
+        [(7, 7)]
+    );
     assert_eq!(r.alarms.len(), 1, "{:?}", r.alarms);
     assert_eq!(
         r.alarms[0],
@@ -152,8 +155,15 @@ async fn what_the_local_log_holds_at_start_is_shipped_first() {
     );
     assert!(!wal.exists(), "shipped batches leave the local log");
     assert_eq!(
-        store.recover().await.unwrap().last_seq.values().max(),
-        Some(&12)
+        store
+            .recover()
+            .await
+            .unwrap()
+            .seqs
+            .values()
+            .filter_map(|s| s.highest())
+            .max(),
+        Some(12)
     );
     store.close().await.unwrap();
 }
@@ -188,4 +198,62 @@ fn vigil_storage_test_frame(records: &[Record]) -> Vec<u8> {
         .map(|p| std::fs::read(p).unwrap())
         .find(|b| !b.is_empty())
         .expect("a WAL frame")
+}
+
+#[tokio::test]
+async fn seq_history_and_look_ups_come_from_the_keys() {
+    use crate::seq_history::{check_history, history};
+    let _server = SERVER.read().unwrap();
+    let db = db("seqs");
+    let (stored, batches) = history();
+    let (store, mut tokens) = open(&db.config).await;
+    for batch in batches {
+        let n = batch.iter().filter(|w| w.ack.is_some()).count();
+        store.write(batch).await.unwrap();
+        take_tokens(&mut tokens, n).await;
+    }
+    check_history(&*store, &stored).await;
+    store.close().await.unwrap();
+    let (store, _tokens) = open(&db.config).await;
+    check_history(&*store, &stored).await;
+    let c = client(&db.config).await;
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM dead_letters WHERE device_id = 'EL3' AND seq = 5"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM dead_letters WHERE seq IS NULL").await,
+        1
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn batches_after_a_restart_are_stored_not_taken_for_shipped_ones() {
+    let _server = SERVER.read().unwrap();
+    let db = db("renumber");
+    let (store, mut tokens) = open(&db.config).await;
+    for seq in 1..=3 {
+        store.write(ws([elevator("EL1", seq)])).await.unwrap();
+        take_tokens(&mut tokens, 1).await;
+    }
+    store.close().await.unwrap();
+    // The local log is empty now; PostgreSQL remembers batches up to 3.
+    let (store, mut tokens) = open(&db.config).await;
+    store
+        .write(ws([elevator("EL1", 4), elevator("EL1", 5)]))
+        .await
+        .unwrap();
+    take_tokens(&mut tokens, 2).await;
+    let c = client(&db.config).await;
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM elevator_readings").await,
+        5,
+        "acked after the restart means stored"
+    );
+    store.close().await.unwrap();
 }

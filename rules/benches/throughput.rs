@@ -1,0 +1,411 @@
+//! Rules throughput: readings per second through the whole built-in
+//! catalogue (and two defined rules) for a fleet of many devices, one
+//! engine, ticked every simulated second as the engine binary does; and
+//! the bytes of rule state the engine keeps per device.
+//!
+//! ```sh
+//! cargo bench -p vigil-rules --bench throughput            # 20 000 devices, 30 rounds
+//! cargo bench -p vigil-rules --bench throughput -- 5000 10 # devices, rounds
+//! ```
+//!
+//! The fleet: of every 20 devices, 16 are elevators (one car each), one
+//! an elevator whose controller also reports fault codes, one a large
+//! amusement ride, one a camera in the first elevator's car and one a
+//! filling scale of its own station.
+//! Each device sends one reading per round (one simulated second); the
+//! samples follow a trip cycle with faults now and then (a door opening
+//! while moving, a power cut, a trapped car, an overfilled cylinder), so
+//! periods run, alarms are raised, repeated and cleared. Everything is
+//! deterministic: the alarm summary printed at the end must be the same
+//! for two builds that evaluate the rules the same way.
+//!
+//! Throughput is given per second of CPU time (the machine is shared, so
+//! wall time mostly measures the neighbours) and of wall time. Rule state
+//! per device is the growth of the process's resident memory
+//! from an empty engine to one that has seen every device, divided by the
+//! number of devices (Linux `/proc/self/statm`).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use serde_json::json;
+use vigil_model::reading::{
+    Brake, ControllerEvent, Direction, Door, ElevatorMode, ElevatorSample, FillResult,
+    FillingRecord, Limit, Power, RideSample, RideState, VideoEvent, VideoKind,
+};
+use vigil_model::{
+    Alarm, AlarmId, Binding, DeviceContext, DeviceId, EpochMs, EquipmentId, OwnerId, Payload,
+    Reading, Region,
+};
+use vigil_rules::{
+    CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RuleConfig, RuleEngine,
+};
+
+const T0: EpochMs = 1_732_300_000_000;
+const DAY_MS: EpochMs = 86_400_000;
+
+/// Two defined rules, so their family is in the path too.
+const RULE_FILE: &str = r#"
+[rule."site.car_overload"]
+stream = "elevator"
+when = "load_pct > rule.limit_pct and speed_mps > 0"
+for_s = 5
+limit_pct = 110
+
+[rule."site.gusty"]
+stream = "ride"
+when = 'state == "running" and wind_mps > 0.8 * coalesce(param.wind_limit_mps, 10.8)'
+for_s = 3
+"#;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Elevator,
+    Controller,
+    Ride,
+    Camera,
+    Scale,
+}
+
+struct Device {
+    id: DeviceId,
+    ctx: DeviceContext,
+    kind: Kind,
+    seq: u64,
+}
+
+fn kind_of(i: usize) -> Kind {
+    match i % 20 {
+        15 => Kind::Controller,
+        16 => Kind::Ride,
+        17 => Kind::Camera,
+        18 => Kind::Scale,
+        _ => Kind::Elevator,
+    }
+}
+
+fn fleet(n: usize) -> Vec<Device> {
+    (0..n)
+        .map(|i| {
+            let kind = kind_of(i);
+            // A camera watches the car of the first elevator of its group.
+            let equipment = match kind {
+                Kind::Camera => format!("EQ{}", i - 17),
+                _ => format!("EQ{i}"),
+            };
+            let (category, params) = match kind {
+                Kind::Ride => (
+                    "amusement_ride",
+                    json!({"rated_speed_mps": 12.0, "operating_hours": "09:00-21:00"}),
+                ),
+                Kind::Scale => ("filling_station", json!({"working_hours": "07:00-19:00"})),
+                _ => (
+                    "elevator",
+                    json!({"rated_speed_mps": 1.75, "floors": [-1, 20]}),
+                ),
+            };
+            Device {
+                id: DeviceId::new(format!("D{i}")).unwrap(),
+                ctx: DeviceContext {
+                    binding: Binding {
+                        equipment_id: EquipmentId::new(equipment).unwrap(),
+                        category: category.into(),
+                        owner_id: OwnerId::new(format!("O{}", i % 97)).unwrap(),
+                        region: Region::new("440703").unwrap(),
+                    },
+                    kind: "elevator".into(),
+                    report_interval_s: 30,
+                    params: params.as_object().unwrap().clone(),
+                },
+                kind,
+                seq: 0,
+            }
+        })
+        .collect()
+}
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Device `i`'s elevator sample in round `r`: a 12-round trip cycle, with
+/// a fault in some cycles of some cars.
+fn elevator(i: usize, r: u64, rng: &mut Rng) -> ElevatorSample {
+    let phase = (r + i as u64) % 12;
+    let floor = ((r / 12 + i as u64) % 20) as i16;
+    let mut s = ElevatorSample {
+        floor,
+        direction: Direction::Stop,
+        speed_mps: 0.0,
+        door: Door::Closed,
+        leveled: true,
+        occupied: phase < 8,
+        mode: ElevatorMode::Normal,
+        safety_circuit: true,
+        door_lock: true,
+        alarm_button: false,
+        power: Power::Mains,
+        limit: Limit::None,
+        run_count: Some(r),
+        load_pct: Some(40.0 + (rng.below(80)) as f32),
+    };
+    match phase {
+        0..=4 => {
+            s.direction = Direction::Up;
+            s.speed_mps = 1.5;
+            s.leveled = false;
+        }
+        5 => s.door = Door::Opening,
+        6 | 7 => s.door = Door::Open,
+        8 => s.door = Door::Closing,
+        _ => {}
+    }
+    // Now and then a fault, so periods run and alarms come and go.
+    match rng.below(400) {
+        0 => s.power = Power::Battery,
+        1 if phase < 5 => s.door = Door::Open,
+        2 => s.safety_circuit = false,
+        3 if phase < 5 => s.speed_mps = 2.5,
+        4 => s.floor = 30,
+        _ => {}
+    }
+    // One car in 50 gets stuck with people inside for a while.
+    if i % 50 == 3 && (r / 40) % 3 == 1 {
+        s.direction = Direction::Stop;
+        s.speed_mps = 0.0;
+        s.door = Door::Closed;
+        s.occupied = true;
+        s.leveled = true;
+        s.alarm_button = r % 40 > 20;
+    }
+    s
+}
+
+fn ride(i: usize, r: u64, rng: &mut Rng) -> RideSample {
+    let running = (r + i as u64) % 10 < 7;
+    RideSample {
+        state: if running {
+            RideState::Running
+        } else {
+            RideState::Loading
+        },
+        speed_mps: if running { 8.0 } else { 0.0 },
+        wind_mps: Some(4.0 + rng.below(90) as f32 / 10.0),
+        restraints_locked: running || rng.below(3) > 0,
+        vibration_mm_s: Some(2.0 + rng.below(20) as f32 / 10.0),
+        brake: if rng.below(500) == 0 {
+            Brake::Fault
+        } else {
+            Brake::Ok
+        },
+        passengers: Some(if r.is_multiple_of(10) { 0 } else { 12 }),
+    }
+}
+
+fn video(rng: &mut Rng) -> VideoEvent {
+    let kinds = [
+        VideoKind::ElectricBike,
+        VideoKind::PersonFall,
+        VideoKind::DangerZoneIntrusion,
+        VideoKind::Crowding,
+        VideoKind::SmokeFire,
+        VideoKind::CameraOccluded,
+    ];
+    VideoEvent {
+        camera_id: format!("cam{}", rng.below(2)),
+        event: kinds[rng.below(kinds.len() as u64) as usize],
+        confidence: 0.5 + rng.below(50) as f32 / 100.0,
+        snapshot: None,
+    }
+}
+
+fn filling(station: &str, ts: EpochMs, rng: &mut Rng) -> (FillingRecord, FillingFacts) {
+    let cylinder = rng.below(1000);
+    let record = FillingRecord {
+        cylinder_code: format!("CYL{cylinder}"),
+        operator_id: format!("P{}", rng.below(5)),
+        medium: "LPG".into(),
+        tare_kg: 14.0,
+        net_kg: 14.0 + rng.below(12) as f32 / 10.0,
+        pressure_mpa: Some(1.2),
+        temp_c: Some(20.0),
+        started_ms: ts - 180_000,
+        result: FillResult::Ok,
+    };
+    let facts = FillingFacts {
+        cylinder: (!cylinder.is_multiple_of(100)).then(|| CylinderFacts {
+            station_id: station.to_owned(),
+            model: "YSP35.5".into(),
+            max_fill_kg: None,
+            working_pressure_mpa: 2.1,
+            next_inspection: T0 + 400 * DAY_MS,
+            next_inspection_date: "2026-01-01".into(),
+            scrapped: false,
+            end_of_life: T0 + 4000 * DAY_MS,
+            end_of_life_date: "2035-01-01".into(),
+        }),
+        operator: Some(OperatorFacts {
+            certificates: vec![CertificateFacts {
+                kind: "filling".into(),
+                number: "C1".into(),
+                expires: T0 + 100 * DAY_MS,
+                expires_date: "2025-03-01".into(),
+            }],
+        }),
+    };
+    (record, facts)
+}
+
+/// One round: every device sends one reading at device time `ts`, then
+/// the engine ticks. Returns the alarm changes.
+fn round(engine: &mut RuleEngine, fleet: &mut [Device], r: u64, rng: &mut Rng) -> Vec<Alarm> {
+    let ts = T0 + r as i64 * 1000;
+    let mut changes = Vec::new();
+    for (i, dev) in fleet.iter_mut().enumerate() {
+        dev.seq += 1;
+        let mut facts = None;
+        let payload = match dev.kind {
+            Kind::Elevator => Payload::Elevator(elevator(i, r, rng)),
+            Kind::Controller if r.is_multiple_of(25) || r % 25 == 7 => {
+                Payload::Event(ControllerEvent {
+                    code: format!("{:02}", 1 + (r / 25) % 10),
+                    text: None,
+                    active: r.is_multiple_of(25),
+                })
+            }
+            Kind::Controller => Payload::Elevator(elevator(i, r, rng)),
+            Kind::Ride => Payload::Ride(ride(i, r, rng)),
+            Kind::Camera => Payload::Video(video(rng)),
+            Kind::Scale => {
+                let (record, f) = filling(dev.ctx.binding.equipment_id.as_str(), ts, rng);
+                facts = Some(f);
+                Payload::Filling(record)
+            }
+        };
+        let reading = Reading {
+            device_id: dev.id.clone(),
+            seq: dev.seq,
+            ts,
+            received_at: ts,
+            payload,
+            extra: None,
+        };
+        changes.extend(match &facts {
+            Some(f) => engine.on_filling(&reading, &dev.ctx, f, ts),
+            None => engine.on_reading(&reading, &dev.ctx, ts),
+        });
+    }
+    changes.extend(engine.tick(ts + 500));
+    changes
+}
+
+/// CPU time this process has used (user + system), from `/proc/self/stat`:
+/// on a shared machine wall time mostly measures the neighbours.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and
+    // stime are the 12th and 13th, in clock ticks (100 per second).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// An order-independent summary of alarm changes: the count, and a hash of
+/// each change's rule, equipment, state, times, count and version.
+fn summary(changes: &[Alarm]) -> (usize, u64) {
+    let mut lines: Vec<String> = changes
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {} {} {:?} {} {} {}",
+                a.rule,
+                a.equipment_id,
+                a.state.as_str(),
+                a.raised_at,
+                a.cleared_at,
+                a.updated_at,
+                a.count,
+                a.version
+            )
+        })
+        .collect();
+    lines.sort();
+    // FNV-1a: stable across builds, unlike the std hasher's seed.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in lines.iter().flat_map(|l| l.bytes().chain([b'\n'])) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (lines.len(), h)
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let devices = args.first().copied().unwrap_or(20_000);
+    let rounds = args.get(1).copied().unwrap_or(30) as u64;
+    let warmup = 3;
+
+    let config = RuleConfig::load(&toml::Table::new(), Some(("bench.toml", RULE_FILE)))
+        .expect("the bench's rule file checks");
+    let mut fleet = fleet(devices);
+    let mut n = 0u64;
+    let ids = Box::new(move || {
+        n += 1;
+        AlarmId::new(format!("A{n}")).unwrap()
+    });
+    let before = resident_bytes();
+    let mut engine = RuleEngine::with_id_source(config, ids);
+    let mut rng = Rng(42);
+    let mut all = Vec::new();
+    for r in 0..warmup {
+        all.extend(round(&mut engine, &mut fleet, r, &mut rng));
+    }
+    let state = resident_bytes().saturating_sub(before);
+
+    let (start, cpu_start) = (Instant::now(), cpu_seconds());
+    for r in warmup..warmup + rounds {
+        all.extend(black_box(round(&mut engine, &mut fleet, r, &mut rng)));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_start;
+    let readings = devices as f64 * rounds as f64;
+    let (count, hash) = summary(&all);
+    println!("devices                 {devices}");
+    println!("rounds                  {rounds} (+{warmup} warm-up)");
+    println!("readings/s (CPU time)   {:.0}", readings / cpu);
+    println!("readings/s (wall time)  {:.0}", readings / elapsed);
+    println!("CPU ns/reading          {:.0}", cpu * 1e9 / readings);
+    println!("rule state bytes/device {}", state / devices.max(1) as u64);
+    println!("alarm changes           {count} (summary {hash:016x})");
+    println!("open alarms             {}", engine.open_alarms().count());
+}

@@ -1,0 +1,236 @@
+//! The alarm book: ids, versions, the open alarm of each `(equipment,
+//! rule)` and who keeps it open, and the ids of recently cleared alarms.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde_json::Value;
+use tracing::{debug, info, warn};
+use vigil_model::log_limit::LogLimit;
+use vigil_model::{Alarm, AlarmId, AlarmState, DeviceId, EpochMs, RuleId, Severity};
+
+use super::state::EquipmentCore;
+use crate::catalogue::{Key, rule_id, rules};
+use crate::family::EqIx;
+
+/// "Alarm repeated." lines across every shard.
+static REPEAT_LOG: LogLimit = LogLimit::per_second(5);
+
+/// The open alarm of one `(equipment, rule)` and who keeps it open.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub alarm: Alarm,
+    /// Devices whose condition holds this alarm open (per-device rules).
+    /// Empty for equipment-level rules, and for a restored alarm until a
+    /// device adopts it.
+    pub holders: Vec<DeviceId>,
+}
+
+/// One firing of a rule: which, how severe, when, with what details.
+pub(crate) struct Fire {
+    pub key: Key,
+    pub severity: Severity,
+    pub at: EpochMs,
+    pub details: Value,
+}
+
+/// Remembers ids of cleared alarms so a late acknowledge says "already
+/// cleared" rather than "not found"; bounded, oldest forgotten first.
+#[derive(Default)]
+pub(crate) struct RecentlyCleared {
+    order: VecDeque<AlarmId>,
+    ids: HashSet<AlarmId>,
+}
+
+const REMEMBER_CLEARED: usize = 65_536;
+
+impl RecentlyCleared {
+    pub fn insert(&mut self, id: AlarmId) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > REMEMBER_CLEARED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    pub fn contains(&self, id: &AlarmId) -> bool {
+        self.ids.contains(id)
+    }
+}
+
+/// The alarm lifecycle: ids, versions, the index by alarm id.
+pub(crate) struct Book {
+    pub next_id: Box<dyn FnMut() -> AlarmId + Send>,
+    /// By [`Key`]: the built-in rules' ids, then the defined rules'.
+    pub rule_ids: Vec<RuleId>,
+    pub by_alarm: HashMap<AlarmId, (EqIx, Key)>,
+    pub cleared: RecentlyCleared,
+}
+
+impl Book {
+    pub fn new(next_id: Box<dyn FnMut() -> AlarmId + Send>) -> Book {
+        Book {
+            next_id,
+            rule_ids: rules().iter().map(|d| rule_id(d)).collect(),
+            by_alarm: HashMap::new(),
+            cleared: RecentlyCleared::default(),
+        }
+    }
+
+    /// The rule qualified: raise a new alarm, or repeat the open one
+    /// (count + 1). `holder`: the device's condition keeps it open.
+    pub fn fire(
+        &mut self,
+        eq: &mut EquipmentCore,
+        f: Fire,
+        device: &DeviceId,
+        holder: bool,
+        out: &mut Vec<Alarm>,
+    ) {
+        match eq.slot_mut(f.key) {
+            Some(slot) => {
+                let a = &mut slot.alarm;
+                a.count += 1;
+                a.updated_at = a.updated_at.max(f.at);
+                a.severity = f.severity;
+                a.details = super::escalation::carried(&a.details, f.details);
+                a.version += 1;
+                if holder && !slot.holders.contains(device) {
+                    slot.holders.push(device.clone());
+                }
+                // A device stuck on a fault repeats its alarm with every
+                // message: the count has every repeat, the log a few a second.
+                match REPEAT_LOG.allow() {
+                    Some(held_back) => {
+                        info!(equipment = %a.equipment_id, device = %device, rule = %a.rule, alarm = %a.alarm_id, count = a.count, held_back, "Alarm repeated.")
+                    }
+                    None => {
+                        debug!(equipment = %a.equipment_id, device = %device, rule = %a.rule, alarm = %a.alarm_id, count = a.count, "Alarm repeated.")
+                    }
+                }
+                out.push(a.clone());
+            }
+            None => {
+                let holders = if holder {
+                    vec![device.clone()]
+                } else {
+                    Vec::new()
+                };
+                out.push(self.raise(eq, f, Some(device), holders));
+            }
+        }
+    }
+
+    /// A new alarm on `eq`, raised by `device` (none for the registry-time
+    /// rules), now its open alarm; returns its first version.
+    pub fn raise(
+        &mut self,
+        eq: &mut EquipmentCore,
+        f: Fire,
+        device: Option<&DeviceId>,
+        holders: Vec<DeviceId>,
+    ) -> Alarm {
+        let alarm = Alarm {
+            alarm_id: (self.next_id)(),
+            rule: self.rule_ids[f.key.index()].clone(),
+            severity: f.severity,
+            state: AlarmState::Active,
+            equipment_id: eq.binding.equipment_id.clone(),
+            device_id: device.cloned(),
+            category: eq.binding.category.clone(),
+            owner_id: eq.binding.owner_id.clone(),
+            region: eq.binding.region,
+            raised_at: f.at,
+            updated_at: f.at,
+            cleared_at: None,
+            count: 1,
+            details: f.details,
+            version: 1,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            note: None,
+        };
+        info!(equipment = %alarm.equipment_id, device = ?device.map(DeviceId::as_str), rule = %alarm.rule, alarm = %alarm.alarm_id, severity = f.severity.as_str(), "Alarm raised.");
+        self.by_alarm.insert(alarm.alarm_id.clone(), (eq.ix, f.key));
+        eq.grow(f.key.index() + 1);
+        eq.slots[f.key.index()] = Some(Box::new(Slot {
+            alarm: alarm.clone(),
+            holders,
+        }));
+        alarm
+    }
+
+    /// After a restart: the stored open `alarm` is `key`'s open alarm on
+    /// `eq` again, held by no device until one adopts it. An open alarm
+    /// already there (two stored for one rule) gives way to it.
+    pub fn reopen(&mut self, eq: &mut EquipmentCore, key: Key, alarm: &Alarm) {
+        eq.grow(key.index() + 1);
+        if let Some(existing) = eq.slots[key.index()].take() {
+            warn!(equipment = %alarm.equipment_id, rule = %alarm.rule, kept = %alarm.alarm_id, dropped = %existing.alarm.alarm_id, "Two open alarms for one equipment and rule; keeping the later one.");
+            self.by_alarm.remove(&existing.alarm.alarm_id);
+        }
+        self.by_alarm.insert(alarm.alarm_id.clone(), (eq.ix, key));
+        eq.slots[key.index()] = Some(Box::new(Slot {
+            alarm: alarm.clone(),
+            holders: Vec::new(),
+        }));
+    }
+
+    /// A new version of the open alarm without a new occurrence (the set of
+    /// active codes or offline devices changed).
+    pub fn update(
+        &mut self,
+        eq: &mut EquipmentCore,
+        key: Key,
+        severity: Severity,
+        at: EpochMs,
+        details: Value,
+        out: &mut Vec<Alarm>,
+    ) {
+        if let Some(slot) = eq.slot_mut(key) {
+            let a = &mut slot.alarm;
+            a.updated_at = a.updated_at.max(at);
+            a.severity = severity;
+            a.details = super::escalation::carried(&a.details, details);
+            a.version += 1;
+            out.push(a.clone());
+        }
+    }
+
+    /// `device` no longer holds the alarm; the last holder clears it.
+    pub fn release(
+        &mut self,
+        eq: &mut EquipmentCore,
+        key: Key,
+        device: &DeviceId,
+        at: EpochMs,
+        out: &mut Vec<Alarm>,
+    ) {
+        if let Some(slot) = eq.slot_mut(key) {
+            slot.holders.retain(|d| d != device);
+            if slot.holders.is_empty() {
+                self.clear(eq, key, at, out);
+            }
+        }
+    }
+
+    /// The rule clears its open alarm at device time `at`.
+    pub fn clear(&mut self, eq: &mut EquipmentCore, key: Key, at: EpochMs, out: &mut Vec<Alarm>) {
+        let Some(slot) = eq.slots.get_mut(key.index()).and_then(Option::take) else {
+            return;
+        };
+        let mut a = slot.alarm;
+        let at = at.max(a.raised_at);
+        a.state = AlarmState::Cleared;
+        a.cleared_at = Some(at);
+        a.updated_at = at;
+        a.version += 1;
+        eq.set_cleared_at(key, at);
+        info!(equipment = %a.equipment_id, rule = %a.rule, alarm = %a.alarm_id, count = a.count, "Alarm cleared.");
+        self.by_alarm.remove(&a.alarm_id);
+        self.cleared.insert(a.alarm_id.clone());
+        out.push(a);
+    }
+}

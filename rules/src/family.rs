@@ -1,0 +1,615 @@
+//! Rule families: the one contract every group of rules implements, and
+//! the list of families the engine runs.
+//!
+//! A family is the rules that share a stream and a kind of memory (the
+//! elevator sample rules, the video rules, liveness, …). It declares its
+//! rules ([`crate::catalogue::Decl`], with the [`rules!`] macro), keeps its
+//! own state per device and per equipment (by the engine's dense indices,
+//! [`DevIx`] and [`EqIx`]), and implements the hooks of [`Family`] it
+//! needs. Each hook gets a [`Cx`]: the alarm book, the equipment (and for
+//! device hooks, in a [`DevCx`], the device), the time and the output. The
+//! engine calls every family's hook in the order of [`all`].
+//!
+//! To add a built-in rule, add it to its family's `rules!` declaration and
+//! evaluate it in that family's hooks; `catalogue.toml` takes its condition
+//! if it is one of a sample. To add a family, write `family/NAME.rs` and
+//! list it in [`all`].
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use serde_json::Value;
+use vigil_model::{Alarm, DeviceContext, DeviceId, EpochMs, Payload, Severity};
+
+use crate::catalogue::{Decl, Key, ParamSet, Params};
+use crate::define::Definition;
+use crate::engine::book::{Book, Fire, Slot};
+use crate::engine::state::{DeviceCore, EquipmentCore, Step, Tracker};
+
+pub(crate) mod anomaly;
+pub(crate) mod controller;
+pub(crate) mod daily;
+pub(crate) mod defined;
+pub(crate) mod elevator;
+pub(crate) mod filling;
+pub(crate) mod frequent;
+pub(crate) mod liveness;
+pub(crate) mod registry;
+pub(crate) mod rides;
+pub(crate) mod video;
+
+pub use filling::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts};
+pub use registry::RegistryFacts;
+
+/// Every family, in the order the engine calls their hooks (and `vigil
+/// rules list` lists their rules). Order matters twice: liveness comes
+/// before filling (`filling.records_missing` asks whether the scale is
+/// online), and frequent faults after elevator and controller (it counts
+/// what they raised in the same call). Defined rules come last: their keys
+/// follow every built-in one.
+pub(crate) fn all() -> Vec<Box<dyn Family>> {
+    vec![
+        Box::new(elevator::Elevator::default()),
+        Box::new(controller::Controller::default()),
+        Box::new(frequent::Frequent::default()),
+        Box::new(rides::Rides::default()),
+        Box::new(daily::Daily::default()),
+        Box::new(video::Video::default()),
+        Box::new(liveness::Liveness::default()),
+        Box::new(filling::Filling::default()),
+        Box::new(registry::Registry::default()),
+        Box::new(anomaly::Anomaly::default()),
+        Box::new(defined::Defined::default()),
+    ]
+}
+
+/// A group of rules and their state. Every hook but [`Family::rules`] does
+/// nothing by default.
+pub(crate) trait Family: Send {
+    /// The family's name in docs/rules.md's generated tables.
+    fn name(&self) -> &'static str;
+
+    /// The built-in rules it declares, in the order of its [`Local`] ids.
+    fn rules(&self) -> &'static [Decl];
+
+    /// A configuration was loaded; `defined` are its defined rules by slot.
+    fn on_config(&mut self, _defined: &[Option<Arc<Definition>>]) {}
+
+    /// Any accepted reading of the device, late ones included: it is
+    /// alive, and the registry's context of it is current.
+    fn on_heard(&mut self, _cx: &mut DevCx<'_>, _msg: &Msg<'_>) {}
+
+    /// The device's clock stepped back to `t`: running periods measure
+    /// from `t` on.
+    fn on_rebase(&mut self, _cx: &mut DevCx<'_>, _t: EpochMs) {}
+
+    /// A reading to evaluate, before the engine keeps it as the device's
+    /// latest sample: periods running on the previous sample reach its time.
+    fn before_message(&mut self, _cx: &mut DevCx<'_>, _msg: &Msg<'_>) {}
+
+    /// A reading to evaluate, now the device's latest of its stream.
+    fn on_message(&mut self, _cx: &mut DevCx<'_>, _msg: &Msg<'_>) {}
+
+    /// The wall clock moved on; the device's clock is `tick.device_now`.
+    fn on_device_tick(&mut self, _cx: &mut DevCx<'_>, _tick: &DeviceTick) {}
+
+    /// The wall clock moved on (after every device's tick).
+    fn on_equipment_tick(&mut self, _cx: &mut Cx<'_>) {}
+
+    /// The registry's facts of the equipment on a schedule (`None`: it left
+    /// the registry or this shard). `heard` is when a device of it was last heard.
+    fn on_registry(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        _facts: Option<&RegistryFacts>,
+        _heard: Option<EpochMs>,
+    ) {
+    }
+
+    /// A person resolved this family's alarm `rule` (already cleared).
+    fn on_resolve(&mut self, _cx: &mut Cx<'_>, _rule: Local, _alarm: &Alarm) {}
+
+    /// The device is bound to other equipment (noticed at its reading of
+    /// device time `at`): let go of it here. The engine has already
+    /// released the alarms it held as a holder.
+    fn on_release(&mut self, _cx: &mut Cx<'_>, _dev: DevIx, _id: &DeviceId, _at: EpochMs) {}
+
+    /// After a restart: the stored versions of one alarm of rule `key`
+    /// (any family's; the latest last), before it is open again.
+    fn on_restore(&mut self, _cx: &mut Cx<'_>, _key: Key, _versions: &[Alarm]) {}
+}
+
+/// Declares a family's rules once: an enum to name them by in code, and
+/// their [`Decl`]s in the same order.
+///
+/// ```text
+/// rules! {
+///     pub(crate) enum Rule {
+///         Trapped = Decl { id: "elevator.trapped", …, ..Decl::BASE },
+///     }
+/// }
+/// ```
+macro_rules! rules {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident = $decl:expr),+ $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every rule of the family, in declaration order.
+            #[allow(dead_code)]
+            pub(crate) const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// Their declarations, in the same order.
+            pub(crate) const DECLS: &'static [$crate::catalogue::Decl] = &[$($decl),+];
+
+            #[allow(dead_code)]
+            pub(crate) const fn decl(self) -> &'static $crate::catalogue::Decl {
+                &Self::DECLS[self as usize]
+            }
+        }
+
+        impl From<$name> for $crate::family::Local {
+            fn from(rule: $name) -> Self {
+                $crate::family::Local(rule as u16)
+            }
+        }
+    };
+}
+pub(crate) use rules;
+
+/// A rule of one family: its index among the family's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Local(pub u16);
+
+impl Local {
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// The engine's index of a device.
+pub(crate) type DevIx = usize;
+/// The engine's index of a piece of equipment.
+pub(crate) type EqIx = usize;
+
+/// A reading as the families see it.
+pub(crate) struct Msg<'a> {
+    pub payload: &'a Payload,
+    /// Device time.
+    pub ts: EpochMs,
+    pub ctx: &'a DeviceContext,
+    /// What the registry says of a filling record's cylinder and operator.
+    pub facts: Option<&'a FillingFacts>,
+}
+
+/// A tick as one device sees it.
+pub(crate) struct DeviceTick {
+    /// The device's clock: its last `ts` plus the wall time since.
+    pub device_now: EpochMs,
+    /// Wall time since its last message.
+    pub silent_ms: i64,
+    /// The configuration changed: re-evaluate even what is not running.
+    pub everything: bool,
+}
+
+/// What a hook works with: the alarm book, one piece of equipment, the
+/// time and the output. Rules are named by the family's own [`Local`] ids.
+pub(crate) struct Cx<'a> {
+    pub book: &'a mut Book,
+    pub eq: &'a mut EquipmentCore,
+    pub out: &'a mut Vec<Alarm>,
+    /// Engine (wall) time of the call.
+    pub now: EpochMs,
+    /// Local time minus UTC (working and operating hours, local days).
+    pub local_offset_ms: i64,
+    /// The key of the family's first rule.
+    pub base: usize,
+}
+
+/// A [`Cx`] for one device of the equipment.
+pub(crate) struct DevCx<'a> {
+    pub cx: Cx<'a>,
+    pub dev: &'a mut DeviceCore,
+    pub ix: DevIx,
+}
+
+impl<'a> Deref for DevCx<'a> {
+    type Target = Cx<'a>;
+    fn deref(&self) -> &Cx<'a> {
+        &self.cx
+    }
+}
+
+impl DerefMut for DevCx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.cx
+    }
+}
+
+/// The parameters of one family's rules for one piece of equipment.
+pub(crate) struct Tuning {
+    set: Arc<ParamSet>,
+    base: usize,
+}
+
+impl Tuning {
+    pub fn of(&self, rule: impl Into<Local>) -> &Params {
+        self.set
+            .get(Key::from_index(self.base + rule.into().index()))
+    }
+}
+
+impl Cx<'_> {
+    pub fn key(&self, rule: impl Into<Local>) -> Key {
+        Key::from_index(self.base + rule.into().index())
+    }
+
+    /// This family's rule of `key`, if it is one of its rules.
+    pub fn local(&self, key: Key, count: usize) -> Option<Local> {
+        let i = key.index().checked_sub(self.base)?;
+        (i < count).then_some(Local(i as u16))
+    }
+
+    /// The equipment's resolved parameters of this family's rules (shared:
+    /// holding them does not borrow the context).
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            set: Arc::clone(&self.eq.params),
+            base: self.base,
+        }
+    }
+
+    pub fn slot(&self, rule: impl Into<Local>) -> Option<&Slot> {
+        self.eq.slot(self.key(rule))
+    }
+
+    pub fn is_open(&self, rule: impl Into<Local>) -> bool {
+        self.slot(rule).is_some()
+    }
+
+    /// The rule qualified on `by`'s word: raise its alarm, or repeat the
+    /// open one (count + 1).
+    pub fn fire_by(
+        &mut self,
+        rule: impl Into<Local>,
+        by: &DeviceId,
+        severity: Severity,
+        at: EpochMs,
+        details: Value,
+    ) {
+        let fire = self.firing(rule, severity, at, details);
+        self.book.fire(self.eq, fire, by, false, self.out);
+    }
+
+    fn firing(
+        &self,
+        rule: impl Into<Local>,
+        severity: Severity,
+        at: EpochMs,
+        details: Value,
+    ) -> Fire {
+        Fire {
+            key: self.key(rule),
+            severity,
+            at,
+            details,
+        }
+    }
+
+    /// A new alarm no device raised (registry-time rules).
+    pub fn raise(
+        &mut self,
+        rule: impl Into<Local>,
+        severity: Severity,
+        at: EpochMs,
+        details: Value,
+    ) {
+        let fire = self.firing(rule, severity, at, details);
+        let alarm = self.book.raise(self.eq, fire, None, Vec::new());
+        self.out.push(alarm);
+    }
+
+    /// A new version of the open alarm without a new occurrence.
+    pub fn update(
+        &mut self,
+        rule: impl Into<Local>,
+        severity: Severity,
+        at: EpochMs,
+        details: Value,
+    ) {
+        let key = self.key(rule);
+        self.book
+            .update(self.eq, key, severity, at, details, self.out);
+    }
+
+    /// The rule clears its open alarm at `at` (nothing if none is open).
+    pub fn clear(&mut self, rule: impl Into<Local>, at: EpochMs) {
+        let key = self.key(rule);
+        self.book.clear(self.eq, key, at, self.out);
+    }
+
+    /// An alarm that ends `clear_s` after its rule's last qualifying event
+    /// (video, filling, defined event rules): `last` is that event's time
+    /// and device. Clears it when the rule is disabled, or once `dev_id`'s
+    /// clock `t` has passed the quiet period of an event of `dev_id`;
+    /// returns what `last` becomes.
+    pub fn quiet_period(
+        &mut self,
+        rule: impl Into<Local>,
+        last: Option<(EpochMs, DeviceId)>,
+        dev_id: &DeviceId,
+        t: EpochMs,
+    ) -> Option<(EpochMs, DeviceId)> {
+        let rule = rule.into();
+        let tuning = self.tuning();
+        let p = tuning.of(rule);
+        if !p.enabled {
+            self.clear(rule, t);
+            return None;
+        }
+        self.slot(rule)?;
+        match last {
+            Some((at, by)) if by == *dev_id && t.saturating_sub(at) >= p.clear_ms => {
+                self.clear(rule, at + p.clear_ms);
+                None
+            }
+            other => other,
+        }
+    }
+}
+
+impl Cx<'_> {
+    /// `dev_id` is bound to other equipment: the alarms of `rules` (each
+    /// open until a quiet period after its last event, `lasts`) that its
+    /// events were keeping open here clear at `at`.
+    pub fn let_go<R: Into<Local> + Copy>(
+        &mut self,
+        rules: &[R],
+        lasts: &mut [Option<(EpochMs, DeviceId)>],
+        dev_id: &DeviceId,
+        at: EpochMs,
+    ) {
+        for (&rule, last) in rules.iter().zip(lasts) {
+            if last.as_ref().is_some_and(|(_, by)| by == dev_id) {
+                *last = None;
+                self.clear(rule, at);
+            }
+        }
+    }
+}
+
+impl DevCx<'_> {
+    /// The rule qualified on this device: raise or repeat.
+    pub fn fire(
+        &mut self,
+        rule: impl Into<Local>,
+        severity: Severity,
+        at: EpochMs,
+        details: Value,
+    ) {
+        let fire = self.cx.firing(rule, severity, at, details);
+        self.fire_here(fire, false);
+    }
+
+    /// As [`DevCx::fire`], and this device's condition keeps the alarm
+    /// open until it lets go ([`DevCx::release_mine`]).
+    pub fn hold(
+        &mut self,
+        rule: impl Into<Local>,
+        severity: Severity,
+        at: EpochMs,
+        details: Value,
+    ) {
+        let fire = self.cx.firing(rule, severity, at, details);
+        self.fire_here(fire, true);
+    }
+
+    fn fire_here(&mut self, fire: Fire, holder: bool) {
+        let cx = &mut self.cx;
+        cx.book.fire(cx.eq, fire, &self.dev.id, holder, cx.out);
+    }
+
+    /// [`Cx::quiet_period`] of each of `rules`, whose last qualifying
+    /// events are `lasts`, on this device's clock `t`.
+    pub fn quiet_periods<R: Into<Local> + Copy>(
+        &mut self,
+        rules: &[R],
+        lasts: &mut [Option<(EpochMs, DeviceId)>],
+        t: EpochMs,
+    ) {
+        for (&rule, last) in rules.iter().zip(lasts) {
+            *last = self.cx.quiet_period(rule, last.take(), &self.dev.id, t);
+        }
+    }
+
+    /// This device's condition no longer holds the alarm open; the last
+    /// holder clears it.
+    pub fn release_mine(&mut self, rule: impl Into<Local>, at: EpochMs) {
+        let key = self.cx.key(rule);
+        let cx = &mut self.cx;
+        cx.book.release(cx.eq, key, &self.dev.id, at, cx.out);
+    }
+
+    /// An occurrence of `rule` on this device at `at` with `severity`:
+    /// major and critical ones of rules that count as faults feed
+    /// `elevator.frequent_faults`.
+    pub fn count_fault(&mut self, rule: impl Into<Local>, severity: Severity, at: EpochMs) {
+        let key = self.cx.key(rule);
+        self.cx.eq.faults.record(key, severity, at, &self.dev.id);
+    }
+
+    /// The first half of a per-device condition's turn: a tracker whose
+    /// run the equipment's alarm no longer follows (resolved by a person,
+    /// rule disabled, restored over) starts over, so a condition that still
+    /// holds must qualify again from here; a disabled rule clears its
+    /// alarm. Returns whether the rule is to be evaluated.
+    pub fn sync(
+        &mut self,
+        rule: impl Into<Local>,
+        tr: &mut Tracker,
+        enabled: bool,
+        t: EpochMs,
+    ) -> bool {
+        let rule = rule.into();
+        let followed = self
+            .slot(rule)
+            .is_some_and(|s| s.holders.contains(&self.dev.id));
+        if (tr.held && !followed) || !enabled {
+            *tr = Tracker::default();
+        }
+        if !enabled {
+            self.clear(rule, t);
+        }
+        enabled
+    }
+
+    /// The second half: a restored alarm nobody holds is adopted, then the
+    /// tracker steps to `t` with the condition's `due` time (`None`: false),
+    /// firing (with the details `details` gives for the firing time) or
+    /// releasing. Returns the firing time, if it fired.
+    pub fn step(
+        &mut self,
+        rule: impl Into<Local>,
+        tr: &mut Tracker,
+        p: &Params,
+        due: Option<EpochMs>,
+        t: EpochMs,
+        details: impl FnOnce(EpochMs) -> Value,
+    ) -> Option<EpochMs> {
+        let key = self.key(rule);
+        if !tr.held
+            && let Some(slot) = self.cx.eq.slot_mut(key)
+            && slot.holders.is_empty()
+        {
+            tr.adopt(due.is_some(), t);
+            slot.holders.push(self.dev.id.clone());
+        }
+        match tr.step(due, t, p.clear_ms) {
+            Step::Fire(at) => {
+                let fire = Fire {
+                    key,
+                    severity: p.severity,
+                    at,
+                    details: details(at),
+                };
+                self.fire_here(fire, true);
+                Some(at)
+            }
+            Step::Release(at) => {
+                let cx = &mut self.cx;
+                cx.book.release(cx.eq, key, &self.dev.id, at, cx.out);
+                None
+            }
+            Step::Idle => None,
+        }
+    }
+}
+
+/// A family's state of each device or piece of equipment, by the engine's
+/// dense index; a slot is made (as `T::default()`) when first used.
+#[derive(Debug)]
+pub(crate) struct Dense<T>(Vec<T>);
+
+impl<T> Default for Dense<T> {
+    fn default() -> Self {
+        Dense(Vec::new())
+    }
+}
+
+impl<T: Default> Dense<T> {
+    pub fn get(&self, ix: usize) -> Option<&T> {
+        self.0.get(ix)
+    }
+
+    pub fn at(&mut self, ix: usize) -> &mut T {
+        if self.0.len() <= ix {
+            self.0.resize_with(ix + 1, T::default);
+        }
+        &mut self.0[ix]
+    }
+
+    pub fn get_mut(&mut self, ix: usize) -> Option<&mut T> {
+        self.0.get_mut(ix)
+    }
+
+    /// Forgets what was kept at `ix`.
+    pub fn reset(&mut self, ix: usize) {
+        if let Some(slot) = self.0.get_mut(ix) {
+            *slot = T::default();
+        }
+    }
+}
+
+/// A family's state of the few devices or pieces of equipment that need
+/// any (cameras, stations, rides), by the engine's index.
+pub(crate) type Sparse<T> = HashMap<usize, T>;
+
+/// `"HH:MM-HH:MM"` in local time (may wrap midnight) as minutes since
+/// midnight; anything else, or a zero-length span, is taken as always
+/// open (`None`). Registry `operating_hours` and `working_hours`.
+pub(crate) fn parse_hours(text: &str) -> Option<(i64, i64)> {
+    let minutes = |hm: &str| -> Option<i64> {
+        let (h, m) = hm.trim().split_once(':')?;
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        ((0..=24).contains(&h) && (0..60).contains(&m) && h * 60 + m <= 1440).then_some(h * 60 + m)
+    };
+    let (open, close) = text.split_once('-')?;
+    let (open, close) = (minutes(open)?, minutes(close)?);
+    (open % 1440 != close % 1440).then_some((open, close))
+}
+
+/// Whether `t` falls in the local-time span `hours` (none given: always).
+pub(crate) fn in_hours(hours: Option<(i64, i64)>, t: EpochMs, offset_ms: EpochMs) -> bool {
+    let Some((open, close)) = hours else {
+        return true;
+    };
+    let minute = (t + offset_ms).rem_euclid(86_400_000) / 60_000;
+    if open < close {
+        (open..close).contains(&minute)
+    } else {
+        minute >= open || minute < close % 1440
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_run_in_the_order_their_rules_need() {
+        let names: Vec<&str> = all().iter().map(|f| f.name()).collect();
+        let at = |name| names.iter().position(|n| *n == name).unwrap();
+        assert!(
+            at("liveness") < at("filling"),
+            "records_missing asks whether the scale went offline in this tick"
+        );
+        assert!(
+            at("elevator") < at("frequent") && at("controller") < at("frequent"),
+            "frequent faults count what the others raised in the same call"
+        );
+        assert_eq!(
+            names.last(),
+            Some(&"defined"),
+            "defined rules' keys follow every built-in one"
+        );
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+
+    #[test]
+    fn hours_wrap_midnight() {
+        let night = parse_hours("22:00-06:00");
+        let minute = 60_000;
+        assert!(in_hours(night, 23 * 60 * minute, 0));
+        assert!(in_hours(night, 5 * 60 * minute, 0));
+        assert!(!in_hours(night, 12 * 60 * minute, 0));
+        assert!(in_hours(None, 12 * 60 * minute, 0), "none given: always");
+        // Local time 8 h ahead: 14:00 UTC is 22:00 there.
+        assert!(in_hours(night, 14 * 60 * minute, 8 * 60 * minute));
+    }
+}

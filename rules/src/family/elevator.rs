@@ -1,0 +1,474 @@
+//! The rules evaluated on elevator status samples: one condition each,
+//! with the `for` duration folded into a "due" time, held per device. The
+//! conditions of one sample are written in `catalogue.toml`; overtravel
+//! and door cycling need earlier samples and are evaluated here.
+
+use std::collections::VecDeque;
+use std::sync::LazyLock;
+
+use serde_json::{Map, Value, json};
+use vigil_model::reading::{Direction, Door, ElevatorMode, ElevatorSample, Limit};
+use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload};
+
+use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Msg, rules};
+use crate::builtin::{self, Condition};
+use crate::catalogue::{Decl, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
+use crate::define::{Sample, Source};
+use crate::engine::state::Tracker;
+
+rules! {
+    /// The elevator status-sample rules.
+    pub(crate) enum Rule {
+        Trapped = Decl {
+            id: "elevator.trapped",
+            description: "Passenger trapped: door closed, car occupied, speed 0, normal mode (shorter when the alarm button is pressed).",
+            basis: "困人; practice: terminals use 3 min",
+            for_s: Some(Period::of(180.0)),
+            params: &[Param::new(
+                "alarm_button_for_s",
+                Kind::Seconds,
+                Lit::Num(60.0),
+                "shorter `for` once the car alarm button has been pressed",
+            )],
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        StoppedOutsideZone = Decl {
+            id: "elevator.stopped_outside_zone",
+            severity: vigil_model::Severity::Major,
+            description: "Car stopped outside the door zone (not leveled) in normal mode.",
+            basis: "非平层停梯 (GB/T 24476 code 04)",
+            for_s: Some(Period::of(180.0)),
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        DoorOpenMoving = Decl {
+            id: "elevator.door_open_moving",
+            description: "Door not closed while the car moves outside the door zone.",
+            basis: "开门走梯",
+            for_s: Some(Period::of(0.6)),
+            params: &[Param::new(
+                "speed_mps",
+                Kind::Speed,
+                Lit::Num(0.1),
+                "car speed above which the car counts as moving, m/s",
+            )],
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        Overspeed = Decl {
+            id: "elevator.overspeed",
+            description: "Car speed above factor × the registered rated speed (governor trip point).",
+            basis: "governor trip point 115 %",
+            for_s: Some(Period::of(0.0)),
+            params: &[Param::new(
+                "factor",
+                Kind::Positive,
+                Lit::Num(1.15),
+                "multiple of the registry's rated_speed_mps that is overspeed",
+            )],
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        OvertravelTop = Decl {
+            id: "elevator.overtravel_top",
+            description: "Top final limit switch tripped, or still moving up at the top floor.",
+            basis: "冲顶 (code 09)",
+            for_s: Some(Period::of(0.0).meaning("seconds the limit switch must be tripped (device time)")),
+            params: &[MOVING_FOR_S],
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        OvertravelBottom = Decl {
+            id: "elevator.overtravel_bottom",
+            description: "Bottom final limit switch tripped, or still moving down at the bottom floor.",
+            basis: "蹲底 (code 10)",
+            for_s: Some(Period::of(0.0).meaning("seconds the limit switch must be tripped (device time)")),
+            params: &[MOVING_FOR_S],
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        SafetyCircuitOpen = Decl {
+            id: "elevator.safety_circuit_open",
+            description: "Safety circuit open while moving or in normal mode.",
+            basis: "code 01",
+            for_s: Some(Period::of(0.0)),
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        DoorLockOpenMoving = Decl {
+            id: "elevator.door_lock_open_moving",
+            description: "Door-lock circuit open while the car moves.",
+            basis: "门锁回路断路",
+            for_s: Some(Period::of(0.0)),
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        DoorWontClose = Decl {
+            id: "elevator.door_wont_close",
+            severity: vigil_model::Severity::Minor,
+            description: "Door not closed at a floor (leveled) in normal mode.",
+            basis: "code 02",
+            for_s: Some(Period::of(180.0)),
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        DoorCycling = Decl {
+            id: "elevator.door_cycling",
+            severity: vigil_model::Severity::Minor,
+            description: "More than max_changes door state changes at one floor within window_s.",
+            basis: "code 03 practice",
+            for_s: Some(Period::of(0.0)),
+            params: &[
+                Param::new(
+                    "max_changes",
+                    Kind::Whole,
+                    Lit::Whole(11),
+                    "door state changes at one floor tolerated within the window",
+                ),
+                Param::new(
+                    "window_s",
+                    Kind::PositiveSeconds,
+                    Lit::Num(120.0),
+                    "trailing window for door changes, seconds",
+                ),
+            ],
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        PowerLoss = Decl {
+            id: "elevator.power_loss",
+            severity: vigil_model::Severity::Major,
+            description: "Supply is not mains (battery or off).",
+            basis: "event 41",
+            for_s: Some(Period::of(5.0)),
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+        FloorOutOfRange = Decl {
+            id: "elevator.floor_out_of_range",
+            severity: vigil_model::Severity::Minor,
+            description: "Reported floor outside the registered floors (position lost).",
+            basis: "code 07 (position lost)",
+            for_s: Some(Period::of(0.0)),
+            counts_as_fault: true,
+            ..Decl::BASE
+        },
+    }
+}
+
+const MOVING_FOR_S: Param = Param::new(
+    "moving_for_s",
+    Kind::Seconds,
+    Lit::Num(8.0),
+    "seconds still moving beyond the end floor of the registry's floors",
+);
+
+const ALARM_BUTTON_FOR: Ms = Ms::of(Rule::Trapped.decl(), "alarm_button_for_s");
+const FACTOR: Num = Num::of(Rule::Overspeed.decl(), "factor");
+const MOVING_FOR: Ms = Ms::of(Rule::OvertravelTop.decl(), "moving_for_s");
+const MAX_CHANGES: Whole = Whole::of(Rule::DoorCycling.decl(), "max_changes");
+const WINDOW: Ms = Ms::of(Rule::DoorCycling.decl(), "window_s");
+
+/// The conditions `catalogue.toml` writes for these rules, by [`Rule`].
+static CONDITIONS: LazyLock<Vec<Option<Condition>>> =
+    LazyLock::new(|| builtin::compile(Rule::DECLS, Source::Elevator));
+
+/// The elevator sample rules and what they keep per device.
+#[derive(Default)]
+pub(crate) struct Elevator {
+    devices: Dense<ElevatorDevice>,
+}
+
+#[derive(Debug, Default)]
+struct ElevatorDevice {
+    trackers: [Tracker; Rule::ALL.len()],
+    aux: ElevatorAux,
+    geo: Geometry,
+    /// Some period is running: `tick` must re-evaluate the last sample.
+    busy: bool,
+}
+
+impl Family for Elevator {
+    fn name(&self) -> &'static str {
+        "elevator"
+    }
+
+    fn rules(&self) -> &'static [Decl] {
+        Rule::DECLS
+    }
+
+    fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
+        if let Some(d) = self.devices.get_mut(cx.ix) {
+            d.trackers.iter_mut().for_each(|tr| tr.rebase(t));
+            d.aux.rebase(t);
+        }
+    }
+
+    fn before_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
+        // The previous sample held until now: let its running periods
+        // reach this moment first, as ticks would have done live. Replay
+        // and live then agree even without ticks.
+        if matches!(msg.payload, Payload::Elevator(_))
+            && self.devices.get(cx.ix).is_some_and(|d| d.busy)
+        {
+            self.evaluate(cx, msg.ts);
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
+        let Payload::Elevator(sample) = msg.payload else {
+            return;
+        };
+        let d = self.devices.at(cx.ix);
+        d.geo = Geometry::of(msg.ctx);
+        d.aux.observe(sample, &d.geo, msg.ts);
+        self.evaluate(cx, msg.ts);
+    }
+
+    fn on_device_tick(&mut self, cx: &mut DevCx<'_>, tick: &DeviceTick) {
+        if tick.everything || self.devices.get(cx.ix).is_some_and(|d| d.busy) {
+            self.evaluate(cx, tick.device_now);
+        }
+    }
+
+    fn on_release(&mut self, _cx: &mut Cx<'_>, dev: DevIx, _id: &DeviceId, _at: EpochMs) {
+        self.devices.reset(dev);
+    }
+}
+
+impl Elevator {
+    /// Evaluates every rule on the device's latest sample at device time
+    /// `t` (the sample's own `ts`, or the advanced clock when `tick`
+    /// re-evaluates a silent device).
+    fn evaluate(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
+        let Some(sample) = cx.dev.elevator.clone() else {
+            return;
+        };
+        let tuning = cx.tuning();
+        let registry = std::sync::Arc::clone(&cx.eq.registry);
+        let d = self.devices.at(cx.ix);
+        d.aux
+            .prune_door_changes(t - tuning.of(Rule::DoorCycling).ms(WINDOW));
+        let mut busy = !d.aux.door_changes.is_empty();
+        for (&rule, tr) in Rule::ALL.iter().zip(d.trackers.iter_mut()) {
+            let p = tuning.of(rule);
+            if !cx.sync(rule, tr, p.enabled, t) {
+                continue;
+            }
+            let run_start = tr.true_since.unwrap_or(t);
+            let due = due_time(rule, &sample, &registry, p, &d.aux, run_start);
+            let (geo, aux) = (&d.geo, &d.aux);
+            let fired = cx.step(rule, tr, p, due, t, |at| {
+                details(rule, &sample, geo, p, aux, run_start, at)
+            });
+            if let Some(at) = fired {
+                cx.count_fault(rule, p.severity, at);
+            }
+            busy |= tr.pending();
+        }
+        d.busy = busy;
+    }
+}
+
+/// `None` when the rule's condition is false; else the device time at
+/// which it qualifies, given that it has held since `run_start`.
+fn due_time(
+    rule: Rule,
+    s: &ElevatorSample,
+    registry: &Map<String, Value>,
+    p: &Params,
+    aux: &ElevatorAux,
+    run_start: EpochMs,
+) -> Option<EpochMs> {
+    let after_for = |holds: bool| holds.then_some(run_start + p.for_ms);
+    if let Some(condition) = &CONDITIONS[rule as usize] {
+        let due = after_for(condition.holds(Sample::Elevator(s), registry, p))?;
+        return Some(match (rule, aux.button_at) {
+            // The button shortens the wait, but never to before it was pressed.
+            (Rule::Trapped, Some(pressed)) => {
+                due.min((run_start + p.ms(ALARM_BUTTON_FOR)).max(pressed))
+            }
+            _ => due,
+        });
+    }
+    match rule {
+        Rule::OvertravelTop => overtravel(aux, TOP, p, run_start),
+        Rule::OvertravelBottom => overtravel(aux, BOTTOM, p, run_start),
+        Rule::DoorCycling => after_for(aux.door_changes.len() > p.whole(MAX_CHANGES) as usize),
+        // Written in catalogue.toml (checked by a test).
+        _ => None,
+    }
+}
+
+/// Either clause qualifies: the limit switch after `for_s` (immediate by
+/// default), or moving on past the end floor after `moving_for_s`.
+fn overtravel(aux: &ElevatorAux, end: usize, p: &Params, run_start: EpochMs) -> Option<EpochMs> {
+    let by_switch = aux.limit_since[end].map(|since| since.max(run_start) + p.for_ms);
+    let by_floor = aux.beyond_since[end].map(|since| since.max(run_start) + p.ms(MOVING_FOR));
+    match (by_switch, by_floor) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn details(
+    rule: Rule,
+    s: &ElevatorSample,
+    geo: &Geometry,
+    p: &Params,
+    aux: &ElevatorAux,
+    run_start: EpochMs,
+    at: EpochMs,
+) -> Value {
+    let held_s = ((at - run_start).max(0) as f64 / 1000.0).round() as i64;
+    let speed = round3(f64::from(s.speed_mps));
+    match rule {
+        Rule::Trapped => {
+            json!({"floor": s.floor, "stopped_for_s": held_s, "alarm_button": aux.button_at.is_some()})
+        }
+        Rule::StoppedOutsideZone => json!({"floor": s.floor, "stopped_for_s": held_s}),
+        Rule::DoorOpenMoving => {
+            json!({"floor": s.floor, "door": s.door.as_str(), "speed_mps": speed})
+        }
+        Rule::Overspeed => {
+            let rated = geo.rated_mps.unwrap_or_default();
+            // Four decimals: 1.15 × 1.75 is 2.0125, not 2.012.
+            let limit = (p.num(FACTOR) * rated * 10_000.0).round() / 10_000.0;
+            json!({"speed_mps": speed, "rated_speed_mps": rated, "limit_mps": limit})
+        }
+        Rule::OvertravelTop | Rule::OvertravelBottom => {
+            let end = if rule == Rule::OvertravelTop {
+                TOP
+            } else {
+                BOTTOM
+            };
+            let trigger = if aux.limit_since[end].is_some() {
+                "limit_switch"
+            } else {
+                "moving_past_end_floor"
+            };
+            json!({"floor": s.floor, "limit": s.limit.as_str(), "direction": s.direction.as_str(), "speed_mps": speed, "trigger": trigger})
+        }
+        Rule::SafetyCircuitOpen => {
+            json!({"floor": s.floor, "speed_mps": speed, "mode": s.mode.as_str()})
+        }
+        Rule::DoorLockOpenMoving => {
+            json!({"floor": s.floor, "speed_mps": speed, "door": s.door.as_str()})
+        }
+        Rule::DoorWontClose => {
+            json!({"floor": s.floor, "door": s.door.as_str(), "open_for_s": held_s})
+        }
+        Rule::DoorCycling => {
+            json!({"floor": s.floor, "changes": aux.door_changes.len(), "window_s": p.ms(WINDOW) / 1000})
+        }
+        Rule::PowerLoss => json!({"power": s.power.as_str(), "floor": s.floor, "for_s": held_s}),
+        Rule::FloorOutOfRange => {
+            let (lo, hi) = geo.floors.unwrap_or_default();
+            json!({"floor": s.floor, "floors": [lo, hi]})
+        }
+    }
+}
+
+/// Device floats are f32; three decimals keep JSON free of `1.2000000476`.
+pub(crate) fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// What the registry says about the car's shaft, read once per sample.
+#[derive(Debug, Clone, Copy, Default)]
+struct Geometry {
+    floors: Option<(i16, i16)>,
+    rated_mps: Option<f64>,
+}
+
+impl Geometry {
+    fn of(ctx: &DeviceContext) -> Geometry {
+        Geometry {
+            floors: ctx.floor_range(),
+            rated_mps: ctx
+                .param_f64("rated_speed_mps")
+                .filter(|v| v.is_finite() && *v > 0.0),
+        }
+    }
+}
+
+const TOP: usize = 0;
+const BOTTOM: usize = 1;
+
+/// Sub-conditions that need their own start time or history, updated once
+/// per accepted sample (never by `tick`, which re-evaluates the last one).
+#[derive(Debug, Clone, Default)]
+struct ElevatorAux {
+    /// When the alarm button was first pressed during the current trapped run.
+    button_at: Option<EpochMs>,
+    /// Since when the final limit switch (top, bottom) is tripped.
+    limit_since: [Option<EpochMs>; 2],
+    /// Since when the car is moving on past the top (bottom) floor.
+    beyond_since: [Option<EpochMs>; 2],
+    door_floor: Option<i16>,
+    last_door: Option<Door>,
+    /// Door state changes at `door_floor`, device time, oldest first.
+    door_changes: VecDeque<EpochMs>,
+}
+
+impl ElevatorAux {
+    fn observe(&mut self, s: &ElevatorSample, geo: &Geometry, ts: EpochMs) {
+        let since =
+            |holds: bool, was: Option<EpochMs>| if holds { Some(was.unwrap_or(ts)) } else { None };
+        let moving = s.speed_mps > 0.0;
+        let trapped =
+            s.door == Door::Closed && s.occupied && !moving && s.mode == ElevatorMode::Normal;
+        self.button_at = if trapped && s.alarm_button {
+            Some(self.button_at.unwrap_or(ts))
+        } else if trapped {
+            self.button_at
+        } else {
+            None
+        };
+        self.limit_since[TOP] = since(s.limit == Limit::Top, self.limit_since[TOP]);
+        self.limit_since[BOTTOM] = since(s.limit == Limit::Bottom, self.limit_since[BOTTOM]);
+        let (at_top, at_bottom) = geo
+            .floors
+            .map_or((false, false), |(lo, hi)| (s.floor >= hi, s.floor <= lo));
+        self.beyond_since[TOP] = since(
+            at_top && moving && s.direction == Direction::Up,
+            self.beyond_since[TOP],
+        );
+        self.beyond_since[BOTTOM] = since(
+            at_bottom && moving && s.direction == Direction::Down,
+            self.beyond_since[BOTTOM],
+        );
+        if self.door_floor != Some(s.floor) {
+            // Door changes count "at one floor": a new floor starts afresh.
+            self.door_floor = Some(s.floor);
+            self.door_changes.clear();
+        } else if self.last_door.is_some_and(|d| d != s.door) {
+            self.door_changes.push_back(ts);
+        }
+        self.last_door = Some(s.door);
+    }
+
+    fn prune_door_changes(&mut self, older_than_or_at: EpochMs) {
+        while self
+            .door_changes
+            .front()
+            .is_some_and(|t| *t <= older_than_or_at)
+        {
+            self.door_changes.pop_front();
+        }
+    }
+
+    fn rebase(&mut self, t: EpochMs) {
+        for since in self
+            .limit_since
+            .iter_mut()
+            .chain(self.beyond_since.iter_mut())
+            .chain([&mut self.button_at])
+            .flatten()
+        {
+            *since = (*since).min(t);
+        }
+        self.door_changes.clear();
+    }
+}
