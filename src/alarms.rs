@@ -8,42 +8,14 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use tokio::sync::broadcast;
-use vigil_model::{Alarm, AlarmId, AlarmState, Region};
+pub use vigil_model::AlarmFilter;
+use vigil_model::{Alarm, AlarmId};
 
 pub struct AlarmBoard {
     open: RwLock<HashMap<AlarmId, Alarm>>,
     /// Sized for bursts; a subscriber that falls further behind is told it
     /// lagged and should re-read the open set.
     feed: broadcast::Sender<Arc<Alarm>>,
-}
-
-/// Which alarms a reader asked for, and may see.
-#[derive(Debug, Default, Clone)]
-pub struct AlarmFilter {
-    pub states: Option<Vec<AlarmState>>,
-    /// Any of these regions (each covering its sub-regions).
-    pub regions: Option<Vec<Region>>,
-    pub category: Option<String>,
-    pub equipment_id: Option<String>,
-    pub since: Option<i64>,
-}
-
-impl AlarmFilter {
-    pub fn matches(&self, alarm: &Alarm) -> bool {
-        self.states
-            .as_ref()
-            .is_none_or(|s| s.contains(&alarm.state))
-            && self
-                .regions
-                .as_ref()
-                .is_none_or(|rs| rs.iter().any(|r| r.covers(&alarm.region)))
-            && self.category.as_ref().is_none_or(|c| *c == alarm.category)
-            && self
-                .equipment_id
-                .as_ref()
-                .is_none_or(|e| e == alarm.equipment_id.as_str())
-            && self.since.is_none_or(|t| alarm.updated_at >= t)
-    }
 }
 
 impl AlarmBoard {

@@ -19,15 +19,16 @@ use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio_stream::wrappers::BroadcastStream;
-use vigil_model::{Alarm, AlarmId, AlarmState, EquipmentId, OwnerId, Region};
+use vigil_model::{Alarm, AlarmId, AlarmState, EquipmentId, Grant, OwnerId, Region};
 use vigil_registry::Role;
 use vigil_registry::api::{ApiError, ApiJson};
 use vigil_registry::auth::{Authenticator, Gate, Principal, require_auth};
 use vigil_rules::AlarmOpError;
 
 use crate::alarms::AlarmFilter;
-use crate::engine::{AlarmOpFailure, AppState};
 use crate::sql;
+use crate::state::{AlarmOpFailure, AppState};
+use vigil_storage::AlarmQuery as StoredAlarms;
 
 const HANDLE_ALARMS: Gate = Gate::new(
     &[Role::Admin, Role::Supervisor],
@@ -67,38 +68,6 @@ pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(ops)
         .merge(crate::console::router(&state_console))
-}
-
-/// What a principal may see of alarms and readings.
-struct Scope {
-    regions: Option<Vec<Region>>,
-    owner: Option<OwnerId>,
-}
-
-impl Scope {
-    fn of(principal: &Principal) -> Scope {
-        match principal {
-            Principal::Admin => Scope {
-                regions: None,
-                owner: None,
-            },
-            Principal::Supervisor { regions } | Principal::Analyst { regions } => Scope {
-                regions: Some(regions.clone()),
-                owner: None,
-            },
-            Principal::Owner { owner_id } => Scope {
-                regions: None,
-                owner: Some(owner_id.clone()),
-            },
-        }
-    }
-
-    fn sees(&self, alarm: &Alarm) -> bool {
-        self.regions
-            .as_ref()
-            .is_none_or(|rs| rs.iter().any(|r| r.covers(&alarm.region)))
-            && self.owner.as_ref().is_none_or(|o| *o == alarm.owner_id)
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,7 +138,7 @@ async fn list_alarms(
     Query(q): Query<AlarmQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = q.filter()?;
-    let scope = Scope::of(&principal);
+    let grant = principal.grant();
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let only_open = filter
         .states
@@ -180,29 +149,29 @@ async fn list_alarms(
             .board
             .open_alarms(&filter)
             .into_iter()
-            .filter(|a| scope.sees(a))
+            .filter(|a| grant.sees_alarm(a))
             .take(limit)
             .collect()
     } else {
-        sql::stored_alarms(
-            &state,
-            &filter,
-            scope.regions.as_deref(),
-            scope.owner.as_ref(),
+        let query = StoredAlarms {
+            filter,
+            within: grant.regions().map(<[Region]>::to_vec),
+            owner: grant.owner().cloned(),
+            alarm_id: None,
             limit,
-        )
-        .await?
+        };
+        sql::stored_alarms(&*state.store, &state.sql, &query).await?
     };
     Ok(Json(json!({ "alarms": alarms })))
 }
 
-async fn find_alarm(state: &AppState, id: &AlarmId, scope: &Scope) -> Result<Alarm, ApiError> {
+async fn find_alarm(state: &AppState, id: &AlarmId, grant: Grant<'_>) -> Result<Alarm, ApiError> {
     let found = match state.board.get(id) {
         Some(a) => Some(a),
-        None => sql::stored_alarm(state, id).await?,
+        None => sql::stored_alarm(&*state.store, &state.sql, id).await?,
     };
     match found {
-        Some(a) if scope.sees(&a) => Ok(a),
+        Some(a) if grant.sees_alarm(&a) => Ok(a),
         // Someone else's alarm is as absent as a missing one.
         _ => Err(ApiError::not_found(format!("no alarm {id}"))),
     }
@@ -218,7 +187,7 @@ async fn get_alarm(
     Path(id): Path<String>,
 ) -> Result<Json<Alarm>, ApiError> {
     let id = alarm_id(&id)?;
-    Ok(Json(find_alarm(&state, &id, &Scope::of(&principal)).await?))
+    Ok(Json(find_alarm(&state, &id, principal.grant()).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,7 +218,7 @@ async fn acknowledge(
     Path(id): Path<String>,
 ) -> Result<Json<Alarm>, ApiError> {
     let id = alarm_id(&id)?;
-    let alarm = find_alarm(&state, &id, &Scope::of(&principal)).await?;
+    let alarm = find_alarm(&state, &id, principal.grant()).await?;
     if !alarm.state.is_open() {
         return Err(ApiError::conflict(format!("alarm {id} is already cleared")));
     }
@@ -268,7 +237,7 @@ async fn resolve(
     body: Option<ApiJson<AlarmAction>>,
 ) -> Result<Json<Alarm>, ApiError> {
     let id = alarm_id(&id)?;
-    let alarm = find_alarm(&state, &id, &Scope::of(&principal)).await?;
+    let alarm = find_alarm(&state, &id, principal.grant()).await?;
     let note = body
         .and_then(|ApiJson(b)| b.note)
         .map(|n| n.trim().to_owned())
@@ -306,7 +275,7 @@ async fn alarm_stream(
     Query(q): Query<AlarmQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let filter = q.filter()?;
-    let scope = Scope::of(&principal);
+    let grant = principal.grant();
     // Subscribe before taking the snapshot so nothing falls between them.
     let live = BroadcastStream::new(state.board.subscribe());
     let mut snapshot_filter = filter.clone();
@@ -315,7 +284,7 @@ async fn alarm_stream(
         .board
         .open_alarms(&snapshot_filter)
         .into_iter()
-        .filter(|a| scope.sees(a))
+        .filter(|a| grant.sees_alarm(a))
         .collect();
     let gauge = state.engine_metrics.sse_clients.clone();
     gauge.inc();
@@ -324,7 +293,9 @@ async fn alarm_stream(
     let live = live.filter_map(move |item| {
         let _keep = &guard;
         let event = match item {
-            Ok(alarm) if filter.matches(&alarm) && scope.sees(&alarm) => Some(alarm_event(&alarm)),
+            Ok(alarm) if filter.matches(&alarm) && principal.sees_alarm(&alarm) => {
+                Some(alarm_event(&alarm))
+            }
             Ok(_) => None,
             Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => Some(
                 Event::default()
@@ -374,10 +345,10 @@ async fn run_sql(
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
     // Supervisors and analysts alike read only their regions.
-    let regions = match &principal {
-        Principal::Admin => None,
-        Principal::Analyst { regions } | Principal::Supervisor { regions } => Some(regions.clone()),
-        Principal::Owner { .. } => {
+    let regions = match principal.grant() {
+        Grant::All => None,
+        Grant::Regions(regions) => Some(regions.to_vec()),
+        Grant::Owner(_) => {
             return Err(ApiError::forbidden(
                 "SQL is for the admin, supervisor and analyst roles",
             ));
@@ -388,7 +359,15 @@ async fn run_sql(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let format = sql::Format::from_accept(accept);
-    let result = sql::run(&state, &req.sql, regions).await;
+    let result = sql::run(
+        &*state.store,
+        &state.sql,
+        &state.registry_sync,
+        state.stopping.clone(),
+        &req.sql,
+        regions,
+    )
+    .await;
     // "ok" or the error's code (sql_timeout, sql_memory, sql_busy, …): a small, fixed set.
     let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
     state
@@ -428,7 +407,7 @@ async fn equipment_status(
         ..AlarmFilter::default()
     };
     let open = state.board.open_alarms(&filter);
-    let latest = sql::latest_reading(&state, &id).await?;
+    let latest = sql::latest_reading(&*state.store, &state.sql, &id).await?;
     let today = chrono::Utc::now().date_naive();
     let days_left = (equipment.next_inspection - today).num_days();
     Ok(Json(json!({
@@ -451,7 +430,7 @@ async fn graded_row(
     sql: &str,
     what: &str,
 ) -> Result<Map<String, Value>, ApiError> {
-    sql::epoch_rows(state, sql, 1)
+    sql::epoch_rows(&*state.store, &state.sql, sql, 1)
         .await?
         .into_iter()
         .next()
@@ -502,7 +481,8 @@ async fn owner_risk(
     );
     let mut row = graded_row(&state, &owner_sql, &format!("owner {id}")).await?;
     let equipment = sql::epoch_rows(
-        &state,
+        &*state.store,
+        &state.sql,
         &format!(
             "SELECT equipment_id, region, category, score, colour FROM risk WHERE owner_id = {} ORDER BY score DESC, equipment_id",
             sql::lit(id.as_str())
@@ -524,7 +504,8 @@ async fn replay_rules(
     ApiJson(req): ApiJson<crate::replay::ReplayRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let config = crate::replay::config_of(&req, &state.rules.current())?;
-    let done = crate::replay::replay(&state, &req, config).await?;
+    let done =
+        crate::replay::replay(&*state.store, &state.sql, &state.registry, &req, config).await?;
     Ok(Json(json!({
         "from": req.from,
         "to": req.to,

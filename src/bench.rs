@@ -8,6 +8,9 @@
 //!   what the broker and the load generator manage by themselves;
 //! - alarm latency: the publish→ack round trip of that bare broker.
 //!
+//! `vigil bench registry` ([`registry`]) measures the registry at a
+//! province's size instead.
+//!
 //! The load generator runs in this process, so on a small machine it takes
 //! its share of the cores from whichever side it measures: both sides pay
 //! it alike, which is why the ratios matter more than the absolute figures.
@@ -16,9 +19,16 @@
 //! -l` against a Mosquitto relay of the same burst, `bench/burst.rs`) and
 //! `vigil bench flood` (a neighbour's ack latency while a device floods,
 //! `bench/flood.rs`).
+//!
+//! `vigil bench sql` ([`sql`]) and `vigil bench store` ([`store`]) measure
+//! analysts' SQL against DuckDB and the stores' writes against the disk and
+//! `psql \copy`, each with `--json FILE`.
 
 mod burst;
 mod flood;
+mod registry;
+mod sql;
+mod store;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -39,14 +49,16 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use vigil_simulator::{Fleet, FleetConfig, LoadConfig, LoadReport};
 
+
 use crate::config::Config;
 use crate::engine::{Engine, system_clock};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
-    /// Without a mode: the paced whole-path run below.
+    /// Another bench than the whole path (readings/s, alarm latency).
     #[command(subcommand)]
-    pub mode: Option<BenchMode>,
+    pub what: Option<BenchCommand>,
     /// Load clients (simulated devices publishing at a steady rate).
     #[arg(long, default_value_t = 1000)]
     pub devices: usize,
@@ -65,7 +77,7 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchMode {
+pub enum BenchCommand {
     /// A QoS 1 burst from `mosquitto_pub -l` clients (which never re-send)
     /// into the engine, against a Mosquitto relay of the same burst:
     /// stored/s, relayed/s, and how many PUBACKed messages were lost.
@@ -73,6 +85,15 @@ pub enum BenchMode {
     /// A well-behaved device's ack latency alone and while another device
     /// floods QoS 0 as fast as it can.
     Flood(flood::FloodArgs),
+    /// The registry at a province's size: import, memory, and the latency
+    /// of a device update and a CONNECT check, against a hundredth of it.
+    Registry(registry::RegistryArgs),
+    /// Analyst SQL on a month of a fleet's readings in the embedded store,
+    /// against DuckDB on the same Parquet files (docs/benchmarks.md).
+    Sql(sql::SqlArgs),
+    /// Store writes: WAL group commit against raw fsync, PostgreSQL COPY
+    /// against `psql \copy` (docs/benchmarks.md).
+    Store(store::StoreArgs),
 }
 
 /// Writes a bench report as JSON when `--json` asked for it.
@@ -85,6 +106,30 @@ fn write_json(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The machine a figure was taken on, for JSON reports.
+pub(crate) fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    });
+    let mem_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    });
+    json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu": cpu,
+        "memory_gib": mem_kib.map(|k| (k as f64 / 1048576.0 * 10.0).round() / 10.0),
+        "load_average": std::fs::read_to_string("/proc/loadavg").ok()
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
+        "os": std::env::consts::OS,
+        "vigil": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// One load step on one side.
@@ -107,9 +152,12 @@ impl Step {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    match args.mode {
-        Some(BenchMode::Burst(burst)) => return burst::run(burst).await,
-        Some(BenchMode::Flood(flood)) => return flood::run(flood).await,
+    match args.what {
+        Some(BenchCommand::Sql(a)) => return sql::run(a).await,
+        Some(BenchCommand::Store(a)) => return store::run(a).await,
+        Some(BenchCommand::Registry(a)) => return registry::run(a).await,
+        Some(BenchCommand::Burst(burst)) => return burst::run(burst).await,
+        Some(BenchCommand::Flood(flood)) => return flood::run(flood).await,
         None => {}
     }
     anyhow::ensure!(
@@ -182,6 +230,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             rate_hz: f64::from(args.probe_load) / args.devices as f64,
             duration: Duration::from_secs(args.step_s.max(5) + args.probes as u64),
             drain: Duration::from_secs(5),
+            ..LoadConfig::default()
         },
         engine.mqtt_addr,
         load_secrets.clone(),
@@ -206,6 +255,7 @@ async fn step(
         rate_hz: f64::from(rate) / args.devices as f64,
         duration: Duration::from_secs(args.step_s),
         drain: Duration::from_secs(5),
+        ..LoadConfig::default()
     };
     let report = vigil_simulator::load(cfg, mqtt, secrets.clone())
         .await

@@ -50,6 +50,9 @@ pub enum Command {
     /// Measure readings/s through the whole path and alarm latency to SSE,
     /// against a bare MQTT broker in the same run (see docs/benchmarks.md).
     Bench(crate::bench::BenchArgs),
+    /// Simulate against a running engine: scenario files that inject faults
+    /// (`--check`: hold the engine to the alarms they expect), or `--load`.
+    Sim(crate::sim::SimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -270,6 +273,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Sim(args) => crate::sim::run(args).await,
         Command::Registry(RegistryCommand::Import { file, remote }) => {
             crate::client::import(&file, &remote).await
         }
@@ -324,7 +328,7 @@ fn check_rules(file: &std::path::Path, config: Option<PathBuf>) -> anyhow::Resul
         Some(path) => Config::load(Some(&path), Overrides::default())?.rules,
         None => toml::Table::new(),
     };
-    let rules = crate::engine::load_rules(&base, Some(file))?;
+    let rules = crate::state::load_rules(&base, Some(file))?;
     let defined = rules.defined_rules();
     println!("{}: ok, {} rule(s) defined", file.display(), defined.len());
     for r in defined {

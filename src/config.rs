@@ -157,6 +157,17 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// The engine's own queries (alarm history, replay, the fleet pages)
+    /// and the base of people's SQL: time, row and answer-size limits.
+    pub fn query_options(&self) -> vigil_storage::QueryOptions {
+        vigil_storage::QueryOptions {
+            timeout: std::time::Duration::from_secs(self.sql_timeout_s),
+            max_rows: self.sql_max_rows,
+            max_bytes: self.sql_max_answer_mib.saturating_mul(1 << 20),
+            ..vigil_storage::QueryOptions::default()
+        }
+    }
+
     /// What people's SQL may use, for either store.
     pub fn sql_limits(&self) -> vigil_storage::SqlLimits {
         vigil_storage::SqlLimits {
@@ -214,14 +225,16 @@ pub struct IngestTuning {
     pub max_seq_rate: u64,
 }
 
+// Defaults are the stages' own, written once there.
 impl Default for IngestTuning {
     fn default() -> Self {
+        let d = vigil_ingest::IngestConfig::default();
         Self {
-            allow_public_plain: false,
-            max_connections: 10_000,
-            gap_grace_s: 30,
-            quota: vigil_ingest::QuotaConfig::default(),
-            max_seq_rate: vigil_ingest::DEFAULT_MAX_SEQ_RATE,
+            allow_public_plain: d.allow_public_plain,
+            max_connections: d.max_connections,
+            gap_grace_s: d.gap_grace_s,
+            quota: d.quota.clone(),
+            max_seq_rate: d.max_seq_rate,
         }
     }
 }
@@ -295,11 +308,12 @@ pub struct EmbeddedTuning {
 
 impl Default for EmbeddedTuning {
     fn default() -> Self {
+        let d = vigil_storage::embedded::EmbeddedConfig::default();
         Self {
-            queue_capacity: 16_384,
-            group_commit_max: 4096,
-            flush_rows: 250_000,
-            flush_interval_s: 300,
+            queue_capacity: d.queue_capacity,
+            group_commit_max: d.group_commit_max,
+            flush_rows: d.flush_rows,
+            flush_interval_s: d.flush_interval.as_secs(),
         }
     }
 }
@@ -351,6 +365,24 @@ impl Default for PostgresTuning {
 
 impl Config {
     /// The PostgreSQL settings when `store` is a `postgres://` URL.
+    /// The store backend this configuration names: PostgreSQL when `store`
+    /// is a URL, the embedded store under `data_dir/store` otherwise.
+    pub fn store_config(&self) -> anyhow::Result<vigil_storage::StoreConfig> {
+        if let Some(pg) = self.postgres()? {
+            return Ok(vigil_storage::StoreConfig::Postgres(pg));
+        }
+        Ok(vigil_storage::StoreConfig::Embedded(
+            vigil_storage::embedded::EmbeddedConfig {
+                dir: self.data_dir.join("store"),
+                queue_capacity: self.embedded.queue_capacity,
+                group_commit_max: self.embedded.group_commit_max,
+                flush_rows: self.embedded.flush_rows,
+                flush_interval: std::time::Duration::from_secs(self.embedded.flush_interval_s),
+                sql: self.engine.sql_limits(),
+            },
+        ))
+    }
+
     pub fn postgres(&self) -> anyhow::Result<Option<vigil_storage::postgres::PostgresConfig>> {
         use vigil_storage::postgres::{PostgresConfig, TimescaleMode};
         let url = self.store.trim();
@@ -554,7 +586,7 @@ mod tests {
             );
             assert_eq!(config.tokens.max_ttl_days, defaults.tokens.max_ttl_days);
             assert!(config.postgres().unwrap().is_none());
-            crate::engine::load_rules(&config.rules, None).expect("example rules are valid");
+            crate::state::load_rules(&config.rules, None).expect("example rules are valid");
         });
     }
 

@@ -18,7 +18,8 @@ use vigil_model::{Alarm, AlarmState, DeviceId, EpochMs, Severity};
 use vigil_simulator::{Fleet, FleetConfig, MachineKind, SimStats};
 
 use crate::config::Config;
-use crate::engine::{AppState, Engine, system_clock};
+use crate::engine::{Engine, system_clock};
+use crate::state::AppState;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

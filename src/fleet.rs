@@ -27,8 +27,8 @@ use vigil_registry::types::FILLING_STATION_CATEGORY;
 use vigil_registry::{EquipmentStatus, Export};
 
 use crate::alarms::AlarmFilter;
-use crate::engine::AppState;
 use crate::sql::{epoch_rows, lit, time_literal};
+use crate::state::AppState;
 
 /// Alarms raised this many days back count in "alarms per 1,000 units".
 pub const ALARM_WINDOW_DAYS: i64 = 30;
@@ -133,30 +133,15 @@ impl FleetQuery {
     }
 }
 
-/// What the caller may see of an alarm (as the alarm API decides it).
-fn sees_alarm(principal: &Principal, alarm: &Alarm) -> bool {
-    principal.sees_equipment(&alarm.owner_id, &alarm.region)
-}
-
 /// SQL condition for rows of tables with `region` and `owner_id` that the
 /// caller may see, narrowed to `region` if given.
 fn scope_sql(principal: &Principal, region: Option<&Region>) -> String {
-    let like = |r: &Region| format!("region LIKE {}", lit(&format!("{}%", r.prefix())));
-    let mut all = Vec::new();
-    match principal {
-        Principal::Admin => {}
-        Principal::Supervisor { regions } | Principal::Analyst { regions } => {
-            let any: Vec<String> = regions.iter().map(like).collect();
-            all.push(if any.is_empty() {
-                "FALSE".to_owned()
-            } else {
-                format!("({})", any.join(" OR "))
-            });
-        }
-        Principal::Owner { owner_id } => all.push(format!("owner_id = {}", lit(owner_id.as_str()))),
-    }
+    let grant = principal.grant();
+    let mut all: Vec<String> = vigil_storage::scope_condition(grant.regions(), grant.owner())
+        .into_iter()
+        .collect();
     if let Some(r) = region {
-        all.push(like(r));
+        all.push(vigil_storage::region_condition(std::slice::from_ref(r)));
     }
     if all.is_empty() {
         "TRUE".to_owned()
@@ -303,7 +288,7 @@ fn open_alarms_by_unit(
 ) -> HashMap<EquipmentId, Vec<Alarm>> {
     let mut by_unit: HashMap<EquipmentId, Vec<Alarm>> = HashMap::new();
     for a in state.board.open_alarms(&AlarmFilter::default()) {
-        if sees_alarm(principal, &a) {
+        if principal.sees_alarm(&a) {
             by_unit.entry(a.equipment_id.clone()).or_default().push(a);
         }
     }
@@ -323,7 +308,8 @@ async fn graded_units(
     let mut units = visible_units(state, &export, principal, region, category);
     let open = open_alarms_by_unit(state, principal);
     let risk_rows = epoch_rows(
-        state,
+        &*state.store,
+        &state.sql,
         &format!(
             "SELECT equipment_id, score, colour FROM risk WHERE {}",
             scope_sql(principal, region)
@@ -450,7 +436,8 @@ async fn stats(
     let now = (state.clock)();
     let since = now - ALARM_WINDOW_DAYS * 86_400_000;
     let alarm_rows = epoch_rows(
-        &state,
+        &*state.store,
+        &state.sql,
         &format!(
             "SELECT equipment_id, count(*) AS n FROM alarms WHERE raised_at >= {} AND {} GROUP BY equipment_id",
             time_literal(since)?,
@@ -534,7 +521,8 @@ async fn owner_classes(
     region: Option<&Region>,
 ) -> Result<Vec<Map<String, Value>>, ApiError> {
     let rows = epoch_rows(
-        state,
+        &*state.store,
+        &state.sql,
         &format!(
             "SELECT owner_id, name, region, equipment, red, orange, yellow, blue, mean_score, class \
              FROM owner_risk WHERE {} ORDER BY class DESC, mean_score DESC, owner_id",
@@ -618,7 +606,8 @@ async fn readings(
         })));
     };
     let mut rows = epoch_rows(
-        &state,
+        &*state.store,
+        &state.sql,
         &format!(
             "SELECT {columns} FROM {table} WHERE equipment_id = {} AND ts >= {} ORDER BY ts DESC, seq DESC LIMIT {}",
             lit(id.as_str()),

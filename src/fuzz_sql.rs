@@ -515,19 +515,10 @@ async fn seed(engine: &Engine) {
                 received_at: now,
                 payload: Payload::Elevator(ElevatorSample {
                     floor: (seq % 12) as i16,
-                    direction: Direction::Stop,
-                    speed_mps: 0.0,
-                    door: Door::Closed,
-                    leveled: true,
                     occupied: seq % 3 == 0,
-                    mode: ElevatorMode::Normal,
-                    safety_circuit: true,
-                    door_lock: true,
-                    alarm_button: false,
-                    power: Power::Mains,
-                    limit: Limit::None,
                     run_count: Some(seq),
                     load_pct: Some(seq as f32),
+                    ..ElevatorSample::idle()
                 }),
                 extra: None,
             };

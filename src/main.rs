@@ -1,5 +1,17 @@
-//! `vigil`: the engine binary. Wires the crates (see `engine`) and owns the
-//! command line; everything else lives in the workspace crates.
+//! `vigil`: the engine binary. The command line (`cli`, `client`), config
+//! loading (`config`), the demo and the bench; and, until it moves into a
+//! `server/` crate, the runtime that wires the crates (docs/architecture.md):
+//!
+//! - `engine`: `Engine::start` in named steps, the shard and hub tasks,
+//!   ordered shutdown; `state`: what the API and the tasks share.
+//! - `api`: the HTTP router; `sql`: people's SQL and its rendering;
+//!   `replay`: rules over stored readings; `fleet`, `risk`: fleet pages and
+//!   risk grading; `console`: the browser console.
+//! - `alarms`: the open-alarm board and live feed; `delivery`, `webhooks`:
+//!   MQTT alarm topics and webhooks.
+//! - `schedule`, `filling`: registry-time checks and a filling record's
+//!   registry facts; `registry_tables`: the registry's SQL tables kept fresh.
+//! - `metrics`, `data_dir`: Prometheus metrics, the data directory.
 
 mod alarms;
 mod api;
@@ -22,7 +34,9 @@ mod registry_tables;
 mod replay;
 mod risk;
 mod schedule;
+mod sim;
 mod sql;
+mod state;
 mod webhooks;
 
 use clap::Parser;
@@ -38,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     // quiet unless RUST_LOG asks for it (e.g. `RUST_LOG=info,rumqttd=info`).
     let default_filter = match cli.command {
         // The demo and the bench print what matters themselves.
-        cli::Command::Demo(_) | cli::Command::Bench(_) => "warn,rumqttd=off",
+        cli::Command::Demo(_) | cli::Command::Bench(_) | cli::Command::Sim(_) => "warn,rumqttd=off",
         _ => "info,rumqttd=off",
     };
     tracing_subscriber::fmt()

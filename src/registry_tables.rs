@@ -1,174 +1,14 @@
 //! Keeps the registry visible to SQL: whenever the registry changes, its
-//! entities are handed to the store as reference tables (`owners`,
-//! `equipment`, `devices`, …) with the column names of registry.md.
+//! reference tables (`owners`, `equipment`, `devices`, …; the registry
+//! defines their columns: `vigil_registry::sql`) are handed to the store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::watch;
 use tracing::warn;
 use vigil_registry::Registry;
-use vigil_storage::{ColumnType, RefColumn, RefTable, Store};
-
-use ColumnType::{Bool, Date, Float, Int, Text};
-
-/// A table's columns: name and type.
-type Columns = &'static [(&'static str, ColumnType)];
-
-/// Table name, the key of the entity list in the registry export, columns.
-const TABLES: &[(&str, &str, Columns)] = &[
-    (
-        "owners",
-        "owners",
-        &[
-            ("owner_id", Text),
-            ("name", Text),
-            ("credit_code", Text),
-            ("region", Text),
-            ("contact", Text),
-            ("phone", Text),
-        ],
-    ),
-    (
-        "maintainers",
-        "maintainers",
-        &[
-            ("maintainer_id", Text),
-            ("name", Text),
-            ("credit_code", Text),
-            ("licence_expires", Date),
-        ],
-    ),
-    (
-        "stations",
-        "stations",
-        &[
-            ("station_id", Text),
-            ("owner_id", Text),
-            ("region", Text),
-            ("address", Text),
-            ("working_hours", Text),
-        ],
-    ),
-    (
-        "equipment",
-        "equipment",
-        &[
-            ("equipment_id", Text),
-            ("reg_code", Text),
-            ("category", Text),
-            ("owner_id", Text),
-            ("maintainer_id", Text),
-            ("region", Text),
-            ("address", Text),
-            ("lat", Float),
-            ("lon", Float),
-            ("status", Text),
-            ("next_inspection", Date),
-            ("last_maintenance", Date),
-            ("params", Text),
-        ],
-    ),
-    (
-        "devices",
-        "devices",
-        &[
-            ("device_id", Text),
-            ("equipment_id", Text),
-            ("station_id", Text),
-            ("kind", Text),
-            ("enabled", Bool),
-            ("report_interval_s", Int),
-        ],
-    ),
-    (
-        "persons",
-        "persons",
-        &[
-            ("person_id", Text),
-            ("name", Text),
-            ("employer_id", Text),
-            ("certificates", Text),
-        ],
-    ),
-    (
-        "cylinders",
-        "cylinders",
-        &[
-            ("cylinder_code", Text),
-            ("station_id", Text),
-            ("medium", Text),
-            ("model", Text),
-            ("capacity_l", Float),
-            ("max_fill_kg", Float),
-            ("working_pressure_mpa", Float),
-            ("next_inspection", Date),
-            ("status", Text),
-            ("made_on", Date),
-            ("design_life_years", Int),
-        ],
-    ),
-    (
-        "maintenance_records",
-        "maintenance",
-        &[
-            ("equipment_id", Text),
-            ("kind", Text),
-            ("done_at", Text),
-            ("person_id", Text),
-            ("confirmed_by_owner", Bool),
-        ],
-    ),
-];
-
-fn cell(value: Option<&Value>, ty: ColumnType) -> Value {
-    match (value, ty) {
-        (None | Some(Value::Null), _) => Value::Null,
-        (Some(v @ Value::String(_)), Text | Date) => v.clone(),
-        // Objects and lists (params, certificates) are shown as JSON text.
-        (Some(v), Text) => Value::String(v.to_string()),
-        (Some(v @ Value::Number(_)), Float | Int) => v.clone(),
-        (Some(v @ Value::Bool(_)), Bool) => v.clone(),
-        _ => Value::Null,
-    }
-}
-
-/// The registry as reference tables.
-pub fn tables(registry: &Registry) -> Vec<RefTable> {
-    let export = serde_json::to_value(registry.export()).unwrap_or(Value::Null);
-    TABLES
-        .iter()
-        .map(|(name, key, columns)| {
-            let entities = export
-                .get(*key)
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let rows = entities
-                .iter()
-                .map(|e| {
-                    columns
-                        .iter()
-                        .map(|(col, ty)| cell(e.get(*col), *ty))
-                        .collect()
-                })
-                .collect();
-            RefTable {
-                name: (*name).to_owned(),
-                columns: columns
-                    .iter()
-                    .map(|(col, ty)| RefColumn {
-                        name: (*col).to_owned(),
-                        ty: *ty,
-                        nullable: true,
-                    })
-                    .collect(),
-                rows,
-            }
-        })
-        .collect()
-}
+use vigil_storage::Store;
 
 /// Hands the registry to the store whenever its version moves. SQL calls
 /// [`RegistrySync::ensure`] before each query, so a query right after an
@@ -196,7 +36,7 @@ impl RegistrySync {
             return;
         }
         let mut ok = true;
-        for table in tables(&self.registry) {
+        for table in vigil_registry::sql::tables(&self.registry) {
             let name = table.name.clone();
             if let Err(e) = self.store.set_reference_table(table).await {
                 warn!(table = %name, error = %e, "Registry table not refreshed for SQL.");

@@ -7,12 +7,11 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
-use vigil_model::{Alarm, AlarmId, DeviceId, EpochMs, Payload, Reading, Resolution, Stream};
+use vigil_model::{Alarm, AlarmId, EpochMs, Resolution, Stream};
+use vigil_registry::Registry;
 use vigil_registry::api::ApiError;
 use vigil_rules::{RuleConfig, RuleEngine};
-
-use crate::engine::AppState;
+use vigil_storage::{QueryOptions, Store};
 
 /// Ticks during replay, as the live engine's ticker gives them (about
 /// every `engine.tick_ms`; a second is as fine as any rule's period).
@@ -48,8 +47,12 @@ pub fn config_of(req: &ReplayRequest, running: &RuleConfig) -> Result<RuleConfig
         .map_err(|e| ApiError::bad_request("invalid_rules", e.to_string()))
 }
 
+/// Replays `req` with `config`: readings come from `store` (the engine's
+/// own query options), devices' contexts from `registry` as it is now.
 pub async fn replay(
-    state: &AppState,
+    store: &dyn Store,
+    opts: &QueryOptions,
+    registry: &Registry,
     req: &ReplayRequest,
     config: RuleConfig,
 ) -> Result<Replayed, ApiError> {
@@ -59,6 +62,8 @@ pub async fn replay(
             format!("`to` ({}) must be after `from` ({})", req.to, req.from),
         ));
     }
+    crate::sql::time_literal(req.from)?;
+    crate::sql::time_literal(req.to)?;
     let mut readings = Vec::new();
     for stream in [
         Stream::Elevator,
@@ -67,20 +72,16 @@ pub async fn replay(
         Stream::Filling,
         Stream::Event,
     ] {
-        let sql = format!(
-            "SELECT * FROM {} WHERE ts >= {} AND ts < {}",
-            vigil_storage::readings_table(stream),
-            crate::sql::time_literal(req.from)?,
-            crate::sql::time_literal(req.to)?
-        );
-        for row in crate::sql::epoch_rows(state, &sql, MAX_READINGS + 1).await? {
-            readings.push(reading_of(stream, row)?);
-            if readings.len() > MAX_READINGS {
-                return Err(ApiError::bad_request(
-                    "range_too_large",
-                    format!("more than {MAX_READINGS} readings in the range; replay a shorter one"),
-                ));
-            }
+        let stored = store
+            .readings(stream, req.from, req.to, MAX_READINGS + 1, opts)
+            .await
+            .map_err(crate::sql::store_error)?;
+        readings.extend(stored);
+        if readings.len() > MAX_READINGS {
+            return Err(ApiError::bad_request(
+                "range_too_large",
+                format!("more than {MAX_READINGS} readings in the range; replay a shorter one"),
+            ));
         }
     }
     // The order the engine received them in (seq breaks ties per device).
@@ -111,7 +112,7 @@ pub async fn replay(
         // Contexts come from the registry as it is now.
         let ctx = contexts
             .entry(reading.device_id.clone())
-            .or_insert_with(|| match state.registry.resolve(&reading.device_id) {
+            .or_insert_with(|| match registry.resolve(&reading.device_id) {
                 Resolution::Active(ctx) => Some(ctx),
                 _ => None,
             });
@@ -128,39 +129,5 @@ pub async fn replay(
     Ok(Replayed {
         readings: readings.len(),
         alarms,
-    })
-}
-
-/// A stored row back into the reading the device sent: the payload's
-/// columns carry the protocol's field names.
-fn reading_of(stream: Stream, row: Map<String, Value>) -> Result<Reading, ApiError> {
-    let bad = |what: &str| ApiError::internal(format!("stored {stream:?} row: {what}"));
-    let device_id = row
-        .get("device_id")
-        .and_then(Value::as_str)
-        .and_then(|d| DeviceId::new(d).ok())
-        .ok_or_else(|| bad("no device_id"))?;
-    let int = |k: &str| row.get(k).and_then(Value::as_i64).ok_or_else(|| bad(k));
-    let seq = row
-        .get("seq")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| bad("seq"))?;
-    let (ts, received_at) = (int("ts")?, int("received_at")?);
-    let payload = Value::Object(row);
-    let payload = match stream {
-        Stream::Elevator => serde_json::from_value(payload).map(Payload::Elevator),
-        Stream::Ride => serde_json::from_value(payload).map(Payload::Ride),
-        Stream::Video => serde_json::from_value(payload).map(Payload::Video),
-        Stream::Filling => serde_json::from_value(payload).map(Payload::Filling),
-        Stream::Event => serde_json::from_value(payload).map(Payload::Event),
-    }
-    .map_err(|e| bad(&e.to_string()))?;
-    Ok(Reading {
-        device_id,
-        seq,
-        ts,
-        received_at,
-        payload,
-        extra: None,
     })
 }

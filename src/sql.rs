@@ -6,12 +6,12 @@ use arrow::array::RecordBatch;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use vigil_model::{Alarm, AlarmId, EpochMs, EquipmentId, OwnerId, Region};
+use tokio::sync::watch;
+use vigil_model::{Alarm, AlarmId, EpochMs, EquipmentId, Region};
 use vigil_registry::api::ApiError;
-use vigil_storage::{QueryOptions, QueryOutput, StoreError};
+use vigil_storage::{AlarmQuery, QueryOptions, QueryOutput, Store, StoreError};
 
-use crate::alarms::AlarmFilter;
-use crate::engine::AppState;
+use crate::registry_tables::RegistrySync;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -34,7 +34,7 @@ impl Format {
     }
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::InvalidQuery(m) => ApiError::bad_request("invalid_sql", m),
         StoreError::QueryTimeout(d) => ApiError::bad_request(
@@ -67,19 +67,21 @@ fn store_error(e: StoreError) -> ApiError {
 /// Runs a person's `sql` within the SQL limits; `regions` limits it to a
 /// grant (analysts, supervisors). Stopping the engine cancels it.
 pub async fn run(
-    state: &AppState,
+    store: &dyn Store,
+    opts: &QueryOptions,
+    registry_sync: &RegistrySync,
+    mut stopping: watch::Receiver<bool>,
     sql: &str,
     regions: Option<Vec<Region>>,
 ) -> Result<QueryOutput, ApiError> {
-    state.registry_sync.ensure().await;
+    registry_sync.ensure().await;
     let opts = QueryOptions {
         regions,
         guarded: true,
-        ..state.sql.clone()
+        ..opts.clone()
     };
-    let mut stopping = state.stopping.clone();
     tokio::select! {
-        answer = state.store.query(sql, &opts) => answer.map_err(store_error),
+        answer = store.query(sql, &opts) => answer.map_err(store_error),
         _ = stopping.wait_for(|s| *s) => Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "stopping",
@@ -89,7 +91,7 @@ pub async fn run(
 }
 
 /// Rows as JSON objects, one per row.
-pub fn rows_as_json(batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>, ApiError> {
+pub(crate) fn rows_as_json(batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>, ApiError> {
     let mut buf = Vec::new();
     {
         let mut writer = arrow::json::ArrayWriter::new(&mut buf);
@@ -199,146 +201,46 @@ pub fn render(
     }
 }
 
-/// A SQL string literal.
-pub fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-// Plain columns: the SQL stays the same on DataFusion and PostgreSQL, and
-// timestamps become epoch milliseconds in Arrow (`epoch_ms`).
-const ALARM_COLUMNS: &str = "alarm_id, rule, severity, state, equipment_id, device_id, category, owner_id, region, \
-    raised_at, updated_at, cleared_at, count, details, version, \
-    acknowledged_at, acknowledged_by, note";
-
-/// The batches with every timestamp column as Int64 epoch milliseconds, the
-/// form of the alarm JSON.
-fn epoch_ms(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, ApiError> {
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    let fail =
-        |e: arrow::error::ArrowError| ApiError::internal(format!("cannot convert times: {e}"));
-    batches
-        .iter()
-        .map(|batch| {
-            let mut fields = Vec::new();
-            let mut columns = Vec::new();
-            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-                if let DataType::Timestamp(_, _) = field.data_type() {
-                    let ms = arrow::compute::cast(
-                        column,
-                        &DataType::Timestamp(TimeUnit::Millisecond, None),
-                    )
-                    .and_then(|c| arrow::compute::cast(&c, &DataType::Int64))
-                    .map_err(fail)?;
-                    fields.push(Field::new(field.name(), DataType::Int64, true));
-                    columns.push(ms);
-                } else {
-                    fields.push(field.as_ref().clone());
-                    columns.push(column.clone());
-                }
-            }
-            RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).map_err(fail)
-        })
-        .collect()
-}
-
-fn alarms_from(output: &QueryOutput) -> Result<Vec<Alarm>, ApiError> {
-    rows_as_json(&epoch_ms(&output.batches)?)?
-        .into_iter()
-        .map(|mut row| {
-            // `details` is stored as JSON text.
-            if let Some(Value::String(text)) = row.get("details") {
-                let parsed = serde_json::from_str(text).unwrap_or(Value::Null);
-                row.insert("details".into(), parsed);
-            }
-            serde_json::from_value(Value::Object(row))
-                .map_err(|e| ApiError::internal(format!("stored alarm is unreadable: {e}")))
-        })
-        .collect()
-}
+pub use vigil_storage::lit;
 
 /// Alarms from the store's `alarms` view (latest version of each).
 pub async fn stored_alarms(
-    state: &AppState,
-    filter: &AlarmFilter,
-    scope_regions: Option<&[Region]>,
-    scope_owner: Option<&OwnerId>,
-    limit: usize,
+    store: &dyn Store,
+    opts: &QueryOptions,
+    query: &AlarmQuery,
 ) -> Result<Vec<Alarm>, ApiError> {
-    let mut conditions = Vec::new();
-    let region_condition = |regions: &[Region]| {
-        let any: Vec<String> = regions
-            .iter()
-            .map(|r| format!("region LIKE {}", lit(&format!("{}%", r.prefix()))))
-            .collect();
-        if any.is_empty() {
-            "FALSE".to_owned()
-        } else {
-            format!("({})", any.join(" OR "))
-        }
-    };
-    if let Some(regions) = scope_regions {
-        conditions.push(region_condition(regions));
+    // A time the store cannot take is the caller's mistake, said as such.
+    if let Some(since) = query.filter.since {
+        time_literal(since)?;
     }
-    if let Some(owner) = scope_owner {
-        conditions.push(format!("owner_id = {}", lit(owner.as_str())));
-    }
-    if let Some(regions) = &filter.regions {
-        conditions.push(region_condition(regions));
-    }
-    if let Some(states) = &filter.states {
-        let words: Vec<String> = states.iter().map(|s| lit(s.as_str())).collect();
-        conditions.push(format!("state IN ({})", words.join(", ")));
-    }
-    if let Some(category) = &filter.category {
-        conditions.push(format!("category = {}", lit(category)));
-    }
-    if let Some(equipment) = &filter.equipment_id {
-        conditions.push(format!("equipment_id = {}", lit(equipment)));
-    }
-    if let Some(since) = filter.since {
-        conditions.push(format!("updated_at >= {}", time_literal(since)?));
-    }
-    let where_clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    let sql = format!(
-        "SELECT {ALARM_COLUMNS} FROM alarms {where_clause} ORDER BY updated_at DESC, alarm_id LIMIT {limit}"
-    );
-    let output = state
-        .store
-        .query(&sql, &state.sql)
-        .await
-        .map_err(store_error)?;
-    alarms_from(&output)
+    store.alarms(query, opts).await.map_err(store_error)
 }
 
-pub async fn stored_alarm(state: &AppState, id: &AlarmId) -> Result<Option<Alarm>, ApiError> {
-    let sql = format!(
-        "SELECT {ALARM_COLUMNS} FROM alarms WHERE alarm_id = {}",
-        lit(id.as_str())
-    );
-    let output = state
-        .store
-        .query(&sql, &state.sql)
-        .await
-        .map_err(store_error)?;
-    Ok(alarms_from(&output)?.into_iter().next())
+pub async fn stored_alarm(
+    store: &dyn Store,
+    opts: &QueryOptions,
+    id: &AlarmId,
+) -> Result<Option<Alarm>, ApiError> {
+    let query = AlarmQuery {
+        alarm_id: Some(id.clone()),
+        limit: 1,
+        ..AlarmQuery::default()
+    };
+    Ok(stored_alarms(store, opts, &query).await?.into_iter().next())
 }
 
 /// The newest elevator or ride sample of an equipment, as JSON.
-pub async fn latest_reading(state: &AppState, id: &EquipmentId) -> Result<Option<Value>, ApiError> {
+pub async fn latest_reading(
+    store: &dyn Store,
+    opts: &QueryOptions,
+    id: &EquipmentId,
+) -> Result<Option<Value>, ApiError> {
     for table in ["elevator_readings", "ride_readings"] {
         let sql = format!(
             "SELECT * FROM {table} WHERE equipment_id = {} ORDER BY ts DESC LIMIT 1",
             lit(id.as_str())
         );
-        let output = state
-            .store
-            .query(&sql, &state.sql)
-            .await
-            .map_err(store_error)?;
+        let output = store.query(&sql, opts).await.map_err(store_error)?;
         if let Some(row) = rows_as_json(&output.batches)?.into_iter().next() {
             let mut row = row;
             row.insert("table".into(), Value::String(table.into()));
@@ -349,23 +251,35 @@ pub async fn latest_reading(state: &AppState, id: &EquipmentId) -> Result<Option
 }
 
 /// An epoch-ms time as a SQL literal that compares with a timestamp column
-/// on both backends (RFC 3339 text).
+/// on both backends; a time out of range is the caller's mistake.
 pub fn time_literal(ms: EpochMs) -> Result<String, ApiError> {
-    let t = chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+    vigil_storage::time_literal(ms).map_err(|_| {
         ApiError::bad_request("invalid_time", format!("{ms} is not a time in epoch ms"))
-    })?;
-    Ok(lit(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+    })
+}
+
+/// The batches with every timestamp column as Int64 epoch milliseconds, the
+/// form of the alarm JSON.
+fn epoch_ms(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, ApiError> {
+    batches
+        .iter()
+        .map(vigil_storage::epoch_ms)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ApiError::internal(format!("cannot convert times: {e}")))
 }
 
 /// Rows of a query the engine runs itself (risk, replay), at most
 /// `max_rows`, with every timestamp as epoch ms.
 pub async fn epoch_rows(
-    state: &AppState,
+    store: &dyn Store,
+    opts: &QueryOptions,
     sql: &str,
     max_rows: usize,
 ) -> Result<Vec<Map<String, Value>>, ApiError> {
-    let mut opts = state.sql.clone();
-    opts.max_rows = max_rows;
-    let output = state.store.query(sql, &opts).await.map_err(store_error)?;
+    let opts = QueryOptions {
+        max_rows,
+        ..opts.clone()
+    };
+    let output = store.query(sql, &opts).await.map_err(store_error)?;
     rows_as_json(&epoch_ms(&output.batches)?)
 }

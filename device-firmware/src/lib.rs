@@ -15,7 +15,9 @@
 //! - [`map`]: register maps (TOML), checked with file:line:column errors.
 //! - [`config`]: the gateway's own TOML file.
 //! - [`spool`]: the crash-safe, bounded store and forward log.
-//! - `modbus`, `sampler`, `uplink`, [`gateway`]: the running parts.
+//! - `modbus`, `sampler`, `uplink`, [`gateway`]: the running parts;
+//!   `tls`: the uplink's mutual-TLS client configuration.
+//! - `error`: the gateway's error type.
 //! - [`emulate`]: serves the simulator's machines over Modbus TCP through
 //!   the same maps, so the gateway can be tried (and tested) without hardware.
 

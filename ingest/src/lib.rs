@@ -31,6 +31,11 @@
 //! message is a duplicate only when that very `(device_id, seq)` is stored;
 //! the history that decides it is rebuilt from the store at start
 //! (`Recovery::seqs`). See `docs/ingest.md` and `docs/security.md`.
+//!
+//! Modules: `broker` (rumqttd, listeners, logins), `guard` (topic guard,
+//! [`FeedGrant`]), `pipeline` (the ingest thread), `seqs` (de-duplication
+//! history), `acks` (ack watermarks), `feed` ([`AlarmPublisher`]),
+//! `metrics` (Prometheus), `error` ([`IngestError`]).
 
 mod acks;
 mod broker;
@@ -56,7 +61,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use vigil_model::{DeviceContext, DeviceId, EpochMs, Reading, RejectReason, Resolution};
+use vigil_model::{DeviceContext, DeviceId, Reading, RejectReason, Resolution};
 use vigil_storage::{AckToken, Recovery, Store};
 
 pub use error::IngestError;
@@ -74,8 +79,8 @@ use pipeline::Pipeline;
 use seqs::SeqBook;
 use sessions::{Disconnect, Refusal, Sessions};
 
-/// The engine's clock (epoch milliseconds), injected so tests control time.
-pub type Clock = Arc<dyn Fn() -> EpochMs + Send + Sync>;
+/// The engine's clock, injected so tests control time.
+pub use vigil_model::Clock;
 
 /// Where accepted readings go: called on the ingest thread, in order, once
 /// per reading that passed de-duplication. Blocking in it is back-pressure.

@@ -236,6 +236,11 @@ impl Store for RecordingStore {
         Ok(())
     }
 
+    async fn close(&self) -> Result<(), StoreError> {
+        self.release().await;
+        Ok(())
+    }
+
     fn health(&self) -> Result<(), String> {
         Ok(())
     }

@@ -6,66 +6,24 @@ use serde_json::Value;
 use crate::EpochMs;
 use crate::ids::{AlarmId, DeviceId, EquipmentId, OwnerId, Region, RuleId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Warning,
-    Minor,
-    Major,
-    Critical,
-}
+word_enum!(Severity {
+    Warning = "warning",
+    Minor = "minor",
+    Major = "major",
+    Critical = "critical",
+});
 
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warning => "warning",
-            Severity::Minor => "minor",
-            Severity::Major => "major",
-            Severity::Critical => "critical",
-        }
+word_enum!(
+    /// `active` → `acknowledged` → `cleared`; an alarm may clear straight from
+    /// `active`. Only `cleared` is final.
+    AlarmState {
+        Active = "active",
+        Acknowledged = "acknowledged",
+        Cleared = "cleared",
     }
-
-    pub fn parse(s: &str) -> Option<Severity> {
-        [
-            Severity::Warning,
-            Severity::Minor,
-            Severity::Major,
-            Severity::Critical,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
-}
-
-/// `active` → `acknowledged` → `cleared`; an alarm may clear straight from
-/// `active`. Only `cleared` is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlarmState {
-    Active,
-    Acknowledged,
-    Cleared,
-}
+);
 
 impl AlarmState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlarmState::Active => "active",
-            AlarmState::Acknowledged => "acknowledged",
-            AlarmState::Cleared => "cleared",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AlarmState> {
-        [
-            AlarmState::Active,
-            AlarmState::Acknowledged,
-            AlarmState::Cleared,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
-
     pub fn is_open(self) -> bool {
         self != AlarmState::Cleared
     }
@@ -97,6 +55,37 @@ pub struct Alarm {
     pub acknowledged_by: Option<String>,
     /// How it was handled, given when a person resolves it.
     pub note: Option<String>,
+}
+
+/// Which alarms a reader asked for: the same filter serves the live board
+/// (`matches`) and the stored history (the store's typed `alarms` query).
+#[derive(Debug, Default, Clone)]
+pub struct AlarmFilter {
+    pub states: Option<Vec<AlarmState>>,
+    /// Any of these regions (each covering its sub-regions).
+    pub regions: Option<Vec<Region>>,
+    pub category: Option<String>,
+    pub equipment_id: Option<String>,
+    /// Changed at or after this time.
+    pub since: Option<EpochMs>,
+}
+
+impl AlarmFilter {
+    pub fn matches(&self, alarm: &Alarm) -> bool {
+        self.states
+            .as_ref()
+            .is_none_or(|s| s.contains(&alarm.state))
+            && self
+                .regions
+                .as_ref()
+                .is_none_or(|rs| rs.iter().any(|r| r.covers(&alarm.region)))
+            && self.category.as_ref().is_none_or(|c| *c == alarm.category)
+            && self
+                .equipment_id
+                .as_ref()
+                .is_none_or(|e| e == alarm.equipment_id.as_str())
+            && self.since.is_none_or(|t| alarm.updated_at >= t)
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! the engine can trust it.
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -15,20 +14,25 @@ pub struct IdError {
     pub expected: &'static str,
 }
 
+/// Declares a newtype id that validates its shape once, when built or
+/// deserialized. Two forms: `Name, "what", "expected", check_fn` holds the
+/// text itself; `Name, "what", like Inner` holds an `Inner` id (same shape,
+/// its own name in errors), so it can be used as one.
+#[macro_export]
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident, $what:literal, $expected:literal, $check:expr) => {
         $(#[$meta])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(Arc<str>);
+        pub struct $name(::std::sync::Arc<str>);
 
         impl $name {
-            pub fn new(value: impl AsRef<str>) -> Result<Self, IdError> {
+            pub fn new(value: impl AsRef<str>) -> Result<Self, $crate::ids::IdError> {
                 let value = value.as_ref();
                 let check: fn(&str) -> bool = $check;
                 if check(value) {
-                    Ok(Self(Arc::from(value)))
+                    Ok(Self(::std::sync::Arc::from(value)))
                 } else {
-                    Err(IdError { what: $what, value: value.to_owned(), expected: $expected })
+                    Err($crate::ids::IdError { what: $what, value: value.to_owned(), expected: $expected })
                 }
             }
 
@@ -37,35 +41,57 @@ macro_rules! string_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+        $crate::string_id!(@common $name);
+    };
+    ($(#[$meta:meta])* $name:ident, $what:literal, like $inner:ty) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name($inner);
+
+        impl $name {
+            pub fn new(value: impl AsRef<str>) -> Result<Self, $crate::ids::IdError> {
+                <$inner>::new(value)
+                    .map(Self)
+                    .map_err(|e| $crate::ids::IdError { what: $what, ..e })
+            }
+
+            pub fn as_str(&self) -> &str {
+                self.0.as_str()
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
+        $crate::string_id!(@common $name);
+    };
+    (@common $name:ident) => {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
             }
         }
 
-        impl std::str::FromStr for $name {
-            type Err = IdError;
-            fn from_str(s: &str) -> Result<Self, IdError> {
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Debug::fmt(self.as_str(), f)
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::ids::IdError;
+            fn from_str(s: &str) -> Result<Self, $crate::ids::IdError> {
                 Self::new(s)
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
+        impl $crate::__serde::Serialize for $name {
+            fn serialize<S: $crate::__serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                Self::new(&*s).map_err(serde::de::Error::custom)
+        impl<'de> $crate::__serde::Deserialize<'de> for $name {
+            fn deserialize<D: $crate::__serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <::std::borrow::Cow<'de, str> as $crate::__serde::Deserialize>::deserialize(d)?;
+                Self::new(&*s).map_err(<D::Error as $crate::__serde::de::Error>::custom)
             }
         }
     };

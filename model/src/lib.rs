@@ -9,21 +9,39 @@
 //!
 //! - [`ids`]: newtype ids (`DeviceId`, `EquipmentId`, …) and [`ids::Region`].
 //! - [`reading`]: the v1 payloads of protocol.md as typed structs.
+//! - [`category`]: equipment categories ([`Category`]) and the binding
+//!   categories rules and devices use.
+//! - [`clock`]: injected time ([`Clock`]).
+//! - `macros`: [`string_id!`] and [`word_enum!`], the workspace's one id
+//!   macro and one enum macro.
 //! - [`codec`]: topic parsing, JSON decoding and validation.
+//! - [`grant`]: who may see what ([`Grant`]): the one access rule.
 //! - [`device`]: a device's registry context and the lookup result.
-//! - [`alarm`]: alarms, severities and their lifecycle states.
+//! - [`reference`]: reference tables (registry data shown to SQL).
+//! - [`alarm`]: alarms, severities, their lifecycle states and the filter
+//!   readers choose them by.
 //! - [`log_limit`]: a budget for log lines a device can multiply.
 
+#[macro_use]
+mod macros;
+
 pub mod alarm;
+pub mod category;
+pub mod clock;
 pub mod codec;
 pub mod device;
+pub mod grant;
 pub mod ids;
 pub mod log_limit;
 pub mod reading;
+pub mod reference;
 
-pub use alarm::{Alarm, AlarmState, Severity};
+pub use alarm::{Alarm, AlarmFilter, AlarmState, Severity};
+pub use category::{BINDING_CATEGORIES, Category, FILLING_STATION_CATEGORY};
+pub use clock::{Clock, system_clock};
 pub use codec::{RejectReason, Rejection};
 pub use device::{DeviceContext, Resolution};
+pub use grant::Grant;
 pub use ids::{AlarmId, DeviceId, EquipmentId, MaintainerId, OwnerId, Region, RuleId};
 pub use reading::{Binding, DeadLetter, Payload, Reading, Stream};
 
@@ -33,3 +51,7 @@ pub type EpochMs = i64;
 
 /// Largest accepted payload (protocol.md: at most 64 KiB).
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+#[doc(hidden)]
+/// For [`string_id!`] in other crates.
+pub use serde as __serde;

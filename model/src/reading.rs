@@ -6,16 +6,16 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{DeviceId, EquipmentId, OwnerId, Region};
 use crate::{EpochMs, RejectReason};
 
-/// The topic suffix a message arrived on: `/tenants/{device_id}/v1/{stream}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stream {
-    Elevator,
-    Ride,
-    Video,
-    Filling,
-    Event,
-}
+word_enum!(
+    /// The topic suffix a message arrived on: `/tenants/{device_id}/v1/{stream}`.
+    Stream {
+        Elevator = "elevator",
+        Ride = "ride",
+        Video = "video",
+        Filling = "filling",
+        Event = "event",
+    }
+);
 
 impl Stream {
     pub const ALL: [Stream; 5] = [
@@ -25,20 +25,6 @@ impl Stream {
         Stream::Filling,
         Stream::Event,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Elevator => "elevator",
-            Stream::Ride => "ride",
-            Stream::Video => "video",
-            Stream::Filling => "filling",
-            Stream::Event => "event",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Stream> {
-        Stream::ALL.into_iter().find(|k| k.as_str() == s)
-    }
 }
 
 /// Where a device sits in the registry, resolved once per message by ingest
@@ -93,27 +79,6 @@ impl Payload {
     }
 }
 
-/// Declares a string enum whose JSON and SQL spelling is the snake_case name.
-macro_rules! word_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $word:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name { $(#[serde(rename = $word)] $variant),+ }
-
-        impl $name {
-            pub const WORDS: &'static [&'static str] = &[$($word),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $word),+ }
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($word => Some($name::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
 word_enum!(Direction { Up = "up", Down = "down", Stop = "stop" });
 word_enum!(Door { Open = "open", Closed = "closed", Opening = "opening", Closing = "closing" });
 word_enum!(ElevatorMode {
@@ -158,6 +123,41 @@ pub struct ElevatorSample {
     pub load_pct: Option<f32>,
 }
 
+impl ElevatorSample {
+    /// An elevator at rest: stopped level at floor 3, door closed and
+    /// locked, empty, normal mode, on mains. The shared starting point of
+    /// tests, benches and simulations (override fields with `..idle()`).
+    pub fn idle() -> ElevatorSample {
+        ElevatorSample {
+            floor: 3,
+            direction: Direction::Stop,
+            speed_mps: 0.0,
+            door: Door::Closed,
+            leveled: true,
+            occupied: false,
+            mode: ElevatorMode::Normal,
+            safety_circuit: true,
+            door_lock: true,
+            alarm_button: false,
+            power: Power::Mains,
+            limit: Limit::None,
+            run_count: None,
+            load_pct: None,
+        }
+    }
+
+    /// Travelling up between floors at a normal speed (1.5 m/s), occupied.
+    pub fn moving() -> ElevatorSample {
+        ElevatorSample {
+            direction: Direction::Up,
+            speed_mps: 1.5,
+            leveled: false,
+            occupied: true,
+            ..ElevatorSample::idle()
+        }
+    }
+}
+
 /// A large amusement ride or passenger ropeway sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RideSample {
@@ -193,6 +193,24 @@ pub struct FillingRecord {
     pub started_ms: EpochMs,
     pub result: FillResult,
 }
+
+/// The maximum fill mass, kg, of an LPG cylinder model (GB 5842 YSP
+/// series): YSP12 5.0 kg, YSP35.5 14.9 kg, YSP118 49.5 kg. A registry
+/// `max_fill_kg` above it is a mistake the registry import warns about and
+/// `filling.overfill` does not follow.
+pub fn lpg_max_fill_kg(model: &str) -> Option<f64> {
+    const TABLE: &[(&str, f64)] = &[("YSP12", 5.0), ("YSP35.5", 14.9), ("YSP118", 49.5)];
+    TABLE
+        .iter()
+        .find(|(m, _)| m.eq_ignore_ascii_case(model.trim()))
+        .map(|(_, kg)| *kg)
+}
+
+/// The `event` code a ride's controller (or the operator's console) sends,
+/// `active: true`, when the day's trial run and safety check are done
+/// (`ride.no_daily_check`). It is a record, not a fault:
+/// `elevator.controller_fault` ignores it.
+pub const DAILY_CHECK_CODE: &str = "daily_check";
 
 /// A fault or event code the controller reports itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

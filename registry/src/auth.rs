@@ -28,15 +28,15 @@ use axum::routing::MethodRouter;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use vigil_model::{EpochMs, OwnerId, Region};
+use vigil_model::{Alarm, EpochMs, Grant, OwnerId, Region};
 
 use crate::api::ApiError;
-use crate::store::{Registry, ct_eq};
+use crate::store::Registry;
+use crate::store::secrets::ct_eq;
 use crate::types::Role;
 
-/// The engine's notion of now (epoch milliseconds), injected so tests
-/// control expiry.
-pub type Clock = Arc<dyn Fn() -> EpochMs + Send + Sync>;
+/// Now, injected so tests control expiry.
+pub use vigil_model::Clock;
 
 /// Who is asking, and so what they may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,25 +57,32 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// What this principal may see (model's one access rule).
+    pub fn grant(&self) -> Grant<'_> {
+        match self {
+            Principal::Admin => Grant::All,
+            Principal::Supervisor { regions } | Principal::Analyst { regions } => {
+                Grant::Regions(regions)
+            }
+            Principal::Owner { owner_id } => Grant::Owner(owner_id),
+        }
+    }
+
     /// Whether a region-scoped grant covers `r` (a grant covers its
     /// sub-regions). Owners are not region-scoped: always false for them,
     /// use [`Principal::sees_equipment`].
     pub fn sees_region(&self, r: &Region) -> bool {
-        match self {
-            Principal::Admin => true,
-            Principal::Supervisor { regions } | Principal::Analyst { regions } => {
-                regions.iter().any(|g| g.covers(r))
-            }
-            Principal::Owner { .. } => false,
-        }
+        self.grant().sees_region(r)
     }
 
     /// Whether this principal may read equipment of `owner` in `region`.
     pub fn sees_equipment(&self, owner: &OwnerId, region: &Region) -> bool {
-        match self {
-            Principal::Owner { owner_id } => owner_id == owner,
-            _ => self.sees_region(region),
-        }
+        self.grant().sees(owner, region)
+    }
+
+    /// Whether this principal may read `alarm`.
+    pub fn sees_alarm(&self, alarm: &Alarm) -> bool {
+        self.grant().sees_alarm(alarm)
     }
 
     /// A short label for logs: `admin`, `supervisor[440700,440100]`, `owner[O1]`.
@@ -113,7 +120,7 @@ impl TokenId {
     pub(crate) fn random() -> TokenId {
         TokenId(format!(
             "tok_{}",
-            hex::encode(crate::store::random_bytes::<8>())
+            hex::encode(crate::store::secrets::random_bytes::<8>())
         ))
     }
 

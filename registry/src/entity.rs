@@ -171,12 +171,14 @@ impl MaintenanceRecord {
         })
     }
 
-    pub(crate) fn key(&self) -> MaintenanceKey {
+    /// What identifies the record: (equipment, kind, done_at).
+    pub fn key(&self) -> MaintenanceKey {
         (self.equipment_id.clone(), self.kind, self.done_at.clone())
     }
 }
 
-pub(crate) type MaintenanceKey = (EquipmentId, MaintenanceKind, String);
+/// A maintenance record's key: (equipment, kind, `done_at` as given).
+pub type MaintenanceKey = (EquipmentId, MaintenanceKind, String);
 
 /// The bulk import: every list optional, upserted as a whole.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -204,8 +206,8 @@ impl ImportDoc {
     /// Parses an import document; a mistake names its path
     /// (`equipment[3].category: unknown variant …`).
     pub fn from_json(bytes: &[u8]) -> Result<ImportDoc, RegistryError> {
-        crate::api::parse_json(bytes).map_err(|e| RegistryError::BadDocument {
-            message: e.message().to_owned(),
+        crate::json::parse(bytes).map_err(|e| RegistryError::BadDocument {
+            message: e.message(),
         })
     }
 }

@@ -3,10 +3,10 @@
 //! attributes list filters match on. One impl per entity, no copies of the
 //! handlers.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::Hash;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,7 +15,7 @@ use vigil_model::{DeviceId, EquipmentId, MaintainerId, OwnerId, Region};
 
 use crate::auth::Principal;
 use crate::entity::*;
-use crate::store::{Data, Snapshot};
+use crate::store::snapshot::{Change, Data, Indexes, RefKey, Snapshot, Sub, Table, Touched, Txn};
 use crate::types::*;
 
 /// What a list filter compares.
@@ -42,17 +42,50 @@ pub(crate) trait Entity:
     const STATUS_WORDS: &'static [&'static str] = &[];
 
     fn id(&self) -> &Self::Id;
-    fn table(d: &Data) -> &BTreeMap<Self::Id, Self>;
-    fn table_mut(d: &mut Data) -> &mut BTreeMap<Self::Id, Self>;
+    fn table(d: &Data) -> &Table<Self::Id, Self>;
+    fn table_mut(d: &mut Data) -> &mut Table<Self::Id, Self>;
+    fn touched(t: &mut Touched) -> &mut Vec<Self::Id>;
+    fn changes(c: &Change) -> &[(Self::Id, Option<Arc<Self>>)];
+    fn changes_mut(c: &mut Change) -> &mut Vec<(Self::Id, Option<Arc<Self>>)>;
     fn doc_list(doc: &mut ImportDoc) -> &mut Vec<Self>;
     /// Its own fields, alone.
     fn check(&self) -> Result<(), FieldError>;
     /// Its references, against the registry as it would be after the change.
     fn check_refs(&self, d: &Data) -> Result<(), FieldError>;
-    /// Who still points at `id` (blocks a delete).
-    fn referenced_by(id: &Self::Id, d: &Data) -> Option<String>;
+    /// Adds (or, `add` false, takes away) what this entity puts into the
+    /// indexes: the references it makes, where it places its owner.
+    fn index(&self, idx: &mut Indexes, add: bool);
+    /// Who still points at `id` (blocks a delete): the first in id order.
+    /// Counted by the indexes, so a delete nothing blocks costs O(log n).
+    fn referenced_by(id: &Self::Id, s: &Snapshot) -> Option<String>;
+    /// What goes with the entity when it is deleted (a device's secret).
+    fn removed(_id: &Self::Id, _tx: &mut Txn) {}
     fn visible(&self, p: &Principal, s: &Snapshot) -> bool;
     fn attrs(&self, s: &Snapshot) -> Attrs;
+}
+
+/// The accessors that only name the entity's table.
+macro_rules! tables {
+    ($field:ident) => {
+        fn table(d: &Data) -> &Table<Self::Id, Self> {
+            &d.$field
+        }
+        fn table_mut(d: &mut Data) -> &mut Table<Self::Id, Self> {
+            &mut d.$field
+        }
+        fn touched(t: &mut Touched) -> &mut Vec<Self::Id> {
+            &mut t.$field
+        }
+        fn changes(c: &Change) -> &[(Self::Id, Option<Arc<Self>>)] {
+            &c.$field
+        }
+        fn changes_mut(c: &mut Change) -> &mut Vec<(Self::Id, Option<Arc<Self>>)> {
+            &mut c.$field
+        }
+        fn doc_list(doc: &mut ImportDoc) -> &mut Vec<Self> {
+            &mut doc.$field
+        }
+    };
 }
 
 fn missing(field: &str, what: &str, id: &dyn fmt::Display) -> FieldError {
@@ -65,29 +98,30 @@ fn missing(field: &str, what: &str, id: &dyn fmt::Display) -> FieldError {
     )
 }
 
-fn first<'a, T: 'a>(
-    mut it: impl Iterator<Item = &'a T>,
-    describe: impl Fn(&T) -> String,
+/// The first entity of `table` (in id order) that `refers` says points at
+/// the deleted one, described. A scan, but only when the counts say
+/// something refers (the delete is refused then).
+fn first<K: Ord, E>(
+    table: &Table<K, E>,
+    refers: impl Fn(&E) -> bool,
+    describe: impl Fn(&E) -> String,
 ) -> Option<String> {
-    it.next().map(describe)
+    table.values().find(|e| refers(e)).map(|e| describe(e))
 }
 
 fn owner_visible(id: &OwnerId, p: &Principal, s: &Snapshot) -> bool {
     match p {
         Principal::Admin => true,
         Principal::Owner { owner_id } => owner_id == id,
-        _ => s
-            .owner_regions
-            .get(id)
-            .is_some_and(|rs| rs.iter().any(|r| p.sees_region(r))),
+        _ => s.idx.owner_regions(id).any(|r| p.sees_region(&r)),
     }
 }
 
 fn maintainer_visible(id: &MaintainerId, p: &Principal, s: &Snapshot) -> bool {
     p.is_admin()
-        || s.maintainer_scope
-            .get(id)
-            .is_some_and(|scope| scope.iter().any(|(o, r)| p.sees_equipment(o, r)))
+        || s.idx
+            .maintainer_scope(id)
+            .any(|(o, r)| p.sees_equipment(o, r))
 }
 
 fn station_visible(id: &StationId, p: &Principal, s: &Snapshot) -> bool {
@@ -107,33 +141,37 @@ impl Entity for Owner {
     fn id(&self) -> &OwnerId {
         &self.owner_id
     }
-    fn table(d: &Data) -> &BTreeMap<OwnerId, Self> {
-        &d.owners
-    }
-    fn table_mut(d: &mut Data) -> &mut BTreeMap<OwnerId, Self> {
-        &mut d.owners
-    }
-    fn doc_list(doc: &mut ImportDoc) -> &mut Vec<Self> {
-        &mut doc.owners
-    }
+    tables!(owners);
     fn check(&self) -> Result<(), FieldError> {
         Owner::check(self)
     }
     fn check_refs(&self, _: &Data) -> Result<(), FieldError> {
         Ok(())
     }
-    fn referenced_by(id: &OwnerId, d: &Data) -> Option<String> {
-        first(d.equipment.values().filter(|e| &e.owner_id == id), |e| {
-            format!("equipment {:?}", e.equipment_id.as_str())
-        })
-        .or_else(|| {
-            first(d.stations.values().filter(|s| &s.owner_id == id), |s| {
-                format!("station {:?}", s.station_id.as_str())
+    fn index(&self, idx: &mut Indexes, add: bool) {
+        idx.owner_in(&self.owner_id, self.region, add);
+    }
+    fn referenced_by(id: &OwnerId, s: &Snapshot) -> Option<String> {
+        let d = &s.data;
+        let by_kind = if s.idx.refs(&RefKey::Owner(id.clone())) == 0 {
+            None
+        } else {
+            first(
+                &d.equipment,
+                |e| &e.owner_id == id,
+                |e| format!("equipment {:?}", e.equipment_id.as_str()),
+            )
+            .or_else(|| {
+                first(
+                    &d.stations,
+                    |st| &st.owner_id == id,
+                    |st| format!("station {:?}", st.station_id.as_str()),
+                )
             })
-        })
-        .or_else(|| {
-            employer_reference(id.as_str(), d, |e| {
-                d.maintainers.keys().any(|m| m.as_str() == e)
+        };
+        by_kind.or_else(|| {
+            employer_reference(id.as_str(), s, |e| {
+                MaintainerId::new(e).is_ok_and(|m| d.maintainers.contains_key(&m))
             })
         })
     }
@@ -151,12 +189,18 @@ impl Entity for Owner {
 
 /// A person employed by `id`, unless the other kind of employer with the
 /// same id keeps that person's reference valid.
-fn employer_reference(id: &str, d: &Data, other_kind_has: impl Fn(&str) -> bool) -> Option<String> {
-    if other_kind_has(id) {
+fn employer_reference(
+    id: &str,
+    s: &Snapshot,
+    other_kind_has: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let employed = EmployerId::new(id).is_ok_and(|e| s.idx.refs(&RefKey::Employer(e)) > 0);
+    if !employed || other_kind_has(id) {
         return None;
     }
     first(
-        d.persons.values().filter(|p| p.employer_id.as_str() == id),
+        &s.data.persons,
+        |p| p.employer_id.as_str() == id,
         |p| format!("person {:?}", p.person_id.as_str()),
     )
 }
@@ -171,30 +215,29 @@ impl Entity for Maintainer {
     fn id(&self) -> &MaintainerId {
         &self.maintainer_id
     }
-    fn table(d: &Data) -> &BTreeMap<MaintainerId, Self> {
-        &d.maintainers
-    }
-    fn table_mut(d: &mut Data) -> &mut BTreeMap<MaintainerId, Self> {
-        &mut d.maintainers
-    }
-    fn doc_list(doc: &mut ImportDoc) -> &mut Vec<Self> {
-        &mut doc.maintainers
-    }
+    tables!(maintainers);
     fn check(&self) -> Result<(), FieldError> {
         Maintainer::check(self)
     }
     fn check_refs(&self, _: &Data) -> Result<(), FieldError> {
         Ok(())
     }
-    fn referenced_by(id: &MaintainerId, d: &Data) -> Option<String> {
-        first(
-            d.equipment
-                .values()
-                .filter(|e| e.maintainer_id.as_ref() == Some(id)),
-            |e| format!("equipment {:?}", e.equipment_id.as_str()),
-        )
-        .or_else(|| {
-            employer_reference(id.as_str(), d, |e| d.owners.keys().any(|o| o.as_str() == e))
+    fn index(&self, _: &mut Indexes, _: bool) {}
+    fn referenced_by(id: &MaintainerId, s: &Snapshot) -> Option<String> {
+        let d = &s.data;
+        let by_equipment = if s.idx.refs(&RefKey::Maintainer(id.clone())) == 0 {
+            None
+        } else {
+            first(
+                &d.equipment,
+                |e| e.maintainer_id.as_ref() == Some(id),
+                |e| format!("equipment {:?}", e.equipment_id.as_str()),
+            )
+        };
+        by_equipment.or_else(|| {
+            employer_reference(id.as_str(), s, |e| {
+                OwnerId::new(e).is_ok_and(|o| d.owners.contains_key(&o))
+            })
         })
     }
     fn visible(&self, p: &Principal, s: &Snapshot) -> bool {
@@ -215,15 +258,7 @@ impl Entity for Station {
     fn id(&self) -> &StationId {
         &self.station_id
     }
-    fn table(d: &Data) -> &BTreeMap<StationId, Self> {
-        &d.stations
-    }
-    fn table_mut(d: &mut Data) -> &mut BTreeMap<StationId, Self> {
-        &mut d.stations
-    }
-    fn doc_list(doc: &mut ImportDoc) -> &mut Vec<Self> {
-        &mut doc.stations
-    }
+    tables!(stations);
     fn check(&self) -> Result<(), FieldError> {
         Station::check(self)
     }
@@ -239,17 +274,25 @@ impl Entity for Station {
         }
         Ok(())
     }
-    fn referenced_by(id: &StationId, d: &Data) -> Option<String> {
-        first(
-            d.devices
-                .values()
-                .filter(|v| v.station_id.as_ref() == Some(id)),
-            |v| format!("device {:?}", v.device_id.as_str()),
-        )
-        .or_else(|| {
-            first(d.cylinders.values().filter(|c| &c.station_id == id), |c| {
-                format!("cylinder {:?}", c.cylinder_code.as_str())
-            })
+    fn index(&self, idx: &mut Indexes, add: bool) {
+        idx.owner_in(&self.owner_id, self.region, add);
+        idx.count(RefKey::Owner(self.owner_id.clone()), add);
+    }
+    fn referenced_by(id: &StationId, s: &Snapshot) -> Option<String> {
+        let by_device = s
+            .idx
+            .devices_at(id)
+            .next()
+            .map(|v| format!("device {:?}", v.as_str()));
+        by_device.or_else(|| {
+            if s.idx.refs(&RefKey::StationCylinders(id.clone())) == 0 {
+                return None;
+            }
+            first(
+                &s.data.cylinders,
+                |c| &c.station_id == id,
+                |c| format!("cylinder {:?}", c.cylinder_code.as_str()),
+            )
         })
     }
     fn visible(&self, p: &Principal, _: &Snapshot) -> bool {
@@ -276,15 +319,7 @@ impl Entity for Equipment {
     fn id(&self) -> &EquipmentId {
         &self.equipment_id
     }
-    fn table(d: &Data) -> &BTreeMap<EquipmentId, Self> {
-        &d.equipment
-    }
-    fn table_mut(d: &mut Data) -> &mut BTreeMap<EquipmentId, Self> {
-        &mut d.equipment
-    }
-    fn doc_list(doc: &mut ImportDoc) -> &mut Vec<Self> {
-        &mut doc.equipment
-    }
+    tables!(equipment);
     fn check(&self) -> Result<(), FieldError> {
         Equipment::check(self)
     }
@@ -305,18 +340,26 @@ impl Entity for Equipment {
         }
         Ok(())
     }
-    fn referenced_by(id: &EquipmentId, d: &Data) -> Option<String> {
-        first(
-            d.devices
-                .values()
-                .filter(|v| v.equipment_id.as_ref() == Some(id)),
-            |v| format!("device {:?}", v.device_id.as_str()),
-        )
-        .or_else(|| {
-            first(
-                d.maintenance.values().filter(|m| &m.equipment_id == id),
-                |m| format!("maintenance record {} of {}", m.kind, m.done_at),
-            )
+    fn index(&self, idx: &mut Indexes, add: bool) {
+        idx.owner_in(&self.owner_id, self.region, add);
+        idx.count(RefKey::Owner(self.owner_id.clone()), add);
+        if let Some(m) = &self.maintainer_id {
+            idx.count(RefKey::Maintainer(m.clone()), add);
+            let key = (m.clone(), Sub::Is((self.owner_id.clone(), self.region)));
+            idx.scope(key, add);
+        }
+    }
+    fn referenced_by(id: &EquipmentId, s: &Snapshot) -> Option<String> {
+        let by_device = s
+            .idx
+            .devices_on(id)
+            .next()
+            .map(|v| format!("device {:?}", v.as_str()));
+        by_device.or_else(|| {
+            s.data
+                .maintenance_of(id)
+                .next()
+                .map(|m| format!("maintenance record {} of {}", m.kind, m.done_at))
         })
     }
     fn visible(&self, p: &Principal, _: &Snapshot) -> bool {
@@ -341,18 +384,7 @@ fn device_place(v: &Device, d: &Data) -> Option<(OwnerId, Region, &'static str)>
     Some((st.owner_id.clone(), st.region, FILLING_STATION_CATEGORY))
 }
 
-const DEVICE_CATEGORIES: &[&str] = &[
-    "elevator",
-    "escalator",
-    "amusement_ride",
-    "passenger_ropeway",
-    "boiler",
-    "pressure_vessel",
-    "pressure_piping",
-    "lifting_machinery",
-    "in_plant_vehicle",
-    FILLING_STATION_CATEGORY,
-];
+const DEVICE_CATEGORIES: &[&str] = &vigil_model::BINDING_CATEGORIES;
 
 impl Entity for Device {
     type Id = DeviceId;
@@ -365,15 +397,7 @@ impl Entity for Device {
     fn id(&self) -> &DeviceId {
         &self.device_id
     }
-    fn table(d: &Data) -> &BTreeMap<DeviceId, Self> {
-        &d.devices
-    }
-    fn table_mut(d: &mut Data) -> &mut BTreeMap<DeviceId, Self> {
-        &mut d.devices
-    }
-    fn doc_list(doc: &mut ImportDoc) -> &mut Vec<Self> {
-        &mut doc.devices
-    }
+    tables!(devices);
     fn check(&self) -> Result<(), FieldError> {
         Device::check(self)
     }
@@ -390,8 +414,29 @@ impl Entity for Device {
         }
         Ok(())
     }
-    fn referenced_by(_: &DeviceId, _: &Data) -> Option<String> {
+    fn index(&self, idx: &mut Indexes, add: bool) {
+        if let Some(e) = &self.equipment_id {
+            let key = (e.clone(), Sub::Is(self.device_id.clone()));
+            if add {
+                idx.equipment_devices.insert(key);
+            } else {
+                idx.equipment_devices.remove(&key);
+            }
+        }
+        if let Some(st) = &self.station_id {
+            let key = (st.clone(), Sub::Is(self.device_id.clone()));
+            if add {
+                idx.station_devices.insert(key);
+            } else {
+                idx.station_devices.remove(&key);
+            }
+        }
+    }
+    fn referenced_by(_: &DeviceId, _: &Snapshot) -> Option<String> {
         None
+    }
+    fn removed(id: &DeviceId, tx: &mut Txn) {
+        tx.set_secret(id.clone(), None);
     }
     fn visible(&self, p: &Principal, s: &Snapshot) -> bool {
         device_place(self, &s.data).is_some_and(|(o, r, _)| p.sees_equipment(&o, &r))
@@ -419,15 +464,7 @@ impl Entity for Person {
     fn id(&self) -> &PersonId {
         &self.person_id
     }
-    fn table(d: &Data) -> &BTreeMap<PersonId, Self> {
-        &d.persons
-    }
-    fn table_mut(d: &mut Data) -> &mut BTreeMap<PersonId, Self> {
-        &mut d.persons
-    }
-    fn doc_list(doc: &mut ImportDoc) -> &mut Vec<Self> {
-        &mut doc.persons
-    }
+    tables!(persons);
     fn check(&self) -> Result<(), FieldError> {
         Person::check(self)
     }
@@ -445,15 +482,25 @@ impl Entity for Person {
             ))
         }
     }
-    fn referenced_by(id: &PersonId, d: &Data) -> Option<String> {
-        first(d.maintenance.values().filter(|m| &m.person_id == id), |m| {
-            format!(
-                "maintenance record {} of {} on equipment {:?}",
-                m.kind,
-                m.done_at,
-                m.equipment_id.as_str()
-            )
-        })
+    fn index(&self, idx: &mut Indexes, add: bool) {
+        idx.count(RefKey::Employer(self.employer_id.clone()), add);
+    }
+    fn referenced_by(id: &PersonId, s: &Snapshot) -> Option<String> {
+        if s.idx.refs(&RefKey::Person(id.clone())) == 0 {
+            return None;
+        }
+        first(
+            &s.data.maintenance,
+            |m| &m.person_id == id,
+            |m| {
+                format!(
+                    "maintenance record {} of {} on equipment {:?}",
+                    m.kind,
+                    m.done_at,
+                    m.equipment_id.as_str()
+                )
+            },
+        )
     }
     fn visible(&self, p: &Principal, s: &Snapshot) -> bool {
         let e = self.employer_id.as_str();
@@ -477,15 +524,7 @@ impl Entity for Cylinder {
     fn id(&self) -> &CylinderCode {
         &self.cylinder_code
     }
-    fn table(d: &Data) -> &BTreeMap<CylinderCode, Self> {
-        &d.cylinders
-    }
-    fn table_mut(d: &mut Data) -> &mut BTreeMap<CylinderCode, Self> {
-        &mut d.cylinders
-    }
-    fn doc_list(doc: &mut ImportDoc) -> &mut Vec<Self> {
-        &mut doc.cylinders
-    }
+    tables!(cylinders);
     fn check(&self) -> Result<(), FieldError> {
         Cylinder::check(self)
     }
@@ -496,7 +535,10 @@ impl Entity for Cylinder {
             Err(missing("station_id", "station", &self.station_id))
         }
     }
-    fn referenced_by(_: &CylinderCode, _: &Data) -> Option<String> {
+    fn index(&self, idx: &mut Indexes, add: bool) {
+        idx.count(RefKey::StationCylinders(self.station_id.clone()), add);
+    }
+    fn referenced_by(_: &CylinderCode, _: &Snapshot) -> Option<String> {
         None
     }
     fn visible(&self, p: &Principal, s: &Snapshot) -> bool {

@@ -6,78 +6,28 @@ use std::fmt;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use vigil_model::EquipmentId;
 use vigil_model::ids::IdError;
+use vigil_model::{EquipmentId, string_id, word_enum};
 
-/// Ids of the registry's own entities. They share the shape of
-/// `EquipmentId` (printable ASCII without `/ ? # +`, at most 64 bytes):
-/// a station id doubles as the binding's `equipment_id` of filling scales,
-/// so it must be a valid equipment id anyway.
-macro_rules! local_id {
-    ($(#[$meta:meta])* $name:ident, $what:literal) => {
-        $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(EquipmentId);
-
-        impl $name {
-            pub fn new(value: impl AsRef<str>) -> Result<Self, IdError> {
-                EquipmentId::new(value).map(Self).map_err(|e| IdError { what: $what, ..e })
-            }
-
-            pub fn as_str(&self) -> &str {
-                self.0.as_str()
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(self.as_str(), f)
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = IdError;
-            fn from_str(s: &str) -> Result<Self, IdError> {
-                Self::new(s)
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::new(&s).map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-local_id!(
+// Ids of the registry's own entities share the shape of `EquipmentId`
+// (printable ASCII without `/ ? # +`, at most 64 bytes): a station id
+// doubles as the binding's `equipment_id` of filling scales, so it must be
+// a valid equipment id anyway.
+string_id!(
     /// A gas-cylinder filling station.
-    StationId, "station_id"
+    StationId, "station_id", like EquipmentId
 );
-local_id!(
+string_id!(
     /// A person (maintenance worker, filling operator, …).
-    PersonId, "person_id"
+    PersonId, "person_id", like EquipmentId
 );
-local_id!(
+string_id!(
     /// The code stamped on a gas cylinder, as filling records carry it.
-    CylinderCode, "cylinder_code"
+    CylinderCode, "cylinder_code", like EquipmentId
 );
-local_id!(
+string_id!(
     /// The owner or maintainer that employs a person.
-    EmployerId, "employer_id"
+    EmployerId, "employer_id", like EquipmentId
 );
 
 impl StationId {
@@ -189,58 +139,16 @@ pub(crate) mod date {
     }
 }
 
-/// A fixed vocabulary of registry.md, spelled in JSON as its snake_case word.
-macro_rules! words {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $word:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        pub enum $name { $(#[serde(rename = $word)] $variant),+ }
+pub use vigil_model::{Category, FILLING_STATION_CATEGORY};
 
-        impl $name {
-            pub const WORDS: &'static [&'static str] = &[$($word),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $word),+ }
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($word => Some($name::$variant),)+ _ => None }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-words!(
-    /// Equipment category; the binding's `category` for equipment.
-    Category {
-        Elevator = "elevator",
-        Escalator = "escalator",
-        AmusementRide = "amusement_ride",
-        PassengerRopeway = "passenger_ropeway",
-        Boiler = "boiler",
-        PressureVessel = "pressure_vessel",
-        PressurePiping = "pressure_piping",
-        LiftingMachinery = "lifting_machinery",
-        InPlantVehicle = "in_plant_vehicle",
-    }
-);
-words!(EquipmentStatus { InUse = "in_use", Stopped = "stopped", Scrapped = "scrapped" });
-words!(DeviceKind { Elevator = "elevator", Ride = "ride", Video = "video", Filling = "filling" });
-words!(CylinderStatus { InUse = "in_use", Scrapped = "scrapped" });
-words!(MaintenanceKind { HalfMonth = "half_month", Quarter = "quarter", HalfYear = "half_year", Year = "year" });
-words!(
+word_enum!(EquipmentStatus { InUse = "in_use", Stopped = "stopped", Scrapped = "scrapped" });
+word_enum!(DeviceKind { Elevator = "elevator", Ride = "ride", Video = "video", Filling = "filling" });
+word_enum!(CylinderStatus { InUse = "in_use", Scrapped = "scrapped" });
+word_enum!(MaintenanceKind { HalfMonth = "half_month", Quarter = "quarter", HalfYear = "half_year", Year = "year" });
+word_enum!(
     /// What a bearer token may do (registry.md, "Roles").
     Role { Admin = "admin", Supervisor = "supervisor", Owner = "owner", Analyst = "analyst" }
 );
-
-/// The binding category of a device bound to a filling station.
-pub const FILLING_STATION_CATEGORY: &str = "filling_station";
 
 #[cfg(test)]
 mod tests {

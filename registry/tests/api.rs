@@ -16,14 +16,14 @@ use vigil_registry::auth::{Authenticator, require_auth};
 
 use crate::common::*;
 
-const ADMIN: &str = "admin-test-token";
+pub(crate) const ADMIN: &str = "admin-test-token";
 
-struct App {
+pub(crate) struct App {
     router: Router,
-    registry: Arc<Registry>,
+    pub(crate) registry: Arc<Registry>,
 }
 
-fn app_with(registry: Registry) -> App {
+pub(crate) fn app_with(registry: Registry) -> App {
     app_on(registry, clock())
 }
 
@@ -81,19 +81,19 @@ impl App {
         (status, json)
     }
 
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, Some(token), None).await
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
-    async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PUT, path, Some(token), Some(body)).await
     }
 
-    async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+    pub(crate) async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(Method::DELETE, path, Some(token), None).await
     }
 

@@ -4,3 +4,4 @@ mod api;
 mod common;
 mod fuzz;
 mod registry;
+mod storage;

@@ -610,9 +610,19 @@ fn persistence_round_trip() {
             .unwrap();
         (secret_of(&report, "D001"), issued.token, reg.export())
     };
-    let file = std::fs::read_to_string(dir.path().join("registry.json")).unwrap();
-    assert!(!file.contains(&secret), "the secret itself is never stored");
-    assert!(!file.contains(&token), "the token itself is never stored");
+    let files = registry_files(dir.path());
+    assert!(!files.is_empty());
+    for (path, bytes) in &files {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains(&secret),
+            "{path:?}: the secret itself is never stored"
+        );
+        assert!(
+            !text.contains(&token),
+            "{path:?}: the token itself is never stored"
+        );
+    }
 
     let reg = Arc::new(Registry::open(dir.path()).unwrap());
     assert_eq!(reg.export(), before);
@@ -630,7 +640,23 @@ fn persistence_round_trip() {
             regions: vec![Region::new("440700").unwrap()]
         })
     );
-    assert!(!dir.path().join("registry.json.tmp").exists());
+    assert!(
+        files.iter().all(|(p, _)| p.extension().is_none()),
+        "no temporary files are left: {:?}",
+        files.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+}
+
+/// Every file of the registry's folder in `data`, with its content.
+fn registry_files(data: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    std::fs::read_dir(data.join("registry"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
 }
 
 #[test]
@@ -677,6 +703,24 @@ fn import_doc_parses_from_json_with_paths() {
 }
 
 #[test]
+fn a_max_fill_above_the_lpg_model_table_is_imported_with_a_warning() {
+    let reg = Registry::in_memory();
+    let mut d = example_json();
+    d["cylinders"][0]["model"] = json!("YSP35.5");
+    d["cylinders"][0]["max_fill_kg"] = json!(15.5);
+    let report = reg.import(doc(&d)).unwrap();
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    let w = &report.warnings[0];
+    assert!(
+        w.contains("cylinders[0]") && w.contains("15.5") && w.contains("14.9"),
+        "{w}"
+    );
+    // The table's own value, or less, is fine.
+    d["cylinders"][0]["max_fill_kg"] = json!(14.9);
+    assert!(reg.import(doc(&d)).unwrap().warnings.is_empty());
+}
+
+#[test]
 fn revocations_and_file_modes_survive_a_restart() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
@@ -704,12 +748,11 @@ fn revocations_and_file_modes_survive_a_restart() {
         (kept, revoked)
     };
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&data), 0o700, "the registry's folder");
-    assert_eq!(
-        mode(&data.join("registry.json")),
-        0o600,
-        "token and secret hashes"
-    );
+    assert_eq!(mode(&data), 0o700, "the data folder");
+    assert_eq!(mode(&data.join("registry")), 0o700, "the registry's folder");
+    for (path, _) in registry_files(&data) {
+        assert_eq!(mode(&path), 0o600, "{path:?}: token and secret hashes");
+    }
 
     let reg = Arc::new(Registry::open(&data).unwrap());
     let auth = Authenticator::new(None, reg.clone(), clock());

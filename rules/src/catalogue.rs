@@ -26,7 +26,10 @@ mod docs;
 pub(crate) const DEFAULT_CLEAR_S: f64 = 10.0;
 
 /// The registry categories of large amusement rides and passenger ropeways.
-pub(crate) const RIDE_CATEGORIES: &[&str] = &["amusement_ride", "passenger_ropeway"];
+pub(crate) const RIDE_CATEGORIES: &[&str] = &[
+    vigil_model::Category::RIDES[0].as_str(),
+    vigil_model::Category::RIDES[1].as_str(),
+];
 
 /// One built-in rule: everything the engine, the configuration checks,
 /// `vigil rules list` and docs/rules.md know of it. Write one with
@@ -581,10 +584,6 @@ impl ParamSet {
     /// reads as disabled.
     pub fn get(&self, key: Key) -> &Params {
         self.0.get(key.index()).unwrap_or(&DISABLED)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
     }
 }
 

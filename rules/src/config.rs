@@ -14,19 +14,7 @@ use crate::error::ConfigError;
 
 /// The registry's equipment categories (registry.md); a category override
 /// naming anything else is a typo that would silently do nothing.
-pub(crate) const CATEGORIES: &[&str] = &[
-    "elevator",
-    "escalator",
-    "amusement_ride",
-    "passenger_ropeway",
-    "boiler",
-    "pressure_vessel",
-    "pressure_piping",
-    "lifting_machinery",
-    "in_plant_vehicle",
-    // Filling scales are bound to stations (registry `station_id`).
-    "filling_station",
-];
+pub(crate) const CATEGORIES: &[&str] = &vigil_model::BINDING_CATEGORIES;
 
 /// Parameter overrides of one rule: `key = value` as written in TOML.
 type Overrides = BTreeMap<String, Value>;

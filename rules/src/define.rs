@@ -524,7 +524,49 @@ impl Definition {
 
 /// A device's f32 as the decimal it sent: `13.9` compares equal to a
 /// limit of 13.9, not to 13.899999618530273 (the f32 widened as it is).
+/// Conditions read fields on every evaluation, so the usual values take a
+/// short way to the same result as [`decimal_by_text`].
 fn decimal(x: f32) -> f64 {
+    let wide = f64::from(x);
+    // Whole numbers below 2^24 are exact in f32, and print as themselves.
+    if wide.trunc() == wide && wide.abs() < 16_777_216.0 {
+        return wide;
+    }
+    let bits = x.to_bits();
+    // A power of two has a narrower gap below it than above: the text way.
+    if bits & 0x007f_ffff == 0 || !(1e-3..8_388_608.0).contains(&wide.abs()) {
+        return decimal_by_text(x);
+    }
+    // Half the gap to the neighbouring f32s: a decimal closer than this
+    // reads back as `x`. The shortest such decimal (fewest fraction digits)
+    // is the one Display prints, and its nearest f64 is
+    // `round(x · 10^k) / 10^k`: `x · 10^k` is exact in f64 for k ≤ 12
+    // (24 + 28 bits), and the division is correctly rounded.
+    let exponent = i32::from(((bits >> 23) & 0xff) as u8) - 127;
+    let half_gap = 2f64.powi(exponent - 24);
+    let mut scale = 1.0;
+    for _ in 1..=12 {
+        scale *= 10.0;
+        let scaled = wide * scale;
+        if (scaled - scaled.trunc()).abs() == 0.5 {
+            // A tie between two decimals: the text way decides.
+            return decimal_by_text(x);
+        }
+        let candidate = scaled.round() / scale;
+        let distance = (candidate - wide).abs();
+        if distance < half_gap * (1.0 - 1e-9) {
+            return candidate;
+        }
+        if distance <= half_gap * (1.0 + 1e-9) {
+            // On the edge of reading back: the text way decides.
+            return decimal_by_text(x);
+        }
+    }
+    decimal_by_text(x)
+}
+
+/// [`decimal`] the long way: Display, then parse.
+fn decimal_by_text(x: f32) -> f64 {
     use std::fmt::Write;
     struct Buf([u8; 48], usize);
     impl Write for Buf {
@@ -574,5 +616,44 @@ fn set(p: &mut Params, settings: &[&str], key: &str, value: &Value) -> Result<()
         }
         None if OVERRIDE_KEYS.contains(&key) => p.set_common(key, value).map(|_| ()),
         None => Err("a known parameter"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decimal, decimal_by_text};
+
+    #[test]
+    fn decimals_the_short_way_equal_the_text_way() {
+        let check = |x: f32| {
+            let (fast, text) = (decimal(x), decimal_by_text(x));
+            assert!(
+                fast.to_bits() == text.to_bits(),
+                "{x}: {fast} by the short way, {text} by text"
+            );
+        };
+        // What devices send: a few decimals, in every magnitude.
+        for i in 0..200_000 {
+            for scale in [1.0, 10.0, 100.0, 1000.0, 1e4, 1e5] {
+                check(i as f32 / scale);
+                check(-(i as f32) / scale);
+            }
+        }
+        // And a spread of every other f32 (sign, exponent and mantissa).
+        for bits in (0..u32::MAX).step_by(4099) {
+            check(f32::from_bits(bits));
+        }
+        for x in [
+            0.0,
+            -0.0,
+            0.5,
+            0.1,
+            1e-3,
+            8_388_607.5,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+        ] {
+            check(x);
+        }
     }
 }

@@ -9,7 +9,10 @@ mod restore;
 pub(crate) mod state;
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use serde_json::{Map, Value};
 
 use tracing::{debug, info, warn};
 use vigil_model::{
@@ -49,10 +52,50 @@ pub struct RuleEngine {
 /// Devices and equipment by dense index, and the alarm book.
 struct World {
     book: Book,
-    device_ix: HashMap<DeviceId, DevIx>,
+    /// Looked up on every reading: a fast hasher, seeded per process.
+    device_ix: HashMap<DeviceId, DevIx, foldhash::fast::RandomState>,
     devices: Vec<DeviceCore>,
-    equipment_ix: HashMap<EquipmentId, EqIx>,
+    equipment_ix: HashMap<EquipmentId, EqIx, foldhash::fast::RandomState>,
     equipment: Vec<EquipmentCore>,
+    registries: Registries,
+}
+
+/// The registry `params` of every equipment, one copy of each distinct
+/// set: equipment of one model share theirs (floors, rated speed, …), and
+/// a copy per equipment was most of its rule state.
+#[derive(Default)]
+struct Registries {
+    /// By a hash of the parameters' JSON text.
+    by_hash: HashMap<u64, Vec<Arc<Map<String, Value>>>>,
+    /// Sets kept when sets no equipment uses were last dropped.
+    kept: usize,
+}
+
+impl Registries {
+    /// The shared copy of `params` (made if none is equal). Called only
+    /// when an equipment's parameters change.
+    fn intern(&mut self, params: &Map<String, Value>) -> Arc<Map<String, Value>> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        serde_json::to_string(params)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        let same = self.by_hash.entry(hasher.finish()).or_default();
+        if let Some(found) = same.iter().find(|p| ***p == *params) {
+            return Arc::clone(found);
+        }
+        let made = Arc::new(params.clone());
+        same.push(Arc::clone(&made));
+        let count = self.by_hash.len();
+        if count > 2 * self.kept.max(512) {
+            // Sets only this table holds belong to no equipment any more.
+            for sets in self.by_hash.values_mut() {
+                sets.retain(|p| Arc::strong_count(p) > 1);
+            }
+            self.by_hash.retain(|_, sets| !sets.is_empty());
+            self.kept = self.by_hash.len();
+        }
+        made
+    }
 }
 
 impl RuleEngine {
@@ -83,10 +126,11 @@ impl RuleEngine {
             resolver: Resolver::new(RuleConfig::default()),
             world: World {
                 book: Book::new(ids),
-                device_ix: HashMap::new(),
+                device_ix: HashMap::default(),
                 devices: Vec::new(),
-                equipment_ix: HashMap::new(),
+                equipment_ix: HashMap::default(),
                 equipment: Vec::new(),
+                registries: Registries::default(),
             },
             retick_all: false,
             local_offset_ms: 0,
@@ -119,18 +163,18 @@ impl RuleEngine {
         if self.world.device_ix.contains_key(device) {
             return;
         }
-        let eix = self.equipment_of(&ctx.binding);
+        let eix = self.equipment_of(&ctx.binding, None);
         let eq = &mut self.world.equipment[eix];
         if *eq.registry != ctx.params {
             // Liveness reads the ride's operating hours from it.
-            eq.registry = Arc::new(ctx.params.clone());
+            eq.set_registry(self.world.registries.intern(&ctx.params));
         }
         let mut dev = DeviceCore::silent(device.clone(), eix, last_seen);
         dev.report_interval_s = ctx.report_interval_s;
         self.world
             .device_ix
             .insert(device.clone(), self.world.devices.len());
-        self.world.devices.push(dev);
+        crate::family::push_modestly(&mut self.world.devices, dev);
     }
 
     /// Evaluates one accepted reading, in arrival order. `now` is the engine
@@ -168,9 +212,10 @@ impl RuleEngine {
     ) -> Vec<Alarm> {
         let mut out = Vec::new();
         let dev_id = &reading.device_id;
-        let eix = self.equipment_of(&ctx.binding);
-        let dix = match self.world.device_ix.get(dev_id) {
-            Some(&dix) => {
+        let known = self.world.device_ix.get(dev_id).copied();
+        let eix = self.equipment_of(&ctx.binding, known.map(|dix| self.world.devices[dix].eq));
+        let dix = match known {
+            Some(dix) => {
                 if self.world.devices[dix].eq != eix {
                     self.unbind(dix, reading.ts, &mut out);
                     self.world.devices[dix] = DeviceCore::new(dev_id.clone(), eix, reading, now);
@@ -181,7 +226,7 @@ impl RuleEngine {
                 let dix = self.world.devices.len();
                 self.world.device_ix.insert(dev_id.clone(), dix);
                 let dev = DeviceCore::new(dev_id.clone(), eix, reading, now);
-                self.world.devices.push(dev);
+                crate::family::push_modestly(&mut self.world.devices, dev);
                 dix
             }
         };
@@ -190,7 +235,7 @@ impl RuleEngine {
         dev.last_received = dev.last_received.max(now);
         let eq = &mut self.world.equipment[eix];
         if *eq.registry != ctx.params {
-            eq.registry = Arc::new(ctx.params.clone());
+            eq.set_registry(self.world.registries.intern(&ctx.params));
         }
         let msg = Msg {
             payload: &reading.payload,
@@ -216,9 +261,11 @@ impl RuleEngine {
             dev.rebase(reading.ts);
             self.each_on_device(dix, time, &mut out, |f, cx| f.on_rebase(cx, reading.ts));
         } else if stream_latest.is_some_and(|latest| reading.ts < latest) {
-            // A late message (a spool emptied out of order): its moment has
-            // passed and evaluating it would rewind the rules' state.
-            debug!(device = %dev_id, seq = reading.seq, ts = reading.ts, "Reading older than the device's latest; not evaluated by rules.");
+            // A late message (overtaken by newer ones): it cannot become the
+            // latest, which would rewind the rules' state; what it decides
+            // on its own is judged at its own time.
+            debug!(device = %dev_id, seq = reading.seq, ts = reading.ts, "Reading older than the device's latest; judged on its own.");
+            self.each_on_device(dix, time, &mut out, |f, cx| f.on_late(cx, &msg));
             return out;
         }
         let dev = &mut self.world.devices[dix];
@@ -277,13 +324,14 @@ impl RuleEngine {
                     // Equipment without state gets some only if a rule raises.
                     let eix = self.world.equipment.len();
                     let eq = EquipmentCore::new(eix, f.binding.clone(), self.resolver.defaults());
-                    self.world.equipment.push(eq);
+                    crate::family::push_modestly(&mut self.world.equipment, eq);
                     self.resolver.refresh(&mut self.world.equipment[eix]);
                     let mut changes = Vec::new();
                     self.each_on_equipment(eix, time, &mut changes, |fam, cx| {
                         fam.on_registry(cx, Some(f), None)
                     });
-                    if changes.is_empty() {
+                    let kept = self.families.iter().any(|(_, fam)| fam.holds_state(eix));
+                    if changes.is_empty() && !kept {
                         self.world.equipment.pop();
                     } else {
                         self.world.equipment_ix.insert(id.clone(), eix);
@@ -378,9 +426,7 @@ impl RuleEngine {
         let (eix, key) = self.open_alarm(id)?;
         let eq = &mut self.world.equipment[eix];
         let slot = eq
-            .slots
-            .get_mut(key.index())
-            .and_then(Option::take)
+            .take_slot(key)
             .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?;
         eq.set_cleared_at(key, now);
         let mut a = slot.alarm;
@@ -398,9 +444,11 @@ impl RuleEngine {
         let owner = self.family_of(key);
         let (base, family) = &mut self.families[owner];
         let mut ignored = Vec::new();
+        let params = Arc::clone(&self.world.equipment[eix].params);
         let mut cx = Cx {
             book: &mut self.world.book,
             eq: &mut self.world.equipment[eix],
+            params: &params,
             out: &mut ignored,
             now,
             local_offset_ms: self.local_offset_ms,
@@ -418,7 +466,7 @@ impl RuleEngine {
         self.world
             .equipment
             .iter()
-            .flat_map(|eq| eq.slots.iter().flatten().map(|slot| &slot.alarm))
+            .flat_map(|eq| eq.slots.iter().map(|slot| &slot.alarm))
     }
 
     /// Takes a new configuration. Open alarms keep their severity until
@@ -479,20 +527,24 @@ impl RuleEngine {
     }
 
     /// The equipment of `binding`, made (or rebound) and with its
-    /// parameters current.
-    fn equipment_of(&mut self, binding: &Binding) -> EqIx {
-        let eix = match self.world.equipment_ix.get(&binding.equipment_id) {
-            Some(&eix) => eix,
-            None => {
-                let eix = self.world.equipment.len();
-                let eq = EquipmentCore::new(eix, binding.clone(), self.resolver.defaults());
-                self.world.equipment.push(eq);
-                self.world
-                    .equipment_ix
-                    .insert(binding.equipment_id.clone(), eix);
-                eix
-            }
-        };
+    /// parameters current. `hint`: the equipment the device was bound to,
+    /// most likely the same one (no lookup by id then).
+    fn equipment_of(&mut self, binding: &Binding, hint: Option<EqIx>) -> EqIx {
+        let hinted = hint
+            .filter(|&eix| self.world.equipment[eix].binding.equipment_id == binding.equipment_id);
+        let eix =
+            match hinted.or_else(|| self.world.equipment_ix.get(&binding.equipment_id).copied()) {
+                Some(eix) => eix,
+                None => {
+                    let eix = self.world.equipment.len();
+                    let eq = EquipmentCore::new(eix, binding.clone(), self.resolver.defaults());
+                    crate::family::push_modestly(&mut self.world.equipment, eq);
+                    self.world
+                        .equipment_ix
+                        .insert(binding.equipment_id.clone(), eix);
+                    eix
+                }
+            };
         let eq = &mut self.world.equipment[eix];
         eq.rebind(binding);
         self.resolver.refresh(eq);
@@ -507,14 +559,12 @@ impl RuleEngine {
         info!(device = %id, from = %self.world.equipment[old].binding.equipment_id, "Device bound to other equipment; its rule state starts afresh.");
         // Per-device conditions, built in and defined, hold alarms.
         let eq = &mut self.world.equipment[old];
-        let held: Vec<usize> = (eq.slots.iter().enumerate())
-            .filter(|(_, slot)| slot.as_ref().is_some_and(|s| s.holders.contains(&id)))
-            .map(|(i, _)| i)
+        let held: Vec<Key> = (eq.slots.iter())
+            .filter(|slot| slot.holders.contains(&dix))
+            .map(|slot| slot.key)
             .collect();
-        for index in held {
-            self.world
-                .book
-                .release(eq, Key::from_index(index), &id, ts, out);
+        for key in held {
+            self.world.book.release(eq, key, dix, ts, out);
         }
         let time = (ts, self.local_offset_ms);
         self.each_on_equipment(old, time, out, |f, cx| f.on_release(cx, dix, &id, ts));
@@ -530,11 +580,14 @@ impl RuleEngine {
     ) {
         let dev = &mut self.world.devices[dix];
         let eq = &mut self.world.equipment[dev.eq];
+        // Hooks do not resolve parameters again: one set for every family.
+        let params = Arc::clone(&eq.params);
         for (base, family) in &mut self.families {
             let mut cx = DevCx {
                 cx: Cx {
                     book: &mut self.world.book,
                     eq,
+                    params: &params,
                     out,
                     now,
                     local_offset_ms,
@@ -556,10 +609,12 @@ impl RuleEngine {
         mut hook: impl FnMut(&mut dyn Family, &mut Cx<'_>),
     ) {
         let eq = &mut self.world.equipment[eix];
+        let params = Arc::clone(&eq.params);
         for (base, family) in &mut self.families {
             let mut cx = Cx {
                 book: &mut self.world.book,
                 eq,
+                params: &params,
                 out,
                 now,
                 local_offset_ms,
@@ -631,6 +686,6 @@ impl Resolver {
             }
         };
         eq.params_gen = self.generation;
-        eq.grow(eq.params.len());
+        eq.inputs = eq.inputs.wrapping_add(1);
     }
 }

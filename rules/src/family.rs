@@ -16,6 +16,7 @@
 //! list it in [`all`].
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -40,7 +41,7 @@ pub(crate) mod rides;
 pub(crate) mod video;
 
 pub use filling::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts};
-pub use registry::RegistryFacts;
+pub use registry::{MaintenanceFacts, RegistryFacts, Telemetry, UNVERIFIED_WINDOW_MS};
 
 /// Every family, in the order the engine calls their hooks (and `vigil
 /// rules list` lists their rules). Order matters twice: liveness comes
@@ -91,6 +92,11 @@ pub(crate) trait Family: Send {
     /// A reading to evaluate, now the device's latest of its stream.
     fn on_message(&mut self, _cx: &mut DevCx<'_>, _msg: &Msg<'_>) {}
 
+    /// A late reading: older than the latest its stream evaluated, so it
+    /// cannot become the device's latest. Families judge what the reading
+    /// alone decides, at its own time ([`DevCx::fire_late`]).
+    fn on_late(&mut self, _cx: &mut DevCx<'_>, _msg: &Msg<'_>) {}
+
     /// The wall clock moved on; the device's clock is `tick.device_now`.
     fn on_device_tick(&mut self, _cx: &mut DevCx<'_>, _tick: &DeviceTick) {}
 
@@ -105,6 +111,12 @@ pub(crate) trait Family: Send {
         _facts: Option<&RegistryFacts>,
         _heard: Option<EpochMs>,
     ) {
+    }
+
+    /// Whether it keeps state of equipment `eq` (the engine keeps equipment
+    /// that a registry check gave state, even without an alarm).
+    fn holds_state(&self, _eq: EqIx) -> bool {
+        false
     }
 
     /// A person resolved this family's alarm `rule` (already cleared).
@@ -200,6 +212,9 @@ pub(crate) struct DeviceTick {
 pub(crate) struct Cx<'a> {
     pub book: &'a mut Book,
     pub eq: &'a mut EquipmentCore,
+    /// The equipment's resolved parameters (`eq.params`, held apart so
+    /// that reading them does not borrow the context).
+    pub params: &'a ParamSet,
     pub out: &'a mut Vec<Alarm>,
     /// Engine (wall) time of the call.
     pub now: EpochMs,
@@ -230,19 +245,20 @@ impl DerefMut for DevCx<'_> {
 }
 
 /// The parameters of one family's rules for one piece of equipment.
-pub(crate) struct Tuning {
-    set: Arc<ParamSet>,
+#[derive(Clone, Copy)]
+pub(crate) struct Tuning<'a> {
+    set: &'a ParamSet,
     base: usize,
 }
 
-impl Tuning {
-    pub fn of(&self, rule: impl Into<Local>) -> &Params {
+impl<'a> Tuning<'a> {
+    pub fn of(&self, rule: impl Into<Local>) -> &'a Params {
         self.set
             .get(Key::from_index(self.base + rule.into().index()))
     }
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
     pub fn key(&self, rule: impl Into<Local>) -> Key {
         Key::from_index(self.base + rule.into().index())
     }
@@ -255,9 +271,9 @@ impl Cx<'_> {
 
     /// The equipment's resolved parameters of this family's rules (shared:
     /// holding them does not borrow the context).
-    pub fn tuning(&self) -> Tuning {
+    pub fn tuning(&self) -> Tuning<'a> {
         Tuning {
-            set: Arc::clone(&self.eq.params),
+            set: self.params,
             base: self.base,
         }
     }
@@ -281,7 +297,7 @@ impl Cx<'_> {
         details: Value,
     ) {
         let fire = self.firing(rule, severity, at, details);
-        self.book.fire(self.eq, fire, by, false, self.out);
+        self.book.fire(self.eq, fire, by, None, self.out);
     }
 
     fn firing(
@@ -409,7 +425,43 @@ impl DevCx<'_> {
 
     fn fire_here(&mut self, fire: Fire, holder: bool) {
         let cx = &mut self.cx;
+        let holder = holder.then_some(self.ix);
         cx.book.fire(cx.eq, fire, &self.dev.id, holder, cx.out);
+    }
+
+    /// A late reading at device time `at` satisfies `rule` on its own (a
+    /// point condition: no `for`, no earlier samples needed). `run` is the
+    /// time of the device's previous late reading that satisfied the rule:
+    /// one less than the clear period from it continues its occurrence. One that belongs to the open
+    /// alarm's episode (no earlier than its `raised_at` − clear period)
+    /// changes nothing; else the rule fires at `at`: a repeat of the open
+    /// alarm, or a new alarm stamped `at` that nobody holds, which the
+    /// device's live condition adopts at its next evaluation (and clears a
+    /// clear period after it is false), as after a restart.
+    pub fn fire_late(
+        &mut self,
+        rule: impl Into<Local>,
+        run: &mut Option<EpochMs>,
+        p: &Params,
+        at: EpochMs,
+        details: Value,
+    ) -> bool {
+        let rule = rule.into();
+        let gap = p.clear_ms.max(1_000);
+        let same_run = run.is_some_and(|last| (at - last).abs() < gap);
+        *run = Some(at);
+        if same_run {
+            return false;
+        }
+        if self
+            .slot(rule)
+            .is_some_and(|s| at >= s.alarm.raised_at - gap)
+        {
+            return false;
+        }
+        let fire = self.cx.firing(rule, p.severity, at, details);
+        self.fire_here(fire, false);
+        true
     }
 
     /// [`Cx::quiet_period`] of each of `rules`, whose last qualifying
@@ -430,7 +482,7 @@ impl DevCx<'_> {
     pub fn release_mine(&mut self, rule: impl Into<Local>, at: EpochMs) {
         let key = self.cx.key(rule);
         let cx = &mut self.cx;
-        cx.book.release(cx.eq, key, &self.dev.id, at, cx.out);
+        cx.book.release(cx.eq, key, self.ix, at, cx.out);
     }
 
     /// An occurrence of `rule` on this device at `at` with `severity`:
@@ -456,7 +508,7 @@ impl DevCx<'_> {
         let rule = rule.into();
         let followed = self
             .slot(rule)
-            .is_some_and(|s| s.holders.contains(&self.dev.id));
+            .is_some_and(|s| s.holders.contains(&self.ix));
         if (tr.held && !followed) || !enabled {
             *tr = Tracker::default();
         }
@@ -485,7 +537,7 @@ impl DevCx<'_> {
             && slot.holders.is_empty()
         {
             tr.adopt(due.is_some(), t);
-            slot.holders.push(self.dev.id.clone());
+            slot.holders.push(self.ix);
         }
         match tr.step(due, t, p.clear_ms) {
             Step::Fire(at) => {
@@ -500,7 +552,7 @@ impl DevCx<'_> {
             }
             Step::Release(at) => {
                 let cx = &mut self.cx;
-                cx.book.release(cx.eq, key, &self.dev.id, at, cx.out);
+                cx.book.release(cx.eq, key, self.ix, at, cx.out);
                 None
             }
             Step::Idle => None,
@@ -526,6 +578,7 @@ impl<T: Default> Dense<T> {
 
     pub fn at(&mut self, ix: usize) -> &mut T {
         if self.0.len() <= ix {
+            reserve_modestly(&mut self.0, ix + 1);
             self.0.resize_with(ix + 1, T::default);
         }
         &mut self.0[ix]
@@ -543,9 +596,84 @@ impl<T: Default> Dense<T> {
     }
 }
 
+/// As [`Dense`], for state that few pieces of equipment or devices ever
+/// get (a controller's active codes, an offline list, an event rule's
+/// last event): a place for each index would cost every equipment.
+#[derive(Debug)]
+pub(crate) struct Few<T>(Sparse<T>);
+
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Few(Sparse::default())
+    }
+}
+
+impl<T: Default> Few<T> {
+    pub fn get(&self, ix: usize) -> Option<&T> {
+        self.0.get(&ix)
+    }
+
+    pub fn at(&mut self, ix: usize) -> &mut T {
+        self.0.entry(ix).or_default()
+    }
+
+    pub fn get_mut(&mut self, ix: usize) -> Option<&mut T> {
+        self.0.get_mut(&ix)
+    }
+
+    /// Forgets what was kept at `ix`.
+    pub fn reset(&mut self, ix: usize) {
+        self.0.remove(&ix);
+    }
+}
+
+/// Makes room in `v` for `len` items, growing by an eighth rather than
+/// doubling: these vectors hold state for every device, and half of a
+/// doubled one would stay empty on average.
+pub(crate) fn reserve_modestly<T>(v: &mut Vec<T>, len: usize) {
+    if v.capacity() < len {
+        let more = (len - v.len()).max(v.len() / 8).max(16);
+        v.reserve_exact(more);
+    }
+}
+
+/// Pushes `item`, growing `v` as [`reserve_modestly`] does.
+pub(crate) fn push_modestly<T>(v: &mut Vec<T>, item: T) {
+    reserve_modestly(v, v.len() + 1);
+    v.push(item);
+}
+
 /// A family's state of the few devices or pieces of equipment that need
 /// any (cameras, stations, rides), by the engine's index.
-pub(crate) type Sparse<T> = HashMap<usize, T>;
+pub(crate) type Sparse<T> = HashMap<usize, T, BuildHasherDefault<IndexHasher>>;
+
+/// Hashes the engine's own dense indices (never a peer's input, so no
+/// seed is needed against collisions made on purpose): a multiply spreads
+/// consecutive indices over the table, where SipHash took longer than
+/// the family's work on most ticks.
+#[derive(Default)]
+pub(crate) struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        // Fibonacci hashing; the table uses the high bits too.
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// `"HH:MM-HH:MM"` in local time (may wrap midnight) as minutes since
 /// midnight; anything else, or a zero-length span, is taken as always

@@ -118,7 +118,10 @@ pub use catalogue::{ParamInfo, RuleInfo, catalogue};
 pub use config::{DefinedRule, RuleConfig, RuleFileError};
 pub use engine::RuleEngine;
 pub use error::{AlarmOpError, ConfigError};
-pub use family::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RegistryFacts};
+pub use family::{
+    CertificateFacts, CylinderFacts, FillingFacts, MaintenanceFacts, OperatorFacts, RegistryFacts,
+    Telemetry, UNVERIFIED_WINDOW_MS,
+};
 
 // Re-exported so callers need not name the model crate for these.
 pub use vigil_model::{Alarm, DeviceContext, EpochMs, Reading};

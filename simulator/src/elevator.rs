@@ -55,6 +55,10 @@ const REOPEN_CHANCE: f64 = 0.08;
 /// `DOOR_WEAR_MS` of wear.
 const DOOR_WEAR_EXTRA_MS: EpochMs = 2_000;
 const DOOR_WEAR_MS: EpochMs = 3 * 3_600_000;
+/// A `drive_wear` fault takes this share off the drive's speed and
+/// acceleration, reached after `DRIVE_WEAR_MS` of wear.
+const DRIVE_WEAR_LOSS: f64 = 0.5;
+const DRIVE_WEAR_MS: EpochMs = 2 * 3_600_000;
 /// Queued legs (two per passenger call) a car accepts.
 const MAX_LEGS: usize = 4;
 const RESCUE_SPEED_MPS: f64 = 0.3;
@@ -112,6 +116,19 @@ pub enum FaultKind {
     FillingOverpressure,
     /// A filling by an operator whose certificate has expired.
     FillingUncertified,
+    /// Chronic, like `DoorWear`: the drive weakens, and every trip is a
+    /// little slower (speed and acceleration down to 65 % over
+    /// `DRIVE_WEAR_MS`). Only `anomaly.trip_s_per_floor` can tell.
+    DriveWear,
+    /// The operator skips the day's trial run and check: the first run of
+    /// the day carries passengers and no `daily_check` event comes.
+    RideNoCheck,
+    /// Chronic: a drive bearing wears, and the vibration at the main drive
+    /// rises from its own level (up to ×2.5 over 30 min, below 11.2 mm/s).
+    BearingWear,
+    /// Chronic: the filling pump wears, and every filling takes longer per
+    /// kg (up to +60 % over 3 h).
+    PumpWear,
 }
 
 impl FaultKind {
@@ -152,6 +169,76 @@ impl FaultKind {
         FaultKind::FillingUncertified,
     ];
 
+    /// Every kind, the chronic and scenario-only ones included.
+    pub const EVERY: [FaultKind; 27] = [
+        FaultKind::Trapped,
+        FaultKind::DoorOpenMoving,
+        FaultKind::Overspeed,
+        FaultKind::PowerLoss,
+        FaultKind::ControllerFault,
+        FaultKind::DoorWear,
+        FaultKind::DriveWear,
+        FaultKind::RideUnrestrained,
+        FaultKind::RideWind,
+        FaultKind::RideOverspeed,
+        FaultKind::RideBrake,
+        FaultKind::RideVibration,
+        FaultKind::RideNoCheck,
+        FaultKind::BearingWear,
+        FaultKind::CameraEbike,
+        FaultKind::CameraFall,
+        FaultKind::CameraSmoke,
+        FaultKind::CameraIntrusion,
+        FaultKind::CameraOccluded,
+        FaultKind::FillingOverdue,
+        FaultKind::FillingScrapped,
+        FaultKind::FillingForeign,
+        FaultKind::FillingUnregistered,
+        FaultKind::FillingOverfill,
+        FaultKind::FillingOverpressure,
+        FaultKind::FillingUncertified,
+        FaultKind::PumpWear,
+    ];
+
+    /// The kind named `name` (its [`FaultKind::as_str`]).
+    pub fn parse(name: &str) -> Option<FaultKind> {
+        FaultKind::EVERY.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The kind of machine that can have it.
+    pub fn machine(self) -> crate::MachineKind {
+        use crate::MachineKind as M;
+        match self {
+            FaultKind::Trapped
+            | FaultKind::DoorOpenMoving
+            | FaultKind::Overspeed
+            | FaultKind::PowerLoss
+            | FaultKind::ControllerFault
+            | FaultKind::DoorWear
+            | FaultKind::DriveWear => M::Elevator,
+            FaultKind::RideUnrestrained
+            | FaultKind::RideWind
+            | FaultKind::RideOverspeed
+            | FaultKind::RideBrake
+            | FaultKind::RideVibration
+            | FaultKind::RideNoCheck
+            | FaultKind::BearingWear => M::Ride,
+            FaultKind::CameraEbike
+            | FaultKind::CameraFall
+            | FaultKind::CameraSmoke
+            | FaultKind::CameraIntrusion
+            | FaultKind::CameraOccluded => M::Camera,
+            FaultKind::FillingOverdue
+            | FaultKind::FillingScrapped
+            | FaultKind::FillingForeign
+            | FaultKind::FillingUnregistered
+            | FaultKind::FillingOverfill
+            | FaultKind::FillingOverpressure
+            | FaultKind::FillingUncertified
+            | FaultKind::PumpWear => M::Scale,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Trapped => "trapped",
@@ -177,6 +264,10 @@ impl FaultKind {
             FaultKind::FillingOverfill => "filling_overfill",
             FaultKind::FillingOverpressure => "filling_overpressure",
             FaultKind::FillingUncertified => "filling_uncertified",
+            FaultKind::DriveWear => "drive_wear",
+            FaultKind::RideNoCheck => "ride_no_check",
+            FaultKind::BearingWear => "bearing_wear",
+            FaultKind::PumpWear => "pump_wear",
         }
     }
 
@@ -206,6 +297,10 @@ impl FaultKind {
             FaultKind::FillingOverfill => "filling.overfill",
             FaultKind::FillingOverpressure => "filling.overpressure",
             FaultKind::FillingUncertified => "filling.operator_uncertified",
+            FaultKind::DriveWear => "anomaly.trip_s_per_floor",
+            FaultKind::RideNoCheck => "ride.no_daily_check",
+            FaultKind::BearingWear => "anomaly.vibration_mm_s",
+            FaultKind::PumpWear => "anomaly.fill_s_per_kg",
         }
     }
 }
@@ -287,6 +382,8 @@ enum FaultState {
     EventUntil(EpochMs),
     /// Door wear since this time.
     Wearing(EpochMs),
+    /// Drive wear since this time.
+    DriveWearing(EpochMs),
     Done,
 }
 
@@ -545,6 +642,9 @@ impl Elevator {
                 if kind == FaultKind::DoorWear {
                     self.edge(t, kind, true);
                     self.fault = FaultState::Wearing(t);
+                } else if kind == FaultKind::DriveWear {
+                    self.edge(t, kind, true);
+                    self.fault = FaultState::DriveWearing(t);
                 } else if kind == FaultKind::ControllerFault {
                     let until = t + self.rng.gen_range(30_000..=60_000);
                     self.event(t, true);
@@ -710,7 +810,14 @@ impl Elevator {
             }
             _ => {}
         }
-        let mut trip = Trip::new(self.z, z1, dest, t, vmax, self.accel);
+        let mut accel = self.accel;
+        if let FaultState::DriveWearing(since) = self.fault {
+            let worn = ((t - since) as f64 / DRIVE_WEAR_MS as f64).min(1.0);
+            let f = 1.0 - DRIVE_WEAR_LOSS * worn;
+            vmax *= f;
+            accel *= f;
+        }
+        let mut trip = Trip::new(self.z, z1, dest, t, vmax, accel);
         trip.door_fault = door_fault;
         trip.stuck = stuck;
         trip.overspeed = overspeed;

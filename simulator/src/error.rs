@@ -15,6 +15,19 @@ pub enum SimError {
     #[error("invalid {field}: {reason}")]
     InvalidConfig { field: &'static str, reason: String },
 
+    /// A scenario file with a mistake: where it is and what is wrong.
+    #[error("{file}:{line}:{column}: {message}")]
+    Scenario {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
+    /// A scenario file that cannot be read.
+    #[error("cannot read {file}: {message}")]
+    ScenarioIo { file: String, message: String },
+
     /// A device's task ended abnormally (a panic in the simulator itself).
     #[error("simulated device task failed: {message}")]
     TaskFailed { message: String },

@@ -48,6 +48,14 @@ pub struct FleetConfig {
     /// Gas-cylinder filling stations, one scale each, with their cylinders
     /// and operators.
     pub stations: usize,
+    /// Letters and digits put into every generated id (`EL{tag}000001`,
+    /// `EQ440703{tag}000001`, …), so several fleets share one registry.
+    pub id_tag: String,
+    /// Elevators, their devices, owners and maintainers are numbered from
+    /// `first_number + 1`: fleets generated part by part (a province, each
+    /// part with its own seed) then share no id. Rides, ropeways, cameras
+    /// and stations are not renumbered.
+    pub first_number: usize,
 }
 
 impl Default for FleetConfig {
@@ -62,6 +70,8 @@ impl Default for FleetConfig {
             ropeways: 0,
             cameras: 0,
             stations: 0,
+            id_tag: String::new(),
+            first_number: 0,
         }
     }
 }
@@ -142,6 +152,8 @@ pub struct Fleet {
     /// Each device's machine with its equipment (or station) id, in the
     /// order of `devices`.
     pub(crate) machines: Vec<(MachineSpec, String)>,
+    /// Per scale: what its faults fill with.
+    pub(crate) odds: Vec<(String, stations::Odds)>,
 }
 
 const BRANDS: &[&str] = &[
@@ -192,6 +204,11 @@ impl Fleet {
         });
         let places = regions::counties(&region);
         let date = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+        let tag: String = cfg
+            .id_tag
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
 
         let n_owners = (cfg.devices / 40).clamp(3, BRANDS.len());
         let mut brands: Vec<&str> = BRANDS.to_vec();
@@ -201,7 +218,7 @@ impl Fleet {
                 let place = &places[rng.gen_range(0..places.len())];
                 let city = place.city;
                 Owner {
-                    owner_id: format!("OW{}{:03}", place.code, i + 1),
+                    owner_id: format!("OW{}{tag}{:03}", place.code, cfg.first_number + i + 1),
                     name: format!(
                         "{city}{}{}",
                         brands[i],
@@ -222,7 +239,11 @@ impl Fleet {
                 let place = &places[rng.gen_range(0..places.len())];
                 let city = place.city;
                 Maintainer {
-                    maintainer_id: format!("MT{}{:02}", city_code.as_str(), i + 1),
+                    maintainer_id: format!(
+                        "MT{}{tag}{:02}",
+                        city_code.as_str(),
+                        cfg.first_number + i + 1
+                    ),
                     name: format!("{city}{}电梯工程有限公司", MAINTAINER_BRANDS[i]),
                     credit_code: credit::enterprise_code(&mut rng, &place.code),
                     licence_expires: date(today + Days::days(rng.gen_range(200..=900))),
@@ -262,9 +283,9 @@ impl Fleet {
             let registered = rng.gen_range(10..=24);
             let rated_load = [630, 800, 1000, 1050, 1350][rng.gen_range(0..5)];
             for car in 1..=cars {
-                let n = equipment.len() + 1;
-                let equipment_id = format!("EQ{}{n:06}", place.code);
-                let device_id = format!("EL{n:06}");
+                let n = cfg.first_number + equipment.len() + 1;
+                let equipment_id = format!("EQ{}{tag}{n:06}", place.code);
+                let device_id = format!("EL{tag}{n:06}");
                 equipment.push(Equipment {
                     equipment_id: equipment_id.clone(),
                     reg_code: format!("梯11{}{n:05}({registered:02})", place.code),
@@ -333,12 +354,14 @@ impl Fleet {
             persons: Vec::new(),
             cylinders: Vec::new(),
             machines,
+            odds: Vec::new(),
         };
         // The other kinds draw from their own random stream, so an elevator
         // fleet is the same whatever else comes with it.
         let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5eed_0f07_4e5c_e11e);
         let ctx = Context {
             places: &places,
+            tag: &tag,
             today,
             first_fault_ms: (first * 1000.0) as i64,
             fault_fraction: cfg.fault_fraction.clamp(0.0, 1.0),
@@ -390,6 +413,100 @@ impl Fleet {
         self.devices.iter().map(|d| d.device_id.clone()).collect()
     }
 
+    /// Plans a fault on one device: due `after_ms` after its machine's
+    /// first step. The fault must fit the device's kind; a scale's fault
+    /// fills with the station's own odd cylinder or operator (a foreign
+    /// cylinder needs a second station).
+    pub fn plan_fault(
+        &mut self,
+        device_id: &str,
+        kind: FaultKind,
+        after_ms: i64,
+    ) -> Result<(), String> {
+        let odds = self
+            .odds
+            .iter()
+            .position(|(d, _)| d == device_id)
+            .map(|i| (i, self.odds[i].1.clone()));
+        let foreign = odds.as_ref().and_then(|(i, _)| {
+            let next = &self.odds[(i + 1) % self.odds.len()];
+            (next.0 != device_id).then(|| next.1.good.clone())
+        });
+        let Some((spec, _)) = self
+            .machines
+            .iter_mut()
+            .find(|(spec, _)| spec.device_id() == device_id)
+        else {
+            return Err(format!("no device {device_id} in the fleet"));
+        };
+        if machine_kind(spec) != kind.machine() {
+            return Err(format!(
+                "fault {kind} is for a {}, and {device_id} is a {}",
+                kind.machine().as_str(),
+                machine_kind(spec).as_str()
+            ));
+        }
+        let plan = Some(FaultPlan { kind, after_ms });
+        match spec {
+            MachineSpec::Elevator(s) => s.fault = plan,
+            MachineSpec::Ride(s) => s.fault = plan,
+            MachineSpec::Camera(s) => s.fault = plan,
+            MachineSpec::Scale(s) => {
+                let Some((_, odds)) = odds else {
+                    return Err(format!("no station facts for scale {device_id}"));
+                };
+                s.odd_operator = Some(odds.uncertified.clone());
+                s.odd_cylinder = match kind {
+                    FaultKind::FillingOverdue => Some(odds.overdue.clone()),
+                    FaultKind::FillingScrapped => Some(odds.scrapped.clone()),
+                    FaultKind::FillingUnregistered => Some(odds.unregistered.clone()),
+                    FaultKind::FillingForeign => Some(foreign.ok_or_else(|| {
+                        format!("{device_id}: a foreign cylinder needs a second station")
+                    })?),
+                    _ => None,
+                };
+                s.fault = plan;
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds camera box `device_id` to `equipment_id` (a ride's platform
+    /// when `at_ride`, else an elevator car).
+    pub fn bind_camera(
+        &mut self,
+        device_id: &str,
+        equipment_id: &str,
+        at_ride: bool,
+    ) -> Result<(), String> {
+        let Some((MachineSpec::Camera(spec), eq)) = self
+            .machines
+            .iter_mut()
+            .find(|(spec, _)| spec.device_id() == device_id)
+        else {
+            return Err(format!("{device_id} is not a camera box of the fleet"));
+        };
+        spec.at_ride = at_ride;
+        spec.cameras = if at_ride {
+            vec!["platform".to_owned(), "queue".to_owned()]
+        } else {
+            vec!["car".to_owned()]
+        };
+        *eq = equipment_id.to_owned();
+        if let Some(d) = self.devices.iter_mut().find(|d| d.device_id == device_id) {
+            d.equipment_id = Some(equipment_id.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The equipment (a scale: its station) a device is bound to.
+    pub fn equipment_of(&self, device_id: &str) -> Option<&str> {
+        self.machines
+            .iter()
+            .find(|(spec, _)| spec.device_id() == device_id)
+            .map(|(_, eq)| eq.as_str())
+    }
+
     /// The faults `run` will inject, in no particular order.
     pub fn planned_faults(&self) -> Vec<PlannedFault> {
         self.machines
@@ -426,6 +543,8 @@ fn machine_kind(spec: &MachineSpec) -> crate::MachineKind {
 /// What the generators of the other kinds share with the elevators'.
 struct Context<'a> {
     places: &'a [Place],
+    /// [`FleetConfig::id_tag`], letters and digits only.
+    tag: &'a str,
     today: NaiveDate,
     first_fault_ms: i64,
     fault_fraction: f64,

@@ -28,7 +28,9 @@
 //!   ropeways: cycles, restraints, wind), `camera` (incidents with
 //!   confidences), `scale` (filling records).
 //! - `buffer`: unacked messages and re-sending from the watermark.
+//! - `wire`: samples and events as protocol.md JSON.
 //! - `run`, `load`: the MQTT clients.
+//! - `error`: [`SimError`].
 
 mod buffer;
 mod camera;
@@ -40,11 +42,12 @@ mod machine;
 mod ride;
 mod run;
 mod scale;
+pub mod scenario;
 mod wire;
 
 pub use elevator::FaultKind;
 pub use error::SimError;
 pub use fleet::{Fleet, FleetConfig, PlannedFault};
-pub use load::{LoadConfig, LoadReport, load};
+pub use load::{LoadConfig, LoadErrors, LoadReport, load};
 pub use machine::{Emitted, Machine, MachineKind};
 pub use run::{SimSnapshot, SimStats, run};

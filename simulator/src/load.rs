@@ -1,18 +1,33 @@
-//! Paced load for benchmarks: N clients, each publishing valid elevator
-//! samples at a fixed rate, measuring publish→ack latency per message.
+//! Paced load for benchmarks: N connections, each publishing valid
+//! elevator samples at a fixed rate, measuring publish→ack latency per
+//! message (the time until the engine's ack watermark covers it).
+//!
+//! Built to hold tens of thousands of connections in one process: each is
+//! one task on a plain TCP socket speaking MQTT 3.1.1 (rumqttc's packet
+//! codec, none of its per-client machinery), a few KiB of buffers. A socket
+//! is bound to one of `sources` (round-robin), so the loopback's 28 000
+//! ephemeral ports per source address do not cap the count.
 //!
 //! All clients connect first and each has one warm-up message acked (so the
-//! engine has taken the jump to this run's seq numbers); sending starts together (each client at its
-//! own phase of the period, so the load is smooth), stops after `duration`,
-//! and then waits up to `drain` for the last acks. An unpaced QoS 1 run would
-//! measure queue growth, not throughput (architecture.md), hence the pacing.
+//! engine has taken the jump to this run's seq numbers); sending starts
+//! together (each client at its own phase of the period, so the load is
+//! smooth), stops after `duration`, and then waits up to `drain` for the
+//! last acks. An unpaced QoS 1 run would measure queue growth, not
+//! throughput (architecture.md), hence the pacing.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe};
+use rumqttc::mqttbytes::{Error as CodecError, QoS};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
@@ -21,16 +36,17 @@ use vigil_model::reading::{Direction, Door, ElevatorMode, ElevatorSample, Limit,
 use vigil_model::{DeviceId, Payload, Stream};
 
 use crate::error::SimError;
-use crate::run::{low_latency, now_ms};
+use crate::run::now_ms;
 use crate::wire;
 
-/// Connecting, subscribing and the warm-up ack of every client must fit;
-/// longer than the engine's default gap grace (30 s), which a warm-up whose
-/// seq jumps over an earlier run's waits out.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Requests queued per client; a tick that finds it full is skipped (the
-/// broker is not keeping up) and counted as not sent.
-const REQUEST_CHANNEL: usize = 1024;
+/// Keep-alive asked of the broker; a client idle for half of it pings.
+const KEEP_ALIVE_S: u16 = 60;
+/// Largest packet accepted from the broker (acks are a few bytes).
+const MAX_PACKET: usize = 64 * 1024;
+/// One step of connecting (TCP, CONNACK, SUBACK) may take this long.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Tries to connect before a client gives up.
+const CONNECT_TRIES: u32 = 3;
 
 /// What load to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +59,14 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// How long to wait for outstanding acks after sending stops.
     pub drain: Duration,
+    /// Source addresses to connect from, round-robin (empty: the OS picks).
+    pub sources: Vec<IpAddr>,
+    /// New connections started per second (0: all at once).
+    pub connect_per_s: f64,
+    /// Connecting, subscribing and the warm-up ack of every client must fit;
+    /// longer than the engine's default gap grace (30 s), which a warm-up
+    /// whose seq jumps over an earlier run's waits out.
+    pub connect_timeout: Duration,
 }
 
 impl Default for LoadConfig {
@@ -52,47 +76,94 @@ impl Default for LoadConfig {
             rate_hz: 1.0,
             duration: Duration::from_secs(30),
             drain: Duration::from_secs(5),
+            sources: Vec::new(),
+            connect_per_s: 0.0,
+            connect_timeout: Duration::from_secs(60),
         }
     }
 }
 
+/// Why clients failed, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LoadErrors {
+    /// TCP connect failed (after retries): refused, no ports, no file descriptors.
+    pub connect: u64,
+    /// The broker answered CONNECT with a refusal (bad secret, too many clients).
+    pub refused: u64,
+    /// Connected, but no warm-up ack within `connect_timeout`.
+    pub not_ready: u64,
+    /// The connection dropped while sending.
+    pub lost: u64,
+    /// A packet the client could not make sense of.
+    pub protocol: u64,
+}
+
+impl LoadErrors {
+    pub fn total(&self) -> u64 {
+        self.connect + self.refused + self.not_ready + self.lost + self.protocol
+    }
+}
+
 /// The outcome of a load run. Latencies cover acked messages only.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LoadReport {
     pub devices: usize,
+    /// `devices` × `rate_hz`: the messages per second asked for.
+    pub offered_per_s: f64,
     /// Clients connected, with their warm-up message acked, when sending started.
     pub connected: usize,
+    /// Clients whose connection was still open when sending ended.
+    pub held: usize,
+    /// Seconds from the first connection to sending.
+    pub connect_s: f64,
     pub sent: u64,
     /// Sent messages covered by an ack before the drain ended.
     pub acked: u64,
-    /// Ticks skipped because the client's request queue was full.
+    /// Ticks skipped because the client's socket would not take the message.
     pub skipped: u64,
     /// The sending phase as configured, excluding connect and drain. Sends are
     /// paced on a clock, so it is also the real one: a tick that comes too
     /// late is dropped rather than sent in a burst, and `sent` tells.
+    #[serde(serialize_with = "secs")]
     pub elapsed: Duration,
+    /// `sent` and `acked` per second of `elapsed`.
+    pub sent_per_s: f64,
+    pub acked_per_s: f64,
     pub ack_latency_ms_p50: f64,
     pub ack_latency_ms_p90: f64,
     pub ack_latency_ms_p99: f64,
+    pub ack_latency_ms_p999: f64,
     pub ack_latency_ms_max: f64,
+    pub errors: LoadErrors,
+    /// Connections made from each source address.
+    pub by_source: Vec<(String, usize)>,
 }
 
-/// Per client: messages waiting for an ack, and measured latencies. Shared
-/// by the sending task and the event-loop task; held only for a push or pop.
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
 #[derive(Default)]
-struct Track {
-    pending: VecDeque<(u64, Instant)>,
-    latencies_us: Vec<u32>,
+struct Counters {
+    connect: AtomicU64,
+    refused: AtomicU64,
+    not_ready: AtomicU64,
+    lost: AtomicU64,
+    protocol: AtomicU64,
+}
+
+/// What one client brings back.
+#[derive(Default)]
+struct Outcome {
+    /// The connection lasted to the end of sending.
+    held: bool,
     sent: u64,
     skipped: u64,
-}
-
-fn lock(t: &Mutex<Track>) -> MutexGuard<'_, Track> {
-    t.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    latencies_us: Vec<u32>,
 }
 
 /// Runs a paced load against the broker at `mqtt` and reports what was sent,
-/// what was acked and the publish→ack latency distribution.
+/// what was acked, the publish→ack latency distribution and the errors.
 pub async fn load(
     cfg: LoadConfig,
     mqtt: SocketAddr,
@@ -127,31 +198,46 @@ pub async fn load(
     // Seq numbers above anything an earlier run used: the engine
     // de-duplicates on (device, seq), and these devices keep no state.
     let seq_base = now_ms().max(0) as u64 * 1000;
+    let counters = Arc::new(Counters::default());
     let (start_tx, start_rx) = watch::channel(None::<Instant>);
     let (ready_tx, mut ready_rx) = mpsc::channel::<()>(cfg.devices);
-    let mut tracks = Vec::with_capacity(ids.len());
+    let began = Instant::now();
+    let mut by_source: HashMap<String, usize> = HashMap::new();
     let mut tasks = JoinSet::new();
     for (i, id) in ids.iter().enumerate() {
-        let track = Arc::new(Mutex::new(Track::default()));
-        tracks.push(track.clone());
-        let phase = period.mul_f64(i as f64 / cfg.devices as f64);
+        let source = (!cfg.sources.is_empty()).then(|| cfg.sources[i % cfg.sources.len()]);
+        *by_source
+            .entry(source.map_or_else(|| "default".to_owned(), |s| s.to_string()))
+            .or_default() += 1;
         let client = LoadClient {
             id: (*id).clone(),
             secret: secrets.get(*id).cloned().unwrap_or_default(),
             mqtt,
-            track,
+            source,
             seq_base,
             period,
-            phase,
+            phase: period.mul_f64(i as f64 / cfg.devices as f64),
             duration: cfg.duration,
             drain: cfg.drain,
+            counters: counters.clone(),
         };
-        tasks.spawn(client.run(ready_tx.clone(), start_rx.clone()));
+        // Pace the connections, as a fleet coming back after an outage would.
+        let delay = if cfg.connect_per_s > 0.0 {
+            Duration::from_secs_f64(i as f64 / cfg.connect_per_s)
+        } else {
+            Duration::ZERO
+        };
+        tasks.spawn(client.run(
+            delay,
+            ready_tx.clone(),
+            start_rx.clone(),
+            cfg.connect_timeout,
+        ));
     }
     drop(ready_tx);
 
     let mut connected = 0;
-    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let deadline = Instant::now() + cfg.connect_timeout;
     while connected < cfg.devices {
         match timeout(
             deadline.saturating_duration_since(Instant::now()),
@@ -163,6 +249,7 @@ pub async fn load(
             _ => break,
         }
     }
+    let connect_s = began.elapsed().as_secs_f64();
     if connected < cfg.devices {
         warn!(
             connected,
@@ -174,26 +261,29 @@ pub async fn load(
     info!(
         devices = cfg.devices,
         connected,
+        connect_s,
         rate_hz = cfg.rate_hz,
         duration_s = cfg.duration.as_secs_f64(),
         "Load starting."
     );
     start_tx.send_replace(Some(start));
-    while let Some(done) = tasks.join_next().await {
-        if let Err(e) = done {
-            return Err(SimError::TaskFailed {
-                message: e.to_string(),
-            });
-        }
-    }
 
     let mut latencies: Vec<u32> = Vec::new();
-    let (mut sent, mut skipped) = (0, 0);
-    for t in &tracks {
-        let mut t = lock(t);
-        sent += t.sent;
-        skipped += t.skipped;
-        latencies.append(&mut t.latencies_us);
+    let (mut sent, mut skipped, mut held) = (0, 0, 0);
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(mut o) => {
+                held += usize::from(o.held);
+                sent += o.sent;
+                skipped += o.skipped;
+                latencies.append(&mut o.latencies_us);
+            }
+            Err(e) => {
+                return Err(SimError::TaskFailed {
+                    message: e.to_string(),
+                });
+            }
+        }
     }
     latencies.sort_unstable();
     let pct = |q: f64| -> f64 {
@@ -203,23 +293,45 @@ pub async fn load(
         let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
         f64::from(latencies[rank - 1]) / 1000.0
     };
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let acked = latencies.len() as u64;
+    let per_s = cfg.duration.as_secs_f64();
+    let mut by_source: Vec<(String, usize)> = by_source.into_iter().collect();
+    by_source.sort();
     let report = LoadReport {
         devices: cfg.devices,
+        offered_per_s: cfg.devices as f64 * cfg.rate_hz,
         connected,
+        held,
+        connect_s,
         sent,
-        acked: latencies.len() as u64,
+        acked,
         skipped,
         elapsed: cfg.duration,
+        sent_per_s: sent as f64 / per_s,
+        acked_per_s: acked as f64 / per_s,
         ack_latency_ms_p50: pct(0.50),
         ack_latency_ms_p90: pct(0.90),
         ack_latency_ms_p99: pct(0.99),
+        ack_latency_ms_p999: pct(0.999),
         ack_latency_ms_max: pct(1.0),
+        errors: LoadErrors {
+            connect: get(&counters.connect),
+            refused: get(&counters.refused),
+            not_ready: get(&counters.not_ready),
+            lost: get(&counters.lost),
+            protocol: get(&counters.protocol),
+        },
+        by_source,
     };
     info!(
+        held = report.held,
         sent = report.sent,
         acked = report.acked,
         p50_ms = report.ack_latency_ms_p50,
         p99_ms = report.ack_latency_ms_p99,
+        p999_ms = report.ack_latency_ms_p999,
+        errors = report.errors.total(),
         "Load finished."
     );
     Ok(report)
@@ -229,146 +341,294 @@ struct LoadClient {
     id: String,
     secret: String,
     mqtt: SocketAddr,
-    track: Arc<Mutex<Track>>,
+    source: Option<IpAddr>,
     seq_base: u64,
     period: Duration,
     phase: Duration,
     duration: Duration,
     drain: Duration,
+    counters: Arc<Counters>,
+}
+
+/// Why a connection attempt failed.
+enum Failed {
+    Connect,
+    Refused,
+    Protocol,
+}
+
+/// One MQTT connection: the socket halves and the read buffer.
+struct Conn {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    buf: BytesMut,
+    out: BytesMut,
+    /// Next packet id of our QoS 1 publishes.
+    pkid: u16,
+    last_write: Instant,
+}
+
+impl Conn {
+    async fn send(&mut self, p: Packet) -> std::io::Result<()> {
+        self.out.clear();
+        p.write(&mut self.out, MAX_PACKET)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.wr.write_all(&self.out).await?;
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    /// The next whole packet, reading as needed.
+    async fn next(&mut self) -> Result<Packet, Failed> {
+        loop {
+            match Packet::read(&mut self.buf, MAX_PACKET) {
+                Ok(p) => return Ok(p),
+                Err(CodecError::InsufficientBytes(_)) => {}
+                Err(_) => return Err(Failed::Protocol),
+            }
+            match self.rd.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return Err(Failed::Connect),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn next_pkid(&mut self) -> u16 {
+        self.pkid = self.pkid.checked_add(1).unwrap_or(1);
+        self.pkid
+    }
+
+    async fn publish(&mut self, topic: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+        let mut p = Publish::new(topic, QoS::AtLeastOnce, bytes);
+        p.pkid = self.next_pkid();
+        self.send(Packet::Publish(p)).await
+    }
+
+    /// Handles one packet from the broker: acks its QoS 1 publishes and
+    /// returns the ack watermark one carried, if any.
+    async fn handle(&mut self, p: Packet, ack_topic: &str) -> Result<Option<u64>, Failed> {
+        match p {
+            Packet::Publish(p) => {
+                if p.qos != QoS::AtMostOnce {
+                    self.send(Packet::PubAck(PubAck::new(p.pkid)))
+                        .await
+                        .map_err(|_| Failed::Connect)?;
+                }
+                Ok((p.topic == ack_topic)
+                    .then(|| wire::parse_ack(&p.payload))
+                    .flatten())
+            }
+            Packet::Disconnect => Err(Failed::Connect),
+            _ => Ok(None),
+        }
+    }
 }
 
 impl LoadClient {
-    async fn run(self, ready: mpsc::Sender<()>, mut start: watch::Receiver<Option<Instant>>) {
-        let mut opts = MqttOptions::new(
-            self.id.clone(),
-            self.mqtt.ip().to_string(),
-            self.mqtt.port(),
-        );
-        opts.set_credentials(self.id.clone(), self.secret.clone())
-            .set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(true);
-        let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_CHANNEL);
-        eventloop.set_network_options(low_latency());
-        let poller = tokio::spawn(poll(
-            eventloop,
-            self.id.clone(),
-            client.clone(),
-            self.seq_base,
-            self.track.clone(),
-            ready,
-        ));
+    async fn open(&self) -> Result<Conn, Failed> {
+        let socket = if self.mqtt.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|_| Failed::Connect)?;
+        if let Some(src) = self.source {
+            socket
+                .bind(SocketAddr::new(src, 0))
+                .map_err(|_| Failed::Connect)?;
+        }
+        let stream = timeout(STEP_TIMEOUT, socket.connect(self.mqtt))
+            .await
+            .map_err(|_| Failed::Connect)?
+            .map_err(|_| Failed::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        let mut conn = Conn {
+            rd,
+            wr,
+            buf: BytesMut::with_capacity(256),
+            out: BytesMut::with_capacity(512),
+            pkid: 0,
+            last_write: Instant::now(),
+        };
+        let mut connect = Connect::new(self.id.clone());
+        connect.keep_alive = KEEP_ALIVE_S;
+        connect.clean_session = true;
+        connect.set_login(self.id.clone(), self.secret.clone());
+        conn.send(Packet::Connect(connect))
+            .await
+            .map_err(|_| Failed::Connect)?;
+        match timeout(STEP_TIMEOUT, conn.next()).await {
+            Ok(Ok(Packet::ConnAck(a))) if a.code == ConnectReturnCode::Success => {}
+            Ok(Ok(Packet::ConnAck(_))) => return Err(Failed::Refused),
+            Ok(Err(e)) => return Err(e),
+            _ => return Err(Failed::Protocol),
+        }
+        let mut sub = Subscribe::new(wire::ack_topic(&self.id), QoS::AtLeastOnce);
+        sub.pkid = conn.next_pkid();
+        conn.send(Packet::Subscribe(sub))
+            .await
+            .map_err(|_| Failed::Connect)?;
+        loop {
+            match timeout(STEP_TIMEOUT, conn.next()).await {
+                Ok(Ok(Packet::SubAck(_))) => return Ok(conn),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(Failed::Protocol),
+            }
+        }
+    }
 
+    async fn run(
+        self,
+        delay: Duration,
+        ready: mpsc::Sender<()>,
+        mut start: watch::Receiver<Option<Instant>>,
+        connect_timeout: Duration,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        sleep(delay).await;
+        let mut conn = None;
+        let mut last = Failed::Connect;
+        for attempt in 0..CONNECT_TRIES {
+            match self.open().await {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+            sleep(Duration::from_millis(500 * u64::from(attempt + 1))).await;
+        }
+        let Some(mut conn) = conn else {
+            let counter = match last {
+                Failed::Connect => &self.counters.connect,
+                Failed::Refused => &self.counters.refused,
+                Failed::Protocol => &self.counters.protocol,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return out;
+        };
+        let topic = wire::topic(&self.id, Stream::Elevator);
+        let ack_topic = wire::ack_topic(&self.id);
+
+        // The warm-up: the engine holds a device's first ack after a jump
+        // in seq for its gap grace; let that happen before measuring.
+        let warm = async {
+            let bytes = wire::encode(self.seq_base, now_ms(), &idle_sample(self.seq_base))
+                .map_err(|_| Failed::Protocol)?;
+            conn.publish(&topic, bytes)
+                .await
+                .map_err(|_| Failed::Connect)?;
+            loop {
+                let p = conn.next().await?;
+                if conn
+                    .handle(p, &ack_topic)
+                    .await?
+                    .is_some_and(|s| s >= self.seq_base)
+                {
+                    return Ok::<(), Failed>(());
+                }
+            }
+        };
+        if !matches!(timeout(connect_timeout, warm).await, Ok(Ok(()))) {
+            self.counters.not_ready.fetch_add(1, Ordering::Relaxed);
+            return out;
+        }
+        let _ = ready.send(()).await;
         let Ok(start) = start
             .wait_for(Option::is_some)
             .await
             .map(|s| s.unwrap_or_else(Instant::now))
         else {
-            return;
+            return out;
         };
+
         let end = start + self.duration;
         let mut ticks = interval_at(start + self.phase, self.period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let topic = wire::topic(&self.id, Stream::Elevator);
+        let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
         let mut seq = self.seq_base;
+        let mut sending = true;
+        let mut drain_end = None;
         loop {
-            let at = ticks.tick().await;
-            if at >= end {
-                break;
-            }
-            seq += 1;
-            let Ok(bytes) = wire::encode(seq, now_ms(), &idle_sample(seq)) else {
-                continue;
-            };
-            // Recorded before publishing, so an ack can never overtake it.
-            lock(&self.track).pending.push_back((seq, Instant::now()));
-            if client
-                .try_publish(topic.clone(), QoS::AtLeastOnce, false, bytes)
-                .is_ok()
-            {
-                lock(&self.track).sent += 1;
-            } else {
-                let mut t = lock(&self.track);
-                t.pending.pop_back();
-                t.skipped += 1;
-                seq -= 1;
+            tokio::select! {
+                at = ticks.tick(), if sending => {
+                    if at >= end {
+                        sending = false;
+                        out.held = true;
+                        drain_end = Some(Instant::now() + self.drain);
+                        if pending.is_empty() {
+                            break;
+                        }
+                        continue;
+                    }
+                    seq += 1;
+                    let Ok(bytes) = wire::encode(seq, now_ms(), &idle_sample(seq)) else {
+                        out.skipped += 1;
+                        continue;
+                    };
+                    // Recorded before publishing, so an ack can never overtake it.
+                    pending.push_back((seq, Instant::now()));
+                    if conn.publish(&topic, bytes).await.is_err() {
+                        self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                        return out;
+                    }
+                    out.sent += 1;
+                }
+                read = conn.rd.read_buf(&mut conn.buf) => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                        return out;
+                    }
+                    loop {
+                        let p = match Packet::read(&mut conn.buf, MAX_PACKET) {
+                            Ok(p) => p,
+                            Err(CodecError::InsufficientBytes(_)) => break,
+                            Err(_) => {
+                                self.counters.protocol.fetch_add(1, Ordering::Relaxed);
+                                return out;
+                            }
+                        };
+                        let Ok(acked) = conn.handle(p, &ack_topic).await else {
+                            self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                            return out;
+                        };
+                        let Some(acked) = acked else { continue };
+                        let now = Instant::now();
+                        while let Some(&(s, sent_at)) = pending.front() {
+                            if s > acked {
+                                break;
+                            }
+                            pending.pop_front();
+                            let us = now.duration_since(sent_at).as_micros().min(u128::from(u32::MAX)) as u32;
+                            out.latencies_us.push(us);
+                        }
+                    }
+                    if !sending && pending.is_empty() {
+                        break;
+                    }
+                }
+                _ = sleep(Duration::from_secs(u64::from(KEEP_ALIVE_S) / 2)) => {
+                    if conn.last_write.elapsed() >= Duration::from_secs(u64::from(KEEP_ALIVE_S) / 2)
+                        && conn.send(Packet::PingReq).await.is_err()
+                    {
+                        self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                        return out;
+                    }
+                }
+                _ = sleep_until_opt(drain_end) => break,
             }
         }
-        let drain_end = Instant::now() + self.drain;
-        while Instant::now() < drain_end && !lock(&self.track).pending.is_empty() {
-            sleep(Duration::from_millis(20)).await;
-        }
-        let _ = client.try_disconnect();
-        drop(client);
-        let _ = timeout(Duration::from_secs(2), poller).await;
+        let _ = conn.send(Packet::Disconnect).await;
+        out
     }
 }
 
-/// Polls the client's event loop: subscribes to acks, sends the warm-up
-/// message, reports ready once the engine acked it, and matches acks to
-/// sent messages.
-async fn poll(
-    mut eventloop: EventLoop,
-    id: String,
-    client: AsyncClient,
-    warmup_seq: u64,
-    track: Arc<Mutex<Track>>,
-    ready: mpsc::Sender<()>,
-) {
-    let ack_topic = wire::ack_topic(&id);
-    let mut announced = false;
-    let mut failures = 0u32;
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                let _ = client.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
-            }
-            Ok(Event::Incoming(Packet::SubAck(_))) if !announced => {
-                // The engine holds a device's first ack after a jump in seq
-                // for its gap grace; let that happen before measuring.
-                if let Ok(bytes) = wire::encode(warmup_seq, now_ms(), &idle_sample(warmup_seq)) {
-                    let _ = client.try_publish(
-                        wire::topic(&id, Stream::Elevator),
-                        QoS::AtLeastOnce,
-                        false,
-                        bytes,
-                    );
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
-                let Some(acked) = wire::parse_ack(&p.payload) else {
-                    continue;
-                };
-                if !announced && acked >= warmup_seq {
-                    announced = true;
-                    let _ = ready.send(()).await;
-                }
-                let now = Instant::now();
-                let mut t = lock(&track);
-                while let Some(&(seq, sent_at)) = t.pending.front() {
-                    if seq > acked {
-                        break;
-                    }
-                    t.pending.pop_front();
-                    let us = now
-                        .duration_since(sent_at)
-                        .as_micros()
-                        .min(u128::from(u32::MAX)) as u32;
-                    t.latencies_us.push(us);
-                }
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(ConnectionError::RequestsDone) => break,
-            Ok(_) => {}
-            Err(e) => {
-                failures += 1;
-                if failures == 1 {
-                    warn!(device = %id, error = %e, "Load client connection failed; retrying.");
-                }
-                if failures > 50 {
-                    break;
-                }
-                sleep(Duration::from_millis(200)).await;
-            }
-        }
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

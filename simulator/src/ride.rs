@@ -10,12 +10,13 @@
 //! The wind is a slow random process around the site's mean. The operator
 //! stops the ride at 80 % of its wind limit, so a healthy ride never runs in
 //! wind at its limit. The first cycle of each local day is the trial run
-//! (`passengers: 0`). Vibration at the main drive is reported while running,
-//! around the drive's own level.
+//! (`passengers: 0`); when it ends the operator records the daily check
+//! (an `event` with code `daily_check`). Vibration at the main drive is
+//! reported while running, around the drive's own level.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use vigil_model::reading::{Brake, RideSample, RideState};
+use vigil_model::reading::{Brake, ControllerEvent, DAILY_CHECK_CODE, RideSample, RideState};
 use vigil_model::{EpochMs, Payload};
 
 use crate::elevator::{FaultKind, FaultPlan, TICK_MS};
@@ -32,6 +33,11 @@ const CALM_MS: EpochMs = 60_000;
 /// The registry's local day (China Standard Time) for the daily trial run.
 const LOCAL_OFFSET_MS: EpochMs = 8 * 3_600_000;
 const DAY_MS: EpochMs = 86_400_000;
+/// A `bearing_wear` fault raises the vibration up to this multiple of the
+/// drive's own level over `BEARING_WEAR_MS`, never to `ride.vibration_high`.
+const BEARING_WEAR_FACTOR: f64 = 2.5;
+const BEARING_WEAR_MS: EpochMs = 30 * 60_000;
+const BEARING_WEAR_CAP_MM_S: f64 = 10.5;
 
 /// Everything needed to build one ride; made by the fleet generator.
 #[derive(Debug, Clone)]
@@ -69,6 +75,8 @@ enum FaultState {
     Armed(FaultKind),
     /// Active until this time.
     Until(FaultKind, EpochMs),
+    /// A chronic fault (bearing wear) since this time.
+    Wearing(EpochMs),
     Done,
 }
 
@@ -97,6 +105,8 @@ pub(crate) struct Ride {
     fault: FaultState,
     last_report: Option<(EpochMs, (RideState, bool, Brake, u16))>,
     burst: bool,
+    /// Events (the daily check) to publish with the next report.
+    events: Vec<Emitted>,
     edges: Vec<FaultEdge>,
 }
 
@@ -130,6 +140,7 @@ impl Ride {
                 .map_or(FaultState::None, FaultState::Planned),
             last_report: None,
             burst: false,
+            events: Vec::new(),
             edges: Vec::new(),
             spec: spec.clone(),
         }
@@ -234,12 +245,21 @@ impl Ride {
                 self.vibration = if self.active() == Some(FaultKind::RideVibration) {
                     self.rng.gen_range(13.5..16.0)
                 } else {
-                    self.vibration_base * self.rng.gen_range(0.9..1.1)
+                    let jitter = self.rng.gen_range(0.9..1.1);
+                    match self.fault {
+                        FaultState::Wearing(since) => {
+                            let worn = ((t - since) as f64 / BEARING_WEAR_MS as f64).min(1.0);
+                            let level = 1.0 + (BEARING_WEAR_FACTOR - 1.0) * worn;
+                            (self.vibration_base * level * jitter).min(BEARING_WEAR_CAP_MM_S)
+                        }
+                        _ => self.vibration_base * jitter,
+                    }
                 };
                 if self.spec.ropeway {
                     // The trial run: the empty line for 3 minutes.
                     if self.trial && e > 180.0 {
                         self.trial = false;
+                        self.daily_check(t);
                     }
                     if !self.trial && self.passengers_change() {
                         self.burst = true;
@@ -247,6 +267,9 @@ impl Ride {
                 }
                 if !self.spec.ropeway && t >= until {
                     self.speed = 0.0;
+                    if std::mem::take(&mut self.trial) {
+                        self.daily_check(t);
+                    }
                     self.start_loading(t);
                 }
             }
@@ -270,6 +293,18 @@ impl Ride {
     fn stop(&mut self) {
         self.phase = Phase::Stopped { calm_since: None };
         self.burst = true;
+    }
+
+    /// The trial run went well: the operator records the daily check.
+    fn daily_check(&mut self, t: EpochMs) {
+        self.events.push(Emitted {
+            ts: t,
+            payload: Payload::Event(ControllerEvent {
+                code: DAILY_CHECK_CODE.to_owned(),
+                text: Some("日检及试运行完成 (daily check and trial run done)".to_owned()),
+                active: true,
+            }),
+        });
     }
 
     /// Speed `e` seconds into the cycle: a ramp up, then the ride's shape
@@ -328,7 +363,31 @@ impl Ride {
         };
         self.peak = self.rng.gen_range(0.82..0.93);
         let mut restraints = true;
-        match self.armed() {
+        // A check skipped from the start is due at the very first departure.
+        let due = match &self.fault {
+            FaultState::Planned(plan)
+                if plan.kind == FaultKind::RideNoCheck && plan.after_ms <= t =>
+            {
+                Some(plan.kind)
+            }
+            _ => self.armed(),
+        };
+        match due {
+            Some(FaultKind::RideNoCheck) if self.trial => {
+                // The operator skips the trial run and the check today.
+                self.trial = false;
+                self.passengers = if self.spec.ropeway {
+                    self.rng.gen_range(5..=40)
+                } else {
+                    self.rng.gen_range(8..=24)
+                };
+                let dur = if self.spec.ropeway {
+                    180_000
+                } else {
+                    (self.cycle_s * 1000.0) as EpochMs
+                };
+                self.begin(t, FaultKind::RideNoCheck, dur);
+            }
             Some(FaultKind::RideOverspeed) if !self.trial => {
                 self.peak = 1.3;
                 let dur = if self.spec.ropeway {
@@ -405,6 +464,19 @@ impl Ride {
                     // for 45 s, then the operator stops for an inspection.
                     self.begin(t, FaultKind::RideVibration, 45_000);
                 }
+                FaultKind::BearingWear => {
+                    self.edge(t, FaultKind::BearingWear, true);
+                    self.fault = FaultState::Wearing(t);
+                }
+                FaultKind::RideNoCheck
+                    if self.trial && matches!(self.phase, Phase::Running { .. }) =>
+                {
+                    // Mid-trial (a ropeway's empty line): riders board now,
+                    // and the check is never recorded.
+                    self.trial = false;
+                    self.passengers = self.rng.gen_range(5..=40);
+                    self.begin(t, FaultKind::RideNoCheck, 180_000);
+                }
                 FaultKind::RideBrake | FaultKind::RideVibration => {}
                 kind => self.fault = FaultState::Armed(kind),
             },
@@ -455,6 +527,7 @@ impl Ride {
     }
 
     fn report(&mut self, t: EpochMs, now: EpochMs, out: &mut Vec<Emitted>) {
+        out.append(&mut self.events);
         let sample = self.observe();
         let key = (
             sample.state,

@@ -30,16 +30,16 @@ use crate::wire;
 /// (about 2.8 h of travel at 1 Hz).
 const UNACKED_CAP: usize = 10_000;
 /// Re-send from the watermark when acks have not advanced for this long.
-const ACK_STALL_MS: EpochMs = 10_000;
+pub(crate) const ACK_STALL_MS: EpochMs = 10_000;
 /// Requests queued between a device task and its event loop. Sends never
 /// wait on it (`try_publish`): what does not fit stays in the unacked
 /// buffer and goes on the next tick, so a slow broker never stalls the car.
 const REQUEST_CHANNEL: usize = 256;
-const KEEP_ALIVE: Duration = Duration::from_secs(30);
+pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A fleet's first connections are spread over up to this long.
 const MAX_STAGGER: Duration = Duration::from_secs(5);
-const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
+pub(crate) const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
 
 /// Live counters of a run, shared with the caller (demo output, metrics).
 #[derive(Debug, Default)]
@@ -132,9 +132,9 @@ pub async fn run(
 /// Connection state the event-loop task reports: a new `generation` per
 /// CONNACK, so a quick drop-and-reconnect is still seen as a reconnect.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Link {
-    generation: u64,
-    connected: bool,
+pub(crate) struct Link {
+    pub generation: u64,
+    pub connected: bool,
 }
 
 struct Device {
@@ -310,7 +310,7 @@ impl Device {
 
 /// Polls the event loop (which reconnects by being polled again) and reports
 /// connections and acks; ends after the disconnect or when the client is gone.
-async fn poll(
+pub(crate) async fn poll(
     mut eventloop: EventLoop,
     device: String,
     link: watch::Sender<Link>,

@@ -22,6 +22,10 @@ use crate::elevator::{FaultKind, FaultPlan, TICK_MS};
 use crate::machine::{Emitted, FaultEdge};
 
 const MAX_BACKLOG_MS: EpochMs = 10_000;
+/// A `pump_wear` fault makes every filling take up to this much longer per
+/// kg, reached after `PUMP_WEAR_MS`.
+const PUMP_WEAR_EXTRA: f64 = 0.6;
+const PUMP_WEAR_MS: EpochMs = 3 * 3_600_000;
 /// Share of fillings the operator stops early.
 const ABORT_CHANCE: f64 = 0.02;
 
@@ -77,6 +81,8 @@ pub(crate) struct Scale {
     t: Option<EpochMs>,
     phase: Phase,
     fault: Option<FaultPlan>,
+    /// The pump wears (a `pump_wear` fault) since this time.
+    wearing: Option<EpochMs>,
     out: Vec<Emitted>,
     edges: Vec<FaultEdge>,
 }
@@ -88,6 +94,7 @@ impl Scale {
             t: None,
             phase: Phase::Changeover { until: 0 },
             fault: spec.fault.clone(),
+            wearing: None,
             out: Vec::new(),
             edges: Vec::new(),
             spec: spec.clone(),
@@ -184,12 +191,22 @@ impl Scale {
     }
 
     fn start(&mut self, t: EpochMs) {
-        let due = self
+        let mut due = self
             .fault
             .as_ref()
             .is_some_and(|plan| t >= plan.after_ms)
             .then(|| self.fault.take().map(|p| p.kind))
             .flatten();
+        if due == Some(FaultKind::PumpWear) {
+            // Chronic: not one odd filling, every filling from now on.
+            self.wearing = Some(t);
+            self.edges.push(FaultEdge {
+                ts: t,
+                kind: FaultKind::PumpWear,
+                started: true,
+            });
+            due = None;
+        }
         let mut cylinder =
             self.spec.cylinders[self.rng.gen_range(0..self.spec.cylinders.len())].clone();
         let mut operator =
@@ -217,7 +234,10 @@ impl Scale {
             self.rng.gen_range(0.93..0.995)
         };
         let net_kg = cylinder.max_fill_kg * share;
-        let secs = net_kg / self.spec.rate_kg_s * self.rng.gen_range(0.96..1.04);
+        let wear = self.wearing.map_or(0.0, |since| {
+            PUMP_WEAR_EXTRA * ((t - since) as f64 / PUMP_WEAR_MS as f64).min(1.0)
+        });
+        let secs = net_kg / self.spec.rate_kg_s * self.rng.gen_range(0.96..1.04) * (1.0 + wear);
         if let Some(kind) = due {
             self.edges.push(FaultEdge {
                 ts: t,

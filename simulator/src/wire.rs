@@ -186,17 +186,11 @@ mod tests {
             floor: -2,
             direction: Direction::Up,
             speed_mps: 1.23,
-            door: Door::Closed,
             leveled: false,
             occupied: true,
-            mode: ElevatorMode::Normal,
-            safety_circuit: true,
-            door_lock: true,
-            alarm_button: false,
-            power: Power::Mains,
-            limit: Limit::None,
             run_count: Some(10_234),
             load_pct: Some(35.0),
+            ..ElevatorSample::idle()
         };
         let dev = DeviceId::new("EL000001").unwrap();
         for p in [
@@ -262,17 +256,8 @@ mod tests {
             floor: 1,
             direction: Direction::Up,
             speed_mps: v,
-            door: Door::Closed,
             leveled: false,
-            occupied: false,
-            mode: ElevatorMode::Normal,
-            safety_circuit: true,
-            door_lock: true,
-            alarm_button: false,
-            power: Power::Mains,
-            limit: Limit::None,
-            run_count: None,
-            load_pct: None,
+            ..ElevatorSample::idle()
         }
     }
 

@@ -12,31 +12,34 @@
 //!           tables (grant filtered inside the scan), `alarms` view, reference tables
 //! ```
 //!
-//! Files: `dir/wal/*.log` ([`wal`]), `dir/tables/{table}/{first_ts}-{n}.parquet`
-//! ([`parquet`]), `dir/seq-index` (per device the seqs Parquet holds, for
+//! Files: `dir/wal/*.log` (`crate::wal`, the log format both backends
+//! share), `dir/tables/{table}/{first_ts}-{n}.parquet` (`parquet`),
+//! `dir/seq-index` (per device the seqs Parquet holds, for
 //! ingest's de-duplication at start: `seq_index`). Opening replays the WAL
 //! into memory, skipping what Parquet files already hold, and loads the seq
 //! index, reading only the Parquet files it does not cover yet.
 //!
+//! Modules: `config`, `writer` (queue, group commit, apply), `table` (rows
+//! in memory: active, frozen, sealed), `batch` (records to Arrow), `sealed`
+//! and `capped` (scans DataFusion reads), `parquet`, `seq_index`, `query`
+//! (DataFusion, grants, limits), `recover`, `import` ([`Importer`]: bulk loads written straight into
+//! Parquet files, as flushes would, for a store that is not open).
+//!
 //! Small-file compaction is not done: each flush writes one file per table
 //! with rows, so a store flushed every few minutes grows many files a day.
 
-mod batch;
+pub(crate) mod batch;
 mod capped;
 mod config;
+mod import;
 mod parquet;
 mod query;
 mod recover;
-pub(crate) mod reference;
-pub(crate) mod schema;
 mod sealed;
 mod seq_index;
 mod table;
-pub(crate) mod wal;
 mod writer;
 
-#[cfg(test)]
-mod testdata;
 #[cfg(test)]
 mod tests;
 
@@ -51,13 +54,14 @@ use tokio::sync::{Semaphore, oneshot};
 use tracing::info;
 
 pub use config::EmbeddedConfig;
+pub use import::{Imported, Importer};
 
 use self::query::QueryEngine;
-use self::schema::Table;
 use self::seq_index::SeqIndex;
 use self::table::{Tables, seal_due};
-use self::wal::WalWriter;
 use self::writer::{Msg, Writer};
+use crate::schema::Table;
+use crate::wal::WalWriter;
 use crate::{
     AckToken, QueryOptions, QueryOutput, Recovery, RefTable, SeqKey, Store, StoreError, Write,
 };
@@ -221,7 +225,7 @@ fn prepare(config: &EmbeddedConfig) -> Result<(Shared, WalWriter, u64), StoreErr
         inject_faults: std::sync::atomic::AtomicU32::new(0),
     };
     let mut skipped = 0u64;
-    let replayed = wal::replay(&wal_dir, |segment, records| {
+    let replayed = crate::wal::replay(&wal_dir, |segment, records| {
         let before = records.len();
         let fresh: Vec<_> = records
             .into_iter()
@@ -312,7 +316,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn set_reference_table(&self, table: RefTable) -> Result<(), StoreError> {
-        let (name, data) = reference::convert(table)?;
+        let (name, data) = crate::reference::convert(table)?;
         self.shared.tables.write().set_ref(name, data);
         Ok(())
     }
@@ -329,6 +333,10 @@ impl Store for EmbeddedStore {
             return Err(StoreError::InvalidQuery(format!("view {name}: {e}")));
         }
         Ok(())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        EmbeddedStore::close(self).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -17,20 +17,34 @@
 //!  Store::stored_seqs ──▶ exact answer for older (device_id, seq) ──▶ ingest's de-duplication
 //! ```
 //!
-//! The [`Store`] trait is the whole surface the engine uses; [`embedded`]
-//! is the default backend (write-ahead log, Arrow in memory, Parquet on
-//! disk, DataFusion for SQL on its own runtime). `limits` holds what both
-//! backends do to people's SQL ([`SqlLimits`]).
+//! The [`Store`] trait is the whole surface the engine uses, and [`open`]
+//! picks the backend a [`StoreConfig`] names: [`embedded`] is the default
+//! (write-ahead log, Arrow in memory, Parquet on disk, DataFusion for SQL
+//! on its own runtime), [`postgres`] keeps rows in PostgreSQL/TimescaleDB.
+//!
+//! What both backends share sits beside them: `schema` (every table's Arrow
+//! schema), `wal` (the log format: the embedded store's write-ahead log and
+//! the PostgreSQL backend's outage log), `reference` (registry tables to
+//! Arrow), `read` (the typed reads [`Store::alarms`] and [`Store::readings`],
+//! and the one decoder of stored alarms), `limits` (what is done to people's
+//! SQL: [`SqlLimits`]), `record` (what goes in and comes back) and `seqs`.
 
 pub mod embedded;
 mod error;
 mod limits;
 pub mod postgres;
+mod read;
 mod record;
+mod reference;
+mod schema;
 mod seqs;
+#[cfg(test)]
+mod testdata;
+mod wal;
 
 pub use error::StoreError;
 pub use limits::SqlLimits;
+pub use read::{AlarmQuery, epoch_ms, lit, region_condition, scope_condition, time_literal};
 pub use record::{
     AckToken, ColumnType, Record, Recovery, RefColumn, RefTable, StoredReading, Write,
 };
@@ -40,9 +54,31 @@ pub use seqs::{MAX_RUNS, StoredSeqs};
 pub type SeqKey = (vigil_model::DeviceId, u64);
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use vigil_model::{Alarm, EpochMs, Reading, Stream};
+
+/// Which backend to open, with its settings.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Embedded(embedded::EmbeddedConfig),
+    Postgres(postgres::PostgresConfig),
+}
+
+/// Opens the backend `config` names. Records with an [`AckToken`] are
+/// reported on `durable` once they are durable.
+pub async fn open(
+    config: StoreConfig,
+    durable: tokio::sync::mpsc::Sender<Vec<AckToken>>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let store: Arc<dyn Store> = match config {
+        StoreConfig::Embedded(c) => embedded::EmbeddedStore::open(c, durable).await?,
+        StoreConfig::Postgres(c) => postgres::PostgresStore::open(c, durable).await?,
+    };
+    Ok(store)
+}
 
 /// The reading and event tables by stream, as analysts see them.
 pub const TABLES: &[&str] = &[
@@ -74,7 +110,7 @@ pub(crate) async fn reserve(
 
 /// The table a stream's readings are stored in.
 pub fn readings_table(stream: vigil_model::Stream) -> &'static str {
-    embedded::schema::Table::of_stream(stream).name()
+    schema::Table::of_stream(stream).name()
 }
 
 /// Limits on one SQL query from the API or the CLI.
@@ -150,6 +186,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything queued durable and visible, e.g. before shutdown.
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Stored alarms (the latest version of each) that `q` asks for,
+    /// newest change first.
+    async fn alarms(&self, q: &AlarmQuery, opts: &QueryOptions) -> Result<Vec<Alarm>, StoreError> {
+        let output = self.query(&read::alarms_sql(q)?, opts).await?;
+        let mut alarms = Vec::new();
+        for batch in &output.batches {
+            read::alarms_from(batch, &mut alarms)?;
+        }
+        Ok(alarms)
+    }
+
+    /// Readings of `stream` with `ts` in `[from, to)` as the devices sent
+    /// them, at most `max` (in no particular order).
+    async fn readings(
+        &self,
+        stream: Stream,
+        from: EpochMs,
+        to: EpochMs,
+        max: usize,
+        opts: &QueryOptions,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let opts = QueryOptions {
+            max_rows: max,
+            ..opts.clone()
+        };
+        let output = self
+            .query(&read::readings_sql(stream, from, to)?, &opts)
+            .await?;
+        let mut readings = Vec::new();
+        for batch in &output.batches {
+            read::readings_from(stream, batch, &mut readings)?;
+        }
+        Ok(readings)
+    }
+
+    /// Makes everything queued durable, stops the store's threads and
+    /// refuses further writes. A second call answers [`StoreError::Closed`].
+    async fn close(&self) -> Result<(), StoreError>;
 
     /// Ready to accept writes (for `/readyz`); the reason when not.
     fn health(&self) -> Result<(), String>;

@@ -379,7 +379,7 @@ fn wal_id(dir: &std::path::Path) -> Result<String, StoreError> {
                 .and_then(|f| f.sync_all())
                 .map_err(io_err)?;
             std::fs::rename(&tmp, &path).map_err(io_err)?;
-            crate::embedded::wal::sync_dir(dir).map_err(io_err)?;
+            crate::wal::sync_dir(dir).map_err(io_err)?;
             Ok(id)
         }
         Err(e) => Err(io_err(e)),
@@ -423,6 +423,10 @@ impl Store for PostgresStore {
     async fn set_view(&self, name: &str, select: &str) -> Result<(), StoreError> {
         let mut owner = self.owner().await?;
         reference::set_view(owner.client()?, &self.config, name, select).await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        PostgresStore::close(self).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -1,4 +1,6 @@
 //! What goes into the store and what comes back after a restart.
+//! Reference tables (`RefTable`) are model vocabulary: the registry builds
+//! them, the store shows them to SQL.
 
 use std::collections::HashMap;
 
@@ -6,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use vigil_model::{Alarm, Binding, DeadLetter, DeviceId, EpochMs, Reading};
 
 use crate::StoredSeqs;
+pub use vigil_model::reference::{ColumnType, RefColumn, RefTable};
 
 /// A reading with the registry binding it was accepted under; stored
 /// denormalised so that analysts filter by equipment and region without a join.
@@ -51,33 +54,4 @@ pub struct Recovery {
     /// The latest version of every alarm that is still open, plus every alarm
     /// raised in the last 24 hours (rules count repeat faults over that window).
     pub alarms: Vec<Alarm>,
-}
-
-/// Column types of reference tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnType {
-    Text,
-    Int,
-    Float,
-    Bool,
-    /// `YYYY-MM-DD` text in the rows, a SQL date in the table.
-    Date,
-    /// Epoch milliseconds in the rows, a SQL timestamp in the table.
-    Timestamp,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefColumn {
-    pub name: String,
-    pub ty: ColumnType,
-    pub nullable: bool,
-}
-
-/// A small table owned by someone else (the registry), replaced whole.
-/// Rows are JSON values in column order; `null` where absent.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RefTable {
-    pub name: String,
-    pub columns: Vec<RefColumn>,
-    pub rows: Vec<Vec<serde_json::Value>>,
 }

@@ -61,19 +61,8 @@ pub fn reading(device: &str, seq: u64, payload: Payload) -> Record {
 pub fn elevator_sample(floor: i16) -> ElevatorSample {
     ElevatorSample {
         floor,
-        direction: Direction::Up,
-        speed_mps: 1.5,
-        door: Door::Closed,
-        leveled: false,
-        occupied: true,
-        mode: ElevatorMode::Normal,
-        safety_circuit: true,
-        door_lock: true,
-        alarm_button: false,
-        power: Power::Mains,
-        limit: Limit::None,
         run_count: Some(123_456),
-        load_pct: None,
+        ..ElevatorSample::moving()
     }
 }
 

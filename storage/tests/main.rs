@@ -4,9 +4,12 @@
 mod fixtures;
 
 mod durability;
+mod import;
 mod parquet;
+mod reads;
 mod recover;
 mod reference;
 mod roundtrip;
 mod seq_history;
 mod sql;
+mod typed_reads;

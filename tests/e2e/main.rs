@@ -10,6 +10,8 @@ pub fn store_url() -> Option<String> {
 }
 
 mod bad_input;
+mod bench;
+mod bench_registry;
 mod browser;
 mod burst;
 mod console;
@@ -22,11 +24,13 @@ mod elevator_rules;
 mod filling;
 mod fleet;
 mod hostile_sql;
+mod load;
 mod people;
 mod replay;
 mod risk;
 mod roles;
 mod rule_files;
+mod scenarios;
 mod schedule;
 mod security;
 mod streams;

@@ -17,6 +17,8 @@ pub fn store_url() -> Option<String> {
 mod bad_input;
 #[path = "burst.rs"]
 mod burst;
+#[path = "claims.rs"]
+mod claims;
 #[path = "crash.rs"]
 mod crash;
 #[path = "dashboards.rs"]

@@ -1,9 +1,6 @@
 //! JSON errors and the JSON body extractor of the HTTP API.
 
-use std::error::Error as _;
-
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -179,16 +176,12 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
 
 /// Parses JSON, naming the path of a bad field.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    Json::<T>::from_bytes(bytes)
-        .map(|Json(v)| v)
-        .map_err(|rejection| {
-            // The rejection's source is serde_path_to_error's "path: message".
-            let detail = rejection
-                .source()
-                .map_or_else(|| rejection.body_text(), |s| s.to_string());
-            match rejection {
-                JsonRejection::JsonDataError(_) => ApiError::bad_request("invalid_field", detail),
-                _ => ApiError::bad_request("invalid_json", format!("not valid JSON: {detail}")),
-            }
-        })
+    crate::json::parse(bytes).map_err(|e| {
+        let code = if e.syntax {
+            "invalid_json"
+        } else {
+            "invalid_field"
+        };
+        ApiError::bad_request(code, e.message())
+    })
 }

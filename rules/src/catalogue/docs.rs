@@ -233,3 +233,22 @@ fn every_family_is_in_a_generated_table_once() {
         assert_eq!(n, 1, "family {} in {n} generated tables", family.name());
     }
 }
+
+#[test]
+fn the_bench_rule_file_is_rules_md_example_and_loads() {
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rules.md");
+    let docs = std::fs::read_to_string(docs).expect("docs/rules.md is readable");
+    let file = include_str!("../../benches/site-rules.toml");
+    assert!(
+        docs.contains(file),
+        "rules/benches/site-rules.toml is the example rule file of docs/rules.md, as written there"
+    );
+    let config = crate::RuleConfig::load(&toml::Table::new(), Some(("site-rules.toml", file)))
+        .unwrap_or_else(|e| panic!("site-rules.toml: {e}"));
+    let ids: Vec<String> = config
+        .definitions()
+        .iter()
+        .map(|d| d.id.to_string())
+        .collect();
+    assert_eq!(ids, ["site.car_overload", "site.crowding", "site.gusty"]);
+}

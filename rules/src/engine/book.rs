@@ -10,7 +10,7 @@ use vigil_model::{Alarm, AlarmId, AlarmState, DeviceId, EpochMs, RuleId, Severit
 
 use super::state::EquipmentCore;
 use crate::catalogue::{Key, rule_id, rules};
-use crate::family::EqIx;
+use crate::family::{DevIx, EqIx};
 
 /// "Alarm repeated." lines across every shard.
 static REPEAT_LOG: LogLimit = LogLimit::per_second(5);
@@ -18,11 +18,12 @@ static REPEAT_LOG: LogLimit = LogLimit::per_second(5);
 /// The open alarm of one `(equipment, rule)` and who keeps it open.
 #[derive(Debug)]
 pub(crate) struct Slot {
+    pub key: Key,
     pub alarm: Alarm,
-    /// Devices whose condition holds this alarm open (per-device rules).
-    /// Empty for equipment-level rules, and for a restored alarm until a
-    /// device adopts it.
-    pub holders: Vec<DeviceId>,
+    /// Devices (by the engine's index) whose condition holds this alarm
+    /// open (per-device rules). Empty for equipment-level rules, and for a
+    /// restored alarm until a device adopts it.
+    pub holders: Vec<DevIx>,
 }
 
 /// One firing of a rule: which, how severe, when, with what details.
@@ -79,14 +80,15 @@ impl Book {
         }
     }
 
-    /// The rule qualified: raise a new alarm, or repeat the open one
-    /// (count + 1). `holder`: the device's condition keeps it open.
+    /// The rule qualified on `device`'s word: raise a new alarm, or repeat
+    /// the open one (count + 1). `holder`: the device (by index) whose
+    /// condition keeps it open, if one does.
     pub fn fire(
         &mut self,
         eq: &mut EquipmentCore,
         f: Fire,
         device: &DeviceId,
-        holder: bool,
+        holder: Option<DevIx>,
         out: &mut Vec<Alarm>,
     ) {
         match eq.slot_mut(f.key) {
@@ -97,8 +99,10 @@ impl Book {
                 a.severity = f.severity;
                 a.details = super::escalation::carried(&a.details, f.details);
                 a.version += 1;
-                if holder && !slot.holders.contains(device) {
-                    slot.holders.push(device.clone());
+                if let Some(dix) = holder
+                    && !slot.holders.contains(&dix)
+                {
+                    slot.holders.push(dix);
                 }
                 // A device stuck on a fault repeats its alarm with every
                 // message: the count has every repeat, the log a few a second.
@@ -113,11 +117,7 @@ impl Book {
                 out.push(a.clone());
             }
             None => {
-                let holders = if holder {
-                    vec![device.clone()]
-                } else {
-                    Vec::new()
-                };
+                let holders = holder.into_iter().collect();
                 out.push(self.raise(eq, f, Some(device), holders));
             }
         }
@@ -130,7 +130,7 @@ impl Book {
         eq: &mut EquipmentCore,
         f: Fire,
         device: Option<&DeviceId>,
-        holders: Vec<DeviceId>,
+        holders: Vec<DevIx>,
     ) -> Alarm {
         let alarm = Alarm {
             alarm_id: (self.next_id)(),
@@ -154,11 +154,11 @@ impl Book {
         };
         info!(equipment = %alarm.equipment_id, device = ?device.map(DeviceId::as_str), rule = %alarm.rule, alarm = %alarm.alarm_id, severity = f.severity.as_str(), "Alarm raised.");
         self.by_alarm.insert(alarm.alarm_id.clone(), (eq.ix, f.key));
-        eq.grow(f.key.index() + 1);
-        eq.slots[f.key.index()] = Some(Box::new(Slot {
+        eq.put_slot(Slot {
+            key: f.key,
             alarm: alarm.clone(),
             holders,
-        }));
+        });
         alarm
     }
 
@@ -166,16 +166,16 @@ impl Book {
     /// `eq` again, held by no device until one adopts it. An open alarm
     /// already there (two stored for one rule) gives way to it.
     pub fn reopen(&mut self, eq: &mut EquipmentCore, key: Key, alarm: &Alarm) {
-        eq.grow(key.index() + 1);
-        if let Some(existing) = eq.slots[key.index()].take() {
+        let slot = Slot {
+            key,
+            alarm: alarm.clone(),
+            holders: Vec::new(),
+        };
+        if let Some(existing) = eq.put_slot(slot) {
             warn!(equipment = %alarm.equipment_id, rule = %alarm.rule, kept = %alarm.alarm_id, dropped = %existing.alarm.alarm_id, "Two open alarms for one equipment and rule; keeping the later one.");
             self.by_alarm.remove(&existing.alarm.alarm_id);
         }
         self.by_alarm.insert(alarm.alarm_id.clone(), (eq.ix, key));
-        eq.slots[key.index()] = Some(Box::new(Slot {
-            alarm: alarm.clone(),
-            holders: Vec::new(),
-        }));
     }
 
     /// A new version of the open alarm without a new occurrence (the set of
@@ -204,12 +204,12 @@ impl Book {
         &mut self,
         eq: &mut EquipmentCore,
         key: Key,
-        device: &DeviceId,
+        device: DevIx,
         at: EpochMs,
         out: &mut Vec<Alarm>,
     ) {
         if let Some(slot) = eq.slot_mut(key) {
-            slot.holders.retain(|d| d != device);
+            slot.holders.retain(|&d| d != device);
             if slot.holders.is_empty() {
                 self.clear(eq, key, at, out);
             }
@@ -218,7 +218,7 @@ impl Book {
 
     /// The rule clears its open alarm at device time `at`.
     pub fn clear(&mut self, eq: &mut EquipmentCore, key: Key, at: EpochMs, out: &mut Vec<Alarm>) {
-        let Some(slot) = eq.slots.get_mut(key.index()).and_then(Option::take) else {
+        let Some(slot) = eq.take_slot(key) else {
             return;
         };
         let mut a = slot.alarm;

@@ -101,15 +101,16 @@ pub(super) fn escalate(
 ) {
     for eq in equipment.iter_mut() {
         let clock = eq.clock.unwrap_or(now);
-        for slot in eq.slots.iter_mut().flatten() {
+        for slot in &mut eq.slots {
             let a = &mut slot.alarm;
-            if a.state != AlarmState::Active || is_escalated(&a.details) {
+            if a.state != AlarmState::Active {
                 continue;
             }
             let Some(limit_s) = config.limit_s(a.severity) else {
                 continue;
             };
-            if clock < a.raised_at.saturating_add(secs_to_ms(limit_s)) {
+            // Looked up in the details last: most alarms are not due.
+            if clock < a.raised_at.saturating_add(secs_to_ms(limit_s)) || is_escalated(&a.details) {
                 continue;
             }
             let note = format!("unacknowledged {}", duration_words(limit_s));

@@ -81,7 +81,7 @@ impl RuleEngine {
                     owner_id: a.owner_id.clone(),
                     region: a.region,
                 };
-                self.equipment_of(&binding)
+                self.equipment_of(&binding, None)
             }
         };
         self.resolver.refresh(&mut self.world.equipment[eix]);

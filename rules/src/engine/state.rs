@@ -13,17 +13,29 @@ use crate::catalogue::{Key, ParamSet};
 use crate::family::EqIx;
 
 /// One rule's condition over time, for one device (or one equipment for
-/// equipment-level rules). Times are device time.
+/// equipment-level rules). Times are device time. Kept for every rule of
+/// every device, so it is small: a run of "condition true" and a run of
+/// "condition false while holding an alarm" never overlap, and share one
+/// start time.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tracker {
-    /// Start of the current run of "condition true".
-    pub true_since: Option<EpochMs>,
+    /// Start of the current run (of `run`).
+    since: EpochMs,
+    run: Run,
     /// The current true run has already fired (one occurrence per run).
     pub fired: bool,
-    /// Start of the current run of "condition false" while holding an alarm.
-    pub false_since: Option<EpochMs>,
     /// This tracker keeps its alarm open.
     pub held: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Run {
+    #[default]
+    None,
+    /// The condition is true since `since`.
+    True,
+    /// The condition is false since `since`, while holding an alarm.
+    False,
 }
 
 pub(crate) enum Step {
@@ -35,13 +47,21 @@ pub(crate) enum Step {
 }
 
 impl Tracker {
+    /// Start of the current run of "condition true".
+    pub fn true_since(&self) -> Option<EpochMs> {
+        (self.run == Run::True).then_some(self.since)
+    }
+
     /// Advances to device time `t`. `due` is `None` when the condition is
     /// false, else the device time at which it qualifies (start + `for`).
     pub fn step(&mut self, due: Option<EpochMs>, t: EpochMs, clear_ms: i64) -> Step {
         match due {
             Some(due) => {
-                self.false_since = None;
-                let start = *self.true_since.get_or_insert(t);
+                if self.run != Run::True {
+                    self.run = Run::True;
+                    self.since = t;
+                }
+                let start = self.since;
                 if !self.fired && t >= due {
                     self.fired = true;
                     self.held = true;
@@ -50,13 +70,19 @@ impl Tracker {
                 }
             }
             None => {
-                self.true_since = None;
+                if self.run == Run::True {
+                    self.run = Run::None;
+                }
                 self.fired = false;
                 if self.held {
-                    let since = *self.false_since.get_or_insert(t);
+                    if self.run != Run::False {
+                        self.run = Run::False;
+                        self.since = t;
+                    }
+                    let since = self.since;
                     if t.saturating_sub(since) >= clear_ms {
                         self.held = false;
-                        self.false_since = None;
+                        self.run = Run::None;
                         return Step::Release(since + clear_ms);
                     }
                 }
@@ -68,24 +94,24 @@ impl Tracker {
     /// Whether a later clock alone can change the outcome (a `for` or a
     /// clear period is running), so `tick` must look at it.
     pub fn pending(&self) -> bool {
-        (self.true_since.is_some() && !self.fired) || (self.held && self.false_since.is_some())
+        match self.run {
+            Run::True => !self.fired,
+            Run::False => self.held,
+            Run::None => false,
+        }
     }
 
     /// Neither the condition nor its clear condition holds: the open alarm
     /// stays, the current run (if any) ends without a new occurrence.
     pub fn pause(&mut self) {
-        self.true_since = None;
+        self.run = Run::None;
         self.fired = false;
-        self.false_since = None;
     }
 
     /// The device clock stepped back to `t`: measure running periods from `t`.
     pub fn rebase(&mut self, t: EpochMs) {
-        for since in [&mut self.true_since, &mut self.false_since]
-            .into_iter()
-            .flatten()
-        {
-            *since = (*since).min(t);
+        if self.run != Run::None {
+            self.since = self.since.min(t);
         }
     }
 
@@ -95,7 +121,8 @@ impl Tracker {
     pub fn adopt(&mut self, condition_holds: bool, t: EpochMs) {
         self.held = true;
         if condition_holds {
-            self.true_since = Some(t);
+            self.run = Run::True;
+            self.since = t;
             self.fired = true;
         }
     }
@@ -215,10 +242,10 @@ pub(crate) struct EquipmentCore {
     pub binding: Binding,
     pub params: Arc<ParamSet>,
     pub params_gen: u64,
-    /// The open alarm of each rule, by [`Key`]: built-in rules, then
-    /// defined ones (grown when a configuration defines more). Boxed: most
-    /// are empty.
-    pub slots: Vec<Option<Box<Slot>>>,
+    /// The open alarms, by [`Key`] ascending: built-in rules, then defined
+    /// ones. Most equipment has none or a few of its rules' alarms open, so
+    /// a short list beats a place for each rule.
+    pub slots: Vec<Slot>,
     /// When each defined rule's last alarm here cleared (cool-down), by
     /// defined index.
     pub defined_cleared_at: Vec<Option<EpochMs>>,
@@ -227,6 +254,10 @@ pub(crate) struct EquipmentCore {
     /// The registry's `params` of the equipment, as its latest reading
     /// came with them (`param.x` in conditions).
     pub registry: Arc<Map<String, Value>>,
+    /// Changes whenever `registry` or `params` is replaced: what a family
+    /// derives from both alone (a sample's conditions) stays valid while
+    /// it is the same.
+    pub inputs: u32,
     /// The latest ride sample's `state` from any of its devices (a ride
     /// camera's restraint events count only while it is running).
     pub ride_state: Option<RideState>,
@@ -235,16 +266,16 @@ pub(crate) struct EquipmentCore {
 
 impl EquipmentCore {
     pub fn new(ix: EqIx, binding: Binding, params: Arc<ParamSet>) -> EquipmentCore {
-        let slots = (0..params.len()).map(|_| None).collect();
         EquipmentCore {
             ix,
             binding,
             params,
             params_gen: STALE,
-            slots,
+            slots: Vec::new(),
             defined_cleared_at: Vec::new(),
             clock: None,
             registry: Arc::default(),
+            inputs: 0,
             ride_state: None,
             faults: Faults::default(),
         }
@@ -252,6 +283,12 @@ impl EquipmentCore {
 
     /// The registry changed the equipment's owner, region or category:
     /// its parameters resolve again.
+    /// The registry's `params` of the equipment are now `registry`.
+    pub fn set_registry(&mut self, registry: Arc<Map<String, Value>>) {
+        self.registry = registry;
+        self.inputs = self.inputs.wrapping_add(1);
+    }
+
     pub fn rebind(&mut self, binding: &Binding) {
         if self.binding != *binding {
             self.binding = binding.clone();
@@ -260,17 +297,27 @@ impl EquipmentCore {
     }
 
     pub fn slot(&self, key: Key) -> Option<&Slot> {
-        self.slots.get(key.index())?.as_deref()
+        self.slots.iter().find(|s| s.key == key)
     }
 
     pub fn slot_mut(&mut self, key: Key) -> Option<&mut Slot> {
-        self.slots.get_mut(key.index())?.as_deref_mut()
+        self.slots.iter_mut().find(|s| s.key == key)
     }
 
-    /// Makes room for every rule slot up to `count` (defined rules added).
-    pub fn grow(&mut self, count: usize) {
-        if self.slots.len() < count {
-            self.slots.resize_with(count, || None);
+    /// Takes `key`'s open alarm out (it is no longer open here).
+    pub fn take_slot(&mut self, key: Key) -> Option<Slot> {
+        let i = self.slots.iter().position(|s| s.key == key)?;
+        Some(self.slots.remove(i))
+    }
+
+    /// `slot` is its rule's open alarm now; returns the one it replaces.
+    pub fn put_slot(&mut self, slot: Slot) -> Option<Slot> {
+        match self.slots.binary_search_by_key(&slot.key, |s| s.key) {
+            Ok(i) => Some(std::mem::replace(&mut self.slots[i], slot)),
+            Err(i) => {
+                self.slots.insert(i, slot);
+                None
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use vigil_model::reading::ControllerEvent;
 use vigil_model::{Alarm, EpochMs, Payload, Severity};
 
-use super::{Cx, Dense, DevCx, DeviceTick, Family, Local, Msg, rules};
+use super::{Cx, DevCx, DeviceTick, Family, Few, Local, Msg, rules};
 use crate::catalogue::{Clear, Codes, Decl, Key, Kind, Lit, Param, Params};
 
 rules! {
@@ -67,7 +67,7 @@ const DEFAULT_CODES: &[(&str, Severity, &str)] = &[
 /// The active codes of each equipment.
 #[derive(Default)]
 pub(crate) struct Controller {
-    equipment: Dense<Active>,
+    equipment: Few<Active>,
 }
 
 #[derive(Debug, Default)]
@@ -97,7 +97,10 @@ impl Family for Controller {
     fn on_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
         if let Payload::Event(ev) = msg.payload {
             self.timer(cx, msg.ts);
-            self.on_event(cx, ev, msg.ts);
+            // A ride's daily-check record is not a fault (ride.no_daily_check).
+            if ev.code != vigil_model::reading::DAILY_CHECK_CODE {
+                self.on_event(cx, ev, msg.ts);
+            }
         }
     }
 
@@ -204,6 +207,12 @@ impl Controller {
     /// (only when `clear_s` > 0), or when the rule is disabled.
     fn timer(&mut self, cx: &mut Cx<'_>, t: EpochMs) {
         let rule = Rule::ControllerFault;
+        let idle = (self.equipment.get(cx.eq.ix))
+            .is_none_or(|a| a.codes.is_empty() && a.clear_since.is_none());
+        if idle && !cx.is_open(rule) {
+            // No code, no alarm: enabled or not, nothing to do.
+            return;
+        }
         let tuning = cx.tuning();
         let p = tuning.of(rule);
         if !p.enabled {

@@ -1,14 +1,21 @@
 //! `ride.no_daily_check`: a large amusement ride or passenger ropeway must
-//! make a trial run before it carries passengers each day (Special
-//! Equipment Safety Law Art. 43). The registry keeps no daily-check
-//! records, so the ride's own samples are the record: a run that reports
-//! `passengers: 0` is the trial run, and the first run of a local day that
-//! reports passengers before any trial run raises the alarm (once a day).
-//! It ends at the next local midnight. Samples without `passengers` cannot
-//! tell a trial from a passenger run and are not judged.
+//! make a trial run and a safety check before it carries passengers each
+//! day (Special Equipment Safety Law Art. 43).
+//!
+//! The record of the check is an `event` with code `daily_check`
+//! (`active: true`) from any device of the ride: the operator confirms the
+//! check on the controller or its console. Without one, the ride's own
+//! samples are the record, as inference: a run that reports
+//! `passengers: 0` is the trial run. The first run of a local day that
+//! carries passengers before either raises the alarm (once a day), and so
+//! does, for a ride whose registry `params.daily_check` is `"event"`
+//! (it records its checks), any run after the day's first (the trial) while
+//! no check event has come, whether or not it reports passengers. The
+//! alarm ends at the next local midnight. Samples without `passengers` of
+//! other rides cannot tell a trial from a passenger run and are not judged.
 
-use serde_json::json;
-use vigil_model::reading::RideState;
+use serde_json::{Value, json};
+use vigil_model::reading::{DAILY_CHECK_CODE, RideState};
 use vigil_model::{EpochMs, Payload, Severity};
 
 use super::{Cx, DevCx, Family, Msg, Sparse, rules};
@@ -19,7 +26,7 @@ rules! {
         NoDailyCheck = Decl {
             id: "ride.no_daily_check",
             severity: Severity::Major,
-            description: "A ride runs with passengers on a local day before any trial run (a run reporting 0 passengers).",
+            description: "A ride carries passengers on a local day before its daily check: no `daily_check` event and no trial run (a run reporting 0 passengers) before a run with passengers, or (registry daily_check = \"event\") before its second run.",
             basis: "Special Equipment Safety Law Art. 43: trial run and check before daily use",
             clear_s: Clear::None,
             categories: Some(RIDE_CATEGORIES),
@@ -30,7 +37,7 @@ rules! {
 
 const DAY_MS: EpochMs = 86_400_000;
 
-/// The trial runs of each ride, by equipment.
+/// The daily checks of each ride, by equipment.
 #[derive(Default)]
 pub(crate) struct Daily {
     equipment: Sparse<DailyCheck>,
@@ -40,7 +47,11 @@ pub(crate) struct Daily {
 #[derive(Debug, Clone, Copy, Default)]
 struct DailyCheck {
     day: i64,
-    trial_done: bool,
+    /// A check event, or a trial run, today.
+    checked: bool,
+    /// Runs started today, and whether the last sample was running.
+    runs: u32,
+    running: bool,
     /// Raised (or resolved) today already: once a day is enough.
     judged: bool,
 }
@@ -58,11 +69,13 @@ impl Family for Daily {
         Rule::DECLS
     }
 
-    /// A ride sample at its device time.
+    /// A ride sample or event at its device time.
     fn on_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
-        let Payload::Ride(sample) = msg.payload else {
+        let check_event =
+            matches!(msg.payload, Payload::Event(ev) if ev.code == DAILY_CHECK_CODE && ev.active);
+        if !matches!(msg.payload, Payload::Ride(_)) && !check_event {
             return;
-        };
+        }
         let (rule, ts, offset_ms) = (Rule::NoDailyCheck, msg.ts, cx.local_offset_ms);
         let tuning = cx.tuning();
         let p = tuning.of(rule);
@@ -72,7 +85,7 @@ impl Family for Daily {
         }
         let day = day_of(ts, offset_ms);
         match self.equipment.get(&cx.eq.ix) {
-            Some(d) if d.day > day => return, // a late sample of an earlier day
+            Some(d) if d.day > day => return, // a late message of an earlier day
             Some(d) if d.day == day => {}
             _ => {
                 // A new day: yesterday's alarm ends at midnight.
@@ -86,25 +99,42 @@ impl Family for Daily {
                 );
             }
         }
+        let by_event = cx.eq.registry.get("daily_check").and_then(Value::as_str) == Some("event");
         let Some(d) = self.equipment.get_mut(&cx.eq.ix) else {
             return;
         };
-        if sample.state != RideState::Running {
+        let Payload::Ride(sample) = msg.payload else {
+            // The check event: the day is checked from now on.
+            d.checked = true;
+            return;
+        };
+        let running = sample.state == RideState::Running;
+        if running && !d.running {
+            d.runs += 1;
+        }
+        d.running = running;
+        if !running {
             return;
         }
-        match sample.passengers {
-            Some(0) => d.trial_done = true,
-            Some(n) if !d.trial_done && !d.judged => {
-                d.judged = true;
-                let details = json!({
-                    "passengers": n,
-                    "day_start": day * DAY_MS - offset_ms,
-                    "trial_run": false,
-                });
-                cx.fire(rule, p.severity, ts, details);
-            }
-            _ => {}
+        if sample.passengers == Some(0) && !d.checked {
+            d.checked = true;
+            return;
         }
+        let carries = sample.passengers.is_some_and(|n| n > 0);
+        // Recorded by event: the day's first run is the trial itself.
+        let unchecked_run = by_event && d.runs >= 2;
+        if d.checked || d.judged || !(carries || unchecked_run) {
+            return;
+        }
+        d.judged = true;
+        let details = json!({
+            "passengers": sample.passengers,
+            "run": d.runs,
+            "day_start": day * DAY_MS - offset_ms,
+            "trial_run": false,
+            "check_event": false,
+        });
+        cx.fire(rule, p.severity, ts, details);
     }
 
     /// The wall clock: an alarm of an earlier local day ends at midnight

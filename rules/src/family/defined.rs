@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use vigil_model::{Alarm, DeviceId, EpochMs};
 
-use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Local, Msg};
+use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Local, Msg};
 use crate::catalogue::{Decl, Key};
 use crate::define::{Definition, Sample, Scope, Source};
 use crate::engine::state::Tracker;
@@ -23,7 +23,7 @@ pub(crate) struct Defined {
     rules: Vec<Option<Arc<Definition>>>,
     devices: Dense<DefinedDevice>,
     /// Event rules: the last matching event's time and device, by slot.
-    last: Dense<Vec<Option<(EpochMs, DeviceId)>>>,
+    last: Few<Vec<Option<(EpochMs, DeviceId)>>>,
 }
 
 #[derive(Debug, Default)]
@@ -172,7 +172,7 @@ impl Defined {
                 tr.pause();
                 continue;
             }
-            let run_start = tr.true_since.unwrap_or(t);
+            let run_start = tr.true_since().unwrap_or(t);
             let due = holds.then(|| {
                 let mut due = run_start + p.for_ms;
                 if p.cooldown_ms > 0
@@ -230,7 +230,22 @@ impl Defined {
     /// has passed (or whose rule is disabled). State rules clear at their
     /// evaluation, as built-in sample rules do.
     fn timer(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        if !self.rules.iter().flatten().any(|d| !d.source.is_state()) {
+        let is_event =
+            |def: &Option<Arc<Definition>>| def.as_ref().is_some_and(|d| !d.source.is_state());
+        let open = (self.rules.iter().enumerate())
+            .any(|(n, def)| is_event(def) && cx.is_open(Local(n as u16)));
+        if !open {
+            // Without an open alarm a quiet period has nothing to end, and
+            // forgets its last event (as `quiet_period` does).
+            if let Some(last) = self.last.get_mut(cx.eq.ix) {
+                for (n, def) in self.rules.iter().enumerate() {
+                    if is_event(def)
+                        && let Some(l) = last.get_mut(n)
+                    {
+                        *l = None;
+                    }
+                }
+            }
             return;
         }
         let last = self.last.at(cx.eq.ix);
@@ -239,7 +254,7 @@ impl Defined {
         }
         let dev_id = cx.dev.id.clone();
         for (n, def) in self.rules.iter().enumerate() {
-            if def.as_ref().is_some_and(|d| !d.source.is_state()) {
+            if is_event(def) {
                 let rule = Local(n as u16);
                 last[n] = cx.quiet_period(rule, last[n].take(), &dev_id, t);
             }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use vigil_model::reading::{Direction, Door, ElevatorMode, ElevatorSample, Limit};
 use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload};
 
-use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Msg, rules};
+use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Msg, Tuning, rules};
 use crate::builtin::{self, Condition};
 use crate::catalogue::{Decl, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
 use crate::define::{Sample, Source};
@@ -183,8 +183,16 @@ pub(crate) struct Elevator {
 #[derive(Debug, Default)]
 struct ElevatorDevice {
     trackers: [Tracker; Rule::ALL.len()],
+    /// Per rule, the latest late sample that satisfied it on its own
+    /// (boxed: few devices ever send late samples).
+    late: Option<Box<[Option<EpochMs>; Rule::ALL.len()]>>,
     aux: ElevatorAux,
     geo: Geometry,
+    /// Which rules' `catalogue.toml` conditions hold on the latest sample
+    /// (bit per [`Rule`]), with the equipment's `inputs` they were judged
+    /// under: ticks and the next sample's first look judge the same
+    /// sample again.
+    holding: Option<(u32, u16)>,
     /// Some period is running: `tick` must re-evaluate the last sample.
     busy: bool,
 }
@@ -223,6 +231,7 @@ impl Family for Elevator {
         let d = self.devices.at(cx.ix);
         d.geo = Geometry::of(msg.ctx);
         d.aux.observe(sample, &d.geo, msg.ts);
+        d.holding = None;
         self.evaluate(cx, msg.ts);
     }
 
@@ -230,6 +239,46 @@ impl Family for Elevator {
         if tick.everything || self.devices.get(cx.ix).is_some_and(|d| d.busy) {
             self.evaluate(cx, tick.device_now);
         }
+    }
+
+    /// A late sample: the point rules (a condition of this sample alone,
+    /// `for` 0, and the limit-switch clause of overtravel) at its time.
+    fn on_late(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
+        let Payload::Elevator(sample) = msg.payload else {
+            return;
+        };
+        let tuning = cx.tuning();
+        let registry = std::sync::Arc::clone(&cx.eq.registry);
+        let geo = Geometry::of(msg.ctx);
+        let d = self.devices.at(cx.ix);
+        let mut fired = false;
+        let late = d.late.get_or_insert_with(Box::default);
+        for (&rule, run) in Rule::ALL.iter().zip(late.iter_mut()) {
+            let p = tuning.of(rule);
+            if !p.enabled || p.for_ms != 0 {
+                continue;
+            }
+            let holds = match (&CONDITIONS[rule as usize], rule) {
+                (Some(c), _) => c.holds(Sample::Elevator(sample), &registry, p),
+                (None, Rule::OvertravelTop) => sample.limit == Limit::Top,
+                (None, Rule::OvertravelBottom) => sample.limit == Limit::Bottom,
+                _ => false,
+            };
+            if !holds {
+                continue;
+            }
+            // The sample alone: its own run starts and ends at its time.
+            let mut aux = ElevatorAux::default();
+            aux.observe(sample, &geo, msg.ts);
+            let details = details(rule, sample, &geo, p, &aux, msg.ts, msg.ts);
+            if cx.fire_late(rule, run, p, msg.ts, details) {
+                cx.count_fault(rule, p.severity, msg.ts);
+                fired = true;
+            }
+        }
+        // The live condition adopts a late alarm at its next evaluation;
+        // a silent device's tick must come by.
+        d.busy |= fired;
     }
 
     fn on_release(&mut self, _cx: &mut Cx<'_>, dev: DevIx, _id: &DeviceId, _at: EpochMs) {
@@ -246,8 +295,16 @@ impl Elevator {
             return;
         };
         let tuning = cx.tuning();
-        let registry = std::sync::Arc::clone(&cx.eq.registry);
         let d = self.devices.at(cx.ix);
+        let inputs = cx.eq.inputs;
+        let holding = match d.holding {
+            Some((judged, bits)) if judged == inputs => bits,
+            _ => {
+                let bits = holding(&sample, &cx.eq.registry, tuning);
+                d.holding = Some((inputs, bits));
+                bits
+            }
+        };
         d.aux
             .prune_door_changes(t - tuning.of(Rule::DoorCycling).ms(WINDOW));
         let mut busy = !d.aux.door_changes.is_empty();
@@ -256,8 +313,9 @@ impl Elevator {
             if !cx.sync(rule, tr, p.enabled, t) {
                 continue;
             }
-            let run_start = tr.true_since.unwrap_or(t);
-            let due = due_time(rule, &sample, &registry, p, &d.aux, run_start);
+            let run_start = tr.true_since().unwrap_or(t);
+            let holds = holding & (1 << rule as u16) != 0;
+            let due = due_time(rule, holds, p, &d.aux, run_start);
             let (geo, aux) = (&d.geo, &d.aux);
             let fired = cx.step(rule, tr, p, due, t, |at| {
                 details(rule, &sample, geo, p, aux, run_start, at)
@@ -271,19 +329,37 @@ impl Elevator {
     }
 }
 
+const _: () = assert!(Rule::ALL.len() <= u16::BITS as usize, "a bit per rule");
+
+/// Which enabled rules' `catalogue.toml` conditions hold on `sample`, a
+/// bit per [`Rule`].
+fn holding(sample: &ElevatorSample, registry: &Map<String, Value>, tuning: Tuning<'_>) -> u16 {
+    let mut bits = 0;
+    for (&rule, condition) in Rule::ALL.iter().zip(CONDITIONS.iter()) {
+        let p = tuning.of(rule);
+        if let Some(c) = condition
+            && p.enabled
+            && c.holds(Sample::Elevator(sample), registry, p)
+        {
+            bits |= 1 << rule as u16;
+        }
+    }
+    bits
+}
+
 /// `None` when the rule's condition is false; else the device time at
-/// which it qualifies, given that it has held since `run_start`.
+/// which it qualifies, given that it has held since `run_start`. `holds`:
+/// whether its `catalogue.toml` condition holds, for rules that have one.
 fn due_time(
     rule: Rule,
-    s: &ElevatorSample,
-    registry: &Map<String, Value>,
+    holds: bool,
     p: &Params,
     aux: &ElevatorAux,
     run_start: EpochMs,
 ) -> Option<EpochMs> {
     let after_for = |holds: bool| holds.then_some(run_start + p.for_ms);
-    if let Some(condition) = &CONDITIONS[rule as usize] {
-        let due = after_for(condition.holds(Sample::Elevator(s), registry, p))?;
+    if CONDITIONS[rule as usize].is_some() {
+        let due = after_for(holds)?;
         return Some(match (rule, aux.button_at) {
             // The button shortens the wait, but never to before it was pressed.
             (Rule::Trapped, Some(pressed)) => {

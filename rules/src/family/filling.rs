@@ -1,6 +1,8 @@
 //! Gas-cylinder filling rules, one record at a time, and
-//! `registry.certificate_expired` over the operators those records used,
-//! and `filling.records_missing` over a station's silence.
+//! `registry.certificate_expired` over the operators those records used
+//! (and, from the registry's facts, over the workers of elevators'
+//! maintenance records), and `filling.records_missing` over a station's
+//! silence.
 //!
 //! The rules see only what the caller hands them with the record
 //! ([`FillingFacts`], looked up in the registry): no lookups here.
@@ -12,12 +14,13 @@
 //! in between neither clear nor extend it: one bad fill among good ones is
 //! still one to look at.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 use vigil_model::reading::FillingRecord;
-use vigil_model::{Alarm, DeviceId, EpochMs, Payload, Severity};
+use vigil_model::{Alarm, DeviceId, EpochMs, EquipmentId, Payload, Severity};
 
+use super::RegistryFacts;
 use super::elevator::round3;
 use super::{Cx, DevCx, DevIx, DeviceTick, Family, Local, Msg, Sparse, parse_hours, rules};
 use crate::catalogue::{Clear, Decl, Key, Kind, Lit, Ms, Param, Period};
@@ -62,7 +65,7 @@ rules! {
         },
         Overfill = Decl {
             id: "filling.overfill",
-            description: "net_kg (to the gram) above the cylinder's max_fill_kg, else the LPG model table (YSP12 5.0, YSP35.5 14.9, YSP118 49.5 kg); neither: not evaluated.",
+            description: "net_kg (to the gram) above the cylinder's max_fill_kg, or above the LPG model table (YSP12 5.0, YSP35.5 14.9, YSP118 49.5 kg) where that is lower; neither: not evaluated.",
             basis: "TSG 23 filling limits",
             clear_s: Clear::own(HOUR, AFTER_LAST),
             ..Decl::BASE
@@ -85,14 +88,14 @@ rules! {
         CertificateExpired = Decl {
             id: "registry.certificate_expired",
             severity: Severity::Major,
-            description: "A filling certificate an operator used within window_h (valid then) has expired since.",
+            description: "A personnel certificate used within window_h has expired: a filling operator's `filling` certificate (valid when used) since, or the `elevator_maintenance` certificate of a worker on a maintenance record.",
             basis: "Safety Law Art. 14",
             clear_s: Clear::None,
             params: &[Param::new(
                 "window_h",
                 Kind::Hours,
                 Lit::Num(24.0),
-                "hours since an operator's last filling record that count as use",
+                "hours since an operator's last filling record (a worker's maintenance record) that count as use",
             )],
             ..Decl::BASE
         },
@@ -127,12 +130,11 @@ const DAY_MS: EpochMs = 86_400_000;
 const KELVIN_0C: f64 = 273.15;
 const KELVIN_20C: f64 = 293.15;
 
-/// Maximum LPG fill mass by cylinder model (GB 5842), for a cylinder the
-/// registry gives no `max_fill_kg` for.
-const LPG_MAX_FILL_KG: &[(&str, f64)] = &[("YSP12", 5.0), ("YSP35.5", 14.9), ("YSP118", 49.5)];
-
 /// The category filling scales are bound to (their station).
 const STATION: &str = "filling_station";
+
+/// The certificate kind of an elevator maintenance worker (registry.md).
+const MAINTENANCE_CERTIFICATE: &str = "elevator_maintenance";
 
 /// What the registry says of a filling record's cylinder and operator.
 /// `None` means the registry does not know it.
@@ -184,10 +186,13 @@ impl CertificateFacts {
     }
 }
 
-/// The filling rules and what they keep of each station.
+/// The filling rules and what they keep of each station, and the
+/// maintenance workers' expired certificates people have handled.
 #[derive(Default)]
 pub(crate) struct Filling {
     stations: Sparse<Station>,
+    /// By equipment: `person_id done_at` of the uses a person resolved.
+    workers_handled: HashMap<EquipmentId, HashSet<String>>,
 }
 
 /// Per station: which device's record last broke each rule, and the
@@ -268,12 +273,98 @@ impl Family for Filling {
     }
 
     fn on_equipment_tick(&mut self, cx: &mut Cx<'_>) {
-        self.certificates(cx);
+        // Elevators' workers are judged on the registry's schedule instead.
+        if cx.eq.binding.category == STATION {
+            self.certificates(cx);
+        }
+    }
+
+    /// `registry.certificate_expired` for the maintenance workers of a
+    /// piece of equipment (elevators): a record done within `window_h` by a
+    /// worker whose latest `elevator_maintenance` certificate has expired
+    /// (whether before the work or since). One alarm per equipment lists
+    /// them; it clears when none is left.
+    fn on_registry(
+        &mut self,
+        cx: &mut Cx<'_>,
+        facts: Option<&RegistryFacts>,
+        _heard: Option<EpochMs>,
+    ) {
+        let rule = Rule::CertificateExpired;
+        if cx.eq.binding.category == STATION {
+            return;
+        }
+        let now = cx.now;
+        let tuning = cx.tuning();
+        let p = tuning.of(rule);
+        let handled = self.workers_handled.get(&cx.eq.binding.equipment_id);
+        let mut workers: Vec<Value> = Vec::new();
+        for m in facts
+            .filter(|_| p.enabled)
+            .map_or(&[][..], |f| &f.maintenance)
+        {
+            if now.saturating_sub(m.at) > p.ms(WINDOW) || now < m.at {
+                continue;
+            }
+            let Some(cert) = m
+                .certificates
+                .iter()
+                .filter(|c| c.kind == MAINTENANCE_CERTIFICATE)
+                .max_by_key(|c| c.expires)
+            else {
+                continue;
+            };
+            if cert.valid_at(now) {
+                continue;
+            }
+            let w = json!({
+                "person_id": m.person_id,
+                "certificate": cert.number,
+                "expires": cert.expires_date,
+                "done_at": m.done_at,
+                "kind": m.kind,
+                "last_used": m.at,
+            });
+            if handled.is_some_and(|h| h.contains(&worker_key(&w))) {
+                continue;
+            }
+            workers.push(w);
+        }
+        if workers.is_empty() {
+            if cx
+                .slot(rule)
+                .is_some_and(|s| s.alarm.details.get("workers").is_some())
+            {
+                cx.clear(rule, now);
+            }
+            if facts.is_none() {
+                self.workers_handled.remove(&cx.eq.binding.equipment_id);
+            }
+            return;
+        }
+        let details = json!({ "workers": workers });
+        match cx.slot(rule) {
+            None => cx.raise(rule, p.severity, now, details),
+            Some(slot) if slot.alarm.details.get("workers") != details.get("workers") => {
+                cx.update(rule, p.severity, now, details)
+            }
+            Some(_) => {}
+        }
     }
 
     /// Resolved by a person: the next breaking record raises a new alarm;
     /// the expired certificates listed are taken as handled.
     fn on_resolve(&mut self, cx: &mut Cx<'_>, rule: Local, alarm: &Alarm) {
+        if rule == Rule::CertificateExpired.into() && alarm.details.get("workers").is_some() {
+            let handled = self
+                .workers_handled
+                .entry(cx.eq.binding.equipment_id.clone())
+                .or_default();
+            for w in workers(alarm) {
+                handled.insert(worker_key(w));
+            }
+            return;
+        }
         let Some(station) = self.stations.get_mut(&cx.eq.ix) else {
             return;
         };
@@ -336,6 +427,20 @@ impl Family for Filling {
             station.last[rule.index()] = Some((latest.updated_at, device.clone()));
         }
     }
+}
+
+fn workers(alarm: &Alarm) -> impl Iterator<Item = &Value> {
+    alarm
+        .details
+        .get("workers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+fn worker_key(w: &Value) -> String {
+    let text = |k: &str| w.get(k).and_then(Value::as_str).unwrap_or_default();
+    format!("{} {}", text("person_id"), text("done_at"))
 }
 
 fn operators(alarm: &Alarm) -> impl Iterator<Item = &Value> {
@@ -403,8 +508,12 @@ impl Filling {
     /// device's clock `t`, and every filling alarm of a disabled rule.
     fn timer(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
         let ix = cx.eq.ix;
-        if !self.stations.contains_key(&ix) && !PER_RECORD.iter().any(|&r| cx.is_open(r)) {
-            // No record, no restored alarm: nothing to clear.
+        if !PER_RECORD.iter().any(|&r| cx.is_open(r)) {
+            // No alarm open: no quiet period to end; each forgets its last
+            // record (as `quiet_periods` does). No record: nothing at all.
+            if let Some(station) = self.stations.get_mut(&ix) {
+                station.last.iter_mut().for_each(|last| *last = None);
+            }
             return;
         }
         let station = self.stations.entry(ix).or_default();
@@ -562,12 +671,15 @@ fn breaks(
             d.insert("cylinder_station_id".into(), json!(cyl.station_id));
         }
         Rule::Overfill => {
-            let limit = cyl.max_fill_kg.or_else(|| {
-                LPG_MAX_FILL_KG
-                    .iter()
-                    .find(|(m, _)| *m == cyl.model)
-                    .map(|(_, kg)| *kg)
-            })?;
+            // The LPG model table is the legal maximum: a registry value
+            // above it (a typo, a wrong model) does not raise the limit.
+            let table = vigil_model::reading::lpg_max_fill_kg(&cyl.model);
+            let (limit, from) = match (cyl.max_fill_kg, table) {
+                (Some(reg), Some(t)) if t < reg => (t, "model_table"),
+                (Some(reg), _) => (reg, "registry"),
+                (None, Some(t)) => (t, "model_table"),
+                (None, None) => return None,
+            };
             // Scales weigh to the gram; f32 noise must not tip the balance.
             let net = round3(f64::from(rec.net_kg));
             if net <= limit {
@@ -575,6 +687,12 @@ fn breaks(
             }
             d.insert("model".into(), json!(cyl.model));
             d.insert("max_fill_kg".into(), json!(limit));
+            d.insert("limit_from".into(), json!(from));
+            if from == "model_table"
+                && let Some(reg) = cyl.max_fill_kg
+            {
+                d.insert("registry_max_fill_kg".into(), json!(reg));
+            }
             d.insert("over_kg".into(), json!(round3(net - limit)));
         }
         Rule::Overpressure => {

@@ -116,7 +116,7 @@ impl Frequent {
         let faults = &mut cx.eq.faults;
         let cutoff = t - p.ms(WINDOW);
         faults.history.retain(|o| o.at > cutoff);
-        let run_start = ff.true_since.unwrap_or(t);
+        let run_start = ff.true_since().unwrap_or(t);
         let due = (!faults.quiet && faults.history.len() >= p.whole(COUNT) as usize)
             .then_some(run_start + p.for_ms);
         if !ff.held && cx.is_open(rule) {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use vigil_model::{Alarm, DeviceId, EpochMs, Severity};
 
-use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Local, Msg, parse_hours, rules};
+use super::{Cx, DevCx, DevIx, DeviceTick, Family, Few, Local, Msg, parse_hours, rules};
 use crate::catalogue::{Clear, Decl, Kind, Lit, Num, Param, RIDE_CATEGORIES, Sev};
 
 rules! {
@@ -51,7 +51,7 @@ const DEFAULT_REPORT_INTERVAL_S: u32 = 30;
 /// The devices counted in each equipment's open alarm.
 #[derive(Default)]
 pub(crate) struct Liveness {
-    offline: Dense<BTreeSet<DeviceId>>,
+    offline: Few<BTreeSet<DeviceId>>,
 }
 
 impl Family for Liveness {

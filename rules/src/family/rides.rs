@@ -97,6 +97,8 @@ pub(crate) struct Rides {
 struct RideDevice {
     registry: RideRegistry,
     trackers: [Tracker; Rule::ALL.len()],
+    /// Per rule, the latest late sample that satisfied it on its own.
+    late: [Option<EpochMs>; Rule::ALL.len()],
     /// Some period is running: `tick` must re-evaluate the last sample.
     busy: bool,
 }
@@ -160,6 +162,30 @@ impl Family for Rides {
         }
     }
 
+    /// A late sample: the rules whose `for` is 0 at its own time.
+    fn on_late(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
+        let Payload::Ride(sample) = msg.payload else {
+            return;
+        };
+        let tuning = cx.tuning();
+        let registry_params = Arc::clone(&cx.eq.registry);
+        let ride = self.devices.entry(cx.ix).or_default();
+        ride.registry = RideRegistry::of(msg.ctx);
+        let mut fired = false;
+        for (&rule, run) in Rule::ALL.iter().zip(ride.late.iter_mut()) {
+            let p = tuning.of(rule);
+            let holds = CONDITIONS[rule as usize]
+                .as_ref()
+                .is_some_and(|c| c.holds(Sample::Ride(sample), &registry_params, p));
+            if !p.enabled || p.for_ms != 0 || !holds {
+                continue;
+            }
+            let details = details(rule, sample, &ride.registry, p, msg.ts, msg.ts);
+            fired |= cx.fire_late(rule, run, p, msg.ts, details);
+        }
+        ride.busy |= fired;
+    }
+
     fn on_release(&mut self, _cx: &mut Cx<'_>, dev: DevIx, _id: &DeviceId, _at: EpochMs) {
         self.devices.remove(&dev);
     }
@@ -184,7 +210,7 @@ impl Rides {
             if !cx.sync(rule, tr, p.enabled, t) {
                 continue;
             }
-            let run_start = tr.true_since.unwrap_or(t);
+            let run_start = tr.true_since().unwrap_or(t);
             let holds = CONDITIONS[rule as usize]
                 .as_ref()
                 .is_some_and(|c| c.holds(Sample::Ride(&sample), &registry_params, p));

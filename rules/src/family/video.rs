@@ -184,6 +184,17 @@ impl Family for Video {
         self.timer(cx, tick.device_now);
     }
 
+    /// A late event is an incident like any other, at its own time; it
+    /// raises (or repeats) and its quiet period ends `clear_s` after it.
+    /// An occlusion report is not: a run of reports needs their order.
+    fn on_late(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
+        if let Payload::Video(ev) = msg.payload
+            && ev.event != VideoKind::CameraOccluded
+        {
+            self.on_event(cx, ev, msg.ts);
+        }
+    }
+
     /// Resolved by a person: the next qualifying event raises a new alarm;
     /// an occlusion must last `for_s` again from its next report.
     fn on_resolve(&mut self, cx: &mut Cx<'_>, rule: Local, _alarm: &Alarm) {
@@ -290,8 +301,15 @@ impl Video {
     /// video alarm of a rule the configuration disabled.
     fn timer(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
         let ix = cx.eq.ix;
-        if !self.equipment.contains_key(&ix) && !Rule::ALL.iter().any(|&r| cx.is_open(r)) {
-            // No event, no restored alarm: nothing to clear.
+        if !Rule::ALL.iter().any(|&r| cx.is_open(r)) {
+            // No alarm open: no quiet period to end; each forgets its last
+            // event (as `quiet_periods` does). No event: nothing at all.
+            if let Some(v) = self.equipment.get_mut(&ix) {
+                v.last.iter_mut().for_each(|last| *last = None);
+                if !cx.tuning().of(Rule::CameraOccluded).enabled {
+                    v.occluded.clear();
+                }
+            }
             return;
         }
         let v = self.equipment.entry(ix).or_default();

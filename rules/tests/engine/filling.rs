@@ -619,3 +619,40 @@ fn records_missing_needs_an_online_scale_and_follows_per_station_for_s() {
     let n = one(&h.tick(4 * HOUR), MISSING);
     assert_ne!(n.alarm_id, a.alarm_id);
 }
+
+#[test]
+fn the_lpg_table_caps_a_registry_max_fill_above_it() {
+    let mut h = station("");
+    // Registered with 15.5 kg for a YSP35.5 (the table says 14.9 kg).
+    let mut f = facts();
+    cyl(&mut f).max_fill_kg = Some(15.5);
+    let rec = FillingRecord {
+        net_kg: 15.2,
+        ..record()
+    };
+    let a = one(&fill(&mut h, 0, rec, &f), OVERFILL);
+    assert_eq!(
+        (
+            &a.details["max_fill_kg"],
+            &a.details["limit_from"],
+            &a.details["registry_max_fill_kg"]
+        ),
+        (
+            &serde_json::json!(14.9),
+            &serde_json::json!("model_table"),
+            &serde_json::json!(15.5)
+        )
+    );
+    // A registry value below the table is the cylinder's own limit.
+    let mut h = station("");
+    let mut f = facts();
+    cyl(&mut f).max_fill_kg = Some(14.0);
+    let rec = FillingRecord {
+        net_kg: 14.2,
+        ..record()
+    };
+    assert_eq!(
+        one(&fill(&mut h, 0, rec, &f), OVERFILL).details["limit_from"],
+        "registry"
+    );
+}

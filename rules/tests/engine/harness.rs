@@ -3,10 +3,7 @@
 //! engine receives a reading at the moment the device stamped it.
 
 use serde_json::json;
-use vigil_model::reading::{
-    Brake, ControllerEvent, Direction, Door, ElevatorMode, ElevatorSample, Limit, Power,
-    RideSample, RideState,
-};
+use vigil_model::reading::{Brake, ControllerEvent, ElevatorSample, RideSample, RideState};
 use vigil_model::{
     Alarm, AlarmId, AlarmState, Binding, DeviceContext, DeviceId, EpochMs, EquipmentId, OwnerId,
     Payload, Reading, Region,
@@ -36,31 +33,14 @@ pub fn ctx() -> DeviceContext {
 
 /// An idle car at floor 3, doors closed, everything healthy.
 pub fn healthy() -> ElevatorSample {
-    ElevatorSample {
-        floor: 3,
-        direction: Direction::Stop,
-        speed_mps: 0.0,
-        door: Door::Closed,
-        leveled: true,
-        occupied: false,
-        mode: ElevatorMode::Normal,
-        safety_circuit: true,
-        door_lock: true,
-        alarm_button: false,
-        power: Power::Mains,
-        limit: Limit::None,
-        run_count: None,
-        load_pct: None,
-    }
+    ElevatorSample::idle()
 }
 
 /// Travelling up between floors at a normal speed.
 pub fn moving() -> ElevatorSample {
     ElevatorSample {
-        direction: Direction::Up,
-        speed_mps: 1.5,
-        leveled: false,
-        ..healthy()
+        occupied: false,
+        ..ElevatorSample::moving()
     }
 }
 

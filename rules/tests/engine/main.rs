@@ -9,6 +9,7 @@ mod escalation;
 mod filling;
 mod frequent;
 mod fuzz;
+mod late;
 mod lifecycle;
 mod offline;
 mod rides;

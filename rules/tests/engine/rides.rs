@@ -532,3 +532,78 @@ mod daily_check {
         assert_eq!(a.details["day_start"], T0 - 8_800_000);
     }
 }
+
+mod daily_check_record {
+    use serde_json::json;
+    use vigil_model::reading::{Brake, RideSample, RideState};
+    use vigil_model::{Alarm, Payload};
+
+    use crate::harness::*;
+
+    const RULE: &str = "ride.no_daily_check";
+
+    fn sample(state: RideState, passengers: Option<u16>) -> RideSample {
+        RideSample {
+            state,
+            speed_mps: 5.0,
+            wind_mps: None,
+            restraints_locked: true,
+            vibration_mm_s: None,
+            brake: Brake::Ok,
+            passengers,
+        }
+    }
+
+    /// A run: running at `at`, stopped 60 s later.
+    fn run(h: &mut H, at: i64, passengers: Option<u16>) -> Vec<Alarm> {
+        let r = h.reading(at, Payload::Ride(sample(RideState::Running, passengers)));
+        let mut out = h.engine.on_reading(&r, &h.ctx.clone(), T0 + at);
+        let r = h.reading(
+            at + 60_000,
+            Payload::Ride(sample(RideState::Stopped, passengers)),
+        );
+        out.extend(h.engine.on_reading(&r, &h.ctx.clone(), T0 + at + 60_000));
+        out
+    }
+
+    fn ride(records_by_event: bool) -> H {
+        let mut h = H::new();
+        h.ctx = ctx_for("RIDE1", "amusement_ride");
+        if records_by_event {
+            h.ctx.params.insert("daily_check".into(), json!("event"));
+        }
+        h
+    }
+
+    #[test]
+    fn a_check_event_is_the_days_record_and_no_controller_fault() {
+        let mut h = ride(false);
+        let changes = h.event(0, "daily_check", true);
+        none(&changes, RULE);
+        none(&changes, "elevator.controller_fault");
+        none(&run(&mut h, 60_000, Some(24)), RULE);
+    }
+
+    #[test]
+    fn a_ride_that_records_by_event_is_judged_without_passenger_counts() {
+        // The first run of the day is the trial; the second without a
+        // check event carries passengers unchecked.
+        let mut h = ride(true);
+        none(&run(&mut h, 0, None), RULE);
+        let a = one(&run(&mut h, 120_000, None), RULE);
+        assert_eq!(
+            (a.details["run"].clone(), a.raised_at),
+            (json!(2), T0 + 120_000)
+        );
+        // Checked after the trial run: nothing.
+        let mut h = ride(true);
+        none(&run(&mut h, 0, None), RULE);
+        none(&h.event(65_000, "daily_check", true), RULE);
+        none(&run(&mut h, 120_000, None), RULE);
+        none(&run(&mut h, 240_000, None), RULE);
+        // Without the registry entry, runs without passengers stay unjudged.
+        let mut h = ride(false);
+        none(&run(&mut h, 0, None), RULE);
+        none(&run(&mut h, 120_000, None), RULE);
+    }
+}

@@ -34,7 +34,7 @@ pub(super) fn add(fleet: &mut Fleet, cfg: &FleetConfig, ctx: &Context, rng: &mut
                     PARKS[site % PARKS.len()]
                 };
                 let o = Owner {
-                    owner_id: format!("OW{}{:03}", place.code, 100 + site),
+                    owner_id: format!("OW{}{}{:03}", place.code, ctx.tag, 100 + site),
                     name: format!("{}{name}旅游发展有限公司", place.city),
                     credit_code: credit::enterprise_code(rng, &place.code),
                     region: place.code.clone(),
@@ -47,8 +47,8 @@ pub(super) fn add(fleet: &mut Fleet, cfg: &FleetConfig, ctx: &Context, rng: &mut
             }
             let Some(o) = owner.clone() else { continue };
             let n = fleet.equipment.len() + 1;
-            let equipment_id = format!("EQ{}{n:06}", o.region);
-            let device_id = format!("RD{:06}", k + 1);
+            let equipment_id = format!("EQ{}{}{n:06}", o.region, ctx.tag);
+            let device_id = format!("RD{}{:06}", ctx.tag, k + 1);
             let (rated, limit, category, what, prefix) = if ropeway {
                 let rated = [4.0, 5.0, 6.0][rng.gen_range(0..3)];
                 (rated, 13.9, "passenger_ropeway", "客运索道", "索")
@@ -146,7 +146,7 @@ pub(super) fn add(fleet: &mut Fleet, cfg: &FleetConfig, ctx: &Context, rng: &mut
         } else {
             continue;
         };
-        let device_id = format!("CM{:06}", k + 1);
+        let device_id = format!("CM{}{:06}", ctx.tag, k + 1);
         fleet.devices.push(Device {
             device_id: device_id.clone(),
             equipment_id: Some(equipment_id.clone()),

@@ -67,6 +67,18 @@ const LPG: &[(Model, f64)] = &[
 const O2: Model = ("WMA219-40-15", 40.0, 8.3, 52.0, 15.0);
 const BRANDS: &[&str] = &["华润", "港华", "中油", "粤海", "新奥", "昆仑"];
 
+/// What a station's faults fill with: its odd cylinders and the operator
+/// whose certificate expired, and a good cylinder (another station's
+/// foreign one).
+#[derive(Debug, Clone)]
+pub(crate) struct Odds {
+    pub good: CylinderSpec,
+    pub overdue: CylinderSpec,
+    pub scrapped: CylinderSpec,
+    pub unregistered: CylinderSpec,
+    pub uncertified: String,
+}
+
 pub(super) fn add(fleet: &mut Fleet, cfg: &FleetConfig, ctx: &Context, rng: &mut impl Rng) {
     struct Built {
         spec: ScaleSpec,
@@ -83,7 +95,7 @@ pub(super) fn add(fleet: &mut Fleet, cfg: &FleetConfig, ctx: &Context, rng: &mut
         // Every third station fills oxygen (a compressed gas), the rest LPG.
         let compressed = i % 3 == 2;
         let owner = Owner {
-            owner_id: format!("OW{}{:03}", place.code, 200 + i),
+            owner_id: format!("OW{}{}{:03}", place.code, ctx.tag, 200 + i),
             name: format!(
                 "{}{}{}有限公司",
                 place.city,
@@ -95,7 +107,7 @@ pub(super) fn add(fleet: &mut Fleet, cfg: &FleetConfig, ctx: &Context, rng: &mut
             contact: person(rng),
             phone: phone(rng),
         };
-        let station_id = format!("ST{}{:02}", place.code, i + 1);
+        let station_id = format!("ST{}{}{:02}", place.code, ctx.tag, i + 1);
         fleet.stations.push(Station {
             station_id: station_id.clone(),
             owner_id: owner.owner_id.clone(),
@@ -112,7 +124,7 @@ pub(super) fn add(fleet: &mut Fleet, cfg: &FleetConfig, ctx: &Context, rng: &mut
             working_hours: "06:00-22:00".to_owned(),
         });
 
-        let person_no = |k: usize| format!("P{}{:02}{k:02}", place.code, i + 1);
+        let person_no = |k: usize| format!("P{}{}{:02}{k:02}", place.code, ctx.tag, i + 1);
         let mut operators = Vec::new();
         let n_ops = rng.gen_range(2..=4);
         for k in 0..=n_ops {
@@ -160,7 +172,7 @@ pub(super) fn add(fleet: &mut Fleet, cfg: &FleetConfig, ctx: &Context, rng: &mut
                     })
                     .map_or(LPG[0].0, |(m, _)| *m)
             };
-            let code = format!("{medium}{}{:02}{k:05}", place.code, i + 1);
+            let code = format!("{medium}{}{}{:02}{k:05}", place.code, ctx.tag, i + 1);
             let life = if compressed { 30 } else { 8 };
             // The two after the good ones: overdue, then scrapped.
             let (next_inspection, status) = match k.checked_sub(n_cyl) {
@@ -198,15 +210,16 @@ pub(super) fn add(fleet: &mut Fleet, cfg: &FleetConfig, ctx: &Context, rng: &mut
         let overdue = odd.pop().unwrap_or_else(|| cylinders[0].clone());
         let unregistered = CylinderSpec {
             code: format!(
-                "{medium}{}{:02}9{:04}",
+                "{medium}{}{}{:02}9{:04}",
                 place.code,
+                ctx.tag,
                 i + 1,
                 rng.gen_range(0..9999)
             ),
             ..cylinders[0].clone()
         };
 
-        let device_id = format!("FS{:06}", i + 1);
+        let device_id = format!("FS{}{:06}", ctx.tag, i + 1);
         fleet.devices.push(Device {
             device_id: device_id.clone(),
             equipment_id: None,
@@ -276,6 +289,18 @@ pub(super) fn add(fleet: &mut Fleet, cfg: &FleetConfig, ctx: &Context, rng: &mut
         b.spec.odd_cylinder = odd;
         b.spec.odd_operator = Some(b.uncertified.clone());
         b.spec.fault = Some(plan);
+    }
+    for b in &built {
+        fleet.odds.push((
+            b.spec.device_id.clone(),
+            Odds {
+                good: b.spec.cylinders[0].clone(),
+                overdue: b.overdue.clone(),
+                scrapped: b.scrapped.clone(),
+                unregistered: b.unregistered.clone(),
+                uncertified: b.uncertified.clone(),
+            },
+        ));
     }
     fleet.machines.extend(
         built

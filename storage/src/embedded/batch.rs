@@ -13,8 +13,8 @@ use vigil_model::reading::{
 };
 use vigil_model::{Alarm, Binding, DeadLetter, Payload, Reading};
 
-use super::schema::Table;
 use crate::Record;
+use crate::schema::Table;
 
 /// Converts rows that all belong to `table` (others are skipped: the writer
 /// routes by [`Table::of_record`], so there are none).

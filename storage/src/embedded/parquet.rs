@@ -16,11 +16,11 @@ use parquet::file::properties::WriterProperties;
 use tracing::{info, warn};
 
 use super::Shared;
-use super::schema::Table;
 use super::seq_index::save as save_seq_index;
 use super::table::ParquetFile;
-use super::wal::{remove_segments_upto, sync_dir};
 use crate::StoreError;
+use crate::schema::Table;
+use crate::wal::{remove_segments_upto, sync_dir};
 
 pub(crate) fn table_dir(root: &Path, table: Table) -> PathBuf {
     root.join("tables").join(table.name())
@@ -80,9 +80,18 @@ pub(crate) fn open_files(root: &Path) -> Result<([Vec<ParquetFile>; 7], [u64; 7]
     Ok((files, covered))
 }
 
+/// The earliest time of `batch` (ms), which names its file.
+pub(crate) fn first_ts(table: Table, batch: &RecordBatch) -> i64 {
+    batch
+        .column_by_name(table.time_column())
+        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+        .and_then(arrow::compute::min)
+        .unwrap_or(0)
+}
+
 /// Writes one table's rows, sorted, as `{first_ts}-{wal_upto}.parquet`:
 /// temporary name, fsync, rename, fsync of the directory.
-fn write_file(
+pub(crate) fn write_file(
     root: &Path,
     table: Table,
     batches: &[RecordBatch],
@@ -102,11 +111,7 @@ fn write_file(
         .collect();
     let indices = lexsort_to_indices(&sort, None).map_err(|e| parquet_err(&dir, e))?;
     let sorted = take_record_batch(&all, &indices).map_err(|e| parquet_err(&dir, e))?;
-    let first_ts = sorted
-        .column_by_name(table.time_column())
-        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-        .and_then(arrow::compute::min)
-        .unwrap_or(0);
+    let first_ts = first_ts(table, &sorted);
 
     let path = dir.join(format!("{first_ts}-{wal_upto}.parquet"));
     let tmp = dir.join(format!("{first_ts}-{wal_upto}.parquet.tmp"));

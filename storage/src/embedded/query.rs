@@ -22,6 +22,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::DFSchema;
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::MemTable;
@@ -34,8 +35,10 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::object_store::ObjectMeta;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
@@ -46,10 +49,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::warn;
 
 use super::capped;
-use super::schema::Table;
 use super::sealed::{Cancel, Grant, SealedTable, fence, is_cancelled};
 use super::table::{ParquetFile, Snapshot};
 use crate::limits::{self, AnswerBudget, Gate, SqlLimits};
+use crate::schema::Table;
 use crate::{QueryOptions, QueryOutput, StoreError};
 
 /// Stack of each SQL thread. Planning, optimising and evaluating walk
@@ -308,7 +311,10 @@ async fn context(
         });
         // Every stored table has a region column, or none at all.
         if let Some(sealed) = SealedTable::new(table.name(), stored, grant.clone()) {
-            register(table.name(), Arc::new(sealed))?;
+            register(
+                table.name(),
+                Arc::new(sealed.pruned_on(table.time_column())),
+            )?;
         }
     }
     let alarms = ctx
@@ -398,6 +404,19 @@ fn alarms_view_sql() -> String {
     )
 }
 
+/// The filters pushed to a scan as one predicate for Parquet's statistics
+/// pruning (row groups, pages). `None` when they do not convert: the scan
+/// then reads everything, which is slower but no less correct.
+fn pruning_predicate(
+    state: &dyn Session,
+    schema: &SchemaRef,
+    filters: &[Expr],
+) -> Option<Arc<dyn PhysicalExpr>> {
+    let expr = conjunction(filters.iter().cloned())?;
+    let schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
+    state.create_physical_expr(expr, &schema).ok()
+}
+
 /// One stored table as of one snapshot: memory chunks plus Parquet files.
 #[derive(Debug)]
 struct SnapshotTable {
@@ -416,11 +435,20 @@ impl TableProvider for SnapshotTable {
         TableType::Base
     }
 
+    // Filters only pick which Parquet row groups and pages to read, by
+    // their statistics; every row read still passes the filter above.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let lanes = state.config().target_partitions().max(1);
@@ -448,7 +476,11 @@ impl TableProvider for SnapshotTable {
                     version: None,
                 }));
             }
-            let source = Arc::new(ParquetSource::new(self.schema.clone()));
+            let mut source = ParquetSource::new(self.schema.clone());
+            if let Some(predicate) = pruning_predicate(state, &self.schema, filters) {
+                source = source.with_predicate(predicate);
+            }
+            let source = Arc::new(source);
             let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
                 .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
                 .with_projection_indices(projection.cloned())?

@@ -2,16 +2,14 @@
 //! seq index plus those still in memory; alarms through our own SQL, so
 //! that memory and Parquet count alike. And the exact look-up of older seqs.
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{TimestampMillisecondType, UInt32Type, UInt64Type};
-use vigil_model::{
-    Alarm, AlarmId, AlarmState, DeviceId, EpochMs, EquipmentId, OwnerId, Region, RuleId, Severity,
-};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{TimestampMillisecondType, UInt64Type};
+use vigil_model::{DeviceId, EpochMs};
 
 use std::collections::{BTreeSet, HashSet};
 
 use super::EmbeddedStore;
-use super::schema::Table;
+use crate::schema::Table;
 use crate::{Recovery, SeqKey, StoreError};
 
 /// Alarms raised this long before the newest alarm change (or the wall
@@ -67,7 +65,7 @@ pub(crate) async fn recover(store: &EmbeddedStore) -> Result<Recovery, StoreErro
         "SELECT * FROM alarms WHERE state <> 'cleared' OR CAST(raised_at AS BIGINT) >= {cutoff} ORDER BY raised_at, alarm_id"
     );
     for batch in store.query_all(&sql).await?.batches {
-        alarms_from(&batch, &mut out.alarms)?;
+        crate::read::alarms_from(&batch, &mut out.alarms)?;
     }
     Ok(out)
 }
@@ -116,87 +114,4 @@ pub(crate) async fn stored_seqs(
         }
     }
     Ok(found)
-}
-
-/// Rows of the `alarm_changes` shape back to alarms.
-fn alarms_from(batch: &RecordBatch, out: &mut Vec<Alarm>) -> Result<(), StoreError> {
-    let text = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| bad(format!("alarms.{name} is missing or not text")))
-    };
-    let time = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-            .ok_or_else(|| bad(format!("alarms.{name} is missing or not a timestamp")))
-    };
-    let uint = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-            .ok_or_else(|| bad(format!("alarms.{name} is missing or not u32")))
-    };
-    let (alarm_id, rule, severity, state) = (
-        text("alarm_id")?,
-        text("rule")?,
-        text("severity")?,
-        text("state")?,
-    );
-    let (equipment_id, device_id, category, owner_id) = (
-        text("equipment_id")?,
-        text("device_id")?,
-        text("category")?,
-        text("owner_id")?,
-    );
-    let (region, details, acknowledged_by, note) = (
-        text("region")?,
-        text("details")?,
-        text("acknowledged_by")?,
-        text("note")?,
-    );
-    let (raised_at, updated_at, cleared_at, acknowledged_at) = (
-        time("raised_at")?,
-        time("updated_at")?,
-        time("cleared_at")?,
-        time("acknowledged_at")?,
-    );
-    let (version, count) = (uint("version")?, uint("count")?);
-    let opt_text =
-        |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_owned());
-    let opt_time =
-        |a: &arrow::array::TimestampMillisecondArray, i: usize| a.is_valid(i).then(|| a.value(i));
-    for i in 0..batch.num_rows() {
-        let id = alarm_id.value(i);
-        let row_err = |what: String| bad(format!("alarm {id:?}: {what}"));
-        out.push(Alarm {
-            alarm_id: AlarmId::new(id).map_err(|e| row_err(e.to_string()))?,
-            rule: RuleId::new(rule.value(i)).map_err(|e| row_err(e.to_string()))?,
-            severity: Severity::parse(severity.value(i))
-                .ok_or_else(|| row_err(format!("severity {:?}", severity.value(i))))?,
-            state: AlarmState::parse(state.value(i))
-                .ok_or_else(|| row_err(format!("state {:?}", state.value(i))))?,
-            equipment_id: EquipmentId::new(equipment_id.value(i))
-                .map_err(|e| row_err(e.to_string()))?,
-            device_id: opt_text(device_id, i)
-                .map(DeviceId::new)
-                .transpose()
-                .map_err(|e| row_err(e.to_string()))?,
-            category: category.value(i).to_owned(),
-            owner_id: OwnerId::new(owner_id.value(i)).map_err(|e| row_err(e.to_string()))?,
-            region: Region::new(region.value(i)).map_err(|e| row_err(e.to_string()))?,
-            raised_at: raised_at.value(i),
-            updated_at: updated_at.value(i),
-            cleared_at: opt_time(cleared_at, i),
-            count: count.value(i),
-            details: serde_json::from_str(details.value(i))
-                .map_err(|e| row_err(format!("details: {e}")))?,
-            version: version.value(i),
-            acknowledged_at: opt_time(acknowledged_at, i),
-            acknowledged_by: opt_text(acknowledged_by, i),
-            note: opt_text(note, i),
-        });
-    }
-    Ok(())
 }

@@ -2,18 +2,20 @@
 //!
 //! ```text
 //!  user query ─▶ … ─▶ FilterExec(user predicate) ─▶ StoreScanExec ─┐ sealed: no optimiser
-//!                                                   region filter   │ rule, no pushed-down
-//!                                                   (grant)         │ filter, no EXPLAIN
+//!                                                   region filter   │ rule, no row filter
+//!                                                   (grant)         │ below it, no EXPLAIN
 //!                                                      ▲            │ sees inside
 //!                                                   inner scan ─────┘ (memory, Parquet, view)
 //! ```
 //!
 //! [`SealedTable`] wraps every table of a query's context. Its scan is a
 //! leaf, [`StoreScanExec`], that runs the real scan itself and drops the
-//! rows outside the grant before anything above sees them. It accepts no
-//! filters, so a user's expression is planned above it and can never be
-//! evaluated on a row outside the grant (and so never fail, or take time,
-//! because of one). It also shows no file names in `EXPLAIN`.
+//! rows outside the grant before anything above sees them. A user's
+//! expression is planned above it and can never be evaluated on a row
+//! outside the grant (and so never fail, or take time, because of one). It
+//! also shows no file names in `EXPLAIN`. Filters reach the Parquet scan
+//! only to skip row groups and pages by their statistics, and under a grant
+//! only those on the time column ([`SealedTable::pruned_on`]).
 //!
 //! [`fence`] puts a [`FenceExec`] on every edge of a physical plan: on each
 //! batch it checks the query's [`Cancel`] flag and spends tokio's
@@ -37,7 +39,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{ColumnarValue, Expr, TableType};
+use datafusion::logical_expr::{ColumnarValue, Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter_pushdown::{
@@ -96,6 +98,9 @@ pub(crate) struct SealedTable {
     grant: Option<Arc<Grant>>,
     /// Where `region` is in `inner`'s schema (when there is a grant).
     region: usize,
+    /// The time column, when `inner` may use filters to skip Parquet row
+    /// groups (see [`SealedTable::pruned_on`]).
+    prune_on: Option<&'static str>,
 }
 
 impl SealedTable {
@@ -115,7 +120,20 @@ impl SealedTable {
             inner,
             grant,
             region,
+            prune_on: None,
         })
+    }
+
+    /// Lets `inner` skip Parquet row groups and pages by their statistics
+    /// (it must treat filters as `Inexact`: every row still goes through
+    /// the user's filter above the grant). Without a grant any filter may
+    /// prune. With one, only filters on `time` alone: what pruning reads is
+    /// statistics that cover rows outside the grant, and how long a query
+    /// takes must not tell whether another region has a device or a value;
+    /// that some rows exist at some time tells nothing of the kind.
+    pub(crate) fn pruned_on(mut self, time: &'static str) -> SealedTable {
+        self.prune_on = Some(time);
+        self
     }
 }
 
@@ -129,18 +147,33 @@ impl TableProvider for SealedTable {
         self.inner.table_type()
     }
 
-    // `supports_filters_pushdown` stays at its default (unsupported): the
-    // user's filters are evaluated above the scan, on rows of the grant.
+    // The user's filters are evaluated above the scan, on rows of the
+    // grant; some are also handed to the inner scan to prune its reads.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        use TableProviderFilterPushDown::{Inexact, Unsupported};
+        let Some(time) = self.prune_on else {
+            return Ok(vec![Unsupported; filters.len()]);
+        };
+        let prunes =
+            |f: &Expr| self.grant.is_none() || f.column_refs().iter().all(|c| c.name == time);
+        Ok(filters
+            .iter()
+            .map(|f| if prunes(f) { Inexact } else { Unsupported })
+            .collect())
+    }
 
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let Some(grant) = &self.grant else {
-            let inner = self.inner.scan(state, projection, &[], limit).await?;
+            let inner = self.inner.scan(state, projection, filters, limit).await?;
             return StoreScanExec::plan(&self.name, inner, None, None, limit);
         };
         // Read the region too, filter on it, then hand out only what was asked.
@@ -158,7 +191,7 @@ impl TableProvider for SealedTable {
                 (Some(read), region, Some((0..p.len()).collect()))
             }
         };
-        let inner = self.inner.scan(state, read.as_ref(), &[], None).await?;
+        let inner = self.inner.scan(state, read.as_ref(), filters, None).await?;
         StoreScanExec::plan(
             &self.name,
             inner,

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 use vigil_model::{DeviceId, EpochMs};
 
-use super::schema::Table;
-use super::wal::sync_dir;
+use crate::schema::Table;
+use crate::wal::sync_dir;
 use crate::{StoreError, StoredSeqs};
 
 const MAGIC: &[u8; 8] = b"VGSEQIX1";

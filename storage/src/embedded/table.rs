@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use crate::reference::RefData;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use datafusion::object_store::path::Path as ObjectPath;
@@ -22,7 +22,7 @@ use parking_lot::RwLock;
 use tracing::error;
 
 use super::batch::to_batch;
-use super::schema::Table;
+use crate::schema::Table;
 use crate::{Record, StoreError};
 
 /// Rows per sealed Arrow chunk: large enough for vectorised scans, small
@@ -103,13 +103,6 @@ impl ParquetFile {
             location,
         })
     }
-}
-
-/// A reference table converted once when it is set.
-#[derive(Debug, Clone)]
-pub(crate) struct RefData {
-    pub(crate) schema: SchemaRef,
-    pub(crate) batch: RecordBatch,
 }
 
 #[derive(Debug)]

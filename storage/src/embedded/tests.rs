@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::testdata;
 use super::{EmbeddedConfig, EmbeddedStore};
+use crate::testdata;
 use crate::{AckToken, QueryOptions, Store, Write};
 
 fn write_of(record: crate::Record) -> Write {

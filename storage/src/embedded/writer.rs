@@ -22,7 +22,7 @@ use super::Shared;
 use super::config::EmbeddedConfig;
 use super::parquet::flush_frozen;
 use super::table::seal_due;
-use super::wal::{WalWriter, encode_frame};
+use crate::wal::{WalWriter, encode_frame};
 use crate::{AckToken, StoreError, Write};
 
 pub(crate) type Reply = oneshot::Sender<Result<(), StoreError>>;
@@ -369,7 +369,7 @@ impl Flusher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embedded::testdata;
+    use crate::testdata;
 
     fn msg(n: usize) -> Msg {
         let writes = testdata::one_of_each(1)

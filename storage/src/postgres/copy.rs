@@ -8,7 +8,7 @@
 use bytes::{BufMut, BytesMut};
 use vigil_model::{Alarm, DeadLetter, Payload, Reading};
 
-use crate::embedded::schema::Table;
+use crate::schema::Table;
 use crate::{Record, StoredReading};
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";

@@ -193,7 +193,7 @@ fn user_error(e: StoreError, opts: &QueryOptions) -> StoreError {
     }
 }
 
-async fn execute(
+pub(super) async fn execute(
     client: &mut Client,
     sql: &str,
     mut budget: AnswerBudget,

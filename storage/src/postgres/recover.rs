@@ -3,13 +3,12 @@
 
 use std::collections::HashSet;
 
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Client;
 use tracing::warn;
-use vigil_model::{
-    Alarm, AlarmId, AlarmState, DeviceId, EpochMs, EquipmentId, OwnerId, Region, RuleId, Severity,
-};
+use vigil_model::{DeviceId, EpochMs};
 
-use crate::embedded::schema::Table;
+use crate::limits::AnswerBudget;
+use crate::schema::Table;
 use crate::{Recovery, SeqKey, StoreError, StoredSeqs};
 
 /// Same window as the embedded backend: alarms raised within a day of the
@@ -126,24 +125,19 @@ pub(crate) async fn recover(client: &mut Client) -> Result<Recovery, StoreError>
         .get(0);
     let now = chrono::Utc::now().timestamp_millis();
     let cutoff = newest.map_or(now, |n| n.min(now)) - RECENT_MS;
+    // Through the Arrow answer, so that one decoder reads alarms back
+    // whichever backend stored them.
     let sql = format!(
-        "SELECT alarm_id, rule, severity, state, equipment_id, device_id, category, owner_id, region,
-                {}, {}, {}, count, details, version, {}, acknowledged_by, note
-         FROM alarms
-         WHERE state <> 'cleared' OR raised_at >= to_timestamp($1::double precision / 1000)
+        "SELECT {} FROM alarms
+         WHERE state <> 'cleared' OR raised_at >= to_timestamp({cutoff}::double precision / 1000)
          ORDER BY raised_at, alarm_id",
-        ms("raised_at"),
-        ms("updated_at"),
-        ms("cleared_at"),
-        ms("acknowledged_at"),
+        crate::read::alarm_columns(),
     );
-    let cutoff = cutoff as f64;
-    for row in client
-        .query(&sql, &[&cutoff])
+    let answer = super::query::execute(client, &sql, AnswerBudget::new(usize::MAX, usize::MAX))
         .await
-        .map_err(StoreError::db("recovering alarms"))?
-    {
-        out.alarms.push(alarm(&row)?);
+        .map_err(|e| bad(format!("alarms: {e}")))?;
+    for batch in &answer.batches {
+        crate::read::alarms_from(batch, &mut out.alarms)?;
     }
     Ok(out)
 }
@@ -179,38 +173,4 @@ pub(crate) async fn stored_seqs(
         found.insert((id, row.get::<_, i64>(1) as u64));
     }
     Ok(found)
-}
-
-fn alarm(row: &Row) -> Result<Alarm, StoreError> {
-    let id: &str = row.get(0);
-    let row_err = |what: String| bad(format!("alarm {id:?}: {what}"));
-    let severity: &str = row.get(2);
-    let state: &str = row.get(3);
-    let details: &str = row.get(13);
-    Ok(Alarm {
-        alarm_id: AlarmId::new(id).map_err(|e| row_err(e.to_string()))?,
-        rule: RuleId::new(row.get::<_, &str>(1)).map_err(|e| row_err(e.to_string()))?,
-        severity: Severity::parse(severity)
-            .ok_or_else(|| row_err(format!("severity {severity:?}")))?,
-        state: AlarmState::parse(state).ok_or_else(|| row_err(format!("state {state:?}")))?,
-        equipment_id: EquipmentId::new(row.get::<_, &str>(4))
-            .map_err(|e| row_err(e.to_string()))?,
-        device_id: row
-            .get::<_, Option<&str>>(5)
-            .map(DeviceId::new)
-            .transpose()
-            .map_err(|e| row_err(e.to_string()))?,
-        category: row.get::<_, String>(6),
-        owner_id: OwnerId::new(row.get::<_, &str>(7)).map_err(|e| row_err(e.to_string()))?,
-        region: Region::new(row.get::<_, &str>(8)).map_err(|e| row_err(e.to_string()))?,
-        raised_at: row.get(9),
-        updated_at: row.get(10),
-        cleared_at: row.get(11),
-        count: row.get::<_, i32>(12) as u32,
-        details: serde_json::from_str(details).map_err(|e| row_err(format!("details: {e}")))?,
-        version: row.get::<_, i32>(14) as u32,
-        acknowledged_at: row.get(15),
-        acknowledged_by: row.get(16),
-        note: row.get(17),
-    })
 }

@@ -34,7 +34,7 @@ pub(crate) async fn set(
     table: &RefTable,
 ) -> Result<(), StoreError> {
     // The embedded backend's checks (names, row widths, cell types) apply alike.
-    crate::embedded::reference::convert(table.clone())?;
+    crate::reference::convert(table.clone())?;
     let reserved = ["alarms", "equipment_hourly", "region_daily"];
     if INTERNAL_TABLES.contains(&table.name.as_str())
         || ROLLUPS.iter().any(|(r, _, _)| *r == table.name)

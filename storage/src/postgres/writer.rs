@@ -31,8 +31,8 @@ use tracing::{debug, error, info, warn};
 use super::Shared;
 use super::config::PostgresConfig;
 use super::copy::{CopyBuffer, columns};
-use crate::embedded::schema::Table;
-use crate::embedded::wal::{encode_frame, read_segment, segment_path, sync_dir};
+use crate::schema::Table;
+use crate::wal::{encode_frame, read_segment, segment_path, sync_dir};
 use crate::{AckToken, Record, StoreError, Write};
 
 pub(crate) type Reply = oneshot::Sender<Result<(), StoreError>>;
@@ -504,7 +504,7 @@ async fn ship_route(
 
 /// Records in a log file, from its first bytes (0 when unreadable).
 pub(crate) fn count_records(path: &Path) -> u64 {
-    use crate::embedded::wal::{HEADER_LEN, frame_record_count};
+    use crate::wal::{HEADER_LEN, frame_record_count};
     use std::io::Read as _;
     let mut head = Vec::new();
     match std::fs::File::open(path)
@@ -527,5 +527,5 @@ pub(crate) fn backlog(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
             let _ = std::fs::remove_file(&path);
         }
     }
-    crate::embedded::wal::list_segments(dir)
+    crate::wal::list_segments(dir)
 }

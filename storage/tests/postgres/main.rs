@@ -14,6 +14,8 @@ mod fixtures;
 #[path = "../seq_history.rs"]
 mod seq_history;
 mod support;
+#[path = "../typed_reads.rs"]
+mod typed_reads;
 
 mod migrations;
 mod outage;

@@ -304,3 +304,12 @@ async fn people_queries_are_capped_scrubbed_and_scoped_below_their_expressions()
     );
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn typed_reads_give_back_alarms_and_readings_as_written() {
+    let _server = SERVER.read().unwrap();
+    let db = db("typed_reads");
+    let (store, mut tokens) = open(&db.config).await;
+    crate::typed_reads::check(&*store, &mut tokens).await;
+    store.close().await.unwrap();
+}

@@ -544,7 +544,7 @@ pub(crate) fn remove_segments_upto(wal_dir: &Path, upto: u64) -> Result<usize, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embedded::testdata;
+    use crate::testdata;
 
     fn write_segment(dir: &Path, no: u64, frames: &[Vec<u8>]) -> PathBuf {
         let path = segment_path(dir, no);

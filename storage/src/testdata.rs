@@ -23,20 +23,8 @@ pub(crate) fn elevator(device: &str, seq: u64) -> Record {
         device,
         seq,
         Payload::Elevator(ElevatorSample {
-            floor: 3,
-            direction: Direction::Up,
-            speed_mps: 1.5,
-            door: Door::Closed,
-            leveled: false,
-            occupied: true,
-            mode: ElevatorMode::Normal,
-            safety_circuit: true,
-            door_lock: true,
-            alarm_button: false,
-            power: Power::Mains,
-            limit: Limit::None,
             run_count: Some(7),
-            load_pct: None,
+            ..ElevatorSample::moving()
         }),
     )
 }

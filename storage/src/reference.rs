@@ -6,14 +6,21 @@ use arrow::array::{
     ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray,
     TimestampMillisecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, NaiveDate};
 use serde_json::Value;
 
-use super::schema::ts_type;
-use super::table::RefData;
+use crate::schema::ts_type;
 use crate::{ColumnType, RefTable, StoreError};
+
+/// A reference table as Arrow: what the embedded store serves to SQL, and
+/// what the PostgreSQL backend checks a table against before storing it.
+#[derive(Debug, Clone)]
+pub(crate) struct RefData {
+    pub(crate) schema: SchemaRef,
+    pub(crate) batch: RecordBatch,
+}
 
 fn bad(table: &str, why: String) -> StoreError {
     StoreError::InvalidReferenceTable {

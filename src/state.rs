@@ -1,0 +1,241 @@
+//! What the HTTP API, the demo and the engine's tasks share while it runs:
+//! [`AppState`] (registry, store, alarm board, shards, metrics, SQL
+//! options), the senders into the rule shards ([`Shards`]), the running
+//! rule configuration ([`RuleSource`]) and when devices were last heard
+//! ([`Liveness`]). `engine` builds it, `api` serves it; neither imports the
+//! other's internals.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+use vigil_ingest::Accepted;
+use vigil_model::{Alarm, AlarmId, Clock, DeviceId, EpochMs, EquipmentId};
+use vigil_registry::Registry;
+use vigil_rules::{AlarmOpError, RuleConfig};
+use vigil_storage::{QueryOptions, Store};
+
+use crate::alarms::AlarmBoard;
+use crate::metrics::EngineMetrics;
+use crate::registry_tables::RegistrySync;
+
+/// The rule configuration: the `[rules]` section with the rule file (if
+/// any) laid over it, checked. The error names the file, line and column.
+pub fn load_rules(base: &toml::Table, file: Option<&Path>) -> anyhow::Result<RuleConfig> {
+    let text = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read rule file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let name = file.map(|p| p.display().to_string()).unwrap_or_default();
+    let file = text.as_deref().map(|t| (name.as_str(), t));
+    RuleConfig::load(base, file).map_err(|e| anyhow::anyhow!("invalid rules: {e}"))
+}
+
+/// Where the running rules come from, and what they are now.
+pub struct RuleSource {
+    pub(crate) base: toml::Table,
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) current: RwLock<RuleConfig>,
+    pub(crate) reloading: tokio::sync::Mutex<()>,
+}
+
+impl RuleSource {
+    pub fn current(&self) -> RuleConfig {
+        self.current.read().clone()
+    }
+
+    /// Re-reads the rule file and hands the result to every shard; a file
+    /// that does not check is refused and the running rules stay.
+    pub async fn reload(
+        &self,
+        shards: &Shards,
+        metrics: &EngineMetrics,
+    ) -> anyhow::Result<RuleConfig> {
+        let loaded = load_rules(&self.base, self.file.as_deref());
+        let config = match loaded {
+            Ok(config) => config,
+            Err(e) => {
+                metrics.rule_reloads.with_label_values(&["refused"]).inc();
+                warn!(error = %e, "Rule reload refused; the running rules stay.");
+                return Err(e);
+            }
+        };
+        // One reload at a time, so every shard ends with the same rules.
+        let _one = self.reloading.lock().await;
+        for tx in shards.senders.iter() {
+            tx.send(ShardMsg::Rules(Box::new(config.clone())))
+                .await
+                .map_err(|_| anyhow::anyhow!("the engine is stopping"))?;
+        }
+        *self.current.write() = config.clone();
+        metrics.rule_reloads.with_label_values(&["ok"]).inc();
+        info!(file = ?self.file, "Rules reloaded.");
+        Ok(config)
+    }
+
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+}
+
+/// What the HTTP API and the demo share with the running engine.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn Store>,
+    pub board: Arc<AlarmBoard>,
+    pub shards: Shards,
+    pub metrics: prometheus::Registry,
+    pub engine_metrics: EngineMetrics,
+    pub sql: QueryOptions,
+    pub clock: Clock,
+    pub liveness: Arc<Liveness>,
+    pub registry_sync: Arc<RegistrySync>,
+    pub ingest_stats: Arc<dyn Fn() -> vigil_ingest::IngestStats + Send + Sync>,
+    /// `Err` while ingest cannot take messages (for `/readyz`).
+    pub ingest_health: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// Closes live MQTT sessions by identity.
+    pub mqtt_sessions: vigil_ingest::SessionControl,
+    /// The device CA (certificate endpoints).
+    pub pki: Arc<crate::certs::Pki>,
+    /// The running rule configuration (rule replay starts from it) and
+    /// where it is re-read from.
+    pub rules: RuleSource,
+    /// Flips to true when the engine stops; long-lived responses (SSE) end.
+    pub stopping: watch::Receiver<bool>,
+    /// The registry's dates are days at this UTC offset.
+    pub registry_offset: chrono::FixedOffset,
+    /// The browser console at `/` (src/console.rs).
+    pub console: crate::console::ConsoleConfig,
+}
+
+/// Last time each device was heard from, for "devices online".
+#[derive(Default)]
+pub struct Liveness {
+    seen: Mutex<HashMap<DeviceId, EpochMs>>,
+}
+
+impl Liveness {
+    pub(crate) fn saw(&self, device: &DeviceId, at: EpochMs) {
+        let mut seen = self.seen.lock();
+        match seen.get_mut(device) {
+            Some(t) => *t = at,
+            None => {
+                seen.insert(device.clone(), at);
+            }
+        }
+    }
+
+    /// When `device` was last heard from.
+    pub fn last_heard(&self, device: &DeviceId) -> Option<EpochMs> {
+        self.seen.lock().get(device).copied()
+    }
+
+    /// When `device` was last heard (since this engine started, or as the
+    /// store remembered it at start).
+    pub fn heard(&self, device: &DeviceId) -> Option<EpochMs> {
+        self.seen.lock().get(device).copied()
+    }
+}
+
+pub(crate) enum ShardMsg {
+    Reading(Accepted),
+    /// A filling record with the registry's facts of its cylinder and operator.
+    Filling(Accepted, vigil_rules::FillingFacts),
+    /// Shutdown: everything queued before it has been evaluated.
+    Stop,
+    /// The registry's facts of this shard's equipment (registry-time rules).
+    Registry(Vec<vigil_rules::RegistryFacts>),
+    Tick(EpochMs),
+    /// A reloaded rule configuration.
+    Rules(Box<RuleConfig>),
+    Acknowledge {
+        id: AlarmId,
+        by: String,
+        reply: oneshot::Sender<Result<Alarm, AlarmOpError>>,
+    },
+    Resolve {
+        id: AlarmId,
+        by: String,
+        note: String,
+        reply: oneshot::Sender<Result<Alarm, AlarmOpError>>,
+    },
+}
+
+/// Senders into the rule shards, routed by equipment.
+#[derive(Clone)]
+pub struct Shards {
+    pub(crate) senders: Arc<Vec<mpsc::Sender<ShardMsg>>>,
+}
+
+pub(crate) fn shard_of(equipment: &EquipmentId, shards: usize) -> usize {
+    // SipHash with fixed keys: stable across runs, so restored alarms land
+    // in the shard that will see their equipment's readings.
+    let mut h = std::hash::DefaultHasher::new();
+    equipment.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+/// Why an alarm operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AlarmOpFailure {
+    #[error(transparent)]
+    Rule(#[from] AlarmOpError),
+    #[error("the engine is shutting down")]
+    Stopping,
+}
+
+impl Shards {
+    /// Messages waiting in the shards' queues.
+    pub fn queued(&self) -> usize {
+        self.senders
+            .iter()
+            .map(|tx| tx.max_capacity() - tx.capacity())
+            .sum()
+    }
+
+    pub(crate) fn sender(&self, equipment: &EquipmentId) -> &mpsc::Sender<ShardMsg> {
+        &self.senders[shard_of(equipment, self.senders.len())]
+    }
+
+    pub async fn acknowledge(
+        &self,
+        equipment: &EquipmentId,
+        id: AlarmId,
+        by: String,
+    ) -> Result<Alarm, AlarmOpFailure> {
+        let (reply, rx) = oneshot::channel();
+        self.sender(equipment)
+            .send(ShardMsg::Acknowledge { id, by, reply })
+            .await
+            .map_err(|_| AlarmOpFailure::Stopping)?;
+        Ok(rx.await.map_err(|_| AlarmOpFailure::Stopping)??)
+    }
+
+    pub async fn resolve(
+        &self,
+        equipment: &EquipmentId,
+        id: AlarmId,
+        by: String,
+        note: String,
+    ) -> Result<Alarm, AlarmOpFailure> {
+        let (reply, rx) = oneshot::channel();
+        self.sender(equipment)
+            .send(ShardMsg::Resolve {
+                id,
+                by,
+                note,
+                reply,
+            })
+            .await
+            .map_err(|_| AlarmOpFailure::Stopping)?;
+        Ok(rx.await.map_err(|_| AlarmOpFailure::Stopping)??)
+    }
+}

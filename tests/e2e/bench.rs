@@ -1,0 +1,92 @@
+//! `vigil bench sql --quick` and `vigil bench store --quick`: smoke runs
+//! that every figure is produced. No time is asserted (docs/benchmarks.md
+//! holds the figures of full runs).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bench(args: &[&str], json: &std::path::Path) -> (Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .expect("vigil runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "vigil bench {args:?} failed:\n{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report = serde_json::from_slice(&std::fs::read(json).expect("the JSON report"))
+        .expect("the report is JSON");
+    (report, stderr)
+}
+
+#[test]
+fn the_sql_bench_gives_every_query_for_both_principals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, stderr) = bench(&["sql", "--quick"], &dir.path().join("sql.json"));
+    assert!(
+        report["data"]["readings"].as_u64().unwrap() > 10_000,
+        "{report}"
+    );
+    assert!(
+        report["data"]["alarm_changes"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    let queries = report["queries"].as_array().unwrap();
+    let ids: std::collections::BTreeSet<&str> =
+        queries.iter().map(|q| q["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert_eq!(queries.len(), 10, "each query as admin and as analyst");
+    let duckdb = !report["duckdb"].is_null();
+    if !duckdb {
+        // Said out loud, never silently.
+        assert!(stderr.contains("WITHOUT DuckDB"), "{stderr}");
+        assert!(report["duckdb_missing"].is_string(), "{report}");
+    }
+    for q in queries {
+        let v = &q["vigil"];
+        assert!(v["warm_median_ms"].as_f64().is_some(), "{q}");
+        assert!(v["rows"].as_u64().is_some(), "{q}");
+        if q["principal"] == "admin" {
+            assert!(v["cold_ms"].as_f64().is_some(), "{q}");
+        }
+        if duckdb {
+            assert!(q["duckdb"]["warm_median_ms"].as_f64().is_some(), "{q}");
+            assert!(q["ratio_warm"].as_f64().is_some(), "{q}");
+            assert_eq!(q["rows_match"], true, "both engines give as many rows: {q}");
+        }
+    }
+    // The analyst sees one city: never more rows than the admin.
+    for id in &ids {
+        let rows = |p: &str| {
+            queries
+                .iter()
+                .find(|q| q["id"] == *id && q["principal"] == p)
+                .and_then(|q| q["vigil"]["rows"].as_u64())
+                .unwrap()
+        };
+        assert!(rows("analyst") <= rows("admin"), "{id}");
+    }
+}
+
+#[test]
+fn the_store_bench_gives_wal_and_copy_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, _) = bench(&["store", "--quick"], &dir.path().join("store.json"));
+    let wal = report["wal"].as_array().unwrap();
+    assert_eq!(wal.len(), 3, "{report}");
+    for w in wal {
+        assert!(w["ratio"].as_f64().is_some_and(|r| r > 0.0), "{w}");
+    }
+    let copy = &report["copy"];
+    assert!(
+        copy["median_ratio_csv"].as_f64().is_some_and(|r| r > 0.0),
+        "{copy}"
+    );
+    assert_eq!(copy["rounds"].as_array().unwrap().len(), 1);
+}
