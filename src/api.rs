@@ -57,6 +57,7 @@ pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
         .with_state(state.clone());
     let api = vigil_registry::api::router(state.registry.clone(), auth.clone())
         .merge(engine_routes)
+        .merge(crate::certs::routes(state.clone()))
         .layer(middleware::from_fn_with_state(auth, require_auth));
     let ops = Router::new()
         .route("/readyz", get(readyz))
@@ -535,7 +536,7 @@ async fn reload_rules(State(state): State<Arc<AppState>>) -> Result<Json<Value>,
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.health() {
+    match state.store.health().and_then(|()| (state.ingest_health)()) {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,

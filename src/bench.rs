@@ -15,10 +15,17 @@
 //! its share of the cores from whichever side it measures: both sides pay
 //! it alike, which is why the ratios matter more than the absolute figures.
 //!
+//! Two more modes: `vigil bench burst` (a QoS 1 burst from `mosquitto_pub
+//! -l` against a Mosquitto relay of the same burst, `bench/burst.rs`) and
+//! `vigil bench flood` (a neighbour's ack latency while a device floods,
+//! `bench/flood.rs`).
+//!
 //! `vigil bench sql` ([`sql`]) and `vigil bench store` ([`store`]) measure
 //! analysts' SQL against DuckDB and the stores' writes against the disk and
 //! `psql \copy`, each with `--json FILE`.
 
+mod burst;
+mod flood;
 mod registry;
 mod sql;
 mod store;
@@ -71,6 +78,13 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// A QoS 1 burst from `mosquitto_pub -l` clients (which never re-send)
+    /// into the engine, against a Mosquitto relay of the same burst:
+    /// stored/s, relayed/s, and how many PUBACKed messages were lost.
+    Burst(burst::BurstArgs),
+    /// A well-behaved device's ack latency alone and while another device
+    /// floods QoS 0 as fast as it can.
+    Flood(flood::FloodArgs),
     /// The registry at a province's size: import, memory, and the latency
     /// of a device update and a CONNECT check, against a hundredth of it.
     Registry(registry::RegistryArgs),
@@ -80,6 +94,18 @@ pub enum BenchCommand {
     /// Store writes: WAL group commit against raw fsync, PostgreSQL COPY
     /// against `psql \copy` (docs/benchmarks.md).
     Store(store::StoreArgs),
+}
+
+/// Writes a bench report as JSON when `--json` asked for it.
+fn write_json(
+    path: Option<&std::path::Path>,
+    report: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The machine a figure was taken on, for JSON reports.
@@ -130,6 +156,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchCommand::Sql(a)) => return sql::run(a).await,
         Some(BenchCommand::Store(a)) => return store::run(a).await,
         Some(BenchCommand::Registry(a)) => return registry::run(a).await,
+        Some(BenchCommand::Burst(burst)) => return burst::run(burst).await,
+        Some(BenchCommand::Flood(flood)) => return flood::run(flood).await,
         None => {}
     }
     anyhow::ensure!(
@@ -172,6 +200,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // step's: a hole the engine would otherwise hold acks on for the default
     // 30 s grace. Real devices count on; with no loss the grace never matters.
     config.ingest.gap_grace_s = 1;
+    // The steps offer up to 20 readings/s per device, above a 30 s-interval
+    // device's quota: this run measures capacity, not fairness.
+    config.ingest.quota.enabled = false;
     let engine = Engine::start(config, system_clock()).await?;
     let doc = serde_json::from_value(fleet.import_doc())?;
     let report = engine.state.registry.import(doc)?;
@@ -412,7 +443,8 @@ fn print_report(
 
 /// A bare rumqttd that answers each `/tenants/{id}/v1/{stream}` message
 /// with `{"seq": N}` on the device's ack topic: the ceiling the engine is
-/// measured against.
+/// measured against. It runs rumqttd's own accept loop (`Server::start`),
+/// which does not set `TCP_NODELAY`: its round trip shows what Nagle costs.
 struct EchoBroker {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -430,6 +462,7 @@ impl EchoBroker {
                 max_segment_size: 4 << 20,
                 max_segment_count: 4,
                 custom_segment: None,
+                lossless: Default::default(),
                 initialized_filters: None,
                 shared_subscriptions_strategy: Default::default(),
             },

@@ -30,6 +30,12 @@ pub enum Command {
     /// Work with the registry of a running engine.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Certificates of devices for the mutual-TLS listener.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Certificates of supervisors for the MQTT alarm feed.
+    #[command(subcommand)]
+    Feed(FeedCommand),
     /// Run a read-only SQL query on a running engine.
     Sql(SqlArgs),
     /// Apply the PostgreSQL schema migrations (and roles, grants, policies)
@@ -60,6 +66,10 @@ pub struct RunArgs {
     /// Plain MQTT listener for devices [default: 127.0.0.1:1883].
     #[arg(long)]
     pub mqtt_addr: Option<SocketAddr>,
+    /// Mutual-TLS MQTT listener (also VIGIL_MQTTS_ADDR); a host alone
+    /// listens on port 8883 [default: off].
+    #[arg(long, value_parser = crate::config::parse_listen_addr)]
+    pub mqtts_addr: Option<SocketAddr>,
     /// HTTP API [default: 127.0.0.1:8080].
     #[arg(long)]
     pub http_addr: Option<SocketAddr>,
@@ -165,6 +175,52 @@ pub enum RegistryCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Has a running engine's device CA issue a client certificate for a
+    /// registered device (O = the device id) and writes cert.pem, key.pem
+    /// (mode 0600) and ca.pem into DIR.
+    Cert {
+        /// The device id.
+        id: String,
+        #[command(flatten)]
+        cert: CertArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Has a running engine's device CA issue a supervisor certificate for
+    /// a region's MQTT alarm feed (O = r + region code) and writes cert.pem,
+    /// key.pem (mode 0600) and ca.pem into DIR.
+    Cert {
+        /// The 6-digit region code (`440700`: that city and its counties).
+        #[arg(long)]
+        region: String,
+        /// Who holds it (the certificate's CN).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        cert: CertArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    /// Directory to write the files into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Validity in days [default: the engine's tls.device_cert_days / feed_cert_days].
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// A PEM certificate signing request: the key stays where it was made
+    /// and no key.pem is written.
+    #[arg(long)]
+    pub csr: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
 #[derive(Debug, Args)]
 pub struct SqlArgs {
     /// One SELECT statement.
@@ -222,6 +278,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::client::import(&file, &remote).await
         }
         Command::Sql(args) => crate::client::sql(&args).await,
+        Command::Device(DeviceCommand::Cert { id, cert }) => {
+            let path = format!("/devices/{id}/certificate");
+            crate::client::certificate(&path, serde_json::json!({}), &cert).await
+        }
+        Command::Feed(FeedCommand::Cert { region, name, cert }) => {
+            let body = serde_json::json!({"region": region, "name": name});
+            crate::client::certificate("/alarm-feed/certificates", body, &cert).await
+        }
         Command::Token(TokenCommand::Create(args)) => crate::client::token_create(&args).await,
         Command::Token(TokenCommand::List { remote }) => crate::client::token_list(&remote).await,
         Command::Token(TokenCommand::Revoke { id, remote }) => {
@@ -249,6 +313,7 @@ fn load(args: RunArgs) -> anyhow::Result<Config> {
     let overrides = Overrides {
         data_dir: args.data_dir,
         mqtt_addr: args.mqtt_addr,
+        mqtts_addr: args.mqtts_addr,
         http_addr: args.http_addr,
         admin_token: args.admin_token,
         admin_token_file: args.admin_token_file,
@@ -309,7 +374,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let engine = Engine::start(config, system_clock()).await?;
-    info!(mqtt = %engine.mqtt_addr, http = %engine.http_addr, "Listening. Ctrl-C or SIGTERM stops the engine cleanly.");
+    info!(mqtt = %engine.mqtt_addr, mqtts = ?engine.mqtts_addr, http = %engine.http_addr, "Listening. Ctrl-C or SIGTERM stops the engine cleanly.");
     wait_for_stop_signal().await?;
     engine.shutdown().await
 }

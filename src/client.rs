@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::cli::{Remote, SqlArgs, TokenCreateArgs};
+use crate::cli::{CertArgs, Remote, SqlArgs, TokenCreateArgs};
 
 fn request(remote: &Remote, path: &str) -> anyhow::Result<reqwest::RequestBuilder> {
     request_with(reqwest::Method::POST, remote, path)
@@ -273,6 +273,61 @@ pub async fn replay(args: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
         "{} readings replayed, {} alarm changes",
         body["readings"],
         alarms.len()
+    );
+    Ok(())
+}
+
+/// `vigil device cert` / `vigil feed cert`: asks the engine's device CA for
+/// a certificate and writes cert.pem, key.pem (0600) and ca.pem.
+pub async fn certificate(path: &str, mut body: Value, args: &CertArgs) -> anyhow::Result<()> {
+    if let Some(days) = args.days {
+        body["days"] = days.into();
+    }
+    if let Some(csr) = &args.csr {
+        let pem = std::fs::read_to_string(csr)
+            .with_context(|| format!("cannot read {}", csr.display()))?;
+        body["csr_pem"] = pem.into();
+    }
+    let response = request(&args.remote, path)?
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", args.remote.url))?;
+    let issued: Value = answer(response).await?.json().await?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let text = |key: &str| issued[key].as_str().map(str::to_owned);
+    let write = |name: &str, text: &str, mode: u32| -> anyhow::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = args.out.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&file)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        f.write_all(text.as_bytes())?;
+        Ok(())
+    };
+    let cert = text("cert_pem").context("the engine's answer has no cert_pem")?;
+    write("cert.pem", &cert, 0o644)?;
+    write("ca.pem", &text("ca_pem").unwrap_or_default(), 0o644)?;
+    if let Some(key) = text("key_pem") {
+        write("key.pem", &key, 0o600)?;
+    }
+    println!(
+        "{} for tenant {}: serial {}, valid until {}; written to {}",
+        if issued["device_id"].is_string() {
+            "device certificate"
+        } else {
+            "alarm-feed certificate"
+        },
+        issued["tenant"].as_str().unwrap_or(""),
+        issued["serial"].as_str().unwrap_or(""),
+        issued["not_after"].as_str().unwrap_or(""),
+        args.out.display()
     );
     Ok(())
 }

@@ -19,6 +19,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Plain MQTT listener for devices (loopback unless `ingest.allow_public_plain`).
     pub mqtt_addr: SocketAddr,
+    /// Mutual-TLS MQTT listener for devices and supervisors; off unless set.
+    /// A host without a port listens on 8883.
+    #[serde(
+        default,
+        deserialize_with = "listen_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mqtts_addr: Option<SocketAddr>,
     /// HTTP API, SSE feed and metrics.
     pub http_addr: SocketAddr,
     /// Bearer token of the `admin` role; without one only registry-issued
@@ -34,6 +42,8 @@ pub struct Config {
     pub store: String,
     pub engine: EngineConfig,
     pub ingest: IngestTuning,
+    /// The device CA and the TLS listener's certificate (docs/security.md).
+    pub tls: TlsTuning,
     pub embedded: EmbeddedTuning,
     pub postgres: PostgresTuning,
     /// Rule thresholds and overrides (docs/rules.md).
@@ -209,6 +219,8 @@ pub struct IngestTuning {
     pub max_connections: usize,
     /// Seconds an ack watermark waits below a `seq` gap for the device to re-send.
     pub gap_grace_s: u64,
+    /// Per-connection message and byte quotas (docs/security.md).
+    pub quota: vigil_ingest::QuotaConfig,
     /// Seqs a second a device's `seq` may advance; further jumps are refused (docs/ingest.md).
     pub max_seq_rate: u64,
 }
@@ -221,9 +233,68 @@ impl Default for IngestTuning {
             allow_public_plain: d.allow_public_plain,
             max_connections: d.max_connections,
             gap_grace_s: d.gap_grace_s,
+            quota: d.quota.clone(),
             max_seq_rate: d.max_seq_rate,
         }
     }
+}
+
+/// `[tls]`: the device CA and what the mTLS listener serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsTuning {
+    /// The device CA's certificate and key (PEM). Unset: `{data_dir}/pki/ca.pem`
+    /// and `ca.key`, created on first start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<PathBuf>,
+    /// The listener's certificate chain and key (PEM). Unset: issued from the
+    /// device CA at every start for `server_names`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_key: Option<PathBuf>,
+    /// DNS names and IP addresses devices use to reach the TLS listener.
+    pub server_names: Vec<String>,
+    /// Validity of device and alarm-feed certificates issued by the API.
+    pub device_cert_days: u32,
+    pub feed_cert_days: u32,
+}
+
+impl Default for TlsTuning {
+    fn default() -> Self {
+        Self {
+            ca_cert: None,
+            ca_key: None,
+            server_cert: None,
+            server_key: None,
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            device_cert_days: 825,
+            feed_cert_days: 397,
+        }
+    }
+}
+
+/// The default port of the TLS listener when only a host is given.
+pub const MQTTS_PORT: u16 = 8883;
+
+/// `host:port`, or a host alone for port 8883.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| {
+            s.trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, MQTTS_PORT))
+        })
+        .map_err(|_| format!("{s:?} is neither host:port nor an IP address"))
+}
+
+fn listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    text.filter(|t| !t.is_empty())
+        .map(|t| parse_listen_addr(&t).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -357,12 +428,14 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("vigil-data"),
             mqtt_addr: "127.0.0.1:1883".parse().expect("valid literal"),
+            mqtts_addr: None,
             http_addr: "127.0.0.1:8080".parse().expect("valid literal"),
             admin_token: None,
             admin_token_file: None,
             store: "embedded".into(),
             engine: EngineConfig::default(),
             ingest: IngestTuning::default(),
+            tls: TlsTuning::default(),
             embedded: EmbeddedTuning::default(),
             postgres: PostgresTuning::default(),
             rules: toml::Table::new(),
@@ -383,6 +456,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt_addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtts_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
@@ -397,12 +472,14 @@ pub struct Overrides {
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
     "mqtt_addr",
+    "mqtts_addr",
     "http_addr",
     "admin_token",
     "admin_token_file",
     "store",
     "engine",
     "ingest",
+    "tls",
     "embedded",
     "postgres",
     "rules",
@@ -495,6 +572,10 @@ mod tests {
                 Config::load(Some(&path), Overrides::default()).expect("example config loads");
             let defaults = Config::default();
             assert_eq!(config.mqtt_addr, defaults.mqtt_addr);
+            assert_eq!(config.mqtts_addr, defaults.mqtts_addr);
+            assert_eq!(config.ingest.quota, defaults.ingest.quota);
+            assert_eq!(config.tls.server_names, defaults.tls.server_names);
+            assert_eq!(config.tls.device_cert_days, defaults.tls.device_cert_days);
             assert_eq!(config.engine.rule_shards, defaults.engine.rule_shards);
             assert_eq!(config.embedded.flush_rows, defaults.embedded.flush_rows);
             assert_eq!(config.store, "embedded");
@@ -528,6 +609,32 @@ mod tests {
             };
             let config = Config::load(None, over).expect("loads");
             assert_eq!(config.admin_token.as_deref(), Some("from-flag"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's error type, in a test
+    fn the_tls_listener_takes_a_host_alone_on_port_8883() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(
+                Config::load(None, Overrides::default()).unwrap().mqtts_addr,
+                None
+            );
+            jail.set_env("VIGIL_MQTTS_ADDR", "0.0.0.0");
+            let config = Config::load(None, Overrides::default()).unwrap();
+            assert_eq!(config.mqtts_addr, Some("0.0.0.0:8883".parse().unwrap()));
+            jail.set_env("VIGIL_MQTTS_ADDR", "127.0.0.1:9883");
+            let config = Config::load(None, Overrides::default()).unwrap();
+            assert_eq!(config.mqtts_addr, Some("127.0.0.1:9883".parse().unwrap()));
+            jail.set_env("VIGIL_INGEST__QUOTA__RATE_MULTIPLE", "60");
+            let config = Config::load(None, Overrides::default()).unwrap();
+            assert_eq!(config.ingest.quota.rate_multiple, 60);
+            assert_eq!(
+                parse_listen_addr("[::1]"),
+                Ok("[::1]:8883".parse().unwrap())
+            );
+            assert!(parse_listen_addr("nowhere").is_err());
             Ok(())
         });
     }

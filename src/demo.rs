@@ -308,13 +308,14 @@ async fn print_summaries(state: Arc<AppState>, kinds: FleetKinds) {
         let rate = (stats.accepted - last.1) as f64 / elapsed;
         last = (Instant::now(), stats.accepted);
         let online = kinds.online(&state);
+        let (connected, _) = state.mqtt_sessions.counts();
         let open = state.board.open_alarms(&Default::default());
         let critical = open
             .iter()
             .filter(|a| a.severity == Severity::Critical)
             .count();
         println!(
-            "-- {online} | {rate:.0} readings/s | open alarms {} ({critical} critical) | stored {} | rejected {} | duplicates {}",
+            "-- {online} ({connected} connected) | {rate:.0} readings/s | open alarms {} ({critical} critical) | stored {} | rejected {} | duplicates {}",
             open.len(),
             stats.accepted,
             stats.rejected_total(),

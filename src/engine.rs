@@ -61,6 +61,8 @@ impl Directory for RegistryDirectory {
 pub struct Engine {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
+    /// The mutual-TLS listener, when `mqtts_addr` is set.
+    pub mqtts_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     stop: watch::Sender<bool>,
     store: Arc<dyn Store>,
@@ -68,6 +70,7 @@ pub struct Engine {
     http: JoinHandle<()>,
     ticker: JoinHandle<()>,
     sync: JoinHandle<()>,
+    sessions_recheck: JoinHandle<()>,
     shard_tasks: Vec<JoinHandle<()>>,
     hub: JoinHandle<()>,
     delivery: Arc<Delivery>,
@@ -111,11 +114,20 @@ impl Engine {
             )
             .with_policy(config.tokens.policy()?),
         );
-        let ingest = wiring.ingest(&shards, &liveness, &auth, &recovery, durable_rx, &metrics)?;
+        let pki = Arc::new(crate::certs::Pki::open(&config)?);
+        let ingest = wiring.ingest(
+            &shards, &liveness, &auth, &pki, &recovery, durable_rx, &metrics,
+        )?;
         let mqtt_addr = ingest.mqtt_addr();
-        // Ends by itself when the engine stops.
-        tokio::spawn(watch_revocations(auth.clone(), wiring.stopping.clone()));
+        let mqtts_addr = ingest.mqtts_addr();
         hub.delivery.set_mqtt(ingest.alarm_publisher());
+        let mqtt_sessions = ingest.sessions();
+        let sessions_recheck = tokio::spawn(recheck_sessions(
+            wiring.registry.subscribe(),
+            wiring.registry.token_changes(),
+            mqtt_sessions.clone(),
+            wiring.stopping.clone(),
+        ));
 
         let state = Arc::new(AppState {
             registry: wiring.registry.clone(),
@@ -129,6 +141,9 @@ impl Engine {
             liveness,
             registry_sync,
             ingest_stats: ingest.stats_handle(),
+            ingest_health: ingest.health_handle(),
+            mqtt_sessions,
+            pki,
             rules: RuleSource {
                 base: config.rules.clone(),
                 file: config.rules_file.clone(),
@@ -141,10 +156,11 @@ impl Engine {
         });
         let (http_addr, http) = serve_http(config.http_addr, &state, auth).await?;
         spawn_reload_on_hangup(state.clone(), wiring.stopping.clone())?;
-        info!(%mqtt_addr, %http_addr, data_dir = %config.data_dir.display(), "Vigil is running.");
+        info!(%mqtt_addr, mqtts_addr = ?mqtts_addr, %http_addr, data_dir = %config.data_dir.display(), "Vigil is running.");
         Ok(Engine {
             http_addr,
             mqtt_addr,
+            mqtts_addr,
             state,
             stop,
             store: wiring.store,
@@ -152,6 +168,7 @@ impl Engine {
             http,
             ticker,
             sync,
+            sessions_recheck,
             shard_tasks,
             hub: hub.task,
             delivery: hub.delivery,
@@ -171,6 +188,7 @@ impl Engine {
             .context("ingest did not drain cleanly")?;
         let _ = self.ticker.await;
         let _ = self.sync.await;
+        let _ = self.sessions_recheck.await;
         // Ingest and the API are stopped, so nothing new reaches the shards;
         // a Stop behind what is queued ends each one. (Waiting for the queues
         // to close would hang on any `AppState` a caller still holds.)
@@ -393,6 +411,7 @@ impl Wiring<'_> {
         shards: &Shards,
         liveness: &Arc<Liveness>,
         auth: &Arc<Authenticator>,
+        pki: &crate::certs::Pki,
         recovery: &Recovery,
         durable: mpsc::Receiver<Vec<vigil_storage::AckToken>>,
         metrics: &prometheus::Registry,
@@ -421,8 +440,10 @@ impl Wiring<'_> {
         let ingest_config = IngestConfig {
             mqtt_addr: config.mqtt_addr,
             allow_public_plain: config.ingest.allow_public_plain,
+            mqtts: pki.listener(config)?,
             max_connections: config.ingest.max_connections,
             gap_grace_s: config.ingest.gap_grace_s,
+            quota: config.ingest.quota.clone(),
             max_seq_rate: config.ingest.max_seq_rate,
         };
         Ingest::start(
@@ -554,25 +575,50 @@ fn spawn_reload_on_hangup(
     Ok(())
 }
 
-/// Token revocations, as they happen. The HTTP side needs nothing from
-/// here: `require_auth` ends a revoked token's requests and SSE streams
-/// itself, and the MQTT topic guard re-checks a feed login's token on every
-/// packet either way, so an open feed session of a revoked token is cut at
-/// its next delivery or ping. Closing such sessions at once, here, needs
-/// the broker to close sessions by identity: every feed session whose
-/// token `auth.verify` now refuses.
-async fn watch_revocations(auth: Arc<Authenticator>, mut stopping: watch::Receiver<bool>) {
-    let mut changes = auth.registry().token_changes();
+/// How often live MQTT sessions are asked about again without a change: a
+/// feed token that reaches its expiry is closed within this.
+const SESSION_RECHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Closes the MQTT sessions the registry no longer lets in, at once: after
+/// every registry change (a device disabled or deleted), every token
+/// revocation, and every [`SESSION_RECHECK_EVERY`] (tokens expire without a
+/// change). HTTP needs nothing from here: `require_auth` ends a revoked
+/// token's requests and SSE streams itself.
+async fn recheck_sessions(
+    mut changes: watch::Receiver<u64>,
+    mut revocations: watch::Receiver<u64>,
+    sessions: vigil_ingest::SessionControl,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(SESSION_RECHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
+        let why = tokio::select! {
+            changed = changes.changed() => match changed {
+                Ok(()) => "registry change",
+                Err(_) => return,
+            },
+            revoked = revocations.changed() => match revoked {
+                Ok(()) => "token revoked",
+                Err(_) => return,
+            },
+            _ = tick.tick() => "periodic",
             _ = stopping.wait_for(|s| *s) => return,
+        };
+        let sessions = sessions.clone();
+        // The directory lookups are quick, but not for an async worker to wait on.
+        let closed = tokio::task::spawn_blocking(move || sessions.recheck())
+            .await
+            .unwrap_or(0);
+        if closed > 0 {
+            info!(
+                closed,
+                why, "MQTT sessions the registry no longer allows are closed."
+            );
         }
-        info!(
-            "API token revoked: its HTTP requests and streams end now, its MQTT feed sessions at their next packet."
-        );
     }
 }
+
 
 async fn run_ticker(
     shards: Shards,

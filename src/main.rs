@@ -16,6 +16,7 @@
 mod alarms;
 mod api;
 mod bench;
+mod certs;
 mod cli;
 mod client;
 mod config;

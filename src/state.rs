@@ -99,6 +99,12 @@ pub struct AppState {
     pub liveness: Arc<Liveness>,
     pub registry_sync: Arc<RegistrySync>,
     pub ingest_stats: Arc<dyn Fn() -> vigil_ingest::IngestStats + Send + Sync>,
+    /// `Err` while ingest cannot take messages (for `/readyz`).
+    pub ingest_health: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// Closes live MQTT sessions by identity.
+    pub mqtt_sessions: vigil_ingest::SessionControl,
+    /// The device CA (certificate endpoints).
+    pub pki: Arc<crate::certs::Pki>,
     /// The running rule configuration (rule replay starts from it) and
     /// where it is re-read from.
     pub rules: RuleSource,

@@ -38,6 +38,25 @@ impl AckPublisher {
         }
     }
 
+    /// Has rumqttd drop the link: it disconnects a client that subscribes
+    /// to a `$` filter (`Ingest::sever_link`, a drill).
+    pub fn sever(&self) -> Result<(), IngestError> {
+        let filter = "$vigil-sever-drill";
+        self.link
+            .lock()
+            .subscribe(filter)
+            .map(|_| ())
+            .map_err(|e| IngestError::Publish {
+                topic: filter.to_owned(),
+                why: e.to_string(),
+            })
+    }
+
+    /// The broker link was made again (`pipeline`'s re-link).
+    pub fn replace_link(&self, link: LinkTx) {
+        *self.link.lock() = link;
+    }
+
     pub fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), IngestError> {
         self.link
             .lock()

@@ -1,28 +1,34 @@
-//! The embedded rumqttd: router, the in-process ingest link, and the plain
-//! v4 listener with device authentication.
+//! The embedded rumqttd: router, the in-process ingest link, and the two
+//! listeners (plain MQTT, mutual-TLS MQTT) whose accept loops are ours.
 //!
-//! We assemble the pieces rumqttd's `Broker` would (router thread, server)
-//! ourselves so that the listener runs on a runtime we own: dropping it on
-//! shutdown closes the port and every device connection, which
-//! `Broker::start` (it joins its server threads forever) cannot do.
+//! We assemble what rumqttd's `Broker` would ourselves and accept every
+//! connection in our own loop (vendored patch: `Server::connection`):
+//! - sockets get `TCP_NODELAY` (a PUBACK is not held back by Nagle);
+//! - the TLS handshake runs in the connection's own task with our rustls
+//!   config, so a slow client cannot stall the listener, and the client
+//!   certificate is read once, here;
+//! - each connection runs to its end in a task we spawned, so every
+//!   disconnect is known (`sessions`), and the engine can close one;
+//! - the listeners run on a runtime we own: dropping it on shutdown closes
+//!   the ports and every connection (`Broker::start` joins forever).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use prometheus::IntCounterVec;
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
-use rumqttd::{
-    ConnectionSettings, LinkType, Router, RouterConfig, SegmentConfig, Server, ServerSettings,
-};
-use tokio::sync::oneshot;
+use rumqttd::{ConnectionSettings, Router, RouterConfig, SegmentConfig, Server, ServerSettings};
+use tokio::sync::{Semaphore, oneshot};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
-use vigil_model::DeviceId;
+use vigil_model::log_limit::LogLimit;
 
-use crate::guard::{FEED_USER_PREFIX, TopicGuard};
-use crate::{Directory, IngestConfig, IngestError};
+use crate::guard::{GuardShared, TopicGuard};
+use crate::sessions::{Metered, Refusal};
+use crate::tls::{CertIdentity, handshake_refusal};
+use crate::{IngestConfig, IngestError};
 
 /// What the ingest link subscribes to. Wider than the five streams so that
 /// a device publishing on a wrong `/tenants/…` topic gets a `bad_topic` dead
@@ -30,15 +36,16 @@ use crate::{Directory, IngestConfig, IngestError};
 /// (acks, the alarm feed) comes back on this filter and is skipped.
 pub(crate) const INGEST_FILTER: &str = "/tenants/#";
 
-/// The ingest link's client id. Device ids are letters and digits only, so
-/// no device can take this id over (a duplicate id would drop our link).
+/// The ingest link's client id: reserved (`vigil-…`), so no login can take
+/// it over.
 const LINK_CLIENT_ID: &str = "vigil-ingest";
 
-/// Router log of the ingest filter: the only buffer between devices and the
-/// ingest thread. rumqttd PUBACKs on append and skips a reader that falls
-/// more than this far behind, so it must absorb a stall of the ingest thread
-/// (store back-pressure, a full rules queue): 4 MiB × 4 ≈ 16 MiB of payload,
-/// ~3 s at 10k devices × 1 msg/s × 500 B.
+/// Router log of the ingest filter, the buffer between devices and the
+/// ingest thread. It is lossless (vendored patch): when the ingest thread
+/// falls this far behind, the router stops taking device publishes (and
+/// sends no PUBACK for them) until it catches up, instead of dropping the
+/// oldest. 4 MiB × 4 ≈ 16 MiB of payload, ~3 s at 10k devices × 1 msg/s ×
+/// 500 B before devices are slowed down.
 const INGEST_SEGMENT: SegmentConfig = SegmentConfig {
     max_segment_size: 4 << 20,
     max_segment_count: 4,
@@ -59,22 +66,32 @@ const OTHER_SEGMENT: SegmentConfig = SegmentConfig {
 /// `oversize` dead letter while the device stays connected.
 const MAX_PACKET: usize = 1 << 20;
 
-/// A TCP connection must send CONNECT within this time (rumqttd's guard
-/// against idle sockets exhausting connection slots).
-const CONNECT_TIMEOUT_MS: u16 = 5_000;
+/// A TCP connection must finish its TLS handshake, and then send CONNECT,
+/// within this time (idle sockets must not hold connection slots).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// QoS 1 messages in flight towards one device (acks when it subscribes
-/// with QoS 1).
+/// with QoS 1); also how many packets a connection may have read that the
+/// router has not taken yet before its socket is not read.
 const MAX_INFLIGHT: usize = 100;
+
+/// Accept errors and refused handshakes a scanner could multiply.
+static ACCEPT_LOG: LogLimit = LogLimit::per_second(5);
+
+/// Makes the engine's ingest link (again): a persistent session, so that if
+/// rumqttd ever drops it, the new link resumes where the old one stopped.
+pub(crate) type Relink = Arc<dyn Fn() -> Result<(LinkTx, LinkRx), IngestError> + Send + Sync>;
 
 pub(crate) struct Broker {
     pub addr: SocketAddr,
+    pub tls_addr: Option<SocketAddr>,
     pub link_tx: LinkTx,
     pub link_rx: LinkRx,
+    pub relink: Relink,
     pub server: ServerHandle,
 }
 
-/// The listener thread; stopping it closes the port and every connection.
+/// The listener thread; stopping it closes the ports and every connection.
 pub(crate) struct ServerHandle {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -87,7 +104,7 @@ impl ServerHandle {
         }
     }
 
-    /// Stops the listener and waits for its thread (blocking; call from
+    /// Stops the listeners and waits for their thread (blocking; call from
     /// `spawn_blocking`).
     pub fn stop_and_join(mut self) -> Result<(), IngestError> {
         self.signal_stop();
@@ -107,13 +124,33 @@ impl Drop for ServerHandle {
     }
 }
 
+/// What every accepted connection needs.
+struct Accepting {
+    server: Server<TopicGuard>,
+    guard: TopicGuard,
+    shared: Arc<GuardShared>,
+    /// One permit per open connection (TLS handshakes included), at most
+    /// `max_connections`: past that a new socket is closed at once.
+    slots: Arc<Semaphore>,
+}
+
 pub(crate) fn start(
     config: &IngestConfig,
-    directory: Arc<dyn Directory>,
-    connects: IntCounterVec,
-    refusals: IntCounterVec,
+    shared: Arc<GuardShared>,
 ) -> Result<Broker, IngestError> {
-    let addr = listen_addr(config)?;
+    let plain = bind(config.mqtt_addr, !config.allow_public_plain)?;
+    let addr = local_addr(&plain, config.mqtt_addr)?;
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "MQTT listener is plain TCP on a public address: device secrets cross the network unencrypted.");
+    }
+    let tls = match &config.mqtts {
+        Some(mqtts) => {
+            let listener = bind(mqtts.addr, false)?;
+            let tls_addr = local_addr(&listener, mqtts.addr)?;
+            Some((listener, tls_addr, crate::tls::acceptor(&mqtts.material)?))
+        }
+        None => None,
+    };
 
     let router = RouterConfig {
         // Room for the in-process links next to the device connections.
@@ -121,63 +158,64 @@ pub(crate) fn start(
         max_outgoing_packet_count: 200,
         max_segment_size: OTHER_SEGMENT.max_segment_size,
         max_segment_count: OTHER_SEGMENT.max_segment_count,
-        custom_segment: Some(HashMap::from([(INGEST_FILTER.to_owned(), INGEST_SEGMENT)])),
+        custom_segment: None,
+        lossless: HashMap::from([(INGEST_FILTER.to_owned(), INGEST_SEGMENT)]),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
     };
     let router_tx = Router::new(0, router).spawn();
 
-    // Subscribe before the listener opens, so the first device message is ours.
-    let (mut link_tx, link_rx, _connack) = LinkBuilder::new(LINK_CLIENT_ID, router_tx.clone())
-        .build()
-        .map_err(|e| IngestError::Broker {
-            stage: "ingest link",
-            why: e.to_string(),
-        })?;
-    link_tx
-        .subscribe(INGEST_FILTER)
-        .map_err(|e| IngestError::Broker {
-            stage: "ingest subscription",
-            why: e.to_string(),
-        })?;
+    // Subscribe before the listeners open, so the first device message is ours.
+    let link_router = router_tx.clone();
+    let relink: Relink = Arc::new(move || {
+        let (mut tx, rx, _connack) = LinkBuilder::new(LINK_CLIENT_ID, link_router.clone())
+            .clean_session(false)
+            .build()
+            .map_err(|e| IngestError::Broker {
+                stage: "ingest link",
+                why: e.to_string(),
+            })?;
+        tx.subscribe(INGEST_FILTER)
+            .map_err(|e| IngestError::Broker {
+                stage: "ingest subscription",
+                why: e.to_string(),
+            })?;
+        Ok((tx, rx))
+    });
+    let (link_tx, link_rx) = relink()?;
 
-    let mut settings = ServerSettings {
-        name: "vigil-mqtt-v4".to_owned(),
+    let settings = ServerSettings {
+        name: "vigil-mqtt".to_owned(),
         listen: addr,
         tls: None,
-        // rumqttd sleeps this long after every accept; 0 lets a reconnect
-        // storm of a whole fleet in at once.
         next_connection_delay_ms: 0,
         connections: ConnectionSettings {
-            connection_timeout_ms: CONNECT_TIMEOUT_MS,
+            connection_timeout_ms: CONNECT_TIMEOUT.as_millis() as u16,
             max_payload_size: MAX_PACKET,
             max_inflight_count: MAX_INFLIGHT,
+            // Logins are judged by the guard, for both listeners.
             auth: None,
             external_auth: None,
             dynamic_filters: false,
         },
     };
-    let guard = TopicGuard::new(directory.clone(), refusals);
-    settings.set_auth_handler(
-        move |client_id: String, username: String, password: String| {
-            let directory = directory.clone();
-            let connects = connects.clone();
-            async move {
-                let accepted = authenticate(directory, client_id, username, password).await;
-                connects
-                    .with_label_values(&[if accepted { "accepted" } else { "refused" }])
-                    .inc();
-                accepted
-            }
-        },
-    );
+    let guard = TopicGuard::template(shared.clone());
+    let accepting = Arc::new(Accepting {
+        server: Server::new(settings, router_tx, guard.clone()),
+        guard,
+        shared,
+        slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
+    });
 
+    let tls_addr = tls.as_ref().map(|(_, a, _)| *a);
     let (stop_tx, stop_rx) = oneshot::channel();
-    let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
-    let server = Server::new(settings, router_tx, guard);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let thread = std::thread::Builder::new()
         .name("vigil-mqtt".to_owned())
-        .spawn(move || serve(server, addr, stop_rx, failed_tx))
+        .spawn(move || {
+            let tls = tls.map(|(listener, _, acceptor)| (listener, acceptor));
+            serve(plain, tls, accepting, stop_rx, ready_tx)
+        })
         .map_err(|source| IngestError::Thread {
             name: "vigil-mqtt",
             source,
@@ -186,104 +224,69 @@ pub(crate) fn start(
         stop: Some(stop_tx),
         thread: Some(thread),
     };
-
-    wait_listening(addr, &failed_rx)?;
+    match ready_rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            return Err(IngestError::Broker {
+                stage: "listener",
+                why,
+            });
+        }
+        Err(_) => {
+            return Err(IngestError::Broker {
+                stage: "listener",
+                why: "the listener thread did not start".into(),
+            });
+        }
+    }
     info!(%addr, "MQTT listener ready (plain TCP; devices log in with device_id and secret).");
+    if let Some(tls_addr) = tls_addr {
+        info!(addr = %tls_addr, "MQTT TLS listener ready (client certificates from the device CA).");
+    }
     Ok(Broker {
         addr,
+        tls_addr,
         link_tx,
         link_rx,
+        relink,
         server,
     })
 }
 
-/// Checks the address policy and resolves port 0 (rumqttd never reports the
-/// port it bound, so we pick a free one first).
-fn listen_addr(config: &IngestConfig) -> Result<SocketAddr, IngestError> {
-    let asked = config.mqtt_addr;
-    if !asked.ip().is_loopback() && !config.allow_public_plain {
+/// Binds `asked`; `loopback_only` refuses a public address (the plain
+/// listener sends secrets in clear). Port 0 picks a free port.
+fn bind(asked: SocketAddr, loopback_only: bool) -> Result<TcpListener, IngestError> {
+    if loopback_only && !asked.ip().is_loopback() {
         return Err(IngestError::PublicPlainListener { addr: asked });
     }
-    // Also reports an address in use as a clear error before rumqttd would
-    // only log it from its thread.
-    let probe = TcpListener::bind(asked).map_err(|source| IngestError::Bind {
+    let listener = TcpListener::bind(asked).map_err(|source| IngestError::Bind {
         addr: asked,
         source,
     })?;
-    let addr = probe.local_addr().map_err(|source| IngestError::Bind {
-        addr: asked,
-        source,
-    })?;
-    if !addr.ip().is_loopback() {
-        warn!(%addr, "MQTT listener is plain TCP on a public address: device secrets cross the network unencrypted.");
-    }
-    Ok(addr)
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| IngestError::Bind {
+            addr: asked,
+            source,
+        })?;
+    Ok(listener)
 }
 
-/// A device logs in with `client_id = username = device_id` and its secret;
-/// an alarm-feed reader with `username = token:…` and a bearer token.
-async fn authenticate(
-    directory: Arc<dyn Directory>,
-    client_id: String,
-    username: String,
-    password: String,
-) -> bool {
-    if username.starts_with(FEED_USER_PREFIX) {
-        return authenticate_feed(directory, client_id, username, password).await;
-    }
-    if client_id != username {
-        info!(client_id = %client_id, username = %username, "MQTT CONNECT refused: client id must equal the device id.");
-        return false;
-    }
-    if DeviceId::new(&username).is_err() {
-        info!(username = %username, "MQTT CONNECT refused: not a device id.");
-        return false;
-    }
-    // verify may hash a secret or take a lock: keep it off the I/O threads.
-    let verified = tokio::task::spawn_blocking({
-        let username = username.clone();
-        move || directory.verify(&username, &password)
+fn local_addr(listener: &TcpListener, asked: SocketAddr) -> Result<SocketAddr, IngestError> {
+    listener.local_addr().map_err(|source| IngestError::Bind {
+        addr: asked,
+        source,
     })
-    .await
-    .unwrap_or(false);
-    if verified {
-        debug!(device = %username, "MQTT CONNECT accepted.");
-    } else {
-        info!(device = %username, "MQTT CONNECT refused: unknown device, disabled device or wrong secret.");
-    }
-    verified
-}
-
-/// A feed reader's client id must not be a device id, so that it can never
-/// take over a device's session.
-async fn authenticate_feed(
-    directory: Arc<dyn Directory>,
-    client_id: String,
-    username: String,
-    token: String,
-) -> bool {
-    if DeviceId::new(&client_id).is_ok() {
-        info!(client_id = %client_id, username = %username, "MQTT CONNECT refused: a feed reader's client id must not look like a device id (use one with a '-', e.g. sup-alice).");
-        return false;
-    }
-    let granted = tokio::task::spawn_blocking(move || directory.feed_grant(&token).is_some())
-        .await
-        .unwrap_or(false);
-    if granted {
-        debug!(client_id = %client_id, username = %username, "MQTT CONNECT accepted (alarm feed).");
-    } else {
-        info!(client_id = %client_id, username = %username, "MQTT CONNECT refused: the token is unknown or grants no alarm feed.");
-    }
-    granted
 }
 
 /// Body of the listener thread: a runtime we own, so dropping it closes the
-/// listener and every connection task.
+/// listeners and every connection task.
 fn serve(
-    mut server: Server<TopicGuard>,
-    addr: SocketAddr,
+    plain: TcpListener,
+    tls: Option<(TcpListener, TlsAcceptor)>,
+    accepting: Arc<Accepting>,
     stop: oneshot::Receiver<()>,
-    failed: std::sync::mpsc::Sender<String>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -294,62 +297,136 @@ fn serve(
     {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = failed.send(format!("cannot build the listener runtime: {e}"));
+            let _ = ready.send(Err(format!("cannot build the listener runtime: {e}")));
             return;
         }
     };
     runtime.block_on(async move {
-        let started = Instant::now();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                result = server.start(LinkType::Remote) => {
-                    let why = match result {
-                        Ok(()) => "the listener stopped".to_owned(),
-                        Err(e) => e.to_string(),
-                    };
-                    // Our readiness probe may hold the port for a moment.
-                    if started.elapsed() < Duration::from_secs(2) {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                    error!(%addr, error = %why, "MQTT listener failed.");
-                    let _ = failed.send(why);
-                    return;
-                }
-                _ = &mut stop => return,
+        let listeners = tokio::net::TcpListener::from_std(plain).and_then(|plain| {
+            let tls = tls
+                .map(|(l, acceptor)| tokio::net::TcpListener::from_std(l).map(|l| (l, acceptor)))
+                .transpose()?;
+            Ok((plain, tls))
+        });
+        let (plain, tls) = match listeners {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot listen: {e}")));
+                return;
             }
+        };
+        tokio::spawn(accept_loop(plain, None, accepting.clone()));
+        if let Some((listener, acceptor)) = tls {
+            tokio::spawn(accept_loop(listener, Some(acceptor), accepting));
         }
+        let _ = ready.send(Ok(()));
+        let _ = stop.await;
     });
     // Cancels the connection tasks: their sockets close now.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    debug!(%addr, "MQTT listener closed.");
+    debug!("MQTT listeners closed.");
 }
 
-/// Returns once the listener holds `addr`: binding it ourselves fails then.
-fn wait_listening(
-    addr: SocketAddr,
-    failed: &std::sync::mpsc::Receiver<String>,
-) -> Result<(), IngestError> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    accepting: Arc<Accepting>,
+) {
     loop {
-        if let Ok(why) = failed.try_recv() {
-            return Err(IngestError::Broker {
-                stage: "listener",
-                why,
-            });
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: back off instead of spinning.
+                if let Some(held_back) = ACCEPT_LOG.allow() {
+                    error!(error = %e, held_back, "Cannot accept an MQTT connection.");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = accepting.slots.clone().try_acquire_owned() else {
+            accepting
+                .shared
+                .metrics
+                .refused(Refusal::TooManyConnections)
+                .inc();
+            if let Some(held_back) = ACCEPT_LOG.allow() {
+                warn!(%peer, held_back, "MQTT connection refused: max_connections reached.");
+            }
+            continue;
+        };
+        // A PUBACK must not wait for the client's delayed ACK (Nagle).
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(%peer, error = %e, "Cannot set TCP_NODELAY.");
         }
-        match TcpListener::bind(addr) {
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(()),
-            Ok(probe) => drop(probe),
-            Err(_) => {}
+        let accepting = accepting.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            connection(tcp, peer, acceptor, &accepting).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One connection from accept to its end.
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    accepting: &Accepting,
+) {
+    let sessions = &accepting.shared.sessions;
+    let conn = sessions.new_conn(peer);
+    match acceptor {
+        None => {
+            let guard = accepting.guard.for_connection(conn.clone(), None);
+            let stream = Metered::new(tcp, conn.clone());
+            accepting
+                .server
+                .connection(stream, None, guard, conn.closed())
+                .await;
         }
-        if Instant::now() > deadline {
-            return Err(IngestError::Broker {
-                stage: "listener",
-                why: format!("not listening on {addr} after 5 s"),
-            });
+        Some(acceptor) => {
+            let refuse = |refusal: Refusal, why: &str| {
+                accepting.shared.metrics.refused(refusal).inc();
+                if let Some(held_back) = ACCEPT_LOG.allow() {
+                    info!(%peer, reason = refusal.as_str(), why, held_back, "MQTT TLS connection refused.");
+                }
+            };
+            let tls = match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return refuse(handshake_refusal(&e), &e.to_string()),
+                Err(_) => return refuse(Refusal::TlsHandshake, "no handshake within 5 s"),
+            };
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .ok_or_else(|| "no client certificate".to_owned())
+                .and_then(CertIdentity::of);
+            let identity = match identity {
+                Ok(identity) => identity,
+                Err(why) => return refuse(Refusal::BadCertificate, &why),
+            };
+            let tenant = identity.tenant();
+            let guard = accepting.guard.for_connection(conn.clone(), Some(identity));
+            let stream = Metered::new(tls, conn.clone());
+            accepting
+                .server
+                .connection(stream, Some(tenant), guard, conn.closed())
+                .await;
         }
-        std::thread::sleep(Duration::from_millis(2));
+    }
+    sessions.release(&conn);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ingest_links_client_id_is_reserved() {
+        assert!(LINK_CLIENT_ID.starts_with(crate::guard::RESERVED_CLIENT_PREFIX));
     }
 }

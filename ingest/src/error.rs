@@ -34,4 +34,12 @@ pub enum IngestError {
     Publish { topic: String, why: String },
     #[error("ingest did not stop cleanly ({stage}): {why}")]
     Shutdown { stage: &'static str, why: String },
+    #[error("TLS or certificate problem ({what}): {why}")]
+    Tls { what: &'static str, why: String },
+    #[error("cannot read or write the device CA file {path}: {source}")]
+    CaFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }

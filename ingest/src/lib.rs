@@ -1,11 +1,13 @@
-//! Vigil's ingest: the embedded MQTT broker, device authentication,
-//! decoding, de-duplication, and the ack watermarks that tell each device
-//! what is durably stored.
+//! Vigil's ingest: the embedded MQTT broker, device logins, per-connection
+//! quotas, decoding, de-duplication, and the ack watermarks that tell each
+//! device what is durably stored.
 //!
 //! ```text
-//!  devices ──MQTT v4, plain TCP (user = device_id, pass = secret)──▶ rumqttd (broker.rs: router + listener threads)
-//!      │ CONNECT ─▶ Directory::verify                 │ in-process link subscribed to /tenants/#
-//!      ▼                                              ▼
+//!  devices ──MQTT v4, plain TCP (user = device_id, pass = secret)──┐
+//!  devices ──MQTT v4, mutual TLS (certificate O = device_id)───────┤  our accept loops (broker.rs, tls.rs)
+//!  supervisors ──token:… login, or certificate O = r{region}───────┘  Metered stream: quota (quota.rs, sessions.rs)
+//!      │ CONNECT ─▶ guard.rs: login check, client id claim (sessions.rs)
+//!      ▼                    rumqttd router (vendored, lossless ingest log) ─▶ in-process link subscribed to /tenants/#
 //!  ingest thread (pipeline.rs): parse_topic → size → Directory::resolve → codec::decode → de-dup (seqs.rs;
 //!      seqs older than a device's history in memory: one Store::stored_seqs look-up per batch)
 //!      │  bad  → Record::DeadLetter ─┐
@@ -15,17 +17,20 @@
 //!  alarm hub ─▶ AlarmPublisher (feed.rs) ─▶ /tenants/r{region}/v1/alarms/{category}/{equipment_id}
 //! ```
 //!
-//! Every connection's packets pass the topic guard (guard.rs): a device may
-//! subscribe only to its acks, an alarm-feed reader (`token:…` login) only to
-//! the alarm topics of its granted regions; nobody but the engine writes acks
-//! or alarms.
+//! Every connection's packets pass the guard (guard.rs): a device may
+//! subscribe only to its acks, an alarm-feed reader only to the alarm topics
+//! of its granted regions; nobody but the engine writes acks or alarms.
+//! [`SessionControl`] closes live sessions by identity; [`pki::DeviceCa`]
+//! issues the certificates the TLS listener trusts.
 //!
-//! The broker acknowledges a QoS 1 publish as soon as it sits in its
-//! in-memory log, so that PUBACK promises nothing. The ack watermark does:
-//! every message of a device with `seq ≤ N` is durable, or was given up on
-//! after the gap grace. A message is a duplicate only when that very
-//! `(device_id, seq)` is stored; the history that decides it is rebuilt from
-//! the store at start (`Recovery::seqs`). See `docs/ingest.md`.
+//! The broker acknowledges a QoS 1 publish once it sits in its in-memory
+//! log; that log never drops what ingest has not read (the router stops
+//! taking publishes instead), so a PUBACKed message is stored or
+//! dead-lettered. The ack watermark says more: every message of a device
+//! with `seq ≤ N` is durable, or was given up on after the gap grace. A
+//! message is a duplicate only when that very `(device_id, seq)` is stored;
+//! the history that decides it is rebuilt from the store at start
+//! (`Recovery::seqs`). See `docs/ingest.md` and `docs/security.md`.
 //!
 //! Modules: `broker` (rumqttd, listeners, logins), `guard` (topic guard,
 //! [`FeedGrant`]), `pipeline` (the ingest thread), `seqs` (de-duplication
@@ -39,14 +44,19 @@ mod feed;
 mod guard;
 mod metrics;
 mod pipeline;
+pub mod pki;
+mod quota;
 mod seqs;
+mod sessions;
+mod tls;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -56,13 +66,18 @@ use vigil_storage::{AckToken, Recovery, Store};
 
 pub use error::IngestError;
 pub use feed::AlarmPublisher;
-pub use guard::{FEED_USER_PREFIX, FeedGrant};
+pub use guard::{FEED_USER_PREFIX, FeedGrant, RESERVED_CLIENT_PREFIX, region_tenant};
+pub use quota::QuotaConfig;
+pub use sessions::{SessionControl, feed_client_prefix};
+pub use tls::{TlsMaterial, crypto_provider};
 
 use acks::{AckPublisher, AckTask};
 use broker::ServerHandle;
+use guard::GuardShared;
 use metrics::Metrics;
 use pipeline::Pipeline;
 use seqs::SeqBook;
+use sessions::{Disconnect, Refusal, Sessions};
 
 /// The engine's clock, injected so tests control time.
 pub use vigil_model::Clock;
@@ -71,17 +86,23 @@ pub use vigil_model::Clock;
 /// per reading that passed de-duplication. Blocking in it is back-pressure.
 pub type RulesSink = Box<dyn Fn(Accepted) + Send + Sync>;
 
-/// What ingest asks the registry. `verify` runs on a blocking thread at
-/// CONNECT; `resolve` runs on the ingest thread for every message, so it
-/// should be a cache lookup.
+/// What ingest asks the registry. Every method runs on the broker's I/O
+/// threads (at CONNECT) or the ingest thread (per message), so each must be
+/// a cache lookup: no I/O, no slow key derivation.
 pub trait Directory: Send + Sync + 'static {
     /// Whether `device_id` is registered, enabled and `secret` is its secret.
     fn verify(&self, device_id: &str, secret: &str) -> bool;
     fn resolve(&self, device_id: &DeviceId) -> Resolution;
     /// What an alarm-feed login's bearer token may read; `None` refuses
-    /// it. Runs at CONNECT. The default grants nothing.
+    /// it. The default grants nothing.
     fn feed_grant(&self, _token: &str) -> Option<FeedGrant> {
         None
+    }
+    /// The client-id prefix bound to a feed token: a reader must log in
+    /// with a client id that starts with it. The default derives it from
+    /// the token's SHA-256 ([`feed_client_prefix`]).
+    fn feed_client_prefix(&self, token: &str) -> String {
+        feed_client_prefix(token)
     }
 }
 
@@ -105,15 +126,29 @@ pub struct IngestConfig {
     pub mqtt_addr: SocketAddr,
     /// A plain listener on a non-loopback address is refused unless true.
     pub allow_public_plain: bool,
-    /// Most device connections the broker holds at once.
+    /// The mutual-TLS listener; off when `None`. Its key material is not
+    /// configuration text, so it is never (de)serialized.
+    #[serde(skip)]
+    pub mqtts: Option<MqttsListener>,
+    /// Most connections (both listeners, TLS handshakes included) at once.
     pub max_connections: usize,
     /// How long a device's ack waits below a missing seq for the device to
     /// re-send it before the hole is counted as a gap and passed.
     pub gap_grace_s: u64,
+    /// Per-connection message and byte quotas.
+    pub quota: QuotaConfig,
     /// How fast a device's seq may advance, per second since its highest
     /// was received (plus one second's worth); a seq further ahead is
     /// refused (`seq_jump` dead letter) instead of taken.
     pub max_seq_rate: u64,
+}
+
+/// Where the mutual-TLS listener listens and what it serves and trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttsListener {
+    /// Port 0 picks a free port (see [`Ingest::mqtts_addr`]).
+    pub addr: SocketAddr,
+    pub material: TlsMaterial,
 }
 
 impl Default for IngestConfig {
@@ -121,8 +156,10 @@ impl Default for IngestConfig {
         IngestConfig {
             mqtt_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)),
             allow_public_plain: false,
+            mqtts: None,
             max_connections: 10_000,
             gap_grace_s: 30,
+            quota: QuotaConfig::default(),
             max_seq_rate: DEFAULT_MAX_SEQ_RATE,
         }
     }
@@ -148,10 +185,21 @@ pub struct IngestStats {
     /// Messages the broker dropped before ingest read them.
     pub broker_skipped: u64,
     pub store_errors: u64,
-    /// MQTT CONNECTs let in and refused. rumqttd reports no disconnects, so
-    /// the number of devices connected right now is not known.
+    /// MQTT CONNECTs let in and refused by Vigil's login check.
     pub connects_accepted: u64,
     pub connects_refused: u64,
+    /// Refusals before a session exists, by reason (`connect_bad_secret`,
+    /// `bad_certificate`, `oversize_packet`, …; every reason is present).
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Spells of a connection over its quota (messages or bytes).
+    pub throttled: u64,
+    /// Sessions the engine closed, by reason (every reason is present).
+    pub disconnects: BTreeMap<&'static str, u64>,
+    /// Live sessions now: devices and alarm-feed readers.
+    pub sessions_devices: u64,
+    pub sessions_feeds: u64,
+    /// Times the engine's broker link was lost and made again.
+    pub link_restarts: u64,
 }
 
 impl IngestStats {
@@ -168,7 +216,10 @@ impl IngestStats {
 /// stops the threads without draining.
 pub struct Ingest {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     metrics: Metrics,
+    sessions: SessionControl,
+    health: Arc<Health>,
     store: Arc<dyn Store>,
     seqs: Arc<SeqBook>,
     publisher: Arc<AckPublisher>,
@@ -212,12 +263,15 @@ impl Ingest {
         ));
         let rebuild_ms = rebuilt.elapsed().as_millis() as u64;
 
-        let broker = broker::start(
-            &config,
-            directory.clone(),
-            metrics.connects.clone(),
-            metrics.topic_refusals.clone(),
-        )?;
+        let sessions = Arc::new(Sessions::new(metrics.clone()));
+        let shared = Arc::new(GuardShared {
+            directory: directory.clone(),
+            sessions: sessions.clone(),
+            metrics: metrics.clone(),
+            quota: config.quota.clone(),
+        });
+        let broker = broker::start(&config, shared)?;
+        let health = Arc::new(Health::default());
         let publisher = Arc::new(AckPublisher::new(
             broker.link_tx,
             metrics.acks_published.clone(),
@@ -237,7 +291,9 @@ impl Ingest {
         let stop_ingest = Arc::new(AtomicBool::new(false));
         let pipeline = Pipeline {
             link: broker.link_rx,
-            directory,
+            relink: broker.relink,
+            health: health.clone(),
+            directory: directory.clone(),
             store: store.clone(),
             rules,
             seqs: seqs.clone(),
@@ -255,11 +311,17 @@ impl Ingest {
                 source,
             })?;
 
-        info!(addr = %broker.addr, gap_grace_s = config.gap_grace_s, max_seq_rate = config.max_seq_rate,
+        info!(addr = %broker.addr, tls_addr = ?broker.tls_addr, gap_grace_s = config.gap_grace_s, max_seq_rate = config.max_seq_rate,
             devices_with_history = recovery.seqs.len(), rebuild_ms, "Ingest started.");
         Ok(Ingest {
             addr: broker.addr,
+            tls_addr: broker.tls_addr,
             metrics,
+            sessions: SessionControl {
+                sessions,
+                directory,
+            },
+            health,
             store,
             seqs,
             publisher,
@@ -274,6 +336,37 @@ impl Ingest {
     /// The address the listener is bound to (port 0 resolved).
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The mutual-TLS listener's address, when it is on.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Closes live sessions by identity (a disabled device, a revoked feed
+    /// token); a handle that outlives `self`.
+    pub fn sessions(&self) -> SessionControl {
+        self.sessions.clone()
+    }
+
+    /// `Err` with the reason while ingest cannot take messages (its broker
+    /// link is being made again).
+    pub fn health(&self) -> Result<(), String> {
+        self.health.check()
+    }
+
+    /// `health` as a closure that outlives `self` (for `/readyz`).
+    pub fn health_handle(&self) -> Arc<dyn Fn() -> Result<(), String> + Send + Sync> {
+        let health = self.health.clone();
+        Arc::new(move || health.check())
+    }
+
+    /// Makes rumqttd drop the engine's broker link, as it would for a bad
+    /// publish: ingest must notice, report it and link again without losing
+    /// a message. For tests and drills only.
+    #[doc(hidden)]
+    pub fn sever_link(&self) -> Result<(), IngestError> {
+        self.publisher.sever()
     }
 
     /// Publishes on any topic through the broker. rumqttd sends in-process
@@ -298,14 +391,17 @@ impl Ingest {
         Arc::new(move || stats(&metrics))
     }
 
-    /// Ordered stop: take no more messages, hand the last batch to the
-    /// store, flush it, publish the acks it earns, then close the listener
-    /// and every device connection. Messages devices sent meanwhile are not
-    /// acked; devices re-send them to the next engine.
+    /// Ordered stop: read no more from any device (so nothing new is
+    /// PUBACKed), take everything the broker already accepted, hand it to
+    /// the store, flush it, publish the acks it earns, then close the
+    /// listeners and every connection.
     pub async fn shutdown(mut self) -> Result<(), IngestError> {
         let mut first_error = None;
         let acks_before = self.metrics.acks_published.get();
 
+        self.sessions.sessions.pause_reads();
+        // Packets read just before reach the router within moments.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         self.stop_ingest.store(true, Ordering::Release);
         if let Some(thread) = self.ingest_thread.take() {
             let joined = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -402,5 +498,45 @@ fn stats(m: &Metrics) -> IngestStats {
         store_errors: m.store_errors.get(),
         connects_accepted: m.connects.with_label_values(&["accepted"]).get(),
         connects_refused: m.connects.with_label_values(&["refused"]).get(),
+        refused: Refusal::ALL
+            .into_iter()
+            .map(|r| (r.as_str(), m.refused(r).get()))
+            .collect(),
+        throttled: quota::Excess::ALL
+            .into_iter()
+            .map(|e| m.throttled.with_label_values(&[e.as_str()]).get())
+            .sum(),
+        disconnects: Disconnect::ALL
+            .into_iter()
+            .map(|d| {
+                (
+                    d.as_str(),
+                    m.disconnects.with_label_values(&[d.as_str()]).get(),
+                )
+            })
+            .collect(),
+        sessions_devices: m.sessions.with_label_values(&["device"]).get().max(0) as u64,
+        sessions_feeds: m.sessions.with_label_values(&["feed"]).get().max(0) as u64,
+        link_restarts: m.link_restarts.get(),
+    }
+}
+
+/// Whether ingest can take messages; set while its broker link is down.
+#[derive(Default)]
+pub(crate) struct Health {
+    /// `Some(why)` while degraded. Read by `/readyz`, written on link loss.
+    problem: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn set(&self, problem: Option<String>) {
+        *self.problem.lock() = problem;
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        match self.problem.lock().as_ref() {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
     }
 }

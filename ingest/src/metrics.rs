@@ -1,9 +1,13 @@
 //! Ingest's Prometheus metrics, registered in the registry the engine gives.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 use vigil_model::RejectReason;
 
 use crate::IngestError;
+use crate::quota::Excess;
+use crate::sessions::{Disconnect, Refusal};
 
 #[derive(Clone)]
 pub(crate) struct Metrics {
@@ -22,6 +26,13 @@ pub(crate) struct Metrics {
     pub feed_publishes: IntCounterVec,
     pub topic_refusals: IntCounterVec,
     pub commit_latency: Histogram,
+    /// Times a connection went over its quota and stopped being read.
+    pub throttled: IntCounterVec,
+    /// Sessions the engine ended, by reason.
+    pub disconnects: IntCounterVec,
+    /// Live MQTT sessions by login kind (`device`, `feed`).
+    pub sessions: IntGaugeVec,
+    pub link_restarts: IntCounter,
 }
 
 impl Metrics {
@@ -64,6 +75,25 @@ impl Metrics {
                 source,
             })?;
 
+        let sessions_name = "vigil_ingest_sessions";
+        let sessions = IntGaugeVec::new(
+            Opts::new(
+                sessions_name,
+                "MQTT sessions logged in right now, by login kind.",
+            ),
+            &["login"],
+        )
+        .map_err(|source| IngestError::Metrics {
+            name: sessions_name,
+            source,
+        })?;
+        registry
+            .register(Box::new(sessions.clone()))
+            .map_err(|source| IngestError::Metrics {
+                name: sessions_name,
+                source,
+            })?;
+
         let metrics = Metrics {
             messages: counter(
                 "vigil_ingest_messages_total",
@@ -79,7 +109,7 @@ impl Metrics {
             )?,
             rejected: counter_vec(
                 "vigil_ingest_rejected_total",
-                "Messages kept as dead letters instead of readings, by reason.",
+                "Refused device input by reason: messages kept as dead letters, CONNECTs and TLS handshakes refused, oversize packets.",
                 "reason",
             )?,
             duplicates: counter(
@@ -112,7 +142,7 @@ impl Metrics {
             )?,
             connects: counter_vec(
                 "vigil_ingest_connects_total",
-                "MQTT CONNECT attempts on the plain listener, by result.",
+                "MQTT CONNECTs decided by Vigil's login check (both listeners), by result.",
                 "result",
             )?,
             feed_publishes: counter_vec(
@@ -126,10 +156,37 @@ impl Metrics {
                 "packet",
             )?,
             commit_latency,
+            throttled: counter_vec(
+                "vigil_ingest_throttled_total",
+                "Times a connection went over its quota (messages or bytes) and its socket stopped being read for a while.",
+                "reason",
+            )?,
+            disconnects: counter_vec(
+                "vigil_ingest_disconnects_total",
+                "MQTT sessions the engine closed, by reason.",
+                "reason",
+            )?,
+            sessions,
+            link_restarts: counter(
+                "vigil_ingest_link_restarts_total",
+                "Times the engine's in-process broker link was lost and made again.",
+            )?,
         };
         // Every label exists from the start, so dashboards and rate() see zeros.
         for reason in RejectReason::ALL {
             metrics.rejected.with_label_values(&[reason.as_str()]);
+        }
+        for refusal in Refusal::ALL {
+            metrics.rejected.with_label_values(&[refusal.as_str()]);
+        }
+        for excess in Excess::ALL {
+            metrics.throttled.with_label_values(&[excess.as_str()]);
+        }
+        for reason in Disconnect::ALL {
+            metrics.disconnects.with_label_values(&[reason.as_str()]);
+        }
+        for login in ["device", "feed"] {
+            metrics.sessions.with_label_values(&[login]);
         }
         for result in ["accepted", "refused"] {
             metrics.connects.with_label_values(&[result]);
@@ -145,5 +202,9 @@ impl Metrics {
 
     pub fn rejected(&self, reason: RejectReason) -> IntCounter {
         self.rejected.with_label_values(&[reason.as_str()])
+    }
+
+    pub fn refused(&self, refusal: Refusal) -> IntCounter {
+        self.rejected.with_label_values(&[refusal.as_str()])
     }
 }

@@ -18,17 +18,24 @@ use rumqttd::local::{LinkError, LinkRx};
 use rumqttd::{Forward, Notification};
 use tracing::{debug, error, info, warn};
 use vigil_model::codec::{self, Rejection};
+use vigil_model::log_limit::LogLimit;
 use vigil_model::{
     DeadLetter, DeviceContext, DeviceId, EpochMs, MAX_PAYLOAD_BYTES, Reading, RejectReason,
     Resolution,
 };
 use vigil_storage::{AckToken, Record, SeqKey, Store, StoredReading, Write};
 
+use crate::Health;
 use crate::acks::AckPublisher;
+use crate::broker::Relink;
 use crate::guard::is_engine_output;
 use crate::metrics::Metrics;
 use crate::seqs::{MAX_SEQ, SeqBook, Take, TooFar};
 use crate::{Accepted, Clock, Directory, RulesSink};
+
+/// Skips should never happen (the ingest log is lossless); if they do, a
+/// flood of them must not flood the log.
+static SKIP_LOG: LogLimit = LogLimit::per_second(1);
 
 /// Most notifications taken into one store write.
 const MAX_BATCH: usize = 512;
@@ -38,6 +45,9 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 
 pub(crate) struct Pipeline {
     pub link: LinkRx,
+    /// Makes the broker link again if rumqttd drops it.
+    pub relink: Relink,
+    pub health: Arc<Health>,
     pub directory: Arc<dyn Directory>,
     pub store: Arc<dyn Store>,
     pub rules: RulesSink,
@@ -110,19 +120,29 @@ impl Letter {
     }
 }
 
-/// Runs until the stop flag is set or the router goes away.
+/// How long a stopping ingest thread keeps taking what the broker already
+/// accepted, at most.
+const DRAIN_CAP: Duration = Duration::from_secs(10);
+
+/// Runs until the stop flag is set (and what the broker holds is taken) or
+/// the router goes away.
 pub(crate) fn run(mut p: Pipeline) {
     let mut state = LoopState::default();
+    let mut stopping_since: Option<Instant> = None;
     loop {
         let mut batch = Batch::default();
         // Block for the first notification, but wake up to see the stop flag.
         match p.link.recv_deadline(Instant::now() + STOP_POLL) {
             Ok(Some(n)) => p.notification(n, &mut batch, &mut state),
             Ok(None) => {}
-            Err(LinkError::RecvTimeout(_)) => {}
+            Err(LinkError::RecvTimeout(flume::RecvTimeoutError::Timeout)) => {}
+            // A dropped link shows up as a disconnected channel here.
             Err(e) => {
-                error!(error = %e, "Broker link closed; ingest stops taking messages.");
-                break;
+                p.commit(batch, &mut state);
+                if !p.relink(&e.to_string()) {
+                    break;
+                }
+                continue;
             }
         }
         // Then take what is already there, never waiting for more.
@@ -133,12 +153,59 @@ pub(crate) fn run(mut p: Pipeline) {
                 Err(_) => break,
             }
         }
+        let idle = batch.notifications == 0;
         p.commit(batch, &mut state);
+        // Stopping: devices are no longer read, so everything the broker
+        // PUBACKed is in its log; take it all before stopping (a quiet
+        // moment says the log is empty).
         if p.stop.load(Ordering::Acquire) {
-            break;
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            if idle {
+                break;
+            }
+            if since.elapsed() > DRAIN_CAP {
+                warn!(
+                    "Ingest stops with messages still in the broker's log; devices will re-send them."
+                );
+                break;
+            }
         }
     }
     info!("Ingest thread stopped taking messages.");
+}
+
+impl Pipeline {
+    /// The broker dropped the ingest link: say so (log, metric, `/readyz`)
+    /// and make it again until that works or ingest stops. The link is a
+    /// persistent session, so the new one reads on where the old stopped,
+    /// and the lossless ingest log holds devices back meanwhile.
+    fn relink(&mut self, why: &str) -> bool {
+        error!(error = %why, "The engine's broker link was lost; ingest takes no messages until it is made again.");
+        self.metrics.link_restarts.inc();
+        self.health.set(Some(format!(
+            "ingest's broker link was lost ({why}); re-linking"
+        )));
+        let mut wait = Duration::from_millis(10);
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return false;
+            }
+            match (self.relink)() {
+                Ok((tx, rx)) => {
+                    self.link = rx;
+                    self.acks.replace_link(tx);
+                    self.health.set(None);
+                    info!("The engine's broker link is back; ingest takes messages again.");
+                    return true;
+                }
+                Err(e) => {
+                    error!(error = %e, "Cannot make the broker link again; retrying.");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -178,10 +245,13 @@ impl Pipeline {
         {
             let skipped = offset - last - 1;
             self.metrics.broker_skipped.inc_by(skipped);
-            warn!(
-                skipped,
-                "The broker dropped messages before ingest read them; devices will re-send them."
-            );
+            if let Some(held_back) = SKIP_LOG.allow() {
+                warn!(
+                    skipped,
+                    held_back,
+                    "The broker dropped messages before ingest read them; devices will re-send them."
+                );
+            }
         }
         state.last_offset = Some(offset);
     }

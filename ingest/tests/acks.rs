@@ -106,6 +106,8 @@ async fn duplicates_are_stored_once_and_acked_again() {
     device.expect_ack(4).await;
 
     assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![1, 2, 3, 4]);
+    rig.until("4 reached the rules", |r| r.accepted.lock().len() >= 4)
+        .await;
     assert_eq!(rig.accepted.lock().len(), 4, "rules see each reading once");
     assert_eq!(rig.metric("vigil_ingest_duplicates_total"), 2.0);
 }

@@ -1,71 +1,11 @@
 //! The MQTT alarm feed's access rules, with real clients: a reader sees
 //! only its granted regions, devices cannot read or forge alarms.
 
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc;
+use rumqttc::QoS;
 use vigil_ingest::FeedGrant;
 use vigil_model::Region;
 
 use crate::harness::*;
-
-#[derive(Debug, PartialEq)]
-enum Seen {
-    SubAck,
-    Publish(String),
-    Closed,
-}
-
-/// A client session: its CONNACK result, then what it sees.
-async fn session(
-    rig: &Rig,
-    client_id: &str,
-    user: &str,
-    password: &str,
-) -> Result<(AsyncClient, mpsc::UnboundedReceiver<Seen>), String> {
-    let mut opts = MqttOptions::new(client_id, rig.addr().ip().to_string(), rig.addr().port());
-    opts.set_credentials(user, password);
-    let (client, mut eventloop) = AsyncClient::new(opts, 16);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let connack = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => return Ok(ack.code),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    })
-    .await
-    .map_err(|_| "no CONNACK".to_owned())??;
-    if connack != ConnectReturnCode::Success {
-        return Err(format!("{connack:?}"));
-    }
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = tx.send(Seen::SubAck);
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let _ = tx.send(Seen::Publish(p.topic));
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = tx.send(Seen::Closed);
-                    return;
-                }
-            }
-        }
-    });
-    Ok((client, rx))
-}
-
-async fn next(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
-    tokio::time::timeout(PATIENCE, rx.recv())
-        .await
-        .expect("something within PATIENCE")
-        .expect("session task alive")
-}
 
 fn rig_with_readers() -> Rig {
     let rig = Rig::start(RigOptions::default());
@@ -79,13 +19,14 @@ fn rig_with_readers() -> Rig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_see_their_regions_and_are_cut_off_outside_them() {
     let rig = rig_with_readers();
-    let (jm, mut jm_seen) = session(&rig, "sup-jm", "token:jm", "jiangmen")
+    let jm_id = feed_client_id("jiangmen", "jm");
+    let (jm, mut jm_seen) = session(&rig, &jm_id, "token:jm", "jiangmen").await.unwrap();
+    let gz_id = feed_client_id("guangzhou", "gz");
+    let (gz, mut gz_seen) = session(&rig, &gz_id, "token:gz", "guangzhou")
         .await
         .unwrap();
-    let (gz, mut gz_seen) = session(&rig, "sup-gz", "token:gz", "guangzhou")
-        .await
-        .unwrap();
-    let (all, mut all_seen) = session(&rig, "sup-all", "token:", "admin").await.unwrap();
+    let all_id = feed_client_id("admin", "all");
+    let (all, mut all_seen) = session(&rig, &all_id, "token:", "admin").await.unwrap();
     jm.subscribe("/tenants/r440700/v1/alarms/#", QoS::AtLeastOnce)
         .await
         .unwrap();
@@ -142,14 +83,7 @@ async fn readers_see_their_regions_and_are_cut_off_outside_them() {
     .await
     .unwrap();
     assert_eq!(next(&mut all_seen).await, Seen::Closed);
-    assert_eq!(
-        rig.metric(r#"vigil_mqtt_refused_total{packet="subscribe"}"#),
-        2.0
-    );
-    assert_eq!(
-        rig.metric(r#"vigil_mqtt_refused_total{packet="publish"}"#),
-        1.0
-    );
+    rig.assert_topic_refusals(2, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,12 +117,53 @@ async fn devices_cannot_read_or_forge_alarms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn feed_logins_need_a_granting_token_and_a_non_device_client_id() {
+async fn feed_logins_need_a_granting_token_and_a_client_id_bound_to_it() {
     let rig = rig_with_readers();
-    assert!(session(&rig, "sup-x", "token:x", "nope").await.is_err());
+    let refused = [
+        (feed_client_id("nope", "x"), "nope", "connect_bad_token"),
+        ("EL1".to_owned(), "jiangmen", "connect_bad_client_id"),
+        ("sup-x".to_owned(), "jiangmen", "connect_bad_client_id"),
+        // Another token's prefix.
+        (
+            feed_client_id("guangzhou", "x"),
+            "jiangmen",
+            "connect_bad_client_id",
+        ),
+        (String::new(), "jiangmen", "connect_bad_client_id"),
+        (
+            "vigil-ingest".to_owned(),
+            "jiangmen",
+            "connect_reserved_client_id",
+        ),
+    ];
+    for (client_id, token, _) in &refused {
+        assert!(
+            session(&rig, client_id, "token:x", token).await.is_err(),
+            "{client_id:?} with token {token} got in"
+        );
+    }
+    for reason in [
+        "connect_bad_token",
+        "connect_bad_client_id",
+        "connect_reserved_client_id",
+    ] {
+        let expected = refused.iter().filter(|(_, _, r)| *r == reason).count();
+        assert_eq!(
+            rig.metric(&format!(
+                r#"vigil_ingest_rejected_total{{reason="{reason}"}}"#
+            )),
+            expected as f64,
+            "{reason}"
+        );
+    }
     assert!(
-        session(&rig, "EL1", "token:x", "jiangmen").await.is_err(),
-        "client id EL1 would take over the device"
+        session(
+            &rig,
+            &feed_client_id("jiangmen", "x"),
+            "token:x",
+            "jiangmen"
+        )
+        .await
+        .is_ok()
     );
-    assert!(session(&rig, "sup-x", "token:x", "jiangmen").await.is_ok());
 }

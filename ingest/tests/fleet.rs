@@ -30,6 +30,12 @@ async fn fifty_devices_sending_twenty_messages_each_are_all_accepted_once() {
         task.await.expect("device task");
     }
 
+    // An ack can overtake the rules hand-off of the same batch (the store
+    // reports durability before the write call returns).
+    rig.until("every reading reached the rules", |r| {
+        r.accepted.lock().len() == DEVICES * MESSAGES as usize
+    })
+    .await;
     let stored = rig.store.readings();
     assert_eq!(stored.len(), DEVICES * MESSAGES as usize);
     for id in &ids {

@@ -13,7 +13,11 @@ use rumqttc::{
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use vigil_ingest::{Accepted, Directory, FeedGrant, Ingest, IngestConfig};
+use vigil_ingest::pki::DeviceCa;
+use vigil_ingest::{
+    Accepted, Directory, FeedGrant, Ingest, IngestConfig, MqttsListener, QuotaConfig,
+    feed_client_prefix,
+};
 use vigil_model::{
     Alarm, AlarmId, AlarmState, Binding, DeadLetter, DeviceContext, DeviceId, EpochMs, EquipmentId,
     OwnerId, Region, Resolution, RuleId, Severity,
@@ -62,6 +66,11 @@ impl TestDirectory {
         self.feeds.lock().insert(token.to_owned(), grant);
     }
 
+    /// The token is revoked (its sessions stay connected until re-checked).
+    pub fn remove_feed_token(&self, token: &str) {
+        self.feeds.lock().remove(token);
+    }
+
     pub fn context(device: &str) -> Arc<DeviceContext> {
         Arc::new(DeviceContext {
             binding: Binding {
@@ -99,7 +108,8 @@ impl Directory for TestDirectory {
 }
 
 /// Records every write. Reports ack tokens durable right away, or holds
-/// them while `hold` is set (to see that acks wait for durability).
+/// them while `hold` is set (to see that acks wait for durability). While
+/// `stall` is set, a write does not return (a store under back-pressure).
 pub struct RecordingStore {
     pub writes: Mutex<Vec<Write>>,
     /// Seqs stored before this run (an earlier process's history).
@@ -111,6 +121,7 @@ pub struct RecordingStore {
     held: Mutex<Vec<AckToken>>,
     pub hold: AtomicBool,
     pub fail: AtomicBool,
+    pub stall: AtomicBool,
 }
 
 impl RecordingStore {
@@ -125,6 +136,7 @@ impl RecordingStore {
             held: Mutex::new(Vec::new()),
             hold: AtomicBool::new(false),
             fail: AtomicBool::new(false),
+            stall: AtomicBool::new(false),
         };
         (Arc::new(store), rx)
     }
@@ -164,6 +176,9 @@ impl RecordingStore {
 #[async_trait::async_trait]
 impl Store for RecordingStore {
     async fn write(&self, batch: Vec<Write>) -> Result<(), StoreError> {
+        while self.stall.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::Other("disk full (test)".into()));
         }
@@ -234,6 +249,8 @@ impl Store for RecordingStore {
 /// A running ingest with everything a test looks at.
 pub struct Rig {
     pub ingest: Ingest,
+    /// The device CA of the TLS listener, when it is on.
+    pub ca: Option<Arc<DeviceCa>>,
     pub store: Arc<RecordingStore>,
     pub directory: Arc<TestDirectory>,
     pub accepted: Arc<Mutex<Vec<Accepted>>>,
@@ -244,6 +261,9 @@ pub struct Rig {
 pub struct RigOptions {
     pub devices: Vec<String>,
     pub gap_grace_s: u64,
+    /// Also start the mutual-TLS listener, with a fresh device CA.
+    pub tls: bool,
+    pub quota: QuotaConfig,
     pub max_seq_rate: u64,
     /// Seqs the store holds from before this run, per device. Recovery
     /// hands ingest those at or above `floor` (all of them without one).
@@ -256,6 +276,8 @@ impl Default for RigOptions {
         RigOptions {
             devices: vec!["EL1".into()],
             gap_grace_s: 30,
+            tls: false,
+            quota: QuotaConfig::default(),
             max_seq_rate: vigil_ingest::DEFAULT_MAX_SEQ_RATE,
             history: HashMap::new(),
             floor: HashMap::new(),
@@ -283,9 +305,18 @@ impl Rig {
             }
             recovery.seqs.insert(id, known);
         }
+        let ca = opts.tls.then(|| Arc::new(DeviceCa::generate().unwrap()));
+        let mqtts = ca.as_ref().map(|ca| MqttsListener {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            material: ca
+                .listener_material(&["localhost".into(), "127.0.0.1".into()])
+                .unwrap(),
+        });
         let config = IngestConfig {
             mqtt_addr: "127.0.0.1:0".parse().unwrap(),
+            mqtts,
             gap_grace_s: opts.gap_grace_s,
+            quota: opts.quota,
             max_seq_rate: opts.max_seq_rate,
             ..IngestConfig::default()
         };
@@ -302,6 +333,7 @@ impl Rig {
         .expect("ingest starts");
         Rig {
             ingest,
+            ca,
             store,
             directory,
             accepted,
@@ -312,6 +344,29 @@ impl Rig {
 
     pub fn addr(&self) -> SocketAddr {
         self.ingest.mqtt_addr()
+    }
+
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.ingest
+            .mqtts_addr()
+            .expect("the rig runs the TLS listener")
+    }
+
+    pub fn ca(&self) -> &DeviceCa {
+        self.ca.as_deref().expect("the rig runs the TLS listener")
+    }
+
+    /// A client certificate from the rig's CA for `device`: (cert, key) PEM.
+    pub fn device_cert(&self, device: &str) -> (String, String) {
+        let issued = self
+            .ca()
+            .issue_device(
+                &DeviceId::new(device).unwrap(),
+                Duration::from_secs(3600),
+                None,
+            )
+            .unwrap();
+        (issued.cert_pem, issued.key_pem.unwrap())
     }
 
     pub fn advance_clock(&self, ms: i64) {
@@ -336,6 +391,15 @@ impl Rig {
             .unwrap()
     }
 
+    /// Asserts how many SUBSCRIBEs and PUBLISHes were refused for being
+    /// outside their login's topics.
+    pub fn assert_topic_refusals(&self, subscribe: u32, publish: u32) {
+        for (packet, expected) in [("subscribe", subscribe), ("publish", publish)] {
+            let sample = format!(r#"vigil_mqtt_refused_total{{packet="{packet}"}}"#);
+            assert_eq!(self.metric(&sample), f64::from(expected), "{sample}");
+        }
+    }
+
     /// Waits until `check` holds; panics with `what` after [`PATIENCE`].
     pub async fn until(&self, what: &str, mut check: impl FnMut(&Rig) -> bool) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -347,6 +411,116 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+}
+
+/// What a client session sees.
+#[derive(Debug, PartialEq)]
+pub enum Seen {
+    SubAck,
+    Publish(String),
+    Closed,
+}
+
+/// A client session: its CONNACK result, then what it sees.
+pub async fn session(
+    rig: &Rig,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> Result<(AsyncClient, mpsc::UnboundedReceiver<Seen>), String> {
+    let mut opts = MqttOptions::new(client_id, rig.addr().ip().to_string(), rig.addr().port());
+    opts.set_credentials(user, password);
+    session_with(opts).await
+}
+
+/// [`session`] with any options (a TLS client, say).
+pub async fn session_with(
+    opts: MqttOptions,
+) -> Result<(AsyncClient, mpsc::UnboundedReceiver<Seen>), String> {
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let connack = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => return Ok(ack.code),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no CONNACK".to_owned())??;
+    if connack != ConnectReturnCode::Success {
+        return Err(format!("{connack:?}"));
+    }
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = tx.send(Seen::SubAck);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send(Seen::Publish(p.topic));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = tx.send(Seen::Closed);
+                    return;
+                }
+            }
+        }
+    });
+    Ok((client, rx))
+}
+
+pub async fn next(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("something within PATIENCE")
+        .expect("session task alive")
+}
+
+/// A feed reader's client id for `token`: the token's prefix and a label.
+pub fn feed_client_id(token: &str, label: &str) -> String {
+    format!("{}-{label}", feed_client_prefix(token))
+}
+
+/// rumqttc options for a TLS client trusting `ca_pem`, presenting
+/// `client` (cert, key) if given.
+pub fn tls_options(
+    client_id: &str,
+    addr: SocketAddr,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+) -> MqttOptions {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = vigil_ingest::crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let mut opts = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
+    ));
+    opts
 }
 
 /// A device: a real MQTT client whose event loop runs in a task, reporting
@@ -376,6 +550,20 @@ impl Device {
         let mut opts = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
         opts.set_credentials(user, secret);
         opts.set_keep_alive(Duration::from_secs(30));
+        Device::connect_opts(opts, user).await
+    }
+
+    /// A device on the TLS listener with its certificate from the rig's CA.
+    pub async fn connect_tls(rig: &Rig, id: &str) -> Result<Device, String> {
+        let (cert, key) = rig.device_cert(id);
+        let opts = tls_options(id, rig.tls_addr(), rig.ca().ca_pem(), Some((&cert, &key)));
+        Device::connect_opts(opts, id).await
+    }
+
+    /// Connects with `opts` as device `id`, subscribes to its ack topic and
+    /// waits for the SUBACK.
+    pub async fn connect_opts(mut opts: MqttOptions, id: &str) -> Result<Device, String> {
+        let user = id;
         opts.set_max_packet_size(2 << 20, 2 << 20);
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         match first_event(&mut eventloop).await? {

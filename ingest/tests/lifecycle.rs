@@ -80,7 +80,8 @@ async fn alarm_feed_reaches_a_granted_reader_and_is_not_taken_as_device_data() {
         "city-token",
         FeedGrant::Regions(vec![Region::new("440700").unwrap()]),
     );
-    let mut opts = MqttOptions::new("sup-1", rig.addr().ip().to_string(), rig.addr().port());
+    let client_id = feed_client_id("city-token", "1");
+    let mut opts = MqttOptions::new(client_id, rig.addr().ip().to_string(), rig.addr().port());
     opts.set_credentials("token:city", "city-token");
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
     client

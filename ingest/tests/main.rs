@@ -6,7 +6,11 @@ mod harness;
 
 mod acks;
 mod auth;
+mod fairness;
 mod feed;
 mod fleet;
 mod lifecycle;
+mod lossless;
 mod rejections;
+mod sessions;
+mod tls;

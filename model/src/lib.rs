@@ -20,6 +20,7 @@
 //! - [`reference`]: reference tables (registry data shown to SQL).
 //! - [`alarm`]: alarms, severities, their lifecycle states and the filter
 //!   readers choose them by.
+//! - [`log_limit`]: a budget for log lines a device can multiply.
 
 #[macro_use]
 mod macros;
@@ -31,6 +32,7 @@ pub mod codec;
 pub mod device;
 pub mod grant;
 pub mod ids;
+pub mod log_limit;
 pub mod reading;
 pub mod reference;
 

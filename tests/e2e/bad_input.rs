@@ -276,13 +276,13 @@ async fn a_forged_reading_is_nobody_s_and_raises_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devices_disabled_or_deleted_while_connected_are_dead_lettered() {
+async fn devices_disabled_or_deleted_while_connected_are_cut_off_at_once() {
     let vigil = Vigil::start().await;
     let secrets = secrets(&vigil.import(&registry_doc(2)).await);
-    let mut d1 = Device::connect(vigil.mqtt, "DEV0001", &secrets["DEV0001"])
+    let _d1 = Device::connect(vigil.mqtt, "DEV0001", &secrets["DEV0001"])
         .await
         .unwrap();
-    let mut gz = Device::connect(vigil.mqtt, "DEVGZ", &secrets["DEVGZ"])
+    let _gz = Device::connect(vigil.mqtt, "DEVGZ", &secrets["DEVGZ"])
         .await
         .unwrap();
     let client = reqwest::Client::new();
@@ -302,19 +302,29 @@ async fn devices_disabled_or_deleted_while_connected_are_dead_lettered() {
         .unwrap();
     assert!(delete.status().is_success(), "{:?}", delete.text().await);
 
-    d1.send(now_ms(), json!({})).await;
-    gz.send(now_ms(), json!({})).await;
-    for (reason, device) in [("disabled_device", "DEV0001"), ("unknown_device", "DEVGZ")] {
-        let n = eventually(20, reason, || async {
-            let n = vigil
-                .sql_count(&format!(
-                    "SELECT count(*) AS n FROM dead_letters WHERE reason = '{reason}' AND device_id = '{device}'"
-                ))
-                .await;
-            (n > 0).then_some(n)
-        })
+    // Both sessions end without the devices doing anything.
+    vigil
+        .wait_metrics(
+            20,
+            &[
+                (
+                    r#"vigil_ingest_disconnects_total{reason="device_inactive"}"#,
+                    2.0,
+                ),
+                (r#"vigil_ingest_sessions{login="device"}"#, 0.0),
+            ],
+        )
         .await;
-        assert_eq!(n, 1, "{reason}");
+    // And they cannot come back, each refused for its own reason.
+    for (device, reason) in [
+        ("DEV0001", "connect_disabled_device"),
+        ("DEVGZ", "connect_unknown_device"),
+    ] {
+        assert!(
+            Device::connect(vigil.mqtt, device, &secrets[device])
+                .await
+                .is_err()
+        );
         let counted = vigil
             .metric(&format!(
                 "vigil_ingest_rejected_total{{reason=\"{reason}\"}}"

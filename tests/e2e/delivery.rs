@@ -83,12 +83,15 @@ async fn supervisors_get_their_regions_alarms_over_mqtt_and_devices_cannot_liste
     let jiangmen = supervisor_token(&vigil, "440700").await;
     let guangzhou = supervisor_token(&vigil, "440100").await;
 
-    let (jm, mut jm_seen) = mqtt(&vigil, "sup-jm", "token:jm", &jiangmen).await;
+    // A reader's client id starts with its token's prefix.
+    let jm_id = format!("{}-jm", vigil_ingest::feed_client_prefix(&jiangmen));
+    let (jm, mut jm_seen) = mqtt(&vigil, &jm_id, "token:jm", &jiangmen).await;
     jm.subscribe("/tenants/r440700/v1/alarms/#", QoS::AtLeastOnce)
         .await
         .unwrap();
     assert!(matches!(next(&mut jm_seen, "SUBACK").await, Seen::SubAck));
-    let (gz, mut gz_seen) = mqtt(&vigil, "sup-gz", "token:gz", &guangzhou).await;
+    let gz_id = format!("{}-gz", vigil_ingest::feed_client_prefix(&guangzhou));
+    let (gz, mut gz_seen) = mqtt(&vigil, &gz_id, "token:gz", &guangzhou).await;
     gz.subscribe("/tenants/r440100/v1/alarms/#", QoS::AtLeastOnce)
         .await
         .unwrap();

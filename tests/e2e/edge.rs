@@ -328,3 +328,149 @@ async fn every_sample_arrives_exactly_once_through_restarts_kills_and_cuts() {
         "the gateway reconnected after the cut:\n{log}"
     );
 }
+
+/// The gateway logs in over mutual TLS with certificates the engine issued
+/// (`vigil device cert`), against the engine's real TLS listener, with no
+/// secret anywhere in its config: its samples are stored once each and
+/// every one is acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_logs_in_with_engine_issued_certificates_over_mutual_tls() {
+    let vigil = Vigil::start_tls().await;
+    let mqtts = vigil.mqtts.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("edge.toml");
+    // The listener's certificate is for localhost (and 127.0.0.1); the
+    // gateway checks it against the device CA.
+    let broker = format!("localhost:{}", mqtts.port());
+    let mut emulator = spawn(
+        &[
+            "emulate",
+            "--elevators",
+            "1",
+            "--rides",
+            "1",
+            "--stations",
+            "0",
+            "--seed",
+            "7",
+            "--listen",
+            "127.0.0.1:0",
+            "--import",
+            &format!("http://{}", vigil.http),
+            "--token",
+            TOKEN,
+            "--gateway-config",
+            config.to_str().unwrap(),
+            "--mqtt",
+            &broker,
+            "--spool-dir",
+            dir.path().join("spool").to_str().unwrap(),
+        ],
+        &dir.path().join("emulator.log"),
+    );
+    eventually(60, "the emulator's gateway config", || async {
+        config.exists().then_some(())
+    })
+    .await;
+
+    // Certificates instead of secrets: one per device, from the engine.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id = \""))
+        .map(|rest| rest.trim_end_matches('"').to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{text}");
+    let mut ca = None;
+    let mut tls_text = String::new();
+    let mut device = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("id = \"") {
+            device = Some(rest.trim_end_matches('"').to_owned());
+        }
+        if line.starts_with("secret = ") {
+            let id = device.clone().unwrap();
+            let out = dir.path().join("certs").join(&id);
+            vigil_cli_ok(
+                &vigil,
+                &["device", "cert", &id, "--out", out.to_str().unwrap()],
+            );
+            ca.get_or_insert_with(|| out.join("ca.pem"));
+            tls_text.push_str(&format!(
+                "cert = \"{}\"\nkey = \"{}\"\n",
+                out.join("cert.pem").display(),
+                out.join("key.pem").display()
+            ));
+            continue;
+        }
+        tls_text.push_str(line);
+        tls_text.push('\n');
+        if line.starts_with("broker = ") {
+            tls_text.push_str(&format!("ca = \"{}\"\n", ca_path(&dir).display()));
+        }
+    }
+    // Every device certificate carries the same CA.
+    std::fs::copy(ca.unwrap(), ca_path(&dir)).unwrap();
+    std::fs::write(&config, &tls_text).unwrap();
+
+    let log = dir.path().join("edge.log");
+    let mut gateway = spawn(&["run", "--config", config.to_str().unwrap()], &log);
+    for id in &ids {
+        eventually(90, &format!("readings of {id} over TLS"), || async {
+            let n = vigil
+                .sql_count(&format!(
+                    "SELECT count(*) AS n FROM (SELECT device_id FROM elevator_readings \
+                     UNION ALL SELECT device_id FROM ride_readings) t WHERE device_id = '{id}'"
+                ))
+                .await;
+            (n >= 10).then_some(())
+        })
+        .await;
+    }
+    // Both devices are connected on the TLS listener; nothing was refused.
+    assert_eq!(
+        vigil
+            .metric(r#"vigil_ingest_sessions{login="device"}"#)
+            .await,
+        2.0
+    );
+    for reason in ["bad_certificate", "tls_handshake", "connect_bad_client_id"] {
+        let series = format!(r#"vigil_ingest_rejected_total{{reason="{reason}"}}"#);
+        assert_eq!(vigil.metric(&series).await, 0.0, "{series}");
+    }
+
+    // Stop the controllers, let the gateway empty its spool, and see that
+    // the engine stored and acked everything it made, once.
+    emulator.signal("-TERM");
+    assert!(emulator.wait(10));
+    eventually(90, "the store to stop growing", || {
+        let vigil = &vigil;
+        async move {
+            let a = total(vigil).await;
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            (a == total(vigil).await).then_some(())
+        }
+    })
+    .await;
+    gateway.signal("-TERM");
+    assert!(gateway.wait(20), "gateway exits on SIGTERM");
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("spool/state.json")).unwrap())
+            .unwrap();
+    let stored = stored(&vigil).await;
+    for id in &ids {
+        let s = &state["devices"][id];
+        let last = s["last_seq"].as_u64().unwrap();
+        assert_eq!(s["acked"].as_u64(), Some(last), "{id}: everything acked");
+        let seqs: Vec<u64> = stored[id].iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(
+            seqs,
+            (seqs[0]..=last).collect::<Vec<u64>>(),
+            "{id}: every message to the last, each once"
+        );
+    }
+}
+
+fn ca_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("ca.pem")
+}

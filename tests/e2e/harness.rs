@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,6 +46,9 @@ pub struct Vigil {
     pub data_dir: PathBuf,
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
+    /// The mutual-TLS listener, when started with one.
+    #[allow(dead_code)]
+    pub mqtts: Option<SocketAddr>,
     pub client: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
 }
@@ -71,9 +74,28 @@ impl Vigil {
         vigil
     }
 
+    /// Starts with the mutual-TLS listener on as well (a free port).
+    #[allow(dead_code)]
+    pub async fn start_tls() -> Vigil {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let mqtts = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut vigil = Vigil::launch(&data_dir, None, Some(mqtts)).await;
+        vigil._dir = Some(dir);
+        vigil
+    }
+
     /// Starts on `data_dir` (with its `vigil.toml` if there is one), reusing
     /// the ports of a previous run if given.
     pub async fn start_in(data_dir: &Path, ports: Option<(SocketAddr, SocketAddr)>) -> Vigil {
+        Vigil::launch(data_dir, ports, None).await
+    }
+
+    async fn launch(
+        data_dir: &Path,
+        ports: Option<(SocketAddr, SocketAddr)>,
+        mqtts: Option<SocketAddr>,
+    ) -> Vigil {
         let (mqtt, http) = ports.unwrap_or_else(|| {
             (
                 format!("127.0.0.1:{}", free_port()).parse().unwrap(),
@@ -98,6 +120,9 @@ impl Vigil {
                 .args(["--store", &url])
                 .env("VIGIL_POSTGRES__SCHEMA", &name)
                 .env("VIGIL_POSTGRES__ROLE_PREFIX", &name);
+        }
+        if let Some(mqtts) = mqtts {
+            command.args(["--mqtts-addr", &mqtts.to_string()]);
         }
         // The admin token from a file when the data dir has one (as
         // operators should), else on the command line.
@@ -126,6 +151,7 @@ impl Vigil {
             data_dir: data_dir.to_path_buf(),
             mqtt,
             http,
+            mqtts,
             client: reqwest::Client::new(),
             _dir: None,
         };
@@ -185,9 +211,24 @@ impl Vigil {
     }
 
     pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, token, path, body).await
+    }
+
+    #[allow(dead_code)]
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, TOKEN, path, body).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Value) {
         let r = self
             .client
-            .post(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(token)
             .json(body)
             .send()
@@ -195,6 +236,21 @@ impl Vigil {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits up to `secs` until every metric sample of `expected` has its
+    /// value (samples as `vigil_x_total{reason="y"}`).
+    pub async fn wait_metrics(&self, secs: u64, expected: &[(&str, f64)]) {
+        let what = format!("metrics {expected:?}");
+        eventually(secs, &what, || async {
+            for (series, value) in expected {
+                if self.metric(series).await != *value {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await
     }
 
     /// Rows of a SQL query, as JSON objects.
@@ -572,4 +628,25 @@ impl Drop for Feed {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// `vigil_cli` that must succeed.
+#[allow(dead_code)]
+pub fn vigil_cli_ok(vigil: &Vigil, args: &[&str]) {
+    let out = vigil_cli(vigil, args);
+    assert!(
+        out.status.success(),
+        "vigil {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `vigil {args} --url … --token …` against `vigil`.
+#[allow(dead_code)]
+pub fn vigil_cli(vigil: &Vigil, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .args(["--url", &format!("http://{}", vigil.http), "--token", TOKEN])
+        .output()
+        .expect("vigil runs")
 }

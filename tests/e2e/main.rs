@@ -1,5 +1,5 @@
 //! End-to-end tests of the real `vigil` binary: registry import over HTTP,
-//! devices over MQTT (rumqttc on TCP), alarms over HTTP and SSE, readings
+//! devices over MQTT (rumqttc on TCP; Mosquitto's clients on TCP and TLS), alarms over HTTP and SSE, readings
 //! over SQL, crashes with SIGKILL.
 
 mod harness;
@@ -13,6 +13,7 @@ mod bad_input;
 mod bench;
 mod bench_registry;
 mod browser;
+mod burst;
 mod console;
 mod crash;
 mod dedup;
@@ -31,4 +32,5 @@ mod roles;
 mod rule_files;
 mod scenarios;
 mod schedule;
+mod security;
 mod streams;

@@ -15,6 +15,8 @@ pub fn store_url() -> Option<String> {
 
 #[path = "bad_input.rs"]
 mod bad_input;
+#[path = "burst.rs"]
+mod burst;
 #[path = "claims.rs"]
 mod claims;
 #[path = "crash.rs"]

@@ -4,12 +4,16 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
+use vigil_model::log_limit::LogLimit;
 use vigil_model::{Alarm, AlarmId, AlarmState, DeviceId, EpochMs, RuleId, Severity};
 
 use super::state::EquipmentCore;
 use crate::catalogue::{Key, rule_id, rules};
 use crate::family::{DevIx, EqIx};
+
+/// "Alarm repeated." lines across every shard.
+static REPEAT_LOG: LogLimit = LogLimit::per_second(5);
 
 /// The open alarm of one `(equipment, rule)` and who keeps it open.
 #[derive(Debug)]
@@ -100,7 +104,16 @@ impl Book {
                 {
                     slot.holders.push(dix);
                 }
-                info!(equipment = %a.equipment_id, device = %device, rule = %a.rule, alarm = %a.alarm_id, count = a.count, "Alarm repeated.");
+                // A device stuck on a fault repeats its alarm with every
+                // message: the count has every repeat, the log a few a second.
+                match REPEAT_LOG.allow() {
+                    Some(held_back) => {
+                        info!(equipment = %a.equipment_id, device = %device, rule = %a.rule, alarm = %a.alarm_id, count = a.count, held_back, "Alarm repeated.")
+                    }
+                    None => {
+                        debug!(equipment = %a.equipment_id, device = %device, rule = %a.rule, alarm = %a.alarm_id, count = a.count, "Alarm repeated.")
+                    }
+                }
                 out.push(a.clone());
             }
             None => {
