@@ -489,6 +489,7 @@ async fn timescaledb_migrations_policies_and_continuous_aggregates() {
         ("equipment_runs_hourly", 3),
         ("region_alarms_daily", 2),
         ("region_inspections_daily", 1),
+        ("rule_alarms_hourly", 2),
     ]
     .into_iter()
     .map(|(v, n)| (v.to_owned(), n))

@@ -70,10 +70,17 @@ const MIGRATIONS: &[Migration] = &[
         timescale: "",
         plain: "",
     },
+    Migration {
+        version: 5,
+        name: "rule_alarms_hourly",
+        common: "",
+        timescale: include_str!("../../migrations/0005_rule_alarms_hourly.timescale.sql"),
+        plain: include_str!("../../migrations/0005_rule_alarms_hourly.plain.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i32 = 4;
+pub const LATEST: i32 = 5;
 
 /// The continuous aggregates (plain views without TimescaleDB) and how far
 /// back each refresh looks: (name, start_offset, end_offset).
@@ -83,6 +90,7 @@ pub(crate) const ROLLUPS: &[(&str, &str, &str)] = &[
     ("equipment_alarms_hourly", "3 days", "1 hour"),
     ("region_inspections_daily", "10 days", "1 hour"),
     ("region_alarms_daily", "10 days", "1 hour"),
+    ("rule_alarms_hourly", "3 days", "1 hour"),
 ];
 
 /// Hypertables that get compression and retention policies.
