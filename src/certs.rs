@@ -28,7 +28,7 @@ use vigil_registry::api::ApiError;
 use vigil_registry::auth::Principal;
 
 use crate::config::Config;
-use crate::engine::AppState;
+use crate::state::AppState;
 
 /// The longest validity the API issues.
 const MAX_DAYS: u32 = 3650;

@@ -101,6 +101,7 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
         rate_hz: args.rate,
         duration: Duration::from_secs(args.seconds),
         drain: Duration::from_secs(5),
+        ..LoadConfig::default()
     };
 
     eprintln!("Alone: {} readings/s for {} s …", args.rate, args.seconds);
