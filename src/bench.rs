@@ -49,7 +49,6 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use vigil_simulator::{Fleet, FleetConfig, LoadConfig, LoadReport};
 
-
 use crate::config::Config;
 use crate::engine::{Engine, system_clock};
 

@@ -619,7 +619,6 @@ async fn recheck_sessions(
     }
 }
 
-
 async fn run_ticker(
     shards: Shards,
     clock: Clock,

@@ -153,7 +153,9 @@ impl DeviceCa {
             fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(failed)
         };
         write(key, &ca.issuer.key().serialize_pem(), 0o600)?;
-        write(cert, &ca.ca_pem, 0o644)?;
+        // Not a secret, but the data dir keeps one rule (0600 files):
+        // devices get the CA from `vigil device cert` or the API.
+        write(cert, &ca.ca_pem, 0o600)?;
         tracing::info!(cert = %cert.display(), key = %key.display(), "Device CA created.");
         Ok(ca)
     }

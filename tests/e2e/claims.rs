@@ -10,7 +10,7 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn maintenance_records_are_checked_against_the_stored_telemetry() {
-    let engine = Vigil::start().await;
+    let engine = Vigil::start_with_config(QUOTA_OFF).await;
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))

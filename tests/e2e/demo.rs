@@ -56,7 +56,8 @@ fn the_demo_prints_alarms_and_stops_cleanly_on_ctrl_c() {
                     .next()
                     .unwrap_or_default()
                     .split(", ")
-                    .find(|part| part.ends_with(kind))
+                    // "1/4 scales (72 connected)": the last part carries the count.
+                    .find(|part| part.contains(kind))
                     .and_then(|part| part.split('/').next())
                     .and_then(|n| n.rsplit(' ').next()?.parse::<u32>().ok())
                     .is_some_and(|n| n > 0)

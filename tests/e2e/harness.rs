@@ -40,6 +40,13 @@ fn schema_of(data_dir: &Path) -> String {
     format!("e2e_{:x}", fnv(data_dir.to_string_lossy().as_bytes()))
 }
 
+/// Scenarios replay hours of device time in seconds (`speed`), as a
+/// gateway emptying its spool would; the per-connection quota would pace
+/// them to the devices' registered rates, so the engine under test has it
+/// off (docs/simulator.md).
+#[allow(dead_code)]
+pub const QUOTA_OFF: &str = "\n[ingest.quota]\nenabled = false\n";
+
 /// A running `vigil run` process with its own data dir and ports.
 pub struct Vigil {
     pub child: Child,
@@ -62,8 +69,7 @@ impl Vigil {
         vigil
     }
 
-    /// Starts with `config` as its TOML config file. (Only the embedded
-    /// target's delivery tests use it.)
+    /// Starts with `config` as its TOML config file.
     #[allow(dead_code)]
     pub async fn start_with_config(config: &str) -> Vigil {
         let dir = tempfile::tempdir().unwrap();

@@ -86,9 +86,11 @@ async fn every_shipped_scenario_passes_against_a_live_engine_and_covers_every_ru
         &rules.display().to_string(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let engine =
-        Vigil::start_with_config(&format!("rules_file = {:?}\n", rules.display().to_string()))
-            .await;
+    let engine = Vigil::start_with_config(&format!(
+        "rules_file = {:?}\n{QUOTA_OFF}",
+        rules.display().to_string()
+    ))
+    .await;
 
     let json = dir.path().join("report.json");
     let (out, report) = check(&engine, &shipped(), &run, &json).await;
@@ -158,7 +160,7 @@ async fn every_shipped_scenario_passes_against_a_live_engine_and_covers_every_ru
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scenario_expecting_the_wrong_alarm_fails_the_check_and_says_why() {
-    let engine = Vigil::start().await;
+    let engine = Vigil::start_with_config(QUOTA_OFF).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("wrong.toml");
     // The limit switch trips, but the file expects the safety circuit.
