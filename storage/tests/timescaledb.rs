@@ -382,12 +382,12 @@ async fn timescaledb_migrations_policies_and_continuous_aggregates() {
             )
         )
         .await,
-        5
+        6
     );
     for (proc_name, n) in [
         ("policy_compression", 6),
         ("policy_retention", 6),
-        ("policy_refresh_continuous_aggregate", 5),
+        ("policy_refresh_continuous_aggregate", 6),
     ] {
         assert_eq!(
             count(&c, &info("jobs", &format!("proc_name = '{proc_name}'"))).await,
@@ -432,7 +432,7 @@ async fn timescaledb_migrations_policies_and_continuous_aggregates() {
         )
         .await
         .unwrap();
-    assert_eq!(jobs.len(), 17);
+    assert_eq!(jobs.len(), 18);
     for row in jobs {
         let id: i32 = row.get(0);
         c.batch_execute(&format!("CALL run_job({id})"))
