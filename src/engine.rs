@@ -95,6 +95,7 @@ impl Engine {
             config: &config,
             engine_metrics: EngineMetrics::register(&metrics)?,
             offset: config.engine.registry_offset()?,
+            pki: Arc::new(crate::certs::Pki::open(&config)?),
             clock,
             registry,
             store,
@@ -114,10 +115,7 @@ impl Engine {
             )
             .with_policy(config.tokens.policy()?),
         );
-        let pki = Arc::new(crate::certs::Pki::open(&config)?);
-        let ingest = wiring.ingest(
-            &shards, &liveness, &auth, &pki, &recovery, durable_rx, &metrics,
-        )?;
+        let ingest = wiring.ingest(&shards, &liveness, &auth, &recovery, durable_rx, &metrics)?;
         let mqtt_addr = ingest.mqtt_addr();
         let mqtts_addr = ingest.mqtts_addr();
         hub.delivery.set_mqtt(ingest.alarm_publisher());
@@ -143,7 +141,7 @@ impl Engine {
             ingest_stats: ingest.stats_handle(),
             ingest_health: ingest.health_handle(),
             mqtt_sessions,
-            pki,
+            pki: wiring.pki.clone(),
             rules: RuleSource {
                 base: config.rules.clone(),
                 file: config.rules_file.clone(),
@@ -256,6 +254,8 @@ struct Wiring<'a> {
     stopping: watch::Receiver<bool>,
     /// The registry's dates and stations' hours are in this local time.
     offset: chrono::FixedOffset,
+    /// The device CA: the TLS listener's and the certificate endpoints'.
+    pki: Arc<crate::certs::Pki>,
 }
 
 /// The alarm hub, started: where shards send changes, the board it keeps
@@ -411,7 +411,6 @@ impl Wiring<'_> {
         shards: &Shards,
         liveness: &Arc<Liveness>,
         auth: &Arc<Authenticator>,
-        pki: &crate::certs::Pki,
         recovery: &Recovery,
         durable: mpsc::Receiver<Vec<vigil_storage::AckToken>>,
         metrics: &prometheus::Registry,
@@ -440,7 +439,7 @@ impl Wiring<'_> {
         let ingest_config = IngestConfig {
             mqtt_addr: config.mqtt_addr,
             allow_public_plain: config.ingest.allow_public_plain,
-            mqtts: pki.listener(config)?,
+            mqtts: self.pki.listener(config)?,
             max_connections: config.ingest.max_connections,
             gap_grace_s: config.ingest.gap_grace_s,
             quota: config.ingest.quota.clone(),
