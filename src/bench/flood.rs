@@ -158,7 +158,7 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
         .state
         .store
         .query(
-            &format!("SELECT count(*) AS n FROM event_readings WHERE device_id = '{flooder}'"),
+            &format!("SELECT count(*) AS n FROM device_events WHERE device_id = '{flooder}'"),
             &Default::default(),
         )
         .await
