@@ -379,11 +379,12 @@ async fn roles_are_checked_before_the_body_on_every_admin_endpoint() {
         .await
         .unwrap();
     overspeed(&mut dev).await;
-    let (_, alarms) = vigil.get("/alarms?state=open").await;
-    let alarm = alarms["alarms"][0]["alarm_id"]
-        .as_str()
-        .expect("an open alarm")
-        .to_owned();
+    // The alarm reaches the board after the rules have run: wait for it.
+    let alarm = eventually(20, "an open alarm", || async {
+        let (_, alarms) = vigil.get("/alarms?state=open").await;
+        alarms["alarms"][0]["alarm_id"].as_str().map(str::to_owned)
+    })
+    .await;
     let (analyst, _) = issue(
         &vigil,
         &["--name", "a", "--role", "analyst", "--region", "440700"],
