@@ -80,78 +80,37 @@ pub(crate) fn convert(table: RefTable) -> Result<(String, RefData), StoreError> 
                 format!("row {row}, column {:?}: {v} is not {want}", col.name),
             )
         };
+        // Each type reads its cells the same way: null stays null, any
+        // other value must convert, or the row and column are named.
+        macro_rules! column {
+            ($array:ty, $want:expr, $get:expr) => {
+                cells
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::Null => Ok(None),
+                        other => $get(other)
+                            .map(Some)
+                            .ok_or_else(|| cell_err(i, other, $want)),
+                    })
+                    .collect::<Result<$array, _>>()?
+            };
+        }
         let array: ArrayRef = match col.ty {
-            ColumnType::Text => Arc::new(
-                cells
-                    .enumerate()
-                    .map(|(i, v)| match v {
-                        Value::Null => Ok(None),
-                        Value::String(s) => Ok(Some(s.as_str())),
-                        other => Err(cell_err(i, other, "text")),
-                    })
-                    .collect::<Result<StringArray, _>>()?,
-            ),
-            ColumnType::Int => Arc::new(
-                cells
-                    .enumerate()
-                    .map(|(i, v)| match v {
-                        Value::Null => Ok(None),
-                        other => other
-                            .as_i64()
-                            .map(Some)
-                            .ok_or_else(|| cell_err(i, other, "an integer")),
-                    })
-                    .collect::<Result<Int64Array, _>>()?,
-            ),
-            ColumnType::Float => Arc::new(
-                cells
-                    .enumerate()
-                    .map(|(i, v)| match v {
-                        Value::Null => Ok(None),
-                        other => other
-                            .as_f64()
-                            .map(Some)
-                            .ok_or_else(|| cell_err(i, other, "a number")),
-                    })
-                    .collect::<Result<Float64Array, _>>()?,
-            ),
-            ColumnType::Bool => Arc::new(
-                cells
-                    .enumerate()
-                    .map(|(i, v)| match v {
-                        Value::Null => Ok(None),
-                        other => other
-                            .as_bool()
-                            .map(Some)
-                            .ok_or_else(|| cell_err(i, other, "true or false")),
-                    })
-                    .collect::<Result<BooleanArray, _>>()?,
-            ),
-            ColumnType::Date => Arc::new(
-                cells
-                    .enumerate()
-                    .map(|(i, v)| match v {
-                        Value::Null => Ok(None),
-                        other => other
-                            .as_str()
-                            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-                            .map(|d| Some(d.num_days_from_ce() - UNIX_EPOCH_CE_DAYS))
-                            .ok_or_else(|| cell_err(i, other, "a YYYY-MM-DD date")),
-                    })
-                    .collect::<Result<Date32Array, _>>()?,
-            ),
+            ColumnType::Text => Arc::new(column!(StringArray, "text", Value::as_str)),
+            ColumnType::Int => Arc::new(column!(Int64Array, "an integer", Value::as_i64)),
+            ColumnType::Float => Arc::new(column!(Float64Array, "a number", Value::as_f64)),
+            ColumnType::Bool => Arc::new(column!(BooleanArray, "true or false", Value::as_bool)),
+            ColumnType::Date => Arc::new(column!(Date32Array, "a YYYY-MM-DD date", |v: &Value| v
+                .as_str()
+                .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                .map(|d| d.num_days_from_ce() - UNIX_EPOCH_CE_DAYS))),
             ColumnType::Timestamp => Arc::new(
-                cells
-                    .enumerate()
-                    .map(|(i, v)| match v {
-                        Value::Null => Ok(None),
-                        other => other
-                            .as_i64()
-                            .map(Some)
-                            .ok_or_else(|| cell_err(i, other, "epoch milliseconds")),
-                    })
-                    .collect::<Result<TimestampMillisecondArray, _>>()?
-                    .with_timezone("UTC"),
+                column!(
+                    TimestampMillisecondArray,
+                    "epoch milliseconds",
+                    Value::as_i64
+                )
+                .with_timezone("UTC"),
             ),
         };
         if !col.nullable && array.null_count() > 0 {
