@@ -37,6 +37,7 @@ mod query;
 mod recover;
 mod sealed;
 mod seq_index;
+mod share;
 mod table;
 mod writer;
 

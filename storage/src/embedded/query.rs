@@ -45,11 +45,11 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::warn;
 
 use super::capped;
 use super::sealed::{Cancel, Grant, SealedTable, fence, is_cancelled};
+use super::share::{Share, Slot};
 use super::table::{ParquetFile, Snapshot};
 use crate::limits::{self, AnswerBudget, Gate, SqlLimits};
 use crate::schema::Table;
@@ -117,27 +117,31 @@ impl QueryEngine {
         opts: &QueryOptions,
     ) -> Result<QueryOutput, StoreError> {
         let started = Instant::now();
-        let permit = match opts.guarded {
-            true => Some(self.gate.enter(opts.timeout).await?),
-            false => None,
+        // A people's query draws on the shared pool through its own share,
+        // and keeps its slot until the share is empty again.
+        let (slot, env) = match opts.guarded {
+            true => {
+                let permit = self.gate.enter(opts.timeout).await?;
+                let share = Share::new(self.people.memory_pool.clone());
+                let mut env = (*self.people).clone();
+                env.memory_pool = share.clone();
+                (Some(Slot::new(permit, share)), Arc::new(env))
+            }
+            false => (None, self.trusted.clone()),
         };
         let cancel = Arc::new(Cancel::default());
         let job = Job {
             snapshot,
             sql: sql.to_owned(),
             opts: opts.clone(),
-            env: if opts.guarded {
-                self.people.clone()
-            } else {
-                self.trusted.clone()
-            },
+            env,
             limits: self.limits.clone(),
             cancel: cancel.clone(),
             root: self.root.clone(),
         };
         let runtime = self.runtime.as_ref().ok_or(StoreError::Closed)?;
         let mut running = Running {
-            handle: runtime.spawn(job.run(permit)),
+            handle: runtime.spawn(job.run(slot)),
             cancel,
         };
         let left = opts.timeout.saturating_sub(started.elapsed());
@@ -190,9 +194,9 @@ struct Job {
 }
 
 impl Job {
-    /// `permit` (a gate slot) is held until the work has really ended.
-    async fn run(self, permit: Option<OwnedSemaphorePermit>) -> Result<QueryOutput, StoreError> {
-        let _slot = permit;
+    /// `slot` is held until the work has really ended and its memory is back.
+    async fn run(self, slot: Option<Slot>) -> Result<QueryOutput, StoreError> {
+        let _slot = slot;
         let guarded = self.opts.guarded;
         if guarded {
             limits::check_shape(&self.sql, &GenericDialect {}, &self.limits)?;
