@@ -21,8 +21,8 @@ use parking_lot::Mutex;
 
 use super::batch::to_batch;
 use super::parquet::{open_files, table_dir, write_file};
-use crate::schema::Table;
 use super::seq_index::{self, SeqIndex};
+use crate::schema::Table;
 use crate::wal::{self, WalWriter};
 use crate::{Record, StoreError};
 
