@@ -93,7 +93,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         stations: args.stations,
         ..FleetConfig::default()
     });
-    let secrets = fleet_secrets(&engine.state(), &fleet, &data_dir)?;
+    let secrets = fleet_secrets(engine.state(), &fleet, &data_dir)?;
     let kinds = FleetKinds::of(&fleet);
 
     println!(

@@ -114,6 +114,7 @@ impl Engine {
         let wiring = Wiring {
             config: &config,
             engine_metrics: EngineMetrics::register(&metrics)?,
+            metrics: metrics.clone(),
             offset: config.engine.registry_offset()?,
             clock,
             registry,
@@ -135,9 +136,7 @@ impl Engine {
             .with_policy(config.tokens.policy()?),
         );
         let pki = Arc::new(crate::certs::Pki::open(&config)?);
-        let ingest = wiring.ingest(
-            &shards, &liveness, &auth, &pki, &recovery, durable_rx, &metrics,
-        )?;
+        let ingest = wiring.ingest(&shards, &liveness, &auth, &pki, &recovery, durable_rx)?;
         let mqtt_addr = ingest.mqtt_addr();
         let mqtts_addr = ingest.mqtts_addr();
         hub.delivery.set_mqtt(ingest.alarm_publisher());
@@ -273,6 +272,8 @@ struct Wiring<'a> {
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
     engine_metrics: EngineMetrics,
+    /// The Prometheus registry the API serves (a handle: clones share it).
+    metrics: prometheus::Registry,
     stopping: watch::Receiver<bool>,
     /// The registry's dates and stations' hours are in this local time.
     offset: chrono::FixedOffset,
@@ -434,7 +435,6 @@ impl Wiring<'_> {
         pki: &crate::certs::Pki,
         recovery: &Recovery,
         durable: mpsc::Receiver<Vec<vigil_storage::AckToken>>,
-        metrics: &prometheus::Registry,
     ) -> anyhow::Result<Ingest> {
         let route = shards.clone();
         let seen = liveness.clone();
@@ -473,7 +473,7 @@ impl Wiring<'_> {
             recovery,
             durable,
             to_rules,
-            metrics,
+            &self.metrics,
             self.clock.clone(),
         )
         .context("cannot start MQTT ingest")

@@ -234,7 +234,7 @@ async fn relay(dir: &Path, ids: &[String], files: &[PathBuf], total: u64) -> any
                 break;
             }
             n += 1;
-            if n % 1000 == 0 || n == total {
+            if n.is_multiple_of(1000) || n == total {
                 let _ = count_tx.send(n);
             }
         }

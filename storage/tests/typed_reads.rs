@@ -50,7 +50,7 @@ pub async fn check(store: &dyn Store, tokens: &mut Tokens) {
         ..AlarmQuery::default()
     };
     let mut expected = alarms.to_vec();
-    expected.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    expected.sort_by_key(|a| std::cmp::Reverse(a.updated_at));
     assert_eq!(store.alarms(&all, &opts).await.unwrap(), expected);
 
     let ask = |q: AlarmQuery| async move {
