@@ -49,8 +49,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use vigil_simulator::{Fleet, FleetConfig, LoadConfig, LoadReport};
 
-use crate::config::Config;
-use crate::engine::{Engine, system_clock};
+use vigil_server::ServerConfig;
+use vigil_server::{Engine, system_clock};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -188,12 +188,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     eprintln!("Vigil: the whole engine on the embedded store …");
     let data = tempfile::Builder::new().prefix("vigil-bench-").tempdir()?;
     let token = "bench-admin-token".to_owned();
-    let mut config = Config {
+    let mut config = ServerConfig {
         data_dir: data.path().to_path_buf(),
         mqtt_addr: "127.0.0.1:0".parse()?,
         http_addr: "127.0.0.1:0".parse()?,
         admin_token: Some(token.clone()),
-        ..Config::default()
+        ..ServerConfig::default()
     };
     // Every load step starts its devices' seqs afresh, higher than the last
     // step's: a hole the engine would otherwise hold acks on for the default
@@ -204,7 +204,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     config.ingest.quota.enabled = false;
     let engine = Engine::start(config, system_clock()).await?;
     let doc = serde_json::from_value(fleet.import_doc())?;
-    let report = engine.state.registry.import(doc)?;
+    let report = engine.state().registry.import(doc)?;
     let secrets: HashMap<String, String> = report
         .devices
         .into_iter()
@@ -216,7 +216,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .collect();
     let mut vigil = Vec::new();
     for &rate in &args.rates {
-        vigil.push(step(&args, engine.mqtt_addr, &load_secrets, rate).await?);
+        vigil.push(step(&args, engine.mqtt_addr(), &load_secrets, rate).await?);
     }
 
     eprintln!(
@@ -231,7 +231,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             drain: Duration::from_secs(5),
             ..LoadConfig::default()
         },
-        engine.mqtt_addr,
+        engine.mqtt_addr(),
         load_secrets.clone(),
     ));
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -283,7 +283,7 @@ async fn alarm_latencies(
     secrets: &HashMap<String, String>,
 ) -> anyhow::Result<Vec<Duration>> {
     let (events_tx, mut events) = mpsc::unbounded_channel::<(Instant, Value)>();
-    let url = format!("http://{}/api/v1/alarms/stream", engine.http_addr);
+    let url = format!("http://{}/api/v1/alarms/stream", engine.http_addr());
     let response = reqwest::Client::new()
         .get(url)
         .bearer_auth(token)
@@ -313,8 +313,8 @@ async fn alarm_latencies(
     for id in probes {
         let mut opts = MqttOptions::new(
             id,
-            engine.mqtt_addr.ip().to_string(),
-            engine.mqtt_addr.port(),
+            engine.mqtt_addr().ip().to_string(),
+            engine.mqtt_addr().port(),
         );
         opts.set_credentials(id, &secrets[id]);
         let (client, mut eventloop) = AsyncClient::new(opts, 10);

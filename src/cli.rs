@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing::info;
 
-use crate::config::{Config, Overrides};
-use crate::engine::{Engine, system_clock};
+use crate::config::Overrides;
+use vigil_server::ServerConfig;
+use vigil_server::{Engine, system_clock};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,7 +69,7 @@ pub struct RunArgs {
     pub mqtt_addr: Option<SocketAddr>,
     /// Mutual-TLS MQTT listener (also VIGIL_MQTTS_ADDR); a host alone
     /// listens on port 8883 [default: off].
-    #[arg(long, value_parser = crate::config::parse_listen_addr)]
+    #[arg(long, value_parser = vigil_server::parse_listen_addr)]
     pub mqtts_addr: Option<SocketAddr>,
     /// HTTP API [default: 127.0.0.1:8080].
     #[arg(long)]
@@ -309,7 +310,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn load(args: RunArgs) -> anyhow::Result<Config> {
+fn load(args: RunArgs) -> anyhow::Result<ServerConfig> {
     let overrides = Overrides {
         data_dir: args.data_dir,
         mqtt_addr: args.mqtt_addr,
@@ -320,15 +321,15 @@ fn load(args: RunArgs) -> anyhow::Result<Config> {
         store: args.store,
         rules_file: args.rules_file,
     };
-    Config::load(args.config.as_deref(), overrides)
+    crate::config::load(args.config.as_deref(), overrides)
 }
 
 fn check_rules(file: &std::path::Path, config: Option<PathBuf>) -> anyhow::Result<()> {
     let base = match config {
-        Some(path) => Config::load(Some(&path), Overrides::default())?.rules,
+        Some(path) => crate::config::load(Some(&path), Overrides::default())?.rules,
         None => toml::Table::new(),
     };
-    let rules = crate::state::load_rules(&base, Some(file))?;
+    let rules = vigil_server::load_rules(&base, Some(file))?;
     let defined = rules.defined_rules();
     println!("{}: ok, {} rule(s) defined", file.display(), defined.len());
     for r in defined {
@@ -374,7 +375,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let engine = Engine::start(config, system_clock()).await?;
-    info!(mqtt = %engine.mqtt_addr, mqtts = ?engine.mqtts_addr, http = %engine.http_addr, "Listening. Ctrl-C or SIGTERM stops the engine cleanly.");
+    info!(mqtt = %engine.mqtt_addr(), mqtts = ?engine.mqtts_addr(), http = %engine.http_addr(), "Listening. Ctrl-C or SIGTERM stops the engine cleanly.");
     wait_for_stop_signal().await?;
     engine.shutdown().await
 }

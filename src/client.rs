@@ -52,7 +52,7 @@ pub async fn sql(args: &SqlArgs) -> anyhow::Result<()> {
     let accept = match args.format.as_str() {
         "csv" => "text/csv",
         "json" => "application/json",
-        _ => crate::sql::ARROW_STREAM,
+        _ => vigil_server::ARROW_STREAM,
     };
     let response = request(&args.remote, "/sql")?
         .header(reqwest::header::ACCEPT, accept)

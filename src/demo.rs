@@ -17,9 +17,9 @@ use tokio::sync::watch;
 use vigil_model::{Alarm, AlarmState, DeviceId, EpochMs, Severity};
 use vigil_simulator::{Fleet, FleetConfig, MachineKind, SimStats};
 
-use crate::config::Config;
-use crate::engine::{Engine, system_clock};
-use crate::state::AppState;
+use vigil_server::AppState;
+use vigil_server::ServerConfig;
+use vigil_server::{Engine, system_clock};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -73,12 +73,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .take(24)
         .map(char::from)
         .collect();
-    let config = Config {
+    let config = ServerConfig {
         data_dir: data_dir.clone(),
         mqtt_addr: args.mqtt_addr,
         http_addr: args.http_addr,
         admin_token: Some(token.clone()),
-        ..Config::default()
+        ..ServerConfig::default()
     };
     let engine = Engine::start(config, system_clock()).await?;
 
@@ -93,7 +93,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         stations: args.stations,
         ..FleetConfig::default()
     });
-    let secrets = fleet_secrets(&engine.state, &fleet, &data_dir)?;
+    let secrets = fleet_secrets(engine.state(), &fleet, &data_dir)?;
     let kinds = FleetKinds::of(&fleet);
 
     println!(
@@ -102,17 +102,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!(
         "  MQTT  {}   HTTP  http://{}   data  {}",
-        engine.mqtt_addr,
-        engine.http_addr,
+        engine.mqtt_addr(),
+        engine.http_addr(),
         data_dir.display()
     );
     println!(
         "  live feed:  curl -N -H 'Authorization: Bearer {token}' http://{}/api/v1/alarms/stream",
-        engine.http_addr
+        engine.http_addr()
     );
     println!(
         "  SQL:        VIGIL_ADMIN_TOKEN={token} vigil sql --url http://{} \"SELECT rule, count(*) FROM alarms GROUP BY rule\"",
-        engine.http_addr
+        engine.http_addr()
     );
     println!("  Ctrl-C stops the demo cleanly.\n");
 
@@ -120,13 +120,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (stop_sim, sim_stopping) = watch::channel(false);
     let sim = tokio::spawn(vigil_simulator::run(
         fleet,
-        engine.mqtt_addr,
+        engine.mqtt_addr(),
         secrets,
         stats.clone(),
         sim_stopping,
     ));
-    let printer = tokio::spawn(print_alarms(engine.state.clone()));
-    let summary = tokio::spawn(print_summaries(engine.state.clone(), kinds));
+    let printer = tokio::spawn(print_alarms(engine.state().clone()));
+    let summary = tokio::spawn(print_summaries(engine.state().clone(), kinds));
 
     let deadline = async {
         match args.duration_s {
@@ -146,7 +146,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         _ => {}
     }
     summary.abort();
-    let state = engine.state.clone();
+    let state = engine.state().clone();
     engine.shutdown().await?;
     printer.abort();
     let ingest = (state.ingest_stats)();

@@ -1,43 +1,15 @@
-//! `vigil`: the engine binary. The command line (`cli`, `client`), config
-//! loading (`config`), the demo and the bench; and, until it moves into a
-//! `server/` crate, the runtime that wires the crates (docs/architecture.md):
-//!
-//! - `engine`: `Engine::start` in named steps, the shard and hub tasks,
-//!   ordered shutdown; `state`: what the API and the tasks share.
-//! - `api`: the HTTP router; `sql`: people's SQL and its rendering;
-//!   `replay`: rules over stored readings; `fleet`, `risk`: fleet pages and
-//!   risk grading; `console`: the browser console.
-//! - `alarms`: the open-alarm board and live feed; `delivery`, `webhooks`:
-//!   MQTT alarm topics and webhooks.
-//! - `schedule`, `filling`: registry-time checks and a filling record's
-//!   registry facts; `registry_tables`: the registry's SQL tables kept fresh.
-//! - `metrics`, `data_dir`: Prometheus metrics, the data directory.
+//! `vigil`: the engine binary. The command line (`cli`) turns flags, the
+//! config file and the environment into a `vigil_server::ServerConfig`
+//! (`config`) and runs the engine from the `vigil-server` crate; `client`
+//! talks to a running engine over HTTP; `demo`, `sim` and `bench` start an
+//! engine with simulated devices and print what they see or measure.
 
-mod alarms;
-mod api;
 mod bench;
-mod certs;
 mod cli;
 mod client;
 mod config;
-mod console;
-mod data_dir;
-mod delivery;
 mod demo;
-mod engine;
-mod filling;
-mod fleet;
-#[cfg(test)]
-mod fuzz_sql;
-mod metrics;
-mod registry_tables;
-mod replay;
-mod risk;
-mod schedule;
 mod sim;
-mod sql;
-mod state;
-mod webhooks;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

@@ -22,8 +22,8 @@ use serde::Serialize;
 use serde_json::json;
 use vigil_simulator::{Fleet, FleetConfig};
 
-use crate::config::Config;
-use crate::engine::{Engine, system_clock};
+use vigil_server::ServerConfig;
+use vigil_server::{Engine, system_clock};
 
 #[derive(Debug, Args)]
 pub struct BurstArgs {
@@ -274,16 +274,16 @@ async fn engine(
     files: &[PathBuf],
     total: u64,
 ) -> anyhow::Result<(Side, u64)> {
-    let mut config = Config {
+    let mut config = ServerConfig {
         data_dir: dir.join("vigil"),
         mqtt_addr: "127.0.0.1:0".parse()?,
         http_addr: "127.0.0.1:0".parse()?,
-        ..Config::default()
+        ..ServerConfig::default()
     };
     config.ingest.quota.enabled = false;
     let engine = Engine::start(config, system_clock()).await?;
     let report = engine
-        .state
+        .state()
         .registry
         .import(serde_json::from_value(fleet.import_doc())?)?;
     let secrets: std::collections::HashMap<String, String> = report
@@ -291,9 +291,9 @@ async fn engine(
         .into_iter()
         .map(|d| (d.device_id.to_string(), d.secret))
         .collect();
-    let stats = engine.state.ingest_stats.clone();
+    let stats = engine.state().ingest_stats.clone();
     let started = Instant::now();
-    let pubs = publishers(engine.mqtt_addr.port(), ids, files, |id| {
+    let pubs = publishers(engine.mqtt_addr().port(), ids, files, |id| {
         secrets.get(id).cloned()
     })?;
     // mosquitto_pub exits once all its messages are PUBACKed.
@@ -302,7 +302,7 @@ async fn engine(
     while stats().accepted < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    engine.state.store.flush().await?;
+    engine.state().store.flush().await?;
     let seconds = started.elapsed().as_secs_f64();
     let s = stats();
     let stored = s.accepted;

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::json;
 use vigil_simulator::{Fleet, FleetConfig, LoadConfig, LoadReport};
 
-use crate::config::Config;
-use crate::engine::{Engine, system_clock};
+use vigil_server::ServerConfig;
+use vigil_server::{Engine, system_clock};
 
 #[derive(Debug, Args)]
 pub struct FloodArgs {
@@ -76,18 +76,18 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
     ids.sort();
     let (good, flooder) = (ids[0].clone(), ids[1].clone());
     let work = tempfile::Builder::new().prefix("vigil-flood-").tempdir()?;
-    let mut config = Config {
+    let mut config = ServerConfig {
         data_dir: work.path().join("vigil"),
         mqtt_addr: "127.0.0.1:0".parse()?,
         http_addr: "127.0.0.1:0".parse()?,
-        ..Config::default()
+        ..ServerConfig::default()
     };
     // The second phase starts the device's seqs afresh, above the first's
     // (the load generator's way); its warm-up waits out this grace.
     config.ingest.gap_grace_s = 1;
     let engine = Engine::start(config, system_clock()).await?;
     let report = engine
-        .state
+        .state()
         .registry
         .import(serde_json::from_value(fleet.import_doc())?)?;
     let secrets: std::collections::HashMap<String, String> = report
@@ -105,7 +105,8 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
     };
 
     eprintln!("Alone: {} readings/s for {} s …", args.rate, args.seconds);
-    let alone = vigil_simulator::load(load.clone(), engine.mqtt_addr, good_secret.clone()).await?;
+    let alone =
+        vigil_simulator::load(load.clone(), engine.mqtt_addr(), good_secret.clone()).await?;
 
     eprintln!("Under a QoS 0 flood from {flooder} …");
     let mut flood = Command::new("mosquitto_pub")
@@ -113,7 +114,7 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
             "-h",
             "127.0.0.1",
             "-p",
-            &engine.mqtt_addr.port().to_string(),
+            &engine.mqtt_addr().port().to_string(),
         ])
         .args(["-i", &flooder, "-u", &flooder, "-P", &secrets[&flooder]])
         .args([
@@ -147,15 +148,15 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
         })
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let under = vigil_simulator::load(load, engine.mqtt_addr, good_secret).await?;
+    let under = vigil_simulator::load(load, engine.mqtt_addr(), good_secret).await?;
     stop.store(true, Ordering::Relaxed);
     let _ = flood.kill();
     let _ = flood.wait();
     let _ = feeder.join();
 
-    let stats = (engine.state.ingest_stats)();
+    let stats = (engine.state().ingest_stats)();
     let taken = engine
-        .state
+        .state()
         .store
         .query(
             &format!("SELECT count(*) AS n FROM device_events WHERE device_id = '{flooder}'"),

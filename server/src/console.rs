@@ -85,7 +85,7 @@ macro_rules! asset {
         Asset {
             path: $path,
             content_type: $type,
-            body: include_bytes!(concat!("../console/", $path)),
+            body: include_bytes!(concat!("../../console/", $path)),
         }
     };
 }

@@ -28,7 +28,7 @@ use vigil_rules::{RuleConfig, RuleEngine};
 use vigil_storage::{QueryOptions, Record, Recovery, Store, StoreConfig, Write};
 
 use crate::alarms::AlarmBoard;
-use crate::config::Config;
+use crate::config::ServerConfig;
 use crate::delivery::Delivery;
 use crate::metrics::EngineMetrics;
 use crate::registry_tables::RegistrySync;
@@ -59,11 +59,11 @@ impl Directory for RegistryDirectory {
 }
 
 pub struct Engine {
-    pub http_addr: SocketAddr,
-    pub mqtt_addr: SocketAddr,
+    http_addr: SocketAddr,
+    mqtt_addr: SocketAddr,
     /// The mutual-TLS listener, when `mqtts_addr` is set.
-    pub mqtts_addr: Option<SocketAddr>,
-    pub state: Arc<AppState>,
+    mqtts_addr: Option<SocketAddr>,
+    state: Arc<AppState>,
     stop: watch::Sender<bool>,
     store: Arc<dyn Store>,
     ingest: Ingest,
@@ -78,10 +78,30 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Where the HTTP API, SSE feed and metrics listen.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where the plain MQTT listener listens.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.mqtt_addr
+    }
+
+    /// The mutual-TLS MQTT listener, when `mqtts_addr` is set.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.mqtts_addr
+    }
+
+    /// What the API and the tasks share (the demo and the bench watch it).
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
     /// Starts every stage in data-path order: rules and registry, the
     /// store and what it recovers, the alarm hub, the rule shards, the
     /// ticker, the registry's SQL tables, MQTT ingest, then HTTP.
-    pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Engine> {
+    pub async fn start(config: ServerConfig, clock: Clock) -> anyhow::Result<Engine> {
         let rules = load_rules(&config.rules, config.rules_file.as_deref())?;
         crate::data_dir::secure(&config.data_dir)?;
         let registry =
@@ -94,6 +114,7 @@ impl Engine {
         let wiring = Wiring {
             config: &config,
             engine_metrics: EngineMetrics::register(&metrics)?,
+            metrics: metrics.clone(),
             offset: config.engine.registry_offset()?,
             pki: Arc::new(crate::certs::Pki::open(&config)?),
             clock,
@@ -115,7 +136,7 @@ impl Engine {
             )
             .with_policy(config.tokens.policy()?),
         );
-        let ingest = wiring.ingest(&shards, &liveness, &auth, &recovery, durable_rx, &metrics)?;
+        let ingest = wiring.ingest(&shards, &liveness, &auth, &recovery, durable_rx)?;
         let mqtt_addr = ingest.mqtt_addr();
         let mqtts_addr = ingest.mqtts_addr();
         hub.delivery.set_mqtt(ingest.alarm_publisher());
@@ -220,7 +241,7 @@ impl Engine {
 /// Opens the configured store and reads back what the engine needs after
 /// a restart.
 async fn open_store(
-    config: &Config,
+    config: &ServerConfig,
     durable: mpsc::Sender<Vec<vigil_storage::AckToken>>,
 ) -> anyhow::Result<(Arc<dyn Store>, Recovery)> {
     let store_config = config.store_config()?;
@@ -246,11 +267,13 @@ async fn open_store(
 
 /// What every start step shares.
 struct Wiring<'a> {
-    config: &'a Config,
+    config: &'a ServerConfig,
     clock: Clock,
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
     engine_metrics: EngineMetrics,
+    /// The Prometheus registry the API serves (a handle: clones share it).
+    metrics: prometheus::Registry,
     stopping: watch::Receiver<bool>,
     /// The registry's dates and stations' hours are in this local time.
     offset: chrono::FixedOffset,
@@ -413,7 +436,6 @@ impl Wiring<'_> {
         auth: &Arc<Authenticator>,
         recovery: &Recovery,
         durable: mpsc::Receiver<Vec<vigil_storage::AckToken>>,
-        metrics: &prometheus::Registry,
     ) -> anyhow::Result<Ingest> {
         let route = shards.clone();
         let seen = liveness.clone();
@@ -452,7 +474,7 @@ impl Wiring<'_> {
             recovery,
             durable,
             to_rules,
-            metrics,
+            &self.metrics,
             self.clock.clone(),
         )
         .context("cannot start MQTT ingest")

@@ -27,7 +27,7 @@ use vigil_model::{DeviceId, Region, Resolution};
 use vigil_registry::api::ApiError;
 use vigil_registry::auth::Principal;
 
-use crate::config::Config;
+use crate::config::ServerConfig;
 use crate::state::AppState;
 
 /// The longest validity the API issues.
@@ -43,7 +43,7 @@ pub struct Pki {
 impl Pki {
     /// Loads the configured CA, or the one in `{data_dir}/pki` (created on
     /// first start).
-    pub fn open(config: &Config) -> anyhow::Result<Pki> {
+    pub fn open(config: &ServerConfig) -> anyhow::Result<Pki> {
         let dir = config.data_dir.join("pki");
         let t = &config.tls;
         let configured = t.ca_cert.is_some() || t.ca_key.is_some();
@@ -61,7 +61,7 @@ impl Pki {
     /// The TLS listener's settings when `mqtts_addr` is set: its server
     /// certificate from the configured files, or issued now for
     /// `tls.server_names`.
-    pub fn listener(&self, config: &Config) -> anyhow::Result<Option<MqttsListener>> {
+    pub fn listener(&self, config: &ServerConfig) -> anyhow::Result<Option<MqttsListener>> {
         let Some(addr) = config.mqtts_addr else {
             return Ok(None);
         };

@@ -11,7 +11,7 @@
 //! are left out unless `VIGIL_FUZZ_SQL_HOSTILE=1`: expressions thousands
 //! of terms deep and table functions of billions of rows.
 
-#[path = "../tests/fuzz/support.rs"]
+#[path = "../../tests/fuzz/support.rs"]
 mod support;
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::*;
 
-use crate::config::Config;
+use crate::config::ServerConfig;
 use crate::engine::{Engine, system_clock};
 
 const ADMIN: &str = "fuzz-admin-token";
@@ -422,12 +422,12 @@ impl Target {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
+        let mut config = ServerConfig {
             data_dir: dir.path().join("data"),
             mqtt_addr: "127.0.0.1:0".parse().unwrap(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             admin_token: Some(ADMIN.to_owned()),
-            ..Config::default()
+            ..ServerConfig::default()
         };
         config.engine.sql_timeout_s = 3;
         config.engine.sql_max_rows = 500;
@@ -437,7 +437,7 @@ impl Target {
             .unwrap();
         let (engine, analyst) = runtime.block_on(async {
             let engine = Engine::start(config, system_clock()).await.unwrap();
-            let base = format!("http://{}/api/v1", engine.http_addr);
+            let base = format!("http://{}/api/v1", engine.http_addr());
             let post = |path: &str, body: Value| {
                 client
                     .post(format!("{base}{path}"))
@@ -484,7 +484,7 @@ impl Target {
     }
 
     fn http(&self) -> std::net::SocketAddr {
-        self.engine.as_ref().unwrap().http_addr
+        self.engine.as_ref().unwrap().http_addr()
     }
 }
 
@@ -534,7 +534,7 @@ async fn seed(engine: &Engine) {
             });
         }
     }
-    engine.state.store.write(writes).await.unwrap();
+    engine.state().store.write(writes).await.unwrap();
 }
 
 #[test]

@@ -112,7 +112,7 @@ pub struct AppState {
     pub stopping: watch::Receiver<bool>,
     /// The registry's dates are days at this UTC offset.
     pub registry_offset: chrono::FixedOffset,
-    /// The browser console at `/` (src/console.rs).
+    /// The browser console at `/` (server/src/console.rs).
     pub console: crate::console::ConsoleConfig,
 }
 
