@@ -44,8 +44,8 @@ mod webhooks;
 
 pub use api::router;
 pub use config::{
-    DeliveryConfig, EmbeddedTuning, EngineConfig, IngestTuning, MQTTS_PORT, PostgresTuning,
-    ServerConfig, TlsTuning, TokenConfig, parse_listen_addr,
+    DeliveryConfig, EmbeddedTuning, EngineConfig, IngestTuning, PostgresTuning, ServerConfig,
+    TlsTuning, TokenConfig, parse_listen_addr,
 };
 pub use console::ConsoleConfig;
 pub use engine::{Clock, Engine, system_clock};
