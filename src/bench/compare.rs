@@ -6,8 +6,8 @@
 //! disk) falls on both sides alike. Every numeric figure of the reports is
 //! compared as the median of its rounds: the ratio current ÷ baseline, and
 //! a verdict from the figure's direction (its name says whether higher or
-//! lower is better, [`direction`]) against the tolerance or the noise the
-//! baseline showed between its own rounds, whichever is larger.
+//! lower is better, [`direction`]) against the tolerance or the noise
+//! either side showed between its own rounds, whichever is larger.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,6 +50,8 @@ pub enum Direction {
 /// The direction of a figure from the last part of its name; `None` for
 /// what is input or bookkeeping (sizes, counts, seeds), not judged.
 ///
+/// - not judged: the references measured beside Vigil (`raw_…`, `psql_…`,
+///   anything under `duckdb`): they show how much the machine drifted;
 /// - higher is better: rates (`…_per_s`) and the in-run ratios of our side
 ///   over a faster reference (`ratio`, `ratio_csv`, `ratio_binary`,
 ///   `median_ratio_csv`: the store's share of raw disk or `psql \copy`);
@@ -58,6 +60,11 @@ pub enum Direction {
 ///   `ratio_warm`/`ratio_cold` (our time over DuckDB's).
 pub fn direction(path: &str) -> Option<Direction> {
     let name = path.rsplit('.').next().unwrap_or(path);
+    // The references a bench measures beside Vigil (raw disk writes, `psql
+    // \copy`, DuckDB) measure the machine, not this code.
+    if name.starts_with("raw_") || name.starts_with("psql_") || path.contains("duckdb") {
+        return None;
+    }
     if name.ends_with("per_s") {
         return Some(Direction::Higher);
     }
@@ -100,7 +107,8 @@ pub struct Comparison {
     pub baseline: f64,
     /// current ÷ baseline.
     pub ratio: f64,
-    /// The baseline's spread over its rounds, (max − min) ÷ median.
+    /// The larger spread of either side over its rounds, (max − min) ÷
+    /// median: how far the machine alone moves this figure.
     pub noise: f64,
     /// `regression`, `improvement`, `same` or `not_judged`.
     pub verdict: &'static str,
@@ -287,6 +295,18 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
+/// (max − min) ÷ median of one side's rounds; 0 for one round.
+fn spread(xs: &[f64]) -> f64 {
+    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let mid = median(xs.to_vec());
+    if mid == 0.0 {
+        0.0
+    } else {
+        ((max - min) / mid).abs()
+    }
+}
+
 /// Each figure both sides reported in every round, compared by medians.
 pub fn compare(
     mode: &str,
@@ -307,18 +327,12 @@ pub fn compare(
         let (Some(cur), Some(base)) = (values(current, name), values(baseline, name)) else {
             continue;
         };
-        let spread = base.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            - base.iter().copied().fold(f64::INFINITY, f64::min);
+        let noise = spread(&cur).max(spread(&base));
         let (cur, base) = (median(cur), median(base));
         let ratio = if base == 0.0 {
             if cur == 0.0 { 1.0 } else { f64::INFINITY }
         } else {
             cur / base
-        };
-        let noise = if base == 0.0 {
-            0.0
-        } else {
-            (spread / base).abs()
         };
         let direction = direction(name);
         let bound = tolerance.max(noise);
@@ -346,16 +360,16 @@ pub fn compare(
 
 fn print(all: &[Comparison], tolerance: f64) {
     println!(
-        "Current vs baseline binary, medians of the rounds (tolerance {:.0} %, or the baseline's noise when larger)",
+        "Current vs baseline binary, medians of the rounds (tolerance {:.0} %, or the rounds' noise when larger)",
         tolerance * 100.0
     );
     println!(
-        "{:<20} {:<52} {:>6} {:>12} {:>12} {:>7} {:>6}  verdict",
+        "{:<28} {:<44} {:>6} {:>12} {:>12} {:>7} {:>6}  verdict",
         "mode", "figure", "better", "current", "baseline", "ratio", "noise"
     );
     for c in all.iter().filter(|c| c.direction.is_some()) {
         println!(
-            "{:<20} {:<52} {:>6} {:>12.4} {:>12.4} {:>7.3} {:>5.0}%  {}",
+            "{:<28} {:<44} {:>6} {:>12.4} {:>12.4} {:>7.3} {:>5.0}%  {}",
             c.mode,
             c.figure,
             match c.direction {
@@ -395,6 +409,8 @@ mod tests {
         assert_eq!(direction("province.peak_rss_mib"), Some(Direction::Lower));
         assert_eq!(direction("wal[group=64].records"), None);
         assert_eq!(direction("ratios[figure=x].ratio"), None);
+        assert_eq!(direction("wal[group=64].raw_records_per_s"), None);
+        assert_eq!(direction("queries[id=q1].duckdb.median_ms"), None);
     }
 
     #[test]
@@ -412,7 +428,7 @@ mod tests {
         );
         assert_eq!(slow[0].verdict, "regression");
         assert!((slow[0].ratio - 0.8).abs() < 1e-9);
-        // Within the baseline's own noise (40 %), the same drop says nothing.
+        // Within the rounds' own noise (40 %), the same drop says nothing.
         let noisy = compare("m", &runs(&[80.0]), &runs(&[80.0, 100.0, 120.0]), 0.1);
         assert_eq!(noisy[0].verdict, "same");
         let fast = compare("m", &runs(&[130.0]), &runs(&[100.0]), 0.1);
