@@ -13,6 +13,8 @@ vigil_model::word_enum!(
     TimescaleMode { Auto = "auto", On = "on", Off = "off" }
 );
 
+// `word_enum!` writes the enum, so `#[default]` cannot be put on a variant.
+#[allow(clippy::derivable_impls)]
 impl Default for TimescaleMode {
     fn default() -> Self {
         TimescaleMode::Auto
