@@ -129,7 +129,10 @@ mod tests {
     fn the_example_config_loads_and_says_what_the_defaults_say() {
         // Serialised with the environment test, whose variables are process-wide.
         jailed(|| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/vigil.example.toml");
+            let path = Path::new(
+                &std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+            )
+            .join("config/vigil.example.toml");
             let config = load(Some(&path), Overrides::default()).expect("example config loads");
             let defaults = ServerConfig::default();
             assert_eq!(config.mqtt_addr, defaults.mqtt_addr);

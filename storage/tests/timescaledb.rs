@@ -108,7 +108,9 @@ fn pglite_dir() -> PathBuf {
 fn start_server() -> Server {
     require_tool("node");
     let pglite = pglite_dir();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/timescaledb/server.mjs");
+    let script =
+        Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("tests/timescaledb/server.mjs");
     let log = tempfile::NamedTempFile::new().expect("a log file");
     let mut child = Command::new("node")
         .arg(&script)

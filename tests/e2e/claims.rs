@@ -13,8 +13,9 @@ async fn maintenance_records_are_checked_against_the_stored_telemetry() {
     let engine = Vigil::start_with_config(QUOTA_OFF).await;
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios/registry/maintenance_unverified.toml");
+    let file =
+        Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("scenarios/registry/maintenance_unverified.toml");
     let args = vec![
         "sim".to_owned(),
         "--scenario".into(),

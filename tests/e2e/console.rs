@@ -19,8 +19,10 @@ async fn screenshot(page: &Page<'_>, name: &str, height: u32) {
     page.js("document.getElementById('toast').hidden = true", json!([]))
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("docs/screenshots/{name}.png"));
+    let path = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join(format!("docs/screenshots/{name}.png"));
     page.screenshot(&path).await;
 }
 

@@ -14,7 +14,10 @@ use tokio_postgres::types::Type;
 use crate::harness::*;
 
 fn dashboards() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dashboards/grafana/dashboards");
+    let dir = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("dashboards/grafana/dashboards");
     let mut all: Vec<(String, Value)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -30,7 +30,8 @@ fn text(out: &Output) -> String {
 }
 
 fn shipped() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("scenarios")
 }
 
 /// `vigil sim --check` of `scenarios` against `engine`; its exit and report.
@@ -116,8 +117,11 @@ async fn every_shipped_scenario_passes_against_a_live_engine_and_covers_every_ru
         .collect();
     // docs/rules.md lists the same rule ids (its tables are generated from
     // the catalogue; this reads what a reader reads).
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
-        .unwrap();
+    let doc = std::fs::read_to_string(
+        Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("docs/rules.md"),
+    )
+    .unwrap();
     let documented: BTreeSet<String> = doc
         .lines()
         .filter_map(|l| l.strip_prefix("| `"))

@@ -197,7 +197,7 @@ fn number(x: f64) -> String {
 
 #[test]
 fn docs_rules_md_tables_match_the_declarations() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rules.md");
+    let path = &rules_md();
     let text = std::fs::read_to_string(path).expect("docs/rules.md is readable");
     let want = regenerate(&text).unwrap_or_else(|e| panic!("docs/rules.md: {e}"));
     if want == text {
@@ -217,7 +217,7 @@ fn docs_rules_md_tables_match_the_declarations() {
 
 #[test]
 fn every_family_is_in_a_generated_table_once() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rules.md");
+    let path = &rules_md();
     let text = std::fs::read_to_string(path).expect("docs/rules.md is readable");
     let listed: Vec<&str> = text
         .lines()
@@ -236,7 +236,7 @@ fn every_family_is_in_a_generated_table_once() {
 
 #[test]
 fn the_bench_rule_file_is_rules_md_example_and_loads() {
-    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rules.md");
+    let docs = &rules_md();
     let docs = std::fs::read_to_string(docs).expect("docs/rules.md is readable");
     let file = include_str!("../../benches/site-rules.toml");
     assert!(
@@ -251,4 +251,13 @@ fn the_bench_rule_file_is_rules_md_example_and_loads() {
         .map(|d| d.id.to_string())
         .collect();
     assert_eq!(ids, ["site.car_overload", "site.crowding", "site.gusty"]);
+}
+
+/// The checked-out docs/rules.md. Read from cargo's run-time variable, not
+/// `env!`: a test binary built from another clone into a shared target dir
+/// must not read that clone's file.
+#[cfg(test)]
+fn rules_md() -> std::path::PathBuf {
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    std::path::Path::new(&crate_dir).join("../docs/rules.md")
 }
