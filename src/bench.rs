@@ -25,6 +25,7 @@
 //! `psql \copy`, each with `--json FILE`.
 
 mod burst;
+mod compare;
 mod flood;
 mod registry;
 mod sql;
@@ -93,6 +94,9 @@ pub enum BenchCommand {
     /// Store writes: WAL group commit against raw fsync, PostgreSQL COPY
     /// against `psql \copy` (docs/benchmarks.md).
     Store(store::StoreArgs),
+    /// This binary against another `vigil` (e.g. the previous commit's),
+    /// mode by mode in alternating rounds: ratios and regression verdicts.
+    Compare(compare::CompareArgs),
 }
 
 /// Writes a bench report as JSON when `--json` asked for it.
@@ -154,6 +158,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         Some(BenchCommand::Sql(a)) => return sql::run(a).await,
         Some(BenchCommand::Store(a)) => return store::run(a).await,
+        Some(BenchCommand::Compare(a)) => return compare::run(a).await,
         Some(BenchCommand::Registry(a)) => return registry::run(a).await,
         Some(BenchCommand::Burst(burst)) => return burst::run(burst).await,
         Some(BenchCommand::Flood(flood)) => return flood::run(flood).await,
@@ -204,7 +209,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     config.ingest.quota.enabled = false;
     let engine = Engine::start(config, system_clock()).await?;
     let doc = serde_json::from_value(fleet.import_doc())?;
-    let report = engine.state().registry.import(doc)?;
+    let report = engine.state().registry().import(doc)?;
     let secrets: HashMap<String, String> = report
         .devices
         .into_iter()

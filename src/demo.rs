@@ -149,12 +149,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let state = engine.state().clone();
     engine.shutdown().await?;
     printer.abort();
-    let ingest = (state.ingest_stats)();
+    let ingest = state.ingest_stats();
     println!(
         "Stopped. {} readings accepted, {} rejected, {} alarms still open. Data kept in {}",
         ingest.accepted,
         ingest.rejected_total(),
-        state.board.open_count(),
+        state.open_count(),
         data_dir.display()
     );
     Ok(())
@@ -176,7 +176,7 @@ fn fleet_secrets(
     let doc = serde_json::from_value(fleet.import_doc())
         .context("the simulator's registry document does not parse")?;
     let report = state
-        .registry
+        .registry()
         .import(doc)
         .context("the simulated fleet was refused by the registry")?;
     for new in report.devices {
@@ -241,7 +241,7 @@ pub fn describe(alarm: &Alarm) -> String {
 }
 
 async fn print_alarms(state: Arc<AppState>) {
-    let mut feed = state.board.subscribe();
+    let mut feed = state.alarm_feed();
     loop {
         match feed.recv().await {
             Ok(alarm) => println!("{}", paint(&describe(&alarm), alarm.severity, alarm.state)),
@@ -276,7 +276,7 @@ impl FleetKinds {
 
     /// `online 40/40 elevators, 8/8 rides, …` for the kinds the fleet has.
     fn online(&self, state: &AppState) -> String {
-        let now = (state.clock)();
+        let now = state.now();
         let parts: Vec<String> = self
             .0
             .iter()
@@ -284,12 +284,7 @@ impl FleetKinds {
             .map(|(name, ids, silent_ms)| {
                 let online = ids
                     .iter()
-                    .filter(|id| {
-                        state
-                            .liveness
-                            .last_heard(id)
-                            .is_some_and(|t| t >= now - silent_ms)
-                    })
+                    .filter(|id| state.last_heard(id).is_some_and(|t| t >= now - silent_ms))
                     .count();
                 format!("{online}/{} {name}", ids.len())
             })
@@ -300,16 +295,16 @@ impl FleetKinds {
 
 async fn print_summaries(state: Arc<AppState>, kinds: FleetKinds) {
     let every = Duration::from_secs(5);
-    let mut last = (Instant::now(), (state.ingest_stats)().accepted);
+    let mut last = (Instant::now(), state.ingest_stats().accepted);
     loop {
         tokio::time::sleep(every).await;
-        let stats = (state.ingest_stats)();
+        let stats = state.ingest_stats();
         let elapsed = last.0.elapsed().as_secs_f64().max(0.001);
         let rate = (stats.accepted - last.1) as f64 / elapsed;
         last = (Instant::now(), stats.accepted);
         let online = kinds.online(&state);
-        let (connected, _) = state.mqtt_sessions.counts();
-        let open = state.board.open_alarms(&Default::default());
+        let connected = state.mqtt_devices();
+        let open = state.open_alarms();
         let critical = open
             .iter()
             .filter(|a| a.severity == Severity::Critical)

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
 use rumqttd::{ConnectionSettings, Router, RouterConfig, SegmentConfig, Server, ServerSettings};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
@@ -253,23 +254,30 @@ pub(crate) fn start(
     })
 }
 
+/// Connections the kernel queues for the accept loop. Rust's std binds
+/// with 128: a fleet coming back after an outage (thousands of CONNECTs in
+/// a second) overflows that, and each dropped SYN costs its device a 1–3 s
+/// retransmit or a failed connect. The kernel caps it at `net.core.somaxconn`.
+const ACCEPT_BACKLOG: i32 = 4096;
+
 /// Binds `asked`; `loopback_only` refuses a public address (the plain
 /// listener sends secrets in clear). Port 0 picks a free port.
 fn bind(asked: SocketAddr, loopback_only: bool) -> Result<TcpListener, IngestError> {
     if loopback_only && !asked.ip().is_loopback() {
         return Err(IngestError::PublicPlainListener { addr: asked });
     }
-    let listener = TcpListener::bind(asked).map_err(|source| IngestError::Bind {
+    let failed = |source| IngestError::Bind {
         addr: asked,
         source,
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| IngestError::Bind {
-            addr: asked,
-            source,
-        })?;
-    Ok(listener)
+    };
+    let socket = Socket::new(Domain::for_address(asked), Type::STREAM, Some(Protocol::TCP))
+        .map_err(failed)?;
+    // As std does: a restarted engine re-binds while old sockets linger in TIME_WAIT.
+    socket.set_reuse_address(true).map_err(failed)?;
+    socket.bind(&asked.into()).map_err(failed)?;
+    socket.listen(ACCEPT_BACKLOG).map_err(failed)?;
+    socket.set_nonblocking(true).map_err(failed)?;
+    Ok(socket.into())
 }
 
 fn local_addr(listener: &TcpListener, asked: SocketAddr) -> Result<SocketAddr, IngestError> {

@@ -42,7 +42,7 @@ use rumqttd::protocol::v4::V4;
 use rumqttd::protocol::{Connect, Error, Login as Credentials, Packet, Protocol};
 use tracing::{debug, info, warn};
 use vigil_model::log_limit::LogLimit;
-use vigil_model::{DeviceId, Region, Resolution};
+use vigil_model::{DeviceId, Grant, Region, Resolution};
 
 use crate::Directory;
 use crate::metrics::Metrics;
@@ -68,11 +68,14 @@ pub enum FeedGrant {
 }
 
 impl FeedGrant {
+    /// Whether the feed may carry `region`'s alarms: [`Grant::sees_region`],
+    /// the rule REST, SSE and SQL follow too.
     pub fn covers(&self, region: &Region) -> bool {
-        match self {
-            FeedGrant::All => true,
-            FeedGrant::Regions(grants) => grants.iter().any(|g| g.covers(region)),
-        }
+        let grant = match self {
+            FeedGrant::All => Grant::All,
+            FeedGrant::Regions(grants) => Grant::Regions(grants),
+        };
+        grant.sees_region(region)
     }
 }
 

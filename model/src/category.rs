@@ -2,6 +2,8 @@
 //! equipment against them, rules check category overrides against them,
 //! and a device's binding carries one (or `filling_station`).
 
+use crate::reading::Stream;
+
 word_enum!(
     /// Equipment category; the binding's `category` for equipment.
     Category {
@@ -36,6 +38,16 @@ pub const BINDING_CATEGORIES: [&str; Category::WORDS.len() + 1] = {
 impl Category {
     /// Rides carry passengers on a ride cycle (ride rules apply).
     pub const RIDES: [Category; 2] = [Category::AmusementRide, Category::PassengerRopeway];
+
+    /// The stream a unit of this category reports its samples on, if Vigil
+    /// watches it yet: lifts on `elevator`, rides on `ride`.
+    pub fn sample_stream(self) -> Option<Stream> {
+        match self {
+            Category::Elevator | Category::Escalator => Some(Stream::Elevator),
+            c if Category::RIDES.contains(&c) => Some(Stream::Ride),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -387,9 +387,7 @@ impl Equipment {
                 ("rated_speed_mps", "elevator.overspeed"),
                 ("floors", "elevator.floor_out_of_range"),
             ],
-            Category::AmusementRide | Category::PassengerRopeway => {
-                &[("rated_speed_mps", "ride.overspeed")]
-            }
+            c if Category::RIDES.contains(&c) => &[("rated_speed_mps", "ride.overspeed")],
             _ => &[],
         };
         needed

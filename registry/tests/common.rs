@@ -13,22 +13,22 @@ pub fn clock() -> Clock {
     Arc::new(|| NOW)
 }
 
-/// A clock the test moves.
+/// A clock the test moves (model's manual clock, started at [`NOW`]).
 #[derive(Clone)]
-pub struct ManualClock(Arc<AtomicI64>);
+pub struct ManualClock(Clock, Arc<AtomicI64>);
 
 impl ManualClock {
     pub fn new() -> ManualClock {
-        ManualClock(Arc::new(AtomicI64::new(NOW)))
+        let (clock, now) = vigil_model::clock::manual_clock(NOW);
+        ManualClock(clock, now)
     }
 
     pub fn advance_s(&self, s: i64) {
-        self.0.fetch_add(s * 1000, Ordering::SeqCst);
+        self.1.fetch_add(s * 1000, Ordering::SeqCst);
     }
 
     pub fn clock(&self) -> Clock {
-        let at = self.0.clone();
-        Arc::new(move || at.load(Ordering::SeqCst))
+        Arc::clone(&self.0)
     }
 }
 

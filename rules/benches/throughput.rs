@@ -34,8 +34,8 @@ use std::time::Instant;
 
 use serde_json::json;
 use vigil_model::reading::{
-    Brake, ControllerEvent, Direction, Door, ElevatorMode, ElevatorSample, FillResult,
-    FillingRecord, Limit, Power, RideSample, RideState, VideoEvent, VideoKind,
+    Brake, ControllerEvent, Direction, Door, ElevatorSample, FillResult, FillingRecord, Power,
+    RideSample, RideState, VideoEvent, VideoKind,
 };
 use vigil_model::{
     Alarm, AlarmId, Binding, DeviceContext, DeviceId, EpochMs, EquipmentId, OwnerId, Payload,
@@ -143,19 +143,10 @@ fn elevator(i: usize, r: u64, rng: &mut Rng) -> ElevatorSample {
     let floor = ((r / 12 + i as u64) % 20) as i16;
     let mut s = ElevatorSample {
         floor,
-        direction: Direction::Stop,
-        speed_mps: 0.0,
-        door: Door::Closed,
-        leveled: true,
         occupied: phase < 8,
-        mode: ElevatorMode::Normal,
-        safety_circuit: true,
-        door_lock: true,
-        alarm_button: false,
-        power: Power::Mains,
-        limit: Limit::None,
         run_count: Some(r),
         load_pct: Some(40.0 + (rng.below(80)) as f32),
+        ..ElevatorSample::idle()
     };
     match phase {
         0..=4 => {

@@ -155,8 +155,7 @@ async fn list_alarms(
     } else {
         let query = StoredAlarms {
             filter,
-            within: grant.regions().map(<[Region]>::to_vec),
-            owner: grant.owner().cloned(),
+            grant,
             alarm_id: None,
             limit,
         };
@@ -468,11 +467,8 @@ async fn owner_risk(
         OwnerId::new(&id).map_err(|e| ApiError::bad_request("invalid_owner_id", e.to_string()))?;
     let not_found = || ApiError::not_found(format!("no owner {id}"));
     let owner = state.registry.owner(&id).ok_or_else(not_found)?;
-    let visible = match &principal {
-        Principal::Owner { owner_id } => *owner_id == id,
-        other => other.sees_region(&owner.region),
-    };
-    if !visible {
+    // An owner by its registered region (docs/risk.md).
+    if !principal.grant().sees(&id, &owner.region) {
         return Err(not_found());
     }
     let owner_sql = format!(

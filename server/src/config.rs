@@ -69,11 +69,13 @@ pub struct TokenConfig {
     pub max_ttl_days: u64,
 }
 
+// The registry's token policy holds the defaults.
 impl Default for TokenConfig {
     fn default() -> Self {
+        let p = vigil_registry::TokenPolicy::default();
         Self {
-            default_ttl_days: 90,
-            max_ttl_days: 365,
+            default_ttl_days: p.default_ttl.as_secs() / 86_400,
+            max_ttl_days: p.max_ttl.as_secs() / 86_400,
         }
     }
 }
@@ -187,21 +189,24 @@ impl EngineConfig {
     }
 }
 
+// The SQL limits are the store's own defaults, written once there.
 impl Default for EngineConfig {
     fn default() -> Self {
+        let q = vigil_storage::QueryOptions::default();
+        let l = vigil_storage::SqlLimits::default();
         Self {
             rule_shards: 2,
             tick_ms: 500,
             shard_queue: 8192,
-            sql_timeout_s: 30,
-            sql_max_rows: 100_000,
-            sql_max_answer_mib: 64,
-            sql_memory_mib: 1024,
-            sql_threads: 2,
-            sql_max_concurrent: 4,
-            sql_max_expr_depth: 256,
-            sql_max_plan_nodes: 500,
-            sql_max_query_kib: 256,
+            sql_timeout_s: q.timeout.as_secs(),
+            sql_max_rows: q.max_rows,
+            sql_max_answer_mib: q.max_bytes >> 20,
+            sql_memory_mib: l.memory_bytes >> 20,
+            sql_threads: l.threads,
+            sql_max_concurrent: l.max_concurrent,
+            sql_max_expr_depth: l.max_expr_depth,
+            sql_max_plan_nodes: l.max_plan_nodes,
+            sql_max_query_kib: l.max_query_bytes >> 10,
             registry_check_s: 60,
             registry_utc_offset_h: 8,
         }
@@ -347,7 +352,7 @@ impl Default for PostgresTuning {
         Self {
             schema: d.schema,
             role_prefix: d.role_prefix,
-            timescale: "auto".into(),
+            timescale: d.timescale.as_str().into(),
             queue_capacity: d.queue_capacity,
             batch_rows: d.batch_rows,
             batch_age_ms: d.batch_age.as_millis() as u64,
@@ -391,12 +396,12 @@ impl ServerConfig {
             "store must be \"embedded\" or a postgres:// URL, not {url:?}"
         );
         let p = &self.postgres;
-        let timescale = match p.timescale.as_str() {
-            "auto" => TimescaleMode::Auto,
-            "on" => TimescaleMode::On,
-            "off" => TimescaleMode::Off,
-            other => anyhow::bail!("postgres.timescale must be auto, on or off, not {other:?}"),
-        };
+        let timescale = TimescaleMode::parse(&p.timescale).ok_or_else(|| {
+            anyhow::anyhow!(
+                "postgres.timescale must be auto, on or off, not {:?}",
+                p.timescale
+            )
+        })?;
         Ok(Some(PostgresConfig {
             url: url.to_owned(),
             schema: p.schema.clone(),
@@ -424,7 +429,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("vigil-data"),
-            mqtt_addr: "127.0.0.1:1883".parse().expect("valid literal"),
+            mqtt_addr: vigil_ingest::IngestConfig::default().mqtt_addr,
             mqtts_addr: None,
             http_addr: "127.0.0.1:8080".parse().expect("valid literal"),
             admin_token: None,

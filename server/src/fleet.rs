@@ -20,7 +20,7 @@ use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use vigil_model::{Alarm, EpochMs, EquipmentId, OwnerId, Region, Severity};
+use vigil_model::{Alarm, Category, EpochMs, EquipmentId, OwnerId, Region, Severity, Stream};
 use vigil_registry::api::ApiError;
 use vigil_registry::auth::Principal;
 use vigil_registry::types::FILLING_STATION_CATEGORY;
@@ -116,17 +116,12 @@ impl FleetQuery {
     fn category(&self) -> Result<Option<&str>, ApiError> {
         match self.category.as_deref() {
             None | Some("") => Ok(None),
-            Some(c)
-                if vigil_registry::Category::parse(c).is_some()
-                    || c == FILLING_STATION_CATEGORY =>
-            {
-                Ok(Some(c))
-            }
+            Some(c) if Category::parse(c).is_some() || c == FILLING_STATION_CATEGORY => Ok(Some(c)),
             Some(c) => Err(ApiError::bad_request(
                 "invalid_category",
                 format!(
                     "category {c:?} is not one of {}, {FILLING_STATION_CATEGORY}",
-                    vigil_registry::Category::WORDS.join(", ")
+                    Category::WORDS.join(", ")
                 ),
             )),
         }
@@ -136,8 +131,7 @@ impl FleetQuery {
 /// SQL condition for rows of tables with `region` and `owner_id` that the
 /// caller may see, narrowed to `region` if given.
 fn scope_sql(principal: &Principal, region: Option<&Region>) -> String {
-    let grant = principal.grant();
-    let mut all: Vec<String> = vigil_storage::scope_condition(grant.regions(), grant.owner())
+    let mut all: Vec<String> = vigil_storage::scope_condition(principal.grant())
         .into_iter()
         .collect();
     if let Some(r) = region {
@@ -543,21 +537,24 @@ struct ReadingsQuery {
 
 /// Where a category's readings are, and the columns a chart needs.
 fn readings_table(category: &str) -> Option<(&'static str, &'static str)> {
-    match category {
-        "elevator" | "escalator" => Some((
-            "elevator_readings",
-            "ts, seq, floor, direction, speed_mps, door, leveled, occupied, mode, load_pct, run_count",
-        )),
-        "amusement_ride" | "passenger_ropeway" => Some((
-            "ride_readings",
-            "ts, seq, state, speed_mps, wind_mps, vibration_mm_s, passengers, brake, restraints_locked",
-        )),
-        FILLING_STATION_CATEGORY => Some((
-            "filling_records",
-            "ts, seq, cylinder_code, operator_id, medium, tare_kg, net_kg, pressure_mpa, temp_c, result",
-        )),
-        _ => None,
-    }
+    let stream = match Category::parse(category) {
+        Some(c) => c.sample_stream()?,
+        None if category == FILLING_STATION_CATEGORY => Stream::Filling,
+        None => return None,
+    };
+    let columns = match stream {
+        Stream::Elevator => {
+            "ts, seq, floor, direction, speed_mps, door, leveled, occupied, mode, load_pct, run_count"
+        }
+        Stream::Ride => {
+            "ts, seq, state, speed_mps, wind_mps, vibration_mm_s, passengers, brake, restraints_locked"
+        }
+        Stream::Filling => {
+            "ts, seq, cylinder_code, operator_id, medium, tare_kg, net_kg, pressure_mpa, temp_c, result"
+        }
+        Stream::Video | Stream::Event => return None,
+    };
+    Some((vigil_storage::readings_table(stream), columns))
 }
 
 /// `GET /equipment/{id}/readings?minutes=60&limit=1000`: the unit's recent

@@ -17,9 +17,14 @@
 //!   registry facts; `registry_tables`: the registry's SQL tables kept fresh.
 //! - `config`: the plain-data `ServerConfig` (the `vigil` binary loads it);
 //!   `metrics`, `data_dir`: Prometheus metrics, the data directory.
+//! - `fuzz_sql` (tests only): `POST /api/v1/sql` fuzzed through a running
+//!   engine (hostile bodies and headers, grammar-generated SQL).
 //!
-//! The public API is small: `ServerConfig` and its sections, `Engine`, the
-//! HTTP `router`, and `AppState` for what the demo and the bench watch.
+//! The public API is small: `ServerConfig` and its sections (plain data),
+//! `Engine` (`start`, its addresses, `shutdown`), the HTTP `router`,
+//! `load_rules` and `parse_listen_addr` for the CLI, and `AppState`, an
+//! opaque read-only window (accessor methods, no public fields) for what
+//! the demo and the bench watch.
 
 mod alarms;
 mod api;
@@ -44,8 +49,8 @@ mod webhooks;
 
 pub use api::router;
 pub use config::{
-    DeliveryConfig, EmbeddedTuning, EngineConfig, IngestTuning, MQTTS_PORT, PostgresTuning,
-    ServerConfig, TlsTuning, TokenConfig, parse_listen_addr,
+    DeliveryConfig, EmbeddedTuning, EngineConfig, IngestTuning, PostgresTuning, ServerConfig,
+    TlsTuning, TokenConfig, parse_listen_addr,
 };
 pub use console::ConsoleConfig;
 pub use engine::{Clock, Engine, system_clock};

@@ -207,7 +207,7 @@ pub use vigil_storage::lit;
 pub async fn stored_alarms(
     store: &dyn Store,
     opts: &QueryOptions,
-    query: &AlarmQuery,
+    query: &AlarmQuery<'_>,
 ) -> Result<Vec<Alarm>, ApiError> {
     // A time the store cannot take is the caller's mistake, said as such.
     if let Some(since) = query.filter.since {

@@ -86,34 +86,82 @@ impl RuleSource {
     }
 }
 
-/// What the HTTP API and the demo share with the running engine.
+/// What the HTTP API and the engine's tasks share. Outside the crate it
+/// is a window on the running engine for the demo and the bench: the
+/// methods below, read only.
 pub struct AppState {
-    pub registry: Arc<Registry>,
-    pub store: Arc<dyn Store>,
-    pub board: Arc<AlarmBoard>,
-    pub shards: Shards,
-    pub metrics: prometheus::Registry,
-    pub engine_metrics: EngineMetrics,
-    pub sql: QueryOptions,
-    pub clock: Clock,
-    pub liveness: Arc<Liveness>,
-    pub registry_sync: Arc<RegistrySync>,
-    pub ingest_stats: Arc<dyn Fn() -> vigil_ingest::IngestStats + Send + Sync>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) board: Arc<AlarmBoard>,
+    pub(crate) shards: Shards,
+    pub(crate) metrics: prometheus::Registry,
+    pub(crate) engine_metrics: EngineMetrics,
+    pub(crate) sql: QueryOptions,
+    pub(crate) clock: Clock,
+    pub(crate) liveness: Arc<Liveness>,
+    pub(crate) registry_sync: Arc<RegistrySync>,
+    pub(crate) ingest_stats: Arc<dyn Fn() -> vigil_ingest::IngestStats + Send + Sync>,
     /// `Err` while ingest cannot take messages (for `/readyz`).
-    pub ingest_health: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    pub(crate) ingest_health: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
     /// Closes live MQTT sessions by identity.
-    pub mqtt_sessions: vigil_ingest::SessionControl,
+    pub(crate) mqtt_sessions: vigil_ingest::SessionControl,
     /// The device CA (certificate endpoints).
-    pub pki: Arc<crate::certs::Pki>,
+    pub(crate) pki: Arc<crate::certs::Pki>,
     /// The running rule configuration (rule replay starts from it) and
     /// where it is re-read from.
-    pub rules: RuleSource,
+    pub(crate) rules: RuleSource,
     /// Flips to true when the engine stops; long-lived responses (SSE) end.
-    pub stopping: watch::Receiver<bool>,
+    pub(crate) stopping: watch::Receiver<bool>,
     /// The registry's dates are days at this UTC offset.
-    pub registry_offset: chrono::FixedOffset,
+    pub(crate) registry_offset: chrono::FixedOffset,
     /// The browser console at `/` (server/src/console.rs).
-    pub console: crate::console::ConsoleConfig,
+    pub(crate) console: crate::console::ConsoleConfig,
+}
+
+impl AppState {
+    /// The registry (the demo imports its fleet through it).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The store (benches flush it and count what it holds).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Ingest's counters since start.
+    pub fn ingest_stats(&self) -> vigil_ingest::IngestStats {
+        (self.ingest_stats)()
+    }
+
+    /// Every alarm change from now on, as the live feed carries it.
+    pub fn alarm_feed(&self) -> tokio::sync::broadcast::Receiver<Arc<Alarm>> {
+        self.board.subscribe()
+    }
+
+    /// The open alarms.
+    pub fn open_alarms(&self) -> Vec<Alarm> {
+        self.board.open_alarms(&Default::default())
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.board.open_count()
+    }
+
+    /// The engine's time (its clock), epoch ms.
+    pub fn now(&self) -> EpochMs {
+        (self.clock)()
+    }
+
+    /// When `device` was last heard from.
+    pub fn last_heard(&self, device: &DeviceId) -> Option<EpochMs> {
+        self.liveness.last_heard(device)
+    }
+
+    /// Devices with a live MQTT session.
+    pub fn mqtt_devices(&self) -> usize {
+        self.mqtt_sessions.counts().0
+    }
 }
 
 /// Last time each device was heard from, for "devices online".

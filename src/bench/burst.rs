@@ -284,14 +284,15 @@ async fn engine(
     let engine = Engine::start(config, system_clock()).await?;
     let report = engine
         .state()
-        .registry
+        .registry()
         .import(serde_json::from_value(fleet.import_doc())?)?;
     let secrets: std::collections::HashMap<String, String> = report
         .devices
         .into_iter()
         .map(|d| (d.device_id.to_string(), d.secret))
         .collect();
-    let stats = engine.state().ingest_stats.clone();
+    let state = std::sync::Arc::clone(engine.state());
+    let stats = || state.ingest_stats();
     let started = Instant::now();
     let pubs = publishers(engine.mqtt_addr().port(), ids, files, |id| {
         secrets.get(id).cloned()
@@ -302,7 +303,7 @@ async fn engine(
     while stats().accepted < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    engine.state().store.flush().await?;
+    engine.state().store().flush().await?;
     let seconds = started.elapsed().as_secs_f64();
     let s = stats();
     let stored = s.accepted;

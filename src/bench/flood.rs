@@ -88,7 +88,7 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
     let engine = Engine::start(config, system_clock()).await?;
     let report = engine
         .state()
-        .registry
+        .registry()
         .import(serde_json::from_value(fleet.import_doc())?)?;
     let secrets: std::collections::HashMap<String, String> = report
         .devices
@@ -154,10 +154,10 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
     let _ = flood.wait();
     let _ = feeder.join();
 
-    let stats = (engine.state().ingest_stats)();
+    let stats = engine.state().ingest_stats();
     let taken = engine
         .state()
-        .store
+        .store()
         .query(
             &format!("SELECT count(*) AS n FROM device_events WHERE device_id = '{flooder}'"),
             &Default::default(),

@@ -27,7 +27,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use vigil_model::reading::{Direction, Door, ElevatorMode, ElevatorSample, Limit, Power};
+use vigil_model::reading::ElevatorSample;
 use vigil_model::{Binding, DeviceId, EquipmentId, OwnerId, Payload, Reading, Region};
 use vigil_storage::embedded::{EmbeddedConfig, EmbeddedStore};
 use vigil_storage::postgres::{PostgresConfig, PostgresStore, migrate_only};
@@ -126,7 +126,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An idle elevator sample of `device` at `seq`, acked.
+/// A moving elevator sample of `device` at `seq`, acked.
 fn write(device: &DeviceId, binding: &Binding, seq: u64, ts: i64) -> Write {
     let reading = Reading {
         device_id: device.clone(),
@@ -135,19 +135,10 @@ fn write(device: &DeviceId, binding: &Binding, seq: u64, ts: i64) -> Write {
         received_at: ts + 40,
         payload: Payload::Elevator(ElevatorSample {
             floor: (seq % 30) as i16,
-            direction: Direction::Up,
             speed_mps: 1.75,
-            door: Door::Closed,
-            leveled: false,
-            occupied: true,
-            mode: ElevatorMode::Normal,
-            safety_circuit: true,
-            door_lock: true,
-            alarm_button: false,
-            power: Power::Mains,
-            limit: Limit::None,
             run_count: Some(100_000 + seq),
             load_pct: Some(40.0),
+            ..ElevatorSample::moving()
         }),
         extra: None,
     };

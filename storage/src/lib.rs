@@ -27,7 +27,9 @@
 //! the PostgreSQL backend's outage log), `reference` (registry tables to
 //! Arrow), `read` (the typed reads [`Store::alarms`] and [`Store::readings`],
 //! and the one decoder of stored alarms), `limits` (what is done to people's
-//! SQL: [`SqlLimits`]), `record` (what goes in and comes back) and `seqs`.
+//! SQL: [`SqlLimits`]), `record` (what goes in and comes back), `seqs`, and
+//! `error` ([`StoreError`], saying whether a retry can help); `testdata`
+//! holds the unit tests' shared records.
 
 pub mod embedded;
 mod error;

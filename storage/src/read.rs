@@ -10,26 +10,36 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType, UInt32Type};
 use serde_json::{Map, Value};
 use vigil_model::{
-    Alarm, AlarmFilter, AlarmId, AlarmState, DeviceId, EpochMs, EquipmentId, OwnerId, Payload,
-    Reading, Region, RuleId, Severity, Stream,
+    Alarm, AlarmFilter, AlarmId, AlarmState, DeviceId, EpochMs, EquipmentId, Grant, OwnerId,
+    Payload, Reading, Region, RuleId, Severity, Stream,
 };
 
 use crate::StoreError;
 use crate::schema::Table;
 
 /// Which stored alarms (latest version of each) a reader may see and asked for.
-#[derive(Debug, Clone, Default)]
-pub struct AlarmQuery {
+#[derive(Debug, Clone)]
+pub struct AlarmQuery<'a> {
     /// What the reader asked for.
     pub filter: AlarmFilter,
-    /// The reader's grant: `Some` limits the answer to these regions.
-    pub within: Option<Vec<Region>>,
-    /// An owner sees only their own equipment's alarms.
-    pub owner: Option<OwnerId>,
+    /// What the reader may see (the one access rule, in SQL).
+    pub grant: Grant<'a>,
     /// One alarm by id.
     pub alarm_id: Option<AlarmId>,
     /// At most this many, newest change first.
     pub limit: usize,
+}
+
+/// Everything, at most 1000: narrow it with `..AlarmQuery::default()`.
+impl Default for AlarmQuery<'_> {
+    fn default() -> Self {
+        AlarmQuery {
+            filter: AlarmFilter::default(),
+            grant: Grant::All,
+            alarm_id: None,
+            limit: 1000,
+        }
+    }
 }
 
 /// A SQL string literal (quotes doubled): the same on both backends.
@@ -59,19 +69,13 @@ pub fn region_condition(regions: &[Region]) -> String {
     }
 }
 
-/// SQL form of a reader's grant over tables with `region` and `owner_id`
-/// (`vigil_model::Grant`: `regions` for a region-scoped reader, `owner` for
-/// an owner); `None` when it limits nothing.
-pub fn scope_condition(regions: Option<&[Region]>, owner: Option<&OwnerId>) -> Option<String> {
-    match (regions, owner) {
-        (None, None) => None,
-        (Some(r), None) => Some(region_condition(r)),
-        (None, Some(o)) => Some(format!("owner_id = {}", lit(o.as_str()))),
-        (Some(r), Some(o)) => Some(format!(
-            "{} AND owner_id = {}",
-            region_condition(r),
-            lit(o.as_str())
-        )),
+/// SQL form of [`Grant::sees`] over tables with `region` and `owner_id`;
+/// `None` when it limits nothing.
+pub fn scope_condition(grant: Grant<'_>) -> Option<String> {
+    match grant {
+        Grant::All => None,
+        Grant::Regions(r) => Some(region_condition(r)),
+        Grant::Owner(o) => Some(format!("owner_id = {}", lit(o.as_str()))),
     }
 }
 
@@ -88,7 +92,7 @@ pub(crate) fn alarms_sql(q: &AlarmQuery) -> Result<String, StoreError> {
     if let Some(id) = &q.alarm_id {
         conditions.push(format!("alarm_id = {}", lit(id.as_str())));
     }
-    conditions.extend(scope_condition(q.within.as_deref(), q.owner.as_ref()));
+    conditions.extend(scope_condition(q.grant));
     let f = &q.filter;
     if let Some(regions) = &f.regions {
         conditions.push(region_condition(regions));
@@ -359,13 +363,14 @@ mod tests {
 
     #[test]
     fn alarm_filter_becomes_conditions_with_quoted_values() {
+        let city = [Region::new("440700").unwrap()];
         let q = AlarmQuery {
             filter: AlarmFilter {
                 states: Some(vec![AlarmState::Active]),
                 category: Some("it's".into()),
                 ..AlarmFilter::default()
             },
-            within: Some(vec![Region::new("440700").unwrap()]),
+            grant: Grant::Regions(&city),
             limit: 5,
             ..AlarmQuery::default()
         };
@@ -375,7 +380,7 @@ mod tests {
         assert!(sql.contains("category = 'it''s'"), "{sql}");
         assert!(sql.ends_with("LIMIT 5"), "{sql}");
         let none = AlarmQuery {
-            within: Some(Vec::new()),
+            grant: Grant::Regions(&[]),
             ..AlarmQuery::default()
         };
         assert!(alarms_sql(&none).unwrap().contains("WHERE FALSE"));

@@ -1,7 +1,9 @@
 //! The typed reads (`Store::alarms`, `Store::readings`) on any backend:
 //! what was written comes back as the same values, filtered as asked.
 
-use vigil_model::{Alarm, AlarmFilter, AlarmId, AlarmState, OwnerId, Reading, Region, Stream};
+use vigil_model::{
+    Alarm, AlarmFilter, AlarmId, AlarmState, Grant, OwnerId, Reading, Region, Stream,
+};
 use vigil_storage::{AlarmQuery, QueryOptions, Record, Store, Write};
 
 use crate::fixtures::{T0, Tokens, alarm, one_of_each, take_tokens, ws};
@@ -53,7 +55,7 @@ pub async fn check(store: &dyn Store, tokens: &mut Tokens) {
     expected.sort_by_key(|a| std::cmp::Reverse(a.updated_at));
     assert_eq!(store.alarms(&all, &opts).await.unwrap(), expected);
 
-    let ask = |q: AlarmQuery| async move {
+    let ask = |q| async move {
         let found = store.alarms(&q, &QueryOptions::default()).await.unwrap();
         found
             .into_iter()
@@ -69,14 +71,16 @@ pub async fn check(store: &dyn Store, tokens: &mut Tokens) {
         ..AlarmQuery::default()
     };
     assert_eq!(ask(cleared).await, ["alarm-3"]);
+    let guangzhou_region = [Region::new("440100").unwrap()];
     let guangzhou = AlarmQuery {
-        within: Some(vec![Region::new("440100").unwrap()]),
+        grant: Grant::Regions(&guangzhou_region),
         limit: 10,
         ..AlarmQuery::default()
     };
     assert_eq!(ask(guangzhou).await, ["alarm-2"]);
+    let own1_id = OwnerId::new("OWN1").unwrap();
     let own1 = AlarmQuery {
-        owner: Some(OwnerId::new("OWN1").unwrap()),
+        grant: Grant::Owner(&own1_id),
         limit: 10,
         ..AlarmQuery::default()
     };

@@ -11,6 +11,7 @@ pub fn store_url() -> Option<String> {
 
 mod bad_input;
 mod bench;
+mod bench_compare;
 mod bench_registry;
 mod browser;
 mod burst;

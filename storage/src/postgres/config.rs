@@ -6,17 +6,19 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Whether to use TimescaleDB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum TimescaleMode {
-    /// Use it when `pg_available_extensions` lists it.
-    #[default]
-    Auto,
-    /// Require it: opening fails without it.
-    On,
-    /// Plain PostgreSQL even where TimescaleDB is available.
-    Off,
+vigil_model::word_enum!(
+    /// Whether to use TimescaleDB: `auto` uses it when
+    /// `pg_available_extensions` lists it, `on` requires it (opening fails
+    /// without it), `off` keeps plain PostgreSQL even where it is available.
+    TimescaleMode { Auto = "auto", On = "on", Off = "off" }
+);
+
+// `word_enum!` writes the enum, so `#[default]` cannot be put on a variant.
+#[allow(clippy::derivable_impls)]
+impl Default for TimescaleMode {
+    fn default() -> Self {
+        TimescaleMode::Auto
+    }
 }
 
 /// Where the store connects, how it batches, and what TimescaleDB keeps.
@@ -77,7 +79,7 @@ impl Default for PostgresConfig {
             batch_rows: 8_192,
             batch_age: Duration::from_millis(100),
             max_backlog_batches: 16,
-            timescale: TimescaleMode::Auto,
+            timescale: TimescaleMode::default(),
             compress_after_days: 7,
             retention_days: 0,
             close_timeout: Duration::from_secs(30),
