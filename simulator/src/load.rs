@@ -700,6 +700,15 @@ impl LoadClient {
                         return out;
                     }
                 }
+                // A slow client (period longer than the run) stops on time too.
+                _ = tokio::time::sleep_until(end), if sending => {
+                    sending = false;
+                    out.held = true;
+                    drain_end = Some(Instant::now() + self.drain);
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
                 _ = sleep_until_opt(drain_end) => break,
             }
         }

@@ -67,6 +67,11 @@ pub struct LoadArgs {
     /// then, so that several load processes send together.
     #[arg(long)]
     pub start_at_ms: Option<u64>,
+    /// Seconds for every client to connect and have its warm-up reading
+    /// acked [default: 60 + connections / connect-per-s, longer than the
+    /// engine's default gap grace].
+    #[arg(long)]
+    pub ready_timeout_s: Option<f64>,
 }
 
 /// `--ack`.
@@ -79,6 +84,10 @@ pub enum Ack {
 pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
     let l = &args.load;
     anyhow::ensure!(l.connections > 0, "--connections must be positive");
+    anyhow::ensure!(
+        l.ready_timeout_s.is_none_or(|s| s.is_finite() && s > 0.0),
+        "--ready-timeout-s must be a positive number of seconds"
+    );
     anyhow::ensure!(
         l.rate.is_finite() && l.rate > 0.0,
         "--rate must be a positive number of readings per second"
@@ -143,9 +152,9 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
         drain: Duration::from_secs(l.drain_s),
         sources,
         connect_per_s: l.connect_per_s,
-        connect_timeout: Duration::from_secs_f64(
-            60.0 + l.connections as f64 / l.connect_per_s.max(1.0),
-        ),
+        connect_timeout: Duration::from_secs_f64(l.ready_timeout_s.unwrap_or_else(|| {
+            60.0 + l.connections as f64 / l.connect_per_s.max(1.0)
+        })),
         ack: match l.ack {
             Ack::Topic => AckMode::Topic,
             Ack::Puback => AckMode::PubAck,
