@@ -72,7 +72,12 @@ pub struct IngestArgs {
     pub drain_s: u64,
     /// The brokers to measure (Vigil's alarm latency needs `vigil`; the
     /// ratios need it and their baseline).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "mosquitto,rumqttd,vigil")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "mosquitto,rumqttd,vigil"
+    )]
     pub brokers: Vec<Broker>,
     /// Overspeed alarms to time at half of Vigil's ceiling.
     #[arg(long, default_value_t = 1000)]
@@ -410,8 +415,9 @@ async fn ceiling(args: &IngestArgs, target: &Target, ack: &'static str) -> anyho
         }
         break;
     }
-    let (ceiling_per_s, ceiling_offered_per_s) =
-        good.map_or((0.0, 0.0), |i| (steps[i].acked_per_s, steps[i].offered_per_s));
+    let (ceiling_per_s, ceiling_offered_per_s) = good.map_or((0.0, 0.0), |i| {
+        (steps[i].acked_per_s, steps[i].offered_per_s)
+    });
     eprintln!("  ceiling {ceiling_per_s:.0}/s ({limited_by})");
     Ok(Ceiling {
         ceiling_per_s,
@@ -469,7 +475,10 @@ async fn load_step(
         cmd.args(["sim", "--load", "--json", "-"])
             .args(["--mqtt", &target.mqtt.to_string()])
             .args(["--connections", &connections.to_string()])
-            .args(["--rate", &(f64::from(rate) * connections as f64 / args.connections as f64).to_string()])
+            .args([
+                "--rate",
+                &(f64::from(rate) * connections as f64 / args.connections as f64).to_string(),
+            ])
             .args(["--duration-s", &seconds.to_string()])
             .args(["--drain-s", &args.drain_s.to_string()])
             .args(["--start-at-ms", &start_at.to_string()])
@@ -510,8 +519,18 @@ async fn load_step(
         (Some(r), Some(before)) => Some(r.load(Ordering::Relaxed) - before),
         _ => None,
     };
-    let sum = |k: &str| reports.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
-    let sum_f = |k: &str| reports.iter().map(|r| r[k].as_f64().unwrap_or(0.0)).sum::<f64>();
+    let sum = |k: &str| {
+        reports
+            .iter()
+            .map(|r| r[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let sum_f = |k: &str| {
+        reports
+            .iter()
+            .map(|r| r[k].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+    };
     let worst = |k: &str| {
         reports
             .iter()
@@ -623,7 +642,14 @@ impl Mosquitto {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let sub = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-i", "relay-sink"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-i",
+                "relay-sink",
+            ])
             .args(["-t", "/tenants/#", "-q", "1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -633,7 +659,8 @@ impl Mosquitto {
             Err(e) => {
                 let _ = broker.kill();
                 let _ = broker.wait();
-                return Err(e).context("cannot run mosquitto_sub (apt-get install mosquitto-clients)");
+                return Err(e)
+                    .context("cannot run mosquitto_sub (apt-get install mosquitto-clients)");
             }
         };
         let out = sub.stdout.take().context("no stdout")?;
@@ -829,7 +856,11 @@ async fn time_probes(
 
 /// Reads the SSE alarm feed, reporting each overspeed alarm's device and
 /// when its event was read.
-async fn follow_sse(url: String, token: String, tx: mpsc::UnboundedSender<(Feed, Instant, String)>) {
+async fn follow_sse(
+    url: String,
+    token: String,
+    tx: mpsc::UnboundedSender<(Feed, Instant, String)>,
+) {
     let response = reqwest::Client::new()
         .get(url)
         .bearer_auth(token)

@@ -152,9 +152,10 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
         drain: Duration::from_secs(l.drain_s),
         sources,
         connect_per_s: l.connect_per_s,
-        connect_timeout: Duration::from_secs_f64(l.ready_timeout_s.unwrap_or_else(|| {
-            60.0 + l.connections as f64 / l.connect_per_s.max(1.0)
-        })),
+        connect_timeout: Duration::from_secs_f64(
+            l.ready_timeout_s
+                .unwrap_or_else(|| 60.0 + l.connections as f64 / l.connect_per_s.max(1.0)),
+        ),
         ack: match l.ack {
             Ack::Topic => AckMode::Topic,
             Ack::Puback => AckMode::PubAck,
