@@ -804,11 +804,14 @@ async fn time_probes(
             }
         })
         .await;
-        anyhow::ensure!(
-            matches!(connected, Ok(Ok(()))),
-            "probe device {id} could not connect"
-        );
-        let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+        if !matches!(connected, Ok(Ok(()))) {
+            // Counted as missed on both feeds; the next probe goes on.
+            tracing::warn!(device = %id, "A probe device could not connect.");
+            missed_sse += 1;
+            missed_mqtt += 1;
+            continue;
+        }
+        let mut pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
         let sample = json!({
             "seq": 1, "ts": chrono::Utc::now().timestamp_millis(), "floor": 1, "direction": "up",
             "speed_mps": 9.0, "door": "closed", "leveled": false, "occupied": true, "mode": "normal",
@@ -848,8 +851,15 @@ async fn time_probes(
             Some(d) => feed.push(d),
             None => missed_mqtt += 1,
         }
+        // Let the DISCONNECT go out, so the engine does not hold a
+        // thousand half-dead probe sessions until their keep-alive runs out.
         let _ = client.disconnect().await;
-        pump.abort();
+        if tokio::time::timeout(Duration::from_secs(1), &mut pump)
+            .await
+            .is_err()
+        {
+            pump.abort();
+        }
     }
     Ok((sse, feed, missed_sse, missed_mqtt))
 }
