@@ -23,16 +23,25 @@
 //! `vigil bench sql` ([`sql`]) and `vigil bench store` ([`store`]) measure
 //! analysts' SQL against DuckDB and the stores' writes against the disk and
 //! `psql \copy`, each with `--json FILE`.
+//!
+//! `vigil bench ingest` ([`ingest`]) finds the ceiling this default mode
+//! cannot: the load in separate processes, the offered rate raised until
+//! acks fall behind, against Mosquitto and this bare rumqttd in the same
+//! run, and alarm latency to SSE and the MQTT feed at half of it. This
+//! default mode stays as it was (fixed rates, load in this process).
+//! Every mode takes `--json FILE`.
 
 mod burst;
 mod compare;
 mod flood;
+mod ingest;
 mod registry;
 mod sql;
 mod store;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -74,6 +83,9 @@ pub struct BenchArgs {
     /// Background load (readings/s) while alarms are timed.
     #[arg(long, default_value_t = 2500)]
     pub probe_load: u32,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +94,11 @@ pub enum BenchCommand {
     /// into the engine, against a Mosquitto relay of the same burst:
     /// stored/s, relayed/s, and how many PUBACKed messages were lost.
     Burst(burst::BurstArgs),
+    /// The ingest ceiling: load from separate `vigil sim --load` processes,
+    /// raised until acks fall behind, on Vigil, Mosquitto and a bare
+    /// rumqttd in the same run; then alarm latency to SSE and the MQTT feed
+    /// at half of Vigil's ceiling (docs/benchmarks.md).
+    Ingest(ingest::IngestArgs),
     /// A well-behaved device's ack latency alone and while another device
     /// floods QoS 0 as fast as it can.
     Flood(flood::FloodArgs),
@@ -162,6 +179,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchCommand::Registry(a)) => return registry::run(a).await,
         Some(BenchCommand::Burst(burst)) => return burst::run(burst).await,
         Some(BenchCommand::Flood(flood)) => return flood::run(flood).await,
+        Some(BenchCommand::Ingest(a)) => return ingest::run(a).await,
         None => {}
     }
     anyhow::ensure!(
@@ -245,7 +263,54 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     engine.shutdown().await?;
 
     print_report(&args, &baseline, &vigil, &echo_rtt, &under_load, &latencies);
-    Ok(())
+    write_json(
+        args.json.as_deref(),
+        &json_report(&args, &baseline, &vigil, &echo_rtt, &under_load, &latencies),
+    )
+}
+
+/// The default mode's figures as JSON: the same as the printed tables.
+fn json_report(
+    args: &BenchArgs,
+    baseline: &[Step],
+    vigil: &[Step],
+    echo_rtt: &Step,
+    under_load: &LoadReport,
+    latencies: &[Duration],
+) -> Value {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    let steps: Vec<Value> = baseline
+        .iter()
+        .zip(vigil)
+        .map(|(b, v)| {
+            json!({
+                "offered_per_s": v.offered,
+                "baseline_acked_per_s": b.acked_per_s(),
+                "vigil_acked_per_s": v.acked_per_s(),
+                "ratio": v.acked_per_s() / b.acked_per_s(),
+                "vigil_acked_share": v.acked_share(),
+                "vigil": v.report,
+                "baseline": b.report,
+            })
+        })
+        .collect();
+    json!({
+        "machine": machine(),
+        "devices": args.devices,
+        "step_s": args.step_s,
+        "steps": steps,
+        "alarm_latency": {
+            "probes": sorted.len(),
+            "probe_load_per_s": args.probe_load,
+            "sse_ms_p50": percentile(&sorted, 0.5),
+            "sse_ms_p90": percentile(&sorted, 0.9),
+            "sse_ms_p99": percentile(&sorted, 0.99),
+            "sse_ms_max": percentile(&sorted, 1.0),
+            "vigil_ack": under_load,
+            "baseline_ack": echo_rtt.report,
+        },
+    })
 }
 
 async fn step(

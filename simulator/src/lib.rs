@@ -48,6 +48,6 @@ mod wire;
 pub use elevator::FaultKind;
 pub use error::SimError;
 pub use fleet::{Fleet, FleetConfig, PlannedFault};
-pub use load::{LoadConfig, LoadErrors, LoadReport, load};
+pub use load::{AckMode, LoadConfig, LoadErrors, LoadReport, load};
 pub use machine::{Emitted, Machine, MachineKind};
 pub use run::{SimSnapshot, SimStats, run};

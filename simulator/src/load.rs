@@ -14,12 +14,17 @@
 //! smooth), stops after `duration`, and then waits up to `drain` for the
 //! last acks. An unpaced QoS 1 run would measure queue growth, not
 //! throughput (architecture.md), hence the pacing.
+//!
+//! What counts as the ack is [`AckMode`]: Vigil's `{"seq": N}` on the
+//! device's ack topic (written after the reading is durable), or the
+//! broker's QoS 1 PUBACK, for brokers that only relay (Mosquitto). Several
+//! load processes start sending together at [`LoadConfig::start_at`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe};
@@ -67,6 +72,25 @@ pub struct LoadConfig {
     /// longer than the engine's default gap grace (30 s), which a warm-up
     /// whose seq jumps over an earlier run's waits out.
     pub connect_timeout: Duration,
+    /// What counts as a message's ack.
+    pub ack: AckMode,
+    /// Start sending at this wall-clock time if every client is ready by
+    /// then (several load processes start together); otherwise as soon as
+    /// they are.
+    pub start_at: Option<SystemTime>,
+}
+
+/// What acknowledges a published message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// Vigil's ack message (`{"seq": N}` on `/tenants/{id}/v1/ack`), which
+    /// covers every seq up to N once it is durable.
+    #[default]
+    Topic,
+    /// The broker's QoS 1 PUBACK of the very publish: all a relaying
+    /// broker promises. No ack topic is subscribed.
+    PubAck,
 }
 
 impl Default for LoadConfig {
@@ -79,6 +103,8 @@ impl Default for LoadConfig {
             sources: Vec::new(),
             connect_per_s: 0.0,
             connect_timeout: Duration::from_secs(60),
+            ack: AckMode::Topic,
+            start_at: None,
         }
     }
 }
@@ -108,6 +134,7 @@ impl LoadErrors {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LoadReport {
     pub devices: usize,
+    pub ack: AckMode,
     /// `devices` × `rate_hz`: the messages per second asked for.
     pub offered_per_s: f64,
     /// Clients connected, with their warm-up message acked, when sending started.
@@ -219,6 +246,7 @@ pub async fn load(
             phase: period.mul_f64(i as f64 / cfg.devices as f64),
             duration: cfg.duration,
             drain: cfg.drain,
+            ack: cfg.ack,
             counters: counters.clone(),
         };
         // Pace the connections, as a fleet coming back after an outage would.
@@ -257,7 +285,11 @@ pub async fn load(
             "Not every load client connected in time; starting anyway."
         );
     }
-    let start = Instant::now() + Duration::from_millis(100);
+    let soonest = Instant::now() + Duration::from_millis(100);
+    let start = match cfg.start_at.map(|t| t.duration_since(SystemTime::now())) {
+        Some(Ok(wait)) => soonest.max(Instant::now() + wait),
+        _ => soonest,
+    };
     info!(
         devices = cfg.devices,
         connected,
@@ -300,6 +332,7 @@ pub async fn load(
     by_source.sort();
     let report = LoadReport {
         devices: cfg.devices,
+        ack: cfg.ack,
         offered_per_s: cfg.devices as f64 * cfg.rate_hz,
         connected,
         held,
@@ -347,6 +380,7 @@ struct LoadClient {
     phase: Duration,
     duration: Duration,
     drain: Duration,
+    ack: AckMode,
     counters: Arc<Counters>,
 }
 
@@ -398,15 +432,20 @@ impl Conn {
         self.pkid
     }
 
-    async fn publish(&mut self, topic: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+    async fn publish(&mut self, pkid: u16, topic: &str, bytes: Vec<u8>) -> std::io::Result<()> {
         let mut p = Publish::new(topic, QoS::AtLeastOnce, bytes);
-        p.pkid = self.next_pkid();
+        p.pkid = pkid;
         self.send(Packet::Publish(p)).await
     }
 
     /// Handles one packet from the broker: acks its QoS 1 publishes and
-    /// returns the ack watermark one carried, if any.
-    async fn handle(&mut self, p: Packet, ack_topic: &str) -> Result<Option<u64>, Failed> {
+    /// returns the ack it carried in `mode`, if any.
+    async fn handle(
+        &mut self,
+        p: Packet,
+        ack_topic: &str,
+        mode: AckMode,
+    ) -> Result<Option<Acked>, Failed> {
         match p {
             Packet::Publish(p) => {
                 if p.qos != QoS::AtMostOnce {
@@ -414,13 +453,62 @@ impl Conn {
                         .await
                         .map_err(|_| Failed::Connect)?;
                 }
-                Ok((p.topic == ack_topic)
-                    .then(|| wire::parse_ack(&p.payload))
+                Ok((mode == AckMode::Topic && p.topic == ack_topic)
+                    .then(|| wire::parse_ack(&p.payload).map(Acked::UpTo))
                     .flatten())
             }
+            Packet::PubAck(a) if mode == AckMode::PubAck => Ok(Some(Acked::Pkid(a.pkid))),
             Packet::Disconnect => Err(Failed::Connect),
             _ => Ok(None),
         }
+    }
+}
+
+/// An ack as the broker gave it.
+#[derive(Clone, Copy)]
+enum Acked {
+    /// Every seq up to this one (Vigil's watermark).
+    UpTo(u64),
+    /// The publish with this packet id (a PUBACK).
+    Pkid(u16),
+}
+
+/// Messages sent and not yet acked, oldest first: (seq, packet id, sent at).
+#[derive(Default)]
+struct Pending(VecDeque<(u64, u16, Instant)>);
+
+impl Pending {
+    /// Takes what `acked` covers off the list, with each one's latency.
+    fn settle(&mut self, acked: Acked, now: Instant, latencies_us: &mut Vec<u32>) {
+        let us = |sent: Instant| {
+            now.duration_since(sent)
+                .as_micros()
+                .min(u128::from(u32::MAX)) as u32
+        };
+        match acked {
+            Acked::UpTo(upto) => {
+                while let Some(&(seq, _, sent)) = self.0.front() {
+                    if seq > upto {
+                        break;
+                    }
+                    self.0.pop_front();
+                    latencies_us.push(us(sent));
+                }
+            }
+            // Brokers PUBACK in order, so the match is at the front; a
+            // stray or repeated PUBACK matches nothing and counts nothing.
+            Acked::Pkid(pkid) => {
+                if let Some(i) = self.0.iter().position(|&(_, p, _)| p == pkid)
+                    && let Some((_, _, sent)) = self.0.remove(i)
+                {
+                    latencies_us.push(us(sent));
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -463,6 +551,9 @@ impl LoadClient {
             Ok(Ok(Packet::ConnAck(_))) => return Err(Failed::Refused),
             Ok(Err(e)) => return Err(e),
             _ => return Err(Failed::Protocol),
+        }
+        if self.ack == AckMode::PubAck {
+            return Ok(conn);
         }
         let mut sub = Subscribe::new(wire::ack_topic(&self.id), QoS::AtLeastOnce);
         sub.pkid = conn.next_pkid();
@@ -517,17 +608,16 @@ impl LoadClient {
         let warm = async {
             let bytes = wire::encode(self.seq_base, now_ms(), &idle_sample(self.seq_base))
                 .map_err(|_| Failed::Protocol)?;
-            conn.publish(&topic, bytes)
+            let pkid = conn.next_pkid();
+            conn.publish(pkid, &topic, bytes)
                 .await
                 .map_err(|_| Failed::Connect)?;
             loop {
                 let p = conn.next().await?;
-                if conn
-                    .handle(p, &ack_topic)
-                    .await?
-                    .is_some_and(|s| s >= self.seq_base)
-                {
-                    return Ok::<(), Failed>(());
+                match conn.handle(p, &ack_topic, self.ack).await? {
+                    Some(Acked::UpTo(s)) if s >= self.seq_base => return Ok::<(), Failed>(()),
+                    Some(Acked::Pkid(p)) if p == pkid => return Ok(()),
+                    _ => {}
                 }
             }
         };
@@ -547,7 +637,7 @@ impl LoadClient {
         let end = start + self.duration;
         let mut ticks = interval_at(start + self.phase, self.period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
+        let mut pending = Pending::default();
         let mut seq = self.seq_base;
         let mut sending = true;
         let mut drain_end = None;
@@ -569,8 +659,9 @@ impl LoadClient {
                         continue;
                     };
                     // Recorded before publishing, so an ack can never overtake it.
-                    pending.push_back((seq, Instant::now()));
-                    if conn.publish(&topic, bytes).await.is_err() {
+                    let pkid = conn.next_pkid();
+                    pending.0.push_back((seq, pkid, Instant::now()));
+                    if conn.publish(pkid, &topic, bytes).await.is_err() {
                         self.counters.lost.fetch_add(1, Ordering::Relaxed);
                         return out;
                     }
@@ -590,20 +681,12 @@ impl LoadClient {
                                 return out;
                             }
                         };
-                        let Ok(acked) = conn.handle(p, &ack_topic).await else {
+                        let Ok(acked) = conn.handle(p, &ack_topic, self.ack).await else {
                             self.counters.lost.fetch_add(1, Ordering::Relaxed);
                             return out;
                         };
                         let Some(acked) = acked else { continue };
-                        let now = Instant::now();
-                        while let Some(&(s, sent_at)) = pending.front() {
-                            if s > acked {
-                                break;
-                            }
-                            pending.pop_front();
-                            let us = now.duration_since(sent_at).as_micros().min(u128::from(u32::MAX)) as u32;
-                            out.latencies_us.push(us);
-                        }
+                        pending.settle(acked, Instant::now(), &mut out.latencies_us);
                     }
                     if !sending && pending.is_empty() {
                         break;
@@ -615,6 +698,15 @@ impl LoadClient {
                     {
                         self.counters.lost.fetch_add(1, Ordering::Relaxed);
                         return out;
+                    }
+                }
+                // A slow client (period longer than the run) stops on time too.
+                _ = tokio::time::sleep_until(end), if sending => {
+                    sending = false;
+                    out.held = true;
+                    drain_end = Some(Instant::now() + self.drain);
+                    if pending.is_empty() {
+                        break;
                     }
                 }
                 _ = sleep_until_opt(drain_end) => break,

@@ -176,7 +176,7 @@ async fn wait_all(children: Vec<Child>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mosquitto_binary() -> &'static str {
+pub(super) fn mosquitto_binary() -> &'static str {
     if Path::new("/usr/sbin/mosquitto").exists() {
         "/usr/sbin/mosquitto"
     } else {

@@ -2,6 +2,11 @@
 //! running engine, at a paced rate, with publish→ack latency percentiles
 //! and errors (`vigil_simulator::load`). Its own devices are imported into
 //! the engine's registry first (ids tagged with the run), in chunks.
+//!
+//! Against another broker (`--no-registry`, `--ack puback`: Mosquitto, a
+//! bare rumqttd) nothing is imported and the clients log in with their ids
+//! and an empty password; `vigil bench ingest` drives all three that way
+//! from separate processes, which `--start-at-ms` starts together.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,9 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
-use vigil_simulator::{Fleet, FleetConfig, LoadConfig};
+use vigil_simulator::{AckMode, Fleet, FleetConfig, LoadConfig};
 
 use super::{Api, SimArgs, default_run_id};
 
@@ -48,11 +53,41 @@ pub struct LoadArgs {
     /// New connections per second while connecting.
     #[arg(long, default_value_t = 2000.0)]
     pub connect_per_s: f64,
+    /// What acknowledges a reading: Vigil's ack message on the device's ack
+    /// topic (durable), or the broker's PUBACK (for a broker that only
+    /// relays, e.g. Mosquitto).
+    #[arg(long, value_enum, default_value_t = Ack::Topic)]
+    pub ack: Ack,
+    /// The broker at --mqtt has no Vigil registry: import nothing, log in
+    /// with the device ids and an empty password (Mosquitto with
+    /// `allow_anonymous`, a bare rumqttd).
+    #[arg(long)]
+    pub no_registry: bool,
+    /// Start sending at this time (milliseconds since 1970) if connected by
+    /// then, so that several load processes send together.
+    #[arg(long)]
+    pub start_at_ms: Option<u64>,
+    /// Seconds for every client to connect and have its warm-up reading
+    /// acked [default: 60 + connections / connect-per-s, longer than the
+    /// engine's default gap grace].
+    #[arg(long)]
+    pub ready_timeout_s: Option<f64>,
+}
+
+/// `--ack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ack {
+    Topic,
+    Puback,
 }
 
 pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
     let l = &args.load;
     anyhow::ensure!(l.connections > 0, "--connections must be positive");
+    anyhow::ensure!(
+        l.ready_timeout_s.is_none_or(|s| s.is_finite() && s > 0.0),
+        "--ready-timeout-s must be a positive number of seconds"
+    );
     anyhow::ensure!(
         l.rate.is_finite() && l.rate > 0.0,
         "--rate must be a positive number of readings per second"
@@ -68,7 +103,6 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
         );
     }
     let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
-    let api = Api::new(&args.remote)?;
     let fleet = Fleet::generate(&FleetConfig {
         devices: l.connections,
         seed: 23,
@@ -76,7 +110,15 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
         id_tag: format!("LD{run_id}"),
         ..FleetConfig::default()
     });
-    let secrets = import(&api, &fleet).await?;
+    let secrets = if l.no_registry {
+        fleet
+            .device_ids()
+            .into_iter()
+            .map(|id| (id, String::new()))
+            .collect()
+    } else {
+        import(&Api::new(&args.remote)?, &fleet).await?
+    };
     let sources = if !l.sources.is_empty() {
         l.sources.clone()
     } else if args.mqtt.ip().is_loopback() && args.mqtt.is_ipv4() {
@@ -111,8 +153,16 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
         sources,
         connect_per_s: l.connect_per_s,
         connect_timeout: Duration::from_secs_f64(
-            60.0 + l.connections as f64 / l.connect_per_s.max(1.0),
+            l.ready_timeout_s
+                .unwrap_or_else(|| 60.0 + l.connections as f64 / l.connect_per_s.max(1.0)),
         ),
+        ack: match l.ack {
+            Ack::Topic => AckMode::Topic,
+            Ack::Puback => AckMode::PubAck,
+        },
+        start_at: l
+            .start_at_ms
+            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
     };
     let report = vigil_simulator::load(cfg, args.mqtt, secrets).await?;
     let process = process_figures();

@@ -1,5 +1,5 @@
-//! `vigil bench sql --quick` and `vigil bench store --quick`: smoke runs
-//! that every figure is produced. No time is asserted (docs/benchmarks.md
+//! `vigil bench sql --quick`, `vigil bench store --quick` and `vigil bench
+//! ingest --quick`: smoke runs that every figure is produced. No time is asserted (docs/benchmarks.md
 //! holds the figures of full runs).
 
 use std::process::Command;
@@ -89,4 +89,55 @@ fn the_store_bench_gives_wal_and_copy_ratios() {
         "{copy}"
     );
     assert_eq!(copy["rounds"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn the_ingest_bench_gives_ceilings_ratios_and_alarm_latencies() {
+    // Needs Debian's mosquitto and mosquitto-clients (the baseline).
+    let dir = tempfile::tempdir().unwrap();
+    let (report, _) = bench(&["ingest", "--quick"], &dir.path().join("ingest.json"));
+    let positive = |v: &Value| v.as_f64().is_some_and(|x| x > 0.0 && x.is_finite());
+    for broker in ["mosquitto", "rumqttd", "vigil"] {
+        let c = &report[broker];
+        assert!(positive(&c["ceiling_per_s"]), "{broker}: {c}");
+        assert!(c["limited_by"].is_string(), "{broker}: {c}");
+        let steps = c["steps"].as_array().unwrap();
+        assert!(!steps.is_empty(), "{broker}: {c}");
+        for s in steps {
+            assert!(s["sent"].as_u64().unwrap() > 0, "{broker}: {s}");
+            let (p50, p99, p999) = (
+                s["ack_ms_p50"].as_f64().unwrap(),
+                s["ack_ms_p99"].as_f64().unwrap(),
+                s["ack_ms_p999"].as_f64().unwrap(),
+            );
+            assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999, "{broker}: {s}");
+        }
+    }
+    // The Mosquitto relay's subscriber got the messages.
+    assert!(
+        report["mosquitto"]["steps"][0]["relayed"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(report["mosquitto"]["ack"], "puback");
+    for ratio in ["vigil_over_mosquitto", "vigil_over_rumqttd"] {
+        assert!(positive(&report[ratio]), "{ratio}: {report}");
+    }
+    let alarms = &report["alarm_latency"];
+    assert!(positive(&alarms["load_per_s"]), "{alarms}");
+    for feed in ["sse", "mqtt"] {
+        let p = &alarms[feed];
+        assert!(p["timed"].as_u64().unwrap() > 0, "{feed}: {p}");
+        let (p50, p99, p999) = (
+            p["p50_ms"].as_f64().unwrap(),
+            p["p99_ms"].as_f64().unwrap(),
+            p["p999_ms"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999, "{feed}: {p}");
+    }
+    let (ack50, ack99) = (
+        alarms["device_ack_ms_p50"].as_f64().unwrap(),
+        alarms["device_ack_ms_p99"].as_f64().unwrap(),
+    );
+    assert!(ack50 > 0.0 && ack50 <= ack99, "{alarms}");
+    assert!(report["machine"]["cores"].as_u64().unwrap() > 0);
 }

@@ -1,0 +1,1012 @@
+//! `vigil bench ingest`: the highest rate each broker holds with the load in
+//! separate processes, and alarm latency at half of Vigil's.
+//!
+//! ```text
+//!  vigil sim --load (× processes, 127.0.0.x sources) ─▶ Mosquitto ─▶ mosquitto_sub  (ack: PUBACK)
+//!                                                   ─▶ bare rumqttd + echo link   (ack: {"seq":N})
+//!                                                   ─▶ Vigil (this process)       (ack: {"seq":N}, durable)
+//!  each: offered rate doubled until a step fails, then bisected once
+//!  Vigil at ½ ceiling: probe devices' overspeed ─▶ SSE feed, MQTT alarm feed
+//! ```
+//!
+//! A step holds when ack p99 ≤ 1 s, acked/sent ≥ 99.9 % and the load
+//! processes managed to send ≥ 95 % of the offer (below that the load
+//! generator, not the broker, is the limit, and the report says so). The
+//! ceiling is the acked/s of the highest step that held. The load
+//! processes are the current executable's `vigil sim --load --json -`, so
+//! the three brokers see the very same publishers; they share the machine's
+//! cores with the broker under test, as any client on the same host would.
+
+use std::io::BufRead;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use futures::StreamExt;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use vigil_simulator::{Fleet, FleetConfig};
+
+use vigil_server::ServerConfig;
+use vigil_server::{Engine, system_clock};
+
+/// Ack p99 above this fails a step.
+const P99_LIMIT_MS: f64 = 1000.0;
+/// Acked/sent below this fails a step.
+const ACKED_SHARE_MIN: f64 = 0.999;
+/// Sent/offered below this: the load processes could not offer the rate.
+const SENT_SHARE_MIN: f64 = 0.95;
+/// A probe's alarm must reach both feeds within this.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Load connections over all load processes.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Load processes (`vigil sim --load`), each with an equal share.
+    #[arg(long, default_value_t = 2)]
+    pub processes: usize,
+    /// Loopback source addresses 127.0.0.1 … 127.0.0.N, dealt out to the
+    /// load processes in turn.
+    #[arg(long, default_value_t = 4)]
+    pub sources: u8,
+    /// First offered rate (readings/s); doubled while steps hold.
+    #[arg(long, default_value_t = 4000)]
+    pub start_rate: u32,
+    /// Never offer more than this.
+    #[arg(long, default_value_t = 256_000)]
+    pub max_rate: u32,
+    /// Seconds of sending per step.
+    #[arg(long, default_value_t = 8)]
+    pub step_s: u64,
+    /// Seconds to wait for a step's last acks.
+    #[arg(long, default_value_t = 4)]
+    pub drain_s: u64,
+    /// The brokers to measure (Vigil's alarm latency needs `vigil`; the
+    /// ratios need it and their baseline).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "mosquitto,rumqttd,vigil"
+    )]
+    pub brokers: Vec<Broker>,
+    /// Overspeed alarms to time at half of Vigil's ceiling.
+    #[arg(long, default_value_t = 1000)]
+    pub probes: usize,
+    /// Small and short: 20 connections, 2 steps of 2 s per broker, 20
+    /// probes (a smoke run that every figure is produced).
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `--brokers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Broker {
+    Mosquitto,
+    Rumqttd,
+    Vigil,
+}
+
+impl IngestArgs {
+    fn effective(mut self) -> IngestArgs {
+        if self.quick {
+            self.connections = 20;
+            self.processes = 2;
+            self.sources = 2;
+            self.start_rate = 200;
+            self.max_rate = 400;
+            self.step_s = 2;
+            self.drain_s = 2;
+            self.probes = 20;
+        }
+        self
+    }
+}
+
+/// One load step against one broker, over all load processes.
+#[derive(Debug, Clone, Serialize)]
+struct Step {
+    offered_per_s: f64,
+    sent_per_s: f64,
+    acked_per_s: f64,
+    sent: u64,
+    acked: u64,
+    /// Clients ready when sending started / still connected at its end.
+    connected: u64,
+    held: u64,
+    /// The worst of the load processes' percentiles (each process has its
+    /// own distribution; they are not merged).
+    ack_ms_p50: f64,
+    ack_ms_p99: f64,
+    ack_ms_p999: f64,
+    ack_ms_max: f64,
+    errors: u64,
+    /// Mosquitto only: messages the subscriber received during the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relayed: Option<u64>,
+    held_up: bool,
+    /// Why the step failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<String>,
+}
+
+impl Step {
+    fn acked_share(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            self.acked as f64 / self.sent as f64
+        }
+    }
+
+    /// Judges the step: whether it held, and if not why (and whose limit).
+    fn judge(&mut self) {
+        let why = if self.sent == 0 {
+            Some(format!("nothing sent ({} errors)", self.errors))
+        } else if self.acked_share() < ACKED_SHARE_MIN {
+            Some(format!(
+                "acked {:.2}% of sent (< {:.1}%)",
+                100.0 * self.acked_share(),
+                100.0 * ACKED_SHARE_MIN
+            ))
+        } else if self.ack_ms_p99 > P99_LIMIT_MS {
+            Some(format!(
+                "ack p99 {:.0} ms (> {P99_LIMIT_MS:.0} ms)",
+                self.ack_ms_p99
+            ))
+        } else if self.sent_per_s < SENT_SHARE_MIN * self.offered_per_s {
+            // A client skips a tick while its last publish is still being
+            // written: the broker not reading (backpressure) or the load
+            // processes short of CPU. Acks on time point at the latter.
+            Some(format!(
+                "sent only {:.0}/s of {:.0}/s offered ({})",
+                self.sent_per_s,
+                self.offered_per_s,
+                if self.ack_ms_p99 < 100.0 {
+                    "the load processes' limit"
+                } else {
+                    "backpressure or the load processes' limit"
+                }
+            ))
+        } else {
+            None
+        };
+        self.held_up = why.is_none();
+        self.failed = why;
+    }
+}
+
+/// One broker's search for its ceiling.
+#[derive(Debug, Serialize)]
+struct Ceiling {
+    /// Acked/s of the highest step that held (0 if none did).
+    ceiling_per_s: f64,
+    /// The offered rate of that step.
+    ceiling_offered_per_s: f64,
+    /// What stopped the search: the first failing step's reason, or
+    /// `max rate` when every step up to `--max-rate` held.
+    limited_by: String,
+    ack: &'static str,
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    timed: usize,
+    missed: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+}
+
+impl Percentiles {
+    fn of(mut d: Vec<Duration>, missed: usize) -> Percentiles {
+        d.sort();
+        Percentiles {
+            timed: d.len(),
+            missed,
+            p50_ms: super::percentile(&d, 0.5),
+            p99_ms: super::percentile(&d, 0.99),
+            p999_ms: super::percentile(&d, 0.999),
+            max_ms: super::percentile(&d, 1.0),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct AlarmLatency {
+    /// The background load offered while the probes ran (½ of Vigil's ceiling).
+    load_per_s: f64,
+    sse: Percentiles,
+    mqtt: Percentiles,
+    /// The background devices' publish→ack at that load.
+    device_ack_ms_p50: f64,
+    device_ack_ms_p99: f64,
+    background: Step,
+}
+
+#[derive(Debug, Serialize)]
+struct IngestReport {
+    machine: Value,
+    quick: bool,
+    connections: usize,
+    processes: usize,
+    sources: u8,
+    step_s: u64,
+    mosquitto: Option<Ceiling>,
+    rumqttd: Option<Ceiling>,
+    vigil: Option<Ceiling>,
+    /// The disk under Vigil's store just before its steps: 4 KiB write +
+    /// `sync_data`, the cost below every durable ack (Mosquitto and the bare
+    /// rumqttd keep nothing on disk).
+    vigil_disk_fsync: Option<Percentiles>,
+    vigil_over_mosquitto: Option<f64>,
+    vigil_over_rumqttd: Option<f64>,
+    alarm_latency: Option<AlarmLatency>,
+}
+
+/// A broker the load processes are pointed at.
+struct Target {
+    name: &'static str,
+    mqtt: SocketAddr,
+    /// Vigil: its HTTP API and admin token (the load imports its devices).
+    api: Option<(String, String)>,
+    /// Mosquitto: messages its subscriber has received so far.
+    relayed: Option<Arc<AtomicU64>>,
+}
+
+pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
+    let args = args.effective();
+    anyhow::ensure!(
+        args.connections > 0 && args.processes > 0 && args.connections >= args.processes,
+        "need at least one connection per load process"
+    );
+    anyhow::ensure!(
+        args.start_rate > 0 && args.max_rate >= args.start_rate,
+        "need 0 < --start-rate <= --max-rate"
+    );
+    anyhow::ensure!(
+        f64::from(args.max_rate) / args.connections as f64 <= 1000.0,
+        "--max-rate over --connections is above 1000 readings/s per connection"
+    );
+    anyhow::ensure!(args.sources > 0, "--sources must be at least 1");
+    anyhow::ensure!(args.probes > 0, "--probes must be at least 1");
+    let work = tempfile::Builder::new()
+        .prefix("vigil-bench-ingest-")
+        .tempdir()?;
+    let wants = |b: Broker| args.brokers.contains(&b);
+
+    let mut mosquitto_ceiling = None;
+    if wants(Broker::Mosquitto) {
+        eprintln!(
+            "Mosquitto ({}), relaying to one subscriber; ack = PUBACK …",
+            super::burst::mosquitto_binary()
+        );
+        let mosquitto = Mosquitto::start(work.path()).await?;
+        let target = Target {
+            name: "M",
+            mqtt: mosquitto.addr,
+            api: None,
+            relayed: Some(mosquitto.relayed.clone()),
+        };
+        let c = ceiling(&args, &target, "puback").await;
+        mosquitto.stop();
+        mosquitto_ceiling = Some(c?);
+    }
+
+    let mut rumqttd_ceiling = None;
+    if wants(Broker::Rumqttd) {
+        eprintln!("Bare rumqttd answering each message with {{\"seq\":N}} …");
+        let echo = super::EchoBroker::start()?;
+        let target = Target {
+            name: "R",
+            mqtt: echo.addr,
+            api: None,
+            relayed: None,
+        };
+        let c = ceiling(&args, &target, "topic").await;
+        echo.stop();
+        rumqttd_ceiling = Some(c?);
+    }
+
+    let (mut vigil_ceiling, mut alarms_timed, mut fsync) = (None, None, None);
+    if wants(Broker::Vigil) {
+        let disk = fsync_latency(work.path())?;
+        eprintln!(
+            "Vigil: the whole engine on the embedded store (disk fsync p50 {:.1} ms, p99 {:.1} ms) …",
+            disk.p50_ms, disk.p99_ms
+        );
+        fsync = Some(disk);
+        let token = "bench-ingest-admin-token".to_owned();
+        let mut config = ServerConfig {
+            data_dir: work.path().join("vigil"),
+            mqtt_addr: "127.0.0.1:0".parse()?,
+            http_addr: "127.0.0.1:0".parse()?,
+            admin_token: Some(token.clone()),
+            ..ServerConfig::default()
+        };
+        // Capacity, not fairness: the steps offer far above a device's quota.
+        config.ingest.quota.enabled = false;
+        let engine = Engine::start(config, system_clock()).await?;
+        let target = Target {
+            name: "V",
+            mqtt: engine.mqtt_addr(),
+            api: Some((format!("http://{}", engine.http_addr()), token.clone())),
+            relayed: None,
+        };
+        let measured = async {
+            let vigil = ceiling(&args, &target, "topic").await?;
+            let alarms = alarm_latency(&args, &engine, &target, &token, &vigil).await?;
+            anyhow::Ok((vigil, alarms))
+        }
+        .await;
+        engine.shutdown().await?;
+        let (c, a) = measured?;
+        (vigil_ceiling, alarms_timed) = (Some(c), Some(a));
+    }
+
+    let ratio = |base: &Option<Ceiling>| {
+        Some(vigil_ceiling.as_ref()?.ceiling_per_s / base.as_ref()?.ceiling_per_s)
+    };
+    let report = IngestReport {
+        machine: super::machine(),
+        quick: args.quick,
+        connections: args.connections,
+        processes: args.processes,
+        sources: args.sources,
+        step_s: args.step_s,
+        vigil_over_mosquitto: ratio(&mosquitto_ceiling),
+        vigil_over_rumqttd: ratio(&rumqttd_ceiling),
+        mosquitto: mosquitto_ceiling,
+        rumqttd: rumqttd_ceiling,
+        vigil: vigil_ceiling,
+        vigil_disk_fsync: fsync,
+        alarm_latency: alarms_timed,
+    };
+    print_report(&report);
+    super::write_json(args.json.as_deref(), &report)
+}
+
+/// Doubles the offered rate from `--start-rate` until a step fails, then
+/// tries halfway between the last good and the failed rate once.
+async fn ceiling(args: &IngestArgs, target: &Target, ack: &'static str) -> anyhow::Result<Ceiling> {
+    let mut steps: Vec<Step> = Vec::new();
+    let mut good: Option<usize> = None;
+    let mut rate = args.start_rate;
+    let mut limited_by = "max rate".to_owned();
+    loop {
+        let s = load_step(args, target, ack, steps.len(), rate, args.step_s).await?;
+        print_step(&s);
+        let held = s.held_up;
+        let reason = s.failed.clone();
+        steps.push(s);
+        if held {
+            good = Some(steps.len() - 1);
+            if rate >= args.max_rate {
+                break;
+            }
+            rate = rate.saturating_mul(2).min(args.max_rate);
+            continue;
+        }
+        limited_by = reason.unwrap_or_default();
+        let last_good = good.map_or(0, |i| steps[i].offered_per_s as u32);
+        let middle = last_good + (rate - last_good) / 2;
+        if good.is_some() && middle > last_good && middle < rate {
+            let s = load_step(args, target, ack, steps.len(), middle, args.step_s).await?;
+            print_step(&s);
+            let held = s.held_up;
+            steps.push(s);
+            if held {
+                good = Some(steps.len() - 1);
+            }
+        }
+        break;
+    }
+    let (ceiling_per_s, ceiling_offered_per_s) = good.map_or((0.0, 0.0), |i| {
+        (steps[i].acked_per_s, steps[i].offered_per_s)
+    });
+    eprintln!("  ceiling {ceiling_per_s:.0}/s ({limited_by})");
+    Ok(Ceiling {
+        ceiling_per_s,
+        ceiling_offered_per_s,
+        limited_by,
+        ack,
+        steps,
+    })
+}
+
+fn print_step(s: &Step) {
+    eprintln!(
+        "  {:>7.0}/s offered: sent {:>7.0}/s, acked {:>7.0}/s ({:.2}%), ack p50 {:.1} ms p99 {:.1} ms p99.9 {:.1} ms{}",
+        s.offered_per_s,
+        s.sent_per_s,
+        s.acked_per_s,
+        100.0 * s.acked_share(),
+        s.ack_ms_p50,
+        s.ack_ms_p99,
+        s.ack_ms_p999,
+        s.failed
+            .as_ref()
+            .map_or(String::new(), |f| format!(": FAILED, {f}"))
+    );
+}
+
+/// Runs `vigil sim --load` in `--processes` child processes at `rate` in
+/// all, started together, and adds up what they report.
+async fn load_step(
+    args: &IngestArgs,
+    target: &Target,
+    ack: &str,
+    index: usize,
+    rate: u32,
+    seconds: u64,
+) -> anyhow::Result<Step> {
+    let exe = std::env::current_exe().context("cannot find the vigil executable")?;
+    let relayed_before = target.relayed.as_ref().map(|r| r.load(Ordering::Relaxed));
+    let per_process = args.connections / args.processes;
+    let start_at = (SystemTime::now() + lead(args, target))
+        .duration_since(UNIX_EPOCH)?
+        .as_millis();
+    let mut children = Vec::new();
+    for p in 0..args.processes {
+        let connections = if p + 1 == args.processes {
+            args.connections - per_process * (args.processes - 1)
+        } else {
+            per_process
+        };
+        let sources: Vec<String> = (1..=args.sources)
+            .filter(|k| usize::from(*k - 1) % args.processes == p)
+            .map(|k| format!("127.0.0.{k}"))
+            .collect();
+        let mut cmd = Command::new(&exe);
+        cmd.args(["sim", "--load", "--json", "-"])
+            .args(["--mqtt", &target.mqtt.to_string()])
+            .args(["--connections", &connections.to_string()])
+            .args([
+                "--rate",
+                &(f64::from(rate) * connections as f64 / args.connections as f64).to_string(),
+            ])
+            .args(["--duration-s", &seconds.to_string()])
+            .args(["--drain-s", &args.drain_s.to_string()])
+            .args(["--start-at-ms", &start_at.to_string()])
+            // A broker still choking on the last step fails this one
+            // quickly rather than after the default minute.
+            .args([
+                "--ready-timeout-s",
+                &(lead(args, target).as_secs_f64() + 10.0).to_string(),
+            ])
+            .args(["--ack", ack])
+            // Ids unique per broker, step and process.
+            .args(["--run-id", &format!("{}{index}P{p}", target.name)])
+            .env_remove("VIGIL_ADMIN_TOKEN_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if !sources.is_empty() {
+            cmd.args(["--sources", &sources.join(",")]);
+        }
+        match &target.api {
+            Some((url, token)) => {
+                cmd.args(["--url", url]).env("VIGIL_ADMIN_TOKEN", token);
+            }
+            None => {
+                cmd.arg("--no-registry").env_remove("VIGIL_ADMIN_TOKEN");
+            }
+        }
+        children.push(cmd.spawn().context("cannot start a load process")?);
+    }
+    let mut reports = Vec::new();
+    for child in children {
+        reports.push(finish(child).await?);
+    }
+    // A moment for the broker (and Mosquitto's subscriber) to finish the
+    // step's backlog before the next.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let relayed = match (&target.relayed, relayed_before) {
+        (Some(r), Some(before)) => Some(r.load(Ordering::Relaxed) - before),
+        _ => None,
+    };
+    let sum = |k: &str| {
+        reports
+            .iter()
+            .map(|r| r[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let sum_f = |k: &str| {
+        reports
+            .iter()
+            .map(|r| r[k].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    let worst = |k: &str| {
+        reports
+            .iter()
+            .map(|r| r[k].as_f64().unwrap_or(f64::NAN))
+            .fold(0.0, f64::max)
+    };
+    let errors = reports
+        .iter()
+        .map(|r| {
+            r["errors"]
+                .as_object()
+                .map_or(0, |e| e.values().filter_map(Value::as_u64).sum::<u64>())
+        })
+        .sum();
+    let mut step = Step {
+        offered_per_s: f64::from(rate),
+        sent_per_s: sum_f("sent_per_s"),
+        acked_per_s: sum_f("acked_per_s"),
+        sent: sum("sent"),
+        acked: sum("acked"),
+        connected: sum("connected"),
+        held: sum("held"),
+        ack_ms_p50: worst("ack_latency_ms_p50"),
+        ack_ms_p99: worst("ack_latency_ms_p99"),
+        ack_ms_p999: worst("ack_latency_ms_p999"),
+        ack_ms_max: worst("ack_latency_ms_max"),
+        errors,
+        relayed,
+        held_up: false,
+        failed: None,
+    };
+    step.judge();
+    Ok(step)
+}
+
+/// How long after they are started the load processes start sending
+/// together: every client connected and warmed up well before (the
+/// processes start, connect 2000 clients/s, and import into Vigil first).
+fn lead(args: &IngestArgs, target: &Target) -> Duration {
+    let import = if target.api.is_some() { 1.0 } else { 0.0 };
+    Duration::from_secs_f64(2.0 + args.connections as f64 / 2000.0 + import)
+}
+
+/// Waits for a load process and returns its report (`report` of its JSON).
+async fn finish(child: Child) -> anyhow::Result<Value> {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(
+        out.status.success(),
+        "a load process failed ({}):\n{stderr}",
+        out.status
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("a load process wrote no JSON report:\n{stderr}"))?;
+    Ok(doc["report"].clone())
+}
+
+/// 200 appends of 4 KiB, each followed by `sync_data`, in `dir`.
+fn fsync_latency(dir: &Path) -> anyhow::Result<Percentiles> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = vec![0x5a_u8; 4096];
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let t = Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        times.push(t.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(Percentiles::of(times, 0))
+}
+
+/// Mosquitto on a free port (no persistence, no queue limits, no Nagle),
+/// with one `mosquitto_sub` at QoS 1 whose lines a thread counts.
+struct Mosquitto {
+    addr: SocketAddr,
+    broker: Child,
+    sub: Child,
+    relayed: Arc<AtomicU64>,
+}
+
+impl Mosquitto {
+    async fn start(dir: &Path) -> anyhow::Result<Mosquitto> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\n"
+            ),
+        )?;
+        let mut broker = Command::new(super::burst::mosquitto_binary())
+            .args(["-c", conf.to_str().unwrap_or_default()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run mosquitto (apt-get install mosquitto)")?;
+        let listening = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if listening.elapsed() > Duration::from_secs(10) {
+                let _ = broker.kill();
+                let _ = broker.wait();
+                anyhow::bail!("mosquitto did not listen on port {port}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let sub = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-i",
+                "relay-sink",
+            ])
+            .args(["-t", "/tenants/#", "-q", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut sub = match sub {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = broker.kill();
+                let _ = broker.wait();
+                return Err(e)
+                    .context("cannot run mosquitto_sub (apt-get install mosquitto-clients)");
+            }
+        };
+        let out = sub.stdout.take().context("no stdout")?;
+        let relayed = Arc::new(AtomicU64::new(0));
+        let counter = relayed.clone();
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::with_capacity(1 << 16, out);
+            let mut line = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                counter.fetch_add(1, Ordering::Relaxed);
+                line.clear();
+            }
+        });
+        // The subscription must be in place before the first publish.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(Mosquitto {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            broker,
+            sub,
+            relayed,
+        })
+    }
+
+    fn stop(mut self) {
+        for child in [&mut self.sub, &mut self.broker] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// With the load processes offering half of Vigil's ceiling, one probe
+/// device at a time publishes an overspeed sample; the time until its alarm
+/// is on the SSE feed and on the MQTT alarm feed.
+async fn alarm_latency(
+    args: &IngestArgs,
+    engine: &Engine,
+    target: &Target,
+    token: &str,
+    vigil: &Ceiling,
+) -> anyhow::Result<AlarmLatency> {
+    let fleet = Fleet::generate(&FleetConfig {
+        devices: args.probes,
+        seed: 13,
+        fault_fraction: 0.0,
+        id_tag: "PROBE".into(),
+        ..FleetConfig::default()
+    });
+    let report = engine
+        .state()
+        .registry
+        .import(serde_json::from_value(fleet.import_doc())?)?;
+    let mut probes: Vec<(String, String)> = report
+        .devices
+        .into_iter()
+        .map(|d| (d.device_id.to_string(), d.secret))
+        .collect();
+    probes.sort();
+
+    let (tx, mut arrivals) = mpsc::unbounded_channel::<(Feed, Instant, String)>();
+    let sse = tokio::spawn(follow_sse(
+        format!("http://{}/api/v1/alarms/stream", engine.http_addr()),
+        token.to_owned(),
+        tx.clone(),
+    ));
+    let mqtt = follow_mqtt(engine.mqtt_addr(), token, tx).await?;
+    // The SSE feed answers with the open alarms first: let it settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while arrivals.try_recv().is_ok() {}
+
+    // With no step held there is no ceiling to halve: half the first step
+    // then, said in the output (`load_per_s` shows it in the JSON).
+    let load_rate = if vigil.ceiling_per_s > 0.0 {
+        ((vigil.ceiling_per_s / 2.0).round() as u32).max(1)
+    } else {
+        eprintln!("Vigil held no step: alarm latency at half the first step's rate instead.");
+        (args.start_rate / 2).max(1)
+    };
+    // Long enough for every probe (a few ms each, unless something is slow).
+    let seconds = args.step_s.max(5) + (args.probes as u64).div_ceil(25);
+    eprintln!(
+        "Alarm latency: {} overspeed alarms under {load_rate} readings/s (½ of Vigil's ceiling) …",
+        args.probes
+    );
+    let background = {
+        let timing = async {
+            // Probes start once the load is sending.
+            tokio::time::sleep(lead(args, target) + Duration::from_secs(1)).await;
+            time_probes(engine.mqtt_addr(), &probes, &mut arrivals).await
+        };
+        let load = load_step(args, target, "topic", 99, load_rate, seconds);
+        let (load, timed) = tokio::join!(load, timing);
+        let (sse_times, mqtt_times, missed_sse, missed_mqtt) = timed?;
+        (load?, sse_times, mqtt_times, missed_sse, missed_mqtt)
+    };
+    sse.abort();
+    mqtt.abort();
+    let (step, sse_times, mqtt_times, missed_sse, missed_mqtt) = background;
+    print_step(&step);
+    anyhow::ensure!(
+        !sse_times.is_empty() && !mqtt_times.is_empty(),
+        "no probe alarm arrived on the {} feed",
+        if sse_times.is_empty() { "SSE" } else { "MQTT" }
+    );
+    Ok(AlarmLatency {
+        load_per_s: f64::from(load_rate),
+        sse: Percentiles::of(sse_times, missed_sse),
+        mqtt: Percentiles::of(mqtt_times, missed_mqtt),
+        device_ack_ms_p50: step.ack_ms_p50,
+        device_ack_ms_p99: step.ack_ms_p99,
+        background: step,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    Sse,
+    Mqtt,
+}
+
+type Arrivals = mpsc::UnboundedReceiver<(Feed, Instant, String)>;
+
+/// Each probe in turn: connect, publish one overspeed sample, wait until
+/// its alarm is on both feeds (or `PROBE_TIMEOUT`), disconnect.
+async fn time_probes(
+    mqtt: SocketAddr,
+    probes: &[(String, String)],
+    arrivals: &mut Arrivals,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>, usize, usize)> {
+    let (mut sse, mut feed) = (Vec::new(), Vec::new());
+    let (mut missed_sse, mut missed_mqtt) = (0, 0);
+    for (id, secret) in probes {
+        let mut opts = MqttOptions::new(id, mqtt.ip().to_string(), mqtt.port());
+        opts.set_credentials(id, secret);
+        let (client, mut eventloop) = AsyncClient::new(opts, 10);
+        let connected = tokio::time::timeout(PROBE_TIMEOUT, async {
+            loop {
+                if let Event::Incoming(Packet::ConnAck(_)) = eventloop.poll().await? {
+                    return anyhow::Ok(());
+                }
+            }
+        })
+        .await;
+        if !matches!(connected, Ok(Ok(()))) {
+            // Counted as missed on both feeds; the next probe goes on.
+            tracing::warn!(device = %id, "A probe device could not connect.");
+            missed_sse += 1;
+            missed_mqtt += 1;
+            continue;
+        }
+        let mut pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+        let sample = json!({
+            "seq": 1, "ts": chrono::Utc::now().timestamp_millis(), "floor": 1, "direction": "up",
+            "speed_mps": 9.0, "door": "closed", "leveled": false, "occupied": true, "mode": "normal",
+            "safety_circuit": true, "door_lock": true, "alarm_button": false, "power": "mains",
+            "limit": "none"
+        })
+        .to_string();
+        let sent = Instant::now();
+        client
+            .publish(
+                format!("/tenants/{id}/v1/elevator"),
+                QoS::AtLeastOnce,
+                false,
+                sample,
+            )
+            .await?;
+        let (mut on_sse, mut on_mqtt) = (None, None);
+        let deadline = tokio::time::Instant::now() + PROBE_TIMEOUT;
+        while on_sse.is_none() || on_mqtt.is_none() {
+            match tokio::time::timeout_at(deadline, arrivals.recv()).await {
+                Ok(Some((which, at, device))) if device == *id => {
+                    let slot = match which {
+                        Feed::Sse => &mut on_sse,
+                        Feed::Mqtt => &mut on_mqtt,
+                    };
+                    slot.get_or_insert(at.saturating_duration_since(sent));
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        match on_sse {
+            Some(d) => sse.push(d),
+            None => missed_sse += 1,
+        }
+        match on_mqtt {
+            Some(d) => feed.push(d),
+            None => missed_mqtt += 1,
+        }
+        // Let the DISCONNECT go out, so the engine does not hold a
+        // thousand half-dead probe sessions until their keep-alive runs out.
+        let _ = client.disconnect().await;
+        if tokio::time::timeout(Duration::from_secs(1), &mut pump)
+            .await
+            .is_err()
+        {
+            pump.abort();
+        }
+    }
+    Ok((sse, feed, missed_sse, missed_mqtt))
+}
+
+/// Reads the SSE alarm feed, reporting each overspeed alarm's device and
+/// when its event was read.
+async fn follow_sse(
+    url: String,
+    token: String,
+    tx: mpsc::UnboundedSender<(Feed, Instant, String)>,
+) {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status);
+    let Ok(response) = response else {
+        tracing::warn!("The bench could not open the SSE alarm feed.");
+        return;
+    };
+    let mut body = response.bytes_stream();
+    let mut buf = String::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        let at = Instant::now();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            for line in event.lines() {
+                if let Some(data) = line.strip_prefix("data:")
+                    && let Some(device) = overspeed_device(data.trim().as_bytes())
+                {
+                    let _ = tx.send((Feed::Sse, at, device));
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes to every region's alarm topics with the admin token, as a
+/// supervisor's feed reader would (docs/delivery.md), and reports each
+/// overspeed alarm's device and when it arrived. Each alarm comes once per
+/// region level (county, city, province); the first one counts.
+async fn follow_mqtt(
+    mqtt: SocketAddr,
+    token: &str,
+    tx: mpsc::UnboundedSender<(Feed, Instant, String)>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let client_id = format!("{}-bench", vigil_ingest::feed_client_prefix(token));
+    let mut opts = MqttOptions::new(client_id, mqtt.ip().to_string(), mqtt.port());
+    opts.set_credentials("token:bench", token);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    client
+        .subscribe("/tenants/+/v1/alarms/#", QoS::AtLeastOnce)
+        .await?;
+    let subscribed = tokio::time::timeout(PROBE_TIMEOUT, async {
+        loop {
+            match eventloop.poll().await? {
+                Event::Incoming(Packet::SubAck(a)) => return anyhow::Ok(a),
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .context("no SUBACK from the MQTT alarm feed")??;
+    anyhow::ensure!(
+        subscribed
+            .return_codes
+            .iter()
+            .all(|c| matches!(c, rumqttc::mqttbytes::v4::SubscribeReasonCode::Success(_))),
+        "the engine refused the alarm feed subscription"
+    );
+    Ok(tokio::spawn(async move {
+        // Keeps the client (and so the session) alive while reading.
+        let _client = client;
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = event {
+                let at = Instant::now();
+                if let Some(device) = overspeed_device(&p.payload) {
+                    let _ = tx.send((Feed::Mqtt, at, device));
+                }
+            }
+        }
+    }))
+}
+
+/// The device of an overspeed alarm's JSON, if that is what it is.
+fn overspeed_device(json: &[u8]) -> Option<String> {
+    let alarm: Value = serde_json::from_slice(json).ok()?;
+    (alarm["rule"] == "elevator.overspeed")
+        .then(|| alarm["device_id"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+fn print_report(r: &IngestReport) {
+    println!(
+        "\n### Ingest ceiling ({} connections in {} load processes from {} source addresses, {} s steps)\n",
+        r.connections, r.processes, r.sources, r.step_s
+    );
+    println!("| broker | ack | ceiling acked/s | at offered/s | stopped by |");
+    println!("|---|---|---:|---:|---|");
+    for (name, c) in [
+        ("Mosquitto (relay to one subscriber)", &r.mosquitto),
+        ("bare rumqttd (echo)", &r.rumqttd),
+        ("Vigil (whole path, durable)", &r.vigil),
+    ] {
+        if let Some(c) = c {
+            println!(
+                "| {name} | {} | {:.0} | {:.0} | {} |",
+                c.ack, c.ceiling_per_s, c.ceiling_offered_per_s, c.limited_by
+            );
+        }
+    }
+    if let Some(d) = &r.vigil_disk_fsync {
+        println!(
+            "\nThe disk under Vigil's store: 4 KiB write + fsync p50 {:.2} ms, p99 {:.2} ms.",
+            d.p50_ms, d.p99_ms
+        );
+    }
+    let show = |r: Option<f64>| r.map_or("not measured".to_owned(), |r| format!("{r:.2}"));
+    println!(
+        "\nVigil ÷ Mosquitto = {}; Vigil ÷ bare rumqttd = {}",
+        show(r.vigil_over_mosquitto),
+        show(r.vigil_over_rumqttd)
+    );
+    let Some(a) = &r.alarm_latency else {
+        return;
+    };
+    println!(
+        "\n### Alarm latency under {:.0} readings/s (½ of Vigil's ceiling), {} probes\n",
+        a.load_per_s,
+        a.sse.timed + a.sse.missed
+    );
+    println!("| | p50 ms | p99 ms | p99.9 ms | max ms | missed |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, p) in [
+        ("publish → alarm on SSE", &a.sse),
+        ("publish → alarm on MQTT feed", &a.mqtt),
+    ] {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            p.p50_ms, p.p99_ms, p.p999_ms, p.max_ms, p.missed
+        );
+    }
+    println!(
+        "| background devices' publish → ack | {:.2} | {:.2} | {:.2} | {:.2} | |",
+        a.device_ack_ms_p50, a.device_ack_ms_p99, a.background.ack_ms_p999, a.background.ack_ms_max
+    );
+}
