@@ -219,7 +219,7 @@ pub async fn load(
             phase: period.mul_f64(i as f64 / cfg.devices as f64),
             duration: cfg.duration,
             drain: cfg.drain,
-            counters: counters.clone(),
+            counters: Arc::clone(&counters),
         };
         // Pace the connections, as a fleet coming back after an outage would.
         let delay = if cfg.connect_per_s > 0.0 {
