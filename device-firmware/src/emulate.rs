@@ -351,7 +351,7 @@ pub async fn start(cfg: EmulateConfig) -> Result<Emulator, EdgeError> {
         }));
         unit.lock().step(wall_ms());
         let service = Service {
-            unit: unit.clone(),
+            unit: Arc::clone(&unit),
             ack,
         };
         tasks.push(tokio::spawn(async move {

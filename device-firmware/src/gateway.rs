@@ -90,20 +90,20 @@ pub async fn run(
                 options,
                 stall_ms: (cfg.mqtt.ack_stall_s * 1000) as EpochMs,
             },
-            shared.clone(),
+            Arc::clone(&shared),
             durable_rx.clone(),
             shutdown.clone(),
         ));
         tasks.spawn(poll_device(
             i,
             dev.clone(),
-            shared.clone(),
+            Arc::clone(&shared),
             shutdown.clone(),
         ));
         info!(device = %dev.id, controller = %dev.controller, map = %dev.map.name, "Device configured.");
     }
     let flusher = tokio::spawn(flush(
-        shared.clone(),
+        Arc::clone(&shared),
         Duration::from_millis(cfg.spool.sync_ms.max(1)),
         durable_tx,
         shutdown.clone(),

@@ -33,12 +33,12 @@ pub(crate) struct Image {
 
 impl Image {
     #[cfg(test)]
-    pub fn from_blocks(blocks: Vec<(Block, Vec<u16>)>) -> Image {
+    pub(crate) fn from_blocks(blocks: Vec<(Block, Vec<u16>)>) -> Image {
         Image { blocks }
     }
 
     /// The `width` words at `address`, if one block holds them all.
-    pub fn words(&self, function: Function, address: u16, width: u16) -> Option<&[u16]> {
+    pub(crate) fn words(&self, function: Function, address: u16, width: u16) -> Option<&[u16]> {
         self.blocks.iter().find_map(|(b, words)| {
             let end = u32::from(b.start) + u32::from(b.count);
             (b.function == function
@@ -92,7 +92,12 @@ pub(crate) struct Poller {
 }
 
 impl Poller {
-    pub fn new(controller: Controller, unit: u8, timeout: Duration, map: &RegisterMap) -> Poller {
+    pub(crate) fn new(
+        controller: Controller,
+        unit: u8,
+        timeout: Duration,
+        map: &RegisterMap,
+    ) -> Poller {
         Poller {
             blocks: plan(map),
             controller,
@@ -148,7 +153,7 @@ impl Poller {
 
     /// Reads every block. A transport error or timeout drops the connection
     /// (the next poll reconnects); an exception keeps it.
-    pub async fn poll(&mut self) -> Result<Image, EdgeError> {
+    pub(crate) async fn poll(&mut self) -> Result<Image, EdgeError> {
         let mut image = Image::default();
         for block in self.blocks.clone() {
             let op = format!(
@@ -198,7 +203,7 @@ impl Poller {
     }
 
     /// Writes one coil (the filling scale's record acknowledgement).
-    pub async fn write_coil(&mut self, address: u16, value: bool) -> Result<(), EdgeError> {
+    pub(crate) async fn write_coil(&mut self, address: u16, value: bool) -> Result<(), EdgeError> {
         let op = format!("write coil {address}");
         let wait = self.timeout;
         let ctx = self.connect().await?;

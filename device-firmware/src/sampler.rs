@@ -30,7 +30,7 @@ pub(crate) struct Message {
 
 impl Message {
     /// protocol.md JSON with `seq` and `ts` first.
-    pub fn json(&self, seq: u64) -> Vec<u8> {
+    pub(crate) fn json(&self, seq: u64) -> Vec<u8> {
         let mut out = String::with_capacity(256);
         out.push_str(&format!("{{\"seq\":{seq},\"ts\":{}", self.ts));
         for (k, v) in &self.fields {
@@ -43,7 +43,7 @@ impl Message {
         out.into_bytes()
     }
 
-    pub fn event(ts: EpochMs, code: &str, text: Option<String>, active: bool) -> Message {
+    pub(crate) fn event(ts: EpochMs, code: &str, text: Option<String>, active: bool) -> Message {
         let mut fields = Map::new();
         fields.insert("code".into(), Value::from(code));
         if let Some(t) = text {
@@ -81,7 +81,7 @@ pub(crate) struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(map: RegisterMap) -> Sampler {
+    pub(crate) fn new(map: RegisterMap) -> Sampler {
         Sampler {
             map,
             last: None,
@@ -120,7 +120,7 @@ impl Sampler {
 
     /// The messages one successful poll makes; `ts` is wall-clock device
     /// time, `mono` a monotonic clock for the cadence.
-    pub fn on_poll(&mut self, image: &Image, ts: EpochMs, mono: EpochMs) -> Vec<Message> {
+    pub(crate) fn on_poll(&mut self, image: &Image, ts: EpochMs, mono: EpochMs) -> Vec<Message> {
         let mut out = Vec::new();
         if std::mem::take(&mut self.link_down) {
             out.push(Message::event(
@@ -215,7 +215,7 @@ impl Sampler {
     }
 
     /// A failed poll: the first failure of an outage is an event.
-    pub fn on_error(&mut self, ts: EpochMs, error: &str) -> Option<Message> {
+    pub(crate) fn on_error(&mut self, ts: EpochMs, error: &str) -> Option<Message> {
         if self.link_down {
             return None;
         }
@@ -229,7 +229,7 @@ impl Sampler {
     }
 
     /// A filling scale's record, when the scale shows one as ready.
-    pub fn ready_record(&self, image: &Image, ts: EpochMs) -> Option<ReadyRecord> {
+    pub(crate) fn ready_record(&self, image: &Image, ts: EpochMs) -> Option<ReadyRecord> {
         let h = self.map.record.as_ref()?;
         let ready = image.words(h.ready.function, h.ready.address, 1)?[0] != 0;
         if !ready {

@@ -67,7 +67,7 @@ async fn start(store: &Arc<dyn Store>, recovery: &Recovery) -> (Ingest, i64, f64
     let ingest = Ingest::start(
         config,
         Arc::new(NoDevices),
-        store.clone(),
+        Arc::clone(store),
         recovery,
         durable,
         Box::new(|_| {}),

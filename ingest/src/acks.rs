@@ -31,7 +31,7 @@ pub(crate) struct AckPublisher {
 }
 
 impl AckPublisher {
-    pub fn new(link: LinkTx, acks_published: IntCounter) -> AckPublisher {
+    pub(crate) fn new(link: LinkTx, acks_published: IntCounter) -> AckPublisher {
         AckPublisher {
             link: Mutex::new(link),
             acks_published,
@@ -40,7 +40,7 @@ impl AckPublisher {
 
     /// Has rumqttd drop the link: it disconnects a client that subscribes
     /// to a `$` filter (`Ingest::sever_link`, a drill).
-    pub fn sever(&self) -> Result<(), IngestError> {
+    pub(crate) fn sever(&self) -> Result<(), IngestError> {
         let filter = "$vigil-sever-drill";
         self.link
             .lock()
@@ -53,11 +53,11 @@ impl AckPublisher {
     }
 
     /// The broker link was made again (`pipeline`'s re-link).
-    pub fn replace_link(&self, link: LinkTx) {
+    pub(crate) fn replace_link(&self, link: LinkTx) {
         *self.link.lock() = link;
     }
 
-    pub fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), IngestError> {
+    pub(crate) fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), IngestError> {
         self.link
             .lock()
             .publish(topic.clone(), payload)
@@ -68,7 +68,7 @@ impl AckPublisher {
             })
     }
 
-    pub fn ack(&self, device: &DeviceId, seq: u64) {
+    pub(crate) fn ack(&self, device: &DeviceId, seq: u64) {
         let payload = serde_json::json!({ "seq": seq }).to_string().into_bytes();
         match self.publish(ack_topic(device), payload) {
             Ok(()) => {
@@ -88,7 +88,7 @@ pub(crate) struct AckTask {
 }
 
 impl AckTask {
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         mut durable: mpsc::Receiver<Vec<AckToken>>,
         mut stop: watch::Receiver<bool>,

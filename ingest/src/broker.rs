@@ -99,7 +99,7 @@ pub(crate) struct ServerHandle {
 }
 
 impl ServerHandle {
-    pub fn signal_stop(&mut self) {
+    pub(crate) fn signal_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -107,7 +107,7 @@ impl ServerHandle {
 
     /// Stops the listeners and waits for their thread (blocking; call from
     /// `spawn_blocking`).
-    pub fn stop_and_join(mut self) -> Result<(), IngestError> {
+    pub(crate) fn stop_and_join(mut self) -> Result<(), IngestError> {
         self.signal_stop();
         match self.thread.take().map(JoinHandle::join) {
             Some(Err(_)) => Err(IngestError::Shutdown {
@@ -200,7 +200,7 @@ pub(crate) fn start(
             dynamic_filters: false,
         },
     };
-    let guard = TopicGuard::template(shared.clone());
+    let guard = TopicGuard::template(Arc::clone(&shared));
     let accepting = Arc::new(Accepting {
         server: Server::new(settings, router_tx, guard.clone()),
         guard,
@@ -270,8 +270,12 @@ fn bind(asked: SocketAddr, loopback_only: bool) -> Result<TcpListener, IngestErr
         addr: asked,
         source,
     };
-    let socket = Socket::new(Domain::for_address(asked), Type::STREAM, Some(Protocol::TCP))
-        .map_err(failed)?;
+    let socket = Socket::new(
+        Domain::for_address(asked),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(failed)?;
     // As std does: a restarted engine re-binds while old sockets linger in TIME_WAIT.
     socket.set_reuse_address(true).map_err(failed)?;
     socket.bind(&asked.into()).map_err(failed)?;
@@ -323,7 +327,7 @@ fn serve(
                 return;
             }
         };
-        tokio::spawn(accept_loop(plain, None, accepting.clone()));
+        tokio::spawn(accept_loop(plain, None, Arc::clone(&accepting)));
         if let Some((listener, acceptor)) = tls {
             tokio::spawn(accept_loop(listener, Some(acceptor), accepting));
         }
@@ -352,7 +356,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(slot) = accepting.slots.clone().try_acquire_owned() else {
+        let Ok(slot) = Arc::clone(&accepting.slots).try_acquire_owned() else {
             accepting
                 .shared
                 .metrics
@@ -367,7 +371,7 @@ async fn accept_loop(
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(%peer, error = %e, "Cannot set TCP_NODELAY.");
         }
-        let accepting = accepting.clone();
+        let accepting = Arc::clone(&accepting);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             connection(tcp, peer, acceptor, &accepting).await;
@@ -387,8 +391,8 @@ async fn connection(
     let conn = sessions.new_conn(peer);
     match acceptor {
         None => {
-            let guard = accepting.guard.for_connection(conn.clone(), None);
-            let stream = Metered::new(tcp, conn.clone());
+            let guard = accepting.guard.for_connection(Arc::clone(&conn), None);
+            let stream = Metered::new(tcp, Arc::clone(&conn));
             accepting
                 .server
                 .connection(stream, None, guard, conn.closed())
@@ -418,8 +422,10 @@ async fn connection(
                 Err(why) => return refuse(Refusal::BadCertificate, &why),
             };
             let tenant = identity.tenant();
-            let guard = accepting.guard.for_connection(conn.clone(), Some(identity));
-            let stream = Metered::new(tls, conn.clone());
+            let guard = accepting
+                .guard
+                .for_connection(Arc::clone(&conn), Some(identity));
+            let stream = Metered::new(tls, Arc::clone(&conn));
             accepting
                 .server
                 .connection(stream, Some(tenant), guard, conn.closed())

@@ -137,7 +137,7 @@ struct Admitted {
 type Refused = (Refusal, String);
 
 impl TopicGuard {
-    pub fn template(shared: Arc<GuardShared>) -> TopicGuard {
+    pub(crate) fn template(shared: Arc<GuardShared>) -> TopicGuard {
         TopicGuard {
             codec: V4,
             shared,
@@ -147,7 +147,7 @@ impl TopicGuard {
         }
     }
 
-    pub fn for_connection(&self, conn: Arc<Conn>, cert: Option<CertIdentity>) -> TopicGuard {
+    pub(crate) fn for_connection(&self, conn: Arc<Conn>, cert: Option<CertIdentity>) -> TopicGuard {
         TopicGuard {
             conn: Some(conn),
             cert,

@@ -265,8 +265,8 @@ impl Ingest {
 
         let sessions = Arc::new(Sessions::new(metrics.clone()));
         let shared = Arc::new(GuardShared {
-            directory: directory.clone(),
-            sessions: sessions.clone(),
+            directory: Arc::clone(&directory),
+            sessions: Arc::clone(&sessions),
             metrics: metrics.clone(),
             quota: config.quota.clone(),
         });
@@ -280,10 +280,10 @@ impl Ingest {
         let (stop_acks, stop_acks_rx) = watch::channel(false);
         let ack_task = runtime.spawn(
             AckTask {
-                seqs: seqs.clone(),
-                publisher: publisher.clone(),
+                seqs: Arc::clone(&seqs),
+                publisher: Arc::clone(&publisher),
                 metrics: metrics.clone(),
-                clock: clock.clone(),
+                clock: Arc::clone(&clock),
             }
             .run(durable, stop_acks_rx),
         );
@@ -292,16 +292,16 @@ impl Ingest {
         let pipeline = Pipeline {
             link: broker.link_rx,
             relink: broker.relink,
-            health: health.clone(),
-            directory: directory.clone(),
-            store: store.clone(),
+            health: Arc::clone(&health),
+            directory: Arc::clone(&directory),
+            store: Arc::clone(&store),
             rules,
-            seqs: seqs.clone(),
-            acks: publisher.clone(),
+            seqs: Arc::clone(&seqs),
+            acks: Arc::clone(&publisher),
             metrics: metrics.clone(),
             clock,
             runtime,
-            stop: stop_ingest.clone(),
+            stop: Arc::clone(&stop_ingest),
         };
         let ingest_thread = std::thread::Builder::new()
             .name("vigil-ingest".to_owned())
@@ -357,7 +357,7 @@ impl Ingest {
 
     /// `health` as a closure that outlives `self` (for `/readyz`).
     pub fn health_handle(&self) -> Arc<dyn Fn() -> Result<(), String> + Send + Sync> {
-        let health = self.health.clone();
+        let health = Arc::clone(&self.health);
         Arc::new(move || health.check())
     }
 
@@ -378,7 +378,10 @@ impl Ingest {
     /// The MQTT alarm feed, as a handle that outlives `self` (the alarm hub
     /// keeps one).
     pub fn alarm_publisher(&self) -> AlarmPublisher {
-        AlarmPublisher::new(self.publisher.clone(), self.metrics.feed_publishes.clone())
+        AlarmPublisher::new(
+            Arc::clone(&self.publisher),
+            self.metrics.feed_publishes.clone(),
+        )
     }
 
     pub fn stats(&self) -> IngestStats {
@@ -529,11 +532,11 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    pub fn set(&self, problem: Option<String>) {
+    pub(crate) fn set(&self, problem: Option<String>) {
         *self.problem.lock() = problem;
     }
 
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         match self.problem.lock().as_ref() {
             Some(why) => Err(why.clone()),
             None => Ok(()),

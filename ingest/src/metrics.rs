@@ -36,7 +36,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub fn register(registry: &Registry) -> Result<Metrics, IngestError> {
+    pub(crate) fn register(registry: &Registry) -> Result<Metrics, IngestError> {
         let counter = |name: &'static str, help: &str| -> Result<IntCounter, IngestError> {
             let c = IntCounter::with_opts(Opts::new(name, help))
                 .map_err(|source| IngestError::Metrics { name, source })?;
@@ -200,11 +200,11 @@ impl Metrics {
         Ok(metrics)
     }
 
-    pub fn rejected(&self, reason: RejectReason) -> IntCounter {
+    pub(crate) fn rejected(&self, reason: RejectReason) -> IntCounter {
         self.rejected.with_label_values(&[reason.as_str()])
     }
 
-    pub fn refused(&self, refusal: Refusal) -> IntCounter {
+    pub(crate) fn refused(&self, refusal: Refusal) -> IntCounter {
         self.rejected.with_label_values(&[refusal.as_str()])
     }
 }

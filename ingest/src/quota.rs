@@ -77,15 +77,15 @@ impl QuotaConfig {
 
 /// Which bucket ran dry (the label of `vigil_ingest_throttled_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Excess {
+pub(crate) enum Excess {
     Messages,
     Bytes,
 }
 
 impl Excess {
-    pub const ALL: [Excess; 2] = [Excess::Messages, Excess::Bytes];
+    pub(crate) const ALL: [Excess; 2] = [Excess::Messages, Excess::Bytes];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Excess::Messages => "messages",
             Excess::Bytes => "bytes",
@@ -130,7 +130,7 @@ pub(crate) struct Bucket {
 }
 
 impl Bucket {
-    pub fn new(limits: Limits, now: Instant) -> Bucket {
+    pub(crate) fn new(limits: Limits, now: Instant) -> Bucket {
         Bucket {
             limits,
             msgs: limits.burst_msgs,
@@ -141,7 +141,7 @@ impl Bucket {
     }
 
     /// Takes one packet of `bytes` from the buckets.
-    pub fn charge(&mut self, now: Instant, bytes: usize) -> Charge {
+    pub(crate) fn charge(&mut self, now: Instant, bytes: usize) -> Charge {
         let l = self.limits;
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;

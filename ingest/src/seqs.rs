@@ -270,7 +270,7 @@ pub(crate) struct SeqBook {
 impl SeqBook {
     /// Seeded with each device's stored seqs and when it was last heard;
     /// `now_ms` starts the grace of the holes in that history.
-    pub fn new(
+    pub(crate) fn new(
         history: &HashMap<DeviceId, StoredSeqs>,
         last_seen: &HashMap<DeviceId, EpochMs>,
         gap_grace_s: u64,
@@ -296,13 +296,13 @@ impl SeqBook {
     }
 
     /// The configured `ingest.max_seq_rate`.
-    pub fn max_rate(&self) -> u64 {
+    pub(crate) fn max_rate(&self) -> u64 {
         self.max_rate
     }
 
     /// Takes `seq` for `device` unless it is stored or taken already, is
     /// unknown here, or is implausible (see [`Take`]).
-    pub fn take(&self, device: &DeviceId, seq: u64, now_ms: EpochMs) -> Take {
+    pub(crate) fn take(&self, device: &DeviceId, seq: u64, now_ms: EpochMs) -> Take {
         if seq > MAX_SEQ {
             return Take::Jump(None);
         }
@@ -338,7 +338,7 @@ impl SeqBook {
 
     /// Decides a [`Take::Unknown`] seq once the store said whether it holds
     /// it. A copy taken meanwhile (earlier in the batch) makes it a duplicate.
-    pub fn take_looked_up(
+    pub(crate) fn take_looked_up(
         &self,
         device: &DeviceId,
         seq: u64,
@@ -355,7 +355,7 @@ impl SeqBook {
 
     /// Forgets seqs whose write failed, so that the device's re-send is
     /// accepted rather than treated as a duplicate.
-    pub fn release(&self, taken: &[(DeviceId, u64)]) {
+    pub(crate) fn release(&self, taken: &[(DeviceId, u64)]) {
         let mut book = self.inner.lock();
         for (device, seq) in taken {
             let Some(state) = book.devices.get_mut(device) else {
@@ -375,7 +375,7 @@ impl SeqBook {
     }
 
     /// The watermark to re-send to a device that sent a duplicate.
-    pub fn reack(&self, device: &DeviceId) -> Option<u64> {
+    pub(crate) fn reack(&self, device: &DeviceId) -> Option<u64> {
         let mut book = self.inner.lock();
         let state = book.devices.get_mut(device)?;
         state.published = state.watermark.or(state.published);
@@ -383,7 +383,7 @@ impl SeqBook {
     }
 
     /// Marks these seqs durable and moves the watermarks they unblock.
-    pub fn durable(
+    pub(crate) fn durable(
         &self,
         tokens: impl IntoIterator<Item = (DeviceId, u64)>,
         now_ms: EpochMs,
@@ -412,7 +412,7 @@ impl SeqBook {
     }
 
     /// Re-examines devices held below a hole (their grace may have passed).
-    pub fn tick(&self, now_ms: EpochMs) -> Progress {
+    pub(crate) fn tick(&self, now_ms: EpochMs) -> Progress {
         let mut progress = Progress::default();
         let mut book = self.inner.lock();
         let held: Vec<DeviceId> = book.held.iter().cloned().collect();
@@ -451,7 +451,7 @@ impl SeqBook {
     }
 
     /// Taken messages the store has not yet reported durable.
-    pub fn undurable(&self) -> usize {
+    pub(crate) fn undurable(&self) -> usize {
         let book = self.inner.lock();
         book.devices
             .values()

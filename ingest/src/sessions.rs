@@ -36,7 +36,7 @@ use crate::quota::{Bucket, Charge};
 /// Why a login (or a TLS handshake, or a packet) was refused: the labels of
 /// `vigil_ingest_rejected_total` next to the dead-letter reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// A plain-listener CONNECT without username and password.
     NoCredentials,
     /// Empty, not bound to the login (device id, feed token prefix).
@@ -62,7 +62,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 12] = [
+    pub(crate) const ALL: [Refusal; 12] = [
         Refusal::NoCredentials,
         Refusal::BadClientId,
         Refusal::ReservedClientId,
@@ -77,7 +77,7 @@ impl Refusal {
         Refusal::TooManyConnections,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Refusal::NoCredentials => "connect_no_credentials",
             Refusal::BadClientId => "connect_bad_client_id",
@@ -97,7 +97,7 @@ impl Refusal {
 
 /// Why the engine ended a session (`vigil_ingest_disconnects_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Disconnect {
+pub(crate) enum Disconnect {
     /// Over its quota for longer than `disconnect_after_s`.
     Quota,
     /// Its device was disabled or deleted in the registry.
@@ -109,14 +109,14 @@ pub enum Disconnect {
 }
 
 impl Disconnect {
-    pub const ALL: [Disconnect; 4] = [
+    pub(crate) const ALL: [Disconnect; 4] = [
         Disconnect::Quota,
         Disconnect::DeviceInactive,
         Disconnect::FeedRevoked,
         Disconnect::Closed,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Disconnect::Quota => "quota",
             Disconnect::DeviceInactive => "device_inactive",
@@ -192,7 +192,7 @@ struct ConnState {
 
 impl Conn {
     /// Resolves once the session is to end.
-    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.close.subscribe();
         async move {
             let _ = rx.wait_for(|closed| *closed).await;
@@ -203,13 +203,13 @@ impl Conn {
         !self.close.send_replace(true)
     }
 
-    pub fn set_quota(&self, bucket: Option<Bucket>) {
+    pub(crate) fn set_quota(&self, bucket: Option<Bucket>) {
         self.state.lock().bucket = bucket;
     }
 
     /// Charges one packet of `bytes` to the quota; a throttle takes effect
     /// on the next read.
-    pub fn charge(&self, bytes: usize) -> Charge {
+    pub(crate) fn charge(&self, bytes: usize) -> Charge {
         let mut state = self.state.lock();
         let now = Instant::now();
         let charge = match state.bucket.as_mut() {
@@ -245,7 +245,7 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(metrics: Metrics) -> Sessions {
+    pub(crate) fn new(metrics: Metrics) -> Sessions {
         Sessions {
             live: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
@@ -255,15 +255,15 @@ impl Sessions {
     }
 
     /// Stops reading every connection's socket, for good (shutdown).
-    pub fn pause_reads(&self) {
+    pub(crate) fn pause_reads(&self) {
         self.reads_paused.store(true, Ordering::Release);
     }
 
-    pub fn new_conn(&self, peer: SocketAddr) -> Arc<Conn> {
+    pub(crate) fn new_conn(&self, peer: SocketAddr) -> Arc<Conn> {
         Arc::new(Conn {
             id: self.next_conn.fetch_add(1, Ordering::Relaxed),
             peer,
-            reads_paused: self.reads_paused.clone(),
+            reads_paused: Arc::clone(&self.reads_paused),
             close: watch::channel(false).0,
             state: Mutex::new(ConnState::default()),
         })
@@ -272,7 +272,7 @@ impl Sessions {
     /// Takes `client_id` for `conn`'s session. A device may take over its
     /// own session (rumqttd then drops the old connection); anything else
     /// with a live session's client id is refused.
-    pub fn claim(
+    pub(crate) fn claim(
         &self,
         client_id: &str,
         login: SessionLogin,
@@ -298,7 +298,7 @@ impl Sessions {
         live.insert(
             client_id.to_owned(),
             Live {
-                conn: conn.clone(),
+                conn: Arc::clone(conn),
                 login,
             },
         );
@@ -308,7 +308,7 @@ impl Sessions {
 
     /// The connection ended: its client id is free again (unless another
     /// connection of the same device took it over meanwhile).
-    pub fn release(&self, conn: &Conn) {
+    pub(crate) fn release(&self, conn: &Conn) {
         let Some(client_id) = conn.state.lock().claimed.take() else {
             return;
         };
@@ -330,7 +330,7 @@ impl Sessions {
             .lock()
             .iter()
             .filter(|(_, l)| pick(&l.login))
-            .map(|(id, l)| (id.clone(), l.conn.clone(), l.login.describe()))
+            .map(|(id, l)| (id.clone(), Arc::clone(&l.conn), l.login.describe()))
             .collect();
         let mut closed = 0;
         for (client_id, conn, login) in picked {
@@ -347,7 +347,7 @@ impl Sessions {
     }
 
     /// Ends one connection (the guard's quota verdict).
-    pub fn close_conn(&self, conn: &Conn, reason: Disconnect) {
+    pub(crate) fn close_conn(&self, conn: &Conn, reason: Disconnect) {
         if conn.close() {
             self.metrics
                 .disconnects
@@ -399,7 +399,7 @@ impl SessionControl {
             .live
             .lock()
             .get(client_id)
-            .map(|l| l.conn.clone());
+            .map(|l| Arc::clone(&l.conn));
         match conn {
             Some(conn) if conn.close() => {
                 self.sessions
@@ -482,7 +482,7 @@ pub(crate) struct Metered<S> {
 }
 
 impl<S> Metered<S> {
-    pub fn new(inner: S, conn: Arc<Conn>) -> Metered<S> {
+    pub(crate) fn new(inner: S, conn: Arc<Conn>) -> Metered<S> {
         Metered {
             inner,
             conn,

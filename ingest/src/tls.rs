@@ -27,9 +27,9 @@ use crate::guard::region_tenant;
 use crate::sessions::Refusal;
 
 /// `OU` of a device certificate.
-pub const DEVICE_UNIT: &str = "device";
+pub(crate) const DEVICE_UNIT: &str = "device";
 /// `OU` of a supervisor's alarm-feed certificate.
-pub const FEED_UNIT: &str = "alarm-feed";
+pub(crate) const FEED_UNIT: &str = "alarm-feed";
 
 /// What the mTLS listener serves and trusts, as PEM text.
 #[derive(Clone, PartialEq, Eq)]
@@ -89,9 +89,10 @@ pub(crate) fn acceptor(material: &TlsMaterial) -> Result<TlsAcceptor, IngestErro
             "no CERTIFICATE block in the PEM",
         ));
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| bad("client verifier", e))?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .build()
+            .map_err(|e| bad("client verifier", e))?;
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad("protocol versions", e))?
@@ -110,7 +111,7 @@ pub(crate) enum CertIdentity {
 
 impl CertIdentity {
     /// The rumqttd tenant: topics stay under `/tenants/{tenant}/`.
-    pub fn tenant(&self) -> String {
+    pub(crate) fn tenant(&self) -> String {
         match self {
             CertIdentity::Device(id) => id.to_string(),
             CertIdentity::Feed(region) => region_tenant(region),
@@ -119,7 +120,7 @@ impl CertIdentity {
 
     /// Reads the subject's Organization (and Organizational Unit) of a
     /// certificate rustls has verified.
-    pub fn of(cert: &CertificateDer<'_>) -> Result<CertIdentity, String> {
+    pub(crate) fn of(cert: &CertificateDer<'_>) -> Result<CertIdentity, String> {
         let (_, cert) = x509_parser::parse_x509_certificate(cert)
             .map_err(|e| format!("the certificate does not parse: {e}"))?;
         let subject = cert.subject();

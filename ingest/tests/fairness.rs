@@ -36,13 +36,13 @@ async fn a_flooding_device_is_throttled_and_cut_off_while_a_neighbour_loses_noth
     let (flood, mut eventloop) = AsyncClient::new(opts, 4096);
     let cut_off = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let loop_cut = cut_off.clone();
+    let loop_cut = Arc::clone(&cut_off);
     tokio::spawn(async move {
         while eventloop.poll().await.is_ok() {}
         loop_cut.store(true, Ordering::SeqCst);
     });
-    let flooding = cut_off.clone();
-    let flood_sent = sent.clone();
+    let flooding = Arc::clone(&cut_off);
+    let flood_sent = Arc::clone(&sent);
     let flooder = tokio::spawn(async move {
         let mut seq = 0u64;
         while !flooding.load(Ordering::SeqCst) {

@@ -27,22 +27,22 @@ use vigil_storage::{
     StoredReading, StoredSeqs, Write,
 };
 
-pub const T0: EpochMs = 1_732_300_000_000;
-pub const SECRET: &str = "s3cret";
+pub(crate) const T0: EpochMs = 1_732_300_000_000;
+pub(crate) const SECRET: &str = "s3cret";
 
 /// How long a test waits for something that should happen within
 /// milliseconds; only reached when the test is failing.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The registry as ingest sees it.
 #[derive(Default)]
-pub struct TestDirectory {
+pub(crate) struct TestDirectory {
     devices: Mutex<HashMap<String, (String, bool)>>,
     feeds: Mutex<HashMap<String, FeedGrant>>,
 }
 
 impl TestDirectory {
-    pub fn with(devices: &[&str]) -> Arc<TestDirectory> {
+    pub(crate) fn with(devices: &[&str]) -> Arc<TestDirectory> {
         let dir = TestDirectory::default();
         for d in devices {
             dir.add(d, SECRET, true);
@@ -50,28 +50,28 @@ impl TestDirectory {
         Arc::new(dir)
     }
 
-    pub fn add(&self, device: &str, secret: &str, enabled: bool) {
+    pub(crate) fn add(&self, device: &str, secret: &str, enabled: bool) {
         self.devices
             .lock()
             .insert(device.to_owned(), (secret.to_owned(), enabled));
     }
 
     /// The device leaves the registry (its sessions stay connected).
-    pub fn remove(&self, device: &str) {
+    pub(crate) fn remove(&self, device: &str) {
         self.devices.lock().remove(device);
     }
 
     /// A bearer token that may read the alarm feed of `grant`.
-    pub fn add_feed_token(&self, token: &str, grant: FeedGrant) {
+    pub(crate) fn add_feed_token(&self, token: &str, grant: FeedGrant) {
         self.feeds.lock().insert(token.to_owned(), grant);
     }
 
     /// The token is revoked (its sessions stay connected until re-checked).
-    pub fn remove_feed_token(&self, token: &str) {
+    pub(crate) fn remove_feed_token(&self, token: &str) {
         self.feeds.lock().remove(token);
     }
 
-    pub fn context(device: &str) -> Arc<DeviceContext> {
+    pub(crate) fn context(device: &str) -> Arc<DeviceContext> {
         Arc::new(DeviceContext {
             binding: Binding {
                 equipment_id: EquipmentId::new(format!("EQ-{device}")).unwrap(),
@@ -110,7 +110,7 @@ impl Directory for TestDirectory {
 /// Records every write. Reports ack tokens durable right away, or holds
 /// them while `hold` is set (to see that acks wait for durability). While
 /// `stall` is set, a write does not return (a store under back-pressure).
-pub struct RecordingStore {
+pub(crate) struct RecordingStore {
     pub writes: Mutex<Vec<Write>>,
     /// Seqs stored before this run (an earlier process's history).
     pub stored_before: Mutex<HashSet<SeqKey>>,
@@ -125,7 +125,7 @@ pub struct RecordingStore {
 }
 
 impl RecordingStore {
-    pub fn new() -> (Arc<RecordingStore>, mpsc::Receiver<Vec<AckToken>>) {
+    pub(crate) fn new() -> (Arc<RecordingStore>, mpsc::Receiver<Vec<AckToken>>) {
         let (durable, rx) = mpsc::channel(1024);
         let store = RecordingStore {
             writes: Mutex::new(Vec::new()),
@@ -141,7 +141,7 @@ impl RecordingStore {
         (Arc::new(store), rx)
     }
 
-    pub fn readings(&self) -> Vec<StoredReading> {
+    pub(crate) fn readings(&self) -> Vec<StoredReading> {
         self.writes
             .lock()
             .iter()
@@ -152,7 +152,7 @@ impl RecordingStore {
             .collect()
     }
 
-    pub fn dead_letters(&self) -> Vec<(DeadLetter, Option<AckToken>)> {
+    pub(crate) fn dead_letters(&self) -> Vec<(DeadLetter, Option<AckToken>)> {
         self.writes
             .lock()
             .iter()
@@ -164,7 +164,7 @@ impl RecordingStore {
     }
 
     /// Reports what was held as durable.
-    pub async fn release(&self) {
+    pub(crate) async fn release(&self) {
         self.hold.store(false, Ordering::SeqCst);
         let held = std::mem::take(&mut *self.held.lock());
         if !held.is_empty() {
@@ -247,7 +247,7 @@ impl Store for RecordingStore {
 }
 
 /// A running ingest with everything a test looks at.
-pub struct Rig {
+pub(crate) struct Rig {
     pub ingest: Ingest,
     /// The device CA of the TLS listener, when it is on.
     pub ca: Option<Arc<DeviceCa>>,
@@ -258,7 +258,7 @@ pub struct Rig {
     pub now: Arc<AtomicI64>,
 }
 
-pub struct RigOptions {
+pub(crate) struct RigOptions {
     pub devices: Vec<String>,
     pub gap_grace_s: u64,
     /// Also start the mutual-TLS listener, with a fresh device CA.
@@ -286,15 +286,15 @@ impl Default for RigOptions {
 }
 
 impl Rig {
-    pub fn start(opts: RigOptions) -> Rig {
+    pub(crate) fn start(opts: RigOptions) -> Rig {
         let directory =
             TestDirectory::with(&opts.devices.iter().map(String::as_str).collect::<Vec<_>>());
         let (store, durable) = RecordingStore::new();
         let accepted = Arc::new(Mutex::new(Vec::new()));
-        let sink = accepted.clone();
+        let sink = Arc::clone(&accepted);
         let metrics = prometheus::Registry::new();
         let now = Arc::new(AtomicI64::new(T0));
-        let clock_now = now.clone();
+        let clock_now = Arc::clone(&now);
         let mut recovery = Recovery::default();
         for (device, seqs) in &opts.history {
             let id = DeviceId::new(device).unwrap();
@@ -322,8 +322,8 @@ impl Rig {
         };
         let ingest = Ingest::start(
             config,
-            directory.clone(),
-            store.clone(),
+            Arc::<TestDirectory>::clone(&directory),
+            Arc::<RecordingStore>::clone(&store),
             &recovery,
             durable,
             Box::new(move |a| sink.lock().push(a)),
@@ -342,22 +342,22 @@ impl Rig {
         }
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.ingest.mqtt_addr()
     }
 
-    pub fn tls_addr(&self) -> SocketAddr {
+    pub(crate) fn tls_addr(&self) -> SocketAddr {
         self.ingest
             .mqtts_addr()
             .expect("the rig runs the TLS listener")
     }
 
-    pub fn ca(&self) -> &DeviceCa {
+    pub(crate) fn ca(&self) -> &DeviceCa {
         self.ca.as_deref().expect("the rig runs the TLS listener")
     }
 
     /// A client certificate from the rig's CA for `device`: (cert, key) PEM.
-    pub fn device_cert(&self, device: &str) -> (String, String) {
+    pub(crate) fn device_cert(&self, device: &str) -> (String, String) {
         let issued = self
             .ca()
             .issue_device(
@@ -369,12 +369,12 @@ impl Rig {
         (issued.cert_pem, issued.key_pem.unwrap())
     }
 
-    pub fn advance_clock(&self, ms: i64) {
+    pub(crate) fn advance_clock(&self, ms: i64) {
         self.now.fetch_add(ms, Ordering::SeqCst);
     }
 
     /// One sample of a Prometheus metric, e.g. `vigil_ingest_rejected_total{reason="oversize"}`.
-    pub fn metric(&self, sample: &str) -> f64 {
+    pub(crate) fn metric(&self, sample: &str) -> f64 {
         use prometheus::Encoder;
         let mut text = Vec::new();
         prometheus::TextEncoder::new()
@@ -393,7 +393,7 @@ impl Rig {
 
     /// Asserts how many SUBSCRIBEs and PUBLISHes were refused for being
     /// outside their login's topics.
-    pub fn assert_topic_refusals(&self, subscribe: u32, publish: u32) {
+    pub(crate) fn assert_topic_refusals(&self, subscribe: u32, publish: u32) {
         for (packet, expected) in [("subscribe", subscribe), ("publish", publish)] {
             let sample = format!(r#"vigil_mqtt_refused_total{{packet="{packet}"}}"#);
             assert_eq!(self.metric(&sample), f64::from(expected), "{sample}");
@@ -401,7 +401,7 @@ impl Rig {
     }
 
     /// Waits until `check` holds; panics with `what` after [`PATIENCE`].
-    pub async fn until(&self, what: &str, mut check: impl FnMut(&Rig) -> bool) {
+    pub(crate) async fn until(&self, what: &str, mut check: impl FnMut(&Rig) -> bool) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while !check(self) {
             assert!(
@@ -415,14 +415,14 @@ impl Rig {
 
 /// What a client session sees.
 #[derive(Debug, PartialEq)]
-pub enum Seen {
+pub(crate) enum Seen {
     SubAck,
     Publish(String),
     Closed,
 }
 
 /// A client session: its CONNACK result, then what it sees.
-pub async fn session(
+pub(crate) async fn session(
     rig: &Rig,
     client_id: &str,
     user: &str,
@@ -434,7 +434,7 @@ pub async fn session(
 }
 
 /// [`session`] with any options (a TLS client, say).
-pub async fn session_with(
+pub(crate) async fn session_with(
     opts: MqttOptions,
 ) -> Result<(AsyncClient, mpsc::UnboundedReceiver<Seen>), String> {
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
@@ -473,7 +473,7 @@ pub async fn session_with(
     Ok((client, rx))
 }
 
-pub async fn next(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+pub(crate) async fn next(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
     tokio::time::timeout(PATIENCE, rx.recv())
         .await
         .expect("something within PATIENCE")
@@ -481,13 +481,13 @@ pub async fn next(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
 }
 
 /// A feed reader's client id for `token`: the token's prefix and a label.
-pub fn feed_client_id(token: &str, label: &str) -> String {
+pub(crate) fn feed_client_id(token: &str, label: &str) -> String {
     format!("{}-{label}", feed_client_prefix(token))
 }
 
 /// rumqttc options for a TLS client trusting `ca_pem`, presenting
 /// `client` (cert, key) if given.
-pub fn tls_options(
+pub(crate) fn tls_options(
     client_id: &str,
     addr: SocketAddr,
     ca_pem: &str,
@@ -525,7 +525,7 @@ pub fn tls_options(
 
 /// A device: a real MQTT client whose event loop runs in a task, reporting
 /// acks it receives.
-pub struct Device {
+pub(crate) struct Device {
     pub id: String,
     pub client: AsyncClient,
     pub acks: mpsc::UnboundedReceiver<u64>,
@@ -535,13 +535,13 @@ pub struct Device {
 impl Device {
     /// Connects with the standard secret, subscribes to its ack topic and
     /// waits for the SUBACK.
-    pub async fn connect(addr: SocketAddr, id: &str) -> Device {
+    pub(crate) async fn connect(addr: SocketAddr, id: &str) -> Device {
         Device::connect_with(addr, id, id, SECRET)
             .await
             .expect("device connects")
     }
 
-    pub async fn connect_with(
+    pub(crate) async fn connect_with(
         addr: SocketAddr,
         client_id: &str,
         user: &str,
@@ -554,7 +554,7 @@ impl Device {
     }
 
     /// A device on the TLS listener with its certificate from the rig's CA.
-    pub async fn connect_tls(rig: &Rig, id: &str) -> Result<Device, String> {
+    pub(crate) async fn connect_tls(rig: &Rig, id: &str) -> Result<Device, String> {
         let (cert, key) = rig.device_cert(id);
         let opts = tls_options(id, rig.tls_addr(), rig.ca().ca_pem(), Some((&cert, &key)));
         Device::connect_opts(opts, id).await
@@ -562,7 +562,7 @@ impl Device {
 
     /// Connects with `opts` as device `id`, subscribes to its ack topic and
     /// waits for the SUBACK.
-    pub async fn connect_opts(mut opts: MqttOptions, id: &str) -> Result<Device, String> {
+    pub(crate) async fn connect_opts(mut opts: MqttOptions, id: &str) -> Result<Device, String> {
         let user = id;
         opts.set_max_packet_size(2 << 20, 2 << 20);
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
@@ -609,25 +609,25 @@ impl Device {
         })
     }
 
-    pub async fn send(&self, stream: &str, payload: Vec<u8>) {
+    pub(crate) async fn send(&self, stream: &str, payload: Vec<u8>) {
         self.send_on(&format!("/tenants/{}/v1/{stream}", self.id), payload)
             .await;
     }
 
-    pub async fn send_on(&self, topic: &str, payload: Vec<u8>) {
+    pub(crate) async fn send_on(&self, topic: &str, payload: Vec<u8>) {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
             .expect("publish queued");
     }
 
-    pub async fn event(&self, seq: u64) {
+    pub(crate) async fn event(&self, seq: u64) {
         self.send("event", event(seq)).await;
     }
 
     /// Waits for an ack of exactly `seq`, skipping lower ones; panics on a
     /// higher one (acks must never run ahead).
-    pub async fn expect_ack(&mut self, seq: u64) {
+    pub(crate) async fn expect_ack(&mut self, seq: u64) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let got = tokio::time::timeout_at(deadline, self.acks.recv())
@@ -646,7 +646,7 @@ impl Device {
     }
 
     /// Asserts no ack arrives above `seq` within a short while.
-    pub async fn expect_no_ack_above(&mut self, seq: u64, wait: Duration) {
+    pub(crate) async fn expect_no_ack_above(&mut self, seq: u64, wait: Duration) {
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Some(got)) = tokio::time::timeout_at(deadline, self.acks.recv()).await {
             assert!(got <= seq, "{}: ack {got} above {seq}", self.id);
@@ -669,13 +669,13 @@ async fn first_event(eventloop: &mut EventLoop) -> Result<ConnAck, String> {
     }
 }
 
-pub fn event(seq: u64) -> Vec<u8> {
+pub(crate) fn event(seq: u64) -> Vec<u8> {
     json!({"seq": seq, "ts": T0 - 1000, "code": "E01", "active": true})
         .to_string()
         .into_bytes()
 }
 
-pub fn elevator(seq: u64) -> Value {
+pub(crate) fn elevator(seq: u64) -> Value {
     json!({
         "seq": seq, "ts": T0 - 1000, "floor": 3, "direction": "up", "speed_mps": 1.5,
         "door": "closed", "leveled": false, "occupied": true, "mode": "normal",
@@ -684,7 +684,7 @@ pub fn elevator(seq: u64) -> Value {
     })
 }
 
-pub fn seqs_of(readings: &[StoredReading], device: &str) -> Vec<u64> {
+pub(crate) fn seqs_of(readings: &[StoredReading], device: &str) -> Vec<u64> {
     readings
         .iter()
         .filter(|r| r.reading.device_id.as_str() == device)
@@ -693,7 +693,7 @@ pub fn seqs_of(readings: &[StoredReading], device: &str) -> Vec<u64> {
 }
 
 /// A critical alarm of EL1's equipment in `region`.
-pub fn alarm_in(region: &str) -> Alarm {
+pub(crate) fn alarm_in(region: &str) -> Alarm {
     Alarm {
         alarm_id: AlarmId::new("A1").unwrap(),
         rule: RuleId::new("elevator.trapped").unwrap(),

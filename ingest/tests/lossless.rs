@@ -72,7 +72,7 @@ async fn a_burst_larger_than_the_broker_log_is_stored_whole_while_the_store_stal
     let pubacks = Arc::new(AtomicU64::new(0));
     let publishers: Vec<_> = devices
         .iter()
-        .map(|id| publisher(&rig, id, pubacks.clone()))
+        .map(|id| publisher(&rig, id, Arc::clone(&pubacks)))
         .collect();
 
     // With the store stalled, the broker PUBACKs only what its log can

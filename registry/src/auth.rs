@@ -354,7 +354,7 @@ impl Authenticator {
         let Credential::Issued(id) = credential.clone() else {
             return Box::pin(std::future::pending());
         };
-        let this = self.clone();
+        let this = Arc::clone(self);
         let mut changes = self.registry.token_changes();
         Box::pin(async move {
             loop {

@@ -193,7 +193,7 @@ impl Registry {
             disk.append(&change)?;
         }
         let next = Arc::new(next);
-        *self.state.write() = next.clone();
+        *self.state.write() = Arc::clone(&next);
         self.forget_contexts(&next, &change);
         let version = change.version;
         self.publish(Arc::new(change));

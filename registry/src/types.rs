@@ -89,7 +89,7 @@ impl<'de> Deserialize<'de> for CreditCode {
 pub(crate) mod date {
     use super::*;
 
-    pub fn parse(s: &str) -> Option<NaiveDate> {
+    pub(crate) fn parse(s: &str) -> Option<NaiveDate> {
         let b = s.as_bytes();
         let shape = b.len() == 10
             && b.iter().enumerate().all(|(i, c)| {
@@ -105,30 +105,35 @@ pub(crate) mod date {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
     }
 
-    pub fn format(d: &NaiveDate) -> String {
+    pub(crate) fn format(d: &NaiveDate) -> String {
         d.format("%Y-%m-%d").to_string()
     }
 
-    pub fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format(d))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
         let s = String::deserialize(d)?;
         parse(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a date YYYY-MM-DD")))
     }
 
-    pub mod option {
+    pub(crate) mod option {
         use super::*;
 
-        pub fn serialize<S: Serializer>(d: &Option<NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
+        pub(crate) fn serialize<S: Serializer>(
+            d: &Option<NaiveDate>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match d {
                 Some(d) => s.serialize_str(&format(d)),
                 None => s.serialize_none(),
             }
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<NaiveDate>, D::Error> {
             match Option::<String>::deserialize(d)? {
                 None => Ok(None),
                 Some(s) => parse(&s).map(Some).ok_or_else(|| {

@@ -31,11 +31,11 @@ fn app_on(registry: Registry, clock: vigil_registry::auth::Clock) -> App {
     let registry = Arc::new(registry);
     let auth = Arc::new(Authenticator::new(
         Some(ADMIN.to_owned()),
-        registry.clone(),
+        Arc::clone(&registry),
         clock,
     ));
-    let api =
-        api::router(registry.clone(), auth.clone()).layer(from_fn_with_state(auth, require_auth));
+    let api = api::router(Arc::clone(&registry), Arc::clone(&auth))
+        .layer(from_fn_with_state(auth, require_auth));
     App {
         router: Router::new().nest("/api/v1", api),
         registry,
@@ -890,7 +890,7 @@ async fn a_streaming_answer_ends_when_its_token_is_revoked() {
     let registry = Arc::new(example_registry());
     let auth = Arc::new(Authenticator::new(
         Some(ADMIN.to_owned()),
-        registry.clone(),
+        Arc::clone(&registry),
         clock(),
     ));
     // An endless body, as the SSE feed is.
@@ -906,7 +906,7 @@ async fn a_streaming_answer_ends_when_its_token_is_revoked() {
     }
     let router: Router = Router::new()
         .route("/stream", Gate::any("watch").around(get(endless)))
-        .layer(from_fn_with_state(auth.clone(), require_auth));
+        .layer(from_fn_with_state(Arc::clone(&auth), require_auth));
     let issued = auth
         .issue(vigil_registry::TokenRequest {
             name: "watcher".into(),

@@ -469,7 +469,7 @@ fn lookups_for_rules() {
 #[test]
 fn tokens_carry_their_grant() {
     let reg = Arc::new(example_registry());
-    let auth = Authenticator::new(Some("root-token".into()), reg.clone(), clock());
+    let auth = Authenticator::new(Some("root-token".into()), Arc::clone(&reg), clock());
     let sup = reg
         .create_token(
             TokenRequest {
@@ -513,7 +513,7 @@ fn tokens_carry_their_grant() {
     assert_eq!(auth.authenticate("vgl_0000"), None);
     assert_eq!(auth.authenticate(""), None);
     assert_eq!(
-        Authenticator::new(Some(String::new()), reg.clone(), clock()).authenticate(""),
+        Authenticator::new(Some(String::new()), Arc::clone(&reg), clock()).authenticate(""),
         None,
         "an empty admin token is no token"
     );
@@ -633,7 +633,7 @@ fn persistence_round_trip() {
         reg.resolve(&DeviceId::new("FS001").unwrap()),
         Resolution::Active(_)
     ));
-    let auth = Authenticator::new(None, reg.clone(), clock());
+    let auth = Authenticator::new(None, Arc::clone(&reg), clock());
     assert_eq!(
         auth.authenticate(&token),
         Some(Principal::Analyst {
@@ -755,7 +755,7 @@ fn revocations_and_file_modes_survive_a_restart() {
     }
 
     let reg = Arc::new(Registry::open(&data).unwrap());
-    let auth = Authenticator::new(None, reg.clone(), clock());
+    let auth = Authenticator::new(None, Arc::clone(&reg), clock());
     assert!(auth.authenticate(&kept.token).is_some());
     assert_eq!(
         auth.verify(&revoked.token).unwrap_err(),
@@ -768,7 +768,7 @@ fn revocations_and_file_modes_survive_a_restart() {
             .collect::<Vec<_>>(),
         [("kept", "active"), ("revoked", "revoked")]
     );
-    let later = Authenticator::new(None, reg.clone(), Arc::new(|| NOW + 3_600_000));
+    let later = Authenticator::new(None, Arc::clone(&reg), Arc::new(|| NOW + 3_600_000));
     assert_eq!(
         later.verify(&kept.token).unwrap_err(),
         vigil_registry::auth::Refusal::Expired {
@@ -793,7 +793,7 @@ fn tokens_from_before_expiry_get_a_stable_id_and_keep_working() {
     });
     std::fs::write(dir.path().join("registry.json"), legacy.to_string()).unwrap();
     let reg = Arc::new(Registry::open(dir.path()).unwrap());
-    let auth = Authenticator::new(None, reg.clone(), clock());
+    let auth = Authenticator::new(None, Arc::clone(&reg), clock());
     assert_eq!(auth.authenticate("vgl_legacy"), Some(Principal::Admin));
     let first = reg.tokens(NOW);
     assert_eq!(first.len(), 1);

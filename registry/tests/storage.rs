@@ -263,7 +263,7 @@ fn an_older_engines_registry_json_is_migrated_and_keeps_working() {
             "39afbbd5491a06ec099586894350dc63918842ebc332c0b79e6ce5c34afd12e2"
         ));
         assert!(!reg.verify_device_secret("D001", "00"));
-        let auth = Authenticator::new(None, reg.clone(), clock());
+        let auth = Authenticator::new(None, Arc::clone(reg), clock());
         assert_eq!(
             auth.authenticate(
                 "vgl_c81a9471dd42997cc23a1f620dbe1a36ea201d3c51b71b87d3024fbcbb53a4bd"

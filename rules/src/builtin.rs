@@ -46,7 +46,12 @@ pub(crate) struct Condition(Expr);
 impl Condition {
     /// Whether it holds on `sample`, with the equipment's registry
     /// parameters and the rule's resolved thresholds.
-    pub fn holds(&self, sample: Sample<'_>, registry: &Map<String, Value>, p: &Params) -> bool {
+    pub(crate) fn holds(
+        &self,
+        sample: Sample<'_>,
+        registry: &Map<String, Value>,
+        p: &Params,
+    ) -> bool {
         self.0.holds(&BuiltinScope {
             sample,
             registry,

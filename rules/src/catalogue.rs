@@ -65,14 +65,14 @@ pub(crate) struct Period {
 
 impl Period {
     /// `for_s` with its usual meaning.
-    pub const fn of(default_s: f64) -> Period {
+    pub(crate) const fn of(default_s: f64) -> Period {
         Period {
             default_s,
             meaning: "seconds the condition must hold before the alarm fires (device time)",
         }
     }
 
-    pub const fn meaning(self, meaning: &'static str) -> Period {
+    pub(crate) const fn meaning(self, meaning: &'static str) -> Period {
         Period { meaning, ..self }
     }
 }
@@ -94,11 +94,11 @@ pub(crate) enum Clear {
 
 impl Clear {
     /// The condition false for `clear_s`, following the top-level `clear_s`.
-    pub const GLOBAL: Clear = Clear::Global {
+    pub(crate) const GLOBAL: Clear = Clear::Global {
         meaning: "seconds the condition must have been false before the alarm clears",
     };
 
-    pub const fn own(default_s: f64, meaning: &'static str) -> Clear {
+    pub(crate) const fn own(default_s: f64, meaning: &'static str) -> Clear {
         Clear::Own { default_s, meaning }
     }
 }
@@ -115,7 +115,12 @@ pub(crate) struct Param {
 }
 
 impl Param {
-    pub const fn new(name: &'static str, kind: Kind, default: Lit, meaning: &'static str) -> Param {
+    pub(crate) const fn new(
+        name: &'static str,
+        kind: Kind,
+        default: Lit,
+        meaning: &'static str,
+    ) -> Param {
         Param {
             name,
             kind,
@@ -300,7 +305,7 @@ pub(crate) fn secs_to_ms(s: f64) -> i64 {
 impl Decl {
     /// What every declaration starts from: critical, no `for_s`, the
     /// top-level clear period, no parameters of its own, every category.
-    pub const BASE: Decl = Decl {
+    pub(crate) const BASE: Decl = Decl {
         id: "",
         severity: Severity::Critical,
         description: "",
@@ -314,7 +319,7 @@ impl Decl {
     };
 
     /// Every key a configuration may set for this rule, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
         let for_s = self.for_s.map(|_| "for_s");
         let clear_s = match self.clear_s {
             Clear::None => None,
@@ -327,13 +332,13 @@ impl Decl {
             .chain(self.params.iter().map(|p| p.name))
     }
 
-    pub fn has_key(&self, key: &str) -> bool {
+    pub(crate) fn has_key(&self, key: &str) -> bool {
         self.keys().any(|k| k == key)
     }
 
     /// The shipped defaults for equipment of `category`. `global_clear_ms`
     /// is the configuration's top-level `clear_s`, if it sets one.
-    pub fn defaults(&self, category: &str, global_clear_ms: Option<i64>) -> Params {
+    pub(crate) fn defaults(&self, category: &str, global_clear_ms: Option<i64>) -> Params {
         let clear_ms = match self.clear_s {
             Clear::None => 0,
             Clear::Global { .. } => global_clear_ms.unwrap_or_else(|| secs_to_ms(DEFAULT_CLEAR_S)),
@@ -413,31 +418,31 @@ pub(crate) struct Sev(usize);
 pub(crate) struct Codes(usize);
 
 impl Ms {
-    pub const fn of(decl: &Decl, name: &str) -> Ms {
+    pub(crate) const fn of(decl: &Decl, name: &str) -> Ms {
         Ms(decl.position(name, 0))
     }
 }
 
 impl Num {
-    pub const fn of(decl: &Decl, name: &str) -> Num {
+    pub(crate) const fn of(decl: &Decl, name: &str) -> Num {
         Num(decl.position(name, 1))
     }
 }
 
 impl Whole {
-    pub const fn of(decl: &Decl, name: &str) -> Whole {
+    pub(crate) const fn of(decl: &Decl, name: &str) -> Whole {
         Whole(decl.position(name, 2))
     }
 }
 
 impl Sev {
-    pub const fn of(decl: &Decl, name: &str) -> Sev {
+    pub(crate) const fn of(decl: &Decl, name: &str) -> Sev {
         Sev(decl.position(name, 3))
     }
 }
 
 impl Codes {
-    pub const fn of(decl: &Decl, name: &str) -> Codes {
+    pub(crate) const fn of(decl: &Decl, name: &str) -> Codes {
         Codes(decl.position(name, 4))
     }
 }
@@ -463,7 +468,7 @@ static NO_CODES: BTreeMap<String, Severity> = BTreeMap::new();
 
 impl Params {
     /// A rule that is not evaluated (a defined rule a reload dropped).
-    pub const DISABLED: Params = Params {
+    pub(crate) const DISABLED: Params = Params {
         enabled: false,
         severity: Severity::Minor,
         for_ms: 0,
@@ -475,7 +480,12 @@ impl Params {
 
     /// Sets one key of `decl` from its configuration value. The error says
     /// what the value should have been.
-    pub fn set(&mut self, decl: &Decl, key: &str, value: &Value) -> Result<(), &'static str> {
+    pub(crate) fn set(
+        &mut self,
+        decl: &Decl,
+        key: &str,
+        value: &Value,
+    ) -> Result<(), &'static str> {
         if self.set_common(key, value)? {
             return Ok(());
         }
@@ -491,7 +501,7 @@ impl Params {
     }
 
     /// The keys every rule has; `Ok(false)` for any other key.
-    pub fn set_common(&mut self, key: &str, value: &Value) -> Result<bool, &'static str> {
+    pub(crate) fn set_common(&mut self, key: &str, value: &Value) -> Result<bool, &'static str> {
         match key {
             "enabled" => self.enabled = value.as_bool().ok_or("true or false")?,
             "severity" => self.severity = severity_of(value)?,
@@ -511,7 +521,7 @@ impl Params {
     }
 
     /// A defined rule's defaults: major, enabled, with its thresholds.
-    pub fn defined(clear_ms: i64, settings: Vec<f64>) -> Params {
+    pub(crate) fn defined(clear_ms: i64, settings: Vec<f64>) -> Params {
         Params {
             enabled: true,
             severity: Severity::Major,
@@ -521,35 +531,35 @@ impl Params {
         }
     }
 
-    pub fn ms(&self, key: Ms) -> i64 {
+    pub(crate) fn ms(&self, key: Ms) -> i64 {
         match self.values.get(key.0) {
             Some(Setting::Ms(ms)) => *ms,
             _ => 0,
         }
     }
 
-    pub fn num(&self, key: Num) -> f64 {
+    pub(crate) fn num(&self, key: Num) -> f64 {
         match self.values.get(key.0) {
             Some(Setting::Num(x)) => *x,
             _ => f64::NAN,
         }
     }
 
-    pub fn whole(&self, key: Whole) -> u32 {
+    pub(crate) fn whole(&self, key: Whole) -> u32 {
         match self.values.get(key.0) {
             Some(Setting::Whole(n)) => *n,
             _ => 0,
         }
     }
 
-    pub fn severity_of(&self, key: Sev) -> Option<Severity> {
+    pub(crate) fn severity_of(&self, key: Sev) -> Option<Severity> {
         match self.values.get(key.0) {
             Some(Setting::Severity(s)) => *s,
             _ => None,
         }
     }
 
-    pub fn codes(&self, key: Codes) -> &BTreeMap<String, Severity> {
+    pub(crate) fn codes(&self, key: Codes) -> &BTreeMap<String, Severity> {
         match self.values.get(key.0) {
             Some(Setting::Codes(codes)) => codes,
             _ => &NO_CODES,
@@ -558,7 +568,7 @@ impl Params {
 
     /// A parameter by name, as a configuration spells it (`vigil rules
     /// list`, tests): only where speed does not matter.
-    pub fn show(&self, decl: &Decl, key: &str) -> Value {
+    pub(crate) fn show(&self, decl: &Decl, key: &str) -> Value {
         let s = |ms: i64| json!(ms as f64 / 1000.0);
         match key {
             "enabled" => json!(self.enabled),
@@ -582,7 +592,7 @@ pub(crate) struct ParamSet(pub Vec<Params>);
 impl ParamSet {
     /// A key this set does not know (a rule defined after it was resolved)
     /// reads as disabled.
-    pub fn get(&self, key: Key) -> &Params {
+    pub(crate) fn get(&self, key: Key) -> &Params {
         self.0.get(key.index()).unwrap_or(&DISABLED)
     }
 }
@@ -634,21 +644,21 @@ pub(crate) fn decl(key: Key) -> Option<&'static Decl> {
 pub(crate) struct Key(u16);
 
 impl Key {
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         usize::from(self.0)
     }
 
-    pub fn from_index(index: usize) -> Key {
+    pub(crate) fn from_index(index: usize) -> Key {
         Key(u16::try_from(index).unwrap_or(u16::MAX))
     }
 
     /// The slot of the `n`-th defined rule.
-    pub fn defined(n: usize) -> Key {
+    pub(crate) fn defined(n: usize) -> Key {
         Key::from_index(rules().len() + n)
     }
 
     /// Which defined rule this slot is, if it is one.
-    pub fn defined_index(self) -> Option<usize> {
+    pub(crate) fn defined_index(self) -> Option<usize> {
         self.index().checked_sub(rules().len())
     }
 }
@@ -719,7 +729,7 @@ impl fmt::Display for RuleInfo {
 
 impl Decl {
     /// What the docs and `vigil rules list` show of this rule.
-    pub fn info(&self) -> RuleInfo {
+    pub(crate) fn info(&self) -> RuleInfo {
         // Equipment outside every listed category sees the plain defaults.
         const ANY: &str = "";
         let defaults = self.defaults(ANY, None);

@@ -67,7 +67,7 @@ impl Source {
         Source::Filling,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Source::Elevator => "elevator",
             Source::Ride => "ride",
@@ -82,11 +82,11 @@ impl Source {
 
     /// Samples describe a state that lasts (`for`, `clear_when`); events
     /// are moments (an alarm clears `clear_s` after the last matching one).
-    pub fn is_state(self) -> bool {
+    pub(crate) fn is_state(self) -> bool {
         matches!(self, Source::Elevator | Source::Ride)
     }
 
-    pub fn fields(self) -> &'static [Field] {
+    pub(crate) fn fields(self) -> &'static [Field] {
         match self {
             Source::Elevator => ELEVATOR_FIELDS,
             Source::Ride => RIDE_FIELDS,
@@ -180,7 +180,7 @@ pub(crate) enum Sample<'a> {
 impl<'a> Sample<'a> {
     /// The message as a condition reads it (`None`: a stream no defined
     /// rule watches, such as controller events). `ts` is its device time.
-    pub fn of(payload: &'a Payload, ts: EpochMs) -> Option<Sample<'a>> {
+    pub(crate) fn of(payload: &'a Payload, ts: EpochMs) -> Option<Sample<'a>> {
         match payload {
             Payload::Elevator(s) => Some(Sample::Elevator(s)),
             Payload::Ride(s) => Some(Sample::Ride(s)),
@@ -190,7 +190,7 @@ impl<'a> Sample<'a> {
         }
     }
 
-    pub fn source(self) -> Source {
+    pub(crate) fn source(self) -> Source {
         match self {
             Sample::Elevator(_) => Source::Elevator,
             Sample::Ride(_) => Source::Ride,
@@ -200,7 +200,7 @@ impl<'a> Sample<'a> {
     }
 
     /// The value of field `index` (of [`Source::fields`]).
-    pub fn value(&self, index: usize) -> Val<'_> {
+    pub(crate) fn value(&self, index: usize) -> Val<'_> {
         match self.field_str(index) {
             Some(s) => Val::Str(s),
             None => self.field(index),
@@ -329,7 +329,7 @@ fn wrong(key: &str, message: impl Into<String>) -> DefinitionError {
 impl Definition {
     /// Checks the table of rule `id` that has a `when` key. `default_clear_ms`
     /// is the configuration's top-level `clear_s`.
-    pub fn parse(
+    pub(crate) fn parse(
         id: &str,
         table: &BTreeMap<String, Value>,
         default_clear_ms: i64,
@@ -480,7 +480,7 @@ impl Definition {
     }
 
     /// The keys a category or equipment table may set for this rule.
-    pub fn override_keys(&self) -> Vec<&str> {
+    pub(crate) fn override_keys(&self) -> Vec<&str> {
         OVERRIDE_KEYS
             .iter()
             .copied()
@@ -489,14 +489,14 @@ impl Definition {
     }
 
     /// Applies one override (`key` is one of [`Definition::override_keys`]).
-    pub fn set(&self, p: &mut Params, key: &str, value: &Value) -> Result<(), &'static str> {
+    pub(crate) fn set(&self, p: &mut Params, key: &str, value: &Value) -> Result<(), &'static str> {
         let names: Vec<&str> = self.settings.iter().map(String::as_str).collect();
         set(p, &names, key, value)
     }
 
     /// What an alarm of this rule shows: every field, registry parameter
     /// and threshold the condition reads, as they were.
-    pub fn details(&self, scope: &Scope<'_>) -> Value {
+    pub(crate) fn details(&self, scope: &Scope<'_>) -> Value {
         let mut out = Map::new();
         let fields = self.source.fields();
         for i in self.when.fields() {

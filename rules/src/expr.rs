@@ -118,7 +118,11 @@ impl Expr {
     /// Parses and checks `text`. `fields`: the stream's fields (bare
     /// identifiers). `settings`: names of the rule's own numeric thresholds
     /// (`rule.NAME`).
-    pub fn compile(text: &str, fields: &[Field], settings: &[&str]) -> Result<Expr, ExprError> {
+    pub(crate) fn compile(
+        text: &str,
+        fields: &[Field],
+        settings: &[&str],
+    ) -> Result<Expr, ExprError> {
         if text.len() > MAX_LEN {
             return err(
                 0,
@@ -132,34 +136,34 @@ impl Expr {
     }
 
     /// The condition's value for one sample.
-    pub fn eval<'a>(&'a self, env: &'a dyn Env) -> Val<'a> {
+    pub(crate) fn eval<'a>(&'a self, env: &'a dyn Env) -> Val<'a> {
         eval::eval(&self.nodes, self.root, env)
     }
 
     /// Whether the condition is true (`Bool(true)`; null and false are not).
-    pub fn holds(&self, env: &dyn Env) -> bool {
+    pub(crate) fn holds(&self, env: &dyn Env) -> bool {
         self.eval(env) == Val::Bool(true)
     }
 
     /// Distinct field indices read, in order of first appearance (alarm
     /// details show them).
-    pub fn fields(&self) -> Vec<usize> {
+    pub(crate) fn fields(&self) -> Vec<usize> {
         self.fields.clone()
     }
 
     /// Distinct registry parameter names read (`param.x[1]` reads `x`), in
     /// order of first appearance.
-    pub fn params(&self) -> Vec<&str> {
+    pub(crate) fn params(&self) -> Vec<&str> {
         self.params.iter().map(|p| &**p).collect()
     }
 
     /// Distinct setting indices read, in order of first appearance.
-    pub fn settings(&self) -> Vec<usize> {
+    pub(crate) fn settings(&self) -> Vec<usize> {
         self.settings.clone()
     }
 
     /// The condition as written.
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         &self.text
     }
 }

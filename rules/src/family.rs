@@ -177,7 +177,7 @@ pub(crate) use rules;
 pub(crate) struct Local(pub u16);
 
 impl Local {
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         usize::from(self.0)
     }
 }
@@ -252,43 +252,43 @@ pub(crate) struct Tuning<'a> {
 }
 
 impl<'a> Tuning<'a> {
-    pub fn of(&self, rule: impl Into<Local>) -> &'a Params {
+    pub(crate) fn of(&self, rule: impl Into<Local>) -> &'a Params {
         self.set
             .get(Key::from_index(self.base + rule.into().index()))
     }
 }
 
 impl<'a> Cx<'a> {
-    pub fn key(&self, rule: impl Into<Local>) -> Key {
+    pub(crate) fn key(&self, rule: impl Into<Local>) -> Key {
         Key::from_index(self.base + rule.into().index())
     }
 
     /// This family's rule of `key`, if it is one of its rules.
-    pub fn local(&self, key: Key, count: usize) -> Option<Local> {
+    pub(crate) fn local(&self, key: Key, count: usize) -> Option<Local> {
         let i = key.index().checked_sub(self.base)?;
         (i < count).then_some(Local(i as u16))
     }
 
     /// The equipment's resolved parameters of this family's rules (shared:
     /// holding them does not borrow the context).
-    pub fn tuning(&self) -> Tuning<'a> {
+    pub(crate) fn tuning(&self) -> Tuning<'a> {
         Tuning {
             set: self.params,
             base: self.base,
         }
     }
 
-    pub fn slot(&self, rule: impl Into<Local>) -> Option<&Slot> {
+    pub(crate) fn slot(&self, rule: impl Into<Local>) -> Option<&Slot> {
         self.eq.slot(self.key(rule))
     }
 
-    pub fn is_open(&self, rule: impl Into<Local>) -> bool {
+    pub(crate) fn is_open(&self, rule: impl Into<Local>) -> bool {
         self.slot(rule).is_some()
     }
 
     /// The rule qualified on `by`'s word: raise its alarm, or repeat the
     /// open one (count + 1).
-    pub fn fire_by(
+    pub(crate) fn fire_by(
         &mut self,
         rule: impl Into<Local>,
         by: &DeviceId,
@@ -316,7 +316,7 @@ impl<'a> Cx<'a> {
     }
 
     /// A new alarm no device raised (registry-time rules).
-    pub fn raise(
+    pub(crate) fn raise(
         &mut self,
         rule: impl Into<Local>,
         severity: Severity,
@@ -329,7 +329,7 @@ impl<'a> Cx<'a> {
     }
 
     /// A new version of the open alarm without a new occurrence.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         rule: impl Into<Local>,
         severity: Severity,
@@ -342,7 +342,7 @@ impl<'a> Cx<'a> {
     }
 
     /// The rule clears its open alarm at `at` (nothing if none is open).
-    pub fn clear(&mut self, rule: impl Into<Local>, at: EpochMs) {
+    pub(crate) fn clear(&mut self, rule: impl Into<Local>, at: EpochMs) {
         let key = self.key(rule);
         self.book.clear(self.eq, key, at, self.out);
     }
@@ -352,7 +352,7 @@ impl<'a> Cx<'a> {
     /// and device. Clears it when the rule is disabled, or once `dev_id`'s
     /// clock `t` has passed the quiet period of an event of `dev_id`;
     /// returns what `last` becomes.
-    pub fn quiet_period(
+    pub(crate) fn quiet_period(
         &mut self,
         rule: impl Into<Local>,
         last: Option<(EpochMs, DeviceId)>,
@@ -381,7 +381,7 @@ impl Cx<'_> {
     /// `dev_id` is bound to other equipment: the alarms of `rules` (each
     /// open until a quiet period after its last event, `lasts`) that its
     /// events were keeping open here clear at `at`.
-    pub fn let_go<R: Into<Local> + Copy>(
+    pub(crate) fn let_go<R: Into<Local> + Copy>(
         &mut self,
         rules: &[R],
         lasts: &mut [Option<(EpochMs, DeviceId)>],
@@ -399,7 +399,7 @@ impl Cx<'_> {
 
 impl DevCx<'_> {
     /// The rule qualified on this device: raise or repeat.
-    pub fn fire(
+    pub(crate) fn fire(
         &mut self,
         rule: impl Into<Local>,
         severity: Severity,
@@ -412,7 +412,7 @@ impl DevCx<'_> {
 
     /// As [`DevCx::fire`], and this device's condition keeps the alarm
     /// open until it lets go ([`DevCx::release_mine`]).
-    pub fn hold(
+    pub(crate) fn hold(
         &mut self,
         rule: impl Into<Local>,
         severity: Severity,
@@ -438,7 +438,7 @@ impl DevCx<'_> {
     /// alarm, or a new alarm stamped `at` that nobody holds, which the
     /// device's live condition adopts at its next evaluation (and clears a
     /// clear period after it is false), as after a restart.
-    pub fn fire_late(
+    pub(crate) fn fire_late(
         &mut self,
         rule: impl Into<Local>,
         run: &mut Option<EpochMs>,
@@ -466,7 +466,7 @@ impl DevCx<'_> {
 
     /// [`Cx::quiet_period`] of each of `rules`, whose last qualifying
     /// events are `lasts`, on this device's clock `t`.
-    pub fn quiet_periods<R: Into<Local> + Copy>(
+    pub(crate) fn quiet_periods<R: Into<Local> + Copy>(
         &mut self,
         rules: &[R],
         lasts: &mut [Option<(EpochMs, DeviceId)>],
@@ -479,7 +479,7 @@ impl DevCx<'_> {
 
     /// This device's condition no longer holds the alarm open; the last
     /// holder clears it.
-    pub fn release_mine(&mut self, rule: impl Into<Local>, at: EpochMs) {
+    pub(crate) fn release_mine(&mut self, rule: impl Into<Local>, at: EpochMs) {
         let key = self.cx.key(rule);
         let cx = &mut self.cx;
         cx.book.release(cx.eq, key, self.ix, at, cx.out);
@@ -488,7 +488,7 @@ impl DevCx<'_> {
     /// An occurrence of `rule` on this device at `at` with `severity`:
     /// major and critical ones of rules that count as faults feed
     /// `elevator.frequent_faults`.
-    pub fn count_fault(&mut self, rule: impl Into<Local>, severity: Severity, at: EpochMs) {
+    pub(crate) fn count_fault(&mut self, rule: impl Into<Local>, severity: Severity, at: EpochMs) {
         let key = self.cx.key(rule);
         self.cx.eq.faults.record(key, severity, at, &self.dev.id);
     }
@@ -498,7 +498,7 @@ impl DevCx<'_> {
     /// rule disabled, restored over) starts over, so a condition that still
     /// holds must qualify again from here; a disabled rule clears its
     /// alarm. Returns whether the rule is to be evaluated.
-    pub fn sync(
+    pub(crate) fn sync(
         &mut self,
         rule: impl Into<Local>,
         tr: &mut Tracker,
@@ -522,7 +522,7 @@ impl DevCx<'_> {
     /// tracker steps to `t` with the condition's `due` time (`None`: false),
     /// firing (with the details `details` gives for the firing time) or
     /// releasing. Returns the firing time, if it fired.
-    pub fn step(
+    pub(crate) fn step(
         &mut self,
         rule: impl Into<Local>,
         tr: &mut Tracker,
@@ -572,11 +572,11 @@ impl<T> Default for Dense<T> {
 }
 
 impl<T: Default> Dense<T> {
-    pub fn get(&self, ix: usize) -> Option<&T> {
+    pub(crate) fn get(&self, ix: usize) -> Option<&T> {
         self.0.get(ix)
     }
 
-    pub fn at(&mut self, ix: usize) -> &mut T {
+    pub(crate) fn at(&mut self, ix: usize) -> &mut T {
         if self.0.len() <= ix {
             reserve_modestly(&mut self.0, ix + 1);
             self.0.resize_with(ix + 1, T::default);
@@ -584,12 +584,12 @@ impl<T: Default> Dense<T> {
         &mut self.0[ix]
     }
 
-    pub fn get_mut(&mut self, ix: usize) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, ix: usize) -> Option<&mut T> {
         self.0.get_mut(ix)
     }
 
     /// Forgets what was kept at `ix`.
-    pub fn reset(&mut self, ix: usize) {
+    pub(crate) fn reset(&mut self, ix: usize) {
         if let Some(slot) = self.0.get_mut(ix) {
             *slot = T::default();
         }
@@ -609,20 +609,20 @@ impl<T> Default for Few<T> {
 }
 
 impl<T: Default> Few<T> {
-    pub fn get(&self, ix: usize) -> Option<&T> {
+    pub(crate) fn get(&self, ix: usize) -> Option<&T> {
         self.0.get(&ix)
     }
 
-    pub fn at(&mut self, ix: usize) -> &mut T {
+    pub(crate) fn at(&mut self, ix: usize) -> &mut T {
         self.0.entry(ix).or_default()
     }
 
-    pub fn get_mut(&mut self, ix: usize) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, ix: usize) -> Option<&mut T> {
         self.0.get_mut(&ix)
     }
 
     /// Forgets what was kept at `ix`.
-    pub fn reset(&mut self, ix: usize) {
+    pub(crate) fn reset(&mut self, ix: usize) {
         self.0.remove(&ix);
     }
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use tokio::sync::broadcast;
-pub use vigil_model::AlarmFilter;
+pub(crate) use vigil_model::AlarmFilter;
 use vigil_model::{Alarm, AlarmId};
 
-pub struct AlarmBoard {
+pub(crate) struct AlarmBoard {
     open: RwLock<HashMap<AlarmId, Alarm>>,
     /// Sized for bursts; a subscriber that falls further behind is told it
     /// lagged and should re-read the open set.
@@ -19,7 +19,7 @@ pub struct AlarmBoard {
 }
 
 impl AlarmBoard {
-    pub fn new(feed_capacity: usize) -> Self {
+    pub(crate) fn new(feed_capacity: usize) -> Self {
         Self {
             open: RwLock::new(HashMap::new()),
             feed: broadcast::channel(feed_capacity).0,
@@ -28,7 +28,7 @@ impl AlarmBoard {
 
     /// Records a change: open alarms are kept (latest version wins), cleared
     /// ones leave the board.
-    pub fn apply(&self, alarm: &Alarm) {
+    pub(crate) fn apply(&self, alarm: &Alarm) {
         let mut open = self.open.write();
         if alarm.state.is_open() {
             match open.get(&alarm.alarm_id) {
@@ -42,25 +42,25 @@ impl AlarmBoard {
         }
     }
 
-    pub fn publish(&self, alarm: Alarm) {
+    pub(crate) fn publish(&self, alarm: Alarm) {
         // No subscribers is fine.
         let _ = self.feed.send(Arc::new(alarm));
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Alarm>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Alarm>> {
         self.feed.subscribe()
     }
 
-    pub fn get(&self, id: &AlarmId) -> Option<Alarm> {
+    pub(crate) fn get(&self, id: &AlarmId) -> Option<Alarm> {
         self.open.read().get(id).cloned()
     }
 
-    pub fn open_count(&self) -> usize {
+    pub(crate) fn open_count(&self) -> usize {
         self.open.read().len()
     }
 
     /// Open alarms matching `filter`, newest change first.
-    pub fn open_alarms(&self, filter: &AlarmFilter) -> Vec<Alarm> {
+    pub(crate) fn open_alarms(&self, filter: &AlarmFilter) -> Vec<Alarm> {
         let mut list: Vec<Alarm> = self
             .open
             .read()

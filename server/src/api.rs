@@ -54,10 +54,10 @@ pub fn router(state: Arc<AppState>, auth: Arc<Authenticator>) -> Router {
         .route("/equipment/:id/risk", get(equipment_risk))
         .route("/owners/:id/risk", get(owner_risk))
         .merge(crate::fleet::routes())
-        .with_state(state.clone());
-    let api = vigil_registry::api::router(state.registry.clone(), auth.clone())
+        .with_state(Arc::clone(&state));
+    let api = vigil_registry::api::router(Arc::clone(&state.registry), Arc::clone(&auth))
         .merge(engine_routes)
-        .merge(crate::certs::routes(state.clone()))
+        .merge(crate::certs::routes(Arc::clone(&state)))
         .layer(middleware::from_fn_with_state(auth, require_auth));
     let ops = Router::new()
         .route("/readyz", get(readyz))

@@ -34,7 +34,7 @@ use crate::state::AppState;
 const MAX_DAYS: u32 = 3650;
 
 /// The device CA and how long what it issues is valid.
-pub struct Pki {
+pub(crate) struct Pki {
     pub ca: DeviceCa,
     pub device_days: u32,
     pub feed_days: u32,
@@ -43,7 +43,7 @@ pub struct Pki {
 impl Pki {
     /// Loads the configured CA, or the one in `{data_dir}/pki` (created on
     /// first start).
-    pub fn open(config: &ServerConfig) -> anyhow::Result<Pki> {
+    pub(crate) fn open(config: &ServerConfig) -> anyhow::Result<Pki> {
         let dir = config.data_dir.join("pki");
         let t = &config.tls;
         let configured = t.ca_cert.is_some() || t.ca_key.is_some();
@@ -61,7 +61,7 @@ impl Pki {
     /// The TLS listener's settings when `mqtts_addr` is set: its server
     /// certificate from the configured files, or issued now for
     /// `tls.server_names`.
-    pub fn listener(&self, config: &ServerConfig) -> anyhow::Result<Option<MqttsListener>> {
+    pub(crate) fn listener(&self, config: &ServerConfig) -> anyhow::Result<Option<MqttsListener>> {
         let Some(addr) = config.mqtts_addr else {
             return Ok(None);
         };
@@ -86,7 +86,7 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-pub fn routes(state: Arc<AppState>) -> Router {
+pub(crate) fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/devices/:id/certificate", post(device_certificate))
         .route("/alarm-feed/certificates", post(feed_certificate))

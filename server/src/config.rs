@@ -279,7 +279,7 @@ impl Default for TlsTuning {
 }
 
 /// The default port of the TLS listener when only a host is given.
-pub const MQTTS_PORT: u16 = 8883;
+pub(crate) const MQTTS_PORT: u16 = 8883;
 
 /// `host:port`, or a host alone for port 8883.
 pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {

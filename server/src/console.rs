@@ -133,7 +133,7 @@ struct Served {
 
 /// The console's routes (none when it is disabled). No token: the page and
 /// its files are public; everything it shows comes from the API.
-pub fn router(config: &ConsoleConfig) -> Router {
+pub(crate) fn router(config: &ConsoleConfig) -> Router {
     if !config.enabled {
         return Router::new();
     }

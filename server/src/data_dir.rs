@@ -16,7 +16,7 @@ use tracing::warn;
 
 /// Creates `dir` (0700) if missing and makes everything under it private.
 /// Symbolic links are left alone (and not followed).
-pub fn secure(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn secure(dir: &Path) -> anyhow::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

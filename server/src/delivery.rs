@@ -11,7 +11,7 @@ use vigil_model::Alarm;
 
 use crate::webhooks::Webhooks;
 
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// Set once ingest (and with it the broker) runs; changes made before
     /// that (none in practice: ticks start with ingest) go without MQTT.
     mqtt: OnceLock<AlarmPublisher>,
@@ -19,18 +19,18 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(webhooks: Webhooks) -> Delivery {
+    pub(crate) fn new(webhooks: Webhooks) -> Delivery {
         Delivery {
             mqtt: OnceLock::new(),
             webhooks,
         }
     }
 
-    pub fn set_mqtt(&self, publisher: AlarmPublisher) {
+    pub(crate) fn set_mqtt(&self, publisher: AlarmPublisher) {
         let _ = self.mqtt.set(publisher);
     }
 
-    pub fn deliver(&self, alarm: &Arc<Alarm>) {
+    pub(crate) fn deliver(&self, alarm: &Arc<Alarm>) {
         if let Some(mqtt) = self.mqtt.get() {
             mqtt.publish(alarm);
         }
@@ -38,7 +38,7 @@ impl Delivery {
     }
 
     /// After the hub has drained: webhooks get `grace` to empty their queues.
-    pub async fn shutdown(self, grace: Duration) {
+    pub(crate) async fn shutdown(self, grace: Duration) {
         self.webhooks.shutdown(grace).await;
     }
 }

@@ -131,8 +131,8 @@ impl Engine {
         let auth = Arc::new(
             Authenticator::new(
                 config.admin_token.clone(),
-                wiring.registry.clone(),
-                wiring.clock.clone(),
+                Arc::clone(&wiring.registry),
+                Arc::clone(&wiring.clock),
             )
             .with_policy(config.tokens.policy()?),
         );
@@ -149,20 +149,20 @@ impl Engine {
         ));
 
         let state = Arc::new(AppState {
-            registry: wiring.registry.clone(),
-            store: wiring.store.clone(),
+            registry: Arc::clone(&wiring.registry),
+            store: Arc::clone(&wiring.store),
             board: hub.board,
             shards,
             metrics,
             engine_metrics: wiring.engine_metrics.clone(),
             sql: config.engine.query_options(),
-            clock: wiring.clock.clone(),
+            clock: Arc::clone(&wiring.clock),
             liveness,
             registry_sync,
             ingest_stats: ingest.stats_handle(),
             ingest_health: ingest.health_handle(),
             mqtt_sessions,
-            pki: wiring.pki.clone(),
+            pki: Arc::clone(&wiring.pki),
             rules: RuleSource {
                 base: config.rules.clone(),
                 file: config.rules_file.clone(),
@@ -174,7 +174,7 @@ impl Engine {
             console: config.console.clone(),
         });
         let (http_addr, http) = serve_http(config.http_addr, &state, auth).await?;
-        spawn_reload_on_hangup(state.clone(), wiring.stopping.clone())?;
+        spawn_reload_on_hangup(Arc::clone(&state), wiring.stopping.clone())?;
         info!(%mqtt_addr, mqtts_addr = ?mqtts_addr, %http_addr, data_dir = %config.data_dir.display(), "Vigil is running.");
         Ok(Engine {
             http_addr,
@@ -309,10 +309,10 @@ impl Wiring<'_> {
         let (changes, alarm_rx) = mpsc::channel::<Alarm>(16_384);
         let task = tokio::spawn(run_hub(
             alarm_rx,
-            board.clone(),
-            self.store.clone(),
+            Arc::clone(&board),
+            Arc::clone(&self.store),
             self.engine_metrics.clone(),
-            delivery.clone(),
+            Arc::clone(&delivery),
         ));
         Ok(Hub {
             changes,
@@ -364,7 +364,7 @@ impl Wiring<'_> {
                 engine,
                 rx,
                 changes.clone(),
-                self.clock.clone(),
+                Arc::clone(&self.clock),
                 self.engine_metrics.clone(),
             )));
         }
@@ -383,13 +383,13 @@ impl Wiring<'_> {
         let shard_total = shards.senders.len();
         let registry_checks = crate::schedule::run(
             crate::schedule::Schedule {
-                registry: self.registry.clone(),
-                store: self.store.clone(),
+                registry: Arc::clone(&self.registry),
+                store: Arc::clone(&self.store),
                 sql: QueryOptions {
                     timeout: Duration::from_secs(engine.sql_timeout_s),
                     ..QueryOptions::default()
                 },
-                clock: self.clock.clone(),
+                clock: Arc::clone(&self.clock),
                 offset,
                 every: Duration::from_secs(engine.registry_check_s.max(1)),
             },
@@ -400,7 +400,7 @@ impl Wiring<'_> {
         );
         let ticks = run_ticker(
             shards.clone(),
-            self.clock.clone(),
+            Arc::clone(&self.clock),
             tick_every,
             self.stopping.clone(),
         );
@@ -412,7 +412,10 @@ impl Wiring<'_> {
     /// The registry's reference tables and the risk views over them, in
     /// the store before anyone queries; kept fresh by a background task.
     async fn registry_tables(&self) -> anyhow::Result<(Arc<RegistrySync>, JoinHandle<()>)> {
-        let registry_sync = Arc::new(RegistrySync::new(self.registry.clone(), self.store.clone()));
+        let registry_sync = Arc::new(RegistrySync::new(
+            Arc::clone(&self.registry),
+            Arc::clone(&self.store),
+        ));
         registry_sync.ensure().await;
         // Risk grading as views over alarms and the registry's tables.
         self.config.risk.check()?;
@@ -423,7 +426,7 @@ impl Wiring<'_> {
                 .await
                 .with_context(|| format!("cannot define the {name} view"))?;
         }
-        let task = tokio::spawn(registry_sync.clone().run(self.stopping.clone()));
+        let task = tokio::spawn(Arc::clone(&registry_sync).run(self.stopping.clone()));
         Ok((registry_sync, task))
     }
 
@@ -438,8 +441,8 @@ impl Wiring<'_> {
         durable: mpsc::Receiver<Vec<vigil_storage::AckToken>>,
     ) -> anyhow::Result<Ingest> {
         let route = shards.clone();
-        let seen = liveness.clone();
-        let lookups = self.registry.clone();
+        let seen = Arc::clone(liveness);
+        let lookups = Arc::clone(&self.registry);
         let offset = self.offset;
         let to_rules: Box<dyn Fn(Accepted) + Send + Sync> = Box::new(move |accepted: Accepted| {
             seen.saw(&accepted.reading.device_id, accepted.reading.received_at);
@@ -469,13 +472,16 @@ impl Wiring<'_> {
         };
         Ingest::start(
             ingest_config,
-            Arc::new(RegistryDirectory(self.registry.clone(), auth.clone())),
-            self.store.clone(),
+            Arc::new(RegistryDirectory(
+                Arc::clone(&self.registry),
+                Arc::clone(auth),
+            )),
+            Arc::clone(&self.store),
             recovery,
             durable,
             to_rules,
             &self.metrics,
-            self.clock.clone(),
+            Arc::clone(&self.clock),
         )
         .context("cannot start MQTT ingest")
     }
@@ -491,7 +497,7 @@ async fn serve_http(
         .await
         .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
     let http_addr = listener.local_addr()?;
-    let app = crate::api::router(state.clone(), auth);
+    let app = crate::api::router(Arc::clone(state), auth);
     let mut http_stop = state.stopping.clone();
     let http = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -10,7 +10,11 @@ use vigil_rules::{CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts};
 
 use crate::schedule::day_start;
 
-pub fn facts(registry: &Registry, record: &FillingRecord, offset: FixedOffset) -> FillingFacts {
+pub(crate) fn facts(
+    registry: &Registry,
+    record: &FillingRecord,
+    offset: FixedOffset,
+) -> FillingFacts {
     let cylinder = registry.cylinder(&record.cylinder_code).map(|c| {
         let end_of_life = end_of_life(c.made_on, c.design_life_years);
         CylinderFacts {

@@ -31,12 +31,12 @@ use crate::sql::{epoch_rows, lit, time_literal};
 use crate::state::AppState;
 
 /// Alarms raised this many days back count in "alarms per 1,000 units".
-pub const ALARM_WINDOW_DAYS: i64 = 30;
+pub(crate) const ALARM_WINDOW_DAYS: i64 = 30;
 /// A device is online when heard within this many report intervals (the
 /// default of `device.offline`).
 const ONLINE_INTERVALS: i64 = 3;
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/me", get(me))
         .route("/fleet", get(fleet))
@@ -628,7 +628,7 @@ async fn readings(
 }
 
 /// Gauges read at every scrape: devices online and rule queue depth.
-pub fn observe_metrics(state: &AppState) {
+pub(crate) fn observe_metrics(state: &AppState) {
     let now = (state.clock)();
     let export = state.registry.export();
     let online = export

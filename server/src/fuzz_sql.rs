@@ -543,7 +543,7 @@ fn hostile_sql_requests_get_rows_or_a_json_error() {
     let tally = Tally::default();
     let max_rows = 500;
     run("http.sql", 300, case(), |case| {
-        let t = target.clone();
+        let t = Arc::clone(&target);
         let url = format!("http://{}/api/v1/sql", t.http());
         let token = if case.analyst { &t.analyst } else { ADMIN };
         let mut req = t.client.post(&url).bearer_auth(token).query(&case.query);

@@ -6,7 +6,7 @@ use prometheus::{
 use vigil_storage::Store;
 
 #[derive(Clone)]
-pub struct EngineMetrics {
+pub(crate) struct EngineMetrics {
     /// Receipt of the reading to the alarm change leaving its rule shard.
     pub rule_latency: Histogram,
     pub alarm_changes: IntCounterVec,
@@ -30,7 +30,7 @@ pub struct EngineMetrics {
 }
 
 impl EngineMetrics {
-    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+    pub(crate) fn register(registry: &Registry) -> prometheus::Result<Self> {
         let rule_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "vigil_alarm_latency_seconds",
@@ -150,7 +150,7 @@ impl EngineMetrics {
     }
 
     /// Reads the store's state into the gauges (before a scrape).
-    pub fn observe_store(&self, store: &dyn Store) {
+    pub(crate) fn observe_store(&self, store: &dyn Store) {
         let stats = store.stats();
         self.store_outage
             .set(i64::from(stats.outage || store.health().is_err()));

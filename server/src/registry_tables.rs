@@ -13,7 +13,7 @@ use vigil_storage::Store;
 /// Hands the registry to the store whenever its version moves. SQL calls
 /// [`RegistrySync::ensure`] before each query, so a query right after an
 /// import sees it; a background loop keeps the tables fresh otherwise.
-pub struct RegistrySync {
+pub(crate) struct RegistrySync {
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
     /// Serialises refreshes; holds the version the store has.
@@ -21,7 +21,7 @@ pub struct RegistrySync {
 }
 
 impl RegistrySync {
-    pub fn new(registry: Arc<Registry>, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(registry: Arc<Registry>, store: Arc<dyn Store>) -> Self {
         Self {
             registry,
             store,
@@ -29,7 +29,7 @@ impl RegistrySync {
         }
     }
 
-    pub async fn ensure(&self) {
+    pub(crate) async fn ensure(&self) {
         let mut synced = self.synced.lock().await;
         let version = self.registry.version();
         if *synced == Some(version) {
@@ -48,7 +48,7 @@ impl RegistrySync {
         }
     }
 
-    pub async fn run(self: Arc<Self>, mut stopping: watch::Receiver<bool>) {
+    pub(crate) async fn run(self: Arc<Self>, mut stopping: watch::Receiver<bool>) {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {

@@ -17,12 +17,12 @@ use vigil_storage::{QueryOptions, Store};
 /// every `engine.tick_ms`; a second is as fine as any rule's period).
 const TICK_MS: EpochMs = 1_000;
 /// Readings one replay may read; a longer range must be split.
-pub const MAX_READINGS: usize = 1_000_000;
+pub(crate) const MAX_READINGS: usize = 1_000_000;
 
 /// `POST /api/v1/rules/replay`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReplayRequest {
+pub(crate) struct ReplayRequest {
     /// Epoch ms, inclusive: readings with `ts` in `[from, to)`.
     pub from: EpochMs,
     pub to: EpochMs,
@@ -33,13 +33,13 @@ pub struct ReplayRequest {
 }
 
 /// What a replay found.
-pub struct Replayed {
+pub(crate) struct Replayed {
     pub readings: usize,
     pub alarms: Vec<Alarm>,
 }
 
 /// The rule configuration of a request: its own TOML, or the running one.
-pub fn config_of(req: &ReplayRequest, running: &RuleConfig) -> Result<RuleConfig, ApiError> {
+pub(crate) fn config_of(req: &ReplayRequest, running: &RuleConfig) -> Result<RuleConfig, ApiError> {
     let Some(text) = &req.rules else {
         return Ok(running.clone());
     };
@@ -49,7 +49,7 @@ pub fn config_of(req: &ReplayRequest, running: &RuleConfig) -> Result<RuleConfig
 
 /// Replays `req` with `config`: readings come from `store` (the engine's
 /// own query options), devices' contexts from `registry` as it is now.
-pub async fn replay(
+pub(crate) async fn replay(
     store: &dyn Store,
     opts: &QueryOptions,
     registry: &Registry,

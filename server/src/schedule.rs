@@ -28,13 +28,13 @@ use crate::engine::Clock;
 /// How often the loop looks at the registry's version.
 const POLL: Duration = Duration::from_secs(1);
 /// Maintenance records done within this many days are judged as claims.
-pub const RECENT_MAINTENANCE_DAYS: i64 = 7;
+pub(crate) const RECENT_MAINTENANCE_DAYS: i64 = 7;
 /// Store look-ups of new records per pass; the rest wait for the next.
 const LOOKUPS_PER_PASS: usize = 200;
 const DAY_MS: EpochMs = 86_400_000;
 
 /// Start of `day` in the registry's local time, in epoch ms.
-pub fn day_start(day: NaiveDate, offset: FixedOffset) -> EpochMs {
+pub(crate) fn day_start(day: NaiveDate, offset: FixedOffset) -> EpochMs {
     day.and_time(NaiveTime::MIN)
         .and_local_timezone(offset)
         .single()
@@ -47,7 +47,7 @@ type RecordKey = (EquipmentId, String, String);
 /// The facts of every piece of equipment, split by rule shard, at wall
 /// time `now`. `stored` gives what the store held around each recent
 /// record that has been looked up.
-pub fn facts_by_shard(
+pub(crate) fn facts_by_shard(
     export: &Export,
     offset: FixedOffset,
     now: EpochMs,
@@ -162,7 +162,7 @@ fn key_of(m: &MaintenanceRecord) -> RecordKey {
 }
 
 /// What the schedule needs of the engine.
-pub struct Schedule {
+pub(crate) struct Schedule {
     pub registry: Arc<Registry>,
     pub store: Arc<dyn Store>,
     pub sql: QueryOptions,
@@ -173,7 +173,7 @@ pub struct Schedule {
 
 /// Sends every shard its facts (wrapped by `wrap`) every `every`, and
 /// within a second of any registry change, until `stopping`.
-pub async fn run<T>(
+pub(crate) async fn run<T>(
     s: Schedule,
     mut stopping: watch::Receiver<bool>,
     shard_of: impl Fn(&EquipmentId) -> usize,

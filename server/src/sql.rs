@@ -14,7 +14,7 @@ use vigil_storage::{AlarmQuery, QueryOptions, QueryOutput, Store, StoreError};
 use crate::registry_tables::RegistrySync;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Json,
     Csv,
     ArrowStream,
@@ -23,7 +23,7 @@ pub enum Format {
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 impl Format {
-    pub fn from_accept(accept: &str) -> Format {
+    pub(crate) fn from_accept(accept: &str) -> Format {
         if accept.contains("text/csv") {
             Format::Csv
         } else if accept.contains(ARROW_STREAM) {
@@ -34,7 +34,7 @@ impl Format {
     }
 }
 
-pub fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::InvalidQuery(m) => ApiError::bad_request("invalid_sql", m),
         StoreError::QueryTimeout(d) => ApiError::bad_request(
@@ -66,7 +66,7 @@ pub fn store_error(e: StoreError) -> ApiError {
 
 /// Runs a person's `sql` within the SQL limits; `regions` limits it to a
 /// grant (analysts, supervisors). Stopping the engine cancels it.
-pub async fn run(
+pub(crate) async fn run(
     store: &dyn Store,
     opts: &QueryOptions,
     registry_sync: &RegistrySync,
@@ -140,7 +140,7 @@ fn rows_as_json_within(
 
 /// The answer to a person's query in `format`; JSON text is cut at
 /// `max_bytes` too (it is larger than the rows it shows).
-pub fn render(
+pub(crate) fn render(
     output: &QueryOutput,
     format: Format,
     max_bytes: usize,
@@ -201,10 +201,10 @@ pub fn render(
     }
 }
 
-pub use vigil_storage::lit;
+pub(crate) use vigil_storage::lit;
 
 /// Alarms from the store's `alarms` view (latest version of each).
-pub async fn stored_alarms(
+pub(crate) async fn stored_alarms(
     store: &dyn Store,
     opts: &QueryOptions,
     query: &AlarmQuery<'_>,
@@ -216,7 +216,7 @@ pub async fn stored_alarms(
     store.alarms(query, opts).await.map_err(store_error)
 }
 
-pub async fn stored_alarm(
+pub(crate) async fn stored_alarm(
     store: &dyn Store,
     opts: &QueryOptions,
     id: &AlarmId,
@@ -230,7 +230,7 @@ pub async fn stored_alarm(
 }
 
 /// The newest elevator or ride sample of an equipment, as JSON.
-pub async fn latest_reading(
+pub(crate) async fn latest_reading(
     store: &dyn Store,
     opts: &QueryOptions,
     id: &EquipmentId,
@@ -252,7 +252,7 @@ pub async fn latest_reading(
 
 /// An epoch-ms time as a SQL literal that compares with a timestamp column
 /// on both backends; a time out of range is the caller's mistake.
-pub fn time_literal(ms: EpochMs) -> Result<String, ApiError> {
+pub(crate) fn time_literal(ms: EpochMs) -> Result<String, ApiError> {
     vigil_storage::time_literal(ms).map_err(|_| {
         ApiError::bad_request("invalid_time", format!("{ms} is not a time in epoch ms"))
     })
@@ -270,7 +270,7 @@ fn epoch_ms(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, ApiError> {
 
 /// Rows of a query the engine runs itself (risk, replay), at most
 /// `max_rows`, with every timestamp as epoch ms.
-pub async fn epoch_rows(
+pub(crate) async fn epoch_rows(
     store: &dyn Store,
     opts: &QueryOptions,
     sql: &str,

@@ -40,7 +40,7 @@ pub fn load_rules(base: &toml::Table, file: Option<&Path>) -> anyhow::Result<Rul
 }
 
 /// Where the running rules come from, and what they are now.
-pub struct RuleSource {
+pub(crate) struct RuleSource {
     pub(crate) base: toml::Table,
     pub(crate) file: Option<PathBuf>,
     pub(crate) current: RwLock<RuleConfig>,
@@ -48,13 +48,13 @@ pub struct RuleSource {
 }
 
 impl RuleSource {
-    pub fn current(&self) -> RuleConfig {
+    pub(crate) fn current(&self) -> RuleConfig {
         self.current.read().clone()
     }
 
     /// Re-reads the rule file and hands the result to every shard; a file
     /// that does not check is refused and the running rules stay.
-    pub async fn reload(
+    pub(crate) async fn reload(
         &self,
         shards: &Shards,
         metrics: &EngineMetrics,
@@ -81,7 +81,7 @@ impl RuleSource {
         Ok(config)
     }
 
-    pub fn file(&self) -> Option<&Path> {
+    pub(crate) fn file(&self) -> Option<&Path> {
         self.file.as_deref()
     }
 }
@@ -166,7 +166,7 @@ impl AppState {
 
 /// Last time each device was heard from, for "devices online".
 #[derive(Default)]
-pub struct Liveness {
+pub(crate) struct Liveness {
     seen: Mutex<HashMap<DeviceId, EpochMs>>,
 }
 
@@ -182,13 +182,13 @@ impl Liveness {
     }
 
     /// When `device` was last heard from.
-    pub fn last_heard(&self, device: &DeviceId) -> Option<EpochMs> {
+    pub(crate) fn last_heard(&self, device: &DeviceId) -> Option<EpochMs> {
         self.seen.lock().get(device).copied()
     }
 
     /// When `device` was last heard (since this engine started, or as the
     /// store remembered it at start).
-    pub fn heard(&self, device: &DeviceId) -> Option<EpochMs> {
+    pub(crate) fn heard(&self, device: &DeviceId) -> Option<EpochMs> {
         self.seen.lock().get(device).copied()
     }
 }
@@ -219,7 +219,7 @@ pub(crate) enum ShardMsg {
 
 /// Senders into the rule shards, routed by equipment.
 #[derive(Clone)]
-pub struct Shards {
+pub(crate) struct Shards {
     pub(crate) senders: Arc<Vec<mpsc::Sender<ShardMsg>>>,
 }
 
@@ -233,7 +233,7 @@ pub(crate) fn shard_of(equipment: &EquipmentId, shards: usize) -> usize {
 
 /// Why an alarm operation did not happen.
 #[derive(Debug, thiserror::Error)]
-pub enum AlarmOpFailure {
+pub(crate) enum AlarmOpFailure {
     #[error(transparent)]
     Rule(#[from] AlarmOpError),
     #[error("the engine is shutting down")]
@@ -242,7 +242,7 @@ pub enum AlarmOpFailure {
 
 impl Shards {
     /// Messages waiting in the shards' queues.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.senders
             .iter()
             .map(|tx| tx.max_capacity() - tx.capacity())
@@ -253,7 +253,7 @@ impl Shards {
         &self.senders[shard_of(equipment, self.senders.len())]
     }
 
-    pub async fn acknowledge(
+    pub(crate) async fn acknowledge(
         &self,
         equipment: &EquipmentId,
         id: AlarmId,
@@ -267,7 +267,7 @@ impl Shards {
         Ok(rx.await.map_err(|_| AlarmOpFailure::Stopping)??)
     }
 
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         equipment: &EquipmentId,
         id: AlarmId,

@@ -93,7 +93,7 @@ impl WebhookConfig {
 /// `vigil_webhook_deliveries_total{webhook, result}` and
 /// `vigil_webhook_queue_depth{webhook}`.
 #[derive(Clone)]
-pub struct WebhookMetrics {
+pub(crate) struct WebhookMetrics {
     pub deliveries: IntCounterVec,
     pub queue_depth: IntGaugeVec,
 }
@@ -102,7 +102,7 @@ pub struct WebhookMetrics {
 const RESULTS: [&str; 4] = ["delivered", "retried", "failed", "dropped"];
 
 /// The running webhooks.
-pub struct Webhooks {
+pub(crate) struct Webhooks {
     hooks: Vec<Arc<Hook>>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -118,7 +118,10 @@ struct Hook {
 }
 
 impl Webhooks {
-    pub fn start(configs: &[WebhookConfig], metrics: WebhookMetrics) -> anyhow::Result<Webhooks> {
+    pub(crate) fn start(
+        configs: &[WebhookConfig],
+        metrics: WebhookMetrics,
+    ) -> anyhow::Result<Webhooks> {
         let mut hooks = Vec::new();
         let mut workers = Vec::new();
         for (i, config) in configs.iter().enumerate() {
@@ -140,24 +143,24 @@ impl Webhooks {
                 metrics: metrics.clone(),
             });
             info!(webhook = %hook.name, url = %config.url, "Webhook delivery started.");
-            workers.push(tokio::spawn(hook.clone().run(client)));
+            workers.push(tokio::spawn(Arc::clone(&hook).run(client)));
             hooks.push(hook);
         }
         Ok(Webhooks { hooks, workers })
     }
 
     /// Queues the change for every webhook that wants it. Never waits.
-    pub fn enqueue(&self, alarm: &Arc<Alarm>) {
+    pub(crate) fn enqueue(&self, alarm: &Arc<Alarm>) {
         for hook in &self.hooks {
             if hook.config.wants(alarm) {
-                hook.push(alarm.clone());
+                hook.push(Arc::clone(alarm));
             }
         }
     }
 
     /// Lets the workers deliver what is queued for up to `grace`, then stops
     /// them; what is left is logged.
-    pub async fn shutdown(self, grace: Duration) {
+    pub(crate) async fn shutdown(self, grace: Duration) {
         for hook in &self.hooks {
             hook.closing.store(true, Ordering::Release);
             hook.wake.notify_one();
@@ -312,7 +315,7 @@ impl Hook {
 }
 
 /// `sha256=` + hex HMAC-SHA256 of `body` under `secret`.
-pub fn sign(secret: &str, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<sha2_011::Sha256>::new_from_slice(secret.as_bytes())
         .expect("HMAC takes any key length");
     mac.update(body);

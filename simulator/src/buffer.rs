@@ -40,7 +40,7 @@ pub(crate) struct AckOutcome {
 }
 
 impl Unacked {
-    pub fn new(cap: usize) -> Unacked {
+    pub(crate) fn new(cap: usize) -> Unacked {
         Unacked {
             msgs: VecDeque::new(),
             cap: cap.max(1),
@@ -53,7 +53,7 @@ impl Unacked {
     }
 
     /// Keeps a new message; when full, the oldest goes (returned, to be counted).
-    pub fn push(&mut self, msg: Pending, now: EpochMs) -> Option<u64> {
+    pub(crate) fn push(&mut self, msg: Pending, now: EpochMs) -> Option<u64> {
         if self.msgs.is_empty() {
             // Nothing was waiting: the stall clock starts with this message.
             self.last_progress = now;
@@ -68,7 +68,7 @@ impl Unacked {
     }
 
     /// Releases everything up to `seq`; stale or repeated acks do nothing.
-    pub fn ack(&mut self, seq: u64, now: EpochMs) -> AckOutcome {
+    pub(crate) fn ack(&mut self, seq: u64, now: EpochMs) -> AckOutcome {
         if seq <= self.acked {
             return AckOutcome { released: 0 };
         }
@@ -85,13 +85,13 @@ impl Unacked {
     }
 
     /// The next message to hand to the broker, if any.
-    pub fn next_to_send(&self) -> Option<&Pending> {
+    pub(crate) fn next_to_send(&self) -> Option<&Pending> {
         let i = self.msgs.partition_point(|m| m.seq < self.cursor);
         self.msgs.get(i)
     }
 
     /// The message from `next_to_send` went out; true if it was a re-send.
-    pub fn mark_sent(&mut self, seq: u64) -> bool {
+    pub(crate) fn mark_sent(&mut self, seq: u64) -> bool {
         self.cursor = seq + 1;
         let resend = seq <= self.max_sent;
         self.max_sent = self.max_sent.max(seq);
@@ -99,21 +99,21 @@ impl Unacked {
     }
 
     /// Sends again from the watermark: everything not covered by an ack.
-    pub fn rewind(&mut self, now: EpochMs) {
+    pub(crate) fn rewind(&mut self, now: EpochMs) {
         self.cursor = self.acked + 1;
         self.last_progress = now;
     }
 
     /// Messages wait and no ack advanced for `stall_ms`.
-    pub fn stalled(&self, now: EpochMs, stall_ms: EpochMs) -> bool {
+    pub(crate) fn stalled(&self, now: EpochMs, stall_ms: EpochMs) -> bool {
         !self.msgs.is_empty() && self.max_sent > self.acked && now - self.last_progress >= stall_ms
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.msgs.len()
     }
 
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped
     }
 }

@@ -113,7 +113,7 @@ pub(crate) struct Camera {
 }
 
 impl Camera {
-    pub fn new(spec: &CameraSpec) -> Camera {
+    pub(crate) fn new(spec: &CameraSpec) -> Camera {
         Camera {
             rng: StdRng::seed_from_u64(spec.seed),
             t: None,
@@ -127,7 +127,7 @@ impl Camera {
         }
     }
 
-    pub fn step(&mut self, now: EpochMs) -> Vec<Emitted> {
+    pub(crate) fn step(&mut self, now: EpochMs) -> Vec<Emitted> {
         let Some(mut t) = self.t else {
             self.t = Some(now);
             if let FaultState::Planned(plan) = &self.fault {
@@ -146,7 +146,7 @@ impl Camera {
         std::mem::take(&mut self.out)
     }
 
-    pub fn take_fault_edges(&mut self) -> Vec<FaultEdge> {
+    pub(crate) fn take_fault_edges(&mut self) -> Vec<FaultEdge> {
         std::mem::take(&mut self.edges)
     }
 

@@ -442,7 +442,7 @@ pub(crate) struct Elevator {
 }
 
 impl Elevator {
-    pub fn new(spec: &ElevatorSpec) -> Elevator {
+    pub(crate) fn new(spec: &ElevatorSpec) -> Elevator {
         let mut rng = StdRng::seed_from_u64(spec.seed);
         let (lo, hi) = spec.floors;
         let mut stops: Vec<i16> = (lo..=hi).filter(|&f| f != 0).collect();
@@ -490,7 +490,7 @@ impl Elevator {
     }
 
     /// Advances to `now` and returns what was published meanwhile, oldest first.
-    pub fn step(&mut self, now: EpochMs) -> Vec<Emitted> {
+    pub(crate) fn step(&mut self, now: EpochMs) -> Vec<Emitted> {
         let mut out = Vec::new();
         let Some(mut t) = self.t else {
             self.t = Some(now);
@@ -513,7 +513,7 @@ impl Elevator {
     }
 
     /// Fault starts and ends since the last call.
-    pub fn take_fault_edges(&mut self) -> Vec<FaultEdge> {
+    pub(crate) fn take_fault_edges(&mut self) -> Vec<FaultEdge> {
         std::mem::take(&mut self.edges)
     }
 
@@ -963,7 +963,7 @@ impl Elevator {
     }
 
     /// What the car's controller shows right now.
-    pub fn observe(&self) -> ElevatorSample {
+    pub(crate) fn observe(&self) -> ElevatorSample {
         let off_level =
             (self.z / FLOOR_HEIGHT_M - (self.z / FLOOR_HEIGHT_M).round()).abs() * FLOOR_HEIGHT_M;
         let speed = if self.moving() {

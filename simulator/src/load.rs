@@ -247,7 +247,7 @@ pub async fn load(
             duration: cfg.duration,
             drain: cfg.drain,
             ack: cfg.ack,
-            counters: counters.clone(),
+            counters: Arc::clone(&counters),
         };
         // Pace the connections, as a fleet coming back after an outage would.
         let delay = if cfg.connect_per_s > 0.0 {

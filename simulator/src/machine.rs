@@ -58,7 +58,7 @@ pub(crate) enum MachineSpec {
 }
 
 impl MachineSpec {
-    pub fn device_id(&self) -> &str {
+    pub(crate) fn device_id(&self) -> &str {
         match self {
             MachineSpec::Elevator(s) => &s.device_id,
             MachineSpec::Ride(s) => &s.device_id,
@@ -67,7 +67,7 @@ impl MachineSpec {
         }
     }
 
-    pub fn fault(&self) -> Option<(FaultKind, EpochMs)> {
+    pub(crate) fn fault(&self) -> Option<(FaultKind, EpochMs)> {
         let plan = match self {
             MachineSpec::Elevator(s) => &s.fault,
             MachineSpec::Ride(s) => &s.fault,

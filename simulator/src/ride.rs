@@ -111,7 +111,7 @@ pub(crate) struct Ride {
 }
 
 impl Ride {
-    pub fn new(spec: &RideSpec) -> Ride {
+    pub(crate) fn new(spec: &RideSpec) -> Ride {
         let mut rng = StdRng::seed_from_u64(spec.seed);
         let wind = spec.mean_wind_mps * rng.gen_range(0.6..1.2);
         Ride {
@@ -147,7 +147,7 @@ impl Ride {
     }
 
     /// Advances to `now`; what the ride's gateway published meanwhile.
-    pub fn step(&mut self, now: EpochMs) -> Vec<Emitted> {
+    pub(crate) fn step(&mut self, now: EpochMs) -> Vec<Emitted> {
         let mut out = Vec::new();
         let Some(mut t) = self.t else {
             self.t = Some(now);
@@ -170,12 +170,12 @@ impl Ride {
         out
     }
 
-    pub fn take_fault_edges(&mut self) -> Vec<FaultEdge> {
+    pub(crate) fn take_fault_edges(&mut self) -> Vec<FaultEdge> {
         std::mem::take(&mut self.edges)
     }
 
     /// What the ride's controller shows right now.
-    pub fn observe(&self) -> RideSample {
+    pub(crate) fn observe(&self) -> RideSample {
         let running = matches!(self.phase, Phase::Running { .. });
         RideSample {
             state: self.state(),

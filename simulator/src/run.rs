@@ -113,7 +113,7 @@ pub async fn run(
     let step = (MAX_STAGGER / n.max(1) as u32).min(Duration::from_millis(20));
     let mut tasks = JoinSet::new();
     for (i, (spec, secret)) in devices.into_iter().enumerate() {
-        let device = Device::new(spec, mqtt, secret, stats.clone(), shutdown.clone());
+        let device = Device::new(spec, mqtt, secret, Arc::clone(&stats), shutdown.clone());
         tasks.spawn(device.run(step * i as u32));
     }
     let mut failure = None;
@@ -199,7 +199,7 @@ impl Device {
             self.id.clone(),
             link_tx,
             ack_tx,
-            self.stats.clone(),
+            Arc::clone(&self.stats),
             self.shutdown.clone(),
         ));
 

@@ -88,7 +88,7 @@ pub(crate) struct Scale {
 }
 
 impl Scale {
-    pub fn new(spec: &ScaleSpec) -> Scale {
+    pub(crate) fn new(spec: &ScaleSpec) -> Scale {
         Scale {
             rng: StdRng::seed_from_u64(spec.seed),
             t: None,
@@ -101,7 +101,7 @@ impl Scale {
         }
     }
 
-    pub fn step(&mut self, now: EpochMs) -> Vec<Emitted> {
+    pub(crate) fn step(&mut self, now: EpochMs) -> Vec<Emitted> {
         let Some(mut t) = self.t else {
             self.t = Some(now);
             if let Some(plan) = &mut self.fault {
@@ -119,12 +119,12 @@ impl Scale {
         std::mem::take(&mut self.out)
     }
 
-    pub fn take_fault_edges(&mut self) -> Vec<FaultEdge> {
+    pub(crate) fn take_fault_edges(&mut self) -> Vec<FaultEdge> {
         std::mem::take(&mut self.edges)
     }
 
     /// True while a cylinder is on the scale being filled.
-    pub fn filling(&self) -> bool {
+    pub(crate) fn filling(&self) -> bool {
         matches!(self.phase, Phase::Filling { .. })
     }
 

@@ -247,7 +247,7 @@ async fn run_refuses_a_fleet_without_secrets_and_stops_on_request() {
     secrets.insert(missing, "s".into());
     let (_tx, rx) = tokio::sync::watch::channel(true);
     let stats = Arc::new(SimStats::default());
-    vigil_simulator::run(fleet, addr, secrets, stats.clone(), rx)
+    vigil_simulator::run(fleet, addr, secrets, Arc::clone(&stats), rx)
         .await
         .unwrap();
     assert_eq!(stats.snapshot().published, 0);

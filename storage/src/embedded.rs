@@ -144,7 +144,7 @@ impl EmbeddedStore {
         let (tx, rx) = mpsc::channel();
         let queue_capacity = config.queue_capacity;
         let engine = QueryEngine::new(&shared.root, config.sql.clone())?;
-        Writer::spawn(shared.clone(), config, wal, next_frame, rx, durable)?;
+        Writer::spawn(Arc::clone(&shared), config, wal, next_frame, rx, durable)?;
         Ok(Arc::new(EmbeddedStore {
             shared,
             sender: Mutex::new(Some(tx)),

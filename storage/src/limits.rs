@@ -279,7 +279,7 @@ impl Gate {
 
     /// A slot, waiting at most `wait`.
     pub(crate) async fn enter(&self, wait: Duration) -> Result<OwnedSemaphorePermit, StoreError> {
-        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+        match tokio::time::timeout(wait, std::sync::Arc::clone(&self.slots).acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(StoreError::Closed),
             Err(_) => Err(StoreError::QueryBusy(self.size)),

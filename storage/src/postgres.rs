@@ -262,7 +262,7 @@ impl PostgresStore {
             }));
         }
         let shipper = Shipper {
-            shared: shared.clone(),
+            shared: Arc::clone(&shared),
             config: config.clone(),
             wal_id,
             rx: ship_rx,
@@ -273,7 +273,7 @@ impl PostgresStore {
 
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
-            shared: shared.clone(),
+            shared: Arc::clone(&shared),
             config: config.clone(),
             rx,
             ship: ship_tx,

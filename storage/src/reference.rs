@@ -124,7 +124,7 @@ pub(crate) fn convert(table: RefTable) -> Result<(String, RefData), StoreError> 
     }
     let schema = Arc::new(Schema::new(fields));
     let batch =
-        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(&name, e.to_string()))?;
+        RecordBatch::try_new(Arc::clone(&schema), arrays).map_err(|e| bad(&name, e.to_string()))?;
     Ok((name, RefData { schema, batch }))
 }
 

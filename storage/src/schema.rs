@@ -68,7 +68,7 @@ impl Table {
     }
 
     pub(crate) fn schema(self) -> SchemaRef {
-        SCHEMAS[self.index()].clone()
+        Arc::clone(&SCHEMAS[self.index()])
     }
 
     /// The column Parquet files are named and sorted by first (`first_ts`).

@@ -25,7 +25,7 @@ async fn tokens_arrive_in_write_order_in_groups_no_larger_than_the_limit() {
     };
     let (store, mut tokens) = open_with(config).await;
     let writer = {
-        let store = store.clone();
+        let store = std::sync::Arc::clone(&store);
         tokio::spawn(async move {
             for chunk in (1..=2000u64).collect::<Vec<_>>().chunks(50) {
                 store
@@ -190,7 +190,7 @@ async fn a_full_queue_makes_writers_wait_without_losing_records() {
     let (store, mut tokens) = open_with(config).await;
     let mut tasks = Vec::new();
     for d in 0..4 {
-        let store = store.clone();
+        let store = std::sync::Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             for seq in 1..=100u64 {
                 // Batches larger than the queue are accepted too (they take all of it).

@@ -17,25 +17,25 @@ use vigil_storage::embedded::{EmbeddedConfig, EmbeddedStore};
 use vigil_storage::{AckToken, QueryOptions, Record, Store, StoreError, StoredReading, Write};
 
 /// Base time of the fixtures: 2024-11-22T18:26:40Z.
-pub const T0: i64 = 1_732_300_000_000;
+pub(crate) const T0: i64 = 1_732_300_000_000;
 
-pub fn config(dir: &Path) -> EmbeddedConfig {
+pub(crate) fn config(dir: &Path) -> EmbeddedConfig {
     EmbeddedConfig::new(dir)
 }
 
-pub type Tokens = mpsc::Receiver<Vec<AckToken>>;
+pub(crate) type Tokens = mpsc::Receiver<Vec<AckToken>>;
 
-pub async fn open_with(config: EmbeddedConfig) -> (Arc<EmbeddedStore>, Tokens) {
+pub(crate) async fn open_with(config: EmbeddedConfig) -> (Arc<EmbeddedStore>, Tokens) {
     let (tx, rx) = mpsc::channel(4096);
     let store = EmbeddedStore::open(config, tx).await.expect("store opens");
     (store, rx)
 }
 
-pub async fn open(dir: &Path) -> (Arc<EmbeddedStore>, Tokens) {
+pub(crate) async fn open(dir: &Path) -> (Arc<EmbeddedStore>, Tokens) {
     open_with(config(dir)).await
 }
 
-pub fn binding(equipment: &str) -> Binding {
+pub(crate) fn binding(equipment: &str) -> Binding {
     Binding {
         equipment_id: EquipmentId::new(equipment).unwrap(),
         category: "elevator".into(),
@@ -44,7 +44,7 @@ pub fn binding(equipment: &str) -> Binding {
     }
 }
 
-pub fn reading(device: &str, seq: u64, payload: Payload) -> Record {
+pub(crate) fn reading(device: &str, seq: u64, payload: Payload) -> Record {
     Record::Reading(StoredReading {
         reading: Reading {
             device_id: DeviceId::new(device).unwrap(),
@@ -58,7 +58,7 @@ pub fn reading(device: &str, seq: u64, payload: Payload) -> Record {
     })
 }
 
-pub fn elevator_sample(floor: i16) -> ElevatorSample {
+pub(crate) fn elevator_sample(floor: i16) -> ElevatorSample {
     ElevatorSample {
         floor,
         run_count: Some(123_456),
@@ -66,7 +66,7 @@ pub fn elevator_sample(floor: i16) -> ElevatorSample {
     }
 }
 
-pub fn elevator(device: &str, seq: u64) -> Record {
+pub(crate) fn elevator(device: &str, seq: u64) -> Record {
     reading(
         device,
         seq,
@@ -74,7 +74,7 @@ pub fn elevator(device: &str, seq: u64) -> Record {
     )
 }
 
-pub fn alarm(id: &str, version: u32, state: AlarmState, raised_at: i64) -> Alarm {
+pub(crate) fn alarm(id: &str, version: u32, state: AlarmState, raised_at: i64) -> Alarm {
     Alarm {
         alarm_id: AlarmId::new(id).unwrap(),
         rule: RuleId::new("elevator.trapped").unwrap(),
@@ -97,7 +97,7 @@ pub fn alarm(id: &str, version: u32, state: AlarmState, raised_at: i64) -> Alarm
     }
 }
 
-pub fn dead_letter(payload: &[u8]) -> Record {
+pub(crate) fn dead_letter(payload: &[u8]) -> Record {
     Record::DeadLetter(DeadLetter {
         received_at: T0 + 7,
         topic: "/tenants/EL9/v1/elevator".into(),
@@ -111,7 +111,7 @@ pub fn dead_letter(payload: &[u8]) -> Record {
 }
 
 /// One record of every kind (readings get sequence numbers 1..=5).
-pub fn one_of_each() -> Vec<Record> {
+pub(crate) fn one_of_each() -> Vec<Record> {
     let mut elevator = elevator("EL1", 1);
     if let Record::Reading(r) = &mut elevator {
         r.reading.extra = Some(r#"{"fw":"2.1"}"#.into());
@@ -171,7 +171,7 @@ pub fn one_of_each() -> Vec<Record> {
 }
 
 /// A write whose token ingest wants back (readings only, as ingest does).
-pub fn w(record: Record) -> Write {
+pub(crate) fn w(record: Record) -> Write {
     let ack = match &record {
         Record::Reading(r) => Some(AckToken {
             device_id: r.reading.device_id.clone(),
@@ -182,12 +182,12 @@ pub fn w(record: Record) -> Write {
     Write { record, ack }
 }
 
-pub fn ws(records: impl IntoIterator<Item = Record>) -> Vec<Write> {
+pub(crate) fn ws(records: impl IntoIterator<Item = Record>) -> Vec<Write> {
     records.into_iter().map(w).collect()
 }
 
 /// Receives tokens until `n` have arrived (or fails after 10 s).
-pub async fn take_tokens(rx: &mut Tokens, n: usize) -> Vec<AckToken> {
+pub(crate) async fn take_tokens(rx: &mut Tokens, n: usize) -> Vec<AckToken> {
     let mut out = Vec::new();
     while out.len() < n {
         let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv())
@@ -200,12 +200,15 @@ pub async fn take_tokens(rx: &mut Tokens, n: usize) -> Vec<AckToken> {
     out
 }
 
-pub async fn query(store: &EmbeddedStore, sql: &str) -> Result<Vec<RecordBatch>, StoreError> {
+pub(crate) async fn query(
+    store: &EmbeddedStore,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, StoreError> {
     Ok(store.query(sql, &QueryOptions::default()).await?.batches)
 }
 
 /// The single integer a `SELECT count(*) …` returns.
-pub async fn count(store: &EmbeddedStore, sql: &str) -> i64 {
+pub(crate) async fn count(store: &EmbeddedStore, sql: &str) -> i64 {
     let batches = query(store, sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -219,7 +222,7 @@ pub async fn count(store: &EmbeddedStore, sql: &str) -> i64 {
 }
 
 /// Rows as the integrator renders them (arrow-json array writer), nulls kept.
-pub fn json_rows(batches: &[RecordBatch]) -> Vec<Map<String, Value>> {
+pub(crate) fn json_rows(batches: &[RecordBatch]) -> Vec<Map<String, Value>> {
     let mut writer = WriterBuilder::new()
         .with_explicit_nulls(true)
         .build::<_, JsonArray>(Vec::new());
@@ -237,7 +240,7 @@ pub fn json_rows(batches: &[RecordBatch]) -> Vec<Map<String, Value>> {
     }
 }
 
-pub async fn rows(store: &EmbeddedStore, sql: &str) -> Vec<Map<String, Value>> {
+pub(crate) async fn rows(store: &EmbeddedStore, sql: &str) -> Vec<Map<String, Value>> {
     json_rows(
         &query(store, sql)
             .await

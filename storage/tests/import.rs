@@ -16,7 +16,7 @@ async fn imported_rows_are_the_stores_own_and_the_wal_still_counts() {
     // Two threads, two files each, as a benchmark's generator writes them.
     std::thread::scope(|s| {
         for part in 0..2u64 {
-            let importer = importer.clone();
+            let importer = Arc::clone(&importer);
             s.spawn(move || {
                 for chunk in 0..2u64 {
                     let first = 1 + (part * 2 + chunk) * 50;

@@ -109,7 +109,7 @@ async fn queries_during_flushes_never_see_a_row_twice_or_miss_one() {
         store.flush().await.unwrap();
         total += n as i64;
         let watcher = {
-            let store = store.clone();
+            let store = std::sync::Arc::clone(&store);
             tokio::spawn(async move {
                 let mut checks = 0;
                 loop {

@@ -228,7 +228,7 @@ async fn dead_letter_files_from_before_the_seq_column_still_read() {
         Arc::new(StringArray::from(vec!["{\"seq\":1}"])),
         Arc::new(UInt64Array::from(vec![9])),
     ];
-    let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let batch = arrow::record_batch::RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
     let file = std::fs::File::create(table.join(format!("{T0}-1.parquet"))).unwrap();
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
     writer.write(&batch).unwrap();

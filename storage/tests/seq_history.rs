@@ -9,12 +9,12 @@ use vigil_storage::{AckToken, MAX_RUNS, Record, SeqKey, Store, Write};
 
 use crate::fixtures::*;
 
-pub fn id(device: &str) -> DeviceId {
+pub(crate) fn id(device: &str) -> DeviceId {
     DeviceId::new(device).unwrap()
 }
 
 /// A dead letter of `device` that took `seq` (as ingest writes it).
-pub fn letter_with_seq(device: &str, seq: u64) -> Write {
+pub(crate) fn letter_with_seq(device: &str, seq: u64) -> Write {
     Write {
         record: Record::DeadLetter(DeadLetter {
             received_at: T0 + 9,
@@ -35,7 +35,7 @@ pub fn letter_with_seq(device: &str, seq: u64) -> Write {
 
 /// Stored seqs per device, and the writes that store them (plus a dead
 /// letter that took no seq, which is nobody's history).
-pub fn history() -> (BTreeMap<&'static str, BTreeSet<u64>>, Vec<Vec<Write>>) {
+pub(crate) fn history() -> (BTreeMap<&'static str, BTreeSet<u64>>, Vec<Vec<Write>>) {
     let mut stored: BTreeMap<&'static str, BTreeSet<u64>> = BTreeMap::new();
     // A hole at 11.
     stored.insert("EL1", (1..=10).chain([12]).collect());
@@ -63,7 +63,10 @@ pub fn history() -> (BTreeMap<&'static str, BTreeSet<u64>>, Vec<Vec<Write>>) {
 }
 
 /// Checks a store holding [`history`] against what it should say.
-pub async fn check_history(store: &dyn Store, stored: &BTreeMap<&'static str, BTreeSet<u64>>) {
+pub(crate) async fn check_history(
+    store: &dyn Store,
+    stored: &BTreeMap<&'static str, BTreeSet<u64>>,
+) {
     let rec = store.recover().await.unwrap();
     for (device, seqs) in stored {
         let known = rec

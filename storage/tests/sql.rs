@@ -404,7 +404,7 @@ async fn people_queries_are_held_to_the_sql_limits() {
     assert!((900..1100).contains(&rows), "{rows} rows of 1 kB in 1 MiB");
     // One slot: a second query waits for it within its timeout, then gives up.
     let endless = {
-        let store = store.clone();
+        let store = std::sync::Arc::clone(&store);
         let opts = QueryOptions {
             timeout: Duration::from_secs(3),
             ..everyone.clone()
@@ -475,7 +475,7 @@ async fn conditions_that_skip_parquet_row_groups_keep_every_row_they_match() {
     let admin = QueryOptions::default();
     let jiangmen = person(&["440700"]);
     let n = |sql: String, opts: QueryOptions| {
-        let store = store.clone();
+        let store = std::sync::Arc::clone(&store);
         async move { rows_of(&store, &sql, &opts).await }
     };
     let all = format!("SELECT seq FROM elevator_readings WHERE {window}");

@@ -16,7 +16,7 @@ fn elsewhere(mut a: Alarm) -> Alarm {
 
 /// Writes one record of every kind and three alarms (one in two versions),
 /// then reads them back through the typed queries.
-pub async fn check(store: &dyn Store, tokens: &mut Tokens) {
+pub(crate) async fn check(store: &dyn Store, tokens: &mut Tokens) {
     let records = one_of_each();
     let readings: Vec<Reading> = records
         .iter()

@@ -20,7 +20,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
 
 /// Cases for this run: `VIGIL_FUZZ_CASES`, else `default`.
-pub fn cases(default: u32) -> u32 {
+pub(super) fn cases(default: u32) -> u32 {
     std::env::var("VIGIL_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -31,7 +31,7 @@ pub fn cases(default: u32) -> u32 {
 /// shrunk failing input. Prints `fuzz <name>: <cases> cases in <s> s`, and
 /// the same with `(running)` every minute of a long run, so that a run cut
 /// short still says how far it got.
-pub fn run<S: Strategy>(
+pub(super) fn run<S: Strategy>(
     name: &str,
     default: u32,
     strategy: S,
@@ -80,15 +80,15 @@ pub fn run<S: Strategy>(
 /// How the cases of a run came out (accepted, refused by reason, …), so a
 /// run shows that its generator reaches both sides of every check.
 #[derive(Default)]
-pub struct Tally(Mutex<BTreeMap<String, u64>>);
+pub(super) struct Tally(Mutex<BTreeMap<String, u64>>);
 
 impl Tally {
-    pub fn add(&self, outcome: impl Into<String>) {
+    pub(super) fn add(&self, outcome: impl Into<String>) {
         *self.0.lock().unwrap().entry(outcome.into()).or_default() += 1;
     }
 
     /// `fuzz <name> outcomes: accepted 31.0%, missing_field 12.5%, …`
-    pub fn print(&self, name: &str) {
+    pub(super) fn print(&self, name: &str) {
         let counts = self.0.lock().unwrap();
         let total: u64 = counts.values().sum();
         let shown: Vec<String> = counts
@@ -101,7 +101,7 @@ impl Tally {
 
 /// Strings people and programs get wrong: empty, padded, control and
 /// bidi characters, NUL, CJK, emoji, long.
-pub fn nasty_string() -> BoxedStrategy<String> {
+pub(super) fn nasty_string() -> BoxedStrategy<String> {
     prop_oneof![
         Just(String::new()),
         Just(" ".to_owned()),
@@ -119,7 +119,7 @@ pub fn nasty_string() -> BoxedStrategy<String> {
 }
 
 /// Numbers at and beyond every kind of edge.
-pub fn edge_number() -> BoxedStrategy<Value> {
+pub(super) fn edge_number() -> BoxedStrategy<Value> {
     prop_oneof![
         Just(json!(0)),
         Just(json!(-1)),
@@ -143,7 +143,7 @@ pub fn edge_number() -> BoxedStrategy<Value> {
 }
 
 /// Any JSON value, nested up to `depth`, biased to edges.
-pub fn any_json(depth: u32) -> BoxedStrategy<Value> {
+pub(super) fn any_json(depth: u32) -> BoxedStrategy<Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -162,7 +162,7 @@ pub fn any_json(depth: u32) -> BoxedStrategy<Value> {
 
 /// `text`, one time in five with a character cut or a stray one put in:
 /// the typo that turns a good statement or condition into a bad one.
-pub fn typo(text: BoxedStrategy<String>) -> BoxedStrategy<String> {
+pub(super) fn typo(text: BoxedStrategy<String>) -> BoxedStrategy<String> {
     let edit = prop_oneof![
         4 => Just(None),
         1 => (0.0f64..1.0, prop::option::of(any::<char>())).prop_map(Some),
@@ -189,7 +189,7 @@ pub fn typo(text: BoxedStrategy<String>) -> BoxedStrategy<String> {
 /// Text-level damage to serialized JSON: what a broken device or client
 /// sends. Applied after the structured mutations.
 #[derive(Debug, Clone)]
-pub enum Damage {
+pub(super) enum Damage {
     None,
     /// Cut at this fraction of the length.
     Truncate(f64),
@@ -205,7 +205,7 @@ pub enum Damage {
     Prefix(Vec<u8>),
 }
 
-pub fn damage() -> BoxedStrategy<Damage> {
+pub(super) fn damage() -> BoxedStrategy<Damage> {
     prop_oneof![
         6 => Just(Damage::None),
         1 => (0.0f64..1.0).prop_map(Damage::Truncate),
@@ -239,7 +239,7 @@ pub fn damage() -> BoxedStrategy<Damage> {
 }
 
 /// The serialized document with `damage` done to it.
-pub fn damaged(doc: &Value, damage: &Damage) -> Vec<u8> {
+pub(super) fn damaged(doc: &Value, damage: &Damage) -> Vec<u8> {
     let mut bytes = doc.to_string().into_bytes();
     let at = |p: f64, len: usize| ((p * len as f64) as usize).min(len);
     match damage {

@@ -218,7 +218,7 @@ impl Disk {
                 return;
             }
         }
-        let (dir, snapshot) = (self.dir.clone(), snapshot.clone());
+        let (dir, snapshot) = (self.dir.clone(), Arc::clone(snapshot));
         let spawned = std::thread::Builder::new()
             .name("registry-compact".into())
             .spawn(move || compact(&dir, &snapshot));
@@ -315,7 +315,7 @@ fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<u64, RegistryError>
         flush: &mut impl FnMut(&mut Change, bool) -> Result<(), RegistryError>,
     ) -> Result<(), RegistryError> {
         for (id, e) in E::table(d).iter() {
-            E::changes_mut(chunk).push((id.clone(), Some(e.clone())));
+            E::changes_mut(chunk).push((id.clone(), Some(Arc::clone(e))));
             flush(chunk, false)?;
         }
         Ok(())
@@ -331,7 +331,7 @@ fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<u64, RegistryError>
     table::<Person>(d, &mut chunk, &mut flush)?;
     table::<Cylinder>(d, &mut chunk, &mut flush)?;
     for (key, m) in d.maintenance.iter() {
-        chunk.maintenance.push((key.clone(), Some(m.clone())));
+        chunk.maintenance.push((key.clone(), Some(Arc::clone(m))));
         flush(&mut chunk, false)?;
     }
     for (device, hash) in d.secrets.iter() {
@@ -376,7 +376,7 @@ fn read_snapshot(dir: &Path, version: u64) -> Result<Snapshot, RegistryError> {
         match log::decode::<SnapshotRecord>(json)? {
             SnapshotRecord::Chunk(change) => {
                 entities += change.len() as u64;
-                state = Arc::new(replay(state.clone(), &change, version));
+                state = Arc::new(replay(Arc::clone(&state), &change, version));
             }
             SnapshotRecord::End { entities: n } if n == entities => ended = true,
             SnapshotRecord::End { entities: n } => {
@@ -457,7 +457,7 @@ fn load(
                         change.version
                     ));
                 }
-                state = Arc::new(replay(state.clone(), &change, change.version));
+                state = Arc::new(replay(Arc::clone(&state), &change, change.version));
             }
             good += 8 + json.len() as u64;
             Ok(())

@@ -431,7 +431,7 @@ impl Txn {
             for (id, e) in E::changes(change) {
                 match e {
                     Some(e) => {
-                        tx.put_arc(e.clone());
+                        tx.put_arc(Arc::clone(e));
                     }
                     None => {
                         tx.remove::<E>(id);
@@ -449,7 +449,7 @@ impl Txn {
         for (key, m) in &change.maintenance {
             match m {
                 Some(m) => {
-                    self.put_maintenance(m.clone());
+                    self.put_maintenance(Arc::clone(m));
                 }
                 None => self.remove_maintenance(key),
             }

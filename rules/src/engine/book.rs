@@ -45,7 +45,7 @@ pub(crate) struct RecentlyCleared {
 const REMEMBER_CLEARED: usize = 65_536;
 
 impl RecentlyCleared {
-    pub fn insert(&mut self, id: AlarmId) {
+    pub(crate) fn insert(&mut self, id: AlarmId) {
         if self.ids.insert(id.clone()) {
             self.order.push_back(id);
             if self.order.len() > REMEMBER_CLEARED
@@ -56,7 +56,7 @@ impl RecentlyCleared {
         }
     }
 
-    pub fn contains(&self, id: &AlarmId) -> bool {
+    pub(crate) fn contains(&self, id: &AlarmId) -> bool {
         self.ids.contains(id)
     }
 }
@@ -71,7 +71,7 @@ pub(crate) struct Book {
 }
 
 impl Book {
-    pub fn new(next_id: Box<dyn FnMut() -> AlarmId + Send>) -> Book {
+    pub(crate) fn new(next_id: Box<dyn FnMut() -> AlarmId + Send>) -> Book {
         Book {
             next_id,
             rule_ids: rules().iter().map(|d| rule_id(d)).collect(),
@@ -83,7 +83,7 @@ impl Book {
     /// The rule qualified on `device`'s word: raise a new alarm, or repeat
     /// the open one (count + 1). `holder`: the device (by index) whose
     /// condition keeps it open, if one does.
-    pub fn fire(
+    pub(crate) fn fire(
         &mut self,
         eq: &mut EquipmentCore,
         f: Fire,
@@ -125,7 +125,7 @@ impl Book {
 
     /// A new alarm on `eq`, raised by `device` (none for the registry-time
     /// rules), now its open alarm; returns its first version.
-    pub fn raise(
+    pub(crate) fn raise(
         &mut self,
         eq: &mut EquipmentCore,
         f: Fire,
@@ -165,7 +165,7 @@ impl Book {
     /// After a restart: the stored open `alarm` is `key`'s open alarm on
     /// `eq` again, held by no device until one adopts it. An open alarm
     /// already there (two stored for one rule) gives way to it.
-    pub fn reopen(&mut self, eq: &mut EquipmentCore, key: Key, alarm: &Alarm) {
+    pub(crate) fn reopen(&mut self, eq: &mut EquipmentCore, key: Key, alarm: &Alarm) {
         let slot = Slot {
             key,
             alarm: alarm.clone(),
@@ -180,7 +180,7 @@ impl Book {
 
     /// A new version of the open alarm without a new occurrence (the set of
     /// active codes or offline devices changed).
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         eq: &mut EquipmentCore,
         key: Key,
@@ -200,7 +200,7 @@ impl Book {
     }
 
     /// `device` no longer holds the alarm; the last holder clears it.
-    pub fn release(
+    pub(crate) fn release(
         &mut self,
         eq: &mut EquipmentCore,
         key: Key,
@@ -217,7 +217,13 @@ impl Book {
     }
 
     /// The rule clears its open alarm at device time `at`.
-    pub fn clear(&mut self, eq: &mut EquipmentCore, key: Key, at: EpochMs, out: &mut Vec<Alarm>) {
+    pub(crate) fn clear(
+        &mut self,
+        eq: &mut EquipmentCore,
+        key: Key,
+        at: EpochMs,
+        out: &mut Vec<Alarm>,
+    ) {
         let Some(slot) = eq.take_slot(key) else {
             return;
         };

@@ -21,7 +21,7 @@ use crate::error::ConfigError;
 /// escalates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Escalation {
+pub(crate) struct Escalation {
     pub enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub critical_s: Option<f64>,
@@ -46,11 +46,11 @@ impl Default for Escalation {
 }
 
 impl Escalation {
-    pub fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         *self == Escalation::default()
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         for (key, value) in self.limits() {
             if let Some(v) = value
                 && !(v.is_finite() && v > 0.0)

@@ -48,13 +48,13 @@ pub(crate) enum Step {
 
 impl Tracker {
     /// Start of the current run of "condition true".
-    pub fn true_since(&self) -> Option<EpochMs> {
+    pub(crate) fn true_since(&self) -> Option<EpochMs> {
         (self.run == Run::True).then_some(self.since)
     }
 
     /// Advances to device time `t`. `due` is `None` when the condition is
     /// false, else the device time at which it qualifies (start + `for`).
-    pub fn step(&mut self, due: Option<EpochMs>, t: EpochMs, clear_ms: i64) -> Step {
+    pub(crate) fn step(&mut self, due: Option<EpochMs>, t: EpochMs, clear_ms: i64) -> Step {
         match due {
             Some(due) => {
                 if self.run != Run::True {
@@ -93,7 +93,7 @@ impl Tracker {
 
     /// Whether a later clock alone can change the outcome (a `for` or a
     /// clear period is running), so `tick` must look at it.
-    pub fn pending(&self) -> bool {
+    pub(crate) fn pending(&self) -> bool {
         match self.run {
             Run::True => !self.fired,
             Run::False => self.held,
@@ -103,13 +103,13 @@ impl Tracker {
 
     /// Neither the condition nor its clear condition holds: the open alarm
     /// stays, the current run (if any) ends without a new occurrence.
-    pub fn pause(&mut self) {
+    pub(crate) fn pause(&mut self) {
         self.run = Run::None;
         self.fired = false;
     }
 
     /// The device clock stepped back to `t`: measure running periods from `t`.
-    pub fn rebase(&mut self, t: EpochMs) {
+    pub(crate) fn rebase(&mut self, t: EpochMs) {
         if self.run != Run::None {
             self.since = self.since.min(t);
         }
@@ -118,7 +118,7 @@ impl Tracker {
     /// Adopts a restored open alarm that no tracker holds yet. A condition
     /// that holds now continues that alarm's occurrence rather than
     /// repeating it; a false one starts its clear period.
-    pub fn adopt(&mut self, condition_holds: bool, t: EpochMs) {
+    pub(crate) fn adopt(&mut self, condition_holds: bool, t: EpochMs) {
         self.held = true;
         if condition_holds {
             self.run = Run::True;
@@ -156,14 +156,14 @@ pub(crate) struct DeviceCore {
 }
 
 impl DeviceCore {
-    pub fn new(id: DeviceId, eq: EqIx, reading: &Reading, now: EpochMs) -> DeviceCore {
+    pub(crate) fn new(id: DeviceId, eq: EqIx, reading: &Reading, now: EpochMs) -> DeviceCore {
         let mut dev = DeviceCore::silent(id, eq, now);
         dev.last_ts = reading.ts;
         dev
     }
 
     /// A device known only to have been heard at `last_seen` (engine time).
-    pub fn silent(id: DeviceId, eq: EqIx, last_seen: EpochMs) -> DeviceCore {
+    pub(crate) fn silent(id: DeviceId, eq: EqIx, last_seen: EpochMs) -> DeviceCore {
         DeviceCore {
             id,
             eq,
@@ -183,7 +183,7 @@ impl DeviceCore {
 
     /// The device clock stepped back to `t` (a reboot with a wrong clock, an
     /// NTP correction): keep every state, measure running periods from `t`.
-    pub fn rebase(&mut self, t: EpochMs) {
+    pub(crate) fn rebase(&mut self, t: EpochMs) {
         self.last_ts = t;
         for ts in [
             &mut self.sample_ts,
@@ -220,7 +220,7 @@ pub(crate) struct Faults {
 impl Faults {
     /// Counts a raise or repeat of `key` (if its rule counts as a fault and
     /// the occurrence is major or critical).
-    pub fn record(&mut self, key: Key, severity: Severity, at: EpochMs, device: &DeviceId) {
+    pub(crate) fn record(&mut self, key: Key, severity: Severity, at: EpochMs, device: &DeviceId) {
         let counts = crate::catalogue::decl(key).is_some_and(|d| d.counts_as_fault);
         if counts && severity >= Severity::Major {
             self.history.push(Occurrence { at, key });
@@ -265,7 +265,7 @@ pub(crate) struct EquipmentCore {
 }
 
 impl EquipmentCore {
-    pub fn new(ix: EqIx, binding: Binding, params: Arc<ParamSet>) -> EquipmentCore {
+    pub(crate) fn new(ix: EqIx, binding: Binding, params: Arc<ParamSet>) -> EquipmentCore {
         EquipmentCore {
             ix,
             binding,
@@ -284,34 +284,34 @@ impl EquipmentCore {
     /// The registry changed the equipment's owner, region or category:
     /// its parameters resolve again.
     /// The registry's `params` of the equipment are now `registry`.
-    pub fn set_registry(&mut self, registry: Arc<Map<String, Value>>) {
+    pub(crate) fn set_registry(&mut self, registry: Arc<Map<String, Value>>) {
         self.registry = registry;
         self.inputs = self.inputs.wrapping_add(1);
     }
 
-    pub fn rebind(&mut self, binding: &Binding) {
+    pub(crate) fn rebind(&mut self, binding: &Binding) {
         if self.binding != *binding {
             self.binding = binding.clone();
             self.params_gen = STALE;
         }
     }
 
-    pub fn slot(&self, key: Key) -> Option<&Slot> {
+    pub(crate) fn slot(&self, key: Key) -> Option<&Slot> {
         self.slots.iter().find(|s| s.key == key)
     }
 
-    pub fn slot_mut(&mut self, key: Key) -> Option<&mut Slot> {
+    pub(crate) fn slot_mut(&mut self, key: Key) -> Option<&mut Slot> {
         self.slots.iter_mut().find(|s| s.key == key)
     }
 
     /// Takes `key`'s open alarm out (it is no longer open here).
-    pub fn take_slot(&mut self, key: Key) -> Option<Slot> {
+    pub(crate) fn take_slot(&mut self, key: Key) -> Option<Slot> {
         let i = self.slots.iter().position(|s| s.key == key)?;
         Some(self.slots.remove(i))
     }
 
     /// `slot` is its rule's open alarm now; returns the one it replaces.
-    pub fn put_slot(&mut self, slot: Slot) -> Option<Slot> {
+    pub(crate) fn put_slot(&mut self, slot: Slot) -> Option<Slot> {
         match self.slots.binary_search_by_key(&slot.key, |s| s.key) {
             Ok(i) => Some(std::mem::replace(&mut self.slots[i], slot)),
             Err(i) => {
@@ -321,17 +321,17 @@ impl EquipmentCore {
         }
     }
 
-    pub fn advance_clock(&mut self, t: EpochMs) {
+    pub(crate) fn advance_clock(&mut self, t: EpochMs) {
         self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
     }
 
     /// When defined rule `key` last cleared here.
-    pub fn cleared_at(&self, key: Key) -> Option<EpochMs> {
+    pub(crate) fn cleared_at(&self, key: Key) -> Option<EpochMs> {
         let n = key.defined_index()?;
         self.defined_cleared_at.get(n).copied().flatten()
     }
 
-    pub fn set_cleared_at(&mut self, key: Key, at: EpochMs) {
+    pub(crate) fn set_cleared_at(&mut self, key: Key, at: EpochMs) {
         if let Some(n) = key.defined_index() {
             if self.defined_cleared_at.len() <= n {
                 self.defined_cleared_at.resize(n + 1, None);

@@ -10,9 +10,9 @@ use vigil_model::{
 };
 use vigil_rules::{RuleConfig, RuleEngine};
 
-pub const T0: EpochMs = 1_732_300_000_000;
+pub(crate) const T0: EpochMs = 1_732_300_000_000;
 
-pub fn ctx_for(equipment: &str, category: &str) -> DeviceContext {
+pub(crate) fn ctx_for(equipment: &str, category: &str) -> DeviceContext {
     let params = json!({"rated_speed_mps": 1.75, "floors": [-1, 10]});
     DeviceContext {
         binding: Binding {
@@ -27,24 +27,24 @@ pub fn ctx_for(equipment: &str, category: &str) -> DeviceContext {
     }
 }
 
-pub fn ctx() -> DeviceContext {
+pub(crate) fn ctx() -> DeviceContext {
     ctx_for("EQ1", "elevator")
 }
 
 /// An idle car at floor 3, doors closed, everything healthy.
-pub fn healthy() -> ElevatorSample {
+pub(crate) fn healthy() -> ElevatorSample {
     ElevatorSample::idle()
 }
 
 /// Travelling up between floors at a normal speed.
-pub fn moving() -> ElevatorSample {
+pub(crate) fn moving() -> ElevatorSample {
     ElevatorSample {
         occupied: false,
         ..ElevatorSample::moving()
     }
 }
 
-pub fn counter_ids() -> Box<dyn FnMut() -> AlarmId + Send> {
+pub(crate) fn counter_ids() -> Box<dyn FnMut() -> AlarmId + Send> {
     let mut n = 0;
     Box::new(move || {
         n += 1;
@@ -52,7 +52,7 @@ pub fn counter_ids() -> Box<dyn FnMut() -> AlarmId + Send> {
     })
 }
 
-pub struct H {
+pub(crate) struct H {
     pub engine: RuleEngine,
     pub ctx: DeviceContext,
     pub device: DeviceId,
@@ -60,15 +60,15 @@ pub struct H {
 }
 
 impl H {
-    pub fn new() -> H {
+    pub(crate) fn new() -> H {
         H::with_config(RuleConfig::default())
     }
 
-    pub fn with_toml(text: &str) -> H {
+    pub(crate) fn with_toml(text: &str) -> H {
         H::with_config(RuleConfig::from_toml(text).unwrap())
     }
 
-    pub fn with_config(config: RuleConfig) -> H {
+    pub(crate) fn with_config(config: RuleConfig) -> H {
         H {
             engine: RuleEngine::with_id_source(config, counter_ids()),
             ctx: ctx(),
@@ -77,7 +77,7 @@ impl H {
         }
     }
 
-    pub fn reading(&mut self, at: EpochMs, payload: Payload) -> Reading {
+    pub(crate) fn reading(&mut self, at: EpochMs, payload: Payload) -> Reading {
         self.seq += 1;
         Reading {
             device_id: self.device.clone(),
@@ -90,12 +90,12 @@ impl H {
     }
 
     /// A sample stamped and received at `at`.
-    pub fn send(&mut self, at: EpochMs, sample: ElevatorSample) -> Vec<Alarm> {
+    pub(crate) fn send(&mut self, at: EpochMs, sample: ElevatorSample) -> Vec<Alarm> {
         self.send_received(at, at, sample)
     }
 
     /// A sample stamped at `at`, received by the engine at `received`.
-    pub fn send_received(
+    pub(crate) fn send_received(
         &mut self,
         at: EpochMs,
         received: EpochMs,
@@ -108,7 +108,7 @@ impl H {
 
     /// A sample with an explicit `seq` (a spooled message sent late keeps
     /// the lower seq it was given when it was taken).
-    pub fn send_seq(
+    pub(crate) fn send_seq(
         &mut self,
         seq: u64,
         at: EpochMs,
@@ -126,7 +126,7 @@ impl H {
         self.engine.on_reading(&r, &self.ctx.clone(), T0 + received)
     }
 
-    pub fn event(&mut self, at: EpochMs, code: &str, active: bool) -> Vec<Alarm> {
+    pub(crate) fn event(&mut self, at: EpochMs, code: &str, active: bool) -> Vec<Alarm> {
         let r = self.reading(
             at,
             Payload::Event(ControllerEvent {
@@ -138,7 +138,7 @@ impl H {
         self.engine.on_reading(&r, &self.ctx.clone(), T0 + at)
     }
 
-    pub fn ride(&mut self, at: EpochMs) -> Vec<Alarm> {
+    pub(crate) fn ride(&mut self, at: EpochMs) -> Vec<Alarm> {
         let sample = RideSample {
             state: RideState::Stopped,
             speed_mps: 0.0,
@@ -152,12 +152,12 @@ impl H {
         self.engine.on_reading(&r, &self.ctx.clone(), T0 + at)
     }
 
-    pub fn tick(&mut self, at: EpochMs) -> Vec<Alarm> {
+    pub(crate) fn tick(&mut self, at: EpochMs) -> Vec<Alarm> {
         self.engine.tick(T0 + at)
     }
 
     /// The open alarm of `rule`, if any.
-    pub fn open(&self, rule: &str) -> Option<Alarm> {
+    pub(crate) fn open(&self, rule: &str) -> Option<Alarm> {
         self.engine
             .open_alarms()
             .find(|a| a.rule.as_str() == rule)
@@ -166,7 +166,7 @@ impl H {
 }
 
 /// The changes of one rule among what the engine returned.
-pub fn of(changes: &[Alarm], rule: &str) -> Vec<Alarm> {
+pub(crate) fn of(changes: &[Alarm], rule: &str) -> Vec<Alarm> {
     changes
         .iter()
         .filter(|a| a.rule.as_str() == rule)
@@ -175,7 +175,7 @@ pub fn of(changes: &[Alarm], rule: &str) -> Vec<Alarm> {
 }
 
 /// Exactly one change of `rule`.
-pub fn one(changes: &[Alarm], rule: &str) -> Alarm {
+pub(crate) fn one(changes: &[Alarm], rule: &str) -> Alarm {
     let mine = of(changes, rule);
     assert_eq!(
         mine.len(),
@@ -185,14 +185,14 @@ pub fn one(changes: &[Alarm], rule: &str) -> Alarm {
     mine.into_iter().next().unwrap()
 }
 
-pub fn none(changes: &[Alarm], rule: &str) {
+pub(crate) fn none(changes: &[Alarm], rule: &str) {
     assert!(
         of(changes, rule).is_empty(),
         "expected no change of {rule}, got {changes:#?}"
     );
 }
 
-pub fn assert_raised(a: &Alarm, rule: &str, at: EpochMs) {
+pub(crate) fn assert_raised(a: &Alarm, rule: &str, at: EpochMs) {
     assert_eq!(a.rule.as_str(), rule);
     assert_eq!(a.state, AlarmState::Active, "{a:#?}");
     assert_eq!((a.count, a.version), (1, 1), "{a:#?}");

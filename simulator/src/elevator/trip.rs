@@ -24,7 +24,7 @@ pub(super) struct Trip {
 
 impl Trip {
     /// `vmax` in m/s, `a` in m/s²; short trips never reach `vmax`.
-    pub fn new(z0: f64, z1: f64, dest: usize, t0: EpochMs, vmax: f64, a: f64) -> Trip {
+    pub(super) fn new(z0: f64, z1: f64, dest: usize, t0: EpochMs, vmax: f64, a: f64) -> Trip {
         let d = (z1 - z0).abs();
         let (t_acc, t_cruise) = if d >= vmax * vmax / a {
             (vmax / a, (d - vmax * vmax / a) / vmax)
@@ -48,21 +48,21 @@ impl Trip {
         }
     }
 
-    pub fn up(&self) -> bool {
+    pub(super) fn up(&self) -> bool {
         self.z1 >= self.z0
     }
 
     /// Seconds since the start.
-    pub fn elapsed(&self, t: EpochMs) -> f64 {
+    pub(super) fn elapsed(&self, t: EpochMs) -> f64 {
         ((t - self.t0) as f64 / 1000.0).clamp(0.0, self.total)
     }
 
-    pub fn total_s(&self) -> f64 {
+    pub(super) fn total_s(&self) -> f64 {
         self.total
     }
 
     /// Height (m) and speed (m/s) at `t`.
-    pub fn at(&self, t: EpochMs) -> (f64, f64) {
+    pub(super) fn at(&self, t: EpochMs) -> (f64, f64) {
         let e = self.elapsed(t);
         let d = (self.z1 - self.z0).abs();
         let vpeak = self.a * self.t_acc;

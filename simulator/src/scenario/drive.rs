@@ -126,9 +126,9 @@ pub async fn drive(
             held: Vec::new(),
             timeline,
             end,
-            stats: stats.clone(),
-            late: late.clone(),
-            silent: silent.clone(),
+            stats: Arc::clone(&stats),
+            late: Arc::clone(&late),
+            silent: Arc::clone(&silent),
         };
         let tx = happenings.clone();
         tasks.spawn(dev.run(mqtt, secret, tx));
@@ -319,7 +319,7 @@ impl ScenarioDevice {
             self.id.clone(),
             link_tx,
             ack_tx,
-            self.stats.clone(),
+            Arc::clone(&self.stats),
             stop_rx,
         ));
         let ack_topic = wire::ack_topic(&self.id);

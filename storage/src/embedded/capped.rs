@@ -52,10 +52,10 @@ pub(crate) fn register(ctx: &SessionContext, pool: &Arc<dyn MemoryPool>) {
             let mut signature = inner.signature().clone();
             signature.volatility = Volatility::Volatile;
             ctx.register_udf(ScalarUDF::new_from_impl(Capped {
-                inner: inner.inner().clone(),
+                inner: Arc::clone(inner.inner()),
                 signature,
                 cost: *cost,
-                pool: pool.clone(),
+                pool: Arc::clone(pool),
             }));
         }
     }

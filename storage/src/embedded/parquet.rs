@@ -105,7 +105,7 @@ pub(crate) fn write_file(
         .iter()
         .filter_map(|c| all.column_by_name(c))
         .map(|values| SortColumn {
-            values: values.clone(),
+            values: std::sync::Arc::clone(values),
             options: None,
         })
         .collect();

@@ -122,12 +122,12 @@ impl QueryEngine {
         let (slot, env) = match opts.guarded {
             true => {
                 let permit = self.gate.enter(opts.timeout).await?;
-                let share = Share::new(self.people.memory_pool.clone());
+                let share = Share::new(Arc::clone(&self.people.memory_pool));
                 let mut env = (*self.people).clone();
-                env.memory_pool = share.clone();
+                env.memory_pool = Arc::<Share>::clone(&share);
                 (Some(Slot::new(permit, share)), Arc::new(env))
             }
-            false => (None, self.trusted.clone()),
+            false => (None, Arc::clone(&self.trusted)),
         };
         let cancel = Arc::new(Cancel::default());
         let job = Job {
@@ -136,7 +136,7 @@ impl QueryEngine {
             opts: opts.clone(),
             env,
             limits: self.limits.clone(),
-            cancel: cancel.clone(),
+            cancel: Arc::clone(&cancel),
             root: self.root.clone(),
         };
         let runtime = self.runtime.as_ref().ok_or(StoreError::Closed)?;
@@ -291,7 +291,7 @@ async fn context(
     guarded: bool,
 ) -> Result<SessionContext, StoreError> {
     let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config_rt(config, env.clone());
+    let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&env));
     if guarded {
         capped::register(&ctx, &env.memory_pool);
     }
@@ -432,7 +432,7 @@ struct SnapshotTable {
 #[async_trait]
 impl TableProvider for SnapshotTable {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -462,9 +462,12 @@ impl TableProvider for SnapshotTable {
         for (i, batch) in self.memory.iter().enumerate() {
             partitions[i % n].push(batch.clone());
         }
-        let memory =
-            MemorySourceConfig::try_new(&partitions, self.schema.clone(), projection.cloned())?
-                .with_limit(limit);
+        let memory = MemorySourceConfig::try_new(
+            &partitions,
+            Arc::clone(&self.schema),
+            projection.cloned(),
+        )?
+        .with_limit(limit);
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = vec![DataSourceExec::from_data_source(memory)];
 
         if !self.files.is_empty() {
@@ -480,7 +483,7 @@ impl TableProvider for SnapshotTable {
                     version: None,
                 }));
             }
-            let mut source = ParquetSource::new(self.schema.clone());
+            let mut source = ParquetSource::new(Arc::clone(&self.schema));
             if let Some(predicate) = pruning_predicate(state, &self.schema, filters) {
                 source = source.with_predicate(predicate);
             }

@@ -77,7 +77,7 @@ impl Grant {
     /// Which rows of `region` are inside (null regions are not).
     fn inside(&self, region: &ArrayRef) -> Result<BooleanArray> {
         let region = match region.data_type() {
-            DataType::Utf8 => region.clone(),
+            DataType::Utf8 => Arc::clone(region),
             _ => arrow::compute::cast(region, &DataType::Utf8)?,
         };
         let mut mask = BooleanArray::from(vec![false; region.len()]);
@@ -195,7 +195,7 @@ impl TableProvider for SealedTable {
         StoreScanExec::plan(
             &self.name,
             inner,
-            Some((grant.clone(), region)),
+            Some((Arc::clone(grant), region)),
             keep,
             limit,
         )
@@ -393,7 +393,7 @@ impl Stream for ScanStream {
 
 impl RecordBatchStream for ScanStream {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        Arc::clone(&self.schema)
     }
 }
 
@@ -445,11 +445,11 @@ pub(crate) fn fence(
                 let filter = join.filter().expect("checked");
                 let checked = JoinFilter::new(
                     Arc::new(CancelExpr {
-                        inner: filter.expression().clone(),
-                        cancel: cancel.clone(),
+                        inner: Arc::clone(filter.expression()),
+                        cancel: Arc::clone(cancel),
                     }),
                     filter.column_indices().to_vec(),
-                    filter.schema().clone(),
+                    Arc::clone(filter.schema()),
                 );
                 Arc::new(
                     NestedLoopJoinExecBuilder::from(join)
@@ -460,9 +460,9 @@ pub(crate) fn fence(
             _ => node,
         };
         Ok(Transformed::yes(Arc::new(FenceExec {
-            properties: node.properties().clone(),
+            properties: Arc::clone(node.properties()),
             input: node,
-            cancel: cancel.clone(),
+            cancel: Arc::clone(cancel),
         }) as Arc<dyn ExecutionPlan>))
     })
     .map(|t| t.data)
@@ -517,7 +517,7 @@ impl PhysicalExpr for CancelExpr {
     ) -> Result<Arc<dyn PhysicalExpr>> {
         Ok(Arc::new(CancelExpr {
             inner: children.swap_remove(0),
-            cancel: self.cancel.clone(),
+            cancel: Arc::clone(&self.cancel),
         }))
     }
 
@@ -572,9 +572,9 @@ impl ExecutionPlan for FenceExec {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let input = children.swap_remove(0);
         Ok(Arc::new(FenceExec {
-            properties: input.properties().clone(),
+            properties: Arc::clone(input.properties()),
             input,
-            cancel: self.cancel.clone(),
+            cancel: Arc::clone(&self.cancel),
         }))
     }
 
@@ -595,7 +595,7 @@ impl ExecutionPlan for FenceExec {
     ) -> Result<SendableRecordBatchStream> {
         Ok(Box::pin(FenceStream {
             inner: self.input.execute(partition, context)?,
-            cancel: self.cancel.clone(),
+            cancel: Arc::clone(&self.cancel),
             done: false,
         }))
     }

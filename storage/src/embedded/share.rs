@@ -117,7 +117,7 @@ impl Drop for Slot {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let share = self.share.clone();
+        let share = Arc::clone(&self.share);
         runtime.spawn(async move {
             let started = Instant::now();
             while share.held() > 0 {
@@ -144,10 +144,10 @@ mod tests {
     #[test]
     fn a_share_counts_its_own_bytes_and_forwards_them() {
         let shared: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1000));
-        let a = Share::new(shared.clone());
-        let b = Share::new(shared.clone());
-        let pool_a: Arc<dyn MemoryPool> = a.clone();
-        let pool_b: Arc<dyn MemoryPool> = b.clone();
+        let a = Share::new(Arc::clone(&shared));
+        let b = Share::new(Arc::clone(&shared));
+        let pool_a: Arc<dyn MemoryPool> = Arc::<Share>::clone(&a);
+        let pool_b: Arc<dyn MemoryPool> = Arc::<Share>::clone(&b);
         let ra = MemoryConsumer::new("a").register(&pool_a);
         let rb = MemoryConsumer::new("b").register(&pool_b);
         ra.try_grow(600).unwrap();
@@ -163,16 +163,16 @@ mod tests {
         let gate = Arc::new(Semaphore::new(1));
         let shared: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1000));
         let share = Share::new(shared);
-        let pool: Arc<dyn MemoryPool> = share.clone();
+        let pool: Arc<dyn MemoryPool> = Arc::<Share>::clone(&share);
         let held = MemoryConsumer::new("aborted task").register(&pool);
         held.grow(500);
         drop(Slot::new(
-            gate.clone().acquire_owned().await.unwrap(),
-            share.clone(),
+            Arc::clone(&gate).acquire_owned().await.unwrap(),
+            Arc::clone(&share),
         ));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
-            gate.clone().try_acquire_owned().is_err(),
+            Arc::clone(&gate).try_acquire_owned().is_err(),
             "memory still held"
         );
         drop(held);

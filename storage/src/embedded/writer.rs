@@ -72,7 +72,7 @@ impl Writer {
         rx: Receiver<Msg>,
         durable: tokio::sync::mpsc::Sender<Vec<AckToken>>,
     ) -> Result<(), StoreError> {
-        let flusher = Flusher::spawn(shared.clone())?;
+        let flusher = Flusher::spawn(Arc::clone(&shared))?;
         let oldest_active = (shared.tables.read().active_rows() > 0).then(Instant::now);
         let writer = Writer {
             shared,
@@ -308,7 +308,7 @@ impl Flusher {
     fn spawn(shared: Arc<Shared>) -> Result<Flusher, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let pending = Arc::new(AtomicUsize::new(0));
-        let counter = pending.clone();
+        let counter = Arc::clone(&pending);
         let handle = thread::Builder::new()
             .name("vigil-parquet".into())
             .spawn(move || {

@@ -288,7 +288,7 @@ pub(super) async fn execute(
 
 fn finish(schema: &Arc<Schema>, builders: &mut [Builder]) -> Result<RecordBatch, StoreError> {
     let cols: Vec<ArrayRef> = builders.iter_mut().map(Builder::finish).collect();
-    RecordBatch::try_new(schema.clone(), cols).map_err(|e| StoreError::Query(e.to_string()))
+    RecordBatch::try_new(Arc::clone(schema), cols).map_err(|e| StoreError::Query(e.to_string()))
 }
 
 /// Any value, undecoded (`None` for NULL).

@@ -15,7 +15,7 @@ const BIN_DIRS: &[&str] = &[
 ];
 
 /// A running server the tests may stop and start again (the outage test).
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub url: String,
     /// `None` for an external server given by URL.
     local: Option<Local>,
@@ -30,10 +30,10 @@ struct Local {
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 /// Tests that stop the server hold this exclusively; others share it.
-pub static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+pub(crate) static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
 static SCHEMA_NO: Mutex<u32> = Mutex::new(0);
 
-pub fn cluster() -> &'static Cluster {
+pub(crate) fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
         if let Ok(url) = std::env::var("VIGIL_TEST_DATABASE_URL") {
             return Cluster { url, local: None };
@@ -43,7 +43,7 @@ pub fn cluster() -> &'static Cluster {
 }
 
 /// A fresh name for a schema (and role prefix) no other test uses.
-pub fn unique_name(what: &str) -> String {
+pub(crate) fn unique_name(what: &str) -> String {
     let mut n = SCHEMA_NO.lock().unwrap();
     *n += 1;
     format!("t{}_{}_{}", std::process::id(), what, *n)
@@ -204,7 +204,7 @@ impl Local {
 
 impl Cluster {
     /// `pg_ctl stop -m immediate`: like a crash or a cut cable.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let local = self
             .local
             .as_ref()
@@ -217,14 +217,14 @@ impl Cluster {
         );
     }
 
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         self.local
             .as_ref()
             .expect("only a local test cluster can be started")
             .start();
     }
 
-    pub fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         self.local.is_some()
     }
 }

@@ -9,13 +9,13 @@ use vigil_storage::postgres::{PostgresConfig, PostgresStore};
 use crate::cluster::{cluster, unique_name};
 use crate::fixtures::Tokens;
 
-pub struct Db {
+pub(crate) struct Db {
     pub config: PostgresConfig,
     pub _dir: tempfile::TempDir,
 }
 
 /// A config with its own schema, roles and local log.
-pub fn db(what: &str) -> Db {
+pub(crate) fn db(what: &str) -> Db {
     let name = unique_name(what);
     let dir = tempfile::tempdir().unwrap();
     let mut config = PostgresConfig::new(&cluster().url, dir.path().join("pg-wal"));
@@ -25,7 +25,7 @@ pub fn db(what: &str) -> Db {
     Db { config, _dir: dir }
 }
 
-pub async fn open(config: &PostgresConfig) -> (Arc<PostgresStore>, Tokens) {
+pub(crate) async fn open(config: &PostgresConfig) -> (Arc<PostgresStore>, Tokens) {
     let (tx, rx) = mpsc::channel(4096);
     let store = PostgresStore::open(config.clone(), tx)
         .await
@@ -34,7 +34,7 @@ pub async fn open(config: &PostgresConfig) -> (Arc<PostgresStore>, Tokens) {
 }
 
 /// A plain connection as the owner, searching the test's schema.
-pub async fn client(config: &PostgresConfig) -> Client {
+pub(crate) async fn client(config: &PostgresConfig) -> Client {
     let (client, conn) = tokio_postgres::connect(&config.url, NoTls)
         .await
         .expect("connects");
@@ -49,7 +49,7 @@ pub async fn client(config: &PostgresConfig) -> Client {
     client
 }
 
-pub async fn count(client: &Client, sql: &str) -> i64 {
+pub(crate) async fn count(client: &Client, sql: &str) -> i64 {
     client
         .query_one(sql, &[])
         .await
