@@ -64,7 +64,7 @@ use vigil_server::{Engine, system_clock};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Another bench than the whole path (readings/s, alarm latency).
     #[command(subcommand)]
     pub what: Option<BenchCommand>,
@@ -89,7 +89,7 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// A QoS 1 burst from `mosquitto_pub -l` clients (which never re-send)
     /// into the engine, against a Mosquitto relay of the same burst:
     /// stored/s, relayed/s, and how many PUBACKed messages were lost.
@@ -171,7 +171,7 @@ impl Step {
     }
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         Some(BenchCommand::Sql(a)) => return sql::run(a).await,
         Some(BenchCommand::Store(a)) => return store::run(a).await,
@@ -538,7 +538,7 @@ impl EchoBroker {
         )
         .spawn();
         let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
+        let stopping = Arc::clone(&stop);
         let link_router = router.clone();
         std::thread::Builder::new()
             .name("bench-echo".into())

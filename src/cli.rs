@@ -17,13 +17,13 @@ use vigil_server::{Engine, system_clock};
     version,
     about = "Watches special equipment: MQTT telemetry in, alarms out, every reading queryable by SQL."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the engine for real devices.
     Run(RunArgs),
     /// Run the engine with a simulated elevator fleet and print alarms live.
@@ -57,7 +57,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// TOML config file (see config/vigil.example.toml).
     #[arg(long, env = "VIGIL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -92,7 +92,7 @@ pub struct RunArgs {
 
 /// Where a running engine is and how to log in to it.
 #[derive(Debug, Args)]
-pub struct Remote {
+pub(crate) struct Remote {
     /// The engine's HTTP address.
     #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -108,7 +108,7 @@ pub struct Remote {
 impl Remote {
     /// The bearer token: `--token` / VIGIL_ADMIN_TOKEN, or the first line
     /// of `--token-file` / VIGIL_ADMIN_TOKEN_FILE.
-    pub fn bearer(&self) -> anyhow::Result<String> {
+    pub(crate) fn bearer(&self) -> anyhow::Result<String> {
         if let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) {
             return Ok(token.to_owned());
         }
@@ -126,7 +126,7 @@ impl Remote {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Issue a token; prints it once (it is stored only as a hash).
     Create(TokenCreateArgs),
     /// Every issued token: id, name, role, grant, created, expires, last
@@ -145,7 +145,7 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct TokenCreateArgs {
+pub(crate) struct TokenCreateArgs {
     /// Who holds it (a label for people).
     #[arg(long)]
     pub name: String,
@@ -166,7 +166,7 @@ pub struct TokenCreateArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum RegistryCommand {
+pub(crate) enum RegistryCommand {
     /// Bulk upsert from a JSON file in the format of POST /api/v1/registry/import;
     /// prints the counts and the secrets of new devices.
     Import {
@@ -177,7 +177,7 @@ pub enum RegistryCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DeviceCommand {
+pub(crate) enum DeviceCommand {
     /// Has a running engine's device CA issue a client certificate for a
     /// registered device (O = the device id) and writes cert.pem, key.pem
     /// (mode 0600) and ca.pem into DIR.
@@ -190,7 +190,7 @@ pub enum DeviceCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum FeedCommand {
+pub(crate) enum FeedCommand {
     /// Has a running engine's device CA issue a supervisor certificate for
     /// a region's MQTT alarm feed (O = r + region code) and writes cert.pem,
     /// key.pem (mode 0600) and ca.pem into DIR.
@@ -207,7 +207,7 @@ pub enum FeedCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct CertArgs {
+pub(crate) struct CertArgs {
     /// Directory to write the files into (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -223,7 +223,7 @@ pub struct CertArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SqlArgs {
+pub(crate) struct SqlArgs {
     /// One SELECT statement.
     pub sql: String,
     /// Output: a table for people, or json / csv for programs.
@@ -234,7 +234,7 @@ pub struct SqlArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum RulesCommand {
+pub(crate) enum RulesCommand {
     /// List the built-in rules with their conditions and defaults.
     List,
     /// Check a rule file without starting anything: prints the rules it
@@ -255,7 +255,7 @@ pub enum RulesCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// Start, RFC 3339 (`2026-11-24T08:00:00+08:00`) or epoch ms.
     #[arg(long)]
     pub from: String,
@@ -269,7 +269,7 @@ pub struct ReplayArgs {
     pub remote: Remote,
 }
 
-pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
@@ -381,7 +381,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Ctrl-C or SIGTERM.
-pub async fn wait_for_stop_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_stop_signal() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch SIGTERM")?;
     tokio::select! {

@@ -33,7 +33,7 @@ async fn answer(response: reqwest::Response) -> anyhow::Result<reqwest::Response
     bail!("{status}: {code}: {message}")
 }
 
-pub async fn import(file: &Path, remote: &Remote) -> anyhow::Result<()> {
+pub(crate) async fn import(file: &Path, remote: &Remote) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let doc: Value =
@@ -48,7 +48,7 @@ pub async fn import(file: &Path, remote: &Remote) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn sql(args: &SqlArgs) -> anyhow::Result<()> {
+pub(crate) async fn sql(args: &SqlArgs) -> anyhow::Result<()> {
     let accept = match args.format.as_str() {
         "csv" => "text/csv",
         "json" => "application/json",
@@ -98,7 +98,7 @@ fn parse_lifetime(s: &str) -> anyhow::Result<u64> {
 }
 
 /// `vigil token create`: prints the token once, then what it grants.
-pub async fn token_create(args: &TokenCreateArgs) -> anyhow::Result<()> {
+pub(crate) async fn token_create(args: &TokenCreateArgs) -> anyhow::Result<()> {
     let expires_in_s = args.expires_in.as_deref().map(parse_lifetime).transpose()?;
     let mut body = serde_json::json!({"name": args.name, "role": args.role});
     if !args.regions.is_empty() {
@@ -144,7 +144,7 @@ fn grant(t: &Value) -> String {
     }
 }
 
-pub async fn token_list(remote: &Remote) -> anyhow::Result<()> {
+pub(crate) async fn token_list(remote: &Remote) -> anyhow::Result<()> {
     let response = request_with(reqwest::Method::GET, remote, "/tokens")?
         .send()
         .await
@@ -175,7 +175,7 @@ pub async fn token_list(remote: &Remote) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn token_revoke(id: &str, remote: &Remote) -> anyhow::Result<()> {
+pub(crate) async fn token_revoke(id: &str, remote: &Remote) -> anyhow::Result<()> {
     let response = request_with(reqwest::Method::DELETE, remote, &format!("/tokens/{id}"))?
         .send()
         .await
@@ -208,7 +208,7 @@ fn parse_time(s: &str) -> anyhow::Result<i64> {
 }
 
 /// `vigil rules reload`: the engine re-reads its rule file.
-pub async fn reload(remote: &Remote) -> anyhow::Result<()> {
+pub(crate) async fn reload(remote: &Remote) -> anyhow::Result<()> {
     let response = request(remote, "/rules/reload")?
         .send()
         .await
@@ -222,7 +222,7 @@ pub async fn reload(remote: &Remote) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn replay(args: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
+pub(crate) async fn replay(args: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
     let from = parse_time(&args.from)?;
     let to = match &args.to {
         Some(t) => parse_time(t)?,
@@ -279,7 +279,11 @@ pub async fn replay(args: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
 
 /// `vigil device cert` / `vigil feed cert`: asks the engine's device CA for
 /// a certificate and writes cert.pem, key.pem (0600) and ca.pem.
-pub async fn certificate(path: &str, mut body: Value, args: &CertArgs) -> anyhow::Result<()> {
+pub(crate) async fn certificate(
+    path: &str,
+    mut body: Value,
+    args: &CertArgs,
+) -> anyhow::Result<()> {
     if let Some(days) = args.days {
         body["days"] = days.into();
     }

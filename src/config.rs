@@ -13,7 +13,7 @@ use vigil_server::ServerConfig;
 
 /// Flags given on the command line; `None` leaves the lower layers' value.
 #[derive(Debug, Default, Serialize)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,7 +54,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 
 /// Layers defaults, the file (if any), the environment and the flags.
-pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<ServerConfig> {
+pub(crate) fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<ServerConfig> {
     let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
     if let Some(file) = file {
         anyhow::ensure!(

@@ -22,7 +22,7 @@ use vigil_server::ServerConfig;
 use vigil_server::{Engine, system_clock};
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Simulated elevators.
     #[arg(long, default_value_t = 200)]
     pub devices: usize,
@@ -59,7 +59,7 @@ pub struct DemoArgs {
     pub duration_s: Option<u64>,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let data_dir = match &args.data_dir {
         Some(dir) => dir.clone(),
         None => tempfile::Builder::new()
@@ -122,11 +122,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         fleet,
         engine.mqtt_addr(),
         secrets,
-        stats.clone(),
+        Arc::clone(&stats),
         sim_stopping,
     ));
-    let printer = tokio::spawn(print_alarms(engine.state().clone()));
-    let summary = tokio::spawn(print_summaries(engine.state().clone(), kinds));
+    let printer = tokio::spawn(print_alarms(Arc::clone(engine.state())));
+    let summary = tokio::spawn(print_summaries(Arc::clone(engine.state()), kinds));
 
     let deadline = async {
         match args.duration_s {
@@ -146,7 +146,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         _ => {}
     }
     summary.abort();
-    let state = engine.state().clone();
+    let state = Arc::clone(engine.state());
     engine.shutdown().await?;
     printer.abort();
     let ingest = state.ingest_stats();
@@ -210,7 +210,7 @@ fn paint(text: &str, severity: Severity, state: AlarmState) -> String {
     format!("\x1b[{colour}m{text}\x1b[0m")
 }
 
-pub fn describe(alarm: &Alarm) -> String {
+pub(crate) fn describe(alarm: &Alarm) -> String {
     let what = match alarm.state {
         AlarmState::Active if alarm.version == 1 => "RAISED".to_owned(),
         AlarmState::Active => format!("REPEAT x{}", alarm.count),

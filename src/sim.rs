@@ -30,10 +30,10 @@ use vigil_model::EpochMs;
 use vigil_simulator::scenario::{Happening, Prepared, Scenario};
 
 use crate::cli::Remote;
-pub use check::{Report, Seen};
+pub(crate) use check::{Report, Seen};
 
 #[derive(Debug, Args)]
-pub struct SimArgs {
+pub(crate) struct SimArgs {
     /// Scenario files, or directories of them (every `*.toml` in it and its
     /// subdirectories but `rules.toml`); run together.
     #[arg(long = "scenario", value_name = "FILE|DIR")]
@@ -65,7 +65,7 @@ pub struct SimArgs {
     pub remote: Remote,
 }
 
-pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: SimArgs) -> anyhow::Result<()> {
     if args.load.load {
         return load::run(&args).await;
     }
@@ -131,7 +131,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
 
     let api = Api::new(&args.remote)?;
     let seen: Arc<Mutex<HashMap<String, Seen>>> = Arc::default();
-    let feed = tokio::spawn(follow_feed(api.clone(), seen.clone()));
+    let feed = tokio::spawn(follow_feed(api.clone(), Arc::clone(&seen)));
     // Let the feed subscribe before anything can raise.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -172,7 +172,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let start = now_ms() + 1_000;
     let mut runs = Vec::new();
     for p in prepared {
-        let (api, secrets, seen) = (api.clone(), secrets.clone(), seen.clone());
+        let (api, secrets, seen) = (api.clone(), secrets.clone(), Arc::clone(&seen));
         let mqtt = args.mqtt;
         runs.push(tokio::spawn(async move {
             run_one(p, start, mqtt, secrets, api, seen, today).await
@@ -476,7 +476,7 @@ fn registry_today() -> chrono::NaiveDate {
     (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
 }
 
-pub fn now_ms() -> EpochMs {
+pub(crate) fn now_ms() -> EpochMs {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as EpochMs)

@@ -26,7 +26,7 @@ use vigil_server::ServerConfig;
 use vigil_server::{Engine, system_clock};
 
 #[derive(Debug, Args)]
-pub struct BurstArgs {
+pub(crate) struct BurstArgs {
     /// Publishing clients (one device each).
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
@@ -59,7 +59,7 @@ struct BurstReport {
     ratio: f64,
 }
 
-pub async fn run(args: BurstArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: BurstArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.clients > 0 && args.messages > 0,
         "need clients and messages"

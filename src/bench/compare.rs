@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 #[derive(Debug, Args)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     /// The other `vigil` binary, e.g. built from the previous commit.
     #[arg(long)]
     pub baseline: PathBuf,
@@ -42,7 +42,7 @@ pub struct CompareArgs {
 /// Which way a figure is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Direction {
+pub(super) enum Direction {
     Higher,
     Lower,
 }
@@ -58,7 +58,7 @@ pub enum Direction {
 /// - lower is better: times (`…_s`, `…_ms`, `p50…`, `p99…`), memory and
 ///   disk (`…_mib`, `…bytes…`, `written_per_update`), and the SQL bench's
 ///   `ratio_warm`/`ratio_cold` (our time over DuckDB's).
-pub fn direction(path: &str) -> Option<Direction> {
+pub(super) fn direction(path: &str) -> Option<Direction> {
     let name = path.rsplit('.').next().unwrap_or(path);
     // The references a bench measures beside Vigil (raw disk writes, `psql
     // \copy`, DuckDB) measure the machine, not this code.
@@ -98,7 +98,7 @@ pub fn direction(path: &str) -> Option<Direction> {
 
 /// One figure of one mode, compared.
 #[derive(Debug, Clone, Serialize)]
-pub struct Comparison {
+pub(super) struct Comparison {
     pub mode: String,
     pub figure: String,
     pub direction: Option<Direction>,
@@ -114,7 +114,7 @@ pub struct Comparison {
     pub verdict: &'static str,
 }
 
-pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: CompareArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rounds > 0, "need at least one round");
     anyhow::ensure!(args.tolerance >= 0.0, "the tolerance is a share, e.g. 0.1");
     let current = std::env::current_exe().context("cannot find this binary")?;
@@ -227,7 +227,7 @@ fn run_mode(bin: &Path, mode: &[String], json: &Path) -> anyhow::Result<Value> {
 
 /// Every number of a report with its path (`wal[group=64].store_records_per_s`),
 /// leaving out what describes the run rather than measures it.
-pub fn figures(report: &Value) -> Vec<(String, f64)> {
+pub(super) fn figures(report: &Value) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     walk(report, String::new(), &mut out);
     out
@@ -308,7 +308,7 @@ fn spread(xs: &[f64]) -> f64 {
 }
 
 /// Each figure both sides reported in every round, compared by medians.
-pub fn compare(
+pub(super) fn compare(
     mode: &str,
     current: &[Vec<(String, f64)>],
     baseline: &[Vec<(String, f64)>],

@@ -21,7 +21,7 @@ use vigil_server::ServerConfig;
 use vigil_server::{Engine, system_clock};
 
 #[derive(Debug, Args)]
-pub struct FloodArgs {
+pub(crate) struct FloodArgs {
     /// Seconds of each phase (alone, under the flood).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
@@ -65,7 +65,7 @@ struct FloodReport {
     flood_disconnects: u64,
 }
 
-pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: FloodArgs) -> anyhow::Result<()> {
     let fleet = Fleet::generate(&FleetConfig {
         devices: 2,
         seed: 3,
@@ -133,7 +133,7 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
     let feeder = {
-        let (stop, written) = (stop.clone(), written.clone());
+        let (stop, written) = (Arc::clone(&stop), Arc::clone(&written));
         std::thread::spawn(move || {
             let ts = chrono::Utc::now().timestamp_millis();
             let mut seq = 0u64;

@@ -47,7 +47,7 @@ const SENT_SHARE_MIN: f64 = 0.95;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Args)]
-pub struct IngestArgs {
+pub(crate) struct IngestArgs {
     /// Load connections over all load processes.
     #[arg(long, default_value_t = 1000)]
     pub connections: usize,
@@ -93,7 +93,7 @@ pub struct IngestArgs {
 
 /// `--brokers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Broker {
+pub(crate) enum Broker {
     Mosquitto,
     Rumqttd,
     Vigil,
@@ -268,7 +268,7 @@ struct Target {
     relayed: Option<Arc<AtomicU64>>,
 }
 
-pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let args = args.effective();
     anyhow::ensure!(
         args.connections > 0 && args.processes > 0 && args.connections >= args.processes,
@@ -300,7 +300,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             name: "M",
             mqtt: mosquitto.addr,
             api: None,
-            relayed: Some(mosquitto.relayed.clone()),
+            relayed: Some(Arc::clone(&mosquitto.relayed)),
         };
         let c = ceiling(&args, &target, "puback").await;
         mosquitto.stop();
@@ -665,7 +665,7 @@ impl Mosquitto {
         };
         let out = sub.stdout.take().context("no stdout")?;
         let relayed = Arc::new(AtomicU64::new(0));
-        let counter = relayed.clone();
+        let counter = Arc::clone(&relayed);
         std::thread::spawn(move || {
             let mut reader = std::io::BufReader::with_capacity(1 << 16, out);
             let mut line = Vec::new();
@@ -711,7 +711,7 @@ async fn alarm_latency(
     });
     let report = engine
         .state()
-        .registry
+        .registry()
         .import(serde_json::from_value(fleet.import_doc())?)?;
     let mut probes: Vec<(String, String)> = report
         .devices

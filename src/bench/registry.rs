@@ -40,7 +40,7 @@ const REGION: &str = "440000";
 const PART: usize = 400;
 
 #[derive(Debug, Args)]
-pub struct RegistryArgs {
+pub(crate) struct RegistryArgs {
     /// Equipment to import (elevators, one device each).
     #[arg(long, default_value_t = 1_750_000)]
     pub equipment: usize,
@@ -72,7 +72,7 @@ pub struct RegistryArgs {
 
 /// p50 and p99 of one operation, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Latency {
+pub(super) struct Latency {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub ops: usize,
@@ -91,7 +91,7 @@ impl Latency {
 
 /// Everything measured at one size.
 #[derive(Debug, Clone, Serialize)]
-pub struct SizeRun {
+pub(super) struct SizeRun {
     pub equipment: usize,
     pub devices: usize,
     pub owners: usize,
@@ -126,7 +126,7 @@ pub struct SizeRun {
 
 /// One figure against its baseline.
 #[derive(Debug, Clone, Serialize)]
-pub struct Ratio {
+pub(super) struct Ratio {
     pub figure: String,
     pub baseline: f64,
     pub measured: f64,
@@ -135,13 +135,13 @@ pub struct Ratio {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(super) struct Report {
     pub baseline: SizeRun,
     pub province: SizeRun,
     pub ratios: Vec<Ratio>,
 }
 
-pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     let (equipment, baseline, ops) = if args.quick {
         (10_000, 1_000, 40)
     } else {

@@ -35,7 +35,7 @@ const SLOW: Duration = Duration::from_secs(5);
 const VERY_SLOW: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Args)]
-pub struct SqlArgs {
+pub(crate) struct SqlArgs {
     /// Also write every figure as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -133,7 +133,7 @@ fn median(v: &[f64]) -> Option<f64> {
     }
 }
 
-pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let spec = Spec {
         seed: args.seed,
         elevators: if args.quick { 24 } else { args.elevators },
@@ -475,7 +475,7 @@ async fn export_equipment(store: &EmbeddedStore, refs: &Path) -> anyhow::Result<
         .query("SELECT * FROM equipment", &QueryOptions::default())
         .await?;
     let file = std::fs::File::create(refs.join("equipment.parquet"))?;
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, out.schema.clone(), None)?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&out.schema), None)?;
     for batch in &out.batches {
         writer.write(batch)?;
     }

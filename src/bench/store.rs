@@ -34,7 +34,7 @@ use vigil_storage::postgres::{PostgresConfig, PostgresStore, migrate_only};
 use vigil_storage::{AckToken, Record, Store, StoredReading, Write};
 
 #[derive(Debug, Args)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// Also write every figure as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -61,7 +61,7 @@ pub struct StoreArgs {
     pub batch_rows: Option<usize>,
 }
 
-pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     fs::create_dir_all(&base)?;
     let sizes: &[(usize, usize)] = if args.quick {
@@ -193,7 +193,7 @@ async fn wal_store_run(dir: &Path, group: usize, n: usize) -> anyhow::Result<Wal
     }
     let start = Instant::now();
     let producer = {
-        let store = store.clone();
+        let store = std::sync::Arc::clone(&store);
         tokio::spawn(async move {
             for b in batches {
                 store.write(b).await?;
@@ -311,7 +311,7 @@ async fn copy_store_run(
     }
     let started = Instant::now();
     let producer = {
-        let store = store.clone();
+        let store = std::sync::Arc::clone(&store);
         tokio::spawn(async move {
             for call in calls {
                 store.write(call).await?;

@@ -12,13 +12,13 @@ use vigil_simulator::scenario::{DriveStats, MaintenancePost, Prepared, Timeline}
 /// An alarm (its latest version) and when the feed first showed it
 /// (`i64::MAX`: only the store had it).
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub alarm: Value,
     pub first_seen: EpochMs,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub file: String,
     pub name: String,
     pub run_tag: String,
@@ -31,14 +31,14 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct DeviceBrief {
+pub(crate) struct DeviceBrief {
     pub name: String,
     pub device_id: String,
     pub equipment_id: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub rule: String,
     pub device: String,
     pub equipment_id: String,
@@ -58,7 +58,7 @@ pub struct Outcome {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct AlarmBrief {
+pub(crate) struct AlarmBrief {
     pub rule: String,
     pub equipment_id: String,
     pub device_id: Option<String>,
@@ -69,11 +69,11 @@ pub struct AlarmBrief {
 }
 
 impl Report {
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.unexpected.is_empty() && self.expected.iter().all(|o| o.status == "ok")
     }
 
-    pub fn print(&self, check: bool) {
+    pub(crate) fn print(&self, check: bool) {
         let verdict = match (check, self.passed()) {
             (false, _) => "",
             (true, true) => "  PASS",
@@ -128,7 +128,7 @@ impl Report {
 /// coaster over the limit on each hill) and are listed with it. Alarms
 /// raised after the scenario's end (its devices are switched off then)
 /// are not counted.
-pub fn check(
+pub(super) fn check(
     p: &Prepared,
     timeline: &Timeline,
     alarms: &[Seen],

@@ -29,7 +29,7 @@ const FD_MARGIN: u64 = 64;
 const IMPORT_CHUNK: usize = 2_000;
 
 #[derive(Debug, Args)]
-pub struct LoadArgs {
+pub(crate) struct LoadArgs {
     /// Run a load instead of scenarios: many connections publishing
     /// healthy samples at a paced rate; reports rate, ack latency, errors.
     #[arg(long)]
@@ -76,12 +76,12 @@ pub struct LoadArgs {
 
 /// `--ack`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Ack {
+pub(crate) enum Ack {
     Topic,
     Puback,
 }
 
-pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: &SimArgs) -> anyhow::Result<()> {
     let l = &args.load;
     anyhow::ensure!(l.connections > 0, "--connections must be positive");
     anyhow::ensure!(

@@ -16,7 +16,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// A running chromedriver.
-pub struct Driver {
+pub(crate) struct Driver {
     child: Child,
     addr: SocketAddr,
     client: reqwest::Client,
@@ -24,7 +24,7 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub async fn start() -> Driver {
+    pub(crate) async fn start() -> Driver {
         for program in [CHROMEDRIVER, CHROMIUM] {
             assert!(
                 std::path::Path::new(program).exists(),
@@ -69,7 +69,7 @@ impl Driver {
     }
 
     /// A new browser (own profile) with a 1280×860 window.
-    pub async fn page(&self) -> Page<'_> {
+    pub(crate) async fn page(&self) -> Page<'_> {
         let profile = tempfile::tempdir().unwrap();
         let args = [
             "--headless=new",
@@ -119,7 +119,7 @@ impl Drop for Driver {
 }
 
 /// One browser session.
-pub struct Page<'d> {
+pub(crate) struct Page<'d> {
     driver: &'d Driver,
     id: String,
     _profile: tempfile::TempDir,
@@ -139,13 +139,13 @@ impl Page<'_> {
         r["value"].clone()
     }
 
-    pub async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.
-    pub async fn js(&self, script: &str, args: Value) -> Value {
+    pub(crate) async fn js(&self, script: &str, args: Value) -> Value {
         self.call(
             reqwest::Method::POST,
             "/execute/sync",
@@ -169,7 +169,7 @@ impl Page<'_> {
             .to_owned()
     }
 
-    pub async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let e = self.element(css).await;
         self.call(
             reqwest::Method::POST,
@@ -179,7 +179,7 @@ impl Page<'_> {
         .await;
     }
 
-    pub async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let e = self.element(css).await;
         self.call(
             reqwest::Method::POST,
@@ -190,7 +190,7 @@ impl Page<'_> {
     }
 
     /// Polls `script` until it returns something other than null/false.
-    pub async fn wait_for(&self, secs: u64, what: &str, script: &str) -> Value {
+    pub(crate) async fn wait_for(&self, secs: u64, what: &str, script: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let v = self.js(script, json!([])).await;
@@ -206,7 +206,7 @@ impl Page<'_> {
     }
 
     /// Sets the browser window's size (screenshots show the viewport).
-    pub async fn resize(&self, width: u32, height: u32) {
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
         self.call(
             reqwest::Method::POST,
             "/window/rect",
@@ -216,7 +216,7 @@ impl Page<'_> {
     }
 
     /// Chromium's network emulation: offline drops the page's connections.
-    pub async fn set_offline(&self, offline: bool) {
+    pub(crate) async fn set_offline(&self, offline: bool) {
         self.call(
             reqwest::Method::POST,
             "/chromium/network_conditions",
@@ -229,7 +229,7 @@ impl Page<'_> {
     }
 
     /// A PNG of the viewport, saved to `path`.
-    pub async fn screenshot(&self, path: &std::path::Path) {
+    pub(crate) async fn screenshot(&self, path: &std::path::Path) {
         let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().expect("base64 screenshot"))

@@ -202,11 +202,11 @@ async fn webhook_server(fail_first: usize) -> (String, Arc<Mutex<Received>>) {
         fail_first,
         ..Received::default()
     }));
-    let state = received.clone();
+    let state = Arc::clone(&received);
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let state = state.clone();
+            let state = Arc::clone(&state);
             async move {
                 let mut r = state.lock().unwrap();
                 if r.failed < r.fail_first {

@@ -53,7 +53,7 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, _) = watch::channel(0u64);
-        let (c, g) = (cut.clone(), generation.clone());
+        let (c, g) = (Arc::clone(&cut), generation.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {

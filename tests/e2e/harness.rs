@@ -11,16 +11,16 @@ use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Pac
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-pub const TOKEN: &str = "e2e-admin-token";
+pub(crate) const TOKEN: &str = "e2e-admin-token";
 
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -45,10 +45,10 @@ fn schema_of(data_dir: &Path) -> String {
 /// them to the devices' registered rates, so the engine under test has it
 /// off (docs/simulator.md).
 #[allow(dead_code)]
-pub const QUOTA_OFF: &str = "\n[ingest.quota]\nenabled = false\n";
+pub(crate) const QUOTA_OFF: &str = "\n[ingest.quota]\nenabled = false\n";
 
 /// A running `vigil run` process with its own data dir and ports.
-pub struct Vigil {
+pub(crate) struct Vigil {
     pub child: Child,
     pub data_dir: PathBuf,
     pub mqtt: SocketAddr,
@@ -61,7 +61,7 @@ pub struct Vigil {
 }
 
 impl Vigil {
-    pub async fn start() -> Vigil {
+    pub(crate) async fn start() -> Vigil {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_path_buf();
         let mut vigil = Vigil::start_in(&data_dir, None).await;
@@ -71,7 +71,7 @@ impl Vigil {
 
     /// Starts with `config` as its TOML config file.
     #[allow(dead_code)]
-    pub async fn start_with_config(config: &str) -> Vigil {
+    pub(crate) async fn start_with_config(config: &str) -> Vigil {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("vigil.toml"), config).unwrap();
         let data_dir = dir.path().to_path_buf();
@@ -82,7 +82,7 @@ impl Vigil {
 
     /// Starts with the mutual-TLS listener on as well (a free port).
     #[allow(dead_code)]
-    pub async fn start_tls() -> Vigil {
+    pub(crate) async fn start_tls() -> Vigil {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_path_buf();
         let mqtts = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -93,7 +93,10 @@ impl Vigil {
 
     /// Starts on `data_dir` (with its `vigil.toml` if there is one), reusing
     /// the ports of a previous run if given.
-    pub async fn start_in(data_dir: &Path, ports: Option<(SocketAddr, SocketAddr)>) -> Vigil {
+    pub(crate) async fn start_in(
+        data_dir: &Path,
+        ports: Option<(SocketAddr, SocketAddr)>,
+    ) -> Vigil {
         Vigil::launch(data_dir, ports, None).await
     }
 
@@ -188,19 +191,19 @@ impl Vigil {
 
     /// The PostgreSQL schema of this engine's tables (PostgreSQL runs only).
     #[allow(dead_code)]
-    pub fn schema(&self) -> Option<String> {
+    pub(crate) fn schema(&self) -> Option<String> {
         crate::store_url().map(|_| schema_of(&self.data_dir))
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("vigil.log")).unwrap_or_default()
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}/api/v1{path}", self.http)
     }
 
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .client
             .get(self.url(path))
@@ -212,16 +215,16 @@ impl Vigil {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.post_as(TOKEN, path, body).await
     }
 
-    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post_as(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, token, path, body).await
     }
 
     #[allow(dead_code)]
-    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
         self.send(reqwest::Method::PUT, TOKEN, path, body).await
     }
 
@@ -246,7 +249,7 @@ impl Vigil {
 
     /// Waits up to `secs` until every metric sample of `expected` has its
     /// value (samples as `vigil_x_total{reason="y"}`).
-    pub async fn wait_metrics(&self, secs: u64, expected: &[(&str, f64)]) {
+    pub(crate) async fn wait_metrics(&self, secs: u64, expected: &[(&str, f64)]) {
         let what = format!("metrics {expected:?}");
         eventually(secs, &what, || async {
             for (series, value) in expected {
@@ -260,21 +263,21 @@ impl Vigil {
     }
 
     /// Rows of a SQL query, as JSON objects.
-    pub async fn sql(&self, sql: &str) -> Vec<Value> {
+    pub(crate) async fn sql(&self, sql: &str) -> Vec<Value> {
         let (status, body) = self.post("/sql", &json!({ "sql": sql })).await;
         assert_eq!(status, 200, "SQL {sql:?} failed: {body}");
         body["rows"].as_array().cloned().unwrap_or_default()
     }
 
     /// A single number from a SQL query such as `SELECT count(*) AS n …`.
-    pub async fn sql_count(&self, sql: &str) -> i64 {
+    pub(crate) async fn sql_count(&self, sql: &str) -> i64 {
         let rows = self.sql(sql).await;
         rows[0]["n"]
             .as_i64()
             .unwrap_or_else(|| panic!("no `n` in {rows:?}"))
     }
 
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         self.client
             .get(format!("http://{}/metrics", self.http))
             .send()
@@ -286,7 +289,7 @@ impl Vigil {
     }
 
     /// Value of one metric sample line (e.g. `vigil_ingest_rejected_total{reason="oversize"}`).
-    pub async fn metric(&self, series: &str) -> f64 {
+    pub(crate) async fn metric(&self, series: &str) -> f64 {
         let text = self.metrics().await;
         text.lines()
             .find_map(|l| {
@@ -296,20 +299,20 @@ impl Vigil {
             .unwrap_or(0.0)
     }
 
-    pub async fn import(&self, doc: &Value) -> Value {
+    pub(crate) async fn import(&self, doc: &Value) -> Value {
         let (status, body) = self.post("/registry/import", doc).await;
         assert_eq!(status, 200, "import refused: {body}");
         body
     }
 
     /// SIGKILL: no chance to flush anything.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM and wait for a clean exit.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -336,7 +339,7 @@ impl Drop for Vigil {
 }
 
 /// Waits until `check` gives `Some`, or panics with `what` after `secs`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -354,7 +357,7 @@ where
 /// A registry with one owner, one maintainer, and `n` elevators in region
 /// 440703 (plus one in 440100 and one disabled device), each with a device.
 /// A day relative to today in China Standard Time (the registry's dates).
-pub fn cst_day(offset_days: i64) -> String {
+pub(crate) fn cst_day(offset_days: i64) -> String {
     let cst = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
     chrono::Utc::now()
         .with_timezone(&cst)
@@ -364,7 +367,7 @@ pub fn cst_day(offset_days: i64) -> String {
         .to_string()
 }
 
-pub fn registry_doc(n: usize) -> Value {
+pub(crate) fn registry_doc(n: usize) -> Value {
     // Maintained today and inspected next year: no registry-time alarms
     // unless a test asks for them.
     let (maintained, inspection) = (cst_day(0), cst_day(365));
@@ -398,7 +401,7 @@ pub fn registry_doc(n: usize) -> Value {
 }
 
 /// Secrets of new devices from an import answer.
-pub fn secrets(report: &Value) -> std::collections::HashMap<String, String> {
+pub(crate) fn secrets(report: &Value) -> std::collections::HashMap<String, String> {
     report["devices"]
         .as_array()
         .or_else(|| report["secrets"].as_array())
@@ -416,7 +419,7 @@ pub fn secrets(report: &Value) -> std::collections::HashMap<String, String> {
 }
 
 /// A healthy idle elevator sample at floor 3.
-pub fn idle(seq: u64, ts: i64) -> Value {
+pub(crate) fn idle(seq: u64, ts: i64) -> Value {
     json!({
         "seq": seq, "ts": ts, "floor": 3, "direction": "stop", "speed_mps": 0.0, "door": "closed",
         "leveled": true, "occupied": false, "mode": "normal", "safety_circuit": true, "door_lock": true,
@@ -425,7 +428,7 @@ pub fn idle(seq: u64, ts: i64) -> Value {
 }
 
 /// `idle` with some fields replaced.
-pub fn sample(seq: u64, ts: i64, changes: Value) -> Value {
+pub(crate) fn sample(seq: u64, ts: i64, changes: Value) -> Value {
     let mut v = idle(seq, ts);
     for (k, val) in changes.as_object().unwrap() {
         v[k] = val.clone();
@@ -434,7 +437,7 @@ pub fn sample(seq: u64, ts: i64, changes: Value) -> Value {
 }
 
 /// One device's MQTT session, with the highest ack it has seen.
-pub struct Device {
+pub(crate) struct Device {
     pub id: String,
     pub client: AsyncClient,
     pub acked: watch::Receiver<u64>,
@@ -443,7 +446,7 @@ pub struct Device {
 }
 
 #[derive(Debug)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     /// A CONNACK with a failure code, or (rumqttd's way of refusing a
     /// login) the connection closed before any CONNACK: `None`.
     Refused(#[allow(dead_code)] Option<ConnectReturnCode>),
@@ -451,7 +454,11 @@ pub enum ConnectError {
 }
 
 impl Device {
-    pub async fn connect(mqtt: SocketAddr, id: &str, secret: &str) -> Result<Device, ConnectError> {
+    pub(crate) async fn connect(
+        mqtt: SocketAddr,
+        id: &str,
+        secret: &str,
+    ) -> Result<Device, ConnectError> {
         let mut opts = MqttOptions::new(id, mqtt.ip().to_string(), mqtt.port());
         opts.set_credentials(id, secret);
         opts.set_keep_alive(Duration::from_secs(10));
@@ -493,16 +500,16 @@ impl Device {
         })
     }
 
-    pub fn topic(&self, stream: &str) -> String {
+    pub(crate) fn topic(&self, stream: &str) -> String {
         format!("/tenants/{}/v1/{stream}", self.id)
     }
 
-    pub async fn publish(&self, stream: &str, payload: &Value) {
+    pub(crate) async fn publish(&self, stream: &str, payload: &Value) {
         self.publish_raw(&self.topic(stream), payload.to_string().into_bytes())
             .await;
     }
 
-    pub async fn publish_raw(&self, topic: &str, payload: Vec<u8>) {
+    pub(crate) async fn publish_raw(&self, topic: &str, payload: Vec<u8>) {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
@@ -510,14 +517,14 @@ impl Device {
     }
 
     /// Publishes an elevator sample with the next seq.
-    pub async fn send(&mut self, ts: i64, changes: Value) -> u64 {
+    pub(crate) async fn send(&mut self, ts: i64, changes: Value) -> u64 {
         self.seq += 1;
         self.publish("elevator", &sample(self.seq, ts, changes))
             .await;
         self.seq
     }
 
-    pub async fn wait_ack(&mut self, seq: u64, secs: u64) {
+    pub(crate) async fn wait_ack(&mut self, seq: u64, secs: u64) {
         let deadline = tokio::time::sleep(Duration::from_secs(secs));
         tokio::pin!(deadline);
         loop {
@@ -531,7 +538,7 @@ impl Device {
         }
     }
 
-    pub async fn disconnect(self) {
+    pub(crate) async fn disconnect(self) {
         let _ = self.client.disconnect().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.task.abort();
@@ -556,13 +563,13 @@ async fn pump(mut events: EventLoop, acks: watch::Sender<u64>) {
 }
 
 /// Collects the live SSE feed in the background.
-pub struct Feed {
+pub(crate) struct Feed {
     pub events: Arc<Mutex<Vec<Value>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Feed {
-    pub async fn open(vigil: &Vigil, token: &str, query: &str) -> Feed {
+    pub(crate) async fn open(vigil: &Vigil, token: &str, query: &str) -> Feed {
         let response = vigil
             .client
             .get(vigil.url(&format!("/alarms/stream{query}")))
@@ -578,7 +585,7 @@ impl Feed {
                 .starts_with("text/event-stream")
         );
         let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
+        let sink = Arc::clone(&events);
         let task = tokio::spawn(async move {
             use futures::StreamExt;
             let mut body = response.bytes_stream();
@@ -611,17 +618,22 @@ impl Feed {
         Feed { events, task }
     }
 
-    pub fn alarms(&self) -> Vec<Value> {
+    pub(crate) fn alarms(&self) -> Vec<Value> {
         self.events.lock().unwrap().clone()
     }
 
     /// Whether the server ended the stream.
-    pub fn ended(&self) -> bool {
+    pub(crate) fn ended(&self) -> bool {
         self.task.is_finished()
     }
 
     /// Waits for an event matching `pred`.
-    pub async fn wait_for(&self, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(
+        &self,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         eventually(secs, what, || {
             let found = self.alarms().into_iter().find(|a| pred(a));
             async move { found }
@@ -638,7 +650,7 @@ impl Drop for Feed {
 
 /// `vigil_cli` that must succeed.
 #[allow(dead_code)]
-pub fn vigil_cli_ok(vigil: &Vigil, args: &[&str]) {
+pub(crate) fn vigil_cli_ok(vigil: &Vigil, args: &[&str]) {
     let out = vigil_cli(vigil, args);
     assert!(
         out.status.success(),
@@ -649,7 +661,7 @@ pub fn vigil_cli_ok(vigil: &Vigil, args: &[&str]) {
 
 /// Runs `vigil {args} --url … --token …` against `vigil`.
 #[allow(dead_code)]
-pub fn vigil_cli(vigil: &Vigil, args: &[&str]) -> Output {
+pub(crate) fn vigil_cli(vigil: &Vigil, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(args)
         .args(["--url", &format!("http://{}", vigil.http), "--token", TOKEN])

@@ -117,7 +117,11 @@ impl Watch {
         let healthz_ok = Arc::new(AtomicU64::new(0));
         let acked = Arc::new(AtomicU64::new(0));
         let url = format!("http://{}/healthz", vigil.http);
-        let (s, fails, oks) = (stop.clone(), healthz_failures.clone(), healthz_ok.clone());
+        let (s, fails, oks) = (
+            Arc::clone(&stop),
+            Arc::clone(&healthz_failures),
+            Arc::clone(&healthz_ok),
+        );
         let health = tokio::spawn(async move {
             let client = reqwest::Client::new();
             while !s.load(Ordering::Relaxed) {
@@ -133,7 +137,7 @@ impl Watch {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
-        let (s, count) = (stop.clone(), acked.clone());
+        let (s, count) = (Arc::clone(&stop), Arc::clone(&acked));
         let device = tokio::spawn(async move {
             while !s.load(Ordering::Relaxed) {
                 let seq = device.send(now_ms(), json!({})).await;

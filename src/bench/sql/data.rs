@@ -41,7 +41,7 @@ use vigil_storage::embedded::{Imported, Importer};
 use vigil_storage::{Record, StoredReading};
 
 /// 2026-11-01T00:00:00Z: the data set starts here, whatever the day of the run.
-pub const START_MS: i64 = 1_793_491_200_000;
+pub(super) const START_MS: i64 = 1_793_491_200_000;
 const DAY_MS: i64 = 86_400_000;
 const HEARTBEAT_MS: i64 = 30_000;
 /// A floor is this high (m).
@@ -51,7 +51,7 @@ const ACCEL: f64 = 0.9;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Spec {
+pub(super) struct Spec {
     pub seed: u64,
     pub elevators: usize,
     pub days: u32,
@@ -63,13 +63,13 @@ pub struct Spec {
 
 /// The time the data set covers.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Period {
+pub(super) struct Period {
     pub start_ms: i64,
     pub end_ms: i64,
 }
 
 impl Spec {
-    pub fn period(&self) -> Period {
+    pub(super) fn period(&self) -> Period {
         Period {
             start_ms: START_MS,
             end_ms: START_MS + i64::from(self.days) * DAY_MS,
@@ -77,7 +77,7 @@ impl Spec {
     }
 
     /// The registry side: equipment, devices, owners, maintainers.
-    pub fn fleet(&self) -> Fleet {
+    pub(super) fn fleet(&self) -> Fleet {
         Fleet::generate(&FleetConfig {
             devices: self.elevators,
             seed: self.seed,
@@ -91,7 +91,7 @@ impl Spec {
 
 /// What was written.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
-pub struct Generated {
+pub(super) struct Generated {
     pub readings: u64,
     pub alarm_changes: u64,
     pub files: u64,
@@ -100,7 +100,7 @@ pub struct Generated {
 }
 
 /// Writes the data set into the (closed) store at `dir`.
-pub fn generate(dir: &Path, spec: &Spec, fleet: &Fleet) -> anyhow::Result<Generated> {
+pub(super) fn generate(dir: &Path, spec: &Spec, fleet: &Fleet) -> anyhow::Result<Generated> {
     let started = Instant::now();
     let period = spec.period();
     let mut cars = cars(spec, fleet)?;

@@ -12,7 +12,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 /// The DuckDB release the figures in docs/benchmarks.md were taken with.
-pub const VERSION: &str = "2.0.1";
+pub(super) const VERSION: &str = "2.0.1";
 
 /// One command a line, one JSON answer a line.
 const DRIVER: &str = r#"
@@ -61,7 +61,7 @@ for line in sys.stdin:
 "#;
 
 /// Where the virtual environment lives.
-pub fn venv_dir(cache: &Path) -> PathBuf {
+pub(super) fn venv_dir(cache: &Path) -> PathBuf {
     cache.join(format!("duckdb-{VERSION}-venv"))
 }
 
@@ -70,7 +70,7 @@ fn python(venv: &Path) -> PathBuf {
 }
 
 /// Whether DuckDB can be imported from the environment.
-pub fn installed(venv: &Path) -> bool {
+pub(super) fn installed(venv: &Path) -> bool {
     Command::new(python(venv))
         .args(["-c", "import duckdb"])
         .stdout(Stdio::null())
@@ -80,7 +80,7 @@ pub fn installed(venv: &Path) -> bool {
 }
 
 /// Makes the environment and installs DuckDB from PyPI.
-pub fn install(venv: &Path) -> anyhow::Result<()> {
+pub(super) fn install(venv: &Path) -> anyhow::Result<()> {
     eprintln!(
         "Installing DuckDB {VERSION} from PyPI into {} …",
         venv.display()
@@ -100,7 +100,7 @@ pub fn install(venv: &Path) -> anyhow::Result<()> {
 }
 
 /// A running driver.
-pub struct Driver {
+pub(super) struct Driver {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -109,13 +109,13 @@ pub struct Driver {
 }
 
 /// One timed query.
-pub struct Timed {
+pub(super) struct Timed {
     pub ms: Vec<f64>,
     pub rows: usize,
 }
 
 impl Driver {
-    pub fn start(venv: &Path, threads: usize) -> anyhow::Result<Driver> {
+    pub(super) fn start(venv: &Path, threads: usize) -> anyhow::Result<Driver> {
         let mut child = Command::new(python(venv))
             .args(["-c", DRIVER])
             .stdin(Stdio::piped())
@@ -154,13 +154,13 @@ impl Driver {
     }
 
     /// A named connection with its views.
-    pub fn connect(&mut self, name: &str, setup: &[String]) -> anyhow::Result<()> {
+    pub(super) fn connect(&mut self, name: &str, setup: &[String]) -> anyhow::Result<()> {
         self.call(json!({"connect": name, "setup": setup, "threads": self.threads}))?;
         Ok(())
     }
 
     /// `runs` timed runs on a connection, after one untimed run if `warmup`.
-    pub fn run(
+    pub(super) fn run(
         &mut self,
         conn: &str,
         sql: &str,
@@ -172,7 +172,7 @@ impl Driver {
     }
 
     /// One run on a fresh database (nothing cached by DuckDB).
-    pub fn cold(&mut self, setup: &[String], sql: &str) -> anyhow::Result<Timed> {
+    pub(super) fn cold(&mut self, setup: &[String], sql: &str) -> anyhow::Result<Timed> {
         let out = self.call(json!({"cold": sql, "setup": setup, "threads": self.threads}))?;
         Ok(timed(&out))
     }
@@ -198,7 +198,7 @@ impl Drop for Driver {
 /// The views an analyst's (or the admin's) DuckDB session reads: every
 /// table the queries use over the same files, filtered to the grant
 /// (`regions` prefixes) as Vigil's sealed scans filter it.
-pub fn setup(
+pub(super) fn setup(
     store: &Path,
     refs: &Path,
     alarm_columns: &[String],

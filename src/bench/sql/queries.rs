@@ -8,7 +8,7 @@
 use super::data::Period;
 
 /// One analyst query.
-pub struct Query {
+pub(super) struct Query {
     /// Short name, used in the report and `--only`.
     pub id: &'static str,
     pub what: &'static str,
@@ -19,7 +19,7 @@ pub struct Query {
     pub duckdb: &'static [(&'static str, &'static str)],
 }
 
-pub const QUERIES: &[Query] = &[
+pub(super) const QUERIES: &[Query] = &[
     Query {
         id: "faults_per_day",
         what: "faults (elevator alarms) per equipment per day over the last 30 days",
@@ -96,12 +96,12 @@ ORDER BY county",
 
 impl Query {
     /// Vigil's text with the period's literals in.
-    pub fn vigil(&self, period: &Period, device: &str) -> String {
+    pub(super) fn vigil(&self, period: &Period, device: &str) -> String {
         fill(self.sql, period, device)
     }
 
     /// DuckDB's text with the period's literals in.
-    pub fn duckdb(&self, period: &Period, device: &str) -> String {
+    pub(super) fn duckdb(&self, period: &Period, device: &str) -> String {
         let mut sql = self.sql.to_owned();
         for (from, to) in self.duckdb {
             sql = sql.replace(from, to);
