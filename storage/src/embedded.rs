@@ -22,7 +22,8 @@
 //! Modules: `config`, `writer` (queue, group commit, apply), `table` (rows
 //! in memory: active, frozen, sealed), `batch` (records to Arrow), `sealed`
 //! and `capped` (scans DataFusion reads), `parquet`, `seq_index`, `query`
-//! (DataFusion, grants, limits), `recover`, `import` ([`Importer`]: bulk loads written straight into
+//! (DataFusion, grants, limits), `share` (a people's query's part of the
+//! SQL memory pool, and its slot), `recover`, `import` ([`Importer`]: bulk loads written straight into
 //! Parquet files, as flushes would, for a store that is not open).
 //!
 //! Small-file compaction is not done: each flush writes one file per table
