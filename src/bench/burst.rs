@@ -184,7 +184,10 @@ pub(super) fn mosquitto_binary() -> &'static str {
     }
 }
 
-async fn relay(dir: &Path, ids: &[String], files: &[PathBuf], total: u64) -> anyhow::Result<Side> {
+/// Mosquitto from the distribution on a free loopback port, listening, and
+/// one QoS 1 `mosquitto_sub` of `/tenants/#` (client id `reader`) whose
+/// stdout has a line per message: the relay both benches measure against.
+pub(super) async fn start_relay(dir: &Path, reader: &str) -> anyhow::Result<(Child, Child, u16)> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let conf = dir.join("mosquitto.conf");
     // Nothing queued is dropped, nothing is kept on disk, sockets without
@@ -202,28 +205,35 @@ async fn relay(dir: &Path, ids: &[String], files: &[PathBuf], total: u64) -> any
         .stderr(Stdio::null())
         .spawn()
         .context("cannot run mosquitto (apt-get install mosquitto)")?;
+    let stop = |broker: &mut Child| {
+        let _ = broker.kill();
+        let _ = broker.wait();
+    };
     let listening = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(
-            listening.elapsed() < Duration::from_secs(10),
-            "mosquitto did not listen"
-        );
+        if listening.elapsed() > Duration::from_secs(10) {
+            stop(&mut broker);
+            anyhow::bail!("mosquitto did not listen on port {port}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-i",
-            "relay-reader",
-        ])
+    let sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-i", reader])
         .args(["-t", "/tenants/#", "-q", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
-        .context("cannot run mosquitto_sub")?;
+        .spawn();
+    match sub {
+        Ok(sub) => Ok((broker, sub, port)),
+        Err(e) => {
+            stop(&mut broker);
+            Err(e).context("cannot run mosquitto_sub (apt-get install mosquitto-clients)")
+        }
+    }
+}
+
+async fn relay(dir: &Path, ids: &[String], files: &[PathBuf], total: u64) -> anyhow::Result<Side> {
+    let (mut broker, mut sub, port) = start_relay(dir, "relay-reader").await?;
     let out = sub.stdout.take().context("no stdout")?;
     // Count delivered lines on a thread until all arrived or 10 s of silence.
     let (count_tx, mut count_rx) = tokio::sync::watch::channel(0u64);

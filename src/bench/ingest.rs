@@ -18,7 +18,7 @@
 //! cores with the broker under test, as any client on the same host would.
 
 use std::io::BufRead;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -617,52 +617,7 @@ struct Mosquitto {
 
 impl Mosquitto {
     async fn start(dir: &Path) -> anyhow::Result<Mosquitto> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\n"
-            ),
-        )?;
-        let mut broker = Command::new(super::burst::mosquitto_binary())
-            .args(["-c", conf.to_str().unwrap_or_default()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot run mosquitto (apt-get install mosquitto)")?;
-        let listening = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if listening.elapsed() > Duration::from_secs(10) {
-                let _ = broker.kill();
-                let _ = broker.wait();
-                anyhow::bail!("mosquitto did not listen on port {port}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let sub = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-i",
-                "relay-sink",
-            ])
-            .args(["-t", "/tenants/#", "-q", "1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut sub = match sub {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = broker.kill();
-                let _ = broker.wait();
-                return Err(e)
-                    .context("cannot run mosquitto_sub (apt-get install mosquitto-clients)");
-            }
-        };
+        let (broker, mut sub, port) = super::burst::start_relay(dir, "relay-sink").await?;
         let out = sub.stdout.take().context("no stdout")?;
         let relayed = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&relayed);
