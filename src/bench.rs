@@ -360,24 +360,11 @@ async fn alarm_latencies(
         .send()
         .await?
         .error_for_status()?;
-    let feed = tokio::spawn(async move {
-        let mut body = response.bytes_stream();
-        let mut buf = String::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            let at = Instant::now();
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let event: String = buf.drain(..end + 2).collect();
-                for line in event.lines() {
-                    if let Some(data) = line.strip_prefix("data:")
-                        && let Ok(v) = serde_json::from_str::<Value>(data.trim())
-                    {
-                        let _ = events_tx.send((at, v));
-                    }
-                }
-            }
+    let feed = tokio::spawn(sse_data(response, move |at, data| {
+        if let Ok(v) = serde_json::from_str::<Value>(data) {
+            let _ = events_tx.send((at, v));
         }
-    });
+    }));
 
     let mut latencies = Vec::new();
     for id in probes {
@@ -639,6 +626,25 @@ fn echo(tx: &mut rumqttd::local::LinkTx, rx: &mut rumqttd::local::LinkRx, stoppi
             Err(e) => {
                 tracing::warn!(error = %e, "Baseline echo link closed.");
                 return;
+            }
+        }
+    }
+}
+
+/// Reads an SSE stream to its end, handing each event's `data:` text to
+/// `each` with the moment its chunk was read.
+async fn sse_data(response: reqwest::Response, mut each: impl FnMut(Instant, &str)) {
+    let mut body = response.bytes_stream();
+    let mut buf = String::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        let at = Instant::now();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            for line in event.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    each(at, data.trim());
+                }
             }
         }
     }

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use futures::StreamExt;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -836,22 +835,12 @@ async fn follow_sse(
         tracing::warn!("The bench could not open the SSE alarm feed.");
         return;
     };
-    let mut body = response.bytes_stream();
-    let mut buf = String::new();
-    while let Some(Ok(chunk)) = body.next().await {
-        let at = Instant::now();
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            for line in event.lines() {
-                if let Some(data) = line.strip_prefix("data:")
-                    && let Some(device) = overspeed_device(data.trim().as_bytes())
-                {
-                    let _ = tx.send((Feed::Sse, at, device));
-                }
-            }
+    super::sse_data(response, |at, data| {
+        if let Some(device) = overspeed_device(data.as_bytes()) {
+            let _ = tx.send((Feed::Sse, at, device));
         }
-    }
+    })
+    .await;
 }
 
 /// Subscribes to every region's alarm topics with the admin token, as a
