@@ -52,11 +52,26 @@ const INGEST_SEGMENT: SegmentConfig = SegmentConfig {
     max_segment_count: 4,
 };
 
-/// Every other filter: one per device ack topic (`/tenants/{id}/v1/ack`)
-/// plus the alarm-feed subscriptions. rumqttd keeps each filter's log
-/// forever, even after its subscriber left, so with 10k devices this size is
-/// paid 10k times; a few KiB still buffers a burst of alarms for a slow
-/// supervisor, and an ack needs no history (the next covers the previous).
+/// Every device's ack topic (`/tenants/{id}/v1/ack`) has a log of its own
+/// in the router, kept as long as the engine runs, so its size is paid once
+/// per device. An ack needs no history (the next covers the previous): room
+/// for about twenty acks (~50 B each as rumqttd counts them) per segment, the
+/// least rumqttd allows, is plenty. With 8 KiB, a device's log filled up to
+/// ~360 acks of ~300 B in memory each before it rotated: ~100 KiB per
+/// device after a few hours at one reading every 30 s.
+const ACK_SEGMENT: SegmentConfig = SegmentConfig {
+    max_segment_size: 1 << 10,
+    max_segment_count: 2,
+};
+
+/// The filters [`ACK_SEGMENT`] applies to (rumqttd matches each new
+/// filter against it as if it were a topic).
+const ACK_FILTERS: &str = "/tenants/+/v1/ack";
+
+/// Every other filter: the alarm-feed subscriptions and anything a client
+/// subscribes to. rumqttd keeps each filter's log forever, even after its
+/// subscriber left; a few KiB still buffers a burst of alarms for a slow
+/// supervisor.
 const OTHER_SEGMENT: SegmentConfig = SegmentConfig {
     max_segment_size: 8 << 10,
     max_segment_count: 2,
@@ -159,7 +174,7 @@ pub(crate) fn start(
         max_outgoing_packet_count: 200,
         max_segment_size: OTHER_SEGMENT.max_segment_size,
         max_segment_count: OTHER_SEGMENT.max_segment_count,
-        custom_segment: None,
+        custom_segment: Some(HashMap::from([(ACK_FILTERS.to_owned(), ACK_SEGMENT)])),
         lossless: HashMap::from([(INGEST_FILTER.to_owned(), INGEST_SEGMENT)]),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),

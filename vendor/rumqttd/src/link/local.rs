@@ -336,7 +336,8 @@ impl LinkRx {
             router_tx,
             router_rx,
             send_buffer: outgoing_data_buffer,
-            cache: VecDeque::with_capacity(100),
+            // Vigil patch: small at first, grown on demand.
+            cache: VecDeque::with_capacity(crate::router::INITIAL_CHANNEL_CAPACITY),
         }
     }
 

@@ -51,8 +51,12 @@ impl<P: Protocol> Network<P> {
     ) -> Network<P> {
         Network {
             socket,
-            read: BytesMut::with_capacity(10 * 1024),
-            write: BytesMut::with_capacity(10 * 1024),
+            // Vigil patch: 2 KiB, not 10, to start with; both grow when a
+            // packet needs more. The read buffer is touched end to end as
+            // packets are split off its front, so its size is what every
+            // connection keeps.
+            read: BytesMut::with_capacity(2 * 1024),
+            write: BytesMut::with_capacity(2 * 1024),
             max_incoming_size,
             max_connection_buffer_len,
             // Overwritten by keepalive value in connect packet, otherwise we

@@ -120,7 +120,8 @@ impl<P: Protocol> RemoteLink<P> {
             network,
             link_tx,
             link_rx,
-            notifications: VecDeque::with_capacity(100),
+            // Vigil patch: small at first, grown on demand.
+            notifications: VecDeque::with_capacity(crate::router::INITIAL_CHANNEL_CAPACITY),
             will_delay_interval,
         })
     }

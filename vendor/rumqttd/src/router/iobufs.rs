@@ -9,7 +9,7 @@ use tracing::{error, warn};
 
 use crate::{
     protocol::Packet,
-    router::{FilterIdx, MAX_CHANNEL_CAPACITY},
+    router::{FilterIdx, INITIAL_CHANNEL_CAPACITY, MAX_CHANNEL_CAPACITY},
     Cursor, Notification,
 };
 
@@ -32,7 +32,10 @@ impl Incoming {
     #[inline]
     pub(crate) fn new(client_id: String) -> Self {
         Self {
-            buffer: Arc::new(Mutex::new(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY))),
+            // Vigil patch: small at first, grown on demand.
+            buffer: Arc::new(Mutex::new(VecDeque::with_capacity(
+                INITIAL_CHANNEL_CAPACITY,
+            ))),
             meter: Default::default(),
             client_id,
         }
@@ -72,13 +75,11 @@ impl Outgoing {
     #[inline]
     pub(crate) fn new(client_id: String) -> (Self, Receiver<()>) {
         let (handle, rx) = flume::bounded(MAX_CHANNEL_CAPACITY);
-        let data_buffer = VecDeque::with_capacity(MAX_CHANNEL_CAPACITY);
-        let inflight_buffer = VecDeque::with_capacity(MAX_INFLIGHT);
-        let unacked_pubrels = VecDeque::with_capacity(MAX_INFLIGHT);
-
-        // Ensure that there won't be any new allocations
-        assert!(MAX_INFLIGHT <= inflight_buffer.capacity());
-        assert!(MAX_CHANNEL_CAPACITY <= data_buffer.capacity());
+        // Vigil patch: small at first, grown on demand (upstream reserved
+        // the maximum for every connection, so that none ever allocates).
+        let data_buffer = VecDeque::with_capacity(INITIAL_CHANNEL_CAPACITY);
+        let inflight_buffer = VecDeque::new();
+        let unacked_pubrels = VecDeque::new();
 
         let outgoing = Self {
             client_id,

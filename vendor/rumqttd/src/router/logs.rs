@@ -484,8 +484,10 @@ impl AckLog {
     /// New log
     pub fn new() -> AckLog {
         AckLog {
-            committed: VecDeque::with_capacity(100),
-            recorded: VecDeque::with_capacity(100),
+            // Vigil patch: small at first, grown on demand (100 of each
+            // was ~45 KiB per connection).
+            committed: VecDeque::with_capacity(crate::router::INITIAL_CHANNEL_CAPACITY),
+            recorded: VecDeque::new(),
         }
     }
 

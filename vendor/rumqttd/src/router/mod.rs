@@ -32,6 +32,11 @@ pub use waiters::Waiters;
 
 pub const MAX_SCHEDULE_ITERATIONS: usize = 100;
 pub const MAX_CHANNEL_CAPACITY: usize = 200;
+/// Vigil patch: what a connection's buffers start with. They grow up to
+/// `MAX_CHANNEL_CAPACITY` under load; a device sending now and then never
+/// needs more, and 200 slots of ~300 B each, touched in turn as a ring
+/// advances, cost every connection tens of KiB.
+pub const INITIAL_CHANNEL_CAPACITY: usize = 8;
 
 pub(crate) type FilterIdx = usize;
 

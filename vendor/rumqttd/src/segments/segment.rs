@@ -29,14 +29,18 @@ where
 {
     pub(crate) fn with_offset(absolute_offset: u64) -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            // Vigil patch: grown on demand; most logs (one per device's ack
+            // topic) hold a few entries of ~300 B, not 1 024.
+            data: Vec::new(),
             absolute_offset,
             total_size: 0,
         }
     }
     pub(crate) fn new() -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            // Vigil patch: grown on demand; most logs (one per device's ack
+            // topic) hold a few entries of ~300 B, not 1 024.
+            data: Vec::new(),
             absolute_offset: 0,
             total_size: 0,
         }
