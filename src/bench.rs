@@ -31,8 +31,10 @@
 //! default mode stays as it was (fixed rates, load in this process).
 //! Every mode takes `--json FILE`.
 
+mod all;
 mod burst;
 mod compare;
+mod connections;
 mod flood;
 mod ingest;
 mod registry;
@@ -90,6 +92,9 @@ pub(crate) struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// The whole suite, mode by mode in processes of their own: every
+    /// mode's JSON in one directory, and all ratios and times in a summary.
+    All(all::AllArgs),
     /// A QoS 1 burst from `mosquitto_pub -l` clients (which never re-send)
     /// into the engine, against a Mosquitto relay of the same burst:
     /// stored/s, relayed/s, and how many PUBACKed messages were lost.
@@ -99,6 +104,9 @@ pub(crate) enum BenchCommand {
     /// rumqttd in the same run; then alarm latency to SSE and the MQTT feed
     /// at half of Vigil's ceiling (docs/benchmarks.md).
     Ingest(ingest::IngestArgs),
+    /// Device connections one engine holds (keep-alive, a reading every
+    /// 30 s) and their memory, against Mosquitto holding the same.
+    Connections(connections::ConnectionsArgs),
     /// A well-behaved device's ack latency alone and while another device
     /// floods QoS 0 as fast as it can.
     Flood(flood::FloodArgs),
@@ -173,6 +181,7 @@ impl Step {
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
+        Some(BenchCommand::All(a)) => return all::run(a),
         Some(BenchCommand::Sql(a)) => return sql::run(a).await,
         Some(BenchCommand::Store(a)) => return store::run(a).await,
         Some(BenchCommand::Compare(a)) => return compare::run(a).await,
@@ -180,6 +189,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchCommand::Burst(burst)) => return burst::run(burst).await,
         Some(BenchCommand::Flood(flood)) => return flood::run(flood).await,
         Some(BenchCommand::Ingest(a)) => return ingest::run(a).await,
+        Some(BenchCommand::Connections(a)) => return connections::run(a).await,
         None => {}
     }
     anyhow::ensure!(

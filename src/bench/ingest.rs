@@ -575,6 +575,12 @@ fn lead(args: &IngestArgs, target: &Target) -> Duration {
 
 /// Waits for a load process and returns its report (`report` of its JSON).
 async fn finish(child: Child) -> anyhow::Result<Value> {
+    Ok(finish_doc(child).await?["report"].take())
+}
+
+/// Waits for a load process and returns its whole JSON (`report`, and
+/// `process`: its own memory and file limit).
+pub(super) async fn finish_doc(child: Child) -> anyhow::Result<Value> {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
     let stderr = String::from_utf8_lossy(&out.stderr);
     anyhow::ensure!(
@@ -582,9 +588,8 @@ async fn finish(child: Child) -> anyhow::Result<Value> {
         "a load process failed ({}):\n{stderr}",
         out.status
     );
-    let doc: Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("a load process wrote no JSON report:\n{stderr}"))?;
-    Ok(doc["report"].clone())
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("a load process wrote no JSON report:\n{stderr}"))
 }
 
 /// 200 appends of 4 KiB, each followed by `sync_data`, in `dir`.
@@ -607,15 +612,15 @@ fn fsync_latency(dir: &Path) -> anyhow::Result<Percentiles> {
 
 /// Mosquitto on a free port (no persistence, no queue limits, no Nagle),
 /// with one `mosquitto_sub` at QoS 1 whose lines a thread counts.
-struct Mosquitto {
-    addr: SocketAddr,
+pub(super) struct Mosquitto {
+    pub(super) addr: SocketAddr,
     broker: Child,
     sub: Child,
     relayed: Arc<AtomicU64>,
 }
 
 impl Mosquitto {
-    async fn start(dir: &Path) -> anyhow::Result<Mosquitto> {
+    pub(super) async fn start(dir: &Path) -> anyhow::Result<Mosquitto> {
         let (broker, mut sub, port) = super::burst::start_relay(dir, "relay-sink").await?;
         let out = sub.stdout.take().context("no stdout")?;
         let relayed = Arc::new(AtomicU64::new(0));
@@ -638,7 +643,12 @@ impl Mosquitto {
         })
     }
 
-    fn stop(mut self) {
+    /// The broker's process id (for its memory).
+    pub(super) fn pid(&self) -> u32 {
+        self.broker.id()
+    }
+
+    pub(super) fn stop(mut self) {
         for child in [&mut self.sub, &mut self.broker] {
             let _ = child.kill();
             let _ = child.wait();

@@ -1,5 +1,5 @@
-//! `vigil bench sql --quick`, `vigil bench store --quick` and `vigil bench
-//! ingest --quick`: smoke runs that every figure is produced. No time is asserted (docs/benchmarks.md
+//! `vigil bench sql|store|ingest|connections --quick` and `vigil bench all
+//! --quick`: smoke runs that every figure is produced. No time is asserted (docs/benchmarks.md
 //! holds the figures of full runs).
 
 use std::process::Command;
@@ -140,4 +140,79 @@ fn the_ingest_bench_gives_ceilings_ratios_and_alarm_latencies() {
     );
     assert!(ack50 > 0.0 && ack50 <= ack99, "{alarms}");
     assert!(report["machine"]["cores"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_connections_bench_gives_held_connections_and_memory_against_mosquitto() {
+    // Needs Debian's mosquitto and mosquitto-clients (the baseline).
+    let dir = tempfile::tempdir().unwrap();
+    let (report, _) = bench(
+        &["connections", "--quick"],
+        &dir.path().join("connections.json"),
+    );
+    let tried = report["tried"].as_u64().unwrap();
+    assert_eq!(tried, 200, "{report}");
+    assert!(report["files"]["soft"].as_u64().unwrap() > tried);
+    for broker in ["mosquitto", "vigil"] {
+        let h = &report[broker];
+        assert_eq!(h["held"].as_u64(), Some(tried), "{broker}: {h}");
+        let sent = h["sent"].as_u64().unwrap();
+        assert!(
+            sent > 0 && h["acked"].as_u64() == Some(sent),
+            "{broker}: {h}"
+        );
+        assert_eq!(h["errors"].as_u64(), Some(0), "{broker}: {h}");
+        let (idle, held) = (
+            h["rss_idle_mib"].as_f64().unwrap(),
+            h["rss_held_mib"].as_f64().unwrap(),
+        );
+        assert!(idle > 0.0 && held >= idle, "{broker}: {h}");
+        assert!(h["kib_per_connection"].as_f64().is_some(), "{broker}: {h}");
+    }
+    assert_eq!(report["vigil_held_over_mosquitto"].as_f64(), Some(1.0));
+    assert!(report["vigil_memory_over_mosquitto"].as_f64().is_some());
+}
+
+#[test]
+fn the_suite_runs_each_mode_in_turn_and_sums_up_their_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "bench",
+            "all",
+            "--quick",
+            "--only",
+            "store,connections",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("vigil runs");
+    assert!(
+        out.status.success(),
+        "vigil bench all failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let suite: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("suite.json")).unwrap()).unwrap();
+    let modes = suite["modes"].as_array().unwrap();
+    let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
+    // In the suite's own order, whatever the order asked.
+    assert_eq!(names, ["store", "connections"]);
+    for m in modes {
+        assert_eq!(m["ok"], true, "{m}");
+        assert!(m["seconds"].as_f64().unwrap() > 0.0, "{m}");
+        let json = std::path::Path::new(m["json"].as_str().unwrap());
+        assert!(json.exists(), "{m}");
+        assert!(!m["ratios"].as_array().unwrap().is_empty(), "{m}");
+    }
+    let ratios: Vec<&str> = modes[1]["ratios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    assert!(ratios.contains(&"vigil_held_over_mosquitto"), "{ratios:?}");
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("| connections | ok |"), "{summary}");
 }
