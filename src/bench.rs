@@ -45,7 +45,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -513,6 +513,8 @@ fn print_report(
 /// which does not set `TCP_NODELAY`: its round trip shows what Nagle costs.
 struct EchoBroker {
     addr: SocketAddr,
+    /// Device messages the echo link has seen so far.
+    seen: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     runtime: tokio::runtime::Runtime,
 }
@@ -536,6 +538,8 @@ impl EchoBroker {
         .spawn();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
+        let seen = Arc::new(AtomicU64::new(0));
+        let counting = Arc::clone(&seen);
         let link_router = router.clone();
         std::thread::Builder::new()
             .name("bench-echo".into())
@@ -546,7 +550,7 @@ impl EchoBroker {
                     match LinkBuilder::new("echo", link_router.clone()).build() {
                         Ok((mut tx, mut rx, _)) => {
                             if tx.subscribe("/tenants/#").is_ok() {
-                                echo(&mut tx, &mut rx, &stopping);
+                                echo(&mut tx, &mut rx, &stopping, &counting);
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "Baseline echo link failed."),
@@ -592,6 +596,7 @@ impl EchoBroker {
         }
         Ok(EchoBroker {
             addr,
+            seen,
             stop,
             runtime,
         })
@@ -605,7 +610,12 @@ impl EchoBroker {
 
 /// Answers every device message with its seq until the link fails or
 /// `stopping` is set.
-fn echo(tx: &mut rumqttd::local::LinkTx, rx: &mut rumqttd::local::LinkRx, stopping: &AtomicBool) {
+fn echo(
+    tx: &mut rumqttd::local::LinkTx,
+    rx: &mut rumqttd::local::LinkRx,
+    stopping: &AtomicBool,
+    seen: &AtomicU64,
+) {
     #[derive(serde::Deserialize)]
     struct Seq {
         seq: u64,
@@ -621,6 +631,7 @@ fn echo(tx: &mut rumqttd::local::LinkTx, rx: &mut rumqttd::local::LinkRx, stoppi
                 let Some(device) = topic.split('/').nth(2) else {
                     continue;
                 };
+                seen.fetch_add(1, Ordering::Relaxed);
                 if let Ok(Seq { seq }) = serde_json::from_slice(&f.publish.payload) {
                     let _ = tx.publish(
                         format!("/tenants/{device}/v1/ack"),

@@ -265,6 +265,9 @@ struct Target {
     api: Option<(String, String)>,
     /// Mosquitto: messages its subscriber has received so far.
     relayed: Option<Arc<AtomicU64>>,
+    /// Messages the broker has dealt with so far (relayed, echoed,
+    /// taken in): a step ends once this stops moving.
+    progress: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
 pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
@@ -295,11 +298,13 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
             super::burst::mosquitto_binary()
         );
         let mosquitto = Mosquitto::start(work.path()).await?;
+        let relayed = Arc::clone(&mosquitto.relayed);
         let target = Target {
             name: "M",
             mqtt: mosquitto.addr,
             api: None,
             relayed: Some(Arc::clone(&mosquitto.relayed)),
+            progress: Arc::new(move || relayed.load(Ordering::Relaxed)),
         };
         let c = ceiling(&args, &target, "puback").await;
         mosquitto.stop();
@@ -310,11 +315,13 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
     if wants(Broker::Rumqttd) {
         eprintln!("Bare rumqttd answering each message with {{\"seq\":N}} …");
         let echo = super::EchoBroker::start()?;
+        let seen = Arc::clone(&echo.seen);
         let target = Target {
             name: "R",
             mqtt: echo.addr,
             api: None,
             relayed: None,
+            progress: Arc::new(move || seen.load(Ordering::Relaxed)),
         };
         let c = ceiling(&args, &target, "topic").await;
         echo.stop();
@@ -340,11 +347,13 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
         // Capacity, not fairness: the steps offer far above a device's quota.
         config.ingest.quota.enabled = false;
         let engine = Engine::start(config, system_clock()).await?;
+        let state = Arc::clone(engine.state());
         let target = Target {
             name: "V",
             mqtt: engine.mqtt_addr(),
             api: Some((format!("http://{}", engine.http_addr()), token.clone())),
             relayed: None,
+            progress: Arc::new(move || state.ingest_stats().messages),
         };
         let measured = async {
             let vigil = ceiling(&args, &target, "topic").await?;
@@ -511,9 +520,9 @@ async fn load_step(
     for child in children {
         reports.push(finish(child).await?);
     }
-    // A moment for the broker (and Mosquitto's subscriber) to finish the
-    // step's backlog before the next.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The broker (and Mosquitto's subscriber) finishes the step's backlog
+    // before the next step starts, or that step would pay for this one.
+    settle(target).await;
     let relayed = match (&target.relayed, relayed_before) {
         (Some(r), Some(before)) => Some(r.load(Ordering::Relaxed) - before),
         _ => None,
@@ -563,6 +572,19 @@ async fn load_step(
     };
     step.judge();
     Ok(step)
+}
+
+/// Waits until the broker's progress counter has not moved for 600 ms (at
+/// most 30 s).
+async fn settle(target: &Target) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut last, mut still) = ((target.progress)(), 0);
+    while still < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = (target.progress)();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
 }
 
 /// How long after they are started the load processes start sending
