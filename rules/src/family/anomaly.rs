@@ -21,10 +21,10 @@
 
 use serde_json::json;
 use vigil_model::reading::{Direction, Door, FillResult};
-use vigil_model::{DeviceId, EpochMs, Payload, Severity};
+use vigil_model::{DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
-use super::{Cx, Dense, DevCx, DevIx, Family, Msg, rules};
+use super::{Cx, Dense, DevCx, DevIx, Family, Hooks, Msg, Streams, rules};
 use crate::anomaly::{AnomalyParams, Detector, Verdict};
 use crate::catalogue::{Clear, Decl, Kind, Lit, Num, Param, RIDE_CATEGORIES, Whole};
 
@@ -126,6 +126,13 @@ impl Family for Anomaly {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            message: Streams::of(&[Stream::Elevator, Stream::Ride, Stream::Filling]),
+            ..Hooks::NONE
+        }
     }
 
     fn on_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {

@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
-use vigil_model::{Alarm, DeviceId, EpochMs};
+use vigil_model::{Alarm, DeviceId, EpochMs, Stream};
 
-use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Local, Msg};
+use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams};
 use crate::catalogue::{Decl, Key};
 use crate::define::{Definition, Sample, Scope, Source};
 use crate::engine::state::Tracker;
@@ -41,6 +41,18 @@ impl Family for Defined {
 
     fn rules(&self) -> &'static [Decl] {
         &[]
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            rebase: true,
+            before: Streams::of(&[Stream::Elevator, Stream::Ride]),
+            // Every message: its timer ends quiet periods on the device's clock.
+            message: Streams::ALL,
+            device_tick: true,
+            equipment_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     fn on_config(&mut self, defined: &[Option<Arc<Definition>>]) {

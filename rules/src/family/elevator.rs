@@ -8,9 +8,9 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 use vigil_model::reading::{Direction, Door, ElevatorMode, ElevatorSample, Limit};
-use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload};
+use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Stream};
 
-use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Msg, Tuning, rules};
+use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Streams, Tuning, rules};
 use crate::builtin::{self, Condition};
 use crate::catalogue::{Decl, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
 use crate::define::{Sample, Source};
@@ -204,6 +204,17 @@ impl Family for Elevator {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            rebase: true,
+            before: Streams::of(&[Stream::Elevator]),
+            message: Streams::of(&[Stream::Elevator]),
+            late: Streams::of(&[Stream::Elevator]),
+            device_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {

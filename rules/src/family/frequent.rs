@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 use vigil_model::{Alarm, EpochMs, Severity};
 
-use super::{Cx, Dense, DevCx, Family, Local, Msg, rules};
+use super::{Cx, Dense, DevCx, Family, Hooks, Local, Msg, Streams, rules};
 use crate::catalogue::{Decl, Key, Kind, Lit, Ms, Param, Period, Whole};
 use crate::engine::state::{Occurrence, Step, Tracker};
 
@@ -48,6 +48,14 @@ impl Family for Frequent {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            message: Streams::ALL,
+            equipment_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     fn on_message(&mut self, cx: &mut DevCx<'_>, _msg: &Msg<'_>) {
