@@ -655,6 +655,36 @@ impl<T: Default> Dense<T> {
     }
 }
 
+/// A flag per device or equipment, by the engine's dense index, kept
+/// apart from the family's records: `tick` reads it for every device, and
+/// a bit per device stays in cache where the records (hundreds of bytes
+/// each) would each be a miss.
+#[derive(Debug, Default)]
+pub(crate) struct Bits(Vec<u64>);
+
+impl Bits {
+    pub(crate) fn get(&self, ix: usize) -> bool {
+        self.0
+            .get(ix / 64)
+            .is_some_and(|w| w & (1 << (ix % 64)) != 0)
+    }
+
+    pub(crate) fn set(&mut self, ix: usize, on: bool) {
+        let word = ix / 64;
+        if self.0.len() <= word {
+            if !on {
+                return;
+            }
+            self.0.resize(word + 1, 0);
+        }
+        if on {
+            self.0[word] |= 1 << (ix % 64);
+        } else {
+            self.0[word] &= !(1 << (ix % 64));
+        }
+    }
+}
+
 /// As [`Dense`], for state that few pieces of equipment or devices ever
 /// get (a controller's active codes, an offline list, an event rule's
 /// last event): a place for each index would cost every equipment.

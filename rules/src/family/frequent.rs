@@ -105,12 +105,21 @@ impl Frequent {
     fn evaluate(&mut self, cx: &mut Cx<'_>, t: EpochMs) {
         let rule = Rule::FrequentFaults;
         let ix = cx.eq.ix;
-        let held = self.equipment.get(ix).is_some_and(|tr| tr.held);
-        if cx.eq.faults.history.is_empty() && !held && !cx.is_open(rule) {
-            return;
-        }
         let tuning = cx.tuning();
         let p = tuning.of(rule);
+        // Too few occurrences, no alarm and no period running: time alone
+        // only drops occurrences, so nothing can change until the next one
+        // (their window is pruned then). The tracker last: the equipment's
+        // own record is already at hand.
+        if cx.eq.faults.history.len() < p.whole(COUNT) as usize
+            && !cx.is_open(rule)
+            && !self
+                .equipment
+                .get(ix)
+                .is_some_and(|tr| tr.held || tr.pending())
+        {
+            return;
+        }
         let ff = self.equipment.at(ix);
         if ff.held && !cx.is_open(rule) {
             // Resolved by a person.
