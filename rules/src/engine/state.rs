@@ -91,6 +91,11 @@ impl Tracker {
         Step::Idle
     }
 
+    /// No run, no occurrence, no alarm held: as new, whatever `since` says.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.run == Run::None && !self.fired && !self.held
+    }
+
     /// Whether a later clock alone can change the outcome (a `for` or a
     /// clear period is running), so `tick` must look at it.
     pub(crate) fn pending(&self) -> bool {

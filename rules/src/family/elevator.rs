@@ -328,11 +328,19 @@ impl Elevator {
         let mut busy = d.aux.door_changes.len() > cycling.whole(MAX_CHANGES) as usize;
         for (&rule, tr) in Rule::ALL.iter().zip(d.trackers.iter_mut()) {
             let p = tuning.of(rule);
+            let holds = holding & (1 << rule as u16) != 0;
+            if p.enabled
+                && tr.is_idle()
+                && !cx.is_open(rule)
+                && due_time(rule, holds, p, &d.aux, t).is_none()
+            {
+                // False, no run, no alarm: `sync` and `step` would change nothing.
+                continue;
+            }
             if !cx.sync(rule, tr, p.enabled, t) {
                 continue;
             }
             let run_start = tr.true_since().unwrap_or(t);
-            let holds = holding & (1 << rule as u16) != 0;
             let due = due_time(rule, holds, p, &d.aux, run_start);
             let (geo, aux) = (&d.geo, &d.aux);
             let fired = cx.step(rule, tr, p, due, t, |at| {
