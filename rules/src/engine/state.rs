@@ -236,8 +236,8 @@ impl Faults {
 }
 
 /// `key`'s bit in [`EquipmentCore::open`].
-fn open_bit(key: Key) -> u128 {
-    1 << key.index().min(127)
+fn open_bit(key: Key) -> u64 {
+    1 << key.index().min(63)
 }
 
 /// Parameters resolved under a generation no resolver ever has: the
@@ -257,11 +257,12 @@ pub(crate) struct EquipmentCore {
     /// a short list beats a place for each rule. Changed only by
     /// `put_slot` and `take_slot` (they keep `open` true).
     pub slots: Vec<Slot>,
-    /// A bit per rule with an open alarm here (keys from 127 on share the
-    /// last bit): most "is it open?" questions, asked of every equipment
+    /// A bit per rule with an open alarm here (keys from 63 on share the
+    /// last bit: the 44 built-in rules and the first defined ones have
+    /// their own): most "is it open?" questions, asked of every equipment
     /// on every tick, are answered without reading `slots` (a cache miss
     /// each).
-    open: u128,
+    open: u64,
     /// When each defined rule's last alarm here cleared (cool-down), by
     /// defined index.
     pub defined_cleared_at: Vec<Option<EpochMs>>,
