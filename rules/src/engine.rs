@@ -25,7 +25,7 @@ use crate::config::RuleConfig;
 use crate::define::Definition;
 use crate::error::AlarmOpError;
 use crate::family::{
-    Cx, DevCx, DevIx, DeviceTick, EqIx, Family, FillingFacts, Local, Msg, RegistryFacts,
+    Cx, DevCx, DevIx, DeviceTick, EqIx, Family, FillingFacts, Hooks, Local, Msg, RegistryFacts,
 };
 use book::Book;
 pub(crate) use escalation::Escalation;
@@ -39,8 +39,9 @@ const CLOCK_STEP_MS: EpochMs = 1_000;
 /// Evaluates the rules for the equipment of one shard. Pure: no I/O, no
 /// wall clock; the caller passes `now` and publishes what comes out.
 pub struct RuleEngine {
-    /// Every family with the key of its first rule, in calling order.
-    families: Vec<(usize, Box<dyn Family>)>,
+    /// Every family with the key of its first rule and the hooks it
+    /// implements, in calling order.
+    families: Vec<(usize, Hooks, Box<dyn Family>)>,
     resolver: Resolver,
     world: World,
     /// The configuration changed: the next `tick` looks at every device.
@@ -118,7 +119,7 @@ impl RuleEngine {
             .map(|f| {
                 let first = base;
                 base += f.rules().len();
-                (first, f)
+                (first, f.hooks(), f)
             })
             .collect();
         let mut engine = RuleEngine {
@@ -244,7 +245,14 @@ impl RuleEngine {
             facts,
         };
         let time = (now, self.local_offset_ms);
-        self.each_on_device(dix, time, &mut out, |f, cx| f.on_heard(cx, &msg));
+        let stream = reading.payload.stream();
+        self.each_on_device(
+            dix,
+            time,
+            &mut out,
+            |h| h.heard.has(stream),
+            |f, cx| f.on_heard(cx, &msg),
+        );
 
         let dev = &mut self.world.devices[dix];
         let stream_latest = match reading.payload {
@@ -259,19 +267,37 @@ impl RuleEngine {
         if newer_seq && reading.ts.saturating_add(CLOCK_STEP_MS) < dev.last_ts {
             info!(device = %dev_id, seq = reading.seq, ts = reading.ts, last_ts = dev.last_ts, "Device clock stepped back; rule periods now run on the new clock.");
             dev.rebase(reading.ts);
-            self.each_on_device(dix, time, &mut out, |f, cx| f.on_rebase(cx, reading.ts));
+            self.each_on_device(
+                dix,
+                time,
+                &mut out,
+                |h| h.rebase,
+                |f, cx| f.on_rebase(cx, reading.ts),
+            );
         } else if stream_latest.is_some_and(|latest| reading.ts < latest) {
             // A late message (overtaken by newer ones): it cannot become the
             // latest, which would rewind the rules' state; what it decides
             // on its own is judged at its own time.
             debug!(device = %dev_id, seq = reading.seq, ts = reading.ts, "Reading older than the device's latest; judged on its own.");
-            self.each_on_device(dix, time, &mut out, |f, cx| f.on_late(cx, &msg));
+            self.each_on_device(
+                dix,
+                time,
+                &mut out,
+                |h| h.late.has(stream),
+                |f, cx| f.on_late(cx, &msg),
+            );
             return out;
         }
         let dev = &mut self.world.devices[dix];
         dev.last_ts = dev.last_ts.max(reading.ts);
         self.world.equipment[eix].advance_clock(reading.ts);
-        self.each_on_device(dix, time, &mut out, |f, cx| f.before_message(cx, &msg));
+        self.each_on_device(
+            dix,
+            time,
+            &mut out,
+            |h| h.before.has(stream),
+            |f, cx| f.before_message(cx, &msg),
+        );
 
         // The reading becomes the device's latest of its stream.
         let dev = &mut self.world.devices[dix];
@@ -289,7 +315,13 @@ impl RuleEngine {
             Payload::Video(_) => dev.video_ts = Some(reading.ts),
             Payload::Filling(_) => {}
         }
-        self.each_on_device(dix, time, &mut out, |f, cx| f.on_message(cx, &msg));
+        self.each_on_device(
+            dix,
+            time,
+            &mut out,
+            |h| h.message.has(stream),
+            |f, cx| f.on_message(cx, &msg),
+        );
         out
     }
 
@@ -316,7 +348,7 @@ impl RuleEngine {
                     self.world.equipment[eix].rebind(&f.binding);
                     self.resolver.refresh(&mut self.world.equipment[eix]);
                     let heard = heard[eix];
-                    self.each_on_equipment(eix, time, &mut out, |fam, cx| {
+                    self.each_on_equipment(eix, time, &mut out, ANY, |fam, cx| {
                         fam.on_registry(cx, Some(f), heard)
                     });
                 }
@@ -327,10 +359,10 @@ impl RuleEngine {
                     crate::family::push_modestly(&mut self.world.equipment, eq);
                     self.resolver.refresh(&mut self.world.equipment[eix]);
                     let mut changes = Vec::new();
-                    self.each_on_equipment(eix, time, &mut changes, |fam, cx| {
+                    self.each_on_equipment(eix, time, &mut changes, ANY, |fam, cx| {
                         fam.on_registry(cx, Some(f), None)
                     });
-                    let kept = self.families.iter().any(|(_, fam)| fam.holds_state(eix));
+                    let kept = (self.families.iter()).any(|(_, _, fam)| fam.holds_state(eix));
                     if changes.is_empty() && !kept {
                         self.world.equipment.pop();
                     } else {
@@ -344,7 +376,9 @@ impl RuleEngine {
         // registry-time alarms end.
         for (eix, seen) in seen.into_iter().enumerate() {
             if !seen {
-                self.each_on_equipment(eix, time, &mut out, |f, cx| f.on_registry(cx, None, None));
+                self.each_on_equipment(eix, time, &mut out, ANY, |f, cx| {
+                    f.on_registry(cx, None, None)
+                });
             }
         }
         out
@@ -371,11 +405,23 @@ impl RuleEngine {
             let eq = &mut self.world.equipment[eix];
             self.resolver.refresh(eq);
             eq.advance_clock(tick.device_now);
-            self.each_on_device(dix, time, &mut out, |f, cx| f.on_device_tick(cx, &tick));
+            self.each_on_device(
+                dix,
+                time,
+                &mut out,
+                |h| h.device_tick,
+                |f, cx| f.on_device_tick(cx, &tick),
+            );
         }
         for eix in 0..self.world.equipment.len() {
             self.resolver.refresh(&mut self.world.equipment[eix]);
-            self.each_on_equipment(eix, time, &mut out, |f, cx| f.on_equipment_tick(cx));
+            self.each_on_equipment(
+                eix,
+                time,
+                &mut out,
+                |h| h.equipment_tick,
+                |f, cx| f.on_equipment_tick(cx),
+            );
         }
         escalation::escalate(
             &mut self.world.equipment,
@@ -442,7 +488,7 @@ impl RuleEngine {
         // What "handled" means is the rule's family's to say; per-device
         // conditions notice the missing alarm at their next evaluation.
         let owner = self.family_of(key);
-        let (base, family) = &mut self.families[owner];
+        let (base, _, family) = &mut self.families[owner];
         let mut ignored = Vec::new();
         let params = Arc::clone(&self.world.equipment[eix].params);
         let mut cx = Cx {
@@ -488,7 +534,7 @@ impl RuleEngine {
 
     /// Tells the families which rules are defined, by slot.
     fn announce_defined(&mut self) {
-        for (_, f) in &mut self.families {
+        for (_, _, f) in &mut self.families {
             f.on_config(&self.resolver.defined);
         }
     }
@@ -522,7 +568,7 @@ impl RuleEngine {
         // family's (the last one, defined rules, every key after it).
         self.families
             .iter()
-            .rposition(|(base, _)| key.index() >= *base)
+            .rposition(|(base, _, _)| key.index() >= *base)
             .unwrap_or(0)
     }
 
@@ -567,22 +613,26 @@ impl RuleEngine {
             self.world.book.release(eq, key, dix, ts, out);
         }
         let time = (ts, self.local_offset_ms);
-        self.each_on_equipment(old, time, out, |f, cx| f.on_release(cx, dix, &id, ts));
+        self.each_on_equipment(old, time, out, ANY, |f, cx| f.on_release(cx, dix, &id, ts));
     }
 
-    /// Runs `hook` of every family, in order, for device `dix`.
+    /// Runs `hook` of every family that `wants` it, in order, for device `dix`.
     fn each_on_device(
         &mut self,
         dix: DevIx,
         (now, local_offset_ms): (EpochMs, i64),
         out: &mut Vec<Alarm>,
+        wants: impl Fn(&Hooks) -> bool,
         mut hook: impl FnMut(&mut dyn Family, &mut DevCx<'_>),
     ) {
         let dev = &mut self.world.devices[dix];
         let eq = &mut self.world.equipment[dev.eq];
         // Hooks do not resolve parameters again: one set for every family.
         let params = Arc::clone(&eq.params);
-        for (base, family) in &mut self.families {
+        for (base, hooks, family) in &mut self.families {
+            if !wants(hooks) {
+                continue;
+            }
             let mut cx = DevCx {
                 cx: Cx {
                     book: &mut self.world.book,
@@ -600,17 +650,21 @@ impl RuleEngine {
         }
     }
 
-    /// Runs `hook` of every family, in order, for equipment `eix`.
+    /// Runs `hook` of every family that `wants` it, in order, for equipment `eix`.
     fn each_on_equipment(
         &mut self,
         eix: EqIx,
         (now, local_offset_ms): (EpochMs, i64),
         out: &mut Vec<Alarm>,
+        wants: impl Fn(&Hooks) -> bool,
         mut hook: impl FnMut(&mut dyn Family, &mut Cx<'_>),
     ) {
         let eq = &mut self.world.equipment[eix];
         let params = Arc::clone(&eq.params);
-        for (base, family) in &mut self.families {
+        for (base, hooks, family) in &mut self.families {
+            if !wants(hooks) {
+                continue;
+            }
             let mut cx = Cx {
                 book: &mut self.world.book,
                 eq,
@@ -624,6 +678,9 @@ impl RuleEngine {
         }
     }
 }
+
+/// For hooks every family gets (rare ones: registry checks, releases).
+const ANY: fn(&Hooks) -> bool = |_| true;
 
 /// Turns the configuration into per-equipment parameters, shared per
 /// category unless an equipment has overrides of its own.

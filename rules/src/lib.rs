@@ -24,8 +24,9 @@
 //!
 //! # Modules
 //! - `family.rs`: the `Family` trait every group of rules implements (on a
-//!   message, on a tick, on resolve, on device release, …), the context its
-//!   hooks get, and the list of families in calling order.
+//!   message, on a tick, on resolve, on device release, …) with the hooks
+//!   each family says it implements (the engine calls no others), the
+//!   context its hooks get, and the list of families in calling order.
 //!   `family/*.rs`: one file per family, holding its rules' declarations,
 //!   their evaluation and the family's own state per device and equipment.
 //! - `catalogue.rs`: what a rule declaration is (id, severity, description,

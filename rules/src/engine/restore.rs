@@ -49,7 +49,7 @@ pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs)
         let eix = engine.restored_equipment(latest);
         let time = (now, engine.local_offset_ms);
         let mut ignored = Vec::new();
-        engine.each_on_equipment(eix, time, &mut ignored, |f, cx| {
+        engine.each_on_equipment(eix, time, &mut ignored, super::ANY, |f, cx| {
             f.on_restore(cx, key, &versions)
         });
         if !latest.state.is_open() {

@@ -91,6 +91,11 @@ impl Tracker {
         Step::Idle
     }
 
+    /// No run, no occurrence, no alarm held: as new, whatever `since` says.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.run == Run::None && !self.fired && !self.held
+    }
+
     /// Whether a later clock alone can change the outcome (a `for` or a
     /// clear period is running), so `tick` must look at it.
     pub(crate) fn pending(&self) -> bool {
@@ -230,6 +235,11 @@ impl Faults {
     }
 }
 
+/// `key`'s bit in [`EquipmentCore::open`].
+fn open_bit(key: Key) -> u64 {
+    1 << key.index().min(63)
+}
+
 /// Parameters resolved under a generation no resolver ever has: the
 /// equipment's are resolved at its next evaluation.
 pub(crate) const STALE: u64 = u64::MAX;
@@ -244,8 +254,15 @@ pub(crate) struct EquipmentCore {
     pub params_gen: u64,
     /// The open alarms, by [`Key`] ascending: built-in rules, then defined
     /// ones. Most equipment has none or a few of its rules' alarms open, so
-    /// a short list beats a place for each rule.
+    /// a short list beats a place for each rule. Changed only by
+    /// `put_slot` and `take_slot` (they keep `open` true).
     pub slots: Vec<Slot>,
+    /// A bit per rule with an open alarm here (keys from 63 on share the
+    /// last bit: the 44 built-in rules and the first defined ones have
+    /// their own): most "is it open?" questions, asked of every equipment
+    /// on every tick, are answered without reading `slots` (a cache miss
+    /// each).
+    open: u64,
     /// When each defined rule's last alarm here cleared (cool-down), by
     /// defined index.
     pub defined_cleared_at: Vec<Option<EpochMs>>,
@@ -272,6 +289,7 @@ impl EquipmentCore {
             params,
             params_gen: STALE,
             slots: Vec::new(),
+            open: 0,
             defined_cleared_at: Vec::new(),
             clock: None,
             registry: Arc::default(),
@@ -297,21 +315,33 @@ impl EquipmentCore {
     }
 
     pub(crate) fn slot(&self, key: Key) -> Option<&Slot> {
+        if self.open & open_bit(key) == 0 {
+            return None;
+        }
         self.slots.iter().find(|s| s.key == key)
     }
 
     pub(crate) fn slot_mut(&mut self, key: Key) -> Option<&mut Slot> {
+        if self.open & open_bit(key) == 0 {
+            return None;
+        }
         self.slots.iter_mut().find(|s| s.key == key)
     }
 
     /// Takes `key`'s open alarm out (it is no longer open here).
     pub(crate) fn take_slot(&mut self, key: Key) -> Option<Slot> {
+        if self.open & open_bit(key) == 0 {
+            return None;
+        }
         let i = self.slots.iter().position(|s| s.key == key)?;
-        Some(self.slots.remove(i))
+        let slot = self.slots.remove(i);
+        self.open = (self.slots.iter()).fold(0, |bits, s| bits | open_bit(s.key));
+        Some(slot)
     }
 
     /// `slot` is its rule's open alarm now; returns the one it replaces.
     pub(crate) fn put_slot(&mut self, slot: Slot) -> Option<Slot> {
+        self.open |= open_bit(slot.key);
         match self.slots.binary_search_by_key(&slot.key, |s| s.key) {
             Ok(i) => Some(std::mem::replace(&mut self.slots[i], slot)),
             Err(i) => {

@@ -21,10 +21,10 @@
 
 use serde_json::json;
 use vigil_model::reading::{Direction, Door, FillResult};
-use vigil_model::{DeviceId, EpochMs, Payload, Severity};
+use vigil_model::{DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
-use super::{Cx, Dense, DevCx, DevIx, Family, Msg, rules};
+use super::{Cx, Dense, DevCx, DevIx, Family, Hooks, Msg, Sparse, Streams, rules};
 use crate::anomaly::{AnomalyParams, Detector, Verdict};
 use crate::catalogue::{Clear, Decl, Kind, Lit, Num, Param, RIDE_CATEGORIES, Whole};
 
@@ -95,10 +95,14 @@ const DOOR_CLOSE_MS: std::ops::RangeInclusive<EpochMs> = 500..=30_000;
 /// between floors, a lost sample) and are not learned.
 const TRIP_MS_PER_FLOOR: std::ops::RangeInclusive<EpochMs> = 500..=60_000;
 
-/// The detectors of every device.
+/// The detectors of every device: an elevator's two metrics by device,
+/// the ride's and the scale's (few devices feed them) apart, so that no
+/// device keeps detectors for metrics it never sends.
 #[derive(Default)]
 pub(crate) struct Anomaly {
     devices: Dense<AnomalyDevice>,
+    vibration: Sparse<Watch>,
+    fill: Sparse<Watch>,
 }
 
 /// One metric of one device.
@@ -109,10 +113,11 @@ struct Watch {
     flagged: bool,
 }
 
-/// The anomaly state of one device, a watch per rule.
+/// The elevator anomaly state of one device.
 #[derive(Debug, Default)]
 struct AnomalyDevice {
-    watches: [Watch; Rule::ALL.len()],
+    door_close: Watch,
+    trip: Watch,
     /// When the door began its current closing, if it is closing.
     closing_since: Option<EpochMs>,
     /// When and where the current trip began, if the car is travelling.
@@ -126,6 +131,13 @@ impl Family for Anomaly {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            message: Streams::of(&[Stream::Elevator, Stream::Ride, Stream::Filling]),
+            ..Hooks::NONE
+        }
     }
 
     fn on_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
@@ -193,6 +205,8 @@ impl Family for Anomaly {
 
     fn on_release(&mut self, _cx: &mut Cx<'_>, dev: DevIx, _id: &DeviceId, _at: EpochMs) {
         self.devices.reset(dev);
+        self.vibration.remove(&dev);
+        self.fill.remove(&dev);
     }
 }
 
@@ -200,7 +214,12 @@ impl Anomaly {
     fn observe(&mut self, cx: &mut DevCx<'_>, rule: Rule, value: f64, ts: EpochMs) {
         let tuning = cx.tuning();
         let p = tuning.of(rule);
-        let watch = &mut self.devices.at(cx.ix).watches[rule as usize];
+        let watch = match rule {
+            Rule::DoorClose => &mut self.devices.at(cx.ix).door_close,
+            Rule::Trip => &mut self.devices.at(cx.ix).trip,
+            Rule::Vibration => self.vibration.entry(cx.ix).or_default(),
+            Rule::Fill => self.fill.entry(cx.ix).or_default(),
+        };
         if !p.enabled {
             if watch.flagged {
                 watch.flagged = false;

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 use vigil_model::reading::ControllerEvent;
-use vigil_model::{Alarm, EpochMs, Payload, Severity};
+use vigil_model::{Alarm, EpochMs, Payload, Severity, Stream};
 
-use super::{Cx, DevCx, DeviceTick, Family, Few, Local, Msg, rules};
+use super::{Cx, DevCx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, rules};
 use crate::catalogue::{Clear, Codes, Decl, Key, Kind, Lit, Param, Params};
 
 rules! {
@@ -92,6 +92,14 @@ impl Family for Controller {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            message: Streams::of(&[Stream::Event]),
+            device_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     fn on_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {

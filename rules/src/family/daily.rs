@@ -16,9 +16,9 @@
 
 use serde_json::{Value, json};
 use vigil_model::reading::{DAILY_CHECK_CODE, RideState};
-use vigil_model::{EpochMs, Payload, Severity};
+use vigil_model::{EpochMs, Payload, Severity, Stream};
 
-use super::{Cx, DevCx, Family, Msg, Sparse, rules};
+use super::{Cx, DevCx, Family, Hooks, Msg, Sparse, Streams, rules};
 use crate::catalogue::{Clear, Decl, RIDE_CATEGORIES};
 
 rules! {
@@ -67,6 +67,14 @@ impl Family for Daily {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            message: Streams::of(&[Stream::Ride, Stream::Event]),
+            equipment_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     /// A ride sample or event at its device time.

@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
-use vigil_model::{Alarm, DeviceId, EpochMs};
+use vigil_model::{Alarm, DeviceId, EpochMs, Stream};
 
-use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Local, Msg};
+use super::{Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams};
 use crate::catalogue::{Decl, Key};
 use crate::define::{Definition, Sample, Scope, Source};
 use crate::engine::state::Tracker;
@@ -22,6 +22,8 @@ pub(crate) struct Defined {
     /// By slot; `None` is a rule a reload dropped (its alarms clear).
     rules: Vec<Option<Arc<Definition>>>,
     devices: Dense<DefinedDevice>,
+    /// Some defined rule's period of the device is running.
+    busy: Bits,
     /// Event rules: the last matching event's time and device, by slot.
     last: Few<Vec<Option<(EpochMs, DeviceId)>>>,
 }
@@ -30,8 +32,6 @@ pub(crate) struct Defined {
 struct DefinedDevice {
     /// One per defined rule (state rules use theirs), by slot.
     trackers: Vec<Tracker>,
-    /// Some defined rule's period is running.
-    busy: bool,
 }
 
 impl Family for Defined {
@@ -41,6 +41,18 @@ impl Family for Defined {
 
     fn rules(&self) -> &'static [Decl] {
         &[]
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            rebase: true,
+            before: Streams::of(&[Stream::Elevator, Stream::Ride]),
+            // Every message: its timer ends quiet periods on the device's clock.
+            message: Streams::ALL,
+            device_tick: true,
+            equipment_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     fn on_config(&mut self, defined: &[Option<Arc<Definition>>]) {
@@ -57,7 +69,7 @@ impl Family for Defined {
     /// moment first, as ticks would have done live.
     fn before_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
         let state = Sample::of(msg.payload, msg.ts).is_some_and(|s| s.source().is_state());
-        if state && self.devices.get(cx.ix).is_some_and(|d| d.busy) {
+        if state && self.busy.get(cx.ix) {
             self.evaluate(cx, msg.ts);
         }
     }
@@ -76,7 +88,7 @@ impl Family for Defined {
     }
 
     fn on_device_tick(&mut self, cx: &mut DevCx<'_>, tick: &DeviceTick) {
-        if tick.everything || self.devices.get(cx.ix).is_some_and(|d| d.busy) {
+        if tick.everything || self.busy.get(cx.ix) {
             self.evaluate(cx, tick.device_now);
         }
         self.timer(cx, tick.device_now);
@@ -99,6 +111,7 @@ impl Family for Defined {
 
     fn on_release(&mut self, _cx: &mut Cx<'_>, dev: DevIx, _id: &DeviceId, _at: EpochMs) {
         self.devices.reset(dev);
+        self.busy.set(dev, false);
     }
 
     /// Event rules clear a quiet period after the last matching event: a
@@ -185,7 +198,7 @@ impl Defined {
             cx.step(rule, tr, p, due, t, |_| def.details(&scope));
             busy |= tr.pending();
         }
-        d.busy = busy;
+        self.busy.set(cx.ix, busy);
     }
 
     /// A video event or filling record at device time `t`: each event rule

@@ -8,9 +8,11 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 use vigil_model::reading::{Direction, Door, ElevatorMode, ElevatorSample, Limit};
-use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload};
+use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Stream};
 
-use super::{Cx, Dense, DevCx, DevIx, DeviceTick, Family, Msg, Tuning, rules};
+use super::{
+    Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Streams, Tuning, rules,
+};
 use crate::builtin::{self, Condition};
 use crate::catalogue::{Decl, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
 use crate::define::{Sample, Source};
@@ -178,6 +180,9 @@ static CONDITIONS: LazyLock<Vec<Option<Condition>>> =
 #[derive(Default)]
 pub(crate) struct Elevator {
     devices: Dense<ElevatorDevice>,
+    /// Some period of the device is running: `tick` must re-evaluate its
+    /// last sample.
+    busy: Bits,
 }
 
 #[derive(Debug, Default)]
@@ -193,8 +198,6 @@ struct ElevatorDevice {
     /// under: ticks and the next sample's first look judge the same
     /// sample again.
     holding: Option<(u32, u16)>,
-    /// Some period is running: `tick` must re-evaluate the last sample.
-    busy: bool,
 }
 
 impl Family for Elevator {
@@ -204,6 +207,17 @@ impl Family for Elevator {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            rebase: true,
+            before: Streams::of(&[Stream::Elevator]),
+            message: Streams::of(&[Stream::Elevator]),
+            late: Streams::of(&[Stream::Elevator]),
+            device_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
@@ -217,9 +231,7 @@ impl Family for Elevator {
         // The previous sample held until now: let its running periods
         // reach this moment first, as ticks would have done live. Replay
         // and live then agree even without ticks.
-        if matches!(msg.payload, Payload::Elevator(_))
-            && self.devices.get(cx.ix).is_some_and(|d| d.busy)
-        {
+        if matches!(msg.payload, Payload::Elevator(_)) && self.busy.get(cx.ix) {
             self.evaluate(cx, msg.ts);
         }
     }
@@ -236,7 +248,7 @@ impl Family for Elevator {
     }
 
     fn on_device_tick(&mut self, cx: &mut DevCx<'_>, tick: &DeviceTick) {
-        if tick.everything || self.devices.get(cx.ix).is_some_and(|d| d.busy) {
+        if tick.everything || self.busy.get(cx.ix) {
             self.evaluate(cx, tick.device_now);
         }
     }
@@ -278,11 +290,14 @@ impl Family for Elevator {
         }
         // The live condition adopts a late alarm at its next evaluation;
         // a silent device's tick must come by.
-        d.busy |= fired;
+        if fired {
+            self.busy.set(cx.ix, true);
+        }
     }
 
     fn on_release(&mut self, _cx: &mut Cx<'_>, dev: DevIx, _id: &DeviceId, _at: EpochMs) {
         self.devices.reset(dev);
+        self.busy.set(dev, false);
     }
 }
 
@@ -307,14 +322,25 @@ impl Elevator {
         };
         d.aux
             .prune_door_changes(t - tuning.of(Rule::DoorCycling).ms(WINDOW));
-        let mut busy = !d.aux.door_changes.is_empty();
+        // Time alone only shortens the door-change window: a tick can
+        // change door cycling only while it holds (or its period runs).
+        let cycling = tuning.of(Rule::DoorCycling);
+        let mut busy = d.aux.door_changes.len() > cycling.whole(MAX_CHANGES) as usize;
         for (&rule, tr) in Rule::ALL.iter().zip(d.trackers.iter_mut()) {
             let p = tuning.of(rule);
+            let holds = holding & (1 << rule as u16) != 0;
+            if p.enabled
+                && tr.is_idle()
+                && !cx.is_open(rule)
+                && due_time(rule, holds, p, &d.aux, t).is_none()
+            {
+                // False, no run, no alarm: `sync` and `step` would change nothing.
+                continue;
+            }
             if !cx.sync(rule, tr, p.enabled, t) {
                 continue;
             }
             let run_start = tr.true_since().unwrap_or(t);
-            let holds = holding & (1 << rule as u16) != 0;
             let due = due_time(rule, holds, p, &d.aux, run_start);
             let (geo, aux) = (&d.geo, &d.aux);
             let fired = cx.step(rule, tr, p, due, t, |at| {
@@ -325,7 +351,7 @@ impl Elevator {
             }
             busy |= tr.pending();
         }
-        d.busy = busy;
+        self.busy.set(cx.ix, busy);
     }
 }
 

@@ -22,7 +22,9 @@ use vigil_model::{Alarm, DeviceId, EpochMs, EquipmentId, Payload, Severity};
 
 use super::RegistryFacts;
 use super::elevator::round3;
-use super::{Cx, DevCx, DevIx, DeviceTick, Family, Local, Msg, Sparse, parse_hours, rules};
+use super::{
+    Cx, DevCx, DevIx, DeviceTick, Family, Hooks, Local, Msg, Sparse, Streams, parse_hours, rules,
+};
 use crate::catalogue::{Clear, Decl, Key, Kind, Lit, Ms, Param, Period};
 
 /// What `clear_s` means for the per-record rules.
@@ -230,6 +232,18 @@ impl Family for Filling {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            heard: Streams::ALL,
+            rebase: true,
+            // Every message: its timer ends quiet periods on the device's clock.
+            message: Streams::ALL,
+            device_tick: true,
+            equipment_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     /// A message of a station's device: the station's working hours, and

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 use vigil_model::{Alarm, EpochMs, Severity};
 
-use super::{Cx, Dense, DevCx, Family, Local, Msg, rules};
+use super::{Cx, Dense, DevCx, Family, Hooks, Local, Msg, Streams, rules};
 use crate::catalogue::{Decl, Key, Kind, Lit, Ms, Param, Period, Whole};
 use crate::engine::state::{Occurrence, Step, Tracker};
 
@@ -48,6 +48,14 @@ impl Family for Frequent {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            message: Streams::ALL,
+            equipment_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     fn on_message(&mut self, cx: &mut DevCx<'_>, _msg: &Msg<'_>) {
@@ -97,12 +105,21 @@ impl Frequent {
     fn evaluate(&mut self, cx: &mut Cx<'_>, t: EpochMs) {
         let rule = Rule::FrequentFaults;
         let ix = cx.eq.ix;
-        let held = self.equipment.get(ix).is_some_and(|tr| tr.held);
-        if cx.eq.faults.history.is_empty() && !held && !cx.is_open(rule) {
-            return;
-        }
         let tuning = cx.tuning();
         let p = tuning.of(rule);
+        // Too few occurrences, no alarm and no period running: time alone
+        // only drops occurrences, so nothing can change until the next one
+        // (their window is pruned then). The tracker last: the equipment's
+        // own record is already at hand.
+        if cx.eq.faults.history.len() < p.whole(COUNT) as usize
+            && !cx.is_open(rule)
+            && !self
+                .equipment
+                .get(ix)
+                .is_some_and(|tr| tr.held || tr.pending())
+        {
+            return;
+        }
         let ff = self.equipment.at(ix);
         if ff.held && !cx.is_open(rule) {
             // Resolved by a person.

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use vigil_model::{Alarm, DeviceId, EpochMs, Severity};
 
-use super::{Cx, DevCx, DevIx, DeviceTick, Family, Few, Local, Msg, parse_hours, rules};
+use super::{
+    Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, parse_hours, rules,
+};
 use crate::catalogue::{Clear, Decl, Kind, Lit, Num, Param, RIDE_CATEGORIES, Sev};
 
 rules! {
@@ -61,6 +63,14 @@ impl Family for Liveness {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            heard: Streams::ALL,
+            device_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     /// Any message from a device: it is online. The offline alarm clears

@@ -22,10 +22,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
 use vigil_model::reading::ElevatorMode;
-use vigil_model::{Alarm, Binding, DeviceId, EpochMs, EquipmentId, Payload, Severity};
+use vigil_model::{Alarm, Binding, DeviceId, EpochMs, EquipmentId, Payload, Severity, Stream};
 
 use super::filling::CertificateFacts;
-use super::{Cx, DevCx, EqIx, Family, Local, Msg, Sparse, rules};
+use super::{Cx, DevCx, EqIx, Family, Hooks, Local, Msg, Sparse, Streams, rules};
 use crate::catalogue::{Clear, Decl, Key, Kind, Lit, Ms, Param, Whole};
 
 rules! {
@@ -222,6 +222,13 @@ impl Family for Registry {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            heard: Streams::of(&[Stream::Elevator]),
+            ..Hooks::NONE
+        }
     }
 
     /// Every registry-time rule over one equipment's `facts` at wall time

@@ -6,10 +6,10 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Value, json};
 use vigil_model::reading::RideSample;
-use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Severity};
+use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
-use super::{Cx, DevCx, DevIx, DeviceTick, Family, Msg, Sparse, rules};
+use super::{Cx, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Sparse, Streams, rules};
 use crate::builtin::{self, Condition};
 use crate::catalogue::{Decl, Kind, Lit, Num, Param, Params, Period};
 use crate::define::{Sample, Source};
@@ -131,6 +131,17 @@ impl Family for Rides {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            rebase: true,
+            before: Streams::of(&[Stream::Ride]),
+            message: Streams::of(&[Stream::Ride]),
+            late: Streams::of(&[Stream::Ride]),
+            device_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 use tracing::warn;
 use vigil_model::reading::{RideState, VideoEvent, VideoKind};
-use vigil_model::{Alarm, DeviceId, EpochMs, Payload, Severity};
+use vigil_model::{Alarm, DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
-use super::{Cx, DevCx, DevIx, DeviceTick, Family, Local, Msg, Sparse, rules};
+use super::{Cx, DevCx, DevIx, DeviceTick, Family, Hooks, Local, Msg, Sparse, Streams, rules};
 use crate::catalogue::{Clear, Decl, Key, Kind, Lit, Num, Param, Period, RIDE_CATEGORIES};
 
 /// What `clear_s` means for the rules that clear after a quiet period.
@@ -151,6 +151,17 @@ impl Family for Video {
 
     fn rules(&self) -> &'static [Decl] {
         Rule::DECLS
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            rebase: true,
+            // Every message: its timer ends quiet periods on the device's clock.
+            message: Streams::ALL,
+            late: Streams::of(&[Stream::Video]),
+            device_tick: true,
+            ..Hooks::NONE
+        }
     }
 
     /// `dev_id`'s clock stepped back to `t`: its quiet periods run from `t`.

@@ -81,6 +81,25 @@ fn a_repeat_when_the_count_returns_within_the_clear_period() {
 }
 
 #[test]
+fn a_period_that_ends_below_the_count_starts_over() {
+    // A 36 s window and a 12 s `for`.
+    let mut h = H::with_toml("[rule.\"elevator.frequent_faults\"]\nwindow_h = 0.01\nfor_s = 12");
+    // The third occurrence at 27 s starts the period (due at 39 s).
+    none(&overspeeds(&mut h, &[0, 20, 27]), RULE);
+    // At 36 s the one at 0 s leaves the window: two, the period ends.
+    none(&h.tick(36_000), RULE);
+    // Three again at 37 s: a new period, due at 49 s, not at 39 s.
+    none(&h.send(37_000, overspeed()), RULE);
+    none(&h.send(42_000, moving()), RULE);
+    for t in [40_000, 45_000, 48_999] {
+        none(&h.tick(t), RULE);
+    }
+    let a = one(&h.tick(49_000), RULE);
+    assert_raised(&a, RULE, 49_000);
+    assert_eq!(a.details["occurrences"], 3);
+}
+
+#[test]
 fn minor_alarms_offline_and_itself_do_not_count() {
     let mut h = H::new();
     // door_wont_close (minor) three times.
