@@ -38,6 +38,7 @@ mod connections;
 mod flood;
 mod ingest;
 mod registry;
+mod rules;
 mod sql;
 mod store;
 
@@ -113,6 +114,10 @@ pub(crate) enum BenchCommand {
     /// The registry at a province's size: import, memory, and the latency
     /// of a device update and a CONNECT check, against a hundredth of it.
     Registry(registry::RegistryArgs),
+    /// Rules per core: readings/s through the whole catalogue and a rule
+    /// file on one thread, and rule state per device, against a bare
+    /// per-device state update on the same readings.
+    Rules(rules::RulesArgs),
     /// Analyst SQL on a month of a fleet's readings in the embedded store,
     /// against DuckDB on the same Parquet files (docs/benchmarks.md).
     Sql(sql::SqlArgs),
@@ -182,6 +187,7 @@ impl Step {
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         Some(BenchCommand::All(a)) => return all::run(a),
+        Some(BenchCommand::Rules(a)) => return rules::run(a),
         Some(BenchCommand::Sql(a)) => return sql::run(a).await,
         Some(BenchCommand::Store(a)) => return store::run(a).await,
         Some(BenchCommand::Compare(a)) => return compare::run(a).await,

@@ -216,3 +216,21 @@ fn the_suite_runs_each_mode_in_turn_and_sums_up_their_ratios() {
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("| connections | ok |"), "{summary}");
 }
+
+#[test]
+fn the_rules_bench_gives_readings_per_core_state_per_device_and_its_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, _) = bench(&["rules", "--quick"], &dir.path().join("rules.json"));
+    assert_eq!(report["devices"].as_u64(), Some(2_000), "{report}");
+    for key in [
+        "readings_per_cpu_s",
+        "baseline_readings_per_cpu_s",
+        "rss_bytes_per_device",
+        "alarm_changes",
+    ] {
+        assert!(report[key].as_u64().unwrap() > 0, "{key}: {report}");
+    }
+    let ratio = report["engine_over_baseline_time_ratio"].as_f64().unwrap();
+    assert!(ratio.is_finite() && ratio > 0.0, "{report}");
+    assert_eq!(report["summary"].as_str().unwrap().len(), 16);
+}

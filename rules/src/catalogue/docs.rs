@@ -238,10 +238,10 @@ fn every_family_is_in_a_generated_table_once() {
 fn the_bench_rule_file_is_rules_md_example_and_loads() {
     let docs = &rules_md();
     let docs = std::fs::read_to_string(docs).expect("docs/rules.md is readable");
-    let file = include_str!("../../benches/site-rules.toml");
+    let file = include_str!("../../examples/site-rules.toml");
     assert!(
         docs.contains(file),
-        "rules/benches/site-rules.toml is the example rule file of docs/rules.md, as written there"
+        "rules/examples/site-rules.toml is the example rule file of docs/rules.md, as written there"
     );
     let config = crate::RuleConfig::load(&toml::Table::new(), Some(("site-rules.toml", file)))
         .unwrap_or_else(|e| panic!("site-rules.toml: {e}"));

@@ -1,14 +1,8 @@
-//! Rules per core: readings per second through the whole built-in
-//! catalogue and a rule file (docs/rules.md's example, `site-rules.toml`
-//! beside this file) for a fleet of many devices, one engine on one
-//! thread, ticked every simulated second as the engine binary does; and
-//! the bytes of rule state the engine keeps per device.
-//!
-//! ```sh
-//! cargo bench -p vigil-rules --bench throughput                  # 100 000 devices, 30 rounds
-//! cargo bench -p vigil-rules --bench throughput -- 5000 10       # devices, rounds
-//! cargo bench -p vigil-rules --bench throughput -- --json r.json # also as JSON (or VIGIL_BENCH_JSON)
-//! ```
+//! `vigil bench rules`: rules per core. Readings per second through the
+//! whole built-in catalogue and a rule file (docs/rules.md's example,
+//! `rules/examples/site-rules.toml`) for a fleet of many devices, one
+//! engine on one thread, ticked every simulated second as the engine does;
+//! and the bytes of rule state the engine keeps per device.
 //!
 //! The fleet: of every 20 devices, 16 are elevators (one car each), one
 //! an elevator whose controller also reports fault codes, one a large
@@ -23,14 +17,20 @@
 //!
 //! Throughput is the engine's share of each round (the round's readings
 //! are made before the clock starts), per second of CPU time (the machine
-//! is shared, so wall time mostly measures the neighbours) and of wall
-//! time. Rule state per device is measured over the warm-up rounds, from
-//! an empty engine to one that has seen every device, divided by the
-//! number of devices: the growth of the process's resident memory (Linux
-//! `/proc/self/statm`).
+//! is shared, so wall time mostly measures the neighbours; the thread's
+//! own CPU clock) and of wall time. The baseline, timed on the same readings in the same rounds, is
+//! the least any per-device stream processor does with a reading: find
+//! the device's state in a `HashMap` by its id and update it. Rule state
+//! per device is measured over the warm-up rounds, from an empty engine
+//! to one that has seen every device, divided by the number of devices:
+//! the growth of the process's resident memory (Linux `/proc/self/statm`).
 
+use std::collections::HashMap;
 use std::hint::black_box;
+use std::path::PathBuf;
 use std::time::Instant;
+
+use clap::Args;
 
 use serde_json::json;
 use vigil_model::reading::{
@@ -51,7 +51,7 @@ const DAY_MS: EpochMs = 86_400_000;
 /// docs/rules.md's example rule file: three defined rules (elevator,
 /// ride, video) and an override for one equipment (`EQ440703000012`, an
 /// elevator of the fleet) and one category.
-const RULE_FILE: &str = include_str!("site-rules.toml");
+const RULE_FILE: &str = include_str!("../../rules/examples/site-rules.toml");
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -315,16 +315,23 @@ fn round(engine: &mut RuleEngine, fleet: &mut [Device], r: u64, rng: &mut Rng) -
     changes
 }
 
-/// CPU and wall time of the engine's part of one round: the readings are
-/// made first (not measured), then evaluated and the engine ticked.
+/// CPU and wall time of the engine's part of the rounds, and of the
+/// baseline's on the same readings.
 #[derive(Default)]
 struct Spent {
     cpu_s: f64,
     wall_s: f64,
+    baseline_cpu_s: f64,
 }
 
+/// The baseline's state: per device, the time and seq of its last reading.
+type Latest = HashMap<DeviceId, (EpochMs, u64)>;
+
+/// One round: the readings are made first (not measured), then handed to
+/// the baseline, then evaluated by the engine and the engine ticked.
 fn timed_round(
     engine: &mut RuleEngine,
+    latest: &mut Latest,
     fleet: &mut [Device],
     r: u64,
     rng: &mut Rng,
@@ -333,6 +340,13 @@ fn timed_round(
     let batch: Vec<_> = (fleet.iter_mut().enumerate())
         .map(|(i, dev)| reading(dev, i, r, rng))
         .collect();
+    let cpu_start = cpu_seconds();
+    for (reading, _) in &batch {
+        if let Some(state) = latest.get_mut(&reading.device_id) {
+            *state = black_box((reading.ts, reading.seq));
+        }
+    }
+    spent.baseline_cpu_s += cpu_seconds() - cpu_start;
     let (start, cpu_start) = (Instant::now(), cpu_seconds());
     let mut changes = Vec::new();
     for (dev, msg) in fleet.iter().zip(&batch) {
@@ -344,20 +358,11 @@ fn timed_round(
     changes
 }
 
-/// CPU time this process has used (user + system), from `/proc/self/stat`:
-/// on a shared machine wall time mostly measures the neighbours.
+/// CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`, in ns): on
+/// a shared machine wall time mostly measures the neighbours.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime and
-    // stime are the 12th and 13th, in clock ticks (100 per second).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|t| t.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / 100.0
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 fn resident_bytes() -> u64 {
@@ -404,29 +409,38 @@ impl Summary {
     }
 }
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let mut numbers = Vec::new();
-    let mut json_path = std::env::var("VIGIL_BENCH_JSON").ok();
-    while let Some(a) = args.next() {
-        if a == "--json" {
-            json_path = args.next();
-        } else if let Ok(n) = a.parse::<usize>() {
-            numbers.push(n);
-        }
-        // Anything else (`--bench`, which cargo passes) is not ours.
-    }
-    let devices = numbers.first().copied().unwrap_or(100_000);
-    let rounds = numbers.get(1).copied().unwrap_or(30) as u64;
+#[derive(Debug, Args)]
+pub(crate) struct RulesArgs {
+    /// Devices in the fleet.
+    #[arg(long, default_value_t = 100_000)]
+    pub devices: usize,
+    /// Timed rounds (one reading per device each), after 3 warm-up rounds.
+    #[arg(long, default_value_t = 30)]
+    pub rounds: u64,
+    /// Small and short: 2 000 devices, 5 rounds (a smoke run that every
+    /// figure is produced).
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub(super) fn run(args: RulesArgs) -> anyhow::Result<()> {
+    let (devices, rounds) = if args.quick {
+        (2_000, 5)
+    } else {
+        (args.devices, args.rounds)
+    };
+    anyhow::ensure!(devices > 0 && rounds > 0, "need devices and rounds");
     let warmup = 3;
 
-    let config = RuleConfig::load(&toml::Table::new(), Some(("site-rules.toml", RULE_FILE)))
-        .expect("the bench's rule file checks");
+    let config = RuleConfig::load(&toml::Table::new(), Some(("site-rules.toml", RULE_FILE)))?;
     let mut fleet = fleet(devices);
     let mut n = 0u64;
     let ids = Box::new(move || {
         n += 1;
-        AlarmId::new(format!("A{n}")).unwrap()
+        AlarmId::new(format!("A{n}")).expect("a well-formed alarm id")
     });
     let mut summary = Summary::default();
     let rss_before = resident_bytes();
@@ -436,11 +450,13 @@ fn main() {
         summary.add(&round(&mut engine, &mut fleet, r, &mut rng));
     }
     let rss = resident_bytes().saturating_sub(rss_before);
+    let mut latest: Latest = fleet.iter().map(|d| (d.id.clone(), (0, 0))).collect();
 
     let mut spent = Spent::default();
     for r in warmup..warmup + rounds {
         summary.add(&timed_round(
             &mut engine,
+            &mut latest,
             &mut fleet,
             r,
             &mut rng,
@@ -449,13 +465,18 @@ fn main() {
     }
     let readings = devices as f64 * rounds as f64;
     let per_device = |bytes: u64| bytes / devices.max(1) as u64;
+    let baseline_cpu_s = spent.baseline_cpu_s.max(1e-9);
     let figures = json!({
+        "machine": super::machine(),
+        "quick": args.quick,
         "devices": devices,
         "rounds": rounds,
         "warmup_rounds": warmup,
         "readings_per_cpu_s": (readings / spent.cpu_s).round() as u64,
         "readings_per_wall_s": (readings / spent.wall_s).round() as u64,
         "cpu_ns_per_reading": (spent.cpu_s * 1e9 / readings).round() as u64,
+        "baseline_readings_per_cpu_s": (readings / baseline_cpu_s).round() as u64,
+        "engine_over_baseline_time_ratio": spent.cpu_s / baseline_cpu_s,
         "rss_bytes_per_device": per_device(rss),
         "alarm_changes": summary.count,
         "summary": format!("{:016x}", summary.hash),
@@ -475,14 +496,16 @@ fn main() {
         "CPU ns/reading            {}",
         figures["cpu_ns_per_reading"]
     );
+    println!(
+        "baseline readings/s (CPU) {} (engine takes {:.1}x its time)",
+        figures["baseline_readings_per_cpu_s"],
+        spent.cpu_s / baseline_cpu_s
+    );
     println!("rule state bytes/device   {}", per_device(rss));
     println!(
         "alarm changes             {} (summary {:016x})",
         summary.count, summary.hash
     );
     println!("open alarms               {}", figures["open_alarms"]);
-    if let Some(path) = json_path {
-        let text = serde_json::to_string_pretty(&figures).expect("figures serialize");
-        std::fs::write(&path, text + "\n").unwrap_or_else(|e| panic!("{path}: {e}"));
-    }
+    super::write_json(args.json.as_deref(), &figures)
 }
