@@ -400,10 +400,9 @@ fn print_table(results: &[Row<'_>], duck: Option<&str>) {
     for (q, p, _, _, v, d) in results {
         let d = d.as_ref();
         let rows = match d {
-            _ if v.error.is_some() => format!(
-                "Vigil failed: {}",
-                v.error.as_deref().unwrap_or_default()
-            ),
+            _ if v.error.is_some() => {
+                format!("Vigil failed: {}", v.error.as_deref().unwrap_or_default())
+            }
             Some(d) if d.rows != v.rows => format!("{} (DuckDB {})", v.rows, d.rows),
             _ => v.rows.to_string(),
         };
