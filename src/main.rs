@@ -14,13 +14,6 @@ mod sim;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc, not glibc's malloc: a SQL scan over a week of Parquet files
-/// (decoded pages, Arrow arrays, buffers read on I/O threads and freed on
-/// SQL threads) spent a third of its CPU in glibc's malloc and free, and
-/// runs 25-30 % faster with mimalloc (docs/benchmarks.md, SQL against DuckDB).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     // Everything the engine writes (registry, WAL, Parquet) is for its own
