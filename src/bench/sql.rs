@@ -108,6 +108,8 @@ struct Figures {
     cold_ms: Option<f64>,
     rows: usize,
     truncated: bool,
+    /// Why the query gave no answer.
+    error: Option<String>,
 }
 
 impl Figures {
@@ -119,6 +121,7 @@ impl Figures {
         json!({
             "warm_median_ms": self.median(), "warm_runs_ms": self.warm_ms,
             "cold_ms": self.cold_ms, "rows": self.rows, "truncated": self.truncated,
+            "error": self.error,
         })
     }
 }
@@ -233,7 +236,14 @@ pub(super) async fn run(args: SqlArgs) -> anyhow::Result<()> {
         for principal in [Principal::Admin, Principal::Analyst] {
             eprintln!("{} as {} …", q.id, principal.name());
             let opts = principal.options()?;
-            let mut vigil = vigil_warm(&store, &vigil_sql, &opts, runs).await?;
+            // A query Vigil refuses (memory, timeout) is a result too: the
+            // run goes on and the table says why.
+            let mut vigil = vigil_warm(&store, &vigil_sql, &opts, runs)
+                .await
+                .unwrap_or_else(|e| Figures {
+                    error: Some(e.to_string()),
+                    ..Figures::default()
+                });
             let mut peer = match &mut duck {
                 Some(d) => {
                     let t = d.run(principal.name(), &duck_sql, runs, true)?;
@@ -246,7 +256,7 @@ pub(super) async fn run(args: SqlArgs) -> anyhow::Result<()> {
                 None => None,
             };
             // Cold: the admin's only, to keep the run short.
-            if !args.no_cold && principal == Principal::Admin {
+            if !args.no_cold && principal == Principal::Admin && vigil.error.is_none() {
                 drop(store);
                 evict(&dir)?;
                 store = open_store(&dir, &registry).await?;
@@ -300,7 +310,7 @@ pub(super) async fn run(args: SqlArgs) -> anyhow::Result<()> {
                 "duckdb": d.as_ref().map(Figures::json),
                 "ratio_warm": ratio(v.median(), d.as_ref().and_then(Figures::median)),
                 "ratio_cold": ratio(v.cold_ms, d.as_ref().and_then(|d| d.cold_ms)),
-                "rows_match": d.as_ref().map(|d| d.rows == v.rows),
+                "rows_match": d.as_ref().filter(|_| v.error.is_none()).map(|d| d.rows == v.rows),
             })).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -364,7 +374,10 @@ fn report_line(id: &str, p: Principal, v: &Figures, d: Option<&Figures>) -> Stri
         ratio(v.median(), d.and_then(Figures::median)).map_or("-".into(), |r| format!("{r:.2}")),
         v.rows,
         d.map_or("-".into(), |d| d.rows.to_string()),
-    )
+    ) + &v
+        .error
+        .as_ref()
+        .map_or(String::new(), |e| format!(" VIGIL FAILED: {e}"))
 }
 
 type Row<'a> = (
@@ -387,6 +400,9 @@ fn print_table(results: &[Row<'_>], duck: Option<&str>) {
     for (q, p, _, _, v, d) in results {
         let d = d.as_ref();
         let rows = match d {
+            _ if v.error.is_some() => {
+                format!("Vigil failed: {}", v.error.as_deref().unwrap_or_default())
+            }
             Some(d) if d.rows != v.rows => format!("{} (DuckDB {})", v.rows, d.rows),
             _ => v.rows.to_string(),
         };

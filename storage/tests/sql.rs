@@ -436,6 +436,55 @@ async fn people_queries_are_held_to_the_sql_limits() {
     store.close().await.unwrap();
 }
 
+/// Nothing spills (no disk), so one sort may take most of the pool: a
+/// fair pool capped each of a query's spilling operators at the pool over
+/// their count, and refused this window (about a quarter of the pool in one
+/// sort, beside the other spilling operators) while most of the pool stood idle.
+#[tokio::test]
+async fn one_sort_of_a_people_query_may_use_most_of_the_pool() {
+    use vigil_storage::SqlLimits;
+    use vigil_storage::embedded::EmbeddedConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig {
+        sql: SqlLimits {
+            memory_bytes: 64 << 20,
+            ..SqlLimits::default()
+        },
+        ..config(dir.path())
+    };
+    let (store, _tokens) = open_with(config).await;
+    let everyone = QueryOptions {
+        guarded: true,
+        ..QueryOptions::default()
+    };
+    let sql = "SELECT k, count(*) AS n, max(next) AS top FROM ( \
+                 SELECT value % 5 AS k, lead(value) OVER (PARTITION BY value % 3 ORDER BY value DESC) AS next \
+                 FROM range(1000000)) \
+               GROUP BY k ORDER BY k";
+    let out = store.query(sql, &everyone).await.unwrap();
+    let rows = json_rows(&out.batches);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    let total: i64 = rows.iter().map(|r| r["n"].as_i64().unwrap()).sum();
+    assert_eq!(total, 1_000_000);
+    // Still a pool: a sort of far more than it holds is refused.
+    match store
+        .query(
+            "SELECT max(v) FROM (SELECT lead(value) OVER (ORDER BY value % 9973, value) AS v \
+             FROM range(20000000))",
+            &everyone,
+        )
+        .await
+    {
+        Err(StoreError::QueryMemory(m)) => assert!(!m.is_empty()),
+        other => panic!(
+            "expected QueryMemory, got {:?}",
+            other.map(|o| o.batches.len())
+        ),
+    }
+    store.close().await.unwrap();
+}
+
 async fn rows_of(
     store: &vigil_storage::embedded::EmbeddedStore,
     sql: &str,

@@ -23,6 +23,8 @@ def connect(setup, threads):
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}")
     con.execute("SET TimeZone = 'UTC'")
+    # Its progress bar (queries over 2 s) writes to stdout, our answer channel.
+    con.execute("SET enable_progress_bar = false")
     for sql in setup:
         con.execute(sql)
     return con

@@ -68,9 +68,9 @@ pub(crate) fn open_files(root: &Path) -> Result<([Vec<ParquetFile>; 7], [u64; 7]
                 }
                 continue;
             };
-            let size = entry.metadata().map_err(io_err(&path))?.len();
+            let meta = entry.metadata().map_err(io_err(&path))?;
             covered[table.index()] = covered[table.index()].max(n);
-            files[table.index()].push((n, ParquetFile::new(path, size)?));
+            files[table.index()].push((n, ParquetFile::new(path, &meta)?));
         }
     }
     let files = files.map(|mut v| {
@@ -127,8 +127,8 @@ pub(crate) fn write_file(
         file.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(&dir).map_err(io_err(&dir))?;
-        let size = fs::metadata(&path).map_err(io_err(&path))?.len();
-        ParquetFile::new(path.clone(), size)
+        let meta = fs::metadata(&path).map_err(io_err(&path))?;
+        ParquetFile::new(path.clone(), &meta)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -84,13 +84,16 @@ pub(crate) struct Frozen {
 pub(crate) struct ParquetFile {
     pub(crate) path: PathBuf,
     pub(crate) size: u64,
+    /// With `size`, tells the query engine's metadata cache whether what it
+    /// holds for this path is still this file's.
+    pub(crate) modified: chrono::DateTime<chrono::Utc>,
     /// The same path as DataFusion's local object store names it.
     pub(crate) location: ObjectPath,
 }
 
 impl ParquetFile {
     /// `path` must be absolute (the store's root is canonicalised at open).
-    pub(crate) fn new(path: PathBuf, size: u64) -> Result<Self, StoreError> {
+    pub(crate) fn new(path: PathBuf, meta: &std::fs::Metadata) -> Result<Self, StoreError> {
         let location = ObjectPath::from_absolute_path(&path).map_err(|e| {
             StoreError::Other(format!(
                 "Parquet file {} has no object-store path: {e}",
@@ -99,7 +102,10 @@ impl ParquetFile {
         })?;
         Ok(Self {
             path,
-            size,
+            size: meta.len(),
+            modified: meta
+                .modified()
+                .map_or(chrono::DateTime::UNIX_EPOCH, chrono::DateTime::from),
             location,
         })
     }
