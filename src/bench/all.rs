@@ -206,13 +206,16 @@ fn collect_ratios(v: &Value, at: &str, found: &mut Vec<(String, f64)>) {
         }
         Value::Array(items) => {
             for (i, x) in items.iter().enumerate() {
-                // A list of records names each by its `figure`, `query` or
-                // `name` where it has one.
-                let label = ["figure", "query", "name"]
+                // A list of records names each by its `figure`, `id`,
+                // `query` or `name` where it has one.
+                let label = ["figure", "id", "query", "name"]
                     .iter()
                     .find_map(|k| x.get(*k).and_then(Value::as_str))
                     .map_or_else(|| i.to_string(), str::to_owned);
-                let label = match x.get("as").and_then(Value::as_str) {
+                let who = ["as", "principal"]
+                    .iter()
+                    .find_map(|k| x.get(*k).and_then(Value::as_str));
+                let label = match who {
                     Some(who) => format!("{label}/{who}"),
                     None => label,
                 };
@@ -223,8 +226,10 @@ fn collect_ratios(v: &Value, at: &str, found: &mut Vec<(String, f64)>) {
     }
 }
 
+/// `ratio`, `ratio_warm`, `p50_ratio`, `vigil_over_mosquitto`; not
+/// `duration_s`.
 fn is_ratio_key(k: &str) -> bool {
-    k.contains("ratio") || k.contains("_over_")
+    k.split('_').any(|word| word == "ratio") || k.contains("_over_")
 }
 
 fn print_summary(s: &Suite) {
@@ -291,7 +296,8 @@ mod tests {
         let doc = serde_json::json!({
             "vigil_over_mosquitto": 0.5,
             "ingest": {"ratio": 2.0, "per_s": 100},
-            "queries": [{"query": "q1", "as": "admin", "ratio": 1.4}],
+            "queries": [{"id": "q1", "principal": "admin", "ratio_warm": 1.4}],
+            "duration_s": 60,
             "ratios": [{"figure": "import", "ratio": 0.9}],
         });
         let mut found = Vec::new();
@@ -301,7 +307,7 @@ mod tests {
             found,
             vec![
                 ("ingest.ratio".to_owned(), 2.0),
-                ("queries[q1/admin].ratio".to_owned(), 1.4),
+                ("queries[q1/admin].ratio_warm".to_owned(), 1.4),
                 ("ratios[import].ratio".to_owned(), 0.9),
                 ("vigil_over_mosquitto".to_owned(), 0.5),
             ]
