@@ -15,7 +15,6 @@
 //! and says in the report what capped it.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -24,6 +23,7 @@ use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::ingest::{LoadProcess, sources_of};
 use vigil_server::ServerConfig;
 use vigil_server::{Engine, system_clock};
 
@@ -369,44 +369,21 @@ async fn hold(
         } else {
             per_process
         };
-        let sources: Vec<String> = (1..=args.sources)
-            .filter(|k| usize::from(*k - 1) % plan.processes == p)
-            .map(|k| format!("127.0.0.{k}"))
-            .collect();
-        let mut cmd = Command::new(&exe);
-        cmd.args(["sim", "--load", "--json", "-"])
-            .args(["--mqtt", &mqtt.to_string()])
-            .args(["--connections", &connections.to_string()])
-            .args([
-                "--rate",
-                &(connections as f64 / args.interval_s).to_string(),
-            ])
-            .args(["--duration-s", &args.duration_s.to_string()])
-            .args(["--drain-s", "5"])
-            .args(["--connect-per-s", &args.connect_per_s.to_string()])
-            .args(["--start-at-ms", &start_at.to_string()])
-            .args([
-                "--ready-timeout-s",
-                &(lead.as_secs_f64() + 60.0).to_string(),
-            ])
-            .args(["--ack", ack])
-            .args(["--run-id", &format!("{run_id}{p}")])
-            .env_remove("VIGIL_ADMIN_TOKEN_FILE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if !sources.is_empty() {
-            cmd.args(["--sources", &sources.join(",")]);
-        }
-        match api {
-            Some((url, token)) => {
-                cmd.args(["--url", url]).env("VIGIL_ADMIN_TOKEN", token);
-            }
-            None => {
-                cmd.arg("--no-registry").env_remove("VIGIL_ADMIN_TOKEN");
-            }
-        }
-        children.push(cmd.spawn().context("cannot start a load process")?);
+        let process = LoadProcess {
+            mqtt,
+            connections,
+            rate: connections as f64 / args.interval_s,
+            duration_s: args.duration_s,
+            drain_s: 5,
+            start_at_ms: start_at,
+            ready_timeout_s: lead.as_secs_f64() + 60.0,
+            connect_per_s: Some(args.connect_per_s),
+            ack,
+            run_id: format!("{run_id}{p}"),
+            sources: sources_of(p, plan.processes, args.sources),
+            api,
+        };
+        children.push(process.spawn(&exe)?);
     }
     // The broker's memory while the load runs: the most seen.
     let started = Instant::now();

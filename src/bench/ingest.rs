@@ -475,46 +475,24 @@ async fn load_step(
         } else {
             per_process
         };
-        let sources: Vec<String> = (1..=args.sources)
-            .filter(|k| usize::from(*k - 1) % args.processes == p)
-            .map(|k| format!("127.0.0.{k}"))
-            .collect();
-        let mut cmd = Command::new(&exe);
-        cmd.args(["sim", "--load", "--json", "-"])
-            .args(["--mqtt", &target.mqtt.to_string()])
-            .args(["--connections", &connections.to_string()])
-            .args([
-                "--rate",
-                &(f64::from(rate) * connections as f64 / args.connections as f64).to_string(),
-            ])
-            .args(["--duration-s", &seconds.to_string()])
-            .args(["--drain-s", &args.drain_s.to_string()])
-            .args(["--start-at-ms", &start_at.to_string()])
+        let process = LoadProcess {
+            mqtt: target.mqtt,
+            connections,
+            rate: f64::from(rate) * connections as f64 / args.connections as f64,
+            duration_s: seconds,
+            drain_s: args.drain_s,
+            start_at_ms: start_at,
             // A broker still choking on the last step fails this one
             // quickly rather than after the default minute.
-            .args([
-                "--ready-timeout-s",
-                &(lead(args, target).as_secs_f64() + 10.0).to_string(),
-            ])
-            .args(["--ack", ack])
+            ready_timeout_s: lead(args, target).as_secs_f64() + 10.0,
+            connect_per_s: None,
+            ack,
             // Ids unique per broker, step and process.
-            .args(["--run-id", &format!("{}{index}P{p}", target.name)])
-            .env_remove("VIGIL_ADMIN_TOKEN_FILE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if !sources.is_empty() {
-            cmd.args(["--sources", &sources.join(",")]);
-        }
-        match &target.api {
-            Some((url, token)) => {
-                cmd.args(["--url", url]).env("VIGIL_ADMIN_TOKEN", token);
-            }
-            None => {
-                cmd.arg("--no-registry").env_remove("VIGIL_ADMIN_TOKEN");
-            }
-        }
-        children.push(cmd.spawn().context("cannot start a load process")?);
+            run_id: format!("{}{index}P{p}", target.name),
+            sources: sources_of(p, args.processes, args.sources),
+            api: target.api.as_ref(),
+        };
+        children.push(process.spawn(&exe)?);
     }
     let mut reports = Vec::new();
     for child in children {
@@ -572,6 +550,71 @@ async fn load_step(
     };
     step.judge();
     Ok(step)
+}
+
+/// One `vigil sim --load --json -` process of a bench: its share of the
+/// connections and of the rate, started together with the others.
+pub(super) struct LoadProcess<'a> {
+    pub(super) mqtt: SocketAddr,
+    pub(super) connections: usize,
+    /// Readings per second over this process's connections.
+    pub(super) rate: f64,
+    pub(super) duration_s: u64,
+    pub(super) drain_s: u64,
+    pub(super) start_at_ms: u128,
+    pub(super) ready_timeout_s: f64,
+    /// New connections per second (`None`: the simulator's default).
+    pub(super) connect_per_s: Option<f64>,
+    pub(super) ack: &'a str,
+    pub(super) run_id: String,
+    pub(super) sources: Vec<String>,
+    /// Vigil's HTTP API and admin token (the load imports its devices);
+    /// `None` for another broker.
+    pub(super) api: Option<&'a (String, String)>,
+}
+
+impl LoadProcess<'_> {
+    pub(super) fn spawn(&self, exe: &Path) -> anyhow::Result<Child> {
+        let mut cmd = Command::new(exe);
+        cmd.args(["sim", "--load", "--json", "-"])
+            .args(["--mqtt", &self.mqtt.to_string()])
+            .args(["--connections", &self.connections.to_string()])
+            .args(["--rate", &self.rate.to_string()])
+            .args(["--duration-s", &self.duration_s.to_string()])
+            .args(["--drain-s", &self.drain_s.to_string()])
+            .args(["--start-at-ms", &self.start_at_ms.to_string()])
+            .args(["--ready-timeout-s", &self.ready_timeout_s.to_string()])
+            .args(["--ack", self.ack])
+            .args(["--run-id", &self.run_id])
+            .env_remove("VIGIL_ADMIN_TOKEN_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(per_s) = self.connect_per_s {
+            cmd.args(["--connect-per-s", &per_s.to_string()]);
+        }
+        if !self.sources.is_empty() {
+            cmd.args(["--sources", &self.sources.join(",")]);
+        }
+        match self.api {
+            Some((url, token)) => {
+                cmd.args(["--url", url]).env("VIGIL_ADMIN_TOKEN", token);
+            }
+            None => {
+                cmd.arg("--no-registry").env_remove("VIGIL_ADMIN_TOKEN");
+            }
+        }
+        cmd.spawn().context("cannot start a load process")
+    }
+}
+
+/// Load process `p`'s share of the source addresses 127.0.0.1 …
+/// 127.0.0.`sources`, dealt out in turn.
+pub(super) fn sources_of(p: usize, processes: usize, sources: u8) -> Vec<String> {
+    (1..=sources)
+        .filter(|k| usize::from(*k - 1) % processes == p)
+        .map(|k| format!("127.0.0.{k}"))
+        .collect()
 }
 
 /// Waits until the broker's progress counter has not moved for 600 ms (at
