@@ -129,6 +129,29 @@ pub(crate) enum BenchCommand {
     Compare(compare::CompareArgs),
 }
 
+/// A KiB figure of `/proc/{pid}/status` (`VmRSS:`, `VmHWM:`), `pid` a
+/// number or `self` (Linux; `None` elsewhere).
+fn proc_status_kib(pid: &str, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A probe's first elevator sample, at 9 m/s: an overspeed alarm at once.
+fn overspeed_sample() -> Value {
+    json!({
+        "seq": 1, "ts": chrono::Utc::now().timestamp_millis(), "floor": 1, "direction": "up",
+        "speed_mps": 9.0, "door": "closed", "leveled": false, "occupied": true, "mode": "normal",
+        "safety_circuit": true, "door_lock": true, "alarm_button": false, "power": "mains",
+        "limit": "none"
+    })
+}
+
 /// Writes a bench report as JSON when `--json` asked for it.
 fn write_json(
     path: Option<&std::path::Path>,
@@ -398,12 +421,7 @@ async fn alarm_latencies(
             }
         }
         let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-        let sample = json!({
-            "seq": 1, "ts": chrono::Utc::now().timestamp_millis(), "floor": 1, "direction": "up",
-            "speed_mps": 9.0, "door": "closed", "leveled": false, "occupied": true, "mode": "normal",
-            "safety_circuit": true, "door_lock": true, "alarm_button": false, "power": "mains",
-            "limit": "none"
-        });
+        let sample = overspeed_sample();
         let sent = Instant::now();
         client
             .publish(

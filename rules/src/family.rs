@@ -140,7 +140,7 @@ pub(crate) trait Family: Send {
 /// The frequent hooks a family implements ([`Family::hooks`]). A call of
 /// every family's hook on every reading and tick, most of them returning at
 /// once, was a fifth of the engine's time.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Hooks {
     pub heard: Streams,
     pub rebase: bool,
@@ -165,7 +165,7 @@ impl Hooks {
 }
 
 /// A set of streams: the readings a hook wants.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Streams(u8);
 
 impl Streams {

@@ -281,13 +281,20 @@ fn raise_file_limit(want: u64) -> FileLimit {
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
         .and_then(|s| s.trim().parse().ok());
+    let set = |current: u64, maximum: Option<u64>| {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(current),
+                maximum,
+            },
+        )
+        .map_err(|e| format!("setrlimit(NOFILE, {current}): {e}"))
+    };
+    // Past the hard limit only with `CAP_SYS_RESOURCE`; else up to it.
     let mut raise_failed = None;
     if hard < want {
-        let wanted = Rlimit {
-            current: Some(want),
-            maximum: Some(want),
-        };
-        match setrlimit(Resource::Nofile, wanted) {
+        match set(want, Some(want)) {
             Ok(()) => {
                 return FileLimit {
                     soft: want,
@@ -296,27 +303,23 @@ fn raise_file_limit(want: u64) -> FileLimit {
                     raise_failed,
                 };
             }
-            Err(e) => raise_failed = Some(format!("setrlimit(NOFILE, {want}): {e}")),
+            Err(e) => raise_failed = Some(e),
         }
     }
-    let target = hard.min(want.max(soft));
-    if target > soft {
-        let raised = Rlimit {
-            current: Some(target),
-            maximum: now.maximum,
-        };
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            raise_failed.get_or_insert(format!("setrlimit(NOFILE, {target}): {e}"));
-            return FileLimit {
-                soft,
-                hard,
-                nr_open,
-                raise_failed,
-            };
+    let target = hard.min(want).max(soft);
+    let soft = if target == soft {
+        soft
+    } else {
+        match set(target, now.maximum) {
+            Ok(()) => target,
+            Err(e) => {
+                raise_failed.get_or_insert(e);
+                soft
+            }
         }
-    }
+    };
     FileLimit {
-        soft: target.max(soft),
+        soft,
         hard,
         nr_open,
         raise_failed,
@@ -325,15 +328,7 @@ fn raise_file_limit(want: u64) -> FileLimit {
 
 /// `VmRSS` of a process, in MiB.
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
+    super::proc_status_kib(&pid.to_string(), "VmRSS:").map_or(f64::NAN, |kib| kib as f64 / 1024.0)
 }
 
 /// Connects `plan.tried` devices to the broker at `mqtt` from the load

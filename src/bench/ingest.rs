@@ -29,7 +29,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use vigil_simulator::{Fleet, FleetConfig};
 
@@ -841,13 +841,7 @@ async fn time_probes(
             continue;
         }
         let mut pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-        let sample = json!({
-            "seq": 1, "ts": chrono::Utc::now().timestamp_millis(), "floor": 1, "direction": "up",
-            "speed_mps": 9.0, "door": "closed", "leveled": false, "occupied": true, "mode": "normal",
-            "safety_circuit": true, "door_lock": true, "alarm_button": false, "power": "mains",
-            "limit": "none"
-        })
-        .to_string();
+        let sample = super::overspeed_sample().to_string();
         let sent = Instant::now();
         client
             .publish(

@@ -243,7 +243,7 @@ fn size_run(
         .tempdir_in(parent)
         .with_context(|| format!("cannot make a folder in {}", parent.display()))?;
     reset_peak_rss();
-    let rss_before = rss_kib("VmRSS:");
+    let rss_before = super::proc_status_kib("self", "VmRSS:");
     let registry = Registry::open(dir.path())?;
     // Every `stride`-th device created is timed later, its secret kept.
     let stride = (n / ops).max(1);
@@ -303,7 +303,7 @@ fn size_run(
         }
         start = end;
     }
-    let rss_after = rss_kib("VmRSS:");
+    let rss_after = super::proc_status_kib("self", "VmRSS:");
     // Dropping waits for a compaction still writing in the background.
     drop(registry);
     let disk = dir_bytes(dir.path());
@@ -378,7 +378,7 @@ fn size_run(
             })
             .collect::<anyhow::Result<_>>()?,
     );
-    let peak = rss_kib("VmHWM:");
+    let peak = super::proc_status_kib("self", "VmHWM:");
     drop(registry);
     let sizes_ok = sampled.len() == ops.min(n);
     anyhow::ensure!(sizes_ok, "timed {} devices of {}", sampled.len(), ops);
@@ -407,18 +407,6 @@ fn size_run(
         connect_auth,
         first_resolve,
     })
-}
-
-/// A line of /proc/self/status in KiB (Linux; `None` elsewhere).
-fn rss_kib(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// Resets VmHWM to the current RSS, so each size reports its own peak.
