@@ -142,6 +142,37 @@ fn proc_status_kib(pid: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// CPU seconds (user + system) a process has used so far, from
+/// `/proc/{pid}/stat`, `pid` a number or `self` (Linux; `None` elsewhere or
+/// once it is gone). The kernel counts in USER_HZ, 100 on every Linux port.
+fn proc_cpu_s(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: state is the
+    // first, utime the 12th and stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// All cores' busy and total time so far (`/proc/stat`, in USER_HZ ticks;
+/// idle and I/O wait count as not busy).
+fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|t| t.parse().unwrap_or(0))
+        .collect();
+    let total = ticks.iter().sum::<u64>();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((total - idle, total))
+}
+
 /// A probe's first elevator sample, at 9 m/s: an overspeed alarm at once.
 fn overspeed_sample() -> Value {
     json!({

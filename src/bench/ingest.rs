@@ -5,7 +5,8 @@
 //!  vigil sim --load (× processes, 127.0.0.x sources) ─▶ Mosquitto ─▶ mosquitto_sub  (ack: PUBACK)
 //!                                                   ─▶ bare rumqttd + echo link   (ack: {"seq":N})
 //!                                                   ─▶ Vigil (this process)       (ack: {"seq":N}, durable)
-//!  each: offered rate doubled until a step fails, then bisected once
+//!  each: offered rate doubled until a step fails, then bisected (--refine times)
+//!  each step: CPU per message of the broker side and of the load, mid-step
 //!  Vigil at ½ ceiling: probe devices' overspeed ─▶ SSE feed, MQTT alarm feed
 //! ```
 //!
@@ -16,6 +17,10 @@
 //! processes are the current executable's `vigil sim --load --json -`, so
 //! the three brokers see the very same publishers; they share the machine's
 //! cores with the broker under test, as any client on the same host would.
+//! That is why each step also reports what a message costs in CPU on each
+//! side (from `/proc`, over the middle of its sending): with the cores
+//! full, the ceiling is the machine's, and the cost per message is what
+//! tells the brokers apart.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -69,6 +74,10 @@ pub(crate) struct IngestArgs {
     /// Seconds to wait for a step's last acks.
     #[arg(long, default_value_t = 4)]
     pub drain_s: u64,
+    /// Steps that halve the gap between the last rate that held and the
+    /// first that failed (2: the ceiling within an eighth of the doubling).
+    #[arg(long, default_value_t = 2)]
+    pub refine: u32,
     /// The brokers to measure (Vigil's alarm latency needs `vigil`; the
     /// ratios need it and their baseline).
     #[arg(
@@ -109,6 +118,7 @@ impl IngestArgs {
             self.step_s = 2;
             self.drain_s = 2;
             self.probes = 20;
+            self.refine = 1;
         }
         self
     }
@@ -135,6 +145,9 @@ struct Step {
     /// Mosquitto only: messages the subscriber received during the step.
     #[serde(skip_serializing_if = "Option::is_none")]
     relayed: Option<u64>,
+    /// What the messages cost in CPU mid-step (`None`: not on Linux, or
+    /// the step sent nothing).
+    cpu: Option<StepCpu>,
     held_up: bool,
     /// Why the step failed, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +200,80 @@ impl Step {
     }
 }
 
+/// CPU over the middle of a step's sending (its first and last eighth left
+/// out), per message the load processes sent in that time.
+#[derive(Debug, Clone, Serialize)]
+struct StepCpu {
+    window_s: f64,
+    /// Cores the broker side kept busy: Vigil or the bare rumqttd with this
+    /// bench process that hosts them; Mosquitto with its subscriber and
+    /// this process (which counts the subscriber's lines).
+    broker_cores: f64,
+    broker_us_per_msg: f64,
+    /// The load processes' CPU per message: publishing and taking acks.
+    load_us_per_msg: f64,
+    /// Share of all the machine's cores busy (anyone's work) in the window.
+    machine_busy: f64,
+}
+
+/// The CPU seconds of some processes and the machine's busy ticks at one
+/// moment.
+struct CpuMark {
+    at: Instant,
+    broker_s: f64,
+    load_s: f64,
+    machine: (u64, u64),
+}
+
+impl CpuMark {
+    fn take(broker: &[String], load: &[String]) -> Option<CpuMark> {
+        let sum = |pids: &[String]| {
+            pids.iter()
+                .map(|p| super::proc_cpu_s(p))
+                .sum::<Option<f64>>()
+        };
+        Some(CpuMark {
+            at: Instant::now(),
+            broker_s: sum(broker)?,
+            load_s: sum(load)?,
+            machine: super::machine_cpu_ticks()?,
+        })
+    }
+
+    /// From this mark to `end`, with `per_s` messages sent per second.
+    fn to(&self, end: &CpuMark, per_s: f64) -> Option<StepCpu> {
+        let window_s = end.at.duration_since(self.at).as_secs_f64();
+        let messages = per_s * window_s;
+        let (busy, total) = (
+            end.machine.0.saturating_sub(self.machine.0),
+            end.machine.1.saturating_sub(self.machine.1),
+        );
+        (messages >= 1.0 && total > 0).then(|| StepCpu {
+            window_s,
+            broker_cores: (end.broker_s - self.broker_s) / window_s,
+            broker_us_per_msg: (end.broker_s - self.broker_s) / messages * 1e6,
+            load_us_per_msg: (end.load_s - self.load_s) / messages * 1e6,
+            machine_busy: busy as f64 / total as f64,
+        })
+    }
+}
+
+/// Marks the CPU at the end of the first eighth of a step's sending and at
+/// the start of its last eighth.
+async fn cpu_window(
+    start: SystemTime,
+    seconds: u64,
+    broker: Vec<String>,
+    load: Vec<String>,
+) -> Option<(CpuMark, CpuMark)> {
+    let step = Duration::from_secs(seconds);
+    let until = |t: SystemTime| t.duration_since(SystemTime::now()).unwrap_or_default();
+    tokio::time::sleep(until(start + step / 8)).await;
+    let first = CpuMark::take(&broker, &load)?;
+    tokio::time::sleep(until(start + step - step / 8)).await;
+    Some((first, CpuMark::take(&broker, &load)?))
+}
+
 /// One broker's search for its ceiling.
 #[derive(Debug, Serialize)]
 struct Ceiling {
@@ -194,8 +281,8 @@ struct Ceiling {
     ceiling_per_s: f64,
     /// The offered rate of that step.
     ceiling_offered_per_s: f64,
-    /// What stopped the search: the first failing step's reason, or
-    /// `max rate` when every step up to `--max-rate` held.
+    /// What stopped the search: the reason of the lowest rate that failed,
+    /// or `max rate` when every step up to `--max-rate` held.
     limited_by: String,
     ack: &'static str,
     steps: Vec<Step>,
@@ -254,7 +341,47 @@ struct IngestReport {
     vigil_disk_fsync: Option<Percentiles>,
     vigil_over_mosquitto: Option<f64>,
     vigil_over_rumqttd: Option<f64>,
+    /// The broker side's CPU per message, Vigil against Mosquitto, at the
+    /// highest offered rate both held.
+    cpu_per_msg: Option<CpuCompare>,
     alarm_latency: Option<AlarmLatency>,
+}
+
+#[derive(Debug, Serialize)]
+struct CpuCompare {
+    at_offered_per_s: f64,
+    vigil_us: f64,
+    mosquitto_us: f64,
+    /// The bare rumqttd at the same rate, when it held it too.
+    rumqttd_us: Option<f64>,
+    vigil_over_mosquitto: f64,
+}
+
+impl CpuCompare {
+    fn of(vigil: &Ceiling, mosquitto: &Ceiling, rumqttd: Option<&Ceiling>) -> Option<CpuCompare> {
+        let held = |c: &Ceiling, rate: f64| {
+            c.steps
+                .iter()
+                .find(|s| s.held_up && s.offered_per_s == rate)
+                .and_then(|s| Some(s.cpu.as_ref()?.broker_us_per_msg))
+        };
+        let (rate, vigil_us, mosquitto_us) = vigil
+            .steps
+            .iter()
+            .filter(|s| s.held_up)
+            .filter_map(|s| {
+                let v = s.cpu.as_ref()?.broker_us_per_msg;
+                Some((s.offered_per_s, v, held(mosquitto, s.offered_per_s)?))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))?;
+        Some(CpuCompare {
+            at_offered_per_s: rate,
+            vigil_us,
+            mosquitto_us,
+            rumqttd_us: rumqttd.and_then(|r| held(r, rate)),
+            vigil_over_mosquitto: vigil_us / mosquitto_us,
+        })
+    }
 }
 
 /// A broker the load processes are pointed at.
@@ -268,6 +395,8 @@ struct Target {
     /// Messages the broker has dealt with so far (relayed, echoed,
     /// taken in): a step ends once this stops moving.
     progress: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// The processes whose CPU is the broker side's (`self`: this one).
+    cpu_pids: Vec<String>,
 }
 
 pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
@@ -305,6 +434,11 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
             api: None,
             relayed: Some(Arc::clone(&mosquitto.relayed)),
             progress: Arc::new(move || relayed.load(Ordering::Relaxed)),
+            cpu_pids: vec![
+                "self".to_owned(),
+                mosquitto.pid().to_string(),
+                mosquitto.sub.id().to_string(),
+            ],
         };
         let c = ceiling(&args, &target, "puback").await;
         mosquitto.stop();
@@ -322,6 +456,7 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
             api: None,
             relayed: None,
             progress: Arc::new(move || seen.load(Ordering::Relaxed)),
+            cpu_pids: vec!["self".to_owned()],
         };
         let c = ceiling(&args, &target, "topic").await;
         echo.stop();
@@ -354,6 +489,7 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
             api: Some((format!("http://{}", engine.http_addr()), token.clone())),
             relayed: None,
             progress: Arc::new(move || state.ingest_stats().messages),
+            cpu_pids: vec!["self".to_owned()],
         };
         let measured = async {
             let vigil = ceiling(&args, &target, "topic").await?;
@@ -369,7 +505,12 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let ratio = |base: &Option<Ceiling>| {
         Some(vigil_ceiling.as_ref()?.ceiling_per_s / base.as_ref()?.ceiling_per_s)
     };
+    let cpu_per_msg = match (&vigil_ceiling, &mosquitto_ceiling) {
+        (Some(v), Some(m)) => CpuCompare::of(v, m, rumqttd_ceiling.as_ref()),
+        _ => None,
+    };
     let report = IngestReport {
+        cpu_per_msg,
         machine: super::machine(),
         quick: args.quick,
         connections: args.connections,
@@ -389,39 +530,53 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
 }
 
 /// Doubles the offered rate from `--start-rate` until a step fails, then
-/// tries halfway between the last good and the failed rate once.
+/// halves the gap between the last good and the first failed rate
+/// `--refine` times.
 async fn ceiling(args: &IngestArgs, target: &Target, ack: &'static str) -> anyhow::Result<Ceiling> {
     let mut steps: Vec<Step> = Vec::new();
     let mut good: Option<usize> = None;
     let mut rate = args.start_rate;
     let mut limited_by = "max rate".to_owned();
-    loop {
+    let mut failed_at = None;
+    while failed_at.is_none() {
         let s = load_step(args, target, ack, steps.len(), rate, args.step_s).await?;
         print_step(&s);
-        let held = s.held_up;
-        let reason = s.failed.clone();
+        match &s.failed {
+            None => {
+                good = Some(steps.len());
+                if rate >= args.max_rate {
+                    steps.push(s);
+                    break;
+                }
+                rate = rate.saturating_mul(2).min(args.max_rate);
+            }
+            Some(reason) => {
+                limited_by.clone_from(reason);
+                failed_at = Some(rate);
+            }
+        }
         steps.push(s);
-        if held {
-            good = Some(steps.len() - 1);
-            if rate >= args.max_rate {
+    }
+    // Only between a rate that held and one that failed: with none held,
+    // the start rate itself is too high and halving it says little more.
+    if let (Some(mut bad), Some(_)) = (failed_at, good) {
+        for _ in 0..args.refine {
+            let last_good = steps[good.unwrap_or_default()].offered_per_s as u32;
+            let middle = last_good + (bad - last_good) / 2;
+            if middle <= last_good || middle >= bad {
                 break;
             }
-            rate = rate.saturating_mul(2).min(args.max_rate);
-            continue;
-        }
-        limited_by = reason.unwrap_or_default();
-        let last_good = good.map_or(0, |i| steps[i].offered_per_s as u32);
-        let middle = last_good + (rate - last_good) / 2;
-        if good.is_some() && middle > last_good && middle < rate {
             let s = load_step(args, target, ack, steps.len(), middle, args.step_s).await?;
             print_step(&s);
-            let held = s.held_up;
-            steps.push(s);
-            if held {
-                good = Some(steps.len() - 1);
+            match &s.failed {
+                None => good = Some(steps.len()),
+                Some(reason) => {
+                    limited_by.clone_from(reason);
+                    bad = middle;
+                }
             }
+            steps.push(s);
         }
-        break;
     }
     let (ceiling_per_s, ceiling_offered_per_s) = good.map_or((0.0, 0.0), |i| {
         (steps[i].acked_per_s, steps[i].offered_per_s)
@@ -438,7 +593,7 @@ async fn ceiling(args: &IngestArgs, target: &Target, ack: &'static str) -> anyho
 
 fn print_step(s: &Step) {
     eprintln!(
-        "  {:>7.0}/s offered: sent {:>7.0}/s, acked {:>7.0}/s ({:.2}%), ack p50 {:.1} ms p99 {:.1} ms p99.9 {:.1} ms{}",
+        "  {:>7.0}/s offered: sent {:>7.0}/s, acked {:>7.0}/s ({:.2}%), ack p50 {:.1} ms p99 {:.1} ms p99.9 {:.1} ms{}{}",
         s.offered_per_s,
         s.sent_per_s,
         s.acked_per_s,
@@ -446,6 +601,13 @@ fn print_step(s: &Step) {
         s.ack_ms_p50,
         s.ack_ms_p99,
         s.ack_ms_p999,
+        s.cpu.as_ref().map_or(String::new(), |c| format!(
+            "; CPU per message: broker {:.1} µs ({:.2} cores), load {:.1} µs; machine {:.0}% busy",
+            c.broker_us_per_msg,
+            c.broker_cores,
+            c.load_us_per_msg,
+            100.0 * c.machine_busy
+        )),
         s.failed
             .as_ref()
             .map_or(String::new(), |f| format!(": FAILED, {f}"))
@@ -465,9 +627,8 @@ async fn load_step(
     let exe = std::env::current_exe().context("cannot find the vigil executable")?;
     let relayed_before = target.relayed.as_ref().map(|r| r.load(Ordering::Relaxed));
     let per_process = args.connections / args.processes;
-    let start_at = (SystemTime::now() + lead(args, target))
-        .duration_since(UNIX_EPOCH)?
-        .as_millis();
+    let start = SystemTime::now() + lead(args, target);
+    let start_at = start.duration_since(UNIX_EPOCH)?.as_millis();
     let mut children = Vec::new();
     for p in 0..args.processes {
         let connections = if p + 1 == args.processes {
@@ -494,6 +655,13 @@ async fn load_step(
         };
         children.push(process.spawn(&exe)?);
     }
+    let load_pids = children.iter().map(|c| c.id().to_string()).collect();
+    let window = tokio::spawn(cpu_window(
+        start,
+        seconds,
+        target.cpu_pids.clone(),
+        load_pids,
+    ));
     let mut reports = Vec::new();
     for child in children {
         reports.push(finish(child).await?);
@@ -545,9 +713,13 @@ async fn load_step(
         ack_ms_max: worst("ack_latency_ms_max"),
         errors,
         relayed,
+        cpu: None,
         held_up: false,
         failed: None,
     };
+    if let Ok(Some((first, last))) = window.await {
+        step.cpu = first.to(&last, step.sent_per_s);
+    }
     step.judge();
     Ok(step)
 }
@@ -929,16 +1101,23 @@ async fn follow_mqtt(
     client
         .subscribe("/tenants/+/v1/alarms/#", QoS::AtLeastOnce)
         .await?;
-    let subscribed = tokio::time::timeout(PROBE_TIMEOUT, async {
+    // An engine still working off the last step can take longer than the
+    // client's connect timeout (5 s) to answer: poll again (the client
+    // reconnects, the subscription still queued) until the whole wait is up.
+    let subscribed = tokio::time::timeout(3 * PROBE_TIMEOUT, async {
         loop {
-            match eventloop.poll().await? {
-                Event::Incoming(Packet::SubAck(a)) => return anyhow::Ok(a),
-                _ => continue,
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(a))) => return a,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "The MQTT alarm feed is not connected yet.");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         }
     })
     .await
-    .context("no SUBACK from the MQTT alarm feed")??;
+    .context("no SUBACK from the MQTT alarm feed")?;
     anyhow::ensure!(
         subscribed
             .return_codes
@@ -973,17 +1152,33 @@ fn print_report(r: &IngestReport) {
         "\n### Ingest ceiling ({} connections in {} load processes from {} source addresses, {} s steps)\n",
         r.connections, r.processes, r.sources, r.step_s
     );
-    println!("| broker | ack | ceiling acked/s | at offered/s | stopped by |");
-    println!("|---|---|---:|---:|---|");
+    println!(
+        "| broker | ack | ceiling acked/s | at offered/s | broker CPU µs/msg there | load CPU µs/msg | machine busy | stopped by |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---|");
     for (name, c) in [
         ("Mosquitto (relay to one subscriber)", &r.mosquitto),
         ("bare rumqttd (echo)", &r.rumqttd),
         ("Vigil (whole path, durable)", &r.vigil),
     ] {
         if let Some(c) = c {
+            let cpu = c
+                .steps
+                .iter()
+                .find(|s| s.held_up && s.offered_per_s == c.ceiling_offered_per_s)
+                .and_then(|s| s.cpu.as_ref());
+            let show = |f: fn(&StepCpu) -> f64, scale: f64| {
+                cpu.map_or("–".to_owned(), |c| format!("{:.1}", scale * f(c)))
+            };
             println!(
-                "| {name} | {} | {:.0} | {:.0} | {} |",
-                c.ack, c.ceiling_per_s, c.ceiling_offered_per_s, c.limited_by
+                "| {name} | {} | {:.0} | {:.0} | {} | {} | {}% | {} |",
+                c.ack,
+                c.ceiling_per_s,
+                c.ceiling_offered_per_s,
+                show(|c| c.broker_us_per_msg, 1.0),
+                show(|c| c.load_us_per_msg, 1.0),
+                show(|c| c.machine_busy, 100.0),
+                c.limited_by
             );
         }
     }
@@ -999,6 +1194,18 @@ fn print_report(r: &IngestReport) {
         show(r.vigil_over_mosquitto),
         show(r.vigil_over_rumqttd)
     );
+    if let Some(c) = &r.cpu_per_msg {
+        println!(
+            "Broker-side CPU per message at {:.0}/s (the highest rate both held): Vigil {:.1} µs, \
+             Mosquitto {:.1} µs{}; Vigil ÷ Mosquitto = {:.2}",
+            c.at_offered_per_s,
+            c.vigil_us,
+            c.mosquitto_us,
+            c.rumqttd_us
+                .map_or(String::new(), |u| format!(", bare rumqttd {u:.1} µs")),
+            c.vigil_over_mosquitto
+        );
+    }
     let Some(a) = &r.alarm_latency else {
         return;
     };

@@ -111,8 +111,25 @@ fn the_ingest_bench_gives_ceilings_ratios_and_alarm_latencies() {
                 s["ack_ms_p999"].as_f64().unwrap(),
             );
             assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999, "{broker}: {s}");
+            // What a message cost each side, mid-step (at these rates a
+            // few clock ticks: present and sane, not compared).
+            let cpu = &s["cpu"];
+            for k in ["broker_us_per_msg", "load_us_per_msg", "broker_cores"] {
+                let x = cpu[k].as_f64().unwrap_or(-1.0);
+                assert!(x >= 0.0 && x.is_finite(), "{broker} {k}: {s}");
+            }
+            let busy = cpu["machine_busy"].as_f64().unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&busy), "{broker}: {s}");
         }
+        let spent: f64 = steps
+            .iter()
+            .map(|s| s["cpu"]["broker_us_per_msg"].as_f64().unwrap())
+            .sum();
+        assert!(spent > 0.0, "{broker} used no CPU at all: {c}");
     }
+    let cpu = &report["cpu_per_msg"];
+    assert!(positive(&cpu["at_offered_per_s"]), "{report}");
+    assert!(positive(&cpu["vigil_us"]), "{report}");
     // The Mosquitto relay's subscriber got the messages.
     assert!(
         report["mosquitto"]["steps"][0]["relayed"].as_u64().unwrap() > 0,
