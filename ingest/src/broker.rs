@@ -224,13 +224,14 @@ pub(crate) fn start(
     });
 
     let tls_addr = tls.as_ref().map(|(_, a, _)| *a);
+    let workers = config.io_workers();
     let (stop_tx, stop_rx) = oneshot::channel();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let thread = std::thread::Builder::new()
         .name("vigil-mqtt".to_owned())
         .spawn(move || {
             let tls = tls.map(|(listener, _, acceptor)| (listener, acceptor));
-            serve(plain, tls, accepting, stop_rx, ready_tx)
+            serve(plain, tls, accepting, workers, stop_rx, ready_tx)
         })
         .map_err(|source| IngestError::Thread {
             name: "vigil-mqtt",
@@ -312,10 +313,10 @@ fn serve(
     plain: TcpListener,
     tls: Option<(TcpListener, TlsAcceptor)>,
     accepting: Arc<Accepting>,
+    workers: usize,
     stop: oneshot::Receiver<()>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("vigil-mqtt-io")

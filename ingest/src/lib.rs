@@ -132,6 +132,9 @@ pub struct IngestConfig {
     pub mqtts: Option<MqttsListener>,
     /// Most connections (both listeners, TLS handshakes included) at once.
     pub max_connections: usize,
+    /// Threads that serve the connections' sockets; 0 picks half the cores
+    /// (at least 1, at most 4), see [`IngestConfig::io_workers`].
+    pub io_threads: usize,
     /// How long a device's ack waits below a missing seq for the device to
     /// re-send it before the hole is counted as a gap and passed.
     pub gap_grace_s: u64,
@@ -158,10 +161,26 @@ impl Default for IngestConfig {
             allow_public_plain: false,
             mqtts: None,
             max_connections: 10_000,
+            io_threads: 0,
             gap_grace_s: 30,
             quota: QuotaConfig::default(),
             max_seq_rate: DEFAULT_MAX_SEQ_RATE,
         }
+    }
+}
+
+impl IngestConfig {
+    /// The socket threads to run: `io_threads`, or for 0 half the cores
+    /// (at least 1, at most 4). The rest of a message's path runs on one
+    /// thread per stage (the router, the ingest thread, the WAL writer):
+    /// socket threads that take every core starve those, and the whole
+    /// path slows down (docs/benchmarks.md, "The ingest ceiling").
+    pub fn io_workers(&self) -> usize {
+        if self.io_threads > 0 {
+            return self.io_threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (cores / 2).clamp(1, 4)
     }
 }
 

@@ -219,6 +219,8 @@ pub struct IngestTuning {
     /// Allow the plain (password) MQTT listener on a non-loopback address.
     pub allow_public_plain: bool,
     pub max_connections: usize,
+    /// Threads serving the MQTT sockets; 0 = half the cores (1 to 4).
+    pub io_threads: usize,
     /// Seconds an ack watermark waits below a `seq` gap for the device to re-send.
     pub gap_grace_s: u64,
     /// Per-connection message and byte quotas (docs/security.md).
@@ -234,6 +236,7 @@ impl Default for IngestTuning {
         Self {
             allow_public_plain: d.allow_public_plain,
             max_connections: d.max_connections,
+            io_threads: d.io_threads,
             gap_grace_s: d.gap_grace_s,
             quota: d.quota.clone(),
             max_seq_rate: d.max_seq_rate,

@@ -466,6 +466,7 @@ impl Wiring<'_> {
             allow_public_plain: config.ingest.allow_public_plain,
             mqtts: self.pki.listener(config)?,
             max_connections: config.ingest.max_connections,
+            io_threads: config.ingest.io_threads,
             gap_grace_s: config.ingest.gap_grace_s,
             quota: config.ingest.quota.clone(),
             max_seq_rate: config.ingest.max_seq_rate,
