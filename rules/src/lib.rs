@@ -117,7 +117,7 @@ mod locate;
 
 pub use catalogue::{ParamInfo, RuleInfo, catalogue};
 pub use config::{DefinedRule, RuleConfig, RuleFileError};
-pub use engine::RuleEngine;
+pub use engine::{DeviceHandle, RuleEngine};
 pub use error::{AlarmOpError, ConfigError};
 pub use family::{
     CertificateFacts, CylinderFacts, FillingFacts, MaintenanceFacts, OperatorFacts, RegistryFacts,
