@@ -461,7 +461,10 @@ fn a_device_handle_evaluates_as_the_id_does() {
         assert_eq!(got, expected, "sample {n}");
     }
     assert_eq!(
-        (by_handle.engine.open_alarms().count(), by_id.engine.open_alarms().count()),
+        (
+            by_handle.engine.open_alarms().count(),
+            by_id.engine.open_alarms().count()
+        ),
         (1, 1)
     );
 }
@@ -484,7 +487,11 @@ fn a_handle_of_another_device_is_noticed() {
     };
     let changes = h.engine.on_reading_of(first, &r, &ctx, T0 + 1_000);
     let raised = one(&changes, OVERSPEED);
-    assert_eq!(raised.equipment_id.as_str(), "EQ2", "judged as EL2's reading");
+    assert_eq!(
+        raised.equipment_id.as_str(),
+        "EQ2",
+        "judged as EL2's reading"
+    );
     let second = h.engine.device(&other).unwrap();
     assert_ne!(first, second);
     // The first device's state is untouched: its next reading raises on EQ1.
