@@ -5,7 +5,9 @@
 //! the registry's facts and people's actions come in; new versions of
 //! [`Alarm`]s come out. Nothing here does I/O or reads a clock: the caller
 //! passes `now`, shards engines by equipment, publishes and stores what
-//! comes back.
+//! comes back. A caller that keeps a [`DeviceHandle`] per device
+//! (`device`, then `on_reading_of`, `on_filling_of`) saves the lookup by
+//! device id on every reading.
 //!
 //! ```text
 //!  Reading + DeviceContext ─▶ on_reading, on_filling ─┐
