@@ -9,7 +9,7 @@ mod restore;
 pub(crate) mod state;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -48,6 +48,15 @@ pub struct RuleEngine {
     retick_all: bool,
     /// Local time minus UTC (working hours, operating hours, local days).
     local_offset_ms: i64,
+}
+
+/// A device of one [`RuleEngine`], as [`RuleEngine::device`] found it: its
+/// place in the engine, and a hash of its id to notice a handle used for
+/// another device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceHandle {
+    ix: u32,
+    id_hash: u64,
 }
 
 /// Devices and equipment by dense index, and the alarm book.
@@ -170,7 +179,7 @@ impl RuleEngine {
             // Liveness reads the ride's operating hours from it.
             eq.set_registry(self.world.registries.intern(&ctx.params));
         }
-        let mut dev = DeviceCore::silent(device.clone(), eix, last_seen);
+        let mut dev = DeviceCore::silent(device.clone(), self.id_hash(device), eix, last_seen);
         dev.report_interval_s = ctx.report_interval_s;
         self.world
             .device_ix
@@ -187,7 +196,8 @@ impl RuleEngine {
         ctx: &DeviceContext,
         now: EpochMs,
     ) -> Vec<Alarm> {
-        self.evaluate(reading, ctx, None, now)
+        let known = self.world.device_ix.get(&reading.device_id).copied();
+        self.evaluate(known, reading, ctx, None, now)
     }
 
     /// Evaluates one accepted filling record with what the registry says of
@@ -201,11 +211,71 @@ impl RuleEngine {
         facts: &FillingFacts,
         now: EpochMs,
     ) -> Vec<Alarm> {
-        self.evaluate(reading, ctx, Some(facts), now)
+        let known = self.world.device_ix.get(&reading.device_id).copied();
+        self.evaluate(known, reading, ctx, Some(facts), now)
+    }
+
+    /// The handle of a device this engine has evaluated (or been told of by
+    /// [`RuleEngine::last_heard`]), for [`RuleEngine::on_reading_of`]: a
+    /// caller that keeps it per device saves the lookup by id (a cache
+    /// miss in a large table) on every reading. A device keeps its handle
+    /// for the engine's lifetime.
+    pub fn device(&self, id: &DeviceId) -> Option<DeviceHandle> {
+        let dix = *self.world.device_ix.get(id)?;
+        Some(DeviceHandle {
+            ix: dix as u32,
+            id_hash: self.world.devices[dix].id_hash,
+        })
+    }
+
+    /// [`RuleEngine::on_reading`] of the device `handle` is for
+    /// ([`RuleEngine::device`]). A handle of another device (or another
+    /// engine) is noticed and the device looked up by id instead.
+    pub fn on_reading_of(
+        &mut self,
+        handle: DeviceHandle,
+        reading: &Reading,
+        ctx: &DeviceContext,
+        now: EpochMs,
+    ) -> Vec<Alarm> {
+        let known = self.check_handle(handle, &reading.device_id);
+        self.evaluate(known, reading, ctx, None, now)
+    }
+
+    /// [`RuleEngine::on_filling`] of the device `handle` is for, as
+    /// [`RuleEngine::on_reading_of`].
+    pub fn on_filling_of(
+        &mut self,
+        handle: DeviceHandle,
+        reading: &Reading,
+        ctx: &DeviceContext,
+        facts: &FillingFacts,
+        now: EpochMs,
+    ) -> Vec<Alarm> {
+        let known = self.check_handle(handle, &reading.device_id);
+        self.evaluate(known, reading, ctx, Some(facts), now)
+    }
+
+    /// The device of `handle` if it is `id`'s (compared by a hash kept in
+    /// the device's record: the id itself is on the heap, a miss away),
+    /// else `id`'s by lookup.
+    fn check_handle(&self, handle: DeviceHandle, id: &DeviceId) -> Option<DevIx> {
+        let dix = handle.ix as usize;
+        match self.world.devices.get(dix) {
+            Some(dev) if dev.id_hash == handle.id_hash && dev.id_hash == self.id_hash(id) => {
+                Some(dix)
+            }
+            _ => self.world.device_ix.get(id).copied(),
+        }
+    }
+
+    fn id_hash(&self, id: &DeviceId) -> u64 {
+        self.world.device_ix.hasher().hash_one(id)
     }
 
     fn evaluate(
         &mut self,
+        known: Option<DevIx>,
         reading: &Reading,
         ctx: &DeviceContext,
         facts: Option<&FillingFacts>,
@@ -213,20 +283,22 @@ impl RuleEngine {
     ) -> Vec<Alarm> {
         let mut out = Vec::new();
         let dev_id = &reading.device_id;
-        let known = self.world.device_ix.get(dev_id).copied();
         let eix = self.equipment_of(&ctx.binding, known.map(|dix| self.world.devices[dix].eq));
         let dix = match known {
             Some(dix) => {
                 if self.world.devices[dix].eq != eix {
                     self.unbind(dix, reading.ts, &mut out);
-                    self.world.devices[dix] = DeviceCore::new(dev_id.clone(), eix, reading, now);
+                    let id_hash = self.world.devices[dix].id_hash;
+                    self.world.devices[dix] =
+                        DeviceCore::new(dev_id.clone(), id_hash, eix, reading, now);
                 }
                 dix
             }
             None => {
                 let dix = self.world.devices.len();
                 self.world.device_ix.insert(dev_id.clone(), dix);
-                let dev = DeviceCore::new(dev_id.clone(), eix, reading, now);
+                let id_hash = self.id_hash(dev_id);
+                let dev = DeviceCore::new(dev_id.clone(), id_hash, eix, reading, now);
                 crate::family::push_modestly(&mut self.world.devices, dev);
                 dix
             }

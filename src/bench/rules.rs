@@ -42,7 +42,8 @@ use vigil_model::{
     Reading, Region,
 };
 use vigil_rules::{
-    CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RuleConfig, RuleEngine,
+    CertificateFacts, CylinderFacts, DeviceHandle, FillingFacts, OperatorFacts, RuleConfig,
+    RuleEngine,
 };
 
 const T0: EpochMs = 1_732_300_000_000;
@@ -67,6 +68,9 @@ struct Device {
     ctx: DeviceContext,
     kind: Kind,
     seq: u64,
+    /// The engine's handle of the device, once it has one: kept per
+    /// device as the engine's caller does, so no lookup by id per reading.
+    handle: Option<DeviceHandle>,
 }
 
 fn kind_of(i: usize) -> Kind {
@@ -114,6 +118,7 @@ fn fleet(n: usize) -> Vec<Device> {
                 },
                 kind,
                 seq: 0,
+                handle: None,
             }
         })
         .collect()
@@ -290,16 +295,23 @@ fn reading(dev: &mut Device, i: usize, r: u64, rng: &mut Rng) -> (Reading, Optio
     (reading, facts)
 }
 
-/// Hands one reading to the engine, as the engine binary does.
+/// Hands one reading to the engine, as the engine binary does: by the
+/// device's handle once the engine knows it.
 fn evaluate(
     engine: &mut RuleEngine,
-    dev: &Device,
+    dev: &mut Device,
     (reading, facts): &(Reading, Option<FillingFacts>),
 ) -> Vec<Alarm> {
-    match facts {
-        Some(f) => engine.on_filling(reading, &dev.ctx, f, reading.ts),
-        None => engine.on_reading(reading, &dev.ctx, reading.ts),
+    let changes = match (dev.handle, facts) {
+        (Some(h), Some(f)) => engine.on_filling_of(h, reading, &dev.ctx, f, reading.ts),
+        (Some(h), None) => engine.on_reading_of(h, reading, &dev.ctx, reading.ts),
+        (None, Some(f)) => engine.on_filling(reading, &dev.ctx, f, reading.ts),
+        (None, None) => engine.on_reading(reading, &dev.ctx, reading.ts),
+    };
+    if dev.handle.is_none() {
+        dev.handle = engine.device(&dev.id);
     }
+    changes
 }
 
 /// One round made and evaluated device by device (the warm-up: no batch
@@ -349,7 +361,7 @@ fn timed_round(
     spent.baseline_cpu_s += cpu_seconds() - cpu_start;
     let (start, cpu_start) = (Instant::now(), cpu_seconds());
     let mut changes = Vec::new();
-    for (dev, msg) in fleet.iter().zip(&batch) {
+    for (dev, msg) in fleet.iter_mut().zip(&batch) {
         changes.extend(black_box(evaluate(engine, dev, msg)));
     }
     changes.extend(black_box(engine.tick(T0 + r as i64 * 1000 + 500)));

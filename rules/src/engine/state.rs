@@ -137,6 +137,9 @@ impl Tracker {
 #[derive(Debug)]
 pub(crate) struct DeviceCore {
     pub id: DeviceId,
+    /// A hash of `id` (the engine's id hasher): checks a caller's
+    /// `DeviceHandle` without reading the id from the heap.
+    pub id_hash: u64,
     /// The equipment it is bound to.
     pub eq: EqIx,
     pub report_interval_s: u32,
@@ -161,16 +164,23 @@ pub(crate) struct DeviceCore {
 }
 
 impl DeviceCore {
-    pub(crate) fn new(id: DeviceId, eq: EqIx, reading: &Reading, now: EpochMs) -> DeviceCore {
-        let mut dev = DeviceCore::silent(id, eq, now);
+    pub(crate) fn new(
+        id: DeviceId,
+        id_hash: u64,
+        eq: EqIx,
+        reading: &Reading,
+        now: EpochMs,
+    ) -> DeviceCore {
+        let mut dev = DeviceCore::silent(id, id_hash, eq, now);
         dev.last_ts = reading.ts;
         dev
     }
 
     /// A device known only to have been heard at `last_seen` (engine time).
-    pub(crate) fn silent(id: DeviceId, eq: EqIx, last_seen: EpochMs) -> DeviceCore {
+    pub(crate) fn silent(id: DeviceId, id_hash: u64, eq: EqIx, last_seen: EpochMs) -> DeviceCore {
         DeviceCore {
             id,
+            id_hash,
             eq,
             report_interval_s: 0,
             last_ts: last_seen,

@@ -1,7 +1,7 @@
 //! People acting on alarms, restarts, and configuration.
 
 use vigil_model::reading::{Door, ElevatorSample, Power};
-use vigil_model::{Alarm, AlarmId, AlarmState, DeviceId, Severity};
+use vigil_model::{Alarm, AlarmId, AlarmState, DeviceId, Payload, Reading, Severity};
 use vigil_rules::{AlarmOpError, RuleConfig, RuleEngine};
 
 use crate::harness::*;
@@ -441,4 +441,60 @@ fn the_catalogue_lists_every_rule_with_its_defaults() {
     let trapped = &list[0];
     let for_s = trapped.params.iter().find(|p| p.name == "for_s").unwrap();
     assert_eq!(for_s.default, serde_json::json!(180.0));
+}
+
+#[test]
+fn a_device_handle_evaluates_as_the_id_does() {
+    let mut by_id = H::new();
+    let mut by_handle = H::new();
+    assert_eq!(by_handle.engine.device(&by_handle.device), None);
+    let samples = [moving(), overspeed(), overspeed(), moving(), overspeed()];
+    for (n, sample) in samples.into_iter().enumerate() {
+        let at = n as i64 * 2_000;
+        let expected = by_id.send(at, sample.clone());
+        let r = by_handle.reading(at, Payload::Elevator(sample));
+        let ctx = by_handle.ctx.clone();
+        let got = match by_handle.engine.device(&by_handle.device) {
+            Some(handle) => by_handle.engine.on_reading_of(handle, &r, &ctx, T0 + at),
+            None => by_handle.engine.on_reading(&r, &ctx, T0 + at),
+        };
+        assert_eq!(got, expected, "sample {n}");
+    }
+    assert_eq!(
+        (
+            by_handle.engine.open_alarms().count(),
+            by_id.engine.open_alarms().count()
+        ),
+        (1, 1)
+    );
+}
+
+#[test]
+fn a_handle_of_another_device_is_noticed() {
+    let mut h = H::new();
+    h.send(0, moving());
+    let first = h.engine.device(&h.device).unwrap();
+    // A second device on other equipment, handed the first one's handle.
+    let other = DeviceId::new("EL2").unwrap();
+    let ctx = ctx_for("EQ2", "elevator");
+    let r = Reading {
+        device_id: other.clone(),
+        seq: 1,
+        ts: T0 + 1_000,
+        received_at: T0 + 1_000,
+        payload: Payload::Elevator(overspeed()),
+        extra: None,
+    };
+    let changes = h.engine.on_reading_of(first, &r, &ctx, T0 + 1_000);
+    let raised = one(&changes, OVERSPEED);
+    assert_eq!(
+        raised.equipment_id.as_str(),
+        "EQ2",
+        "judged as EL2's reading"
+    );
+    let second = h.engine.device(&other).unwrap();
+    assert_ne!(first, second);
+    // The first device's state is untouched: its next reading raises on EQ1.
+    let changes = h.send(2_000, overspeed());
+    assert_eq!(one(&changes, OVERSPEED).equipment_id.as_str(), "EQ1");
 }
