@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Files: `dir/wal/*.log` (`crate::wal`, the log format both backends
-//! share), `dir/tables/{table}/{first_ts}-{n}.parquet` (`parquet`),
+//! share), `dir/tables/{table}/{first_ts}_{last_ts}-{n}.parquet` (`parquet`),
 //! `dir/seq-index` (per device the seqs Parquet holds, for
 //! ingest's de-duplication at start: `seq_index`). Opening replays the WAL
 //! into memory, skipping what Parquet files already hold, and loads the seq

@@ -23,7 +23,7 @@ async fn imported_rows_are_the_stores_own_and_the_wal_still_counts() {
                     let mut records: Vec<_> = (first..first + 50)
                         .map(|seq| elevator("EL1", seq))
                         .collect();
-                    // Alarms at distinct times: a file is named by its first row's time.
+                    // Alarms at distinct times: a file is named by its rows' time range.
                     let at = T0 + (part * 2 + chunk) as i64 * 1000;
                     records.push(alarm_record(&format!("a{part}{chunk}"), at));
                     let done = importer.write(records).unwrap();
@@ -34,9 +34,13 @@ async fn imported_rows_are_the_stores_own_and_the_wal_still_counts() {
         }
     });
     Arc::into_inner(importer).unwrap().finish().unwrap();
-    // Rows of one millisecond cannot be split over two calls (same file name).
+    // A file of the same time range as one there is (the same name) is refused.
     let again = Importer::open(dir.path()).unwrap();
-    assert!(again.write(vec![elevator("EL1", 1)]).is_err());
+    assert!(
+        again
+            .write((1..=50).map(|seq| elevator("EL1", seq)).collect())
+            .is_err()
+    );
     again.finish().unwrap();
 
     let (store, mut tokens) = open(dir.path()).await;

@@ -28,8 +28,9 @@ async fn a_query_spans_parquet_and_memory_once() {
     store.write(ws([dead_letter(b"x")])).await.unwrap();
     store.flush_parquet().await.unwrap();
     let files = parquet_files(dir.path(), "elevator_readings");
-    // `{first_ts}-{n}.parquet`: ts of seq 1, and the WAL segment covered.
-    assert_eq!(files, [format!("{}-1.parquet", T0 + 1000)]);
+    // `{first_ts}_{last_ts}-{n}.parquet`: ts of seq 1 and 100, and the WAL
+    // segment covered.
+    assert_eq!(files, [format!("{}_{}-1.parquet", T0 + 1000, T0 + 100_000)]);
     assert_eq!(parquet_files(dir.path(), "dead_letters").len(), 1);
     assert!(
         parquet_files(dir.path(), "ride_readings").is_empty(),

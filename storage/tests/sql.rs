@@ -542,3 +542,79 @@ async fn conditions_that_skip_parquet_row_groups_keep_every_row_they_match() {
     assert_eq!(n(odd, jiangmen).await, 150);
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_file_outside_the_time_range_of_a_query_is_not_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, tokens) = open(dir.path()).await;
+    // Three Parquet files of 100 s each (seq = seconds after T0), two cities.
+    for part in 0..3u64 {
+        let seqs = part * 100 + 1..=part * 100 + 100;
+        store
+            .write(ws(seqs.flat_map(|s| {
+                [in_region("JM1", "440703", s), in_region("GZ1", "440106", s)]
+            })))
+            .await
+            .unwrap();
+        store.flush_parquet().await.unwrap();
+    }
+    let t = |s: i64| {
+        chrono::DateTime::from_timestamp_millis(T0 + s * 1000)
+            .unwrap()
+            .format("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string()
+    };
+    // The first file (seconds 1..=100) becomes unreadable, under its name.
+    let table = dir.path().join("tables").join("elevator_readings");
+    let mut names: Vec<_> = std::fs::read_dir(&table)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort_by_key(|n| n.split('_').next().unwrap().parse::<i64>().unwrap());
+    let first = format!("{}_{}-", T0 + 1000, T0 + 100_000);
+    assert!(names[0].starts_with(&first), "{names:?}");
+    std::fs::write(table.join(&names[0]), b"not Parquet at all").unwrap();
+
+    let admin = QueryOptions::default();
+    let jiangmen = person(&["440700"]);
+    let later = format!(
+        "SELECT seq FROM elevator_readings WHERE ts >= TIMESTAMP '{}' AND ts < TIMESTAMP '{}'",
+        t(150),
+        t(250)
+    );
+    let one = format!(
+        "SELECT seq FROM elevator_readings WHERE device_id = 'GZ1' AND ts > TIMESTAMP '{}'",
+        t(100)
+    );
+    for (sql, opts, rows) in [
+        (&later, &admin, 2 * 100),
+        (&later, &jiangmen, 100),
+        (&one, &admin, 200),
+        (&one, &jiangmen, 0),
+    ] {
+        assert_eq!(rows_of(&store, sql, opts).await, rows, "{sql}");
+    }
+    // A query that needs the file opens it, and says it cannot.
+    let early = format!(
+        "SELECT seq FROM elevator_readings WHERE ts <= TIMESTAMP '{}'",
+        t(100)
+    );
+    for opts in [&admin, &jiangmen] {
+        assert!(
+            matches!(store.query(&early, opts).await, Err(StoreError::Query(_))),
+            "{early}"
+        );
+    }
+    store.close().await.unwrap();
+    drop(tokens);
+
+    // Named without its range (as files were before): opened by every query.
+    let old = names[0].replacen(&first, &format!("{}-", T0 + 1000), 1);
+    std::fs::rename(table.join(&names[0]), table.join(old)).unwrap();
+    let (store, _tokens) = open(dir.path()).await;
+    assert!(matches!(
+        store.query(&later, &admin).await,
+        Err(StoreError::Query(_))
+    ));
+    store.close().await.unwrap();
+}

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  Importer::open(dir) ── store closed, WAL empty (else refused)
-//!  write(records) ──▶ per table: to Arrow (as the writer) ──▶ `{first_ts}-{n}.parquet`
+//!  write(records) ──▶ per table: to Arrow (as the writer) ──▶ `{first_ts}_{last_ts}-{n}.parquet`
 //!                     (as a flush: same sort, encoding, naming) ──▶ fold into the seq index
 //!  finish() ──▶ seq index saved once
 //! ```
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::batch::to_batch;
-use super::parquet::{open_files, table_dir, write_file};
+use super::parquet::{file_name, open_files, table_dir, write_file};
 use super::seq_index::{self, SeqIndex};
 use crate::schema::Table;
 use crate::wal::{self, WalWriter};
@@ -140,12 +140,10 @@ impl Importer {
         table: Table,
         batch: &arrow::array::RecordBatch,
     ) -> Result<Name<'_>, StoreError> {
-        let first_ts = super::parquet::first_ts(table, batch);
-        let path =
-            table_dir(&self.root, table).join(format!("{first_ts}-{}.parquet", self.segment));
+        let path = table_dir(&self.root, table).join(file_name(table, batch, self.segment));
         if path.exists() || !self.names.lock().insert(path.clone()) {
             return Err(StoreError::Other(format!(
-                "{}: an imported file starting at the same millisecond exists; \
+                "{}: an imported file with the same first and last millisecond exists; \
                  import those rows in one call",
                 path.display()
             )));

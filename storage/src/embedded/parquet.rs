@@ -1,8 +1,11 @@
-//! Parquet files: `dir/tables/{table}/{first_ts}-{n}.parquet`, where
-//! `first_ts` is the file's earliest time (ms) and `n` the last WAL segment
-//! whose rows of that table the file (with the files before it) holds. At
-//! open, `n` tells replay which WAL records are already on disk, so a crash
-//! between writing a file and removing the WAL never stores a row twice.
+//! Parquet files: `dir/tables/{table}/{first_ts}_{last_ts}-{n}.parquet`,
+//! where `first_ts` and `last_ts` are the file's earliest and latest time
+//! (ms) and `n` the last WAL segment whose rows of that table the file (with
+//! the files before it) holds. At open, `n` tells replay which WAL records
+//! are already on disk, so a crash between writing a file and removing the
+//! WAL never stores a row twice. The time range lets a query skip a file
+//! without opening it; files written before it was named
+//! (`{first_ts}-{n}.parquet`) are still read, and always opened.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -37,12 +40,40 @@ fn parquet_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(format!("writing Parquet file {}: {e}", path.display()))
 }
 
-/// `n` of `{first_ts}-{n}.parquet`.
+/// What a file's name says of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileName {
+    /// Earliest and latest time of its rows (ms, inclusive); `None` in the
+    /// names of files written before the range was named.
+    pub(crate) time: Option<(i64, i64)>,
+    /// The WAL segment it covers.
+    pub(crate) covered: u64,
+}
+
+impl FileName {
+    /// `{first_ts}_{last_ts}-{n}.parquet` or `{first_ts}-{n}.parquet`.
+    pub(crate) fn parse(file_name: &str) -> Option<FileName> {
+        let stem = file_name.strip_suffix(".parquet")?;
+        let (times, n) = stem.rsplit_once('-')?;
+        let covered = n.parse().ok()?;
+        let time = match times.split_once('_') {
+            Some((first, last)) => Some((first.parse().ok()?, last.parse().ok()?)),
+            None => {
+                times.parse::<i64>().ok()?;
+                None
+            }
+        };
+        Some(FileName { time, covered })
+    }
+
+    fn format(first: i64, last: i64, covered: u64) -> String {
+        format!("{first}_{last}-{covered}.parquet")
+    }
+}
+
+/// `n` of a file's name.
 pub(crate) fn covered_segment(file_name: &str) -> Option<u64> {
-    let stem = file_name.strip_suffix(".parquet")?;
-    let (first_ts, n) = stem.rsplit_once('-')?;
-    first_ts.parse::<i64>().ok()?;
-    n.parse().ok()
+    FileName::parse(file_name).map(|f| f.covered)
 }
 
 /// Existing files per table, and per table the WAL segment up to which its
@@ -64,7 +95,7 @@ pub(crate) fn open_files(root: &Path) -> Result<([Vec<ParquetFile>; 7], [u64; 7]
             }
             let Some(n) = covered_segment(&name) else {
                 if name.ends_with(".parquet") {
-                    warn!(path = %path.display(), "Ignoring a Parquet file whose name is not {{first_ts}}-{{n}}.parquet.");
+                    warn!(path = %path.display(), "Ignoring a Parquet file whose name is not {{first_ts}}_{{last_ts}}-{{n}}.parquet.");
                 }
                 continue;
             };
@@ -80,16 +111,18 @@ pub(crate) fn open_files(root: &Path) -> Result<([Vec<ParquetFile>; 7], [u64; 7]
     Ok((files, covered))
 }
 
-/// The earliest time of `batch` (ms), which names its file.
-pub(crate) fn first_ts(table: Table, batch: &RecordBatch) -> i64 {
-    batch
+/// The name of the file holding `batch` and covering WAL segment `n`: the
+/// earliest and latest time of its rows (ms; 0 for a table without them).
+pub(crate) fn file_name(table: Table, batch: &RecordBatch, n: u64) -> String {
+    let times = batch
         .column_by_name(table.time_column())
-        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-        .and_then(arrow::compute::min)
-        .unwrap_or(0)
+        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>());
+    let first = times.and_then(arrow::compute::min).unwrap_or(0);
+    let last = times.and_then(arrow::compute::max).unwrap_or(0);
+    FileName::format(first, last, n)
 }
 
-/// Writes one table's rows, sorted, as `{first_ts}-{wal_upto}.parquet`:
+/// Writes one table's rows, sorted, as `{first_ts}_{last_ts}-{wal_upto}.parquet`:
 /// temporary name, fsync, rename, fsync of the directory.
 pub(crate) fn write_file(
     root: &Path,
@@ -111,10 +144,9 @@ pub(crate) fn write_file(
         .collect();
     let indices = lexsort_to_indices(&sort, None).map_err(|e| parquet_err(&dir, e))?;
     let sorted = take_record_batch(&all, &indices).map_err(|e| parquet_err(&dir, e))?;
-    let first_ts = first_ts(table, &sorted);
-
-    let path = dir.join(format!("{first_ts}-{wal_upto}.parquet"));
-    let tmp = dir.join(format!("{first_ts}-{wal_upto}.parquet.tmp"));
+    let name = file_name(table, &sorted, wal_upto);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -210,7 +242,7 @@ pub(crate) fn flush_frozen(shared: &Shared) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::covered_segment;
+    use super::{FileName, covered_segment};
 
     #[test]
     fn file_names_carry_the_covered_segment() {
@@ -219,5 +251,29 @@ mod tests {
         assert_eq!(covered_segment("17.parquet"), None);
         assert_eq!(covered_segment("a-1.parquet"), None);
         assert_eq!(covered_segment("1-2.parquet.tmp"), None);
+        assert_eq!(covered_segment("1_2-3.parquet"), Some(3));
+        assert_eq!(covered_segment("1_-3.parquet"), None);
+    }
+
+    #[test]
+    fn file_names_carry_the_time_range() {
+        let name = FileName::format(-5, 1732300000000, 17);
+        assert_eq!(name, "-5_1732300000000-17.parquet");
+        assert_eq!(
+            FileName::parse(&name),
+            Some(FileName {
+                time: Some((-5, 1732300000000)),
+                covered: 17
+            })
+        );
+        // Written before the range was named: read, with no range.
+        assert_eq!(
+            FileName::parse("1732300000000-17.parquet"),
+            Some(FileName {
+                time: None,
+                covered: 17
+            })
+        );
+        assert_eq!(FileName::parse("1_x-3.parquet"), None);
     }
 }

@@ -13,18 +13,21 @@
 //! People's queries (`guarded`) draw on one memory pool and the capped
 //! string functions; the engine's own do not.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{ArrayRef, BooleanArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::DFSchema;
 use datafusion::common::TableReference;
+use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -42,6 +45,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::object_store::ObjectMeta;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -338,6 +342,10 @@ async fn context(
             schema: table.schema(),
             memory,
             files: snap.files,
+            time: table.time_column(),
+            // Under a grant the filters that reach the scan are the user's,
+            // and must not meet a row before the grant has (see `sealed`).
+            filter_rows: grant.is_none(),
         });
         // Every stored table has a region column, or none at all.
         if let Some(sealed) = SealedTable::new(table.name(), stored, grant.clone()) {
@@ -453,6 +461,95 @@ struct SnapshotTable {
     schema: SchemaRef,
     memory: Vec<RecordBatch>,
     files: Vec<ParquetFile>,
+    /// The time column, whose range each file's name gives.
+    time: &'static str,
+    /// Whether the filters may also drop rows inside the Parquet decoder:
+    /// the columns they read are decoded first, the others only for the
+    /// rows that pass. Only when every row of the table may be read.
+    filter_rows: bool,
+}
+
+impl SnapshotTable {
+    /// The files that may hold rows `predicate` lets through, judged by the
+    /// time range in their names alone: the others are not opened at all
+    /// (not even their footers, which a fresh store has not cached yet).
+    fn files_for(&self, predicate: Option<&Arc<dyn PhysicalExpr>>) -> Vec<&ParquetFile> {
+        let all = || self.files.iter().collect();
+        let Some(predicate) = predicate else {
+            return all();
+        };
+        let Some(pruning) = PruningPredicateBuilder::new()
+            .with_file_schema(Arc::clone(&self.schema))
+            .build(Arc::clone(predicate))
+        else {
+            return all();
+        };
+        let Ok(field) = self.schema.field_with_name(self.time) else {
+            return all();
+        };
+        let times = FileTimes {
+            column: self.time,
+            data_type: field.data_type(),
+            files: &self.files,
+        };
+        match pruning.prune(&times) {
+            Ok(keep) => self
+                .files
+                .iter()
+                .zip(keep)
+                .filter_map(|(f, keep)| keep.then_some(f))
+                .collect(),
+            Err(_) => all(),
+        }
+    }
+}
+
+/// The time range of each file, as statistics for a pruning predicate:
+/// what the file names say of the time column, nothing of the others.
+struct FileTimes<'a> {
+    column: &'static str,
+    data_type: &'a DataType,
+    files: &'a [ParquetFile],
+}
+
+impl FileTimes<'_> {
+    fn values(&self, column: &Column, end: fn((i64, i64)) -> i64) -> Option<ArrayRef> {
+        let DataType::Timestamp(TimeUnit::Millisecond, zone) = self.data_type else {
+            return None;
+        };
+        if column.name != self.column {
+            return None;
+        }
+        let values: TimestampMillisecondArray =
+            self.files.iter().map(|f| f.time.map(end)).collect();
+        Some(Arc::new(values.with_timezone_opt(zone.clone())))
+    }
+}
+
+impl PruningStatistics for FileTimes<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.values(column, |(first, _)| first)
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.values(column, |(_, last)| last)
+    }
+
+    fn num_containers(&self) -> usize {
+        self.files.len()
+    }
+
+    fn null_counts(&self, _column: &Column) -> Option<ArrayRef> {
+        None
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        None
+    }
+
+    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
+    }
 }
 
 #[async_trait]
@@ -496,11 +593,19 @@ impl TableProvider for SnapshotTable {
         .with_limit(limit);
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = vec![DataSourceExec::from_data_source(memory)];
 
-        if !self.files.is_empty() {
-            let mut groups: Vec<Vec<PartitionedFile>> =
-                vec![Vec::new(); lanes.min(self.files.len())];
+        let predicate = pruning_predicate(state, &self.schema, filters);
+        let files = self.files_for(predicate.as_ref());
+        // On time alone, the time ranges of files, row groups and pages
+        // already skip what they can; decoding the time first would only
+        // add work for the rows inside (a day's files, every row of them).
+        let filter_rows = self.filter_rows
+            && filters
+                .iter()
+                .any(|f| f.column_refs().iter().any(|c| c.name != self.time));
+        if !files.is_empty() {
+            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); lanes.min(files.len())];
             let n = groups.len();
-            for (i, f) in self.files.iter().enumerate() {
+            for (i, f) in files.iter().enumerate() {
                 groups[i % n].push(PartitionedFile::new_from_meta(ObjectMeta {
                     location: f.location.clone(),
                     last_modified: f.modified,
@@ -516,8 +621,10 @@ impl TableProvider for SnapshotTable {
                 env.cache_manager.get_file_metadata_cache(),
             );
             let mut source = ParquetSource::new(Arc::clone(&self.schema))
-                .with_parquet_file_reader_factory(Arc::new(reader));
-            if let Some(predicate) = pruning_predicate(state, &self.schema, filters) {
+                .with_parquet_file_reader_factory(Arc::new(reader))
+                .with_pushdown_filters(filter_rows)
+                .with_reorder_filters(filter_rows);
+            if let Some(predicate) = predicate {
                 source = source.with_predicate(predicate);
             }
             let source = Arc::new(source);

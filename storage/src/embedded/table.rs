@@ -22,6 +22,7 @@ use parking_lot::RwLock;
 use tracing::error;
 
 use super::batch::to_batch;
+use super::parquet::FileName;
 use crate::schema::Table;
 use crate::{Record, StoreError};
 
@@ -89,6 +90,9 @@ pub(crate) struct ParquetFile {
     pub(crate) modified: chrono::DateTime<chrono::Utc>,
     /// The same path as DataFusion's local object store names it.
     pub(crate) location: ObjectPath,
+    /// Earliest and latest value of the table's time column (ms, inclusive),
+    /// as its name says; `None` for a file named without them.
+    pub(crate) time: Option<(i64, i64)>,
 }
 
 impl ParquetFile {
@@ -100,8 +104,13 @@ impl ParquetFile {
                 path.display()
             ))
         })?;
+        let time = path
+            .file_name()
+            .and_then(|n| FileName::parse(&n.to_string_lossy()))
+            .and_then(|n| n.time);
         Ok(Self {
             path,
+            time,
             size: meta.len(),
             modified: meta
                 .modified()
