@@ -112,7 +112,7 @@ async fn equipment_colours_and_owner_classes_follow_alarms_and_registry() {
         .await;
     let analyst = body["token"].as_str().unwrap().to_owned();
     let (status, answer) = vigil
-        .post_as(&analyst, "/sql", &json!({"sql": "SELECT equipment_id FROM risk UNION ALL SELECT owner_id FROM owner_risk"}))
+        .post_as(&analyst, "/sql", &json!({"sql": "SELECT equipment_id FROM risk UNION ALL SELECT owner_id FROM owner_risk ORDER BY 1"}))
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
