@@ -51,12 +51,11 @@ pub struct RuleEngine {
 }
 
 /// A device of one [`RuleEngine`], as [`RuleEngine::device`] found it: its
-/// place in the engine, and a hash of its id to notice a handle used for
-/// another device.
+/// place in the engine. A reading's id is checked against the hash of the
+/// id kept in that place, so a handle used for another device is noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceHandle {
     ix: u32,
-    id_hash: u64,
 }
 
 /// Devices and equipment by dense index, and the alarm book.
@@ -196,7 +195,7 @@ impl RuleEngine {
         ctx: &DeviceContext,
         now: EpochMs,
     ) -> Vec<Alarm> {
-        let known = self.world.device_ix.get(&reading.device_id).copied();
+        let known = self.lookup(&reading.device_id);
         self.evaluate(known, reading, ctx, None, now)
     }
 
@@ -211,7 +210,7 @@ impl RuleEngine {
         facts: &FillingFacts,
         now: EpochMs,
     ) -> Vec<Alarm> {
-        let known = self.world.device_ix.get(&reading.device_id).copied();
+        let known = self.lookup(&reading.device_id);
         self.evaluate(known, reading, ctx, Some(facts), now)
     }
 
@@ -221,11 +220,8 @@ impl RuleEngine {
     /// miss in a large table) on every reading. A device keeps its handle
     /// for the engine's lifetime.
     pub fn device(&self, id: &DeviceId) -> Option<DeviceHandle> {
-        let dix = *self.world.device_ix.get(id)?;
-        Some(DeviceHandle {
-            ix: dix as u32,
-            id_hash: self.world.devices[dix].id_hash,
-        })
+        let dix = self.lookup(id)?;
+        Some(DeviceHandle { ix: dix as u32 })
     }
 
     /// [`RuleEngine::on_reading`] of the device `handle` is for
@@ -262,11 +258,13 @@ impl RuleEngine {
     fn check_handle(&self, handle: DeviceHandle, id: &DeviceId) -> Option<DevIx> {
         let dix = handle.ix as usize;
         match self.world.devices.get(dix) {
-            Some(dev) if dev.id_hash == handle.id_hash && dev.id_hash == self.id_hash(id) => {
-                Some(dix)
-            }
-            _ => self.world.device_ix.get(id).copied(),
+            Some(dev) if dev.id_hash == self.id_hash(id) => Some(dix),
+            _ => self.lookup(id),
         }
+    }
+
+    fn lookup(&self, id: &DeviceId) -> Option<DevIx> {
+        self.world.device_ix.get(id).copied()
     }
 
     fn id_hash(&self, id: &DeviceId) -> u64 {

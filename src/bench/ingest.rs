@@ -357,14 +357,20 @@ struct CpuCompare {
     vigil_over_mosquitto: f64,
 }
 
+impl Ceiling {
+    /// What a message cost at `rate`, if a step at that rate held.
+    fn cpu_at(&self, rate: f64) -> Option<&StepCpu> {
+        self.steps
+            .iter()
+            .find(|s| s.held_up && s.offered_per_s == rate)?
+            .cpu
+            .as_ref()
+    }
+}
+
 impl CpuCompare {
     fn of(vigil: &Ceiling, mosquitto: &Ceiling, rumqttd: Option<&Ceiling>) -> Option<CpuCompare> {
-        let held = |c: &Ceiling, rate: f64| {
-            c.steps
-                .iter()
-                .find(|s| s.held_up && s.offered_per_s == rate)
-                .and_then(|s| Some(s.cpu.as_ref()?.broker_us_per_msg))
-        };
+        let held = |c: &Ceiling, rate: f64| Some(c.cpu_at(rate)?.broker_us_per_msg);
         let (rate, vigil_us, mosquitto_us) = vigil
             .steps
             .iter()
@@ -1162,11 +1168,7 @@ fn print_report(r: &IngestReport) {
         ("Vigil (whole path, durable)", &r.vigil),
     ] {
         if let Some(c) = c {
-            let cpu = c
-                .steps
-                .iter()
-                .find(|s| s.held_up && s.offered_per_s == c.ceiling_offered_per_s)
-                .and_then(|s| s.cpu.as_ref());
+            let cpu = c.cpu_at(c.ceiling_offered_per_s);
             let show = |f: fn(&StepCpu) -> f64, scale: f64| {
                 cpu.map_or("–".to_owned(), |c| format!("{:.1}", scale * f(c)))
             };

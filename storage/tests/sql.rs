@@ -494,27 +494,34 @@ async fn rows_of(
     out.batches.iter().map(|b| b.num_rows()).sum()
 }
 
-#[tokio::test]
-async fn conditions_that_skip_parquet_row_groups_keep_every_row_they_match() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _tokens) = open(dir.path()).await;
-    // Three Parquet files of 100 s each (seq = seconds after T0), two cities.
+/// Three Parquet files of 100 s each (seq = seconds after T0), each with a
+/// device in Jiangmen and one in Guangzhou.
+async fn three_files_in_two_cities(store: &vigil_storage::embedded::EmbeddedStore) {
     for part in 0..3u64 {
         let seqs = part * 100 + 1..=part * 100 + 100;
         store
-            .write(ws(seqs.clone().flat_map(|s| {
+            .write(ws(seqs.flat_map(|s| {
                 [in_region("JM1", "440703", s), in_region("GZ1", "440106", s)]
             })))
             .await
             .unwrap();
         store.flush_parquet().await.unwrap();
     }
-    let t = |s: i64| {
-        chrono::DateTime::from_timestamp_millis(T0 + s * 1000)
-            .unwrap()
-            .format("%Y-%m-%d %H:%M:%S%.3f")
-            .to_string()
-    };
+}
+
+/// `s` seconds after T0 as an SQL timestamp literal's text.
+fn t(s: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(T0 + s * 1000)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S%.3f")
+        .to_string()
+}
+
+#[tokio::test]
+async fn conditions_that_skip_parquet_row_groups_keep_every_row_they_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _tokens) = open(dir.path()).await;
+    three_files_in_two_cities(&store).await;
     // The middle file's span and a bit of its neighbours: seconds 95..=205.
     let window = format!(
         "ts >= TIMESTAMP '{}' AND ts <= TIMESTAMP '{}'",
@@ -547,23 +554,7 @@ async fn conditions_that_skip_parquet_row_groups_keep_every_row_they_match() {
 async fn a_file_outside_the_time_range_of_a_query_is_not_opened() {
     let dir = tempfile::tempdir().unwrap();
     let (store, tokens) = open(dir.path()).await;
-    // Three Parquet files of 100 s each (seq = seconds after T0), two cities.
-    for part in 0..3u64 {
-        let seqs = part * 100 + 1..=part * 100 + 100;
-        store
-            .write(ws(seqs.flat_map(|s| {
-                [in_region("JM1", "440703", s), in_region("GZ1", "440106", s)]
-            })))
-            .await
-            .unwrap();
-        store.flush_parquet().await.unwrap();
-    }
-    let t = |s: i64| {
-        chrono::DateTime::from_timestamp_millis(T0 + s * 1000)
-            .unwrap()
-            .format("%Y-%m-%d %H:%M:%S%.3f")
-            .to_string()
-    };
+    three_files_in_two_cities(&store).await;
     // The first file (seconds 1..=100) becomes unreadable, under its name.
     let table = dir.path().join("tables").join("elevator_readings");
     let mut names: Vec<_> = std::fs::read_dir(&table)
