@@ -129,9 +129,9 @@ pub(crate) enum BenchCommand {
     Compare(compare::CompareArgs),
 }
 
-/// A KiB figure of `/proc/{pid}/status` (`VmRSS:`, `VmHWM:`), `pid` a
-/// number or `self` (Linux; `None` elsewhere).
-fn proc_status_kib(pid: &str, key: &str) -> Option<u64> {
+/// A KiB figure of `/proc/{pid}/status` (`VmRSS:`, `VmHWM:`; or a count
+/// such as `Threads:`), `pid` a number or `self` (Linux; `None` elsewhere).
+pub(crate) fn proc_status_kib(pid: &str, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
     line[key.len()..]

@@ -255,14 +255,7 @@ async fn import(api: &Api, fleet: &Fleet) -> anyhow::Result<HashMap<String, Stri
 
 /// This process's peak memory and file limit, from /proc (Linux).
 fn process_figures() -> Value {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-    };
+    let status = |key| crate::bench::proc_status_kib("self", key);
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
     let files = limits
         .lines()
@@ -270,9 +263,9 @@ fn process_figures() -> Value {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|v| v.parse::<u64>().ok());
     json!({
-        "rss_peak_mib": kib("VmHWM:").map(|k| k / 1024.0),
-        "rss_mib": kib("VmRSS:").map(|k| k / 1024.0),
-        "threads": kib("Threads:"),
+        "rss_peak_mib": status("VmHWM:").map(|k| k as f64 / 1024.0),
+        "rss_mib": status("VmRSS:").map(|k| k as f64 / 1024.0),
+        "threads": status("Threads:"),
         "open_files_limit": files,
     })
 }
