@@ -628,6 +628,8 @@ impl EchoBroker {
                 auth: None,
                 external_auth: None,
                 dynamic_filters: false,
+                // The bare broker routes every publish, as published.
+                direct: None,
             },
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -19,7 +19,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
-use rumqttd::{ConnectionSettings, Router, RouterConfig, SegmentConfig, Server, ServerSettings};
+use rumqttd::{
+    ConnectionSettings, DirectIngest, DirectPublish, Router, RouterConfig, SegmentConfig, Server,
+    ServerSettings,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
@@ -51,6 +54,15 @@ const INGEST_SEGMENT: SegmentConfig = SegmentConfig {
     max_segment_size: 4 << 20,
     max_segment_count: 4,
 };
+
+/// Device publishes under `/tenants/` (every publish a login may make) do
+/// not pass the router: the socket task hands them to the ingest thread on
+/// a channel and writes the PUBACK itself (vendored patch 7). This many
+/// bytes of them may wait for the ingest thread, as many as the lossless
+/// log holds; past that, connections stop being read and PUBACKed until
+/// ingest takes what waits.
+const DIRECT_PREFIX: &str = "/tenants/";
+const DIRECT_BUDGET: usize = INGEST_SEGMENT.max_segment_size * INGEST_SEGMENT.max_segment_count;
 
 /// Every device's ack topic (`/tenants/{id}/v1/ack`) has a log of its own
 /// in the router, kept as long as the engine runs, so its size is paid once
@@ -104,6 +116,8 @@ pub(crate) struct Broker {
     pub link_tx: LinkTx,
     pub link_rx: LinkRx,
     pub relink: Relink,
+    /// Device publishes from the socket tasks, past the router.
+    pub direct: flume::Receiver<DirectPublish>,
     pub server: ServerHandle,
 }
 
@@ -199,6 +213,7 @@ pub(crate) fn start(
         Ok((tx, rx))
     });
     let (link_tx, link_rx) = relink()?;
+    let (direct, direct_rx) = DirectIngest::new(DIRECT_PREFIX, DIRECT_BUDGET);
 
     let settings = ServerSettings {
         name: "vigil-mqtt".to_owned(),
@@ -213,6 +228,7 @@ pub(crate) fn start(
             auth: None,
             external_auth: None,
             dynamic_filters: false,
+            direct: Some(direct),
         },
     };
     let guard = TopicGuard::template(Arc::clone(&shared));
@@ -266,6 +282,7 @@ pub(crate) fn start(
         link_tx,
         link_rx,
         relink,
+        direct: direct_rx,
         server,
     })
 }

@@ -7,7 +7,8 @@
 //!  devices ──MQTT v4, mutual TLS (certificate O = device_id)───────┤  our accept loops (broker.rs, tls.rs)
 //!  supervisors ──token:… login, or certificate O = r{region}───────┘  Metered stream: quota (quota.rs, sessions.rs)
 //!      │ CONNECT ─▶ guard.rs: login check, client id claim (sessions.rs)
-//!      ▼                    rumqttd router (vendored, lossless ingest log) ─▶ in-process link subscribed to /tenants/#
+//!      ▼ socket task: QoS 0/1 publish ─▶ direct channel (vendored patch 7; PUBACK written by the socket task)
+//!        QoS 2 ─▶ rumqttd router (vendored, lossless ingest log) ─▶ in-process link subscribed to /tenants/#
 //!  ingest thread (pipeline.rs): parse_topic → size → Directory::resolve → codec::decode → de-dup (seqs.rs;
 //!      seqs older than a device's history in memory: one Store::stored_seqs look-up per batch)
 //!      │  bad  → Record::DeadLetter ─┐
@@ -23,9 +24,9 @@
 //! [`SessionControl`] closes live sessions by identity; [`pki::DeviceCa`]
 //! issues the certificates the TLS listener trusts.
 //!
-//! The broker acknowledges a QoS 1 publish once it sits in its in-memory
-//! log; that log never drops what ingest has not read (the router stops
-//! taking publishes instead), so a PUBACKed message is stored or
+//! The broker acknowledges a QoS 1 publish once it sits in the direct
+//! channel to the ingest thread (bounded by bytes; a connection that finds
+//! it full stops reading its socket), so a PUBACKed message is stored or
 //! dead-lettered. The ack watermark says more: every message of a device
 //! with `seq ≤ N` is durable, or was given up on after the gap grace. A
 //! message is a duplicate only when that very `(device_id, seq)` is stored;
@@ -67,6 +68,7 @@ use vigil_storage::{AckToken, Recovery, Store};
 pub use error::IngestError;
 pub use feed::AlarmPublisher;
 pub use guard::{FEED_USER_PREFIX, FeedGrant, RESERVED_CLIENT_PREFIX, region_tenant};
+pub use pipeline::MAX_BATCH;
 pub use quota::QuotaConfig;
 pub use sessions::{SessionControl, feed_client_prefix};
 pub use tls::{TlsMaterial, crypto_provider};
@@ -82,9 +84,11 @@ use sessions::{Disconnect, Refusal, Sessions};
 /// The engine's clock, injected so tests control time.
 pub use vigil_model::Clock;
 
-/// Where accepted readings go: called on the ingest thread, in order, once
-/// per reading that passed de-duplication. Blocking in it is back-pressure.
-pub type RulesSink = Box<dyn Fn(Accepted) + Send + Sync>;
+/// Where accepted readings go: called on the ingest thread once per stored
+/// batch, with the batch's readings that passed de-duplication, in order.
+/// One call per batch rather than per reading, so that the receiver is woken
+/// once for many readings. Blocking in it is back-pressure.
+pub type RulesSink = Box<dyn Fn(Vec<Accepted>) + Send + Sync>;
 
 /// What ingest asks the registry. Every method runs on the broker's I/O
 /// threads (at CONNECT) or the ingest thread (per message), so each must be
@@ -311,6 +315,7 @@ impl Ingest {
         let pipeline = Pipeline {
             link: broker.link_rx,
             relink: broker.relink,
+            direct: broker.direct,
             health: Arc::clone(&health),
             directory: Arc::clone(&directory),
             store: Arc::clone(&store),

@@ -1,8 +1,11 @@
-//! The ingest thread: broker link → classify → one store write per batch →
-//! rules.
+//! The ingest thread: device publishes → classify → one store write per
+//! batch → rules.
 //!
-//! Each message goes parse_topic → size check → resolve → decode → de-dup.
-//! A batch is whatever the link already holds (up to [`MAX_BATCH`]); it is
+//! Device publishes (QoS 0 and 1) come straight from the connections'
+//! socket tasks (`direct`, vendored patch 7); the broker link brings what
+//! still passes the router (QoS 2 publishes). Each message goes parse_topic
+//! → size check → resolve → decode → de-dup. A batch is whatever the two
+//! already hold (up to [`MAX_BATCH`]); it is
 //! written to the store in one call, and only then are its readings handed
 //! to the rules, so a write the store refuses leaves nothing half-done: the
 //! seqs are released and the device's re-send is accepted. Seqs older than
@@ -15,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttd::local::{LinkError, LinkRx};
-use rumqttd::{Forward, Notification};
+use rumqttd::{DirectPublish, Forward, Notification};
 use tracing::{debug, error, info, warn};
 use vigil_model::codec::{self, Rejection};
 use vigil_model::log_limit::LogLimit;
@@ -37,8 +40,9 @@ use crate::{Accepted, Clock, Directory, RulesSink};
 /// flood of them must not flood the log.
 static SKIP_LOG: LogLimit = LogLimit::per_second(1);
 
-/// Most notifications taken into one store write.
-const MAX_BATCH: usize = 512;
+/// Most messages taken into one store write (and so the most readings in
+/// one [`RulesSink`](crate::RulesSink) call).
+pub const MAX_BATCH: usize = 512;
 
 /// How often an idle ingest thread looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -47,6 +51,9 @@ pub(crate) struct Pipeline {
     pub link: LinkRx,
     /// Makes the broker link again if rumqttd drops it.
     pub relink: Relink,
+    /// Device publishes past the router; each holds its share of the
+    /// broker's byte budget until it is dropped here.
+    pub direct: flume::Receiver<DirectPublish>,
     pub health: Arc<Health>,
     pub directory: Arc<dyn Directory>,
     pub store: Arc<dyn Store>,
@@ -129,27 +136,36 @@ const DRAIN_CAP: Duration = Duration::from_secs(10);
 pub(crate) fn run(mut p: Pipeline) {
     let mut state = LoopState::default();
     let mut stopping_since: Option<Instant> = None;
-    loop {
+    'run: loop {
         let mut batch = Batch::default();
-        // Block for the first notification, but wake up to see the stop flag.
-        match p.link.recv_deadline(Instant::now() + STOP_POLL) {
-            Ok(Some(n)) => p.notification(n, &mut batch, &mut state),
-            Ok(None) => {}
-            Err(LinkError::RecvTimeout(flume::RecvTimeoutError::Timeout)) => {}
-            // A dropped link shows up as a disconnected channel here.
-            Err(e) => {
-                p.commit(batch, &mut state);
-                if !p.relink(&e.to_string()) {
-                    break;
-                }
-                continue;
-            }
+        // Block for the first device publish, but wake up to see the stop
+        // flag and what came through the router.
+        match p.direct.recv_deadline(Instant::now() + STOP_POLL) {
+            Ok(publish) => p.direct_message(publish, &mut batch, &mut state),
+            Err(flume::RecvTimeoutError::Timeout) => {}
+            // The listeners are gone (stopping): only the link is left.
+            Err(flume::RecvTimeoutError::Disconnected) => std::thread::sleep(STOP_POLL),
         }
-        // Then take what is already there, never waiting for more.
+        // Then take what is already there, never waiting for more: first
+        // what passed the router, then device publishes.
         while batch.notifications < MAX_BATCH {
             match p.link.recv_deadline(Instant::now()) {
                 Ok(Some(n)) => p.notification(n, &mut batch, &mut state),
                 Ok(None) => {}
+                Err(LinkError::RecvTimeout(flume::RecvTimeoutError::Timeout)) => break,
+                // A dropped link shows up as a disconnected channel here.
+                Err(e) => {
+                    p.commit(batch, &mut state);
+                    if !p.relink(&e.to_string()) {
+                        break 'run;
+                    }
+                    continue 'run;
+                }
+            }
+        }
+        while batch.notifications < MAX_BATCH {
+            match p.direct.try_recv() {
+                Ok(publish) => p.direct_message(publish, &mut batch, &mut state),
                 Err(_) => break,
             }
         }
@@ -216,12 +232,23 @@ struct LoopState {
 }
 
 impl Pipeline {
+    fn direct_message(&mut self, publish: DirectPublish, batch: &mut Batch, state: &mut LoopState) {
+        batch.notifications += 1;
+        self.message(&publish.topic, &publish.payload, batch, state);
+        // Dropping `publish` gives its bytes back to the broker's budget.
+    }
+
     fn notification(&mut self, n: Notification, batch: &mut Batch, state: &mut LoopState) {
         batch.notifications += 1;
         match n {
             Notification::Forward(forward) => {
                 self.count_skipped(&forward, state);
-                self.message(forward, batch, state);
+                self.message(
+                    &forward.publish.topic,
+                    &forward.publish.payload,
+                    batch,
+                    state,
+                );
             }
             // rumqttd parks a link whose buffer filled up until it says it
             // is ready again; recv has already drained that buffer.
@@ -256,10 +283,8 @@ impl Pipeline {
         state.last_offset = Some(offset);
     }
 
-    fn message(&mut self, forward: Forward, batch: &mut Batch, state: &mut LoopState) {
-        let topic_bytes = &forward.publish.topic;
-        let payload = &forward.publish.payload;
-        let topic = String::from_utf8_lossy(topic_bytes);
+    fn message(&mut self, topic: &[u8], payload: &[u8], batch: &mut Batch, state: &mut LoopState) {
+        let topic = String::from_utf8_lossy(topic);
         if is_engine_output(&topic) {
             return;
         }
@@ -489,8 +514,8 @@ impl Pipeline {
                 Ok(()) => {
                     self.metrics.accepted.inc_by(accepted.len() as u64);
                     self.metrics.late.inc_by(late);
-                    for reading in accepted {
-                        (self.rules)(reading);
+                    if !accepted.is_empty() {
+                        (self.rules)(accepted);
                     }
                 }
                 Err(e) => {

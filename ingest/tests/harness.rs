@@ -326,7 +326,7 @@ impl Rig {
             Arc::<RecordingStore>::clone(&store),
             &recovery,
             durable,
-            Box::new(move |a| sink.lock().push(a)),
+            Box::new(move |batch| sink.lock().extend(batch)),
             &metrics,
             Arc::new(move || clock_now.load(Ordering::SeqCst)),
         )

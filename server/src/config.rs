@@ -127,7 +127,8 @@ pub struct EngineConfig {
     pub rule_shards: usize,
     /// How often silent devices' clocks advance and timers fire.
     pub tick_ms: u64,
-    /// Bounded queue in front of each shard (back-pressure to ingest).
+    /// Readings queued in front of each shard (back-pressure to ingest),
+    /// in ingest batches of at most `vigil_ingest::MAX_BATCH`.
     pub shard_queue: usize,
     /// SQL statement timeout, seconds.
     pub sql_timeout_s: u64,

@@ -32,7 +32,9 @@ use crate::config::ServerConfig;
 use crate::delivery::Delivery;
 use crate::metrics::EngineMetrics;
 use crate::registry_tables::RegistrySync;
-use crate::state::{AppState, Liveness, RuleSource, ShardMsg, Shards, load_rules, shard_of};
+use crate::state::{
+    AppState, Liveness, RuleSource, ShardMsg, Shards, ToEvaluate, load_rules, shard_of,
+};
 
 pub use vigil_model::{Clock, system_clock};
 
@@ -349,8 +351,11 @@ impl Wiring<'_> {
         let mut senders = Vec::with_capacity(shard_count);
         let mut tasks = Vec::with_capacity(shard_count);
         for ((index, alarms), heard) in restored.into_iter().enumerate().zip(heard) {
-            // Bounded: a full queue blocks ingest (back-pressure).
-            let (tx, rx) = mpsc::channel(self.config.engine.shard_queue);
+            // Bounded: a full queue blocks ingest (back-pressure). A message
+            // is one ingest batch of at most `MAX_BATCH` readings, so this
+            // many of them hold at most `shard_queue` readings.
+            let batches = (self.config.engine.shard_queue / vigil_ingest::MAX_BATCH).max(2);
+            let (tx, rx) = mpsc::channel(batches);
             let mut engine = RuleEngine::new(rules.clone());
             // Stations' working hours are in the registry's local time.
             engine.set_local_offset(self.offset.local_minus_utc());
@@ -444,20 +449,29 @@ impl Wiring<'_> {
         let seen = Arc::clone(liveness);
         let lookups = Arc::clone(&self.registry);
         let offset = self.offset;
-        let to_rules: Box<dyn Fn(Accepted) + Send + Sync> = Box::new(move |accepted: Accepted| {
-            seen.saw(&accepted.reading.device_id, accepted.reading.received_at);
-            let tx = route.sender(&accepted.context.binding.equipment_id);
-            let msg = match &accepted.reading.payload {
-                vigil_model::Payload::Filling(record) => {
-                    let facts = crate::filling::facts(&lookups, record, offset);
-                    ShardMsg::Filling(accepted, facts)
+        let to_rules: vigil_ingest::RulesSink = Box::new(move |batch: Vec<Accepted>| {
+            let mut per_shard: Vec<Vec<ToEvaluate>> = Vec::new();
+            per_shard.resize_with(route.senders.len(), Vec::new);
+            for accepted in batch {
+                seen.saw(&accepted.reading.device_id, accepted.reading.received_at);
+                let facts = match &accepted.reading.payload {
+                    vigil_model::Payload::Filling(record) => {
+                        Some(crate::filling::facts(&lookups, record, offset))
+                    }
+                    _ => None,
+                };
+                let shard = shard_of(&accepted.context.binding.equipment_id, per_shard.len());
+                per_shard[shard].push(ToEvaluate { accepted, facts });
+            }
+            for (tx, readings) in route.senders.iter().zip(per_shard) {
+                if readings.is_empty() {
+                    continue;
                 }
-                _ => ShardMsg::Reading(accepted),
-            };
-            // Blocking on a full shard queue is the back-pressure we want:
-            // the ingest thread slows down instead of memory growing.
-            if tx.blocking_send(msg).is_err() {
-                warn!("Rule shard is gone; reading not evaluated.");
+                // Blocking on a full shard queue is the back-pressure we
+                // want: the ingest thread slows down instead of memory growing.
+                if tx.blocking_send(ShardMsg::Readings(readings)).is_err() {
+                    warn!("Rule shard is gone; readings not evaluated.");
+                }
             }
         });
         let config = self.config;
@@ -525,29 +539,24 @@ async fn run_shard(
 ) {
     while let Some(msg) = rx.recv().await {
         let changes = match msg {
-            ShardMsg::Reading(a) => {
-                let now = clock();
-                let timer = metrics.rule_evaluation.start_timer();
-                let changes = engine.on_reading(&a.reading, &a.context, now);
-                timer.observe_duration();
-                if !changes.is_empty() {
-                    metrics
-                        .rule_latency
-                        .observe((now - a.reading.received_at).max(0) as f64 / 1000.0);
+            ShardMsg::Readings(readings) => {
+                for ToEvaluate { accepted: a, facts } in readings {
+                    let now = clock();
+                    let timer = metrics.rule_evaluation.start_timer();
+                    let new = match facts {
+                        Some(facts) => engine.on_filling(&a.reading, &a.context, &facts, now),
+                        None => engine.on_reading(&a.reading, &a.context, now),
+                    };
+                    timer.observe_duration();
+                    if !new.is_empty() {
+                        metrics
+                            .rule_latency
+                            .observe((now - a.reading.received_at).max(0) as f64 / 1000.0);
+                        // Out at once, not after the rest of the batch.
+                        send_changes(&out, index, new).await;
+                    }
                 }
-                changes
-            }
-            ShardMsg::Filling(a, facts) => {
-                let now = clock();
-                let timer = metrics.rule_evaluation.start_timer();
-                let changes = engine.on_filling(&a.reading, &a.context, &facts, now);
-                timer.observe_duration();
-                if !changes.is_empty() {
-                    metrics
-                        .rule_latency
-                        .observe((now - a.reading.received_at).max(0) as f64 / 1000.0);
-                }
-                changes
+                Vec::new()
             }
             ShardMsg::Tick(now) => engine.tick(now),
             ShardMsg::Rules(config) => {
@@ -574,10 +583,14 @@ async fn run_shard(
                 change.into_iter().collect()
             }
         };
-        for alarm in changes {
-            if out.send(alarm).await.is_err() {
-                warn!(shard = index, "Alarm hub is gone; alarm change dropped.");
-            }
+        send_changes(&out, index, changes).await;
+    }
+}
+
+async fn send_changes(out: &mpsc::Sender<Alarm>, shard: usize, changes: Vec<Alarm>) {
+    for alarm in changes {
+        if out.send(alarm).await.is_err() {
+            warn!(shard, "Alarm hub is gone; alarm change dropped.");
         }
     }
 }

@@ -194,9 +194,9 @@ impl Liveness {
 }
 
 pub(crate) enum ShardMsg {
-    Reading(Accepted),
-    /// A filling record with the registry's facts of its cylinder and operator.
-    Filling(Accepted, vigil_rules::FillingFacts),
+    /// The readings of one ingest batch for this shard's equipment, in
+    /// order: one message (one wake-up of the shard) for all of them.
+    Readings(Vec<ToEvaluate>),
     /// Shutdown: everything queued before it has been evaluated.
     Stop,
     /// The registry's facts of this shard's equipment (registry-time rules).
@@ -218,6 +218,12 @@ pub(crate) enum ShardMsg {
 }
 
 /// Senders into the rule shards, routed by equipment.
+pub(crate) struct ToEvaluate {
+    pub accepted: Accepted,
+    /// A filling record's registry facts of its cylinder and operator.
+    pub facts: Option<vigil_rules::FillingFacts>,
+}
+
 #[derive(Clone)]
 pub(crate) struct Shards {
     pub(crate) senders: Arc<Vec<mpsc::Sender<ShardMsg>>>,

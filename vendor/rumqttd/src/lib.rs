@@ -19,6 +19,7 @@ use tracing_subscriber::{
 };
 
 pub use link::alerts;
+pub use link::direct::{DirectIngest, DirectPublish};
 pub use link::local;
 pub use link::meters;
 pub use router::{Alert, Forward, IncomingMeter, Meter, Notification, OutgoingMeter, Router};
@@ -152,6 +153,10 @@ pub struct ConnectionSettings {
     pub external_auth: Option<AuthHandler>,
     #[serde(default)]
     pub dynamic_filters: bool,
+    /// Vigil patch: publishes taken from the socket task past the router
+    /// (`link/direct.rs`); `None` routes every publish as upstream does.
+    #[serde(skip)]
+    pub direct: Option<DirectIngest>,
 }
 
 impl ConnectionSettings {
@@ -177,6 +182,7 @@ impl fmt::Debug for ConnectionSettings {
             .field("auth", &self.auth)
             .field("external_auth", &self.external_auth.is_some())
             .field("dynamic_filters", &self.dynamic_filters)
+            .field("direct", &self.direct.is_some())
             .finish()
     }
 }

@@ -1,6 +1,7 @@
 pub mod alerts;
 pub mod bridge;
 pub mod console;
+pub mod direct;
 pub mod local;
 pub mod meters;
 pub mod network;

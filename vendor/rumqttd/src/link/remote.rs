@@ -1,8 +1,12 @@
+use crate::link::direct::DirectIngest;
 use crate::link::local::{LinkError, LinkRx, LinkTx};
 use crate::link::network;
 use crate::link::network::Network;
 use crate::local::LinkBuilder;
-use crate::protocol::{ConnAck, Connect, ConnectReturnCode, Login, Packet, Protocol};
+use crate::protocol::{
+    ConnAck, Connect, ConnectReturnCode, Login, Packet, Protocol, PubAck, PubAckReason, Publish,
+    QoS,
+};
 use crate::router::{Event, Notification};
 use crate::{ConnectionId, ConnectionSettings};
 
@@ -47,6 +51,9 @@ pub enum Error {
     TrySend(#[from] TrySendError<(ConnectionId, Event)>),
     #[error("Link error = {0}")]
     Link(#[from] LinkError),
+    /// Vigil patch: the embedder no longer takes direct publishes.
+    #[error("Direct ingest is gone")]
+    DirectGone,
 }
 
 /// Orchestrates between Router and Network.
@@ -58,6 +65,13 @@ pub struct RemoteLink<P> {
     link_rx: LinkRx,
     notifications: VecDeque<Notification>,
     pub(crate) will_delay_interval: u32,
+    /// Vigil patch: publishes taken past the router (`link/direct.rs`),
+    /// those read but still waiting for budget (in order), and the PUBACKs
+    /// to write for those handed over.
+    direct: Option<DirectIngest>,
+    waiting: VecDeque<Publish>,
+    pubacks: VecDeque<Packet>,
+    read: VecDeque<Packet>,
 }
 
 impl<P: Protocol> RemoteLink<P> {
@@ -68,6 +82,7 @@ impl<P: Protocol> RemoteLink<P> {
         connect_packet: Packet,
         dynamic_filters: bool,
         assigned_client_id: Option<String>,
+        direct: Option<DirectIngest>,
     ) -> Result<RemoteLink<P>, Error> {
         let Packet::Connect(connect, props, lastwill, lastwill_props, _) = connect_packet else {
             return Err(Error::NotConnectPacket(connect_packet));
@@ -123,6 +138,10 @@ impl<P: Protocol> RemoteLink<P> {
             // Vigil patch: small at first, grown on demand.
             notifications: VecDeque::with_capacity(crate::router::INITIAL_CHANNEL_CAPACITY),
             will_delay_interval,
+            direct,
+            waiting: VecDeque::new(),
+            pubacks: VecDeque::new(),
+            read: VecDeque::new(),
         })
     }
 
@@ -135,19 +154,57 @@ impl<P: Protocol> RemoteLink<P> {
             // Vigil patch: while the router has not taken what was read (it
             // holds publishes for a full lossless log), the socket is not
             // read; the router wakes this link when it drains the buffer.
-            let room = self.link_tx.buffer().len() < self.network.max_connection_buffer_len;
+            // Nor is it while direct publishes wait for budget.
+            let room = self.link_tx.buffer().len() < self.network.max_connection_buffer_len
+                && self.waiting.is_empty();
+            let budget = self
+                .waiting
+                .front()
+                .zip(self.direct.as_ref())
+                .map(|(head, direct)| direct.budget(head));
+            let budget = async move {
+                match budget {
+                    Some(budget) => budget.await,
+                    None => std::future::pending().await,
+                }
+            };
             select! {
                 o = self.network.read(), if room => {
                     let packet = o?;
-                    let len = {
+                    // Vigil patch: direct publishes are kept apart from what
+                    // goes to the router.
+                    let mut read = std::mem::take(&mut self.read);
+                    read.push_back(packet);
+                    self.network.readv(&mut read)?;
+                    let mut routed = 0;
+                    {
                         let mut buffer = self.link_tx.buffer();
-                        buffer.push_back(packet);
-                        self.network.readv(&mut buffer)?;
-                        buffer.len()
-                    };
-
-                    trace!("Packets read from network, count = {}", len);
-                    self.link_tx.notify().await?;
+                        for packet in read.drain(..) {
+                            match packet {
+                                Packet::Publish(publish, _)
+                                    if self.direct.as_ref().is_some_and(|d| d.takes(&publish)) =>
+                                {
+                                    self.waiting.push_back(publish)
+                                }
+                                packet => {
+                                    buffer.push_back(packet);
+                                    routed += 1;
+                                }
+                            }
+                        }
+                    }
+                    self.read = read;
+                    trace!("Packets read from network, routed = {}", routed);
+                    self.hand_over(None)?;
+                    self.write_pubacks().await?;
+                    if routed > 0 {
+                        self.link_tx.notify().await?;
+                    }
+                }
+                // Vigil patch: the budget came back for the first waiting publish.
+                permit = budget, if !self.waiting.is_empty() => {
+                    self.hand_over(Some(permit))?;
+                    self.write_pubacks().await?;
                 }
                 // Receive from router when previous when state isn't in collision
                 // due to previously received data request
@@ -171,6 +228,47 @@ impl<P: Protocol> RemoteLink<P> {
                 }
             }
         }
+    }
+
+    /// Vigil patch: hands waiting publishes over in order, the first with
+    /// `first` if given, the rest while budget is there, and queues the
+    /// PUBACK of each QoS 1 publish handed over.
+    fn hand_over(
+        &mut self,
+        mut first: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<(), Error> {
+        let Some(direct) = &self.direct else {
+            return Ok(());
+        };
+        while let Some(head) = self.waiting.front() {
+            let Some(budget) = first.take().or_else(|| direct.try_budget(head)) else {
+                break;
+            };
+            let Some(publish) = self.waiting.pop_front() else {
+                break;
+            };
+            let (qos, pkid) = (publish.qos, publish.pkid);
+            direct
+                .give(publish, budget)
+                .map_err(|_| Error::DirectGone)?;
+            if qos == QoS::AtLeastOnce {
+                let ack = PubAck {
+                    pkid,
+                    reason: PubAckReason::Success,
+                };
+                self.pubacks.push_back(Packet::PubAck(ack, None));
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_pubacks(&mut self) -> Result<(), Error> {
+        if self.pubacks.is_empty() {
+            return Ok(());
+        }
+        let pubacks = std::mem::take(&mut self.pubacks);
+        self.network.writev(pubacks).await?;
+        Ok(())
     }
 }
 
@@ -288,6 +386,7 @@ mod tests {
             auth: None,
             external_auth: None,
             dynamic_filters: false,
+            direct: None,
         }
     }
 

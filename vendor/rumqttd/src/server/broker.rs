@@ -543,6 +543,7 @@ async fn remote<P: Protocol, C: std::future::Future<Output = ()>>(
     );
 
     let dynamic_filters = config.dynamic_filters;
+    let direct = config.direct.clone();
 
     let connect_packet = match mqtt_connect(config, &mut network).await {
         Ok(p) => p,
@@ -596,6 +597,7 @@ async fn remote<P: Protocol, C: std::future::Future<Output = ()>>(
         connect_packet,
         dynamic_filters,
         assigned_client_id,
+        direct,
     )
     .await
     {
