@@ -80,6 +80,18 @@ pub(crate) trait Env {
     fn field(&self, index: usize) -> Val<'_>;
     /// The equipment's registry parameter `name` (a JSON value), if any.
     fn param(&self, name: &str) -> Option<&Value>;
+    /// The same, where `slot` is `name`'s place in [`Expr::params`]: an
+    /// environment that resolved the parameters once (for several
+    /// conditions of one sample) answers without a lookup by name.
+    fn param_at(&self, _slot: usize, name: &str) -> Option<&Value> {
+        self.param(name)
+    }
+    /// For a field with a closed set of values: the place of the sample's
+    /// value in the field's `values`, so that `door == "closed"` compares
+    /// numbers; `None` makes the comparison read the text.
+    fn word(&self, _index: usize) -> Option<usize> {
+        None
+    }
     /// The rule's own threshold at `index` in the `settings` slice given to
     /// `compile`.
     fn setting(&self, index: usize) -> f64;
@@ -179,7 +191,18 @@ enum Node {
     Field(usize),
     Param {
         name: Box<str>,
+        /// `name`'s place in `Expr::params` ([`Env::param_at`]).
+        slot: usize,
         index: Option<usize>,
+    },
+    /// `field == "word"` (`eq`) or `!=` for a field with a closed set of
+    /// values: compared by the word's place in the field's `values`
+    /// ([`Env::word`]), by its text where the environment has no places.
+    Word {
+        field: usize,
+        word: usize,
+        text: &'static str,
+        eq: bool,
     },
     Setting(usize),
     Neg(Id),

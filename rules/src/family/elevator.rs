@@ -13,7 +13,7 @@ use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Stream};
 use super::{
     Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Streams, Tuning, rules,
 };
-use crate::builtin::{self, Condition};
+use crate::builtin::{self, Conditions};
 use crate::catalogue::{Decl, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
 use crate::define::{Sample, Source};
 use crate::engine::state::Tracker;
@@ -173,7 +173,7 @@ const MAX_CHANGES: Whole = Whole::of(Rule::DoorCycling.decl(), "max_changes");
 const WINDOW: Ms = Ms::of(Rule::DoorCycling.decl(), "window_s");
 
 /// The conditions `catalogue.toml` writes for these rules, by [`Rule`].
-static CONDITIONS: LazyLock<Vec<Option<Condition>>> =
+static CONDITIONS: LazyLock<Conditions> =
     LazyLock::new(|| builtin::compile(Rule::DECLS, Source::Elevator));
 
 /// The elevator sample rules and what they keep per device.
@@ -263,6 +263,7 @@ impl Family for Elevator {
         let registry = std::sync::Arc::clone(&cx.eq.registry);
         let geo = Geometry::of(msg.ctx);
         let d = self.devices.at(cx.ix);
+        let read = CONDITIONS.registry(&registry);
         let mut fired = false;
         let late = d.late.get_or_insert_with(Box::default);
         for (&rule, run) in Rule::ALL.iter().zip(late.iter_mut()) {
@@ -270,8 +271,8 @@ impl Family for Elevator {
             if !p.enabled || p.for_ms != 0 {
                 continue;
             }
-            let holds = match (&CONDITIONS[rule as usize], rule) {
-                (Some(c), _) => c.holds(Sample::Elevator(sample), &registry, p),
+            let holds = match (CONDITIONS.get(rule as usize), rule) {
+                (Some(c), _) => c.holds(Sample::Elevator(sample), &read, p),
                 (None, Rule::OvertravelTop) => sample.limit == Limit::Top,
                 (None, Rule::OvertravelBottom) => sample.limit == Limit::Bottom,
                 _ => false,
@@ -361,11 +362,12 @@ const _: () = assert!(Rule::ALL.len() <= u16::BITS as usize, "a bit per rule");
 /// bit per [`Rule`].
 fn holding(sample: &ElevatorSample, registry: &Map<String, Value>, tuning: Tuning<'_>) -> u16 {
     let mut bits = 0;
-    for (&rule, condition) in Rule::ALL.iter().zip(CONDITIONS.iter()) {
+    let registry = CONDITIONS.registry(registry);
+    for &rule in Rule::ALL {
         let p = tuning.of(rule);
-        if let Some(c) = condition
+        if let Some(c) = CONDITIONS.get(rule as usize)
             && p.enabled
-            && c.holds(Sample::Elevator(sample), registry, p)
+            && c.holds(Sample::Elevator(sample), &registry, p)
         {
             bits |= 1 << rule as u16;
         }
@@ -384,7 +386,7 @@ fn due_time(
     run_start: EpochMs,
 ) -> Option<EpochMs> {
     let after_for = |holds: bool| holds.then_some(run_start + p.for_ms);
-    if CONDITIONS[rule as usize].is_some() {
+    if CONDITIONS.get(rule as usize).is_some() {
         let due = after_for(holds)?;
         return Some(match (rule, aux.button_at) {
             // The button shortens the wait, but never to before it was pressed.

@@ -10,7 +10,7 @@ use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
 use super::{Cx, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Sparse, Streams, rules};
-use crate::builtin::{self, Condition};
+use crate::builtin::{self, Conditions};
 use crate::catalogue::{Decl, Kind, Lit, Num, Param, Params, Period};
 use crate::define::{Sample, Source};
 use crate::engine::state::Tracker;
@@ -84,7 +84,7 @@ const WIND_LIMIT: Num = Num::of(Rule::WindLimit.decl(), "limit_mps");
 const FACTOR: Num = Num::of(Rule::Overspeed.decl(), "factor");
 const VIBRATION_LIMIT: Num = Num::of(Rule::VibrationHigh.decl(), "limit_mm_s");
 
-static CONDITIONS: LazyLock<Vec<Option<Condition>>> =
+static CONDITIONS: LazyLock<Conditions> =
     LazyLock::new(|| builtin::compile(Rule::DECLS, Source::Ride));
 
 /// The ride rules and what they keep of each ride device.
@@ -182,12 +182,13 @@ impl Family for Rides {
         let registry_params = Arc::clone(&cx.eq.registry);
         let ride = self.devices.entry(cx.ix).or_default();
         ride.registry = RideRegistry::of(msg.ctx);
+        let read = CONDITIONS.registry(&registry_params);
         let mut fired = false;
         for (&rule, run) in Rule::ALL.iter().zip(ride.late.iter_mut()) {
             let p = tuning.of(rule);
-            let holds = CONDITIONS[rule as usize]
-                .as_ref()
-                .is_some_and(|c| c.holds(Sample::Ride(sample), &registry_params, p));
+            let holds = CONDITIONS
+                .get(rule as usize)
+                .is_some_and(|c| c.holds(Sample::Ride(sample), &read, p));
             if !p.enabled || p.for_ms != 0 || !holds {
                 continue;
             }
@@ -215,6 +216,7 @@ impl Rides {
         };
         let tuning = cx.tuning();
         let registry_params = Arc::clone(&cx.eq.registry);
+        let read = CONDITIONS.registry(&registry_params);
         let mut busy = false;
         for (&rule, tr) in Rule::ALL.iter().zip(ride.trackers.iter_mut()) {
             let p = tuning.of(rule);
@@ -222,9 +224,9 @@ impl Rides {
                 continue;
             }
             let run_start = tr.true_since().unwrap_or(t);
-            let holds = CONDITIONS[rule as usize]
-                .as_ref()
-                .is_some_and(|c| c.holds(Sample::Ride(&sample), &registry_params, p));
+            let holds = CONDITIONS
+                .get(rule as usize)
+                .is_some_and(|c| c.holds(Sample::Ride(&sample), &read, p));
             let due = holds.then_some(run_start + p.for_ms);
             let registry = &ride.registry;
             cx.step(rule, tr, p, due, t, |at| {
