@@ -687,32 +687,51 @@ impl Bits {
 
 /// As [`Dense`], for state that few pieces of equipment or devices ever
 /// get (a controller's active codes, an offline list, an event rule's
-/// last event): a place for each index would cost every equipment.
+/// last event, a station's records): a place for each index would cost
+/// every equipment. A bit per index says whether it has an entry, so the
+/// question most ticks ask of every device ("anything kept here?") is
+/// answered without a probe of the table (a random bucket, a cache miss).
 #[derive(Debug)]
-pub(crate) struct Few<T>(Sparse<T>);
+pub(crate) struct Few<T> {
+    map: Sparse<T>,
+    kept: Bits,
+}
 
 impl<T> Default for Few<T> {
     fn default() -> Self {
-        Few(Sparse::default())
+        Few {
+            map: Sparse::default(),
+            kept: Bits::default(),
+        }
     }
 }
 
 impl<T: Default> Few<T> {
     pub(crate) fn get(&self, ix: usize) -> Option<&T> {
-        self.0.get(&ix)
+        if !self.kept.get(ix) {
+            return None;
+        }
+        self.map.get(&ix)
     }
 
     pub(crate) fn at(&mut self, ix: usize) -> &mut T {
-        self.0.entry(ix).or_default()
+        self.kept.set(ix, true);
+        self.map.entry(ix).or_default()
     }
 
     pub(crate) fn get_mut(&mut self, ix: usize) -> Option<&mut T> {
-        self.0.get_mut(&ix)
+        if !self.kept.get(ix) {
+            return None;
+        }
+        self.map.get_mut(&ix)
     }
 
     /// Forgets what was kept at `ix`.
     pub(crate) fn reset(&mut self, ix: usize) {
-        self.0.remove(&ix);
+        if self.kept.get(ix) {
+            self.kept.set(ix, false);
+            self.map.remove(&ix);
+        }
     }
 }
 

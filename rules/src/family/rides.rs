@@ -9,7 +9,7 @@ use vigil_model::reading::RideSample;
 use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
-use super::{Cx, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Sparse, Streams, rules};
+use super::{Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Msg, Streams, rules};
 use crate::builtin::{self, Conditions};
 use crate::catalogue::{Decl, Kind, Lit, Num, Param, Params, Period};
 use crate::define::{Sample, Source};
@@ -90,7 +90,7 @@ static CONDITIONS: LazyLock<Conditions> =
 /// The ride rules and what they keep of each ride device.
 #[derive(Default)]
 pub(crate) struct Rides {
-    devices: Sparse<RideDevice>,
+    devices: Few<RideDevice>,
 }
 
 #[derive(Debug, Default)]
@@ -145,7 +145,7 @@ impl Family for Rides {
     }
 
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        if let Some(d) = self.devices.get_mut(&cx.ix) {
+        if let Some(d) = self.devices.get_mut(cx.ix) {
             d.trackers.iter_mut().for_each(|tr| tr.rebase(t));
         }
     }
@@ -154,7 +154,7 @@ impl Family for Rides {
         // The previous sample held until now: let its running periods
         // reach this moment first, as ticks would have done live.
         if matches!(msg.payload, Payload::Ride(_))
-            && self.devices.get(&cx.ix).is_some_and(|d| d.busy)
+            && self.devices.get(cx.ix).is_some_and(|d| d.busy)
         {
             self.evaluate(cx, msg.ts);
         }
@@ -162,13 +162,13 @@ impl Family for Rides {
 
     fn on_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
         if matches!(msg.payload, Payload::Ride(_)) {
-            self.devices.entry(cx.ix).or_default().registry = RideRegistry::of(msg.ctx);
+            self.devices.at(cx.ix).registry = RideRegistry::of(msg.ctx);
             self.evaluate(cx, msg.ts);
         }
     }
 
     fn on_device_tick(&mut self, cx: &mut DevCx<'_>, tick: &DeviceTick) {
-        if tick.everything || self.devices.get(&cx.ix).is_some_and(|d| d.busy) {
+        if tick.everything || self.devices.get(cx.ix).is_some_and(|d| d.busy) {
             self.evaluate(cx, tick.device_now);
         }
     }
@@ -180,7 +180,7 @@ impl Family for Rides {
         };
         let tuning = cx.tuning();
         let registry_params = Arc::clone(&cx.eq.registry);
-        let ride = self.devices.entry(cx.ix).or_default();
+        let ride = self.devices.at(cx.ix);
         ride.registry = RideRegistry::of(msg.ctx);
         let read = CONDITIONS.registry(&registry_params);
         let mut fired = false;
@@ -199,7 +199,7 @@ impl Family for Rides {
     }
 
     fn on_release(&mut self, _cx: &mut Cx<'_>, dev: DevIx, _id: &DeviceId, _at: EpochMs) {
-        self.devices.remove(&dev);
+        self.devices.reset(dev);
     }
 }
 
@@ -211,7 +211,7 @@ impl Rides {
         let Some(sample) = cx.dev.ride.clone() else {
             return;
         };
-        let Some(ride) = self.devices.get_mut(&cx.ix) else {
+        let Some(ride) = self.devices.get_mut(cx.ix) else {
             return;
         };
         let tuning = cx.tuning();

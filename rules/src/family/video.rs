@@ -14,7 +14,7 @@ use vigil_model::reading::{RideState, VideoEvent, VideoKind};
 use vigil_model::{Alarm, DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
-use super::{Cx, DevCx, DevIx, DeviceTick, Family, Hooks, Local, Msg, Sparse, Streams, rules};
+use super::{Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, rules};
 use crate::catalogue::{Clear, Decl, Key, Kind, Lit, Num, Param, Period, RIDE_CATEGORIES};
 
 /// What `clear_s` means for the rules that clear after a quiet period.
@@ -111,7 +111,7 @@ const MAX_OCCLUSION_RUNS: usize = 256;
 /// The video rules and what they keep of each equipment with cameras.
 #[derive(Default)]
 pub(crate) struct Video {
-    equipment: Sparse<VideoEquipment>,
+    equipment: Few<VideoEquipment>,
 }
 
 #[derive(Debug, Default)]
@@ -166,7 +166,7 @@ impl Family for Video {
 
     /// `dev_id`'s clock stepped back to `t`: its quiet periods run from `t`.
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        let Some(v) = self.equipment.get_mut(&cx.eq.ix) else {
+        let Some(v) = self.equipment.get_mut(cx.eq.ix) else {
             return;
         };
         let dev_id = &cx.dev.id;
@@ -209,7 +209,7 @@ impl Family for Video {
     /// Resolved by a person: the next qualifying event raises a new alarm;
     /// an occlusion must last `for_s` again from its next report.
     fn on_resolve(&mut self, cx: &mut Cx<'_>, rule: Local, _alarm: &Alarm) {
-        if let Some(v) = self.equipment.get_mut(&cx.eq.ix) {
+        if let Some(v) = self.equipment.get_mut(cx.eq.ix) {
             v.last[rule.index()] = None;
             if rule == Rule::CameraOccluded.into() {
                 v.occluded.clear();
@@ -220,7 +220,7 @@ impl Family for Video {
     /// `dev_id` is bound to other equipment: the video alarms its events
     /// were keeping open on this one clear now.
     fn on_release(&mut self, cx: &mut Cx<'_>, _dev: DevIx, dev_id: &DeviceId, at: EpochMs) {
-        let Some(v) = self.equipment.get_mut(&cx.eq.ix) else {
+        let Some(v) = self.equipment.get_mut(cx.eq.ix) else {
             return;
         };
         v.occluded.retain(|(by, _), _| by != dev_id);
@@ -236,7 +236,7 @@ impl Family for Video {
             return;
         };
         if let Some(device) = &latest.device_id {
-            let v = self.equipment.entry(cx.eq.ix).or_default();
+            let v = self.equipment.at(cx.eq.ix);
             v.last[rule.index()] = Some((latest.updated_at, device.clone()));
         }
     }
@@ -259,7 +259,7 @@ impl Video {
         let mut details = event_details(ev);
         let dev_id = cx.dev.id.clone();
         let open = cx.is_open(rule);
-        let v = self.equipment.entry(cx.eq.ix).or_default();
+        let v = self.equipment.at(cx.eq.ix);
         match rule {
             Rule::RestraintUnlocked => {
                 // Unlocked restraints are normal while loading: only a running
@@ -315,7 +315,7 @@ impl Video {
         if !Rule::ALL.iter().any(|&r| cx.is_open(r)) {
             // No alarm open: no quiet period to end; each forgets its last
             // event (as `quiet_periods` does). No event: nothing at all.
-            if let Some(v) = self.equipment.get_mut(&ix) {
+            if let Some(v) = self.equipment.get_mut(ix) {
                 v.last.iter_mut().for_each(|last| *last = None);
                 if !cx.tuning().of(Rule::CameraOccluded).enabled {
                     v.occluded.clear();
@@ -323,7 +323,7 @@ impl Video {
             }
             return;
         }
-        let v = self.equipment.entry(ix).or_default();
+        let v = self.equipment.at(ix);
         if !cx.tuning().of(Rule::CameraOccluded).enabled {
             v.occluded.clear();
         }
