@@ -29,7 +29,7 @@ use crate::family::{
 };
 use book::Book;
 pub(crate) use escalation::Escalation;
-use state::{DeviceCore, EquipmentCore};
+use state::{DeviceCore, EquipmentCore, NEVER, StreamTs};
 
 /// A reading this much older than the device's latest `ts`, but with a
 /// newer `seq`, means the device clock stepped back rather than a late
@@ -326,14 +326,20 @@ impl RuleEngine {
 
         let dev = &mut self.world.devices[dix];
         let stream_latest = match reading.payload {
-            Payload::Elevator(_) => dev.sample_ts,
-            Payload::Event(_) => dev.event_ts,
-            Payload::Ride(_) => dev.ride_ts,
-            Payload::Video(_) => dev.video_ts,
+            Payload::Elevator(_) => Some(StreamTs::Elevator),
+            Payload::Event(_) => Some(StreamTs::Event),
+            Payload::Ride(_) => Some(StreamTs::Ride),
+            Payload::Video(_) => Some(StreamTs::Video),
             Payload::Filling(_) => None,
+        }
+        .map_or(NEVER, |s| dev.stream_ts[s as usize]);
+        let newer_seq = !dev.seq_seen || reading.seq > dev.max_seq;
+        dev.max_seq = if dev.seq_seen {
+            dev.max_seq.max(reading.seq)
+        } else {
+            reading.seq
         };
-        let newer_seq = dev.max_seq.is_none_or(|m| reading.seq > m);
-        dev.max_seq = Some(dev.max_seq.map_or(reading.seq, |m| m.max(reading.seq)));
+        dev.seq_seen = true;
         if newer_seq && reading.ts.saturating_add(CLOCK_STEP_MS) < dev.last_ts {
             info!(device = %dev_id, seq = reading.seq, ts = reading.ts, last_ts = dev.last_ts, "Device clock stepped back; rule periods now run on the new clock.");
             dev.rebase(reading.ts);
@@ -344,7 +350,7 @@ impl RuleEngine {
                 |h| h.rebase,
                 |f, cx| f.on_rebase(cx, reading.ts),
             );
-        } else if stream_latest.is_some_and(|latest| reading.ts < latest) {
+        } else if reading.ts < stream_latest {
             // A late message (overtaken by newer ones): it cannot become the
             // latest, which would rewind the rules' state; what it decides
             // on its own is judged at its own time.
@@ -373,16 +379,16 @@ impl RuleEngine {
         let dev = &mut self.world.devices[dix];
         match &reading.payload {
             Payload::Elevator(sample) => {
-                dev.elevator = Some(sample.clone());
-                dev.sample_ts = Some(reading.ts);
+                dev.latest.set_elevator(sample);
+                dev.stream_ts[StreamTs::Elevator as usize] = reading.ts;
             }
-            Payload::Event(_) => dev.event_ts = Some(reading.ts),
+            Payload::Event(_) => dev.stream_ts[StreamTs::Event as usize] = reading.ts,
             Payload::Ride(sample) => {
-                dev.ride = Some(sample.clone());
-                dev.ride_ts = Some(reading.ts);
+                dev.latest.set_ride(sample);
+                dev.stream_ts[StreamTs::Ride as usize] = reading.ts;
                 self.world.equipment[eix].ride_state = Some(sample.state);
             }
-            Payload::Video(_) => dev.video_ts = Some(reading.ts),
+            Payload::Video(_) => dev.stream_ts[StreamTs::Video as usize] = reading.ts,
             Payload::Filling(_) => {}
         }
         self.each_on_device(

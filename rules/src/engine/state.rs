@@ -143,24 +143,91 @@ pub(crate) struct DeviceCore {
     /// The equipment it is bound to.
     pub eq: EqIx,
     pub report_interval_s: u32,
+    /// Whether `max_seq` has been set (a flag beside the others rather
+    /// than an `Option`, which would double the field).
+    pub seq_seen: bool,
+    /// Counted as offline (set by liveness on a tick, reset by any message;
+    /// `filling.records_missing` waits while its scale is offline).
+    pub offline: bool,
     /// Latest device time seen on any stream: the base of the device clock.
     pub last_ts: EpochMs,
     /// Engine time when the latest message arrived.
     pub last_received: EpochMs,
-    pub max_seq: Option<u64>,
+    /// Highest `seq` seen (if `seq_seen`).
+    pub max_seq: u64,
     /// Latest device time evaluated per stream (elevator samples, events,
-    /// ride samples, video events): an older reading is not evaluated.
-    pub sample_ts: Option<EpochMs>,
-    pub event_ts: Option<EpochMs>,
-    pub ride_ts: Option<EpochMs>,
-    pub video_ts: Option<EpochMs>,
+    /// ride samples, video events, by [`StreamTs`]): an older reading is
+    /// not evaluated. [`NEVER`] until the stream's first reading: no
+    /// reading is older than that, so it needs no `Option` (8 bytes each
+    /// instead of 16).
+    pub stream_ts: [EpochMs; 4],
     /// The latest elevator and ride samples: they hold until the next one,
     /// so ticks evaluate them again (the sample rules, defined rules).
-    pub elevator: Option<ElevatorSample>,
-    pub ride: Option<RideSample>,
-    /// Counted as offline (set by liveness on a tick, reset by any message;
-    /// `filling.records_missing` waits while its scale is offline).
-    pub offline: bool,
+    pub latest: Latest,
+}
+
+/// No reading on the stream yet (see [`DeviceCore::stream_ts`]).
+pub(crate) const NEVER: EpochMs = EpochMs::MIN;
+
+/// The streams [`DeviceCore::stream_ts`] keeps, by place.
+pub(crate) enum StreamTs {
+    Elevator = 0,
+    Event = 1,
+    Ride = 2,
+    Video = 3,
+}
+
+/// A device's latest elevator and ride samples. A device sends one of the
+/// two (it is a car's monitor or a ride's), so one place holds either: two
+/// places cost every device the larger sample twice. One that sends both
+/// keeps both, boxed.
+#[derive(Debug, Default)]
+pub(crate) enum Latest {
+    #[default]
+    Neither,
+    Elevator(ElevatorSample),
+    Ride(RideSample),
+    Both(Box<(ElevatorSample, RideSample)>),
+}
+
+impl Latest {
+    pub(crate) fn elevator(&self) -> Option<&ElevatorSample> {
+        match self {
+            Latest::Elevator(s) => Some(s),
+            Latest::Both(both) => Some(&both.0),
+            Latest::Neither | Latest::Ride(_) => None,
+        }
+    }
+
+    pub(crate) fn ride(&self) -> Option<&RideSample> {
+        match self {
+            Latest::Ride(s) => Some(s),
+            Latest::Both(both) => Some(&both.1),
+            Latest::Neither | Latest::Elevator(_) => None,
+        }
+    }
+
+    pub(crate) fn set_elevator(&mut self, sample: &ElevatorSample) {
+        *self = match std::mem::take(self) {
+            Latest::Neither | Latest::Elevator(_) => Latest::Elevator(sample.clone()),
+            Latest::Ride(ride) => Latest::Both(Box::new((sample.clone(), ride))),
+            Latest::Both(mut both) => {
+                both.0 = sample.clone();
+                Latest::Both(both)
+            }
+        };
+    }
+
+    pub(crate) fn set_ride(&mut self, sample: &RideSample) {
+        *self = match std::mem::take(self) {
+            Latest::Neither | Latest::Ride(_) => Latest::Ride(sample.clone()),
+            Latest::Elevator(elevator) => Latest::Both(Box::new((elevator, sample.clone()))),
+            Latest::Both(mut both) => {
+                both.1 = sample.clone();
+                Latest::Both(both)
+            }
+        };
+    }
 }
 
 impl DeviceCore {
@@ -183,16 +250,13 @@ impl DeviceCore {
             id_hash,
             eq,
             report_interval_s: 0,
+            seq_seen: false,
+            offline: false,
             last_ts: last_seen,
             last_received: last_seen,
-            max_seq: None,
-            sample_ts: None,
-            event_ts: None,
-            ride_ts: None,
-            video_ts: None,
-            elevator: None,
-            ride: None,
-            offline: false,
+            max_seq: 0,
+            stream_ts: [NEVER; 4],
+            latest: Latest::Neither,
         }
     }
 
@@ -200,15 +264,8 @@ impl DeviceCore {
     /// NTP correction): keep every state, measure running periods from `t`.
     pub(crate) fn rebase(&mut self, t: EpochMs) {
         self.last_ts = t;
-        for ts in [
-            &mut self.sample_ts,
-            &mut self.event_ts,
-            &mut self.ride_ts,
-            &mut self.video_ts,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for ts in &mut self.stream_ts {
+            // `NEVER` stays: it is below any `t`.
             *ts = (*ts).min(t);
         }
     }

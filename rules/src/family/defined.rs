@@ -152,7 +152,10 @@ impl Defined {
         }
         let tuning = cx.tuning();
         let registry = Arc::clone(&cx.eq.registry);
-        let (elevator, ride) = (cx.dev.elevator.clone(), cx.dev.ride.clone());
+        let (elevator, ride) = (
+            cx.dev.latest.elevator().cloned(),
+            cx.dev.latest.ride().cloned(),
+        );
         let mut busy = false;
         for (n, (def, tr)) in self.rules.iter().zip(d.trackers.iter_mut()).enumerate() {
             let sample = match def.as_ref().map(|d| d.source) {

@@ -307,7 +307,7 @@ impl Elevator {
     /// `t` (the sample's own `ts`, or the advanced clock when `tick`
     /// re-evaluates a silent device).
     fn evaluate(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        let Some(sample) = cx.dev.elevator.clone() else {
+        let Some(sample) = cx.dev.latest.elevator().cloned() else {
             return;
         };
         let tuning = cx.tuning();

@@ -208,7 +208,7 @@ impl Rides {
     /// device time `t` (its `ts`, or the advanced clock when `tick`
     /// re-evaluates).
     fn evaluate(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        let Some(sample) = cx.dev.ride.clone() else {
+        let Some(sample) = cx.dev.latest.ride().cloned() else {
             return;
         };
         let Some(ride) = self.devices.get_mut(cx.ix) else {
