@@ -29,7 +29,7 @@ use crate::family::{
 };
 use book::Book;
 pub(crate) use escalation::Escalation;
-use state::{DeviceCore, EquipmentCore, NEVER, StreamTs};
+use state::{Categories, DeviceCore, EquipmentCore, NEVER, StreamTs};
 
 /// A reading this much older than the device's latest `ts`, but with a
 /// newer `seq`, means the device clock stepped back rather than a late
@@ -67,6 +67,7 @@ struct World {
     equipment_ix: HashMap<EquipmentId, EqIx, foldhash::fast::RandomState>,
     equipment: Vec<EquipmentCore>,
     registries: Registries,
+    categories: Categories,
 }
 
 /// The registry `params` of every equipment, one copy of each distinct
@@ -140,6 +141,7 @@ impl RuleEngine {
                 equipment_ix: HashMap::default(),
                 equipment: Vec::new(),
                 registries: Registries::default(),
+                categories: Categories::default(),
             },
             retick_all: false,
             local_offset_ms: 0,
@@ -421,7 +423,8 @@ impl RuleEngine {
             match self.world.equipment_ix.get(id) {
                 Some(&eix) => {
                     seen[eix] = true;
-                    self.world.equipment[eix].rebind(&f.binding);
+                    let world = &mut self.world;
+                    world.equipment[eix].rebind(&f.binding, &mut world.categories);
                     self.resolver.refresh(&mut self.world.equipment[eix]);
                     let heard = heard[eix];
                     self.each_on_equipment(eix, time, &mut out, ANY, |fam, cx| {
@@ -431,7 +434,9 @@ impl RuleEngine {
                 None => {
                     // Equipment without state gets some only if a rule raises.
                     let eix = self.world.equipment.len();
-                    let eq = EquipmentCore::new(eix, f.binding.clone(), self.resolver.defaults());
+                    let categories = &mut self.world.categories;
+                    let eq =
+                        EquipmentCore::new(eix, &f.binding, categories, self.resolver.defaults());
                     crate::family::push_modestly(&mut self.world.equipment, eq);
                     self.resolver.refresh(&mut self.world.equipment[eix]);
                     let mut changes = Vec::new();
@@ -659,7 +664,8 @@ impl RuleEngine {
                 Some(eix) => eix,
                 None => {
                     let eix = self.world.equipment.len();
-                    let eq = EquipmentCore::new(eix, binding.clone(), self.resolver.defaults());
+                    let categories = &mut self.world.categories;
+                    let eq = EquipmentCore::new(eix, binding, categories, self.resolver.defaults());
                     crate::family::push_modestly(&mut self.world.equipment, eq);
                     self.world
                         .equipment_ix
@@ -668,7 +674,7 @@ impl RuleEngine {
                 }
             };
         let eq = &mut self.world.equipment[eix];
-        eq.rebind(binding);
+        eq.rebind(binding, &mut self.world.categories);
         self.resolver.refresh(eq);
         eix
     }
@@ -801,7 +807,7 @@ impl Resolver {
         if eq.params_gen == self.generation {
             return;
         }
-        let category = eq.binding.category.as_str();
+        let category = &*eq.binding.category;
         let equipment = eq.binding.equipment_id.as_str();
         eq.params = if self.config.has_equipment_overrides(equipment) {
             Arc::new(

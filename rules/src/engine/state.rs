@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use vigil_model::reading::{ElevatorSample, RideSample, RideState};
-use vigil_model::{Binding, DeviceId, EpochMs, Reading, Severity};
+use vigil_model::{Binding, DeviceId, EpochMs, EquipmentId, OwnerId, Reading, Region, Severity};
 
 use super::book::Slot;
 use crate::catalogue::{Key, ParamSet};
@@ -271,6 +271,46 @@ impl DeviceCore {
     }
 }
 
+/// An equipment's [`Binding`], with its category shared by every
+/// equipment of that category: comparing a reading's binding with it (on
+/// every reading) reads no string of its own from the heap, where a copy
+/// per equipment was a cache miss each time. The ids are `Arc`s shared
+/// with the caller's context.
+#[derive(Debug, Clone)]
+pub(crate) struct EqBinding {
+    pub equipment_id: EquipmentId,
+    pub category: Arc<str>,
+    pub owner_id: OwnerId,
+    pub region: Region,
+}
+
+impl EqBinding {
+    fn of(binding: &Binding, categories: &mut Categories) -> EqBinding {
+        EqBinding {
+            equipment_id: binding.equipment_id.clone(),
+            category: categories.intern(&binding.category),
+            owner_id: binding.owner_id.clone(),
+            region: binding.region,
+        }
+    }
+}
+
+/// One shared copy of each category name the engine has seen (a handful:
+/// the registry's categories).
+#[derive(Debug, Default)]
+pub(crate) struct Categories(Vec<Arc<str>>);
+
+impl Categories {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.iter().find(|c| ***c == *name) {
+            return Arc::clone(known);
+        }
+        let made: Arc<str> = Arc::from(name);
+        self.0.push(Arc::clone(&made));
+        made
+    }
+}
+
 /// A critical or major alarm occurrence, for `elevator.frequent_faults`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Occurrence {
@@ -316,7 +356,7 @@ pub(crate) const STALE: u64 = u64::MAX;
 #[derive(Debug)]
 pub(crate) struct EquipmentCore {
     pub ix: EqIx,
-    pub binding: Binding,
+    pub binding: EqBinding,
     pub params: Arc<ParamSet>,
     pub params_gen: u64,
     /// The open alarms, by [`Key`] ascending: built-in rules, then defined
@@ -349,10 +389,15 @@ pub(crate) struct EquipmentCore {
 }
 
 impl EquipmentCore {
-    pub(crate) fn new(ix: EqIx, binding: Binding, params: Arc<ParamSet>) -> EquipmentCore {
+    pub(crate) fn new(
+        ix: EqIx,
+        binding: &Binding,
+        categories: &mut Categories,
+        params: Arc<ParamSet>,
+    ) -> EquipmentCore {
         EquipmentCore {
             ix,
-            binding,
+            binding: EqBinding::of(binding, categories),
             params,
             params_gen: STALE,
             slots: Vec::new(),
@@ -366,17 +411,24 @@ impl EquipmentCore {
         }
     }
 
-    /// The registry changed the equipment's owner, region or category:
-    /// its parameters resolve again.
     /// The registry's `params` of the equipment are now `registry`.
     pub(crate) fn set_registry(&mut self, registry: Arc<Map<String, Value>>) {
         self.registry = registry;
         self.inputs = self.inputs.wrapping_add(1);
     }
 
-    pub(crate) fn rebind(&mut self, binding: &Binding) {
-        if self.binding != *binding {
-            self.binding = binding.clone();
+    /// The registry changed the equipment's owner, region or category:
+    /// its parameters resolve again. Asked on every reading: the ids are
+    /// compared by pointer first (the caller's context shares them), the
+    /// category in the engine's shared copy (in cache).
+    pub(crate) fn rebind(&mut self, binding: &Binding, categories: &mut Categories) {
+        let b = &self.binding;
+        let same = b.equipment_id == binding.equipment_id
+            && *b.category == *binding.category
+            && b.owner_id == binding.owner_id
+            && b.region == binding.region;
+        if !same {
+            self.binding = EqBinding::of(binding, categories);
             self.params_gen = STALE;
         }
     }

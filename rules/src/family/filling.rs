@@ -249,7 +249,7 @@ impl Family for Filling {
     /// A message of a station's device: the station's working hours, and
     /// the start of its silence if nothing started it yet.
     fn on_heard(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
-        if cx.eq.binding.category != STATION {
+        if *cx.eq.binding.category != *STATION {
             return;
         }
         let station = self.stations.at(cx.eq.ix);
@@ -288,7 +288,7 @@ impl Family for Filling {
 
     fn on_equipment_tick(&mut self, cx: &mut Cx<'_>) {
         // Elevators' workers are judged on the registry's schedule instead.
-        if cx.eq.binding.category == STATION {
+        if *cx.eq.binding.category == *STATION {
             self.certificates(cx);
         }
     }
@@ -305,7 +305,7 @@ impl Family for Filling {
         _heard: Option<EpochMs>,
     ) {
         let rule = Rule::CertificateExpired;
-        if cx.eq.binding.category == STATION {
+        if *cx.eq.binding.category == *STATION {
             return;
         }
         let now = cx.now;
