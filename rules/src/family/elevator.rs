@@ -514,6 +514,10 @@ struct ElevatorAux {
     last_door: Option<Door>,
     /// Door state changes at `door_floor`, device time, oldest first.
     door_changes: VecDeque<EpochMs>,
+    /// The oldest of `door_changes` (when there is one), kept here too:
+    /// every evaluation prunes the window, and reading the list's own
+    /// allocation for that was a cache miss per sample.
+    oldest_door_change: EpochMs,
 }
 
 impl ElevatorAux {
@@ -548,18 +552,27 @@ impl ElevatorAux {
             self.door_floor = Some(s.floor);
             self.door_changes.clear();
         } else if self.last_door.is_some_and(|d| d != s.door) {
+            if self.door_changes.is_empty() {
+                self.oldest_door_change = ts;
+            }
             self.door_changes.push_back(ts);
         }
         self.last_door = Some(s.door);
     }
 
     fn prune_door_changes(&mut self, older_than_or_at: EpochMs) {
+        if self.door_changes.is_empty() || self.oldest_door_change > older_than_or_at {
+            return;
+        }
         while self
             .door_changes
             .front()
             .is_some_and(|t| *t <= older_than_or_at)
         {
             self.door_changes.pop_front();
+        }
+        if let Some(&oldest) = self.door_changes.front() {
+            self.oldest_door_change = oldest;
         }
     }
 
