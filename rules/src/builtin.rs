@@ -70,6 +70,8 @@ pub(crate) struct Conditions {
     /// conditions read them from the registry map (a lookup by name each)
     /// once per sample, not once per mention.
     params: Vec<Box<str>>,
+    /// A bit per stream field (by its index) any of them reads.
+    fields: u64,
 }
 
 /// At most this many distinct registry parameters in one family's
@@ -88,6 +90,12 @@ impl Conditions {
         self.each.get(index).and_then(Option::as_ref)
     }
 
+    /// Whether any of them reads the stream's field `index`: samples that
+    /// agree on every field read hold the same conditions.
+    pub(crate) fn read(&self, index: usize) -> bool {
+        index < 64 && self.fields & (1 << index) != 0
+    }
+
     /// Reads the parameters the conditions use from `registry`.
     pub(crate) fn registry<'a>(&self, registry: &'a Map<String, Value>) -> Registry<'a> {
         let mut values = [None; MAX_PARAMS];
@@ -103,6 +111,7 @@ impl Conditions {
 /// Panics on a condition that does not compile (a test compiles them all).
 pub(crate) fn compile(decls: &[Decl], source: Source) -> Conditions {
     let mut params: Vec<Box<str>> = Vec::new();
+    let mut fields = 0u64;
     let each = decls
         .iter()
         .map(|decl| {
@@ -114,6 +123,10 @@ pub(crate) fn compile(decls: &[Decl], source: Source) -> Conditions {
                     decl.id, e.offset
                 )
             });
+            for i in expr.fields() {
+                assert!(i < 64, "a stream has fewer than 64 fields");
+                fields |= 1 << i;
+            }
             let slots = (expr.params().into_iter())
                 .map(|name| match params.iter().position(|p| **p == *name) {
                     Some(slot) => slot,
@@ -130,7 +143,11 @@ pub(crate) fn compile(decls: &[Decl], source: Source) -> Conditions {
         params.len() <= MAX_PARAMS,
         "rules/catalogue.toml: more than {MAX_PARAMS} registry parameters in one family: {params:?}"
     );
-    Conditions { each, params }
+    Conditions {
+        each,
+        params,
+        fields,
+    }
 }
 
 /// The condition text of a built-in rule, where `catalogue.toml` writes one.

@@ -183,6 +183,10 @@ pub(crate) struct Elevator {
     /// Some period of the device is running: `tick` must re-evaluate its
     /// last sample.
     busy: Bits,
+    /// Between `before_message` and `on_message` of one sample: it agrees
+    /// with the device's previous sample on every field the conditions
+    /// read, so the conditions' bits judged on that one stand.
+    same_as_last: bool,
 }
 
 #[derive(Debug, Default)]
@@ -231,7 +235,15 @@ impl Family for Elevator {
         // The previous sample held until now: let its running periods
         // reach this moment first, as ticks would have done live. Replay
         // and live then agree even without ticks.
-        if matches!(msg.payload, Payload::Elevator(_)) && self.busy.get(cx.ix) {
+        let Payload::Elevator(sample) = msg.payload else {
+            return;
+        };
+        self.same_as_last = cx
+            .dev
+            .latest
+            .elevator()
+            .is_some_and(|last| same_for_conditions(last, sample));
+        if self.busy.get(cx.ix) {
             self.evaluate(cx, msg.ts);
         }
     }
@@ -243,7 +255,9 @@ impl Family for Elevator {
         let d = self.devices.at(cx.ix);
         d.geo = Geometry::of(msg.ctx);
         d.aux.observe(sample, &d.geo, msg.ts);
-        d.holding = None;
+        if !std::mem::take(&mut self.same_as_last) {
+            d.holding = None;
+        }
         self.evaluate(cx, msg.ts);
     }
 
@@ -357,6 +371,48 @@ impl Elevator {
 }
 
 const _: () = assert!(Rule::ALL.len() <= u16::BITS as usize, "a bit per rule");
+
+/// Whether `a` and `b` agree on every field the `catalogue.toml`
+/// conditions read (floats bit for bit): the conditions then hold alike on
+/// both, and a car reports the same status over and over while it idles
+/// or travels.
+fn same_for_conditions(a: &ElevatorSample, b: &ElevatorSample) -> bool {
+    // Every field, so that a new one cannot be missed; in the order of the
+    // stream's fields (`define::ELEVATOR_FIELDS`, checked by a test).
+    let ElevatorSample {
+        floor,
+        direction,
+        speed_mps,
+        door,
+        leveled,
+        occupied,
+        mode,
+        safety_circuit,
+        door_lock,
+        alarm_button,
+        power,
+        limit,
+        run_count,
+        load_pct,
+    } = a;
+    let same = [
+        *floor == b.floor,
+        *direction == b.direction,
+        speed_mps.to_bits() == b.speed_mps.to_bits(),
+        *door == b.door,
+        *leveled == b.leveled,
+        *occupied == b.occupied,
+        *mode == b.mode,
+        *safety_circuit == b.safety_circuit,
+        *door_lock == b.door_lock,
+        *alarm_button == b.alarm_button,
+        *power == b.power,
+        *limit == b.limit,
+        *run_count == b.run_count,
+        load_pct.map(f32::to_bits) == b.load_pct.map(f32::to_bits),
+    ];
+    (same.iter().enumerate()).all(|(i, same)| *same || !CONDITIONS.read(i))
+}
 
 /// Which enabled rules' `catalogue.toml` conditions hold on `sample`, a
 /// bit per [`Rule`].
@@ -587,5 +643,68 @@ impl ElevatorAux {
             *since = (*since).min(t);
         }
         self.door_changes.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::define::ELEVATOR_FIELDS;
+    use vigil_model::reading::Power;
+
+    /// Each field changed alone, in the order of the stream's fields.
+    fn each_field_changed(a: &ElevatorSample) -> Vec<ElevatorSample> {
+        let change = |f: &dyn Fn(&mut ElevatorSample)| {
+            let mut b = a.clone();
+            f(&mut b);
+            b
+        };
+        vec![
+            change(&|s| s.floor += 1),
+            change(&|s| s.direction = Direction::Down),
+            change(&|s| s.speed_mps += 0.5),
+            change(&|s| s.door = Door::Open),
+            change(&|s| s.leveled = !s.leveled),
+            change(&|s| s.occupied = !s.occupied),
+            change(&|s| s.mode = ElevatorMode::Inspection),
+            change(&|s| s.safety_circuit = !s.safety_circuit),
+            change(&|s| s.door_lock = !s.door_lock),
+            change(&|s| s.alarm_button = !s.alarm_button),
+            change(&|s| s.power = Power::Battery),
+            change(&|s| s.limit = Limit::Top),
+            change(&|s| s.run_count = Some(7)),
+            change(&|s| s.load_pct = Some(55.0)),
+        ]
+    }
+
+    #[test]
+    fn samples_alike_for_the_conditions_differ_only_in_fields_they_do_not_read() {
+        let a = ElevatorSample::moving();
+        let changed = each_field_changed(&a);
+        assert_eq!(changed.len(), ELEVATOR_FIELDS.len(), "one change per field");
+        assert!(same_for_conditions(&a, &a.clone()));
+        for (i, (b, field)) in changed.iter().zip(ELEVATOR_FIELDS).enumerate() {
+            let sample = Sample::Elevator(b);
+            assert_ne!(
+                sample.value(i),
+                Sample::Elevator(&a).value(i),
+                "{}",
+                field.name
+            );
+            let read = Rule::DECLS
+                .iter()
+                .filter_map(|d| builtin::text(d.id))
+                .flat_map(|text| text.split(|c: char| !(c.is_alphanumeric() || c == '_')))
+                .any(|word| word == field.name);
+            assert_eq!(CONDITIONS.read(i), read, "{}", field.name);
+            assert_eq!(same_for_conditions(&a, b), !read, "{}", field.name);
+        }
+        // Floats bit for bit: 0.0 and -0.0 compare equal, but are not the same.
+        let zero = ElevatorSample::idle();
+        let minus = ElevatorSample {
+            speed_mps: -0.0,
+            ..zero.clone()
+        };
+        assert!(!same_for_conditions(&zero, &minus));
     }
 }
