@@ -189,9 +189,14 @@ pub(crate) struct Elevator {
     same_as_last: bool,
 }
 
+type Trackers = [Tracker; Rule::ALL.len()];
+
 #[derive(Debug, Default)]
 struct ElevatorDevice {
-    trackers: [Tracker; Rule::ALL.len()],
+    /// The rules' trackers, only while one of them is not idle (a run
+    /// going, an alarm held): most cars have none most of the time, and an
+    /// idle tracker is a new one.
+    trackers: Option<Box<Trackers>>,
     /// Per rule, the latest late sample that satisfied it on its own
     /// (boxed: few devices ever send late samples).
     late: Option<Box<[Option<EpochMs>; Rule::ALL.len()]>>,
@@ -226,7 +231,10 @@ impl Family for Elevator {
 
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
         if let Some(d) = self.devices.get_mut(cx.ix) {
-            d.trackers.iter_mut().for_each(|tr| tr.rebase(t));
+            d.trackers
+                .iter_mut()
+                .flat_map(|trs| trs.iter_mut())
+                .for_each(|tr| tr.rebase(t));
             d.aux.rebase(t);
         }
     }
@@ -341,7 +349,8 @@ impl Elevator {
         // change door cycling only while it holds (or its period runs).
         let cycling = tuning.of(Rule::DoorCycling);
         let mut busy = d.aux.door_changes.len() > cycling.whole(MAX_CHANGES) as usize;
-        for (&rule, tr) in Rule::ALL.iter().zip(d.trackers.iter_mut()) {
+        let mut trackers: Trackers = d.trackers.as_deref().cloned().unwrap_or_default();
+        for (&rule, tr) in Rule::ALL.iter().zip(trackers.iter_mut()) {
             let p = tuning.of(rule);
             let holds = holding & (1 << rule as u16) != 0;
             if p.enabled
@@ -365,6 +374,13 @@ impl Elevator {
                 cx.count_fault(rule, p.severity, at);
             }
             busy |= tr.pending();
+        }
+        if trackers.iter().all(Tracker::is_idle) {
+            d.trackers = None;
+        } else if let Some(kept) = &mut d.trackers {
+            **kept = trackers;
+        } else {
+            d.trackers = Some(Box::new(trackers));
         }
         self.busy.set(cx.ix, busy);
     }
