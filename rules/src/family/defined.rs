@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use vigil_model::{Alarm, DeviceId, EpochMs, Stream};
 
-use super::{Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams};
+use super::{
+    Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, Tuning,
+};
 use crate::catalogue::{Decl, Key};
 use crate::define::{Definition, Sample, Scope, Source};
 use crate::engine::state::Tracker;
@@ -138,6 +140,50 @@ impl Family for Defined {
     }
 }
 
+/// One state rule `rule` (`def`) of a device, with its tracker, on the
+/// sample of `scope` at device time `t`.
+fn state_rule(
+    cx: &mut DevCx<'_>,
+    rule: Local,
+    def: &Definition,
+    tr: &mut Tracker,
+    scope: Scope<'_>,
+    tuning: Tuning<'_>,
+    t: EpochMs,
+) {
+    let key = cx.key(rule);
+    let p = tuning.of(rule);
+    if !cx.sync(rule, tr, p.enabled, t) {
+        return;
+    }
+    let scope = Scope {
+        settings: &p.settings,
+        ..scope
+    };
+    let holds = def.when.holds(&scope);
+    if !holds
+        && tr.held
+        && let Some(clear_when) = &def.clear_when
+        && !clear_when.holds(&scope)
+    {
+        // Between the raise and the clear condition: the alarm stays
+        // open, and no new occurrence starts.
+        tr.pause();
+        return;
+    }
+    let run_start = tr.true_since().unwrap_or(t);
+    let due = holds.then(|| {
+        let mut due = run_start + p.for_ms;
+        if p.cooldown_ms > 0
+            && let Some(cleared) = cx.eq.cleared_at(key)
+        {
+            due = due.max(cleared + p.cooldown_ms);
+        }
+        due
+    });
+    cx.step(rule, tr, p, due, t, |_| def.details(&scope));
+}
+
 impl Defined {
     /// Evaluates the state rules on the device's latest elevator and ride
     /// samples at device time `t` (the sample's own `ts`, or the advanced
@@ -147,9 +193,6 @@ impl Defined {
             return;
         }
         let d = self.devices.at(cx.ix);
-        if d.trackers.len() < self.rules.len() {
-            d.trackers.resize_with(self.rules.len(), Tracker::default);
-        }
         let tuning = cx.tuning();
         let registry = Arc::clone(&cx.eq.registry);
         let (elevator, ride) = (
@@ -157,7 +200,7 @@ impl Defined {
             cx.dev.latest.ride().cloned(),
         );
         let mut busy = false;
-        for (n, (def, tr)) in self.rules.iter().zip(d.trackers.iter_mut()).enumerate() {
+        for (n, def) in self.rules.iter().enumerate() {
             let sample = match def.as_ref().map(|d| d.source) {
                 Some(Source::Elevator) => elevator.as_ref().map(Sample::Elevator),
                 Some(Source::Ride) => ride.as_ref().map(Sample::Ride),
@@ -166,40 +209,29 @@ impl Defined {
             let (Some(def), Some(sample)) = (def, sample) else {
                 continue;
             };
-            let rule = Local(n as u16);
-            let key = cx.key(rule);
-            let p = tuning.of(rule);
-            if !cx.sync(rule, tr, p.enabled, t) {
-                continue;
-            }
+            // Trackers are kept only while one is not idle (an idle one is
+            // a new one): most devices' conditions are false most of the time.
+            let mut tr = d
+                .trackers
+                .get_mut(n)
+                .map(std::mem::take)
+                .unwrap_or_default();
             let scope = Scope {
                 sample,
                 params: &registry,
-                settings: &p.settings,
+                settings: &[],
             };
-            let holds = def.when.holds(&scope);
-            if !holds
-                && tr.held
-                && let Some(clear_when) = &def.clear_when
-                && !clear_when.holds(&scope)
-            {
-                // Between the raise and the clear condition: the alarm stays
-                // open, and no new occurrence starts.
-                tr.pause();
-                continue;
-            }
-            let run_start = tr.true_since().unwrap_or(t);
-            let due = holds.then(|| {
-                let mut due = run_start + p.for_ms;
-                if p.cooldown_ms > 0
-                    && let Some(cleared) = cx.eq.cleared_at(key)
-                {
-                    due = due.max(cleared + p.cooldown_ms);
-                }
-                due
-            });
-            cx.step(rule, tr, p, due, t, |_| def.details(&scope));
+            state_rule(cx, Local(n as u16), def, &mut tr, scope, tuning, t);
             busy |= tr.pending();
+            if !tr.is_idle() {
+                if d.trackers.len() <= n {
+                    d.trackers.resize_with(n + 1, Tracker::default);
+                }
+                d.trackers[n] = tr;
+            }
+        }
+        if d.trackers.iter().all(Tracker::is_idle) {
+            d.trackers = Vec::new();
         }
         self.busy.set(cx.ix, busy);
     }
