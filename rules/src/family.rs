@@ -549,7 +549,7 @@ impl DevCx<'_> {
     /// `elevator.frequent_faults`.
     pub(crate) fn count_fault(&mut self, rule: impl Into<Local>, severity: Severity, at: EpochMs) {
         let key = self.cx.key(rule);
-        self.cx.eq.faults.record(key, severity, at, &self.dev.id);
+        self.cx.eq.record_fault(key, severity, at, &self.dev.id);
     }
 
     /// The first half of a per-device condition's turn: a tracker whose

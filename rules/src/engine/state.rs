@@ -330,15 +330,11 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
-    /// Counts a raise or repeat of `key` (if its rule counts as a fault and
-    /// the occurrence is major or critical).
-    pub(crate) fn record(&mut self, key: Key, severity: Severity, at: EpochMs, device: &DeviceId) {
-        let counts = crate::catalogue::decl(key).is_some_and(|d| d.counts_as_fault);
-        if counts && severity >= Severity::Major {
-            self.history.push(Occurrence { at, key });
-            self.quiet = false;
-            self.device = Some(device.clone());
-        }
+    /// Whether an occurrence of `key` at `severity` counts: its rule
+    /// counts as a fault and it is major or critical.
+    fn counts(key: Key, severity: Severity) -> bool {
+        severity >= Severity::Major
+            && crate::catalogue::decl(key).is_some_and(|d| d.counts_as_fault)
     }
 }
 
@@ -385,7 +381,8 @@ pub(crate) struct EquipmentCore {
     /// The latest ride sample's `state` from any of its devices (a ride
     /// camera's restraint events count only while it is running).
     pub ride_state: Option<RideState>,
-    pub faults: Faults,
+    /// Boxed, and only once a fault counted here: most equipment has none.
+    faults: Option<Box<Faults>>,
 }
 
 impl EquipmentCore {
@@ -407,7 +404,7 @@ impl EquipmentCore {
             registry: Arc::default(),
             inputs: 0,
             ride_state: None,
-            faults: Faults::default(),
+            faults: None,
         }
     }
 
@@ -467,6 +464,31 @@ impl EquipmentCore {
                 self.slots.insert(i, slot);
                 None
             }
+        }
+    }
+
+    pub(crate) fn faults(&self) -> Option<&Faults> {
+        self.faults.as_deref()
+    }
+
+    pub(crate) fn faults_mut(&mut self) -> &mut Faults {
+        self.faults.get_or_insert_default()
+    }
+
+    /// Counts a raise or repeat of `key` by `device` (if its rule counts as
+    /// a fault and the occurrence is major or critical).
+    pub(crate) fn record_fault(
+        &mut self,
+        key: Key,
+        severity: Severity,
+        at: EpochMs,
+        device: &DeviceId,
+    ) {
+        if Faults::counts(key, severity) {
+            let faults = self.faults_mut();
+            faults.history.push(Occurrence { at, key });
+            faults.quiet = false;
+            faults.device = Some(device.clone());
         }
     }
 

@@ -72,7 +72,7 @@ impl Family for Frequent {
 
     fn on_resolve(&mut self, cx: &mut Cx<'_>, _rule: Local, _alarm: &Alarm) {
         // Fires again only after a new occurrence.
-        cx.eq.faults.quiet = true;
+        cx.eq.faults_mut().quiet = true;
     }
 
     /// The raises and repeats of a stored alarm that counts as a fault,
@@ -86,7 +86,7 @@ impl Family for Frequent {
             return;
         };
         let cutoff = cx.now - cx.tuning().of(Rule::FrequentFaults).ms(WINDOW);
-        let faults = &mut cx.eq.faults;
+        let faults = cx.eq.faults_mut();
         let before = faults.history.len();
         for (at, severity) in occurrences(versions) {
             if severity >= Severity::Major && at > cutoff {
@@ -111,7 +111,7 @@ impl Frequent {
         // only drops occurrences, so nothing can change until the next one
         // (their window is pruned then). The tracker last: the equipment's
         // own record is already at hand.
-        if cx.eq.faults.history.len() < p.whole(COUNT) as usize
+        if cx.eq.faults().map_or(0, |f| f.history.len()) < p.whole(COUNT) as usize
             && !cx.is_open(rule)
             && !self
                 .equipment
@@ -130,7 +130,7 @@ impl Frequent {
             cx.clear(rule, t);
             return;
         }
-        let faults = &mut cx.eq.faults;
+        let faults = cx.eq.faults_mut();
         let cutoff = t - p.ms(WINDOW);
         faults.history.retain(|o| o.at > cutoff);
         let run_start = ff.true_since().unwrap_or(t);
@@ -142,18 +142,19 @@ impl Frequent {
         match ff.step(due, t, p.clear_ms) {
             Step::Fire(at) => {
                 let mut by_rule = Map::new();
-                for o in &cx.eq.faults.history {
+                let faults = cx.eq.faults_mut();
+                for o in &faults.history {
                     let id = cx.book.rule_ids[o.key.index()].as_str();
                     let n = by_rule.get(id).and_then(Value::as_u64).unwrap_or(0);
                     by_rule.insert(id.to_owned(), json!(n + 1));
                 }
                 let details = json!({
-                    "occurrences": cx.eq.faults.history.len(),
+                    "occurrences": faults.history.len(),
                     "threshold": p.whole(COUNT),
                     "window_h": p.ms(WINDOW) as f64 / 3_600_000.0,
                     "rules": by_rule,
                 });
-                let Some(device) = cx.eq.faults.device.clone() else {
+                let Some(device) = faults.device.clone() else {
                     return;
                 };
                 cx.fire_by(rule, &device, p.severity, at, details);
