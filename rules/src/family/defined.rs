@@ -26,6 +26,9 @@ pub(crate) struct Defined {
     devices: Dense<DefinedDevice>,
     /// Some defined rule's period of the device is running.
     busy: Bits,
+    /// The slots of the event rules (video, filling), which the timer of
+    /// every device asks about on every tick.
+    event_rules: Vec<Local>,
     /// Event rules: the last matching event's time and device, by slot.
     last: Few<Vec<Option<(EpochMs, DeviceId)>>>,
 }
@@ -59,6 +62,10 @@ impl Family for Defined {
 
     fn on_config(&mut self, defined: &[Option<Arc<Definition>>]) {
         self.rules = defined.to_vec();
+        self.event_rules = (defined.iter().enumerate())
+            .filter(|(_, def)| def.as_ref().is_some_and(|d| !d.source.is_state()))
+            .map(|(n, _)| Local(n as u16))
+            .collect();
     }
 
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
@@ -280,8 +287,7 @@ impl Defined {
     fn timer(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
         let is_event =
             |def: &Option<Arc<Definition>>| def.as_ref().is_some_and(|d| !d.source.is_state());
-        let open = (self.rules.iter().enumerate())
-            .any(|(n, def)| is_event(def) && cx.is_open(Local(n as u16)));
+        let open = self.event_rules.iter().any(|&rule| cx.is_open(rule));
         if !open {
             // Without an open alarm a quiet period has nothing to end, and
             // forgets its last event (as `quiet_period` does).
