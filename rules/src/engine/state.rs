@@ -383,6 +383,9 @@ pub(crate) struct EquipmentCore {
     pub ride_state: Option<RideState>,
     /// Boxed, and only once a fault counted here: most equipment has none.
     faults: Option<Box<Faults>>,
+    /// How many occurrences `faults` holds: asked of every equipment on
+    /// every tick, answered without following the box (a cache miss).
+    fault_count: u32,
 }
 
 impl EquipmentCore {
@@ -405,6 +408,7 @@ impl EquipmentCore {
             inputs: 0,
             ride_state: None,
             faults: None,
+            fault_count: 0,
         }
     }
 
@@ -467,12 +471,17 @@ impl EquipmentCore {
         }
     }
 
-    pub(crate) fn faults(&self) -> Option<&Faults> {
-        self.faults.as_deref()
+    /// How many fault occurrences are kept (see [`EquipmentCore::faults`]).
+    pub(crate) fn fault_count(&self) -> usize {
+        self.fault_count as usize
     }
 
-    pub(crate) fn faults_mut(&mut self) -> &mut Faults {
-        self.faults.get_or_insert_default()
+    /// The fault occurrences, changed by `change` (made if there were none).
+    pub(crate) fn faults<R>(&mut self, change: impl FnOnce(&mut Faults) -> R) -> R {
+        let faults = self.faults.get_or_insert_default();
+        let out = change(faults);
+        self.fault_count = u32::try_from(faults.history.len()).unwrap_or(u32::MAX);
+        out
     }
 
     /// Counts a raise or repeat of `key` by `device` (if its rule counts as
@@ -485,10 +494,11 @@ impl EquipmentCore {
         device: &DeviceId,
     ) {
         if Faults::counts(key, severity) {
-            let faults = self.faults_mut();
-            faults.history.push(Occurrence { at, key });
-            faults.quiet = false;
-            faults.device = Some(device.clone());
+            self.faults(|faults| {
+                faults.history.push(Occurrence { at, key });
+                faults.quiet = false;
+                faults.device = Some(device.clone());
+            });
         }
     }
 

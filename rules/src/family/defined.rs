@@ -290,16 +290,10 @@ impl Defined {
         let open = self.event_rules.iter().any(|&rule| cx.is_open(rule));
         if !open {
             // Without an open alarm a quiet period has nothing to end, and
-            // forgets its last event (as `quiet_period` does).
-            if let Some(last) = self.last.get_mut(cx.eq.ix) {
-                for (n, def) in self.rules.iter().enumerate() {
-                    if is_event(def)
-                        && let Some(l) = last.get_mut(n)
-                    {
-                        *l = None;
-                    }
-                }
-            }
+            // forgets its last event (as `quiet_period` does). Only event
+            // rules keep a last event: the equipment's record goes, so the
+            // next tick does not read it again.
+            self.last.reset(cx.eq.ix);
             return;
         }
         let last = self.last.at(cx.eq.ix);
