@@ -9,7 +9,11 @@
 //! out. Per sample the engine calls [`Expr::eval`] / [`Expr::holds`] with an
 //! [`Env`] that supplies the sample's fields, the equipment's registry
 //! parameters and the rule's thresholds, and gets a [`Val`] back without
-//! allocating.
+//! allocating. Checking also compiles: `field == "word"` of a field with a
+//! closed set of values compares the word's place in that set (a number,
+//! [`Env::word`]), and each `param.x` carries its place among the
+//! parameters the condition reads ([`Env::param_at`]), so an environment
+//! that read them once per sample need not look them up by name.
 //!
 //! Logic is three-valued, like SQL: a field the device did not send, a
 //! parameter the equipment lacks, a division by zero or a type mismatch
