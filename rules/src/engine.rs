@@ -26,6 +26,7 @@ use crate::define::Definition;
 use crate::error::AlarmOpError;
 use crate::family::{
     Cx, DevCx, DevIx, DeviceTick, EqIx, Family, FillingFacts, Hooks, Local, Msg, RegistryFacts,
+    TickDue, liveness,
 };
 use book::Book;
 pub(crate) use escalation::Escalation;
@@ -48,6 +49,9 @@ pub struct RuleEngine {
     retick_all: bool,
     /// Local time minus UTC (working hours, operating hours, local days).
     local_offset_ms: i64,
+    /// The key of liveness's first rule: `tick` asks it of every device
+    /// (a silence deadline moves with every message).
+    liveness_base: Option<usize>,
 }
 
 /// A device of one [`RuleEngine`], as [`RuleEngine::device`] found it: its
@@ -145,7 +149,11 @@ impl RuleEngine {
             },
             retick_all: false,
             local_offset_ms: 0,
+            liveness_base: None,
         };
+        engine.liveness_base = (engine.families.iter())
+            .find(|(_, _, f)| f.name() == "liveness")
+            .map(|(base, _, _)| *base);
         engine.replace_config(config);
         engine.retick_all = false;
         engine
@@ -474,6 +482,15 @@ impl RuleEngine {
         let mut out = Vec::new();
         let everything = std::mem::take(&mut self.retick_all);
         let time = (now, self.local_offset_ms);
+        // What the families' device hooks could act on: the others are not
+        // called (their hooks would return at once), only their clocks run.
+        let mut due = TickDue::default();
+        let mut all = everything;
+        for (base, hooks, family) in &self.families {
+            if hooks.device_tick && !family.tick_due(*base, &mut due) {
+                all = true;
+            }
+        }
         for dix in 0..self.world.devices.len() {
             let dev = &self.world.devices[dix];
             let eix = dev.eq;
@@ -486,6 +503,18 @@ impl RuleEngine {
             let eq = &mut self.world.equipment[eix];
             self.resolver.refresh(eq);
             eq.advance_clock(tick.device_now);
+            // Read now, not before the loop: an earlier device's hooks may
+            // have opened an alarm of this equipment.
+            let wanted = all
+                || due.devices.get(dix)
+                || due.equipment.get(eix)
+                || eq.open_bits() & due.open != 0
+                || self
+                    .liveness_base
+                    .is_some_and(|base| liveness::due(dev, &eq.params, base, silent_ms));
+            if !wanted {
+                continue;
+            }
             self.each_on_device(
                 dix,
                 time,

@@ -105,6 +105,16 @@ pub(crate) trait Family: Send {
     /// The wall clock moved on; the device's clock is `tick.device_now`.
     fn on_device_tick(&mut self, _cx: &mut DevCx<'_>, _tick: &DeviceTick) {}
 
+    /// Before a tick: marks in `due` what this family's `on_device_tick`
+    /// could act on now (devices, equipment, and rules whose open alarm
+    /// makes it act wherever one is open; its first rule's key is
+    /// `base`), so `tick` calls the hook for those devices only. Marking
+    /// more costs a call, marking less loses evaluations. `false`: it
+    /// cannot say, and every device is visited (the default).
+    fn tick_due(&self, _base: usize, _due: &mut TickDue) -> bool {
+        false
+    }
+
     /// The wall clock moved on (after every device's tick).
     fn on_equipment_tick(&mut self, _cx: &mut Cx<'_>) {}
 
@@ -254,6 +264,27 @@ pub(crate) struct Msg<'a> {
     pub ctx: &'a DeviceContext,
     /// What the registry says of a filling record's cylinder and operator.
     pub facts: Option<&'a FillingFacts>,
+}
+
+/// What the families' `on_device_tick` could act on at a tick
+/// ([`Family::tick_due`]): by device, by equipment, and the rules whose
+/// open alarms ([`EquipmentCore::open_bits`]) make them act. A tick used
+/// to call every family's hook for every device, each returning at once
+/// for most of them: a fifth of the engine's time.
+#[derive(Debug, Default)]
+pub(crate) struct TickDue {
+    pub devices: Bits,
+    pub equipment: Bits,
+    pub open: u64,
+}
+
+impl TickDue {
+    /// Rule `local` of the family whose first key is `base`: its open alarm
+    /// makes the family's tick act.
+    pub(crate) fn open(&mut self, base: usize, local: impl Into<Local>) {
+        let key = Key::from_index(base + local.into().index());
+        self.open |= crate::engine::state::open_bit(key);
+    }
 }
 
 /// A tick as one device sees it.
@@ -663,6 +694,16 @@ impl<T: Default> Dense<T> {
 pub(crate) struct Bits(Vec<u64>);
 
 impl Bits {
+    /// Sets every bit `other` has.
+    pub(crate) fn union_with(&mut self, other: &Bits) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (word, more) in self.0.iter_mut().zip(&other.0) {
+            *word |= more;
+        }
+    }
+
     pub(crate) fn get(&self, ix: usize) -> bool {
         self.0
             .get(ix / 64)
@@ -707,6 +748,11 @@ impl<T> Default for Few<T> {
 }
 
 impl<T: Default> Few<T> {
+    /// A bit for each index with an entry.
+    pub(crate) fn kept(&self) -> &Bits {
+        &self.kept
+    }
+
     pub(crate) fn get(&self, ix: usize) -> Option<&T> {
         if !self.kept.get(ix) {
             return None;

@@ -339,7 +339,7 @@ impl Faults {
 }
 
 /// `key`'s bit in [`EquipmentCore::open`].
-fn open_bit(key: Key) -> u64 {
+pub(crate) fn open_bit(key: Key) -> u64 {
     1 << key.index().min(63)
 }
 
@@ -432,6 +432,11 @@ impl EquipmentCore {
             self.binding = EqBinding::of(binding, categories);
             self.params_gen = STALE;
         }
+    }
+
+    /// A bit per rule with an open alarm here ([`open_bit`]).
+    pub(crate) fn open_bits(&self) -> u64 {
+        self.open
     }
 
     pub(crate) fn slot(&self, key: Key) -> Option<&Slot> {

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use vigil_model::{Alarm, DeviceId, EpochMs, Stream};
 
 use super::{
-    Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, Tuning,
+    Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, TickDue,
+    Tuning,
 };
 use crate::catalogue::{Decl, Key};
 use crate::define::{Definition, Sample, Scope, Source};
@@ -101,6 +102,17 @@ impl Family for Defined {
             self.evaluate(cx, tick.device_now);
         }
         self.timer(cx, tick.device_now);
+    }
+
+    /// Evaluation while a period runs; the timer where last events are
+    /// kept or an event rule's alarm is open.
+    fn tick_due(&self, base: usize, due: &mut TickDue) -> bool {
+        due.devices.union_with(&self.busy);
+        due.equipment.union_with(self.last.kept());
+        for &rule in &self.event_rules {
+            due.open(base, rule);
+        }
+        true
     }
 
     /// Clears the open alarms of defined rules a reload (or a restart with

@@ -11,7 +11,7 @@ use vigil_model::reading::{Direction, Door, ElevatorMode, ElevatorSample, Limit}
 use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Stream};
 
 use super::{
-    Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Streams, Tuning, rules,
+    Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Streams, TickDue, Tuning, rules,
 };
 use crate::builtin::{self, Conditions};
 use crate::catalogue::{Decl, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
@@ -273,6 +273,11 @@ impl Family for Elevator {
         if tick.everything || self.busy.get(cx.ix) {
             self.evaluate(cx, tick.device_now);
         }
+    }
+
+    fn tick_due(&self, _base: usize, due: &mut TickDue) -> bool {
+        due.devices.union_with(&self.busy);
+        true
     }
 
     /// A late sample: the point rules (a condition of this sample alone,

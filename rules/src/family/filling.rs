@@ -23,7 +23,8 @@ use vigil_model::{Alarm, DeviceId, EpochMs, EquipmentId, Payload, Severity};
 use super::RegistryFacts;
 use super::elevator::round3;
 use super::{
-    Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, parse_hours, rules,
+    Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, TickDue, parse_hours,
+    rules,
 };
 use crate::catalogue::{Clear, Decl, Key, Kind, Lit, Ms, Param, Period};
 
@@ -284,6 +285,16 @@ impl Family for Filling {
     fn on_device_tick(&mut self, cx: &mut DevCx<'_>, tick: &DeviceTick) {
         self.timer(cx, tick.device_now);
         self.records_missing(cx);
+    }
+
+    /// Both act only at stations (equipment with state here), the timer
+    /// also wherever a per-record alarm is open.
+    fn tick_due(&self, base: usize, due: &mut TickDue) -> bool {
+        due.equipment.union_with(self.stations.kept());
+        for rule in PER_RECORD {
+            due.open(base, rule);
+        }
+        true
     }
 
     fn on_equipment_tick(&mut self, cx: &mut Cx<'_>) {

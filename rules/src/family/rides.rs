@@ -9,7 +9,7 @@ use vigil_model::reading::RideSample;
 use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
-use super::{Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Msg, Streams, rules};
+use super::{Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Msg, Streams, TickDue, rules};
 use crate::builtin::{self, Conditions};
 use crate::catalogue::{Decl, Kind, Lit, Num, Param, Params, Period};
 use crate::define::{Sample, Source};
@@ -171,6 +171,12 @@ impl Family for Rides {
         if tick.everything || self.devices.get(cx.ix).is_some_and(|d| d.busy) {
             self.evaluate(cx, tick.device_now);
         }
+    }
+
+    /// Rides are few: every one with state (the busy ones among them).
+    fn tick_due(&self, _base: usize, due: &mut TickDue) -> bool {
+        due.devices.union_with(self.devices.kept());
+        true
     }
 
     /// A late sample: the rules whose `for` is 0 at its own time.

@@ -14,7 +14,9 @@ use vigil_model::reading::{RideState, VideoEvent, VideoKind};
 use vigil_model::{Alarm, DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
-use super::{Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, rules};
+use super::{
+    Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, TickDue, rules,
+};
 use crate::catalogue::{Clear, Decl, Key, Kind, Lit, Num, Param, Period, RIDE_CATEGORIES};
 
 /// What `clear_s` means for the rules that clear after a quiet period.
@@ -193,6 +195,15 @@ impl Family for Video {
 
     fn on_device_tick(&mut self, cx: &mut DevCx<'_>, tick: &DeviceTick) {
         self.timer(cx, tick.device_now);
+    }
+
+    /// The timer acts where the family keeps state, or one of its alarms is open.
+    fn tick_due(&self, base: usize, due: &mut TickDue) -> bool {
+        due.equipment.union_with(self.equipment.kept());
+        for &rule in Rule::ALL {
+            due.open(base, rule);
+        }
+        true
     }
 
     /// A late event is an incident like any other, at its own time; it
