@@ -465,7 +465,7 @@ fn due_time(
     let after_for = |holds: bool| holds.then_some(run_start + p.for_ms);
     if CONDITIONS.get(rule as usize).is_some() {
         let due = after_for(holds)?;
-        return Some(match (rule, aux.button_at) {
+        return Some(match (rule, aux.button_at()) {
             // The button shortens the wait, but never to before it was pressed.
             (Rule::Trapped, Some(pressed)) => {
                 due.min((run_start + p.ms(ALARM_BUTTON_FOR)).max(pressed))
@@ -485,8 +485,12 @@ fn due_time(
 /// Either clause qualifies: the limit switch after `for_s` (immediate by
 /// default), or moving on past the end floor after `moving_for_s`.
 fn overtravel(aux: &ElevatorAux, end: usize, p: &Params, run_start: EpochMs) -> Option<EpochMs> {
-    let by_switch = aux.limit_since[end].map(|since| since.max(run_start) + p.for_ms);
-    let by_floor = aux.beyond_since[end].map(|since| since.max(run_start) + p.ms(MOVING_FOR));
+    let by_switch = aux
+        .limit_since(end)
+        .map(|since| since.max(run_start) + p.for_ms);
+    let by_floor = aux
+        .beyond_since(end)
+        .map(|since| since.max(run_start) + p.ms(MOVING_FOR));
     match (by_switch, by_floor) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -506,7 +510,7 @@ fn details(
     let speed = round3(f64::from(s.speed_mps));
     match rule {
         Rule::Trapped => {
-            json!({"floor": s.floor, "stopped_for_s": held_s, "alarm_button": aux.button_at.is_some()})
+            json!({"floor": s.floor, "stopped_for_s": held_s, "alarm_button": aux.button_at().is_some()})
         }
         Rule::StoppedOutsideZone => json!({"floor": s.floor, "stopped_for_s": held_s}),
         Rule::DoorOpenMoving => {
@@ -524,7 +528,7 @@ fn details(
             } else {
                 BOTTOM
             };
-            let trigger = if aux.limit_since[end].is_some() {
+            let trigger = if aux.limit_since(end).is_some() {
                 "limit_switch"
             } else {
                 "moving_past_end_floor"
@@ -581,12 +585,13 @@ const BOTTOM: usize = 1;
 /// per accepted sample (never by `tick`, which re-evaluates the last one).
 #[derive(Debug, Clone, Default)]
 struct ElevatorAux {
-    /// When the alarm button was first pressed during the current trapped run.
-    button_at: Option<EpochMs>,
-    /// Since when the final limit switch (top, bottom) is tripped.
-    limit_since: [Option<EpochMs>; 2],
-    /// Since when the car is moving on past the top (bottom) floor.
-    beyond_since: [Option<EpochMs>; 2],
+    /// Since when: the final limit switch (top, bottom) is tripped
+    /// ([`LIMIT`] + end), the car moves on past the top (bottom) floor
+    /// ([`BEYOND`] + end), the alarm button was first pressed during the
+    /// current trapped run ([`BUTTON`]); set where `since_set` has the
+    /// place's bit (five `Option`s took twice the room).
+    since: [EpochMs; 5],
+    since_set: u8,
     door_floor: Option<i16>,
     last_door: Option<Door>,
     /// Door state changes at `door_floor`, device time, oldest first.
@@ -597,33 +602,69 @@ struct ElevatorAux {
     oldest_door_change: EpochMs,
 }
 
+/// Places in [`ElevatorAux::since`].
+const LIMIT: usize = 0;
+const BEYOND: usize = 2;
+const BUTTON: usize = 4;
+
 impl ElevatorAux {
+    fn since(&self, place: usize) -> Option<EpochMs> {
+        (self.since_set & (1 << place) != 0).then(|| self.since[place])
+    }
+
+    fn set_since(&mut self, place: usize, at: Option<EpochMs>) {
+        match at {
+            Some(at) => {
+                self.since[place] = at;
+                self.since_set |= 1 << place;
+            }
+            None => self.since_set &= !(1 << place),
+        }
+    }
+
+    fn button_at(&self) -> Option<EpochMs> {
+        self.since(BUTTON)
+    }
+
+    fn limit_since(&self, end: usize) -> Option<EpochMs> {
+        self.since(LIMIT + end)
+    }
+
+    fn beyond_since(&self, end: usize) -> Option<EpochMs> {
+        self.since(BEYOND + end)
+    }
+
     fn observe(&mut self, s: &ElevatorSample, geo: &Geometry, ts: EpochMs) {
         let since =
             |holds: bool, was: Option<EpochMs>| if holds { Some(was.unwrap_or(ts)) } else { None };
         let moving = s.speed_mps > 0.0;
         let trapped =
             s.door == Door::Closed && s.occupied && !moving && s.mode == ElevatorMode::Normal;
-        self.button_at = if trapped && s.alarm_button {
-            Some(self.button_at.unwrap_or(ts))
+        let button_at = if trapped && s.alarm_button {
+            Some(self.button_at().unwrap_or(ts))
         } else if trapped {
-            self.button_at
+            self.button_at()
         } else {
             None
         };
-        self.limit_since[TOP] = since(s.limit == Limit::Top, self.limit_since[TOP]);
-        self.limit_since[BOTTOM] = since(s.limit == Limit::Bottom, self.limit_since[BOTTOM]);
+        self.set_since(BUTTON, button_at);
+        for (end, limit) in [(TOP, Limit::Top), (BOTTOM, Limit::Bottom)] {
+            let at = since(s.limit == limit, self.limit_since(end));
+            self.set_since(LIMIT + end, at);
+        }
         let (at_top, at_bottom) = geo
             .floors
             .map_or((false, false), |(lo, hi)| (s.floor >= hi, s.floor <= lo));
-        self.beyond_since[TOP] = since(
+        let top = since(
             at_top && moving && s.direction == Direction::Up,
-            self.beyond_since[TOP],
+            self.beyond_since(TOP),
         );
-        self.beyond_since[BOTTOM] = since(
+        self.set_since(BEYOND + TOP, top);
+        let bottom = since(
             at_bottom && moving && s.direction == Direction::Down,
-            self.beyond_since[BOTTOM],
+            self.beyond_since(BOTTOM),
         );
+        self.set_since(BEYOND + BOTTOM, bottom);
         if self.door_floor != Some(s.floor) {
             // Door changes count "at one floor": a new floor starts afresh.
             self.door_floor = Some(s.floor);
@@ -654,13 +695,8 @@ impl ElevatorAux {
     }
 
     fn rebase(&mut self, t: EpochMs) {
-        for since in self
-            .limit_since
-            .iter_mut()
-            .chain(self.beyond_since.iter_mut())
-            .chain([&mut self.button_at])
-            .flatten()
-        {
+        // Unset places keep whatever they hold: only set ones are read.
+        for since in &mut self.since {
             *since = (*since).min(t);
         }
         self.door_changes.clear();
