@@ -367,8 +367,9 @@ pub(crate) struct EquipmentCore {
     /// each).
     open: u64,
     /// When each defined rule's last alarm here cleared (cool-down), by
-    /// defined index.
-    pub defined_cleared_at: Vec<Option<EpochMs>>,
+    /// defined index; boxed, and made at the first such clear (8 bytes
+    /// for the equipment that never had one, not 24).
+    defined_cleared_at: Option<Box<Vec<Option<EpochMs>>>>,
     /// Latest device time of any of its devices (advanced by `tick`).
     pub clock: Option<EpochMs>,
     /// The registry's `params` of the equipment, as its latest reading
@@ -402,7 +403,7 @@ impl EquipmentCore {
             params_gen: STALE,
             slots: Vec::new(),
             open: 0,
-            defined_cleared_at: Vec::new(),
+            defined_cleared_at: None,
             clock: None,
             registry: Arc::default(),
             inputs: 0,
@@ -514,15 +515,16 @@ impl EquipmentCore {
     /// When defined rule `key` last cleared here.
     pub(crate) fn cleared_at(&self, key: Key) -> Option<EpochMs> {
         let n = key.defined_index()?;
-        self.defined_cleared_at.get(n).copied().flatten()
+        self.defined_cleared_at.as_ref()?.get(n).copied().flatten()
     }
 
     pub(crate) fn set_cleared_at(&mut self, key: Key, at: EpochMs) {
         if let Some(n) = key.defined_index() {
-            if self.defined_cleared_at.len() <= n {
-                self.defined_cleared_at.resize(n + 1, None);
+            let cleared = self.defined_cleared_at.get_or_insert_default();
+            if cleared.len() <= n {
+                cleared.resize(n + 1, None);
             }
-            self.defined_cleared_at[n] = Some(at);
+            cleared[n] = Some(at);
         }
     }
 }
