@@ -367,9 +367,9 @@ pub(crate) struct EquipmentCore {
     /// each).
     open: u64,
     /// When each defined rule's last alarm here cleared (cool-down), by
-    /// defined index; boxed, and made at the first such clear (8 bytes
-    /// for the equipment that never had one, not 24).
-    defined_cleared_at: Option<Box<Vec<Option<EpochMs>>>>,
+    /// defined index; made at the first such clear (16 bytes for the
+    /// equipment that never had one, not 24).
+    defined_cleared_at: Option<Box<[Option<EpochMs>]>>,
     /// Latest device time of any of its devices (advanced by `tick`).
     pub clock: Option<EpochMs>,
     /// The registry's `params` of the equipment, as its latest reading
@@ -520,11 +520,15 @@ impl EquipmentCore {
 
     pub(crate) fn set_cleared_at(&mut self, key: Key, at: EpochMs) {
         if let Some(n) = key.defined_index() {
-            let cleared = self.defined_cleared_at.get_or_insert_default();
-            if cleared.len() <= n {
-                cleared.resize(n + 1, None);
+            let cleared = &mut self.defined_cleared_at;
+            if cleared.as_ref().is_none_or(|c| c.len() <= n) {
+                let mut longer = cleared.take().map(Vec::from).unwrap_or_default();
+                longer.resize(n + 1, None);
+                *cleared = Some(longer.into_boxed_slice());
             }
-            cleared[n] = Some(at);
+            if let Some(c) = cleared {
+                c[n] = Some(at);
+            }
         }
     }
 }
