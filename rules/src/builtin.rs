@@ -41,30 +41,78 @@ fn texts(text: &str) -> Result<HashMap<String, String>, String> {
 
 /// A built-in rule's condition, compiled against its stream's fields and
 /// its own parameters (`rule.x`, in the order of its declaration).
-pub(crate) struct Condition(Expr);
+pub(crate) struct Condition {
+    expr: Expr,
+    /// The family's place ([`Conditions::params`]) of each registry
+    /// parameter the condition reads, in the order of `Expr::params`.
+    slots: Vec<usize>,
+}
 
 impl Condition {
     /// Whether it holds on `sample`, with the equipment's registry
-    /// parameters and the rule's resolved thresholds.
-    pub(crate) fn holds(
-        &self,
-        sample: Sample<'_>,
-        registry: &Map<String, Value>,
-        p: &Params,
-    ) -> bool {
-        self.0.holds(&BuiltinScope {
+    /// parameters (as [`Conditions::registry`] read them) and the rule's
+    /// resolved thresholds.
+    pub(crate) fn holds(&self, sample: Sample<'_>, registry: &Registry<'_>, p: &Params) -> bool {
+        self.expr.holds(&BuiltinScope {
             sample,
             registry,
+            slots: &self.slots,
             settings: &p.settings,
         })
+    }
+}
+
+/// The conditions of one family's rules, by their index, and the registry
+/// parameters they read between them.
+pub(crate) struct Conditions {
+    each: Vec<Option<Condition>>,
+    /// Every registry parameter any of them reads, once: a sample's
+    /// conditions read them from the registry map (a lookup by name each)
+    /// once per sample, not once per mention.
+    params: Vec<Box<str>>,
+    /// A bit per stream field (by its index) any of them reads.
+    fields: u64,
+}
+
+/// At most this many distinct registry parameters in one family's
+/// conditions (checked when they compile).
+const MAX_PARAMS: usize = 4;
+
+/// The registry parameters of one [`Conditions`], read from one
+/// equipment's registry.
+pub(crate) struct Registry<'a> {
+    values: [Option<&'a Value>; MAX_PARAMS],
+}
+
+impl Conditions {
+    /// Rule `index`'s condition, if `catalogue.toml` writes one.
+    pub(crate) fn get(&self, index: usize) -> Option<&Condition> {
+        self.each.get(index).and_then(Option::as_ref)
+    }
+
+    /// Whether any of them reads the stream's field `index`: samples that
+    /// agree on every field read hold the same conditions.
+    pub(crate) fn read(&self, index: usize) -> bool {
+        index < 64 && self.fields & (1 << index) != 0
+    }
+
+    /// Reads the parameters the conditions use from `registry`.
+    pub(crate) fn registry<'a>(&self, registry: &'a Map<String, Value>) -> Registry<'a> {
+        let mut values = [None; MAX_PARAMS];
+        for (value, name) in values.iter_mut().zip(&self.params) {
+            *value = registry.get(&**name);
+        }
+        Registry { values }
     }
 }
 
 /// The conditions of a family's rules (`decls`, on `source`'s samples), by
 /// their index; `None` for a rule `catalogue.toml` has no condition for.
 /// Panics on a condition that does not compile (a test compiles them all).
-pub(crate) fn compile(decls: &[Decl], source: Source) -> Vec<Option<Condition>> {
-    decls
+pub(crate) fn compile(decls: &[Decl], source: Source) -> Conditions {
+    let mut params: Vec<Box<str>> = Vec::new();
+    let mut fields = 0u64;
+    let each = decls
         .iter()
         .map(|decl| {
             let when = TEXTS.get(decl.id)?;
@@ -75,9 +123,31 @@ pub(crate) fn compile(decls: &[Decl], source: Source) -> Vec<Option<Condition>> 
                     decl.id, e.offset
                 )
             });
-            Some(Condition(expr))
+            for i in expr.fields() {
+                assert!(i < 64, "a stream has fewer than 64 fields");
+                fields |= 1 << i;
+            }
+            let slots = (expr.params().into_iter())
+                .map(|name| match params.iter().position(|p| **p == *name) {
+                    Some(slot) => slot,
+                    None => {
+                        params.push(name.into());
+                        params.len() - 1
+                    }
+                })
+                .collect();
+            Some(Condition { expr, slots })
         })
-        .collect()
+        .collect();
+    assert!(
+        params.len() <= MAX_PARAMS,
+        "rules/catalogue.toml: more than {MAX_PARAMS} registry parameters in one family: {params:?}"
+    );
+    Conditions {
+        each,
+        params,
+        fields,
+    }
 }
 
 /// The condition text of a built-in rule, where `catalogue.toml` writes one.
@@ -88,7 +158,8 @@ pub(crate) fn text(id: &str) -> Option<&'static str> {
 /// A built-in rule's thresholds are its resolved parameters.
 struct BuiltinScope<'a> {
     sample: Sample<'a>,
-    registry: &'a Map<String, Value>,
+    registry: &'a Registry<'a>,
+    slots: &'a [usize],
     settings: &'a [f64],
 }
 
@@ -98,7 +169,19 @@ impl Env for BuiltinScope<'_> {
     }
 
     fn param(&self, name: &str) -> Option<&Value> {
-        self.registry.get(name)
+        // Only reached by a condition compiled elsewhere: every name a
+        // built-in condition reads has a slot.
+        debug_assert!(false, "registry parameter {name} read by name");
+        None
+    }
+
+    fn param_at(&self, slot: usize, _name: &str) -> Option<&Value> {
+        let slot = *self.slots.get(slot)?;
+        self.registry.values.get(slot).copied().flatten()
+    }
+
+    fn word(&self, index: usize) -> Option<usize> {
+        self.sample.word(index)
     }
 
     fn setting(&self, index: usize) -> f64 {
@@ -119,7 +202,7 @@ mod tests {
         ];
         let mut compiled = 0;
         for (decls, source) in families {
-            let conditions = compile(decls, source);
+            let conditions = compile(decls, source).each;
             for (decl, condition) in decls.iter().zip(&conditions) {
                 let in_code = matches!(
                     decl.id,

@@ -257,6 +257,24 @@ impl<'a> Sample<'a> {
         }
     }
 
+    /// For a field with a closed set of values, the place of the value in
+    /// the field's `values` ([`Env::word`]): `WORDS` lists the variants in
+    /// declaration order, so it is the variant's number.
+    pub(crate) fn word(&self, index: usize) -> Option<usize> {
+        Some(match (self, index) {
+            (Sample::Elevator(s), 1) => s.direction as usize,
+            (Sample::Elevator(s), 3) => s.door as usize,
+            (Sample::Elevator(s), 6) => s.mode as usize,
+            (Sample::Elevator(s), 10) => s.power as usize,
+            (Sample::Elevator(s), 11) => s.limit as usize,
+            (Sample::Ride(s), 0) => s.state as usize,
+            (Sample::Ride(s), 5) => s.brake as usize,
+            (Sample::Video(e), 1) => e.event as usize,
+            (Sample::Filling(r, _), 7) => r.result as usize,
+            _ => return None,
+        })
+    }
+
     fn field_str(&self, index: usize) -> Option<&str> {
         match (self, index) {
             (Sample::Video(e), 0) => Some(&e.camera_id),
@@ -283,6 +301,10 @@ impl Env for Scope<'_> {
 
     fn param(&self, name: &str) -> Option<&Value> {
         self.params.get(name)
+    }
+
+    fn word(&self, index: usize) -> Option<usize> {
+        self.sample.word(index)
     }
 
     fn setting(&self, index: usize) -> f64 {
@@ -621,10 +643,180 @@ fn set(p: &mut Params, settings: &[&str], key: &str, value: &Value) -> Result<()
 
 #[cfg(test)]
 mod tests {
-    use super::{decimal, decimal_by_text};
+    use super::*;
+
+    /// Every elevator, ride, video and filling sample with each value of
+    /// each closed-word field in turn.
+    fn every_word() -> Vec<Payload> {
+        let elevator = ElevatorSample {
+            floor: 3,
+            direction: Direction::Up,
+            speed_mps: 1.0,
+            door: Door::Closed,
+            leveled: false,
+            occupied: true,
+            mode: ElevatorMode::Normal,
+            safety_circuit: true,
+            door_lock: true,
+            alarm_button: false,
+            power: Power::Mains,
+            limit: Limit::None,
+            run_count: None,
+            load_pct: None,
+        };
+        let ride = RideSample {
+            state: RideState::Running,
+            speed_mps: 2.0,
+            wind_mps: None,
+            restraints_locked: true,
+            vibration_mm_s: None,
+            brake: Brake::Ok,
+            passengers: None,
+        };
+        let video = VideoEvent {
+            camera_id: "cam".into(),
+            event: VideoKind::Crowding,
+            confidence: 0.9,
+            snapshot: None,
+        };
+        let filling = FillingRecord {
+            cylinder_code: "C1".into(),
+            operator_id: "op".into(),
+            medium: "LPG".into(),
+            tare_kg: 10.0,
+            net_kg: 14.0,
+            pressure_mpa: None,
+            temp_c: None,
+            started_ms: 0,
+            result: FillResult::Ok,
+        };
+        let mut out = Vec::new();
+        for w in Direction::WORDS.iter().filter_map(|w| Direction::parse(w)) {
+            out.push(Payload::Elevator(ElevatorSample {
+                direction: w,
+                ..elevator.clone()
+            }));
+        }
+        for w in Door::WORDS.iter().filter_map(|w| Door::parse(w)) {
+            out.push(Payload::Elevator(ElevatorSample {
+                door: w,
+                ..elevator.clone()
+            }));
+        }
+        for w in ElevatorMode::WORDS
+            .iter()
+            .filter_map(|w| ElevatorMode::parse(w))
+        {
+            out.push(Payload::Elevator(ElevatorSample {
+                mode: w,
+                ..elevator.clone()
+            }));
+        }
+        for w in Power::WORDS.iter().filter_map(|w| Power::parse(w)) {
+            out.push(Payload::Elevator(ElevatorSample {
+                power: w,
+                ..elevator.clone()
+            }));
+        }
+        for w in Limit::WORDS.iter().filter_map(|w| Limit::parse(w)) {
+            out.push(Payload::Elevator(ElevatorSample {
+                limit: w,
+                ..elevator.clone()
+            }));
+        }
+        for w in RideState::WORDS.iter().filter_map(|w| RideState::parse(w)) {
+            out.push(Payload::Ride(RideSample {
+                state: w,
+                ..ride.clone()
+            }));
+        }
+        for w in Brake::WORDS.iter().filter_map(|w| Brake::parse(w)) {
+            out.push(Payload::Ride(RideSample {
+                brake: w,
+                ..ride.clone()
+            }));
+        }
+        for w in VideoKind::WORDS.iter().filter_map(|w| VideoKind::parse(w)) {
+            out.push(Payload::Video(VideoEvent {
+                event: w,
+                ..video.clone()
+            }));
+        }
+        for w in FillResult::WORDS
+            .iter()
+            .filter_map(|w| FillResult::parse(w))
+        {
+            out.push(Payload::Filling(FillingRecord {
+                result: w,
+                ..filling.clone()
+            }));
+        }
+        out
+    }
+
+    /// The same scope without word places: every comparison reads text.
+    struct ByText<'a>(Scope<'a>);
+
+    impl Env for ByText<'_> {
+        fn field(&self, index: usize) -> Val<'_> {
+            self.0.field(index)
+        }
+        fn param(&self, name: &str) -> Option<&Value> {
+            self.0.param(name)
+        }
+        fn setting(&self, index: usize) -> f64 {
+            self.0.setting(index)
+        }
+    }
+
+    #[test]
+    fn words_compared_by_place_equal_words_compared_as_text() {
+        let params = Map::new();
+        let mut compared = 0;
+        for payload in every_word() {
+            let sample = Sample::of(&payload, 1_000).expect("a watched stream");
+            let fields = sample.source().fields();
+            for (i, field) in fields.iter().enumerate() {
+                if field.values.is_empty() {
+                    assert_eq!(sample.word(i), None, "{}: an open text field", field.name);
+                    continue;
+                }
+                let Val::Str(text) = sample.value(i) else {
+                    panic!("{} is text", field.name);
+                };
+                assert_eq!(
+                    sample.word(i),
+                    field.values.iter().position(|v| *v == text),
+                    "{} = {text}: its place in the field's words",
+                    field.name
+                );
+                for word in field.values {
+                    for op in ["==", "!="] {
+                        for text in [
+                            format!("{} {op} {word:?}", field.name),
+                            format!("{word:?} {op} {}", field.name),
+                        ] {
+                            let expr = Expr::compile(&text, fields, &[]).expect(&text);
+                            let scope = || Scope {
+                                sample,
+                                params: &params,
+                                settings: &[],
+                            };
+                            assert_eq!(expr.eval(&scope()), expr.eval(&ByText(scope())), "{text}");
+                            let expected = (sample.value(i) == Val::Str(word)) == (op == "==");
+                            assert_eq!(expr.holds(&scope()), expected, "{text}");
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 200, "{compared} comparisons");
+    }
 
     #[test]
     fn decimals_the_short_way_equal_the_text_way() {
+        use super::{decimal, decimal_by_text};
         let check = |x: f32| {
             let (fast, text) = (decimal(x), decimal_by_text(x));
             assert!(

@@ -26,10 +26,11 @@ use crate::define::Definition;
 use crate::error::AlarmOpError;
 use crate::family::{
     Cx, DevCx, DevIx, DeviceTick, EqIx, Family, FillingFacts, Hooks, Local, Msg, RegistryFacts,
+    TickDue, liveness,
 };
 use book::Book;
 pub(crate) use escalation::Escalation;
-use state::{DeviceCore, EquipmentCore};
+use state::{Categories, DeviceCore, EquipmentCore, NEVER, StreamTs};
 
 /// A reading this much older than the device's latest `ts`, but with a
 /// newer `seq`, means the device clock stepped back rather than a late
@@ -48,6 +49,9 @@ pub struct RuleEngine {
     retick_all: bool,
     /// Local time minus UTC (working hours, operating hours, local days).
     local_offset_ms: i64,
+    /// The key of liveness's first rule: `tick` asks it of every device
+    /// (a silence deadline moves with every message).
+    liveness_base: Option<usize>,
 }
 
 /// A device of one [`RuleEngine`], as [`RuleEngine::device`] found it: its
@@ -67,6 +71,7 @@ struct World {
     equipment_ix: HashMap<EquipmentId, EqIx, foldhash::fast::RandomState>,
     equipment: Vec<EquipmentCore>,
     registries: Registries,
+    categories: Categories,
 }
 
 /// The registry `params` of every equipment, one copy of each distinct
@@ -140,10 +145,15 @@ impl RuleEngine {
                 equipment_ix: HashMap::default(),
                 equipment: Vec::new(),
                 registries: Registries::default(),
+                categories: Categories::default(),
             },
             retick_all: false,
             local_offset_ms: 0,
+            liveness_base: None,
         };
+        engine.liveness_base = (engine.families.iter())
+            .find(|(_, _, f)| f.name() == "liveness")
+            .map(|(base, _, _)| *base);
         engine.replace_config(config);
         engine.retick_all = false;
         engine
@@ -326,14 +336,20 @@ impl RuleEngine {
 
         let dev = &mut self.world.devices[dix];
         let stream_latest = match reading.payload {
-            Payload::Elevator(_) => dev.sample_ts,
-            Payload::Event(_) => dev.event_ts,
-            Payload::Ride(_) => dev.ride_ts,
-            Payload::Video(_) => dev.video_ts,
+            Payload::Elevator(_) => Some(StreamTs::Elevator),
+            Payload::Event(_) => Some(StreamTs::Event),
+            Payload::Ride(_) => Some(StreamTs::Ride),
+            Payload::Video(_) => Some(StreamTs::Video),
             Payload::Filling(_) => None,
+        }
+        .map_or(NEVER, |s| dev.stream_ts[s as usize]);
+        let newer_seq = !dev.seq_seen || reading.seq > dev.max_seq;
+        dev.max_seq = if dev.seq_seen {
+            dev.max_seq.max(reading.seq)
+        } else {
+            reading.seq
         };
-        let newer_seq = dev.max_seq.is_none_or(|m| reading.seq > m);
-        dev.max_seq = Some(dev.max_seq.map_or(reading.seq, |m| m.max(reading.seq)));
+        dev.seq_seen = true;
         if newer_seq && reading.ts.saturating_add(CLOCK_STEP_MS) < dev.last_ts {
             info!(device = %dev_id, seq = reading.seq, ts = reading.ts, last_ts = dev.last_ts, "Device clock stepped back; rule periods now run on the new clock.");
             dev.rebase(reading.ts);
@@ -344,7 +360,7 @@ impl RuleEngine {
                 |h| h.rebase,
                 |f, cx| f.on_rebase(cx, reading.ts),
             );
-        } else if stream_latest.is_some_and(|latest| reading.ts < latest) {
+        } else if reading.ts < stream_latest {
             // A late message (overtaken by newer ones): it cannot become the
             // latest, which would rewind the rules' state; what it decides
             // on its own is judged at its own time.
@@ -373,16 +389,16 @@ impl RuleEngine {
         let dev = &mut self.world.devices[dix];
         match &reading.payload {
             Payload::Elevator(sample) => {
-                dev.elevator = Some(sample.clone());
-                dev.sample_ts = Some(reading.ts);
+                dev.latest.set_elevator(sample);
+                dev.stream_ts[StreamTs::Elevator as usize] = reading.ts;
             }
-            Payload::Event(_) => dev.event_ts = Some(reading.ts),
+            Payload::Event(_) => dev.stream_ts[StreamTs::Event as usize] = reading.ts,
             Payload::Ride(sample) => {
-                dev.ride = Some(sample.clone());
-                dev.ride_ts = Some(reading.ts);
+                dev.latest.set_ride(sample);
+                dev.stream_ts[StreamTs::Ride as usize] = reading.ts;
                 self.world.equipment[eix].ride_state = Some(sample.state);
             }
-            Payload::Video(_) => dev.video_ts = Some(reading.ts),
+            Payload::Video(_) => dev.stream_ts[StreamTs::Video as usize] = reading.ts,
             Payload::Filling(_) => {}
         }
         self.each_on_device(
@@ -415,7 +431,8 @@ impl RuleEngine {
             match self.world.equipment_ix.get(id) {
                 Some(&eix) => {
                     seen[eix] = true;
-                    self.world.equipment[eix].rebind(&f.binding);
+                    let world = &mut self.world;
+                    world.equipment[eix].rebind(&f.binding, &mut world.categories);
                     self.resolver.refresh(&mut self.world.equipment[eix]);
                     let heard = heard[eix];
                     self.each_on_equipment(eix, time, &mut out, ANY, |fam, cx| {
@@ -425,7 +442,9 @@ impl RuleEngine {
                 None => {
                     // Equipment without state gets some only if a rule raises.
                     let eix = self.world.equipment.len();
-                    let eq = EquipmentCore::new(eix, f.binding.clone(), self.resolver.defaults());
+                    let categories = &mut self.world.categories;
+                    let eq =
+                        EquipmentCore::new(eix, &f.binding, categories, self.resolver.defaults());
                     crate::family::push_modestly(&mut self.world.equipment, eq);
                     self.resolver.refresh(&mut self.world.equipment[eix]);
                     let mut changes = Vec::new();
@@ -463,6 +482,15 @@ impl RuleEngine {
         let mut out = Vec::new();
         let everything = std::mem::take(&mut self.retick_all);
         let time = (now, self.local_offset_ms);
+        // What the families' device hooks could act on: the others are not
+        // called (their hooks would return at once), only their clocks run.
+        let mut due = TickDue::default();
+        let mut all = everything;
+        for (base, hooks, family) in &self.families {
+            if hooks.device_tick && !family.tick_due(*base, &mut due) {
+                all = true;
+            }
+        }
         for dix in 0..self.world.devices.len() {
             let dev = &self.world.devices[dix];
             let eix = dev.eq;
@@ -475,6 +503,18 @@ impl RuleEngine {
             let eq = &mut self.world.equipment[eix];
             self.resolver.refresh(eq);
             eq.advance_clock(tick.device_now);
+            // Read now, not before the loop: an earlier device's hooks may
+            // have opened an alarm of this equipment.
+            let wanted = all
+                || due.devices.get(dix)
+                || due.equipment.get(eix)
+                || eq.open_bits() & due.open != 0
+                || self
+                    .liveness_base
+                    .is_some_and(|base| liveness::due(dev, &eq.params, base, silent_ms));
+            if !wanted {
+                continue;
+            }
             self.each_on_device(
                 dix,
                 time,
@@ -653,7 +693,8 @@ impl RuleEngine {
                 Some(eix) => eix,
                 None => {
                     let eix = self.world.equipment.len();
-                    let eq = EquipmentCore::new(eix, binding.clone(), self.resolver.defaults());
+                    let categories = &mut self.world.categories;
+                    let eq = EquipmentCore::new(eix, binding, categories, self.resolver.defaults());
                     crate::family::push_modestly(&mut self.world.equipment, eq);
                     self.world
                         .equipment_ix
@@ -662,7 +703,7 @@ impl RuleEngine {
                 }
             };
         let eq = &mut self.world.equipment[eix];
-        eq.rebind(binding);
+        eq.rebind(binding, &mut self.world.categories);
         self.resolver.refresh(eq);
         eix
     }
@@ -795,7 +836,7 @@ impl Resolver {
         if eq.params_gen == self.generation {
             return;
         }
-        let category = eq.binding.category.as_str();
+        let category = &*eq.binding.category;
         let equipment = eq.binding.equipment_id.as_str();
         eq.params = if self.config.has_equipment_overrides(equipment) {
             Arc::new(

@@ -9,7 +9,11 @@
 //! out. Per sample the engine calls [`Expr::eval`] / [`Expr::holds`] with an
 //! [`Env`] that supplies the sample's fields, the equipment's registry
 //! parameters and the rule's thresholds, and gets a [`Val`] back without
-//! allocating.
+//! allocating. Checking also compiles: `field == "word"` of a field with a
+//! closed set of values compares the word's place in that set (a number,
+//! [`Env::word`]), and each `param.x` carries its place among the
+//! parameters the condition reads ([`Env::param_at`]), so an environment
+//! that read them once per sample need not look them up by name.
 //!
 //! Logic is three-valued, like SQL: a field the device did not send, a
 //! parameter the equipment lacks, a division by zero or a type mismatch
@@ -80,6 +84,18 @@ pub(crate) trait Env {
     fn field(&self, index: usize) -> Val<'_>;
     /// The equipment's registry parameter `name` (a JSON value), if any.
     fn param(&self, name: &str) -> Option<&Value>;
+    /// The same, where `slot` is `name`'s place in [`Expr::params`]: an
+    /// environment that resolved the parameters once (for several
+    /// conditions of one sample) answers without a lookup by name.
+    fn param_at(&self, _slot: usize, name: &str) -> Option<&Value> {
+        self.param(name)
+    }
+    /// For a field with a closed set of values: the place of the sample's
+    /// value in the field's `values`, so that `door == "closed"` compares
+    /// numbers; `None` makes the comparison read the text.
+    fn word(&self, _index: usize) -> Option<usize> {
+        None
+    }
     /// The rule's own threshold at `index` in the `settings` slice given to
     /// `compile`.
     fn setting(&self, index: usize) -> f64;
@@ -179,7 +195,18 @@ enum Node {
     Field(usize),
     Param {
         name: Box<str>,
+        /// `name`'s place in `Expr::params` ([`Env::param_at`]).
+        slot: usize,
         index: Option<usize>,
+    },
+    /// `field == "word"` (`eq`) or `!=` for a field with a closed set of
+    /// values: compared by the word's place in the field's `values`
+    /// ([`Env::word`]), by its text where the environment has no places.
+    Word {
+        field: usize,
+        word: usize,
+        text: &'static str,
+        eq: bool,
     },
     Setting(usize),
     Neg(Id),

@@ -139,7 +139,7 @@ impl Book {
             state: AlarmState::Active,
             equipment_id: eq.binding.equipment_id.clone(),
             device_id: device.cloned(),
-            category: eq.binding.category.clone(),
+            category: eq.binding.category.to_string(),
             owner_id: eq.binding.owner_id.clone(),
             region: eq.binding.region,
             raised_at: f.at,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use vigil_model::reading::{ElevatorSample, RideSample, RideState};
-use vigil_model::{Binding, DeviceId, EpochMs, Reading, Severity};
+use vigil_model::{Binding, DeviceId, EpochMs, EquipmentId, OwnerId, Reading, Region, Severity};
 
 use super::book::Slot;
 use crate::catalogue::{Key, ParamSet};
@@ -143,24 +143,91 @@ pub(crate) struct DeviceCore {
     /// The equipment it is bound to.
     pub eq: EqIx,
     pub report_interval_s: u32,
+    /// Whether `max_seq` has been set (a flag beside the others rather
+    /// than an `Option`, which would double the field).
+    pub seq_seen: bool,
+    /// Counted as offline (set by liveness on a tick, reset by any message;
+    /// `filling.records_missing` waits while its scale is offline).
+    pub offline: bool,
     /// Latest device time seen on any stream: the base of the device clock.
     pub last_ts: EpochMs,
     /// Engine time when the latest message arrived.
     pub last_received: EpochMs,
-    pub max_seq: Option<u64>,
+    /// Highest `seq` seen (if `seq_seen`).
+    pub max_seq: u64,
     /// Latest device time evaluated per stream (elevator samples, events,
-    /// ride samples, video events): an older reading is not evaluated.
-    pub sample_ts: Option<EpochMs>,
-    pub event_ts: Option<EpochMs>,
-    pub ride_ts: Option<EpochMs>,
-    pub video_ts: Option<EpochMs>,
+    /// ride samples, video events, by [`StreamTs`]): an older reading is
+    /// not evaluated. [`NEVER`] until the stream's first reading: no
+    /// reading is older than that, so it needs no `Option` (8 bytes each
+    /// instead of 16).
+    pub stream_ts: [EpochMs; 4],
     /// The latest elevator and ride samples: they hold until the next one,
     /// so ticks evaluate them again (the sample rules, defined rules).
-    pub elevator: Option<ElevatorSample>,
-    pub ride: Option<RideSample>,
-    /// Counted as offline (set by liveness on a tick, reset by any message;
-    /// `filling.records_missing` waits while its scale is offline).
-    pub offline: bool,
+    pub latest: Latest,
+}
+
+/// No reading on the stream yet (see [`DeviceCore::stream_ts`]).
+pub(crate) const NEVER: EpochMs = EpochMs::MIN;
+
+/// The streams [`DeviceCore::stream_ts`] keeps, by place.
+pub(crate) enum StreamTs {
+    Elevator = 0,
+    Event = 1,
+    Ride = 2,
+    Video = 3,
+}
+
+/// A device's latest elevator and ride samples. A device sends one of the
+/// two (it is a car's monitor or a ride's), so one place holds either: two
+/// places cost every device the larger sample twice. One that sends both
+/// keeps both, boxed.
+#[derive(Debug, Default)]
+pub(crate) enum Latest {
+    #[default]
+    Neither,
+    Elevator(ElevatorSample),
+    Ride(RideSample),
+    Both(Box<(ElevatorSample, RideSample)>),
+}
+
+impl Latest {
+    pub(crate) fn elevator(&self) -> Option<&ElevatorSample> {
+        match self {
+            Latest::Elevator(s) => Some(s),
+            Latest::Both(both) => Some(&both.0),
+            Latest::Neither | Latest::Ride(_) => None,
+        }
+    }
+
+    pub(crate) fn ride(&self) -> Option<&RideSample> {
+        match self {
+            Latest::Ride(s) => Some(s),
+            Latest::Both(both) => Some(&both.1),
+            Latest::Neither | Latest::Elevator(_) => None,
+        }
+    }
+
+    pub(crate) fn set_elevator(&mut self, sample: &ElevatorSample) {
+        *self = match std::mem::take(self) {
+            Latest::Neither | Latest::Elevator(_) => Latest::Elevator(sample.clone()),
+            Latest::Ride(ride) => Latest::Both(Box::new((sample.clone(), ride))),
+            Latest::Both(mut both) => {
+                both.0 = sample.clone();
+                Latest::Both(both)
+            }
+        };
+    }
+
+    pub(crate) fn set_ride(&mut self, sample: &RideSample) {
+        *self = match std::mem::take(self) {
+            Latest::Neither | Latest::Ride(_) => Latest::Ride(sample.clone()),
+            Latest::Elevator(elevator) => Latest::Both(Box::new((elevator, sample.clone()))),
+            Latest::Both(mut both) => {
+                both.1 = sample.clone();
+                Latest::Both(both)
+            }
+        };
+    }
 }
 
 impl DeviceCore {
@@ -183,16 +250,13 @@ impl DeviceCore {
             id_hash,
             eq,
             report_interval_s: 0,
+            seq_seen: false,
+            offline: false,
             last_ts: last_seen,
             last_received: last_seen,
-            max_seq: None,
-            sample_ts: None,
-            event_ts: None,
-            ride_ts: None,
-            video_ts: None,
-            elevator: None,
-            ride: None,
-            offline: false,
+            max_seq: 0,
+            stream_ts: [NEVER; 4],
+            latest: Latest::Neither,
         }
     }
 
@@ -200,17 +264,50 @@ impl DeviceCore {
     /// NTP correction): keep every state, measure running periods from `t`.
     pub(crate) fn rebase(&mut self, t: EpochMs) {
         self.last_ts = t;
-        for ts in [
-            &mut self.sample_ts,
-            &mut self.event_ts,
-            &mut self.ride_ts,
-            &mut self.video_ts,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for ts in &mut self.stream_ts {
+            // `NEVER` stays: it is below any `t`.
             *ts = (*ts).min(t);
         }
+    }
+}
+
+/// An equipment's [`Binding`], with its category shared by every
+/// equipment of that category: comparing a reading's binding with it (on
+/// every reading) reads no string of its own from the heap, where a copy
+/// per equipment was a cache miss each time. The ids are `Arc`s shared
+/// with the caller's context.
+#[derive(Debug, Clone)]
+pub(crate) struct EqBinding {
+    pub equipment_id: EquipmentId,
+    pub category: Arc<str>,
+    pub owner_id: OwnerId,
+    pub region: Region,
+}
+
+impl EqBinding {
+    fn of(binding: &Binding, categories: &mut Categories) -> EqBinding {
+        EqBinding {
+            equipment_id: binding.equipment_id.clone(),
+            category: categories.intern(&binding.category),
+            owner_id: binding.owner_id.clone(),
+            region: binding.region,
+        }
+    }
+}
+
+/// One shared copy of each category name the engine has seen (a handful:
+/// the registry's categories).
+#[derive(Debug, Default)]
+pub(crate) struct Categories(Vec<Arc<str>>);
+
+impl Categories {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.iter().find(|c| ***c == *name) {
+            return Arc::clone(known);
+        }
+        let made: Arc<str> = Arc::from(name);
+        self.0.push(Arc::clone(&made));
+        made
     }
 }
 
@@ -233,20 +330,16 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
-    /// Counts a raise or repeat of `key` (if its rule counts as a fault and
-    /// the occurrence is major or critical).
-    pub(crate) fn record(&mut self, key: Key, severity: Severity, at: EpochMs, device: &DeviceId) {
-        let counts = crate::catalogue::decl(key).is_some_and(|d| d.counts_as_fault);
-        if counts && severity >= Severity::Major {
-            self.history.push(Occurrence { at, key });
-            self.quiet = false;
-            self.device = Some(device.clone());
-        }
+    /// Whether an occurrence of `key` at `severity` counts: its rule
+    /// counts as a fault and it is major or critical.
+    fn counts(key: Key, severity: Severity) -> bool {
+        severity >= Severity::Major
+            && crate::catalogue::decl(key).is_some_and(|d| d.counts_as_fault)
     }
 }
 
 /// `key`'s bit in [`EquipmentCore::open`].
-fn open_bit(key: Key) -> u64 {
+pub(crate) fn open_bit(key: Key) -> u64 {
     1 << key.index().min(63)
 }
 
@@ -259,7 +352,7 @@ pub(crate) const STALE: u64 = u64::MAX;
 #[derive(Debug)]
 pub(crate) struct EquipmentCore {
     pub ix: EqIx,
-    pub binding: Binding,
+    pub binding: EqBinding,
     pub params: Arc<ParamSet>,
     pub params_gen: u64,
     /// The open alarms, by [`Key`] ascending: built-in rules, then defined
@@ -274,8 +367,9 @@ pub(crate) struct EquipmentCore {
     /// each).
     open: u64,
     /// When each defined rule's last alarm here cleared (cool-down), by
-    /// defined index.
-    pub defined_cleared_at: Vec<Option<EpochMs>>,
+    /// defined index; made at the first such clear (16 bytes for the
+    /// equipment that never had one, not 24).
+    defined_cleared_at: Option<Box<[Option<EpochMs>]>>,
     /// Latest device time of any of its devices (advanced by `tick`).
     pub clock: Option<EpochMs>,
     /// The registry's `params` of the equipment, as its latest reading
@@ -288,40 +382,62 @@ pub(crate) struct EquipmentCore {
     /// The latest ride sample's `state` from any of its devices (a ride
     /// camera's restraint events count only while it is running).
     pub ride_state: Option<RideState>,
-    pub faults: Faults,
+    /// Boxed, and only once a fault counted here: most equipment has none.
+    faults: Option<Box<Faults>>,
+    /// How many occurrences `faults` holds: asked of every equipment on
+    /// every tick, answered without following the box (a cache miss).
+    fault_count: u32,
 }
 
 impl EquipmentCore {
-    pub(crate) fn new(ix: EqIx, binding: Binding, params: Arc<ParamSet>) -> EquipmentCore {
+    pub(crate) fn new(
+        ix: EqIx,
+        binding: &Binding,
+        categories: &mut Categories,
+        params: Arc<ParamSet>,
+    ) -> EquipmentCore {
         EquipmentCore {
             ix,
-            binding,
+            binding: EqBinding::of(binding, categories),
             params,
             params_gen: STALE,
             slots: Vec::new(),
             open: 0,
-            defined_cleared_at: Vec::new(),
+            defined_cleared_at: None,
             clock: None,
             registry: Arc::default(),
             inputs: 0,
             ride_state: None,
-            faults: Faults::default(),
+            faults: None,
+            fault_count: 0,
         }
     }
 
-    /// The registry changed the equipment's owner, region or category:
-    /// its parameters resolve again.
     /// The registry's `params` of the equipment are now `registry`.
     pub(crate) fn set_registry(&mut self, registry: Arc<Map<String, Value>>) {
         self.registry = registry;
         self.inputs = self.inputs.wrapping_add(1);
     }
 
-    pub(crate) fn rebind(&mut self, binding: &Binding) {
-        if self.binding != *binding {
-            self.binding = binding.clone();
+    /// The registry changed the equipment's owner, region or category:
+    /// its parameters resolve again. Asked on every reading: the ids are
+    /// compared by pointer first (the caller's context shares them), the
+    /// category in the engine's shared copy (in cache).
+    pub(crate) fn rebind(&mut self, binding: &Binding, categories: &mut Categories) {
+        let b = &self.binding;
+        let same = b.equipment_id == binding.equipment_id
+            && *b.category == *binding.category
+            && b.owner_id == binding.owner_id
+            && b.region == binding.region;
+        if !same {
+            self.binding = EqBinding::of(binding, categories);
             self.params_gen = STALE;
         }
+    }
+
+    /// A bit per rule with an open alarm here ([`open_bit`]).
+    pub(crate) fn open_bits(&self) -> u64 {
+        self.open
     }
 
     pub(crate) fn slot(&self, key: Key) -> Option<&Slot> {
@@ -361,6 +477,37 @@ impl EquipmentCore {
         }
     }
 
+    /// How many fault occurrences are kept (see [`EquipmentCore::faults`]).
+    pub(crate) fn fault_count(&self) -> usize {
+        self.fault_count as usize
+    }
+
+    /// The fault occurrences, changed by `change` (made if there were none).
+    pub(crate) fn faults<R>(&mut self, change: impl FnOnce(&mut Faults) -> R) -> R {
+        let faults = self.faults.get_or_insert_default();
+        let out = change(faults);
+        self.fault_count = u32::try_from(faults.history.len()).unwrap_or(u32::MAX);
+        out
+    }
+
+    /// Counts a raise or repeat of `key` by `device` (if its rule counts as
+    /// a fault and the occurrence is major or critical).
+    pub(crate) fn record_fault(
+        &mut self,
+        key: Key,
+        severity: Severity,
+        at: EpochMs,
+        device: &DeviceId,
+    ) {
+        if Faults::counts(key, severity) {
+            self.faults(|faults| {
+                faults.history.push(Occurrence { at, key });
+                faults.quiet = false;
+                faults.device = Some(device.clone());
+            });
+        }
+    }
+
     pub(crate) fn advance_clock(&mut self, t: EpochMs) {
         self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
     }
@@ -368,15 +515,20 @@ impl EquipmentCore {
     /// When defined rule `key` last cleared here.
     pub(crate) fn cleared_at(&self, key: Key) -> Option<EpochMs> {
         let n = key.defined_index()?;
-        self.defined_cleared_at.get(n).copied().flatten()
+        self.defined_cleared_at.as_ref()?.get(n).copied().flatten()
     }
 
     pub(crate) fn set_cleared_at(&mut self, key: Key, at: EpochMs) {
         if let Some(n) = key.defined_index() {
-            if self.defined_cleared_at.len() <= n {
-                self.defined_cleared_at.resize(n + 1, None);
+            let cleared = &mut self.defined_cleared_at;
+            if cleared.as_ref().is_none_or(|c| c.len() <= n) {
+                let mut longer = cleared.take().map(Vec::from).unwrap_or_default();
+                longer.resize(n + 1, None);
+                *cleared = Some(longer.into_boxed_slice());
             }
-            self.defined_cleared_at[n] = Some(at);
+            if let Some(c) = cleared {
+                c[n] = Some(at);
+            }
         }
     }
 }

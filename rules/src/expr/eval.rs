@@ -15,8 +15,8 @@ pub(super) fn eval<'a>(nodes: &'a [Node], id: Id, env: &'a dyn Env) -> Val<'a> {
         Node::Bool(b) => Val::Bool(*b),
         Node::Str(s) => Val::Str(s),
         Node::Field(i) => env.field(*i),
-        Node::Param { name, index } => {
-            let value = env.param(name);
+        Node::Param { name, slot, index } => {
+            let value = env.param_at(*slot, name);
             let value = match index {
                 None => value,
                 Some(i) => value.and_then(Value::as_array).and_then(|a| a.get(*i)),
@@ -29,6 +29,22 @@ pub(super) fn eval<'a>(nodes: &'a [Node], id: Id, env: &'a dyn Env) -> Val<'a> {
             }
         }
         Node::Setting(i) => num(env.setting(*i)),
+        Node::Word {
+            field,
+            word,
+            text,
+            eq,
+        } => {
+            // As `compare` of two texts: equal or not, null if not text.
+            let same = match env.word(*field) {
+                Some(w) => w == *word,
+                None => match env.field(*field) {
+                    Val::Str(s) => s == *text,
+                    _ => return Val::Null,
+                },
+            };
+            Val::Bool(same == *eq)
+        }
         Node::Neg(x) => match eval(x) {
             Val::Num(n) => Val::Num(-n),
             _ => Val::Null,

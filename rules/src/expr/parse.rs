@@ -237,11 +237,39 @@ impl<'t> Parser<'t> {
         self.bump();
         let rhs = self.sum()?;
         self.check_cmp(op, &lhs, &rhs)?;
+        let node = self
+            .word_cmp(op, &lhs, &rhs)
+            .or_else(|| self.word_cmp(op, &rhs, &lhs))
+            .unwrap_or(Node::Cmp(op, lhs.id, rhs.id));
         Ok(Sub {
             ty: Some(Type::Bool),
             start: lhs.start,
             end: rhs.end,
-            id: self.add(Node::Cmp(op, lhs.id, rhs.id)),
+            id: self.add(node),
+        })
+    }
+
+    /// `field == "word"` of a closed-word field, as a compare of places
+    /// (text compares were most of a sample rule's evaluation). The
+    /// operands' nodes stay in the tree, unused.
+    fn word_cmp(&self, op: CmpOp, field: &Sub, literal: &Sub) -> Option<Node> {
+        let (Some(Node::Field(i)), Some(Node::Str(s))) =
+            (self.nodes.get(field.id), self.nodes.get(literal.id))
+        else {
+            return None;
+        };
+        let values = self.fields.get(*i)?.values;
+        let word = values.iter().position(|v| *v == &**s)?;
+        let eq = match op {
+            CmpOp::Eq => true,
+            CmpOp::Ne => false,
+            _ => return None,
+        };
+        Some(Node::Word {
+            field: *i,
+            word,
+            text: values[word],
+            eq,
         })
     }
 
@@ -579,12 +607,17 @@ impl<'t> Parser<'t> {
                 }
             }
         }
-        if !self.read_params.iter().any(|p| **p == *name) {
-            self.read_params.push(name.into());
-        }
+        let slot = match self.read_params.iter().position(|p| **p == *name) {
+            Some(slot) => slot,
+            None => {
+                self.read_params.push(name.into());
+                self.read_params.len() - 1
+            }
+        };
         Ok(Sub {
             id: self.add(Node::Param {
                 name: name.into(),
+                slot,
                 index,
             }),
             ty: None,

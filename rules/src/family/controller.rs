@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use vigil_model::reading::ControllerEvent;
 use vigil_model::{Alarm, EpochMs, Payload, Severity, Stream};
 
-use super::{Cx, DevCx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, rules};
+use super::{Cx, DevCx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, TickDue, rules};
 use crate::catalogue::{Clear, Codes, Decl, Key, Kind, Lit, Param, Params};
 
 rules! {
@@ -114,6 +114,13 @@ impl Family for Controller {
 
     fn on_device_tick(&mut self, cx: &mut DevCx<'_>, tick: &DeviceTick) {
         self.timer(cx, tick.device_now);
+    }
+
+    /// The timer acts where codes or a clear period are kept, or the alarm is open.
+    fn tick_due(&self, base: usize, due: &mut TickDue) -> bool {
+        due.equipment.union_with(self.equipment.kept());
+        due.open(base, Rule::ControllerFault);
+        true
     }
 
     fn on_resolve(&mut self, cx: &mut Cx<'_>, _rule: Local, _alarm: &Alarm) {

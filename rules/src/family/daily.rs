@@ -150,7 +150,9 @@ impl Family for Daily {
     fn on_equipment_tick(&mut self, cx: &mut Cx<'_>) {
         let today = day_of(cx.now, cx.local_offset_ms);
         let rule = Rule::NoDailyCheck;
-        if self.equipment.get(&cx.eq.ix).is_some_and(|d| d.day < today) && cx.is_open(rule) {
+        // The open-alarm bit first: most equipment has none, and the table
+        // probe is a cache miss.
+        if cx.is_open(rule) && self.equipment.get(&cx.eq.ix).is_some_and(|d| d.day < today) {
             cx.clear(rule, today * DAY_MS - cx.local_offset_ms);
         }
     }

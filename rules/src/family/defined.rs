@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use vigil_model::{Alarm, DeviceId, EpochMs, Stream};
 
-use super::{Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams};
+use super::{
+    Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, TickDue,
+    Tuning,
+};
 use crate::catalogue::{Decl, Key};
 use crate::define::{Definition, Sample, Scope, Source};
 use crate::engine::state::Tracker;
@@ -24,6 +27,9 @@ pub(crate) struct Defined {
     devices: Dense<DefinedDevice>,
     /// Some defined rule's period of the device is running.
     busy: Bits,
+    /// The slots of the event rules (video, filling), which the timer of
+    /// every device asks about on every tick.
+    event_rules: Vec<Local>,
     /// Event rules: the last matching event's time and device, by slot.
     last: Few<Vec<Option<(EpochMs, DeviceId)>>>,
 }
@@ -57,6 +63,10 @@ impl Family for Defined {
 
     fn on_config(&mut self, defined: &[Option<Arc<Definition>>]) {
         self.rules = defined.to_vec();
+        self.event_rules = (defined.iter().enumerate())
+            .filter(|(_, def)| def.as_ref().is_some_and(|d| !d.source.is_state()))
+            .map(|(n, _)| Local(n as u16))
+            .collect();
     }
 
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
@@ -92,6 +102,17 @@ impl Family for Defined {
             self.evaluate(cx, tick.device_now);
         }
         self.timer(cx, tick.device_now);
+    }
+
+    /// Evaluation while a period runs; the timer where last events are
+    /// kept or an event rule's alarm is open.
+    fn tick_due(&self, base: usize, due: &mut TickDue) -> bool {
+        due.devices.union_with(&self.busy);
+        due.equipment.union_with(self.last.kept());
+        for &rule in &self.event_rules {
+            due.open(base, rule);
+        }
+        true
     }
 
     /// Clears the open alarms of defined rules a reload (or a restart with
@@ -138,6 +159,50 @@ impl Family for Defined {
     }
 }
 
+/// One state rule `rule` (`def`) of a device, with its tracker, on the
+/// sample of `scope` at device time `t`.
+fn state_rule(
+    cx: &mut DevCx<'_>,
+    rule: Local,
+    def: &Definition,
+    tr: &mut Tracker,
+    scope: Scope<'_>,
+    tuning: Tuning<'_>,
+    t: EpochMs,
+) {
+    let key = cx.key(rule);
+    let p = tuning.of(rule);
+    if !cx.sync(rule, tr, p.enabled, t) {
+        return;
+    }
+    let scope = Scope {
+        settings: &p.settings,
+        ..scope
+    };
+    let holds = def.when.holds(&scope);
+    if !holds
+        && tr.held
+        && let Some(clear_when) = &def.clear_when
+        && !clear_when.holds(&scope)
+    {
+        // Between the raise and the clear condition: the alarm stays
+        // open, and no new occurrence starts.
+        tr.pause();
+        return;
+    }
+    let run_start = tr.true_since().unwrap_or(t);
+    let due = holds.then(|| {
+        let mut due = run_start + p.for_ms;
+        if p.cooldown_ms > 0
+            && let Some(cleared) = cx.eq.cleared_at(key)
+        {
+            due = due.max(cleared + p.cooldown_ms);
+        }
+        due
+    });
+    cx.step(rule, tr, p, due, t, |_| def.details(&scope));
+}
+
 impl Defined {
     /// Evaluates the state rules on the device's latest elevator and ride
     /// samples at device time `t` (the sample's own `ts`, or the advanced
@@ -147,14 +212,14 @@ impl Defined {
             return;
         }
         let d = self.devices.at(cx.ix);
-        if d.trackers.len() < self.rules.len() {
-            d.trackers.resize_with(self.rules.len(), Tracker::default);
-        }
         let tuning = cx.tuning();
         let registry = Arc::clone(&cx.eq.registry);
-        let (elevator, ride) = (cx.dev.elevator.clone(), cx.dev.ride.clone());
+        let (elevator, ride) = (
+            cx.dev.latest.elevator().cloned(),
+            cx.dev.latest.ride().cloned(),
+        );
         let mut busy = false;
-        for (n, (def, tr)) in self.rules.iter().zip(d.trackers.iter_mut()).enumerate() {
+        for (n, def) in self.rules.iter().enumerate() {
             let sample = match def.as_ref().map(|d| d.source) {
                 Some(Source::Elevator) => elevator.as_ref().map(Sample::Elevator),
                 Some(Source::Ride) => ride.as_ref().map(Sample::Ride),
@@ -163,40 +228,29 @@ impl Defined {
             let (Some(def), Some(sample)) = (def, sample) else {
                 continue;
             };
-            let rule = Local(n as u16);
-            let key = cx.key(rule);
-            let p = tuning.of(rule);
-            if !cx.sync(rule, tr, p.enabled, t) {
-                continue;
-            }
+            // Trackers are kept only while one is not idle (an idle one is
+            // a new one): most devices' conditions are false most of the time.
+            let mut tr = d
+                .trackers
+                .get_mut(n)
+                .map(std::mem::take)
+                .unwrap_or_default();
             let scope = Scope {
                 sample,
                 params: &registry,
-                settings: &p.settings,
+                settings: &[],
             };
-            let holds = def.when.holds(&scope);
-            if !holds
-                && tr.held
-                && let Some(clear_when) = &def.clear_when
-                && !clear_when.holds(&scope)
-            {
-                // Between the raise and the clear condition: the alarm stays
-                // open, and no new occurrence starts.
-                tr.pause();
-                continue;
-            }
-            let run_start = tr.true_since().unwrap_or(t);
-            let due = holds.then(|| {
-                let mut due = run_start + p.for_ms;
-                if p.cooldown_ms > 0
-                    && let Some(cleared) = cx.eq.cleared_at(key)
-                {
-                    due = due.max(cleared + p.cooldown_ms);
-                }
-                due
-            });
-            cx.step(rule, tr, p, due, t, |_| def.details(&scope));
+            state_rule(cx, Local(n as u16), def, &mut tr, scope, tuning, t);
             busy |= tr.pending();
+            if !tr.is_idle() {
+                if d.trackers.len() <= n {
+                    d.trackers.resize_with(n + 1, Tracker::default);
+                }
+                d.trackers[n] = tr;
+            }
+        }
+        if d.trackers.iter().all(Tracker::is_idle) {
+            d.trackers = Vec::new();
         }
         self.busy.set(cx.ix, busy);
     }
@@ -245,20 +299,13 @@ impl Defined {
     fn timer(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
         let is_event =
             |def: &Option<Arc<Definition>>| def.as_ref().is_some_and(|d| !d.source.is_state());
-        let open = (self.rules.iter().enumerate())
-            .any(|(n, def)| is_event(def) && cx.is_open(Local(n as u16)));
+        let open = self.event_rules.iter().any(|&rule| cx.is_open(rule));
         if !open {
             // Without an open alarm a quiet period has nothing to end, and
-            // forgets its last event (as `quiet_period` does).
-            if let Some(last) = self.last.get_mut(cx.eq.ix) {
-                for (n, def) in self.rules.iter().enumerate() {
-                    if is_event(def)
-                        && let Some(l) = last.get_mut(n)
-                    {
-                        *l = None;
-                    }
-                }
-            }
+            // forgets its last event (as `quiet_period` does). Only event
+            // rules keep a last event: the equipment's record goes, so the
+            // next tick does not read it again.
+            self.last.reset(cx.eq.ix);
             return;
         }
         let last = self.last.at(cx.eq.ix);

@@ -11,9 +11,9 @@ use vigil_model::reading::{Direction, Door, ElevatorMode, ElevatorSample, Limit}
 use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Stream};
 
 use super::{
-    Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Streams, Tuning, rules,
+    Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Streams, TickDue, Tuning, rules,
 };
-use crate::builtin::{self, Condition};
+use crate::builtin::{self, Conditions};
 use crate::catalogue::{Decl, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
 use crate::define::{Sample, Source};
 use crate::engine::state::Tracker;
@@ -173,7 +173,7 @@ const MAX_CHANGES: Whole = Whole::of(Rule::DoorCycling.decl(), "max_changes");
 const WINDOW: Ms = Ms::of(Rule::DoorCycling.decl(), "window_s");
 
 /// The conditions `catalogue.toml` writes for these rules, by [`Rule`].
-static CONDITIONS: LazyLock<Vec<Option<Condition>>> =
+static CONDITIONS: LazyLock<Conditions> =
     LazyLock::new(|| builtin::compile(Rule::DECLS, Source::Elevator));
 
 /// The elevator sample rules and what they keep per device.
@@ -183,11 +183,20 @@ pub(crate) struct Elevator {
     /// Some period of the device is running: `tick` must re-evaluate its
     /// last sample.
     busy: Bits,
+    /// Between `before_message` and `on_message` of one sample: it agrees
+    /// with the device's previous sample on every field the conditions
+    /// read, so the conditions' bits judged on that one stand.
+    same_as_last: bool,
 }
+
+type Trackers = [Tracker; Rule::ALL.len()];
 
 #[derive(Debug, Default)]
 struct ElevatorDevice {
-    trackers: [Tracker; Rule::ALL.len()],
+    /// The rules' trackers, only while one of them is not idle (a run
+    /// going, an alarm held): most cars have none most of the time, and an
+    /// idle tracker is a new one.
+    trackers: Option<Box<Trackers>>,
     /// Per rule, the latest late sample that satisfied it on its own
     /// (boxed: few devices ever send late samples).
     late: Option<Box<[Option<EpochMs>; Rule::ALL.len()]>>,
@@ -222,7 +231,10 @@ impl Family for Elevator {
 
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
         if let Some(d) = self.devices.get_mut(cx.ix) {
-            d.trackers.iter_mut().for_each(|tr| tr.rebase(t));
+            d.trackers
+                .iter_mut()
+                .flat_map(|trs| trs.iter_mut())
+                .for_each(|tr| tr.rebase(t));
             d.aux.rebase(t);
         }
     }
@@ -231,7 +243,15 @@ impl Family for Elevator {
         // The previous sample held until now: let its running periods
         // reach this moment first, as ticks would have done live. Replay
         // and live then agree even without ticks.
-        if matches!(msg.payload, Payload::Elevator(_)) && self.busy.get(cx.ix) {
+        let Payload::Elevator(sample) = msg.payload else {
+            return;
+        };
+        self.same_as_last = cx
+            .dev
+            .latest
+            .elevator()
+            .is_some_and(|last| same_for_conditions(last, sample));
+        if self.busy.get(cx.ix) {
             self.evaluate(cx, msg.ts);
         }
     }
@@ -243,7 +263,9 @@ impl Family for Elevator {
         let d = self.devices.at(cx.ix);
         d.geo = Geometry::of(msg.ctx);
         d.aux.observe(sample, &d.geo, msg.ts);
-        d.holding = None;
+        if !std::mem::take(&mut self.same_as_last) {
+            d.holding = None;
+        }
         self.evaluate(cx, msg.ts);
     }
 
@@ -251,6 +273,11 @@ impl Family for Elevator {
         if tick.everything || self.busy.get(cx.ix) {
             self.evaluate(cx, tick.device_now);
         }
+    }
+
+    fn tick_due(&self, _base: usize, due: &mut TickDue) -> bool {
+        due.devices.union_with(&self.busy);
+        true
     }
 
     /// A late sample: the point rules (a condition of this sample alone,
@@ -263,6 +290,7 @@ impl Family for Elevator {
         let registry = std::sync::Arc::clone(&cx.eq.registry);
         let geo = Geometry::of(msg.ctx);
         let d = self.devices.at(cx.ix);
+        let read = CONDITIONS.registry(&registry);
         let mut fired = false;
         let late = d.late.get_or_insert_with(Box::default);
         for (&rule, run) in Rule::ALL.iter().zip(late.iter_mut()) {
@@ -270,8 +298,8 @@ impl Family for Elevator {
             if !p.enabled || p.for_ms != 0 {
                 continue;
             }
-            let holds = match (&CONDITIONS[rule as usize], rule) {
-                (Some(c), _) => c.holds(Sample::Elevator(sample), &registry, p),
+            let holds = match (CONDITIONS.get(rule as usize), rule) {
+                (Some(c), _) => c.holds(Sample::Elevator(sample), &read, p),
                 (None, Rule::OvertravelTop) => sample.limit == Limit::Top,
                 (None, Rule::OvertravelBottom) => sample.limit == Limit::Bottom,
                 _ => false,
@@ -306,7 +334,7 @@ impl Elevator {
     /// `t` (the sample's own `ts`, or the advanced clock when `tick`
     /// re-evaluates a silent device).
     fn evaluate(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        let Some(sample) = cx.dev.elevator.clone() else {
+        let Some(sample) = cx.dev.latest.elevator().cloned() else {
             return;
         };
         let tuning = cx.tuning();
@@ -326,7 +354,8 @@ impl Elevator {
         // change door cycling only while it holds (or its period runs).
         let cycling = tuning.of(Rule::DoorCycling);
         let mut busy = d.aux.door_changes.len() > cycling.whole(MAX_CHANGES) as usize;
-        for (&rule, tr) in Rule::ALL.iter().zip(d.trackers.iter_mut()) {
+        let mut trackers: Trackers = d.trackers.as_deref().cloned().unwrap_or_default();
+        for (&rule, tr) in Rule::ALL.iter().zip(trackers.iter_mut()) {
             let p = tuning.of(rule);
             let holds = holding & (1 << rule as u16) != 0;
             if p.enabled
@@ -351,21 +380,71 @@ impl Elevator {
             }
             busy |= tr.pending();
         }
+        if trackers.iter().all(Tracker::is_idle) {
+            d.trackers = None;
+        } else if let Some(kept) = &mut d.trackers {
+            **kept = trackers;
+        } else {
+            d.trackers = Some(Box::new(trackers));
+        }
         self.busy.set(cx.ix, busy);
     }
 }
 
 const _: () = assert!(Rule::ALL.len() <= u16::BITS as usize, "a bit per rule");
 
+/// Whether `a` and `b` agree on every field the `catalogue.toml`
+/// conditions read (floats bit for bit): the conditions then hold alike on
+/// both, and a car reports the same status over and over while it idles
+/// or travels.
+fn same_for_conditions(a: &ElevatorSample, b: &ElevatorSample) -> bool {
+    // Every field, so that a new one cannot be missed; in the order of the
+    // stream's fields (`define::ELEVATOR_FIELDS`, checked by a test).
+    let ElevatorSample {
+        floor,
+        direction,
+        speed_mps,
+        door,
+        leveled,
+        occupied,
+        mode,
+        safety_circuit,
+        door_lock,
+        alarm_button,
+        power,
+        limit,
+        run_count,
+        load_pct,
+    } = a;
+    let same = [
+        *floor == b.floor,
+        *direction == b.direction,
+        speed_mps.to_bits() == b.speed_mps.to_bits(),
+        *door == b.door,
+        *leveled == b.leveled,
+        *occupied == b.occupied,
+        *mode == b.mode,
+        *safety_circuit == b.safety_circuit,
+        *door_lock == b.door_lock,
+        *alarm_button == b.alarm_button,
+        *power == b.power,
+        *limit == b.limit,
+        *run_count == b.run_count,
+        load_pct.map(f32::to_bits) == b.load_pct.map(f32::to_bits),
+    ];
+    (same.iter().enumerate()).all(|(i, same)| *same || !CONDITIONS.read(i))
+}
+
 /// Which enabled rules' `catalogue.toml` conditions hold on `sample`, a
 /// bit per [`Rule`].
 fn holding(sample: &ElevatorSample, registry: &Map<String, Value>, tuning: Tuning<'_>) -> u16 {
     let mut bits = 0;
-    for (&rule, condition) in Rule::ALL.iter().zip(CONDITIONS.iter()) {
+    let registry = CONDITIONS.registry(registry);
+    for &rule in Rule::ALL {
         let p = tuning.of(rule);
-        if let Some(c) = condition
+        if let Some(c) = CONDITIONS.get(rule as usize)
             && p.enabled
-            && c.holds(Sample::Elevator(sample), registry, p)
+            && c.holds(Sample::Elevator(sample), &registry, p)
         {
             bits |= 1 << rule as u16;
         }
@@ -384,9 +463,9 @@ fn due_time(
     run_start: EpochMs,
 ) -> Option<EpochMs> {
     let after_for = |holds: bool| holds.then_some(run_start + p.for_ms);
-    if CONDITIONS[rule as usize].is_some() {
+    if CONDITIONS.get(rule as usize).is_some() {
         let due = after_for(holds)?;
-        return Some(match (rule, aux.button_at) {
+        return Some(match (rule, aux.button_at()) {
             // The button shortens the wait, but never to before it was pressed.
             (Rule::Trapped, Some(pressed)) => {
                 due.min((run_start + p.ms(ALARM_BUTTON_FOR)).max(pressed))
@@ -406,8 +485,12 @@ fn due_time(
 /// Either clause qualifies: the limit switch after `for_s` (immediate by
 /// default), or moving on past the end floor after `moving_for_s`.
 fn overtravel(aux: &ElevatorAux, end: usize, p: &Params, run_start: EpochMs) -> Option<EpochMs> {
-    let by_switch = aux.limit_since[end].map(|since| since.max(run_start) + p.for_ms);
-    let by_floor = aux.beyond_since[end].map(|since| since.max(run_start) + p.ms(MOVING_FOR));
+    let by_switch = aux
+        .limit_since(end)
+        .map(|since| since.max(run_start) + p.for_ms);
+    let by_floor = aux
+        .beyond_since(end)
+        .map(|since| since.max(run_start) + p.ms(MOVING_FOR));
     match (by_switch, by_floor) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -427,7 +510,7 @@ fn details(
     let speed = round3(f64::from(s.speed_mps));
     match rule {
         Rule::Trapped => {
-            json!({"floor": s.floor, "stopped_for_s": held_s, "alarm_button": aux.button_at.is_some()})
+            json!({"floor": s.floor, "stopped_for_s": held_s, "alarm_button": aux.button_at().is_some()})
         }
         Rule::StoppedOutsideZone => json!({"floor": s.floor, "stopped_for_s": held_s}),
         Rule::DoorOpenMoving => {
@@ -445,7 +528,7 @@ fn details(
             } else {
                 BOTTOM
             };
-            let trigger = if aux.limit_since[end].is_some() {
+            let trigger = if aux.limit_since(end).is_some() {
                 "limit_switch"
             } else {
                 "moving_past_end_floor"
@@ -502,56 +585,103 @@ const BOTTOM: usize = 1;
 /// per accepted sample (never by `tick`, which re-evaluates the last one).
 #[derive(Debug, Clone, Default)]
 struct ElevatorAux {
-    /// When the alarm button was first pressed during the current trapped run.
-    button_at: Option<EpochMs>,
-    /// Since when the final limit switch (top, bottom) is tripped.
-    limit_since: [Option<EpochMs>; 2],
-    /// Since when the car is moving on past the top (bottom) floor.
-    beyond_since: [Option<EpochMs>; 2],
+    /// Since when: the final limit switch (top, bottom) is tripped
+    /// ([`LIMIT`] + end), the car moves on past the top (bottom) floor
+    /// ([`BEYOND`] + end), the alarm button was first pressed during the
+    /// current trapped run ([`BUTTON`]); set where `since_set` has the
+    /// place's bit (five `Option`s took twice the room).
+    since: [EpochMs; 5],
+    since_set: u8,
     door_floor: Option<i16>,
     last_door: Option<Door>,
     /// Door state changes at `door_floor`, device time, oldest first.
     door_changes: VecDeque<EpochMs>,
+    /// The oldest of `door_changes` (when there is one), kept here too:
+    /// every evaluation prunes the window, and reading the list's own
+    /// allocation for that was a cache miss per sample.
+    oldest_door_change: EpochMs,
 }
 
+/// Places in [`ElevatorAux::since`].
+const LIMIT: usize = 0;
+const BEYOND: usize = 2;
+const BUTTON: usize = 4;
+
 impl ElevatorAux {
+    fn since(&self, place: usize) -> Option<EpochMs> {
+        (self.since_set & (1 << place) != 0).then(|| self.since[place])
+    }
+
+    fn set_since(&mut self, place: usize, at: Option<EpochMs>) {
+        match at {
+            Some(at) => {
+                self.since[place] = at;
+                self.since_set |= 1 << place;
+            }
+            None => self.since_set &= !(1 << place),
+        }
+    }
+
+    fn button_at(&self) -> Option<EpochMs> {
+        self.since(BUTTON)
+    }
+
+    fn limit_since(&self, end: usize) -> Option<EpochMs> {
+        self.since(LIMIT + end)
+    }
+
+    fn beyond_since(&self, end: usize) -> Option<EpochMs> {
+        self.since(BEYOND + end)
+    }
+
     fn observe(&mut self, s: &ElevatorSample, geo: &Geometry, ts: EpochMs) {
         let since =
             |holds: bool, was: Option<EpochMs>| if holds { Some(was.unwrap_or(ts)) } else { None };
         let moving = s.speed_mps > 0.0;
         let trapped =
             s.door == Door::Closed && s.occupied && !moving && s.mode == ElevatorMode::Normal;
-        self.button_at = if trapped && s.alarm_button {
-            Some(self.button_at.unwrap_or(ts))
+        let button_at = if trapped && s.alarm_button {
+            Some(self.button_at().unwrap_or(ts))
         } else if trapped {
-            self.button_at
+            self.button_at()
         } else {
             None
         };
-        self.limit_since[TOP] = since(s.limit == Limit::Top, self.limit_since[TOP]);
-        self.limit_since[BOTTOM] = since(s.limit == Limit::Bottom, self.limit_since[BOTTOM]);
+        self.set_since(BUTTON, button_at);
+        for (end, limit) in [(TOP, Limit::Top), (BOTTOM, Limit::Bottom)] {
+            let at = since(s.limit == limit, self.limit_since(end));
+            self.set_since(LIMIT + end, at);
+        }
         let (at_top, at_bottom) = geo
             .floors
             .map_or((false, false), |(lo, hi)| (s.floor >= hi, s.floor <= lo));
-        self.beyond_since[TOP] = since(
+        let top = since(
             at_top && moving && s.direction == Direction::Up,
-            self.beyond_since[TOP],
+            self.beyond_since(TOP),
         );
-        self.beyond_since[BOTTOM] = since(
+        self.set_since(BEYOND + TOP, top);
+        let bottom = since(
             at_bottom && moving && s.direction == Direction::Down,
-            self.beyond_since[BOTTOM],
+            self.beyond_since(BOTTOM),
         );
+        self.set_since(BEYOND + BOTTOM, bottom);
         if self.door_floor != Some(s.floor) {
             // Door changes count "at one floor": a new floor starts afresh.
             self.door_floor = Some(s.floor);
             self.door_changes.clear();
         } else if self.last_door.is_some_and(|d| d != s.door) {
+            if self.door_changes.is_empty() {
+                self.oldest_door_change = ts;
+            }
             self.door_changes.push_back(ts);
         }
         self.last_door = Some(s.door);
     }
 
     fn prune_door_changes(&mut self, older_than_or_at: EpochMs) {
+        if self.door_changes.is_empty() || self.oldest_door_change > older_than_or_at {
+            return;
+        }
         while self
             .door_changes
             .front()
@@ -559,18 +689,79 @@ impl ElevatorAux {
         {
             self.door_changes.pop_front();
         }
+        if let Some(&oldest) = self.door_changes.front() {
+            self.oldest_door_change = oldest;
+        }
     }
 
     fn rebase(&mut self, t: EpochMs) {
-        for since in self
-            .limit_since
-            .iter_mut()
-            .chain(self.beyond_since.iter_mut())
-            .chain([&mut self.button_at])
-            .flatten()
-        {
+        // Unset places keep whatever they hold: only set ones are read.
+        for since in &mut self.since {
             *since = (*since).min(t);
         }
         self.door_changes.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::define::ELEVATOR_FIELDS;
+    use vigil_model::reading::Power;
+
+    /// Each field changed alone, in the order of the stream's fields.
+    fn each_field_changed(a: &ElevatorSample) -> Vec<ElevatorSample> {
+        let change = |f: &dyn Fn(&mut ElevatorSample)| {
+            let mut b = a.clone();
+            f(&mut b);
+            b
+        };
+        vec![
+            change(&|s| s.floor += 1),
+            change(&|s| s.direction = Direction::Down),
+            change(&|s| s.speed_mps += 0.5),
+            change(&|s| s.door = Door::Open),
+            change(&|s| s.leveled = !s.leveled),
+            change(&|s| s.occupied = !s.occupied),
+            change(&|s| s.mode = ElevatorMode::Inspection),
+            change(&|s| s.safety_circuit = !s.safety_circuit),
+            change(&|s| s.door_lock = !s.door_lock),
+            change(&|s| s.alarm_button = !s.alarm_button),
+            change(&|s| s.power = Power::Battery),
+            change(&|s| s.limit = Limit::Top),
+            change(&|s| s.run_count = Some(7)),
+            change(&|s| s.load_pct = Some(55.0)),
+        ]
+    }
+
+    #[test]
+    fn samples_alike_for_the_conditions_differ_only_in_fields_they_do_not_read() {
+        let a = ElevatorSample::moving();
+        let changed = each_field_changed(&a);
+        assert_eq!(changed.len(), ELEVATOR_FIELDS.len(), "one change per field");
+        assert!(same_for_conditions(&a, &a.clone()));
+        for (i, (b, field)) in changed.iter().zip(ELEVATOR_FIELDS).enumerate() {
+            let sample = Sample::Elevator(b);
+            assert_ne!(
+                sample.value(i),
+                Sample::Elevator(&a).value(i),
+                "{}",
+                field.name
+            );
+            let read = Rule::DECLS
+                .iter()
+                .filter_map(|d| builtin::text(d.id))
+                .flat_map(|text| text.split(|c: char| !(c.is_alphanumeric() || c == '_')))
+                .any(|word| word == field.name);
+            assert_eq!(CONDITIONS.read(i), read, "{}", field.name);
+            assert_eq!(same_for_conditions(&a, b), !read, "{}", field.name);
+        }
+        // Floats bit for bit: 0.0 and -0.0 compare equal, but are not the same.
+        let zero = ElevatorSample::idle();
+        let minus = ElevatorSample {
+            speed_mps: -0.0,
+            ..zero.clone()
+        };
+        assert!(!same_for_conditions(&zero, &minus));
     }
 }

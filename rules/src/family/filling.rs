@@ -23,7 +23,8 @@ use vigil_model::{Alarm, DeviceId, EpochMs, EquipmentId, Payload, Severity};
 use super::RegistryFacts;
 use super::elevator::round3;
 use super::{
-    Cx, DevCx, DevIx, DeviceTick, Family, Hooks, Local, Msg, Sparse, Streams, parse_hours, rules,
+    Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, TickDue, parse_hours,
+    rules,
 };
 use crate::catalogue::{Clear, Decl, Key, Kind, Lit, Ms, Param, Period};
 
@@ -192,7 +193,7 @@ impl CertificateFacts {
 /// maintenance workers' expired certificates people have handled.
 #[derive(Default)]
 pub(crate) struct Filling {
-    stations: Sparse<Station>,
+    stations: Few<Station>,
     /// By equipment: `person_id done_at` of the uses a person resolved.
     workers_handled: HashMap<EquipmentId, HashSet<String>>,
 }
@@ -249,10 +250,10 @@ impl Family for Filling {
     /// A message of a station's device: the station's working hours, and
     /// the start of its silence if nothing started it yet.
     fn on_heard(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
-        if cx.eq.binding.category != STATION {
+        if *cx.eq.binding.category != *STATION {
             return;
         }
-        let station = self.stations.entry(cx.eq.ix).or_default();
+        let station = self.stations.at(cx.eq.ix);
         station.hours = msg
             .ctx
             .params
@@ -264,7 +265,7 @@ impl Family for Filling {
 
     /// `dev_id`'s clock stepped back to `t`: its quiet periods run from `t`.
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        if let Some(station) = self.stations.get_mut(&cx.eq.ix) {
+        if let Some(station) = self.stations.get_mut(cx.eq.ix) {
             for (at, by) in station.last.iter_mut().flatten() {
                 if *by == cx.dev.id {
                     *at = (*at).min(t);
@@ -286,9 +287,19 @@ impl Family for Filling {
         self.records_missing(cx);
     }
 
+    /// Both act only at stations (equipment with state here), the timer
+    /// also wherever a per-record alarm is open.
+    fn tick_due(&self, base: usize, due: &mut TickDue) -> bool {
+        due.equipment.union_with(self.stations.kept());
+        for rule in PER_RECORD {
+            due.open(base, rule);
+        }
+        true
+    }
+
     fn on_equipment_tick(&mut self, cx: &mut Cx<'_>) {
         // Elevators' workers are judged on the registry's schedule instead.
-        if cx.eq.binding.category == STATION {
+        if *cx.eq.binding.category == *STATION {
             self.certificates(cx);
         }
     }
@@ -305,7 +316,7 @@ impl Family for Filling {
         _heard: Option<EpochMs>,
     ) {
         let rule = Rule::CertificateExpired;
-        if cx.eq.binding.category == STATION {
+        if *cx.eq.binding.category == *STATION {
             return;
         }
         let now = cx.now;
@@ -379,7 +390,7 @@ impl Family for Filling {
             }
             return;
         }
-        let Some(station) = self.stations.get_mut(&cx.eq.ix) else {
+        let Some(station) = self.stations.get_mut(cx.eq.ix) else {
             return;
         };
         if rule == Rule::CertificateExpired.into() {
@@ -396,7 +407,7 @@ impl Family for Filling {
     /// `dev_id` is bound elsewhere: the filling alarms its records were
     /// keeping open on this station clear now.
     fn on_release(&mut self, cx: &mut Cx<'_>, _dev: DevIx, dev_id: &DeviceId, at: EpochMs) {
-        let Some(station) = self.stations.get_mut(&cx.eq.ix) else {
+        let Some(station) = self.stations.get_mut(cx.eq.ix) else {
             return;
         };
         cx.let_go(&PER_RECORD, &mut station.last, dev_id, at);
@@ -411,7 +422,7 @@ impl Family for Filling {
         let Some(rule) = cx.local(key, Rule::ALL.len()) else {
             return;
         };
-        let station = self.stations.entry(cx.eq.ix).or_default();
+        let station = self.stations.at(cx.eq.ix);
         if rule == Rule::RecordsMissing.into() {
             // Raised for a silence that goes on: not again until a record.
             station.missing_fired = true;
@@ -477,7 +488,7 @@ impl Filling {
     ) {
         self.timer(cx, t);
         let now = cx.now;
-        let station = self.stations.entry(cx.eq.ix).or_default();
+        let station = self.stations.at(cx.eq.ix);
         station.quiet_since = Some(now);
         station.missing_fired = false;
         cx.clear(Rule::RecordsMissing, now);
@@ -525,12 +536,12 @@ impl Filling {
         if !PER_RECORD.iter().any(|&r| cx.is_open(r)) {
             // No alarm open: no quiet period to end; each forgets its last
             // record (as `quiet_periods` does). No record: nothing at all.
-            if let Some(station) = self.stations.get_mut(&ix) {
+            if let Some(station) = self.stations.get_mut(ix) {
                 station.last.iter_mut().for_each(|last| *last = None);
             }
             return;
         }
-        let station = self.stations.entry(ix).or_default();
+        let station = self.stations.at(ix);
         cx.quiet_periods(&PER_RECORD, &mut station.last, t);
     }
 
@@ -540,7 +551,7 @@ impl Filling {
     /// record clears it.
     fn records_missing(&mut self, cx: &mut DevCx<'_>) {
         let rule = Rule::RecordsMissing;
-        let Some(station) = self.stations.get_mut(&cx.eq.ix) else {
+        let Some(station) = self.stations.get_mut(cx.eq.ix) else {
             return;
         };
         let Some(since) = station.quiet_since else {
@@ -583,10 +594,10 @@ impl Filling {
         let rule = Rule::CertificateExpired;
         let ix = cx.eq.ix;
         let open = cx.is_open(rule);
-        if !open && self.stations.get(&ix).is_none_or(|s| s.used.is_empty()) {
+        if !open && self.stations.get(ix).is_none_or(|s| s.used.is_empty()) {
             return;
         }
-        let station = self.stations.entry(ix).or_default();
+        let station = self.stations.at(ix);
         let now = cx.now;
         let tuning = cx.tuning();
         let p = tuning.of(rule);

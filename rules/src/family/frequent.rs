@@ -72,7 +72,7 @@ impl Family for Frequent {
 
     fn on_resolve(&mut self, cx: &mut Cx<'_>, _rule: Local, _alarm: &Alarm) {
         // Fires again only after a new occurrence.
-        cx.eq.faults.quiet = true;
+        cx.eq.faults(|faults| faults.quiet = true);
     }
 
     /// The raises and repeats of a stored alarm that counts as a fault,
@@ -86,16 +86,17 @@ impl Family for Frequent {
             return;
         };
         let cutoff = cx.now - cx.tuning().of(Rule::FrequentFaults).ms(WINDOW);
-        let faults = &mut cx.eq.faults;
-        let before = faults.history.len();
-        for (at, severity) in occurrences(versions) {
-            if severity >= Severity::Major && at > cutoff {
-                faults.history.push(Occurrence { at, key });
+        cx.eq.faults(|faults| {
+            let before = faults.history.len();
+            for (at, severity) in occurrences(versions) {
+                if severity >= Severity::Major && at > cutoff {
+                    faults.history.push(Occurrence { at, key });
+                }
             }
-        }
-        if faults.history.len() > before {
-            faults.device = latest.device_id.clone().or(faults.device.take());
-        }
+            if faults.history.len() > before {
+                faults.device = latest.device_id.clone().or(faults.device.take());
+            }
+        });
     }
 }
 
@@ -111,7 +112,7 @@ impl Frequent {
         // only drops occurrences, so nothing can change until the next one
         // (their window is pruned then). The tracker last: the equipment's
         // own record is already at hand.
-        if cx.eq.faults.history.len() < p.whole(COUNT) as usize
+        if cx.eq.fault_count() < p.whole(COUNT) as usize
             && !cx.is_open(rule)
             && !self
                 .equipment
@@ -130,30 +131,34 @@ impl Frequent {
             cx.clear(rule, t);
             return;
         }
-        let faults = &mut cx.eq.faults;
         let cutoff = t - p.ms(WINDOW);
-        faults.history.retain(|o| o.at > cutoff);
+        let counted = cx.eq.faults(|faults| {
+            faults.history.retain(|o| o.at > cutoff);
+            !faults.quiet && faults.history.len() >= p.whole(COUNT) as usize
+        });
         let run_start = ff.true_since().unwrap_or(t);
-        let due = (!faults.quiet && faults.history.len() >= p.whole(COUNT) as usize)
-            .then_some(run_start + p.for_ms);
+        let due = counted.then_some(run_start + p.for_ms);
         if !ff.held && cx.is_open(rule) {
             ff.adopt(due.is_some(), t);
         }
         match ff.step(due, t, p.clear_ms) {
             Step::Fire(at) => {
                 let mut by_rule = Map::new();
-                for o in &cx.eq.faults.history {
+                let (history, device) = cx
+                    .eq
+                    .faults(|faults| (faults.history.clone(), faults.device.clone()));
+                for o in &history {
                     let id = cx.book.rule_ids[o.key.index()].as_str();
                     let n = by_rule.get(id).and_then(Value::as_u64).unwrap_or(0);
                     by_rule.insert(id.to_owned(), json!(n + 1));
                 }
                 let details = json!({
-                    "occurrences": cx.eq.faults.history.len(),
+                    "occurrences": history.len(),
                     "threshold": p.whole(COUNT),
                     "window_h": p.ms(WINDOW) as f64 / 3_600_000.0,
                     "rules": by_rule,
                 });
-                let Some(device) = cx.eq.faults.device.clone() else {
+                let Some(device) = device else {
                     return;
                 };
                 cx.fire_by(rule, &device, p.severity, at, details);

@@ -9,9 +9,13 @@ use serde_json::{Value, json};
 use vigil_model::{Alarm, DeviceId, EpochMs, Severity};
 
 use super::{
-    Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, parse_hours, rules,
+    Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, TickDue, parse_hours,
+    rules,
 };
-use crate::catalogue::{Clear, Decl, Kind, Lit, Num, Param, RIDE_CATEGORIES, Sev};
+use crate::catalogue::{
+    Clear, Decl, Key, Kind, Lit, Num, Param, ParamSet, Params, RIDE_CATEGORIES, Sev,
+};
+use crate::engine::state::DeviceCore;
 
 rules! {
     pub(crate) enum Rule {
@@ -101,6 +105,11 @@ impl Family for Liveness {
 
     /// A device silent for `intervals` × its reporting interval (wall
     /// time) goes offline, at its clock `device_now`.
+    /// Time alone makes a device due: the engine asks [`due`] of each.
+    fn tick_due(&self, _base: usize, _due: &mut TickDue) -> bool {
+        true
+    }
+
     fn on_device_tick(&mut self, cx: &mut DevCx<'_>, tick: &DeviceTick) {
         let rule = Rule::DeviceOffline;
         let tuning = cx.tuning();
@@ -113,12 +122,7 @@ impl Family for Liveness {
         if cx.dev.offline {
             return;
         }
-        let interval_s = if cx.dev.report_interval_s == 0 {
-            DEFAULT_REPORT_INTERVAL_S
-        } else {
-            cx.dev.report_interval_s
-        };
-        let threshold = (p.num(INTERVALS) * f64::from(interval_s) * 1000.0).round() as i64;
+        let (interval_s, threshold) = threshold(cx.dev, p);
         if tick.silent_ms < threshold {
             return;
         }
@@ -193,4 +197,27 @@ impl Liveness {
             .collect();
         json!(list)
     }
+}
+
+/// The reporting interval the device goes by, and the silence (wall ms)
+/// after which it is offline, with `device.offline`'s parameters `p`.
+fn threshold(dev: &DeviceCore, p: &Params) -> (u32, i64) {
+    let interval_s = if dev.report_interval_s == 0 {
+        DEFAULT_REPORT_INTERVAL_S
+    } else {
+        dev.report_interval_s
+    };
+    let threshold = (p.num(INTERVALS) * f64::from(interval_s) * 1000.0).round() as i64;
+    (interval_s, threshold)
+}
+
+/// Whether the tick hook acts on `dev`, silent for `silent_ms`, with its
+/// equipment's parameters `params` (the family's first key `base`): the
+/// rule is disabled (its alarm clears), or the device is online and has
+/// been silent for the threshold. The engine asks it of every device on
+/// every tick (see [`Family::tick_due`]): a deadline that moves with
+/// every message.
+pub(crate) fn due(dev: &DeviceCore, params: &ParamSet, base: usize, silent_ms: i64) -> bool {
+    let p = params.get(Key::from_index(base + Rule::DeviceOffline as usize));
+    !p.enabled || (!dev.offline && silent_ms >= threshold(dev, p).1)
 }

@@ -9,8 +9,8 @@ use vigil_model::reading::RideSample;
 use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
-use super::{Cx, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Sparse, Streams, rules};
-use crate::builtin::{self, Condition};
+use super::{Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Msg, Streams, TickDue, rules};
+use crate::builtin::{self, Conditions};
 use crate::catalogue::{Decl, Kind, Lit, Num, Param, Params, Period};
 use crate::define::{Sample, Source};
 use crate::engine::state::Tracker;
@@ -84,13 +84,13 @@ const WIND_LIMIT: Num = Num::of(Rule::WindLimit.decl(), "limit_mps");
 const FACTOR: Num = Num::of(Rule::Overspeed.decl(), "factor");
 const VIBRATION_LIMIT: Num = Num::of(Rule::VibrationHigh.decl(), "limit_mm_s");
 
-static CONDITIONS: LazyLock<Vec<Option<Condition>>> =
+static CONDITIONS: LazyLock<Conditions> =
     LazyLock::new(|| builtin::compile(Rule::DECLS, Source::Ride));
 
 /// The ride rules and what they keep of each ride device.
 #[derive(Default)]
 pub(crate) struct Rides {
-    devices: Sparse<RideDevice>,
+    devices: Few<RideDevice>,
 }
 
 #[derive(Debug, Default)]
@@ -145,7 +145,7 @@ impl Family for Rides {
     }
 
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        if let Some(d) = self.devices.get_mut(&cx.ix) {
+        if let Some(d) = self.devices.get_mut(cx.ix) {
             d.trackers.iter_mut().for_each(|tr| tr.rebase(t));
         }
     }
@@ -154,7 +154,7 @@ impl Family for Rides {
         // The previous sample held until now: let its running periods
         // reach this moment first, as ticks would have done live.
         if matches!(msg.payload, Payload::Ride(_))
-            && self.devices.get(&cx.ix).is_some_and(|d| d.busy)
+            && self.devices.get(cx.ix).is_some_and(|d| d.busy)
         {
             self.evaluate(cx, msg.ts);
         }
@@ -162,15 +162,21 @@ impl Family for Rides {
 
     fn on_message(&mut self, cx: &mut DevCx<'_>, msg: &Msg<'_>) {
         if matches!(msg.payload, Payload::Ride(_)) {
-            self.devices.entry(cx.ix).or_default().registry = RideRegistry::of(msg.ctx);
+            self.devices.at(cx.ix).registry = RideRegistry::of(msg.ctx);
             self.evaluate(cx, msg.ts);
         }
     }
 
     fn on_device_tick(&mut self, cx: &mut DevCx<'_>, tick: &DeviceTick) {
-        if tick.everything || self.devices.get(&cx.ix).is_some_and(|d| d.busy) {
+        if tick.everything || self.devices.get(cx.ix).is_some_and(|d| d.busy) {
             self.evaluate(cx, tick.device_now);
         }
+    }
+
+    /// Rides are few: every one with state (the busy ones among them).
+    fn tick_due(&self, _base: usize, due: &mut TickDue) -> bool {
+        due.devices.union_with(self.devices.kept());
+        true
     }
 
     /// A late sample: the rules whose `for` is 0 at its own time.
@@ -180,14 +186,15 @@ impl Family for Rides {
         };
         let tuning = cx.tuning();
         let registry_params = Arc::clone(&cx.eq.registry);
-        let ride = self.devices.entry(cx.ix).or_default();
+        let ride = self.devices.at(cx.ix);
         ride.registry = RideRegistry::of(msg.ctx);
+        let read = CONDITIONS.registry(&registry_params);
         let mut fired = false;
         for (&rule, run) in Rule::ALL.iter().zip(ride.late.iter_mut()) {
             let p = tuning.of(rule);
-            let holds = CONDITIONS[rule as usize]
-                .as_ref()
-                .is_some_and(|c| c.holds(Sample::Ride(sample), &registry_params, p));
+            let holds = CONDITIONS
+                .get(rule as usize)
+                .is_some_and(|c| c.holds(Sample::Ride(sample), &read, p));
             if !p.enabled || p.for_ms != 0 || !holds {
                 continue;
             }
@@ -198,7 +205,7 @@ impl Family for Rides {
     }
 
     fn on_release(&mut self, _cx: &mut Cx<'_>, dev: DevIx, _id: &DeviceId, _at: EpochMs) {
-        self.devices.remove(&dev);
+        self.devices.reset(dev);
     }
 }
 
@@ -207,14 +214,15 @@ impl Rides {
     /// device time `t` (its `ts`, or the advanced clock when `tick`
     /// re-evaluates).
     fn evaluate(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        let Some(sample) = cx.dev.ride.clone() else {
+        let Some(sample) = cx.dev.latest.ride().cloned() else {
             return;
         };
-        let Some(ride) = self.devices.get_mut(&cx.ix) else {
+        let Some(ride) = self.devices.get_mut(cx.ix) else {
             return;
         };
         let tuning = cx.tuning();
         let registry_params = Arc::clone(&cx.eq.registry);
+        let read = CONDITIONS.registry(&registry_params);
         let mut busy = false;
         for (&rule, tr) in Rule::ALL.iter().zip(ride.trackers.iter_mut()) {
             let p = tuning.of(rule);
@@ -222,9 +230,9 @@ impl Rides {
                 continue;
             }
             let run_start = tr.true_since().unwrap_or(t);
-            let holds = CONDITIONS[rule as usize]
-                .as_ref()
-                .is_some_and(|c| c.holds(Sample::Ride(&sample), &registry_params, p));
+            let holds = CONDITIONS
+                .get(rule as usize)
+                .is_some_and(|c| c.holds(Sample::Ride(&sample), &read, p));
             let due = holds.then_some(run_start + p.for_ms);
             let registry = &ride.registry;
             cx.step(rule, tr, p, due, t, |at| {

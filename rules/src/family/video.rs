@@ -14,7 +14,9 @@ use vigil_model::reading::{RideState, VideoEvent, VideoKind};
 use vigil_model::{Alarm, DeviceId, EpochMs, Payload, Severity, Stream};
 
 use super::elevator::round3;
-use super::{Cx, DevCx, DevIx, DeviceTick, Family, Hooks, Local, Msg, Sparse, Streams, rules};
+use super::{
+    Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, TickDue, rules,
+};
 use crate::catalogue::{Clear, Decl, Key, Kind, Lit, Num, Param, Period, RIDE_CATEGORIES};
 
 /// What `clear_s` means for the rules that clear after a quiet period.
@@ -111,7 +113,7 @@ const MAX_OCCLUSION_RUNS: usize = 256;
 /// The video rules and what they keep of each equipment with cameras.
 #[derive(Default)]
 pub(crate) struct Video {
-    equipment: Sparse<VideoEquipment>,
+    equipment: Few<VideoEquipment>,
 }
 
 #[derive(Debug, Default)]
@@ -166,7 +168,7 @@ impl Family for Video {
 
     /// `dev_id`'s clock stepped back to `t`: its quiet periods run from `t`.
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        let Some(v) = self.equipment.get_mut(&cx.eq.ix) else {
+        let Some(v) = self.equipment.get_mut(cx.eq.ix) else {
             return;
         };
         let dev_id = &cx.dev.id;
@@ -195,6 +197,15 @@ impl Family for Video {
         self.timer(cx, tick.device_now);
     }
 
+    /// The timer acts where the family keeps state, or one of its alarms is open.
+    fn tick_due(&self, base: usize, due: &mut TickDue) -> bool {
+        due.equipment.union_with(self.equipment.kept());
+        for &rule in Rule::ALL {
+            due.open(base, rule);
+        }
+        true
+    }
+
     /// A late event is an incident like any other, at its own time; it
     /// raises (or repeats) and its quiet period ends `clear_s` after it.
     /// An occlusion report is not: a run of reports needs their order.
@@ -209,7 +220,7 @@ impl Family for Video {
     /// Resolved by a person: the next qualifying event raises a new alarm;
     /// an occlusion must last `for_s` again from its next report.
     fn on_resolve(&mut self, cx: &mut Cx<'_>, rule: Local, _alarm: &Alarm) {
-        if let Some(v) = self.equipment.get_mut(&cx.eq.ix) {
+        if let Some(v) = self.equipment.get_mut(cx.eq.ix) {
             v.last[rule.index()] = None;
             if rule == Rule::CameraOccluded.into() {
                 v.occluded.clear();
@@ -220,7 +231,7 @@ impl Family for Video {
     /// `dev_id` is bound to other equipment: the video alarms its events
     /// were keeping open on this one clear now.
     fn on_release(&mut self, cx: &mut Cx<'_>, _dev: DevIx, dev_id: &DeviceId, at: EpochMs) {
-        let Some(v) = self.equipment.get_mut(&cx.eq.ix) else {
+        let Some(v) = self.equipment.get_mut(cx.eq.ix) else {
             return;
         };
         v.occluded.retain(|(by, _), _| by != dev_id);
@@ -236,7 +247,7 @@ impl Family for Video {
             return;
         };
         if let Some(device) = &latest.device_id {
-            let v = self.equipment.entry(cx.eq.ix).or_default();
+            let v = self.equipment.at(cx.eq.ix);
             v.last[rule.index()] = Some((latest.updated_at, device.clone()));
         }
     }
@@ -259,7 +270,7 @@ impl Video {
         let mut details = event_details(ev);
         let dev_id = cx.dev.id.clone();
         let open = cx.is_open(rule);
-        let v = self.equipment.entry(cx.eq.ix).or_default();
+        let v = self.equipment.at(cx.eq.ix);
         match rule {
             Rule::RestraintUnlocked => {
                 // Unlocked restraints are normal while loading: only a running
@@ -315,7 +326,7 @@ impl Video {
         if !Rule::ALL.iter().any(|&r| cx.is_open(r)) {
             // No alarm open: no quiet period to end; each forgets its last
             // event (as `quiet_periods` does). No event: nothing at all.
-            if let Some(v) = self.equipment.get_mut(&ix) {
+            if let Some(v) = self.equipment.get_mut(ix) {
                 v.last.iter_mut().for_each(|last| *last = None);
                 if !cx.tuning().of(Rule::CameraOccluded).enabled {
                     v.occluded.clear();
@@ -323,7 +334,7 @@ impl Video {
             }
             return;
         }
-        let v = self.equipment.entry(ix).or_default();
+        let v = self.equipment.at(ix);
         if !cx.tuning().of(Rule::CameraOccluded).enabled {
             v.occluded.clear();
         }

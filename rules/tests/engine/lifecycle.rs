@@ -498,3 +498,47 @@ fn a_handle_of_another_device_is_noticed() {
     let changes = h.send(2_000, overspeed());
     assert_eq!(one(&changes, OVERSPEED).equipment_id.as_str(), "EQ1");
 }
+
+/// The registry moves an equipment to another category (same equipment
+/// id): the next reading carries the new binding, the category's
+/// parameters apply from there on and new alarms carry the new category;
+/// moving back restores the first category's parameters.
+#[test]
+fn a_category_change_takes_effect_at_the_next_reading() {
+    let mut h = H::with_toml("[category.escalator.\"elevator.power_loss\"]\nfor_s = 20\n");
+    let on_battery = ElevatorSample {
+        power: Power::Battery,
+        ..healthy()
+    };
+    let raised = |h: &mut H, from: i64| -> Alarm {
+        let mut changes = h.send(from, on_battery.clone());
+        for at in (from + 1_000..from + 30_000).step_by(1_000) {
+            changes.extend(h.send(at, on_battery.clone()));
+        }
+        let a = one(&changes, "elevator.power_loss");
+        // Back to mains until the alarm clears.
+        let mut changes = Vec::new();
+        for at in (from + 30_000..=from + 41_000).step_by(1_000) {
+            changes.extend(h.send(at, healthy()));
+        }
+        assert_eq!(
+            one(&changes, "elevator.power_loss").state,
+            AlarmState::Cleared
+        );
+        a
+    };
+    let a = raised(&mut h, 0);
+    assert_eq!((a.raised_at, a.category.as_str()), (T0 + 5_000, "elevator"));
+    h.ctx.binding.category = "escalator".into();
+    let a = raised(&mut h, 100_000);
+    assert_eq!(
+        (a.raised_at, a.category.as_str()),
+        (T0 + 120_000, "escalator")
+    );
+    h.ctx.binding.category = "elevator".into();
+    let a = raised(&mut h, 200_000);
+    assert_eq!(
+        (a.raised_at, a.category.as_str()),
+        (T0 + 205_000, "elevator")
+    );
+}

@@ -178,3 +178,52 @@ fn a_silent_ride_is_major_in_its_operating_hours_and_minor_outside() {
     h.send(0, healthy());
     assert_eq!(one(&h.tick(90_000), RULE).severity, Severity::Critical);
 }
+
+/// A tick visits only devices something is due for; a silent device is
+/// due when its silence reaches the threshold, however far the clock
+/// jumped, and a configuration change reaches every device: disabling
+/// the rule clears its open alarm at the next tick, enabling it again
+/// raises it anew for a device still silent (stamped at its threshold).
+#[test]
+fn silences_and_configuration_changes_reach_a_tick_that_visits_only_due_devices() {
+    let mut h = H::new();
+    h.send(0, healthy());
+    let quiet = h.device.clone();
+    // A second device, of other equipment, that keeps talking.
+    let talking = DeviceId::new("EL2").unwrap();
+    h.device = talking.clone();
+    h.ctx = ctx_for("EQ2", "elevator");
+    h.send(0, healthy());
+    none(&h.tick(60_000), RULE);
+    h.send(60_000, healthy());
+    h.send(490_000, healthy());
+    // One jump far past the threshold: raised as of the threshold.
+    let a = one(&h.tick(500_000), RULE);
+    assert_eq!(a.device_id.as_ref(), Some(&quiet));
+    assert_eq!(a.raised_at, T0 + 90_000);
+    h.engine.replace_config(
+        RuleConfig::from_toml("[rule.\"device.offline\"]\nenabled = false").unwrap(),
+    );
+    let c = one(&h.tick(501_000), RULE);
+    assert_eq!((c.alarm_id, c.state), (a.alarm_id, AlarmState::Cleared));
+    none(&h.tick(600_000), RULE);
+    h.send(595_000, healthy());
+    // Enabled again: the device that went offline counts as offline until
+    // it is heard from (as after a resolve); the other one is watched.
+    h.engine.replace_config(RuleConfig::default());
+    none(&h.tick(601_000), RULE);
+    none(&h.tick(684_999), RULE);
+    let d = one(&h.tick(700_000), RULE);
+    assert_eq!(d.device_id.as_ref(), Some(&talking));
+    assert_eq!(d.raised_at, T0 + 685_000);
+    // The first one speaks, then falls silent again.
+    h.device = quiet.clone();
+    h.ctx = ctx();
+    h.send(710_000, healthy());
+    none(&h.tick(799_999), RULE);
+    let e = one(&h.tick(800_000), RULE);
+    assert_eq!(
+        (e.device_id.as_ref(), e.raised_at),
+        (Some(&quiet), T0 + 800_000)
+    );
+}

@@ -4,7 +4,7 @@
 //! per-equipment overrides.
 
 use serde_json::json;
-use vigil_model::reading::{Brake, RideSample, RideState};
+use vigil_model::reading::{Brake, ElevatorSample, Power, RideSample, RideState};
 use vigil_model::{Alarm, AlarmState, DeviceContext, DeviceId, EpochMs, Payload, Severity};
 use vigil_rules::RuleConfig;
 
@@ -606,4 +606,43 @@ mod daily_check_record {
         none(&run(&mut h, 0, None), RULE);
         none(&run(&mut h, 120_000, None), RULE);
     }
+}
+
+/// A device that sends ride samples and elevator samples keeps the latest
+/// of each (the engine keeps one place for a device's latest sample, and
+/// boxes the second kind): ticks carry both samples' periods to their end.
+#[test]
+fn a_device_sending_both_kinds_of_sample_keeps_both() {
+    let mut h = ride_h("");
+    let fast = RideSample {
+        speed_mps: 12.0,
+        ..running()
+    };
+    none(&send(&mut h, 0, fast), "ride.overspeed");
+    let on_battery = ElevatorSample {
+        power: Power::Battery,
+        ..healthy()
+    };
+    none(&h.send(100, on_battery.clone()), "elevator.power_loss");
+    let mut changes = Vec::new();
+    for at in (1_000..=6_000).step_by(1_000) {
+        changes.extend(h.tick(at));
+    }
+    let overspeed = one(&changes, "ride.overspeed");
+    assert_eq!(overspeed.raised_at, T0 + 2_000, "{overspeed:#?}");
+    let power = one(&changes, "elevator.power_loss");
+    assert_eq!(power.raised_at, T0 + 5_100, "{power:#?}");
+    // Each kind replaces only its own latest sample: a healthy ride sample
+    // clears the overspeed after the clear period, the car stays on battery.
+    none(&send(&mut h, 6_500, running()), "elevator.power_loss");
+    let mut changes = Vec::new();
+    for at in (7_000..=17_000).step_by(1_000) {
+        changes.extend(h.tick(at));
+    }
+    let cleared = one(&changes, "ride.overspeed");
+    assert_eq!(cleared.state, AlarmState::Cleared);
+    assert_eq!(cleared.cleared_at, Some(T0 + 16_500));
+    none(&changes, "elevator.power_loss");
+    assert!(h.open("elevator.power_loss").is_some());
+    assert!(h.open("ride.overspeed").is_none());
 }
