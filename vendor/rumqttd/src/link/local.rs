@@ -99,6 +99,45 @@ impl<'a> LinkBuilder<'a> {
     }
 
     pub fn build(self) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+        let (router_tx, event, link_rx, outgoing_data_buffer, incoming_data_buffer) =
+            self.prepare();
+        router_tx.send((0, event))?;
+        link_rx.recv()?;
+        finish(
+            router_tx,
+            link_rx,
+            outgoing_data_buffer,
+            incoming_data_buffer,
+        )
+    }
+
+    /// Vigil patch: `build` that awaits the router instead of blocking the
+    /// thread. A remote connection's CONNECT runs on a socket thread that
+    /// serves every other connection too; blocking it for the router's
+    /// answer stalled them all while the router was busy.
+    pub async fn build_async(self) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+        let (router_tx, event, link_rx, outgoing_data_buffer, incoming_data_buffer) =
+            self.prepare();
+        router_tx.send_async((0, event)).await?;
+        link_rx.recv_async().await?;
+        finish(
+            router_tx,
+            link_rx,
+            outgoing_data_buffer,
+            incoming_data_buffer,
+        )
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        self,
+    ) -> (
+        Sender<(ConnectionId, Event)>,
+        Event,
+        Receiver<()>,
+        Arc<Mutex<VecDeque<Notification>>>,
+        Arc<Mutex<VecDeque<Packet>>>,
+    ) {
         // Connect to router
         // Local connections to the router shall have access to all subscriptions
         let mut connection = Connection::new(
@@ -121,23 +160,35 @@ impl<'a> LinkBuilder<'a> {
             incoming,
             outgoing,
         };
-
-        self.router_tx.send((0, event))?;
-
-        link_rx.recv()?;
-        let notification = outgoing_data_buffer.lock().pop_front().unwrap();
-
-        // Right now link identifies failure with dropped rx in router,
-        // which is probably ok. We need this here to get id assigned by router
-        let id = match notification {
-            Notification::DeviceAck(Ack::ConnAck(id, ..)) => id,
-            _message => return Err(LinkError::NotConnectionAck),
-        };
-
-        let tx = LinkTx::new(id, self.router_tx.clone(), incoming_data_buffer);
-        let rx = LinkRx::new(id, self.router_tx, link_rx, outgoing_data_buffer);
-        Ok((tx, rx, notification))
+        (
+            self.router_tx,
+            event,
+            link_rx,
+            outgoing_data_buffer,
+            incoming_data_buffer,
+        )
     }
+}
+
+/// What `build` does once the router answered the connect.
+fn finish(
+    router_tx: Sender<(ConnectionId, Event)>,
+    link_rx: Receiver<()>,
+    outgoing_data_buffer: Arc<Mutex<VecDeque<Notification>>>,
+    incoming_data_buffer: Arc<Mutex<VecDeque<Packet>>>,
+) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+    let notification = outgoing_data_buffer.lock().pop_front().unwrap();
+
+    // Right now link identifies failure with dropped rx in router,
+    // which is probably ok. We need this here to get id assigned by router
+    let id = match notification {
+        Notification::DeviceAck(Ack::ConnAck(id, ..)) => id,
+        _message => return Err(LinkError::NotConnectionAck),
+    };
+
+    let tx = LinkTx::new(id, router_tx.clone(), incoming_data_buffer);
+    let rx = LinkRx::new(id, router_tx, link_rx, outgoing_data_buffer);
+    Ok((tx, rx, notification))
 }
 
 pub struct LinkTx {
