@@ -552,12 +552,12 @@ impl RuleEngine {
         now: EpochMs,
     ) -> Result<Alarm, AlarmOpError> {
         let (eix, key) = self.open_alarm(id)?;
-        let a = &mut self.world.equipment[eix]
+        let slot = self.world.equipment[eix]
             .slot_mut(key)
-            .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?
-            .alarm;
+            .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?;
+        let a = slot.head_mut();
         if a.state == AlarmState::Acknowledged {
-            return Ok(a.clone());
+            return Ok(slot.alarm());
         }
         a.state = AlarmState::Acknowledged;
         a.acknowledged_at = Some(now);
@@ -565,7 +565,7 @@ impl RuleEngine {
         a.updated_at = now;
         a.version += 1;
         info!(alarm = %a.alarm_id, rule = %a.rule, by, "Alarm acknowledged.");
-        Ok(a.clone())
+        Ok(slot.alarm())
     }
 
     /// A person closes an open alarm with a note: state `cleared`,
@@ -585,7 +585,7 @@ impl RuleEngine {
             .take_slot(key)
             .ok_or_else(|| AlarmOpError::NotFound(id.clone()))?;
         eq.set_cleared_at(key, now);
-        let mut a = slot.alarm;
+        let mut a = slot.into_alarm();
         a.state = AlarmState::Cleared;
         a.cleared_at = Some(now);
         a.updated_at = now;
@@ -617,12 +617,13 @@ impl RuleEngine {
         Ok(a)
     }
 
-    /// The current version of every open alarm of this engine.
-    pub fn open_alarms(&self) -> impl Iterator<Item = &Alarm> {
+    /// The current version of every open alarm of this engine (made as
+    /// it is read: the engine keeps their details in a compact form).
+    pub fn open_alarms(&self) -> impl Iterator<Item = Alarm> + '_ {
         self.world
             .equipment
             .iter()
-            .flat_map(|eq| eq.slots.iter().map(|slot| &slot.alarm))
+            .flat_map(|eq| eq.slots.iter().map(|slot| slot.alarm()))
     }
 
     /// Takes a new configuration. Open alarms keep their severity until

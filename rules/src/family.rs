@@ -545,7 +545,7 @@ impl DevCx<'_> {
         }
         if self
             .slot(rule)
-            .is_some_and(|s| at >= s.alarm.raised_at - gap)
+            .is_some_and(|s| at >= s.head().raised_at - gap)
         {
             return false;
         }

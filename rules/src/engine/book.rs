@@ -19,11 +19,89 @@ static REPEAT_LOG: LogLimit = LogLimit::per_second(5);
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub key: Key,
-    pub alarm: Alarm,
+    /// The open alarm with null details: they are kept apart as JSON text,
+    /// because a details map is one B-tree node of 11 places (about 640 B)
+    /// whatever its size, and a third of all devices have an alarm open.
+    head: Alarm,
+    details: Box<str>,
+    /// The details carry the escalation marks (read on every tick).
+    escalated: bool,
     /// Devices (by the engine's index) whose condition holds this alarm
     /// open (per-device rules). Empty for equipment-level rules, and for a
     /// restored alarm until a device adopts it.
     pub holders: Vec<DevIx>,
+}
+
+impl Slot {
+    pub(crate) fn new(key: Key, mut alarm: Alarm, holders: Vec<DevIx>) -> Slot {
+        let details = alarm.details.take();
+        let mut slot = Slot {
+            key,
+            head: alarm,
+            details: Box::default(),
+            escalated: false,
+            holders,
+        };
+        slot.set_details(&details);
+        slot
+    }
+
+    /// The alarm's fields but its details (null here).
+    pub(crate) fn head(&self) -> &Alarm {
+        &self.head
+    }
+
+    pub(crate) fn head_mut(&mut self) -> &mut Alarm {
+        &mut self.head
+    }
+
+    pub(crate) fn details(&self) -> Value {
+        // Written by `set_details` from a `Value`: it reads back as written
+        // (floats bit for bit with `float_roundtrip`).
+        serde_json::from_str(&self.details).unwrap_or(Value::Null)
+    }
+
+    fn set_details(&mut self, details: &Value) {
+        self.details = details.to_string().into_boxed_str();
+        self.escalated = super::escalation::is_escalated(details);
+    }
+
+    pub(crate) fn escalated(&self) -> bool {
+        self.escalated
+    }
+
+    /// New details for a changed alarm, keeping its escalation marks.
+    pub(crate) fn carry(&self, new: Value) -> Value {
+        if !self.escalated {
+            return new;
+        }
+        super::escalation::carried(&self.details(), new)
+    }
+
+    /// The current version as a whole.
+    pub(crate) fn alarm(&self) -> Alarm {
+        Alarm {
+            details: self.details(),
+            ..self.head.clone()
+        }
+    }
+
+    /// Stores new `details` and returns the whole alarm with them.
+    pub(crate) fn with_details(&mut self, details: Value) -> Alarm {
+        self.set_details(&details);
+        Alarm {
+            details,
+            ..self.head.clone()
+        }
+    }
+
+    pub(crate) fn into_alarm(self) -> Alarm {
+        let details = self.details();
+        Alarm {
+            details,
+            ..self.head
+        }
+    }
 }
 
 /// One firing of a rule: which, how severe, when, with what details.
@@ -93,11 +171,11 @@ impl Book {
     ) {
         match eq.slot_mut(f.key) {
             Some(slot) => {
-                let a = &mut slot.alarm;
+                let details = slot.carry(f.details);
+                let a = &mut slot.head;
                 a.count += 1;
                 a.updated_at = a.updated_at.max(f.at);
                 a.severity = f.severity;
-                a.details = super::escalation::carried(&a.details, f.details);
                 a.version += 1;
                 if let Some(dix) = holder
                     && !slot.holders.contains(&dix)
@@ -114,7 +192,7 @@ impl Book {
                         debug!(equipment = %a.equipment_id, device = %device, rule = %a.rule, alarm = %a.alarm_id, count = a.count, "Alarm repeated.")
                     }
                 }
-                out.push(a.clone());
+                out.push(slot.with_details(details));
             }
             None => {
                 let holders = holder.into_iter().collect();
@@ -154,11 +232,7 @@ impl Book {
         };
         info!(equipment = %alarm.equipment_id, device = ?device.map(DeviceId::as_str), rule = %alarm.rule, alarm = %alarm.alarm_id, severity = f.severity.as_str(), "Alarm raised.");
         self.by_alarm.insert(alarm.alarm_id.clone(), (eq.ix, f.key));
-        eq.put_slot(Slot {
-            key: f.key,
-            alarm: alarm.clone(),
-            holders,
-        });
+        eq.put_slot(Slot::new(f.key, alarm.clone(), holders));
         alarm
     }
 
@@ -166,14 +240,10 @@ impl Book {
     /// `eq` again, held by no device until one adopts it. An open alarm
     /// already there (two stored for one rule) gives way to it.
     pub(crate) fn reopen(&mut self, eq: &mut EquipmentCore, key: Key, alarm: &Alarm) {
-        let slot = Slot {
-            key,
-            alarm: alarm.clone(),
-            holders: Vec::new(),
-        };
+        let slot = Slot::new(key, alarm.clone(), Vec::new());
         if let Some(existing) = eq.put_slot(slot) {
-            warn!(equipment = %alarm.equipment_id, rule = %alarm.rule, kept = %alarm.alarm_id, dropped = %existing.alarm.alarm_id, "Two open alarms for one equipment and rule; keeping the later one.");
-            self.by_alarm.remove(&existing.alarm.alarm_id);
+            warn!(equipment = %alarm.equipment_id, rule = %alarm.rule, kept = %alarm.alarm_id, dropped = %existing.head.alarm_id, "Two open alarms for one equipment and rule; keeping the later one.");
+            self.by_alarm.remove(&existing.head.alarm_id);
         }
         self.by_alarm.insert(alarm.alarm_id.clone(), (eq.ix, key));
     }
@@ -190,12 +260,12 @@ impl Book {
         out: &mut Vec<Alarm>,
     ) {
         if let Some(slot) = eq.slot_mut(key) {
-            let a = &mut slot.alarm;
+            let details = slot.carry(details);
+            let a = &mut slot.head;
             a.updated_at = a.updated_at.max(at);
             a.severity = severity;
-            a.details = super::escalation::carried(&a.details, details);
             a.version += 1;
-            out.push(a.clone());
+            out.push(slot.with_details(details));
         }
     }
 
@@ -227,7 +297,7 @@ impl Book {
         let Some(slot) = eq.take_slot(key) else {
             return;
         };
-        let mut a = slot.alarm;
+        let mut a = slot.into_alarm();
         let at = at.max(a.raised_at);
         a.state = AlarmState::Cleared;
         a.cleared_at = Some(at);
@@ -238,5 +308,79 @@ impl Book {
         self.by_alarm.remove(&a.alarm_id);
         self.cleared.insert(a.alarm_id.clone());
         out.push(a);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use vigil_model::{EquipmentId, OwnerId, Region};
+
+    use super::*;
+
+    fn alarm(details: Value) -> Alarm {
+        Alarm {
+            alarm_id: AlarmId::new("a1").unwrap(),
+            rule: RuleId::new("elevator.trapped").unwrap(),
+            severity: Severity::Critical,
+            state: AlarmState::Active,
+            equipment_id: EquipmentId::new("EQ1").unwrap(),
+            device_id: Some(DeviceId::new("EL1").unwrap()),
+            category: "elevator".into(),
+            owner_id: OwnerId::new("O1").unwrap(),
+            region: Region::new("440703").unwrap(),
+            raised_at: 1,
+            updated_at: 2,
+            cleared_at: None,
+            count: 1,
+            details,
+            version: 1,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn a_slot_gives_back_the_details_it_was_given() {
+        let details = [
+            json!({
+                "speed_mps": 0.1, "tiny": 1e-300, "minus_zero": -0.0, "whole_float": 1.0,
+                "big": u64::MAX, "low": i64::MIN, "text": "a \"quoted\"\nline ✓",
+                "nested": {"workers": [{"id": "W1", "until": 17.25}], "none": null},
+            }),
+            json!({}),
+            Value::Null,
+            json!("not an object"),
+        ];
+        for d in details {
+            let a = alarm(d.clone());
+            let slot = Slot::new(Key::from_index(0), a.clone(), Vec::new());
+            assert!(slot.head().details.is_null());
+            assert_eq!(slot.details(), d);
+            let back = slot.alarm();
+            assert_eq!(back, a);
+            // Floats bit for bit, not only equal.
+            assert_eq!(back.details.to_string(), d.to_string());
+            assert!(!slot.escalated());
+            assert_eq!(slot.into_alarm(), a);
+        }
+    }
+
+    #[test]
+    fn a_slot_knows_its_escalation_marks_and_carries_them() {
+        let escalated =
+            json!({"floor": 3, "escalated_at": 9, "escalation": "unacknowledged 5 minutes"});
+        let mut slot = Slot::new(Key::from_index(0), alarm(escalated), Vec::new());
+        assert!(slot.escalated());
+        let carried = slot.carry(json!({"floor": 4}));
+        assert_eq!(
+            carried,
+            json!({"floor": 4, "escalated_at": 9, "escalation": "unacknowledged 5 minutes"})
+        );
+        let handed = slot.with_details(json!({"floor": 5}));
+        assert_eq!(handed.details, json!({"floor": 5}));
+        assert!(!slot.escalated());
+        assert_eq!(slot.carry(json!({"floor": 6})), json!({"floor": 6}));
     }
 }

@@ -102,7 +102,7 @@ pub(super) fn escalate(
     for eq in equipment.iter_mut() {
         let clock = eq.clock.unwrap_or(now);
         for slot in &mut eq.slots {
-            let a = &mut slot.alarm;
+            let a = slot.head();
             if a.state != AlarmState::Active {
                 continue;
             }
@@ -110,17 +110,19 @@ pub(super) fn escalate(
                 continue;
             };
             // Looked up in the details last: most alarms are not due.
-            if clock < a.raised_at.saturating_add(secs_to_ms(limit_s)) || is_escalated(&a.details) {
+            if clock < a.raised_at.saturating_add(secs_to_ms(limit_s)) || slot.escalated() {
                 continue;
             }
             let note = format!("unacknowledged {}", duration_words(limit_s));
-            let details = as_object(&mut a.details);
-            details.insert("escalated_at".into(), Value::from(clock));
-            details.insert("escalation".into(), Value::from(note.as_str()));
+            let mut details = slot.details();
+            let map = as_object(&mut details);
+            map.insert("escalated_at".into(), Value::from(clock));
+            map.insert("escalation".into(), Value::from(note.as_str()));
+            let a = slot.head_mut();
             a.updated_at = a.updated_at.max(clock);
             a.version += 1;
             info!(alarm = %a.alarm_id, rule = %a.rule, equipment = %a.equipment_id, severity = a.severity.as_str(), escalation = %note, "Alarm escalated.");
-            out.push(a.clone());
+            out.push(slot.with_details(details));
         }
     }
 }
@@ -140,7 +142,7 @@ pub(super) fn carried(old: &Value, mut new: Value) -> Value {
     new
 }
 
-fn is_escalated(details: &Value) -> bool {
+pub(super) fn is_escalated(details: &Value) -> bool {
     details.get("escalated_at").is_some_and(|v| !v.is_null())
 }
 

@@ -462,6 +462,11 @@ impl EquipmentCore {
         let i = self.slots.iter().position(|s| s.key == key)?;
         let slot = self.slots.remove(i);
         self.open = (self.slots.iter()).fold(0, |bits, s| bits | open_bit(s.key));
+        if self.slots.is_empty() {
+            // Most equipment has one alarm open at a time, if any: keep no
+            // room for alarms that are gone.
+            self.slots = Vec::new();
+        }
         Some(slot)
     }
 
@@ -471,6 +476,9 @@ impl EquipmentCore {
         match self.slots.binary_search_by_key(&slot.key, |s| s.key) {
             Ok(i) => Some(std::mem::replace(&mut self.slots[i], slot)),
             Err(i) => {
+                // A slot is a few hundred bytes and a `Vec` grows to four
+                // at its first push: room for one more is enough.
+                self.slots.reserve_exact(1);
                 self.slots.insert(i, slot);
                 None
             }

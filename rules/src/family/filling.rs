@@ -358,7 +358,7 @@ impl Family for Filling {
         if workers.is_empty() {
             if cx
                 .slot(rule)
-                .is_some_and(|s| s.alarm.details.get("workers").is_some())
+                .is_some_and(|s| s.details().get("workers").is_some())
             {
                 cx.clear(rule, now);
             }
@@ -370,7 +370,7 @@ impl Family for Filling {
         let details = json!({ "workers": workers });
         match cx.slot(rule) {
             None => cx.raise(rule, p.severity, now, details),
-            Some(slot) if slot.alarm.details.get("workers") != details.get("workers") => {
+            Some(slot) if slot.details().get("workers") != details.get("workers") => {
                 cx.update(rule, p.severity, now, details)
             }
             Some(_) => {}
@@ -630,7 +630,7 @@ impl Filling {
         let device = expired[0].1.device.clone();
         match cx.slot(rule) {
             None => cx.fire_by(rule, &device, p.severity, now, details),
-            Some(slot) if slot.alarm.details.get("operators") != details.get("operators") => {
+            Some(slot) if slot.details().get("operators") != details.get("operators") => {
                 cx.update(rule, p.severity, now, details)
             }
             Some(_) => {}

@@ -94,8 +94,8 @@ impl Family for Liveness {
             // Also clears a restored alarm whose device list was unreadable.
             cx.clear(rule, msg.ts);
         } else if listed {
-            let severity = slot.alarm.severity;
-            let mut details = slot.alarm.details.clone();
+            let severity = slot.head().severity;
+            let mut details = slot.details();
             if let Value::Object(m) = &mut details {
                 m.insert("devices".into(), self.devices(cx.eq.ix));
             }

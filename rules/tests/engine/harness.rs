@@ -158,10 +158,7 @@ impl H {
 
     /// The open alarm of `rule`, if any.
     pub(crate) fn open(&self, rule: &str) -> Option<Alarm> {
-        self.engine
-            .open_alarms()
-            .find(|a| a.rule.as_str() == rule)
-            .cloned()
+        self.engine.open_alarms().find(|a| a.rule.as_str() == rule)
     }
 }
 
