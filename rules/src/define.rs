@@ -648,22 +648,7 @@ mod tests {
     /// Every elevator, ride, video and filling sample with each value of
     /// each closed-word field in turn.
     fn every_word() -> Vec<Payload> {
-        let elevator = ElevatorSample {
-            floor: 3,
-            direction: Direction::Up,
-            speed_mps: 1.0,
-            door: Door::Closed,
-            leveled: false,
-            occupied: true,
-            mode: ElevatorMode::Normal,
-            safety_circuit: true,
-            door_lock: true,
-            alarm_button: false,
-            power: Power::Mains,
-            limit: Limit::None,
-            run_count: None,
-            load_pct: None,
-        };
+        let elevator = ElevatorSample::moving();
         let ride = RideSample {
             state: RideState::Running,
             speed_mps: 2.0,

@@ -217,13 +217,14 @@ pub(crate) enum ShardMsg {
     },
 }
 
-/// Senders into the rule shards, routed by equipment.
+/// One accepted reading for a rule shard.
 pub(crate) struct ToEvaluate {
     pub accepted: Accepted,
     /// A filling record's registry facts of its cylinder and operator.
     pub facts: Option<vigil_rules::FillingFacts>,
 }
 
+/// Senders into the rule shards, routed by equipment.
 #[derive(Clone)]
 pub(crate) struct Shards {
     pub(crate) senders: Arc<Vec<mpsc::Sender<ShardMsg>>>,

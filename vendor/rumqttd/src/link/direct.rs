@@ -71,11 +71,6 @@ impl DirectIngest {
         (direct, receiver)
     }
 
-    /// Bytes of the budget not held by publishes the embedder still has.
-    pub fn available_bytes(&self) -> usize {
-        self.budget.available_permits()
-    }
-
     pub(crate) fn takes(&self, publish: &Publish) -> bool {
         publish.qos != QoS::ExactlyOnce && publish.topic.starts_with(self.prefix.as_bytes())
     }

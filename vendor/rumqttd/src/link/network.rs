@@ -142,7 +142,8 @@ impl<P: Protocol> Network<P> {
         Ok(())
     }
 
-    pub async fn writev(&mut self, packets: VecDeque<Packet>) -> Result<(), Error> {
+    // Vigil patch: any packets, so a caller can drain a queue it keeps.
+    pub async fn writev(&mut self, packets: impl IntoIterator<Item = Packet>) -> Result<(), Error> {
         for packet in packets {
             Protocol::write(&self.protocol, packet, &mut self.write)?;
         }

@@ -269,8 +269,7 @@ impl<P: Protocol> RemoteLink<P> {
         if self.pubacks.is_empty() {
             return Ok(());
         }
-        let pubacks = std::mem::take(&mut self.pubacks);
-        self.network.writev(pubacks).await?;
+        self.network.writev(self.pubacks.drain(..)).await?;
         Ok(())
     }
 }
