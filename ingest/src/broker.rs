@@ -30,7 +30,7 @@ use tracing::{debug, error, info, warn};
 use vigil_model::log_limit::LogLimit;
 
 use crate::guard::{GuardShared, TopicGuard};
-use crate::sessions::{Metered, Refusal};
+use crate::sessions::{Conn, Metered, Refusal};
 use crate::tls::{CertIdentity, handshake_refusal};
 use crate::{IngestConfig, IngestError};
 
@@ -413,7 +413,16 @@ async fn accept_loop(
     }
 }
 
+/// A connection's MQTT session, from CONNECT to its end.
+type Session = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// One connection from accept to its end.
+///
+/// The session and the TLS handshake are futures in boxes of their own: an
+/// async fn keeps room for every local it ever held for as long as it
+/// lives, and the task of each of tens of thousands of connections would
+/// otherwise carry both the plain and the TLS session and a TLS stream
+/// mid-handshake (10 KiB, where a session needs 4).
 async fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -422,50 +431,69 @@ async fn connection(
 ) {
     let sessions = &accepting.shared.sessions;
     let conn = sessions.new_conn(peer);
-    match acceptor {
-        None => {
-            let guard = accepting.guard.for_connection(Arc::clone(&conn), None);
-            let stream = Metered::new(tcp, Arc::clone(&conn));
-            accepting
-                .server
-                .connection(stream, None, guard, conn.closed())
-                .await;
-        }
-        Some(acceptor) => {
-            let refuse = |refusal: Refusal, why: &str| {
-                accepting.shared.metrics.refused(refusal).inc();
-                if let Some(held_back) = ACCEPT_LOG.allow() {
-                    info!(%peer, reason = refusal.as_str(), why, held_back, "MQTT TLS connection refused.");
-                }
-            };
-            let tls = match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return refuse(handshake_refusal(&e), &e.to_string()),
-                Err(_) => return refuse(Refusal::TlsHandshake, "no handshake within 5 s"),
-            };
-            let identity = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .ok_or_else(|| "no client certificate".to_owned())
-                .and_then(CertIdentity::of);
-            let identity = match identity {
-                Ok(identity) => identity,
-                Err(why) => return refuse(Refusal::BadCertificate, &why),
-            };
-            let tenant = identity.tenant();
-            let guard = accepting
-                .guard
-                .for_connection(Arc::clone(&conn), Some(identity));
-            let stream = Metered::new(tls, Arc::clone(&conn));
-            accepting
-                .server
-                .connection(stream, Some(tenant), guard, conn.closed())
-                .await;
-        }
+    let session = match acceptor {
+        None => Some(plain_session(tcp, &conn, accepting)),
+        Some(acceptor) => Box::pin(tls_session(tcp, peer, acceptor, &conn, accepting)).await,
+    };
+    if let Some(session) = session {
+        session.await;
     }
     sessions.release(&conn);
+}
+
+fn plain_session(tcp: tokio::net::TcpStream, conn: &Arc<Conn>, accepting: &Accepting) -> Session {
+    let guard = accepting.guard.for_connection(Arc::clone(conn), None);
+    let stream = Metered::new(tcp, Arc::clone(conn));
+    Box::pin(
+        accepting
+            .server
+            .connection(stream, None, guard, conn.closed()),
+    )
+}
+
+/// The TLS handshake and the device its certificate names; `None` (counted
+/// and logged) when either fails.
+async fn tls_session(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    conn: &Arc<Conn>,
+    accepting: &Accepting,
+) -> Option<Session> {
+    let refuse = |refusal: Refusal, why: &str| {
+        accepting.shared.metrics.refused(refusal).inc();
+        if let Some(held_back) = ACCEPT_LOG.allow() {
+            info!(%peer, reason = refusal.as_str(), why, held_back, "MQTT TLS connection refused.");
+        }
+        None
+    };
+    let tls = match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return refuse(handshake_refusal(&e), &e.to_string()),
+        Err(_) => return refuse(Refusal::TlsHandshake, "no handshake within 5 s"),
+    };
+    let identity = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or_else(|| "no client certificate".to_owned())
+        .and_then(CertIdentity::of);
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(why) => return refuse(Refusal::BadCertificate, &why),
+    };
+    let tenant = identity.tenant();
+    let guard = accepting
+        .guard
+        .for_connection(Arc::clone(conn), Some(identity));
+    let stream = Metered::new(tls, Arc::clone(conn));
+    Some(Box::pin(accepting.server.connection(
+        stream,
+        Some(tenant),
+        guard,
+        conn.closed(),
+    )))
 }
 
 #[cfg(test)]

@@ -124,6 +124,12 @@ struct Held {
     rss_held_mib: f64,
     /// (held − idle) ÷ held connections.
     kib_per_connection: f64,
+    /// The same for anonymous memory only (`RssAnon`: heap and stacks),
+    /// without the executable's pages, which differ from build to build
+    /// by megabytes and are not per connection.
+    anon_idle_mib: f64,
+    anon_held_mib: f64,
+    anon_kib_per_connection: f64,
     /// The load processes' own peak memory, added up.
     load_rss_mib: f64,
 }
@@ -148,6 +154,8 @@ struct ConnectionsReport {
     vigil_held_over_mosquitto: Option<f64>,
     /// Vigil's memory per connection ÷ Mosquitto's.
     vigil_memory_over_mosquitto: Option<f64>,
+    /// The same for anonymous memory.
+    vigil_anon_memory_over_mosquitto: Option<f64>,
 }
 
 pub(super) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
@@ -209,7 +217,7 @@ pub(super) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         eprintln!("Mosquitto ({}) …", super::burst::mosquitto_binary());
         let relay = super::ingest::Mosquitto::start(work.path()).await?;
         let pid = relay.pid();
-        let held = hold(&plan, relay.addr, None, "puback", "MC", || rss_mib(pid)).await;
+        let held = hold(&plan, relay.addr, None, "puback", "MC", || mem_mib(pid)).await;
         relay.stop();
         mosquitto = Some(held?);
     }
@@ -230,7 +238,7 @@ pub(super) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         let api = (format!("http://{}", engine.http_addr()), token);
         let pid = std::process::id();
         let held = hold(&plan, engine.mqtt_addr(), Some(&api), "topic", "VC", || {
-            rss_mib(pid)
+            mem_mib(pid)
         })
         .await;
         engine.shutdown().await?;
@@ -254,6 +262,12 @@ pub(super) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         vigil_memory_over_mosquitto: match (&vigil, &mosquitto) {
             (Some(v), Some(m)) if m.kib_per_connection > 0.0 => {
                 Some(v.kib_per_connection / m.kib_per_connection)
+            }
+            _ => None,
+        },
+        vigil_anon_memory_over_mosquitto: match (&vigil, &mosquitto) {
+            (Some(v), Some(m)) if m.anon_kib_per_connection > 0.0 => {
+                Some(v.anon_kib_per_connection / m.anon_kib_per_connection)
             }
             _ => None,
         },
@@ -326,9 +340,22 @@ fn raise_file_limit(want: u64) -> FileLimit {
     }
 }
 
-/// `VmRSS` of a process, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    super::proc_status_kib(&pid.to_string(), "VmRSS:").map_or(f64::NAN, |kib| kib as f64 / 1024.0)
+/// A process's resident memory, in MiB.
+#[derive(Clone, Copy)]
+struct Mem {
+    /// `VmRSS`: everything resident, the executable's pages included.
+    rss: f64,
+    /// `RssAnon`: heap and stacks.
+    anon: f64,
+}
+
+fn mem_mib(pid: u32) -> Mem {
+    let pid = pid.to_string();
+    let mib = |key| super::proc_status_kib(&pid, key).map_or(f64::NAN, |kib| kib as f64 / 1024.0);
+    Mem {
+        rss: mib("VmRSS:"),
+        anon: mib("RssAnon:"),
+    }
 }
 
 /// Connects `plan.tried` devices to the broker at `mqtt` from the load
@@ -340,11 +367,11 @@ async fn hold(
     api: Option<&(String, String)>,
     ack: &str,
     run_id: &str,
-    rss: impl Fn() -> f64,
+    mem: impl Fn() -> Mem,
 ) -> anyhow::Result<Held> {
     let args = plan.args;
     let exe = std::env::current_exe().context("cannot find the vigil executable")?;
-    let rss_idle_mib = rss();
+    let idle = mem();
     let per_process = plan.tried / plan.processes;
     // Everyone connected (and, for Vigil, imported) before sending starts:
     // the processes connect at `--connect-per-s` each, in parallel.
@@ -390,15 +417,14 @@ async fn hold(
         anyhow::Ok(reports)
     };
     tokio::pin!(waiting);
-    let mut rss_held_mib = rss_idle_mib;
+    let mut most = idle;
     let reports = loop {
         tokio::select! {
             done = &mut waiting => break done?,
             () = tokio::time::sleep(Duration::from_millis(250)) => {
-                let now = rss();
-                if now > rss_held_mib {
-                    rss_held_mib = now;
-                }
+                let now = mem();
+                most.rss = most.rss.max(now.rss);
+                most.anon = most.anon.max(now.anon);
             }
         }
     };
@@ -444,18 +470,18 @@ async fn hold(
         ack_ms_max: worst("ack_latency_ms_max"),
         errors,
         error_kinds: Value::Object(error_kinds),
-        rss_idle_mib,
-        rss_held_mib,
-        kib_per_connection: if held > 0 {
-            (rss_held_mib - rss_idle_mib) * 1024.0 / held as f64
-        } else {
-            f64::NAN
-        },
+        rss_idle_mib: idle.rss,
+        rss_held_mib: most.rss,
+        kib_per_connection: per_connection(idle.rss, most.rss, held),
+        anon_idle_mib: idle.anon,
+        anon_held_mib: most.anon,
+        anon_kib_per_connection: per_connection(idle.anon, most.anon, held),
         load_rss_mib,
     };
     eprintln!(
         "  held {} / {} (ready after {:.1} s), sent {} acked {}, ack p50 {:.1} ms p99 {:.1} ms, \
-         errors {}, RSS {:.0} → {:.0} MiB ({:.1} KiB per connection)",
+         errors {}, RSS {:.0} → {:.0} MiB ({:.1} KiB per connection; anonymous {:.0} → {:.0} MiB, \
+         {:.1} KiB)",
         h.held,
         h.asked,
         h.ready_after_s,
@@ -466,9 +492,21 @@ async fn hold(
         h.errors,
         h.rss_idle_mib,
         h.rss_held_mib,
-        h.kib_per_connection
+        h.kib_per_connection,
+        h.anon_idle_mib,
+        h.anon_held_mib,
+        h.anon_kib_per_connection
     );
     Ok(h)
+}
+
+/// (held − idle) ÷ connections, in KiB.
+fn per_connection(idle_mib: f64, held_mib: f64, held: u64) -> f64 {
+    if held > 0 {
+        (held_mib - idle_mib) * 1024.0 / held as f64
+    } else {
+        f64::NAN
+    }
 }
 
 fn print_report(r: &ConnectionsReport) {
@@ -481,7 +519,7 @@ fn print_report(r: &ConnectionsReport) {
             .map_or(String::new(), |c| format!(" (capped by {c})"))
     );
     println!(
-        "{:<10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>14} {:>7} {:>10} {:>10} {:>9}",
+        "{:<10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>14} {:>7} {:>10} {:>10} {:>9} {:>14}",
         "broker",
         "asked",
         "held",
@@ -492,12 +530,13 @@ fn print_report(r: &ConnectionsReport) {
         "errors",
         "RSS idle",
         "RSS held",
-        "KiB/conn"
+        "KiB/conn",
+        "anon KiB/conn"
     );
     for (name, h) in [("Mosquitto", &r.mosquitto), ("Vigil", &r.vigil)] {
         if let Some(h) = h {
             println!(
-                "{:<10} {:>8} {:>8} {:>9.1} {:>9} {:>9} {:>14} {:>7} {:>10.0} {:>10.0} {:>9.1}",
+                "{:<10} {:>8} {:>8} {:>9.1} {:>9} {:>9} {:>14} {:>7} {:>10.0} {:>10.0} {:>9.1} {:>14.1}",
                 name,
                 h.asked,
                 h.held,
@@ -508,7 +547,8 @@ fn print_report(r: &ConnectionsReport) {
                 h.errors,
                 h.rss_idle_mib,
                 h.rss_held_mib,
-                h.kib_per_connection
+                h.kib_per_connection,
+                h.anon_kib_per_connection
             );
         }
     }
@@ -517,5 +557,8 @@ fn print_report(r: &ConnectionsReport) {
     }
     if let Some(x) = r.vigil_memory_over_mosquitto {
         println!("Vigil ÷ Mosquitto, memory per connection: {x:.1}");
+    }
+    if let Some(x) = r.vigil_anon_memory_over_mosquitto {
+        println!("Vigil ÷ Mosquitto, anonymous memory per connection: {x:.1}");
     }
 }

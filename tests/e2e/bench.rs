@@ -185,6 +185,11 @@ fn the_connections_bench_gives_held_connections_and_memory_against_mosquitto() {
         );
         assert!(idle > 0.0 && held >= idle, "{broker}: {h}");
         assert!(h["kib_per_connection"].as_f64().is_some(), "{broker}: {h}");
+        let (idle, held) = (
+            h["anon_idle_mib"].as_f64().unwrap(),
+            h["anon_held_mib"].as_f64().unwrap(),
+        );
+        assert!(idle > 0.0 && held >= idle, "{broker}: {h}");
     }
     assert_eq!(report["vigil_held_over_mosquitto"].as_f64(), Some(1.0));
     assert!(report["vigil_memory_over_mosquitto"].as_f64().is_some());

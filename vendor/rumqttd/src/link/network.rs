@@ -51,12 +51,14 @@ impl<P: Protocol> Network<P> {
     ) -> Network<P> {
         Network {
             socket,
-            // Vigil patch: 2 KiB, not 10, to start with; both grow when a
-            // packet needs more. The read buffer is touched end to end as
-            // packets are split off its front, so its size is what every
-            // connection keeps.
+            // Vigil patch: 2 KiB and 512 B, not 10 KiB each, to start
+            // with; both grow when a packet needs more. The read buffer is
+            // touched end to end as packets are split off its front, so its
+            // size is what every connection keeps. The write buffer is
+            // cleared after each write and holds what one wake-up sends: a
+            // device's acks and PUBACKs, a few hundred bytes.
             read: BytesMut::with_capacity(2 * 1024),
-            write: BytesMut::with_capacity(2 * 1024),
+            write: BytesMut::with_capacity(512),
             max_incoming_size,
             max_connection_buffer_len,
             // Overwritten by keepalive value in connect packet, otherwise we

@@ -36,7 +36,7 @@ pub const MAX_CHANNEL_CAPACITY: usize = 200;
 /// `MAX_CHANNEL_CAPACITY` under load; a device sending now and then never
 /// needs more, and 200 slots of ~300 B each, touched in turn as a ring
 /// advances, cost every connection tens of KiB.
-pub const INITIAL_CHANNEL_CAPACITY: usize = 8;
+pub const INITIAL_CHANNEL_CAPACITY: usize = 2;
 
 pub(crate) type FilterIdx = usize;
 

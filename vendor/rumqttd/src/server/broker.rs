@@ -535,6 +535,44 @@ async fn remote<P: Protocol, C: std::future::Future<Output = ()>>(
     will_handlers: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
     close: C,
 ) {
+    // Vigil patch: the handshake runs in a box of its own, freed once the
+    // link runs. An async fn keeps room for every local it ever held (the
+    // network before the link took it, the CONNECT packet, their futures)
+    // for as long as it lives, that is for the whole connection.
+    let Some(session) = Box::pin(open_session(
+        config,
+        tenant_id,
+        router_tx,
+        stream,
+        protocol,
+        &will_handlers,
+    ))
+    .await
+    else {
+        return;
+    };
+    run_session(session, will_handlers, close).await
+}
+
+/// Vigil patch: what the handshake hands over to the connection's run.
+struct Session<P: Protocol> {
+    link: RemoteLink<P>,
+    client_id: String,
+    tenant_id: Option<String>,
+    router_tx: Sender<(ConnectionId, Event)>,
+    will_rx: flume::Receiver<AwaitingWill>,
+}
+
+/// The CONNECT, its checks and the link to the router (Vigil patch: split
+/// out of `remote`, unchanged).
+async fn open_session<P: Protocol>(
+    config: Arc<ConnectionSettings>,
+    tenant_id: Option<String>,
+    router_tx: Sender<(ConnectionId, Event)>,
+    stream: Box<dyn N>,
+    protocol: P,
+    will_handlers: &Mutex<HashMap<String, Sender<AwaitingWill>>>,
+) -> Option<Session<P>> {
     let mut network = Network::new(
         stream,
         config.max_payload_size,
@@ -549,7 +587,7 @@ async fn remote<P: Protocol, C: std::future::Future<Output = ()>>(
         Ok(p) => p,
         Err(e) => {
             error!(error=?e, "Error while handling MQTT connect packet");
-            return;
+            return None;
         }
     };
 
@@ -590,7 +628,7 @@ async fn remote<P: Protocol, C: std::future::Future<Output = ()>>(
         .insert(client_id.clone(), will_tx);
 
     // Start the link
-    let mut link = match RemoteLink::new(
+    let link = match RemoteLink::new(
         router_tx.clone(),
         tenant_id.clone(),
         network,
@@ -604,10 +642,32 @@ async fn remote<P: Protocol, C: std::future::Future<Output = ()>>(
         Ok(l) => l,
         Err(e) => {
             error!(error=?e, "Remote link error");
-            return;
+            return None;
         }
     };
+    Some(Session {
+        link,
+        client_id,
+        tenant_id,
+        router_tx,
+        will_rx,
+    })
+}
 
+/// The connection from CONNACK to its end, and its will (Vigil patch: split
+/// out of `remote`, unchanged).
+async fn run_session<P: Protocol, C: std::future::Future<Output = ()>>(
+    session: Session<P>,
+    will_handlers: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
+    close: C,
+) {
+    let Session {
+        mut link,
+        client_id,
+        tenant_id,
+        router_tx,
+        will_rx,
+    } = session;
     let connection_id = link.connection_id;
     let will_delay_interval = link.will_delay_interval;
     let mut send_disconnect = true;
