@@ -14,9 +14,9 @@ use super::{
     Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Streams, TickDue, Tuning, rules,
 };
 use crate::builtin::{self, Conditions};
-use crate::catalogue::{Decl, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
+use crate::catalogue::{Decl, Key, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
 use crate::define::{Sample, Source};
-use crate::engine::state::Tracker;
+use crate::engine::state::{Tracker, open_bit};
 
 rules! {
     /// The elevator status-sample rules.
@@ -362,6 +362,21 @@ impl Elevator {
         // change door cycling only while it holds (or its period runs).
         let cycling = tuning.of(Rule::DoorCycling);
         let mut busy = d.aux.door_changes.len() > cycling.whole(MAX_CHANGES) as usize;
+        let mine =
+            (0..Rule::ALL.len()).fold(0, |bits, i| bits | open_bit(Key::from_index(cx.base + i)));
+        if holding == 0
+            && !busy
+            && d.trackers.is_none()
+            && d.aux.since_set == 0
+            && cx.eq.open_bits() & mine == 0
+        {
+            // No condition holds (nor a limit switch, an overtravel or the
+            // button: `since_set`), no run is going, none of these rules'
+            // alarms is open: every rule's turn below would change nothing
+            // (a disabled rule has nothing to clear). Most samples.
+            self.busy.set(cx.ix, false);
+            return;
+        }
         let mut trackers: Trackers = d.trackers.as_deref().cloned().unwrap_or_default();
         for (&rule, tr) in Rule::ALL.iter().zip(trackers.iter_mut()) {
             let p = tuning.of(rule);
