@@ -140,8 +140,9 @@ pub(crate) struct DeviceCore {
     /// A hash of `id` (the engine's id hasher): checks a caller's
     /// `DeviceHandle` without reading the id from the heap.
     pub id_hash: u64,
-    /// The equipment it is bound to ([`DeviceCore::eq`]; 4 bytes: kept
-    /// for every device).
+    /// The equipment it is bound to ([`DeviceCore::eq`]). 4 bytes, as in
+    /// the equipment record; the record stays 136 bytes (its padding),
+    /// with room for flags beside it.
     eq: u32,
     pub report_interval_s: u32,
     /// Whether `max_seq` has been set (a flag beside the others rather
