@@ -291,10 +291,10 @@ impl RuleEngine {
     ) -> Vec<Alarm> {
         let mut out = Vec::new();
         let dev_id = &reading.device_id;
-        let eix = self.equipment_of(&ctx.binding, known.map(|dix| self.world.devices[dix].eq));
+        let eix = self.equipment_of(&ctx.binding, known.map(|dix| self.world.devices[dix].eq()));
         let dix = match known {
             Some(dix) => {
-                if self.world.devices[dix].eq != eix {
+                if self.world.devices[dix].eq() != eix {
                     self.unbind(dix, reading.ts, &mut out);
                     let id_hash = self.world.devices[dix].id_hash;
                     self.world.devices[dix] =
@@ -421,7 +421,7 @@ impl RuleEngine {
         // overdue-inspection rule means readings are flowing.
         let mut heard: Vec<Option<EpochMs>> = vec![None; self.world.equipment.len()];
         for dev in &self.world.devices {
-            let t = &mut heard[dev.eq];
+            let t = &mut heard[dev.eq()];
             *t = Some(t.map_or(dev.last_received, |t| t.max(dev.last_received)));
         }
         let mut seen = vec![false; self.world.equipment.len()];
@@ -493,7 +493,7 @@ impl RuleEngine {
         }
         for dix in 0..self.world.devices.len() {
             let dev = &self.world.devices[dix];
-            let eix = dev.eq;
+            let eix = dev.eq();
             let silent_ms = now.saturating_sub(dev.last_received).max(0);
             let tick = DeviceTick {
                 device_now: dev.last_ts.saturating_add(silent_ms),
@@ -612,7 +612,7 @@ impl RuleEngine {
         };
         family.on_resolve(&mut cx, Local((key.index() - *base) as u16), &a);
         self.world.book.by_alarm.remove(id);
-        self.world.book.cleared.insert(id.clone());
+        self.world.book.cleared.insert(id);
         info!(alarm = %a.alarm_id, rule = %a.rule, by, "Alarm resolved.");
         Ok(a)
     }
@@ -687,8 +687,10 @@ impl RuleEngine {
     /// parameters current. `hint`: the equipment the device was bound to,
     /// most likely the same one (no lookup by id then).
     fn equipment_of(&mut self, binding: &Binding, hint: Option<EqIx>) -> EqIx {
-        let hinted = hint
-            .filter(|&eix| self.world.equipment[eix].binding.equipment_id == binding.equipment_id);
+        let hinted = hint.filter(|&eix| {
+            let known = &self.world.equipment[eix].binding.equipment_id;
+            state::same_text(known.as_str(), binding.equipment_id.as_str())
+        });
         let eix =
             match hinted.or_else(|| self.world.equipment_ix.get(&binding.equipment_id).copied()) {
                 Some(eix) => eix,
@@ -713,7 +715,7 @@ impl RuleEngine {
     /// alarms it held there; its state starts afresh.
     fn unbind(&mut self, dix: DevIx, ts: EpochMs, out: &mut Vec<Alarm>) {
         let dev = &self.world.devices[dix];
-        let (id, old) = (dev.id.clone(), dev.eq);
+        let (id, old) = (dev.id.clone(), dev.eq());
         info!(device = %id, from = %self.world.equipment[old].binding.equipment_id, "Device bound to other equipment; its rule state starts afresh.");
         // Per-device conditions, built in and defined, hold alarms.
         let eq = &mut self.world.equipment[old];
@@ -738,7 +740,7 @@ impl RuleEngine {
         mut hook: impl FnMut(&mut dyn Family, &mut DevCx<'_>),
     ) {
         let dev = &mut self.world.devices[dix];
-        let eq = &mut self.world.equipment[dev.eq];
+        let eq = &mut self.world.equipment[dev.eq()];
         // Hooks do not resolve parameters again: one set for every family.
         let params = Arc::clone(&eq.params);
         for (base, hooks, family) in &mut self.families {
@@ -800,7 +802,8 @@ struct Resolver {
     config: RuleConfig,
     /// The defined rules' slots (see [`Key::defined`]).
     defined: Vec<Option<Arc<Definition>>>,
-    generation: u64,
+    /// Never [`state::STALE`].
+    generation: u32,
     defaults: Arc<ParamSet>,
     by_category: HashMap<String, Arc<ParamSet>>,
 }
@@ -829,7 +832,8 @@ impl Resolver {
             warn!(error = %e, "Rule configuration has errors; the engine ignores what is invalid.");
         }
         self.config = config;
-        self.generation += 1;
+        // 2^32 reloads wrap it past STALE, never onto it.
+        self.generation = self.generation.wrapping_add(1) % state::STALE;
         self.by_category.clear();
     }
 
@@ -855,6 +859,6 @@ impl Resolver {
             }
         };
         eq.params_gen = self.generation;
-        eq.inputs = eq.inputs.wrapping_add(1);
+        eq.inputs = state::next_inputs(eq.inputs);
     }
 }

@@ -781,6 +781,78 @@ impl<T: Default> Few<T> {
     }
 }
 
+/// A few values by name, in name order (a controller's active codes, a
+/// station's operators): a sorted list of exactly its length. A
+/// `BTreeMap` puts even one entry in a node of eleven places, most of a
+/// kilobyte for each such equipment; lookups here scan a handful.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SmallMap<V>(Vec<(String, V)>);
+
+impl<V> Default for SmallMap<V> {
+    fn default() -> Self {
+        SmallMap(Vec::new())
+    }
+}
+
+impl<V> SmallMap<V> {
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Sets `key`'s value (the key is copied only when it is new); returns
+    /// the value it replaces.
+    pub(crate) fn insert(&mut self, key: &str, value: V) -> Option<V> {
+        match self.find(key) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.reserve_exact(1);
+                self.0.insert(i, (key.to_owned(), value));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) -> Option<V> {
+        let i = self.find(key).ok()?;
+        let (_, value) = self.0.remove(i);
+        self.shrink();
+        Some(value)
+    }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str, &V) -> bool) {
+        self.0.retain(|(k, v)| keep(k, v));
+        self.shrink();
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0 = Vec::new();
+    }
+
+    /// Keeps no room for entries that are gone.
+    fn shrink(&mut self) {
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// In name order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+}
+
 /// Makes room in `v` for `len` items, growing by an eighth rather than
 /// doubling: these vectors hold state for every device, and half of a
 /// doubled one would stay empty on average.
@@ -881,6 +953,24 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+
+    #[test]
+    fn a_small_map_keeps_names_in_order_and_replaces_values() {
+        let mut m = SmallMap::default();
+        assert_eq!(m.insert("P3", 3), None);
+        assert_eq!(m.insert("P1", 1), None);
+        assert_eq!(m.insert("P2", 2), None);
+        assert_eq!(m.insert("P1", 10), Some(1), "one entry per name");
+        let names: Vec<&str> = m.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["P1", "P2", "P3"]);
+        assert!(m.contains_key("P2") && !m.contains_key("P4"));
+        assert_eq!(m.remove("P2"), Some(2));
+        assert_eq!(m.remove("P2"), None);
+        m.retain(|k, _| k != "P3");
+        assert_eq!(m.values().copied().collect::<Vec<_>>(), [10]);
+        m.clear();
+        assert!(m.is_empty() && !m.contains_key("P1"));
     }
 
     #[test]

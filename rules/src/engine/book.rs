@@ -2,6 +2,7 @@
 //! rule)` and who keeps it open, and the ids of recently cleared alarms.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 use tracing::{debug, info, warn};
@@ -114,28 +115,57 @@ pub(crate) struct Fire {
 
 /// Remembers ids of cleared alarms so a late acknowledge says "already
 /// cleared" rather than "not found"; bounded, oldest forgotten first.
+///
+/// Each id is kept as a 64-bit hash (seeded per process), not as text: 16
+/// bytes an id where the text kept its whole `Arc` alive (a UUID's is 56).
+/// Two ids share a hash with odds of about 2^-48 per question when the
+/// set is full: an unknown id asked about would then be answered "already
+/// cleared" instead of "not found", nothing else (an open alarm is found
+/// by its id before this set is asked).
 #[derive(Default)]
 pub(crate) struct RecentlyCleared {
-    order: VecDeque<AlarmId>,
-    ids: HashSet<AlarmId>,
+    order: VecDeque<u64>,
+    hashes: HashSet<u64, BuildHasherDefault<Identity>>,
+    hasher: foldhash::quality::RandomState,
 }
 
 const REMEMBER_CLEARED: usize = 65_536;
 
 impl RecentlyCleared {
-    pub(crate) fn insert(&mut self, id: AlarmId) {
-        if self.ids.insert(id.clone()) {
-            self.order.push_back(id);
+    pub(crate) fn insert(&mut self, id: &AlarmId) {
+        let h = self.hasher.hash_one(id.as_str());
+        if self.hashes.insert(h) {
+            self.order.push_back(h);
             if self.order.len() > REMEMBER_CLEARED
                 && let Some(old) = self.order.pop_front()
             {
-                self.ids.remove(&old);
+                self.hashes.remove(&old);
             }
         }
     }
 
     pub(crate) fn contains(&self, id: &AlarmId) -> bool {
-        self.ids.contains(id)
+        self.hashes.contains(&self.hasher.hash_one(id.as_str()))
+    }
+}
+
+/// The hasher of [`RecentlyCleared`]'s set: its keys are hashes already.
+#[derive(Default)]
+pub(crate) struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
     }
 }
 
@@ -231,7 +261,8 @@ impl Book {
             note: None,
         };
         info!(equipment = %alarm.equipment_id, device = ?device.map(DeviceId::as_str), rule = %alarm.rule, alarm = %alarm.alarm_id, severity = f.severity.as_str(), "Alarm raised.");
-        self.by_alarm.insert(alarm.alarm_id.clone(), (eq.ix, f.key));
+        self.by_alarm
+            .insert(alarm.alarm_id.clone(), (eq.ix(), f.key));
         eq.put_slot(Slot::new(f.key, alarm.clone(), holders));
         alarm
     }
@@ -245,7 +276,7 @@ impl Book {
             warn!(equipment = %alarm.equipment_id, rule = %alarm.rule, kept = %alarm.alarm_id, dropped = %existing.head.alarm_id, "Two open alarms for one equipment and rule; keeping the later one.");
             self.by_alarm.remove(&existing.head.alarm_id);
         }
-        self.by_alarm.insert(alarm.alarm_id.clone(), (eq.ix, key));
+        self.by_alarm.insert(alarm.alarm_id.clone(), (eq.ix(), key));
     }
 
     /// A new version of the open alarm without a new occurrence (the set of
@@ -306,7 +337,7 @@ impl Book {
         eq.set_cleared_at(key, at);
         info!(equipment = %a.equipment_id, rule = %a.rule, alarm = %a.alarm_id, count = a.count, "Alarm cleared.");
         self.by_alarm.remove(&a.alarm_id);
-        self.cleared.insert(a.alarm_id.clone());
+        self.cleared.insert(&a.alarm_id);
         out.push(a);
     }
 }
@@ -339,6 +370,23 @@ mod tests {
             acknowledged_by: None,
             note: None,
         }
+    }
+
+    #[test]
+    fn recently_cleared_ids_are_remembered_until_many_more_cleared() {
+        let id = |n: usize| AlarmId::new(format!("A{n}")).unwrap();
+        let mut cleared = RecentlyCleared::default();
+        cleared.insert(&id(0));
+        cleared.insert(&id(0));
+        assert!(cleared.contains(&id(0)));
+        assert!(!cleared.contains(&id(1)), "never cleared");
+        for n in 1..=REMEMBER_CLEARED {
+            cleared.insert(&id(n));
+        }
+        assert!(!cleared.contains(&id(0)), "the oldest is forgotten first");
+        assert!(cleared.contains(&id(1)) && cleared.contains(&id(REMEMBER_CLEARED)));
+        assert!(!cleared.contains(&id(REMEMBER_CLEARED + 1)));
+        assert_eq!(cleared.order.len(), REMEMBER_CLEARED);
     }
 
     #[test]

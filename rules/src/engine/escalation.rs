@@ -100,7 +100,7 @@ pub(super) fn escalate(
     out: &mut Vec<Alarm>,
 ) {
     for eq in equipment.iter_mut() {
-        let clock = eq.clock.unwrap_or(now);
+        let clock = eq.clock().unwrap_or(now);
         for slot in &mut eq.slots {
             let a = slot.head();
             if a.state != AlarmState::Active {

@@ -33,7 +33,7 @@ pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs)
                 // dropped while the engine was down is an empty slot, and
                 // its open alarm clears at the next tick).
                 if !latest.state.is_open() {
-                    engine.world.book.cleared.insert(latest.alarm_id.clone());
+                    engine.world.book.cleared.insert(&latest.alarm_id);
                     continue;
                 }
                 let known = engine.world.book.rule_ids[rules().len()..].contains(&latest.rule);
@@ -53,7 +53,7 @@ pub(super) fn restore(engine: &mut RuleEngine, alarms: Vec<Alarm>, now: EpochMs)
             f.on_restore(cx, key, &versions)
         });
         if !latest.state.is_open() {
-            engine.world.book.cleared.insert(latest.alarm_id.clone());
+            engine.world.book.cleared.insert(&latest.alarm_id);
             cleared += 1;
             continue;
         }

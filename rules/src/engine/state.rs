@@ -140,8 +140,10 @@ pub(crate) struct DeviceCore {
     /// A hash of `id` (the engine's id hasher): checks a caller's
     /// `DeviceHandle` without reading the id from the heap.
     pub id_hash: u64,
-    /// The equipment it is bound to.
-    pub eq: EqIx,
+    /// The equipment it is bound to ([`DeviceCore::eq`]). 4 bytes, as in
+    /// the equipment record; the record stays 136 bytes (its padding),
+    /// with room for flags beside it.
+    eq: u32,
     pub report_interval_s: u32,
     /// Whether `max_seq` has been set (a flag beside the others rather
     /// than an `Option`, which would double the field).
@@ -164,6 +166,13 @@ pub(crate) struct DeviceCore {
     /// The latest elevator and ride samples: they hold until the next one,
     /// so ticks evaluate them again (the sample rules, defined rules).
     pub latest: Latest,
+}
+
+/// A dense index as kept in the per-device and per-equipment records: the
+/// engine holds far fewer than 2^32 of either (each costs it hundreds of
+/// bytes).
+fn index_u32(ix: usize) -> u32 {
+    u32::try_from(ix).expect("fewer than 2^32 devices and equipment")
 }
 
 /// No reading on the stream yet (see [`DeviceCore::stream_ts`]).
@@ -231,6 +240,11 @@ impl Latest {
 }
 
 impl DeviceCore {
+    /// The equipment it is bound to.
+    pub(crate) fn eq(&self) -> EqIx {
+        self.eq as EqIx
+    }
+
     pub(crate) fn new(
         id: DeviceId,
         id_hash: u64,
@@ -248,7 +262,7 @@ impl DeviceCore {
         DeviceCore {
             id,
             id_hash,
-            eq,
+            eq: index_u32(eq),
             report_interval_s: 0,
             seq_seen: false,
             offline: false,
@@ -279,7 +293,9 @@ impl DeviceCore {
 #[derive(Debug, Clone)]
 pub(crate) struct EqBinding {
     pub equipment_id: EquipmentId,
-    pub category: Arc<str>,
+    /// An `Arc<String>`, not an `Arc<str>`: a thin pointer, 8 bytes less
+    /// for every equipment.
+    pub category: Arc<String>,
     pub owner_id: OwnerId,
     pub region: Region,
 }
@@ -295,17 +311,24 @@ impl EqBinding {
     }
 }
 
+/// Whether two texts are equal, by address first: ids are shared `Arc`s,
+/// and the registry's context of a device usually holds the very copy the
+/// engine keeps (the std comparison of two `Arc<str>` reads both).
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+}
+
 /// One shared copy of each category name the engine has seen (a handful:
 /// the registry's categories).
 #[derive(Debug, Default)]
-pub(crate) struct Categories(Vec<Arc<str>>);
+pub(crate) struct Categories(Vec<Arc<String>>);
 
 impl Categories {
-    fn intern(&mut self, name: &str) -> Arc<str> {
+    fn intern(&mut self, name: &str) -> Arc<String> {
         if let Some(known) = self.0.iter().find(|c| ***c == *name) {
             return Arc::clone(known);
         }
-        let made: Arc<str> = Arc::from(name);
+        let made = Arc::new(name.to_owned());
         self.0.push(Arc::clone(&made));
         made
     }
@@ -343,23 +366,34 @@ pub(crate) fn open_bit(key: Key) -> u64 {
     1 << key.index().min(63)
 }
 
+/// The [`EquipmentCore::inputs`] after `inputs`: never 0, which families
+/// keep for "not judged under any".
+pub(crate) fn next_inputs(inputs: u32) -> u32 {
+    inputs.wrapping_add(1).max(1)
+}
+
 /// Parameters resolved under a generation no resolver ever has: the
 /// equipment's are resolved at its next evaluation.
-pub(crate) const STALE: u64 = u64::MAX;
+pub(crate) const STALE: u32 = u32::MAX;
 
 /// What the engine keeps of one piece of equipment for every family: who
 /// it is, its rules' parameters and open alarms, its clock.
 #[derive(Debug)]
 pub(crate) struct EquipmentCore {
-    pub ix: EqIx,
+    /// Its index ([`EquipmentCore::ix`]). The narrow fields here (4 bytes
+    /// where 8 would do too, flags beside them) keep the record, one per
+    /// equipment, at 144 bytes.
+    ix: u32,
     pub binding: EqBinding,
     pub params: Arc<ParamSet>,
-    pub params_gen: u64,
+    pub params_gen: u32,
     /// The open alarms, by [`Key`] ascending: built-in rules, then defined
     /// ones. Most equipment has none or a few of its rules' alarms open, so
     /// a short list beats a place for each rule. Changed only by
-    /// `put_slot` and `take_slot` (they keep `open` true).
-    pub slots: Vec<Slot>,
+    /// `put_slot` and `take_slot` (they keep `open` true), each to its
+    /// exact length (alarms open and close far less often than readings
+    /// come, and a `Vec`'s capacity is 8 bytes more per equipment).
+    pub slots: Box<[Slot]>,
     /// A bit per rule with an open alarm here (keys from 63 on share the
     /// last bit: the 44 built-in rules and the first defined ones have
     /// their own): most "is it open?" questions, asked of every equipment
@@ -370,8 +404,10 @@ pub(crate) struct EquipmentCore {
     /// defined index; made at the first such clear (16 bytes for the
     /// equipment that never had one, not 24).
     defined_cleared_at: Option<Box<[Option<EpochMs>]>>,
-    /// Latest device time of any of its devices (advanced by `tick`).
-    pub clock: Option<EpochMs>,
+    /// Latest device time of any of its devices (advanced by `tick`), if
+    /// `clock_set` ([`EquipmentCore::clock`]).
+    clock: EpochMs,
+    clock_set: bool,
     /// The registry's `params` of the equipment, as its latest reading
     /// came with them (`param.x` in conditions).
     pub registry: Arc<Map<String, Value>>,
@@ -397,14 +433,15 @@ impl EquipmentCore {
         params: Arc<ParamSet>,
     ) -> EquipmentCore {
         EquipmentCore {
-            ix,
+            ix: index_u32(ix),
             binding: EqBinding::of(binding, categories),
             params,
             params_gen: STALE,
-            slots: Vec::new(),
+            slots: Box::default(),
             open: 0,
             defined_cleared_at: None,
-            clock: None,
+            clock: 0,
+            clock_set: false,
             registry: Arc::default(),
             inputs: 0,
             ride_state: None,
@@ -413,10 +450,20 @@ impl EquipmentCore {
         }
     }
 
+    /// Its index in the engine.
+    pub(crate) fn ix(&self) -> EqIx {
+        self.ix as EqIx
+    }
+
+    /// Latest device time of any of its devices (advanced by `tick`).
+    pub(crate) fn clock(&self) -> Option<EpochMs> {
+        self.clock_set.then_some(self.clock)
+    }
+
     /// The registry's `params` of the equipment are now `registry`.
     pub(crate) fn set_registry(&mut self, registry: Arc<Map<String, Value>>) {
         self.registry = registry;
-        self.inputs = self.inputs.wrapping_add(1);
+        self.inputs = next_inputs(self.inputs);
     }
 
     /// The registry changed the equipment's owner, region or category:
@@ -425,9 +472,9 @@ impl EquipmentCore {
     /// category in the engine's shared copy (in cache).
     pub(crate) fn rebind(&mut self, binding: &Binding, categories: &mut Categories) {
         let b = &self.binding;
-        let same = b.equipment_id == binding.equipment_id
+        let same = same_text(b.equipment_id.as_str(), binding.equipment_id.as_str())
             && *b.category == *binding.category
-            && b.owner_id == binding.owner_id
+            && same_text(b.owner_id.as_str(), binding.owner_id.as_str())
             && b.region == binding.region;
         if !same {
             self.binding = EqBinding::of(binding, categories);
@@ -460,13 +507,10 @@ impl EquipmentCore {
             return None;
         }
         let i = self.slots.iter().position(|s| s.key == key)?;
-        let slot = self.slots.remove(i);
+        let mut slots = Vec::from(std::mem::take(&mut self.slots));
+        let slot = slots.remove(i);
+        self.slots = slots.into_boxed_slice();
         self.open = (self.slots.iter()).fold(0, |bits, s| bits | open_bit(s.key));
-        if self.slots.is_empty() {
-            // Most equipment has one alarm open at a time, if any: keep no
-            // room for alarms that are gone.
-            self.slots = Vec::new();
-        }
         Some(slot)
     }
 
@@ -476,10 +520,10 @@ impl EquipmentCore {
         match self.slots.binary_search_by_key(&slot.key, |s| s.key) {
             Ok(i) => Some(std::mem::replace(&mut self.slots[i], slot)),
             Err(i) => {
-                // A slot is a few hundred bytes and a `Vec` grows to four
-                // at its first push: room for one more is enough.
-                self.slots.reserve_exact(1);
-                self.slots.insert(i, slot);
+                let mut slots = Vec::from(std::mem::take(&mut self.slots));
+                slots.reserve_exact(1);
+                slots.insert(i, slot);
+                self.slots = slots.into_boxed_slice();
                 None
             }
         }
@@ -517,7 +561,8 @@ impl EquipmentCore {
     }
 
     pub(crate) fn advance_clock(&mut self, t: EpochMs) {
-        self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
+        self.clock = if self.clock_set { self.clock.max(t) } else { t };
+        self.clock_set = true;
     }
 
     /// When defined rule `key` last cleared here.

@@ -113,15 +113,23 @@ struct Watch {
     flagged: bool,
 }
 
-/// The elevator anomaly state of one device.
+/// The elevator anomaly state of one device: kept for every device, so
+/// its flags share one word rather than each detector and `Option`
+/// padding its own (120 bytes as two [`Watch`]es and two `Option`s).
 #[derive(Debug, Default)]
 struct AnomalyDevice {
-    door_close: Watch,
-    trip: Watch,
-    /// When the door began its current closing, if it is closing.
-    closing_since: Option<EpochMs>,
-    /// When and where the current trip began, if the car is travelling.
-    trip_start: Option<(EpochMs, i16)>,
+    door_close: Detector,
+    trip: Detector,
+    /// This device holds the door-closing (the trip) alarm.
+    door_close_flagged: bool,
+    trip_flagged: bool,
+    /// The door is closing, since `closing_since`.
+    closing: bool,
+    closing_since: EpochMs,
+    /// The car is travelling, since `trip_since` from `trip_from`.
+    travelling: bool,
+    trip_from: i16,
+    trip_since: EpochMs,
 }
 
 impl Family for Anomaly {
@@ -148,24 +156,29 @@ impl Family for Anomaly {
                 let a = self.devices.at(cx.ix);
                 let finished = match sample.door {
                     Door::Closing => {
-                        a.closing_since.get_or_insert(ts);
+                        if !a.closing {
+                            a.closing = true;
+                            a.closing_since = ts;
+                        }
                         None
                     }
-                    Door::Closed => a.closing_since.take().map(|start| ts - start),
+                    Door::Closed => std::mem::take(&mut a.closing).then(|| ts - a.closing_since),
                     Door::Open | Door::Opening => {
-                        a.closing_since = None;
+                        a.closing = false;
                         None
                     }
                 };
                 // A trip: from leaving a floor to standing at one again.
                 let moving = sample.direction != Direction::Stop;
-                let trip = match (a.trip_start, moving) {
+                let start = a.travelling.then_some((a.trip_since, a.trip_from));
+                let trip = match (start, moving) {
                     (None, true) => {
-                        a.trip_start = Some((ts, sample.floor));
+                        a.travelling = true;
+                        (a.trip_since, a.trip_from) = (ts, sample.floor);
                         None
                     }
                     (Some((start, from)), false) if sample.leveled => {
-                        a.trip_start = None;
+                        a.travelling = false;
                         // Widened first: floors are any i16 a device sends,
                         // and 32767 - (-32768) does not fit one.
                         let floors = (i64::from(sample.floor) - i64::from(from)).abs().max(1);
@@ -214,32 +227,44 @@ impl Anomaly {
     fn observe(&mut self, cx: &mut DevCx<'_>, rule: Rule, value: f64, ts: EpochMs) {
         let tuning = cx.tuning();
         let p = tuning.of(rule);
-        let watch = match rule {
-            Rule::DoorClose => &mut self.devices.at(cx.ix).door_close,
-            Rule::Trip => &mut self.devices.at(cx.ix).trip,
-            Rule::Vibration => self.vibration.entry(cx.ix).or_default(),
-            Rule::Fill => self.fill.entry(cx.ix).or_default(),
+        let (detector, flagged) = match rule {
+            Rule::DoorClose => {
+                let a = self.devices.at(cx.ix);
+                (&mut a.door_close, &mut a.door_close_flagged)
+            }
+            Rule::Trip => {
+                let a = self.devices.at(cx.ix);
+                (&mut a.trip, &mut a.trip_flagged)
+            }
+            Rule::Vibration => {
+                let w = self.vibration.entry(cx.ix).or_default();
+                (&mut w.detector, &mut w.flagged)
+            }
+            Rule::Fill => {
+                let w = self.fill.entry(cx.ix).or_default();
+                (&mut w.detector, &mut w.flagged)
+            }
         };
         if !p.enabled {
-            if watch.flagged {
-                watch.flagged = false;
+            if *flagged {
+                *flagged = false;
                 cx.release_mine(rule, ts);
             }
             return;
         }
-        let detector = AnomalyParams {
+        let params = AnomalyParams {
             warmup: p.whole(WARMUP),
             threshold: p.num(THRESHOLD),
             ..AnomalyParams::DEFAULT
         };
-        match watch.detector.observe(value, &detector) {
+        match detector.observe(value, &params) {
             Verdict::Anomalous {
                 score,
                 recent,
                 baseline,
                 deviation,
-            } if !watch.flagged => {
-                watch.flagged = true;
+            } if !*flagged => {
+                *flagged = true;
                 let details = json!({
                     "metric": &rule.decl().id["anomaly.".len()..],
                     "recent": round3(recent),
@@ -250,8 +275,8 @@ impl Anomaly {
                 cx.hold(rule, p.severity, ts, details);
             }
             Verdict::Normal { score } if score < 0.75 * p.num(THRESHOLD) => {
-                if watch.flagged {
-                    watch.flagged = false;
+                if *flagged {
+                    *flagged = false;
                     cx.release_mine(rule, ts);
                 } else if cx.slot(rule).is_some_and(|s| s.holders.is_empty()) {
                     // Restored after a restart and nobody holds it: the

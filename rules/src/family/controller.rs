@@ -3,13 +3,13 @@
 //! active code; a code becoming active raises or repeats it, the last one
 //! going inactive clears it after `clear_s` (at once by default).
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value, json};
 use vigil_model::reading::ControllerEvent;
 use vigil_model::{Alarm, EpochMs, Payload, Severity, Stream};
 
-use super::{Cx, DevCx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, TickDue, rules};
+use super::{
+    Cx, DevCx, DeviceTick, Family, Few, Hooks, Local, Msg, SmallMap, Streams, TickDue, rules,
+};
 use crate::catalogue::{Clear, Codes, Decl, Key, Kind, Lit, Param, Params};
 
 rules! {
@@ -72,7 +72,7 @@ pub(crate) struct Controller {
 
 #[derive(Debug, Default)]
 struct Active {
-    codes: BTreeMap<String, ActiveCode>,
+    codes: SmallMap<ActiveCode>,
     /// Since when no code is active while the alarm is open.
     clear_since: Option<EpochMs>,
 }
@@ -125,7 +125,7 @@ impl Family for Controller {
 
     fn on_resolve(&mut self, cx: &mut Cx<'_>, _rule: Local, _alarm: &Alarm) {
         // The next active code raises a new alarm.
-        self.equipment.reset(cx.eq.ix);
+        self.equipment.reset(cx.eq.ix());
     }
 
     fn on_restore(&mut self, cx: &mut Cx<'_>, key: Key, versions: &[Alarm]) {
@@ -135,7 +135,7 @@ impl Family for Controller {
         if cx.local(key, Rule::ALL.len()).is_none() {
             return;
         }
-        let active = self.equipment.at(cx.eq.ix);
+        let active = self.equipment.at(cx.eq.ix());
         active.codes.clear();
         for c in latest
             .details
@@ -158,7 +158,7 @@ impl Family for Controller {
                 .unwrap_or(latest.raised_at);
             let text = c.get("text").and_then(Value::as_str).map(str::to_owned);
             active.codes.insert(
-                code.to_owned(),
+                code,
                 ActiveCode {
                     text,
                     severity,
@@ -181,7 +181,7 @@ impl Controller {
             self.disable(cx, t);
             return;
         }
-        let active = self.equipment.at(cx.eq.ix);
+        let active = self.equipment.at(cx.eq.ix());
         if ev.active {
             if active.codes.contains_key(&ev.code) {
                 // Controllers repeat an active code; it is one occurrence.
@@ -189,7 +189,7 @@ impl Controller {
             }
             let severity = code_severity(p, &ev.code);
             active.codes.insert(
-                ev.code.clone(),
+                &ev.code,
                 ActiveCode {
                     text: ev.text.clone(),
                     severity,
@@ -222,7 +222,7 @@ impl Controller {
     /// (only when `clear_s` > 0), or when the rule is disabled.
     fn timer(&mut self, cx: &mut Cx<'_>, t: EpochMs) {
         let rule = Rule::ControllerFault;
-        let idle = (self.equipment.get(cx.eq.ix))
+        let idle = (self.equipment.get(cx.eq.ix()))
             .is_none_or(|a| a.codes.is_empty() && a.clear_since.is_none());
         if idle && !cx.is_open(rule) {
             // No code, no alarm: enabled or not, nothing to do.
@@ -234,7 +234,7 @@ impl Controller {
             self.disable(cx, t);
             return;
         }
-        let Some(active) = self.equipment.get_mut(cx.eq.ix) else {
+        let Some(active) = self.equipment.get_mut(cx.eq.ix()) else {
             return;
         };
         if !cx.is_open(rule) {
@@ -251,7 +251,7 @@ impl Controller {
     }
 
     fn disable(&mut self, cx: &mut Cx<'_>, t: EpochMs) {
-        self.equipment.reset(cx.eq.ix);
+        self.equipment.reset(cx.eq.ix());
         cx.clear(Rule::ControllerFault, t);
     }
 }

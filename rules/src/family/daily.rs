@@ -92,14 +92,14 @@ impl Family for Daily {
             return;
         }
         let day = day_of(ts, offset_ms);
-        match self.equipment.get(&cx.eq.ix) {
+        match self.equipment.get(&cx.eq.ix()) {
             Some(d) if d.day > day => return, // a late message of an earlier day
             Some(d) if d.day == day => {}
             _ => {
                 // A new day: yesterday's alarm ends at midnight.
                 cx.clear(rule, day * DAY_MS - offset_ms);
                 self.equipment.insert(
-                    cx.eq.ix,
+                    cx.eq.ix(),
                     DailyCheck {
                         day,
                         ..DailyCheck::default()
@@ -108,7 +108,7 @@ impl Family for Daily {
             }
         }
         let by_event = cx.eq.registry.get("daily_check").and_then(Value::as_str) == Some("event");
-        let Some(d) = self.equipment.get_mut(&cx.eq.ix) else {
+        let Some(d) = self.equipment.get_mut(&cx.eq.ix()) else {
             return;
         };
         let Payload::Ride(sample) = msg.payload else {
@@ -152,7 +152,12 @@ impl Family for Daily {
         let rule = Rule::NoDailyCheck;
         // The open-alarm bit first: most equipment has none, and the table
         // probe is a cache miss.
-        if cx.is_open(rule) && self.equipment.get(&cx.eq.ix).is_some_and(|d| d.day < today) {
+        if cx.is_open(rule)
+            && self
+                .equipment
+                .get(&cx.eq.ix())
+                .is_some_and(|d| d.day < today)
+        {
             cx.clear(rule, today * DAY_MS - cx.local_offset_ms);
         }
     }

@@ -36,8 +36,9 @@ pub(crate) struct Defined {
 
 #[derive(Debug, Default)]
 struct DefinedDevice {
-    /// One per defined rule (state rules use theirs), by slot.
-    trackers: Vec<Tracker>,
+    /// One per defined rule (state rules use theirs), by slot; to its
+    /// exact length (kept for every device: a `Vec` is 8 bytes more).
+    trackers: Box<[Tracker]>,
 }
 
 impl Family for Defined {
@@ -118,11 +119,11 @@ impl Family for Defined {
     /// Clears the open alarms of defined rules a reload (or a restart with
     /// another configuration) dropped.
     fn on_equipment_tick(&mut self, cx: &mut Cx<'_>) {
-        let t = cx.eq.clock.unwrap_or(cx.now);
+        let t = cx.eq.clock().unwrap_or(cx.now);
         for (n, def) in self.rules.iter().enumerate() {
             let rule = Local(n as u16);
             if def.is_none() && cx.is_open(rule) {
-                if let Some(last) = self.last.get_mut(cx.eq.ix).and_then(|l| l.get_mut(n)) {
+                if let Some(last) = self.last.get_mut(cx.eq.ix()).and_then(|l| l.get_mut(n)) {
                     *last = None;
                 }
                 cx.clear(rule, t);
@@ -150,7 +151,7 @@ impl Family for Defined {
             .and_then(Option::as_ref)
             .is_some_and(|d| !d.source.is_state());
         if event_rule && let Some(device) = &latest.device_id {
-            let last = self.last.at(cx.eq.ix);
+            let last = self.last.at(cx.eq.ix());
             if last.len() <= n {
                 last.resize(n + 1, None);
             }
@@ -244,13 +245,15 @@ impl Defined {
             busy |= tr.pending();
             if !tr.is_idle() {
                 if d.trackers.len() <= n {
-                    d.trackers.resize_with(n + 1, Tracker::default);
+                    let mut longer = Vec::from(std::mem::take(&mut d.trackers));
+                    longer.resize_with(n + 1, Tracker::default);
+                    d.trackers = longer.into_boxed_slice();
                 }
                 d.trackers[n] = tr;
             }
         }
         if d.trackers.iter().all(Tracker::is_idle) {
-            d.trackers = Vec::new();
+            d.trackers = Box::default();
         }
         self.busy.set(cx.ix, busy);
     }
@@ -260,7 +263,7 @@ impl Defined {
     fn on_event(&mut self, cx: &mut DevCx<'_>, sample: Sample<'_>, t: EpochMs) {
         let tuning = cx.tuning();
         let registry = Arc::clone(&cx.eq.registry);
-        let last = self.last.at(cx.eq.ix);
+        let last = self.last.at(cx.eq.ix());
         if last.len() < self.rules.len() {
             last.resize(self.rules.len(), None);
         }
@@ -305,10 +308,10 @@ impl Defined {
             // forgets its last event (as `quiet_period` does). Only event
             // rules keep a last event: the equipment's record goes, so the
             // next tick does not read it again.
-            self.last.reset(cx.eq.ix);
+            self.last.reset(cx.eq.ix());
             return;
         }
-        let last = self.last.at(cx.eq.ix);
+        let last = self.last.at(cx.eq.ix());
         if last.len() < self.rules.len() {
             last.resize(self.rules.len(), None);
         }

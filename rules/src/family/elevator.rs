@@ -8,15 +8,15 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 use vigil_model::reading::{Direction, Door, ElevatorMode, ElevatorSample, Limit};
-use vigil_model::{DeviceContext, DeviceId, EpochMs, Payload, Stream};
+use vigil_model::{DeviceId, EpochMs, Payload, Stream};
 
 use super::{
     Bits, Cx, Dense, DevCx, DevIx, DeviceTick, Family, Hooks, Msg, Streams, TickDue, Tuning, rules,
 };
 use crate::builtin::{self, Conditions};
-use crate::catalogue::{Decl, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
+use crate::catalogue::{Decl, Key, Kind, Lit, Ms, Num, Param, Params, Period, Whole};
 use crate::define::{Sample, Source};
-use crate::engine::state::Tracker;
+use crate::engine::state::{Tracker, open_bit};
 
 rules! {
     /// The elevator status-sample rules.
@@ -202,6 +202,9 @@ struct ElevatorDevice {
     late: Option<Box<[Option<EpochMs>; Rule::ALL.len()]>>,
     aux: ElevatorAux,
     geo: Geometry,
+    /// The equipment's `inputs` `geo` was read under (never 0, so 0: not
+    /// yet read).
+    geo_inputs: u32,
     /// Which rules' `catalogue.toml` conditions hold on the latest sample
     /// (bit per [`Rule`]), with the equipment's `inputs` they were judged
     /// under: ticks and the next sample's first look judge the same
@@ -261,7 +264,12 @@ impl Family for Elevator {
             return;
         };
         let d = self.devices.at(cx.ix);
-        d.geo = Geometry::of(msg.ctx);
+        // The equipment's registry is the reading's context's params (the
+        // engine keeps it equal): read again only when it changed.
+        if d.geo_inputs != cx.eq.inputs {
+            d.geo = Geometry::of(&cx.eq.registry);
+            d.geo_inputs = cx.eq.inputs;
+        }
         d.aux.observe(sample, &d.geo, msg.ts);
         if !std::mem::take(&mut self.same_as_last) {
             d.holding = None;
@@ -288,7 +296,7 @@ impl Family for Elevator {
         };
         let tuning = cx.tuning();
         let registry = std::sync::Arc::clone(&cx.eq.registry);
-        let geo = Geometry::of(msg.ctx);
+        let geo = Geometry::of(&msg.ctx.params);
         let d = self.devices.at(cx.ix);
         let read = CONDITIONS.registry(&registry);
         let mut fired = false;
@@ -354,6 +362,21 @@ impl Elevator {
         // change door cycling only while it holds (or its period runs).
         let cycling = tuning.of(Rule::DoorCycling);
         let mut busy = d.aux.door_changes.len() > cycling.whole(MAX_CHANGES) as usize;
+        let mine =
+            (0..Rule::ALL.len()).fold(0, |bits, i| bits | open_bit(Key::from_index(cx.base + i)));
+        if holding == 0
+            && !busy
+            && d.trackers.is_none()
+            && d.aux.since_set == 0
+            && cx.eq.open_bits() & mine == 0
+        {
+            // No condition holds (nor a limit switch, an overtravel or the
+            // button: `since_set`), no run is going, none of these rules'
+            // alarms is open: every rule's turn below would change nothing
+            // (a disabled rule has nothing to clear). Most samples.
+            self.busy.set(cx.ix, false);
+            return;
+        }
         let mut trackers: Trackers = d.trackers.as_deref().cloned().unwrap_or_default();
         for (&rule, tr) in Rule::ALL.iter().zip(trackers.iter_mut()) {
             let p = tuning.of(rule);
@@ -517,7 +540,7 @@ fn details(
             json!({"floor": s.floor, "door": s.door.as_str(), "speed_mps": speed})
         }
         Rule::Overspeed => {
-            let rated = geo.rated_mps.unwrap_or_default();
+            let rated = geo.rated_mps().unwrap_or_default();
             // Four decimals: 1.15 × 1.75 is 2.0125, not 2.012.
             let limit = (p.num(FACTOR) * rated * 10_000.0).round() / 10_000.0;
             json!({"speed_mps": speed, "rated_speed_mps": rated, "limit_mps": limit})
@@ -561,20 +584,44 @@ pub(crate) fn round3(x: f64) -> f64 {
 }
 
 /// What the registry says about the car's shaft, read once per sample.
-#[derive(Debug, Clone, Copy, Default)]
+/// Kept for every device: the rated speed is NaN when unknown (an
+/// `Option<f64>` would take twice its room).
+#[derive(Debug, Clone, Copy)]
 struct Geometry {
     floors: Option<(i16, i16)>,
-    rated_mps: Option<f64>,
+    rated: f64,
+}
+
+impl Default for Geometry {
+    fn default() -> Self {
+        Geometry {
+            floors: None,
+            rated: f64::NAN,
+        }
+    }
 }
 
 impl Geometry {
-    fn of(ctx: &DeviceContext) -> Geometry {
+    /// From the registry's `params` of the equipment (as
+    /// `DeviceContext::floor_range` and `param_f64` read them).
+    fn of(params: &Map<String, Value>) -> Geometry {
+        let floors = || {
+            let range = params.get("floors")?.as_array()?;
+            let lo = i16::try_from(range.first()?.as_i64()?).ok()?;
+            let hi = i16::try_from(range.get(1)?.as_i64()?).ok()?;
+            (lo <= hi).then_some((lo, hi))
+        };
         Geometry {
-            floors: ctx.floor_range(),
-            rated_mps: ctx
-                .param_f64("rated_speed_mps")
-                .filter(|v| v.is_finite() && *v > 0.0),
+            floors: floors(),
+            rated: (params.get("rated_speed_mps").and_then(Value::as_f64))
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .unwrap_or(f64::NAN),
         }
+    }
+
+    /// The rated speed, if the registry gives a positive one.
+    fn rated_mps(&self) -> Option<f64> {
+        (!self.rated.is_nan()).then_some(self.rated)
     }
 }
 
@@ -590,7 +637,9 @@ struct ElevatorAux {
     /// ([`BEYOND`] + end), the alarm button was first pressed during the
     /// current trapped run ([`BUTTON`]); set where `since_set` has the
     /// place's bit (five `Option`s took twice the room).
-    since: [EpochMs; 5],
+    /// Boxed: most cars never trip a limit switch, overtravel or get
+    /// trapped, and five times are 32 bytes more for every device.
+    since: Option<Box<[EpochMs; 5]>>,
     since_set: u8,
     door_floor: Option<i16>,
     last_door: Option<Door>,
@@ -609,13 +658,16 @@ const BUTTON: usize = 4;
 
 impl ElevatorAux {
     fn since(&self, place: usize) -> Option<EpochMs> {
-        (self.since_set & (1 << place) != 0).then(|| self.since[place])
+        if self.since_set & (1 << place) == 0 {
+            return None;
+        }
+        self.since.as_ref().map(|since| since[place])
     }
 
     fn set_since(&mut self, place: usize, at: Option<EpochMs>) {
         match at {
             Some(at) => {
-                self.since[place] = at;
+                self.since.get_or_insert_default()[place] = at;
                 self.since_set |= 1 << place;
             }
             None => self.since_set &= !(1 << place),
@@ -696,7 +748,7 @@ impl ElevatorAux {
 
     fn rebase(&mut self, t: EpochMs) {
         // Unset places keep whatever they hold: only set ones are read.
-        for since in &mut self.since {
+        for since in self.since.iter_mut().flat_map(|since| since.iter_mut()) {
             *since = (*since).min(t);
         }
         self.door_changes.clear();

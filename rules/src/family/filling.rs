@@ -14,7 +14,7 @@
 //! in between neither clear nor extend it: one bad fill among good ones is
 //! still one to look at.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 use vigil_model::reading::FillingRecord;
@@ -23,8 +23,8 @@ use vigil_model::{Alarm, DeviceId, EpochMs, EquipmentId, Payload, Severity};
 use super::RegistryFacts;
 use super::elevator::round3;
 use super::{
-    Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, Streams, TickDue, parse_hours,
-    rules,
+    Cx, DevCx, DevIx, DeviceTick, Family, Few, Hooks, Local, Msg, SmallMap, Streams, TickDue,
+    parse_hours, rules,
 };
 use crate::catalogue::{Clear, Decl, Key, Kind, Lit, Ms, Param, Period};
 
@@ -206,7 +206,7 @@ struct Station {
     /// and device.
     last: [Option<(EpochMs, DeviceId)>; PER_RECORD.len()],
     /// By operator id: the latest use of a valid filling certificate.
-    used: BTreeMap<String, Use>,
+    used: SmallMap<Use>,
     /// Engine time of the latest record (or of the first message heard).
     quiet_since: Option<EpochMs>,
     /// `filling.records_missing` fired for this silence.
@@ -253,7 +253,7 @@ impl Family for Filling {
         if *cx.eq.binding.category != *STATION {
             return;
         }
-        let station = self.stations.at(cx.eq.ix);
+        let station = self.stations.at(cx.eq.ix());
         station.hours = msg
             .ctx
             .params
@@ -265,7 +265,7 @@ impl Family for Filling {
 
     /// `dev_id`'s clock stepped back to `t`: its quiet periods run from `t`.
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        if let Some(station) = self.stations.get_mut(cx.eq.ix) {
+        if let Some(station) = self.stations.get_mut(cx.eq.ix()) {
             for (at, by) in station.last.iter_mut().flatten() {
                 if *by == cx.dev.id {
                     *at = (*at).min(t);
@@ -390,7 +390,7 @@ impl Family for Filling {
             }
             return;
         }
-        let Some(station) = self.stations.get_mut(cx.eq.ix) else {
+        let Some(station) = self.stations.get_mut(cx.eq.ix()) else {
             return;
         };
         if rule == Rule::CertificateExpired.into() {
@@ -407,7 +407,7 @@ impl Family for Filling {
     /// `dev_id` is bound elsewhere: the filling alarms its records were
     /// keeping open on this station clear now.
     fn on_release(&mut self, cx: &mut Cx<'_>, _dev: DevIx, dev_id: &DeviceId, at: EpochMs) {
-        let Some(station) = self.stations.get_mut(cx.eq.ix) else {
+        let Some(station) = self.stations.get_mut(cx.eq.ix()) else {
             return;
         };
         cx.let_go(&PER_RECORD, &mut station.last, dev_id, at);
@@ -422,7 +422,7 @@ impl Family for Filling {
         let Some(rule) = cx.local(key, Rule::ALL.len()) else {
             return;
         };
-        let station = self.stations.at(cx.eq.ix);
+        let station = self.stations.at(cx.eq.ix());
         if rule == Rule::RecordsMissing.into() {
             // Raised for a silence that goes on: not again until a record.
             station.missing_fired = true;
@@ -438,7 +438,7 @@ impl Family for Filling {
                     continue;
                 };
                 station.used.insert(
-                    id,
+                    &id,
                     Use {
                         at,
                         device,
@@ -488,7 +488,7 @@ impl Filling {
     ) {
         self.timer(cx, t);
         let now = cx.now;
-        let station = self.stations.at(cx.eq.ix);
+        let station = self.stations.at(cx.eq.ix());
         station.quiet_since = Some(now);
         station.missing_fired = false;
         cx.clear(Rule::RecordsMissing, now);
@@ -500,7 +500,7 @@ impl Filling {
         });
         if let Some(c) = valid_cert {
             station.used.insert(
-                rec.operator_id.clone(),
+                &rec.operator_id,
                 Use {
                     at: now,
                     device: cx.dev.id.clone(),
@@ -532,7 +532,7 @@ impl Filling {
     /// Clears the filling alarms whose quiet period has ended on the
     /// device's clock `t`, and every filling alarm of a disabled rule.
     fn timer(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        let ix = cx.eq.ix;
+        let ix = cx.eq.ix();
         if !PER_RECORD.iter().any(|&r| cx.is_open(r)) {
             // No alarm open: no quiet period to end; each forgets its last
             // record (as `quiet_periods` does). No record: nothing at all.
@@ -551,7 +551,7 @@ impl Filling {
     /// record clears it.
     fn records_missing(&mut self, cx: &mut DevCx<'_>) {
         let rule = Rule::RecordsMissing;
-        let Some(station) = self.stations.get_mut(cx.eq.ix) else {
+        let Some(station) = self.stations.get_mut(cx.eq.ix()) else {
             return;
         };
         let Some(since) = station.quiet_since else {
@@ -592,7 +592,7 @@ impl Filling {
     /// expired since. One alarm per station lists them all.
     fn certificates(&mut self, cx: &mut Cx<'_>) {
         let rule = Rule::CertificateExpired;
-        let ix = cx.eq.ix;
+        let ix = cx.eq.ix();
         let open = cx.is_open(rule);
         if !open && self.stations.get(ix).is_none_or(|s| s.used.is_empty()) {
             return;

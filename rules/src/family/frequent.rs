@@ -59,13 +59,13 @@ impl Family for Frequent {
     }
 
     fn on_message(&mut self, cx: &mut DevCx<'_>, _msg: &Msg<'_>) {
-        if let Some(clock) = cx.eq.clock {
+        if let Some(clock) = cx.eq.clock() {
             self.evaluate(cx, clock);
         }
     }
 
     fn on_equipment_tick(&mut self, cx: &mut Cx<'_>) {
-        if let Some(clock) = cx.eq.clock {
+        if let Some(clock) = cx.eq.clock() {
             self.evaluate(cx, clock);
         }
     }
@@ -105,7 +105,7 @@ impl Frequent {
     /// the equipment's device time `t`.
     fn evaluate(&mut self, cx: &mut Cx<'_>, t: EpochMs) {
         let rule = Rule::FrequentFaults;
-        let ix = cx.eq.ix;
+        let ix = cx.eq.ix();
         let tuning = cx.tuning();
         let p = tuning.of(rule);
         // Too few occurrences, no alarm and no period running: time alone

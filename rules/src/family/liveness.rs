@@ -84,12 +84,12 @@ impl Family for Liveness {
         let rule = Rule::DeviceOffline;
         let listed = self
             .offline
-            .get_mut(cx.eq.ix)
+            .get_mut(cx.eq.ix())
             .is_some_and(|set| set.remove(&cx.dev.id));
         let Some(slot) = cx.slot(rule) else {
             return;
         };
-        let still = self.offline.get(cx.eq.ix).is_some_and(|s| !s.is_empty());
+        let still = self.offline.get(cx.eq.ix()).is_some_and(|s| !s.is_empty());
         if !still {
             // Also clears a restored alarm whose device list was unreadable.
             cx.clear(rule, msg.ts);
@@ -97,7 +97,7 @@ impl Family for Liveness {
             let severity = slot.head().severity;
             let mut details = slot.details();
             if let Value::Object(m) = &mut details {
-                m.insert("devices".into(), self.devices(cx.eq.ix));
+                m.insert("devices".into(), self.devices(cx.eq.ix()));
             }
             cx.update(rule, severity, msg.ts, details);
         }
@@ -115,7 +115,7 @@ impl Family for Liveness {
         let tuning = cx.tuning();
         let p = tuning.of(rule);
         if !p.enabled {
-            self.offline.reset(cx.eq.ix);
+            self.offline.reset(cx.eq.ix());
             cx.clear(rule, tick.device_now);
             return;
         }
@@ -138,9 +138,9 @@ impl Family for Liveness {
             Some(s) if super::in_hours(hours, tick.device_now, cx.local_offset_ms) => s,
             _ => p.severity,
         };
-        self.offline.at(cx.eq.ix).insert(cx.dev.id.clone());
+        self.offline.at(cx.eq.ix()).insert(cx.dev.id.clone());
         let details = json!({
-            "devices": self.devices(cx.eq.ix),
+            "devices": self.devices(cx.eq.ix()),
             "silent_s": tick.silent_ms / 1000,
             "last_ts": cx.dev.last_ts,
             "report_interval_s": interval_s,
@@ -152,11 +152,11 @@ impl Family for Liveness {
     /// Resolved by a person: raised again only after a device has been
     /// heard from and falls silent again.
     fn on_resolve(&mut self, cx: &mut Cx<'_>, _rule: Local, _alarm: &Alarm) {
-        self.offline.reset(cx.eq.ix);
+        self.offline.reset(cx.eq.ix());
     }
 
     fn on_release(&mut self, cx: &mut Cx<'_>, _dev: DevIx, id: &DeviceId, at: EpochMs) {
-        if let Some(set) = self.offline.get_mut(cx.eq.ix)
+        if let Some(set) = self.offline.get_mut(cx.eq.ix())
             && set.remove(id)
             && set.is_empty()
         {
@@ -172,7 +172,7 @@ impl Family for Liveness {
         if cx.local(key, Rule::ALL.len()).is_none() {
             return;
         }
-        let set = self.offline.at(cx.eq.ix);
+        let set = self.offline.at(cx.eq.ix());
         set.clear();
         let listed = latest
             .details

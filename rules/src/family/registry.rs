@@ -246,7 +246,7 @@ impl Family for Registry {
                 cx.clear(rule, cx.now);
                 self.quiet.remove(&(id.clone(), rule.into()));
             }
-            self.claims.remove(&cx.eq.ix);
+            self.claims.remove(&cx.eq.ix());
             return;
         };
         self.verify(cx, &f.maintenance);
@@ -314,7 +314,7 @@ impl Family for Registry {
         let Payload::Elevator(sample) = msg.payload else {
             return;
         };
-        let Some(claims) = self.claims.get_mut(&cx.eq.ix) else {
+        let Some(claims) = self.claims.get_mut(&cx.eq.ix()) else {
             return;
         };
         let service = matches!(
@@ -338,7 +338,7 @@ impl Family for Registry {
     fn on_resolve(&mut self, cx: &mut Cx<'_>, rule: Local, _alarm: &Alarm) {
         if rule == Rule::MaintenanceUnverified.into() {
             // The listed records are handled; later ones are judged anew.
-            if let Some(claims) = self.claims.get_mut(&cx.eq.ix) {
+            if let Some(claims) = self.claims.get_mut(&cx.eq.ix()) {
                 for c in claims.by_key.values_mut() {
                     if c.state == Verdict::Unverified {
                         c.state = Verdict::Handled;
@@ -359,7 +359,7 @@ impl Family for Registry {
         if cx.local(key, Rule::ALL.len()) != Some(Rule::MaintenanceUnverified.into()) {
             return;
         }
-        let claims = self.claims.entry(cx.eq.ix).or_default();
+        let claims = self.claims.entry(cx.eq.ix()).or_default();
         for r in records(latest) {
             let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
             claims
@@ -383,7 +383,7 @@ impl Registry {
     /// what the store held of their windows) and judges them.
     fn verify(&mut self, cx: &mut Cx<'_>, records: &[MaintenanceFacts]) {
         let rule = Rule::MaintenanceUnverified;
-        let ix = cx.eq.ix;
+        let ix = cx.eq.ix();
         if !cx.tuning().of(rule).enabled {
             self.claims.remove(&ix);
             cx.clear(rule, cx.now);
@@ -437,7 +437,7 @@ impl Registry {
     /// listed record is an occurrence (count + 1).
     fn judge(&mut self, cx: &mut Cx<'_>) {
         let rule = Rule::MaintenanceUnverified;
-        let Some(claims) = self.claims.get_mut(&cx.eq.ix) else {
+        let Some(claims) = self.claims.get_mut(&cx.eq.ix()) else {
             return;
         };
         let now = cx.now;

@@ -168,7 +168,7 @@ impl Family for Video {
 
     /// `dev_id`'s clock stepped back to `t`: its quiet periods run from `t`.
     fn on_rebase(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        let Some(v) = self.equipment.get_mut(cx.eq.ix) else {
+        let Some(v) = self.equipment.get_mut(cx.eq.ix()) else {
             return;
         };
         let dev_id = &cx.dev.id;
@@ -220,7 +220,7 @@ impl Family for Video {
     /// Resolved by a person: the next qualifying event raises a new alarm;
     /// an occlusion must last `for_s` again from its next report.
     fn on_resolve(&mut self, cx: &mut Cx<'_>, rule: Local, _alarm: &Alarm) {
-        if let Some(v) = self.equipment.get_mut(cx.eq.ix) {
+        if let Some(v) = self.equipment.get_mut(cx.eq.ix()) {
             v.last[rule.index()] = None;
             if rule == Rule::CameraOccluded.into() {
                 v.occluded.clear();
@@ -231,7 +231,7 @@ impl Family for Video {
     /// `dev_id` is bound to other equipment: the video alarms its events
     /// were keeping open on this one clear now.
     fn on_release(&mut self, cx: &mut Cx<'_>, _dev: DevIx, dev_id: &DeviceId, at: EpochMs) {
-        let Some(v) = self.equipment.get_mut(cx.eq.ix) else {
+        let Some(v) = self.equipment.get_mut(cx.eq.ix()) else {
             return;
         };
         v.occluded.retain(|(by, _), _| by != dev_id);
@@ -247,7 +247,7 @@ impl Family for Video {
             return;
         };
         if let Some(device) = &latest.device_id {
-            let v = self.equipment.at(cx.eq.ix);
+            let v = self.equipment.at(cx.eq.ix());
             v.last[rule.index()] = Some((latest.updated_at, device.clone()));
         }
     }
@@ -270,7 +270,7 @@ impl Video {
         let mut details = event_details(ev);
         let dev_id = cx.dev.id.clone();
         let open = cx.is_open(rule);
-        let v = self.equipment.at(cx.eq.ix);
+        let v = self.equipment.at(cx.eq.ix());
         match rule {
             Rule::RestraintUnlocked => {
                 // Unlocked restraints are normal while loading: only a running
@@ -322,7 +322,7 @@ impl Video {
     /// device's clock `t` (the device whose event was the last), and every
     /// video alarm of a rule the configuration disabled.
     fn timer(&mut self, cx: &mut DevCx<'_>, t: EpochMs) {
-        let ix = cx.eq.ix;
+        let ix = cx.eq.ix();
         if !Rule::ALL.iter().any(|&r| cx.is_open(r)) {
             // No alarm open: no quiet period to end; each forgets its last
             // event (as `quiet_periods` does). No event: nothing at all.

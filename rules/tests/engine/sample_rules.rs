@@ -622,3 +622,27 @@ fn a_healthy_day_raises_nothing() {
     }
     assert!(changes.is_empty(), "{changes:#?}");
 }
+
+#[test]
+fn a_top_floor_moved_by_the_registry_counts_from_the_next_sample() {
+    let mut h = H::new();
+    let up_at_10 = ElevatorSample {
+        floor: 10,
+        speed_mps: 0.3,
+        direction: Direction::Up,
+        leveled: false,
+        ..healthy()
+    };
+    none(&h.send(0, healthy()), "elevator.overtravel_top");
+    // The shaft now goes to floor 12: moving up at 10 is a normal trip.
+    h.ctx.params.insert("floors".into(), json!([-1, 12]));
+    for at in [1_000, 5_000, 10_000, 20_000] {
+        none(&h.send(at, up_at_10.clone()), "elevator.overtravel_top");
+    }
+    none(&h.tick(21_000), "elevator.overtravel_top");
+    // Back to 10: the same sample is past the top floor, for 8 s.
+    h.ctx.params.insert("floors".into(), json!([-1, 10]));
+    none(&h.send(22_000, up_at_10.clone()), "elevator.overtravel_top");
+    let a = one(&h.send(30_000, up_at_10), "elevator.overtravel_top");
+    assert_eq!(a.raised_at, T0 + 30_000);
+}
