@@ -69,28 +69,13 @@ impl AckPublisher {
     }
 
     pub(crate) fn ack(&self, device: &DeviceId, seq: u64) {
-        self.ack_all(&[(device.clone(), seq)]);
-    }
-
-    /// The acks of one durable report, handed to the router at once: one
-    /// lock, and one wake-up of the router rather than one per ack (at
-    /// tens of thousands of acks a second those wake-ups filled the
-    /// router's event queue, and the alarm feed waited behind them).
-    pub(crate) fn ack_all(&self, acks: &[(DeviceId, u64)]) {
-        if acks.is_empty() {
-            return;
-        }
-        let messages = acks
-            .iter()
-            .map(|(device, seq)| (ack_topic(device), format!("{{\"seq\":{seq}}}")));
-        match self.link.lock().publish_all(messages) {
-            Ok(_) => {
-                self.acks_published.inc_by(acks.len() as u64);
-                debug!(acks = acks.len(), "Acks published.");
+        let payload = serde_json::json!({ "seq": seq }).to_string().into_bytes();
+        match self.publish(ack_topic(device), payload) {
+            Ok(()) => {
+                self.acks_published.inc();
+                debug!(device = %device, seq, "Ack published.");
             }
-            Err(e) => {
-                warn!(acks = acks.len(), error = %e, "Cannot publish acks.");
-            }
+            Err(e) => warn!(device = %device, seq, error = %e, "Cannot publish ack."),
         }
     }
 }
@@ -159,6 +144,8 @@ impl AckTask {
                 }
             }
         }
-        self.publisher.ack_all(&progress.acks);
+        for (device, seq) in &progress.acks {
+            self.publisher.ack(device, *seq);
+        }
     }
 }

@@ -222,45 +222,9 @@ impl LinkTx {
             buffer.len()
         };
 
-        // Vigil patch: the router is told only when the buffer was empty;
-        // otherwise the event that made it non-empty (or the release of a
-        // held connection) takes this packet too.
-        if len == 1 {
-            self.router_tx
-                .send((self.connection_id, Event::DeviceData))?;
-        }
+        self.router_tx
+            .send((self.connection_id, Event::DeviceData))?;
 
-        Ok(len)
-    }
-
-    /// Vigil patch: publishes several messages (QoS 0, as `publish`) with
-    /// one hand-off to the router.
-    pub fn publish_all<I, S, V>(&mut self, messages: I) -> Result<usize, LinkError>
-    where
-        I: IntoIterator<Item = (S, V)>,
-        S: Into<Bytes>,
-        V: Into<Bytes>,
-    {
-        let (was_empty, len) = {
-            let mut buffer = self.recv_buffer.lock();
-            let was_empty = buffer.is_empty();
-            buffer.extend(messages.into_iter().map(|(topic, payload)| {
-                let publish = Publish {
-                    dup: false,
-                    qos: QoS::AtMostOnce,
-                    retain: false,
-                    topic: topic.into(),
-                    pkid: 0,
-                    payload: payload.into(),
-                };
-                Packet::Publish(publish, None)
-            }));
-            (was_empty, buffer.len())
-        };
-        if was_empty && len > 0 {
-            self.router_tx
-                .send((self.connection_id, Event::DeviceData))?;
-        }
         Ok(len)
     }
 
@@ -511,10 +475,8 @@ mod test {
     use parking_lot::Mutex;
     use std::{collections::VecDeque, sync::Arc, thread};
 
-    // Vigil patch: one notification per connection while the router has
-    // not taken its buffer (here it never does), not one per message.
     #[test]
-    fn push_sends_all_data_and_one_notification_per_untaken_buffer() {
+    fn push_sends_all_data_and_notifications_to_router() {
         let (router_tx, router_rx) = bounded(10);
         let mut buffers = Vec::new();
         const CONNECTIONS: usize = 1000;
@@ -531,25 +493,15 @@ mod test {
             });
         }
 
-        // Router should receive one notification from each connection
-        let mut notified = vec![0; CONNECTIONS];
-        for _ in 0..CONNECTIONS {
-            let (id, _event) = router_rx.recv().unwrap();
-            notified[id] += 1;
+        // Router should receive notifications from all the connections
+        for _ in 0..CONNECTIONS * MESSAGES_PER_CONNECTION {
+            let _v = router_rx.recv().unwrap();
         }
-        assert!(notified.iter().all(|n| *n == 1));
 
         // Every connection has expected number of messages
-        while buffers
-            .iter()
-            .any(|b| b.lock().len() < MESSAGES_PER_CONNECTION)
-        {
-            thread::yield_now();
-        }
         for item in buffers.iter().take(CONNECTIONS) {
             assert_eq!(item.lock().len(), MESSAGES_PER_CONNECTION);
         }
-        assert!(router_rx.try_recv().is_err());
 
         // TODO: Write a similar test to benchmark buffer vs channels
     }

@@ -180,12 +180,8 @@ impl<P: Protocol> RemoteLink<P> {
                     read.push_back(packet);
                     self.network.readv(&mut read)?;
                     let mut routed = 0;
-                    // Vigil patch: the router is told only when it had taken
-                    // all this link gave it before (see `LinkTx::push`).
-                    let was_empty;
                     {
                         let mut buffer = self.link_tx.buffer();
-                        was_empty = buffer.is_empty();
                         for packet in read.drain(..) {
                             match packet {
                                 Packet::Publish(publish, _)
@@ -204,7 +200,7 @@ impl<P: Protocol> RemoteLink<P> {
                     trace!("Packets read from network, routed = {}", routed);
                     self.hand_over(None)?;
                     self.write_pubacks().await?;
-                    if routed > 0 && was_empty {
+                    if routed > 0 {
                         self.link_tx.notify().await?;
                     }
                 }
