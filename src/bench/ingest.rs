@@ -90,6 +90,10 @@ pub(crate) struct IngestArgs {
     /// Overspeed alarms to time at half of Vigil's ceiling.
     #[arg(long, default_value_t = 1000)]
     pub probes: usize,
+    /// Only the alarm-latency phase, with this background rate
+    /// (readings/s) instead of half a ceiling: no search, Vigil only.
+    #[arg(long)]
+    pub latency_at: Option<u32>,
     /// Small and short: 20 connections, 2 steps of 2 s per broker, 20
     /// probes (a smoke run that every figure is produced).
     #[arg(long)]
@@ -314,7 +318,8 @@ impl Percentiles {
 
 #[derive(Debug, Serialize)]
 struct AlarmLatency {
-    /// The background load offered while the probes ran (½ of Vigil's ceiling).
+    /// The background load offered while the probes ran (½ of Vigil's
+    /// ceiling, or `--latency-at`).
     load_per_s: f64,
     sse: Percentiles,
     mqtt: Percentiles,
@@ -421,10 +426,21 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(args.sources > 0, "--sources must be at least 1");
     anyhow::ensure!(args.probes > 0, "--probes must be at least 1");
+    if let Some(rate) = args.latency_at {
+        anyhow::ensure!(
+            args.brokers.contains(&Broker::Vigil),
+            "--latency-at measures Vigil: keep vigil in --brokers"
+        );
+        anyhow::ensure!(
+            rate > 0 && f64::from(rate) / args.connections as f64 <= 1000.0,
+            "--latency-at must be above 0 and at most 1000 readings/s per connection"
+        );
+    }
     let work = tempfile::Builder::new()
         .prefix("vigil-bench-ingest-")
         .tempdir()?;
-    let wants = |b: Broker| args.brokers.contains(&b);
+    let wants =
+        |b: Broker| args.brokers.contains(&b) && (args.latency_at.is_none() || b == Broker::Vigil);
 
     let mut mosquitto_ceiling = None;
     if wants(Broker::Mosquitto) {
@@ -498,14 +514,19 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
             cpu_pids: vec!["self".to_owned()],
         };
         let measured = async {
-            let vigil = ceiling(&args, &target, "topic").await?;
-            let alarms = alarm_latency(&args, &engine, &target, &token, &vigil).await?;
-            anyhow::Ok((vigil, alarms))
+            let Some(rate) = args.latency_at else {
+                let vigil = ceiling(&args, &target, "topic").await?;
+                let rate = half_ceiling(&args, &vigil);
+                let alarms = alarm_latency(&args, &engine, &target, &token, rate).await?;
+                return anyhow::Ok((Some(vigil), alarms));
+            };
+            let alarms = alarm_latency(&args, &engine, &target, &token, rate).await?;
+            anyhow::Ok((None, alarms))
         }
         .await;
         engine.shutdown().await?;
         let (c, a) = measured?;
-        (vigil_ceiling, alarms_timed) = (Some(c), Some(a));
+        (vigil_ceiling, alarms_timed) = (c, Some(a));
     }
 
     let ratio = |base: &Option<Ceiling>| {
@@ -899,15 +920,28 @@ impl Mosquitto {
     }
 }
 
-/// With the load processes offering half of Vigil's ceiling, one probe
-/// device at a time publishes an overspeed sample; the time until its alarm
-/// is on the SSE feed and on the MQTT alarm feed.
+/// Half of Vigil's ceiling. With no step held there is no ceiling to
+/// halve: half the first step then, said in the output (`load_per_s` shows
+/// it in the JSON).
+fn half_ceiling(args: &IngestArgs, vigil: &Ceiling) -> u32 {
+    if vigil.ceiling_per_s > 0.0 {
+        ((vigil.ceiling_per_s / 2.0).round() as u32).max(1)
+    } else {
+        eprintln!("Vigil held no step: alarm latency at half the first step's rate instead.");
+        (args.start_rate / 2).max(1)
+    }
+}
+
+/// With the load processes offering `load_rate` (half of Vigil's ceiling,
+/// or `--latency-at`), one probe device at a time publishes an overspeed
+/// sample; the time until its alarm is on the SSE feed and on the MQTT
+/// alarm feed.
 async fn alarm_latency(
     args: &IngestArgs,
     engine: &Engine,
     target: &Target,
     token: &str,
-    vigil: &Ceiling,
+    load_rate: u32,
 ) -> anyhow::Result<AlarmLatency> {
     let fleet = Fleet::generate(&FleetConfig {
         devices: args.probes,
@@ -938,19 +972,16 @@ async fn alarm_latency(
     tokio::time::sleep(Duration::from_millis(500)).await;
     while arrivals.try_recv().is_ok() {}
 
-    // With no step held there is no ceiling to halve: half the first step
-    // then, said in the output (`load_per_s` shows it in the JSON).
-    let load_rate = if vigil.ceiling_per_s > 0.0 {
-        ((vigil.ceiling_per_s / 2.0).round() as u32).max(1)
-    } else {
-        eprintln!("Vigil held no step: alarm latency at half the first step's rate instead.");
-        (args.start_rate / 2).max(1)
-    };
     // Long enough for every probe (a few ms each, unless something is slow).
     let seconds = args.step_s.max(5) + (args.probes as u64).div_ceil(25);
     eprintln!(
-        "Alarm latency: {} overspeed alarms under {load_rate} readings/s (½ of Vigil's ceiling) …",
-        args.probes
+        "Alarm latency: {} overspeed alarms under {load_rate} readings/s{} …",
+        args.probes,
+        if args.latency_at.is_some() {
+            ""
+        } else {
+            " (½ of Vigil's ceiling)"
+        }
     );
     let background = {
         let timing = async {
@@ -1212,8 +1243,13 @@ fn print_report(r: &IngestReport) {
         return;
     };
     println!(
-        "\n### Alarm latency under {:.0} readings/s (½ of Vigil's ceiling), {} probes\n",
+        "\n### Alarm latency under {:.0} readings/s{}, {} probes\n",
         a.load_per_s,
+        if r.vigil.is_some() {
+            " (½ of Vigil's ceiling)"
+        } else {
+            ""
+        },
         a.sse.timed + a.sse.missed
     );
     println!("| | p50 ms | p99 ms | p99.9 ms | max ms | missed |");
