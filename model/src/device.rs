@@ -27,11 +27,17 @@ impl DeviceContext {
 
     /// `floors: [lowest, highest]`.
     pub fn floor_range(&self) -> Option<(i16, i16)> {
-        let range = self.params.get("floors")?.as_array()?;
-        let lo = i16::try_from(range.first()?.as_i64()?).ok()?;
-        let hi = i16::try_from(range.get(1)?.as_i64()?).ok()?;
-        (lo <= hi).then_some((lo, hi))
+        floor_range(&self.params)
     }
+}
+
+/// `floors: [lowest, highest]` of an equipment's registry `params`, for
+/// readers that keep the params apart from a [`DeviceContext`].
+pub fn floor_range(params: &Map<String, Value>) -> Option<(i16, i16)> {
+    let range = params.get("floors")?.as_array()?;
+    let lo = i16::try_from(range.first()?.as_i64()?).ok()?;
+    let hi = i16::try_from(range.get(1)?.as_i64()?).ok()?;
+    (lo <= hi).then_some((lo, hi))
 }
 
 /// The registry's answer for a device id.

@@ -873,10 +873,10 @@ pub(crate) fn push_modestly<T>(v: &mut Vec<T>, item: T) {
 /// any (cameras, stations, rides), by the engine's index.
 pub(crate) type Sparse<T> = HashMap<usize, T, BuildHasherDefault<IndexHasher>>;
 
-/// Hashes the engine's own dense indices (never a peer's input, so no
-/// seed is needed against collisions made on purpose): a multiply spreads
-/// consecutive indices over the table, where SipHash took longer than
-/// the family's work on most ticks.
+/// Hashes the engine's own dense indices, or hashes it made already
+/// (never a peer's input, so no seed is needed against collisions made on
+/// purpose): a multiply spreads consecutive indices over the table, where
+/// SipHash took longer than the family's work on most ticks.
 #[derive(Default)]
 pub(crate) struct IndexHasher(u64);
 

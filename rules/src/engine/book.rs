@@ -2,7 +2,7 @@
 //! rule)` and who keeps it open, and the ids of recently cleared alarms.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault};
 
 use serde_json::Value;
 use tracing::{debug, info, warn};
@@ -11,7 +11,7 @@ use vigil_model::{Alarm, AlarmId, AlarmState, DeviceId, EpochMs, RuleId, Severit
 
 use super::state::EquipmentCore;
 use crate::catalogue::{Key, rule_id, rules};
-use crate::family::{DevIx, EqIx};
+use crate::family::{DevIx, EqIx, IndexHasher};
 
 /// "Alarm repeated." lines across every shard.
 static REPEAT_LOG: LogLimit = LogLimit::per_second(5);
@@ -125,7 +125,7 @@ pub(crate) struct Fire {
 #[derive(Default)]
 pub(crate) struct RecentlyCleared {
     order: VecDeque<u64>,
-    hashes: HashSet<u64, BuildHasherDefault<Identity>>,
+    hashes: HashSet<u64, BuildHasherDefault<IndexHasher>>,
     hasher: foldhash::quality::RandomState,
 }
 
@@ -146,26 +146,6 @@ impl RecentlyCleared {
 
     pub(crate) fn contains(&self, id: &AlarmId) -> bool {
         self.hashes.contains(&self.hasher.hash_one(id.as_str()))
-    }
-}
-
-/// The hasher of [`RecentlyCleared`]'s set: its keys are hashes already.
-#[derive(Default)]
-pub(crate) struct Identity(u64);
-
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
     }
 }
 

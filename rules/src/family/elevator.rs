@@ -605,14 +605,8 @@ impl Geometry {
     /// From the registry's `params` of the equipment (as
     /// `DeviceContext::floor_range` and `param_f64` read them).
     fn of(params: &Map<String, Value>) -> Geometry {
-        let floors = || {
-            let range = params.get("floors")?.as_array()?;
-            let lo = i16::try_from(range.first()?.as_i64()?).ok()?;
-            let hi = i16::try_from(range.get(1)?.as_i64()?).ok()?;
-            (lo <= hi).then_some((lo, hi))
-        };
         Geometry {
-            floors: floors(),
+            floors: vigil_model::device::floor_range(params),
             rated: (params.get("rated_speed_mps").and_then(Value::as_f64))
                 .filter(|v| v.is_finite() && *v > 0.0)
                 .unwrap_or(f64::NAN),
