@@ -141,6 +141,9 @@ pub struct EngineConfig {
     pub sql_memory_mib: usize,
     /// Threads of the embedded store's SQL runtime.
     pub sql_threads: usize,
+    /// Nice steps the embedded store's SQL threads run below the engine's
+    /// (0–19): people's queries yield the CPU to the alarm path.
+    pub sql_nice: i32,
     /// People's SQL queries running at once; more wait within their timeout.
     pub sql_max_concurrent: usize,
     /// Operators one SQL expression may chain (`a + b + …`).
@@ -177,6 +180,7 @@ impl EngineConfig {
             max_expr_depth: self.sql_max_expr_depth,
             max_plan_nodes: self.sql_max_plan_nodes,
             max_query_bytes: self.sql_max_query_kib.saturating_mul(1024),
+            nice: self.sql_nice,
         }
     }
 
@@ -204,6 +208,7 @@ impl Default for EngineConfig {
             sql_max_answer_mib: q.max_bytes >> 20,
             sql_memory_mib: l.memory_bytes >> 20,
             sql_threads: l.threads,
+            sql_nice: l.nice,
             sql_max_concurrent: l.max_concurrent,
             sql_max_expr_depth: l.max_expr_depth,
             sql_max_plan_nodes: l.max_plan_nodes,

@@ -46,6 +46,11 @@ pub struct SqlLimits {
     /// Bytes of query text at most: the shape check holds every token of
     /// the text in memory at once (about 100 bytes each).
     pub max_query_bytes: usize,
+    /// Nice steps the embedded store's SQL threads run below the engine's
+    /// (0–19; Linux). The scheduler then gives a core to the alarm path
+    /// as soon as it has work, instead of sharing it evenly with a query
+    /// that can keep every SQL thread busy for its whole timeout.
+    pub nice: i32,
 }
 
 impl Default for SqlLimits {
@@ -57,6 +62,7 @@ impl Default for SqlLimits {
             max_expr_depth: 256,
             max_plan_nodes: 500,
             max_query_bytes: 256 << 10,
+            nice: 10,
         }
     }
 }
@@ -70,7 +76,23 @@ impl SqlLimits {
         self.max_expr_depth = self.max_expr_depth.max(8);
         self.max_plan_nodes = self.max_plan_nodes.max(8);
         self.max_query_bytes = self.max_query_bytes.max(1 << 10);
+        self.nice = self.nice.clamp(0, 19);
         self
+    }
+}
+
+/// Lowers the calling thread's CPU priority by `by` nice steps (at most to
+/// 19). On Linux the nice value is per thread, and raising it needs no
+/// privilege; where it cannot be set the thread keeps its priority and a
+/// warning says so.
+pub(crate) fn lower_this_thread(by: i32) {
+    if by <= 0 {
+        return;
+    }
+    let set = rustix::process::getpriority_process(None)
+        .and_then(|now| rustix::process::setpriority_process(None, (now + by).min(19)));
+    if let Err(e) = set {
+        tracing::warn!(by, error = %e, "Cannot lower an SQL thread's priority.");
     }
 }
 

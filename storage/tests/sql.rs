@@ -609,3 +609,63 @@ async fn a_file_outside_the_time_range_of_a_query_is_not_opened() {
     ));
     store.close().await.unwrap();
 }
+
+/// The nice value in a `/proc/…/stat` line (Linux).
+fn nice_of(stat: &str) -> i32 {
+    // Fields after "pid (comm) ": state is the first, nice the 17th.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
+/// What `ps -eLo comm,ni` shows an operator: the SQL threads run below the
+/// rest of the engine, so a query that keeps them busy yields the cores to
+/// ingest, the rules and the alarm feeds.
+#[tokio::test]
+async fn the_sql_threads_run_below_the_engines_priority() {
+    use vigil_storage::SqlLimits;
+    use vigil_storage::embedded::EmbeddedConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    // 7 steps, a value no other test's store uses (they run in this
+    // process at the same time, with the default).
+    let config = EmbeddedConfig {
+        sql: SqlLimits {
+            threads: 3,
+            nice: 7,
+            ..SqlLimits::default()
+        },
+        ..config(dir.path())
+    };
+    let (store, _tokens) = open_with(config).await;
+    let everyone = QueryOptions {
+        guarded: true,
+        ..QueryOptions::default()
+    };
+    let out = store
+        .query("SELECT count(*) AS n FROM range(100000)", &everyone)
+        .await
+        .unwrap();
+    assert_eq!(json_rows(&out.batches)[0]["n"], 100_000);
+
+    let base = nice_of(&std::fs::read_to_string("/proc/self/stat").unwrap());
+    let mut sql_threads = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("stat")),
+        ) else {
+            continue; // a thread that ended meanwhile
+        };
+        if comm.trim() == "vigil-sql" {
+            sql_threads.push(nice_of(&stat));
+        }
+    }
+    let lowered = sql_threads.iter().filter(|n| **n == base + 7).count();
+    assert!(
+        lowered >= 3,
+        "3 SQL workers at nice {} expected, the SQL threads have {sql_threads:?}",
+        base + 7
+    );
+    store.close().await.unwrap();
+}

@@ -94,10 +94,13 @@ pub(crate) struct QueryEngine {
 impl QueryEngine {
     pub(crate) fn new(root: &Path, limits: SqlLimits) -> Result<Self, StoreError> {
         let limits = limits.normalized();
+        let nice = limits.nice;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(limits.threads)
             .thread_name("vigil-sql")
             .thread_stack_size(SQL_STACK_BYTES)
+            // Below the alarm path (`SqlLimits::nice`), blocking threads too.
+            .on_thread_start(move || limits::lower_this_thread(nice))
             .enable_all()
             .build()
             .map_err(|e| StoreError::Other(format!("cannot start the SQL runtime: {e}")))?;
