@@ -105,6 +105,10 @@ pub(crate) enum BenchCommand {
     /// rumqttd in the same run; then alarm latency to SSE and the MQTT feed
     /// at half of Vigil's ceiling (docs/benchmarks.md).
     Ingest(ingest::IngestArgs),
+    /// The probes and feed readers of `ingest`'s alarm-latency phase, in a
+    /// process of their own (started by `vigil bench ingest`).
+    #[command(hide = true)]
+    Probe(ingest::ProbeArgs),
     /// Device connections one engine holds (keep-alive, a reading every
     /// 30 s) and their memory, against Mosquitto holding the same.
     Connections(connections::ConnectionsArgs),
@@ -249,6 +253,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchCommand::Burst(burst)) => return burst::run(burst).await,
         Some(BenchCommand::Flood(flood)) => return flood::run(flood).await,
         Some(BenchCommand::Ingest(a)) => return ingest::run(a).await,
+        Some(BenchCommand::Probe(a)) => return ingest::probe(a).await,
         Some(BenchCommand::Connections(a)) => return connections::run(a).await,
         None => {}
     }

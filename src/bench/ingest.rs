@@ -8,6 +8,8 @@
 //!  each: offered rate doubled until a step fails, then bisected (--refine times)
 //!  each step: CPU per message of the broker side and of the load, mid-step
 //!  Vigil at ½ ceiling: probe devices' overspeed ─▶ SSE feed, MQTT alarm feed
+//!                     (vigil bench probe: the probes and both readers, a process of their own;
+//!                      --sql-load: analysts' queries beside them)
 //! ```
 //!
 //! A step holds when ack p99 ≤ 1 s, acked/sent ≥ 99.9 % and the load
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use vigil_simulator::{Fleet, FleetConfig};
@@ -94,6 +96,13 @@ pub(crate) struct IngestArgs {
     /// (readings/s) instead of half a ceiling: no search, Vigil only.
     #[arg(long)]
     pub latency_at: Option<u32>,
+    /// Analysts running a query that keeps the SQL threads busy (a cross
+    /// join, until its timeout, then again) during the alarm-latency phase.
+    #[arg(long, default_value_t = 0)]
+    pub sql_load: usize,
+    /// The engine's `sql_nice` (default: the engine's default).
+    #[arg(long)]
+    pub sql_nice: Option<i32>,
     /// Small and short: 20 connections, 2 steps of 2 s per broker, 20
     /// probes (a smoke run that every figure is produced).
     #[arg(long)]
@@ -327,6 +336,9 @@ struct AlarmLatency {
     device_ack_ms_p50: f64,
     device_ack_ms_p99: f64,
     background: Step,
+    /// `--sql-load`: the analysts' queries beside the probes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sql: Option<SqlLoadReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -503,6 +515,9 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
         };
         // Capacity, not fairness: the steps offer far above a device's quota.
         config.ingest.quota.enabled = false;
+        if let Some(nice) = args.sql_nice {
+            config.engine.sql_nice = nice;
+        }
         let engine = Engine::start(config, system_clock()).await?;
         let state = Arc::clone(engine.state());
         let target = Target {
@@ -935,7 +950,9 @@ fn half_ceiling(args: &IngestArgs, vigil: &Ceiling) -> u32 {
 /// With the load processes offering `load_rate` (half of Vigil's ceiling,
 /// or `--latency-at`), one probe device at a time publishes an overspeed
 /// sample; the time until its alarm is on the SSE feed and on the MQTT
-/// alarm feed.
+/// alarm feed. The probes and both feed readers run in a process of their
+/// own (`vigil bench probe`), as a device and a supervisor's screen would:
+/// in this process they would wait for the engine's own tasks to be polled.
 async fn alarm_latency(
     args: &IngestArgs,
     engine: &Engine,
@@ -961,17 +978,6 @@ async fn alarm_latency(
         .collect();
     probes.sort();
 
-    let (tx, mut arrivals) = mpsc::unbounded_channel::<(Feed, Instant, String)>();
-    let sse = tokio::spawn(follow_sse(
-        format!("http://{}/api/v1/alarms/stream", engine.http_addr()),
-        token.to_owned(),
-        tx.clone(),
-    ));
-    let mqtt = follow_mqtt(engine.mqtt_addr(), token, tx).await?;
-    // The SSE feed answers with the open alarms first: let it settle.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    while arrivals.try_recv().is_ok() {}
-
     // Long enough for every probe (a few ms each, unless something is slow).
     let seconds = args.step_s.max(5) + (args.probes as u64).div_ceil(25);
     eprintln!(
@@ -983,20 +989,22 @@ async fn alarm_latency(
             " (½ of Vigil's ceiling)"
         }
     );
-    let background = {
-        let timing = async {
-            // Probes start once the load is sending.
-            tokio::time::sleep(lead(args, target) + Duration::from_secs(1)).await;
-            time_probes(engine.mqtt_addr(), &probes, &mut arrivals).await
-        };
-        let load = load_step(args, target, "topic", 99, load_rate, seconds);
-        let (load, timed) = tokio::join!(load, timing);
-        let (sse_times, mqtt_times, missed_sse, missed_mqtt) = timed?;
-        (load?, sse_times, mqtt_times, missed_sse, missed_mqtt)
-    };
-    sse.abort();
-    mqtt.abort();
-    let (step, sse_times, mqtt_times, missed_sse, missed_mqtt) = background;
+    // Probes start once the load is sending.
+    let probes_at = SystemTime::now() + lead(args, target) + Duration::from_secs(1);
+    let prober = ProbeProcess {
+        mqtt: engine.mqtt_addr(),
+        http: engine.http_addr(),
+        token,
+        start_at_ms: probes_at.duration_since(UNIX_EPOCH)?.as_millis(),
+    }
+    .spawn(&probes)?;
+    let analysts = SqlLoad::start(args.sql_load, engine.http_addr(), token);
+    let load = load_step(args, target, "topic", 99, load_rate, seconds);
+    let (load, timed) = tokio::join!(load, prober.finish());
+    let sql = analysts.stop().await;
+    let (step, times) = (load?, timed?);
+    let (sse_times, mqtt_times) = (times.sse(), times.mqtt());
+    let (missed_sse, missed_mqtt) = (times.missed_sse, times.missed_mqtt);
     print_step(&step);
     anyhow::ensure!(
         !sse_times.is_empty() && !mqtt_times.is_empty(),
@@ -1009,6 +1017,7 @@ async fn alarm_latency(
         mqtt: Percentiles::of(mqtt_times, missed_mqtt),
         device_ack_ms_p50: step.ack_ms_p50,
         device_ack_ms_p99: step.ack_ms_p99,
+        sql,
         background: step,
     })
 }
@@ -1020,6 +1029,218 @@ enum Feed {
 }
 
 type Arrivals = mpsc::UnboundedReceiver<(Feed, Instant, String)>;
+
+/// `--sql-load`: analysts whose query keeps the SQL threads busy for its
+/// whole timeout, asked again as soon as it ends.
+struct SqlLoad {
+    stop: tokio::sync::watch::Sender<bool>,
+    analysts: Vec<tokio::task::JoinHandle<SqlLoadReport>>,
+}
+
+/// What the analysts of `--sql-load` did.
+#[derive(Debug, Default, Serialize)]
+struct SqlLoadReport {
+    analysts: usize,
+    /// Queries that ended (at their timeout, or earlier).
+    queries: u64,
+    /// Queries the engine answered with an error other than the timeout.
+    failed: u64,
+    first_error: Option<String>,
+}
+
+/// A cross join of 10¹⁰ rows, each computed (a `count(*)` of it would be
+/// answered from the row counts): busy until the SQL timeout stops it.
+const ANALYST_SQL: &str =
+    "SELECT sum((a.value * b.value) % 7) FROM range(100000) a, range(100000) b";
+
+impl SqlLoad {
+    fn start(analysts: usize, http: SocketAddr, token: &str) -> SqlLoad {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let url = format!("http://{http}/api/v1/sql");
+        let analysts = (0..analysts)
+            .map(|_| {
+                let (url, token, mut stopped) = (url.clone(), token.to_owned(), stopped.clone());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    let mut report = SqlLoadReport::default();
+                    while !*stopped.borrow() {
+                        let ask = client
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .json(&serde_json::json!({ "sql": ANALYST_SQL }))
+                            .send();
+                        let answer = tokio::select! {
+                            a = ask => a,
+                            _ = stopped.wait_for(|s| *s) => break,
+                        };
+                        report.queries += 1;
+                        let text = match answer {
+                            Ok(r) => r.text().await.unwrap_or_else(|e| e.to_string()),
+                            Err(e) => e.to_string(),
+                        };
+                        if !text.contains("sql_timeout") && !text.contains("\"rows\"") {
+                            report.failed += 1;
+                            report.first_error.get_or_insert(text);
+                        }
+                    }
+                    report
+                })
+            })
+            .collect();
+        SqlLoad { stop, analysts }
+    }
+
+    async fn stop(self) -> Option<SqlLoadReport> {
+        if self.analysts.is_empty() {
+            return None;
+        }
+        let _ = self.stop.send(true);
+        let mut all = SqlLoadReport {
+            analysts: self.analysts.len(),
+            ..SqlLoadReport::default()
+        };
+        for analyst in self.analysts {
+            if let Ok(r) = analyst.await {
+                all.queries += r.queries;
+                all.failed += r.failed;
+                all.first_error = all.first_error.or(r.first_error);
+            }
+        }
+        Some(all)
+    }
+}
+
+/// `vigil bench probe` (hidden; started by `vigil bench ingest`).
+#[derive(Debug, Args)]
+pub(crate) struct ProbeArgs {
+    /// The engine's MQTT listener.
+    #[arg(long)]
+    mqtt: SocketAddr,
+    /// The engine's HTTP API (the SSE feed).
+    #[arg(long)]
+    http: SocketAddr,
+    /// When the first probe publishes (Unix ms): once the load is sending.
+    #[arg(long)]
+    start_at_ms: u128,
+}
+
+/// What the probe process reports on its stdout.
+#[derive(Debug, Serialize, Deserialize)]
+struct ProbeTimes {
+    sse_us: Vec<u64>,
+    mqtt_us: Vec<u64>,
+    missed_sse: usize,
+    missed_mqtt: usize,
+}
+
+impl ProbeTimes {
+    fn sse(&self) -> Vec<Duration> {
+        self.sse_us
+            .iter()
+            .copied()
+            .map(Duration::from_micros)
+            .collect()
+    }
+
+    fn mqtt(&self) -> Vec<Duration> {
+        self.mqtt_us
+            .iter()
+            .copied()
+            .map(Duration::from_micros)
+            .collect()
+    }
+}
+
+/// The probe process of one latency phase: it opens both feeds, waits for
+/// `start_at_ms`, then times the probes it reads (id and secret pairs, as
+/// JSON) from its stdin.
+struct ProbeProcess<'a> {
+    mqtt: SocketAddr,
+    http: SocketAddr,
+    token: &'a str,
+    start_at_ms: u128,
+}
+
+impl ProbeProcess<'_> {
+    fn spawn(&self, probes: &[(String, String)]) -> anyhow::Result<RunningProbes> {
+        use std::io::Write;
+        let exe = std::env::current_exe().context("cannot find the vigil executable")?;
+        let mut child = Command::new(exe)
+            .args(["bench", "probe"])
+            .args(["--mqtt", &self.mqtt.to_string()])
+            .args(["--http", &self.http.to_string()])
+            .args(["--start-at-ms", &self.start_at_ms.to_string()])
+            .env("VIGIL_ADMIN_TOKEN", self.token)
+            .env_remove("VIGIL_ADMIN_TOKEN_FILE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start the probe process")?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .context("the probe process has no stdin")?;
+        stdin.write_all(&serde_json::to_vec(probes)?)?;
+        Ok(RunningProbes(child))
+    }
+}
+
+struct RunningProbes(Child);
+
+impl RunningProbes {
+    async fn finish(self) -> anyhow::Result<ProbeTimes> {
+        let child = self.0;
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(
+            out.status.success(),
+            "the probe process failed ({}):\n{stderr}",
+            out.status
+        );
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("the probe process wrote no report:\n{stderr}"))
+    }
+}
+
+/// The probe process: both feeds open and settled, then every probe in
+/// turn from `start_at_ms`; the times on stdout as JSON.
+pub(super) async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+    let token = std::env::var("VIGIL_ADMIN_TOKEN").context("VIGIL_ADMIN_TOKEN is not set")?;
+    let probes: Vec<(String, String)> =
+        serde_json::from_reader(std::io::stdin().lock()).context("stdin holds no probe list")?;
+    let (tx, mut arrivals) = mpsc::unbounded_channel::<(Feed, Instant, String)>();
+    let sse = tokio::spawn(follow_sse(
+        format!("http://{}/api/v1/alarms/stream", args.http),
+        token.clone(),
+        tx.clone(),
+    ));
+    let mqtt = follow_mqtt(args.mqtt, &token, tx).await?;
+    // The SSE feed answers with the open alarms first: let it settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while arrivals.try_recv().is_ok() {}
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+    let wait_ms = u64::try_from(args.start_at_ms.saturating_sub(now_ms)).unwrap_or(u64::MAX);
+    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    let (sse_times, mqtt_times, missed_sse, missed_mqtt) =
+        time_probes(args.mqtt, &probes, &mut arrivals).await?;
+    sse.abort();
+    mqtt.abort();
+    let micros = |times: Vec<Duration>| {
+        times
+            .into_iter()
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .collect()
+    };
+    let times = ProbeTimes {
+        sse_us: micros(sse_times),
+        mqtt_us: micros(mqtt_times),
+        missed_sse,
+        missed_mqtt,
+    };
+    serde_json::to_writer(std::io::stdout().lock(), &times)?;
+    Ok(())
+}
 
 /// Each probe in turn: connect, publish one overspeed sample, wait until
 /// its alarm is on both feeds (or `PROBE_TIMEOUT`), disconnect.
@@ -1267,4 +1488,16 @@ fn print_report(r: &IngestReport) {
         "| background devices' publish → ack | {:.2} | {:.2} | {:.2} | {:.2} | |",
         a.device_ack_ms_p50, a.device_ack_ms_p99, a.background.ack_ms_p999, a.background.ack_ms_max
     );
+    if let Some(sql) = &a.sql {
+        println!(
+            "\nBeside them, {} analysts kept the SQL threads busy: {} queries ended (answered or \
+             timed out), {} with another error{}.",
+            sql.analysts,
+            sql.queries,
+            sql.failed,
+            sql.first_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" (first: {e})"))
+        );
+    }
 }
