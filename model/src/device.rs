@@ -17,7 +17,33 @@ pub struct DeviceContext {
     pub report_interval_s: u32,
     /// The equipment's `params` from the registry (`rated_speed_mps`,
     /// `floors`, `wind_limit_mps`, …), read by rules by those names.
-    pub params: Map<String, Value>,
+    /// Shared: a reader that keeps the `Arc` it saw last knows the params
+    /// are unchanged when it gets the same one again, without comparing
+    /// them (the rule engine does, on every reading).
+    #[serde(with = "shared_map")]
+    pub params: Arc<Map<String, Value>>,
+}
+
+/// `params` as a plain JSON object on the wire (serde's `Arc` support is
+/// a crate feature the workspace leaves off).
+mod shared_map {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{Map, Value};
+
+    pub(super) fn serialize<S: Serializer>(
+        params: &Arc<Map<String, Value>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        params.as_ref().serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<Map<String, Value>>, D::Error> {
+        Map::deserialize(d).map(Arc::new)
+    }
 }
 
 impl DeviceContext {

@@ -9,10 +9,8 @@ mod restore;
 pub(crate) mod state;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
-
-use serde_json::{Map, Value};
 
 use tracing::{debug, info, warn};
 use vigil_model::{
@@ -70,46 +68,7 @@ struct World {
     devices: Vec<DeviceCore>,
     equipment_ix: HashMap<EquipmentId, EqIx, foldhash::fast::RandomState>,
     equipment: Vec<EquipmentCore>,
-    registries: Registries,
     categories: Categories,
-}
-
-/// The registry `params` of every equipment, one copy of each distinct
-/// set: equipment of one model share theirs (floors, rated speed, …), and
-/// a copy per equipment was most of its rule state.
-#[derive(Default)]
-struct Registries {
-    /// By a hash of the parameters' JSON text.
-    by_hash: HashMap<u64, Vec<Arc<Map<String, Value>>>>,
-    /// Sets kept when sets no equipment uses were last dropped.
-    kept: usize,
-}
-
-impl Registries {
-    /// The shared copy of `params` (made if none is equal). Called only
-    /// when an equipment's parameters change.
-    fn intern(&mut self, params: &Map<String, Value>) -> Arc<Map<String, Value>> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        serde_json::to_string(params)
-            .unwrap_or_default()
-            .hash(&mut hasher);
-        let same = self.by_hash.entry(hasher.finish()).or_default();
-        if let Some(found) = same.iter().find(|p| ***p == *params) {
-            return Arc::clone(found);
-        }
-        let made = Arc::new(params.clone());
-        same.push(Arc::clone(&made));
-        let count = self.by_hash.len();
-        if count > 2 * self.kept.max(512) {
-            // Sets only this table holds belong to no equipment any more.
-            for sets in self.by_hash.values_mut() {
-                sets.retain(|p| Arc::strong_count(p) > 1);
-            }
-            self.by_hash.retain(|_, sets| !sets.is_empty());
-            self.kept = self.by_hash.len();
-        }
-        made
-    }
 }
 
 impl RuleEngine {
@@ -144,7 +103,6 @@ impl RuleEngine {
                 devices: Vec::new(),
                 equipment_ix: HashMap::default(),
                 equipment: Vec::new(),
-                registries: Registries::default(),
                 categories: Categories::default(),
             },
             retick_all: false,
@@ -184,10 +142,8 @@ impl RuleEngine {
         }
         let eix = self.equipment_of(&ctx.binding, None);
         let eq = &mut self.world.equipment[eix];
-        if *eq.registry != ctx.params {
-            // Liveness reads the ride's operating hours from it.
-            eq.set_registry(self.world.registries.intern(&ctx.params));
-        }
+        // Liveness reads the ride's operating hours from it.
+        eq.note_registry(&ctx.params);
         let mut dev = DeviceCore::silent(device.clone(), self.id_hash(device), eix, last_seen);
         dev.report_interval_s = ctx.report_interval_s;
         self.world
@@ -315,9 +271,7 @@ impl RuleEngine {
         dev.report_interval_s = ctx.report_interval_s;
         dev.last_received = dev.last_received.max(now);
         let eq = &mut self.world.equipment[eix];
-        if *eq.registry != ctx.params {
-            eq.set_registry(self.world.registries.intern(&ctx.params));
-        }
+        eq.note_registry(&ctx.params);
         let msg = Msg {
             payload: &reading.payload,
             ts: reading.ts,

@@ -114,7 +114,7 @@ fn fleet(n: usize) -> Vec<Device> {
                     },
                     kind: "elevator".into(),
                     report_interval_s: 30,
-                    params: params.as_object().unwrap().clone(),
+                    params: std::sync::Arc::new(params.as_object().unwrap().clone()),
                 },
                 kind,
                 seq: 0,

@@ -266,7 +266,7 @@ impl Snapshot {
             binding,
             kind: device.kind.as_str().to_owned(),
             report_interval_s: device.report_interval_s,
-            params,
+            params: Arc::new(params),
         }))
     }
 

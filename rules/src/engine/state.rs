@@ -411,7 +411,8 @@ pub(crate) struct EquipmentCore {
     /// The registry's `params` of the equipment, as its latest reading
     /// came with them (`param.x` in conditions).
     pub registry: Arc<Map<String, Value>>,
-    /// Changes whenever `registry` or `params` is replaced: what a family
+    /// Changes whenever `registry`'s contents change or `params` is
+    /// replaced: what a family
     /// derives from both alone (a sample's conditions) stays valid while
     /// it is the same.
     pub inputs: u32,
@@ -460,10 +461,21 @@ impl EquipmentCore {
         self.clock_set.then_some(self.clock)
     }
 
-    /// The registry's `params` of the equipment are now `registry`.
-    pub(crate) fn set_registry(&mut self, registry: Arc<Map<String, Value>>) {
-        self.registry = registry;
-        self.inputs = next_inputs(self.inputs);
+    /// The registry's `params` of the equipment, as a reading came with
+    /// them. The registry hands out one context per device until the
+    /// device or its equipment changes, so the same `Arc` as last time is
+    /// known to be unchanged without a comparison (held here, it cannot
+    /// have been changed in place or freed and reused); another with equal
+    /// contents (a second device of the equipment) changes nothing either.
+    pub(crate) fn note_registry(&mut self, params: &Arc<Map<String, Value>>) {
+        if Arc::ptr_eq(&self.registry, params) {
+            return;
+        }
+        let changed = *self.registry != **params;
+        self.registry = Arc::clone(params);
+        if changed {
+            self.inputs = next_inputs(self.inputs);
+        }
     }
 
     /// The registry changed the equipment's owner, region or category:

@@ -179,7 +179,7 @@ enabled = false
     none(&esc.send(0, moving()), "site.near_overspeed");
     // No rated speed in the registry: not evaluated, not an alarm.
     let mut bare = H::with_config(file(config));
-    bare.ctx.params.remove("rated_speed_mps");
+    std::sync::Arc::make_mut(&mut bare.ctx.params).remove("rated_speed_mps");
     none(&bare.send(0, moving()), "site.near_overspeed");
 }
 

@@ -551,8 +551,7 @@ fn records_missing_counts_only_working_hours_and_clears_on_the_next_record() {
     let mut h = station("");
     h.engine.set_local_offset(8 * 3600);
     h.ctx.report_interval_s = 3600;
-    h.ctx
-        .params
+    std::sync::Arc::make_mut(&mut h.ctx.params)
         .insert("working_hours".into(), "07:00-19:00".into());
     let day0 = cst_day0();
     // Last record at 18:00; the station closes at 19:00 and opens at 07:00:

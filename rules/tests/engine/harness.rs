@@ -23,7 +23,7 @@ pub(crate) fn ctx_for(equipment: &str, category: &str) -> DeviceContext {
         },
         kind: "elevator".into(),
         report_interval_s: 30,
-        params: params.as_object().unwrap().clone(),
+        params: std::sync::Arc::new(params.as_object().unwrap().clone()),
     }
 }
 

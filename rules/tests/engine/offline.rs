@@ -142,7 +142,7 @@ fn ride_with_hours(hours: Option<&str>) -> H {
     let mut h = H::new();
     h.ctx = ctx_for("RIDE1", "amusement_ride");
     if let Some(hours) = hours {
-        h.ctx.params.insert("operating_hours".into(), json!(hours));
+        std::sync::Arc::make_mut(&mut h.ctx.params).insert("operating_hours".into(), json!(hours));
     }
     h
 }

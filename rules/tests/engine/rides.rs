@@ -14,10 +14,12 @@ use crate::harness::*;
 fn ride_ctx(equipment: &str, category: &str) -> DeviceContext {
     let mut ctx = ctx_for(equipment, category);
     ctx.kind = "ride".into();
-    ctx.params = json!({"rated_speed_mps": 10.0})
-        .as_object()
-        .unwrap()
-        .clone();
+    ctx.params = std::sync::Arc::new(
+        json!({"rated_speed_mps": 10.0})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
     ctx
 }
 
@@ -265,7 +267,7 @@ fn wind_limit_depends_on_the_category_and_the_registry() {
     // The ride's own registered limit wins, even over a configured one.
     let config = "[equipment.EQ1.\"ride.wind_limit\"]\nlimit_mps = 20";
     let registry = |h: &mut H| {
-        h.ctx.params.insert("wind_limit_mps".into(), json!(12.0));
+        std::sync::Arc::make_mut(&mut h.ctx.params).insert("wind_limit_mps".into(), json!(12.0));
     };
     let mut h = ride_h(config);
     registry(&mut h);
@@ -302,7 +304,7 @@ fn wind_limit_depends_on_the_category_and_the_registry() {
 #[test]
 fn overspeed_needs_a_rated_speed() {
     let mut h = ride_h("");
-    h.ctx.params.clear();
+    std::sync::Arc::make_mut(&mut h.ctx.params).clear();
     let mut changes = Vec::new();
     for s in 0..10 {
         let fast = RideSample {
@@ -570,7 +572,8 @@ mod daily_check_record {
         let mut h = H::new();
         h.ctx = ctx_for("RIDE1", "amusement_ride");
         if records_by_event {
-            h.ctx.params.insert("daily_check".into(), json!("event"));
+            std::sync::Arc::make_mut(&mut h.ctx.params)
+                .insert("daily_check".into(), json!("event"));
         }
         h
     }

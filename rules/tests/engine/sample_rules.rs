@@ -557,7 +557,7 @@ fn overspeed_details_and_threshold() {
 #[test]
 fn rules_without_their_registry_parameter_are_not_evaluated() {
     let mut h = H::new();
-    h.ctx.params.clear();
+    std::sync::Arc::make_mut(&mut h.ctx.params).clear();
     let changes = h.send(
         0,
         ElevatorSample {
@@ -635,13 +635,13 @@ fn a_top_floor_moved_by_the_registry_counts_from_the_next_sample() {
     };
     none(&h.send(0, healthy()), "elevator.overtravel_top");
     // The shaft now goes to floor 12: moving up at 10 is a normal trip.
-    h.ctx.params.insert("floors".into(), json!([-1, 12]));
+    std::sync::Arc::make_mut(&mut h.ctx.params).insert("floors".into(), json!([-1, 12]));
     for at in [1_000, 5_000, 10_000, 20_000] {
         none(&h.send(at, up_at_10.clone()), "elevator.overtravel_top");
     }
     none(&h.tick(21_000), "elevator.overtravel_top");
     // Back to 10: the same sample is past the top floor, for 8 s.
-    h.ctx.params.insert("floors".into(), json!([-1, 10]));
+    std::sync::Arc::make_mut(&mut h.ctx.params).insert("floors".into(), json!([-1, 10]));
     none(&h.send(22_000, up_at_10.clone()), "elevator.overtravel_top");
     let a = one(&h.send(30_000, up_at_10), "elevator.overtravel_top");
     assert_eq!(a.raised_at, T0 + 30_000);
