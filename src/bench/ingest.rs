@@ -860,15 +860,21 @@ async fn finish(child: Child) -> anyhow::Result<Value> {
 /// Waits for a load process and returns its whole JSON (`report`, and
 /// `process`: its own memory and file limit).
 pub(super) async fn finish_doc(child: Child) -> anyhow::Result<Value> {
+    child_json(child, "a load process").await
+}
+
+/// Waits for a child of the bench (`what`, for errors) and reads the JSON
+/// it wrote on its stdout; its stderr goes with any error.
+async fn child_json<T: serde::de::DeserializeOwned>(child: Child, what: &str) -> anyhow::Result<T> {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
     let stderr = String::from_utf8_lossy(&out.stderr);
     anyhow::ensure!(
         out.status.success(),
-        "a load process failed ({}):\n{stderr}",
+        "{what} failed ({}):\n{stderr}",
         out.status
     );
     serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("a load process wrote no JSON report:\n{stderr}"))
+        .with_context(|| format!("{what} wrote no JSON report:\n{stderr}"))
 }
 
 /// 200 appends of 4 KiB, each followed by `sync_data`, in `dir`.
@@ -1190,16 +1196,7 @@ struct RunningProbes(Child);
 
 impl RunningProbes {
     async fn finish(self) -> anyhow::Result<ProbeTimes> {
-        let child = self.0;
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        anyhow::ensure!(
-            out.status.success(),
-            "the probe process failed ({}):\n{stderr}",
-            out.status
-        );
-        serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("the probe process wrote no report:\n{stderr}"))
+        child_json(self.0, "the probe process").await
     }
 }
 
