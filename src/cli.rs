@@ -94,7 +94,7 @@ pub(crate) struct RunArgs {
 #[derive(Debug, Args)]
 pub(crate) struct Remote {
     /// The engine's HTTP address.
-    #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "VIGIL_URL", default_value = vigil_server::DEFAULT_URL)]
     pub url: String,
     /// Bearer token (the admin token, or one issued by POST /api/v1/tokens).
     /// Visible in `ps`: prefer VIGIL_ADMIN_TOKEN or --token-file.

@@ -50,9 +50,9 @@ pub(crate) struct DemoArgs {
     /// Keep the data here [default: a new temporary directory].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    #[arg(long, default_value = "127.0.0.1:1883")]
+    #[arg(long, default_value = vigil_ingest::DEFAULT_MQTT_ADDR)]
     pub mqtt_addr: SocketAddr,
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = vigil_server::DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
     /// Stop by itself after this many seconds (otherwise Ctrl-C).
     #[arg(long)]

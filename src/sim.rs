@@ -47,7 +47,7 @@ pub(crate) struct SimArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// The engine's MQTT listener (plain, device id + secret).
-    #[arg(long, default_value = "127.0.0.1:1883")]
+    #[arg(long, default_value = vigil_ingest::DEFAULT_MQTT_ADDR)]
     pub mqtt: SocketAddr,
     /// Letters and digits put into every id of this run [default: from the clock].
     #[arg(long)]

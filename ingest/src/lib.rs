@@ -52,7 +52,7 @@ mod sessions;
 mod tls;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -120,6 +120,10 @@ pub struct Accepted {
 
 /// 10^9 a second: no device sends that many messages, and a seq that is a
 /// timestamp advances that fast only in nanoseconds.
+/// The plain MQTT listener's address unless configured (loopback: the
+/// plain listener sends device secrets in clear).
+pub const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
+
 pub const DEFAULT_MAX_SEQ_RATE: u64 = 1_000_000_000;
 
 /// Plain data; see `docs/ingest.md` for what each setting does.
@@ -161,7 +165,7 @@ pub struct MqttsListener {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            mqtt_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)),
+            mqtt_addr: DEFAULT_MQTT_ADDR.parse().expect("valid literal"),
             allow_public_plain: false,
             mqtts: None,
             max_connections: 10_000,

@@ -434,13 +434,18 @@ impl ServerConfig {
     }
 }
 
+/// The HTTP API's address unless configured, and the URL the CLI's
+/// commands reach it at by default.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("vigil-data"),
             mqtt_addr: vigil_ingest::IngestConfig::default().mqtt_addr,
             mqtts_addr: None,
-            http_addr: "127.0.0.1:8080".parse().expect("valid literal"),
+            http_addr: DEFAULT_HTTP_ADDR.parse().expect("valid literal"),
             admin_token: None,
             admin_token_file: None,
             store: "embedded".into(),
@@ -456,5 +461,18 @@ impl Default for ServerConfig {
             console: crate::console::ConsoleConfig::default(),
             tokens: TokenConfig::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `vigil alarms`, `vigil sql`, … reach an engine started with the
+    /// defaults without `--url`.
+    #[test]
+    fn the_cli_default_url_reaches_the_default_http_address() {
+        assert_eq!(
+            super::DEFAULT_URL,
+            format!("http://{}", super::DEFAULT_HTTP_ADDR)
+        );
     }
 }

@@ -49,8 +49,8 @@ mod webhooks;
 
 pub use api::router;
 pub use config::{
-    DeliveryConfig, EmbeddedTuning, EngineConfig, IngestTuning, PostgresTuning, ServerConfig,
-    TlsTuning, TokenConfig, parse_listen_addr,
+    DEFAULT_HTTP_ADDR, DEFAULT_URL, DeliveryConfig, EmbeddedTuning, EngineConfig, IngestTuning,
+    PostgresTuning, ServerConfig, TlsTuning, TokenConfig, parse_listen_addr,
 };
 pub use console::ConsoleConfig;
 pub use engine::{Clock, Engine, system_clock};
