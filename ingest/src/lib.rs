@@ -118,12 +118,12 @@ pub struct Accepted {
     pub context: Arc<DeviceContext>,
 }
 
-/// 10^9 a second: no device sends that many messages, and a seq that is a
-/// timestamp advances that fast only in nanoseconds.
 /// The plain MQTT listener's address unless configured (loopback: the
 /// plain listener sends device secrets in clear).
 pub const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
 
+/// 10^9 a second: no device sends that many messages, and a seq that is a
+/// timestamp advances that fast only in nanoseconds.
 pub const DEFAULT_MAX_SEQ_RATE: u64 = 1_000_000_000;
 
 /// Plain data; see `docs/ingest.md` for what each setting does.

@@ -1009,8 +1009,12 @@ async fn alarm_latency(
     let (load, timed) = tokio::join!(load, prober.finish());
     let sql = analysts.stop().await;
     let (step, times) = (load?, timed?);
-    let (sse_times, mqtt_times) = (times.sse(), times.mqtt());
-    let (missed_sse, missed_mqtt) = (times.missed_sse, times.missed_mqtt);
+    let ProbeTimes {
+        sse: sse_times,
+        mqtt: mqtt_times,
+        missed_sse,
+        missed_mqtt,
+    } = times;
     print_step(&step);
     anyhow::ensure!(
         !sse_times.is_empty() && !mqtt_times.is_empty(),
@@ -1130,31 +1134,14 @@ pub(crate) struct ProbeArgs {
     start_at_ms: u128,
 }
 
-/// What the probe process reports on its stdout.
+/// What the probe process reports on its stdout: each probe's time to
+/// either feed, and how many never arrived there.
 #[derive(Debug, Serialize, Deserialize)]
 struct ProbeTimes {
-    sse_us: Vec<u64>,
-    mqtt_us: Vec<u64>,
+    sse: Vec<Duration>,
+    mqtt: Vec<Duration>,
     missed_sse: usize,
     missed_mqtt: usize,
-}
-
-impl ProbeTimes {
-    fn sse(&self) -> Vec<Duration> {
-        self.sse_us
-            .iter()
-            .copied()
-            .map(Duration::from_micros)
-            .collect()
-    }
-
-    fn mqtt(&self) -> Vec<Duration> {
-        self.mqtt_us
-            .iter()
-            .copied()
-            .map(Duration::from_micros)
-            .collect()
-    }
 }
 
 /// The probe process of one latency phase: it opens both feeds, waits for
@@ -1223,15 +1210,9 @@ pub(super) async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
         time_probes(args.mqtt, &probes, &mut arrivals).await?;
     sse.abort();
     mqtt.abort();
-    let micros = |times: Vec<Duration>| {
-        times
-            .into_iter()
-            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-            .collect()
-    };
     let times = ProbeTimes {
-        sse_us: micros(sse_times),
-        mqtt_us: micros(mqtt_times),
+        sse: sse_times,
+        mqtt: mqtt_times,
         missed_sse,
         missed_mqtt,
     };

@@ -82,8 +82,8 @@ impl SqlLimits {
 }
 
 /// Lowers the calling thread's CPU priority by `by` nice steps (at most to
-/// 19). On Linux the nice value is per thread, and raising it needs no
-/// privilege; where it cannot be set the thread keeps its priority and a
+/// 19). On Linux the nice value is per thread, and raising it (a lower
+/// priority) needs no privilege; where it cannot be set the thread keeps its priority and a
 /// warning says so.
 pub(crate) fn lower_this_thread(by: i32) {
     if by <= 0 {

@@ -412,9 +412,8 @@ pub(crate) struct EquipmentCore {
     /// came with them (`param.x` in conditions).
     pub registry: Arc<Map<String, Value>>,
     /// Changes whenever `registry`'s contents change or `params` is
-    /// replaced: what a family
-    /// derives from both alone (a sample's conditions) stays valid while
-    /// it is the same.
+    /// replaced: what a family derives from both alone (a sample's
+    /// conditions) stays valid while it is the same.
     pub inputs: u32,
     /// The latest ride sample's `state` from any of its devices (a ride
     /// camera's restraint events count only while it is running).
