@@ -10,7 +10,10 @@
 //! - each connection runs to its end in a task we spawned, so every
 //!   disconnect is known (`sessions`), and the engine can close one;
 //! - the listeners run on a runtime we own: dropping it on shutdown closes
-//!   the ports and every connection (`Broker::start` joins forever).
+//!   the ports and every connection (`Broker::start` joins forever);
+//! - alarm-feed readers (people's screens) are served on a thread of their
+//!   own once their CONNECT is accepted, so an alarm for them does not
+//!   queue behind the socket thread's thousands of device connections.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -24,6 +27,7 @@ use rumqttd::{
     ServerSettings,
 };
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
@@ -334,18 +338,18 @@ fn serve(
     stop: oneshot::Receiver<()>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("vigil-mqtt-io")
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    let runtimes = runtime(workers, "vigil-mqtt-io").and_then(|io| {
+        // One thread: a region's screens are few, and mostly wait.
+        Ok((io, runtime(1, "vigil-mqtt-feed")?))
+    });
+    let (runtime, feeds) = match runtimes {
+        Ok(runtimes) => runtimes,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot build the listener runtime: {e}")));
             return;
         }
     };
+    let feed_handle = feeds.handle().clone();
     runtime.block_on(async move {
         let listeners = tokio::net::TcpListener::from_std(plain).and_then(|plain| {
             let tls = tls
@@ -360,22 +364,34 @@ fn serve(
                 return;
             }
         };
-        tokio::spawn(accept_loop(plain, None, Arc::clone(&accepting)));
-        if let Some((listener, acceptor)) = tls {
-            tokio::spawn(accept_loop(listener, Some(acceptor), accepting));
+        let feeds = feed_handle.clone();
+        tokio::spawn(accept_loop(plain, None, Arc::clone(&accepting), feeds));
+        if let Some((listener, tls)) = tls {
+            tokio::spawn(accept_loop(listener, Some(tls), accepting, feed_handle));
         }
         let _ = ready.send(Ok(()));
         let _ = stop.await;
     });
-    // Cancels the connection tasks: their sockets close now.
+    // Cancels the connection tasks: their sockets close now. The feed
+    // sessions first, while the I/O driver their sockets use still runs.
+    feeds.shutdown_timeout(Duration::from_secs(1));
     runtime.shutdown_timeout(Duration::from_secs(1));
     debug!("MQTT listeners closed.");
+}
+
+fn runtime(workers: usize, name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .enable_all()
+        .build()
 }
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     acceptor: Option<TlsAcceptor>,
     accepting: Arc<Accepting>,
+    feeds: Handle,
 ) {
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -406,8 +422,9 @@ async fn accept_loop(
         }
         let accepting = Arc::clone(&accepting);
         let acceptor = acceptor.clone();
+        let feeds = feeds.clone();
         tokio::spawn(async move {
-            connection(tcp, peer, acceptor, &accepting).await;
+            connection(tcp, peer, acceptor, &accepting, feeds).await;
             drop(slot);
         });
     }
@@ -428,12 +445,13 @@ async fn connection(
     peer: SocketAddr,
     acceptor: Option<TlsAcceptor>,
     accepting: &Accepting,
+    feeds: Handle,
 ) {
     let sessions = &accepting.shared.sessions;
     let conn = sessions.new_conn(peer);
     let session = match acceptor {
-        None => Some(plain_session(tcp, &conn, accepting)),
-        Some(acceptor) => Box::pin(tls_session(tcp, peer, acceptor, &conn, accepting)).await,
+        None => Some(plain_session(tcp, &conn, accepting, feeds)),
+        Some(acceptor) => Box::pin(tls_session(tcp, peer, acceptor, &conn, accepting, feeds)).await,
     };
     if let Some(session) = session {
         session.await;
@@ -441,14 +459,28 @@ async fn connection(
     sessions.release(&conn);
 }
 
-fn plain_session(tcp: tokio::net::TcpStream, conn: &Arc<Conn>, accepting: &Accepting) -> Session {
+/// Where a session runs once its CONNECT is accepted: an alarm-feed
+/// reader's on `feeds`, a device's where it was accepted.
+fn placement(conn: &Arc<Conn>, feeds: Handle) -> impl FnOnce() -> Option<Handle> + Send + 'static {
+    let conn = Arc::clone(conn);
+    move || conn.is_feed().then_some(feeds)
+}
+
+fn plain_session(
+    tcp: tokio::net::TcpStream,
+    conn: &Arc<Conn>,
+    accepting: &Accepting,
+    feeds: Handle,
+) -> Session {
     let guard = accepting.guard.for_connection(Arc::clone(conn), None);
     let stream = Metered::new(tcp, Arc::clone(conn));
-    Box::pin(
-        accepting
-            .server
-            .connection(stream, None, guard, conn.closed()),
-    )
+    Box::pin(accepting.server.connection(
+        stream,
+        None,
+        guard,
+        conn.closed(),
+        placement(conn, feeds),
+    ))
 }
 
 /// The TLS handshake and the device its certificate names; `None` (counted
@@ -459,6 +491,7 @@ async fn tls_session(
     acceptor: TlsAcceptor,
     conn: &Arc<Conn>,
     accepting: &Accepting,
+    feeds: Handle,
 ) -> Option<Session> {
     let refuse = |refusal: Refusal, why: &str| {
         accepting.shared.metrics.refused(refusal).inc();
@@ -493,6 +526,7 @@ async fn tls_session(
         Some(tenant),
         guard,
         conn.closed(),
+        placement(conn, feeds),
     )))
 }
 

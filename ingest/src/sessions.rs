@@ -188,6 +188,8 @@ struct ConnState {
     throttled_until: Option<Instant>,
     /// The router client id this connection holds in the table.
     claimed: Option<String>,
+    /// It logged in as an alarm-feed reader (a person's screen).
+    feed: bool,
 }
 
 impl Conn {
@@ -197,6 +199,12 @@ impl Conn {
         async move {
             let _ = rx.wait_for(|closed| *closed).await;
         }
+    }
+
+    /// Whether its login is an alarm-feed reader's (known once its CONNECT
+    /// was accepted).
+    pub(crate) fn is_feed(&self) -> bool {
+        self.state.lock().feed
     }
 
     fn close(&self) -> bool {
@@ -295,6 +303,7 @@ impl Sessions {
                 .with_label_values(&[login.kind()])
                 .inc();
         }
+        let feed = !matches!(login, SessionLogin::Device(_));
         live.insert(
             client_id.to_owned(),
             Live {
@@ -302,7 +311,9 @@ impl Sessions {
                 login,
             },
         );
-        conn.state.lock().claimed = Some(client_id.to_owned());
+        let mut state = conn.state.lock();
+        state.claimed = Some(client_id.to_owned());
+        state.feed = feed;
         Ok(())
     }
 

@@ -167,3 +167,63 @@ async fn feed_logins_need_a_granting_token_and_a_client_id_bound_to_it() {
         .is_ok()
     );
 }
+
+/// Voluntary context switches of each `vigil-mqtt-feed` thread of this
+/// process (every engine a test started has one), by thread id.
+fn feed_thread_wakeups() -> std::collections::HashMap<String, u64> {
+    let mut wakeups = std::collections::HashMap::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap().path();
+        let (Ok(comm), Ok(status)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("status")),
+        ) else {
+            continue; // a thread that ended meanwhile
+        };
+        if comm.trim() != "vigil-mqtt-feed" {
+            continue;
+        }
+        let switches = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap();
+        wakeups.insert(task.display().to_string(), switches);
+    }
+    wakeups
+}
+
+/// A supervisor's screen is served on a thread of its own, not behind the
+/// devices on the socket thread: each alarm wakes that thread to write it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_reader_is_served_on_the_feed_thread() {
+    let rig = rig_with_readers();
+    let jm_id = feed_client_id("jiangmen", "screen");
+    let (jm, mut seen) = session(&rig, &jm_id, "token:jm", "jiangmen").await.unwrap();
+    jm.subscribe("/tenants/r440700/v1/alarms/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut seen).await, Seen::SubAck);
+
+    let before = feed_thread_wakeups();
+    const ALARMS: u64 = 20;
+    for _ in 0..ALARMS {
+        rig.ingest.alarm_publisher().publish(&alarm_in("440703"));
+        assert_eq!(
+            next(&mut seen).await,
+            Seen::Publish("/tenants/r440700/v1/alarms/elevator/EQ-EL1".into())
+        );
+        // Apart, so that each alarm wakes whichever thread writes it.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let after = feed_thread_wakeups();
+    let most = (after.iter())
+        .map(|(tid, n)| n - before.get(tid).copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most >= ALARMS / 2,
+        "{ALARMS} alarms written to the reader woke no feed thread as often \
+         (most: {most}; feed threads before {before:?}, after {after:?})"
+    );
+}

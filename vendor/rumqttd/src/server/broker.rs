@@ -436,6 +436,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                             protocol,
                             self.awaiting_will_handler.clone(),
                             std::future::pending(),
+                            || None,
                         )
                         .instrument(tracing::info_span!(
                             "websocket_link",
@@ -453,6 +454,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                         protocol,
                         self.awaiting_will_handler.clone(),
                         std::future::pending(),
+                        || None,
                     )
                     .instrument(tracing::error_span!(
                         "remote_link",
@@ -472,17 +474,21 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
     /// Vigil patch: serves one connection the embedder accepted (and, for
     /// TLS, authenticated) itself, decoded by `protocol`, as `start` would.
     /// The connection also ends when `close` resolves, and the router is
-    /// told as for any other disconnect.
-    pub fn connection<S, C>(
+    /// told as for any other disconnect. Once the CONNECT is accepted,
+    /// `placement` may name another runtime to run the session on (the
+    /// returned future then waits for it there).
+    pub fn connection<S, C, W>(
         &self,
         stream: S,
         tenant_id: Option<String>,
         protocol: P,
         close: C,
+        placement: W,
     ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
         C: std::future::Future<Output = ()> + Send + 'static,
+        W: FnOnce() -> Option<tokio::runtime::Handle> + Send + 'static,
     {
         let span = tracing::error_span!(
             "remote_link",
@@ -498,6 +504,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             protocol,
             self.awaiting_will_handler.clone(),
             close,
+            placement,
         )
         .instrument(span)
     }
@@ -526,7 +533,7 @@ impl Callback for WSCallback {
 /// waiting for mqtt connect packet. Also this honours connection wait time as per config to prevent
 /// denial of service attacks (rogue clients which only establish network connections without
 /// sending a mqtt connection packet to make the server reach its concurrent connection limit).
-async fn remote<P: Protocol, C: std::future::Future<Output = ()>>(
+async fn remote<P, C, W>(
     config: Arc<ConnectionSettings>,
     tenant_id: Option<String>,
     router_tx: Sender<(ConnectionId, Event)>,
@@ -534,7 +541,12 @@ async fn remote<P: Protocol, C: std::future::Future<Output = ()>>(
     protocol: P,
     will_handlers: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
     close: C,
-) {
+    placement: W,
+) where
+    P: Protocol + Send + 'static,
+    C: std::future::Future<Output = ()> + Send + 'static,
+    W: FnOnce() -> Option<tokio::runtime::Handle>,
+{
     // Vigil patch: the handshake runs in a box of its own, freed once the
     // link runs. An async fn keeps room for every local it ever held (the
     // network before the link took it, the CONNECT packet, their futures)
@@ -551,7 +563,16 @@ async fn remote<P: Protocol, C: std::future::Future<Output = ()>>(
     else {
         return;
     };
-    run_session(session, will_handlers, close).await
+    // Vigil patch: the embedder may run some sessions on a runtime of their
+    // own (its alarm-feed readers, away from the devices' socket thread).
+    // The stream stays registered with this runtime's I/O driver.
+    match placement() {
+        Some(runtime) => {
+            let run = run_session(session, will_handlers, close).in_current_span();
+            let _ = runtime.spawn(run).await;
+        }
+        None => run_session(session, will_handlers, close).await,
+    }
 }
 
 /// Vigil patch: what the handshake hands over to the connection's run.
