@@ -66,11 +66,12 @@ pub struct RemoteLink<P> {
     notifications: VecDeque<Notification>,
     pub(crate) will_delay_interval: u32,
     /// Vigil patch: publishes taken past the router (`link/direct.rs`),
-    /// those read but still waiting for budget (in order), and the PUBACKs
-    /// to write for those handed over.
+    /// those read but still waiting for budget (in order), and the packet
+    /// ids to PUBACK for those handed over (ids, not `Packet`s of ~400 B
+    /// each: the queue keeps its room for the connection's life).
     direct: Option<DirectIngest>,
     waiting: VecDeque<Publish>,
-    pubacks: VecDeque<Packet>,
+    pubacks: VecDeque<u16>,
     read: VecDeque<Packet>,
 }
 
@@ -255,11 +256,7 @@ impl<P: Protocol> RemoteLink<P> {
                 .give(publish, budget)
                 .map_err(|_| Error::DirectGone)?;
             if qos == QoS::AtLeastOnce {
-                let ack = PubAck {
-                    pkid,
-                    reason: PubAckReason::Success,
-                };
-                self.pubacks.push_back(Packet::PubAck(ack, None));
+                self.pubacks.push_back(pkid);
             }
         }
         Ok(())
@@ -269,7 +266,14 @@ impl<P: Protocol> RemoteLink<P> {
         if self.pubacks.is_empty() {
             return Ok(());
         }
-        self.network.writev(self.pubacks.drain(..)).await?;
+        let acks = self.pubacks.drain(..).map(|pkid| {
+            let ack = PubAck {
+                pkid,
+                reason: PubAckReason::Success,
+            };
+            Packet::PubAck(ack, None)
+        });
+        self.network.writev(acks).await?;
         Ok(())
     }
 }
