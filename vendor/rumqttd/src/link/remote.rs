@@ -72,7 +72,6 @@ pub struct RemoteLink<P> {
     direct: Option<DirectIngest>,
     waiting: VecDeque<Publish>,
     pubacks: VecDeque<u16>,
-    read: VecDeque<Packet>,
 }
 
 impl<P: Protocol> RemoteLink<P> {
@@ -145,7 +144,6 @@ impl<P: Protocol> RemoteLink<P> {
             direct,
             waiting: VecDeque::new(),
             pubacks: VecDeque::new(),
-            read: VecDeque::new(),
         })
     }
 
@@ -176,14 +174,16 @@ impl<P: Protocol> RemoteLink<P> {
                 o = self.network.read(), if room => {
                     let packet = o?;
                     // Vigil patch: direct publishes are kept apart from what
-                    // goes to the router.
-                    let mut read = std::mem::take(&mut self.read);
-                    read.push_back(packet);
-                    self.network.readv(&mut read)?;
+                    // goes to the router. The packets read after the first
+                    // go in a queue made for them: most reads hold one, and
+                    // a queue kept for the next read kept 1.5 KiB or more
+                    // for the connection's life.
+                    let mut more = VecDeque::new();
+                    self.network.readv(&mut more)?;
                     let mut routed = 0;
                     {
                         let mut buffer = self.link_tx.buffer();
-                        for packet in read.drain(..) {
+                        for packet in std::iter::once(packet).chain(more) {
                             match packet {
                                 Packet::Publish(publish, _)
                                     if self.direct.as_ref().is_some_and(|d| d.takes(&publish)) =>
@@ -197,7 +197,6 @@ impl<P: Protocol> RemoteLink<P> {
                             }
                         }
                     }
-                    self.read = read;
                     trace!("Packets read from network, routed = {}", routed);
                     self.hand_over(None)?;
                     self.write_pubacks().await?;
