@@ -70,14 +70,15 @@ const DIRECT_BUDGET: usize = INGEST_SEGMENT.max_segment_size * INGEST_SEGMENT.ma
 
 /// Every device's ack topic (`/tenants/{id}/v1/ack`) has a log of its own
 /// in the router, kept as long as the engine runs, so its size is paid once
-/// per device. An ack needs no history (the next covers the previous): room
-/// for about twenty acks (~50 B each as rumqttd counts them) per segment, the
-/// least rumqttd allows, is plenty. With 8 KiB, a device's log filled up to
-/// ~360 acks of ~300 B in memory each before it rotated: ~100 KiB per
-/// device after a few hours at one reading every 30 s.
+/// per device. An ack needs no history (the next covers the previous): a
+/// segment rotates once it holds 128 B (three acks of ~50 B as rumqttd
+/// counts them), and one full segment is kept beside the active one, so a
+/// log holds at most six. An ack costs ~750 B in memory (the entry, its
+/// topic and payload): at 1 KiB × 2 segments (~60 acks), a device that had
+/// sent a few dozen readings held 30 KiB in its log (vendored patch 12).
 const ACK_SEGMENT: SegmentConfig = SegmentConfig {
-    max_segment_size: 1 << 10,
-    max_segment_count: 2,
+    max_segment_size: 128,
+    max_segment_count: 1,
 };
 
 /// The filters [`ACK_SEGMENT`] applies to (rumqttd matches each new
