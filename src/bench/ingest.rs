@@ -1006,7 +1006,8 @@ async fn alarm_latency(
     .spawn(&probes)?;
     let analysts = SqlLoad::start(args.sql_load, engine.http_addr(), token);
     let load = load_step(args, target, "topic", 99, load_rate, seconds);
-    let (load, timed) = tokio::join!(load, prober.finish());
+    let timed = child_json::<ProbeTimes>(prober, "the probe process");
+    let (load, timed) = tokio::join!(load, timed);
     let sql = analysts.stop().await;
     let (step, times) = (load?, timed?);
     let ProbeTimes {
@@ -1136,7 +1137,7 @@ pub(crate) struct ProbeArgs {
 
 /// What the probe process reports on its stdout: each probe's time to
 /// either feed, and how many never arrived there.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct ProbeTimes {
     sse: Vec<Duration>,
     mqtt: Vec<Duration>,
@@ -1155,7 +1156,7 @@ struct ProbeProcess<'a> {
 }
 
 impl ProbeProcess<'_> {
-    fn spawn(&self, probes: &[(String, String)]) -> anyhow::Result<RunningProbes> {
+    fn spawn(&self, probes: &[(String, String)]) -> anyhow::Result<Child> {
         use std::io::Write;
         let exe = std::env::current_exe().context("cannot find the vigil executable")?;
         let mut child = Command::new(exe)
@@ -1175,15 +1176,7 @@ impl ProbeProcess<'_> {
             .take()
             .context("the probe process has no stdin")?;
         stdin.write_all(&serde_json::to_vec(probes)?)?;
-        Ok(RunningProbes(child))
-    }
-}
-
-struct RunningProbes(Child);
-
-impl RunningProbes {
-    async fn finish(self) -> anyhow::Result<ProbeTimes> {
-        child_json(self.0, "the probe process").await
+        Ok(child)
     }
 }
 
@@ -1206,16 +1199,9 @@ pub(super) async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let wait_ms = u64::try_from(args.start_at_ms.saturating_sub(now_ms)).unwrap_or(u64::MAX);
     tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-    let (sse_times, mqtt_times, missed_sse, missed_mqtt) =
-        time_probes(args.mqtt, &probes, &mut arrivals).await?;
+    let times = time_probes(args.mqtt, &probes, &mut arrivals).await?;
     sse.abort();
     mqtt.abort();
-    let times = ProbeTimes {
-        sse: sse_times,
-        mqtt: mqtt_times,
-        missed_sse,
-        missed_mqtt,
-    };
     serde_json::to_writer(std::io::stdout().lock(), &times)?;
     Ok(())
 }
@@ -1226,9 +1212,8 @@ async fn time_probes(
     mqtt: SocketAddr,
     probes: &[(String, String)],
     arrivals: &mut Arrivals,
-) -> anyhow::Result<(Vec<Duration>, Vec<Duration>, usize, usize)> {
-    let (mut sse, mut feed) = (Vec::new(), Vec::new());
-    let (mut missed_sse, mut missed_mqtt) = (0, 0);
+) -> anyhow::Result<ProbeTimes> {
+    let mut t = ProbeTimes::default();
     for (id, secret) in probes {
         let mut opts = MqttOptions::new(id, mqtt.ip().to_string(), mqtt.port());
         opts.set_credentials(id, secret);
@@ -1244,8 +1229,8 @@ async fn time_probes(
         if !matches!(connected, Ok(Ok(()))) {
             // Counted as missed on both feeds; the next probe goes on.
             tracing::warn!(device = %id, "A probe device could not connect.");
-            missed_sse += 1;
-            missed_mqtt += 1;
+            t.missed_sse += 1;
+            t.missed_mqtt += 1;
             continue;
         }
         let mut pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
@@ -1275,12 +1260,12 @@ async fn time_probes(
             }
         }
         match on_sse {
-            Some(d) => sse.push(d),
-            None => missed_sse += 1,
+            Some(d) => t.sse.push(d),
+            None => t.missed_sse += 1,
         }
         match on_mqtt {
-            Some(d) => feed.push(d),
-            None => missed_mqtt += 1,
+            Some(d) => t.mqtt.push(d),
+            None => t.missed_mqtt += 1,
         }
         // Let the DISCONNECT go out, so the engine does not hold a
         // thousand half-dead probe sessions until their keep-alive runs out.
@@ -1292,7 +1277,7 @@ async fn time_probes(
             pump.abort();
         }
     }
-    Ok((sse, feed, missed_sse, missed_mqtt))
+    Ok(t)
 }
 
 /// Reads the SSE alarm feed, reporting each overspeed alarm's device and

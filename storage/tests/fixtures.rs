@@ -14,7 +14,9 @@ use vigil_model::{
     RejectReason, RuleId, Severity,
 };
 use vigil_storage::embedded::{EmbeddedConfig, EmbeddedStore};
-use vigil_storage::{AckToken, QueryOptions, Record, Store, StoreError, StoredReading, Write};
+use vigil_storage::{
+    AckToken, QueryOptions, Record, SqlLimits, Store, StoreError, StoredReading, Write,
+};
 
 /// Base time of the fixtures: 2024-11-22T18:26:40Z.
 pub(crate) const T0: i64 = 1_732_300_000_000;
@@ -33,6 +35,20 @@ pub(crate) async fn open_with(config: EmbeddedConfig) -> (Arc<EmbeddedStore>, To
 
 pub(crate) async fn open(dir: &Path) -> (Arc<EmbeddedStore>, Tokens) {
     open_with(config(dir)).await
+}
+
+/// A store whose SQL runs under `sql`, and the options of a person's
+/// query on it (held to those limits).
+pub(crate) async fn open_with_sql(
+    dir: &Path,
+    sql: SqlLimits,
+) -> (Arc<EmbeddedStore>, Tokens, QueryOptions) {
+    let (store, tokens) = open_with(EmbeddedConfig { sql, ..config(dir) }).await;
+    let person = QueryOptions {
+        guarded: true,
+        ..QueryOptions::default()
+    };
+    (store, tokens, person)
 }
 
 pub(crate) fn binding(equipment: &str) -> Binding {

@@ -356,22 +356,14 @@ async fn a_grant_filters_rows_before_any_expression_of_the_query_sees_them() {
 #[tokio::test]
 async fn people_queries_are_held_to_the_sql_limits() {
     use vigil_storage::SqlLimits;
-    use vigil_storage::embedded::EmbeddedConfig;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = EmbeddedConfig {
-        sql: SqlLimits {
-            memory_bytes: 64 << 20,
-            max_concurrent: 1,
-            ..SqlLimits::default()
-        },
-        ..config(dir.path())
+    let limits = SqlLimits {
+        memory_bytes: 64 << 20,
+        max_concurrent: 1,
+        ..SqlLimits::default()
     };
-    let (store, _tokens) = open_with(config).await;
-    let everyone = QueryOptions {
-        guarded: true,
-        ..QueryOptions::default()
-    };
+    let (store, _tokens, everyone) = open_with_sql(dir.path(), limits).await;
     let sum = format!("SELECT {}", vec!["1"; 1000].join(" + "));
     let unions = vec!["SELECT 1"; 600].join(" UNION ALL ");
     for sql in [sum.as_str(), &unions] {
@@ -443,21 +435,13 @@ async fn people_queries_are_held_to_the_sql_limits() {
 #[tokio::test]
 async fn one_sort_of_a_people_query_may_use_most_of_the_pool() {
     use vigil_storage::SqlLimits;
-    use vigil_storage::embedded::EmbeddedConfig;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = EmbeddedConfig {
-        sql: SqlLimits {
-            memory_bytes: 64 << 20,
-            ..SqlLimits::default()
-        },
-        ..config(dir.path())
+    let limits = SqlLimits {
+        memory_bytes: 64 << 20,
+        ..SqlLimits::default()
     };
-    let (store, _tokens) = open_with(config).await;
-    let everyone = QueryOptions {
-        guarded: true,
-        ..QueryOptions::default()
-    };
+    let (store, _tokens, everyone) = open_with_sql(dir.path(), limits).await;
     let sql = "SELECT k, count(*) AS n, max(next) AS top FROM ( \
                  SELECT value % 5 AS k, lead(value) OVER (PARTITION BY value % 3 ORDER BY value DESC) AS next \
                  FROM range(1000000)) \
@@ -641,24 +625,16 @@ fn sql_thread_nices() -> Vec<i32> {
 #[tokio::test]
 async fn the_sql_threads_run_below_the_engines_priority() {
     use vigil_storage::SqlLimits;
-    use vigil_storage::embedded::EmbeddedConfig;
 
     let dir = tempfile::tempdir().unwrap();
     // 7 steps, a value no other test's store uses (they run in this
     // process at the same time, with the default).
-    let config = EmbeddedConfig {
-        sql: SqlLimits {
-            threads: 3,
-            nice: 7,
-            ..SqlLimits::default()
-        },
-        ..config(dir.path())
+    let limits = SqlLimits {
+        threads: 3,
+        nice: 7,
+        ..SqlLimits::default()
     };
-    let (store, _tokens) = open_with(config).await;
-    let everyone = QueryOptions {
-        guarded: true,
-        ..QueryOptions::default()
-    };
+    let (store, _tokens, everyone) = open_with_sql(dir.path(), limits).await;
     let out = store
         .query("SELECT count(*) AS n FROM range(100000)", &everyone)
         .await
