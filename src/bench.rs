@@ -633,8 +633,9 @@ impl EchoBroker {
                 auth: None,
                 external_auth: None,
                 dynamic_filters: false,
-                // The bare broker routes every publish, as published.
+                // The bare broker routes every publish and ack, as published.
                 direct: None,
+                mailboxes: None,
             },
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()

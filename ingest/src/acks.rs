@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use prometheus::IntCounter;
+use rumqttd::Mailboxes;
 use rumqttd::local::LinkTx;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use vigil_model::DeviceId;
 use vigil_model::codec::ack_topic;
 use vigil_storage::AckToken;
@@ -20,20 +21,26 @@ use crate::{Clock, IngestError};
 /// How often devices held below a seq hole are looked at again.
 const TICK: Duration = Duration::from_millis(200);
 
-/// Publishes through the in-process link. rumqttd sends these at QoS 0
-/// (upgraded to the subscriber's QoS on the way out); a lost ack is covered
-/// by the next one.
+/// Acks go into each device's mailbox, which its socket task writes at the
+/// QoS the device subscribed with (a lost ack is covered by the next one);
+/// anything else the engine publishes goes through the in-process link.
 pub(crate) struct AckPublisher {
     /// The link's sender is not shareable; the lock is held for one
     /// hand-off into the router's queue.
     link: Mutex<LinkTx>,
+    mailboxes: Mailboxes,
     acks_published: IntCounter,
 }
 
 impl AckPublisher {
-    pub(crate) fn new(link: LinkTx, acks_published: IntCounter) -> AckPublisher {
+    pub(crate) fn new(
+        link: LinkTx,
+        mailboxes: Mailboxes,
+        acks_published: IntCounter,
+    ) -> AckPublisher {
         AckPublisher {
             link: Mutex::new(link),
+            mailboxes,
             acks_published,
         }
     }
@@ -68,15 +75,14 @@ impl AckPublisher {
             })
     }
 
+    /// A device not subscribed to its acks (now, or in a persistent
+    /// session) gets none; it is still counted, as a publish without
+    /// subscribers was.
     pub(crate) fn ack(&self, device: &DeviceId, seq: u64) {
-        let payload = serde_json::json!({ "seq": seq }).to_string().into_bytes();
-        match self.publish(ack_topic(device), payload) {
-            Ok(()) => {
-                self.acks_published.inc();
-                debug!(device = %device, seq, "Ack published.");
-            }
-            Err(e) => warn!(device = %device, seq, error = %e, "Cannot publish ack."),
-        }
+        let payload = serde_json::json!({ "seq": seq }).to_string();
+        let delivered = self.mailboxes.put(&ack_topic(device), payload.into());
+        self.acks_published.inc();
+        debug!(device = %device, seq, delivered, "Ack published.");
     }
 }
 

@@ -13,7 +13,9 @@
 //!   the ports and every connection (`Broker::start` joins forever);
 //! - alarm-feed readers (people's screens) are served on a thread of their
 //!   own once their CONNECT is accepted, so an alarm for them does not
-//!   queue behind the socket thread's thousands of device connections.
+//!   queue behind the socket thread's thousands of device connections;
+//! - device publishes (under `/tenants/`) and their acks pass the socket
+//!   tasks only, not the router (vendored patches 7 and 13).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -23,14 +25,16 @@ use std::time::Duration;
 
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
 use rumqttd::{
-    ConnectionSettings, DirectIngest, DirectPublish, Router, RouterConfig, SegmentConfig, Server,
-    ServerSettings,
+    ConnectionSettings, DirectIngest, DirectPublish, Mailboxes, Router, RouterConfig,
+    SegmentConfig, Server, ServerSettings,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
+use vigil_model::DeviceId;
+use vigil_model::codec::ack_topic;
 use vigil_model::log_limit::LogLimit;
 
 use crate::guard::{GuardShared, TopicGuard};
@@ -68,22 +72,16 @@ const INGEST_SEGMENT: SegmentConfig = SegmentConfig {
 const DIRECT_PREFIX: &str = "/tenants/";
 const DIRECT_BUDGET: usize = INGEST_SEGMENT.max_segment_size * INGEST_SEGMENT.max_segment_count;
 
-/// Every device's ack topic (`/tenants/{id}/v1/ack`) has a log of its own
-/// in the router, kept as long as the engine runs, so its size is paid once
-/// per device. An ack needs no history (the next covers the previous): a
-/// segment rotates once it holds 128 B (three acks of ~50 B as rumqttd
-/// counts them), and one full segment is kept beside the active one, so a
-/// log holds at most six. An ack costs ~750 B in memory (the entry, its
-/// topic and payload): at 1 KiB × 2 segments (~60 acks), a device that had
-/// sent a few dozen readings held 30 KiB in its log (vendored patch 12).
-const ACK_SEGMENT: SegmentConfig = SegmentConfig {
-    max_segment_size: 128,
-    max_segment_count: 1,
-};
-
-/// The filters [`ACK_SEGMENT`] applies to (rumqttd matches each new
-/// filter against it as if it were a topic).
-const ACK_FILTERS: &str = "/tenants/+/v1/ack";
+/// Acks do not pass the router either: each device's ack topic
+/// (`/tenants/{id}/v1/ack`) is its mailbox (vendored patch 13). The socket
+/// task answers the device's SUBSCRIBE to it, the ack task puts each new
+/// watermark there, and the socket task writes the newest one (a watermark
+/// not yet written is replaced by the next) and takes the device's PUBACK.
+/// Through the router an ack cost a router hand-off each way and a log of
+/// its own per device, kept for the engine's life.
+fn ack_mailbox(client_id: &str) -> Option<String> {
+    DeviceId::new(client_id).ok().map(|id| ack_topic(&id))
+}
 
 /// Every other filter: the alarm-feed subscriptions and anything a client
 /// subscribes to. rumqttd keeps each filter's log forever, even after its
@@ -123,6 +121,8 @@ pub(crate) struct Broker {
     pub relink: Relink,
     /// Device publishes from the socket tasks, past the router.
     pub direct: flume::Receiver<DirectPublish>,
+    /// Devices' ack topics, past the router.
+    pub mailboxes: Mailboxes,
     pub server: ServerHandle,
 }
 
@@ -193,7 +193,7 @@ pub(crate) fn start(
         max_outgoing_packet_count: 200,
         max_segment_size: OTHER_SEGMENT.max_segment_size,
         max_segment_count: OTHER_SEGMENT.max_segment_count,
-        custom_segment: Some(HashMap::from([(ACK_FILTERS.to_owned(), ACK_SEGMENT)])),
+        custom_segment: None,
         lossless: HashMap::from([(INGEST_FILTER.to_owned(), INGEST_SEGMENT)]),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
@@ -219,6 +219,7 @@ pub(crate) fn start(
     });
     let (link_tx, link_rx) = relink()?;
     let (direct, direct_rx) = DirectIngest::new(DIRECT_PREFIX, DIRECT_BUDGET);
+    let mailboxes = Mailboxes::new(ack_mailbox);
 
     let settings = ServerSettings {
         name: "vigil-mqtt".to_owned(),
@@ -234,6 +235,7 @@ pub(crate) fn start(
             external_auth: None,
             dynamic_filters: false,
             direct: Some(direct),
+            mailboxes: Some(mailboxes.clone()),
         },
     };
     let guard = TopicGuard::template(Arc::clone(&shared));
@@ -288,6 +290,7 @@ pub(crate) fn start(
         link_rx,
         relink,
         direct: direct_rx,
+        mailboxes,
         server,
     })
 }

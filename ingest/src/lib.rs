@@ -301,6 +301,7 @@ impl Ingest {
         let health = Arc::new(Health::default());
         let publisher = Arc::new(AckPublisher::new(
             broker.link_tx,
+            broker.mailboxes,
             metrics.acks_published.clone(),
         ));
 

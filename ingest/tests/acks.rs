@@ -55,7 +55,7 @@ async fn readings_reach_rules_and_store_and_are_acked() {
         .collect();
     assert_eq!(tokens, vec![1, 2, 3]);
 
-    // The ack is counted once its hand-off to the router returned, which
+    // The ack is counted once it was put into the device's mailbox, which
     // can be just after the device already has it.
     rig.until("the ack is counted", |r| {
         r.ingest.stats().acks_published >= 1
@@ -117,12 +117,10 @@ async fn duplicates_are_stored_once_and_acked_again() {
     assert_eq!(rig.metric("vigil_ingest_duplicates_total"), 2.0);
 }
 
-/// The router keeps only the last few dozen acks of a device (its ack
-/// topic's log is a couple of KiB, so that 50 000 devices do not each keep
-/// hundreds): acks must go on arriving however many times that log turns
-/// over, one at a time and after a burst.
+/// A device's mailbox keeps only the newest watermark: acks go on arriving
+/// one at a time, and after a burst the last one covers everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acks_keep_coming_after_the_ack_log_turns_over_many_times() {
+async fn acks_keep_coming_one_at_a_time_and_after_a_burst() {
     let rig = Rig::start(RigOptions::default());
     let mut device = Device::connect(rig.addr(), "EL1").await;
     for seq in 1..=150 {
@@ -317,4 +315,210 @@ async fn an_unfilled_gap_is_counted_and_passed_after_the_grace() {
     assert_eq!(seqs_of(&rig.store.readings(), "EL1"), vec![1, 3, 2]);
     assert_eq!(rig.ingest.stats().late, 1);
     assert_eq!(rig.metric("vigil_ingest_late_total"), 1.0);
+}
+
+/// A device's MQTT client, seen packet by packet: what it receives comes
+/// out of `incoming`, and its QoS 1 publishes are PUBACKed only when asked.
+struct Raw {
+    client: rumqttc::AsyncClient,
+    incoming: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Packet>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Raw {
+    async fn connect(rig: &Rig, id: &str, clean_session: bool) -> Raw {
+        let addr = rig.addr();
+        let mut opts = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        opts.set_credentials(id, SECRET);
+        opts.set_clean_session(clean_session);
+        opts.set_manual_acks(true);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 16);
+        let (tx, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok(event) = eventloop.poll().await {
+                if let rumqttc::Event::Incoming(packet) = event {
+                    let _ = tx.send(packet);
+                }
+            }
+        });
+        match next_packet(&mut incoming).await {
+            rumqttc::Packet::ConnAck(ack) => {
+                assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success)
+            }
+            other => panic!("{id}: expected CONNACK, got {other:?}"),
+        }
+        Raw {
+            client,
+            incoming,
+            task,
+        }
+    }
+
+    async fn next(&mut self) -> rumqttc::Packet {
+        next_packet(&mut self.incoming).await
+    }
+
+    /// The next ack: its seq, QoS and the publish (for a manual PUBACK).
+    async fn ack(&mut self) -> (u64, rumqttc::QoS, rumqttc::Publish) {
+        loop {
+            if let rumqttc::Packet::Publish(p) = self.next().await {
+                let seq: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                return (seq["seq"].as_u64().unwrap(), p.qos, p);
+            }
+        }
+    }
+
+    /// Nothing is published to this client for a short while.
+    async fn expect_no_publish(&mut self) {
+        let quiet = tokio::time::sleep(Duration::from_millis(300));
+        tokio::pin!(quiet);
+        loop {
+            tokio::select! {
+                () = &mut quiet => return,
+                p = self.incoming.recv() => {
+                    assert!(!matches!(p, Some(rumqttc::Packet::Publish(_))), "unexpected {p:?}")
+                }
+            }
+        }
+    }
+
+    async fn event(&self, id: &str, seq: u64) {
+        self.client
+            .publish(
+                format!("/tenants/{id}/v1/event"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                event(seq),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Drops the device's connection and waits until the engine saw it end.
+async fn gone(rig: &Rig, device: Raw) {
+    drop(device);
+    rig.until("the session ended", |r| {
+        r.metric(r#"vigil_ingest_sessions{login="device"}"#) == 0.0
+    })
+    .await;
+}
+
+async fn next_packet(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Packet>,
+) -> rumqttc::Packet {
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("a packet within PATIENCE")
+        .expect("the client's event loop runs")
+}
+
+/// Acks are written by the device's own connection (not rumqttd's router):
+/// at the QoS it subscribed with (QoS 2 asked is granted as 1), and none
+/// once it unsubscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_hears_its_acks_at_the_qos_it_subscribed_with_until_it_unsubscribes() {
+    use rumqttc::{Packet, QoS, SubscribeReasonCode};
+    let rig = Rig::start(RigOptions {
+        devices: vec!["EL1".into(), "EL2".into()],
+        ..RigOptions::default()
+    });
+    for (id, asked, granted) in [
+        ("EL1", QoS::AtMostOnce, QoS::AtMostOnce),
+        ("EL2", QoS::ExactlyOnce, QoS::AtLeastOnce),
+    ] {
+        let mut device = Raw::connect(&rig, id, true).await;
+        let topic = format!("/tenants/{id}/v1/ack");
+        device.client.subscribe(&topic, asked).await.unwrap();
+        match device.next().await {
+            Packet::SubAck(ack) => {
+                assert_eq!(
+                    ack.return_codes,
+                    vec![SubscribeReasonCode::Success(granted)]
+                )
+            }
+            other => panic!("{id}: expected SUBACK, got {other:?}"),
+        }
+        device.event(id, 1).await;
+        let (seq, qos, publish) = device.ack().await;
+        assert_eq!(
+            (seq, qos, publish.topic.as_str()),
+            (1, granted, topic.as_str())
+        );
+        if qos == QoS::AtLeastOnce {
+            assert_ne!(publish.pkid, 0);
+            device.client.ack(&publish).await.unwrap();
+        }
+
+        device.client.unsubscribe(&topic).await.unwrap();
+        loop {
+            match device.next().await {
+                Packet::UnsubAck(_) => break,
+                Packet::PubAck(_) => {}
+                other => panic!("{id}: expected UNSUBACK, got {other:?}"),
+            }
+        }
+        device.event(id, 2).await;
+        rig.until("2 is stored", |r| {
+            seqs_of(&r.store.readings(), id).len() == 2
+        })
+        .await;
+        device.expect_no_publish().await;
+    }
+}
+
+/// A persistent session keeps its ack subscription while the device is
+/// away: the next connection hears the watermark put meanwhile (the newest,
+/// in place of one never PUBACKed), without subscribing again. A clean
+/// session ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_hears_the_ack_it_missed_while_away() {
+    use rumqttc::QoS;
+    let rig = Rig::start(RigOptions::default());
+    let mut device = Raw::connect(&rig, "EL1", false).await;
+    device
+        .client
+        .subscribe("/tenants/EL1/v1/ack", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    device.event("EL1", 1).await;
+    let (seq, _, _) = device.ack().await;
+    assert_eq!(seq, 1, "not PUBACKed");
+
+    // 2 is durable only once the device is gone.
+    rig.store.hold.store(true, Ordering::SeqCst);
+    device.event("EL1", 2).await;
+    rig.until("2 is written", |r| r.store.readings().len() == 2)
+        .await;
+    gone(&rig, device).await;
+    rig.store.release().await;
+    rig.until("the ack of 2 is published", |r| {
+        r.ingest.stats().acks_published >= 2
+    })
+    .await;
+
+    let mut device = Raw::connect(&rig, "EL1", false).await;
+    let (seq, qos, publish) = device.ack().await;
+    assert_eq!((seq, qos), (2, QoS::AtLeastOnce));
+    device.client.ack(&publish).await.unwrap();
+    device.expect_no_publish().await;
+    gone(&rig, device).await;
+
+    // Acknowledged: nothing is owed to the next connection of the session.
+    let mut device = Raw::connect(&rig, "EL1", false).await;
+    device.expect_no_publish().await;
+    gone(&rig, device).await;
+
+    // A clean session starts without the subscription.
+    let mut device = Raw::connect(&rig, "EL1", true).await;
+    device.event("EL1", 3).await;
+    rig.until("3 is stored", |r| r.store.readings().len() == 3)
+        .await;
+    device.expect_no_publish().await;
 }

@@ -20,6 +20,7 @@ use tracing_subscriber::{
 
 pub use link::alerts;
 pub use link::direct::{DirectIngest, DirectPublish};
+pub use link::mailbox::Mailboxes;
 pub use link::local;
 pub use link::meters;
 pub use router::{Alert, Forward, IncomingMeter, Meter, Notification, OutgoingMeter, Router};
@@ -157,6 +158,10 @@ pub struct ConnectionSettings {
     /// (`link/direct.rs`); `None` routes every publish as upstream does.
     #[serde(skip)]
     pub direct: Option<DirectIngest>,
+    /// Vigil patch: each client's latest-value topic, written by its socket
+    /// task past the router (`link/mailbox.rs`); `None`: none.
+    #[serde(skip)]
+    pub mailboxes: Option<Mailboxes>,
 }
 
 impl ConnectionSettings {
@@ -183,6 +188,7 @@ impl fmt::Debug for ConnectionSettings {
             .field("external_auth", &self.external_auth.is_some())
             .field("dynamic_filters", &self.dynamic_filters)
             .field("direct", &self.direct.is_some())
+            .field("mailboxes", &self.mailboxes.is_some())
             .finish()
     }
 }

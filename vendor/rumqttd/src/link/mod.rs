@@ -2,6 +2,7 @@ pub mod alerts;
 pub mod bridge;
 pub mod console;
 pub mod direct;
+pub mod mailbox;
 pub mod local;
 pub mod meters;
 pub mod network;

@@ -1,11 +1,12 @@
 use crate::link::direct::DirectIngest;
 use crate::link::local::{LinkError, LinkRx, LinkTx};
+use crate::link::mailbox::{self, Mailboxes};
 use crate::link::network;
 use crate::link::network::Network;
 use crate::local::LinkBuilder;
 use crate::protocol::{
     ConnAck, Connect, ConnectReturnCode, Login, Packet, Protocol, PubAck, PubAckReason, Publish,
-    QoS,
+    QoS, SubAck, SubscribeReasonCode, UnsubAck, UnsubAckReason,
 };
 use crate::router::{Event, Notification};
 use crate::{ConnectionId, ConnectionSettings};
@@ -72,6 +73,8 @@ pub struct RemoteLink<P> {
     direct: Option<DirectIngest>,
     waiting: VecDeque<Publish>,
     pubacks: VecDeque<u16>,
+    /// Vigil patch: this client's mailbox (`link/mailbox.rs`).
+    mail: Option<mailbox::Reader>,
 }
 
 impl<P: Protocol> RemoteLink<P> {
@@ -83,6 +86,7 @@ impl<P: Protocol> RemoteLink<P> {
         dynamic_filters: bool,
         assigned_client_id: Option<String>,
         direct: Option<DirectIngest>,
+        mailboxes: Option<Mailboxes>,
     ) -> Result<RemoteLink<P>, Error> {
         let Packet::Connect(connect, props, lastwill, lastwill_props, _) = connect_packet else {
             return Err(Error::NotConnectPacket(connect_packet));
@@ -122,6 +126,9 @@ impl<P: Protocol> RemoteLink<P> {
 
         let id = link_rx.id();
         Span::current().record("connection_id", id);
+        // Vigil patch: once the router took the connection, so that a
+        // refused one does not end the session's mailbox subscription.
+        let mail = mailboxes.and_then(|m| m.reader(&connect.client_id, clean_session));
 
         if let Some(mut packet) = notification.into() {
             if let Packet::ConnAck(_ack, props) = &mut packet {
@@ -144,6 +151,7 @@ impl<P: Protocol> RemoteLink<P> {
             direct,
             waiting: VecDeque::new(),
             pubacks: VecDeque::new(),
+            mail,
         })
     }
 
@@ -170,6 +178,14 @@ impl<P: Protocol> RemoteLink<P> {
                     None => std::future::pending().await,
                 }
             };
+            // Vigil patch: a value was put into this client's mailbox.
+            let mail = self.mail.as_ref().map(mailbox::Reader::notify);
+            let mail = async move {
+                match mail {
+                    Some(notify) => notify.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             select! {
                 o = self.network.read(), if room => {
                     let packet = o?;
@@ -181,6 +197,7 @@ impl<P: Protocol> RemoteLink<P> {
                     let mut more = VecDeque::new();
                     self.network.readv(&mut more)?;
                     let mut routed = 0;
+                    let mut replies = Vec::new();
                     {
                         let mut buffer = self.link_tx.buffer();
                         for packet in std::iter::once(packet).chain(more) {
@@ -190,16 +207,24 @@ impl<P: Protocol> RemoteLink<P> {
                                 {
                                     self.waiting.push_back(publish)
                                 }
-                                packet => {
-                                    buffer.push_back(packet);
-                                    routed += 1;
-                                }
+                                packet => match mail_packet(
+                                    &mut self.mail,
+                                    self.connect.clean_session,
+                                    packet,
+                                    &mut replies,
+                                ) {
+                                    Some(packet) => {
+                                        buffer.push_back(packet);
+                                        routed += 1;
+                                    }
+                                    None => {}
+                                },
                             }
                         }
                     }
                     trace!("Packets read from network, routed = {}", routed);
                     self.hand_over(None)?;
-                    self.write_pubacks().await?;
+                    self.write_replies(replies).await?;
                     if routed > 0 {
                         self.link_tx.notify().await?;
                     }
@@ -207,8 +232,9 @@ impl<P: Protocol> RemoteLink<P> {
                 // Vigil patch: the budget came back for the first waiting publish.
                 permit = budget, if !self.waiting.is_empty() => {
                     self.hand_over(Some(permit))?;
-                    self.write_pubacks().await?;
+                    self.write_replies(Vec::new()).await?;
                 }
+                () = mail => self.write_replies(Vec::new()).await?,
                 // Receive from router when previous when state isn't in collision
                 // due to previously received data request
                 o = self.link_rx.exchange(&mut self.notifications) => {
@@ -261,8 +287,11 @@ impl<P: Protocol> RemoteLink<P> {
         Ok(())
     }
 
-    async fn write_pubacks(&mut self) -> Result<(), Error> {
-        if self.pubacks.is_empty() {
+    /// Writes, in one go, the PUBACKs of the publishes handed over,
+    /// `replies`, and the mailbox's new value if there is one.
+    async fn write_replies(&mut self, replies: Vec<Packet>) -> Result<(), Error> {
+        let mail = self.mail.as_mut().and_then(mailbox::Reader::take);
+        if self.pubacks.is_empty() && replies.is_empty() && mail.is_none() {
             return Ok(());
         }
         let acks = self.pubacks.drain(..).map(|pkid| {
@@ -272,8 +301,59 @@ impl<P: Protocol> RemoteLink<P> {
             };
             Packet::PubAck(ack, None)
         });
-        self.network.writev(acks).await?;
+        let mail = mail.map(|publish| Packet::Publish(publish, None));
+        self.network.writev(acks.chain(replies).chain(mail)).await?;
         Ok(())
+    }
+}
+
+/// Vigil patch: a SUBSCRIBE or UNSUBSCRIBE of the client's mailbox topic
+/// alone, and a PUBACK of a mailbox delivery, end here (their answers go to
+/// `replies`); any other packet is returned, for the router.
+fn mail_packet(
+    mail: &mut Option<mailbox::Reader>,
+    clean_session: bool,
+    packet: Packet,
+    replies: &mut Vec<Packet>,
+) -> Option<Packet> {
+    let Some(mail) = mail else {
+        return Some(packet);
+    };
+    match packet {
+        Packet::Subscribe(subscribe, _)
+            if mail.takes(subscribe.filters.iter().map(|f| f.path.as_str())) =>
+        {
+            let persistent = !clean_session;
+            let return_codes = subscribe
+                .filters
+                .iter()
+                .map(|f| match mail.subscribe(f.qos, persistent) {
+                    QoS::AtMostOnce => SubscribeReasonCode::QoS0,
+                    _ => SubscribeReasonCode::QoS1,
+                })
+                .collect();
+            let pkid = subscribe.pkid;
+            replies.push(Packet::SubAck(SubAck { pkid, return_codes }, None));
+            None
+        }
+        Packet::Unsubscribe(unsubscribe, _)
+            if mail.takes(unsubscribe.filters.iter().map(String::as_str)) =>
+        {
+            let reason = if mail.unsubscribe() {
+                UnsubAckReason::Success
+            } else {
+                UnsubAckReason::NoSubscriptionExisted
+            };
+            let reasons = vec![reason; unsubscribe.filters.len()];
+            let pkid = unsubscribe.pkid;
+            replies.push(Packet::UnsubAck(UnsubAck { pkid, reasons }, None));
+            None
+        }
+        Packet::PubAck(ack, _) if ack.pkid >= mailbox::FIRST_PKID => {
+            mail.acked(ack.pkid);
+            None
+        }
+        packet => Some(packet),
     }
 }
 
@@ -392,6 +472,7 @@ mod tests {
             external_auth: None,
             dynamic_filters: false,
             direct: None,
+            mailboxes: None,
         }
     }
 

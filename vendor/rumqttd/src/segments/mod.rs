@@ -63,10 +63,8 @@ where
     /// Create a new `CommitLog` with the given contraints. If `max_mem_segments` is 0, then only
     /// the active segment is maintained.
     pub fn new(max_segment_size: usize, max_mem_segments: usize) -> io::Result<Self> {
-        // Vigil patch: 64 B, not 1 KiB, at the least: a log whose every entry
-        // is covered by the next (a device's acks) needs room for a few only.
-        if max_segment_size < 64 {
-            panic!("given max_segment_size {max_segment_size} bytes < 64 B");
+        if max_segment_size < 1024 {
+            panic!("given max_segment_size {max_segment_size} bytes < 1KB");
         }
 
         if max_mem_segments < 1 {

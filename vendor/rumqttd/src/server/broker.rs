@@ -603,6 +603,7 @@ async fn open_session<P: Protocol>(
 
     let dynamic_filters = config.dynamic_filters;
     let direct = config.direct.clone();
+    let mailboxes = config.mailboxes.clone();
 
     let connect_packet = match mqtt_connect(config, &mut network).await {
         Ok(p) => p,
@@ -657,6 +658,7 @@ async fn open_session<P: Protocol>(
         dynamic_filters,
         assigned_client_id,
         direct,
+        mailboxes,
     )
     .await
     {

@@ -1,0 +1,281 @@
+//! Vigil patch: one latest-value topic per client, delivered by its socket
+//! task past the router.
+//!
+//! An embedder that tells each client something only the newest of which
+//! matters (Vigil's ack watermark, `{"seq": N}`) pays the router twice per
+//! message when it publishes through it: the router appends to the topic's
+//! log and wakes the connection's link, and the client's PUBACK goes back to
+//! the router to clear its in-flight entry. Here the embedder `put`s the
+//! value into the client's mailbox and wakes the socket task, which writes
+//! it; a value put before the last was written replaces it, and the client's
+//! PUBACK ends in the socket task.
+//!
+//! A client has at most one mailbox topic, `topic_of(client id)`. A
+//! SUBSCRIBE whose every filter is that topic is answered by the socket task
+//! (granted QoS 0 or 1), and so is an UNSUBSCRIBE of it; anything else goes
+//! to the router as before, so a subscription the router holds is never
+//! served from here. A value put while nobody is subscribed is dropped, as
+//! the router would drop a publish without subscribers. For a persistent
+//! session (clean session off) the subscription outlives the connection:
+//! the next connection of that session delivers the value put while it was
+//! away, or the last one not acknowledged, as a session's queued messages
+//! would be.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::protocol::{Publish, QoS};
+
+/// Packet ids of mailbox deliveries: above any the router gives (it counts
+/// 1 ..= 100), so the client's PUBACK tells which side it is for.
+pub(crate) const FIRST_PKID: u16 = 0x8000;
+
+type TopicOf = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// Every client's mailbox (`ConnectionSettings::mailboxes`).
+#[derive(Clone)]
+pub struct Mailboxes {
+    topic_of: Arc<TopicOf>,
+    boxes: Arc<Mutex<HashMap<Arc<str>, Arc<Mailbox>>>>,
+}
+
+pub(crate) struct Mailbox {
+    topic: Bytes,
+    mail: Mutex<Mail>,
+}
+
+#[derive(Default)]
+struct Mail {
+    /// The subscription's granted QoS; kept while away for a persistent
+    /// session.
+    qos: Option<QoS>,
+    persistent: bool,
+    value: Option<Bytes>,
+    /// `value` has not been written yet.
+    fresh: bool,
+    /// Packet id of the last QoS 1 delivery not PUBACKed yet.
+    unacked: Option<u16>,
+    /// The connection serving it now: its serial and wake-up.
+    reader: Option<(u64, Arc<Notify>)>,
+}
+
+/// A connection's side: its client's topic, the mailbox once subscribed,
+/// and what wakes it.
+pub(crate) struct Reader {
+    boxes: Mailboxes,
+    topic: String,
+    serial: u64,
+    notify: Arc<Notify>,
+    attached: Option<Arc<Mailbox>>,
+    next_pkid: u16,
+}
+
+impl Mailboxes {
+    /// `topic_of` names a client's mailbox topic (`None`: the client has
+    /// none, and everything it subscribes to goes to the router).
+    pub fn new(topic_of: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Mailboxes {
+        Mailboxes {
+            topic_of: Arc::new(topic_of),
+            boxes: Arc::default(),
+        }
+    }
+
+    /// Puts `value` into the mailbox of `topic` and wakes its connection.
+    /// `false`: nobody is subscribed (now, or in a persistent session), and
+    /// the value is dropped.
+    pub fn put(&self, topic: &str, value: Bytes) -> bool {
+        let Some(mailbox) = self.boxes.lock().unwrap().get(topic).cloned() else {
+            return false;
+        };
+        let mut mail = mailbox.mail.lock().unwrap();
+        if mail.qos.is_none() {
+            return false;
+        }
+        mail.value = Some(value);
+        mail.fresh = true;
+        if let Some((_, notify)) = &mail.reader {
+            notify.notify_one();
+        }
+        true
+    }
+
+    /// Subscriptions now held here (connected or kept for a persistent
+    /// session).
+    pub fn len(&self) -> usize {
+        self.boxes.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The connection of `client_id` starts: with a clean session the
+    /// client's old subscription is gone, else the connection takes it over
+    /// and owes the client what it has not acknowledged.
+    pub(crate) fn reader(&self, client_id: &str, clean_session: bool) -> Option<Reader> {
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let topic = (self.topic_of)(client_id)?;
+        let mut reader = Reader {
+            boxes: self.clone(),
+            serial: SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            notify: Arc::new(Notify::new()),
+            attached: None,
+            next_pkid: FIRST_PKID,
+            topic,
+        };
+        let mut boxes = self.boxes.lock().unwrap();
+        if clean_session {
+            if let Some(old) = boxes.remove(reader.topic.as_str()) {
+                let mut mail = old.mail.lock().unwrap();
+                // A connection still serving it (taken over) finds it
+                // unsubscribed and stops delivering.
+                *mail = Mail {
+                    reader: mail.reader.take(),
+                    ..Mail::default()
+                };
+            }
+        } else if let Some(mailbox) = boxes.get(reader.topic.as_str()).cloned() {
+            drop(boxes);
+            let mut mail = mailbox.mail.lock().unwrap();
+            if mail.qos.is_some() {
+                mail.fresh |= mail.unacked.take().is_some();
+                mail.reader = Some((reader.serial, Arc::clone(&reader.notify)));
+                if mail.fresh {
+                    reader.notify.notify_one();
+                }
+                drop(mail);
+                reader.attached = Some(mailbox);
+            }
+        }
+        Some(reader)
+    }
+}
+
+impl Reader {
+    /// Whether every filter of a SUBSCRIBE or UNSUBSCRIBE is this client's
+    /// mailbox topic (then the packet is this reader's to answer).
+    pub(crate) fn takes<'a>(&self, mut filters: impl Iterator<Item = &'a str>) -> bool {
+        let mut any = false;
+        let all = filters.all(|f| {
+            any = true;
+            f == self.topic
+        });
+        any && all
+    }
+
+    /// Subscribes at `qos` (QoS 2 is granted as 1); returns the granted QoS.
+    pub(crate) fn subscribe(&mut self, qos: QoS, persistent: bool) -> QoS {
+        let granted = match qos {
+            QoS::AtMostOnce => QoS::AtMostOnce,
+            _ => QoS::AtLeastOnce,
+        };
+        let mailbox = Arc::clone(
+            self.boxes
+                .boxes
+                .lock()
+                .unwrap()
+                .entry(Arc::from(self.topic.as_str()))
+                .or_insert_with(|| {
+                    Arc::new(Mailbox {
+                        topic: Bytes::copy_from_slice(self.topic.as_bytes()),
+                        mail: Mutex::default(),
+                    })
+                }),
+        );
+        {
+            let mut mail = mailbox.mail.lock().unwrap();
+            mail.qos = Some(granted);
+            mail.persistent = persistent;
+            mail.reader = Some((self.serial, Arc::clone(&self.notify)));
+        }
+        self.attached = Some(mailbox);
+        granted
+    }
+
+    /// Unsubscribes; `false` if it was not subscribed.
+    pub(crate) fn unsubscribe(&mut self) -> bool {
+        let Some(mailbox) = self.attached.take() else {
+            return false;
+        };
+        let mut boxes = self.boxes.boxes.lock().unwrap();
+        if boxes
+            .get(self.topic.as_str())
+            .is_some_and(|b| Arc::ptr_eq(b, &mailbox))
+        {
+            boxes.remove(self.topic.as_str());
+        }
+        let mut mail = mailbox.mail.lock().unwrap();
+        let ours = mail.reader.as_ref().is_some_and(|(s, _)| *s == self.serial);
+        if ours {
+            *mail = Mail::default();
+        }
+        ours
+    }
+
+    /// What wakes this connection when a value is put.
+    pub(crate) fn notify(&self) -> Arc<Notify> {
+        Arc::clone(&self.notify)
+    }
+
+    /// The value to write, if one was put since the last: at the granted
+    /// QoS, a QoS 1 one with the next mailbox packet id.
+    pub(crate) fn take(&mut self) -> Option<Publish> {
+        let mailbox = self.attached.as_ref()?;
+        let mut mail = mailbox.mail.lock().unwrap();
+        let ours = mail.reader.as_ref().is_some_and(|(s, _)| *s == self.serial);
+        if !ours || !mail.fresh {
+            return None;
+        }
+        let qos = mail.qos?;
+        let value = mail.value.clone()?;
+        mail.fresh = false;
+        let mut publish = Publish::new(mailbox.topic.clone(), value, false);
+        if qos != QoS::AtMostOnce {
+            publish.qos = QoS::AtLeastOnce;
+            publish.pkid = self.next_pkid;
+            mail.unacked = Some(self.next_pkid);
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(FIRST_PKID);
+        }
+        Some(publish)
+    }
+
+    /// A PUBACK with a mailbox packet id: the delivery it names is done (an
+    /// older one, overtaken by a newer value, changes nothing).
+    pub(crate) fn acked(&mut self, pkid: u16) {
+        if let Some(mailbox) = &self.attached {
+            let mut mail = mailbox.mail.lock().unwrap();
+            if mail.unacked == Some(pkid) {
+                mail.unacked = None;
+            }
+        }
+    }
+}
+
+impl Drop for Reader {
+    /// The connection ended: a clean session's subscription ends with it; a
+    /// persistent one waits for the session's next connection.
+    fn drop(&mut self) {
+        let Some(mailbox) = self.attached.take() else {
+            return;
+        };
+        let mut mail = mailbox.mail.lock().unwrap();
+        if !mail.reader.as_ref().is_some_and(|(s, _)| *s == self.serial) {
+            return; // another connection took it over
+        }
+        mail.reader = None;
+        if mail.persistent {
+            return;
+        }
+        drop(mail);
+        let mut boxes = self.boxes.boxes.lock().unwrap();
+        if boxes
+            .get(self.topic.as_str())
+            .is_some_and(|b| Arc::ptr_eq(b, &mailbox))
+        {
+            boxes.remove(self.topic.as_str());
+        }
+    }
+}
