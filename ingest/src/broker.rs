@@ -219,7 +219,13 @@ pub(crate) fn start(
     });
     let (link_tx, link_rx) = relink()?;
     let (direct, direct_rx) = DirectIngest::new(DIRECT_PREFIX, DIRECT_BUDGET);
-    let mailboxes = Mailboxes::new(ack_mailbox);
+    // A device subscribed to its acks has its PUBACKs held until its next
+    // ack is written (`puback_hold_ms` at most): the ack usually follows
+    // within a few ms (the group commit), and then one segment carries both,
+    // one wake-up of the device instead of two. A PUBACK still means what it
+    // meant (the publish is in ingest's channel); it may only come later.
+    let mailboxes =
+        Mailboxes::new(ack_mailbox).hold_pubacks(Duration::from_millis(config.puback_hold_ms));
 
     let settings = ServerSettings {
         name: "vigil-mqtt".to_owned(),

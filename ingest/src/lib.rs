@@ -143,6 +143,10 @@ pub struct IngestConfig {
     /// Threads that serve the connections' sockets; 0 picks half the cores
     /// (at least 1, at most 4), see [`IngestConfig::io_workers`].
     pub io_threads: usize,
+    /// A device subscribed to its acks has its PUBACKs held until its next
+    /// ack is written, at most this many ms, so that one segment carries
+    /// both; 0 writes them at once.
+    pub puback_hold_ms: u64,
     /// How long a device's ack waits below a missing seq for the device to
     /// re-send it before the hole is counted as a gap and passed.
     pub gap_grace_s: u64,
@@ -170,6 +174,7 @@ impl Default for IngestConfig {
             mqtts: None,
             max_connections: 10_000,
             io_threads: 0,
+            puback_hold_ms: 20,
             gap_grace_s: 30,
             quota: QuotaConfig::default(),
             max_seq_rate: DEFAULT_MAX_SEQ_RATE,

@@ -382,6 +382,25 @@ impl Raw {
         }
     }
 
+    /// Waits up to `within` for a PUBACK; `None` if none came. Acks that
+    /// come meanwhile are PUBACKed and counted in `acks`.
+    async fn puback(&mut self, within: Duration, acks: &mut Vec<u64>) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
+                Err(_) => return None,
+                Ok(None) => panic!("the client's event loop ended"),
+                Ok(Some(rumqttc::Packet::PubAck(ack))) => return Some(ack.pkid),
+                Ok(Some(rumqttc::Packet::Publish(p))) => {
+                    let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                    acks.push(v["seq"].as_u64().unwrap());
+                    self.client.ack(&p).await.unwrap();
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+
     async fn event(&self, id: &str, seq: u64) {
         self.client
             .publish(
@@ -521,4 +540,74 @@ async fn a_persistent_session_hears_the_ack_it_missed_while_away() {
     rig.until("3 is stored", |r| r.store.readings().len() == 3)
         .await;
     device.expect_no_publish().await;
+}
+
+/// A device subscribed to its acks has the PUBACK of a publish held until
+/// its next ack is written (one segment for both; `puback_hold_ms`, here
+/// 10 s): while the store holds the reading there is neither, then both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_puback_goes_out_with_the_devices_next_ack() {
+    let rig = Rig::start(RigOptions {
+        puback_hold_ms: 10_000,
+        ..RigOptions::default()
+    });
+    let mut device = Raw::connect(&rig, "EL1", true).await;
+    device
+        .client
+        .subscribe("/tenants/EL1/v1/ack", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    rig.store.hold.store(true, Ordering::SeqCst);
+    device.event("EL1", 1).await;
+    rig.until("1 is written", |r| r.store.readings().len() == 1)
+        .await;
+    let mut acks = Vec::new();
+    assert_eq!(
+        device.puback(Duration::from_millis(300), &mut acks).await,
+        None,
+        "PUBACK while the reading is not durable"
+    );
+    rig.store.release().await;
+    // Well before the hold's 10 s: it came with the ack.
+    assert!(
+        device
+            .puback(Duration::from_secs(5), &mut acks)
+            .await
+            .is_some()
+    );
+    device.puback(Duration::from_millis(200), &mut acks).await;
+    assert_eq!(acks, vec![1]);
+}
+
+/// No ack comes (the store is stuck): the held PUBACK still goes out once
+/// the hold is over, and a device that does not read acks is PUBACKed at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_puback_goes_out_without_an_ack_and_one_for_a_device_without_acks_at_once() {
+    for (subscribed, hold_ms) in [(true, 200), (false, 10_000)] {
+        let rig = Rig::start(RigOptions {
+            puback_hold_ms: hold_ms,
+            ..RigOptions::default()
+        });
+        rig.store.hold.store(true, Ordering::SeqCst);
+        let mut device = Raw::connect(&rig, "EL1", true).await;
+        if subscribed {
+            device
+                .client
+                .subscribe("/tenants/EL1/v1/ack", rumqttc::QoS::AtLeastOnce)
+                .await
+                .unwrap();
+        }
+        device.event("EL1", 1).await;
+        let mut acks = Vec::new();
+        assert!(
+            device
+                .puback(Duration::from_secs(5), &mut acks)
+                .await
+                .is_some(),
+            "no PUBACK (subscribed to acks: {subscribed}, hold {hold_ms} ms)"
+        );
+        assert!(acks.is_empty(), "the store never made it durable");
+        assert_eq!(rig.store.readings().len(), 1);
+    }
 }

@@ -265,6 +265,7 @@ pub(crate) struct RigOptions {
     pub tls: bool,
     pub quota: QuotaConfig,
     pub max_seq_rate: u64,
+    pub puback_hold_ms: u64,
     /// Seqs the store holds from before this run, per device. Recovery
     /// hands ingest those at or above `floor` (all of them without one).
     pub history: HashMap<String, Vec<u64>>,
@@ -279,6 +280,7 @@ impl Default for RigOptions {
             tls: false,
             quota: QuotaConfig::default(),
             max_seq_rate: vigil_ingest::DEFAULT_MAX_SEQ_RATE,
+            puback_hold_ms: IngestConfig::default().puback_hold_ms,
             history: HashMap::new(),
             floor: HashMap::new(),
         }
@@ -318,6 +320,7 @@ impl Rig {
             gap_grace_s: opts.gap_grace_s,
             quota: opts.quota,
             max_seq_rate: opts.max_seq_rate,
+            puback_hold_ms: opts.puback_hold_ms,
             ..IngestConfig::default()
         };
         let ingest = Ingest::start(

@@ -227,6 +227,9 @@ pub struct IngestTuning {
     pub max_connections: usize,
     /// Threads serving the MQTT sockets; 0 = half the cores (1 to 4).
     pub io_threads: usize,
+    /// Ms a device subscribed to its acks waits at most for a PUBACK, held
+    /// to go out with its next ack; 0 = at once (docs/ingest.md).
+    pub puback_hold_ms: u64,
     /// Seconds an ack watermark waits below a `seq` gap for the device to re-send.
     pub gap_grace_s: u64,
     /// Per-connection message and byte quotas (docs/security.md).
@@ -243,6 +246,7 @@ impl Default for IngestTuning {
             allow_public_plain: d.allow_public_plain,
             max_connections: d.max_connections,
             io_threads: d.io_threads,
+            puback_hold_ms: d.puback_hold_ms,
             gap_grace_s: d.gap_grace_s,
             quota: d.quota.clone(),
             max_seq_rate: d.max_seq_rate,

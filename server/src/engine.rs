@@ -481,6 +481,7 @@ impl Wiring<'_> {
             mqtts: self.pki.listener(config)?,
             max_connections: config.ingest.max_connections,
             io_threads: config.ingest.io_threads,
+            puback_hold_ms: config.ingest.puback_hold_ms,
             gap_grace_s: config.ingest.gap_grace_s,
             quota: config.ingest.quota.clone(),
             max_seq_rate: config.ingest.max_seq_rate,

@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -40,6 +41,7 @@ type TopicOf = dyn Fn(&str) -> Option<String> + Send + Sync;
 pub struct Mailboxes {
     topic_of: Arc<TopicOf>,
     boxes: Arc<Mutex<HashMap<Arc<str>, Arc<Mailbox>>>>,
+    hold_pubacks: Option<Duration>,
 }
 
 pub(crate) struct Mailbox {
@@ -70,6 +72,9 @@ pub(crate) struct Reader {
     serial: u64,
     notify: Arc<Notify>,
     attached: Option<Arc<Mailbox>>,
+    /// Subscribed as far as this connection knows (a takeover may have
+    /// ended it since; then held PUBACKs wait out their hold).
+    subscribed: bool,
     next_pkid: u16,
 }
 
@@ -80,7 +85,17 @@ impl Mailboxes {
         Mailboxes {
             topic_of: Arc::new(topic_of),
             boxes: Arc::default(),
+            hold_pubacks: None,
         }
+    }
+
+    /// A client subscribed to its mailbox has the PUBACKs of its publishes
+    /// held for up to `hold`, to be written with the mailbox's next value
+    /// (when that value usually follows a publish, as an ack does): one
+    /// segment and one wake-up of the client instead of two.
+    pub fn hold_pubacks(mut self, hold: Duration) -> Mailboxes {
+        self.hold_pubacks = Some(hold).filter(|h| !h.is_zero());
+        self
     }
 
     /// Puts `value` into the mailbox of `topic` and wakes its connection.
@@ -123,6 +138,7 @@ impl Mailboxes {
             serial: SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             notify: Arc::new(Notify::new()),
             attached: None,
+            subscribed: false,
             next_pkid: FIRST_PKID,
             topic,
         };
@@ -148,6 +164,7 @@ impl Mailboxes {
                 }
                 drop(mail);
                 reader.attached = Some(mailbox);
+                reader.subscribed = true;
             }
         }
         Some(reader)
@@ -192,11 +209,13 @@ impl Reader {
             mail.reader = Some((self.serial, Arc::clone(&self.notify)));
         }
         self.attached = Some(mailbox);
+        self.subscribed = true;
         granted
     }
 
     /// Unsubscribes; `false` if it was not subscribed.
     pub(crate) fn unsubscribe(&mut self) -> bool {
+        self.subscribed = false;
         let Some(mailbox) = self.attached.take() else {
             return false;
         };
@@ -213,6 +232,12 @@ impl Reader {
             *mail = Mail::default();
         }
         ours
+    }
+
+    /// How long this connection holds PUBACKs for the mailbox's next write
+    /// (`None`: it writes them at once).
+    pub(crate) fn holds_pubacks(&self) -> Option<Duration> {
+        self.boxes.hold_pubacks.filter(|_| self.subscribed)
     }
 
     /// What wakes this connection when a value is put.

@@ -73,8 +73,10 @@ pub struct RemoteLink<P> {
     direct: Option<DirectIngest>,
     waiting: VecDeque<Publish>,
     pubacks: VecDeque<u16>,
-    /// Vigil patch: this client's mailbox (`link/mailbox.rs`).
+    /// Vigil patch: this client's mailbox (`link/mailbox.rs`), and when
+    /// the PUBACKs held for its next write are due.
     mail: Option<mailbox::Reader>,
+    pubacks_due: Option<time::Instant>,
 }
 
 impl<P: Protocol> RemoteLink<P> {
@@ -152,6 +154,7 @@ impl<P: Protocol> RemoteLink<P> {
             waiting: VecDeque::new(),
             pubacks: VecDeque::new(),
             mail,
+            pubacks_due: None,
         })
     }
 
@@ -186,6 +189,7 @@ impl<P: Protocol> RemoteLink<P> {
                     None => std::future::pending().await,
                 }
             };
+            let pubacks_due = self.pubacks_due;
             select! {
                 o = self.network.read(), if room => {
                     let packet = o?;
@@ -224,7 +228,7 @@ impl<P: Protocol> RemoteLink<P> {
                     }
                     trace!("Packets read from network, routed = {}", routed);
                     self.hand_over(None)?;
-                    self.write_replies(replies).await?;
+                    self.write_replies(replies, false).await?;
                     if routed > 0 {
                         self.link_tx.notify().await?;
                     }
@@ -232,9 +236,12 @@ impl<P: Protocol> RemoteLink<P> {
                 // Vigil patch: the budget came back for the first waiting publish.
                 permit = budget, if !self.waiting.is_empty() => {
                     self.hand_over(Some(permit))?;
-                    self.write_replies(Vec::new()).await?;
+                    self.write_replies(Vec::new(), false).await?;
                 }
-                () = mail => self.write_replies(Vec::new()).await?,
+                () = mail => self.write_replies(Vec::new(), true).await?,
+                // Vigil patch: no mailbox write came for the held PUBACKs.
+                () = time::sleep_until(pubacks_due.unwrap_or_else(time::Instant::now)),
+                    if pubacks_due.is_some() => self.write_replies(Vec::new(), true).await?,
                 // Receive from router when previous when state isn't in collision
                 // due to previously received data request
                 o = self.link_rx.exchange(&mut self.notifications) => {
@@ -288,9 +295,26 @@ impl<P: Protocol> RemoteLink<P> {
     }
 
     /// Writes, in one go, the PUBACKs of the publishes handed over,
-    /// `replies`, and the mailbox's new value if there is one.
-    async fn write_replies(&mut self, replies: Vec<Packet>) -> Result<(), Error> {
+    /// `replies`, and the mailbox's new value if there is one. A client
+    /// subscribed to its mailbox has its PUBACKs held (unless `flush`) until
+    /// the mailbox's next write, at most `Mailboxes::hold_pubacks`: one
+    /// segment then carries both (Vigil's ack usually follows a device's
+    /// publish within a few ms).
+    async fn write_replies(&mut self, replies: Vec<Packet>, flush: bool) -> Result<(), Error> {
         let mail = self.mail.as_mut().and_then(mailbox::Reader::take);
+        let hold = match &self.mail {
+            Some(reader) if !flush && mail.is_none() => reader.holds_pubacks(),
+            _ => None,
+        };
+        if let Some(hold) = hold.filter(|_| !self.pubacks.is_empty()) {
+            self.pubacks_due
+                .get_or_insert_with(|| time::Instant::now() + hold);
+            if replies.is_empty() {
+                return Ok(());
+            }
+            return Ok(self.network.writev(replies).await?);
+        }
+        self.pubacks_due = None;
         if self.pubacks.is_empty() && replies.is_empty() && mail.is_none() {
             return Ok(());
         }
