@@ -216,7 +216,8 @@ async fn wal_store_run(dir: &Path, group: usize, n: usize) -> anyhow::Result<Wal
     Ok(WalRun { elapsed, frames })
 }
 
-/// The frames of every WAL segment, header included (`[u32 len][u32 crc]`).
+/// The frames of every WAL segment, header included (`[u32 len][u32 crc]`),
+/// up to the segment's zeros.
 fn read_frames(wal: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut segments: Vec<PathBuf> = fs::read_dir(wal)?
         .map(|e| e.map(|e| e.path()))
@@ -228,6 +229,9 @@ fn read_frames(wal: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut at = 0;
         while at + 8 <= data.len() {
             let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+            if len == 0 {
+                break; // the zeros a segment is written with ahead of its frames
+            }
             let end = (at + 8 + len as usize).min(data.len());
             frames.push(data[at..end].to_vec());
             at = end;

@@ -5,13 +5,21 @@
 //! and the records of one group commit. Frame numbers grow by one per commit
 //! across segments; they let replay recognise a batch that was retried in a
 //! fresh segment after an I/O error (see [`replay`]).
+//!
+//! A segment is written with zeros ahead of its frames, 4 MiB at a time
+//! ([`PREZERO`]), and a frame overwrites them: appending at the file's end
+//! changed its size with every commit, and the fdatasync then wrote the
+//! inode too. Replay reads the zeros as the end of the log; a frame torn by
+//! a crash is one followed by zeros only. A closed segment is cut back to
+//! its frames.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tracing::warn;
+use tracing::{debug, warn};
 use vigil_model::{
     Alarm, AlarmId, AlarmState, DeadLetter, DeviceId, EpochMs, EquipmentId, OwnerId, Region,
     RuleId, Severity,
@@ -22,6 +30,13 @@ use crate::{Record, StoreError, StoredReading};
 pub(crate) const HEADER_LEN: usize = 8;
 /// Larger lengths are garbage, not frames (a group of 4096 readings is ~1 MiB).
 const MAX_FRAME_LEN: usize = 256 << 20;
+
+/// A segment's space is written with zeros ahead of its frames, this much at
+/// a time. A frame then lands inside the file, and its fdatasync writes the
+/// data alone: appending at the end changed the file's size, which made
+/// every commit write the inode too (a second I/O per fsync). Replay reads a
+/// zero-filled tail as the end of the log.
+const PREZERO: u64 = 4 << 20;
 
 /// `Record` as the WAL spells it. Postcard is not self-describing, so the
 /// free-form `details` of an alarm (a `serde_json::Value`) travels as JSON text.
@@ -243,6 +258,8 @@ struct Segment {
     file: File,
     /// Bytes known good: everything up to the end of the last synced frame.
     len: u64,
+    /// The file's size: zeros from `len` up to here.
+    zeroed: u64,
 }
 
 /// The append side of the log, owned by the writer thread.
@@ -279,7 +296,7 @@ impl WalWriter {
             let path = segment_path(&self.dir, no);
             let file = OpenOptions::new()
                 .create_new(true)
-                .append(true)
+                .write(true)
                 .open(&path)?;
             sync_dir(&self.dir)?;
             self.next_no = no + 1;
@@ -288,6 +305,7 @@ impl WalWriter {
                 path,
                 file,
                 len: 0,
+                zeroed: 0,
             });
         }
         // Just set when it was empty.
@@ -299,9 +317,16 @@ impl WalWriter {
     /// Appends one encoded frame and waits until it is on disk.
     pub(crate) fn append(&mut self, frame: &[u8]) -> io::Result<()> {
         let seg = self.ensure_segment()?;
-        seg.file.write_all(frame)?;
+        let end = seg.len + frame.len() as u64;
+        if end > seg.zeroed {
+            let to = end.next_multiple_of(PREZERO);
+            let zeros = vec![0u8; (to - seg.zeroed) as usize];
+            seg.file.write_all_at(&zeros, seg.zeroed)?;
+            seg.zeroed = to;
+        }
+        seg.file.write_all_at(frame, seg.len)?;
         seg.file.sync_data()?;
-        seg.len += frame.len() as u64;
+        seg.len = end;
         Ok(())
     }
 
@@ -322,7 +347,13 @@ impl WalWriter {
             Some(s) => s.no,
             None => self.next_no.saturating_sub(1),
         };
-        self.current = None;
+        // The closed segment loses its zeros (not synced: until that is on
+        // disk, replay reads them as the segment's end, which they are).
+        if let Some(seg) = self.current.take()
+            && let Err(e) = seg.file.set_len(seg.len)
+        {
+            warn!(path = %seg.path.display(), error = %e, "Could not cut a closed WAL segment's zeros off; replay will skip them.");
+        }
         self.ensure_segment()?;
         Ok(covered)
     }
@@ -349,6 +380,8 @@ struct Bad {
     why: String,
     /// A frame cut short by a crash, as opposed to damage in the middle.
     torn: bool,
+    /// Only zeros from here: the space written ahead of the frames.
+    zeros: bool,
 }
 
 struct Scan {
@@ -375,11 +408,18 @@ fn scan_segment(no: u64, path: PathBuf) -> Result<Scan, StoreError> {
                 offset: at as u64,
                 why: why.to_owned(),
                 torn,
+                zeros: false,
             })
         };
         if rest.iter().all(|&b| b == 0) {
-            // Space the file system allocated but the crash never filled.
-            break bad("zero-filled tail", true);
+            // The space written ahead of the frames (or allocated by the
+            // file system and never filled).
+            break Some(Bad {
+                offset: at as u64,
+                why: "zero-filled tail".to_owned(),
+                torn: true,
+                zeros: true,
+            });
         }
         if rest.len() < HEADER_LEN {
             break bad("incomplete frame header", true);
@@ -400,8 +440,10 @@ fn scan_segment(no: u64, path: PathBuf) -> Result<Scan, StoreError> {
         }
         let body = &rest[HEADER_LEN..HEADER_LEN + len];
         if crc32fast::hash(body) != crc {
-            // The last frame of a file may have been half written; one followed by more data is damage.
-            let last = rest.len() == HEADER_LEN + len;
+            // The last frame of a file may have been half written (then only
+            // the zeros written ahead follow it); one followed by more data
+            // is damage.
+            let last = rest[HEADER_LEN + len..].iter().all(|&b| b == 0);
             break bad("checksum mismatch", last);
         }
         match decode_frame(body) {
@@ -487,7 +529,11 @@ pub(crate) fn replay(
                 why: bad.why.clone(),
             });
         }
-        warn!(path = %scan.path.display(), offset = bad.offset, why = %bad.why, "Cutting off an unfinished WAL frame (a crash or failed write before it was acknowledged).");
+        if bad.zeros {
+            debug!(path = %scan.path.display(), offset = bad.offset, "Cutting off a WAL segment's zeros.");
+        } else {
+            warn!(path = %scan.path.display(), offset = bad.offset, why = %bad.why, "Cutting off an unfinished WAL frame (a crash or failed write before it was acknowledged).");
+        }
         OpenOptions::new()
             .write(true)
             .open(&scan.path)
@@ -711,5 +757,43 @@ mod tests {
         assert_eq!(back.len(), records.len());
         assert_eq!(remove_segments_upto(dir.path(), 5).unwrap(), 1);
         assert_eq!(replay_all(dir.path()).unwrap().len(), records.len() - 2);
+    }
+
+    #[test]
+    fn the_zeros_written_ahead_are_not_frames_and_a_frame_torn_into_them_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = testdata::one_of_each(1);
+        let (f1, f2) = (frame(1, &records[..2]), frame(2, &records[2..]));
+        let mut wal = WalWriter::open(dir.path().to_owned(), 1).unwrap();
+        wal.append(&f1).unwrap();
+        wal.append(&f2).unwrap();
+        let path = segment_path(dir.path(), 1);
+        assert_eq!(fs::metadata(&path).unwrap().len(), PREZERO);
+        // A crash: the engine never rotated or closed the segment.
+        drop(wal);
+        assert_eq!(replay_all(dir.path()).unwrap().len(), records.len());
+        let frames = (f1.len() + f2.len()) as u64;
+        assert_eq!(fs::metadata(&path).unwrap().len(), frames, "zeros cut off");
+
+        // A frame half on disk when the crash came, the zeros after it.
+        let dir = tempfile::tempdir().unwrap();
+        let mut torn = f2.clone();
+        let n = torn.len();
+        torn[n - 3..].fill(0);
+        let path = write_segment(dir.path(), 1, &[f1.clone(), torn, vec![0; 1000]]);
+        assert_eq!(replay_all(dir.path()).unwrap().len(), 2);
+        assert_eq!(fs::metadata(&path).unwrap().len(), f1.len() as u64);
+    }
+
+    #[test]
+    fn a_closed_segment_keeps_its_frames_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = testdata::one_of_each(1);
+        let f1 = frame(1, &records);
+        let mut wal = WalWriter::open(dir.path().to_owned(), 1).unwrap();
+        wal.append(&f1).unwrap();
+        wal.rotate().unwrap();
+        let closed = fs::metadata(segment_path(dir.path(), 1)).unwrap().len();
+        assert_eq!(closed, f1.len() as u64);
     }
 }

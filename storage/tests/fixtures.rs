@@ -263,3 +263,17 @@ pub(crate) async fn rows(store: &EmbeddedStore, sql: &str) -> Vec<Map<String, Va
             .unwrap_or_else(|e| panic!("{sql}: {e}")),
     )
 }
+
+/// Where a segment's frames end (`[u32 len][u32 crc][body]` each): the
+/// zeros the store writes ahead of them follow.
+pub(crate) fn end_of_frames(data: &[u8]) -> usize {
+    let mut at = 0;
+    while at + 8 <= data.len() {
+        let len = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        at += 8 + len;
+    }
+    at
+}
