@@ -117,16 +117,6 @@ impl Mailboxes {
         true
     }
 
-    /// Subscriptions now held here (connected or kept for a persistent
-    /// session).
-    pub fn len(&self) -> usize {
-        self.boxes.lock().unwrap().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The connection of `client_id` starts: with a clean session the
     /// client's old subscription is gone, else the connection takes it over
     /// and owes the client what it has not acknowledged.

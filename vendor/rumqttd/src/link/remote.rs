@@ -211,18 +211,17 @@ impl<P: Protocol> RemoteLink<P> {
                                 {
                                     self.waiting.push_back(publish)
                                 }
-                                packet => match mail_packet(
-                                    &mut self.mail,
-                                    self.connect.clean_session,
-                                    packet,
-                                    &mut replies,
-                                ) {
-                                    Some(packet) => {
+                                packet => {
+                                    if let Some(packet) = mail_packet(
+                                        &mut self.mail,
+                                        self.connect.clean_session,
+                                        packet,
+                                        &mut replies,
+                                    ) {
                                         buffer.push_back(packet);
                                         routed += 1;
                                     }
-                                    None => {}
-                                },
+                                }
                             }
                         }
                     }
