@@ -60,8 +60,14 @@ struct Mail {
     fresh: bool,
     /// Packet id of the last QoS 1 delivery not PUBACKed yet.
     unacked: Option<u16>,
-    /// The connection serving it now: its serial and wake-up.
-    reader: Option<(u64, Arc<Notify>)>,
+    /// The connection serving it now, named by its wake-up.
+    reader: Option<Arc<Notify>>,
+}
+
+impl Mail {
+    fn read_by(&self, notify: &Arc<Notify>) -> bool {
+        self.reader.as_ref().is_some_and(|n| Arc::ptr_eq(n, notify))
+    }
 }
 
 /// A connection's side: its client's topic, the mailbox once subscribed,
@@ -69,7 +75,7 @@ struct Mail {
 pub(crate) struct Reader {
     boxes: Mailboxes,
     topic: String,
-    serial: u64,
+    /// Wakes this connection; also names it in the mailbox it reads.
     notify: Arc<Notify>,
     attached: Option<Arc<Mailbox>>,
     /// Subscribed as far as this connection knows (a takeover may have
@@ -111,7 +117,7 @@ impl Mailboxes {
         }
         mail.value = Some(value);
         mail.fresh = true;
-        if let Some((_, notify)) = &mail.reader {
+        if let Some(notify) = &mail.reader {
             notify.notify_one();
         }
         true
@@ -121,11 +127,9 @@ impl Mailboxes {
     /// client's old subscription is gone, else the connection takes it over
     /// and owes the client what it has not acknowledged.
     pub(crate) fn reader(&self, client_id: &str, clean_session: bool) -> Option<Reader> {
-        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let topic = (self.topic_of)(client_id)?;
         let mut reader = Reader {
             boxes: self.clone(),
-            serial: SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             notify: Arc::new(Notify::new()),
             attached: None,
             subscribed: false,
@@ -148,7 +152,7 @@ impl Mailboxes {
             let mut mail = mailbox.mail.lock().unwrap();
             if mail.qos.is_some() {
                 mail.fresh |= mail.unacked.take().is_some();
-                mail.reader = Some((reader.serial, Arc::clone(&reader.notify)));
+                mail.reader = Some(Arc::clone(&reader.notify));
                 if mail.fresh {
                     reader.notify.notify_one();
                 }
@@ -164,13 +168,9 @@ impl Mailboxes {
 impl Reader {
     /// Whether every filter of a SUBSCRIBE or UNSUBSCRIBE is this client's
     /// mailbox topic (then the packet is this reader's to answer).
-    pub(crate) fn takes<'a>(&self, mut filters: impl Iterator<Item = &'a str>) -> bool {
-        let mut any = false;
-        let all = filters.all(|f| {
-            any = true;
-            f == self.topic
-        });
-        any && all
+    pub(crate) fn takes<'a>(&self, filters: impl Iterator<Item = &'a str>) -> bool {
+        let mut filters = filters.peekable();
+        filters.peek().is_some() && filters.all(|f| f == self.topic)
     }
 
     /// Subscribes at `qos` (QoS 2 is granted as 1); returns the granted QoS.
@@ -196,7 +196,7 @@ impl Reader {
             let mut mail = mailbox.mail.lock().unwrap();
             mail.qos = Some(granted);
             mail.persistent = persistent;
-            mail.reader = Some((self.serial, Arc::clone(&self.notify)));
+            mail.reader = Some(Arc::clone(&self.notify));
         }
         self.attached = Some(mailbox);
         self.subscribed = true;
@@ -209,19 +209,25 @@ impl Reader {
         let Some(mailbox) = self.attached.take() else {
             return false;
         };
-        let mut boxes = self.boxes.boxes.lock().unwrap();
-        if boxes
-            .get(self.topic.as_str())
-            .is_some_and(|b| Arc::ptr_eq(b, &mailbox))
-        {
-            boxes.remove(self.topic.as_str());
-        }
+        self.forget(&mailbox);
         let mut mail = mailbox.mail.lock().unwrap();
-        let ours = mail.reader.as_ref().is_some_and(|(s, _)| *s == self.serial);
+        let ours = mail.read_by(&self.notify);
         if ours {
             *mail = Mail::default();
         }
         ours
+    }
+
+    /// Takes the client's topic off the map if `mailbox` is still the one
+    /// there (a clean session's new connection may have put another).
+    fn forget(&self, mailbox: &Arc<Mailbox>) {
+        let mut boxes = self.boxes.boxes.lock().unwrap();
+        if boxes
+            .get(self.topic.as_str())
+            .is_some_and(|b| Arc::ptr_eq(b, mailbox))
+        {
+            boxes.remove(self.topic.as_str());
+        }
     }
 
     /// How long this connection holds PUBACKs for the mailbox's next write
@@ -240,8 +246,7 @@ impl Reader {
     pub(crate) fn take(&mut self) -> Option<Publish> {
         let mailbox = self.attached.as_ref()?;
         let mut mail = mailbox.mail.lock().unwrap();
-        let ours = mail.reader.as_ref().is_some_and(|(s, _)| *s == self.serial);
-        if !ours || !mail.fresh {
+        if !mail.read_by(&self.notify) || !mail.fresh {
             return None;
         }
         let qos = mail.qos?;
@@ -277,7 +282,7 @@ impl Drop for Reader {
             return;
         };
         let mut mail = mailbox.mail.lock().unwrap();
-        if !mail.reader.as_ref().is_some_and(|(s, _)| *s == self.serial) {
+        if !mail.read_by(&self.notify) {
             return; // another connection took it over
         }
         mail.reader = None;
@@ -285,12 +290,6 @@ impl Drop for Reader {
             return;
         }
         drop(mail);
-        let mut boxes = self.boxes.boxes.lock().unwrap();
-        if boxes
-            .get(self.topic.as_str())
-            .is_some_and(|b| Arc::ptr_eq(b, &mailbox))
-        {
-            boxes.remove(self.topic.as_str());
-        }
+        self.forget(&mailbox);
     }
 }
