@@ -591,6 +591,7 @@ impl EchoBroker {
                 max_segment_count: 4,
                 custom_segment: None,
                 lossless: Default::default(),
+                skipped: Default::default(),
                 initialized_filters: None,
                 shared_subscriptions_strategy: Default::default(),
             },

@@ -83,13 +83,22 @@ fn ack_mailbox(client_id: &str) -> Option<String> {
     DeviceId::new(client_id).ok().map(|id| ack_topic(&id))
 }
 
-/// Every other filter: the alarm-feed subscriptions and anything a client
-/// subscribes to. rumqttd keeps each filter's log forever, even after its
-/// subscriber left; a few KiB still buffers a burst of alarms for a slow
-/// supervisor.
+/// Every other filter: the alarm-feed readers' (devices subscribe only to
+/// their mailbox, which is not a log). The router appends a whole burst of
+/// alarms to a filter's log before any reader gets a turn, and drops the
+/// oldest segment when the log is full: at 8 KiB × 2 a district's devices
+/// going offline together (1 000 alarms, each on three topics) lost most
+/// of the burst even for a reader on loopback. 1 MiB × 4 keeps at least
+/// 3 MiB: with its topic an alarm is about 600 bytes, so some 5 000 alarms
+/// of one region's filter (1 700 of the admin's `+` filter, which gets all
+/// three topics). rumqttd keeps each filter's
+/// log for the engine's life, so each distinct filter a reader uses can
+/// come to hold 4 MiB. A reader further behind loses the oldest: counted
+/// in `vigil_alarm_feed_skipped_total` (vendored patch 14); it sees the
+/// gap in `version` and re-reads the open alarms.
 const OTHER_SEGMENT: SegmentConfig = SegmentConfig {
-    max_segment_size: 8 << 10,
-    max_segment_count: 2,
+    max_segment_size: 1 << 20,
+    max_segment_count: 4,
 };
 
 /// rumqttd refuses larger packets by closing the connection. Set well above
@@ -195,6 +204,7 @@ pub(crate) fn start(
         max_segment_count: OTHER_SEGMENT.max_segment_count,
         custom_segment: None,
         lossless: HashMap::from([(INGEST_FILTER.to_owned(), INGEST_SEGMENT)]),
+        skipped: Arc::clone(&shared.metrics.feed_skipped),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
     };

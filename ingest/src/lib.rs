@@ -216,6 +216,8 @@ pub struct IngestStats {
     pub acks_published: u64,
     /// Messages the broker dropped before ingest read them.
     pub broker_skipped: u64,
+    /// Alarm-feed messages readers never got (they fell too far behind).
+    pub feed_skipped: u64,
     pub store_errors: u64,
     /// MQTT CONNECTs let in and refused by Vigil's login check.
     pub connects_accepted: u64,
@@ -532,6 +534,7 @@ fn stats(m: &Metrics) -> IngestStats {
         seq_gaps: m.seq_gaps.get(),
         acks_published: m.acks_published.get(),
         broker_skipped: m.broker_skipped.get(),
+        feed_skipped: m.feed_skipped.load(std::sync::atomic::Ordering::Relaxed),
         store_errors: m.store_errors.get(),
         connects_accepted: m.connects.with_label_values(&["accepted"]).get(),
         connects_refused: m.connects.with_label_values(&["refused"]).get(),

@@ -1,5 +1,10 @@
 //! Ingest's Prometheus metrics, registered in the registry the engine gives.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus::core::{Collector, Desc, Describer};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
@@ -21,6 +26,9 @@ pub(crate) struct Metrics {
     pub seq_gaps: IntCounter,
     pub acks_published: IntCounter,
     pub broker_skipped: IntCounter,
+    /// Added to by the broker's router (it knows nothing of Prometheus):
+    /// messages an alarm-feed reader never got.
+    pub feed_skipped: Arc<AtomicU64>,
     pub store_errors: IntCounter,
     pub connects: IntCounterVec,
     pub feed_publishes: IntCounterVec,
@@ -136,6 +144,16 @@ impl Metrics {
                 "vigil_ingest_broker_skipped_total",
                 "Messages the embedded broker dropped before ingest read them (its in-memory log overflowed).",
             )?,
+            feed_skipped: {
+                let skipped = Arc::new(AtomicU64::new(0));
+                let name = "vigil_alarm_feed_skipped_total";
+                let collector = RouterSkipped::new(name, Arc::clone(&skipped))
+                    .map_err(|source| IngestError::Metrics { name, source })?;
+                registry
+                    .register(Box::new(collector))
+                    .map_err(|source| IngestError::Metrics { name, source })?;
+                skipped
+            },
             store_errors: counter(
                 "vigil_ingest_store_errors_total",
                 "Batches the store refused; their messages stay unacked.",
@@ -206,5 +224,45 @@ impl Metrics {
 
     pub(crate) fn refused(&self, refusal: Refusal) -> IntCounter {
         self.rejected.with_label_values(&[refusal.as_str()])
+    }
+}
+
+/// `vigil_alarm_feed_skipped_total`, read at each scrape from the counter
+/// the router adds to.
+struct RouterSkipped {
+    skipped: Arc<AtomicU64>,
+    opts: Opts,
+    desc: Desc,
+}
+
+impl RouterSkipped {
+    fn new(name: &str, skipped: Arc<AtomicU64>) -> prometheus::Result<RouterSkipped> {
+        let opts = Opts::new(
+            name,
+            "Alarm-feed messages a reader never got: it fell further behind than its filter's log \
+             in the broker holds, and the oldest were dropped before it read them.",
+        );
+        let desc = opts.describe()?;
+        Ok(RouterSkipped {
+            skipped,
+            opts,
+            desc,
+        })
+    }
+}
+
+impl Collector for RouterSkipped {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        match IntCounter::with_opts(self.opts.clone()) {
+            Ok(counter) => {
+                counter.inc_by(self.skipped.load(Ordering::Relaxed));
+                counter.collect()
+            }
+            Err(_) => Vec::new(),
+        }
     }
 }

@@ -227,3 +227,79 @@ async fn a_feed_reader_is_served_on_the_feed_thread() {
          (most: {most}; feed threads before {before:?}, after {after:?})"
     );
 }
+
+/// Subscribes an admin reader to every region's alarms, publishes
+/// `alarms` alarms of distinct equipment at once, and returns the topics
+/// published and the ones the reader got before the feed went quiet.
+async fn burst(
+    rig: &Rig,
+    label: &str,
+    alarms: usize,
+) -> (
+    std::collections::HashSet<String>,
+    std::collections::HashSet<String>,
+) {
+    let id = feed_client_id("admin", label);
+    let (all, mut seen) = session(rig, &id, "token:", "admin").await.unwrap();
+    all.subscribe("/tenants/+/v1/alarms/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut seen).await, Seen::SubAck);
+    let mut published = std::collections::HashSet::new();
+    for i in 0..alarms {
+        let mut alarm = alarm_in("440703");
+        alarm.equipment_id = vigil_model::EquipmentId::new(format!("EQ-{label}{i:05}")).unwrap();
+        published.extend(vigil_ingest::AlarmPublisher::topics(&alarm));
+        rig.ingest.alarm_publisher().publish(&alarm);
+    }
+    let mut got = std::collections::HashSet::new();
+    let quiet = std::time::Duration::from_secs(3);
+    while got.len() < published.len() {
+        match tokio::time::timeout(quiet, seen.recv()).await {
+            Ok(Some(Seen::Publish(topic))) => {
+                assert!(published.contains(&topic), "unexpected {topic}");
+                got.insert(topic);
+            }
+            Ok(other) => panic!("the reader's session ended: {other:?}"),
+            Err(_) => break,
+        }
+    }
+    (published, got)
+}
+
+/// A power cut takes a district's devices offline together: a thousand
+/// alarms at once, each on its county, city and province topics. A
+/// supervisor's feed gets every one of them, none dropped in the burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_alarms_reaches_a_feed_reader_whole() {
+    let rig = rig_with_readers();
+    let (published, got) = burst(&rig, "burst", 1000).await;
+    assert_eq!(published.len(), 3000);
+    assert_eq!(
+        got.len(),
+        published.len(),
+        "the reader got {} of the burst's {} publishes",
+        got.len(),
+        published.len()
+    );
+    assert_eq!(rig.ingest.stats().feed_skipped, 0);
+}
+
+/// A burst larger than a filter's log holds: the reader loses the oldest,
+/// and every message it lost is counted, none silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_feed_reader_loses_beyond_its_log_is_counted() {
+    let rig = rig_with_readers();
+    let (published, got) = burst(&rig, "flood", 8000).await;
+    let skipped = rig.ingest.stats().feed_skipped;
+    assert!(
+        skipped > 0,
+        "24 000 alarm messages at once fit in the log ({} got)",
+        got.len()
+    );
+    assert_eq!(
+        got.len() as u64 + skipped,
+        published.len() as u64,
+        "every message the reader did not get is counted as skipped"
+    );
+}

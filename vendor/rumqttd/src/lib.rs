@@ -20,8 +20,8 @@ use tracing_subscriber::{
 
 pub use link::alerts;
 pub use link::direct::{DirectIngest, DirectPublish};
-pub use link::mailbox::Mailboxes;
 pub use link::local;
+pub use link::mailbox::Mailboxes;
 pub use link::meters;
 pub use router::{Alert, Forward, IncomingMeter, Meter, Notification, OutgoingMeter, Router};
 use segments::Storage;
@@ -217,6 +217,11 @@ pub struct RouterConfig {
     /// slowest subscriber catches up.
     #[serde(default)]
     pub lossless: HashMap<Filter, SegmentConfig>,
+    /// Vigil patch: log entries subscribers never got, added up over every
+    /// filter: a subscriber that fell further behind than its filter's log
+    /// holds finds the oldest segments dropped when it reads again.
+    #[serde(skip)]
+    pub skipped: Arc<std::sync::atomic::AtomicU64>,
     pub initialized_filters: Option<Vec<Filter>>,
     // defaults to Round Robin
     #[serde(default)]

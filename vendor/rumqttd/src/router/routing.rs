@@ -592,7 +592,9 @@ impl Router {
             match packet {
                 // Vigil patch: a publish for a full lossless log waits, with
                 // everything after it, and is neither appended nor acked.
-                Packet::Publish(publish, properties) if self.datalog.is_full_for(&publish.topic) => {
+                Packet::Publish(publish, properties)
+                    if self.datalog.is_full_for(&publish.topic) =>
+                {
                     packets.push_front(Packet::Publish(publish, properties));
                     held = true;
                     break;
@@ -1580,7 +1582,13 @@ fn forward_device_data(
             error
         );
 
-        let alert = alert::cursorjump(&outgoing.client_id, &request.filter, 0);
+        // Vigil patch: count what the subscriber lost (offsets are absolute).
+        let lost = start.1.saturating_sub(request.cursor.1);
+        datalog
+            .config
+            .skipped
+            .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+        let alert = alert::cursorjump(&outgoing.client_id, &request.filter, lost as usize);
         alertlog.log(alert);
     }
 
