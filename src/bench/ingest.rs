@@ -332,6 +332,9 @@ struct AlarmLatency {
     load_per_s: f64,
     sse: Percentiles,
     mqtt: Percentiles,
+    /// Other alarms on the SSE and MQTT feeds while the probes were timed.
+    others_sse: usize,
+    others_mqtt: usize,
     /// The background devices' publish→ack at that load.
     device_ack_ms_p50: f64,
     device_ack_ms_p99: f64,
@@ -506,42 +509,28 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
         );
         fsync = Some(disk);
         let token = "bench-ingest-admin-token".to_owned();
-        let mut config = ServerConfig {
-            data_dir: work.path().join("vigil"),
-            mqtt_addr: "127.0.0.1:0".parse()?,
-            http_addr: "127.0.0.1:0".parse()?,
-            admin_token: Some(token.clone()),
-            ..ServerConfig::default()
+        let rate = match args.latency_at {
+            Some(rate) => rate,
+            None => {
+                let (engine, target) =
+                    start_vigil(&args, &work.path().join("vigil"), &token).await?;
+                let measured = ceiling(&args, &target, "topic").await;
+                engine.shutdown().await?;
+                let vigil = measured?;
+                let half = half_ceiling(&args, &vigil);
+                vigil_ceiling = Some(vigil);
+                half
+            }
         };
-        // Capacity, not fairness: the steps offer far above a device's quota.
-        config.ingest.quota.enabled = false;
-        if let Some(nice) = args.sql_nice {
-            config.engine.sql_nice = nice;
-        }
-        let engine = Engine::start(config, system_clock()).await?;
-        let state = Arc::clone(engine.state());
-        let target = Target {
-            name: "V",
-            mqtt: engine.mqtt_addr(),
-            api: Some((format!("http://{}", engine.http_addr()), token.clone())),
-            relayed: None,
-            progress: Arc::new(move || state.ingest_stats().messages),
-            cpu_pids: vec!["self".to_owned()],
-        };
-        let measured = async {
-            let Some(rate) = args.latency_at else {
-                let vigil = ceiling(&args, &target, "topic").await?;
-                let rate = half_ceiling(&args, &vigil);
-                let alarms = alarm_latency(&args, &engine, &target, &token, rate).await?;
-                return anyhow::Ok((Some(vigil), alarms));
-            };
-            let alarms = alarm_latency(&args, &engine, &target, &token, rate).await?;
-            anyhow::Ok((None, alarms))
-        }
-        .await;
+        // A fresh engine for the probes: the ramp's fleets (ids of their
+        // own per step) fell silent when their steps ended, and in the same
+        // engine each would go offline in the middle of the probes, 1 000
+        // `device.offline` alarms at once on both feeds.
+        let (engine, target) =
+            start_vigil(&args, &work.path().join("vigil-latency"), &token).await?;
+        let measured = alarm_latency(&args, &engine, &target, &token, rate).await;
         engine.shutdown().await?;
-        let (c, a) = measured?;
-        (vigil_ceiling, alarms_timed) = (c, Some(a));
+        alarms_timed = Some(measured?);
     }
 
     let ratio = |base: &Option<Ceiling>| {
@@ -569,6 +558,38 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
     };
     print_report(&report);
     super::write_json(args.json.as_deref(), &report)
+}
+
+/// The whole engine on the embedded store in `data_dir`, as the load
+/// and the probes reach it.
+async fn start_vigil(
+    args: &IngestArgs,
+    data_dir: &Path,
+    token: &str,
+) -> anyhow::Result<(Engine, Target)> {
+    let mut config = ServerConfig {
+        data_dir: data_dir.to_owned(),
+        mqtt_addr: "127.0.0.1:0".parse()?,
+        http_addr: "127.0.0.1:0".parse()?,
+        admin_token: Some(token.to_owned()),
+        ..ServerConfig::default()
+    };
+    // Capacity, not fairness: the steps offer far above a device's quota.
+    config.ingest.quota.enabled = false;
+    if let Some(nice) = args.sql_nice {
+        config.engine.sql_nice = nice;
+    }
+    let engine = Engine::start(config, system_clock()).await?;
+    let state = Arc::clone(engine.state());
+    let target = Target {
+        name: "V",
+        mqtt: engine.mqtt_addr(),
+        api: Some((format!("http://{}", engine.http_addr()), token.to_owned())),
+        relayed: None,
+        progress: Arc::new(move || state.ingest_stats().messages),
+        cpu_pids: vec!["self".to_owned()],
+    };
+    Ok((engine, target))
 }
 
 /// Doubles the offered rate from `--start-rate` until a step fails, then
@@ -1015,6 +1036,8 @@ async fn alarm_latency(
         mqtt: mqtt_times,
         missed_sse,
         missed_mqtt,
+        others_sse,
+        others_mqtt,
     } = times;
     print_step(&step);
     anyhow::ensure!(
@@ -1026,6 +1049,8 @@ async fn alarm_latency(
         load_per_s: f64::from(load_rate),
         sse: Percentiles::of(sse_times, missed_sse),
         mqtt: Percentiles::of(mqtt_times, missed_mqtt),
+        others_sse,
+        others_mqtt,
         device_ack_ms_p50: step.ack_ms_p50,
         device_ack_ms_p99: step.ack_ms_p99,
         sql,
@@ -1039,7 +1064,10 @@ enum Feed {
     Mqtt,
 }
 
-type Arrivals = mpsc::UnboundedReceiver<(Feed, Instant, String)>;
+/// What a feed reader hands the prober: which feed, when, and the device
+/// of an overspeed alarm (`None`: any other alarm).
+type Arrival = (Feed, Instant, Option<String>);
+type Arrivals = mpsc::UnboundedReceiver<Arrival>;
 
 /// `--sql-load`: analysts whose query keeps the SQL threads busy for its
 /// whole timeout, asked again as soon as it ends.
@@ -1143,6 +1171,12 @@ struct ProbeTimes {
     mqtt: Vec<Duration>,
     missed_sse: usize,
     missed_mqtt: usize,
+    /// Other alarms the feeds carried while the probes were timed (each
+    /// MQTT one once per region level): what the probes queued behind.
+    #[serde(default)]
+    others_sse: usize,
+    #[serde(default)]
+    others_mqtt: usize,
 }
 
 /// The probe process of one latency phase: it opens both feeds, waits for
@@ -1186,7 +1220,7 @@ pub(super) async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     let token = std::env::var("VIGIL_ADMIN_TOKEN").context("VIGIL_ADMIN_TOKEN is not set")?;
     let probes: Vec<(String, String)> =
         serde_json::from_reader(std::io::stdin().lock()).context("stdin holds no probe list")?;
-    let (tx, mut arrivals) = mpsc::unbounded_channel::<(Feed, Instant, String)>();
+    let (tx, mut arrivals) = mpsc::unbounded_channel::<Arrival>();
     let sse = tokio::spawn(follow_sse(
         format!("http://{}/api/v1/alarms/stream", args.http),
         token.clone(),
@@ -1248,13 +1282,15 @@ async fn time_probes(
         let deadline = tokio::time::Instant::now() + PROBE_TIMEOUT;
         while on_sse.is_none() || on_mqtt.is_none() {
             match tokio::time::timeout_at(deadline, arrivals.recv()).await {
-                Ok(Some((which, at, device))) if device == *id => {
+                Ok(Some((which, at, Some(device)))) if device == *id => {
                     let slot = match which {
                         Feed::Sse => &mut on_sse,
                         Feed::Mqtt => &mut on_mqtt,
                     };
                     slot.get_or_insert(at.saturating_duration_since(sent));
                 }
+                Ok(Some((Feed::Sse, _, None))) => t.others_sse += 1,
+                Ok(Some((Feed::Mqtt, _, None))) => t.others_mqtt += 1,
                 Ok(Some(_)) => {}
                 _ => break,
             }
@@ -1282,11 +1318,7 @@ async fn time_probes(
 
 /// Reads the SSE alarm feed, reporting each overspeed alarm's device and
 /// when its event was read.
-async fn follow_sse(
-    url: String,
-    token: String,
-    tx: mpsc::UnboundedSender<(Feed, Instant, String)>,
-) {
+async fn follow_sse(url: String, token: String, tx: mpsc::UnboundedSender<Arrival>) {
     let response = reqwest::Client::new()
         .get(url)
         .bearer_auth(token)
@@ -1298,9 +1330,7 @@ async fn follow_sse(
         return;
     };
     super::sse_data(response, |at, data| {
-        if let Some(device) = overspeed_device(data.as_bytes()) {
-            let _ = tx.send((Feed::Sse, at, device));
-        }
+        let _ = tx.send((Feed::Sse, at, overspeed_device(data.as_bytes())));
     })
     .await;
 }
@@ -1312,7 +1342,7 @@ async fn follow_sse(
 async fn follow_mqtt(
     mqtt: SocketAddr,
     token: &str,
-    tx: mpsc::UnboundedSender<(Feed, Instant, String)>,
+    tx: mpsc::UnboundedSender<Arrival>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client_id = format!("{}-bench", vigil_ingest::feed_client_prefix(token));
     let mut opts = MqttOptions::new(client_id, mqtt.ip().to_string(), mqtt.port());
@@ -1352,9 +1382,7 @@ async fn follow_mqtt(
         while let Ok(event) = eventloop.poll().await {
             if let Event::Incoming(Packet::Publish(p)) = event {
                 let at = Instant::now();
-                if let Some(device) = overspeed_device(&p.payload) {
-                    let _ = tx.send((Feed::Mqtt, at, device));
-                }
+                let _ = tx.send((Feed::Mqtt, at, overspeed_device(&p.payload)));
             }
         }
     }))
@@ -1450,6 +1478,10 @@ fn print_report(r: &IngestReport) {
     println!(
         "| background devices' publish → ack | {:.2} | {:.2} | {:.2} | {:.2} | |",
         a.device_ack_ms_p50, a.device_ack_ms_p99, a.background.ack_ms_p999, a.background.ack_ms_max
+    );
+    println!(
+        "\nOther alarms on the feeds meanwhile: {} on SSE, {} MQTT messages.",
+        a.others_sse, a.others_mqtt
     );
     if let Some(sql) = &a.sql {
         println!(
