@@ -86,7 +86,7 @@ impl Vigil {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_path_buf();
         let mqtts = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut vigil = Vigil::launch(&data_dir, None, Some(mqtts)).await;
+        let mut vigil = Vigil::launch(&data_dir, None, Some(mqtts), &[]).await;
         vigil._dir = Some(dir);
         vigil
     }
@@ -97,13 +97,24 @@ impl Vigil {
         data_dir: &Path,
         ports: Option<(SocketAddr, SocketAddr)>,
     ) -> Vigil {
-        Vigil::launch(data_dir, ports, None).await
+        Vigil::launch(data_dir, ports, None, &[]).await
+    }
+
+    /// Starts with these variables added to its environment.
+    #[allow(dead_code)]
+    pub(crate) async fn start_with_env(env: &[(&str, &str)]) -> Vigil {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let mut vigil = Vigil::launch(&data_dir, None, None, env).await;
+        vigil._dir = Some(dir);
+        vigil
     }
 
     async fn launch(
         data_dir: &Path,
         ports: Option<(SocketAddr, SocketAddr)>,
         mqtts: Option<SocketAddr>,
+        env: &[(&str, &str)],
     ) -> Vigil {
         let (mqtt, http) = ports.unwrap_or_else(|| {
             (
@@ -151,6 +162,7 @@ impl Vigil {
                 &http.to_string(),
             ])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -26,6 +26,7 @@ mod filling;
 mod fleet;
 mod hostile_sql;
 mod load;
+mod memory;
 mod people;
 mod replay;
 mod risk;
