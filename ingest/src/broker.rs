@@ -91,11 +91,11 @@ fn ack_mailbox(client_id: &str) -> Option<String> {
 /// of the burst even for a reader on loopback. 1 MiB × 4 keeps at least
 /// 3 MiB: with its topic an alarm is about 600 bytes, so some 5 000 alarms
 /// of one region's filter (1 700 of the admin's `+` filter, which gets all
-/// three topics). rumqttd keeps each filter's
-/// log for the engine's life, so each distinct filter a reader uses can
-/// come to hold 4 MiB. A reader further behind loses the oldest: counted
-/// in `vigil_alarm_feed_skipped_total` (vendored patch 14); it sees the
-/// gap in `version` and re-reads the open alarms.
+/// three topics). rumqttd keeps each filter's log for the engine's life,
+/// so each distinct filter a reader uses can come to hold 4 MiB. A reader
+/// further behind loses the oldest: counted in
+/// `vigil_alarm_feed_skipped_total` (vendored patch 14); it sees the gap
+/// in `version` and re-reads the open alarms.
 const OTHER_SEGMENT: SegmentConfig = SegmentConfig {
     max_segment_size: 1 << 20,
     max_segment_count: 4,
