@@ -283,6 +283,7 @@ async fn a_burst_of_alarms_reaches_a_feed_reader_whole() {
         published.len()
     );
     assert_eq!(rig.ingest.stats().feed_skipped, 0);
+    assert_eq!(rig.metric("vigil_alarm_feed_skipped_total"), 0.0);
 }
 
 /// A burst larger than a filter's log holds: the reader loses the oldest,
@@ -302,4 +303,5 @@ async fn what_a_feed_reader_loses_beyond_its_log_is_counted() {
         published.len() as u64,
         "every message the reader did not get is counted as skipped"
     );
+    assert_eq!(rig.metric("vigil_alarm_feed_skipped_total"), skipped as f64);
 }
