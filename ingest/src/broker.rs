@@ -84,9 +84,9 @@ fn ack_mailbox(client_id: &str) -> Option<String> {
 }
 
 /// Every other filter: the alarm-feed readers' (devices subscribe only to
-/// their mailbox, which is not a log). The router appends a whole burst of
-/// alarms to a filter's log before any reader gets a turn, and drops the
-/// oldest segment when the log is full: at 8 KiB × 2 a district's devices
+/// their mailbox, which is not a log). The router can append most of a
+/// burst of alarms to a filter's log before a reader gets its turn, and
+/// drops the oldest segment when the log is full: at 8 KiB × 2 a district's devices
 /// going offline together (1 000 alarms, each on three topics) lost most
 /// of the burst even for a reader on loopback. 1 MiB × 4 keeps at least
 /// 3 MiB: with its topic an alarm is about 600 bytes, so some 5 000 alarms
