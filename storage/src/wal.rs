@@ -31,11 +31,8 @@ pub(crate) const HEADER_LEN: usize = 8;
 /// Larger lengths are garbage, not frames (a group of 4096 readings is ~1 MiB).
 const MAX_FRAME_LEN: usize = 256 << 20;
 
-/// A segment's space is written with zeros ahead of its frames, this much at
-/// a time. A frame then lands inside the file, and its fdatasync writes the
-/// data alone: appending at the end changed the file's size, which made
-/// every commit write the inode too (a second I/O per fsync). Replay reads a
-/// zero-filled tail as the end of the log.
+/// How much of a segment is written with zeros at a time, ahead of its
+/// frames (see the module's doc).
 const PREZERO: u64 = 4 << 20;
 
 /// `Record` as the WAL spells it. Postcard is not self-describing, so the
@@ -414,12 +411,7 @@ fn scan_segment(no: u64, path: PathBuf) -> Result<Scan, StoreError> {
         if rest.iter().all(|&b| b == 0) {
             // The space written ahead of the frames (or allocated by the
             // file system and never filled).
-            break Some(Bad {
-                offset: at as u64,
-                why: "zero-filled tail".to_owned(),
-                torn: true,
-                zeros: true,
-            });
+            break bad("zero-filled tail", true).map(|b| Bad { zeros: true, ..b });
         }
         if rest.len() < HEADER_LEN {
             break bad("incomplete frame header", true);
