@@ -1,7 +1,7 @@
 //! Drives the real `vigil` binary over real sockets, as devices and
 //! supervisors would: a child process, HTTP with reqwest, MQTT with rumqttc.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -20,13 +20,7 @@ pub(crate) fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) use crate::cluster::free_port;
 
 /// A stable 64-bit hash (FNV-1a).
 fn fnv(bytes: &[u8]) -> u64 {
@@ -167,7 +161,7 @@ impl Vigil {
             .stderr(log)
             .spawn()
             .expect("vigil binary starts");
-        let vigil = Vigil {
+        let mut vigil = Vigil {
             child,
             data_dir: data_dir.to_path_buf(),
             mqtt,
@@ -180,23 +174,32 @@ impl Vigil {
         vigil
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = self
+            // What /readyz last said, so a start that hangs says where.
+            let last = match self
                 .client
                 .get(format!("http://{}/readyz", self.http))
                 .send()
                 .await
-                && r.status().is_success()
             {
-                return;
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) => format!("no answer: {e}"),
+            };
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "vigil exited ({status}) before it was ready; /readyz: {last}; log ends:\n{}",
+                    self.log_tail(40)
+                );
             }
-            assert!(
-                Instant::now() < deadline,
-                "vigil did not become ready; log:\n{}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                panic!(
+                    "vigil did not become ready in 60 s; /readyz: {last}; log ends:\n{}",
+                    self.log_tail(40)
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -205,6 +208,14 @@ impl Vigil {
     #[allow(dead_code)]
     pub(crate) fn schema(&self) -> Option<String> {
         crate::store_url().map(|_| schema_of(&self.data_dir))
+    }
+
+    /// The last `n` lines of the log: where a stuck or failed start stopped
+    /// (CI cuts the middle out of a long panic message).
+    fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     pub(crate) fn log(&self) -> String {

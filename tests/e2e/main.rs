@@ -2,6 +2,10 @@
 //! devices over MQTT (rumqttc on TCP; Mosquitto's clients on TCP and TLS), alarms over HTTP and SSE, readings
 //! over SQL, crashes with SIGKILL.
 
+// For its port picker; this target starts no PostgreSQL.
+#[path = "../../storage/tests/postgres/cluster.rs"]
+#[allow(dead_code)]
+mod cluster;
 mod harness;
 
 /// This target runs on the embedded store (tests/e2e/postgres.rs: PostgreSQL).

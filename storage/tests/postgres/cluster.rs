@@ -6,6 +6,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 const BIN_DIRS: &[&str] = &[
@@ -66,7 +67,32 @@ fn find_bin() -> PathBuf {
     )
 }
 
-fn free_port() -> u16 {
+/// A port for a server a test is about to start, taken from below the
+/// kernel's ephemeral range. A port found by binding to 0 comes from that
+/// range, and between the check and the server's own bind an outgoing
+/// connection of a test running beside it can take it as its local port:
+/// the server then stops with "Address already in use". Below the range
+/// only other servers compete, and the counter keeps this process's picks
+/// apart.
+pub(crate) fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(LOWEST);
+    if span >= 1_000 {
+        // A different start per process: test binaries that overlap (or a
+        // server a previous binary left behind) rarely meet.
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let port = LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
