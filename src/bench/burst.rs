@@ -188,35 +188,25 @@ pub(super) fn mosquitto_binary() -> &'static str {
 /// one QoS 1 `mosquitto_sub` of `/tenants/#` (client id `reader`) whose
 /// stdout has a line per message: the relay both benches measure against.
 pub(super) async fn start_relay(dir: &Path, reader: &str) -> anyhow::Result<(Child, Child, u16)> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let conf = dir.join("mosquitto.conf");
-    // Nothing queued is dropped, nothing is kept on disk, sockets without
-    // Nagle, as the engine's.
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\n"
-        ),
-    )?;
-    let mut broker = Command::new(mosquitto_binary())
-        .args(["-c", conf.to_str().unwrap_or_default()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot run mosquitto (apt-get install mosquitto)")?;
+    // A port found free can be taken (by another program's outgoing
+    // connection) before Mosquitto binds it; Mosquitto then exits, and a
+    // new port is tried.
+    let mut attempt = 0;
+    let (mut broker, port) = loop {
+        attempt += 1;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut broker = spawn_mosquitto(dir, port)?;
+        if wait_listening(&mut broker, port).await? {
+            break (broker, port);
+        }
+        if attempt == 3 {
+            anyhow::bail!("mosquitto exited at start 3 times (ports taken?)");
+        }
+    };
     let stop = |broker: &mut Child| {
         let _ = broker.kill();
         let _ = broker.wait();
     };
-    let listening = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if listening.elapsed() > Duration::from_secs(10) {
-            stop(&mut broker);
-            anyhow::bail!("mosquitto did not listen on port {port}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let sub = Command::new("mosquitto_sub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-i", reader])
         .args(["-t", "/tenants/#", "-q", "1"])
@@ -230,6 +220,44 @@ pub(super) async fn start_relay(dir: &Path, reader: &str) -> anyhow::Result<(Chi
             Err(e).context("cannot run mosquitto_sub (apt-get install mosquitto-clients)")
         }
     }
+}
+
+/// Mosquitto on `port` with the relay's configuration.
+fn spawn_mosquitto(dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let conf = dir.join("mosquitto.conf");
+    // Nothing queued is dropped, nothing is kept on disk, sockets without
+    // Nagle, as the engine's.
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             max_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\n"
+        ),
+    )?;
+    Command::new(mosquitto_binary())
+        .args(["-c", conf.to_str().unwrap_or_default()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot run mosquitto (apt-get install mosquitto)")
+}
+
+/// True once the broker listens; false when it exited first.
+async fn wait_listening(broker: &mut Child, port: u16) -> anyhow::Result<bool> {
+    let listening = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if broker.try_wait()?.is_some() {
+            return Ok(false);
+        }
+        if listening.elapsed() > Duration::from_secs(10) {
+            let _ = broker.kill();
+            let _ = broker.wait();
+            anyhow::bail!("mosquitto did not listen on port {port}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Something else may have been listening there: ours must still run.
+    Ok(broker.try_wait()?.is_none())
 }
 
 async fn relay(dir: &Path, ids: &[String], files: &[PathBuf], total: u64) -> anyhow::Result<Side> {
