@@ -458,7 +458,8 @@ impl<'a> Cx<'a> {
         }
         self.slot(rule)?;
         match last {
-            Some((at, by)) if by == *dev_id && t.saturating_sub(at) >= p.clear_ms => {
+            // The time first: the id of another device is a miss away.
+            Some((at, by)) if t.saturating_sub(at) >= p.clear_ms && by == *dev_id => {
                 self.clear(rule, at + p.clear_ms);
                 None
             }
