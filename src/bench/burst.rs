@@ -203,10 +203,6 @@ pub(super) async fn start_relay(dir: &Path, reader: &str) -> anyhow::Result<(Chi
             anyhow::bail!("mosquitto exited at start 3 times (ports taken?)");
         }
     };
-    let stop = |broker: &mut Child| {
-        let _ = broker.kill();
-        let _ = broker.wait();
-    };
     let sub = Command::new("mosquitto_sub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-i", reader])
         .args(["-t", "/tenants/#", "-q", "1"])
@@ -250,14 +246,19 @@ async fn wait_listening(broker: &mut Child, port: u16) -> anyhow::Result<bool> {
             return Ok(false);
         }
         if listening.elapsed() > Duration::from_secs(10) {
-            let _ = broker.kill();
-            let _ = broker.wait();
+            stop(broker);
             anyhow::bail!("mosquitto did not listen on port {port}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Something else may have been listening there: ours must still run.
     Ok(broker.try_wait()?.is_none())
+}
+
+/// Kills the broker and reaps it.
+fn stop(broker: &mut Child) {
+    let _ = broker.kill();
+    let _ = broker.wait();
 }
 
 async fn relay(dir: &Path, ids: &[String], files: &[PathBuf], total: u64) -> anyhow::Result<Side> {
@@ -295,8 +296,7 @@ async fn relay(dir: &Path, ids: &[String], files: &[PathBuf], total: u64) -> any
     let seconds = started.elapsed().as_secs_f64();
     wait_all(pubs).await?;
     let _ = sub.kill();
-    let _ = broker.kill();
-    let _ = broker.wait();
+    stop(&mut broker);
     Ok(Side {
         seconds,
         per_s: received as f64 / seconds,

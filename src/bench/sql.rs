@@ -238,7 +238,6 @@ pub(super) async fn run(args: SqlArgs) -> anyhow::Result<()> {
             let opts = principal.options()?;
             // A query Vigil refuses (memory, timeout) is a result too: the
             // run goes on and the table says why.
-            let mut vigil = Figures::default();
             let mut peer = duck.as_ref().map(|_| Figures::default());
             // Untimed first runs of both, then the timed runs in two
             // rounds, each side's runs of a round one after another (as an
@@ -247,18 +246,16 @@ pub(super) async fn run(args: SqlArgs) -> anyhow::Result<()> {
             // side's runs all before the other's could meet a slow phase
             // alone (one run's `top_trapped` as the analyst: Vigil's five
             // 555–625 ms, DuckDB's 323–352 ms just after).
-            let timed_runs = match vigil_first(&store, &vigil_sql, &opts).await {
-                Ok((first, took)) => {
-                    vigil = first;
-                    match took {
-                        t if t > VERY_SLOW => 1,
-                        t if t > SLOW => runs.min(3),
-                        _ => runs,
-                    }
-                }
+            let (mut vigil, timed_runs) = match vigil_first(&store, &vigil_sql, &opts).await {
+                Ok((first, took)) if took > VERY_SLOW => (first, 1),
+                Ok((first, took)) if took > SLOW => (first, runs.min(3)),
+                Ok((first, _)) => (first, runs),
                 Err(e) => {
-                    vigil.error = Some(e.to_string());
-                    runs
+                    let refused = Figures {
+                        error: Some(e.to_string()),
+                        ..Figures::default()
+                    };
+                    (refused, runs)
                 }
             };
             if let Some(d) = &mut duck {

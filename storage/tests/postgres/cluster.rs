@@ -87,9 +87,9 @@ pub(crate) fn free_port() -> u16 {
         // server a previous binary left behind) rarely meet.
         let start = std::process::id().wrapping_mul(7_919) % span;
         for _ in 0..span {
-            let port = LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
-            if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
-                return port as u16;
+            let port = (LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
             }
         }
     }
