@@ -70,6 +70,16 @@ use crate::{QueryOptions, QueryOutput, StoreError};
 /// memory pool; a month of 600 elevators (≈ 12 000 files) fits.
 const METADATA_CACHE_BYTES: usize = 256 << 20;
 
+/// Parquet partitions of a scan per lane (`target_partitions`). A
+/// partition's file stream has one read in flight at a time, and every read
+/// of the local file system is a hand-off to tokio's blocking pool: with one
+/// partition per lane, a query over thousands of small files (a month of
+/// alarm changes is ≈ 3 000) waited on those hand-offs, and on the disk
+/// when cold, one at a time per core. The partitions take their files from
+/// one shared queue (DataFusion's work stealing), so more of them cost no
+/// balance; the operators above repartition to the lanes.
+const READS_PER_LANE: usize = 4;
+
 /// Stack of each SQL thread. Planning, optimising and evaluating walk
 /// expressions recursively; the shape check bounds how deep they are, this
 /// leaves ample room for that bound (only touched pages take memory).
@@ -606,7 +616,8 @@ impl TableProvider for SnapshotTable {
                 .iter()
                 .any(|f| f.column_refs().iter().any(|c| c.name != self.time));
         if !files.is_empty() {
-            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); lanes.min(files.len())];
+            let reads = lanes * READS_PER_LANE;
+            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); reads.min(files.len())];
             let n = groups.len();
             for (i, f) in files.iter().enumerate() {
                 groups[i % n].push(PartitionedFile::new_from_meta(ObjectMeta {
