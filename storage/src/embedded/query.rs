@@ -79,6 +79,11 @@ const METADATA_CACHE_BYTES: usize = 256 << 20;
 /// one shared queue (DataFusion's work stealing), so more of them cost no
 /// balance; the operators above repartition to the lanes.
 const READS_PER_LANE: usize = 4;
+/// At most this many in all (or one per lane, where there are more lanes):
+/// `target_partitions` follows the machine's cores while the SQL runtime
+/// has its own few threads, and each read in flight holds a thread of the
+/// blocking pool (on 2 cores, 8 per lane did no better than 4).
+const MAX_READS: usize = 16;
 
 /// Stack of each SQL thread. Planning, optimising and evaluating walk
 /// expressions recursively; the shape check bounds how deep they are, this
@@ -616,7 +621,7 @@ impl TableProvider for SnapshotTable {
                 .iter()
                 .any(|f| f.column_refs().iter().any(|c| c.name != self.time));
         if !files.is_empty() {
-            let reads = lanes * READS_PER_LANE;
+            let reads = (lanes * READS_PER_LANE).min(MAX_READS).max(lanes);
             let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); reads.min(files.len())];
             let n = groups.len();
             for (i, f) in files.iter().enumerate() {
