@@ -152,12 +152,12 @@ impl Expr {
     }
 
     /// The condition's value for one sample.
-    pub(crate) fn eval<'a>(&'a self, env: &'a dyn Env) -> Val<'a> {
+    pub(crate) fn eval<'a, E: Env + ?Sized>(&'a self, env: &'a E) -> Val<'a> {
         eval::eval(&self.nodes, self.root, env)
     }
 
     /// Whether the condition is true (`Bool(true)`; null and false are not).
-    pub(crate) fn holds(&self, env: &dyn Env) -> bool {
+    pub(crate) fn holds<E: Env + ?Sized>(&self, env: &E) -> bool {
         self.eval(env) == Val::Bool(true)
     }
 
