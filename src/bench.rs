@@ -581,7 +581,6 @@ struct EchoBroker {
 
 impl EchoBroker {
     fn start() -> anyhow::Result<EchoBroker> {
-        let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let router = Router::new(
             0,
             RouterConfig {
@@ -622,9 +621,9 @@ impl EchoBroker {
                     }
                 }
             })?;
-        let settings = ServerSettings {
+        let settings = |listen| ServerSettings {
             name: "bench-echo".into(),
-            listen: addr,
+            listen,
             tls: None,
             next_connection_delay_ms: 0,
             connections: ConnectionSettings {
@@ -643,21 +642,44 @@ impl EchoBroker {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let mut server = Server::new(settings, router, V4);
-        runtime.spawn(async move {
-            if let Err(e) = server.start(LinkType::Remote).await {
-                tracing::error!(error = %e, "Baseline broker stopped.");
+        // A port found free can be taken (by another program's outgoing
+        // connection) before rumqttd binds it; its server then ends at
+        // once, and a new port is tried.
+        let mut attempt = 0;
+        let addr = loop {
+            attempt += 1;
+            let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            let mut server = Server::new(settings(addr), router.clone(), V4);
+            let serving = runtime.spawn(async move {
+                if let Err(e) = server.start(LinkType::Remote).await {
+                    tracing::warn!(error = %e, "Baseline broker stopped.");
+                }
+            });
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let listening = loop {
+                if serving.is_finished() {
+                    break false;
+                }
+                if std::net::TcpStream::connect(addr).is_ok() {
+                    // Another program's listener answers too: ours is the
+                    // one whose server is still running once it has bound.
+                    std::thread::sleep(Duration::from_millis(50));
+                    break !serving.is_finished();
+                }
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "the baseline broker did not listen"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if listening {
+                break addr;
             }
-        });
-        // Wait until it listens.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(addr).is_err() {
             anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "the baseline broker did not listen"
+                attempt < 3,
+                "the baseline broker stopped at start 3 times (ports taken?)"
             );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        };
         Ok(EchoBroker {
             addr,
             seen,
