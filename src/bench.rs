@@ -655,24 +655,7 @@ impl EchoBroker {
                     tracing::warn!(error = %e, "Baseline broker stopped.");
                 }
             });
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            let listening = loop {
-                if serving.is_finished() {
-                    break false;
-                }
-                if std::net::TcpStream::connect(addr).is_ok() {
-                    // Another program's listener answers too: ours is the
-                    // one whose server is still running once it has bound.
-                    std::thread::sleep(Duration::from_millis(50));
-                    break !serving.is_finished();
-                }
-                anyhow::ensure!(
-                    std::time::Instant::now() < deadline,
-                    "the baseline broker did not listen"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            if listening {
+            if serving_on(addr, &serving)? {
                 break addr;
             }
             anyhow::ensure!(
@@ -692,6 +675,26 @@ impl EchoBroker {
         self.stop.store(true, Ordering::Relaxed);
         self.runtime.shutdown_background();
     }
+}
+
+/// Waits until the baseline's server listens on `addr` (`true`) or ends
+/// without having bound it (`false`: the port was taken).
+fn serving_on(addr: SocketAddr, serving: &tokio::task::JoinHandle<()>) -> anyhow::Result<bool> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !serving.is_finished() {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            // Another program's listener answers too: ours is the one
+            // whose server is still running once it has bound.
+            std::thread::sleep(Duration::from_millis(50));
+            return Ok(!serving.is_finished());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the baseline broker did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(false)
 }
 
 /// Answers every device message with its seq until the link fails or
