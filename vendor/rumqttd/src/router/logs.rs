@@ -66,6 +66,15 @@ pub struct DataLog {
     wildcard_filters: Vec<(Filter, FilterIdx)>,
 }
 
+/// Vigil patch: the most topics `DataLog::publish_filters` remembers. Every
+/// topic published with a matching filter was kept for the router's life:
+/// Vigil publishes each alarm under its equipment's own topics (three per
+/// equipment), which `/tenants/#` matches, so a province's engine would
+/// come to hold millions of them, and a new wildcard subscription is
+/// matched against every topic kept. A topic not kept is matched again
+/// (the wildcard filters one by one, the exact one by lookup).
+const MAX_CACHED_TOPICS: usize = 16_384;
+
 /// Vigil patch: whether a filter can match another topic than itself.
 fn is_wildcard(filter: &str) -> bool {
     filter.contains(['+', '#'])
@@ -155,6 +164,11 @@ impl DataLog {
                 }
 
                 if !v.is_empty() {
+                    // Vigil patch: forget them all at the bound; the topics
+                    // in use come back one by one.
+                    if self.publish_filters.len() >= MAX_CACHED_TOPICS {
+                        self.publish_filters.clear();
+                    }
                     self.publish_filters.insert(topic.to_owned(), v.clone());
                 }
 
@@ -554,6 +568,8 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
+            // Vigil patch: the fields changes 1 and 14 added.
+            ..RouterConfig::default()
         };
         let mut data = DataLog::new(config).unwrap();
         data.next_native_offset("topic/a");
@@ -574,6 +590,8 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
+            // Vigil patch: the fields changes 1 and 14 added.
+            ..RouterConfig::default()
         };
         let mut data = DataLog::new(config).unwrap();
         data.next_native_offset("+/+");
@@ -581,6 +599,42 @@ mod test {
         data.matches("topic/a");
 
         assert_eq!(data.publish_filters.get("topic/a").unwrap().len(), 1);
+    }
+
+    /// Vigil patch: a province's alarm topics (three per equipment, all
+    /// matched by the ingest filter) do not pile up in the router, and a
+    /// topic it forgot still finds every filter, old and new.
+    #[test]
+    fn topics_kept_are_bounded_and_a_forgotten_topic_still_finds_its_filters() {
+        let config = RouterConfig {
+            max_segment_size: 1024,
+            max_connections: 10,
+            max_segment_count: 10,
+            max_outgoing_packet_count: 1024,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Strategy::RoundRobin,
+            // Vigil patch: the fields changes 1 and 14 added.
+            ..RouterConfig::default()
+        };
+        let mut data = DataLog::new(config).unwrap();
+        let (ingest, _) = data.next_native_offset("/tenants/#");
+        let (city, _) = data.next_native_offset("/tenants/r440700/v1/alarms/#");
+        let topic = |i: usize| format!("/tenants/r440700/v1/alarms/elevator/EQ{i:012}");
+        for i in 0..3 * super::MAX_CACHED_TOPICS {
+            assert_eq!(data.matches(&topic(i)), Some(vec![ingest, city]));
+            assert!(data.publish_filters.len() <= super::MAX_CACHED_TOPICS);
+        }
+        // Filters added since, one exact and one wildcard: for a topic
+        // still kept and for one forgotten long ago.
+        let (exact, _) = data.next_native_offset(&topic(7));
+        let (elevators, _) = data.next_native_offset("/tenants/+/v1/alarms/elevator/+");
+        let last = topic(3 * super::MAX_CACHED_TOPICS - 1);
+        assert!(data.publish_filters.contains_key(&last));
+        assert!(!data.publish_filters.contains_key(&topic(7)));
+        assert_eq!(data.matches(&last), Some(vec![ingest, city, elevators]));
+        assert_eq!(data.matches(&topic(7)), Some(vec![ingest, city, elevators, exact]));
+        assert_eq!(data.matches("/elsewhere/a"), Some(vec![]));
     }
 
     //     #[test]
