@@ -589,10 +589,9 @@ impl EchoBroker {
                 max_segment_size: 4 << 20,
                 max_segment_count: 4,
                 custom_segment: None,
-                lossless: Default::default(),
-                skipped: Default::default(),
                 initialized_filters: None,
-                shared_subscriptions_strategy: Default::default(),
+                // The patches' counters and lossless logs, none of them used here.
+                ..RouterConfig::default()
             },
         )
         .spawn();

@@ -205,6 +205,7 @@ pub(crate) fn start(
         custom_segment: None,
         lossless: HashMap::from([(INGEST_FILTER.to_owned(), INGEST_SEGMENT)]),
         skipped: Arc::clone(&shared.metrics.feed_skipped),
+        filter_logs: Arc::clone(&shared.metrics.feed_filter_logs),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
     };

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use prometheus::core::{Collector, Desc, Describer};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use vigil_model::RejectReason;
 
@@ -29,6 +29,8 @@ pub(crate) struct Metrics {
     /// Added to by the broker's router (it knows nothing of Prometheus):
     /// messages an alarm-feed reader never got.
     pub feed_skipped: Arc<AtomicU64>,
+    /// Set by the router too: the feed filters whose logs it holds.
+    pub feed_filter_logs: Arc<AtomicU64>,
     pub store_errors: IntCounter,
     pub connects: IntCounterVec,
     pub feed_publishes: IntCounterVec,
@@ -144,16 +146,20 @@ impl Metrics {
                 "vigil_ingest_broker_skipped_total",
                 "Messages the embedded broker dropped before ingest read them (its in-memory log overflowed).",
             )?,
-            feed_skipped: {
-                let skipped = Arc::new(AtomicU64::new(0));
-                let name = "vigil_alarm_feed_skipped_total";
-                let collector = RouterSkipped::new(name, Arc::clone(&skipped))
-                    .map_err(|source| IngestError::Metrics { name, source })?;
-                registry
-                    .register(Box::new(collector))
-                    .map_err(|source| IngestError::Metrics { name, source })?;
-                skipped
-            },
+            feed_skipped: router_value(
+                registry,
+                "vigil_alarm_feed_skipped_total",
+                "Alarm-feed messages a reader never got: it fell further behind than its filter's log \
+                 in the broker holds, and the oldest were dropped before it read them.",
+                Kind::Counter,
+            )?,
+            feed_filter_logs: router_value(
+                registry,
+                "vigil_alarm_feed_filter_logs",
+                "Distinct alarm-feed filters whose log the broker holds: those some reader subscribes to \
+                 (a log goes when its last reader leaves).",
+                Kind::Gauge,
+            )?,
             store_errors: counter(
                 "vigil_ingest_store_errors_total",
                 "Batches the store refused; their messages stay unacked.",
@@ -227,42 +233,60 @@ impl Metrics {
     }
 }
 
-/// `vigil_alarm_feed_skipped_total`, read at each scrape from the counter
-/// the router adds to.
-struct RouterSkipped {
-    skipped: Arc<AtomicU64>,
+/// A value the broker's router keeps in an atomic (it knows nothing of
+/// Prometheus), read at each scrape.
+struct RouterValue {
+    value: Arc<AtomicU64>,
+    kind: Kind,
     opts: Opts,
     desc: Desc,
 }
 
-impl RouterSkipped {
-    fn new(name: &str, skipped: Arc<AtomicU64>) -> prometheus::Result<RouterSkipped> {
-        let opts = Opts::new(
-            name,
-            "Alarm-feed messages a reader never got: it fell further behind than its filter's log \
-             in the broker holds, and the oldest were dropped before it read them.",
-        );
-        let desc = opts.describe()?;
-        Ok(RouterSkipped {
-            skipped,
-            opts,
-            desc,
-        })
-    }
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
 }
 
-impl Collector for RouterSkipped {
+/// Registers `name`, read from the atomic it returns for the router to
+/// write.
+fn router_value(
+    registry: &Registry,
+    name: &'static str,
+    help: &str,
+    kind: Kind,
+) -> Result<Arc<AtomicU64>, IngestError> {
+    let value = Arc::new(AtomicU64::new(0));
+    let opts = Opts::new(name, help);
+    let collector = opts.describe().map(|desc| RouterValue {
+        value: Arc::clone(&value),
+        kind,
+        opts,
+        desc,
+    });
+    collector
+        .and_then(|c| registry.register(Box::new(c)))
+        .map_err(|source| IngestError::Metrics { name, source })?;
+    Ok(value)
+}
+
+impl Collector for RouterValue {
     fn desc(&self) -> Vec<&Desc> {
         vec![&self.desc]
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        match IntCounter::with_opts(self.opts.clone()) {
-            Ok(counter) => {
-                counter.inc_by(self.skipped.load(Ordering::Relaxed));
-                counter.collect()
-            }
-            Err(_) => Vec::new(),
+        let value = self.value.load(Ordering::Relaxed);
+        match self.kind {
+            Kind::Counter => IntCounter::with_opts(self.opts.clone()).map(|c| {
+                c.inc_by(value);
+                c.collect()
+            }),
+            Kind::Gauge => IntGauge::with_opts(self.opts.clone()).map(|g| {
+                g.set(i64::try_from(value).unwrap_or(i64::MAX));
+                g.collect()
+            }),
         }
+        .unwrap_or_default()
     }
 }

@@ -346,3 +346,64 @@ async fn what_a_feed_reader_loses_beyond_its_log_is_counted() {
     );
     assert_eq!(rig.metric("vigil_alarm_feed_skipped_total"), skipped as f64);
 }
+
+/// A filter's log in the broker lives as long as some reader subscribes
+/// to it: when the last one unsubscribes or leaves, the log and the alarms
+/// it held go (`vigil_alarm_feed_filter_logs` counts those held), and the
+/// next reader of that filter gets what is published from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filters_log_goes_when_its_last_reader_leaves() {
+    let rig = rig_with_readers();
+    let logs = |rig: &Rig| rig.metric("vigil_alarm_feed_filter_logs");
+    let city = "/tenants/r440700/v1/alarms/#";
+    let reader = |label: &'static str, token: &'static str| {
+        let rig = &rig;
+        async move {
+            let user = format!("token:{label}");
+            let (client, mut seen) = session(rig, &feed_client_id(token, label), &user, token)
+                .await
+                .unwrap();
+            let filter = if token == "admin" {
+                "/tenants/+/v1/alarms/#"
+            } else {
+                city
+            };
+            client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+            assert_eq!(next(&mut seen).await, Seen::SubAck);
+            (client, seen)
+        }
+    };
+    assert_eq!(logs(&rig), 0.0);
+    let (first, _first_seen) = reader("jm1", "jiangmen").await;
+    let (second, mut second_seen) = reader("jm2", "jiangmen").await;
+    let (admin, _admin_seen) = reader("all", "admin").await;
+    assert_eq!(logs(&rig), 2.0, "one log per distinct filter");
+
+    // One of the city's two readers goes, and the admin unsubscribes.
+    first.disconnect().await.unwrap();
+    admin.unsubscribe("/tenants/+/v1/alarms/#").await.unwrap();
+    rig.until("the admin's filter is released", |rig| logs(rig) == 1.0)
+        .await;
+    rig.ingest.alarm_publisher().publish(&alarm_in("440703"));
+    assert_eq!(
+        next(&mut second_seen).await,
+        Seen::Publish("/tenants/r440700/v1/alarms/elevator/EQ-EL1".into()),
+        "the city's filter stays while a reader is left"
+    );
+
+    // The last reader leaves: the city's log goes too.
+    second.disconnect().await.unwrap();
+    rig.until("the city's filter is released", |rig| logs(rig) == 0.0)
+        .await;
+
+    // A later reader of that filter gets what comes next.
+    let (_third, mut third_seen) = reader("jm3", "jiangmen").await;
+    assert_eq!(logs(&rig), 1.0);
+    let mut alarm = alarm_in("440703");
+    alarm.equipment_id = vigil_model::EquipmentId::new("EQ-EL2").unwrap();
+    rig.ingest.alarm_publisher().publish(&alarm);
+    assert_eq!(
+        next(&mut third_seen).await,
+        Seen::Publish("/tenants/r440700/v1/alarms/elevator/EQ-EL2".into())
+    );
+}

@@ -222,6 +222,11 @@ pub struct RouterConfig {
     /// holds finds the oldest segments dropped when it reads again.
     #[serde(skip)]
     pub skipped: Arc<std::sync::atomic::AtomicU64>,
+    /// Vigil patch: the logs of filters subscribers made that the router
+    /// holds now (not the lossless or initialized ones): one per distinct
+    /// filter in use, each released once nobody subscribes to it.
+    #[serde(skip)]
+    pub filter_logs: Arc<std::sync::atomic::AtomicU64>,
     pub initialized_filters: Option<Vec<Filter>>,
     // defaults to Round Robin
     #[serde(default)]

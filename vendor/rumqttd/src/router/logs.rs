@@ -64,6 +64,9 @@ pub struct DataLog {
     /// Vigil patch: the filters with a wildcard, the only ones a new topic
     /// must be matched against one by one (an exact filter is looked up).
     wildcard_filters: Vec<(Filter, FilterIdx)>,
+    /// Vigil patch: the slots of filters released since nobody read them
+    /// (`release`), kept for the same filter's next subscriber.
+    released: HashMap<Filter, FilterIdx>,
 }
 
 /// Vigil patch: the most topics `DataLog::publish_filters` remembers. Every
@@ -109,6 +112,7 @@ impl DataLog {
             filter_indexes,
             retained_publishes,
             wildcard_filters,
+            released: HashMap::new(),
         })
     }
 
@@ -177,6 +181,31 @@ impl DataLog {
         }
     }
 
+    /// Vigil patch: drops the log of `filter` (the caller knows nobody
+    /// subscribes to it any more) and forgets the filter, so that no topic
+    /// matches it. Returns whether there was one.
+    pub fn release(&mut self, filter: &str) -> bool {
+        let Some(idx) = self.filter_indexes.remove(filter) else {
+            return false;
+        };
+        self.wildcard_filters.retain(|&(_, i)| i != idx);
+        self.publish_filters.retain(|_, filters| {
+            filters.retain(|&i| i != idx);
+            !filters.is_empty()
+        });
+        // The slot stays taken, by an empty log nothing matches, until the
+        // same filter is used again: an index still held somewhere (a
+        // session's messages in flight) must not come to mean another filter.
+        if let Some(data) = self.native.get_mut(idx) {
+            *data = Data::new(filter, &self.config);
+        }
+        self.released.insert(filter.to_owned(), idx);
+        self.config
+            .filter_logs
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
     pub fn next_native_offset(&mut self, filter: &str) -> (FilterIdx, Offset) {
         let publish_filters = &mut self.publish_filters;
         let filter_indexes = &mut self.filter_indexes;
@@ -188,8 +217,20 @@ impl DataLog {
 
                 // Add commitlog to datalog and add datalog index to filter to
                 // datalog index map
-                let idx = self.native.insert(data);
+                // Vigil patch: a filter released earlier gets its old slot.
+                let idx = match self.released.remove(filter) {
+                    Some(idx) => {
+                        self.native[idx] = data;
+                        idx
+                    }
+                    None => self.native.insert(data),
+                };
                 self.filter_indexes.insert(filter.to_owned(), idx);
+                if !self.config.lossless.contains_key(filter) {
+                    self.config
+                        .filter_logs
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
 
                 // Match new filter to existing topics and add to publish_filters if it matches
                 // Vigil patch: an exact filter can only match the topic spelled the same.
@@ -635,6 +676,40 @@ mod test {
         assert_eq!(data.matches(&last), Some(vec![ingest, city, elevators]));
         assert_eq!(data.matches(&topic(7)), Some(vec![ingest, city, elevators, exact]));
         assert_eq!(data.matches("/elsewhere/a"), Some(vec![]));
+    }
+
+    /// Vigil patch: a released filter's log is gone and no topic matches
+    /// it; used again, it gets its old slot (and another filter a new one).
+    #[test]
+    fn a_released_filter_matches_nothing_and_comes_back_in_its_own_slot() {
+        use std::sync::atomic::Ordering;
+        let config = RouterConfig {
+            max_segment_size: 1024,
+            max_segment_count: 10,
+            ..RouterConfig::default()
+        };
+        let logs = std::sync::Arc::clone(&config.filter_logs);
+        let mut data = DataLog::new(config).unwrap();
+        let topic = "/tenants/r440700/v1/alarms/elevator/EQ1";
+        let (city, _) = data.next_native_offset("/tenants/r440700/v1/alarms/#");
+        let (exact, _) = data.next_native_offset(topic);
+        assert_eq!(logs.load(Ordering::Relaxed), 2);
+        assert_eq!(data.matches(topic), Some(vec![city, exact]));
+
+        assert!(data.release("/tenants/r440700/v1/alarms/#"));
+        assert!(!data.release("/tenants/r440700/v1/alarms/#"));
+        assert_eq!(logs.load(Ordering::Relaxed), 1);
+        assert_eq!(data.matches(topic), Some(vec![exact]));
+        assert!(data.release(topic));
+        assert_eq!(data.matches(topic), Some(vec![]));
+        assert_eq!(logs.load(Ordering::Relaxed), 0);
+
+        let (other, _) = data.next_native_offset("/tenants/r440100/v1/alarms/#");
+        assert!(other != city && other != exact);
+        let (again, _) = data.next_native_offset("/tenants/r440700/v1/alarms/#");
+        assert_eq!(again, city);
+        assert_eq!(data.matches(topic), Some(vec![again]));
+        assert_eq!(logs.load(Ordering::Relaxed), 2);
     }
 
     //     #[test]

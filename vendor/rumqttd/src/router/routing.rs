@@ -477,6 +477,13 @@ impl Router {
                 self.datalog.forget_reader(filter, &client_id);
             }
         }
+        // Vigil patch: what a clean session read may now be read by nobody
+        // (a persistent session's filters stay with its saved state).
+        let left: Vec<Filter> = if connection.clean {
+            connection.subscriptions.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
 
         // Don't remove connection id from readyqueue with index. This will
         // remove wrong connection from readyqueue. Instead just leave disconnected
@@ -499,6 +506,9 @@ impl Router {
             if let Some(connections) = self.subscription_map.get_mut(filter) {
                 connections.remove(&id);
             }
+        }
+        for filter in left {
+            self.release_if_unused(&filter);
         }
 
         // Add disconnection event to metrics
@@ -752,6 +762,8 @@ impl Router {
                 Packet::Unsubscribe(unsubscribe, _) => {
                     let connection = self.connections.get_mut(id).unwrap();
                     let pkid = unsubscribe.pkid;
+                    // Vigil patch: filters this connection no longer reads.
+                    let mut left = Vec::new();
                     for filter in &unsubscribe.filters {
                         let span = tracing::info_span!("unsubscribe", topic = filter, pkid);
                         let _guard = span.enter();
@@ -799,8 +811,12 @@ impl Router {
                             self.scheduler.untrack(id, filter);
                             self.datalog.remove_waiters_for_id(id, filter);
                             self.datalog.forget_reader(filter, &client_id);
+                            left.push(filter.clone());
                             force_ack = true;
                         }
+                    }
+                    for filter in left {
+                        self.release_if_unused(&filter);
                     }
                 }
                 Packet::PubAck(puback, _) => {
@@ -958,6 +974,27 @@ impl Router {
         // 1 - 4. Hence we use a flag instead of diconnecting immediately
         if disconnect {
             self.handle_disconnection(id, disconnect_reason);
+        }
+    }
+
+    /// Vigil patch: once no connection and no saved session subscribes to
+    /// `filter`, its log goes. rumqttd kept every filter's log for its
+    /// life: each distinct filter a supervisor ever used held up to its
+    /// log's size of alarms (4 × 1 MiB in Vigil), and every alarm matching
+    /// it was still written there. The lossless and initialized filters
+    /// (Vigil's own ingest filter) stay.
+    fn release_if_unused(&mut self, filter: &str) {
+        let permanent = self.config.lossless.contains_key(filter)
+            || (self.config.initialized_filters.as_ref())
+                .is_some_and(|filters| filters.iter().any(|f| f == filter));
+        let read = (self.subscription_map.get(filter)).is_some_and(|ids| !ids.is_empty())
+            || self.graveyard.subscribes(filter);
+        if permanent || read {
+            return;
+        }
+        self.subscription_map.remove(filter);
+        if self.datalog.release(filter) {
+            debug!(filter, "Log of a filter nobody reads released");
         }
     }
 
