@@ -206,6 +206,7 @@ pub(crate) fn start(
         lossless: HashMap::from([(INGEST_FILTER.to_owned(), INGEST_SEGMENT)]),
         skipped: Arc::clone(&shared.metrics.feed_skipped),
         filter_logs: Arc::clone(&shared.metrics.feed_filter_logs),
+        sessions_away: Arc::clone(&shared.metrics.sessions_away),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
     };

@@ -31,6 +31,8 @@ pub(crate) struct Metrics {
     pub feed_skipped: Arc<AtomicU64>,
     /// Set by the router too: the feed filters whose logs it holds.
     pub feed_filter_logs: Arc<AtomicU64>,
+    /// And the persistent sessions it keeps for clients that are away.
+    pub sessions_away: Arc<AtomicU64>,
     pub store_errors: IntCounter,
     pub connects: IntCounterVec,
     pub feed_publishes: IntCounterVec,
@@ -158,6 +160,13 @@ impl Metrics {
                 "vigil_alarm_feed_filter_logs",
                 "Distinct alarm-feed filters whose log the broker holds: those some reader subscribes to \
                  (a log goes when its last reader leaves).",
+                Kind::Gauge,
+            )?,
+            sessions_away: router_value(
+                registry,
+                "vigil_mqtt_sessions_away",
+                "Persistent sessions (clean session off) the broker keeps for clients that are away, \
+                 with what they subscribed to and what they were not sent; a clean session leaves nothing.",
                 Kind::Gauge,
             )?,
             store_errors: counter(

@@ -542,6 +542,57 @@ async fn a_persistent_session_hears_the_ack_it_missed_while_away() {
     device.expect_no_publish().await;
 }
 
+/// The broker keeps a session for a client that is away only if it asked
+/// for one (clean session off), and `vigil_mqtt_sessions_away` counts
+/// them. Clean sessions leave nothing behind, however many client ids come
+/// and go (rumqttd kept an entry for each for its life).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_persistent_sessions_are_kept_while_their_clients_are_away() {
+    use rumqttc::QoS;
+    let rig = Rig::start(RigOptions::default());
+    let city = vigil_model::Region::new("440700").unwrap();
+    rig.directory
+        .add_feed_token("jiangmen", vigil_ingest::FeedGrant::Regions(vec![city]));
+    let away = |r: &Rig| r.metric("vigil_mqtt_sessions_away");
+
+    // Clean sessions: a device twice, and readers under five client ids.
+    for _ in 0..2 {
+        let device = Raw::connect(&rig, "EL1", true).await;
+        gone(&rig, device).await;
+    }
+    for i in 0..5 {
+        let id = feed_client_id("jiangmen", &format!("desk{i}"));
+        let (reader, mut seen) = session(&rig, &id, "token:desk", "jiangmen").await.unwrap();
+        reader
+            .subscribe("/tenants/r440700/v1/alarms/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        assert_eq!(next(&mut seen).await, Seen::SubAck);
+        reader.disconnect().await.unwrap();
+        rig.until("the reader left", |r| {
+            r.metric(r#"vigil_ingest_sessions{login="feed"}"#) == 0.0
+        })
+        .await;
+    }
+
+    // Its CONNACK comes once the broker has taken the connection, after
+    // every departure above.
+    let device = Raw::connect(&rig, "EL1", false).await;
+    assert_eq!(away(&rig), 0.0, "clean sessions left nothing behind");
+    gone(&rig, device).await;
+    rig.until("the away device's session is kept", |r| away(r) == 1.0)
+        .await;
+    let device = Raw::connect(&rig, "EL1", false).await;
+    assert_eq!(away(&rig), 0.0, "its session was taken back");
+    gone(&rig, device).await;
+    rig.until("kept again", |r| away(r) == 1.0).await;
+    // A clean session of the same client ends the kept one.
+    let device = Raw::connect(&rig, "EL1", true).await;
+    assert_eq!(away(&rig), 0.0);
+    gone(&rig, device).await;
+    assert_eq!(away(&rig), 0.0);
+}
+
 /// A device subscribed to its acks has the PUBACK of a publish held until
 /// its next ack is written (one segment for both; `puback_hold_ms`, here
 /// 10 s): while the store holds the reading there is neither, then both.

@@ -227,6 +227,10 @@ pub struct RouterConfig {
     /// filter in use, each released once nobody subscribes to it.
     #[serde(skip)]
     pub filter_logs: Arc<std::sync::atomic::AtomicU64>,
+    /// Vigil patch: the sessions the router keeps for clients that are
+    /// away (persistent ones; a clean session leaves nothing behind).
+    #[serde(skip)]
+    pub sessions_away: Arc<std::sync::atomic::AtomicU64>,
     pub initialized_filters: Option<Vec<Filter>>,
     // defaults to Round Robin
     #[serde(default)]

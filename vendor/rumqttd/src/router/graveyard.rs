@@ -1,4 +1,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::{
     scheduler::{PauseReason, Tracker},
@@ -7,19 +9,29 @@ use super::{
 
 pub struct Graveyard {
     connections: HashMap<String, SavedState>,
+    /// Vigil patch: how many there are, for the embedder to read.
+    away: Arc<AtomicU64>,
 }
 
 impl Graveyard {
-    pub fn new() -> Graveyard {
+    pub fn new(away: Arc<AtomicU64>) -> Graveyard {
         Graveyard {
             connections: HashMap::new(),
+            away,
         }
     }
 
     /// Add a new connection.
     /// Return tracker of previous connection if connection id already exists
     pub fn retrieve(&mut self, id: &str) -> Option<SavedState> {
-        self.connections.remove(id)
+        let saved = self.connections.remove(id);
+        self.count();
+        saved
+    }
+
+    fn count(&self) {
+        self.away
+            .store(self.connections.len() as u64, Ordering::Relaxed);
     }
 
     /// Vigil patch: whether a saved session subscribes to `filter`.
@@ -56,18 +68,11 @@ impl Graveyard {
                 metrics,
             },
         );
+        self.count();
     }
 
-    /// Save only metrics for connection
-    pub fn save_metrics(&mut self, id: String, metrics: ConnectionEvents) {
-        self.connections.insert(
-            id,
-            SavedState {
-                session_state: None,
-                metrics,
-            },
-        );
-    }
+    // Vigil patch: `save_metrics` (a clean session's events, kept under its
+    // client id for the router's life) is gone; see `handle_disconnection`.
 }
 
 #[derive(Debug)]

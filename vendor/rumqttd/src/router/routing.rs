@@ -127,7 +127,7 @@ impl Router {
         Router {
             id: router_id,
             config: config.clone(),
-            graveyard: Graveyard::new(),
+            graveyard: Graveyard::new(Arc::clone(&config.sessions_away)),
             meters,
             alerts,
             connections,
@@ -551,12 +551,11 @@ impl Router {
                 connection.events,
                 outgoing.unacked_pubrels,
             );
-        } else {
-            tracker.pause(PauseReason::Busy);
-            let id = tracker.id.clone();
-            // Only save metrics in clean session
-            self.graveyard.save_metrics(id, connection.events);
         }
+        // Vigil patch: a clean session leaves nothing behind. rumqttd kept
+        // its events (for its console) under its client id for the
+        // router's life: an entry for every client id ever seen, and a feed
+        // reader may pick a new one each time it starts.
         self.router_meters.total_connections -= 1;
     }
 
