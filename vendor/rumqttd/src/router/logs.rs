@@ -200,9 +200,12 @@ impl DataLog {
             *data = Data::new(filter, &self.config);
         }
         self.released.insert(filter.to_owned(), idx);
-        self.config
-            .filter_logs
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        // Counted as `next_native_offset` counts: lossless logs aside.
+        if !self.config.lossless.contains_key(filter) {
+            self.config
+                .filter_logs
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         true
     }
 
@@ -609,7 +612,7 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
-            // Vigil patch: the fields changes 1 and 14 added.
+            // Vigil patch: the fields Vigil's changes added.
             ..RouterConfig::default()
         };
         let mut data = DataLog::new(config).unwrap();
@@ -631,7 +634,7 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
-            // Vigil patch: the fields changes 1 and 14 added.
+            // Vigil patch: the fields Vigil's changes added.
             ..RouterConfig::default()
         };
         let mut data = DataLog::new(config).unwrap();
@@ -655,7 +658,7 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
-            // Vigil patch: the fields changes 1 and 14 added.
+            // Vigil patch: the fields Vigil's changes added.
             ..RouterConfig::default()
         };
         let mut data = DataLog::new(config).unwrap();
