@@ -78,6 +78,15 @@ pub struct DataLog {
 /// (the wildcard filters one by one, the exact one by lookup).
 const MAX_CACHED_TOPICS: usize = 16_384;
 
+/// Vigil patch: a filter whose log stays for the router's life, read or
+/// not: a lossless one (Vigil's ingest filter) or one made at start. The
+/// others are counted in `RouterConfig::filter_logs`.
+fn is_permanent(config: &RouterConfig, filter: &str) -> bool {
+    config.lossless.contains_key(filter)
+        || (config.initialized_filters.as_ref())
+            .is_some_and(|filters| filters.iter().any(|f| f == filter))
+}
+
 /// Vigil patch: whether a filter can match another topic than itself.
 fn is_wildcard(filter: &str) -> bool {
     filter.contains(['+', '#'])
@@ -183,8 +192,12 @@ impl DataLog {
 
     /// Vigil patch: drops the log of `filter` (the caller knows nobody
     /// subscribes to it any more) and forgets the filter, so that no topic
-    /// matches it. Returns whether there was one.
+    /// matches it. Returns whether it did: not for a filter it does not
+    /// have, nor for a permanent one.
     pub fn release(&mut self, filter: &str) -> bool {
+        if is_permanent(&self.config, filter) {
+            return false;
+        }
         let Some(idx) = self.filter_indexes.remove(filter) else {
             return false;
         };
@@ -200,12 +213,9 @@ impl DataLog {
             *data = Data::new(filter, &self.config);
         }
         self.released.insert(filter.to_owned(), idx);
-        // Counted as `next_native_offset` counts: lossless logs aside.
-        if !self.config.lossless.contains_key(filter) {
-            self.config
-                .filter_logs
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.config
+            .filter_logs
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         true
     }
 
@@ -229,7 +239,7 @@ impl DataLog {
                     None => self.native.insert(data),
                 };
                 self.filter_indexes.insert(filter.to_owned(), idx);
-                if !self.config.lossless.contains_key(filter) {
+                if !is_permanent(&self.config, filter) {
                     self.config
                         .filter_logs
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -652,13 +662,7 @@ mod test {
     fn topics_kept_are_bounded_and_a_forgotten_topic_still_finds_its_filters() {
         let config = RouterConfig {
             max_segment_size: 1024,
-            max_connections: 10,
             max_segment_count: 10,
-            max_outgoing_packet_count: 1024,
-            custom_segment: None,
-            initialized_filters: None,
-            shared_subscriptions_strategy: Strategy::RoundRobin,
-            // Vigil patch: the fields Vigil's changes added.
             ..RouterConfig::default()
         };
         let mut data = DataLog::new(config).unwrap();

@@ -477,13 +477,6 @@ impl Router {
                 self.datalog.forget_reader(filter, &client_id);
             }
         }
-        // Vigil patch: what a clean session read may now be read by nobody
-        // (a persistent session's filters stay with its saved state).
-        let left: Vec<Filter> = if connection.clean {
-            connection.subscriptions.iter().cloned().collect()
-        } else {
-            Vec::new()
-        };
 
         // Don't remove connection id from readyqueue with index. This will
         // remove wrong connection from readyqueue. Instead just leave disconnected
@@ -507,8 +500,12 @@ impl Router {
                 connections.remove(&id);
             }
         }
-        for filter in left {
-            self.release_if_unused(&filter);
+        // Vigil patch: what a clean session read may now be read by nobody
+        // (a persistent session's filters stay with its saved state).
+        if connection.clean {
+            for filter in connection.subscriptions.iter() {
+                self.release_if_unused(filter);
+            }
         }
 
         // Add disconnection event to metrics
@@ -980,19 +977,16 @@ impl Router {
     /// `filter`, its log goes. rumqttd kept every filter's log for its
     /// life: each distinct filter a supervisor ever used held up to its
     /// log's size of alarms (4 × 1 MiB in Vigil), and every alarm matching
-    /// it was still written there. The lossless and initialized filters
-    /// (Vigil's own ingest filter) stay.
+    /// it was still written there. The permanent filters stay
+    /// (`DataLog::release` keeps Vigil's own ingest filter).
     fn release_if_unused(&mut self, filter: &str) {
-        let permanent = self.config.lossless.contains_key(filter)
-            || (self.config.initialized_filters.as_ref())
-                .is_some_and(|filters| filters.iter().any(|f| f == filter));
         let read = (self.subscription_map.get(filter)).is_some_and(|ids| !ids.is_empty())
             || self.graveyard.subscribes(filter);
-        if permanent || read {
+        if read {
             return;
         }
-        self.subscription_map.remove(filter);
         if self.datalog.release(filter) {
+            self.subscription_map.remove(filter);
             debug!(filter, "Log of a filter nobody reads released");
         }
     }
