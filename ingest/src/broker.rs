@@ -44,9 +44,17 @@ use crate::{IngestConfig, IngestError};
 
 /// What the ingest link subscribes to. Wider than the five streams so that
 /// a device publishing on a wrong `/tenants/…` topic gets a `bad_topic` dead
-/// letter instead of vanishing; the engine's own output under `/tenants/`
-/// (acks, the alarm feed) comes back on this filter and is skipped.
+/// letter instead of vanishing. The engine's own output under `/tenants/`
+/// (acks, the alarm feed) is excluded from it ([`ENGINE_OUTPUT`]).
 pub(crate) const INGEST_FILTER: &str = "/tenants/#";
+
+/// The engine's own output under `/tenants/` (guard.rs, `is_engine_output`):
+/// acks and the alarm feed. The ingest filter's log does not take it
+/// (vendored patch 18). Alarms are published through the router, and in
+/// that lossless log they made the feed wait whenever ingest did: with the
+/// store stalled and the log full, supervisors got no alarm until the
+/// store moved. Read back, they were only skipped.
+const ENGINE_OUTPUT: [&str; 2] = ["/tenants/+/v1/ack", "/tenants/+/v1/alarms/#"];
 
 /// The ingest link's client id: reserved (`vigil-…`), so no login can take
 /// it over.
@@ -204,6 +212,10 @@ pub(crate) fn start(
         max_segment_count: OTHER_SEGMENT.max_segment_count,
         custom_segment: None,
         lossless: HashMap::from([(INGEST_FILTER.to_owned(), INGEST_SEGMENT)]),
+        excluded: HashMap::from([(
+            INGEST_FILTER.to_owned(),
+            ENGINE_OUTPUT.map(str::to_owned).to_vec(),
+        )]),
         skipped: Arc::clone(&shared.metrics.feed_skipped),
         filter_logs: Arc::clone(&shared.metrics.feed_filter_logs),
         sessions_away: Arc::clone(&shared.metrics.sessions_away),

@@ -407,3 +407,62 @@ async fn a_filters_log_goes_when_its_last_reader_leaves() {
         Seen::Publish("/tenants/r440700/v1/alarms/elevator/EQ-EL2".into())
     );
 }
+
+/// Supervisors' feed does not wait on ingest. With the store stalled, the
+/// ingest thread is held in a write and reads nothing; a burst of alarms
+/// larger than the broker's ingest log (16 MiB) still reaches a city's
+/// reader, the newest included. The engine's own alarms used to be
+/// appended to that lossless log too (its filter `/tenants/#` matches them),
+/// and once it was full the feed stood still until the store moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_does_not_wait_for_a_stalled_ingest() {
+    let rig = rig_with_readers();
+    rig.store
+        .stall
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    device.event(1).await;
+    // Not acked: the ingest thread waits in the store's write.
+    device
+        .expect_no_ack_above(0, std::time::Duration::from_millis(300))
+        .await;
+
+    let id = feed_client_id("jiangmen", "stalled-ingest");
+    let (reader, mut seen) = session(&rig, &id, "token:", "jiangmen").await.unwrap();
+    reader
+        .subscribe("/tenants/r440700/v1/alarms/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut seen).await, Seen::SubAck);
+    // 20 000 alarms on three topics each, some 430 bytes a message: 25 MiB.
+    const ALARMS: usize = 20_000;
+    let published = publish_burst(&rig, "stall", ALARMS);
+    let newest = format!(
+        "/tenants/r440700/v1/alarms/elevator/EQ-stall{:05}",
+        ALARMS - 1
+    );
+    assert!(published.contains(&newest));
+    let got_newest = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match seen.recv().await {
+                Some(Seen::Publish(topic)) if topic == newest => return,
+                Some(Seen::Publish(_)) => {}
+                other => panic!("the reader's session ended: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        got_newest.is_ok(),
+        "the city's reader did not get the newest alarm while ingest was stalled"
+    );
+    assert_eq!(
+        rig.metric("vigil_alarm_feed_publishes_total{result=\"failed\"}"),
+        0.0
+    );
+
+    rig.store
+        .stall
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    device.expect_ack(1).await;
+}

@@ -217,6 +217,13 @@ pub struct RouterConfig {
     /// slowest subscriber catches up.
     #[serde(default)]
     pub lossless: HashMap<Filter, SegmentConfig>,
+    /// Vigil patch: topics a filter's log does not take although the filter
+    /// matches them: a publish on a topic that matches one of the filters
+    /// listed under it is not appended there (it still goes to every other
+    /// filter it matches). Vigil's ingest filter `/tenants/#` would
+    /// otherwise take the engine's own alarm feed.
+    #[serde(default)]
+    pub excluded: HashMap<Filter, Vec<Filter>>,
     /// Vigil patch: log entries subscribers never got, added up over every
     /// filter: a subscriber that fell further behind than its filter's log
     /// holds finds the oldest segments dropped when it reads again.

@@ -92,6 +92,15 @@ fn is_wildcard(filter: &str) -> bool {
     filter.contains(['+', '#'])
 }
 
+/// Vigil patch: whether `filter`'s log takes a publish on `topic`: the
+/// filter matches it and none of the filters `RouterConfig::excluded` lists
+/// under it does.
+fn takes(config: &RouterConfig, filter: &str, topic: &str) -> bool {
+    matches(topic, filter)
+        && !(config.excluded.get(filter))
+            .is_some_and(|excluded| excluded.iter().any(|e| matches(topic, e)))
+}
+
 impl DataLog {
     pub fn new(config: RouterConfig) -> io::Result<DataLog> {
         let mut native = Slab::new();
@@ -169,10 +178,10 @@ impl DataLog {
                 let mut v: Vec<usize> = self
                     .wildcard_filters
                     .iter()
-                    .filter(|(filter, _)| matches(topic, filter))
+                    .filter(|(filter, _)| takes(&self.config, filter, topic))
                     .map(|(_, filter_idx)| *filter_idx)
                     .collect();
-                if !is_wildcard(topic) && matches(topic, topic) {
+                if !is_wildcard(topic) && takes(&self.config, topic, topic) {
                     v.extend(self.filter_indexes.get(topic));
                 }
 
@@ -250,12 +259,12 @@ impl DataLog {
                 if is_wildcard(filter) {
                     self.wildcard_filters.push((filter.to_owned(), idx));
                     for (topic, filters) in publish_filters.iter_mut() {
-                        if matches(topic, filter) {
+                        if takes(&self.config, filter, topic) {
                             filters.push(idx);
                         }
                     }
                 } else if let Some(filters) = publish_filters.get_mut(filter) {
-                    if matches(filter, filter) {
+                    if takes(&self.config, filter, filter) {
                         filters.push(idx);
                     }
                 }
@@ -717,6 +726,35 @@ mod test {
         assert_eq!(again, city);
         assert_eq!(data.matches(topic), Some(vec![again]));
         assert_eq!(logs.load(Ordering::Relaxed), 2);
+    }
+
+    /// Vigil patch: a filter's excluded topics do not go to its log, whether
+    /// the topic was seen before the filter or after; other filters that
+    /// match them still get them, and other topics still go to it.
+    #[test]
+    fn a_filter_does_not_take_the_topics_it_excludes() {
+        let config = RouterConfig {
+            max_segment_size: 1024,
+            max_segment_count: 10,
+            excluded: std::collections::HashMap::from([(
+                "/tenants/#".to_owned(),
+                vec!["/tenants/+/v1/alarms/#".to_owned()],
+            )]),
+            ..RouterConfig::default()
+        };
+        let mut data = DataLog::new(config).unwrap();
+        let alarm = "/tenants/r440700/v1/alarms/elevator/EQ1";
+        let early = "/tenants/r440703/v1/alarms/elevator/EQ1";
+        let reading = "/tenants/EL1/v1/elevator";
+        let (city, _) = data.next_native_offset("/tenants/+/v1/alarms/#");
+        assert_eq!(data.matches(early), Some(vec![city]));
+
+        let (ingest, _) = data.next_native_offset("/tenants/#");
+        assert_eq!(data.matches(early), Some(vec![city]), "kept before the filter");
+        assert_eq!(data.matches(alarm), Some(vec![city]), "first seen after it");
+        assert_eq!(data.matches(reading), Some(vec![ingest]));
+        let (exact, _) = data.next_native_offset(alarm);
+        assert_eq!(data.matches(alarm), Some(vec![city, exact]));
     }
 
     //     #[test]
