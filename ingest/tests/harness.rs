@@ -82,6 +82,7 @@ impl TestDirectory {
             kind: "elevator".into(),
             report_interval_s: 30,
             params: Default::default(),
+            engine_slot: Default::default(),
         })
     }
 }

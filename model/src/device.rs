@@ -1,6 +1,7 @@
 //! What the registry says about a device, in the form the pipeline needs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -22,6 +23,54 @@ pub struct DeviceContext {
     /// them (the rule engine does, on every reading).
     #[serde(with = "shared_map")]
     pub params: Arc<Map<String, Value>>,
+    /// Where the rule engine evaluating the device noted its place in that
+    /// engine: the registry hands out one context per device, kept while
+    /// the device and its equipment are unchanged, so the next reading
+    /// finds the device's rule state without a lookup by id (a cache miss
+    /// in a large table). Not data: not serialized, not compared.
+    #[serde(skip)]
+    pub engine_slot: EngineSlot,
+}
+
+/// See [`DeviceContext::engine_slot`]. Empty at first. An engine checks a
+/// place it finds here against the reading's device, so a slot naming
+/// another device (or a place in another engine) costs only the lookup.
+#[derive(Default)]
+pub struct EngineSlot(AtomicU32);
+
+impl EngineSlot {
+    /// The place noted, if any.
+    pub fn get(&self) -> Option<u32> {
+        // Kept as place + 1, so that 0 is empty.
+        self.0.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// Notes `place` (a place past `u32::MAX - 1` is not kept).
+    pub fn set(&self, place: u32) {
+        if let Some(kept) = place.checked_add(1) {
+            self.0.store(kept, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Clone for EngineSlot {
+    fn clone(&self) -> Self {
+        EngineSlot(AtomicU32::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// Not data: any two slots are equal, so contexts compare by what the
+/// registry says.
+impl PartialEq for EngineSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for EngineSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EngineSlot({:?})", self.get())
+    }
 }
 
 /// `params` as a plain JSON object on the wire (serde's `Arc` support is

@@ -40,7 +40,7 @@ pub use alarm::{Alarm, AlarmFilter, AlarmState, Severity};
 pub use category::{BINDING_CATEGORIES, Category, FILLING_STATION_CATEGORY};
 pub use clock::{Clock, system_clock};
 pub use codec::{RejectReason, Rejection};
-pub use device::{DeviceContext, Resolution};
+pub use device::{DeviceContext, EngineSlot, Resolution};
 pub use grant::Grant;
 pub use ids::{AlarmId, DeviceId, EquipmentId, MaintainerId, OwnerId, Region, RuleId};
 pub use reading::{Binding, DeadLetter, Payload, Reading, Stream};

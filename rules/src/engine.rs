@@ -52,14 +52,6 @@ pub struct RuleEngine {
     liveness_base: Option<usize>,
 }
 
-/// A device of one [`RuleEngine`], as [`RuleEngine::device`] found it: its
-/// place in the engine. A reading's id is checked against the hash of the
-/// id kept in that place, so a handle used for another device is noticed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceHandle {
-    ix: u32,
-}
-
 /// Devices and equipment by dense index, and the alarm book.
 struct World {
     book: Book,
@@ -155,13 +147,18 @@ impl RuleEngine {
     /// Evaluates one accepted reading, in arrival order. `now` is the engine
     /// clock at receipt (liveness); rules measure durations on `reading.ts`.
     /// Returns every alarm change (raised, repeated, updated, cleared).
+    ///
+    /// The device's place in this engine is noted in `ctx`
+    /// ([`DeviceContext::engine_slot`]): a caller that hands the same
+    /// context with the device's next reading, as the registry's cache
+    /// does, saves the lookup by id.
     pub fn on_reading(
         &mut self,
         reading: &Reading,
         ctx: &DeviceContext,
         now: EpochMs,
     ) -> Vec<Alarm> {
-        let known = self.lookup(&reading.device_id);
+        let known = self.known(ctx, &reading.device_id);
         self.evaluate(known, reading, ctx, None, now)
     }
 
@@ -176,55 +173,17 @@ impl RuleEngine {
         facts: &FillingFacts,
         now: EpochMs,
     ) -> Vec<Alarm> {
-        let known = self.lookup(&reading.device_id);
+        let known = self.known(ctx, &reading.device_id);
         self.evaluate(known, reading, ctx, Some(facts), now)
     }
 
-    /// The handle of a device this engine has evaluated (or been told of by
-    /// [`RuleEngine::last_heard`]), for [`RuleEngine::on_reading_of`]: a
-    /// caller that keeps it per device saves the lookup by id (a cache
-    /// miss in a large table) on every reading. A device keeps its handle
-    /// for the engine's lifetime.
-    pub fn device(&self, id: &DeviceId) -> Option<DeviceHandle> {
-        let dix = self.lookup(id)?;
-        Some(DeviceHandle { ix: dix as u32 })
-    }
-
-    /// [`RuleEngine::on_reading`] of the device `handle` is for
-    /// ([`RuleEngine::device`]). A handle of another device (or another
-    /// engine) is noticed and the device looked up by id instead.
-    pub fn on_reading_of(
-        &mut self,
-        handle: DeviceHandle,
-        reading: &Reading,
-        ctx: &DeviceContext,
-        now: EpochMs,
-    ) -> Vec<Alarm> {
-        let known = self.check_handle(handle, &reading.device_id);
-        self.evaluate(known, reading, ctx, None, now)
-    }
-
-    /// [`RuleEngine::on_filling`] of the device `handle` is for, as
-    /// [`RuleEngine::on_reading_of`].
-    pub fn on_filling_of(
-        &mut self,
-        handle: DeviceHandle,
-        reading: &Reading,
-        ctx: &DeviceContext,
-        facts: &FillingFacts,
-        now: EpochMs,
-    ) -> Vec<Alarm> {
-        let known = self.check_handle(handle, &reading.device_id);
-        self.evaluate(known, reading, ctx, Some(facts), now)
-    }
-
-    /// The device of `handle` if it is `id`'s (compared by a hash kept in
-    /// the device's record: the id itself is on the heap, a miss away),
-    /// else `id`'s by lookup.
-    fn check_handle(&self, handle: DeviceHandle, id: &DeviceId) -> Option<DevIx> {
-        let dix = handle.ix as usize;
-        match self.world.devices.get(dix) {
-            Some(dev) if dev.id_hash == self.id_hash(id) => Some(dix),
+    /// The device's place noted in `ctx` if it is `id`'s (compared by a
+    /// hash kept in the device's record: the id itself is on the heap, a
+    /// miss away), else `id`'s by lookup.
+    fn known(&self, ctx: &DeviceContext, id: &DeviceId) -> Option<DevIx> {
+        let noted = ctx.engine_slot.get().map(|ix| ix as usize);
+        match noted.and_then(|dix| self.world.devices.get(dix).map(|dev| (dix, dev))) {
+            Some((dix, dev)) if dev.id_hash == self.id_hash(id) => Some(dix),
             _ => self.lookup(id),
         }
     }
@@ -267,6 +226,9 @@ impl RuleEngine {
                 dix
             }
         };
+        if ctx.engine_slot.get() != Some(dix as u32) {
+            ctx.engine_slot.set(dix as u32);
+        }
         let dev = &mut self.world.devices[dix];
         dev.report_interval_s = ctx.report_interval_s;
         dev.last_received = dev.last_received.max(now);

@@ -5,9 +5,9 @@
 //! the registry's facts and people's actions come in; new versions of
 //! [`Alarm`]s come out. Nothing here does I/O or reads a clock: the caller
 //! passes `now`, shards engines by equipment, publishes and stores what
-//! comes back. A caller that keeps a [`DeviceHandle`] per device
-//! (`device`, then `on_reading_of`, `on_filling_of`) saves the lookup by
-//! device id on every reading.
+//! comes back. The engine notes each device's place in it in the
+//! device's context ([`DeviceContext`]`::engine_slot`), so a caller that
+//! hands the same context again saves the lookup by device id.
 //!
 //! ```text
 //!  Reading + DeviceContext ─▶ on_reading, on_filling ─┐
@@ -119,7 +119,7 @@ mod locate;
 
 pub use catalogue::{ParamInfo, RuleInfo, catalogue};
 pub use config::{DefinedRule, RuleConfig, RuleFileError};
-pub use engine::{DeviceHandle, RuleEngine};
+pub use engine::RuleEngine;
 pub use error::{AlarmOpError, ConfigError};
 pub use family::{
     CertificateFacts, CylinderFacts, FillingFacts, MaintenanceFacts, OperatorFacts, RegistryFacts,

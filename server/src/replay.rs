@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use vigil_model::{Alarm, AlarmId, EpochMs, Resolution, Stream};
+use vigil_model::{Alarm, AlarmId, DeviceContext, EpochMs, Resolution, Stream};
 use vigil_registry::Registry;
 use vigil_registry::api::ApiError;
 use vigil_rules::{RuleConfig, RuleEngine};
@@ -109,11 +109,13 @@ pub(crate) async fn replay(
             }
         }
         clock = Some(clock.map_or(reading.received_at, |c| c.max(reading.received_at)));
-        // Contexts come from the registry as it is now.
+        // Contexts come from the registry as it is now, each a copy of its
+        // own: its `engine_slot` notes the device's place in this engine,
+        // not in the live shard's, which keeps the registry's.
         let ctx = contexts
             .entry(reading.device_id.clone())
             .or_insert_with(|| match registry.resolve(&reading.device_id) {
-                Resolution::Active(ctx) => Some(ctx),
+                Resolution::Active(ctx) => Some(DeviceContext::clone(&ctx)),
                 _ => None,
             });
         if let Some(ctx) = ctx {

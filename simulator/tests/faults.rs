@@ -54,6 +54,7 @@ fn raised(fleet: &Fleet, ms: i64) -> HashMap<String, Vec<Alarm>> {
                 kind: d["kind"].as_str().unwrap().into(),
                 report_interval_s: 86_400,
                 params: std::sync::Arc::new(params.as_object().cloned().unwrap_or_default()),
+                engine_slot: Default::default(),
             },
         );
     }

@@ -42,8 +42,7 @@ use vigil_model::{
     Reading, Region,
 };
 use vigil_rules::{
-    CertificateFacts, CylinderFacts, DeviceHandle, FillingFacts, OperatorFacts, RuleConfig,
-    RuleEngine,
+    CertificateFacts, CylinderFacts, FillingFacts, OperatorFacts, RuleConfig, RuleEngine,
 };
 
 const T0: EpochMs = 1_732_300_000_000;
@@ -68,9 +67,6 @@ struct Device {
     ctx: DeviceContext,
     kind: Kind,
     seq: u64,
-    /// The engine's handle of the device, once it has one: kept per
-    /// device as the engine's caller does, so no lookup by id per reading.
-    handle: Option<DeviceHandle>,
 }
 
 fn kind_of(i: usize) -> Kind {
@@ -115,10 +111,10 @@ fn fleet(n: usize) -> Vec<Device> {
                     kind: "elevator".into(),
                     report_interval_s: 30,
                     params: std::sync::Arc::new(params.as_object().unwrap().clone()),
+                    engine_slot: Default::default(),
                 },
                 kind,
                 seq: 0,
-                handle: None,
             }
         })
         .collect()
@@ -295,23 +291,19 @@ fn reading(dev: &mut Device, i: usize, r: u64, rng: &mut Rng) -> (Reading, Optio
     (reading, facts)
 }
 
-/// Hands one reading to the engine, as the engine binary does: by the
-/// device's handle once the engine knows it.
+/// Hands one reading to the engine with the device's context, as the
+/// engine binary does: one context per device, kept from reading to
+/// reading (the registry's cache), so the engine finds the device by the
+/// place it noted there.
 fn evaluate(
     engine: &mut RuleEngine,
-    dev: &mut Device,
+    dev: &Device,
     (reading, facts): &(Reading, Option<FillingFacts>),
 ) -> Vec<Alarm> {
-    let changes = match (dev.handle, facts) {
-        (Some(h), Some(f)) => engine.on_filling_of(h, reading, &dev.ctx, f, reading.ts),
-        (Some(h), None) => engine.on_reading_of(h, reading, &dev.ctx, reading.ts),
-        (None, Some(f)) => engine.on_filling(reading, &dev.ctx, f, reading.ts),
-        (None, None) => engine.on_reading(reading, &dev.ctx, reading.ts),
-    };
-    if dev.handle.is_none() {
-        dev.handle = engine.device(&dev.id);
+    match facts {
+        Some(f) => engine.on_filling(reading, &dev.ctx, f, reading.ts),
+        None => engine.on_reading(reading, &dev.ctx, reading.ts),
     }
-    changes
 }
 
 /// One round made and evaluated device by device (the warm-up: no batch

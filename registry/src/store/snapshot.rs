@@ -267,6 +267,7 @@ impl Snapshot {
             kind: device.kind.as_str().to_owned(),
             report_interval_s: device.report_interval_s,
             params: Arc::new(params),
+            engine_slot: Default::default(),
         }))
     }
 

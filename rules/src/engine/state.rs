@@ -137,8 +137,8 @@ impl Tracker {
 #[derive(Debug)]
 pub(crate) struct DeviceCore {
     pub id: DeviceId,
-    /// A hash of `id` (the engine's id hasher): checks a caller's
-    /// `DeviceHandle` without reading the id from the heap.
+    /// A hash of `id` (the engine's id hasher): checks the place a
+    /// context's `engine_slot` names without reading the id from the heap.
     pub id_hash: u64,
     /// The equipment it is bound to ([`DeviceCore::eq`]). 4 bytes, as in
     /// the equipment record; the record stays 136 bytes (its padding),

@@ -24,6 +24,7 @@ pub(crate) fn ctx_for(equipment: &str, category: &str) -> DeviceContext {
         kind: "elevator".into(),
         report_interval_s: 30,
         params: std::sync::Arc::new(params.as_object().unwrap().clone()),
+        engine_slot: Default::default(),
     }
 }
 

@@ -443,40 +443,48 @@ fn the_catalogue_lists_every_rule_with_its_defaults() {
     assert_eq!(for_s.default, serde_json::json!(180.0));
 }
 
+/// A context kept from reading to reading (the registry's cache hands out
+/// one per device) carries the device's place in the engine; evaluating
+/// through it gives exactly the alarm changes a fresh context (a lookup by
+/// id each time) gives.
 #[test]
-fn a_device_handle_evaluates_as_the_id_does() {
+fn a_kept_context_evaluates_as_the_id_does() {
     let mut by_id = H::new();
-    let mut by_handle = H::new();
-    assert_eq!(by_handle.engine.device(&by_handle.device), None);
+    let mut kept = H::new();
+    let ctx = kept.ctx.clone();
+    assert_eq!(ctx.engine_slot.get(), None);
     let samples = [moving(), overspeed(), overspeed(), moving(), overspeed()];
     for (n, sample) in samples.into_iter().enumerate() {
         let at = n as i64 * 2_000;
         let expected = by_id.send(at, sample.clone());
-        let r = by_handle.reading(at, Payload::Elevator(sample));
-        let ctx = by_handle.ctx.clone();
-        let got = match by_handle.engine.device(&by_handle.device) {
-            Some(handle) => by_handle.engine.on_reading_of(handle, &r, &ctx, T0 + at),
-            None => by_handle.engine.on_reading(&r, &ctx, T0 + at),
-        };
+        let r = kept.reading(at, Payload::Elevator(sample));
+        let got = kept.engine.on_reading(&r, &ctx, T0 + at);
         assert_eq!(got, expected, "sample {n}");
+        assert_eq!(ctx.engine_slot.get(), Some(0), "the place noted");
     }
     assert_eq!(
         (
-            by_handle.engine.open_alarms().count(),
+            kept.engine.open_alarms().count(),
             by_id.engine.open_alarms().count()
         ),
         (1, 1)
     );
 }
 
+/// A context whose slot names another device's place (a copy of another
+/// device's context, or a place in another engine) is noticed: the reading
+/// is judged as its own device's, and the slot corrected.
 #[test]
-fn a_handle_of_another_device_is_noticed() {
+fn a_slot_naming_another_device_is_noticed() {
     let mut h = H::new();
-    h.send(0, moving());
-    let first = h.engine.device(&h.device).unwrap();
-    // A second device on other equipment, handed the first one's handle.
+    let first = h.ctx.clone();
+    let r = h.reading(0, Payload::Elevator(moving()));
+    h.engine.on_reading(&r, &first, T0);
+    let place = first.engine_slot.get().expect("the place noted");
+    // A second device on other equipment, its context naming the first's place.
     let other = DeviceId::new("EL2").unwrap();
     let ctx = ctx_for("EQ2", "elevator");
+    ctx.engine_slot.set(place);
     let r = Reading {
         device_id: other.clone(),
         seq: 1,
@@ -485,15 +493,15 @@ fn a_handle_of_another_device_is_noticed() {
         payload: Payload::Elevator(overspeed()),
         extra: None,
     };
-    let changes = h.engine.on_reading_of(first, &r, &ctx, T0 + 1_000);
+    let changes = h.engine.on_reading(&r, &ctx, T0 + 1_000);
     let raised = one(&changes, OVERSPEED);
     assert_eq!(
         raised.equipment_id.as_str(),
         "EQ2",
         "judged as EL2's reading"
     );
-    let second = h.engine.device(&other).unwrap();
-    assert_ne!(first, second);
+    let second = ctx.engine_slot.get().unwrap();
+    assert_ne!(second, place, "the slot names EL2's own place now");
     // The first device's state is untouched: its next reading raises on EQ1.
     let changes = h.send(2_000, overspeed());
     assert_eq!(one(&changes, OVERSPEED).equipment_id.as_str(), "EQ1");

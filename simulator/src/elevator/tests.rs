@@ -546,6 +546,7 @@ fn alarms_of(run: &Run, rule: &str) -> Vec<vigil_model::Alarm> {
         kind: "elevator".into(),
         report_interval_s: 30,
         params: Default::default(),
+        engine_slot: Default::default(),
     };
     let mut engine = vigil_rules::RuleEngine::new(vigil_rules::RuleConfig::default());
     let device = DeviceId::new("EL000001").unwrap();
