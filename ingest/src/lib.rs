@@ -62,7 +62,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use vigil_model::{DeviceContext, DeviceId, Reading, RejectReason, Resolution};
+use vigil_model::{DeviceContext, DeviceId, EpochMs, Reading, RejectReason, Resolution};
 use vigil_storage::{AckToken, Recovery, Store};
 
 pub use error::IngestError;
@@ -246,6 +246,30 @@ impl IngestStats {
     }
 }
 
+/// How far ingest has heard: every message the broker took before
+/// [`HeardThrough::get`] has been stored and handed to the rules, or
+/// refused (engine clock, ms). It stands still while ingest cannot go on
+/// (the store stalls or refuses, a rule shard's queue is full), so that a
+/// device is not taken for silent only because the engine did not read
+/// what it sent: the rules judge liveness up to this time
+/// (`RuleEngine::tick_heard`). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HeardThrough(Arc<std::sync::atomic::AtomicI64>);
+
+impl HeardThrough {
+    fn new(start: EpochMs) -> HeardThrough {
+        HeardThrough(Arc::new(std::sync::atomic::AtomicI64::new(start)))
+    }
+
+    pub fn get(&self) -> EpochMs {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn advance(&self, to: EpochMs) {
+        self.0.fetch_max(to, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// The running ingest stage. Stop it with [`Ingest::shutdown`]; dropping it
 /// stops the threads without draining.
 pub struct Ingest {
@@ -258,6 +282,7 @@ pub struct Ingest {
     seqs: Arc<SeqBook>,
     publisher: Arc<AckPublisher>,
     stop_ingest: Arc<AtomicBool>,
+    heard_through: HeardThrough,
     ingest_thread: Option<std::thread::JoinHandle<()>>,
     stop_acks: watch::Sender<bool>,
     ack_task: Option<JoinHandle<()>>,
@@ -324,6 +349,7 @@ impl Ingest {
         );
 
         let stop_ingest = Arc::new(AtomicBool::new(false));
+        let heard_through = HeardThrough::new(clock());
         let pipeline = Pipeline {
             link: broker.link_rx,
             relink: broker.relink,
@@ -338,6 +364,7 @@ impl Ingest {
             clock,
             runtime,
             stop: Arc::clone(&stop_ingest),
+            heard_through: heard_through.clone(),
         };
         let ingest_thread = std::thread::Builder::new()
             .name("vigil-ingest".to_owned())
@@ -362,6 +389,7 @@ impl Ingest {
             seqs,
             publisher,
             stop_ingest,
+            heard_through,
             ingest_thread: Some(ingest_thread),
             stop_acks,
             ack_task: Some(ack_task),
@@ -418,6 +446,11 @@ impl Ingest {
             Arc::clone(&self.publisher),
             self.metrics.feed_publishes.clone(),
         )
+    }
+
+    /// See [`HeardThrough`].
+    pub fn heard_through(&self) -> HeardThrough {
+        self.heard_through.clone()
     }
 
     pub fn stats(&self) -> IngestStats {

@@ -64,6 +64,9 @@ pub(crate) struct Pipeline {
     pub clock: Clock,
     pub runtime: tokio::runtime::Handle,
     pub stop: Arc<AtomicBool>,
+    /// Every message the broker took before this time has been handed to
+    /// the rules or refused ([`crate::HeardThrough`]).
+    pub heard_through: crate::HeardThrough,
 }
 
 #[derive(Default)]
@@ -147,7 +150,10 @@ pub(crate) fn run(mut p: Pipeline) {
             Err(flume::RecvTimeoutError::Disconnected) => std::thread::sleep(STOP_POLL),
         }
         // Then take what is already there, never waiting for more: first
-        // what passed the router, then device publishes.
+        // what passed the router, then device publishes. If both run dry
+        // before the batch is full, everything the broker took before
+        // `looked` is in this batch.
+        let looked = (p.clock)();
         while batch.notifications < MAX_BATCH {
             match p.link.recv_deadline(Instant::now()) {
                 Ok(Some(n)) => p.notification(n, &mut batch, &mut state),
@@ -155,6 +161,7 @@ pub(crate) fn run(mut p: Pipeline) {
                 Err(LinkError::RecvTimeout(flume::RecvTimeoutError::Timeout)) => break,
                 // A dropped link shows up as a disconnected channel here.
                 Err(e) => {
+                    // What is in it counts once a batch drains both again.
                     p.commit(batch, &mut state);
                     if !p.relink(&e.to_string()) {
                         break 'run;
@@ -170,7 +177,13 @@ pub(crate) fn run(mut p: Pipeline) {
             }
         }
         let idle = batch.notifications == 0;
+        let drained = batch.notifications < MAX_BATCH;
         p.commit(batch, &mut state);
+        // While the store fails, what devices sent is not heard: they
+        // re-send it, and silence in between is not theirs.
+        if drained && !state.store_failing {
+            p.heard_through.advance(looked);
+        }
         // Stopping: devices are no longer read, so everything the broker
         // PUBACKed is in its log; take it all before stopping (a quiet
         // moment says the log is empty).
@@ -226,6 +239,9 @@ impl Pipeline {
 
 #[derive(Default)]
 struct LoopState {
+    /// The store's last answer was an error, and no write has succeeded
+    /// since: `heard_through` stands still.
+    store_failing: bool,
     /// Absolute offset of the last message read from the ingest filter's log.
     last_offset: Option<u64>,
     warn_limit: WarnLimit,
@@ -475,6 +491,7 @@ impl Pipeline {
                 self.metrics.store_errors.inc();
                 error!(error = %e, messages = keys.len(),
                     "Store cannot say whether old seqs are stored; those messages stay unacked and devices will re-send them.");
+                state.store_failing = true;
                 return;
             }
         };
@@ -496,6 +513,7 @@ impl Pipeline {
         }
     }
 
+    /// Stores the batch, then hands its readings to the rules.
     fn commit(&self, mut batch: Batch, state: &mut LoopState) {
         self.resolve_deferred(&mut batch, state);
         let Batch {
@@ -514,6 +532,7 @@ impl Pipeline {
             let records = writes.len();
             match self.runtime.block_on(self.store.write(writes)) {
                 Ok(()) => {
+                    state.store_failing = false;
                     self.metrics.accepted.inc_by(accepted.len() as u64);
                     self.metrics.late.inc_by(late);
                     if !accepted.is_empty() {
@@ -521,6 +540,7 @@ impl Pipeline {
                     }
                 }
                 Err(e) => {
+                    state.store_failing = true;
                     self.metrics.store_errors.inc();
                     self.seqs.release(&taken);
                     error!(error = %e, records, retryable = e.is_retryable(),

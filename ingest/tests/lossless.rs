@@ -157,3 +157,63 @@ async fn a_lost_ingest_link_is_reported_and_made_again_without_losing_a_message(
     );
     assert_eq!(rig.ingest.stats().broker_skipped, 0);
 }
+
+/// `Ingest::heard_through` (how far ingest has handed readings on, which
+/// the rules judge devices' silence by) follows the clock while ingest
+/// keeps up, stands still while a reading waits in a stalled store write,
+/// whatever the clock does, and catches up once the write returns; and it
+/// stands still while the store refuses, until a write succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heard_through_stands_still_while_the_store_stalls() {
+    let rig = Rig::start(RigOptions::default());
+    let heard = rig.ingest.heard_through();
+    let mut device = Device::connect(rig.addr(), "EL1").await;
+    device.event(1).await;
+    device.expect_ack(1).await;
+    rig.advance_clock(5_000);
+    let before = rig.now.load(Ordering::SeqCst);
+    rig.until("heard_through follows the clock", |_| heard.get() >= before)
+        .await;
+
+    rig.store.stall.store(true, Ordering::SeqCst);
+    device.event(2).await;
+    device
+        .expect_no_ack_above(1, Duration::from_millis(300))
+        .await;
+    rig.advance_clock(120_000);
+    // The ingest thread looks every 50 ms when it can.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        heard.get() <= before,
+        "heard_through moved {} ms past the stall",
+        heard.get() - before
+    );
+
+    rig.store.stall.store(false, Ordering::SeqCst);
+    device.expect_ack(2).await;
+    rig.until("heard_through catches up", |_| {
+        heard.get() >= before + 120_000
+    })
+    .await;
+
+    // A store that refuses: the reading is not heard (the device re-sends
+    // it), and nothing after it is, until a write succeeds again.
+    let refused_at = heard.get();
+    rig.store.fail.store(true, Ordering::SeqCst);
+    device.event(3).await;
+    rig.until("the write refused", |r| r.ingest.stats().store_errors > 0)
+        .await;
+    rig.advance_clock(60_000);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        heard.get() <= rig.now.load(Ordering::SeqCst) - 60_000,
+        "heard_through moved {} ms on while the store refused",
+        heard.get() - refused_at
+    );
+    rig.store.fail.store(false, Ordering::SeqCst);
+    device.event(4).await;
+    rig.until("heard_through moves once a write succeeds", |r| {
+        heard.get() >= r.now.load(Ordering::SeqCst)
+    })
+    .await;
+}

@@ -395,6 +395,17 @@ impl RuleEngine {
     /// periods end on time; devices silent too long go offline; the
     /// frequent-faults window slides.
     pub fn tick(&mut self, now: EpochMs) -> Vec<Alarm> {
+        self.tick_heard(now, now)
+    }
+
+    /// [`RuleEngine::tick`] for a caller whose readings may wait before they
+    /// reach the engine: every reading received before `heard_through` has
+    /// been handed over. A device's silence is measured up to then, not up
+    /// to `now`: while ingest stands still (a stalled store), devices that
+    /// keep sending are not taken offline, nor their clocks run on as if
+    /// they had gone quiet. Other timers keep the wall clock.
+    pub fn tick_heard(&mut self, now: EpochMs, heard_through: EpochMs) -> Vec<Alarm> {
+        let heard = heard_through.min(now);
         let mut out = Vec::new();
         let everything = std::mem::take(&mut self.retick_all);
         let time = (now, self.local_offset_ms);
@@ -410,7 +421,7 @@ impl RuleEngine {
         for dix in 0..self.world.devices.len() {
             let dev = &self.world.devices[dix];
             let eix = dev.eq();
-            let silent_ms = now.saturating_sub(dev.last_received).max(0);
+            let silent_ms = heard.saturating_sub(dev.last_received).max(0);
             let tick = DeviceTick {
                 device_now: dev.last_ts.saturating_add(silent_ms),
                 silent_ms,

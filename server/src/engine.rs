@@ -20,7 +20,7 @@ use parking_lot::RwLock;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use vigil_ingest::{Accepted, Directory, FeedGrant, Ingest, IngestConfig};
+use vigil_ingest::{Accepted, Directory, FeedGrant, HeardThrough, Ingest, IngestConfig};
 use vigil_model::{Alarm, DeviceId, Grant, Resolution};
 use vigil_registry::Registry;
 use vigil_registry::auth::Authenticator;
@@ -128,7 +128,6 @@ impl Engine {
         let liveness = Arc::new(Liveness::default());
         let (shards, shard_tasks) =
             wiring.rule_shards(&rules, &mut recovery, hub.changes, &liveness);
-        let ticker = wiring.ticker(&shards);
         let (registry_sync, sync) = wiring.registry_tables().await?;
         let auth = Arc::new(
             Authenticator::new(
@@ -139,6 +138,7 @@ impl Engine {
             .with_policy(config.tokens.policy()?),
         );
         let ingest = wiring.ingest(&shards, &liveness, &auth, &recovery, durable_rx)?;
+        let ticker = wiring.ticker(&shards, ingest.heard_through());
         let mqtt_addr = ingest.mqtt_addr();
         let mqtts_addr = ingest.mqtts_addr();
         hub.delivery.set_mqtt(ingest.alarm_publisher());
@@ -381,7 +381,7 @@ impl Wiring<'_> {
 
     /// Clock ticks to every shard, and the registry-time checks
     /// (inspections, maintenance) on their own period.
-    fn ticker(&self, shards: &Shards) -> JoinHandle<()> {
+    fn ticker(&self, shards: &Shards, heard: HeardThrough) -> JoinHandle<()> {
         let engine = &self.config.engine;
         let tick_every = Duration::from_millis(engine.tick_ms.max(50));
         let offset = self.offset;
@@ -406,6 +406,7 @@ impl Wiring<'_> {
         let ticks = run_ticker(
             shards.clone(),
             Arc::clone(&self.clock),
+            heard,
             tick_every,
             self.stopping.clone(),
         );
@@ -559,7 +560,7 @@ async fn run_shard(
                 }
                 Vec::new()
             }
-            ShardMsg::Tick(now) => engine.tick(now),
+            ShardMsg::Tick { now, heard_through } => engine.tick_heard(now, heard_through),
             ShardMsg::Rules(config) => {
                 engine.replace_config(*config);
                 Vec::new()
@@ -668,6 +669,7 @@ async fn recheck_sessions(
 async fn run_ticker(
     shards: Shards,
     clock: Clock,
+    heard: HeardThrough,
     every: Duration,
     mut stopping: watch::Receiver<bool>,
 ) {
@@ -678,10 +680,13 @@ async fn run_ticker(
             _ = interval.tick() => {}
             _ = stopping.wait_for(|s| *s) => return,
         }
+        // Read after ingest handed those readings to the shards, and sent
+        // after them: a shard evaluates them before the tick.
+        let heard_through = heard.get();
         let now = clock();
         for tx in shards.senders.iter() {
             // A full shard is busy with readings; the next tick catches up.
-            let _ = tx.try_send(ShardMsg::Tick(now));
+            let _ = tx.try_send(ShardMsg::Tick { now, heard_through });
         }
     }
 }

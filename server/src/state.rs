@@ -201,7 +201,12 @@ pub(crate) enum ShardMsg {
     Stop,
     /// The registry's facts of this shard's equipment (registry-time rules).
     Registry(Vec<vigil_rules::RegistryFacts>),
-    Tick(EpochMs),
+    /// The wall clock, and how far ingest has handed readings on
+    /// (`vigil_ingest::HeardThrough`): devices' silence is judged up to then.
+    Tick {
+        now: EpochMs,
+        heard_through: EpochMs,
+    },
     /// A reloaded rule configuration.
     Rules(Box<RuleConfig>),
     Acknowledge {

@@ -31,6 +31,29 @@ fn raised_after_three_reporting_intervals_and_cleared_by_a_message() {
     );
 }
 
+/// While ingest stands still (its store stalled), what a device sends
+/// waits before the engine; silence counts only up to the time ingest has
+/// handed everything on. Once it moves again a device that kept sending
+/// is not offline; one that truly went quiet goes offline, measured from
+/// its last message.
+#[test]
+fn silence_is_judged_only_as_far_as_ingest_has_heard() {
+    let mut h = H::new();
+    h.send(0, healthy());
+    // Ingest stalled from 10 s on; the wall clock runs to 300 s.
+    for at in (30_000..=300_000).step_by(30_000) {
+        none(&h.engine.tick_heard(T0 + at, T0 + 10_000), RULE);
+    }
+    // What waited reaches the engine: the device sent on at 30 s and 60 s.
+    h.send_received(30_000, 301_000, healthy());
+    h.send_received(60_000, 301_000, healthy());
+    none(&h.engine.tick_heard(T0 + 302_000, T0 + 302_000), RULE);
+    // Then it is silent: offline 3 intervals after the engine last heard it.
+    none(&h.engine.tick_heard(T0 + 390_999, T0 + 390_999), RULE);
+    let a = one(&h.engine.tick_heard(T0 + 391_000, T0 + 391_000), RULE);
+    assert_eq!(a.details["silent_s"], json!(90));
+}
+
 #[test]
 fn the_interval_comes_from_the_registry_and_the_multiple_from_config() {
     let mut h = H::with_toml("[rule.\"device.offline\"]\nintervals = 2");
