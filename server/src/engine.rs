@@ -407,6 +407,7 @@ impl Wiring<'_> {
             shards.clone(),
             Arc::clone(&self.clock),
             heard,
+            self.engine_metrics.ingest_behind.clone(),
             tick_every,
             self.stopping.clone(),
         );
@@ -666,13 +667,19 @@ async fn recheck_sessions(
     }
 }
 
+/// Ingest this far behind is said in the log (once, and once when it has
+/// caught up): devices' silence is not judged meanwhile.
+const BEHIND_WARNING_MS: i64 = 10_000;
+
 async fn run_ticker(
     shards: Shards,
     clock: Clock,
     heard: HeardThrough,
+    behind_gauge: prometheus::Gauge,
     every: Duration,
     mut stopping: watch::Receiver<bool>,
 ) {
+    let mut warned = false;
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -684,6 +691,18 @@ async fn run_ticker(
         // after them: a shard evaluates them before the tick.
         let heard_through = heard.get();
         let now = clock();
+        let behind = (now - heard_through).max(0);
+        behind_gauge.set(behind as f64 / 1000.0);
+        if behind >= BEHIND_WARNING_MS && !warned {
+            warned = true;
+            warn!(
+                behind_s = behind / 1000,
+                "Ingest has not caught up (store or rule shards slow); device.offline waits for it."
+            );
+        } else if behind < BEHIND_WARNING_MS && warned {
+            warned = false;
+            info!("Ingest has caught up; device.offline judges silence again.");
+        }
         for tx in shards.senders.iter() {
             // A full shard is busy with readings; the next tick catches up.
             let _ = tx.try_send(ShardMsg::Tick { now, heard_through });

@@ -1,7 +1,8 @@
 //! The engine's own Prometheus metrics (ingest registers its own).
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use vigil_storage::Store;
 
@@ -27,6 +28,8 @@ pub(crate) struct EngineMetrics {
     pub rule_queue_depth: IntGauge,
     /// Enabled devices heard within 3 report intervals (read at every scrape).
     pub devices_online: IntGauge,
+    /// How far ingest's `heard_through` is behind the clock (set every tick).
+    pub ingest_behind: Gauge,
 }
 
 impl EngineMetrics {
@@ -100,6 +103,10 @@ impl EngineMetrics {
             "vigil_devices_online",
             "Enabled registered devices heard within 3 report intervals (device.offline's notion of online).",
         )?;
+        let ingest_behind = Gauge::new(
+            "vigil_ingest_behind_seconds",
+            "How long ago ingest last had every message the broker took stored and handed to the rules; device.offline judges silence only up to then.",
+        )?;
         let webhooks = crate::webhooks::WebhookMetrics {
             deliveries: IntCounterVec::new(
                 Opts::new(
@@ -131,6 +138,7 @@ impl EngineMetrics {
         registry.register(Box::new(rule_evaluation.clone()))?;
         registry.register(Box::new(rule_queue_depth.clone()))?;
         registry.register(Box::new(devices_online.clone()))?;
+        registry.register(Box::new(ingest_behind.clone()))?;
         Ok(Self {
             rule_latency,
             alarm_changes,
@@ -146,6 +154,7 @@ impl EngineMetrics {
             rule_evaluation,
             rule_queue_depth,
             devices_online,
+            ingest_behind,
         })
     }
 
