@@ -163,6 +163,7 @@ impl Engine {
             registry_sync,
             ingest_stats: ingest.stats_handle(),
             ingest_health: ingest.health_handle(),
+            ingest_heard: ingest.heard_through(),
             mqtt_sessions,
             pki: Arc::clone(&wiring.pki),
             rules: RuleSource {

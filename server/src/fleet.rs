@@ -146,7 +146,8 @@ fn scope_sql(principal: &Principal, region: Option<&Region>) -> String {
 
 /// When a device was last heard, and whether that is recent enough for it
 /// to count as online (`device.offline`'s notion: within 3 report intervals,
-/// an interval of 0 counting as 30 s).
+/// an interval of 0 counting as 30 s, silence judged only as far as ingest
+/// has heard).
 fn liveness_of(
     state: &AppState,
     device: &vigil_registry::Device,
@@ -157,9 +158,10 @@ fn liveness_of(
         s => i64::from(s),
     };
     let heard = state.liveness.heard(&device.device_id);
+    let upto = now.min(state.ingest_heard.get());
     (
         heard,
-        heard.is_some_and(|t| now - t <= ONLINE_INTERVALS * interval * 1000),
+        heard.is_some_and(|t| upto - t <= ONLINE_INTERVALS * interval * 1000),
     )
 }
 

@@ -103,6 +103,9 @@ pub struct AppState {
     pub(crate) ingest_stats: Arc<dyn Fn() -> vigil_ingest::IngestStats + Send + Sync>,
     /// `Err` while ingest cannot take messages (for `/readyz`).
     pub(crate) ingest_health: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// How far ingest has heard: "online" judges silence up to then, as
+    /// `device.offline` does.
+    pub(crate) ingest_heard: vigil_ingest::HeardThrough,
     /// Closes live MQTT sessions by identity.
     pub(crate) mqtt_sessions: vigil_ingest::SessionControl,
     /// The device CA (certificate endpoints).
