@@ -84,6 +84,8 @@ struct Batch {
     /// Devices that sent a duplicate: they get the current watermark again.
     reack: HashSet<DeviceId>,
     notifications: usize,
+    /// When the batch's last device publish was queued by its connection.
+    last_queued_at: Option<Instant>,
 }
 
 /// A message waiting for the batch's store look-up.
@@ -152,7 +154,7 @@ pub(crate) fn run(mut p: Pipeline) {
         // Then take what is already there, never waiting for more: first
         // what passed the router, then device publishes. If both run dry
         // before the batch is full, everything the broker took before
-        // `looked` is in this batch.
+        // `looked` is in this batch (or an earlier one).
         let looked = (p.clock)();
         while batch.notifications < MAX_BATCH {
             match p.link.recv_deadline(Instant::now()) {
@@ -177,12 +179,18 @@ pub(crate) fn run(mut p: Pipeline) {
             }
         }
         let idle = batch.notifications == 0;
-        let drained = batch.notifications < MAX_BATCH;
+        // A full batch (ingest is behind) covers what was queued up to its
+        // last device publish: the channel is in order.
+        let covered = if batch.notifications < MAX_BATCH {
+            Some(looked)
+        } else {
+            (batch.last_queued_at).map(|at| (p.clock)() - at.elapsed().as_millis() as EpochMs)
+        };
         p.commit(batch, &mut state);
         // While the store fails, what devices sent is not heard: they
         // re-send it, and silence in between is not theirs.
-        if drained && !state.store_failing {
-            p.heard_through.advance(looked);
+        if let Some(covered) = covered.filter(|_| !state.store_failing) {
+            p.heard_through.advance(covered);
         }
         // Stopping: devices are no longer read, so everything the broker
         // PUBACKed is in its log; take it all before stopping (a quiet
@@ -250,6 +258,7 @@ struct LoopState {
 impl Pipeline {
     fn direct_message(&mut self, publish: DirectPublish, batch: &mut Batch, state: &mut LoopState) {
         batch.notifications += 1;
+        batch.last_queued_at = Some(publish.queued_at);
         self.message(&publish.topic, &publish.payload, batch, state);
         // Dropping `publish` gives its bytes back to the broker's budget.
     }

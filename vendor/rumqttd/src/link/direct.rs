@@ -43,6 +43,9 @@ pub struct DirectIngest {
 pub struct DirectPublish {
     pub topic: Bytes,
     pub payload: Bytes,
+    /// When the connection put it in the channel: the channel is in order,
+    /// so everything queued before it was taken before it.
+    pub queued_at: std::time::Instant,
     _budget: OwnedSemaphorePermit,
 }
 
@@ -107,6 +110,7 @@ impl DirectIngest {
             .send(DirectPublish {
                 topic: publish.topic,
                 payload: publish.payload,
+                queued_at: std::time::Instant::now(),
                 _budget: budget,
             })
             .map_err(|_| Gone)
