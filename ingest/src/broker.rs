@@ -37,7 +37,7 @@ use vigil_model::DeviceId;
 use vigil_model::codec::ack_topic;
 use vigil_model::log_limit::LogLimit;
 
-use crate::guard::{GuardShared, TopicGuard};
+use crate::guard::{ENGINE_OUTPUT, GuardShared, TopicGuard};
 use crate::sessions::{Conn, Metered, Refusal};
 use crate::tls::{CertIdentity, handshake_refusal};
 use crate::{IngestConfig, IngestError};
@@ -45,16 +45,12 @@ use crate::{IngestConfig, IngestError};
 /// What the ingest link subscribes to. Wider than the five streams so that
 /// a device publishing on a wrong `/tenants/…` topic gets a `bad_topic` dead
 /// letter instead of vanishing. The engine's own output under `/tenants/`
-/// (acks, the alarm feed) is excluded from it ([`ENGINE_OUTPUT`]).
-pub(crate) const INGEST_FILTER: &str = "/tenants/#";
-
-/// The engine's own output under `/tenants/` (guard.rs, `is_engine_output`):
-/// acks and the alarm feed. The ingest filter's log does not take it
-/// (vendored patch 18). Alarms are published through the router, and in
-/// that lossless log they made the feed wait whenever ingest did: with the
+/// (acks, the alarm feed: [`ENGINE_OUTPUT`]) is excluded from its log
+/// (vendored patch 18): alarms are published through the router, and in
+/// that lossless log they made the feed wait whenever ingest did (with the
 /// store stalled and the log full, supervisors got no alarm until the
-/// store moved. Read back, they were only skipped.
-const ENGINE_OUTPUT: [&str; 2] = ["/tenants/+/v1/ack", "/tenants/+/v1/alarms/#"];
+/// store moved).
+pub(crate) const INGEST_FILTER: &str = "/tenants/#";
 
 /// The ingest link's client id: reserved (`vigil-…`), so no login can take
 /// it over.

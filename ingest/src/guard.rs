@@ -598,24 +598,14 @@ fn is_ack_topic(filter: &str, device: &str) -> bool {
         .is_some_and(|rest| rest == "/v1/ack")
 }
 
-/// `/tenants/+/v1/ack` and `/tenants/+/v1/alarms/…`: only the engine
-/// writes there.
+/// Where only the engine writes: each device's acks and the alarm feed.
+/// Devices may not publish there (the guard refuses it), and ingest's log
+/// in the broker does not take it (broker.rs).
+pub(crate) const ENGINE_OUTPUT: [&str; 2] = ["/tenants/+/v1/ack", "/tenants/+/v1/alarms/#"];
+
+/// Whether `topic` is under one of [`ENGINE_OUTPUT`].
 pub(crate) fn is_engine_output(topic: &str) -> bool {
-    let mut parts = topic.split('/');
-    let (Some(""), Some("tenants"), Some(_), Some("v1"), Some(leaf)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return false;
-    };
-    match leaf {
-        "ack" => parts.next().is_none(),
-        "alarms" => true,
-        _ => false,
-    }
+    (ENGINE_OUTPUT.iter()).any(|filter| rumqttd::protocol::matches(topic, filter))
 }
 
 /// A feed filter must name a granted region's tenant literally (or `+` for

@@ -54,7 +54,7 @@ mod tls;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -254,19 +254,19 @@ impl IngestStats {
 /// what it sent: the rules judge liveness up to this time
 /// (`RuleEngine::tick_heard`). Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct HeardThrough(Arc<std::sync::atomic::AtomicI64>);
+pub struct HeardThrough(Arc<AtomicI64>);
 
 impl HeardThrough {
     fn new(start: EpochMs) -> HeardThrough {
-        HeardThrough(Arc::new(std::sync::atomic::AtomicI64::new(start)))
+        HeardThrough(Arc::new(AtomicI64::new(start)))
     }
 
     pub fn get(&self) -> EpochMs {
-        self.0.load(std::sync::atomic::Ordering::Acquire)
+        self.0.load(Ordering::Acquire)
     }
 
     fn advance(&self, to: EpochMs) {
-        self.0.fetch_max(to, std::sync::atomic::Ordering::AcqRel);
+        self.0.fetch_max(to, Ordering::AcqRel);
     }
 }
 
