@@ -163,6 +163,9 @@ async fn wal_store_run(dir: &Path, group: usize, n: usize) -> anyhow::Result<Wal
     let config = EmbeddedConfig {
         queue_capacity: (4 * group).max(16_384),
         group_commit_max: group,
+        // The frame size is the variable here; the interval would only pace
+        // frames capped that small (the engine's own frames grow instead).
+        commit_interval: Duration::ZERO,
         flush_rows: usize::MAX,
         flush_interval: Duration::from_secs(3600),
         ..EmbeddedConfig::new(dir)

@@ -83,6 +83,8 @@ pub(crate) struct Shared {
     health: Mutex<Option<String>>,
     /// When the last Parquet flush failed, if the last one did.
     flush_failure: Mutex<Option<Instant>>,
+    /// Wakes a writer waiting out `commit_interval` for a control message.
+    pub(crate) urgent: writer::Urgent,
     #[cfg(test)]
     inject_faults: std::sync::atomic::AtomicU32,
 }
@@ -164,6 +166,7 @@ impl EmbeddedStore {
             };
             self.shared.queue.close();
             s.send(Msg::Close(tx)).map_err(|_| StoreError::Closed)?;
+            self.shared.urgent.ask();
         }
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
@@ -180,7 +183,12 @@ impl EmbeddedStore {
     fn send(&self, msg: Msg) -> Result<(), StoreError> {
         let sender = self.sender.lock();
         let s = sender.as_ref().ok_or(StoreError::Closed)?;
-        s.send(msg).map_err(|_| StoreError::Closed)
+        let control = !matches!(msg, Msg::Write { .. });
+        s.send(msg).map_err(|_| StoreError::Closed)?;
+        if control {
+            self.shared.urgent.ask();
+        }
+        Ok(())
     }
 
     /// Runs SQL for the store itself (no row limit).
@@ -223,6 +231,7 @@ fn prepare(config: &EmbeddedConfig) -> Result<(Shared, WalWriter, u64), StoreErr
         queue: Semaphore::new(config.queue_capacity),
         health: Mutex::new(None),
         flush_failure: Mutex::new(None),
+        urgent: writer::Urgent::default(),
         #[cfg(test)]
         inject_faults: std::sync::atomic::AtomicU32::new(0),
     };

@@ -50,6 +50,64 @@ async fn tokens_arrive_in_write_order_in_groups_no_larger_than_the_limit() {
     store.close().await.unwrap();
 }
 
+/// Commits closer together than `commit_interval` wait for it and go as
+/// one frame: writes made while the writer waits are made durable together,
+/// not before the interval since the last commit began; the first write
+/// after a quiet spell, and a flush, do not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_within_the_commit_interval_go_in_one_commit() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Duration::from_secs(2);
+    let (store, mut tokens) = open_with(EmbeddedConfig {
+        commit_interval: interval,
+        ..config(dir.path())
+    })
+    .await;
+    let before_first = Instant::now();
+    store.write(ws([elevator("EL1", 1)])).await.unwrap();
+    // Nothing committed before it: at once (take_tokens waits 10 s at most).
+    assert_eq!(take_tokens(&mut tokens, 1).await.len(), 1);
+
+    for seq in 2..=5u64 {
+        store.write(ws([elevator("EL1", seq)])).await.unwrap();
+    }
+    let group = tokio::time::timeout(Duration::from_secs(10), tokens.recv())
+        .await
+        .expect("tokens within 10 s")
+        .unwrap();
+    assert!(
+        before_first.elapsed() >= interval,
+        "the second commit waited for the interval"
+    );
+    assert_eq!(
+        group.iter().map(|t| t.seq).collect::<Vec<_>>(),
+        vec![2, 3, 4, 5],
+        "four writes, one commit"
+    );
+
+    // A flush asks for what is queued at once: it does not wait 60 s.
+    let (store, mut tokens) = {
+        store.close().await.unwrap();
+        open_with(EmbeddedConfig {
+            commit_interval: Duration::from_secs(60),
+            ..config(dir.path())
+        })
+        .await
+    };
+    store.write(ws([elevator("EL1", 6)])).await.unwrap();
+    take_tokens(&mut tokens, 1).await;
+    store.write(ws([elevator("EL1", 7)])).await.unwrap();
+    // The writer is waiting out the interval with 7 by now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(10), store.flush())
+        .await
+        .expect("a flush does not wait for the commit interval")
+        .unwrap();
+    assert_eq!(take_tokens(&mut tokens, 1).await[0].seq, 7);
+    store.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_delivered_token_means_the_row_survives_a_crash() {
     let dir = tempfile::tempdir().unwrap();

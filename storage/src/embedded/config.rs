@@ -15,6 +15,12 @@ pub struct EmbeddedConfig {
     pub queue_capacity: usize,
     /// Records per WAL frame (one `fsync`) at most.
     pub group_commit_max: usize,
+    /// Least time between the starts of two commits: a write that comes
+    /// sooner waits for it (with what comes meanwhile), so that under load
+    /// a commit takes more records per `fsync`. A write after a quiet
+    /// spell commits at once.
+    #[serde(rename = "commit_interval_ms", deserialize_with = "milliseconds")]
+    pub commit_interval: Duration,
     /// Rows held in memory before they are written to Parquet.
     pub flush_rows: usize,
     /// Age of the oldest row in memory before it is written to Parquet.
@@ -30,6 +36,7 @@ impl Default for EmbeddedConfig {
             dir: PathBuf::from("vigil-data"),
             queue_capacity: 16_384,
             group_commit_max: 4_096,
+            commit_interval: Duration::from_millis(1),
             flush_rows: 250_000,
             flush_interval: Duration::from_secs(300),
             sql: crate::SqlLimits::default(),
@@ -58,6 +65,11 @@ impl EmbeddedConfig {
     }
 }
 
+fn milliseconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let ms = f64::deserialize(d)?;
+    Duration::try_from_secs_f64(ms / 1000.0).map_err(serde::de::Error::custom)
+}
+
 fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let secs = f64::deserialize(d)?;
     Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
@@ -76,6 +88,9 @@ mod tests {
         assert_eq!(c.queue_capacity, 16_384);
         assert_eq!(c.group_commit_max, 4_096);
         assert_eq!(c.flush_rows, 250_000);
+        assert_eq!(c.commit_interval, Duration::from_millis(1));
+        let c: EmbeddedConfig = serde_json::from_str(r#"{"commit_interval_ms": 0.5}"#).unwrap();
+        assert_eq!(c.commit_interval, Duration::from_micros(500));
         assert!(serde_json::from_str::<EmbeddedConfig>(r#"{"flush_interval_s": -1}"#).is_err());
         assert!(serde_json::from_str::<EmbeddedConfig>(r#"{"flush_rows_typo": 1}"#).is_err());
     }

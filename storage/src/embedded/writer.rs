@@ -60,6 +60,8 @@ pub(crate) struct Writer {
     flusher: Flusher,
     /// When the oldest row now in `active` was committed.
     oldest_active: Option<Instant>,
+    /// When the last commit began (see [`Writer::linger`]).
+    last_commit: Option<Instant>,
 }
 
 impl Writer {
@@ -84,6 +86,7 @@ impl Writer {
             durable_open: true,
             flusher,
             oldest_active,
+            last_commit: None,
         };
         thread::Builder::new()
             .name("vigil-wal".into())
@@ -111,6 +114,7 @@ impl Writer {
             }
             // Bounded: writes hold queue permits, and control messages are one per caller.
             backlog.extend(self.rx.try_iter());
+            self.linger(&mut backlog);
 
             let (group, permits) = take_group(&mut backlog, self.config.group_commit_max);
             if !group.is_empty() {
@@ -135,6 +139,35 @@ impl Writer {
         }
     }
 
+    /// Waits until `commit_interval` has passed since the last commit
+    /// began, then takes what came meanwhile: under load fewer and larger
+    /// frames, each one `fsync` and one wake-up of the ack path, instead of
+    /// one per handful of records. It sleeps rather than receives, so that
+    /// each write meanwhile does not wake it. A write after a quiet spell
+    /// commits at once, and so does a full frame; a control message (a
+    /// flush, the close) ends the wait ([`Urgent`]).
+    fn linger(&mut self, backlog: &mut VecDeque<Msg>) {
+        let Some(last) = self.last_commit else {
+            return;
+        };
+        let mut records = 0;
+        for msg in backlog.iter() {
+            match msg {
+                Msg::Write { writes, .. } => records += writes.len(),
+                _ => return,
+            }
+        }
+        // A full frame is there already.
+        if records >= self.config.group_commit_max {
+            return;
+        }
+        let due = last + self.config.commit_interval;
+        if due > Instant::now() {
+            self.shared.urgent.sleep_until(due);
+            backlog.extend(self.rx.try_iter());
+        }
+    }
+
     /// How long to wait for work before checking the flush deadline.
     fn idle_timeout(&self) -> Duration {
         let mut wait = IDLE_WAKE;
@@ -151,6 +184,7 @@ impl Writer {
     /// Appends one frame (retrying, into fresh segments, until the disk takes
     /// it), then makes the records visible and reports their tokens.
     fn commit(&mut self, group: Vec<Write>, permits: u32) {
+        self.last_commit = Some(Instant::now());
         let frame = match encode_frame(self.next_frame, group.iter().map(|w| &w.record)) {
             Ok(frame) => frame,
             Err(e) => {
@@ -268,6 +302,30 @@ impl Writer {
             }
         }
         result
+    }
+}
+
+/// Control messages (a flush, the close) wake a writer waiting out
+/// `commit_interval`; writes do not, so that each does not cost a wake-up.
+#[derive(Default)]
+pub(crate) struct Urgent {
+    asked: parking_lot::Mutex<bool>,
+    cond: parking_lot::Condvar,
+}
+
+impl Urgent {
+    /// Called after a control message is sent.
+    pub(crate) fn ask(&self) {
+        *self.asked.lock() = true;
+        self.cond.notify_one();
+    }
+
+    /// Sleeps until `deadline`, or less if asked meanwhile (or before:
+    /// an ask is kept until a sleep takes it).
+    fn sleep_until(&self, deadline: Instant) {
+        let mut asked = self.asked.lock();
+        while !*asked && !self.cond.wait_until(&mut asked, deadline).timed_out() {}
+        *asked = false;
     }
 }
 
