@@ -267,6 +267,7 @@ pub(crate) struct RigOptions {
     pub quota: QuotaConfig,
     pub max_seq_rate: u64,
     pub puback_hold_ms: u64,
+    pub batch_interval_us: u64,
     /// Seqs the store holds from before this run, per device. Recovery
     /// hands ingest those at or above `floor` (all of them without one).
     pub history: HashMap<String, Vec<u64>>,
@@ -282,6 +283,7 @@ impl Default for RigOptions {
             quota: QuotaConfig::default(),
             max_seq_rate: vigil_ingest::DEFAULT_MAX_SEQ_RATE,
             puback_hold_ms: IngestConfig::default().puback_hold_ms,
+            batch_interval_us: IngestConfig::default().batch_interval_us,
             history: HashMap::new(),
             floor: HashMap::new(),
         }
@@ -322,6 +324,7 @@ impl Rig {
             quota: opts.quota,
             max_seq_rate: opts.max_seq_rate,
             puback_hold_ms: opts.puback_hold_ms,
+            batch_interval_us: opts.batch_interval_us,
             ..IngestConfig::default()
         };
         let ingest = Ingest::start(

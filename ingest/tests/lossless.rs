@@ -217,3 +217,37 @@ async fn heard_through_stands_still_while_the_store_stalls() {
     })
     .await;
 }
+
+/// The ingest thread starts a batch at most every `batch_interval_us`:
+/// publishes that come sooner wait for it and go in one store write. The
+/// first publish after a quiet spell is taken at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_within_the_batch_interval_go_in_one_write() {
+    let interval = Duration::from_secs(2);
+    let rig = Rig::start(RigOptions {
+        batch_interval_us: interval.as_micros() as u64,
+        ..RigOptions::default()
+    });
+    let device = Device::connect(rig.addr(), "EL1").await;
+    let sent_first = std::time::Instant::now();
+    device.event(1).await;
+    // Nothing came before it: within the rig's patience, not after 2 s.
+    rig.until("1 is written", |r| r.store.readings().len() == 1)
+        .await;
+    let writes = *rig.store.calls.lock();
+
+    for seq in 2..=4 {
+        device.event(seq).await;
+    }
+    rig.until("2 to 4 are written", |r| r.store.readings().len() == 4)
+        .await;
+    assert_eq!(
+        *rig.store.calls.lock(),
+        writes + 1,
+        "three publishes, one write"
+    );
+    assert!(
+        sent_first.elapsed() >= interval,
+        "the second batch waited for the interval"
+    );
+}

@@ -230,6 +230,9 @@ pub struct IngestTuning {
     /// Ms a device subscribed to its acks waits at most for a PUBACK, held
     /// to go out with its next ack; 0 = at once (docs/ingest.md).
     pub puback_hold_ms: u64,
+    /// Least µs between two batches of the ingest thread; publishes that
+    /// come sooner wait and go together; 0 = none (docs/ingest.md).
+    pub batch_interval_us: u64,
     /// Seconds an ack watermark waits below a `seq` gap for the device to re-send.
     pub gap_grace_s: u64,
     /// Per-connection message and byte quotas (docs/security.md).
@@ -247,6 +250,7 @@ impl Default for IngestTuning {
             max_connections: d.max_connections,
             io_threads: d.io_threads,
             puback_hold_ms: d.puback_hold_ms,
+            batch_interval_us: d.batch_interval_us,
             gap_grace_s: d.gap_grace_s,
             quota: d.quota.clone(),
             max_seq_rate: d.max_seq_rate,
@@ -317,6 +321,8 @@ fn listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAd
 pub struct EmbeddedTuning {
     pub queue_capacity: usize,
     pub group_commit_max: usize,
+    /// Least milliseconds between the starts of two WAL commits (0: none).
+    pub commit_interval_ms: u64,
     pub flush_rows: usize,
     pub flush_interval_s: u64,
 }
@@ -327,6 +333,7 @@ impl Default for EmbeddedTuning {
         Self {
             queue_capacity: d.queue_capacity,
             group_commit_max: d.group_commit_max,
+            commit_interval_ms: d.commit_interval.as_millis() as u64,
             flush_rows: d.flush_rows,
             flush_interval_s: d.flush_interval.as_secs(),
         }
@@ -391,6 +398,7 @@ impl ServerConfig {
                 dir: self.data_dir.join("store"),
                 queue_capacity: self.embedded.queue_capacity,
                 group_commit_max: self.embedded.group_commit_max,
+                commit_interval: std::time::Duration::from_millis(self.embedded.commit_interval_ms),
                 flush_rows: self.embedded.flush_rows,
                 flush_interval: std::time::Duration::from_secs(self.embedded.flush_interval_s),
                 sql: self.engine.sql_limits(),

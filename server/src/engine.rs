@@ -485,6 +485,7 @@ impl Wiring<'_> {
             max_connections: config.ingest.max_connections,
             io_threads: config.ingest.io_threads,
             puback_hold_ms: config.ingest.puback_hold_ms,
+            batch_interval_us: config.ingest.batch_interval_us,
             gap_grace_s: config.ingest.gap_grace_s,
             quota: config.ingest.quota.clone(),
             max_seq_rate: config.ingest.max_seq_rate,

@@ -516,6 +516,10 @@ pub(super) async fn run(args: IngestArgs) -> anyhow::Result<()> {
                     start_vigil(&args, &work.path().join("vigil"), &token).await?;
                 let measured = ceiling(&args, &target, "topic").await;
                 engine.shutdown().await?;
+                // The search wrote millions of readings; the kernel writing
+                // them back, and the files, must not weigh on the probes.
+                std::fs::remove_dir_all(work.path().join("vigil"))?;
+                let _ = std::process::Command::new("sync").status();
                 let vigil = measured?;
                 let half = half_ceiling(&args, &vigil);
                 vigil_ceiling = Some(vigil);
