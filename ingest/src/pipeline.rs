@@ -194,13 +194,15 @@ pub(crate) fn run(mut p: Pipeline) {
             }
         }
         let idle = batch.notifications == 0;
-        last_start = (!idle && batch.notifications < MAX_BATCH).then_some(looked_at);
-        // A full batch (ingest is behind) covers what was queued up to its
-        // last device publish: the channel is in order.
-        let covered = if batch.notifications < MAX_BATCH {
-            Some(looked)
-        } else {
+        // Ingest is behind: the next batch does not wait, and this one
+        // covers what was queued up to its last device publish (the
+        // channel is in order).
+        let full = batch.notifications >= MAX_BATCH;
+        last_start = (!idle && !full).then_some(looked_at);
+        let covered = if full {
             (batch.last_queued_at).map(|at| (p.clock)() - at.elapsed().as_millis() as EpochMs)
+        } else {
+            Some(looked)
         };
         p.commit(batch, &mut state);
         // While the store fails, what devices sent is not heard: they
