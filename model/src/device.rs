@@ -73,22 +73,23 @@ impl std::fmt::Debug for EngineSlot {
     }
 }
 
-/// `params` as a plain JSON object on the wire (serde's `Arc` support is
-/// a crate feature the workspace leaves off).
-mod shared_map {
+/// Shared `params` as a plain JSON object on the wire (serde's `Arc`
+/// support is a crate feature the workspace leaves off): `#[serde(with =
+/// "vigil_model::device::shared_map")]`.
+pub mod shared_map {
     use std::sync::Arc;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::{Map, Value};
 
-    pub(super) fn serialize<S: Serializer>(
+    pub fn serialize<S: Serializer>(
         params: &Arc<Map<String, Value>>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         params.as_ref().serialize(s)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Arc<Map<String, Value>>, D::Error> {
         Map::deserialize(d).map(Arc::new)

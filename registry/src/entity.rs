@@ -2,6 +2,8 @@
 //! import document that carries them, and the checks each entity makes on
 //! its own fields (references are checked by the store, which sees all).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -76,8 +78,12 @@ pub struct Equipment {
     )]
     pub last_maintenance: Option<NaiveDate>,
     /// Read by rules by name: `rated_speed_mps`, `floors`, `wind_limit_mps`, …
-    #[serde(default)]
-    pub params: Map<String, Value>,
+    /// Shared with every context the registry hands out for the
+    /// equipment's devices: the rule engine, seeing the `Arc` it already
+    /// holds, knows them unchanged without comparing (and one copy is kept
+    /// however many devices the equipment has).
+    #[serde(default, with = "vigil_model::device::shared_map")]
+    pub params: Arc<Map<String, Value>>,
 }
 
 /// An edge device; its secret lives apart and never appears here.

@@ -38,6 +38,40 @@ fn import_answers_counts_and_secrets_of_new_devices() {
     assert_eq!(report.version, reg.version());
 }
 
+/// The rule engine knows an equipment's params unchanged when a reading's
+/// context carries the `Arc` it already holds: every device of the
+/// equipment shares one copy until the params change.
+#[test]
+fn devices_of_one_equipment_share_its_params() {
+    let reg = Registry::in_memory();
+    let mut v = example_json();
+    v["devices"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"device_id": "CAM002", "equipment_id": "EL001", "kind": "video"}));
+    reg.import(doc(&v)).unwrap();
+    let active = |id: &str| match reg.resolve(&DeviceId::new(id).unwrap()) {
+        Resolution::Active(ctx) => ctx,
+        other => panic!("{id} is active, not {other:?}"),
+    };
+    let (car, camera) = (active("D001"), active("CAM002"));
+    assert!(Arc::ptr_eq(&car.params, &camera.params));
+    assert!(!Arc::ptr_eq(&car.params, &active("D002").params));
+
+    let equipment = v["equipment"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["equipment_id"] == "EL001")
+        .unwrap();
+    equipment["params"]["rated_speed_mps"] = json!(2.5);
+    reg.import(doc(&v)).unwrap();
+    let (car_now, camera_now) = (active("D001"), active("CAM002"));
+    assert_eq!(car_now.param_f64("rated_speed_mps"), Some(2.5));
+    assert!(Arc::ptr_eq(&car_now.params, &camera_now.params));
+    assert!(!Arc::ptr_eq(&car_now.params, &car.params));
+}
+
 #[test]
 fn resolve_binds_devices_to_equipment_and_stations() {
     let reg = example_registry();

@@ -240,7 +240,7 @@ impl Snapshot {
                 owner_id: e.owner_id.clone(),
                 region: e.region,
             };
-            (binding, e.params.clone())
+            (binding, Arc::clone(&e.params))
         } else if let Some(s) = device
             .station_id
             .as_ref()
@@ -256,7 +256,7 @@ impl Snapshot {
             if let Some(hours) = &s.working_hours {
                 params.insert("working_hours".to_owned(), Value::String(hours.clone()));
             }
-            (binding, params)
+            (binding, Arc::new(params))
         } else {
             // Validation keeps every binding pointing at something; a device
             // that somehow does not is not one the pipeline can use.
@@ -266,7 +266,7 @@ impl Snapshot {
             binding,
             kind: device.kind.as_str().to_owned(),
             report_interval_s: device.report_interval_s,
-            params: Arc::new(params),
+            params,
             engine_slot: Default::default(),
         }))
     }
