@@ -28,6 +28,7 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
@@ -80,44 +81,52 @@ fn kind_of(i: usize) -> Kind {
 }
 
 fn fleet(n: usize) -> Vec<Device> {
-    (0..n)
-        .map(|i| {
-            let kind = kind_of(i);
-            // A camera watches the car of the first elevator of its group.
-            let equipment = match kind {
-                Kind::Camera => format!("EQ440703{:06}", i - 17),
-                _ => format!("EQ440703{i:06}"),
-            };
-            let (category, params) = match kind {
-                Kind::Ride => (
-                    "amusement_ride",
-                    json!({"rated_speed_mps": 12.0, "operating_hours": "09:00-21:00"}),
-                ),
-                Kind::Scale => ("filling_station", json!({"working_hours": "07:00-19:00"})),
-                _ => (
-                    "elevator",
-                    json!({"rated_speed_mps": 1.75, "floors": [-1, 20]}),
-                ),
-            };
-            Device {
-                id: DeviceId::new(format!("DEV440703{i:06}")).unwrap(),
-                ctx: DeviceContext {
-                    binding: Binding {
-                        equipment_id: EquipmentId::new(equipment).unwrap(),
-                        category: category.into(),
-                        owner_id: OwnerId::new(format!("O{}", i % 97)).unwrap(),
-                        region: Region::new("440703").unwrap(),
-                    },
-                    kind: "elevator".into(),
-                    report_interval_s: 30,
-                    params: std::sync::Arc::new(params.as_object().unwrap().clone()),
-                    engine_slot: Default::default(),
-                },
-                kind,
-                seq: 0,
+    let mut fleet: Vec<Device> = Vec::with_capacity(n);
+    for i in 0..n {
+        let kind = kind_of(i);
+        let (category, params) = match kind {
+            Kind::Ride => (
+                "amusement_ride",
+                json!({"rated_speed_mps": 12.0, "operating_hours": "09:00-21:00"}),
+            ),
+            Kind::Scale => ("filling_station", json!({"working_hours": "07:00-19:00"})),
+            _ => (
+                "elevator",
+                json!({"rated_speed_mps": 1.75, "floors": [-1, 20]}),
+            ),
+        };
+        // A camera watches the car of the first elevator of its group: it
+        // is bound to that equipment, so (as the registry hands out) its
+        // context carries the same binding and the same params `Arc`.
+        let (binding, params) = match kind {
+            Kind::Camera => {
+                let car = &fleet[i - 17].ctx;
+                (car.binding.clone(), Arc::clone(&car.params))
             }
-        })
-        .collect()
+            _ => (
+                Binding {
+                    equipment_id: EquipmentId::new(format!("EQ440703{i:06}")).unwrap(),
+                    category: category.into(),
+                    owner_id: OwnerId::new(format!("O{}", i % 97)).unwrap(),
+                    region: Region::new("440703").unwrap(),
+                },
+                Arc::new(params.as_object().unwrap().clone()),
+            ),
+        };
+        fleet.push(Device {
+            id: DeviceId::new(format!("DEV440703{i:06}")).unwrap(),
+            ctx: DeviceContext {
+                binding,
+                kind: "elevator".into(),
+                report_interval_s: 30,
+                params,
+                engine_slot: Default::default(),
+            },
+            kind,
+            seq: 0,
+        });
+    }
+    fleet
 }
 
 /// A small deterministic generator (SplitMix64).
