@@ -84,34 +84,31 @@ fn fleet(n: usize) -> Vec<Device> {
     let mut fleet: Vec<Device> = Vec::with_capacity(n);
     for i in 0..n {
         let kind = kind_of(i);
-        let (category, params) = match kind {
-            Kind::Ride => (
-                "amusement_ride",
-                json!({"rated_speed_mps": 12.0, "operating_hours": "09:00-21:00"}),
-            ),
-            Kind::Scale => ("filling_station", json!({"working_hours": "07:00-19:00"})),
-            _ => (
-                "elevator",
-                json!({"rated_speed_mps": 1.75, "floors": [-1, 20]}),
-            ),
-        };
         // A camera watches the car of the first elevator of its group: it
         // is bound to that equipment, so (as the registry hands out) its
         // context carries the same binding and the same params `Arc`.
-        let (binding, params) = match kind {
-            Kind::Camera => {
-                let car = &fleet[i - 17].ctx;
-                (car.binding.clone(), Arc::clone(&car.params))
-            }
-            _ => (
-                Binding {
-                    equipment_id: EquipmentId::new(format!("EQ440703{i:06}")).unwrap(),
-                    category: category.into(),
-                    owner_id: OwnerId::new(format!("O{}", i % 97)).unwrap(),
-                    region: Region::new("440703").unwrap(),
-                },
-                Arc::new(params.as_object().unwrap().clone()),
-            ),
+        let (binding, params) = if kind == Kind::Camera {
+            let car = &fleet[i - 17].ctx;
+            (car.binding.clone(), Arc::clone(&car.params))
+        } else {
+            let (category, params) = match kind {
+                Kind::Ride => (
+                    "amusement_ride",
+                    json!({"rated_speed_mps": 12.0, "operating_hours": "09:00-21:00"}),
+                ),
+                Kind::Scale => ("filling_station", json!({"working_hours": "07:00-19:00"})),
+                _ => (
+                    "elevator",
+                    json!({"rated_speed_mps": 1.75, "floors": [-1, 20]}),
+                ),
+            };
+            let binding = Binding {
+                equipment_id: EquipmentId::new(format!("EQ440703{i:06}")).unwrap(),
+                category: category.into(),
+                owner_id: OwnerId::new(format!("O{}", i % 97)).unwrap(),
+                region: Region::new("440703").unwrap(),
+            };
+            (binding, Arc::new(params.as_object().unwrap().clone()))
         };
         fleet.push(Device {
             id: DeviceId::new(format!("DEV440703{i:06}")).unwrap(),
